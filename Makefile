@@ -1,0 +1,47 @@
+# Front door. Every target first installs what is missing (a no-op when all is
+# there), then configures and builds under build/ (or build-asan/).
+BUILD_DIR      ?= build
+ASAN_DIR       ?= build-asan
+JOBS           ?= $(shell nproc)
+GENERATOR      := $(shell command -v ninja >/dev/null 2>&1 && echo "-G Ninja")
+CTEST_ARGS     ?=
+
+.PHONY: all deps build run test test-fast bench asan clean format
+
+all: build
+
+deps:
+	@scripts/install-deps.sh
+
+$(BUILD_DIR)/CMakeCache.txt: | deps
+	cmake -S . -B $(BUILD_DIR) $(GENERATOR) -DCMAKE_BUILD_TYPE=RelWithDebInfo
+
+build: deps $(BUILD_DIR)/CMakeCache.txt
+	cmake --build $(BUILD_DIR) -j $(JOBS)
+
+# The embedded demo: embedded Kafka + receiver + processor + klarna-sim. Ctrl-C stops it.
+run: build
+	scripts/run-demo.sh $(BUILD_DIR)
+
+# Every suite. ctest prints its summary line last.
+test: build
+	cd $(BUILD_DIR) && ctest --output-on-failure --timeout 600 -j $(JOBS) $(CTEST_ARGS)
+
+# The quick suites only (no label "slow").
+test-fast: build
+	cd $(BUILD_DIR) && ctest --output-on-failure -LE slow -j $(JOBS)
+
+bench: build
+	scripts/run-bench.sh $(BUILD_DIR)
+
+asan: deps
+	cmake -S . -B $(ASAN_DIR) $(GENERATOR) -DCMAKE_BUILD_TYPE=Debug -DKPAY_SANITIZE=ON -DKPAY_BUILD_BENCH=OFF
+	cmake --build $(ASAN_DIR) -j $(JOBS)
+	cd $(ASAN_DIR) && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	  ctest --output-on-failure --timeout 900 -j $(JOBS) $(CTEST_ARGS)
+
+format:
+	find core storage klarna receiver processor tools tests bench -name '*.[ch]pp' | xargs clang-format -i
+
+clean:
+	rm -rf $(BUILD_DIR) $(ASAN_DIR)

@@ -1,0 +1,37 @@
+#include "kpay/core/kafka.hpp"
+
+namespace kpay::core {
+
+KafkaConf make_kafka_conf(const KafkaProperties& properties) {
+  KafkaConf conf(rd_kafka_conf_new());
+  char err[512];
+  for (const auto& [name, value] : properties) {
+    if (rd_kafka_conf_set(conf.get(), name.c_str(), value.c_str(), err, sizeof err) !=
+        RD_KAFKA_CONF_OK) {
+      throw KafkaConfigError(name, err);
+    }
+  }
+  return conf;
+}
+
+KafkaHandle make_kafka(rd_kafka_type_t type, KafkaConf conf) {
+  char err[512];
+  rd_kafka_t* rk = rd_kafka_new(type, conf.get(), err, sizeof err);
+  if (rk == nullptr) throw std::runtime_error(std::string("rd_kafka_new: ") + err);
+  conf.release();  // owned by rk now
+  return KafkaHandle(rk);
+}
+
+std::string kafka_header(const rd_kafka_message_t* msg, const char* name) {
+  rd_kafka_headers_t* hdrs = nullptr;
+  if (rd_kafka_message_headers(msg, &hdrs) != RD_KAFKA_RESP_ERR_NO_ERROR) return {};
+  const void* value = nullptr;
+  size_t size = 0;
+  if (rd_kafka_header_get_last(hdrs, name, &value, &size) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+      value == nullptr) {
+    return {};
+  }
+  return std::string(static_cast<const char*>(value), size);
+}
+
+}  // namespace kpay::core

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages the build needs, and only those missing:
+# when everything is present it runs no apt command at all.
+set -euo pipefail
+
+# libboost1.81-dev: Asio + Beast 1.81 only; never the unversioned libboost-*-dev (1.74).
+# librdkafka-dev carries rdkafka_mock.h, the embedded Kafka.
+PACKAGES=(
+  build-essential cmake ninja-build pkg-config git
+  libboost1.81-dev
+  librdkafka-dev
+  libsqlite3-dev sqlite3
+  libssl-dev openssl
+  libsimdjson-dev
+  libtomlplusplus-dev
+  libcli11-dev
+  libfmt-dev
+  libsystemd-dev
+  libgtest-dev libgmock-dev
+  libbenchmark-dev
+  libvalijson-dev nlohmann-json3-dev
+  curl
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  [[ "$p" == \#* ]] && continue
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if ((${#missing[@]} == 0)); then
+  exit 0
+fi
+
+echo "install-deps: installing ${missing[*]}"
+SUDO=""
+if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
