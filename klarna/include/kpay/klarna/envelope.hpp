@@ -1,0 +1,69 @@
+// The Klarna webhook envelope (WEBHOOKS.md §3) and the routing of event types
+// to Kafka topics (ARCHITECTURE.md). Parsing happens only after the signature
+// has been verified; unknown fields are ignored, unknown event types are
+// routed to the "unrouted" family, never dropped.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace kpay::klarna {
+
+enum class EventFamily {
+  payment_request,      // payment.request.*
+  payment_transaction,  // payment.transaction.*, payment.funding.*
+  dispute,              // payment.dispute.*
+  settlement,           // settlement.*
+  account,              // partner.account.*
+  unrouted,             // anything else
+};
+
+std::string_view family_name(EventFamily f);
+EventFamily classify_event_type(std::string_view event_type);
+
+// Topic names per family; `prefix` is prepended to each (e.g. "prod." ).
+struct Topics {
+  std::string payment_requests = "klarna.payment-requests";
+  std::string payment_transactions = "klarna.payment-transactions";
+  std::string disputes = "klarna.disputes";
+  std::string settlements = "klarna.settlements";
+  std::string accounts = "klarna.accounts";
+  std::string unrouted = "klarna.unrouted";
+  std::string dead_letter = "klarna.dead-letter";
+  std::string payment_states = "klarna.payment-states";
+  std::string processor_dead_letter = "klarna.processor-dead-letter";
+
+  const std::string& for_family(EventFamily f) const;
+  void apply_prefix(std::string_view prefix);
+};
+
+struct Envelope {
+  std::string event_id;
+  std::string event_type;
+  std::string event_version;
+  std::string occurred_at;  // empty when absent
+  std::optional<bool> live;
+  EventFamily family = EventFamily::unrouted;
+  // The id of the entity this event is about (payment_request_id,
+  // payment_transaction_id, payment_dispute_id, settlement id, account id);
+  // event_id when the payload does not carry one. Used as the Kafka key.
+  std::string entity_id;
+  bool entity_id_is_fallback = false;
+};
+
+struct EnvelopeError {
+  std::string reason;  // machine-readable: "not_json", "missing_event_id", …
+  std::string detail;  // for people; never contains body bytes beyond field names
+};
+
+struct EnvelopeResult {
+  std::optional<Envelope> envelope;
+  EnvelopeError error;
+  explicit operator bool() const { return envelope.has_value(); }
+};
+
+// Thread-safe (one parser per thread). `body` is the raw request body.
+EnvelopeResult parse_envelope(std::string_view body);
+
+}  // namespace kpay::klarna

@@ -1,0 +1,110 @@
+#include "kpay/klarna/signature.hpp"
+
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/params.h>
+
+#include <stdexcept>
+#include <utility>
+
+namespace kpay::klarna {
+
+namespace {
+
+struct MacDeleter {
+  void operator()(EVP_MAC* m) const noexcept { EVP_MAC_free(m); }
+};
+struct MacCtxDeleter {
+  void operator()(EVP_MAC_CTX* c) const noexcept { EVP_MAC_CTX_free(c); }
+};
+using MacCtx = std::unique_ptr<EVP_MAC_CTX, MacCtxDeleter>;
+
+// Fetched once: EVP_MAC_fetch is a provider lookup, far too slow per request.
+EVP_MAC* hmac_algorithm() {
+  static std::unique_ptr<EVP_MAC, MacDeleter> mac(EVP_MAC_fetch(nullptr, "HMAC", nullptr));
+  if (!mac) throw std::runtime_error("OpenSSL: HMAC unavailable");
+  return mac.get();
+}
+
+void to_hex(const unsigned char* in, size_t n, char* out) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  for (size_t i = 0; i < n; ++i) {
+    out[2 * i] = kHex[in[i] >> 4];
+    out[2 * i + 1] = kHex[in[i] & 0xF];
+  }
+}
+
+// Computes the 32-byte MAC into `out` as 64 hex chars.
+void compute(EVP_MAC_CTX* tmpl, std::string_view body, char* out_hex) {
+  MacCtx ctx(EVP_MAC_CTX_dup(tmpl));
+  if (!ctx) throw std::runtime_error("OpenSSL: EVP_MAC_CTX_dup failed");
+  unsigned char mac[EVP_MAX_MD_SIZE];
+  size_t len = 0;
+  if (EVP_MAC_update(ctx.get(), reinterpret_cast<const unsigned char*>(body.data()),
+                     body.size()) != 1 ||
+      EVP_MAC_final(ctx.get(), mac, &len, sizeof mac) != 1 || len != 32) {
+    throw std::runtime_error("OpenSSL: HMAC computation failed");
+  }
+  to_hex(mac, len, out_hex);
+  OPENSSL_cleanse(mac, sizeof mac);
+}
+
+}  // namespace
+
+SigningKey::SigningKey(std::string_view secret) {
+  MacCtx ctx(EVP_MAC_CTX_new(hmac_algorithm()));
+  if (!ctx) throw std::runtime_error("OpenSSL: EVP_MAC_CTX_new failed");
+  char digest[] = "SHA256";
+  OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
+                         OSSL_PARAM_construct_end()};
+  // An empty key is legal for HMAC but OpenSSL wants a non-null pointer.
+  static const unsigned char kEmpty = 0;
+  const auto* key = secret.empty() ? &kEmpty : reinterpret_cast<const unsigned char*>(secret.data());
+  if (EVP_MAC_init(ctx.get(), key, secret.size(), params) != 1) {
+    throw std::runtime_error("OpenSSL: HMAC init failed");
+  }
+  ctx_ = ctx.release();
+}
+
+SigningKey::~SigningKey() {
+  if (ctx_ != nullptr) EVP_MAC_CTX_free(ctx_);
+}
+SigningKey::SigningKey(SigningKey&& o) noexcept : ctx_(std::exchange(o.ctx_, nullptr)) {}
+SigningKey& SigningKey::operator=(SigningKey&& o) noexcept {
+  if (this != &o) {
+    if (ctx_ != nullptr) EVP_MAC_CTX_free(ctx_);
+    ctx_ = std::exchange(o.ctx_, nullptr);
+  }
+  return *this;
+}
+
+std::string SigningKey::sign(std::string_view body) const {
+  std::string out(64, '\0');
+  compute(ctx_, body, out.data());
+  return out;
+}
+
+bool SigningKey::verify(std::string_view body, std::string_view signature_hex) const {
+  if (signature_hex.size() != 64) return false;
+  char expected[64];
+  compute(ctx_, body, expected);
+  bool ok = CRYPTO_memcmp(expected, signature_hex.data(), 64) == 0;
+  OPENSSL_cleanse(expected, sizeof expected);
+  return ok;
+}
+
+std::string hmac_sha256_hex(std::string_view key, std::string_view body) {
+  return SigningKey(key).sign(body);
+}
+
+void KeyRing::add(std::string id, std::string_view secret) {
+  keys_.insert_or_assign(std::move(id), SigningKey(secret));
+}
+
+const SigningKey* KeyRing::find(std::string_view id) const {
+  auto it = keys_.find(id);
+  return it == keys_.end() ? nullptr : &it->second;
+}
+
+}  // namespace kpay::klarna

@@ -1,0 +1,32 @@
+// klarnactl: the operators' command line. Each command family lives in its own
+// file and registers its subcommands here; main.cpp only wires them.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "kpay/core/config.hpp"
+
+namespace kpay::ctl {
+
+// Options every subcommand shares; filled in by CLI11 before any callback runs.
+struct GlobalOptions {
+  std::optional<std::string> config_file;  // the same TOML file the daemons read
+  std::vector<std::string> overrides;      // --set section.key=value
+
+  // Loads the configuration (throws core::ConfigError → exit 2).
+  core::Config load() const;
+};
+
+// Exit codes: 0 ok, 1 operation failed (e.g. unknown id), 2 bad usage/config.
+// Subcommand callbacks throw CommandFailed to end with code 1 and a message.
+struct CommandFailed : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+void register_keys_commands(CLI::App& app, const GlobalOptions& global);
+void register_payments_commands(CLI::App& app, const GlobalOptions& global);
+
+}  // namespace kpay::ctl
