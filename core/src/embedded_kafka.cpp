@@ -28,6 +28,9 @@ void EmbeddedKafka::create_topic(const std::string& topic, int partitions) {
 
 void EmbeddedKafka::set_broker_down(int id) { rd_kafka_mock_broker_set_down(cluster_, id); }
 void EmbeddedKafka::set_broker_up(int id) { rd_kafka_mock_broker_set_up(cluster_, id); }
+void EmbeddedKafka::set_broker_rtt(int id, int rtt_ms) {
+  rd_kafka_mock_broker_set_rtt(cluster_, id, rtt_ms);
+}
 void EmbeddedKafka::set_all_brokers_down() {
   for (int i = 1; i <= brokers_; ++i) set_broker_down(i);
 }

@@ -157,7 +157,7 @@ std::optional<HttpResponse> HttpConnection::read_response() {
       buf_.erase(0, chunk + 2);
       if (chunk == 0) break;
     }
-  } else if (res.status != 204 && res.status != 304) {
+  } else if (res.status >= 200 && res.status != 204 && res.status != 304) {
     while (fill()) {
     }
     res.body = std::move(buf_);

@@ -32,6 +32,8 @@ class EmbeddedKafka {
   void set_broker_up(int broker_id);
   void set_all_brokers_down();
   void set_all_brokers_up();
+  // Adds `rtt_ms` of latency to every response from the broker (0 removes it).
+  void set_broker_rtt(int broker_id, int rtt_ms);
   int brokers() const { return brokers_; }
 
  private:

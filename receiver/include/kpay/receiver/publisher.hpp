@@ -1,0 +1,86 @@
+// The receiver's Kafka producer: idempotent, acks=all, one delivery report per
+// message.
+//
+// Guarantee: for every publish() that returns NO_ERROR, the callback's
+// delivered() runs exactly once, from the producer's poll thread, after Kafka
+// acknowledged the write (err == NO_ERROR) or librdkafka gave up on it
+// (message.timeout.ms, fatal error). Only a NO_ERROR report means the event is
+// durable in Kafka; the HTTP layer answers 2xx on nothing else.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "kpay/core/kafka.hpp"
+#include "kpay/core/log.hpp"
+#include "kpay/core/metrics.hpp"
+#include "kpay/receiver/settings.hpp"
+
+namespace kpay::receiver {
+
+struct DeliveryReport {
+  rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
+  std::int32_t partition = -1;
+  std::int64_t offset = -1;
+};
+
+class DeliveryCallback {
+ public:
+  virtual ~DeliveryCallback() = default;
+  virtual void delivered(const DeliveryReport& report) noexcept = 0;
+};
+
+struct OutgoingMessage {
+  const std::string& topic;
+  std::string_view key;    // empty: no key
+  std::string_view value;  // copied by librdkafka
+  std::vector<std::pair<const char*, std::string_view>> headers;
+};
+
+class KafkaPublisher {
+ public:
+  KafkaPublisher(const KafkaSettings& settings, core::Registry& metrics);
+  ~KafkaPublisher();  // stops polling; call flush() first to drain
+
+  // On NO_ERROR the callback is owned by the publisher until delivered() ran.
+  // Any other return (e.g. __QUEUE_FULL) means nothing was queued and the
+  // callback was not called.
+  rd_kafka_resp_err_t publish(const OutgoingMessage& message,
+                              std::unique_ptr<DeliveryCallback> callback);
+
+  // Waits up to `timeout` for every queued message's report; returns how many
+  // are still outstanding (0 = all delivered or failed and reported).
+  int flush(std::chrono::milliseconds timeout);
+
+  // Kafka answered a metadata request recently (checked in the background).
+  bool ready() const { return ready_.load(); }
+  std::string not_ready_reason() const;
+
+ private:
+  static void on_delivery(rd_kafka_t*, const rd_kafka_message_t* msg, void* opaque);
+  static void on_error(rd_kafka_t*, int err, const char* reason, void* opaque);
+  void poll_loop();
+  void probe_loop();
+
+  core::Logger log_{"receiver.kafka"};
+  core::Counter& errors_fatal_;
+  core::CounterFamily& errors_;
+  core::KafkaHandle producer_;
+  std::atomic<bool> stop_{false};
+  std::atomic<bool> ready_{false};
+  std::atomic<int> last_probe_error_{0};
+  std::mutex probe_mu_;
+  std::condition_variable probe_cv_;
+  std::thread poller_;
+  std::thread prober_;
+};
+
+}  // namespace kpay::receiver

@@ -1,0 +1,128 @@
+#include "kpay/receiver/publisher.hpp"
+
+namespace kpay::receiver {
+
+KafkaPublisher::KafkaPublisher(const KafkaSettings& settings, core::Registry& metrics)
+    : errors_fatal_(metrics
+                        .counter("klarna_receiver_kafka_fatal_errors_total",
+                                 "Fatal producer errors (the producer must be restarted).")
+                        .with({})),
+      errors_(metrics.counter("klarna_receiver_kafka_errors_total",
+                              "Errors reported by the Kafka client, by error name.", {"error"})) {
+  core::KafkaProperties props = {
+      {"bootstrap.servers", settings.bootstrap_servers},
+      {"client.id", "klarna-receiver"},
+      // Small batches: every message has a waiting HTTP request behind it.
+      {"linger.ms", "1"},
+      {"queue.buffering.max.messages", "100000"},
+      {"log_level", "4"},
+  };
+  for (const auto& p : settings.properties) props.push_back(p);
+  // Durability is not negotiable: applied last so pass-through properties
+  // cannot weaken it.
+  props.emplace_back("enable.idempotence", "true");
+  props.emplace_back("acks", "all");
+  props.emplace_back("message.timeout.ms", std::to_string(settings.publish_timeout.count()));
+
+  auto conf = core::make_kafka_conf(props);
+  rd_kafka_conf_set_dr_msg_cb(conf.get(), &KafkaPublisher::on_delivery);
+  rd_kafka_conf_set_error_cb(conf.get(), &KafkaPublisher::on_error);
+  rd_kafka_conf_set_opaque(conf.get(), this);
+  producer_ = core::make_kafka(RD_KAFKA_PRODUCER, std::move(conf));
+  poller_ = std::thread([this] { poll_loop(); });
+  prober_ = std::thread([this] { probe_loop(); });
+}
+
+KafkaPublisher::~KafkaPublisher() {
+  stop_.store(true);
+  probe_cv_.notify_all();
+  if (prober_.joinable()) prober_.join();
+  if (poller_.joinable()) poller_.join();
+  // Reports for messages still queued are served by rd_kafka_destroy's purge;
+  // run them so no callback (and no waiting request) is leaked.
+  rd_kafka_purge(producer_.get(), RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+  rd_kafka_poll(producer_.get(), 0);
+}
+
+rd_kafka_resp_err_t KafkaPublisher::publish(const OutgoingMessage& m,
+                                            std::unique_ptr<DeliveryCallback> callback) {
+  core::KafkaHeaders headers(rd_kafka_headers_new(m.headers.size()));
+  for (const auto& [name, value] : m.headers) {
+    rd_kafka_header_add(headers.get(), name, -1, value.data(),
+                        static_cast<ssize_t>(value.size()));
+  }
+  DeliveryCallback* raw = callback.get();
+  rd_kafka_resp_err_t err = rd_kafka_producev(
+      producer_.get(), RD_KAFKA_V_TOPIC(m.topic.c_str()),
+      RD_KAFKA_V_KEY(m.key.empty() ? nullptr : m.key.data(), m.key.size()),
+      RD_KAFKA_V_VALUE(const_cast<char*>(m.value.data()), m.value.size()),
+      RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(headers.get()),
+      RD_KAFKA_V_OPAQUE(raw), RD_KAFKA_V_END);
+  if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    headers.release();   // owned by the message now
+    callback.release();  // owned until on_delivery
+  } else {
+    errors_.with({rd_kafka_err2name(err)}).inc();
+  }
+  return err;
+}
+
+void KafkaPublisher::on_delivery(rd_kafka_t*, const rd_kafka_message_t* msg, void* opaque) {
+  auto* self = static_cast<KafkaPublisher*>(opaque);
+  std::unique_ptr<DeliveryCallback> cb(static_cast<DeliveryCallback*>(msg->_private));
+  if (msg->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    self->errors_.with({rd_kafka_err2name(msg->err)}).inc();
+  }
+  if (cb) cb->delivered({msg->err, msg->partition, msg->offset});
+}
+
+void KafkaPublisher::on_error(rd_kafka_t* rk, int err, const char* reason, void* opaque) {
+  auto* self = static_cast<KafkaPublisher*>(opaque);
+  auto code = static_cast<rd_kafka_resp_err_t>(err);
+  self->errors_.with({rd_kafka_err2name(code)}).inc();
+  if (code == RD_KAFKA_RESP_ERR__FATAL) {
+    char buf[512];
+    rd_kafka_fatal_error(rk, buf, sizeof buf);
+    self->errors_fatal_.inc();
+    self->ready_.store(false);
+    self->log_.error("fatal Kafka producer error", {{"error", std::string_view(buf)}});
+    return;
+  }
+  if (code == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) self->ready_.store(false);
+  self->log_.warn("Kafka client error", {{"error", rd_kafka_err2name(code)}, {"reason", reason}});
+}
+
+void KafkaPublisher::poll_loop() {
+  while (!stop_.load()) rd_kafka_poll(producer_.get(), 100);
+}
+
+void KafkaPublisher::probe_loop() {
+  // A metadata round trip proves brokers answer; /readyz reports it.
+  while (!stop_.load()) {
+    const rd_kafka_metadata_t* md = nullptr;
+    auto err = rd_kafka_metadata(producer_.get(), 0, nullptr, &md, 2000);
+    if (md != nullptr) rd_kafka_metadata_destroy(md);
+    bool fatal = rd_kafka_fatal_error(producer_.get(), nullptr, 0) != RD_KAFKA_RESP_ERR_NO_ERROR;
+    last_probe_error_.store(err);
+    ready_.store(err == RD_KAFKA_RESP_ERR_NO_ERROR && !fatal);
+    std::unique_lock lock(probe_mu_);
+    probe_cv_.wait_for(lock, std::chrono::milliseconds(ready_ ? 2000 : 500),
+                        [&] { return stop_.load(); });
+  }
+}
+
+std::string KafkaPublisher::not_ready_reason() const {
+  if (ready_.load()) return {};
+  auto err = static_cast<rd_kafka_resp_err_t>(last_probe_error_.load());
+  if (rd_kafka_fatal_error(producer_.get(), nullptr, 0) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return "kafka producer hit a fatal error";
+  }
+  return std::string("kafka unreachable: ") + rd_kafka_err2str(err);
+}
+
+int KafkaPublisher::flush(std::chrono::milliseconds timeout) {
+  rd_kafka_flush(producer_.get(), static_cast<int>(timeout.count()));
+  return rd_kafka_outq_len(producer_.get());
+}
+
+}  // namespace kpay::receiver

@@ -1,0 +1,573 @@
+// The HTTPS listener. One coroutine per connection, written as the protocol
+// reads: [TLS handshake] → loop { wait for a request → read it (deadline, size
+// limits) → decide → publish and await Kafka's report → answer } → close.
+// This is the only Beast/Asio translation unit of the receiver.
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+#include <condition_variable>
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <thread>
+#include <unordered_set>
+
+#include "kpay/core/admin_server.hpp"
+#include "kpay/core/json_writer.hpp"
+#include "kpay/core/log.hpp"
+#include "kpay/core/process.hpp"
+#include "kpay/receiver/key_ring_source.hpp"
+#include "kpay/receiver/publisher.hpp"
+#include "kpay/receiver/receiver.hpp"
+#include "kpay/receiver/webhook_handler.hpp"
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace ssl = asio::ssl;
+using tcp = asio::ip::tcp;
+
+namespace kpay::receiver {
+
+namespace {
+
+constexpr auto kUseTuple = asio::as_tuple(asio::use_awaitable);
+
+// What shutdown needs to reach a connection: run on the connection's strand,
+// it cancels the connection's I/O if the connection is waiting for a request.
+struct ConnectionControl {
+  explicit ConnectionControl(asio::any_io_executor s) : strand(std::move(s)) {}
+  asio::any_io_executor strand;
+  bool idle = true;                // touched on the strand only
+  std::function<void()> cancel_io;  // set while the session runs (strand only)
+};
+
+// Kafka's delivery report, handed from the producer's poll thread to the
+// connection's strand. The timer doubles as the deadline and the wake-up.
+struct PendingDelivery {
+  explicit PendingDelivery(const asio::any_io_executor& strand) : timer(strand) {}
+  asio::steady_timer timer;
+  std::optional<DeliveryReport> report;
+};
+
+class WakeOnDelivery final : public DeliveryCallback {
+ public:
+  explicit WakeOnDelivery(std::shared_ptr<PendingDelivery> p) : pending_(std::move(p)) {}
+  void delivered(const DeliveryReport& report) noexcept override {
+    auto p = pending_;
+    asio::post(p->timer.get_executor(), [p, report] {
+      p->report = report;
+      p->timer.cancel();
+    });
+  }
+
+ private:
+  std::shared_ptr<PendingDelivery> pending_;
+};
+
+std::string_view sv(beast::string_view s) { return {s.data(), s.size()}; }
+
+}  // namespace
+
+struct Receiver::Impl {
+  explicit Impl(Settings s)
+      : settings(std::move(s)),
+        keys(settings.keys_database, settings.keys_reload_interval),
+        publisher(settings.kafka, registry),
+        handler(settings.listener.path, settings.topics, registry),
+        admin(registry, [this] { return readiness(); }),
+        ioc(settings.listener.io_threads > 0
+                ? settings.listener.io_threads
+                : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()))),
+        requests(registry.counter("klarna_receiver_requests_total",
+                                  "Webhook requests by outcome (accepted, dead_lettered, "
+                                  "rejected, unavailable).",
+                                  {"outcome"})),
+        publish_latency(registry
+                            .histogram("klarna_receiver_publish_latency_seconds",
+                                       "Time from publish to Kafka's delivery report.", {},
+                                       core::latency_buckets_seconds())
+                            .with({})),
+        in_flight(registry.gauge("klarna_receiver_in_flight_requests",
+                                 "Requests read and not yet answered.")
+                      .with({})),
+        open_connections(
+            registry.gauge("klarna_receiver_connections", "Open client connections.").with({})),
+        refused_connections(registry
+                                .counter("klarna_receiver_connections_refused_total",
+                                         "Connections closed at once: max_connections reached.")
+                                .with({})),
+        tls_failures(registry
+                         .counter("klarna_receiver_tls_handshake_failures_total",
+                                  "TLS handshakes that failed or timed out.")
+                         .with({})) {
+    for (auto o : {"accepted", "dead_lettered", "rejected", "unavailable"}) requests.with({o});
+    registry.gauge_callback("klarna_receiver_signing_keys", "Active signing keys in the key ring.",
+                            {}, [this] {
+                              return std::vector<core::GaugeSample>{
+                                  {{}, static_cast<double>(keys.current()->size())}};
+                            });
+    registry.gauge_callback("klarna_receiver_kafka_ready",
+                            "1 when Kafka answered the last metadata probe.", {}, [this] {
+                              return std::vector<core::GaugeSample>{
+                                  {{}, publisher.ready() ? 1.0 : 0.0}};
+                            });
+    if (settings.listener.tls) setup_tls();
+  }
+
+  void setup_tls() {
+    tls.emplace(ssl::context::tls_server);
+    tls->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
+                     ssl::context::no_sslv3 | ssl::context::no_tlsv1 |
+                     ssl::context::no_tlsv1_1 | ssl::context::single_dh_use);
+    SSL_CTX_set_min_proto_version(tls->native_handle(), TLS1_2_VERSION);
+    boost::system::error_code ec;
+    tls->use_certificate_chain_file(settings.listener.tls_certificate, ec);
+    if (ec) {
+      throw core::ConfigError("receiver.tls_certificate",
+                              "cannot load '" + settings.listener.tls_certificate +
+                                  "': " + ec.message());
+    }
+    tls->use_private_key_file(settings.listener.tls_private_key, ssl::context::pem, ec);
+    if (ec) {
+      // Never echo key material; the path and OpenSSL's reason are enough.
+      throw core::ConfigError("receiver.tls_private_key",
+                              "cannot load '" + settings.listener.tls_private_key +
+                                  "': " + ec.message());
+    }
+  }
+
+  core::Readiness readiness() {
+    if (stopping.load()) return {false, "shutting down"};
+    if (!publisher.ready()) return {false, publisher.not_ready_reason()};
+    return {};
+  }
+
+  // --- accepting ------------------------------------------------------------
+
+  asio::awaitable<void> accept_loop() {
+    for (;;) {
+      auto [ec, socket] = co_await acceptor->async_accept(asio::make_strand(ioc), kUseTuple);
+      if (ec == asio::error::operation_aborted || stopping.load()) co_return;
+      if (ec) {
+        log.warn("accept failed", {{"error", ec.message()}});
+        continue;
+      }
+      if (connection_count.load() >= settings.listener.max_connections) {
+        refused_connections.inc();
+        boost::system::error_code ignored;
+        socket.close(ignored);
+        continue;
+      }
+      auto strand = socket.get_executor();
+      auto ctl = std::make_shared<ConnectionControl>(strand);
+      connection_started(ctl);
+      asio::co_spawn(strand, connection(std::move(socket), ctl),
+                     [this, ctl](std::exception_ptr e) {
+                       if (e) log.error("connection ended by an unexpected exception");
+                       connection_finished(ctl);
+                     });
+    }
+  }
+
+  void connection_started(const std::shared_ptr<ConnectionControl>& ctl) {
+    std::lock_guard lock(conn_mu);
+    connections.insert(ctl);
+    connection_count.fetch_add(1);
+    open_connections.inc();
+  }
+
+  void connection_finished(const std::shared_ptr<ConnectionControl>& ctl) {
+    {
+      std::lock_guard lock(conn_mu);
+      connections.erase(ctl);
+      connection_count.fetch_sub(1);
+      open_connections.dec();
+    }
+    conn_cv.notify_all();
+  }
+
+  asio::awaitable<void> connection(tcp::socket socket, std::shared_ptr<ConnectionControl> ctl) {
+    boost::system::error_code ec;
+    socket.set_option(tcp::no_delay(true), ec);
+    std::string remote = socket.remote_endpoint(ec).address().to_string();
+    beast::tcp_stream tcp_stream(std::move(socket));
+    if (tls) {
+      beast::ssl_stream<beast::tcp_stream> stream(std::move(tcp_stream), *tls);
+      beast::get_lowest_layer(stream).expires_after(settings.listener.read_timeout);
+      auto [hec] = co_await stream.async_handshake(ssl::stream_base::server, kUseTuple);
+      if (hec) {
+        tls_failures.inc();
+        log.debug("TLS handshake failed", {{"remote", remote}, {"error", hec.message()}});
+        co_return;
+      }
+      co_await serve(stream, *ctl, remote);
+      beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(2));
+      auto [sec] = co_await stream.async_shutdown(kUseTuple);
+      (void)sec;  // stream_truncated / timeouts here are the client's business
+    } else {
+      co_await serve(tcp_stream, *ctl, remote);
+      tcp_stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+    }
+  }
+
+  // --- one connection's requests -----------------------------------------------
+
+  template <class Stream>
+  asio::awaitable<void> serve(Stream& stream, ConnectionControl& ctl, const std::string& remote) {
+    auto& lowest = beast::get_lowest_layer(stream);
+    ctl.cancel_io = [&lowest] { lowest.cancel(); };
+    struct ClearOnExit {
+      ConnectionControl& c;
+      ~ClearOnExit() { c.cancel_io = nullptr; }
+    } clear{ctl};
+
+    beast::flat_buffer buffer;
+    for (;;) {
+      // Wait for the next request with the idle timeout; shutdown cancels
+      // this wait (and only this one: requests already read get answered).
+      if (buffer.size() == 0) {
+        ctl.idle = true;
+        if (stopping.load()) co_return;
+        lowest.expires_after(settings.listener.idle_timeout);
+        auto [ec, n] = co_await stream.async_read_some(buffer.prepare(16 * 1024), kUseTuple);
+        if (ec) co_return;  // closed by the client, idle timeout or shutdown
+        buffer.commit(n);
+      }
+      ctl.idle = false;
+
+      http::request_parser<http::string_body> parser;
+      parser.header_limit(static_cast<std::uint32_t>(settings.listener.max_header_bytes));
+      parser.body_limit(settings.listener.max_body_bytes);
+      lowest.expires_after(settings.listener.read_timeout);
+      auto [hec, hn] = co_await http::async_read_header(stream, buffer, parser, kUseTuple);
+      if (hec) {
+        co_await answer_read_error(stream, hec, remote);
+        co_return;
+      }
+      if (beast::iequals(sv(parser.get()[http::field::expect]), "100-continue")) {
+        http::response<http::empty_body> cont{http::status::continue_, 11};
+        auto [cec, cn] = co_await http::async_write(stream, cont, kUseTuple);
+        if (cec) co_return;
+      }
+      auto [bec, bn] = co_await http::async_read(stream, buffer, parser, kUseTuple);
+      if (bec) {
+        co_await answer_read_error(stream, bec, remote);
+        co_return;
+      }
+
+      in_flight.inc();
+      auto& req = parser.get();
+      auto res = co_await handle(req, remote);
+      in_flight.dec();
+      bool keep_alive = req.keep_alive() && !stopping.load();
+      res.keep_alive(keep_alive);
+      lowest.expires_after(settings.listener.read_timeout);
+      auto [wec, wn] = co_await http::async_write(stream, res, kUseTuple);
+      if (wec || !keep_alive) co_return;
+    }
+  }
+
+  template <class Stream>
+  asio::awaitable<void> answer_read_error(Stream& stream, const boost::system::error_code& ec,
+                                          const std::string& remote) {
+    if (ec == http::error::end_of_stream || ec == asio::error::operation_aborted ||
+        ec == asio::error::eof || ec == ssl::error::stream_truncated ||
+        ec == asio::error::connection_reset) {
+      co_return;  // the client left; nothing to answer
+    }
+    if (ec == beast::error::timeout) {
+      handler.count_rejection("read_timeout");
+      requests.with({"rejected"}).inc();
+      log.warn("request not received in time; connection closed",
+               {{"remote", remote}, {"reason", "read_timeout"}});
+      co_return;  // a slow client is cut, not answered
+    }
+    Answer a;
+    if (ec == http::error::body_limit) {
+      handler.count_rejection("body_too_large");
+      a = handler.error_answer(413, "body_too_large",
+                               "the body exceeds " +
+                                   std::to_string(settings.listener.max_body_bytes) + " bytes");
+    } else if (ec == http::error::header_limit) {
+      handler.count_rejection("header_too_large");
+      a = handler.error_answer(431, "header_too_large", "the request headers are too large");
+    } else {
+      handler.count_rejection("malformed_request");
+      a = handler.error_answer(400, "malformed_request", "malformed HTTP request: " + ec.message());
+    }
+    requests.with({"rejected"}).inc();
+    log.warn("request refused", {{"remote", remote}, {"reason", a.reason}, {"status", a.status}});
+    http::response<http::string_body> res{static_cast<http::status>(a.status), 11};
+    res.set(http::field::content_type, "application/json");
+    res.keep_alive(false);  // the byte stream cannot be trusted after a parse error
+    res.body() = std::move(a.body);
+    res.prepare_payload();
+    beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(5));
+    co_await http::async_write(stream, res, kUseTuple);
+  }
+
+  static http::response<http::string_body> make_response(const Answer& a, unsigned version) {
+    http::response<http::string_body> res{static_cast<http::status>(a.status), version};
+    res.set(http::field::content_type, "application/json");
+    if (a.allow_post_header) res.set(http::field::allow, "POST");
+    res.body() = a.body;
+    res.prepare_payload();
+    return res;
+  }
+
+  asio::awaitable<http::response<http::string_body>> handle(
+      const http::request<http::string_body>& req, const std::string& remote) {
+    IncomingRequest in;
+    in.method = sv(req.method_string());
+    in.path = sv(req.target());
+    if (auto q = in.path.find('?'); q != std::string_view::npos) in.path = in.path.substr(0, q);
+    if (auto it = req.find("Klarna-Signing-Key-Id"); it != req.end()) {
+      in.signing_key_id = sv(it->value());
+      in.has_signing_key_id = true;
+    }
+    if (auto it = req.find("Klarna-Signature"); it != req.end()) {
+      in.signature = sv(it->value());
+      in.has_signature = true;
+    }
+    in.content_type = sv(req[http::field::content_type]);
+    in.body = req.body();
+
+    auto keyring = keys.current();
+    Decision d = handler.decide(in, *keyring);
+    if (d.reject) {
+      requests.with({"rejected"}).inc();
+      log.warn("webhook rejected", {{"remote", remote},
+                                    {"reason", d.reject->reason},
+                                    {"status", d.reject->status},
+                                    {"signing_key_id", in.signing_key_id}});
+      co_return make_response(*d.reject, req.version());
+    }
+
+    auto& plan = d.publish;
+    OutgoingMessage msg{*plan.topic, plan.key, in.body, {}};
+    msg.headers.reserve(9);
+    if (!plan.dead_letter) {
+      msg.headers.emplace_back("klarna-event-id", plan.event_id);
+      msg.headers.emplace_back("klarna-event-type", plan.event_type);
+      msg.headers.emplace_back("klarna-event-version", plan.event_version);
+    } else {
+      msg.headers.emplace_back("dead-letter-reason", plan.dead_letter_reason);
+    }
+    msg.headers.emplace_back("klarna-signing-key-id", in.signing_key_id);
+    msg.headers.emplace_back("klarna-signature", in.signature);
+    msg.headers.emplace_back("received-at", plan.received_at);
+    msg.headers.emplace_back("content-type",
+                             in.content_type.empty() ? std::string_view("application/json")
+                                                     : in.content_type);
+
+    auto executor = co_await asio::this_coro::executor;
+    auto pending = std::make_shared<PendingDelivery>(executor);
+    pending->timer.expires_after(settings.kafka.publish_timeout);
+    auto started = std::chrono::steady_clock::now();
+    auto err = publisher.publish(msg, std::make_unique<WakeOnDelivery>(pending));
+    if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      co_await pending->timer.async_wait(kUseTuple);
+    }
+    std::string_view failure;
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      failure = rd_kafka_err2name(err);
+    } else if (!pending->report) {
+      failure = "publish_timeout";
+    } else if (pending->report->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      failure = rd_kafka_err2name(pending->report->err);
+    }
+    if (!failure.empty()) {
+      requests.with({"unavailable"}).inc();
+      log.warn("Kafka did not confirm the event; answering 503 so Klarna retries",
+               {{"event_id", plan.event_id}, {"topic", *plan.topic}, {"error", failure}});
+      auto a = handler.error_answer(503, "kafka_unavailable",
+                                    "the event could not be stored; retry later");
+      auto res = make_response(a, req.version());
+      res.set(http::field::retry_after, std::to_string(settings.kafka.retry_after.count()));
+      co_return res;
+    }
+    publish_latency.observe(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+    requests.with({plan.dead_letter ? "dead_lettered" : "accepted"}).inc();
+    if (plan.dead_letter) {
+      log.warn("signed webhook with an unusable body kept on the dead-letter topic",
+               {{"reason", plan.dead_letter_reason},
+                {"topic", *plan.topic},
+                {"signing_key_id", in.signing_key_id},
+                {"partition", pending->report->partition},
+                {"offset", pending->report->offset}});
+    } else if (log.enabled(core::LogLevel::info)) {
+      log.info("event stored", {{"event_id", plan.event_id},
+                                {"event_type", plan.event_type},
+                                {"topic", *plan.topic},
+                                {"partition", pending->report->partition},
+                                {"offset", pending->report->offset}});
+    }
+    co_return make_response(plan.on_success, req.version());
+  }
+
+  // --- lifecycle --------------------------------------------------------------
+
+  void start() {
+    boost::system::error_code ec;
+    auto addr = asio::ip::make_address(settings.listener.address, ec);
+    if (ec) throw core::ConfigError("receiver.listen_address", "not an IP address");
+    tcp::endpoint ep(addr, settings.listener.port);
+    acceptor.emplace(ioc);
+    acceptor->open(ep.protocol());
+    acceptor->set_option(asio::socket_base::reuse_address(true));
+    acceptor->bind(ep, ec);
+    if (ec) {
+      throw std::runtime_error("cannot listen on " + settings.listener.address + ":" +
+                               std::to_string(settings.listener.port) + ": " + ec.message());
+    }
+    acceptor->listen(asio::socket_base::max_listen_connections);
+    bound_port = acceptor->local_endpoint().port();
+    bound_admin_port = admin.start(settings.admin_address, settings.admin_port);
+    keys.start_watching();
+    asio::co_spawn(ioc, accept_loop(), asio::detached);
+    int n = settings.listener.io_threads > 0
+                ? settings.listener.io_threads
+                : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    for (int i = 0; i < n; ++i) threads.emplace_back([this] { ioc.run(); });
+    write_port_file();
+    log.info("listening", {{"address", settings.listener.address},
+                           {"port", static_cast<unsigned>(bound_port)},
+                           {"tls", settings.listener.tls},
+                           {"path", settings.listener.path},
+                           {"admin_port", static_cast<unsigned>(bound_admin_port)},
+                           {"signing_keys", keys.current()->size()},
+                           {"kafka", settings.kafka.bootstrap_servers}});
+  }
+
+  void write_port_file() {
+    if (settings.listener.port_file.empty()) return;
+    core::JsonWriter w;
+    w.begin_object()
+        .field("port", static_cast<unsigned>(bound_port))
+        .field("admin_port", static_cast<unsigned>(bound_admin_port))
+        .end_object();
+    auto tmp = settings.listener.port_file + ".tmp";
+    std::ofstream(tmp) << w.str() << "\n";
+    std::filesystem::rename(tmp, settings.listener.port_file);
+  }
+
+  bool shutdown() {
+    if (stopped) return true;
+    stopped = true;
+    auto deadline = std::chrono::steady_clock::now() + settings.shutdown_grace;
+    stopping.store(true);
+    core::notify_stopping();
+    log.info("shutting down: no new connections, answering requests in flight");
+    asio::post(ioc, [this] {
+      boost::system::error_code ec;
+      if (acceptor) acceptor->close(ec);
+    });
+    {
+      std::lock_guard lock(conn_mu);
+      for (const auto& c : connections) {
+        asio::post(c->strand, [c] {
+          if (c->idle && c->cancel_io) c->cancel_io();
+        });
+      }
+    }
+    bool drained;
+    {
+      std::unique_lock lock(conn_mu);
+      drained = conn_cv.wait_until(lock, deadline, [&] { return connections.empty(); });
+    }
+    if (!drained) {
+      log.warn("grace period over with connections still open; closing them",
+               {{"connections", connection_count.load()}});
+    }
+    ioc.stop();
+    for (auto& t : threads) t.join();
+    threads.clear();
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    int outstanding = publisher.flush(std::max(left, std::chrono::milliseconds(1000)));
+    if (outstanding > 0) {
+      log.error("Kafka messages still unconfirmed at exit (their requests got 503)",
+                {{"messages", outstanding}});
+    }
+    admin.stop();
+    log.info("stopped", {{"drained", drained}, {"unconfirmed_messages", outstanding}});
+    return drained && outstanding == 0;
+  }
+
+  Settings settings;
+  core::Registry registry;
+  core::Logger log{"receiver"};
+  KeyRingSource keys;
+  KafkaPublisher publisher;
+  WebhookHandler handler;
+  core::AdminServer admin;
+  asio::io_context ioc;
+  std::optional<ssl::context> tls;
+  std::optional<tcp::acceptor> acceptor;
+  std::vector<std::thread> threads;
+  std::uint16_t bound_port = 0;
+  std::uint16_t bound_admin_port = 0;
+  std::atomic<bool> stopping{false};
+  bool stopped = false;
+
+  std::mutex conn_mu;
+  std::condition_variable conn_cv;
+  std::unordered_set<std::shared_ptr<ConnectionControl>> connections;
+  std::atomic<std::size_t> connection_count{0};
+
+  core::CounterFamily& requests;
+  core::Histogram& publish_latency;
+  core::Gauge& in_flight;
+  core::Gauge& open_connections;
+  core::Counter& refused_connections;
+  core::Counter& tls_failures;
+};
+
+Receiver::Receiver(Settings settings) : impl_(std::make_unique<Impl>(std::move(settings))) {}
+Receiver::~Receiver() {
+  if (impl_) impl_->shutdown();
+}
+void Receiver::start() { impl_->start(); }
+std::uint16_t Receiver::port() const { return impl_->bound_port; }
+std::uint16_t Receiver::admin_port() const { return impl_->bound_admin_port; }
+void Receiver::reload_keys() { impl_->keys.reload(); }
+bool Receiver::shutdown() { return impl_->shutdown(); }
+core::Registry& Receiver::metrics() { return impl_->registry; }
+
+int Receiver::run_until_signalled() {
+  core::notify_ready();
+  auto watchdog = core::watchdog_interval();
+  auto tick = std::chrono::milliseconds(1000);
+  if (watchdog) {
+    tick = std::min(tick, std::chrono::duration_cast<std::chrono::milliseconds>(*watchdog));
+  }
+  for (;;) {
+    auto sig = core::wait_for_signal(tick);
+    if (watchdog) core::notify_watchdog();
+    if (!sig) continue;
+    if (*sig == SIGHUP) {
+      core::notify_reloading();
+      impl_->log.info("SIGHUP: reloading signing keys");
+      reload_keys();
+      core::notify_ready();
+      continue;
+    }
+    impl_->log.info("termination signal received", {{"signal", *sig}});
+    return shutdown() ? 0 : 1;
+  }
+}
+
+}  // namespace kpay::receiver

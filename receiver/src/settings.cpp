@@ -1,0 +1,83 @@
+#include "kpay/receiver/settings.hpp"
+
+#include "kpay/core/log.hpp"
+
+namespace kpay::receiver {
+
+using namespace std::chrono_literals;
+using core::ConfigError;
+
+Settings Settings::from_config(const core::Config& c) {
+  Settings s;
+  auto& l = s.listener;
+  l.address = c.string("receiver.listen_address", l.address);
+  l.port = static_cast<std::uint16_t>(c.integer("receiver.port", l.port, 0, 65535));
+  l.path = c.string("receiver.path", l.path);
+  if (l.path.empty() || l.path.front() != '/') {
+    throw ConfigError("receiver.path", "must start with '/'");
+  }
+  l.tls = c.boolean("receiver.tls", l.tls);
+  l.tls_certificate = c.string("receiver.tls_certificate", "");
+  l.tls_private_key = c.string("receiver.tls_private_key", "");
+  if (l.tls && l.tls_certificate.empty()) {
+    throw ConfigError("receiver.tls_certificate",
+                      "required when receiver.tls = true (set receiver.tls = false only behind a "
+                      "TLS-terminating proxy)");
+  }
+  if (l.tls && l.tls_private_key.empty()) {
+    throw ConfigError("receiver.tls_private_key", "required when receiver.tls = true");
+  }
+  l.max_header_bytes = static_cast<std::size_t>(
+      c.integer("receiver.max_header_bytes", static_cast<std::int64_t>(l.max_header_bytes), 1024,
+                1024 * 1024));
+  l.max_body_bytes = static_cast<std::size_t>(c.integer(
+      "receiver.max_body_bytes", static_cast<std::int64_t>(l.max_body_bytes), 1, 64 * 1024 * 1024));
+  l.read_timeout = c.millis("receiver.read_timeout_ms", l.read_timeout, 10ms, 600s);
+  l.idle_timeout = c.millis("receiver.idle_timeout_ms", l.idle_timeout, 10ms, 3600s);
+  l.max_connections = static_cast<std::size_t>(c.integer(
+      "receiver.max_connections", static_cast<std::int64_t>(l.max_connections), 1, 1'000'000));
+  l.io_threads = static_cast<int>(c.integer("receiver.io_threads", 0, 0, 256));
+  l.port_file = c.string("receiver.port_file", "");
+
+  auto& k = s.kafka;
+  k.bootstrap_servers = c.string("kafka.bootstrap_servers", k.bootstrap_servers);
+  k.topic_prefix = c.string("kafka.topic_prefix", "");
+  k.publish_timeout = c.millis("kafka.publish_timeout_ms", k.publish_timeout, 100ms, 300s);
+  k.retry_after = std::chrono::seconds(c.integer("kafka.retry_after_s", 10, 1, 3600));
+  k.properties = c.string_table("kafka.properties");
+  // A body at the size limit plus our headers must fit in one Kafka message;
+  // librdkafka's default (1,000,000 bytes) is below the 1 MiB body limit.
+  // The topics' max.message.bytes on the brokers must allow it too (docs/RECEIVER.md).
+  bool has_max = false;
+  for (const auto& [name, value] : k.properties) has_max |= name == "message.max.bytes";
+  if (!has_max) {
+    k.properties.insert(k.properties.begin(),
+                        {"message.max.bytes", std::to_string(l.max_body_bytes + 64 * 1024)});
+  }
+
+  auto& t = s.topics;
+  t.payment_requests = c.string("topics.payment_requests", t.payment_requests);
+  t.payment_transactions = c.string("topics.payment_transactions", t.payment_transactions);
+  t.disputes = c.string("topics.disputes", t.disputes);
+  t.settlements = c.string("topics.settlements", t.settlements);
+  t.accounts = c.string("topics.accounts", t.accounts);
+  t.unrouted = c.string("topics.unrouted", t.unrouted);
+  t.dead_letter = c.string("topics.dead_letter", t.dead_letter);
+  t.apply_prefix(k.topic_prefix);
+
+  s.keys_database = c.string("keys.database", s.keys_database);
+  s.keys_reload_interval = c.millis("keys.reload_interval_ms", s.keys_reload_interval, 50ms, 3600s);
+  s.admin_address = c.string("admin.listen_address", s.admin_address);
+  s.admin_port = static_cast<std::uint16_t>(c.integer("admin.port", s.admin_port, 0, 65535));
+  s.shutdown_grace = c.millis("receiver.shutdown_grace_ms", s.shutdown_grace, 0ms, 600s);
+  s.log_level = c.string("log.level", s.log_level);
+  try {
+    core::parse_log_level(s.log_level);
+  } catch (const std::invalid_argument& e) {
+    throw ConfigError("log.level", e.what());
+  }
+  c.reject_unknown_keys();
+  return s;
+}
+
+}  // namespace kpay::receiver
