@@ -112,7 +112,11 @@ struct Receiver::Impl {
                          .counter("klarna_receiver_tls_handshake_failures_total",
                                   "TLS handshakes that failed or timed out.")
                          .with({})) {
-    for (auto o : {"accepted", "dead_lettered", "rejected", "unavailable"}) requests.with({o});
+    // Series resolved once: the hot path only touches atomics.
+    accepted = &requests.with({"accepted"});
+    dead_lettered = &requests.with({"dead_lettered"});
+    rejected = &requests.with({"rejected"});
+    unavailable = &requests.with({"unavailable"});
     registry.gauge_callback("klarna_receiver_signing_keys", "Active signing keys in the key ring.",
                             {}, [this] {
                               return std::vector<core::GaugeSample>{
@@ -289,7 +293,7 @@ struct Receiver::Impl {
     }
     if (ec == beast::error::timeout) {
       handler.count_rejection("read_timeout");
-      requests.with({"rejected"}).inc();
+      rejected->inc();
       log.warn("request not received in time; connection closed",
                {{"remote", remote}, {"reason", "read_timeout"}});
       co_return;  // a slow client is cut, not answered
@@ -307,7 +311,7 @@ struct Receiver::Impl {
       handler.count_rejection("malformed_request");
       a = handler.error_answer(400, "malformed_request", "malformed HTTP request: " + ec.message());
     }
-    requests.with({"rejected"}).inc();
+    rejected->inc();
     log.warn("request refused", {{"remote", remote}, {"reason", a.reason}, {"status", a.status}});
     http::response<http::string_body> res{static_cast<http::status>(a.status), 11};
     res.set(http::field::content_type, "application/json");
@@ -347,7 +351,7 @@ struct Receiver::Impl {
     auto keyring = keys.current();
     Decision d = handler.decide(in, *keyring);
     if (d.reject) {
-      requests.with({"rejected"}).inc();
+      rejected->inc();
       log.warn("webhook rejected", {{"remote", remote},
                                     {"reason", d.reject->reason},
                                     {"status", d.reject->status},
@@ -389,7 +393,7 @@ struct Receiver::Impl {
       failure = rd_kafka_err2name(pending->report->err);
     }
     if (!failure.empty()) {
-      requests.with({"unavailable"}).inc();
+      unavailable->inc();
       log.warn("Kafka did not confirm the event; answering 503 so Klarna retries",
                {{"event_id", plan.event_id}, {"topic", *plan.topic}, {"error", failure}});
       auto a = handler.error_answer(503, "kafka_unavailable",
@@ -400,7 +404,7 @@ struct Receiver::Impl {
     }
     publish_latency.observe(
         std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
-    requests.with({plan.dead_letter ? "dead_lettered" : "accepted"}).inc();
+    (plan.dead_letter ? dead_lettered : accepted)->inc();
     if (plan.dead_letter) {
       log.warn("signed webhook with an unusable body kept on the dead-letter topic",
                {{"reason", plan.dead_letter_reason},
@@ -529,6 +533,10 @@ struct Receiver::Impl {
   std::atomic<std::size_t> connection_count{0};
 
   core::CounterFamily& requests;
+  core::Counter* accepted = nullptr;
+  core::Counter* dead_lettered = nullptr;
+  core::Counter* rejected = nullptr;
+  core::Counter* unavailable = nullptr;
   core::Histogram& publish_latency;
   core::Gauge& in_flight;
   core::Gauge& open_connections;

@@ -7,6 +7,7 @@
 // publish plus the answers for "Kafka confirmed" and "Kafka did not".
 #pragma once
 
+#include <array>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -68,6 +69,8 @@ class WebhookHandler {
   const klarna::Topics& topics_;
   core::CounterFamily& rejections_;
   core::CounterFamily& routed_;
+  // Per family (indexed by EventFamily), then dead letters: resolved once.
+  std::array<core::Counter*, 7> routed_by_family_{};
 };
 
 }  // namespace kpay::receiver

@@ -1,0 +1,96 @@
+// The baseline for the receiver benchmark: a Beast server with the same shape
+// (coroutine per connection, TLS optional, keep-alive, same parser limits)
+// that answers 200 to every request without verifying or storing anything.
+#include <CLI/CLI.hpp>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+#include <fstream>
+#include <iostream>
+#include <thread>
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace ssl = asio::ssl;
+using tcp = asio::ip::tcp;
+constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
+
+template <class Stream>
+asio::awaitable<void> serve(Stream& stream) {
+  beast::flat_buffer buffer;
+  for (;;) {
+    http::request_parser<http::string_body> parser;
+    parser.body_limit(1024 * 1024);
+    beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(30));
+    auto [ec, n] = co_await http::async_read(stream, buffer, parser, kTuple);
+    if (ec) co_return;
+    http::response<http::string_body> res{http::status::ok, parser.get().version()};
+    res.set(http::field::content_type, "application/json");
+    res.body() = R"({"status":"accepted"})";
+    res.keep_alive(parser.get().keep_alive());
+    res.prepare_payload();
+    auto [wec, wn] = co_await http::async_write(stream, res, kTuple);
+    if (wec || !res.keep_alive()) co_return;
+  }
+}
+
+asio::awaitable<void> session(tcp::socket socket, ssl::context* ctx) {
+  socket.set_option(tcp::no_delay(true));
+  beast::tcp_stream tcp_stream(std::move(socket));
+  if (ctx != nullptr) {
+    beast::ssl_stream<beast::tcp_stream> s(std::move(tcp_stream), *ctx);
+    auto [ec] = co_await s.async_handshake(ssl::stream_base::server, kTuple);
+    if (ec) co_return;
+    co_await serve(s);
+  } else {
+    co_await serve(tcp_stream);
+  }
+}
+
+int main(int argc, char** argv) {
+  CLI::App app{"Bare Beast server answering 200 (benchmark baseline)"};
+  std::string cert, key, port_file;
+  int threads = 2;
+  app.add_option("--tls-certificate", cert);
+  app.add_option("--tls-private-key", key);
+  app.add_option("--threads", threads);
+  app.add_option("--port-file", port_file)->required();
+  CLI11_PARSE(app, argc, argv);
+
+  asio::io_context ioc(threads);
+  std::optional<ssl::context> ctx;
+  if (!cert.empty()) {
+    ctx.emplace(ssl::context::tls_server);
+    ctx->use_certificate_chain_file(cert);
+    ctx->use_private_key_file(key, ssl::context::pem);
+  }
+  tcp::acceptor acceptor(ioc, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+  std::ofstream(port_file) << acceptor.local_endpoint().port() << "\n";
+  asio::co_spawn(
+      ioc,
+      [&]() -> asio::awaitable<void> {
+        for (;;) {
+          auto [ec, s] = co_await acceptor.async_accept(asio::make_strand(ioc), kTuple);
+          if (ec) co_return;
+          auto ex = s.get_executor();
+          asio::co_spawn(ex, session(std::move(s), ctx ? &*ctx : nullptr), asio::detached);
+        }
+      },
+      asio::detached);
+  asio::signal_set signals(ioc, SIGINT, SIGTERM);
+  signals.async_wait([&](auto, auto) { ioc.stop(); });
+  std::vector<std::thread> pool;
+  for (int i = 1; i < threads; ++i) pool.emplace_back([&] { ioc.run(); });
+  ioc.run();
+  for (auto& t : pool) t.join();
+}

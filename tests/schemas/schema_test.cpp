@@ -1,0 +1,130 @@
+// The JSON Schemas in schemas/ against the webhook fixtures, with a real
+// validator (valijson), both ways: every fixture passes, broken ones fail.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <valijson/adapters/nlohmann_json_adapter.hpp>
+#include <valijson/schema.hpp>
+#include <valijson/schema_parser.hpp>
+#include <valijson/validator.hpp>
+
+#include "child_process.hpp"
+#include "kpay/klarna/envelope.hpp"
+#include "kpay/klarna/signature.hpp"
+
+using nlohmann::json;
+
+namespace {
+
+json load(const std::string& path) { return json::parse(kpay::test::read_file(path)); }
+
+class SchemaSet {
+ public:
+  const valijson::Schema& get(const std::string& name) {
+    auto it = schemas_.find(name);
+    if (it != schemas_.end()) return *it->second;
+    auto doc = load(std::string(KPAY_SCHEMAS_DIR) + "/" + name);
+    auto schema = std::make_unique<valijson::Schema>();
+    valijson::SchemaParser parser;
+    valijson::adapters::NlohmannJsonAdapter adapter(doc);
+    parser.populateSchema(adapter, *schema);
+    return *schemas_.emplace(name, std::move(schema)).first->second;
+  }
+
+ private:
+  std::map<std::string, std::unique_ptr<valijson::Schema>> schemas_;
+};
+
+std::string validate(const valijson::Schema& schema, const json& doc) {
+  valijson::Validator validator;
+  valijson::ValidationResults results;
+  valijson::adapters::NlohmannJsonAdapter target(doc);
+  if (validator.validate(schema, target, &results)) return {};
+  std::string why;
+  valijson::ValidationResults::Error e;
+  while (results.popError(e)) {
+    for (const auto& c : e.context) why += c;
+    why += ": " + e.description + "; ";
+  }
+  return why;
+}
+
+std::string payload_schema_for(const std::string& event_type) {
+  switch (kpay::klarna::classify_event_type(event_type)) {
+    case kpay::klarna::EventFamily::payment_request: return "payment-request-payload.schema.json";
+    case kpay::klarna::EventFamily::payment_transaction:
+      return "payment-transaction-payload.schema.json";
+    case kpay::klarna::EventFamily::dispute: return "dispute-payload.schema.json";
+    case kpay::klarna::EventFamily::settlement: return "settlement-payload.schema.json";
+    case kpay::klarna::EventFamily::account: return "account-payload.schema.json";
+    case kpay::klarna::EventFamily::unrouted: return {};
+  }
+  return {};
+}
+
+}  // namespace
+
+TEST(Schemas, EveryFixtureMatchesTheEnvelopeAndItsPayloadSchema) {
+  SchemaSet schemas;
+  int checked = 0;
+  for (const auto& entry :
+       std::filesystem::directory_iterator(std::string(KPAY_FIXTURES_DIR) + "/webhooks")) {
+    auto doc = load(entry.path().string());
+    EXPECT_EQ(validate(schemas.get("webhook-envelope.schema.json"), doc), "")
+        << entry.path().filename();
+    auto payload_schema = payload_schema_for(doc["metadata"]["event_type"].get<std::string>());
+    ASSERT_FALSE(payload_schema.empty()) << entry.path().filename();
+    EXPECT_EQ(validate(schemas.get(payload_schema), doc["payload"]), "")
+        << entry.path().filename();
+    ++checked;
+  }
+  EXPECT_GE(checked, 70);
+}
+
+TEST(Schemas, BrokenDocumentsAreRejected) {
+  SchemaSet schemas;
+  const auto& envelope = schemas.get("webhook-envelope.schema.json");
+  EXPECT_NE(validate(envelope, json::parse(R"({"payload":{}})")), "");
+  EXPECT_NE(validate(envelope, json::parse(R"({"metadata":{"event_type":"a.b","event_version":"v2"}})")), "");
+  EXPECT_NE(validate(envelope, json::parse(R"({"metadata":{"event_id":"x","event_type":"a.b","event_version":"v3"}})")), "");
+  EXPECT_NE(validate(envelope, json::parse(R"({"metadata":{"event_id":"x","event_type":"a.b","event_version":"v2","live":"yes"}})")), "");
+  EXPECT_EQ(validate(envelope, json::parse(R"({"metadata":{"event_id":"x","event_type":"a.b","event_version":"v2","unknown":1},"extra":true})")), "");
+  EXPECT_NE(validate(schemas.get("payment-request-payload.schema.json"),
+                     json::parse(R"({"payment_request_id":"r","amount":-1})")),
+            "");
+  EXPECT_NE(validate(schemas.get("dispute-payload.schema.json"), json::parse(R"({"state":"X"})")),
+            "");
+}
+
+TEST(Schemas, KafkaMessageContract) {
+  SchemaSet schemas;
+  const auto& contract = schemas.get("kafka-message.schema.json");
+  std::string body = R"({"metadata":{"event_id":"e","event_type":"a.b","event_version":"v2"}})";
+  json msg = {{"topic", "klarna.unrouted"},
+              {"key", "e"},
+              {"value", body},
+              {"headers",
+               {{"klarna-event-id", "e"},
+                {"klarna-event-type", "a.b"},
+                {"klarna-event-version", "v2"},
+                {"klarna-signing-key-id", "k"},
+                {"klarna-signature", kpay::klarna::hmac_sha256_hex("s", body)},
+                {"received-at", "2026-11-21T23:10:00.123Z"},
+                {"content-type", "application/json"}}}};
+  EXPECT_EQ(validate(contract, msg), "");
+  json dead = msg;
+  dead.erase("key");
+  dead["headers"].erase("klarna-event-id");
+  dead["headers"].erase("klarna-event-type");
+  dead["headers"].erase("klarna-event-version");
+  dead["headers"]["dead-letter-reason"] = "not_json";
+  EXPECT_EQ(validate(contract, dead), "");
+  json bad = msg;
+  bad["headers"]["klarna-signature"] = "ABC";
+  EXPECT_NE(validate(contract, bad), "");
+  json no_key = msg;
+  no_key.erase("key");
+  EXPECT_NE(validate(contract, no_key), "");
+}
