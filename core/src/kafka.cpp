@@ -1,9 +1,22 @@
 #include "kpay/core/kafka.hpp"
 
+#include "kpay/core/log.hpp"
+
 namespace kpay::core {
+
+namespace {
+// librdkafka's own log lines, as our JSON lines (syslog levels 0-7).
+void log_to_json(const rd_kafka_t* rk, int level, const char* facility, const char* message) {
+  static const Logger log("kafka");
+  LogLevel l = level <= 3 ? LogLevel::error : level == 4 ? LogLevel::warn
+             : level <= 6 ? LogLevel::info : LogLevel::debug;
+  log.log(l, message, {{"client", rd_kafka_name(rk)}, {"facility", facility}});
+}
+}  // namespace
 
 KafkaConf make_kafka_conf(const KafkaProperties& properties) {
   KafkaConf conf(rd_kafka_conf_new());
+  rd_kafka_conf_set_log_cb(conf.get(), &log_to_json);
   char err[512];
   for (const auto& [name, value] : properties) {
     if (rd_kafka_conf_set(conf.get(), name.c_str(), value.c_str(), err, sizeof err) !=
