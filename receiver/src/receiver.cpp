@@ -83,13 +83,14 @@ std::string_view sv(beast::string_view s) { return {s.data(), s.size()}; }
 struct Receiver::Impl {
   explicit Impl(Settings s)
       : settings(std::move(s)),
+        ioc(settings.listener.io_threads > 0
+                ? settings.listener.io_threads
+                : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()))),
+        acceptor_strand(asio::make_strand(ioc)),
         keys(settings.keys_database, settings.keys_reload_interval),
         publisher(settings.kafka, registry),
         handler(settings.listener.path, settings.topics, registry),
         admin(registry, [this] { return readiness(); }),
-        ioc(settings.listener.io_threads > 0
-                ? settings.listener.io_threads
-                : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()))),
         requests(registry.counter("klarna_receiver_requests_total",
                                   "Webhook requests by outcome (accepted, dead_lettered, "
                                   "rejected, unavailable).",
@@ -429,7 +430,7 @@ struct Receiver::Impl {
     auto addr = asio::ip::make_address(settings.listener.address, ec);
     if (ec) throw core::ConfigError("receiver.listen_address", "not an IP address");
     tcp::endpoint ep(addr, settings.listener.port);
-    acceptor.emplace(ioc);
+    acceptor.emplace(acceptor_strand);
     acceptor->open(ep.protocol());
     acceptor->set_option(asio::socket_base::reuse_address(true));
     acceptor->bind(ep, ec);
@@ -441,7 +442,7 @@ struct Receiver::Impl {
     bound_port = acceptor->local_endpoint().port();
     bound_admin_port = admin.start(settings.admin_address, settings.admin_port);
     keys.start_watching();
-    asio::co_spawn(ioc, accept_loop(), asio::detached);
+    asio::co_spawn(acceptor_strand, accept_loop(), asio::detached);
     int n = settings.listener.io_threads > 0
                 ? settings.listener.io_threads
                 : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
@@ -475,7 +476,7 @@ struct Receiver::Impl {
     stopping.store(true);
     core::notify_stopping();
     log.info("shutting down: no new connections, answering requests in flight");
-    asio::post(ioc, [this] {
+    asio::post(acceptor_strand, [this] {
       boost::system::error_code ec;
       if (acceptor) acceptor->close(ec);
     });
@@ -514,11 +515,14 @@ struct Receiver::Impl {
   Settings settings;
   core::Registry registry;
   core::Logger log{"receiver"};
+  // Declared before the publisher so it is destroyed after it: the
+  // publisher's last delivery reports are posted to connection strands.
+  asio::io_context ioc;
+  asio::strand<asio::io_context::executor_type> acceptor_strand;
   KeyRingSource keys;
   KafkaPublisher publisher;
   WebhookHandler handler;
   core::AdminServer admin;
-  asio::io_context ioc;
   std::optional<ssl::context> tls;
   std::optional<tcp::acceptor> acceptor;
   std::vector<std::thread> threads;
