@@ -476,3 +476,41 @@ TEST(ReceiverKafkaDown, Answers503UntilKafkaIsBackThenTheRetryLands) {
   EXPECT_NE(h.metrics().find("klarna_receiver_requests_total{outcome=\"unavailable\"}"),
             std::string::npos);
 }
+
+TEST(ReceiverKafkaDown, StartsWithoutKafkaAndSaysNotReady) {
+  // A loopback port nobody listens on.
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  socklen_t len = sizeof addr;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  ::close(fd);
+  auto dead = "127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
+
+  ReceiverHarness h(shared_kafka(), false,
+                    {"kafka.bootstrap_servers=" + dead, "kafka.publish_timeout_ms=1000"});
+  EXPECT_TRUE(wait_until([&] {
+    auto r = http_request(h.receiver->admin_port(), "GET", "/readyz");
+    return r && r->status == 503 && r->body.find("kafka unreachable") != std::string::npos;
+  }));
+  EXPECT_EQ(http_request(h.receiver->admin_port(), "GET", "/healthz")->status, 200);
+  auto r = h.post_signed(webhook_body("payment.request.state-change.submitted", "no-kafka"));
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 503);
+}
+
+TEST(ReceiverPlain, ConnectionsAboveTheLimitAreClosedAndCounted) {
+  ReceiverHarness h(shared_kafka(), false, {"receiver.max_connections=2"});
+  HttpConnection a(h.port());
+  HttpConnection b(h.port());
+  auto body = webhook_body("payment.request.state-change.submitted", "limit");
+  // Both are served (and so both are counted before the third arrives).
+  EXPECT_EQ(a.request("POST", h.path(), body, h.signed_headers(body))->status, 200);
+  EXPECT_EQ(b.request("POST", h.path(), body, h.signed_headers(body))->status, 200);
+  HttpConnection c(h.port());
+  EXPECT_TRUE(c.wait_closed(5s));
+  EXPECT_NE(h.metrics().find("klarna_receiver_connections_refused_total 1"), std::string::npos);
+  EXPECT_EQ(a.request("POST", h.path(), body, h.signed_headers(body))->status, 200);
+}
