@@ -20,6 +20,10 @@ sigset_t termination_set() {
 }  // namespace
 
 void block_termination_signals() {
+  // A process started in the background by a non-interactive shell inherits
+  // SIGINT ignored; an ignored signal is discarded before sigtimedwait could
+  // take it. Restore the default disposition first, then block.
+  for (int sig : {SIGINT, SIGTERM, SIGHUP}) signal(sig, SIG_DFL);
   sigset_t set = termination_set();
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
 }
