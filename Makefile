@@ -41,7 +41,7 @@ asan: deps
 	  ctest --output-on-failure --timeout 900 -j $(JOBS) $(CTEST_ARGS)
 
 format:
-	find core storage klarna receiver processor tools tests bench -name '*.[ch]pp' | xargs clang-format -i
+	find core storage klarna receiver processor sim tools tests bench -name '*.[ch]pp' | xargs clang-format -i
 
 clean:
 	rm -rf $(BUILD_DIR) $(ASAN_DIR)

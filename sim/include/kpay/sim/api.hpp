@@ -1,0 +1,121 @@
+// The Klarna double's API, as a plain request → response function (no I/O),
+// so state machines, idempotency and webhook emission are testable without a
+// server. The HTTP server (server.cpp) only parses, applies faults, calls
+// handle() and writes the answer.
+//
+// Guarantees:
+//   - handle() is thread-safe; operations are serialized by one mutex, so an
+//     operation and its webhooks are atomic with respect to other calls.
+//   - A POST/PATCH with Klarna-Idempotency-Key executes at most once per key
+//     within the window; repeats get the stored response (see idempotency.hpp).
+//   - Every state change that Klarna would notify about is rendered once per
+//     matching enabled subscription, signed, and handed to the DeliverySink.
+//
+// Surface (see docs/SIM.md for bodies):
+//   /v2/accounts/{account}/payment/requests[/{id}]           POST, GET, DELETE
+//   /v2/accounts/{account}/payment/authorize                 POST (initial, or final with
+//                                                            Klarna-Network-Session-Token)
+//   /v2/accounts/{account}/payment/confirmation-tokens/{t}/confirm   POST (Gen 1)
+//   /v2/accounts/{account}/payment/transactions/{id}[/capture|/refund|/void]
+//   /v2/accounts/{account}/payment/captures/{id}, /refunds/{id}       GET
+//   /v2/notification/signing-keys[/{id}]                      POST, GET, DELETE
+//   /v2/notification/webhooks[/{id}[/simulate]]               POST, GET, PATCH, DELETE
+//   /v2/settlements/{id}                                      GET
+//   /_sim/…                                                   introspection and control
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "kpay/sim/clock.hpp"
+#include "kpay/sim/webhooks.hpp"
+
+namespace kpay::sim {
+
+struct ApiRequest {
+  std::string method;                          // "GET", "POST", …
+  std::string target;                          // path with optional query
+  std::map<std::string, std::string> headers;  // names lowercased
+  std::string body;
+  std::string header(const std::string& lower_name) const {
+    auto it = headers.find(lower_name);
+    return it == headers.end() ? std::string() : it->second;
+  }
+};
+
+struct ApiResponse {
+  int status = 200;
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string body;  // JSON (or empty for 204)
+};
+
+struct ApiOptions {
+  std::string account_id = "krn:partner:global:account:test:SIMACCOUNT";
+  // When set, every /v2 call must carry `Authorization: Basic <api_key>`.
+  std::optional<std::string> api_key;
+  std::int64_t request_ttl_ms = 3LL * 3600 * 1000;  // server-side flow
+  std::int64_t token_ttl_ms = 60LL * 60 * 1000;     // session / confirmation token
+  std::int64_t transaction_ttl_ms = 28LL * 24 * 3600 * 1000;
+  std::int64_t idempotency_window_ms = 24LL * 3600 * 1000;
+  std::size_t max_calls_logged = 100'000;
+  std::uint64_t seed = 0;  // 0: random ids
+  std::string payment_request_url_base = "https://pay.test.klarna.com/sim/";
+};
+
+class SimApi {
+ public:
+  // `sink` may be null (then webhooks are only counted); it must outlive this.
+  SimApi(ApiOptions options, SimClock& clock, DeliverySink* sink);
+  ~SimApi();
+  SimApi(const SimApi&) = delete;
+  SimApi& operator=(const SimApi&) = delete;
+
+  ApiResponse handle(const ApiRequest& request);
+
+  // Operation name used for fault rules and execution counts, e.g.
+  // "payment.transactions.capture"; "unknown" when no route matches.
+  static std::string route_name(std::string_view method, std::string_view target);
+
+  // Applies time-based transitions (request and token expiry, transaction
+  // expiry) as of the clock's now. The server calls it periodically.
+  void tick();
+
+  // Start-up configuration (also possible over the API).
+  void add_signing_key(const std::string& id, const std::string& secret);
+  // Returns the webhook_id.
+  std::string add_webhook(const std::string& url, const std::vector<std::string>& event_types,
+                          const std::string& event_version, const std::string& signing_key_id);
+
+  // Extra /_sim/ routes served by other components (scenarios, faults):
+  // `prefix` like "/_sim/scenarios"; called without the API lock held.
+  using ControlHandler = std::function<ApiResponse(const ApiRequest&)>;
+  void set_control_handler(std::string prefix, ControlHandler handler);
+
+  // For scenarios and tests: how many times `route` really executed.
+  std::uint64_t executions(const std::string& route) const;
+
+  // Records a call that the server answered with an injected fault instead of
+  // executing it (so introspection shows every call received).
+  void note_fault(const ApiRequest& request, std::string_view fault, int status);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// Klarna's error body: {"error_id","error_type","error_code","error_message",
+// "validation_errors"?:[{"parameter","reason"}]}.
+ApiResponse klarna_error(int status, std::string_view error_type, std::string_view error_code,
+                         std::string_view message,
+                         const std::vector<std::pair<std::string, std::string>>& validation = {});
+
+std::string percent_decode(std::string_view s);
+
+}  // namespace kpay::sim

@@ -1,0 +1,236 @@
+// /_sim: the customer's side, disputes, settlements, clock, reset and introspection.
+#include "api_internal.hpp"
+
+namespace kpay::sim {
+
+// ---------------------------------------------------------------------------
+// /_sim: the customer's side, disputes, settlements, clock and introspection.
+
+ApiResponse SimApi::Impl::customer_action(const std::string& id, const std::string& action,
+                                          const Body& body) {
+  auto it = requests.find(id);
+  if (it == requests.end()) return not_found("payment request");
+  auto& r = it->second;
+  auto flow = body.str("flow").value_or("");
+  if (flow == "v1" &&
+      (r.state == RequestState::submitted || r.state == RequestState::in_progress)) {
+    r.gen = Generation::v1;
+  }
+  auto enter = [&]() {
+    if (r.state == RequestState::submitted || r.state == RequestState::prepared) {
+      move_request(r, RequestState::in_progress);
+    }
+  };
+  bool ok = true;
+  if (action == "start") {
+    ok = r.state != RequestState::in_progress && move_request(r, RequestState::in_progress);
+  } else if (action == "prepare") {
+    r.gen = Generation::v1;
+    ok = move_request(r, RequestState::prepared);
+  } else if (action == "approve") {
+    enter();
+    if (r.gen == Generation::v1) {
+      r.confirmation_token = token();
+      r.token_expires_at = now() + opt.token_ttl_ms;
+      ok = move_request(r, RequestState::pending_confirmation);
+      if (ok) confirmation_tokens[r.confirmation_token] = r.id;
+    } else {
+      r.session_token = "krn:network:eu1:test:session-token:" + token();
+      r.token_expires_at = now() + opt.token_ttl_ms;
+      ok = move_request(r, RequestState::completed);
+      if (ok) session_tokens[r.session_token] = r.id;
+    }
+  } else if (action == "decline") {
+    enter();
+    ok = move_request(r, RequestState::declined);
+  } else if (action == "abandon") {
+    ok = move_request(r, RequestState::submitted, "PURCHASE_FLOW_ABORTED");
+  } else if (action == "expire") {
+    ok = move_request(r, RequestState::expired);
+  } else {
+    return invalid("action", "one of start, prepare, approve, decline, abandon, expire");
+  }
+  if (!ok) {
+    return conflict("The payment request is " + std::string(request_state_name(r.state)) +
+                    "; cannot " + action);
+  }
+  return json_response(200, render_request(r));
+}
+
+void SimApi::Impl::reset_locked() {
+  requests.clear();
+  transactions.clear();
+  captures.clear();
+  refunds.clear();
+  disputes.clear();
+  settlements.clear();
+  session_tokens.clear();
+  confirmation_tokens.clear();
+  calls.clear();
+  executions.clear();
+  key_executions.clear();
+  events.clear();
+  idem.clear();
+  if (sink) sink->reset();
+}
+
+ApiResponse SimApi::Impl::sim_control(const ApiRequest& req, const std::vector<std::string>& s,
+                                      const Body& body) {
+  auto n = s.size();
+  const auto& m = req.method;
+  auto at = [&](std::size_t i) -> std::string { return i < n ? s[i] : std::string(); };
+
+  if (n == 2 && at(1) == "health") return json_response(200, R"({"status":"ok"})");
+  if (n == 2 && at(1) == "calls" && m == "GET") {
+    auto route_filter = query_param(req.target, "route");
+    JsonWriter w;
+    w.begin_object().key("calls").begin_array();
+    for (const auto& c : calls) {
+      if (!route_filter.empty() && c.route != route_filter) continue;
+      w.begin_object()
+          .field("seq", c.seq)
+          .field("at", rfc3339_ms(c.at))
+          .field("method", c.method)
+          .field("path", c.path)
+          .field("route", c.route)
+          .field("idempotency_key", c.idempotency_key)
+          .field("status", c.status)
+          .field("replayed", c.replayed);
+      if (!c.fault.empty()) w.field("fault", c.fault);
+      w.end_object();
+    }
+    w.end_array().end_object();
+    return json_response(200, w.take());
+  }
+  if (n == 2 && at(1) == "executions" && m == "GET") {
+    JsonWriter w;
+    w.begin_object().key("by_route").begin_object();
+    for (const auto& [k, v] : executions) w.field(k, v);
+    w.end_object().key("by_idempotency_key").begin_object();
+    for (const auto& [k, v] : key_executions) w.field(k, v);
+    w.end_object().end_object();
+    return json_response(200, w.take());
+  }
+  if (n == 2 && at(1) == "webhooks" && m == "GET") {
+    DeliveryFilter filter;
+    filter.state = query_param(req.target, "state");
+    auto limit = query_param(req.target, "limit");
+    if (!limit.empty())
+      filter.limit = static_cast<std::size_t>(std::strtoull(limit.c_str(), nullptr, 10));
+    return json_response(
+        200, sink ? sink->introspect_json(filter) : R"({"deliveries":[],"summary":{}})");
+  }
+  if (n == 2 && at(1) == "events" && m == "GET") {
+    JsonWriter w;
+    w.begin_object().key("events").begin_array();
+    for (const auto& e : events) {
+      w.begin_object()
+          .field("event_type", e.event_type)
+          .field("entity_id", e.entity_id)
+          .field("at", rfc3339_ms(e.at))
+          .field("deliveries", e.deliveries)
+          .end_object();
+    }
+    w.end_array().end_object();
+    return json_response(200, w.take());
+  }
+  if (n == 2 && at(1) == "state" && m == "GET") {
+    std::map<std::string, int> rs, ts, ds;
+    for (const auto& [id, r] : requests) ++rs[std::string(request_state_name(r.state))];
+    for (const auto& [id, t] : transactions) ++ts[std::string(transaction_state_name(t.state))];
+    for (const auto& [id, d] : disputes) ++ds[std::string(dispute_state_name(d.state))];
+    JsonWriter w;
+    w.begin_object();
+    auto section = [&](std::string_view name, const std::map<std::string, int>& mm) {
+      w.key(name).begin_object();
+      for (const auto& [k, v] : mm) w.field(k, v);
+      w.end_object();
+    };
+    section("payment_requests", rs);
+    section("payment_transactions", ts);
+    section("disputes", ds);
+    w.field("settlements", settlements.size())
+        .field("signing_keys", keys.size())
+        .field("webhooks", webhooks.size())
+        .field("idempotency_keys", idem.size())
+        .end_object();
+    return json_response(200, w.take());
+  }
+  if (at(1) == "clock") {
+    if (n == 3 && at(2) == "advance" && m == "POST") {
+      auto ms = body.integer("ms");
+      if (!ms || *ms < 0) return invalid("ms", "must be a non-negative integer");
+      clock.advance(*ms);
+      tick_locked();
+    }
+    JsonWriter w;
+    w.begin_object()
+        .field("now", rfc3339_ms(now()))
+        .field("now_ms", now())
+        .field("speed", clock.speed())
+        .end_object();
+    return json_response(200, w.take());
+  }
+  if (n == 2 && at(1) == "reset" && m == "POST") {
+    reset_locked();
+    return json_response(200, R"({"reset":true})");
+  }
+  if (n == 4 && at(1) == "payment-requests" && m == "POST")
+    return customer_action(at(2), at(3), body);
+  if (at(1) == "disputes" && m == "POST") {
+    if (n == 2) {
+      auto txid = body.str("payment_transaction_id").value_or("");
+      auto it = transactions.find(txid);
+      if (it == transactions.end()) return not_found("payment transaction");
+      auto& t = it->second;
+      if (t.captures.empty()) return conflict("A dispute needs a captured transaction");
+      Dispute d;
+      d.id = "krn:payment:eu1:dispute:" + uuid();
+      d.account = t.account;
+      d.transaction_id = t.id;
+      d.capture_id = t.captures.front();
+      d.currency = t.currency;
+      d.amount = body.integer("amount").value_or(t.captured);
+      d.reason = body.str("dispute_reason").value_or("GOODS_NOT_RECEIVED");
+      d.created_at = d.updated_at = now();
+      d.representment_expires_at = now() + 10LL * 24 * 3600 * 1000;
+      auto& stored = disputes.emplace(d.id, std::move(d)).first->second;
+      emit("payment.dispute.state-change.initiated", stored.id, render_dispute(stored),
+           stored.account);
+      return json_response(201, render_dispute(stored));
+    }
+    if (n == 4 && at(3) == "transition") {
+      auto it = disputes.find(at(2));
+      if (it == disputes.end()) return not_found("dispute");
+      auto to = parse_dispute_state(body.str("state").value_or(""));
+      if (!to) return invalid("state", "unknown dispute state");
+      if (!move_dispute(it->second, *to, body.str("outcome").value_or(""))) {
+        return conflict("Dispute transition not allowed from " +
+                        std::string(dispute_state_name(it->second.state)));
+      }
+      return json_response(200, render_dispute(it->second));
+    }
+  }
+  if (n == 2 && at(1) == "settlements" && m == "POST") {
+    Settlement st;
+    st.id = "krn:settlement:eu1:settlement:" + uuid();
+    st.created_at = now();
+    for (auto& [id, t] : transactions) {
+      if (t.settled || t.captured == 0) continue;
+      if (st.currency.empty()) st.currency = t.currency;
+      if (t.currency != st.currency) continue;
+      t.settled = true;
+      st.transactions.push_back(id);
+      st.amount += t.captured - t.refunded;
+    }
+    if (st.currency.empty()) st.currency = "USD";
+    auto& stored = settlements.emplace(st.id, std::move(st)).first->second;
+    auto payload = render_settlement(stored);
+    emit("settlement.report.created", stored.id, payload, opt.account_id);
+    emit("settlement.payout.processed", stored.id, payload, opt.account_id);
+    return json_response(201, payload);
+  }
+  return not_found("sim control route");
+}
+
+}  // namespace kpay::sim

@@ -1,0 +1,238 @@
+// klarna-sim as a process: HTTP(S) surface, fault injection per route,
+// idempotent retry after a dropped answer, signed webhook delivery with
+// retries to a loopback endpoint, scenarios, configuration errors.
+#include <gtest/gtest.h>
+
+#include <csignal>
+#include <fstream>
+
+#include "child_process.hpp"
+#include "http_client.hpp"
+#include "kpay/klarna/signature.hpp"
+#include "test_helpers.hpp"
+
+using namespace kpay::test;
+using kpay::sim::test::jstr;
+using kpay::sim::test::openssl_hmac;
+using kpay::sim::test::WebhookEndpoint;
+
+namespace {
+
+const std::string kAcct = "/v2/accounts/krn%3Apartner%3Aglobal%3Aaccount%3Atest%3ASIMACCOUNT";
+const std::string kSecret = "sim-server-test-secret";
+
+struct Sim {
+  explicit Sim(std::vector<std::string> extra) {
+    dir = make_temp_dir("sim-server");
+    port_file = dir + "/port.json";
+    std::vector<std::string> argv{binary("sim/klarna-sim"),     "--set", "sim.port=0", "--set",
+                                  "sim.port_file=" + port_file, "--set", "sim.seed=11"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    proc = std::make_unique<ChildProcess>(argv, dir + "/sim.log");
+    bool up = wait_until(
+        [&] { return jstr(read_file(port_file), {"port"}).find('<') == std::string::npos; },
+        std::chrono::seconds(15));
+    EXPECT_TRUE(up) << read_file(dir + "/sim.log");
+    if (up) port = static_cast<std::uint16_t>(std::stoi(jstr(read_file(port_file), {"port"})));
+  }
+  std::optional<HttpResponse> req(std::string_view method, const std::string& target,
+                                  std::string_view body = {},
+                                  const std::map<std::string, std::string>& headers = {}) {
+    return http_request(port, method, target, body, headers);
+  }
+  std::string dir, port_file;
+  std::unique_ptr<ChildProcess> proc;
+  std::uint16_t port = 0;
+};
+
+std::string write_secret(const std::string& dir) {
+  std::string path = dir + "/secret";
+  std::ofstream(path) << kSecret << "\n";  // one trailing newline is dropped
+  return path;
+}
+
+}  // namespace
+
+TEST(SimServer, ApiOverHttpAndBodyLimit) {
+  Sim sim({"--set", "sim.body_limit=1024"});
+  auto r = sim.req("POST", kAcct + "/payment/requests", R"({"currency":"USD","amount":1500})",
+                   {{"Content-Type", "application/json"}, {"Partner-Correlation-Id", "corr-1"}});
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 201) << r->body;
+  EXPECT_EQ(r->header("content-type"), "application/json");
+  EXPECT_EQ(r->header("partner-correlation-id"), "corr-1");
+  EXPECT_EQ(jstr(r->body, {"state"}), "SUBMITTED");
+  auto missing = sim.req("GET", "/v2/nothing/here");
+  ASSERT_TRUE(missing);
+  EXPECT_EQ(missing->status, 404);
+  EXPECT_EQ(jstr(missing->body, {"error_type"}), "RESOURCE_ERROR");
+  auto big = sim.req("POST", kAcct + "/payment/requests", std::string(4096, ' '));
+  ASSERT_TRUE(big);
+  EXPECT_EQ(big->status, 413);
+}
+
+TEST(SimServer, FaultInjectionPerRoute) {
+  Sim sim({"--set", R"(faults.rules=["payment.requests.create:429:100:3"])"});
+  std::string create = R"({"currency":"USD","amount":100})";
+  auto limited = sim.req("POST", kAcct + "/payment/requests", create);
+  ASSERT_TRUE(limited);
+  EXPECT_EQ(limited->status, 429);
+  EXPECT_EQ(jstr(limited->body, {"error_type"}), "ACCESS_ERROR");
+  EXPECT_EQ(jstr(limited->body, {"error_code"}), "RATE_LIMITED");
+  EXPECT_EQ(limited->header("x-ratelimit-limit"), "100");
+  EXPECT_EQ(limited->header("x-ratelimit-remaining"), "0");
+  EXPECT_EQ(limited->header("x-ratelimit-reset"), "3");
+  // Other routes are untouched; the refused call never executed.
+  EXPECT_EQ(sim.req("GET", "/v2/notification/webhooks")->status, 200);
+  auto execs = sim.req("GET", "/_sim/executions");
+  EXPECT_EQ(jstr(execs->body, {"by_route", "payment.requests.create"}), "<missing>");
+  EXPECT_NE(sim.req("GET", "/_sim/calls")->body.find(R"("fault":"429")"), std::string::npos);
+
+  auto set = [&](const std::string& rules) {
+    auto r = sim.req("POST", "/_sim/faults", R"({"rules":[)" + rules + "]}");
+    ASSERT_TRUE(r);
+    ASSERT_EQ(r->status, 200) << r->body;
+  };
+  set(R"("payment.requests.*:502:100")");
+  auto bad_gateway = sim.req("POST", kAcct + "/payment/requests", create);
+  EXPECT_EQ(bad_gateway->status, 502);
+  EXPECT_EQ(jstr(bad_gateway->body, {"error_type"}), "TECHNICAL_ERROR");
+
+  set(R"("*:timeout:100:100")");
+  auto timed_out = sim.req("POST", kAcct + "/payment/requests", create);
+  EXPECT_EQ(timed_out->status, 500);
+  EXPECT_EQ(jstr(timed_out->body, {"error_code"}), "TIMEOUT");
+
+  set(R"("payment.requests.create:drop:100")");
+  EXPECT_FALSE(sim.req("POST", kAcct + "/payment/requests", create).has_value());
+
+  set(R"("payment.requests.create:latency:100:150")");
+  auto t0 = std::chrono::steady_clock::now();
+  EXPECT_EQ(sim.req("POST", kAcct + "/payment/requests", create)->status, 201);
+  EXPECT_GE(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(150));
+
+  set(R"("notification.webhooks.list:limit:2:60")");
+  auto l1 = sim.req("GET", "/v2/notification/webhooks");
+  auto l2 = sim.req("GET", "/v2/notification/webhooks");
+  auto l3 = sim.req("GET", "/v2/notification/webhooks");
+  EXPECT_EQ(l1->status, 200);
+  EXPECT_EQ(l1->header("x-ratelimit-limit"), "2");
+  EXPECT_EQ(l1->header("x-ratelimit-remaining"), "1");
+  EXPECT_EQ(l2->header("x-ratelimit-remaining"), "0");
+  EXPECT_EQ(l3->status, 429);
+  EXPECT_EQ(jstr(l3->body, {"error_code"}), "RATE_LIMITED");
+  EXPECT_EQ(l3->header("x-ratelimit-limit"), "2");
+  EXPECT_FALSE(l3->header("x-ratelimit-reset").empty());
+
+  auto bad = sim.req("POST", "/_sim/faults", R"({"rules":["*:explode:5"]})");
+  EXPECT_EQ(bad->status, 400);
+}
+
+TEST(SimServer, DroppedAnswerThenRetryWithSameKeyReturnsStoredResponse) {
+  Sim sim({"--set", R"(faults.rules=["payment.requests.create:drop-after:100"])"});
+  std::string body = R"({"currency":"EUR","amount":2500})";
+  std::map<std::string, std::string> key{{"Klarna-Idempotency-Key", "create-once"}};
+  EXPECT_FALSE(sim.req("POST", kAcct + "/payment/requests", body, key)
+                   .has_value());  // executed, answer lost
+  ASSERT_EQ(sim.req("POST", "/_sim/faults", R"({"rules":[]})")->status, 200);
+  auto retry = sim.req("POST", kAcct + "/payment/requests", body, key);
+  ASSERT_TRUE(retry);
+  EXPECT_EQ(retry->status, 201);
+  auto execs = sim.req("GET", "/_sim/executions")->body;
+  EXPECT_EQ(jstr(execs, {"by_idempotency_key", "create-once"}), "1");
+  EXPECT_EQ(jstr(execs, {"by_route", "payment.requests.create"}), "1");
+  EXPECT_EQ(jstr(sim.req("GET", "/_sim/state")->body, {"payment_requests", "SUBMITTED"}), "1");
+  auto conflict =
+      sim.req("POST", kAcct + "/payment/requests", R"({"currency":"EUR","amount":2501})", key);
+  EXPECT_EQ(conflict->status, 409);
+}
+
+TEST(SimServer, SignedWebhooksWithRetriesOverHttp) {
+  WebhookEndpoint endpoint([](int n) { return n == 0 ? 500 : 200; });
+  auto dir = make_temp_dir("sim-hook");
+  Sim sim({"--webhook-url", endpoint.url(), "--signing-key-id",
+           "krn:partner:global:notification:signing-key:t1", "--signing-key-file",
+           write_secret(dir), "--time-scale", "100000"});
+  ASSERT_EQ(
+      sim.req("POST", kAcct + "/payment/requests", R"({"currency":"USD","amount":700})")->status,
+      201);
+  ASSERT_TRUE(wait_until([&] { return endpoint.count() >= 2; }));
+  auto got = endpoint.received();
+  EXPECT_EQ(got[0].body, got[1].body);  // the retry sends the same bytes
+  kpay::klarna::SigningKey verifier(kSecret);
+  for (const auto& g : got) {
+    EXPECT_EQ(g.header("klarna-signing-key-id"), "krn:partner:global:notification:signing-key:t1");
+    EXPECT_TRUE(verifier.verify(g.body, g.header("klarna-signature")));
+    EXPECT_EQ(openssl_hmac(kSecret, g.body), g.header("klarna-signature"));
+    EXPECT_EQ(jstr(g.body, {"metadata", "event_type"}), "payment.request.state-change.submitted");
+  }
+  ASSERT_TRUE(wait_until([&] {
+    auto w = sim.req("GET", "/_sim/webhooks");
+    return w && jstr(w->body, {"summary", "delivered"}) == "1";
+  }));
+  auto w = sim.req("GET", "/_sim/webhooks")->body;
+  EXPECT_EQ(jstr(w, {"summary", "attempts"}), "2");
+}
+
+TEST(SimServer, ScenarioRunsAndExitsWhenDone) {
+  WebhookEndpoint endpoint([](int) { return 200; });
+  auto dir = make_temp_dir("sim-scn");
+  Sim sim({"--webhook-url",
+           endpoint.url(),
+           "--signing-key-id",
+           "kid",
+           "--signing-key-file",
+           write_secret(dir),
+           "--journeys",
+           "10",
+           "--rate",
+           "500",
+           "--set",
+           R"(scenario.mix=["approve:2","decline","expire","cancel","step-up"])",
+           "--set",
+           R"(scenario.versions=["v1","v2"])",
+           "--set",
+           "scenario.disputes=2",
+           "--set",
+           "scenario.settlements=1",
+           "--set",
+           "scenario.exit_when_done=true"});
+  auto code = sim.proc->wait(std::chrono::seconds(30));
+  ASSERT_TRUE(code.has_value()) << read_file(sim.dir + "/sim.log");
+  EXPECT_EQ(*code, 0);
+  std::set<std::string> families;
+  for (const auto& g : endpoint.received()) {
+    auto type = jstr(g.body, {"metadata", "event_type"});
+    families.insert(type.substr(0, type.find('.', type.find('.') + 1)));
+  }
+  EXPECT_TRUE(families.count("payment.request"));
+  EXPECT_TRUE(families.count("payment.transaction"));
+  EXPECT_TRUE(families.count("payment.dispute"));
+  EXPECT_TRUE(families.count("settlement.report"));
+}
+
+TEST(SimServer, TlsListener) {
+  auto dir = make_temp_dir("sim-tls");
+  std::string cmd =
+      "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj "
+      "/CN=127.0.0.1 -keyout " +
+      dir + "/key.pem -out " + dir + "/cert.pem >/dev/null 2>&1";
+  ASSERT_EQ(std::system(cmd.c_str()), 0);
+  Sim sim({"--set", "sim.tls=true", "--set", "sim.tls_certificate=" + dir + "/cert.pem", "--set",
+           "sim.tls_private_key=" + dir + "/key.pem"});
+  HttpConnection conn(sim.port, true);
+  auto r = conn.request("GET", "/_sim/health", "");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  EXPECT_FALSE(conn.tls_version().empty());
+}
+
+TEST(SimServer, ConfigurationErrorsExitWith2) {
+  for (auto bad : {"faults.rules=[\"*:explode:1\"]", "sim.unknown_key=1", "sim.time_scale=0",
+                   "scenario.mix=[\"dance\"]"}) {
+    ChildProcess p({binary("sim/klarna-sim"), "--set", bad}, make_temp_dir("sim-cfg") + "/log");
+    auto code = p.wait(std::chrono::seconds(10));
+    ASSERT_TRUE(code.has_value()) << bad;
+    EXPECT_EQ(*code, 2) << bad;
+  }
+}
