@@ -33,9 +33,9 @@ struct AdminServer::Impl {
     res.keep_alive(req.keep_alive());
     std::string_view target(req.target().data(), req.target().size());
     if (auto q = target.find('?'); q != std::string_view::npos) target = target.substr(0, q);
-    if (req.method() != http::verb::get && req.method() != http::verb::head) {
+    if (req.method() != http::verb::get) {
       res.result(http::status::method_not_allowed);
-      res.set(http::field::allow, "GET, HEAD");
+      res.set(http::field::allow, "GET");
       res.set(http::field::content_type, "application/json");
       res.body() = R"({"error":"method_not_allowed"})";
     } else if (target == "/metrics") {

@@ -2,6 +2,7 @@
 
 #include <toml++/toml.h>
 
+#include <charconv>
 #include <sstream>
 
 namespace kpay::core {
@@ -12,6 +13,9 @@ ConfigError::ConfigError(std::string key, const std::string& reason)
 
 struct Config::Impl {
   toml::table root;
+  // Overrides in the order given, values as typed: pass-through tables take
+  // them verbatim (no type guessing of e.g. a password "0x1f").
+  std::vector<std::pair<std::string, std::string>> raw_overrides;
   mutable std::set<std::string> read_keys;     // exact keys read
   mutable std::set<std::string> read_tables;   // tables read whole (pass-through)
 
@@ -63,6 +67,7 @@ void Config::apply_override(std::string_view assignment) {
   }
   std::string key(assignment.substr(0, eq));
   std::string raw(assignment.substr(eq + 1));
+  impl_->raw_overrides.emplace_back(key, raw);
   toml::node_view existing = impl_->root.at_path(key);
   (void)existing;
 
@@ -176,15 +181,28 @@ std::vector<std::pair<std::string, std::string>> Config::string_table(std::strin
       } else if (v.is_boolean()) {
         out.emplace_back(name, v.as_boolean()->get() ? "true" : "false");
       } else if (v.is_floating_point()) {
-        std::ostringstream s;
-        s << v.as_floating_point()->get();
-        out.emplace_back(name, s.str());
+        char buf[32];
+        auto r = std::to_chars(buf, buf + sizeof buf, v.as_floating_point()->get());
+        out.emplace_back(name, std::string(buf, r.ptr));
       } else {
         throw ConfigError(std::string(key) + "." + name, "must be a string, number or boolean");
       }
     }
   };
   flatten(flatten, *t, "");
+  // `--set table.a.b=v` reaches the file's quoted "a.b" under the same
+  // flattened name: the later (command line) assignment wins, verbatim.
+  std::string prefix = std::string(key) + ".";
+  for (const auto& [k, v] : impl_->raw_overrides) {
+    if (k.rfind(prefix, 0) != 0) continue;
+    std::string name = k.substr(prefix.size());
+    std::string value = v;
+    if (value.size() >= 2 && value.front() == '"' && value.back() == '"') {
+      value = value.substr(1, value.size() - 2);
+    }
+    std::erase_if(out, [&](const auto& entry) { return entry.first == name; });
+    out.emplace_back(name, value);
+  }
   return out;
 }
 

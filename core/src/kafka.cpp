@@ -30,7 +30,9 @@ KafkaConf make_kafka_conf(const KafkaProperties& properties) {
 KafkaHandle make_kafka(rd_kafka_type_t type, KafkaConf conf) {
   char err[512];
   rd_kafka_t* rk = rd_kafka_new(type, conf.get(), err, sizeof err);
-  if (rk == nullptr) throw std::runtime_error(std::string("rd_kafka_new: ") + err);
+  // Refused combinations of properties (e.g. idempotence with
+  // max.in.flight > 5) are configuration errors, not transient ones.
+  if (rk == nullptr) throw KafkaConfigError("(combination)", err);
   conf.release();  // owned by rk now
   return KafkaHandle(rk);
 }

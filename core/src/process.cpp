@@ -24,6 +24,9 @@ void block_termination_signals() {
   // SIGINT ignored; an ignored signal is discarded before sigtimedwait could
   // take it. Restore the default disposition first, then block.
   for (int sig : {SIGINT, SIGTERM, SIGHUP}) signal(sig, SIG_DFL);
+  // A log reader that went away (journald restart, a closed pipe) must not
+  // kill the process: writes fail with EPIPE instead.
+  signal(SIGPIPE, SIG_IGN);
   sigset_t set = termination_set();
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
 }

@@ -1,10 +1,19 @@
 #include "kpay/receiver/key_ring_source.hpp"
 
+#include "kpay/core/config.hpp"
 #include "kpay/storage/key_store.hpp"
 
 namespace kpay::receiver {
 
 namespace {
+// Never create the key database here: a mistyped path must not turn into an
+// empty key ring that refuses every webhook. klarnactl keys add creates it.
+storage::Database open_existing(const std::string& path) {
+  storage::Database::Options options;
+  options.create = false;
+  return storage::Database::open(path, options);
+}
+
 std::shared_ptr<const klarna::KeyRing> load_ring(storage::Database& db) {
   storage::KeyStore store(db);
   auto ring = std::make_shared<klarna::KeyRing>();
@@ -15,8 +24,17 @@ std::shared_ptr<const klarna::KeyRing> load_ring(storage::Database& db) {
 
 KeyRingSource::KeyRingSource(std::string database_path, std::chrono::milliseconds poll_interval)
     : path_(std::move(database_path)), poll_interval_(poll_interval) {
-  auto db = storage::Database::open(path_);
-  ring_.store(load_ring(db));
+  try {
+    auto db = open_existing(path_);
+    ring_.store(load_ring(db));
+  } catch (const storage::SqliteError& e) {
+    throw core::ConfigError("keys.database",
+                            "cannot open '" + path_ + "' (" + e.what() +
+                                "); register a signing key first: klarnactl keys add");
+  }
+  if (ring_.load()->size() == 0) {
+    log_.error("no active signing keys: every webhook will be refused until one is added");
+  }
 }
 
 KeyRingSource::~KeyRingSource() {
@@ -31,12 +49,16 @@ KeyRingSource::~KeyRingSource() {
 bool KeyRingSource::reload() {
   std::lock_guard lock(mu_);
   try {
-    auto db = storage::Database::open(path_);
+    auto db = open_existing(path_);
     auto ring = load_ring(db);
     auto size = ring->size();
     ring_.store(std::move(ring));
     reloads_.fetch_add(1);
-    log_.info("signing keys loaded", {{"active_keys", size}});
+    if (size == 0) {
+      log_.error("no active signing keys: every webhook will be refused until one is added");
+    } else {
+      log_.info("signing keys loaded", {{"active_keys", size}});
+    }
     return true;
   } catch (const std::exception& e) {
     log_.error("signing keys reload failed; keeping the previous keys", {{"error", e.what()}});
@@ -58,7 +80,7 @@ void KeyRingSource::watch() {
     lock.unlock();
     bool changed = false;
     try {
-      if (!db) db = storage::Database::open(path_);
+      if (!db) db = open_existing(path_);
       auto v = db->data_version();
       // The first poll reloads too: a change between the initial load and this
       // connection's first data_version would otherwise go unseen.

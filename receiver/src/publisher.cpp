@@ -2,13 +2,15 @@
 
 namespace kpay::receiver {
 
-KafkaPublisher::KafkaPublisher(const KafkaSettings& settings, core::Registry& metrics)
+KafkaPublisher::KafkaPublisher(const KafkaSettings& settings,
+                               std::vector<std::string> required_topics, core::Registry& metrics)
     : errors_fatal_(metrics
                         .counter("klarna_receiver_kafka_fatal_errors_total",
                                  "Fatal producer errors (the producer must be restarted).")
                         .with({})),
       errors_(metrics.counter("klarna_receiver_kafka_errors_total",
-                              "Errors reported by the Kafka client, by error name.", {"error"})) {
+                              "Errors reported by the Kafka client, by error name.", {"error"})),
+      required_topics_(std::move(required_topics)) {
   core::KafkaProperties props = {
       {"bootstrap.servers", settings.bootstrap_servers},
       {"client.id", "klarna-receiver"},
@@ -26,6 +28,8 @@ KafkaPublisher::KafkaPublisher(const KafkaSettings& settings, core::Registry& me
   props.emplace_back("enable.idempotence", "true");
   props.emplace_back("acks", "all");
   props.emplace_back("message.timeout.ms", std::to_string(settings.publish_timeout.count()));
+  // A 2xx waits for a success report: those must be delivered.
+  props.emplace_back("delivery.report.only.error", "false");
 
   auto conf = core::make_kafka_conf(props);
   rd_kafka_conf_set_dr_msg_cb(conf.get(), &KafkaPublisher::on_delivery);
@@ -33,11 +37,20 @@ KafkaPublisher::KafkaPublisher(const KafkaSettings& settings, core::Registry& me
   rd_kafka_conf_set_opaque(conf.get(), this);
   producer_ = core::make_kafka(RD_KAFKA_PRODUCER, std::move(conf));
   poller_ = std::thread([this] { poll_loop(); });
-  prober_ = std::thread([this] { probe_loop(); });
+  try {
+    prober_ = std::thread([this] { probe_loop(); });
+  } catch (...) {
+    stop_.store(true);
+    poller_.join();
+    throw;
+  }
 }
 
 KafkaPublisher::~KafkaPublisher() {
-  stop_.store(true);
+  {
+    std::lock_guard lock(probe_mu_);  // no lost wake-up for the prober
+    stop_.store(true);
+  }
   probe_cv_.notify_all();
   if (prober_.joinable()) prober_.join();
   if (poller_.joinable()) poller_.join();
@@ -87,6 +100,7 @@ void KafkaPublisher::on_error(rd_kafka_t* rk, int err, const char* reason, void*
     char buf[512];
     rd_kafka_fatal_error(rk, buf, sizeof buf);
     self->errors_fatal_.inc();
+    self->fatal_.store(true);
     self->ready_.store(false);
     self->log_.error("fatal Kafka producer error", {{"error", std::string_view(buf)}});
     return;
@@ -100,25 +114,48 @@ void KafkaPublisher::poll_loop() {
 }
 
 void KafkaPublisher::probe_loop() {
-  // A metadata round trip proves brokers answer; /readyz reports it.
+  // A metadata round trip proves brokers answer and the topics exist; /readyz
+  // reports it.
   while (!stop_.load()) {
     const rd_kafka_metadata_t* md = nullptr;
-    auto err = rd_kafka_metadata(producer_.get(), 0, nullptr, &md, 2000);
-    if (md != nullptr) rd_kafka_metadata_destroy(md);
-    bool fatal = rd_kafka_fatal_error(producer_.get(), nullptr, 0) != RD_KAFKA_RESP_ERR_NO_ERROR;
+    auto err = rd_kafka_metadata(producer_.get(), 1, nullptr, &md, 2000);
+    std::string missing;
+    if (md != nullptr) {
+      for (const auto& want : required_topics_) {
+        bool found = false;
+        for (int i = 0; i < md->topic_cnt && !found; ++i) {
+          const auto& t = md->topics[i];
+          found = want == t.topic && t.err == RD_KAFKA_RESP_ERR_NO_ERROR && t.partition_cnt > 0;
+        }
+        if (!found) {
+          missing = want;
+          break;
+        }
+      }
+      rd_kafka_metadata_destroy(md);
+    }
+    bool fatal = fatal_.load() ||
+                 rd_kafka_fatal_error(producer_.get(), nullptr, 0) != RD_KAFKA_RESP_ERR_NO_ERROR;
+    if (fatal) fatal_.store(true);
+    {
+      std::lock_guard lock(reason_mu_);
+      missing_topic_ = err == RD_KAFKA_RESP_ERR_NO_ERROR ? missing : std::string();
+    }
     last_probe_error_.store(err);
-    ready_.store(err == RD_KAFKA_RESP_ERR_NO_ERROR && !fatal);
+    ready_.store(err == RD_KAFKA_RESP_ERR_NO_ERROR && missing.empty() && !fatal);
     std::unique_lock lock(probe_mu_);
-    probe_cv_.wait_for(lock, std::chrono::milliseconds(ready_ ? 2000 : 500),
-                        [&] { return stop_.load(); });
+    probe_cv_.wait_for(lock, std::chrono::milliseconds(ready_ ? 5000 : 500),
+                       [&] { return stop_.load(); });
   }
 }
 
 std::string KafkaPublisher::not_ready_reason() const {
   if (ready_.load()) return {};
   auto err = static_cast<rd_kafka_resp_err_t>(last_probe_error_.load());
-  if (rd_kafka_fatal_error(producer_.get(), nullptr, 0) != RD_KAFKA_RESP_ERR_NO_ERROR) {
-    return "kafka producer hit a fatal error";
+  if (fatal_.load()) return "kafka producer hit a fatal error";
+  {
+    std::lock_guard lock(reason_mu_);
+    if (!missing_topic_.empty()) return "kafka topic '" + missing_topic_ + "' does not exist";
   }
   return std::string("kafka unreachable: ") + rd_kafka_err2str(err);
 }

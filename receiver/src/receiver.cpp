@@ -88,7 +88,7 @@ struct Receiver::Impl {
                 : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()))),
         acceptor_strand(asio::make_strand(ioc)),
         keys(settings.keys_database, settings.keys_reload_interval),
-        publisher(settings.kafka, registry),
+        publisher(settings.kafka, topic_list(settings.topics), registry),
         handler(settings.listener.path, settings.topics, registry),
         admin(registry, [this] { return readiness(); }),
         requests(registry.counter("klarna_receiver_requests_total",
@@ -137,6 +137,8 @@ struct Receiver::Impl {
                      ssl::context::no_sslv3 | ssl::context::no_tlsv1 |
                      ssl::context::no_tlsv1_1 | ssl::context::single_dh_use);
     SSL_CTX_set_min_proto_version(tls->native_handle(), TLS1_2_VERSION);
+    // Client-initiated TLS 1.2 renegotiation costs us CPU and buys nothing.
+    SSL_CTX_set_options(tls->native_handle(), SSL_OP_NO_RENEGOTIATION);
     boost::system::error_code ec;
     tls->use_certificate_chain_file(settings.listener.tls_certificate, ec);
     if (ec) {
@@ -153,8 +155,17 @@ struct Receiver::Impl {
     }
   }
 
+  static std::vector<std::string> topic_list(const klarna::Topics& t) {
+    return {t.payment_requests, t.payment_transactions, t.disputes, t.settlements,
+            t.accounts,         t.unrouted,             t.dead_letter};
+  }
+
   core::Readiness readiness() {
     if (stopping.load()) return {false, "shutting down"};
+    if (accept_failed.load()) return {false, "not accepting connections"};
+    if (keys.current()->size() == 0) {
+      return {false, "no active signing keys: every webhook would be refused (klarnactl keys add)"};
+    }
     if (!publisher.ready()) return {false, publisher.not_ready_reason()};
     return {};
   }
@@ -166,7 +177,10 @@ struct Receiver::Impl {
       auto [ec, socket] = co_await acceptor->async_accept(asio::make_strand(ioc), kUseTuple);
       if (ec == asio::error::operation_aborted || stopping.load()) co_return;
       if (ec) {
+        // EMFILE/ENFILE/ENOBUFS: retrying at once would spin; back off.
         log.warn("accept failed", {{"error", ec.message()}});
+        asio::steady_timer backoff(acceptor_strand, std::chrono::milliseconds(100));
+        co_await backoff.async_wait(kUseTuple);
         continue;
       }
       if (connection_count.load() >= settings.listener.max_connections) {
@@ -185,6 +199,23 @@ struct Receiver::Impl {
                      });
     }
   }
+
+  asio::awaitable<void> heartbeat() {
+    asio::steady_timer timer(acceptor_strand);
+    while (!stopping.load()) {
+      heartbeat_ms.store(now_ms());
+      timer.expires_after(std::chrono::milliseconds(500));
+      co_await timer.async_wait(kUseTuple);
+    }
+  }
+
+  static std::int64_t now_ms() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+  }
+
+  bool io_alive() const { return now_ms() - heartbeat_ms.load() < 5000; }
 
   void connection_started(const std::shared_ptr<ConnectionControl>& ctl) {
     std::lock_guard lock(conn_mu);
@@ -261,7 +292,28 @@ struct Receiver::Impl {
         co_await answer_read_error(stream, hec, remote);
         co_return;
       }
-      if (beast::iequals(sv(parser.get()[http::field::expect]), "100-continue")) {
+      if (auto why = framing_error(parser); !why.empty()) {
+        handler.count_rejection("malformed_request");
+        rejected->inc();
+        co_await answer_and_close(stream, handler.error_answer(400, "malformed_request", why),
+                                  remote);
+        co_return;
+      }
+      // Bodies are buffered before the signature can be checked, so the
+      // bytes all connections may hold at once are capped; past the cap,
+      // 503 sends Klarna back later instead of letting memory run out.
+      BodyReservation reservation(*this, parser.content_length().value_or(
+                                             settings.listener.max_body_bytes));
+      if (!reservation.granted()) {
+        handler.count_rejection("overloaded");
+        unavailable->inc();
+        auto a = handler.error_answer(503, "overloaded",
+                                      "too many request bodies in flight; retry later");
+        co_await answer_and_close(stream, std::move(a), remote, settings.kafka.retry_after);
+        co_return;
+      }
+      if (parser.get().version() == 11 &&
+          beast::iequals(sv(parser.get()[http::field::expect]), "100-continue")) {
         http::response<http::empty_body> cont{http::status::continue_, 11};
         auto [cec, cn] = co_await http::async_write(stream, cont, kUseTuple);
         if (cec) co_return;
@@ -272,11 +324,15 @@ struct Receiver::Impl {
         co_return;
       }
 
-      in_flight.inc();
       auto& req = parser.get();
-      auto res = co_await handle(req, remote);
-      in_flight.dec();
-      bool keep_alive = req.keep_alive() && !stopping.load();
+      http::response<http::string_body> res;
+      {
+        InFlight counted(in_flight);
+        res = co_await handle(req, remote);
+      }
+      // After a refusal the client is either misconfigured or hostile:
+      // free the connection rather than keep it alive.
+      bool keep_alive = req.keep_alive() && !stopping.load() && res.result_int() < 400;
       res.keep_alive(keep_alive);
       lowest.expires_after(settings.listener.read_timeout);
       auto [wec, wn] = co_await http::async_write(stream, res, kUseTuple);
@@ -284,12 +340,68 @@ struct Receiver::Impl {
     }
   }
 
+  // Framing rules Beast leaves to the application. Ambiguous framing is how
+  // requests are smuggled past a proxy in front of us.
+  static std::string framing_error(const http::request_parser<http::string_body>& parser) {
+    const auto& req = parser.get();
+    bool has_te = req.find(http::field::transfer_encoding) != req.end();
+    if (!has_te) return {};
+    if (req.version() < 11) return "Transfer-Encoding is not allowed in HTTP/1.0";
+    if (req.find(http::field::content_length) != req.end()) {
+      return "both Transfer-Encoding and Content-Length";
+    }
+    if (!parser.chunked()) return "Transfer-Encoding must end with chunked";
+    return {};
+  }
+
+  struct BodyReservation {
+    BodyReservation(Impl& impl, std::size_t bytes) : pool(impl.body_bytes_reserved), n(bytes) {
+      std::size_t cur = pool.load();
+      do {
+        if (cur + n > impl.settings.listener.max_body_bytes_in_flight) return;
+      } while (!pool.compare_exchange_weak(cur, cur + n));
+      ok = true;
+    }
+    ~BodyReservation() {
+      if (ok) pool.fetch_sub(n);
+    }
+    BodyReservation(const BodyReservation&) = delete;
+    BodyReservation& operator=(const BodyReservation&) = delete;
+    bool granted() const { return ok; }
+    std::atomic<std::size_t>& pool;
+    std::size_t n;
+    bool ok = false;
+  };
+
+  struct InFlight {
+    explicit InFlight(core::Gauge& g) : gauge(g) { gauge.inc(); }
+    ~InFlight() { gauge.dec(); }
+    InFlight(const InFlight&) = delete;
+    InFlight& operator=(const InFlight&) = delete;
+    core::Gauge& gauge;
+  };
+
+  // Writes `a` with "Connection: close"; the caller then ends the connection.
+  template <class Stream>
+  asio::awaitable<void> answer_and_close(Stream& stream, Answer a, const std::string& remote,
+                                         std::optional<std::chrono::seconds> retry_after = {}) {
+    log.warn("request refused", {{"remote", remote}, {"reason", a.reason}, {"status", a.status}});
+    http::response<http::string_body> res{static_cast<http::status>(a.status), 11};
+    res.set(http::field::content_type, "application/json");
+    if (retry_after) res.set(http::field::retry_after, std::to_string(retry_after->count()));
+    res.keep_alive(false);
+    res.body() = std::move(a.body);
+    res.prepare_payload();
+    beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(5));
+    co_await http::async_write(stream, res, kUseTuple);
+  }
+
   template <class Stream>
   asio::awaitable<void> answer_read_error(Stream& stream, const boost::system::error_code& ec,
                                           const std::string& remote) {
-    if (ec == http::error::end_of_stream || ec == asio::error::operation_aborted ||
-        ec == asio::error::eof || ec == ssl::error::stream_truncated ||
-        ec == asio::error::connection_reset) {
+    if (ec == http::error::end_of_stream || ec == http::error::partial_message ||
+        ec == asio::error::operation_aborted || ec == asio::error::eof ||
+        ec == ssl::error::stream_truncated || ec == asio::error::connection_reset) {
       co_return;  // the client left; nothing to answer
     }
     if (ec == beast::error::timeout) {
@@ -313,14 +425,7 @@ struct Receiver::Impl {
       a = handler.error_answer(400, "malformed_request", "malformed HTTP request: " + ec.message());
     }
     rejected->inc();
-    log.warn("request refused", {{"remote", remote}, {"reason", a.reason}, {"status", a.status}});
-    http::response<http::string_body> res{static_cast<http::status>(a.status), 11};
-    res.set(http::field::content_type, "application/json");
-    res.keep_alive(false);  // the byte stream cannot be trusted after a parse error
-    res.body() = std::move(a.body);
-    res.prepare_payload();
-    beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(5));
-    co_await http::async_write(stream, res, kUseTuple);
+    co_await answer_and_close(stream, std::move(a), remote);
   }
 
   static http::response<http::string_body> make_response(const Answer& a, unsigned version) {
@@ -353,10 +458,11 @@ struct Receiver::Impl {
     Decision d = handler.decide(in, *keyring);
     if (d.reject) {
       rejected->inc();
+      // The key id is attacker-controlled here: log a bounded prefix.
       log.warn("webhook rejected", {{"remote", remote},
                                     {"reason", d.reject->reason},
                                     {"status", d.reject->status},
-                                    {"signing_key_id", in.signing_key_id}});
+                                    {"signing_key_id", in.signing_key_id.substr(0, 256)}});
       co_return make_response(*d.reject, req.version());
     }
 
@@ -442,7 +548,13 @@ struct Receiver::Impl {
     bound_port = acceptor->local_endpoint().port();
     bound_admin_port = admin.start(settings.admin_address, settings.admin_port);
     keys.start_watching();
-    asio::co_spawn(acceptor_strand, accept_loop(), asio::detached);
+    asio::co_spawn(acceptor_strand, accept_loop(), [this](std::exception_ptr e) {
+      if (e && !stopping.load()) {
+        accept_failed.store(true);
+        log.error("the accept loop stopped unexpectedly; reporting not ready");
+      }
+    });
+    asio::co_spawn(acceptor_strand, heartbeat(), asio::detached);
     int n = settings.listener.io_threads > 0
                 ? settings.listener.io_threads
                 : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
@@ -529,12 +641,17 @@ struct Receiver::Impl {
   std::uint16_t bound_port = 0;
   std::uint16_t bound_admin_port = 0;
   std::atomic<bool> stopping{false};
+  std::atomic<bool> accept_failed{false};
   bool stopped = false;
 
   std::mutex conn_mu;
   std::condition_variable conn_cv;
   std::unordered_set<std::shared_ptr<ConnectionControl>> connections;
   std::atomic<std::size_t> connection_count{0};
+  std::atomic<std::size_t> body_bytes_reserved{0};
+  // Last time the accept strand ran; the systemd watchdog is fed only while
+  // it is recent, so a wedged I/O pool gets the process restarted.
+  std::atomic<std::int64_t> heartbeat_ms{0};
 
   core::CounterFamily& requests;
   core::Counter* accepted = nullptr;
@@ -568,7 +685,14 @@ int Receiver::run_until_signalled() {
   }
   for (;;) {
     auto sig = core::wait_for_signal(tick);
-    if (watchdog) core::notify_watchdog();
+    if (watchdog && impl_->io_alive()) core::notify_watchdog();
+    if (impl_->publisher.fatal()) {
+      // librdkafka cannot recover from a fatal idempotent-producer error:
+      // exit non-zero so systemd restarts us with a fresh producer.
+      impl_->log.error("fatal Kafka producer error: restarting the process");
+      shutdown();
+      return 1;
+    }
     if (!sig) continue;
     if (*sig == SIGHUP) {
       core::notify_reloading();

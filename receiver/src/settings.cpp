@@ -1,6 +1,9 @@
 #include "kpay/receiver/settings.hpp"
 
+#include <cctype>
+
 #include "kpay/core/log.hpp"
+#include "kpay/storage/key_store.hpp"
 
 namespace kpay::receiver {
 
@@ -32,6 +35,10 @@ Settings Settings::from_config(const core::Config& c) {
                 1024 * 1024));
   l.max_body_bytes = static_cast<std::size_t>(c.integer(
       "receiver.max_body_bytes", static_cast<std::int64_t>(l.max_body_bytes), 1, 64 * 1024 * 1024));
+  l.max_body_bytes_in_flight = static_cast<std::size_t>(
+      c.integer("receiver.max_body_bytes_in_flight",
+                static_cast<std::int64_t>(l.max_body_bytes_in_flight),
+                static_cast<std::int64_t>(l.max_body_bytes), std::int64_t{1} << 40));
   l.read_timeout = c.millis("receiver.read_timeout_ms", l.read_timeout, 10ms, 600s);
   l.idle_timeout = c.millis("receiver.idle_timeout_ms", l.idle_timeout, 10ms, 3600s);
   l.max_connections = static_cast<std::size_t>(c.integer(
@@ -45,6 +52,18 @@ Settings Settings::from_config(const core::Config& c) {
   k.publish_timeout = c.millis("kafka.publish_timeout_ms", k.publish_timeout, 100ms, 300s);
   k.retry_after = std::chrono::seconds(c.integer("kafka.retry_after_s", 10, 1, 3600));
   k.properties = c.string_table("kafka.properties");
+  // What makes a 2xx mean "durable" is not configurable.
+  for (const auto& [name, value] : k.properties) {
+    for (auto fixed : {"acks", "request.required.acks", "enable.idempotence", "message.timeout.ms",
+                       "delivery.timeout.ms", "delivery.report.only.error", "dr_msg_cb",
+                       "dr_cb"}) {
+      if (name == fixed) {
+        throw ConfigError("kafka.properties." + name,
+                          "is fixed by the receiver (acks=all, idempotence, "
+                          "message.timeout.ms = kafka.publish_timeout_ms)");
+      }
+    }
+  }
   // A body at the size limit plus our headers must fit in one Kafka message;
   // librdkafka's default (1,000,000 bytes) is below the 1 MiB body limit.
   // The topics' max.message.bytes on the brokers must allow it too (docs/RECEIVER.md).
@@ -64,12 +83,34 @@ Settings Settings::from_config(const core::Config& c) {
   t.unrouted = c.string("topics.unrouted", t.unrouted);
   t.dead_letter = c.string("topics.dead_letter", t.dead_letter);
   t.apply_prefix(k.topic_prefix);
+  for (const auto& [key, name] : std::initializer_list<std::pair<const char*, const std::string*>>{
+           {"topics.payment_requests", &t.payment_requests},
+           {"topics.payment_transactions", &t.payment_transactions},
+           {"topics.disputes", &t.disputes},
+           {"topics.settlements", &t.settlements},
+           {"topics.accounts", &t.accounts},
+           {"topics.unrouted", &t.unrouted},
+           {"topics.dead_letter", &t.dead_letter}}) {
+    bool legal = !name->empty() && name->size() <= 249 && *name != "." && *name != "..";
+    for (char ch : *name) {
+      legal &= std::isalnum(static_cast<unsigned char>(ch)) || ch == '.' || ch == '_' || ch == '-';
+    }
+    if (!legal) {
+      throw ConfigError(key, "'" + *name + "' (with kafka.topic_prefix) is not a legal Kafka topic "
+                             "name: 1-249 of [A-Za-z0-9._-]");
+    }
+  }
 
-  s.keys_database = c.string("keys.database", s.keys_database);
+  s.keys_database = c.string("keys.database", storage::kDefaultKeyDatabase);
   s.keys_reload_interval = c.millis("keys.reload_interval_ms", s.keys_reload_interval, 50ms, 3600s);
   s.admin_address = c.string("admin.listen_address", s.admin_address);
   s.admin_port = static_cast<std::uint16_t>(c.integer("admin.port", s.admin_port, 0, 65535));
   s.shutdown_grace = c.millis("receiver.shutdown_grace_ms", s.shutdown_grace, 0ms, 600s);
+  if (s.shutdown_grace < l.read_timeout + k.publish_timeout + 1s) {
+    throw ConfigError("receiver.shutdown_grace_ms",
+                      "must be at least receiver.read_timeout_ms + kafka.publish_timeout_ms + "
+                      "1000, so a request that has just begun still gets its answer");
+  }
   s.log_level = c.string("log.level", s.log_level);
   try {
     core::parse_log_level(s.log_level);

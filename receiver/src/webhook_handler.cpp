@@ -10,14 +10,14 @@ WebhookHandler::WebhookHandler(std::string path, const klarna::Topics& topics,
     : path_(std::move(path)),
       topics_(topics),
       rejections_(metrics.counter("klarna_receiver_rejections_total",
-                                  "Requests refused with a 4xx, by reason.", {"reason"})),
+                                  "Requests refused (4xx, or 503 overloaded), by reason.", {"reason"})),
       routed_(metrics.counter("klarna_receiver_events_routed_total",
                               "Verified events by event family (before Kafka confirms).",
                               {"family"})) {
   // Expose every reason at 0 so alerts can be written before the first failure.
   for (auto r : {"missing_signing_key_id", "missing_signature", "unknown_signing_key",
                  "bad_signature", "empty_body", "body_too_large", "method_not_allowed",
-                 "not_found", "malformed_request", "header_too_large", "read_timeout"}) {
+                 "not_found", "malformed_request", "header_too_large", "read_timeout", "overloaded"}) {
     rejections_.with({r});
   }
   for (int f = 0; f <= static_cast<int>(klarna::EventFamily::unrouted); ++f) {

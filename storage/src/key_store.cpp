@@ -27,15 +27,27 @@ std::int64_t now_ms() {
 
 KeyStore::KeyStore(Database& db) : db_(db) { migrate(db_, "keys", kMigrations); }
 
+bool KeyStore::valid_id(std::string_view id) {
+  if (id.empty() || id.size() > 512) return false;
+  for (char c : id) {
+    if (c < 0x21 || c > 0x7e) return false;
+  }
+  return true;
+}
+
+std::size_t KeyStore::active_count() {
+  auto count = db_.prepare("SELECT COUNT(*) FROM signing_keys WHERE status = 'active'");
+  count.step();
+  return static_cast<std::size_t>(count.int64(0));
+}
+
 KeyStore::AddResult KeyStore::add(const std::string& id, const std::string& secret) {
-  if (id.empty() || id.size() > 512 || secret.empty()) return AddResult::invalid;
+  if (!valid_id(id) || secret.empty()) return AddResult::invalid;
   Transaction tx(db_);
   auto exists = db_.prepare("SELECT 1 FROM signing_keys WHERE id = ?");
   exists.bind(1, id);
   if (exists.step()) return AddResult::already_exists;
-  auto count = db_.prepare("SELECT COUNT(*) FROM signing_keys WHERE status = 'active'");
-  count.step();
-  if (static_cast<std::size_t>(count.int64(0)) >= kMaxActiveKeys) return AddResult::too_many_active;
+  if (active_count() >= kMaxActiveKeys) return AddResult::too_many_active;
   auto ins = db_.prepare(
       "INSERT INTO signing_keys (id, secret, status, created_at) VALUES (?, ?, 'active', ?)");
   ins.bind(1, id).bind_blob(2, secret).bind(3, now_ms());

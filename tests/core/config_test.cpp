@@ -106,3 +106,23 @@ TEST(Config, LoadsFileAndAppliesOverridesInOrder) {
   EXPECT_EQ(c.integer("a.b", 0, 0, 10), 4);
   std::filesystem::remove(path);
 }
+
+TEST(Config, CommandLineBeatsFileForPassThroughAndIsVerbatim) {
+  auto c = Config::from_string(R"(
+[kafka.properties]
+"compression.type" = "lz4"
+"sasl.password" = "from-file"
+ratio = 1234567.5
+)");
+  c.apply_override("kafka.properties.compression.type=zstd");
+  c.apply_override("kafka.properties.sasl.password=0x1f");
+  auto props = c.string_table("kafka.properties");
+  std::map<std::string, std::string> m;
+  for (const auto& [k, v] : props) {
+    EXPECT_FALSE(m.contains(k)) << "duplicate " << k;
+    m[k] = v;
+  }
+  EXPECT_EQ(m["compression.type"], "zstd");
+  EXPECT_EQ(m["sasl.password"], "0x1f");  // not "31"
+  EXPECT_EQ(m["ratio"], "1234567.5");
+}

@@ -67,3 +67,9 @@ TEST(Metrics, LabelValuesAreEscaped) {
   r.counter("x_total", "x", {"a"}).with({"q\"\\"}).inc();
   EXPECT_NE(r.render().find(R"(x_total{a="q\"\\"} 1)"), std::string::npos);
 }
+
+TEST(JsonWriter, InvalidUtf8BecomesReplacementCharacter) {
+  std::string out;
+  append_json_string(out, std::string("ok \xC3\xA9 \xF0\x9F\x98\x80 bad \xFF\xC0\x80 \xED\xA0\x80 end"));
+  EXPECT_EQ(out, "\"ok \xC3\xA9 \xF0\x9F\x98\x80 bad \\ufffd\\ufffd\\ufffd \\ufffd\\ufffd\\ufffd end\"");
+}

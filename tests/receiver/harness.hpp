@@ -57,7 +57,11 @@ struct ReceiverHarness {
     cfg.apply_override("log.level=error");
     for (const auto& o : overrides) cfg.apply_override(o);
     settings = receiver::Settings::from_config(cfg);
-    for (const auto* t : all_topics()) kafka.create_topic(*t, kPartitions);
+    for (const auto* t : all_topics()) {
+      if (t->rfind("never-created", 0) != 0 && t->find(".never-created") == std::string::npos) {
+        kafka.create_topic(*t, kPartitions);
+      }
+    }
     receiver = std::make_unique<receiver::Receiver>(settings);
     receiver->start();
   }

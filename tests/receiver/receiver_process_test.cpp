@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <csignal>
+#include <filesystem>
 #include <fstream>
 #include <thread>
 
@@ -135,4 +136,35 @@ TEST(ReceiverProcess, SigtermAnswersTheRequestInFlightThenExitsZero) {
   bool found = false;
   for (const auto& m : msgs) found |= m.value == body;
   EXPECT_TRUE(found);
+}
+
+TEST(ReceiverProcess, AMissingKeyDatabaseIsAConfigurationError) {
+  auto dir = make_temp_dir("receiver-nokeys");
+  ChildProcess p({binary("receiver/klarna-receiver"), "--set", "receiver.tls=false", "--set",
+                  "receiver.port=0", "--set", "keys.database=" + dir + "/typo.db", "--set",
+                  "admin.port=0"},
+                 dir + "/out.log");
+  EXPECT_EQ(p.wait(10s), 2);
+  EXPECT_NE(read_file(dir + "/out.log").find("keys.database"), std::string::npos);
+  EXPECT_FALSE(std::filesystem::exists(dir + "/typo.db"));
+}
+
+TEST(ReceiverProcess, KlarnactlRefusesToRetireTheLastKey) {
+  auto dir = make_temp_dir("ctl-last");
+  std::ofstream(dir + "/s") << "secret";
+  auto db = "keys.database=" + dir + "/keys.db";
+  ChildProcess add({binary("tools/klarnactl"), "--set", db, "keys", "add", "--id", "k1",
+                    "--secret-file", dir + "/s"});
+  ASSERT_EQ(add.wait(10s), 0);
+  ChildProcess bad_id({binary("tools/klarnactl"), "--set", db, "keys", "add", "--id", "k 2",
+                       "--secret-file", dir + "/s"});
+  EXPECT_EQ(bad_id.wait(10s), 1);
+  ChildProcess retire({binary("tools/klarnactl"), "--set", db, "keys", "retire", "k1"});
+  EXPECT_EQ(retire.wait(10s), 1);
+  ChildProcess forced({binary("tools/klarnactl"), "--set", db, "keys", "retire", "k1", "--force"});
+  EXPECT_EQ(forced.wait(10s), 0);
+  ChildProcess list_missing({binary("tools/klarnactl"), "--set",
+                             "keys.database=" + dir + "/nope.db", "keys", "list"});
+  EXPECT_EQ(list_missing.wait(10s), 1);
+  EXPECT_FALSE(std::filesystem::exists(dir + "/nope.db"));
 }

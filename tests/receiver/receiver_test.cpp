@@ -308,6 +308,10 @@ TEST(ReceiverPlain, BadRequestsGetTheirStatusAndReasonAndTheProcessStaysUp) {
     EXPECT_EQ(r->status, 405);
     EXPECT_EQ(r->header("allow"), "POST");
     EXPECT_EQ(error_of(r), "method_not_allowed");
+    EXPECT_TRUE(c.wait_closed(5s));  // refused clients do not keep the connection
+  }
+  {
+    HttpConnection c(h.port());
     r = c.request("POST", "/other", body, h.signed_headers(body));
     EXPECT_EQ(r->status, 404);
     EXPECT_EQ(error_of(r), "not_found");
@@ -513,4 +517,62 @@ TEST(ReceiverPlain, ConnectionsAboveTheLimitAreClosedAndCounted) {
   EXPECT_TRUE(c.wait_closed(5s));
   EXPECT_NE(h.metrics().find("klarna_receiver_connections_refused_total 1"), std::string::npos);
   EXPECT_EQ(a.request("POST", h.path(), body, h.signed_headers(body))->status, 200);
+}
+
+TEST(ReceiverPlain, AmbiguousFramingIsRefused) {
+  ReceiverHarness h(shared_kafka(), false);
+  auto body = webhook_body("payment.request.state-change.submitted", "framing");
+  for (const std::string& head :
+       {std::string("Transfer-Encoding: gzip\r\nContent-Length: ") + std::to_string(body.size()),
+        std::string("Transfer-Encoding: chunked\r\nContent-Length: ") + std::to_string(body.size()),
+        std::string("Transfer-Encoding: chunked, identity")}) {
+    HttpConnection c(h.port());
+    c.send_raw("POST " + h.path() + " HTTP/1.1\r\nHost: x\r\n" + head + "\r\n\r\n" + body);
+    auto r = c.read_response();
+    ASSERT_TRUE(r) << head;
+    EXPECT_EQ(r->status, 400) << head;
+    EXPECT_EQ(error_of(r), "malformed_request") << head;
+    EXPECT_TRUE(c.wait_closed(5s));
+  }
+  HttpConnection c(h.port());
+  c.send_raw("POST " + h.path() + " HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n");
+  auto r = c.read_response();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 400);
+}
+
+TEST(ReceiverPlain, BodyBytesInFlightAreCapped) {
+  // Room for one 1 MiB body at a time.
+  ReceiverHarness h(shared_kafka(), false, {"receiver.max_body_bytes_in_flight=1048576"});
+  HttpConnection slow(h.port());
+  slow.send_raw("POST " + h.path() + " HTTP/1.1\r\nHost: x\r\nContent-Length: 1048576\r\n\r\n");
+  // The reservation is taken once the header is read; a second large body
+  // is then refused with 503 and Retry-After.
+  ASSERT_TRUE(wait_until([&] {
+    HttpConnection c(h.port());
+    c.send_raw("POST " + h.path() + " HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n");
+    auto r = c.read_response();
+    return r && r->status == 503 && error_of(r) == "overloaded" && r->header("retry-after") == "10";
+  }));
+}
+
+TEST(ReceiverPlain, NoActiveKeysMeansNotReady) {
+  ReceiverHarness h(shared_kafka(), false);
+  {
+    auto db = kpay::storage::Database::open(h.keys_db);
+    ASSERT_TRUE(kpay::storage::KeyStore(db).retire(std::string(kKeyId)));
+  }
+  EXPECT_TRUE(wait_until([&] {
+    auto r = http_request(h.receiver->admin_port(), "GET", "/readyz");
+    return r && r->status == 503 && r->body.find("no active signing keys") != std::string::npos;
+  }));
+}
+
+TEST(ReceiverPlain, AMissingTopicMeansNotReady) {
+  ReceiverHarness h(shared_kafka(), false, {"topics.disputes=never-created-disputes"});
+  EXPECT_TRUE(wait_until([&] {
+    auto r = http_request(h.receiver->admin_port(), "GET", "/readyz");
+    return r && r->status == 503 &&
+           r->body.find("never-created-disputes") != std::string::npos;
+  }));
 }

@@ -15,7 +15,20 @@ namespace {
 
 std::string keys_database(const GlobalOptions& g) {
   auto cfg = g.load();
-  return cfg.string("keys.database", "keys.db");
+  return cfg.string("keys.database", storage::kDefaultKeyDatabase);
+}
+
+// Only `keys add` may create the database; a typo elsewhere must fail loudly.
+storage::Database open_keys(const GlobalOptions& g, bool create) {
+  storage::Database::Options options;
+  options.create = create;
+  auto path = keys_database(g);
+  try {
+    return storage::Database::open(path, options);
+  } catch (const storage::SqliteError&) {
+    throw CommandFailed("cannot open key database '" + path +
+                        "' (use --config or --set keys.database=PATH; `keys add` creates it)");
+  }
 }
 
 std::string read_secret(const std::string& source) {
@@ -29,8 +42,11 @@ std::string read_secret(const std::string& source) {
   }
   // A file written by an editor or `echo` ends in one newline that is not part
   // of Klarna's secret; only that single trailing newline is removed.
-  if (!secret.empty() && secret.back() == '\n') secret.pop_back();
-  if (!secret.empty() && secret.back() == '\r') secret.pop_back();
+  if (secret.ends_with("\r\n")) {
+    secret.resize(secret.size() - 2);
+  } else if (secret.ends_with('\n')) {
+    secret.pop_back();
+  }
   if (secret.empty()) throw CommandFailed("the secret is empty");
   return secret;
 }
@@ -50,7 +66,10 @@ void register_keys_commands(CLI::App& app, const GlobalOptions& global) {
                   "File holding the secret, or - for stdin (one trailing newline is dropped)")
       ->required();
   add->callback([&global, id, secret_file] {
-    auto db = storage::Database::open(keys_database(global));
+    if (!storage::KeyStore::valid_id(*id)) {
+      throw CommandFailed("invalid key id: use printable ASCII without spaces");
+    }
+    auto db = open_keys(global, /*create=*/true);
     storage::KeyStore store(db);
     switch (store.add(*id, read_secret(*secret_file))) {
       case storage::KeyStore::AddResult::added:
@@ -69,7 +88,7 @@ void register_keys_commands(CLI::App& app, const GlobalOptions& global) {
   auto json = std::make_shared<bool>(false);
   list->add_flag("--json", *json, "One JSON object per key");
   list->callback([&global, json] {
-    auto db = storage::Database::open(keys_database(global));
+    auto db = open_keys(global, /*create=*/false);
     storage::KeyStore store(db);
     for (const auto& k : store.list()) {
       if (*json) {
@@ -89,11 +108,19 @@ void register_keys_commands(CLI::App& app, const GlobalOptions& global) {
   auto* retire = keys->add_subcommand("retire", "Stop accepting webhooks signed with a key");
   auto retire_id = std::make_shared<std::string>();
   retire->add_option("id", *retire_id, "signing_key_id")->required();
-  retire->callback([&global, retire_id] {
-    auto db = storage::Database::open(keys_database(global));
+  auto force = std::make_shared<bool>(false);
+  retire->add_flag("--force", *force, "Retire even the last active key (every webhook is then refused)");
+  retire->callback([&global, retire_id, force] {
+    auto db = open_keys(global, /*create=*/false);
     storage::KeyStore store(db);
+    if (store.active_count() <= 1 && !*force) {
+      throw CommandFailed("refusing to retire the last active key: every webhook would be "
+                          "refused; add the new key first, or pass --force");
+    }
     if (!store.retire(*retire_id)) throw CommandFailed("no active key " + *retire_id);
-    std::cout << "retired signing key " << *retire_id << "\n";
+    std::cout << "retired signing key " << *retire_id
+              << "\nKlarna retries for up to 12 h: retire a key only once Klarna has stopped "
+                 "signing with it for that long.\n";
   });
 }
 

@@ -9,7 +9,8 @@
 namespace kpay::core {
 
 // Appends `s` as a JSON string literal (with quotes), escaping control
-// characters, quotes and backslashes. Bytes >= 0x80 are copied as they are.
+// characters, quotes and backslashes. Valid UTF-8 is copied as is; each byte
+// of an invalid sequence becomes U+FFFD, so the output is always valid JSON.
 void append_json_string(std::string& out, std::string_view s);
 
 class JsonWriter {

@@ -9,6 +9,7 @@ namespace kpay::core {
 // Blocks SIGINT, SIGTERM and SIGHUP in the calling thread and every thread it
 // starts afterwards; call first thing in main() of a daemon that does not
 // run Asio's signal_set. Then wait_for_signal() takes them one at a time.
+// Also ignores SIGPIPE (a vanished log reader must not kill a daemon).
 void block_termination_signals();
 // Returns the signal number, or nullopt when `timeout` passed without one.
 std::optional<int> wait_for_signal(std::chrono::milliseconds timeout);

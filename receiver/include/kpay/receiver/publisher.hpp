@@ -47,7 +47,10 @@ struct OutgoingMessage {
 
 class KafkaPublisher {
  public:
-  KafkaPublisher(const KafkaSettings& settings, core::Registry& metrics);
+  // `required_topics` must exist on the cluster: /readyz reports the first one
+  // Kafka does not know (a missing topic would make a whole family 503).
+  KafkaPublisher(const KafkaSettings& settings, std::vector<std::string> required_topics,
+                 core::Registry& metrics);
   ~KafkaPublisher();  // stops polling; call flush() first to drain
 
   // On NO_ERROR the callback is owned by the publisher until delivered() ran.
@@ -63,6 +66,9 @@ class KafkaPublisher {
   // Kafka answered a metadata request recently (checked in the background).
   bool ready() const { return ready_.load(); }
   std::string not_ready_reason() const;
+  // librdkafka raised a fatal error: this producer can never deliver again.
+  bool fatal() const { return fatal_.load(); }
+
 
  private:
   static void on_delivery(rd_kafka_t*, const rd_kafka_message_t* msg, void* opaque);
@@ -77,6 +83,10 @@ class KafkaPublisher {
   std::atomic<bool> stop_{false};
   std::atomic<bool> ready_{false};
   std::atomic<int> last_probe_error_{0};
+  std::atomic<bool> fatal_{false};
+  mutable std::mutex reason_mu_;
+  std::string missing_topic_;            // guarded by reason_mu_
+  const std::vector<std::string> required_topics_;
   std::mutex probe_mu_;
   std::condition_variable probe_cv_;
   std::thread poller_;

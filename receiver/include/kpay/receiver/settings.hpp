@@ -22,6 +22,9 @@ struct ListenerSettings {
   std::string tls_private_key;  // PEM
   std::size_t max_header_bytes = 16 * 1024;
   std::size_t max_body_bytes = 1024 * 1024;
+  // Bodies are buffered before their signature can be checked: the bytes all
+  // connections may hold at once are capped (503 + Retry-After beyond).
+  std::size_t max_body_bytes_in_flight = 256 * 1024 * 1024;
   // A whole request (headers + body) must arrive within this; slow clients are cut.
   std::chrono::milliseconds read_timeout{10'000};
   // How long an idle keep-alive connection is kept.
@@ -46,11 +49,12 @@ struct Settings {
   ListenerSettings listener;
   KafkaSettings kafka;
   klarna::Topics topics;
-  std::string keys_database = "/var/lib/klarna-receiver/keys.db";
+  std::string keys_database;  // default: storage::kDefaultKeyDatabase
   std::chrono::milliseconds keys_reload_interval{1'000};
   std::string admin_address = "127.0.0.1";
   std::uint16_t admin_port = 9464;
-  std::chrono::milliseconds shutdown_grace{10'000};
+  // Must cover a request that has just started: read_timeout + publish_timeout.
+  std::chrono::milliseconds shutdown_grace{20'000};
   std::string log_level = "info";
 
   // Throws core::ConfigError naming the key; rejects unknown keys.

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "kpay/storage/sqlite.hpp"
@@ -26,6 +27,9 @@ struct SigningKeySecret {
   std::string secret;
 };
 
+// One default for the receiver and klarnactl, so both find the same keys.
+inline constexpr const char* kDefaultKeyDatabase = "/var/lib/klarna-receiver/keys.db";
+
 class KeyStore {
  public:
   static constexpr std::size_t kMaxActiveKeys = 50;
@@ -34,6 +38,10 @@ class KeyStore {
   explicit KeyStore(Database& db);
 
   enum class AddResult { added, already_exists, too_many_active, invalid };
+  // Key ids are printable ASCII without spaces: HTTP trims header values, so
+  // an id with surrounding blanks could never match a request.
+  static bool valid_id(std::string_view id);
+  std::size_t active_count();
   AddResult add(const std::string& id, const std::string& secret);
   // False when no active key has that id.
   bool retire(const std::string& id);
