@@ -1,0 +1,72 @@
+// Applies a batch of consumed messages to the state store in ONE SQLite
+// transaction: for each message, inbox (event_id unique) → state machine →
+// one history row → outbox rows for follow-up calls → publish-queue rows
+// (state changes, dead-letter copies); then the next offset of every partition
+// in the batch. Nothing of a batch is visible unless all of it is.
+//
+// No Kafka here: the consumer loop (consumer.hpp) feeds batches in and
+// publishes what the result lists, after the commit.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "kpay/klarna/envelope.hpp"
+#include "kpay/processor/events.hpp"
+#include "kpay/storage/state_store.hpp"
+
+namespace kpay::processor {
+
+struct InputMessage {
+  std::string topic;
+  std::int32_t partition = 0;
+  std::int64_t offset = 0;
+  std::string key;
+  std::string value;  // the raw webhook body
+};
+
+struct BatchResult {
+  std::uint64_t applied = 0;
+  std::uint64_t duplicates = 0;
+  std::uint64_t stale = 0;
+  std::uint64_t rejected = 0;  // forbidden transitions, poison, unrouted
+  std::uint64_t unrouted = 0;
+  std::map<std::string, std::uint64_t> poison_by_reason;
+  // Rows written to the publish queue in this batch (seq assigned), to be
+  // produced once the transaction committed.
+  std::vector<storage::PublishRow> publications;
+  // Highest offset + 1 per (topic, partition) seen in the batch.
+  std::map<std::pair<std::string, std::int32_t>, std::int64_t> next_offsets;
+};
+
+class BatchApplier {
+ public:
+  BatchApplier(storage::StateStore& store, klarna::Topics topics);
+
+  // Throws storage::SqliteError when the store fails; the transaction is then
+  // rolled back and the caller may retry the same batch (it is idempotent).
+  // `acknowledged` publish-queue rows (broker-confirmed) are deleted in the
+  // same transaction.
+  BatchResult apply(std::span<const InputMessage> batch,
+                    std::span<const std::int64_t> acknowledged = {});
+
+ private:
+  struct Step;  // one message's effects
+  void apply_one(const InputMessage& m, BatchResult& out);
+  void apply_event(const Event& ev, Step& step);
+  void record_poison(const InputMessage& m, const Poison& p, BatchResult& out);
+
+  storage::StateStore& store_;
+  klarna::Topics topics_;
+};
+
+// The Klarna-Idempotency-Key of a follow-up call: derived from what makes the
+// operation unique (operation, entity, token), so every retry and every replay
+// of the causing event yields the same key. 1–255 chars as Klarna requires.
+std::string idempotency_key(std::string_view operation, std::string_view entity_id,
+                            std::string_view discriminator);
+
+}  // namespace kpay::processor

@@ -1,0 +1,114 @@
+// The processor's Kafka side: a consumer-group member over the receiver's
+// topics that feeds batches to the BatchApplier, and a producer for the state
+// changes and dead-letter copies the batches queue.
+//
+// Guarantees:
+//   - enable.auto.offset.store=false: an offset is stored (and later committed
+//     to Kafka) only after the SQLite transaction holding its effects committed.
+//   - The store also records the next offset per partition inside that same
+//     transaction; on assignment the consumer resumes from the store's offset
+//     when it has one. So a crash at any instant neither loses nor re-applies
+//     an event, and the history shows every event exactly once.
+//   - On revocation the messages already gathered are applied and committed,
+//     their offsets committed to Kafka synchronously, and only then is the
+//     partition given up.
+//   - A poison message is recorded, counted, queued for the dead-letter topic
+//     and its offset advanced: the partition keeps moving.
+//   - Published messages (state changes, dead letters) go through the store's
+//     publish queue: at-least-once, republished after a crash.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "kpay/core/admin_server.hpp"
+#include "kpay/core/config.hpp"
+#include "kpay/core/kafka.hpp"
+#include "kpay/core/log.hpp"
+#include "kpay/core/metrics.hpp"
+#include "kpay/klarna/envelope.hpp"
+#include "kpay/processor/batch_applier.hpp"
+#include "kpay/storage/state_store.hpp"
+
+namespace kpay::processor {
+
+struct ProcessorSettings {
+  std::string bootstrap_servers = "127.0.0.1:9092";
+  std::string group_id = "klarna-processor";
+  klarna::Topics topics;  // prefix already applied
+  bool consume_unrouted = true;
+  core::KafkaProperties kafka_properties;  // pass-through, applied last
+  std::size_t batch_size = 2000;
+  std::chrono::milliseconds batch_timeout{50};
+  std::chrono::milliseconds shutdown_flush_timeout{10000};
+};
+
+class Processor {
+ public:
+  // Registers its metrics in `registry`. Throws at start-up (bad Kafka config).
+  Processor(ProcessorSettings settings, storage::StateStore& store, core::Registry& registry);
+  ~Processor();
+  Processor(const Processor&) = delete;
+  Processor& operator=(const Processor&) = delete;
+
+  // Consumes until `stop` becomes true; then applies and commits the batch in
+  // hand, commits offsets, flushes the producer (bounded) and leaves the group.
+  // Returns false when it had to stop on an unrecoverable error.
+  bool run(const std::atomic<bool>& stop);
+
+  // /readyz: storage usable, Kafka reachable, partitions assigned.
+  core::Readiness readiness() const;
+
+  // Called by librdkafka from inside poll (our thread).
+  void on_rebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err,
+                    rd_kafka_topic_partition_list_t* partitions);
+  void on_delivery(const rd_kafka_message_t* msg);
+  void on_error(int err, const char* reason);
+
+  std::uint64_t events_seen() const { return events_seen_.load(); }
+
+ private:
+  // Applies `pending_` in one transaction (retrying storage errors until it
+  // succeeds or `give_up` says so), stores offsets, queues publications.
+  bool commit_pending(const std::atomic<bool>* give_up);
+  void produce(const storage::PublishRow& row);
+  void retry_failed_publications();
+  std::vector<core::GaugeSample> lag_samples() const;
+
+  ProcessorSettings settings_;
+  storage::StateStore& store_;
+  BatchApplier applier_;
+  core::Logger log_{"processor"};
+
+  struct Metrics;
+  std::unique_ptr<Metrics> metrics_;
+
+  std::vector<InputMessage> pending_;
+  std::vector<std::int64_t> acknowledged_;  // publish seqs the broker confirmed
+  std::vector<std::int64_t> failed_;        // publish seqs to produce again
+  std::map<std::int64_t, storage::PublishRow> in_flight_;
+
+  mutable std::mutex positions_mu_;
+  std::map<std::pair<std::string, std::int32_t>, std::int64_t> positions_;  // next offset
+
+  std::atomic<bool> storage_ok_{true};
+  std::atomic<bool> kafka_ok_{true};
+  std::atomic<bool> assigned_{false};
+  std::atomic<std::uint64_t> events_seen_{0};
+  const std::atomic<bool>* stop_ = nullptr;
+
+  // Last: the handles call back into the members above until destroyed.
+  core::KafkaHandle producer_;
+  core::KafkaHandle consumer_;
+};
+
+// Reads the processor's settings from the shared TOML configuration.
+ProcessorSettings settings_from_config(const core::Config& config);
+
+}  // namespace kpay::processor

@@ -1,0 +1,115 @@
+// Decoding one Kafka message (the receiver's raw webhook body) into a typed
+// event: the envelope, the fields of the payload we rely on, and the Action the
+// (event_type, event_version) pair asks for. Anything we cannot read with
+// confidence becomes a Poison with a machine-readable reason; decoding never
+// throws.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+
+#include "kpay/klarna/envelope.hpp"
+#include "kpay/processor/state_machines.hpp"
+
+namespace kpay::processor {
+
+// ---- what an event asks for ---------------------------------------------------
+struct RequestTransition {
+  RequestGeneration generation;
+  RequestState target;
+};
+struct RequestUpdated {};  // payment.request.updated: attributes only
+struct TransactionTransition {
+  TransactionState target;
+};
+enum class SubRecordKind { capture, refund, chargeback };
+struct SubRecordAdded {
+  SubRecordKind kind;
+};
+struct FundingTransition {
+  FundingState target;
+};
+// Which dispute framework an event belongs to; `either` for the event types
+// both frameworks send (pre-arbitration, closed), resolved per dispute.
+enum class FrameworkHint { current, legacy, either };
+struct DisputeTransition {
+  FrameworkHint framework;
+  DisputeState current_target;  // meaning in the current framework
+  DisputeState legacy_target;   // meaning in the legacy framework
+};
+enum class Deadline { representment, arbitration };
+struct DisputeDeadlineExtended {
+  Deadline deadline;
+};
+struct SettlementReportTransition {
+  SettlementReportState target;
+};
+struct PayoutTransition {
+  PayoutState target;
+};
+struct AccountTransition {
+  AccountState target;
+};
+struct PaymentProductTransition {
+  PaymentProductState target;
+};
+struct Unrouted {};  // klarna.unrouted: recorded and counted only
+
+using Action = std::variant<RequestTransition, RequestUpdated, TransactionTransition,
+                            SubRecordAdded, FundingTransition, DisputeTransition,
+                            DisputeDeadlineExtended, SettlementReportTransition, PayoutTransition,
+                            AccountTransition, PaymentProductTransition, Unrouted>;
+
+// The entity kind an action is about: "payment_request", "payment_transaction",
+// "dispute", "settlement_report", "payout", "partner_account", "unrouted".
+std::string_view entity_kind(const Action& a);
+
+// Looks (event_type, event_version) up in the dispatch table.
+enum class RouteError { unknown_event_type, unknown_event_version };
+std::variant<Action, RouteError> route(std::string_view event_type, std::string_view version);
+
+// ---- the payload fields we read (all optional: Klarna's shapes are partly unconfirmed)
+struct Payload {
+  std::optional<std::string> reference;
+  std::optional<std::int64_t> amount;
+  std::optional<std::string> currency;
+  std::optional<std::string> payment_request_id;
+  std::optional<std::string> payment_transaction_id;
+  std::optional<std::string> capture_id;
+  std::optional<std::string> refund_id;
+  std::optional<std::string> chargeback_id;
+  std::optional<std::int64_t> expires_at_ms;
+  std::optional<std::string> confirmation_token;  // Gen 1: sensitive
+  std::optional<std::string> session_token;       // Gen 2/3: sensitive
+  // Disputes
+  std::optional<std::string> dispute_reason;
+  std::optional<std::string> dispute_outcome;
+  std::optional<std::int64_t> representment_expires_at_ms;
+  std::optional<std::int64_t> arbitration_expires_at_ms;
+  std::optional<std::int64_t> closed_at_ms;
+  bool has_representment = false;  // a current-framework marker
+};
+
+struct Event {
+  klarna::Envelope envelope;
+  std::int64_t occurred_at_ms = 0;  // 0 when the envelope has none
+  Action action;
+  Payload payload;
+};
+
+struct Poison {
+  std::string reason;  // machine-readable: not_json, unknown_event_version, missing_field, …
+  std::string detail;  // for people; names fields, never values
+  std::optional<klarna::Envelope> envelope;  // when the envelope itself was readable
+};
+
+// `from_unrouted_topic`: messages of klarna.unrouted are recorded, never applied.
+std::variant<Event, Poison> decode_event(std::string_view body, bool from_unrouted_topic);
+
+// RFC 3339 ("2025-02-28T12:00:00Z", fractions and offsets allowed) → Unix ms.
+std::optional<std::int64_t> parse_rfc3339_ms(std::string_view text);
+
+}  // namespace kpay::processor

@@ -1,0 +1,423 @@
+#include "kpay/processor/consumer.hpp"
+
+#include <cstring>
+#include <thread>
+
+namespace kpay::processor {
+
+struct Processor::Metrics {
+  explicit Metrics(core::Registry& r)
+      : consumed(r.counter("kpay_processor_messages_consumed_total",
+                           "Messages consumed from Kafka, per topic.", {"topic"})),
+        events(r.counter("kpay_processor_events_total",
+                         "Events by outcome: applied, duplicate, stale, rejected.", {"outcome"})),
+        applied(events.with({"applied"})),
+        duplicates(events.with({"duplicate"})),
+        stale(events.with({"stale"})),
+        rejected(events.with({"rejected"})),
+        poison(r.counter("kpay_processor_poison_messages_total",
+                         "Unusable messages, recorded and copied to the dead-letter topic.",
+                         {"reason"})),
+        unrouted(r.counter("kpay_processor_unrouted_events_total",
+                           "Events of types no state machine handles (recorded only).")
+                     .with({})),
+        batch_commit(r.histogram("kpay_processor_batch_commit_seconds",
+                                 "Time to apply and durably commit one batch.", {},
+                                 core::latency_buckets_seconds())
+                         .with({})),
+        batch_events(r.counter("kpay_processor_batches_total", "Batches committed.").with({})),
+        storage_errors(r.counter("kpay_processor_storage_errors_total",
+                                 "Batches rolled back on a storage error (then retried).")
+                           .with({})),
+        published(r.counter("kpay_processor_published_total",
+                            "Messages acknowledged by Kafka (state changes, dead letters).",
+                            {"topic"})),
+        publish_failures(r.counter("kpay_processor_publish_failures_total",
+                                   "Publications that failed and will be retried.")
+                             .with({})),
+        in_flight(r.gauge("kpay_processor_publications_in_flight",
+                          "Queued publications not yet acknowledged by Kafka.")
+                      .with({})) {}
+  core::CounterFamily& consumed;
+  core::CounterFamily& events;
+  core::Counter& applied;
+  core::Counter& duplicates;
+  core::Counter& stale;
+  core::Counter& rejected;
+  core::CounterFamily& poison;
+  core::Counter& unrouted;
+  core::Histogram& batch_commit;
+  core::Counter& batch_events;
+  core::Counter& storage_errors;
+  core::CounterFamily& published;
+  core::Counter& publish_failures;
+  core::Gauge& in_flight;
+};
+
+namespace {
+
+extern "C" void rebalance_trampoline(rd_kafka_t* rk, rd_kafka_resp_err_t err,
+                                     rd_kafka_topic_partition_list_t* partitions, void* opaque) {
+  static_cast<Processor*>(opaque)->on_rebalance(rk, err, partitions);
+}
+extern "C" void delivery_trampoline(rd_kafka_t*, const rd_kafka_message_t* msg, void* opaque) {
+  static_cast<Processor*>(opaque)->on_delivery(msg);
+}
+extern "C" void error_trampoline(rd_kafka_t*, int err, const char* reason, void* opaque) {
+  static_cast<Processor*>(opaque)->on_error(err, reason);
+}
+
+}  // namespace
+
+ProcessorSettings settings_from_config(const core::Config& c) {
+  ProcessorSettings s;
+  s.bootstrap_servers = c.string("kafka.bootstrap_servers", s.bootstrap_servers);
+  s.group_id = c.string("kafka.group_id", s.group_id);
+  s.topics.apply_prefix(c.string("kafka.topic_prefix", ""));
+  s.kafka_properties = c.string_table("kafka.properties");
+  s.consume_unrouted = c.boolean("processor.consume_unrouted", true);
+  s.batch_size = static_cast<std::size_t>(c.integer("processor.batch_size", 2000, 1, 100000));
+  s.batch_timeout = c.millis("processor.batch_timeout_ms", std::chrono::milliseconds(50),
+                             std::chrono::milliseconds(1), std::chrono::milliseconds(10000));
+  s.shutdown_flush_timeout =
+      c.millis("processor.shutdown_flush_timeout_ms", std::chrono::milliseconds(10000),
+               std::chrono::milliseconds(0), std::chrono::milliseconds(120000));
+  return s;
+}
+
+Processor::Processor(ProcessorSettings settings, storage::StateStore& store,
+                     core::Registry& registry)
+    : settings_(std::move(settings)),
+      store_(store),
+      applier_(store, settings_.topics),
+      metrics_(std::make_unique<Metrics>(registry)) {
+  registry.gauge_callback("kpay_processor_consumer_lag",
+                          "Messages between the partition's high watermark and our position.",
+                          {"topic", "partition"}, [this] { return lag_samples(); });
+
+  core::KafkaProperties producer_props = {
+      {"bootstrap.servers", settings_.bootstrap_servers},
+      {"enable.idempotence", "true"},
+      {"acks", "all"},
+      {"linger.ms", "5"},
+      // Backpressure instead of buffering: produce() polls when this is full.
+      {"queue.buffering.max.kbytes", "16384"},
+      {"log_level", "4"},
+  };
+  for (const auto& p : settings_.kafka_properties) producer_props.push_back(p);
+  auto pconf = core::make_kafka_conf(producer_props);
+  rd_kafka_conf_set_opaque(pconf.get(), this);
+  rd_kafka_conf_set_dr_msg_cb(pconf.get(), delivery_trampoline);
+  producer_ = core::make_kafka(RD_KAFKA_PRODUCER, std::move(pconf));
+
+  core::KafkaProperties consumer_props = {
+      {"bootstrap.servers", settings_.bootstrap_servers},
+      {"group.id", settings_.group_id},
+      {"enable.auto.offset.store", "false"},
+      {"enable.auto.commit", "true"},
+      {"auto.commit.interval.ms", "1000"},
+      {"auto.offset.reset", "earliest"},
+      // Bound what librdkafka prefetches and fetches at once: the RSS budget
+      // is 128 MiB, and a batch needs only a few MB of messages in hand.
+      {"queued.max.messages.kbytes", "8192"},
+      {"fetch.max.bytes", "8388608"},
+      {"max.partition.fetch.bytes", "1048576"},
+      {"log_level", "4"},
+  };
+  for (const auto& p : settings_.kafka_properties) consumer_props.push_back(p);
+  auto cconf = core::make_kafka_conf(consumer_props);
+  rd_kafka_conf_set_opaque(cconf.get(), this);
+  rd_kafka_conf_set_rebalance_cb(cconf.get(), rebalance_trampoline);
+  rd_kafka_conf_set_error_cb(cconf.get(), error_trampoline);
+  consumer_ = core::make_kafka(RD_KAFKA_CONSUMER, std::move(cconf));
+  rd_kafka_poll_set_consumer(consumer_.get());
+}
+
+Processor::~Processor() = default;
+
+core::Readiness Processor::readiness() const {
+  if (!storage_ok_) return {false, "state store failing"};
+  if (!kafka_ok_) return {false, "kafka unreachable"};
+  if (!assigned_) return {false, "no partitions assigned yet"};
+  return {true, ""};
+}
+
+void Processor::on_error(int err, const char* reason) {
+  if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN || err == RD_KAFKA_RESP_ERR__FATAL) {
+    kafka_ok_ = false;
+  }
+  log_.warn("kafka error", {{"error", rd_kafka_err2name(static_cast<rd_kafka_resp_err_t>(err))},
+                            {"reason", reason}});
+}
+
+void Processor::on_rebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err,
+                             rd_kafka_topic_partition_list_t* partitions) {
+  const bool cooperative = std::strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
+  if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+    // Resume from the store's own record of what it applied; it committed in
+    // the same transaction as the effects, so it is never ahead or behind.
+    std::lock_guard lock(positions_mu_);
+    for (int i = 0; i < partitions->cnt; ++i) {
+      auto& tp = partitions->elems[i];
+      if (auto next = store_.stored_offset(tp.topic, tp.partition)) {
+        tp.offset = *next;
+        positions_[{tp.topic, tp.partition}] = *next;
+      }
+    }
+    if (cooperative) {
+      if (auto* e = rd_kafka_incremental_assign(rk, partitions)) rd_kafka_error_destroy(e);
+    } else {
+      rd_kafka_assign(rk, partitions);
+    }
+    assigned_ = true;
+    kafka_ok_ = true;
+    log_.info("partitions assigned", {{"count", partitions->cnt}});
+    return;
+  }
+  // Revoked (or lost): finish what is in hand, then let go.
+  if (!pending_.empty()) commit_pending(stop_);
+  if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
+    auto cerr = rd_kafka_commit(rk, nullptr, 0);  // synchronous
+    if (cerr != RD_KAFKA_RESP_ERR_NO_ERROR && cerr != RD_KAFKA_RESP_ERR__NO_OFFSET) {
+      log_.warn("offset commit on revoke failed", {{"error", rd_kafka_err2name(cerr)}});
+    }
+  }
+  {
+    std::lock_guard lock(positions_mu_);
+    for (int i = 0; i < partitions->cnt; ++i) {
+      positions_.erase({partitions->elems[i].topic, partitions->elems[i].partition});
+    }
+  }
+  if (cooperative) {
+    if (auto* e = rd_kafka_incremental_unassign(rk, partitions)) rd_kafka_error_destroy(e);
+  } else {
+    rd_kafka_assign(rk, nullptr);
+    assigned_ = false;
+  }
+  log_.info("partitions revoked", {{"count", partitions->cnt}});
+}
+
+void Processor::on_delivery(const rd_kafka_message_t* msg) {
+  auto seq = static_cast<std::int64_t>(reinterpret_cast<std::intptr_t>(msg->_private));
+  if (msg->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    acknowledged_.push_back(seq);
+    if (auto it = in_flight_.find(seq); it != in_flight_.end()) {
+      metrics_->published.with({it->second.topic}).inc();
+      in_flight_.erase(it);
+    }
+  } else {
+    metrics_->publish_failures.inc();
+    failed_.push_back(seq);
+    log_.warn("publication failed; will retry",
+              {{"error", rd_kafka_err2name(msg->err)}, {"seq", seq}});
+  }
+  metrics_->in_flight.set(static_cast<double>(in_flight_.size()));
+}
+
+void Processor::produce(const storage::PublishRow& row) {
+  for (;;) {
+    rd_kafka_headers_t* headers = rd_kafka_headers_new(2);
+    if (row.reason.empty()) {
+      rd_kafka_header_add(headers, "content-type", -1, "application/json", -1);
+    } else {
+      rd_kafka_header_add(headers, "kpay-dead-letter-reason", -1, row.reason.data(),
+                          static_cast<ssize_t>(row.reason.size()));
+    }
+    auto err = rd_kafka_producev(
+        producer_.get(), RD_KAFKA_V_TOPIC(row.topic.c_str()),
+        RD_KAFKA_V_KEY(row.key.data(), row.key.size()),
+        RD_KAFKA_V_VALUE(const_cast<char*>(row.value.data()), row.value.size()),
+        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(headers),
+        RD_KAFKA_V_OPAQUE(reinterpret_cast<void*>(static_cast<std::intptr_t>(row.seq))),
+        RD_KAFKA_V_END);
+    if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      in_flight_[row.seq] = row;  // headers now owned by the message
+      return;
+    }
+    rd_kafka_headers_destroy(headers);
+    if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+      // Stays in the store's queue; republished on the next start.
+      log_.error("cannot publish", {{"error", rd_kafka_err2name(err)}, {"seq", row.seq}});
+      metrics_->publish_failures.inc();
+      return;
+    }
+    rd_kafka_poll(producer_.get(), 100);
+  }
+}
+
+void Processor::retry_failed_publications() {
+  if (failed_.empty()) return;
+  auto retry = std::move(failed_);
+  failed_.clear();
+  for (auto seq : retry) {
+    auto it = in_flight_.find(seq);
+    if (it == in_flight_.end()) continue;
+    auto row = it->second;
+    in_flight_.erase(it);
+    produce(row);
+  }
+}
+
+bool Processor::commit_pending(const std::atomic<bool>* give_up) {
+  if (pending_.empty() && acknowledged_.empty()) return true;
+  auto started = std::chrono::steady_clock::now();
+  BatchResult result;
+  for (int attempt = 0;; ++attempt) {
+    try {
+      result = applier_.apply(pending_, acknowledged_);
+      break;
+    } catch (const std::exception& e) {
+      // A storage failure: the transaction rolled back, nothing was stored;
+      // the same batch is retried (it is idempotent) until the store recovers.
+      storage_ok_ = false;
+      metrics_->storage_errors.inc();
+      log_.error("batch failed; retrying", {{"error", e.what()}, {"attempt", attempt}});
+      if (give_up != nullptr && give_up->load() && attempt >= 3) return false;
+      std::this_thread::sleep_for(
+          std::chrono::milliseconds(std::min(2000, 50 << std::min(attempt, 5))));
+    }
+  }
+  storage_ok_ = true;
+  metrics_->batch_commit.observe(
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+  metrics_->batch_events.inc();
+  acknowledged_.clear();
+
+  metrics_->applied.inc(result.applied);
+  metrics_->duplicates.inc(result.duplicates);
+  metrics_->stale.inc(result.stale);
+  metrics_->rejected.inc(result.rejected);
+  metrics_->unrouted.inc(result.unrouted);
+  for (const auto& [reason, n] : result.poison_by_reason) {
+    metrics_->poison.with({reason}).inc(n);
+    log_.warn("poison messages dead-lettered", {{"reason", reason}, {"count", n}});
+  }
+  for (const auto& m : pending_) metrics_->consumed.with({m.topic}).inc();
+  events_seen_ += pending_.size();
+
+  // Only now, after the commit, may Kafka learn that these offsets are done.
+  core::KafkaPartitionList offsets(
+      rd_kafka_topic_partition_list_new(static_cast<int>(result.next_offsets.size())));
+  for (const auto& [tp, next] : result.next_offsets) {
+    rd_kafka_topic_partition_list_add(offsets.get(), tp.first.c_str(), tp.second)->offset = next;
+  }
+  if (offsets->cnt > 0) {
+    if (auto err = rd_kafka_offsets_store(consumer_.get(), offsets.get()); err) {
+      // Not assigned any more (a rebalance): the store's offsets still hold.
+      log_.debug("offsets_store", {{"error", rd_kafka_err2name(err)}});
+    }
+  }
+  {
+    std::lock_guard lock(positions_mu_);
+    for (const auto& [tp, next] : result.next_offsets) positions_[tp] = next;
+  }
+  pending_.clear();
+  for (const auto& row : result.publications) produce(row);
+  metrics_->in_flight.set(static_cast<double>(in_flight_.size()));
+  return true;
+}
+
+std::vector<core::GaugeSample> Processor::lag_samples() const {
+  std::vector<core::GaugeSample> out;
+  std::lock_guard lock(positions_mu_);
+  for (const auto& [tp, next] : positions_) {
+    int64_t low = 0, high = 0;
+    if (rd_kafka_get_watermark_offsets(consumer_.get(), tp.first.c_str(), tp.second, &low, &high) !=
+            RD_KAFKA_RESP_ERR_NO_ERROR ||
+        high < 0) {
+      continue;
+    }
+    out.push_back({{tp.first, std::to_string(tp.second)},
+                   static_cast<double>(std::max<std::int64_t>(0, high - next))});
+  }
+  return out;
+}
+
+bool Processor::run(const std::atomic<bool>& stop) {
+  stop_ = &stop;
+  // Publications a previous run committed but Kafka never acknowledged.
+  for (const auto& row : store_.pending_publications()) produce(row);
+
+  const auto& t = settings_.topics;
+  std::vector<std::string> topics = {t.payment_requests, t.payment_transactions, t.disputes,
+                                     t.settlements, t.accounts};
+  if (settings_.consume_unrouted) topics.push_back(t.unrouted);
+  core::KafkaPartitionList subscription(
+      rd_kafka_topic_partition_list_new(static_cast<int>(topics.size())));
+  for (const auto& topic : topics) {
+    rd_kafka_topic_partition_list_add(subscription.get(), topic.c_str(), RD_KAFKA_PARTITION_UA);
+  }
+  if (auto err = rd_kafka_subscribe(consumer_.get(), subscription.get()); err) {
+    log_.error("subscribe failed", {{"error", rd_kafka_err2name(err)}});
+    return false;
+  }
+  log_.info("consuming", {{"group_id", settings_.group_id}, {"topics", topics.size()}});
+
+  bool ok = true;
+  pending_.reserve(settings_.batch_size);
+  while (!stop.load()) {
+    auto deadline = std::chrono::steady_clock::now() + settings_.batch_timeout;
+    while (pending_.size() < settings_.batch_size && !stop.load()) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
+      // With nothing in hand, wait in longer slices (still waking for stop).
+      int wait_ms =
+          pending_.empty() ? 100 : static_cast<int>(std::max<std::int64_t>(0, left.count()));
+      core::KafkaMessage m(rd_kafka_consumer_poll(consumer_.get(), wait_ms));
+      if (!m) {
+        if (!pending_.empty() && std::chrono::steady_clock::now() >= deadline) break;
+        if (pending_.empty()) break;  // serve deliveries, then poll again
+        continue;
+      }
+      if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) continue;
+      if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        log_.warn("consume error", {{"error", rd_kafka_err2name(m->err)}});
+        if (m->err == RD_KAFKA_RESP_ERR__FATAL) {
+          ok = false;
+          break;
+        }
+        continue;
+      }
+      kafka_ok_ = true;
+      InputMessage in;
+      in.topic = rd_kafka_topic_name(m->rkt);
+      in.partition = m->partition;
+      in.offset = m->offset;
+      if (m->key != nullptr) in.key.assign(static_cast<const char*>(m->key), m->key_len);
+      if (m->payload != nullptr) in.value.assign(static_cast<const char*>(m->payload), m->len);
+      pending_.push_back(std::move(in));
+    }
+    if (!ok) break;
+    rd_kafka_poll(producer_.get(), 0);  // delivery reports → acknowledged_
+    retry_failed_publications();
+    // Acknowledged publications are deleted with the next batch, or alone when idle.
+    if (!pending_.empty() || !acknowledged_.empty()) {
+      if (!commit_pending(&stop)) {
+        ok = false;
+        break;
+      }
+    }
+  }
+
+  // SIGTERM: finish the batch in hand, commit, hand offsets to Kafka, leave.
+  if (ok && !pending_.empty()) ok = commit_pending(&stop);
+  auto flush_deadline = std::chrono::steady_clock::now() + settings_.shutdown_flush_timeout;
+  while (!in_flight_.empty() && std::chrono::steady_clock::now() < flush_deadline) {
+    rd_kafka_poll(producer_.get(), 50);
+    retry_failed_publications();
+  }
+  if (ok && !acknowledged_.empty()) commit_pending(&stop);  // delete acknowledged rows
+  if (!in_flight_.empty()) {
+    log_.warn("publications still unacknowledged at exit; republished on next start",
+              {{"count", in_flight_.size()}});
+  }
+  auto cerr = rd_kafka_commit(consumer_.get(), nullptr, 0);
+  if (cerr != RD_KAFKA_RESP_ERR_NO_ERROR && cerr != RD_KAFKA_RESP_ERR__NO_OFFSET) {
+    log_.warn("final offset commit failed", {{"error", rd_kafka_err2name(cerr)}});
+  }
+  rd_kafka_consumer_close(consumer_.get());
+  log_.info("consumer closed", {{"events", events_seen_.load()}});
+  return ok;
+}
+
+}  // namespace kpay::processor

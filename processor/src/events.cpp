@@ -1,0 +1,383 @@
+#include "kpay/processor/events.hpp"
+
+#include <simdjson.h>
+
+#include <array>
+#include <charconv>
+
+namespace kpay::processor {
+
+namespace {
+
+using RS = RequestState;
+using TS = TransactionState;
+using DS = DisputeState;
+using RG = RequestGeneration;
+using FH = FrameworkHint;
+
+struct Route {
+  std::string_view event_type;
+  std::string_view version;  // "v1", "v2"
+  Action action;
+};
+
+// The dispatch table: (event_type, event_version) → what it asks for.
+// WEBHOOKS.md §4. Transaction, dispute, settlement and account events are
+// accepted in both versions (their payloads do not differ in what we read).
+// clang-format off
+const std::array kRoutes = {
+    // payment requests, Gen 1 (v1)
+    Route{"payment.request.state-change.submitted",            "v1", RequestTransition{RG::gen1, RS::submitted}},
+    Route{"payment.request.state-change.prepared",             "v1", RequestTransition{RG::gen1, RS::prepared}},
+    Route{"payment.request.state-change.in-progress",          "v1", RequestTransition{RG::gen1, RS::in_progress}},
+    Route{"payment.request.state-change.pending-confirmation", "v1", RequestTransition{RG::gen1, RS::pending_confirmation}},
+    Route{"payment.request.state-change.authorized",           "v1", RequestTransition{RG::gen1, RS::authorized}},
+    Route{"payment.request.state-change.expired",              "v1", RequestTransition{RG::gen1, RS::expired}},
+    Route{"payment.request.state-change.canceled",             "v1", RequestTransition{RG::gen1, RS::canceled}},
+    Route{"payment.request.state-change.declined",             "v1", RequestTransition{RG::gen1, RS::declined}},
+    // payment requests, Gen 2/3 (v2)
+    Route{"payment.request.state-change.submitted",            "v2", RequestTransition{RG::gen2, RS::submitted}},
+    Route{"payment.request.state-change.in-progress",          "v2", RequestTransition{RG::gen2, RS::in_progress}},
+    Route{"payment.request.state-change.completed",            "v2", RequestTransition{RG::gen2, RS::completed}},
+    Route{"payment.request.state-change.expired",              "v2", RequestTransition{RG::gen2, RS::expired}},
+    Route{"payment.request.state-change.canceled",             "v2", RequestTransition{RG::gen2, RS::canceled}},
+    Route{"payment.request.state-change.declined",             "v2", RequestTransition{RG::gen2, RS::declined}},
+    Route{"payment.request.updated",                           "v2", RequestUpdated{}},
+    // payment transactions
+    Route{"payment.transaction.state-change.authorized", "v1", TransactionTransition{TS::authorized}},
+    Route{"payment.transaction.state-change.authorized", "v2", TransactionTransition{TS::authorized}},
+    Route{"payment.transaction.state-change.expired",    "v1", TransactionTransition{TS::expired}},
+    Route{"payment.transaction.state-change.expired",    "v2", TransactionTransition{TS::expired}},
+    Route{"payment.transaction.state-change.completed",  "v1", TransactionTransition{TS::completed}},
+    Route{"payment.transaction.state-change.completed",  "v2", TransactionTransition{TS::completed}},
+    Route{"payment.transaction.state-change.closed",     "v1", TransactionTransition{TS::closed}},
+    Route{"payment.transaction.state-change.closed",     "v2", TransactionTransition{TS::closed}},
+    Route{"payment.transaction.captured",                "v1", SubRecordAdded{SubRecordKind::capture}},
+    Route{"payment.transaction.captured",                "v2", SubRecordAdded{SubRecordKind::capture}},
+    Route{"payment.transaction.refunded",                "v1", SubRecordAdded{SubRecordKind::refund}},
+    Route{"payment.transaction.refunded",                "v2", SubRecordAdded{SubRecordKind::refund}},
+    Route{"payment.transaction.chargeback",              "v1", SubRecordAdded{SubRecordKind::chargeback}},
+    Route{"payment.transaction.chargeback",              "v2", SubRecordAdded{SubRecordKind::chargeback}},
+    Route{"payment.funding.state-change.funded",         "v1", FundingTransition{FundingState::funded}},
+    Route{"payment.funding.state-change.funded",         "v2", FundingTransition{FundingState::funded}},
+    Route{"payment.funding.state-change.expired",        "v1", FundingTransition{FundingState::expired}},
+    Route{"payment.funding.state-change.expired",        "v2", FundingTransition{FundingState::expired}},
+    // disputes: current framework, legacy framework, and the two types both send
+    Route{"payment.dispute.state-change.initiated",       "v1", DisputeTransition{FH::current, DS::initiated, DS::initiated}},
+    Route{"payment.dispute.state-change.initiated",       "v2", DisputeTransition{FH::current, DS::initiated, DS::initiated}},
+    Route{"payment.dispute.state-change.representment",   "v1", DisputeTransition{FH::current, DS::representment, DS::representment}},
+    Route{"payment.dispute.state-change.representment",   "v2", DisputeTransition{FH::current, DS::representment, DS::representment}},
+    Route{"payment.dispute.state-change.arbitration",     "v1", DisputeTransition{FH::current, DS::arbitration, DS::arbitration}},
+    Route{"payment.dispute.state-change.arbitration",     "v2", DisputeTransition{FH::current, DS::arbitration, DS::arbitration}},
+    Route{"payment.dispute.state-change.merchant-evidence-pending",       "v1", DisputeTransition{FH::legacy, DS::merchant_evidence_pending, DS::merchant_evidence_pending}},
+    Route{"payment.dispute.state-change.merchant-evidence-pending",       "v2", DisputeTransition{FH::legacy, DS::merchant_evidence_pending, DS::merchant_evidence_pending}},
+    Route{"payment.dispute.state-change.arbitration-pending",             "v1", DisputeTransition{FH::legacy, DS::arbitration_pending, DS::arbitration_pending}},
+    Route{"payment.dispute.state-change.arbitration-pending",             "v2", DisputeTransition{FH::legacy, DS::arbitration_pending, DS::arbitration_pending}},
+    Route{"payment.dispute.state-change.arbitration-appeal-window-open",  "v1", DisputeTransition{FH::legacy, DS::arbitration_appeal_window_open, DS::arbitration_appeal_window_open}},
+    Route{"payment.dispute.state-change.arbitration-appeal-window-open",  "v2", DisputeTransition{FH::legacy, DS::arbitration_appeal_window_open, DS::arbitration_appeal_window_open}},
+    Route{"payment.dispute.state-change.pre-arbitration", "v1", DisputeTransition{FH::either, DS::pre_arbitration, DS::legacy_pre_arbitration}},
+    Route{"payment.dispute.state-change.pre-arbitration", "v2", DisputeTransition{FH::either, DS::pre_arbitration, DS::legacy_pre_arbitration}},
+    Route{"payment.dispute.state-change.closed",          "v1", DisputeTransition{FH::either, DS::closed, DS::closed}},
+    Route{"payment.dispute.state-change.closed",          "v2", DisputeTransition{FH::either, DS::closed, DS::closed}},
+    Route{"payment.dispute.updated.representment-deadline-extended", "v1", DisputeDeadlineExtended{Deadline::representment}},
+    Route{"payment.dispute.updated.representment-deadline-extended", "v2", DisputeDeadlineExtended{Deadline::representment}},
+    Route{"payment.dispute.updated.arbitration-deadline-extended",   "v1", DisputeDeadlineExtended{Deadline::arbitration}},
+    Route{"payment.dispute.updated.arbitration-deadline-extended",   "v2", DisputeDeadlineExtended{Deadline::arbitration}},
+    // settlements
+    Route{"settlement.report.created",          "v1", SettlementReportTransition{SettlementReportState::created}},
+    Route{"settlement.report.created",          "v2", SettlementReportTransition{SettlementReportState::created}},
+    Route{"settlement.report.uploaded-to-sftp", "v1", SettlementReportTransition{SettlementReportState::uploaded_to_sftp}},
+    Route{"settlement.report.uploaded-to-sftp", "v2", SettlementReportTransition{SettlementReportState::uploaded_to_sftp}},
+    Route{"settlement.payout.processed",        "v1", PayoutTransition{PayoutState::processed}},
+    Route{"settlement.payout.processed",        "v2", PayoutTransition{PayoutState::processed}},
+    Route{"settlement.payout.confirmed",        "v1", PayoutTransition{PayoutState::confirmed}},
+    Route{"settlement.payout.confirmed",        "v2", PayoutTransition{PayoutState::confirmed}},
+    Route{"settlement.payout.failed",           "v1", PayoutTransition{PayoutState::failed}},
+    Route{"settlement.payout.failed",           "v2", PayoutTransition{PayoutState::failed}},
+    // partner accounts
+    Route{"partner.account.change.created",                        "v1", AccountTransition{AccountState::created}},
+    Route{"partner.account.change.created",                        "v2", AccountTransition{AccountState::created}},
+    Route{"partner.account.state-change.operational",              "v1", AccountTransition{AccountState::operational}},
+    Route{"partner.account.state-change.operational",              "v2", AccountTransition{AccountState::operational}},
+    Route{"partner.account.product.payment.state-change.enabled",  "v1", PaymentProductTransition{PaymentProductState::enabled}},
+    Route{"partner.account.product.payment.state-change.enabled",  "v2", PaymentProductTransition{PaymentProductState::enabled}},
+    Route{"partner.account.product.payment.state-change.disabled", "v1", PaymentProductTransition{PaymentProductState::disabled}},
+    Route{"partner.account.product.payment.state-change.disabled", "v2", PaymentProductTransition{PaymentProductState::disabled}},
+};
+// clang-format on
+
+template <class... F>
+struct Overloaded : F... {
+  using F::operator()...;
+};
+template <class... F>
+Overloaded(F...) -> Overloaded<F...>;
+
+using simdjson::dom::element;
+
+std::optional<std::string> str(element obj, std::string_view key) {
+  std::string_view v;
+  if (obj.is_object() && obj[key].get_string().get(v) == simdjson::SUCCESS && !v.empty()) {
+    return std::string(v);
+  }
+  return std::nullopt;
+}
+
+std::optional<element> child(element obj, std::string_view key) {
+  element e;
+  if (obj.is_object() && obj[key].get(e) == simdjson::SUCCESS && e.is_object()) return e;
+  return std::nullopt;
+}
+
+// First string among `keys` in the payload, then in payload.state_context.
+std::optional<std::string> str_any(element payload, std::initializer_list<std::string_view> keys) {
+  for (auto k : keys) {
+    if (auto v = str(payload, k)) return v;
+  }
+  if (auto ctx = child(payload, "state_context")) {
+    for (auto k : keys) {
+      if (auto v = str(*ctx, k)) return v;
+    }
+  }
+  return std::nullopt;
+}
+
+enum class FieldStatus { absent, ok, bad };
+
+FieldStatus integer(element obj, std::string_view key, std::optional<std::int64_t>& out) {
+  element e;
+  if (!obj.is_object() || obj[key].get(e) != simdjson::SUCCESS || e.is_null()) {
+    return FieldStatus::absent;
+  }
+  std::int64_t v = 0;
+  if (e.get_int64().get(v) != simdjson::SUCCESS) return FieldStatus::bad;
+  out = v;
+  return FieldStatus::ok;
+}
+
+FieldStatus timestamp(element obj, std::string_view key, std::optional<std::int64_t>& out) {
+  element e;
+  if (!obj.is_object() || obj[key].get(e) != simdjson::SUCCESS || e.is_null()) {
+    return FieldStatus::absent;
+  }
+  std::string_view s;
+  if (e.get_string().get(s) != simdjson::SUCCESS) return FieldStatus::bad;
+  auto ms = parse_rfc3339_ms(s);
+  if (!ms) return FieldStatus::bad;
+  out = ms;
+  return FieldStatus::ok;
+}
+
+Poison poison(std::string reason, std::string detail, const klarna::Envelope* env) {
+  Poison p{std::move(reason), std::move(detail), std::nullopt};
+  if (env != nullptr) p.envelope = *env;
+  return p;
+}
+
+}  // namespace
+
+std::string_view entity_kind(const Action& a) {
+  return std::visit(
+      Overloaded{
+          [](const RequestTransition&) { return std::string_view("payment_request"); },
+          [](const RequestUpdated&) { return std::string_view("payment_request"); },
+          [](const TransactionTransition&) { return std::string_view("payment_transaction"); },
+          [](const SubRecordAdded&) { return std::string_view("payment_transaction"); },
+          [](const FundingTransition&) { return std::string_view("payment_transaction"); },
+          [](const DisputeTransition&) { return std::string_view("dispute"); },
+          [](const DisputeDeadlineExtended&) { return std::string_view("dispute"); },
+          [](const SettlementReportTransition&) { return std::string_view("settlement_report"); },
+          [](const PayoutTransition&) { return std::string_view("payout"); },
+          [](const AccountTransition&) { return std::string_view("partner_account"); },
+          [](const PaymentProductTransition&) { return std::string_view("partner_account"); },
+          [](const Unrouted&) { return std::string_view("unrouted"); },
+      },
+      a);
+}
+
+std::variant<Action, RouteError> route(std::string_view event_type, std::string_view version) {
+  bool type_known = false;
+  for (const auto& r : kRoutes) {
+    if (r.event_type != event_type) continue;
+    type_known = true;
+    if (r.version == version) return r.action;
+  }
+  return type_known ? RouteError::unknown_event_version : RouteError::unknown_event_type;
+}
+
+std::optional<std::int64_t> parse_rfc3339_ms(std::string_view t) {
+  // YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)
+  auto num = [&](std::size_t pos, std::size_t len, int& out) {
+    if (pos + len > t.size()) return false;
+    auto r = std::from_chars(t.data() + pos, t.data() + pos + len, out);
+    return r.ec == std::errc() && r.ptr == t.data() + pos + len;
+  };
+  int y, mo, d, h, mi, s;
+  if (t.size() < 20 || t[4] != '-' || t[7] != '-' || (t[10] != 'T' && t[10] != 't') ||
+      t[13] != ':' || t[16] != ':') {
+    return std::nullopt;
+  }
+  if (!num(0, 4, y) || !num(5, 2, mo) || !num(8, 2, d) || !num(11, 2, h) || !num(14, 2, mi) ||
+      !num(17, 2, s)) {
+    return std::nullopt;
+  }
+  if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || s > 60) return std::nullopt;
+  std::size_t pos = 19;
+  std::int64_t millis = 0;
+  if (pos < t.size() && t[pos] == '.') {
+    ++pos;
+    int digits = 0;
+    while (pos < t.size() && t[pos] >= '0' && t[pos] <= '9') {
+      if (digits < 3) millis = millis * 10 + (t[pos] - '0');
+      ++digits;
+      ++pos;
+    }
+    if (digits == 0) return std::nullopt;
+    for (int i = digits; i < 3; ++i) millis *= 10;
+  }
+  std::int64_t offset_min = 0;
+  if (pos < t.size() && (t[pos] == 'Z' || t[pos] == 'z')) {
+    ++pos;
+  } else if (pos < t.size() && (t[pos] == '+' || t[pos] == '-')) {
+    int oh, om;
+    if (pos + 6 != t.size() || t[pos + 3] != ':' || !num(pos + 1, 2, oh) || !num(pos + 4, 2, om)) {
+      return std::nullopt;
+    }
+    offset_min = (t[pos] == '+' ? 1 : -1) * (oh * 60 + om);
+    pos += 6;
+  } else {
+    return std::nullopt;
+  }
+  if (pos != t.size()) return std::nullopt;
+  // days_from_civil (H. Hinnant), proleptic Gregorian.
+  y -= mo <= 2 ? 1 : 0;
+  const std::int64_t era = (y >= 0 ? y : y - 399) / 400;
+  const unsigned yoe = static_cast<unsigned>(y - era * 400);
+  const unsigned doy = (153 * (mo + (mo > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+  const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  const std::int64_t days = era * 146097 + static_cast<std::int64_t>(doe) - 719468;
+  const std::int64_t secs = days * 86400 + h * 3600 + mi * 60 + s - offset_min * 60;
+  return secs * 1000 + millis;
+}
+
+std::variant<Event, Poison> decode_event(std::string_view body, bool from_unrouted_topic) {
+  auto parsed = klarna::parse_envelope(body);
+  if (!parsed) return poison(parsed.error.reason, parsed.error.detail, nullptr);
+  const klarna::Envelope& env = *parsed.envelope;
+
+  Event ev;
+  if (!env.occurred_at.empty()) {
+    auto ms = parse_rfc3339_ms(env.occurred_at);
+    if (!ms) return poison("bad_occurred_at", "metadata.occurred_at is not RFC 3339", &env);
+    ev.occurred_at_ms = *ms;
+  }
+  if (from_unrouted_topic || env.family == klarna::EventFamily::unrouted) {
+    ev.envelope = env;
+    ev.action = Unrouted{};
+    return ev;
+  }
+  auto routed = route(env.event_type, env.event_version);
+  if (auto* err = std::get_if<RouteError>(&routed)) {
+    return *err == RouteError::unknown_event_type
+               ? poison("unknown_event_type", "no state machine handles this event type", &env)
+               : poison("unknown_event_version", "event type not known in this event_version",
+                        &env);
+  }
+  ev.action = std::get<Action>(routed);
+  if (env.entity_id_is_fallback) {
+    return poison("missing_entity_id", "the payload names no entity id for its family", &env);
+  }
+
+  // The envelope parse succeeded, so the body is JSON; read the payload.
+  thread_local simdjson::dom::parser parser;
+  element root;
+  if (parser.parse(body.data(), body.size(), true).get(root) != simdjson::SUCCESS) {
+    return poison("not_json", "the body is not valid JSON", &env);
+  }
+  element payload;
+  if (root["payload"].get(payload) != simdjson::SUCCESS || !payload.is_object()) {
+    return poison("missing_payload", "payload object is missing", &env);
+  }
+  Payload& p = ev.payload;
+  p.reference =
+      str_any(payload, {"payment_request_reference", "payment_transaction_reference", "reference"});
+  p.currency = str(payload, "currency");
+  p.payment_request_id = str_any(payload, {"payment_request_id"});
+  p.payment_transaction_id = str_any(payload, {"payment_transaction_id"});
+  p.capture_id = str(payload, "payment_capture_id");
+  p.refund_id = str(payload, "payment_refund_id");
+  p.chargeback_id = str_any(payload, {"payment_chargeback_id", "chargeback_id"});
+  p.confirmation_token = str_any(payload, {"payment_confirmation_token"});
+  p.session_token = str_any(payload, {"klarna_network_session_token", "payment_token"});
+  p.dispute_reason = str(payload, "dispute_reason");
+  p.dispute_outcome = str(payload, "dispute_outcome");
+
+  auto bad = [&](std::string_view field) {
+    return poison("bad_field", std::string(field) + " has the wrong type or format", &env);
+  };
+  // Amount: the sub-record events may name it after the operation.
+  const std::string_view amount_keys[] = {"amount", "capture_amount", "refund_amount",
+                                          "chargeback_amount"};
+  for (auto k : amount_keys) {
+    auto st = integer(payload, k, p.amount);
+    if (st == FieldStatus::bad) return bad(k);
+    if (st == FieldStatus::ok) break;
+  }
+  if (timestamp(payload, "expires_at", p.expires_at_ms) == FieldStatus::bad)
+    return bad("expires_at");
+  if (timestamp(payload, "closed_at", p.closed_at_ms) == FieldStatus::bad) return bad("closed_at");
+  if (timestamp(payload, "arbitration_expires_at", p.arbitration_expires_at_ms) ==
+      FieldStatus::bad) {
+    return bad("arbitration_expires_at");
+  }
+  if (auto rep = child(payload, "representment")) {
+    p.has_representment = true;
+    if (timestamp(*rep, "expires_at", p.representment_expires_at_ms) == FieldStatus::bad) {
+      return bad("representment.expires_at");
+    }
+  }
+  if (auto details = child(payload, "dispute_details")) {
+    if (integer(*details, "dispute_amount", p.amount) == FieldStatus::bad) {
+      return bad("dispute_details.dispute_amount");
+    }
+    if (!p.currency) p.currency = str(*details, "currency");
+  }
+  // Deadline extensions name the new value under updated_fields (shape unconfirmed).
+  if (auto upd = child(payload, "updated_fields")) {
+    if (timestamp(*upd, "arbitration_expires_at", p.arbitration_expires_at_ms) ==
+        FieldStatus::bad) {
+      return bad("updated_fields.arbitration_expires_at");
+    }
+    if (timestamp(*upd, "representment_expires_at", p.representment_expires_at_ms) ==
+        FieldStatus::bad) {
+      return bad("updated_fields.representment_expires_at");
+    }
+    if (auto rep = child(*upd, "representment")) {
+      if (timestamp(*rep, "expires_at", p.representment_expires_at_ms) == FieldStatus::bad) {
+        return bad("updated_fields.representment.expires_at");
+      }
+    }
+  }
+
+  // Impossible shapes: an event that asks for bookkeeping without the data for it.
+  if (auto* sub = std::get_if<SubRecordAdded>(&ev.action)) {
+    const char* id_field = sub->kind == SubRecordKind::capture  ? "payment_capture_id"
+                           : sub->kind == SubRecordKind::refund ? "payment_refund_id"
+                                                                : "payment_chargeback_id";
+    const auto& id = sub->kind == SubRecordKind::capture  ? p.capture_id
+                     : sub->kind == SubRecordKind::refund ? p.refund_id
+                                                          : p.chargeback_id;
+    if (!id) return poison("missing_field", std::string(id_field) + " is missing", &env);
+    if (!p.amount) return poison("missing_field", "amount is missing", &env);
+    if (*p.amount < 0) return poison("bad_field", "amount is negative", &env);
+  }
+  if (auto* dl = std::get_if<DisputeDeadlineExtended>(&ev.action)) {
+    const auto& v = dl->deadline == Deadline::representment ? p.representment_expires_at_ms
+                                                            : p.arbitration_expires_at_ms;
+    if (!v) return poison("missing_field", "the extended deadline is missing", &env);
+  }
+  ev.envelope = env;
+  return ev;
+}
+
+}  // namespace kpay::processor

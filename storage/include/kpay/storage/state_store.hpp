@@ -1,0 +1,257 @@
+// The processor's durable state: payment entities, the event inbox, the
+// transition history, the outbox of follow-up calls, the queue of messages to
+// publish, and the Kafka offsets consumed. One SQLite file (WAL,
+// synchronous=FULL, see sqlite.hpp), schema "state" with versioned migrations.
+//
+// The interface is narrow on purpose: rows in, rows out, no SQL outside this
+// file, so the store could move to another database (ARCHITECTURE.md,
+// "Scaling"). States are stored as Klarna's names (TEXT); the processor owns
+// their meaning.
+//
+// Transactions are the caller's: the processor opens one `storage::Transaction`
+// per batch around all the writes below. Methods throw SqliteError on storage
+// failure; the caller rolls the whole batch back and retries it.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "kpay/storage/sqlite.hpp"
+
+namespace kpay::storage {
+
+// The first delivery of an event_id; its details are in its history row.
+struct InboxEntry {
+  std::string event_id;
+  std::string topic;
+  std::int32_t partition = 0;
+  std::int64_t offset = 0;
+};
+
+struct PaymentRequestRow {
+  std::string id;
+  int generation = 2;                // 1 = webhooks v1, 2 = v2 (Gen 2/3)
+  std::optional<std::string> state;  // unknown while only attribute updates were seen
+  std::int64_t state_as_of_ms = 0;
+  std::optional<std::string> reference;
+  std::optional<std::int64_t> amount;
+  std::optional<std::string> currency;
+  std::optional<std::string> payment_transaction_id;
+  std::optional<std::int64_t> expires_at_ms;
+  // Gen 2/3: final authorization must happen before this (COMPLETED + 60 min).
+  std::optional<std::int64_t> authorization_due_ms;
+  std::string last_event_id;
+
+  bool operator==(const PaymentRequestRow&) const = default;
+};
+
+struct PaymentTransactionRow {
+  std::string id;
+  std::optional<std::string> state;  // unknown while only sub-record events were seen
+  std::int64_t state_as_of_ms = 0;
+  std::optional<std::string> reference;
+  std::optional<std::int64_t> amount;  // authorized amount, minor units
+  std::optional<std::string> currency;
+  std::optional<std::string> payment_request_id;
+  std::optional<std::int64_t> expires_at_ms;
+  std::int64_t captured_amount = 0;
+  std::int64_t refunded_amount = 0;
+  std::int64_t chargeback_amount = 0;
+  std::optional<std::string> funding_state;
+  std::int64_t funding_as_of_ms = 0;
+  std::string last_event_id;
+
+  bool operator==(const PaymentTransactionRow&) const = default;
+};
+
+// One capture, refund or chargeback of a transaction; unique per its own id,
+// which is what makes the amount bookkeeping idempotent.
+struct SubRecordRow {
+  std::string kind;  // "capture" | "refund" | "chargeback"
+  std::string id;
+  std::string transaction_id;
+  std::int64_t amount = 0;
+  std::optional<std::string> currency;
+  std::optional<std::string> capture_id;  // refunds/chargebacks: the capture they relate to
+  std::int64_t occurred_at_ms = 0;
+  std::string event_id;
+};
+
+struct DisputeRow {
+  std::string id;
+  std::string framework;             // "current" | "legacy"
+  bool framework_inferred = false;   // guessed from an event both frameworks share
+  std::optional<std::string> state;  // unknown while only deadline updates were seen
+  std::int64_t state_as_of_ms = 0;
+  std::optional<std::string> payment_transaction_id;
+  std::optional<std::string> payment_capture_id;
+  std::optional<std::string> reason;
+  std::optional<std::int64_t> amount;
+  std::optional<std::string> currency;
+  std::optional<std::string> outcome;  // WON | LOST
+  std::optional<std::int64_t> representment_expires_at_ms;
+  std::int64_t representment_as_of_ms = 0;
+  std::optional<std::int64_t> arbitration_expires_at_ms;
+  std::int64_t arbitration_as_of_ms = 0;
+  std::optional<std::int64_t> closed_at_ms;
+  std::string last_event_id;
+
+  bool operator==(const DisputeRow&) const = default;
+};
+
+// Settlement reports, payouts and partner accounts: a state and an optional
+// second state (an account's payment product switch).
+struct RecordRow {
+  std::string kind;  // "settlement_report" | "payout" | "partner_account"
+  std::string id;
+  std::optional<std::string> state;
+  std::int64_t state_as_of_ms = 0;
+  std::optional<std::string> sub_state;
+  std::int64_t sub_state_as_of_ms = 0;
+  std::optional<std::int64_t> amount;
+  std::optional<std::string> currency;
+  std::string last_event_id;
+};
+
+struct HistoryRow {
+  std::int64_t seq = 0;  // assigned by the store
+  std::string event_id;  // may be synthetic ("poison:topic/partition/offset")
+  std::string entity_kind;
+  std::string entity_id;
+  std::string event_type;
+  std::string event_version;
+  std::string occurred_at;
+  std::string outcome;  // applied | duplicate | stale | rejected
+  std::optional<std::string> from_state;
+  std::optional<std::string> to_state;
+  std::string reason;
+  std::string topic;
+  std::int32_t partition = 0;
+  std::int64_t offset = 0;
+};
+
+// A follow-up call to Klarna, written in the same transaction as the state
+// change that makes it due. The idempotency key is fixed here and never
+// changes: the worker (a later issue) retries with exactly this key.
+struct OutboxRow {
+  std::int64_t id = 0;
+  std::string operation;  // "final_authorization" | "confirm"
+  std::string entity_id;
+  std::string idempotency_key;
+  std::string request_body;  // JSON body of the call
+  // Path/header parameter the call needs (confirmation token, network session
+  // token). Sensitive: never logged, never published.
+  std::string call_token;
+  std::optional<std::int64_t> due_by_ms;
+  std::string status = "pending";
+  std::string created_by_event_id;
+};
+
+// A message that must reach Kafka (state change, dead-letter copy). Written in
+// the batch transaction and deleted once the broker acknowledged it, so a crash
+// after commit republishes instead of losing it (at-least-once downstream).
+struct PublishRow {
+  std::int64_t seq = 0;
+  std::string topic;
+  std::string key;
+  std::string value;
+  std::string reason;  // dead letters: why; empty for state changes
+};
+
+struct PoisonRow {
+  std::string topic;
+  std::int32_t partition = 0;
+  std::int64_t offset = 0;
+  std::string event_id;  // empty when the envelope could not be read
+  std::string reason;
+  std::string value;
+};
+
+// What `klarnactl payments list` shows: a payment request or transaction with
+// its link and amounts.
+struct PaymentSummary {
+  std::string kind;  // "payment_request" | "payment_transaction"
+  std::string id;
+  std::string state;
+  std::optional<std::int64_t> amount;
+  std::optional<std::string> currency;
+  std::int64_t captured_amount = 0;
+  std::int64_t refunded_amount = 0;
+  std::optional<std::string> linked_id;
+  std::int64_t updated_as_of_ms = 0;
+};
+
+class StateStore {
+ public:
+  // Opens (creating if needed) and migrates. Throws SchemaTooNewError for a
+  // database written by a newer binary, SqliteError when it cannot be opened.
+  // `cache_mib`: SQLite page cache for this connection (counts towards RSS).
+  explicit StateStore(const std::string& path, bool read_only = false, int cache_mib = 32);
+  ~StateStore();
+  StateStore(const StateStore&) = delete;
+  StateStore& operator=(const StateStore&) = delete;
+
+  Database& database();
+  int schema_version();
+
+  // false when event_id was seen before (the duplicate check).
+  bool insert_inbox(const InboxEntry& e);
+
+  std::optional<PaymentRequestRow> find_request(const std::string& id);
+  void save_request(const PaymentRequestRow& r);
+  std::optional<PaymentTransactionRow> find_transaction(const std::string& id);
+  void save_transaction(const PaymentTransactionRow& t);
+  // The request whose state_context named this transaction, if any.
+  std::optional<std::string> request_for_transaction(const std::string& transaction_id);
+  // The transaction whose events named this request, if any.
+  std::optional<std::string> transaction_for_request(const std::string& request_id);
+  // false when a sub-record with this kind and id exists already.
+  bool insert_sub_record(const SubRecordRow& r);
+  std::vector<SubRecordRow> sub_records(const std::string& transaction_id);
+
+  std::optional<DisputeRow> find_dispute(const std::string& id);
+  void save_dispute(const DisputeRow& d);
+  std::optional<RecordRow> find_record(const std::string& kind, const std::string& id);
+  void save_record(const RecordRow& r);
+
+  void append_history(const HistoryRow& h);
+  std::vector<HistoryRow> history(const std::string& entity_id);
+
+  // false when a row with this idempotency key exists already.
+  bool insert_outbox(const OutboxRow& o);
+  std::vector<OutboxRow> outbox(const std::string& entity_id);
+
+  std::int64_t enqueue_publish(const PublishRow& p);
+  void delete_published(std::int64_t seq);
+  std::vector<PublishRow> pending_publications();
+
+  void insert_poison(const PoisonRow& p);
+
+  // Next offset to consume per partition, written in the batch transaction:
+  // on assignment the consumer resumes from here, so the store and its offsets
+  // can never disagree (Kafka's committed offsets are kept in step for lag).
+  void save_offset(const std::string& topic, std::int32_t partition, std::int64_t next_offset);
+  std::optional<std::int64_t> stored_offset(const std::string& topic, std::int32_t partition);
+
+  // Read side (klarnactl).
+  std::vector<PaymentSummary> list_payments(std::size_t limit);
+
+  // Deadlines are state (ARCHITECTURE.md, principle 7): what is due and what
+  // was missed, for metrics. `horizon_ms`: how far ahead counts as "due soon".
+  struct DeadlineSummary {
+    std::int64_t calls_pending = 0;             // outbox rows not yet done
+    std::int64_t calls_overdue = 0;             // pending past their due_by
+    std::int64_t dispute_deadlines_soon = 0;    // open disputes, a deadline within the horizon
+    std::int64_t dispute_deadlines_passed = 0;  // open disputes, a deadline already passed
+  };
+  DeadlineSummary deadlines(std::int64_t now_ms, std::int64_t horizon_ms);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace kpay::storage

@@ -1,0 +1,691 @@
+#include "kpay/storage/state_store.hpp"
+
+#include <algorithm>
+#include <array>
+
+#include "kpay/storage/migrations.hpp"
+
+namespace kpay::storage {
+
+namespace {
+
+// Schema "state". Append migrations; never edit one that has shipped.
+constexpr std::string_view kV1 = R"sql(
+-- The de-duplication key, kept narrow (the history row holds the rest): it is
+-- probed and inserted at a random position for every event.
+CREATE TABLE inbox (
+  event_id  TEXT PRIMARY KEY,
+  topic     TEXT NOT NULL,
+  partition INTEGER NOT NULL,
+  offset    INTEGER NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE payment_requests (
+  id                     TEXT PRIMARY KEY,
+  generation             INTEGER NOT NULL,
+  state                  TEXT,
+  state_as_of_ms         INTEGER NOT NULL,
+  reference              TEXT,
+  amount                 INTEGER,
+  currency               TEXT,
+  payment_transaction_id TEXT,
+  expires_at_ms          INTEGER,
+  authorization_due_ms   INTEGER,
+  last_event_id          TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX payment_requests_by_transaction ON payment_requests (payment_transaction_id);
+
+CREATE TABLE payment_transactions (
+  id                 TEXT PRIMARY KEY,
+  state              TEXT,
+  state_as_of_ms     INTEGER NOT NULL,
+  reference          TEXT,
+  amount             INTEGER,
+  currency           TEXT,
+  payment_request_id TEXT,
+  expires_at_ms      INTEGER,
+  captured_amount    INTEGER NOT NULL DEFAULT 0,
+  refunded_amount    INTEGER NOT NULL DEFAULT 0,
+  chargeback_amount  INTEGER NOT NULL DEFAULT 0,
+  funding_state      TEXT,
+  funding_as_of_ms   INTEGER NOT NULL DEFAULT 0,
+  last_event_id      TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX payment_transactions_by_request ON payment_transactions (payment_request_id);
+
+CREATE TABLE transaction_sub_records (
+  kind           TEXT NOT NULL CHECK (kind IN ('capture', 'refund', 'chargeback')),
+  id             TEXT NOT NULL,
+  transaction_id TEXT NOT NULL,
+  amount         INTEGER NOT NULL,
+  currency       TEXT,
+  capture_id     TEXT,
+  occurred_at_ms INTEGER NOT NULL,
+  event_id       TEXT NOT NULL,
+  PRIMARY KEY (kind, id)
+) WITHOUT ROWID;
+CREATE INDEX sub_records_by_transaction ON transaction_sub_records (transaction_id);
+
+CREATE TABLE disputes (
+  id                          TEXT PRIMARY KEY,
+  framework                   TEXT NOT NULL CHECK (framework IN ('current', 'legacy')),
+  framework_inferred          INTEGER NOT NULL,
+  state                       TEXT,
+  state_as_of_ms              INTEGER NOT NULL,
+  payment_transaction_id      TEXT,
+  payment_capture_id          TEXT,
+  reason                      TEXT,
+  amount                      INTEGER,
+  currency                    TEXT,
+  outcome                     TEXT,
+  representment_expires_at_ms INTEGER,
+  representment_as_of_ms      INTEGER NOT NULL,
+  arbitration_expires_at_ms   INTEGER,
+  arbitration_as_of_ms        INTEGER NOT NULL,
+  closed_at_ms                INTEGER,
+  last_event_id               TEXT NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE records (
+  kind               TEXT NOT NULL,
+  id                 TEXT NOT NULL,
+  state              TEXT,
+  state_as_of_ms     INTEGER NOT NULL,
+  sub_state          TEXT,
+  sub_state_as_of_ms INTEGER NOT NULL,
+  amount             INTEGER,
+  currency           TEXT,
+  last_event_id      TEXT NOT NULL,
+  PRIMARY KEY (kind, id)
+) WITHOUT ROWID;
+
+CREATE TABLE history (
+  seq           INTEGER PRIMARY KEY,  -- rows are never deleted: rowids only grow
+  event_id      TEXT NOT NULL,
+  entity_kind   TEXT NOT NULL,
+  entity_id     TEXT NOT NULL,
+  entity_hash   INTEGER NOT NULL,
+  event_type    TEXT NOT NULL,
+  event_version TEXT NOT NULL,
+  occurred_at   TEXT NOT NULL,
+  outcome       TEXT NOT NULL CHECK (outcome IN ('applied', 'duplicate', 'stale', 'rejected')),
+  from_state    TEXT,
+  to_state      TEXT,
+  reason        TEXT NOT NULL,
+  topic         TEXT NOT NULL,
+  partition     INTEGER NOT NULL,
+  offset        INTEGER NOT NULL
+);
+-- Indexed by a 64-bit hash of entity_id: an 8-byte key instead of a ~70-byte
+-- one keeps this index (written at a random position per event) small.
+CREATE INDEX history_by_entity ON history (entity_hash, seq);
+
+CREATE TABLE outbox (
+  id                  INTEGER PRIMARY KEY AUTOINCREMENT,
+  operation           TEXT NOT NULL,
+  entity_id           TEXT NOT NULL,
+  idempotency_key     TEXT NOT NULL UNIQUE,
+  request_body        TEXT NOT NULL,
+  call_token          TEXT NOT NULL,
+  due_by_ms           INTEGER,
+  status              TEXT NOT NULL DEFAULT 'pending',
+  attempts            INTEGER NOT NULL DEFAULT 0,
+  created_by_event_id TEXT NOT NULL
+);
+CREATE INDEX outbox_by_status ON outbox (status, id);
+
+CREATE TABLE publish_queue (
+  seq    INTEGER PRIMARY KEY AUTOINCREMENT,
+  topic  TEXT NOT NULL,
+  key    BLOB NOT NULL,
+  value  BLOB NOT NULL,
+  reason TEXT NOT NULL
+);
+
+CREATE TABLE poison_messages (
+  topic     TEXT NOT NULL,
+  partition INTEGER NOT NULL,
+  offset    INTEGER NOT NULL,
+  event_id  TEXT NOT NULL,
+  reason    TEXT NOT NULL,
+  value     BLOB NOT NULL,
+  PRIMARY KEY (topic, partition, offset)
+) WITHOUT ROWID;
+
+CREATE TABLE consumer_offsets (
+  topic       TEXT NOT NULL,
+  partition   INTEGER NOT NULL,
+  next_offset INTEGER NOT NULL,
+  PRIMARY KEY (topic, partition)
+) WITHOUT ROWID;
+)sql";
+
+constexpr std::array kMigrations = {
+    Migration{1, "state store: entities, inbox, history, outbox, publish queue, offsets", kV1},
+};
+
+template <class T>
+void bind_opt(Statement& s, int i, const std::optional<T>& v) {
+  if (v) {
+    s.bind(i, *v);
+  } else {
+    s.bind_null(i);
+  }
+}
+
+// FNV-1a, 64 bit: stable across builds and platforms (it is stored).
+std::int64_t entity_hash(std::string_view id) {
+  std::uint64_t h = 1469598103934665603ULL;
+  for (unsigned char c : id) {
+    h ^= c;
+    h *= 1099511628211ULL;
+  }
+  return static_cast<std::int64_t>(h);
+}
+
+}  // namespace
+
+struct StateStore::Impl {
+  explicit Impl(Database d) : db(std::move(d)) {}
+  Database db;
+  std::optional<Statement> insert_inbox, find_request, save_request, find_transaction,
+      save_transaction, request_for_transaction, transaction_for_request, insert_sub_record,
+      find_dispute, save_dispute, find_record, save_record, append_history, insert_outbox,
+      enqueue_publish, delete_published, insert_poison, save_offset, stored_offset;
+
+  Statement& prep(std::optional<Statement>& s, std::string_view sql) {
+    if (!s) s.emplace(db.prepare(sql));
+    return *s;
+  }
+};
+
+StateStore::StateStore(const std::string& path, bool read_only, int cache_mib) {
+  Database::Options opts;
+  opts.read_only = read_only;
+  opts.create = !read_only;
+  impl_ = std::make_unique<Impl>(Database::open(path, opts));
+  // The working set (inbox and entity indexes) is read on every event: a page
+  // cache that holds it turns most lookups into memory reads.
+  impl_->db.exec("PRAGMA cache_size=-" + std::to_string(cache_mib * 1024));
+  if (!read_only) {
+    // Checkpoint every ~128 MiB of WAL rather than 4 MiB: a page rewritten by
+    // many batches (inbox and entity B-trees take random inserts) is copied
+    // into the database once per checkpoint. Costs disk, not memory. Durability
+    // is the WAL's (synchronous=FULL), not the checkpoint's.
+    auto page = impl_->db.prepare("PRAGMA page_size");
+    page.step();
+    const auto page_size = std::max<std::int64_t>(512, page.int64(0));
+    impl_->db.exec("PRAGMA wal_autocheckpoint=" + std::to_string((128 << 20) / page_size));
+    impl_->db.exec("PRAGMA journal_size_limit=134217728");
+  }
+  if (read_only) {
+    if (storage::schema_version(impl_->db, "state") > kMigrations.back().version) {
+      throw SchemaTooNewError("database schema 'state' is newer than this binary supports");
+    }
+  } else {
+    migrate(impl_->db, "state", kMigrations);
+  }
+}
+
+StateStore::~StateStore() = default;
+
+Database& StateStore::database() {
+  return impl_->db;
+}
+int StateStore::schema_version() {
+  return storage::schema_version(impl_->db, "state");
+}
+
+bool StateStore::insert_inbox(const InboxEntry& e) {
+  auto& s = impl_->prep(impl_->insert_inbox,
+                        "INSERT OR IGNORE INTO inbox (event_id, topic, partition, offset) "
+                        "VALUES (?,?,?,?)");
+  s.bind(1, e.event_id).bind(2, e.topic).bind(3, e.partition).bind(4, e.offset);
+  s.run();
+  return impl_->db.changes() == 1;
+}
+
+std::optional<PaymentRequestRow> StateStore::find_request(const std::string& id) {
+  auto& s = impl_->prep(impl_->find_request,
+                        "SELECT generation, state, state_as_of_ms, reference, amount, currency, "
+                        "payment_transaction_id, expires_at_ms, authorization_due_ms, "
+                        "last_event_id FROM payment_requests WHERE id = ?");
+  s.bind(1, id);
+  std::optional<PaymentRequestRow> r;
+  if (s.step()) {
+    r.emplace();
+    r->id = id;
+    r->generation = static_cast<int>(s.int64(0));
+    r->state = s.optional_text(1);
+    r->state_as_of_ms = s.int64(2);
+    r->reference = s.optional_text(3);
+    r->amount = s.optional_int64(4);
+    r->currency = s.optional_text(5);
+    r->payment_transaction_id = s.optional_text(6);
+    r->expires_at_ms = s.optional_int64(7);
+    r->authorization_due_ms = s.optional_int64(8);
+    r->last_event_id = s.text(9);
+  }
+  s.reset();
+  return r;
+}
+
+void StateStore::save_request(const PaymentRequestRow& r) {
+  auto& s = impl_->prep(
+      impl_->save_request,
+      "INSERT INTO payment_requests (id, generation, state, state_as_of_ms, reference, amount, "
+      "currency, payment_transaction_id, expires_at_ms, authorization_due_ms, last_event_id) "
+      "VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET "
+      "generation=excluded.generation, state=excluded.state, "
+      "state_as_of_ms=excluded.state_as_of_ms, reference=excluded.reference, "
+      "amount=excluded.amount, currency=excluded.currency, "
+      "payment_transaction_id=excluded.payment_transaction_id, "
+      "expires_at_ms=excluded.expires_at_ms, authorization_due_ms=excluded.authorization_due_ms, "
+      "last_event_id=excluded.last_event_id");
+  s.bind(1, r.id).bind(2, r.generation);
+  bind_opt(s, 3, r.state);
+  s.bind(4, r.state_as_of_ms);
+  bind_opt(s, 5, r.reference);
+  bind_opt(s, 6, r.amount);
+  bind_opt(s, 7, r.currency);
+  bind_opt(s, 8, r.payment_transaction_id);
+  bind_opt(s, 9, r.expires_at_ms);
+  bind_opt(s, 10, r.authorization_due_ms);
+  s.bind(11, r.last_event_id);
+  s.run();
+}
+
+std::optional<PaymentTransactionRow> StateStore::find_transaction(const std::string& id) {
+  auto& s = impl_->prep(impl_->find_transaction,
+                        "SELECT state, state_as_of_ms, reference, amount, currency, "
+                        "payment_request_id, expires_at_ms, captured_amount, refunded_amount, "
+                        "chargeback_amount, funding_state, funding_as_of_ms, last_event_id "
+                        "FROM payment_transactions WHERE id = ?");
+  s.bind(1, id);
+  std::optional<PaymentTransactionRow> t;
+  if (s.step()) {
+    t.emplace();
+    t->id = id;
+    t->state = s.optional_text(0);
+    t->state_as_of_ms = s.int64(1);
+    t->reference = s.optional_text(2);
+    t->amount = s.optional_int64(3);
+    t->currency = s.optional_text(4);
+    t->payment_request_id = s.optional_text(5);
+    t->expires_at_ms = s.optional_int64(6);
+    t->captured_amount = s.int64(7);
+    t->refunded_amount = s.int64(8);
+    t->chargeback_amount = s.int64(9);
+    t->funding_state = s.optional_text(10);
+    t->funding_as_of_ms = s.int64(11);
+    t->last_event_id = s.text(12);
+  }
+  s.reset();
+  return t;
+}
+
+void StateStore::save_transaction(const PaymentTransactionRow& t) {
+  auto& s = impl_->prep(
+      impl_->save_transaction,
+      "INSERT INTO payment_transactions (id, state, state_as_of_ms, reference, amount, currency, "
+      "payment_request_id, expires_at_ms, captured_amount, refunded_amount, chargeback_amount, "
+      "funding_state, funding_as_of_ms, last_event_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
+      "ON CONFLICT(id) DO UPDATE SET state=excluded.state, "
+      "state_as_of_ms=excluded.state_as_of_ms, reference=excluded.reference, "
+      "amount=excluded.amount, currency=excluded.currency, "
+      "payment_request_id=excluded.payment_request_id, expires_at_ms=excluded.expires_at_ms, "
+      "captured_amount=excluded.captured_amount, refunded_amount=excluded.refunded_amount, "
+      "chargeback_amount=excluded.chargeback_amount, funding_state=excluded.funding_state, "
+      "funding_as_of_ms=excluded.funding_as_of_ms, last_event_id=excluded.last_event_id");
+  s.bind(1, t.id);
+  bind_opt(s, 2, t.state);
+  s.bind(3, t.state_as_of_ms);
+  bind_opt(s, 4, t.reference);
+  bind_opt(s, 5, t.amount);
+  bind_opt(s, 6, t.currency);
+  bind_opt(s, 7, t.payment_request_id);
+  bind_opt(s, 8, t.expires_at_ms);
+  s.bind(9, t.captured_amount).bind(10, t.refunded_amount).bind(11, t.chargeback_amount);
+  bind_opt(s, 12, t.funding_state);
+  s.bind(13, t.funding_as_of_ms).bind(14, t.last_event_id);
+  s.run();
+}
+
+std::optional<std::string> StateStore::request_for_transaction(const std::string& transaction_id) {
+  auto& s = impl_->prep(impl_->request_for_transaction,
+                        "SELECT id FROM payment_requests WHERE payment_transaction_id = ? "
+                        "ORDER BY id LIMIT 1");
+  s.bind(1, transaction_id);
+  std::optional<std::string> id;
+  if (s.step()) id = s.text(0);
+  s.reset();
+  return id;
+}
+
+std::optional<std::string> StateStore::transaction_for_request(const std::string& request_id) {
+  auto& s = impl_->prep(impl_->transaction_for_request,
+                        "SELECT id FROM payment_transactions WHERE payment_request_id = ? "
+                        "ORDER BY id LIMIT 1");
+  s.bind(1, request_id);
+  std::optional<std::string> id;
+  if (s.step()) id = s.text(0);
+  s.reset();
+  return id;
+}
+
+bool StateStore::insert_sub_record(const SubRecordRow& r) {
+  auto& s = impl_->prep(impl_->insert_sub_record,
+                        "INSERT OR IGNORE INTO transaction_sub_records (kind, id, transaction_id, "
+                        "amount, currency, capture_id, occurred_at_ms, event_id) "
+                        "VALUES (?,?,?,?,?,?,?,?)");
+  s.bind(1, r.kind).bind(2, r.id).bind(3, r.transaction_id).bind(4, r.amount);
+  bind_opt(s, 5, r.currency);
+  bind_opt(s, 6, r.capture_id);
+  s.bind(7, r.occurred_at_ms).bind(8, r.event_id);
+  s.run();
+  return impl_->db.changes() == 1;
+}
+
+std::vector<SubRecordRow> StateStore::sub_records(const std::string& transaction_id) {
+  auto s = impl_->db.prepare(
+      "SELECT kind, id, amount, currency, capture_id, occurred_at_ms, event_id "
+      "FROM transaction_sub_records WHERE transaction_id = ? ORDER BY occurred_at_ms, kind, id");
+  s.bind(1, transaction_id);
+  std::vector<SubRecordRow> out;
+  while (s.step()) {
+    SubRecordRow r;
+    r.kind = s.text(0);
+    r.id = s.text(1);
+    r.transaction_id = transaction_id;
+    r.amount = s.int64(2);
+    r.currency = s.optional_text(3);
+    r.capture_id = s.optional_text(4);
+    r.occurred_at_ms = s.int64(5);
+    r.event_id = s.text(6);
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+std::optional<DisputeRow> StateStore::find_dispute(const std::string& id) {
+  auto& s = impl_->prep(
+      impl_->find_dispute,
+      "SELECT framework, framework_inferred, state, state_as_of_ms, payment_transaction_id, "
+      "payment_capture_id, reason, amount, currency, outcome, representment_expires_at_ms, "
+      "representment_as_of_ms, arbitration_expires_at_ms, arbitration_as_of_ms, closed_at_ms, "
+      "last_event_id FROM disputes WHERE id = ?");
+  s.bind(1, id);
+  std::optional<DisputeRow> d;
+  if (s.step()) {
+    d.emplace();
+    d->id = id;
+    d->framework = s.text(0);
+    d->framework_inferred = s.int64(1) != 0;
+    d->state = s.optional_text(2);
+    d->state_as_of_ms = s.int64(3);
+    d->payment_transaction_id = s.optional_text(4);
+    d->payment_capture_id = s.optional_text(5);
+    d->reason = s.optional_text(6);
+    d->amount = s.optional_int64(7);
+    d->currency = s.optional_text(8);
+    d->outcome = s.optional_text(9);
+    d->representment_expires_at_ms = s.optional_int64(10);
+    d->representment_as_of_ms = s.int64(11);
+    d->arbitration_expires_at_ms = s.optional_int64(12);
+    d->arbitration_as_of_ms = s.int64(13);
+    d->closed_at_ms = s.optional_int64(14);
+    d->last_event_id = s.text(15);
+  }
+  s.reset();
+  return d;
+}
+
+void StateStore::save_dispute(const DisputeRow& d) {
+  auto& s = impl_->prep(
+      impl_->save_dispute,
+      "INSERT OR REPLACE INTO disputes (id, framework, framework_inferred, state, state_as_of_ms, "
+      "payment_transaction_id, payment_capture_id, reason, amount, currency, outcome, "
+      "representment_expires_at_ms, representment_as_of_ms, arbitration_expires_at_ms, "
+      "arbitration_as_of_ms, closed_at_ms, last_event_id) "
+      "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+  s.bind(1, d.id).bind(2, d.framework).bind(3, d.framework_inferred ? 1 : 0);
+  bind_opt(s, 4, d.state);
+  s.bind(5, d.state_as_of_ms);
+  bind_opt(s, 6, d.payment_transaction_id);
+  bind_opt(s, 7, d.payment_capture_id);
+  bind_opt(s, 8, d.reason);
+  bind_opt(s, 9, d.amount);
+  bind_opt(s, 10, d.currency);
+  bind_opt(s, 11, d.outcome);
+  bind_opt(s, 12, d.representment_expires_at_ms);
+  s.bind(13, d.representment_as_of_ms);
+  bind_opt(s, 14, d.arbitration_expires_at_ms);
+  s.bind(15, d.arbitration_as_of_ms);
+  bind_opt(s, 16, d.closed_at_ms);
+  s.bind(17, d.last_event_id);
+  s.run();
+}
+
+std::optional<RecordRow> StateStore::find_record(const std::string& kind, const std::string& id) {
+  auto& s = impl_->prep(impl_->find_record,
+                        "SELECT state, state_as_of_ms, sub_state, sub_state_as_of_ms, amount, "
+                        "currency, last_event_id FROM records WHERE kind = ? AND id = ?");
+  s.bind(1, kind).bind(2, id);
+  std::optional<RecordRow> r;
+  if (s.step()) {
+    r.emplace();
+    r->kind = kind;
+    r->id = id;
+    r->state = s.optional_text(0);
+    r->state_as_of_ms = s.int64(1);
+    r->sub_state = s.optional_text(2);
+    r->sub_state_as_of_ms = s.int64(3);
+    r->amount = s.optional_int64(4);
+    r->currency = s.optional_text(5);
+    r->last_event_id = s.text(6);
+  }
+  s.reset();
+  return r;
+}
+
+void StateStore::save_record(const RecordRow& r) {
+  auto& s = impl_->prep(impl_->save_record,
+                        "INSERT OR REPLACE INTO records (kind, id, state, state_as_of_ms, "
+                        "sub_state, sub_state_as_of_ms, amount, currency, last_event_id) "
+                        "VALUES (?,?,?,?,?,?,?,?,?)");
+  s.bind(1, r.kind).bind(2, r.id);
+  bind_opt(s, 3, r.state);
+  s.bind(4, r.state_as_of_ms);
+  bind_opt(s, 5, r.sub_state);
+  s.bind(6, r.sub_state_as_of_ms);
+  bind_opt(s, 7, r.amount);
+  bind_opt(s, 8, r.currency);
+  s.bind(9, r.last_event_id);
+  s.run();
+}
+
+void StateStore::append_history(const HistoryRow& h) {
+  auto& s =
+      impl_->prep(impl_->append_history,
+                  "INSERT INTO history (event_id, entity_kind, entity_id, event_type, "
+                  "event_version, occurred_at, outcome, from_state, to_state, reason, "
+                  "topic, partition, offset, entity_hash) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+  s.bind(1, h.event_id).bind(2, h.entity_kind).bind(3, h.entity_id).bind(4, h.event_type);
+  s.bind(5, h.event_version).bind(6, h.occurred_at).bind(7, h.outcome);
+  bind_opt(s, 8, h.from_state);
+  bind_opt(s, 9, h.to_state);
+  s.bind(10, h.reason).bind(11, h.topic).bind(12, h.partition).bind(13, h.offset);
+  s.bind(14, entity_hash(h.entity_id));
+  s.run();
+}
+
+std::vector<HistoryRow> StateStore::history(const std::string& entity_id) {
+  auto s = impl_->db.prepare(
+      "SELECT seq, event_id, entity_kind, event_type, event_version, occurred_at, outcome, "
+      "from_state, to_state, reason, topic, partition, offset FROM history "
+      "WHERE entity_hash = ? AND entity_id = ? ORDER BY seq");
+  s.bind(1, entity_hash(entity_id)).bind(2, entity_id);
+  std::vector<HistoryRow> out;
+  while (s.step()) {
+    HistoryRow h;
+    h.seq = s.int64(0);
+    h.event_id = s.text(1);
+    h.entity_kind = s.text(2);
+    h.entity_id = entity_id;
+    h.event_type = s.text(3);
+    h.event_version = s.text(4);
+    h.occurred_at = s.text(5);
+    h.outcome = s.text(6);
+    h.from_state = s.optional_text(7);
+    h.to_state = s.optional_text(8);
+    h.reason = s.text(9);
+    h.topic = s.text(10);
+    h.partition = static_cast<std::int32_t>(s.int64(11));
+    h.offset = s.int64(12);
+    out.push_back(std::move(h));
+  }
+  return out;
+}
+
+bool StateStore::insert_outbox(const OutboxRow& o) {
+  auto& s = impl_->prep(impl_->insert_outbox,
+                        "INSERT OR IGNORE INTO outbox (operation, entity_id, idempotency_key, "
+                        "request_body, call_token, due_by_ms, status, created_by_event_id) "
+                        "VALUES (?,?,?,?,?,?,?,?)");
+  s.bind(1, o.operation).bind(2, o.entity_id).bind(3, o.idempotency_key);
+  s.bind(4, o.request_body).bind(5, o.call_token);
+  bind_opt(s, 6, o.due_by_ms);
+  s.bind(7, o.status).bind(8, o.created_by_event_id);
+  s.run();
+  return impl_->db.changes() == 1;
+}
+
+std::vector<OutboxRow> StateStore::outbox(const std::string& entity_id) {
+  auto s = impl_->db.prepare(
+      "SELECT id, operation, idempotency_key, request_body, due_by_ms, status, "
+      "created_by_event_id FROM outbox WHERE entity_id = ? ORDER BY id");
+  s.bind(1, entity_id);
+  std::vector<OutboxRow> out;
+  while (s.step()) {
+    OutboxRow o;
+    o.id = s.int64(0);
+    o.operation = s.text(1);
+    o.entity_id = entity_id;
+    o.idempotency_key = s.text(2);
+    o.request_body = s.text(3);
+    o.due_by_ms = s.optional_int64(4);
+    o.status = s.text(5);
+    o.created_by_event_id = s.text(6);
+    out.push_back(std::move(o));  // call_token deliberately not read back
+  }
+  return out;
+}
+
+std::int64_t StateStore::enqueue_publish(const PublishRow& p) {
+  auto& s = impl_->prep(impl_->enqueue_publish,
+                        "INSERT INTO publish_queue (topic, key, value, reason) VALUES (?,?,?,?)");
+  s.bind(1, p.topic).bind_blob(2, p.key).bind_blob(3, p.value).bind(4, p.reason);
+  s.run();
+  return impl_->db.last_insert_rowid();
+}
+
+void StateStore::delete_published(std::int64_t seq) {
+  auto& s = impl_->prep(impl_->delete_published, "DELETE FROM publish_queue WHERE seq = ?");
+  s.bind(1, seq);
+  s.run();
+}
+
+std::vector<PublishRow> StateStore::pending_publications() {
+  auto s =
+      impl_->db.prepare("SELECT seq, topic, key, value, reason FROM publish_queue ORDER BY seq");
+  std::vector<PublishRow> out;
+  while (s.step()) {
+    out.push_back({s.int64(0), s.text(1), s.blob(2), s.blob(3), s.text(4)});
+  }
+  return out;
+}
+
+void StateStore::insert_poison(const PoisonRow& p) {
+  auto& s = impl_->prep(impl_->insert_poison,
+                        "INSERT OR IGNORE INTO poison_messages (topic, partition, offset, "
+                        "event_id, reason, value) VALUES (?,?,?,?,?,?)");
+  s.bind(1, p.topic).bind(2, p.partition).bind(3, p.offset).bind(4, p.event_id);
+  s.bind(5, p.reason).bind_blob(6, p.value);
+  s.run();
+}
+
+void StateStore::save_offset(const std::string& topic, std::int32_t partition,
+                             std::int64_t next_offset) {
+  auto& s = impl_->prep(impl_->save_offset,
+                        "INSERT INTO consumer_offsets (topic, partition, next_offset) "
+                        "VALUES (?,?,?) ON CONFLICT(topic, partition) DO UPDATE SET "
+                        "next_offset = MAX(next_offset, excluded.next_offset)");
+  s.bind(1, topic).bind(2, partition).bind(3, next_offset);
+  s.run();
+}
+
+std::optional<std::int64_t> StateStore::stored_offset(const std::string& topic,
+                                                      std::int32_t partition) {
+  auto& s =
+      impl_->prep(impl_->stored_offset,
+                  "SELECT next_offset FROM consumer_offsets WHERE topic = ? AND partition = ?");
+  s.bind(1, topic).bind(2, partition);
+  std::optional<std::int64_t> v;
+  if (s.step()) v = s.int64(0);
+  s.reset();
+  return v;
+}
+
+std::vector<PaymentSummary> StateStore::list_payments(std::size_t limit) {
+  auto s = impl_->db.prepare(
+      "SELECT 'payment_request', id, COALESCE(state, 'UNKNOWN'), amount, currency, 0, 0, "
+      "payment_transaction_id, "
+      "state_as_of_ms FROM payment_requests "
+      "UNION ALL "
+      "SELECT 'payment_transaction', id, COALESCE(state, 'UNKNOWN'), amount, currency, "
+      "captured_amount, refunded_amount, payment_request_id, state_as_of_ms "
+      "FROM payment_transactions ORDER BY 9 DESC, 2 LIMIT ?");
+  s.bind(1, static_cast<std::int64_t>(limit));
+  std::vector<PaymentSummary> out;
+  while (s.step()) {
+    PaymentSummary p;
+    p.kind = s.text(0);
+    p.id = s.text(1);
+    p.state = s.text(2);
+    p.amount = s.optional_int64(3);
+    p.currency = s.optional_text(4);
+    p.captured_amount = s.int64(5);
+    p.refunded_amount = s.int64(6);
+    p.linked_id = s.optional_text(7);
+    p.updated_as_of_ms = s.int64(8);
+    out.push_back(std::move(p));
+  }
+  return out;
+}
+
+StateStore::DeadlineSummary StateStore::deadlines(std::int64_t now_ms, std::int64_t horizon_ms) {
+  DeadlineSummary d;
+  auto calls = impl_->db.prepare(
+      "SELECT COUNT(*), COALESCE(SUM(due_by_ms IS NOT NULL AND due_by_ms < ?), 0) "
+      "FROM outbox WHERE status = 'pending'");
+  calls.bind(1, now_ms);
+  if (calls.step()) {
+    d.calls_pending = calls.int64(0);
+    d.calls_overdue = calls.int64(1);
+  }
+  // The nearest deadline of each open dispute.
+  auto disputes = impl_->db.prepare(
+      "SELECT COALESCE(SUM(due >= ?1 AND due < ?2), 0), COALESCE(SUM(due < ?1), 0) FROM ("
+      " SELECT MIN(COALESCE(representment_expires_at_ms, arbitration_expires_at_ms),"
+      "            COALESCE(arbitration_expires_at_ms, representment_expires_at_ms)) AS due"
+      " FROM disputes WHERE COALESCE(state, '') <> 'CLOSED'"
+      " AND (representment_expires_at_ms IS NOT NULL OR arbitration_expires_at_ms IS NOT NULL))");
+  disputes.bind(1, now_ms).bind(2, now_ms + horizon_ms);
+  if (disputes.step()) {
+    d.dispute_deadlines_soon = disputes.int64(0);
+    d.dispute_deadlines_passed = disputes.int64(1);
+  }
+  return d;
+}
+
+}  // namespace kpay::storage

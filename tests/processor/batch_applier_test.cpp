@@ -1,0 +1,434 @@
+// The batch applier against a real SQLite file (no Kafka): per-event outcomes
+// (applied / duplicate / stale / rejected), bookkeeping, links, the outbox, poison
+// messages, and convergence of shuffled+duplicated streams to the ordered result.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "child_process.hpp"
+#include "db_dump.hpp"
+#include "kpay/core/log.hpp"
+#include "kpay/processor/batch_applier.hpp"
+#include "kpay/storage/migrations.hpp"
+#include "lifecycles.hpp"
+
+using namespace kpay;
+using processor::BatchApplier;
+using processor::InputMessage;
+
+namespace {
+
+constexpr std::int64_t T0 = 1'767'225'600'000;  // 2026-01-01T00:00:00Z
+
+std::string body(std::string_view type, std::string_view version, std::string_view event_id,
+                 std::int64_t at_ms, std::string_view payload) {
+  std::string b = R"({"metadata":{"event_type":")" + std::string(type) + R"(","event_id":")" +
+                  std::string(event_id) + R"(","event_version":")" + std::string(version) +
+                  R"(","occurred_at":")" + core::rfc3339_ms(at_ms) + R"("},"payload":{)" +
+                  std::string(payload) + "}}";
+  return b;
+}
+
+class Applier : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = test::make_temp_dir("applier");
+    path_ = dir_ + "/state.db";
+    store_ = std::make_unique<storage::StateStore>(path_);
+    applier_ = std::make_unique<BatchApplier>(*store_, klarna::Topics{});
+  }
+  void TearDown() override {
+    applier_.reset();
+    store_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+
+  // Applies one message as its own batch; returns the history outcome.
+  std::string apply(const std::string& topic, const std::string& b) {
+    InputMessage m{topic, 0, offset_++, "k", b};
+    applier_->apply(std::span(&m, 1));
+    auto s =
+        store_->database().prepare("SELECT outcome, reason FROM history ORDER BY seq DESC LIMIT 1");
+    s.step();
+    last_reason_ = s.text(1);
+    return s.text(0);
+  }
+  std::string request_event(std::string_view type, std::string_view v, const std::string& id,
+                            std::int64_t at, std::string_view extra = "") {
+    std::string p = R"("payment_request_id":"req-1","amount":1000,"currency":"EUR")";
+    if (!extra.empty()) p += "," + std::string(extra);
+    return body(type, v, id, at, p);
+  }
+
+  std::string dir_, path_, last_reason_;
+  std::unique_ptr<storage::StateStore> store_;
+  std::unique_ptr<BatchApplier> applier_;
+  std::int64_t offset_ = 0;
+  klarna::Topics topics_;
+};
+
+// Every routed (event_type, event_version) for an unseen entity creates it,
+// and the same event_id again is a duplicate that changes nothing.
+struct RouteCase {
+  const char* topic_family;
+  const char* type;
+  const char* version;
+  const char* payload;
+};
+
+}  // namespace
+
+TEST_F(Applier, EveryRouteAppliesOnceThenIsDuplicate) {
+  const RouteCase cases[] = {
+      {"req", "payment.request.state-change.submitted", "v1", R"("payment_request_id":"r1")"},
+      {"req", "payment.request.state-change.prepared", "v1", R"("payment_request_id":"r2")"},
+      {"req", "payment.request.state-change.in-progress", "v1", R"("payment_request_id":"r3")"},
+      {"req", "payment.request.state-change.pending-confirmation", "v1",
+       R"("payment_request_id":"r4","state_context":{"payment_confirmation_token":"t"})"},
+      {"req", "payment.request.state-change.authorized", "v1", R"("payment_request_id":"r5")"},
+      {"req", "payment.request.state-change.expired", "v1", R"("payment_request_id":"r6")"},
+      {"req", "payment.request.state-change.canceled", "v1", R"("payment_request_id":"r7")"},
+      {"req", "payment.request.state-change.declined", "v1", R"("payment_request_id":"r8")"},
+      {"req", "payment.request.state-change.submitted", "v2", R"("payment_request_id":"r9")"},
+      {"req", "payment.request.state-change.in-progress", "v2", R"("payment_request_id":"r10")"},
+      {"req", "payment.request.state-change.completed", "v2",
+       R"("payment_request_id":"r11","klarna_network_session_token":"s")"},
+      {"req", "payment.request.state-change.expired", "v2", R"("payment_request_id":"r12")"},
+      {"req", "payment.request.state-change.canceled", "v2", R"("payment_request_id":"r13")"},
+      {"req", "payment.request.state-change.declined", "v2", R"("payment_request_id":"r14")"},
+      {"req", "payment.request.updated", "v2", R"("payment_request_id":"r15","amount":5)"},
+      {"txn", "payment.transaction.state-change.authorized", "v2",
+       R"("payment_transaction_id":"t1")"},
+      {"txn", "payment.transaction.state-change.expired", "v2", R"("payment_transaction_id":"t2")"},
+      {"txn", "payment.transaction.state-change.completed", "v1",
+       R"("payment_transaction_id":"t3")"},
+      {"txn", "payment.transaction.state-change.closed", "v2", R"("payment_transaction_id":"t4")"},
+      {"txn", "payment.transaction.captured", "v2",
+       R"("payment_transaction_id":"t5","payment_capture_id":"c","amount":1)"},
+      {"txn", "payment.transaction.refunded", "v2",
+       R"("payment_transaction_id":"t6","payment_refund_id":"r","amount":1)"},
+      {"txn", "payment.transaction.chargeback", "v2",
+       R"("payment_transaction_id":"t7","payment_chargeback_id":"x","amount":1)"},
+      {"txn", "payment.funding.state-change.funded", "v2", R"("payment_transaction_id":"t8")"},
+      {"txn", "payment.funding.state-change.expired", "v2", R"("payment_transaction_id":"t9")"},
+      {"dis", "payment.dispute.state-change.initiated", "v2", R"("payment_dispute_id":"d1")"},
+      {"dis", "payment.dispute.state-change.representment", "v2", R"("payment_dispute_id":"d2")"},
+      {"dis", "payment.dispute.state-change.pre-arbitration", "v2", R"("payment_dispute_id":"d3")"},
+      {"dis", "payment.dispute.state-change.arbitration", "v2", R"("payment_dispute_id":"d4")"},
+      {"dis", "payment.dispute.state-change.closed", "v2", R"("payment_dispute_id":"d5")"},
+      {"dis", "payment.dispute.state-change.merchant-evidence-pending", "v1",
+       R"("payment_dispute_id":"d6")"},
+      {"dis", "payment.dispute.state-change.arbitration-pending", "v1",
+       R"("payment_dispute_id":"d7")"},
+      {"dis", "payment.dispute.state-change.arbitration-appeal-window-open", "v1",
+       R"("payment_dispute_id":"d8")"},
+      {"dis", "payment.dispute.updated.representment-deadline-extended", "v2",
+       R"("payment_dispute_id":"d9","updated_fields":{"representment":{"expires_at":"2026-02-01T00:00:00Z"}})"},
+      {"dis", "payment.dispute.updated.arbitration-deadline-extended", "v1",
+       R"("payment_dispute_id":"d10","updated_fields":{"arbitration_expires_at":"2026-02-01T00:00:00Z"})"},
+      {"set", "settlement.report.created", "v1", R"("settlement_id":"s1")"},
+      {"set", "settlement.report.uploaded-to-sftp", "v1", R"("settlement_id":"s2")"},
+      {"set", "settlement.payout.processed", "v1", R"("payout_id":"p1")"},
+      {"set", "settlement.payout.confirmed", "v1", R"("payout_id":"p2")"},
+      {"set", "settlement.payout.failed", "v1", R"("payout_id":"p3")"},
+      {"acc", "partner.account.change.created", "v1", R"("account_id":"a1")"},
+      {"acc", "partner.account.state-change.operational", "v1", R"("account_id":"a2")"},
+      {"acc", "partner.account.product.payment.state-change.enabled", "v1", R"("account_id":"a3")"},
+      {"acc", "partner.account.product.payment.state-change.disabled", "v1",
+       R"("account_id":"a4")"},
+  };
+  int n = 0;
+  for (const auto& c : cases) {
+    SCOPED_TRACE(std::string(c.type) + " " + c.version);
+    std::string topic = std::string(c.topic_family) == "req"   ? topics_.payment_requests
+                        : std::string(c.topic_family) == "txn" ? topics_.payment_transactions
+                        : std::string(c.topic_family) == "dis" ? topics_.disputes
+                        : std::string(c.topic_family) == "set" ? topics_.settlements
+                                                               : topics_.accounts;
+    auto b = body(c.type, c.version, "route-" + std::to_string(n++), T0, c.payload);
+    EXPECT_EQ(apply(topic, b), "applied") << last_reason_;
+    EXPECT_EQ(apply(topic, b), "duplicate");
+  }
+}
+
+TEST_F(Applier, Gen2LifecycleAndFinalAuthorizationOutbox) {
+  const auto& t = topics_.payment_requests;
+  EXPECT_EQ(apply(t, request_event("payment.request.state-change.submitted", "v2", "e1", T0)),
+            "applied");
+  EXPECT_EQ(
+      apply(t, request_event("payment.request.state-change.in-progress", "v2", "e2", T0 + 10)),
+      "applied");
+  auto completed =
+      request_event("payment.request.state-change.completed", "v2", "e3", T0 + 20,
+                    R"("state_context":{"klarna_network_session_token":"kns-secret"})");
+  EXPECT_EQ(apply(t, completed), "applied");
+  // Forbidden / regressing / stale / duplicate.
+  EXPECT_EQ(
+      apply(t, request_event("payment.request.state-change.in-progress", "v2", "e4", T0 + 15)),
+      "stale");
+  EXPECT_EQ(apply(t, request_event("payment.request.state-change.canceled", "v2", "e5", T0 + 30)),
+            "rejected");
+  EXPECT_NE(last_reason_.find("final"), std::string::npos);
+  EXPECT_EQ(apply(t, completed), "duplicate");
+  // A Gen 1 event on a Gen 2 request is refused.
+  EXPECT_EQ(apply(t, request_event("payment.request.state-change.authorized", "v1", "e6", T0 + 40)),
+            "rejected");
+
+  auto req = store_->find_request("req-1");
+  ASSERT_TRUE(req);
+  EXPECT_EQ(req->state, "COMPLETED");
+  EXPECT_EQ(req->authorization_due_ms, T0 + 20 + 3'600'000);
+  auto outbox = store_->outbox("req-1");
+  ASSERT_EQ(outbox.size(), 1u);
+  EXPECT_EQ(outbox[0].operation, "final_authorization");
+  EXPECT_EQ(outbox[0].idempotency_key,
+            processor::idempotency_key("final_authorization", "req-1", "kns-secret"));
+  EXPECT_NE(outbox[0].request_body.find(R"("amount":1000)"), std::string::npos);
+  EXPECT_EQ(outbox[0].request_body.find("kns-secret"), std::string::npos)
+      << "token is not in the body";
+  EXPECT_EQ(store_->history("req-1").size(), 7u);
+  EXPECT_EQ(store_->deadlines(T0, 0).calls_pending, 1);
+  EXPECT_EQ(store_->deadlines(T0, 0).calls_overdue, 0);
+  EXPECT_EQ(store_->deadlines(T0 + 2 * 3'600'000, 0).calls_overdue, 1) << "60 min passed";
+}
+
+TEST_F(Applier, Gen1PendingConfirmationWritesConfirmOncePerToken) {
+  const auto& t = topics_.payment_requests;
+  auto pending = [&](const char* id, std::int64_t at, const char* token) {
+    return request_event(
+        "payment.request.state-change.pending-confirmation", "v1", id, at,
+        std::string(R"("state_context":{"payment_confirmation_token":")") + token + "\"}");
+  };
+  EXPECT_EQ(apply(t, request_event("payment.request.state-change.in-progress", "v1", "g1", T0)),
+            "applied");
+  EXPECT_EQ(apply(t, pending("g2", T0 + 10, "tok-a")), "applied");
+  EXPECT_EQ(apply(t, request_event("payment.request.state-change.submitted", "v1", "g3", T0 + 20,
+                                   R"("state_reason":"CONFIRMATION_TOKEN_EXPIRED")")),
+            "applied");
+  EXPECT_EQ(apply(t, pending("g4", T0 + 30, "tok-b")), "applied") << last_reason_;
+  EXPECT_EQ(apply(t, request_event("payment.request.state-change.authorized", "v1", "g5", T0 + 40,
+                                   R"("state_context":{"payment_transaction_id":"txn-1"})")),
+            "applied");
+  auto outbox = store_->outbox("req-1");
+  ASSERT_EQ(outbox.size(), 2u);
+  EXPECT_EQ(outbox[0].operation, "confirm");
+  EXPECT_EQ(outbox[0].idempotency_key, processor::idempotency_key("confirm", "req-1", "tok-a"));
+  EXPECT_EQ(outbox[1].idempotency_key, processor::idempotency_key("confirm", "req-1", "tok-b"));
+  EXPECT_EQ(store_->find_request("req-1")->payment_transaction_id, "txn-1");
+}
+
+TEST_F(Applier, CaptureAndRefundBookkeepingIsIdempotentPerId) {
+  const auto& t = topics_.payment_transactions;
+  auto txn = [&](std::string_view type, const char* id, std::int64_t at, std::string_view extra) {
+    return body(type, "v2", id, at,
+                std::string(R"("payment_transaction_id":"txn-1")") + (extra.empty() ? "" : ",") +
+                    std::string(extra));
+  };
+  // The capture arrives before the transaction is known: it creates it.
+  EXPECT_EQ(apply(t, txn("payment.transaction.captured", "c1", T0 + 10,
+                         R"("payment_capture_id":"cap-1","amount":600)")),
+            "applied");
+  EXPECT_EQ(apply(t, txn("payment.transaction.state-change.authorized", "a1", T0,
+                         R"("amount":1000,"currency":"EUR")")),
+            "applied");
+  // Same capture announced again under another event_id: counted once.
+  EXPECT_EQ(apply(t, txn("payment.transaction.captured", "c1-again", T0 + 11,
+                         R"("payment_capture_id":"cap-1","amount":600)")),
+            "stale");
+  EXPECT_EQ(apply(t, txn("payment.transaction.captured", "c2", T0 + 20,
+                         R"("payment_capture_id":"cap-2","amount":400)")),
+            "applied");
+  EXPECT_EQ(
+      apply(t, txn("payment.transaction.refunded", "r1", T0 + 30,
+                   R"("payment_refund_id":"ref-1","payment_capture_id":"cap-1","amount":250)")),
+      "applied");
+  EXPECT_EQ(apply(t, txn("payment.transaction.refunded", "r1", T0 + 30,
+                         R"("payment_refund_id":"ref-1","amount":250)")),
+            "duplicate");
+  EXPECT_EQ(apply(t, txn("payment.transaction.state-change.completed", "x1", T0 + 25, "")),
+            "applied");
+  EXPECT_EQ(apply(t, txn("payment.transaction.state-change.authorized", "x2", T0 + 40, "")),
+            "rejected");
+  auto row = store_->find_transaction("txn-1");
+  ASSERT_TRUE(row);
+  EXPECT_EQ(row->state, "COMPLETED");
+  EXPECT_EQ(row->amount, 1000);
+  EXPECT_EQ(row->captured_amount, 1000);
+  EXPECT_EQ(row->refunded_amount, 250);
+  EXPECT_EQ(store_->sub_records("txn-1").size(), 3u);
+}
+
+TEST_F(Applier, TransactionBeforeItsRequestIsLinkedOnceKnown) {
+  EXPECT_EQ(apply(topics_.payment_transactions,
+                  body("payment.transaction.state-change.authorized", "v2", "l1", T0 + 50,
+                       R"("payment_transaction_id":"txn-9","amount":1000)")),
+            "applied");
+  EXPECT_FALSE(store_->find_transaction("txn-9")->payment_request_id);
+  EXPECT_EQ(apply(topics_.payment_requests,
+                  request_event("payment.request.state-change.authorized", "v1", "l2", T0 + 40,
+                                R"("state_context":{"payment_transaction_id":"txn-9"})")),
+            "applied");
+  EXPECT_EQ(store_->find_transaction("txn-9")->payment_request_id, "req-1");
+}
+
+TEST_F(Applier, DisputeDeadlinesAndLegacyFrameworkInference) {
+  const auto& t = topics_.disputes;
+  // A legacy dispute whose first event is one both frameworks send.
+  EXPECT_EQ(apply(t, body("payment.dispute.state-change.pre-arbitration", "v1", "d1", T0 + 10,
+                          R"("payment_dispute_id":"dis-1")")),
+            "applied");
+  EXPECT_EQ(store_->find_dispute("dis-1")->state, "PRE_ARBITRATION");
+  EXPECT_TRUE(store_->find_dispute("dis-1")->framework_inferred);
+  EXPECT_EQ(
+      apply(
+          t,
+          body("payment.dispute.state-change.arbitration-pending", "v1", "d2", T0 + 20,
+               R"("payment_dispute_id":"dis-1","arbitration_expires_at":"2026-01-20T00:00:00Z")")),
+      "applied")
+      << last_reason_;
+  auto d = store_->find_dispute("dis-1");
+  EXPECT_EQ(d->framework, "legacy");
+  EXPECT_FALSE(d->framework_inferred);
+  EXPECT_EQ(d->state, "ARBITRATION_PENDING");
+  EXPECT_EQ(
+      apply(
+          t,
+          body(
+              "payment.dispute.updated.arbitration-deadline-extended", "v1", "d3", T0 + 30,
+              R"("payment_dispute_id":"dis-1","updated_fields":{"arbitration_expires_at":"2026-01-30T00:00:00Z"})")),
+      "applied");
+  // An older extension does not move the deadline back.
+  EXPECT_EQ(
+      apply(
+          t,
+          body(
+              "payment.dispute.updated.arbitration-deadline-extended", "v1", "d4", T0 + 25,
+              R"("payment_dispute_id":"dis-1","updated_fields":{"arbitration_expires_at":"2026-01-25T00:00:00Z"})")),
+      "stale");
+  EXPECT_EQ(store_->find_dispute("dis-1")->arbitration_expires_at_ms,
+            processor::parse_rfc3339_ms("2026-01-30T00:00:00Z"));
+  // Deadline metrics: within 48 h of the extended deadline, then past it.
+  const std::int64_t day = 86'400'000;
+  EXPECT_EQ(store_->deadlines(T0, 2 * day).dispute_deadlines_soon, 0);
+  EXPECT_EQ(store_->deadlines(T0 + 28 * day, 2 * day).dispute_deadlines_soon, 1);
+  EXPECT_EQ(store_->deadlines(T0 + 30 * day, 2 * day).dispute_deadlines_passed, 1);
+  // A current-framework event on a known legacy dispute is refused.
+  EXPECT_EQ(apply(t, body("payment.dispute.state-change.representment", "v2", "d5", T0 + 40,
+                          R"("payment_dispute_id":"dis-1")")),
+            "rejected");
+}
+
+TEST_F(Applier, PoisonIsRecordedCountedAndDeadLettered) {
+  storage::StateStore& s = *store_;
+  std::vector<InputMessage> batch;
+  std::int64_t off = 0;
+  for (const auto& p : test::make_poison(topics_))
+    batch.push_back({p.topic, 0, off++, p.key, p.body});
+  batch.push_back(
+      {topics_.payment_requests, 0, off++, "k",
+       body("payment.request.teleported", "v2", "u1", T0, R"("payment_request_id":"x")")});
+  batch.push_back({topics_.unrouted, 0, off++, "k", body("marketing.thing", "v1", "u2", T0, "")});
+  auto result = applier_->apply(batch);
+  EXPECT_EQ(result.applied, 0u);
+  EXPECT_EQ(result.rejected, 5u);
+  EXPECT_EQ(result.unrouted, 1u);
+  EXPECT_EQ(result.poison_by_reason["not_json"], 1u);
+  EXPECT_EQ(result.poison_by_reason["unknown_event_version"], 1u);
+  EXPECT_EQ(result.poison_by_reason["missing_field"], 1u);
+  EXPECT_EQ(result.poison_by_reason["unknown_event_type"], 1u);
+  ASSERT_EQ(result.publications.size(), 4u);  // dead-letter copies, byte-exact
+  for (const auto& p : result.publications) EXPECT_EQ(p.topic, topics_.processor_dead_letter);
+  EXPECT_EQ(result.publications[0].value, "{not json");
+  EXPECT_EQ(test::query_int(path_, "SELECT COUNT(*) FROM poison_messages"), 4);
+  EXPECT_EQ(test::query_int(path_, "SELECT COUNT(*) FROM history"), 5);
+  EXPECT_EQ(s.stored_offset(topics_.payment_requests, 0), 4) << "the partition keeps moving";
+}
+
+TEST_F(Applier, StateChangesArePublishedForAppliedTransitionsOnly) {
+  std::vector<InputMessage> batch = {
+      {topics_.payment_requests, 0, 0, "req-1",
+       request_event("payment.request.state-change.in-progress", "v2", "p1", T0 + 10)},
+      {topics_.payment_requests, 0, 1, "req-1",
+       request_event("payment.request.state-change.submitted", "v2", "p2", T0)},  // stale
+  };
+  auto r = applier_->apply(batch);
+  EXPECT_EQ(r.applied, 1u);
+  EXPECT_EQ(r.stale, 1u);
+  ASSERT_EQ(r.publications.size(), 1u);
+  EXPECT_EQ(r.publications[0].topic, topics_.payment_states);
+  EXPECT_EQ(r.publications[0].key, "req-1");
+  EXPECT_NE(r.publications[0].value.find(R"("previous_state":null,"state":"IN_PROGRESS")"),
+            std::string::npos)
+      << r.publications[0].value;
+  EXPECT_NE(r.publications[0].value.find(R"("event_id":"p1")"), std::string::npos);
+  // Acknowledged publications are deleted with the next batch.
+  EXPECT_EQ(store_->pending_publications().size(), 1u);
+  std::int64_t seq = r.publications[0].seq;
+  applier_->apply({}, std::span(&seq, 1));
+  EXPECT_TRUE(store_->pending_publications().empty());
+}
+
+// The heart of order independence: the same lifecycles, shuffled and with
+// duplicates, reach exactly the entity state of the ordered stream.
+TEST(Convergence, ShuffledWithDuplicatesEqualsOrdered) {
+  klarna::Topics topics;
+  auto ordered = test::make_lifecycles(180, topics, 7);
+  auto dir = test::make_temp_dir("converge");
+  auto run = [&](const std::vector<test::TestEvent>& events, const std::string& file,
+                 std::size_t batch_size) {
+    storage::StateStore store(dir + "/" + file);
+    BatchApplier applier(store, topics);
+    std::vector<InputMessage> batch;
+    std::int64_t offset = 0;
+    for (const auto& e : events) {
+      batch.push_back({e.topic, 0, offset++, e.key, e.body});
+      if (batch.size() == batch_size) {
+        applier.apply(batch);
+        batch.clear();
+      }
+    }
+    applier.apply(batch);
+  };
+  run(ordered, "ordered.db", 50);
+  const auto expected = test::dump_entities(dir + "/ordered.db");
+  EXPECT_EQ(test::query_int(dir + "/ordered.db",
+                            "SELECT COUNT(*) FROM history WHERE outcome <> 'applied'"),
+            0)
+      << "the ordered stream applies every event";
+  for (std::uint32_t seed : {1u, 2u, 3u, 4u, 5u}) {
+    SCOPED_TRACE("seed " + std::to_string(seed));
+    auto shuffled = test::shuffle_with_duplicates(ordered, 0.2, seed);
+    const std::string file = "shuffled-" + std::to_string(seed) + ".db";
+    run(shuffled, file, 1 + seed * 37);
+    EXPECT_EQ(test::dump_entities(dir + "/" + file), expected);
+    EXPECT_EQ(test::query_int(dir + "/" + file, "SELECT COUNT(*) FROM history"),
+              static_cast<long long>(shuffled.size()));
+    EXPECT_EQ(test::query_int(dir + "/" + file,
+                              "SELECT COUNT(*) FROM history WHERE outcome = 'duplicate'"),
+              static_cast<long long>(shuffled.size() - ordered.size()));
+    EXPECT_EQ(test::query_int(dir + "/" + file,
+                              "SELECT COUNT(*) FROM history WHERE outcome = 'rejected'"),
+              0);
+  }
+  std::filesystem::remove_all(dir);
+}
+
+TEST(StateStore, RefusesANewerSchema) {
+  auto dir = test::make_temp_dir("schema");
+  {
+    storage::StateStore store(dir + "/s.db");
+    store.database().exec(
+        "INSERT INTO schema_migrations (schema, version, name, applied_at) VALUES ('state', 99, "
+        "'future', 0)");
+  }
+  EXPECT_THROW({ storage::StateStore again(dir + "/s.db"); }, storage::SchemaTooNewError);
+  std::filesystem::remove_all(dir);
+}
+
+TEST(Rfc3339, ParsesKlarnaTimestamps) {
+  EXPECT_EQ(processor::parse_rfc3339_ms("2026-01-01T00:00:00Z"), T0);
+  EXPECT_EQ(processor::parse_rfc3339_ms("2026-01-01T00:00:00.123Z"), T0 + 123);
+  EXPECT_EQ(processor::parse_rfc3339_ms("2026-01-01T01:00:00+01:00"), T0);
+  EXPECT_FALSE(processor::parse_rfc3339_ms("2026-01-01 00:00:00"));
+  EXPECT_FALSE(processor::parse_rfc3339_ms("yesterday"));
+}

@@ -1,0 +1,81 @@
+// The klarna-processor binary itself: configuration errors exit 2, a database
+// from a newer binary is refused, and a running processor serves /healthz,
+// /readyz and /metrics and stops cleanly on SIGTERM.
+#include <gtest/gtest.h>
+
+#include <csignal>
+#include <filesystem>
+#include <regex>
+
+#include "child_process.hpp"
+#include "http_client.hpp"
+#include "kpay/core/embedded_kafka.hpp"
+#include "kpay/storage/state_store.hpp"
+
+using namespace kpay;
+
+namespace {
+std::optional<int> run_to_exit(std::vector<std::string> args, const std::string& log) {
+  args.insert(args.begin(), test::binary("processor/klarna-processor"));
+  test::ChildProcess child(args, log);
+  return child.wait(std::chrono::seconds(20));
+}
+}  // namespace
+
+TEST(ProcessorBinary, ConfigurationErrorsExitTwo) {
+  const auto dir = test::make_temp_dir("processor-config");
+  EXPECT_EQ(run_to_exit({"--set", "processor.batch_size=0"}, dir + "/a.log"), 2);
+  EXPECT_EQ(run_to_exit({"--set", "processor.no_such_key=1"}, dir + "/b.log"), 2);
+  EXPECT_NE(test::read_file(dir + "/b.log").find("no_such_key"), std::string::npos);
+  std::filesystem::remove_all(dir);
+}
+
+TEST(ProcessorBinary, RefusesADatabaseFromANewerBinary) {
+  const auto dir = test::make_temp_dir("processor-newer");
+  {
+    storage::StateStore store(dir + "/state.db");
+    store.database().exec("INSERT INTO schema_migrations VALUES ('state', 99, 'future', 0)");
+  }
+  EXPECT_EQ(run_to_exit({"--set", "processor.database=" + dir + "/state.db"}, dir + "/p.log"), 1);
+  EXPECT_NE(test::read_file(dir + "/p.log").find("newer than this binary"), std::string::npos);
+  std::filesystem::remove_all(dir);
+}
+
+TEST(ProcessorBinary, ServesAdminEndpointsAndStopsCleanlyOnSigterm) {
+  core::EmbeddedKafka kafka(1);
+  const auto dir = test::make_temp_dir("processor-binary");
+  const std::string log = dir + "/p.log";
+  test::ChildProcess child(
+      {test::binary("processor/klarna-processor"), "--set",
+       "processor.database=" + dir + "/state.db", "--set",
+       "kafka.bootstrap_servers=" + kafka.bootstrap_servers(), "--set", "admin.port=0"},
+      log);
+  std::uint16_t port = 0;
+  ASSERT_TRUE(test::wait_until([&] {
+    std::smatch m;
+    auto text = test::read_file(log);
+    static const std::regex re(R"("message":"admin endpoint listening".*"port":(\d+))");
+    if (std::regex_search(text, m, re)) port = static_cast<std::uint16_t>(std::stoi(m[1]));
+    return port != 0;
+  }));
+  auto health = test::http_request(port, "GET", "/healthz");
+  ASSERT_TRUE(health);
+  EXPECT_EQ(health->status, 200);
+  auto metrics = test::http_request(port, "GET", "/metrics");
+  ASSERT_TRUE(metrics);
+  EXPECT_NE(metrics->body.find("kpay_processor_batch_commit_seconds"), std::string::npos);
+  EXPECT_NE(metrics->body.find("kpay_processor_deadlines{kind=\"calls_overdue\"} 0"),
+            std::string::npos)
+      << metrics->body;
+  // Ready once the group assigned its partitions (a join takes ~3 s on the mock).
+  EXPECT_TRUE(test::wait_until(
+      [&] {
+        auto ready = test::http_request(port, "GET", "/readyz");
+        return ready && ready->status == 200;
+      },
+      std::chrono::seconds(30)));
+  child.signal(SIGTERM);
+  EXPECT_EQ(child.wait(std::chrono::seconds(30)), 0);
+  EXPECT_NE(test::read_file(log).find("consumer closed"), std::string::npos);
+  std::filesystem::remove_all(dir);
+}
