@@ -1,7 +1,7 @@
 # Sourced by run-demo.sh: klarna-sim driving signed webhooks into the receiver
 # (customer journeys v1 and v2, disputes, settlements; a few duplicated and
 # reordered deliveries, as Klarna does), until Ctrl-C.
-"$BUILD/sim/klarna-sim" --port "$SIM_PORT" --port-file "$RUN_DIR/sim.json" \
+setsid "$BUILD/sim/klarna-sim" --port "$SIM_PORT" --port-file "$RUN_DIR/sim.json" \
   --webhook-url "https://127.0.0.1:$RECEIVER_PORT/webhooks/klarna" \
   --signing-key-id "$KEY_ID" --signing-key-file "$RUN_DIR/signing-key" \
   --journeys 20 --rate 2 \

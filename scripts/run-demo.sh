@@ -10,10 +10,13 @@ BUILD=$(cd "$BUILD" && pwd)
 RUN_DIR=${KPAY_RUN_DIR:-$PWD/.run}
 RECEIVER_PORT=${RECEIVER_PORT:-8443}
 RECEIVER_ADMIN_PORT=${RECEIVER_ADMIN_PORT:-9464}
-PROCESSOR_ADMIN_PORT=${PROCESSOR_ADMIN_PORT:-9465}
+PROCESSOR_ADMIN_PORT=${PROCESSOR_ADMIN_PORT:-9102}
 SIM_PORT=${SIM_PORT:-8444}
 KEY_ID="krn:partner:global:notification:signing-key:demo-0001"
 
+# Children run in their own sessions (setsid): Ctrl-C reaches only this
+# script, which then stops them in order, Kafka last, so each can finish
+# cleanly against a live Kafka.
 mkdir -p "$RUN_DIR"
 rm -f "$RUN_DIR"/*.port "$RUN_DIR"/*.json "$RUN_DIR"/bootstrap
 pids=()
@@ -50,7 +53,7 @@ TOPICS=(klarna.payment-requests klarna.payment-transactions klarna.disputes klar
         klarna.processor-dead-letter)
 topic_args=()
 for t in "${TOPICS[@]}"; do topic_args+=(--topic "$t"); done
-"$BUILD/tools/klarna-embedded-kafka" --partitions 4 "${topic_args[@]}" \
+setsid "$BUILD/tools/klarna-embedded-kafka" --partitions 4 "${topic_args[@]}" \
   --bootstrap-file "$RUN_DIR/bootstrap" >"$RUN_DIR/kafka.log" 2>&1 &
 pids+=($!)
 wait_for_file "$RUN_DIR/bootstrap"
@@ -61,12 +64,13 @@ if [[ ! -s $RUN_DIR/signing-key ]]; then
   openssl rand -hex 32 | tr -d '\n' >"$RUN_DIR/signing-key"
   chmod 600 "$RUN_DIR/signing-key"
 fi
-if ! "$BUILD/tools/klarnactl" --set keys.database="$RUN_DIR/keys.db" keys list | grep -q "$KEY_ID"; then
+if [[ ! -s $RUN_DIR/keys.db ]] ||
+   ! "$BUILD/tools/klarnactl" --set keys.database="$RUN_DIR/keys.db" keys list | grep -q "$KEY_ID"; then
   "$BUILD/tools/klarnactl" --set keys.database="$RUN_DIR/keys.db" keys add --id "$KEY_ID" \
     --secret-file "$RUN_DIR/signing-key" >/dev/null
 fi
 
-"$BUILD/receiver/klarna-receiver" \
+setsid "$BUILD/receiver/klarna-receiver" \
   --set receiver.listen_address=127.0.0.1 --set receiver.port="$RECEIVER_PORT" \
   --set receiver.tls_certificate="$RUN_DIR/tls.crt" --set receiver.tls_private_key="$RUN_DIR/tls.key" \
   --set receiver.port_file="$RUN_DIR/receiver.json" \
@@ -98,6 +102,6 @@ ${DEMO_INFO:-}
 INFO
 
 # Show the flow: accepted events as they are stored.
-tail -n 0 -F "$RUN_DIR/receiver.log" 2>/dev/null | grep --line-buffered '"event stored"' &
+tail --pid=$$ -n 0 -F "$RUN_DIR/receiver.log" 2>/dev/null | grep --line-buffered '"event stored"' &
 pids+=($!)
 wait "${pids[0]}"

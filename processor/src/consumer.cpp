@@ -411,13 +411,51 @@ bool Processor::run(const std::atomic<bool>& stop) {
     log_.warn("publications still unacknowledged at exit; republished on next start",
               {{"count", in_flight_.size()}});
   }
-  auto cerr = rd_kafka_commit(consumer_.get(), nullptr, 0);
+  // Kafka's committed offsets are advisory here (the store's own offsets are
+  // the truth), so the final commit is asynchronous and the group is left
+  // within a bounded time even when Kafka is unreachable: a stop must never
+  // hang on a dead broker.
+  auto cerr = rd_kafka_commit(consumer_.get(), nullptr, 1);
   if (cerr != RD_KAFKA_RESP_ERR_NO_ERROR && cerr != RD_KAFKA_RESP_ERR__NO_OFFSET) {
     log_.warn("final offset commit failed", {{"error", rd_kafka_err2name(cerr)}});
   }
-  rd_kafka_consumer_close(consumer_.get());
+  if (!close_consumer_within(settings_.shutdown_flush_timeout)) {
+    log_.warn("Kafka did not confirm leaving the group in time; closing anyway");
+    rd_kafka_destroy_flags(consumer_.release(), RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+  }
   log_.info("consumer closed", {{"events", events_seen_.load()}});
   return ok;
+}
+
+bool Processor::close_consumer_within(std::chrono::milliseconds budget) {
+  rd_kafka_queue_t* queue = rd_kafka_queue_new(consumer_.get());
+  if (rd_kafka_error_t* error = rd_kafka_consumer_close_queue(consumer_.get(), queue)) {
+    log_.warn("consumer close failed", {{"error", rd_kafka_error_string(error)}});
+    rd_kafka_error_destroy(error);
+    rd_kafka_queue_destroy(queue);
+    return false;
+  }
+  auto deadline = std::chrono::steady_clock::now() + budget;
+  while (!rd_kafka_consumer_closed(consumer_.get()) &&
+         std::chrono::steady_clock::now() < deadline) {
+    rd_kafka_event_t* event = rd_kafka_queue_poll(queue, 100);
+    if (event == nullptr) continue;
+    if (rd_kafka_event_type(event) == RD_KAFKA_EVENT_REBALANCE) {
+      // Leaving the group revokes everything; nothing is left to apply.
+      if (std::strcmp(rd_kafka_rebalance_protocol(consumer_.get()), "COOPERATIVE") == 0) {
+        if (rd_kafka_error_t* e = rd_kafka_incremental_unassign(
+                consumer_.get(), rd_kafka_event_topic_partition_list(event))) {
+          rd_kafka_error_destroy(e);
+        }
+      } else {
+        rd_kafka_assign(consumer_.get(), nullptr);
+      }
+    }
+    rd_kafka_event_destroy(event);
+  }
+  bool closed = rd_kafka_consumer_closed(consumer_.get()) != 0;
+  rd_kafka_queue_destroy(queue);
+  return closed;
 }
 
 }  // namespace kpay::processor

@@ -79,3 +79,38 @@ TEST(ProcessorBinary, ServesAdminEndpointsAndStopsCleanlyOnSigterm) {
   EXPECT_NE(test::read_file(log).find("consumer closed"), std::string::npos);
   std::filesystem::remove_all(dir);
 }
+
+// Ctrl-C in a terminal reaches every process at once, Kafka included: the
+// processor must still stop, within its flush budget, when Kafka is gone.
+TEST(ProcessorBinary, StopsWithinItsBudgetWhenKafkaIsGone) {
+  auto kafka = std::make_unique<core::EmbeddedKafka>(1);
+  const auto dir = test::make_temp_dir("processor-nokafka");
+  const std::string log = dir + "/p.log";
+  test::ChildProcess child(
+      {test::binary("processor/klarna-processor"), "--set",
+       "processor.database=" + dir + "/state.db", "--set",
+       "kafka.bootstrap_servers=" + kafka->bootstrap_servers(), "--set", "admin.port=0",
+       "--set", "processor.shutdown_flush_timeout_ms=2000"},
+      log);
+  std::uint16_t port = 0;
+  ASSERT_TRUE(test::wait_until([&] {
+    std::smatch m;
+    auto text = test::read_file(log);
+    static const std::regex re(R"("message":"admin endpoint listening".*"port":(\d+))");
+    if (std::regex_search(text, m, re)) port = static_cast<std::uint16_t>(std::stoi(m[1]));
+    return port != 0;
+  }));
+  // In the group with partitions assigned, as in the demo that once hung.
+  ASSERT_TRUE(test::wait_until(
+      [&] {
+        auto ready = test::http_request(port, "GET", "/readyz");
+        return ready && ready->status == 200;
+      },
+      std::chrono::seconds(30)));
+  kafka.reset();  // the whole cluster disappears
+  child.signal(SIGTERM);
+  auto status = child.wait(std::chrono::seconds(20));
+  ASSERT_TRUE(status.has_value()) << "still running 20 s after SIGTERM with Kafka gone";
+  EXPECT_NE(test::read_file(log).find("consumer closed"), std::string::npos);
+  std::filesystem::remove_all(dir);
+}

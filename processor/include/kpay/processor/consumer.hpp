@@ -104,6 +104,8 @@ class Processor {
   const std::atomic<bool>* stop_ = nullptr;
 
   // Last: the handles call back into the members above until destroyed.
+  // rd_kafka_consumer_close() bounded by `budget`; false when it did not finish.
+  bool close_consumer_within(std::chrono::milliseconds budget);
   core::KafkaHandle producer_;
   core::KafkaHandle consumer_;
 };
