@@ -3,12 +3,12 @@
 # 200, same load generator, same run, plain HTTP and TLS. Kafka acknowledgement
 # comes from the embedded Kafka running in its own process.
 #
-#   scripts/bench-receiver.sh [build-dir]     (env: RUNS=3 SECONDS_PER_RUN=8 CONNECTIONS=64)
+#   scripts/bench-receiver.sh [build-dir]     (env: RUNS=3 SECONDS_PER_RUN=8 CONNECTIONS=128)
 set -euo pipefail
 BUILD=$(cd "${1:-build}" && pwd)
 RUNS=${RUNS:-3}
 SECS=${SECONDS_PER_RUN:-8}
-CONN=${CONNECTIONS:-64}
+CONN=${CONNECTIONS:-128}
 DIR=$(mktemp -d /tmp/kpay-bench.XXXXXX)
 KEY_ID=krn:partner:global:notification:signing-key:bench
 SECRET=bench-signing-key-NOT-REAL

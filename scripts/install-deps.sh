@@ -16,6 +16,7 @@ PACKAGES=(
   libcli11-dev
   libfmt-dev
   libsystemd-dev
+  libjemalloc-dev
   libgtest-dev libgmock-dev
   libbenchmark-dev
   libvalijson-dev nlohmann-json3-dev
