@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# `make bench`: every benchmark, printed as JSON lines; see docs/PERFORMANCE.md.
+# `make bench`: every benchmark; results and their reading in docs/PERFORMANCE.md.
 set -euo pipefail
-BUILD=${1:-build}
-"$(dirname "$0")/bench-receiver.sh" "$BUILD"
-if [[ -x $(dirname "$0")/bench-processor.sh ]]; then
-  "$(dirname "$0")/bench-processor.sh" "$BUILD"
-fi
+BUILD=$(cd "${1:-build}" && pwd)
+here=$(dirname "$0")
+"$here/bench-receiver.sh" "$BUILD"
+dir=$(mktemp -d /tmp/kpay-bench-processor.XXXXXX)
+for _ in 1 2 3; do
+  "$BUILD/bench/processor/processor_bench" --events 200000 --batch-size 2000 --dir "$dir"
+done
+"$BUILD/bench/sim/sim_bench"
+rm -rf "$dir"
