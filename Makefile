@@ -32,6 +32,7 @@ test-fast: build
 	cd $(BUILD_DIR) && ctest --output-on-failure -LE slow -j $(JOBS)
 
 bench: build
+	cmake --build $(BUILD_DIR) -j $(JOBS) --target bench_all
 	scripts/run-bench.sh $(BUILD_DIR)
 
 asan: deps
