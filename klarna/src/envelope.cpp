@@ -58,8 +58,8 @@ std::optional<std::string> string_field(element obj, std::string_view key) {
   return std::nullopt;
 }
 
-// The entity id key candidates per family, most specific first. Some
-// integrations nest ids under state_context; those are checked too.
+// The entity id key candidates per family, most specific first, read from the
+// payload's top level (where every documented example has them).
 std::optional<std::string> entity_id(EventFamily family, element payload, element metadata) {
   auto first_of = [&](std::initializer_list<std::string_view> keys) -> std::optional<std::string> {
     for (auto k : keys) {
