@@ -19,6 +19,9 @@ KafkaPublisher::KafkaPublisher(const KafkaSettings& settings,
       // Produce requests are small and latency-bound: Nagle plus delayed ACKs
       // would add tens of milliseconds to an acknowledgement.
       {"socket.nagle.disable", "true"},
+      // A mistyped topic must show up in /readyz, not be created on the fly
+      // (producers default to asking the broker to auto-create).
+      {"allow.auto.create.topics", "false"},
       {"queue.buffering.max.messages", "100000"},
       {"log_level", "4"},
   };
