@@ -15,6 +15,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
+#include <array>
 #include <condition_variable>
 #include <csignal>
 #include <filesystem>
@@ -392,8 +393,23 @@ struct Receiver::Impl {
     res.keep_alive(false);
     res.body() = std::move(a.body);
     res.prepare_payload();
-    beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(5));
-    co_await http::async_write(stream, res, kUseTuple);
+    auto& lowest = beast::get_lowest_layer(stream);
+    lowest.expires_after(std::chrono::seconds(5));
+    auto [wec, wn] = co_await http::async_write(stream, res, kUseTuple);
+    if (wec) co_return;
+    // Lingering close: the client may still be sending (e.g. the rest of a
+    // body we refused). Closing with unread input would make the kernel send
+    // a reset that can destroy the answer before the client reads it, so stop
+    // sending, then drain for a bounded time and volume.
+    boost::system::error_code ec;
+    lowest.socket().shutdown(tcp::socket::shutdown_send, ec);
+    lowest.expires_after(std::chrono::seconds(2));
+    std::array<char, 16384> sink;
+    for (std::size_t drained = 0; drained < 4 * settings.listener.max_body_bytes;) {
+      auto [rec, n] = co_await lowest.async_read_some(asio::buffer(sink), kUseTuple);
+      if (rec) break;
+      drained += n;
+    }
   }
 
   template <class Stream>

@@ -185,7 +185,12 @@ std::optional<HttpResponse> HttpConnection::request(
   }
   req += "\r\n";
   req.append(body);
-  send_raw(req);
+  try {
+    send_raw(req);
+  } catch (const std::runtime_error&) {
+    // A server may answer early (413) and stop reading: its answer may
+    // already be here even though the rest of the body could not be sent.
+  }
   return read_response();
 }
 
