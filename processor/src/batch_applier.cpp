@@ -29,6 +29,23 @@ void overwrite(std::optional<T>& field, const std::optional<T>& value) {
   if (value) field = value;
 }
 
+// The attributes payment requests and transactions share: an applied event
+// (the newest) overwrites what it says, any other event only fills gaps.
+template <class Row>
+void merge_common_attributes(Row& row, const Payload& p, bool applied) {
+  if (applied) {
+    overwrite(row.reference, p.reference);
+    overwrite(row.amount, p.amount);
+    overwrite(row.currency, p.currency);
+    overwrite(row.expires_at_ms, p.expires_at_ms);
+  } else {
+    fill(row.reference, p.reference);
+    fill(row.amount, p.amount);
+    fill(row.currency, p.currency);
+    fill(row.expires_at_ms, p.expires_at_ms);
+  }
+}
+
 std::optional<std::string> opt(std::string_view s) {
   return std::string(s);
 }
@@ -291,20 +308,13 @@ void BatchApplier::apply_event(const Event& ev, Step& step) {
             }
             row->generation = gen;
             const bool had_link = row->payment_transaction_id.has_value();
+            merge_common_attributes(*row, p, step.outcome == Outcome::applied);
             if (step.outcome == Outcome::applied) {
               row->state = std::string(state_name(a.target));
               row->state_as_of_ms = t;
               row->last_event_id = env.event_id;
-              overwrite(row->reference, p.reference);
-              overwrite(row->amount, p.amount);
-              overwrite(row->currency, p.currency);
-              overwrite(row->expires_at_ms, p.expires_at_ms);
               overwrite(row->payment_transaction_id, p.payment_transaction_id);
             } else {
-              fill(row->reference, p.reference);
-              fill(row->amount, p.amount);
-              fill(row->currency, p.currency);
-              fill(row->expires_at_ms, p.expires_at_ms);
               fill(row->payment_transaction_id, p.payment_transaction_id);
             }
             if (is_new && step.outcome != Outcome::applied) row->last_event_id = env.event_id;
@@ -398,22 +408,15 @@ void BatchApplier::apply_event(const Event& ev, Step& step) {
             step.from_state = row->state;
             step.to_state = row->state;
             const bool had_link = row->payment_transaction_id.has_value();
+            merge_common_attributes(*row, p, newer);
             if (newer) {
               step.outcome = Outcome::applied;
               step.reason = "attributes updated";
-              overwrite(row->reference, p.reference);
-              overwrite(row->amount, p.amount);
-              overwrite(row->currency, p.currency);
-              overwrite(row->expires_at_ms, p.expires_at_ms);
               overwrite(row->payment_transaction_id, p.payment_transaction_id);
               if (!row->state) row->state_as_of_ms = std::max(row->state_as_of_ms, t);
             } else {
               step.outcome = Outcome::stale;
               step.reason = "older than the current state";
-              fill(row->reference, p.reference);
-              fill(row->amount, p.amount);
-              fill(row->currency, p.currency);
-              fill(row->expires_at_ms, p.expires_at_ms);
               fill(row->payment_transaction_id, p.payment_transaction_id);
             }
             // A link the other side learnt earlier: only a new row can have missed it.
@@ -446,19 +449,11 @@ void BatchApplier::apply_event(const Event& ev, Step& step) {
               row->id = id;
               row->last_event_id = env.event_id;
             }
+            merge_common_attributes(*row, p, step.outcome == Outcome::applied);
             if (step.outcome == Outcome::applied) {
               row->state = std::string(state_name(a.target));
               row->state_as_of_ms = t;
               row->last_event_id = env.event_id;
-              overwrite(row->reference, p.reference);
-              overwrite(row->amount, p.amount);
-              overwrite(row->currency, p.currency);
-              overwrite(row->expires_at_ms, p.expires_at_ms);
-            } else {
-              fill(row->reference, p.reference);
-              fill(row->amount, p.amount);
-              fill(row->currency, p.currency);
-              fill(row->expires_at_ms, p.expires_at_ms);
             }
             const bool had_request = row->payment_request_id.has_value();
             fill(row->payment_request_id, p.payment_request_id);

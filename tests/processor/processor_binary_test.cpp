@@ -20,6 +20,24 @@ std::optional<int> run_to_exit(std::vector<std::string> args, const std::string&
   test::ChildProcess child(args, log);
   return child.wait(std::chrono::seconds(20));
 }
+
+// The admin port the processor logged, once it has (0 until then).
+std::uint16_t logged_admin_port(const std::string& log) {
+  static const std::regex re(R"("message":"admin endpoint listening".*"port":(\d+))");
+  std::smatch m;
+  auto text = test::read_file(log);
+  return std::regex_search(text, m, re) ? static_cast<std::uint16_t>(std::stoi(m[1])) : 0;
+}
+
+// Waits until the processor is in its group with partitions assigned.
+bool wait_ready(std::uint16_t port) {
+  return test::wait_until(
+      [&] {
+        auto ready = test::http_request(port, "GET", "/readyz");
+        return ready && ready->status == 200;
+      },
+      std::chrono::seconds(30));
+}
 }  // namespace
 
 TEST(ProcessorBinary, ConfigurationErrorsExitTwo) {
@@ -51,13 +69,7 @@ TEST(ProcessorBinary, ServesAdminEndpointsAndStopsCleanlyOnSigterm) {
        "kafka.bootstrap_servers=" + kafka.bootstrap_servers(), "--set", "admin.port=0"},
       log);
   std::uint16_t port = 0;
-  ASSERT_TRUE(test::wait_until([&] {
-    std::smatch m;
-    auto text = test::read_file(log);
-    static const std::regex re(R"("message":"admin endpoint listening".*"port":(\d+))");
-    if (std::regex_search(text, m, re)) port = static_cast<std::uint16_t>(std::stoi(m[1]));
-    return port != 0;
-  }));
+  ASSERT_TRUE(test::wait_until([&] { return (port = logged_admin_port(log)) != 0; }));
   auto health = test::http_request(port, "GET", "/healthz");
   ASSERT_TRUE(health);
   EXPECT_EQ(health->status, 200);
@@ -68,12 +80,7 @@ TEST(ProcessorBinary, ServesAdminEndpointsAndStopsCleanlyOnSigterm) {
             std::string::npos)
       << metrics->body;
   // Ready once the group assigned its partitions (a join takes ~3 s on the mock).
-  EXPECT_TRUE(test::wait_until(
-      [&] {
-        auto ready = test::http_request(port, "GET", "/readyz");
-        return ready && ready->status == 200;
-      },
-      std::chrono::seconds(30)));
+  EXPECT_TRUE(wait_ready(port));
   child.signal(SIGTERM);
   EXPECT_EQ(child.wait(std::chrono::seconds(30)), 0);
   EXPECT_NE(test::read_file(log).find("consumer closed"), std::string::npos);
@@ -82,6 +89,8 @@ TEST(ProcessorBinary, ServesAdminEndpointsAndStopsCleanlyOnSigterm) {
 
 // Ctrl-C in a terminal reaches every process at once, Kafka included: the
 // processor must still stop, within its flush budget, when Kafka is gone.
+// (The demo once hung here with events in flight; this idle-group case does
+// not reproduce that hang, so it guards the behaviour, not that root cause.)
 TEST(ProcessorBinary, StopsWithinItsBudgetWhenKafkaIsGone) {
   auto kafka = std::make_unique<core::EmbeddedKafka>(1);
   const auto dir = test::make_temp_dir("processor-nokafka");
@@ -93,20 +102,9 @@ TEST(ProcessorBinary, StopsWithinItsBudgetWhenKafkaIsGone) {
        "--set", "processor.shutdown_flush_timeout_ms=2000"},
       log);
   std::uint16_t port = 0;
-  ASSERT_TRUE(test::wait_until([&] {
-    std::smatch m;
-    auto text = test::read_file(log);
-    static const std::regex re(R"("message":"admin endpoint listening".*"port":(\d+))");
-    if (std::regex_search(text, m, re)) port = static_cast<std::uint16_t>(std::stoi(m[1]));
-    return port != 0;
-  }));
-  // In the group with partitions assigned, as in the demo that once hung.
-  ASSERT_TRUE(test::wait_until(
-      [&] {
-        auto ready = test::http_request(port, "GET", "/readyz");
-        return ready && ready->status == 200;
-      },
-      std::chrono::seconds(30)));
+  ASSERT_TRUE(test::wait_until([&] { return (port = logged_admin_port(log)) != 0; }));
+  // In the group with partitions assigned.
+  ASSERT_TRUE(wait_ready(port));
   kafka.reset();  // the whole cluster disappears
   child.signal(SIGTERM);
   auto status = child.wait(std::chrono::seconds(20));

@@ -115,11 +115,10 @@ TEST(ReceiverProcess, SigtermAnswersTheRequestInFlightThenExitsZero) {
                           signed_headers(body, std::string(kKeyId), std::string(kSecret)));
   });
   // Wait until the receiver has the request in flight.
+  auto ports = read_file(r.dir + "/ports.json");
+  auto admin =
+      static_cast<std::uint16_t>(std::stoi(ports.substr(ports.find("\"admin_port\":") + 13)));
   EXPECT_TRUE(wait_until([&] {
-    auto log = read_file(r.dir + "/receiver.log");
-    (void)log;
-    auto ports = read_file(r.dir + "/ports.json");
-    auto admin = static_cast<std::uint16_t>(std::stoi(ports.substr(ports.find("\"admin_port\":") + 13)));
     auto m = http_request(admin, "GET", "/metrics");
     return m && m->body.find("klarna_receiver_in_flight_requests 1") != std::string::npos;
   }));
