@@ -18,6 +18,7 @@
 #include <fstream>
 #include <iostream>
 #include <thread>
+#include <vector>
 
 #include "db_dump.hpp"
 #include "kafka_support.hpp"
@@ -51,11 +52,16 @@ long peak_rss_kib(pid_t pid) {
 int main(int argc, char** argv) {
   CLI::App app{"processor_bench"};
   long long events = 200000;
-  int batch_size = 2000;
+  int batch_size = 5000;
   std::string dir = "/tmp";
   app.add_option("--events", events, "Events to produce and process (approximate)");
   app.add_option("--batch-size", batch_size, "processor.batch_size");
   app.add_option("--dir", dir, "Where the SQLite file is created");
+  std::string processor_binary = KPAY_PROCESSOR_BINARY;
+  app.add_option("--processor", processor_binary,
+                 "klarna-processor binary to run (A/B comparisons of two builds)");
+  std::vector<std::string> overrides;
+  app.add_option("--set", overrides, "key=value passed to klarna-processor as --set");
   bool applier_only = false;
   app.add_flag("--applier-only", applier_only,
                "No Kafka: time BatchApplier alone (decode + SQLite, durable commits)");
@@ -122,7 +128,15 @@ int main(int argc, char** argv) {
   pid_t pid = fork();
   if (pid == 0) {
     std::string cfg = work + "/processor.toml";
-    execl(KPAY_PROCESSOR_BINARY, KPAY_PROCESSOR_BINARY, "--config", cfg.c_str(), nullptr);
+    std::vector<std::string> args = {processor_binary, "--config", cfg};
+    for (const auto& o : overrides) {
+      args.push_back("--set");
+      args.push_back(o);
+    }
+    std::vector<char*> argv_child;
+    for (auto& a : args) argv_child.push_back(a.data());
+    argv_child.push_back(nullptr);
+    execv(processor_binary.c_str(), argv_child.data());
     _exit(127);
   }
   // Poll the committed offsets (WAL readers never block the writer).

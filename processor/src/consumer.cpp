@@ -76,7 +76,7 @@ ProcessorSettings settings_from_config(const core::Config& c) {
   s.topics.apply_prefix(c.string("kafka.topic_prefix", ""));
   s.kafka_properties = c.string_table("kafka.properties");
   s.consume_unrouted = c.boolean("processor.consume_unrouted", true);
-  s.batch_size = static_cast<std::size_t>(c.integer("processor.batch_size", 2000, 1, 100000));
+  s.batch_size = static_cast<std::size_t>(c.integer("processor.batch_size", 5000, 1, 100000));
   s.batch_timeout = c.millis("processor.batch_timeout_ms", std::chrono::milliseconds(50),
                              std::chrono::milliseconds(1), std::chrono::milliseconds(10000));
   s.shutdown_flush_timeout =

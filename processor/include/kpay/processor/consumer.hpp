@@ -44,7 +44,7 @@ struct ProcessorSettings {
   klarna::Topics topics;  // prefix already applied
   bool consume_unrouted = true;
   core::KafkaProperties kafka_properties;  // pass-through, applied last
-  std::size_t batch_size = 2000;
+  std::size_t batch_size = 5000;
   std::chrono::milliseconds batch_timeout{50};
   std::chrono::milliseconds shutdown_flush_timeout{10000};
 };
