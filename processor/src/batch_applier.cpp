@@ -103,6 +103,7 @@ BatchResult BatchApplier::apply(std::span<const InputMessage> batch,
     next = std::max(next, m.offset + 1);
   }
   for (const auto& [tp, next] : out.next_offsets) store_.save_offset(tp.first, tp.second, next);
+  store_.index_history_if_due();
   tx.commit();
   return out;
 }

@@ -160,8 +160,26 @@ CREATE TABLE consumer_offsets (
 ) WITHOUT ROWID;
 )sql";
 
+// The per-entity history index, filled in bulk instead of per event. An index
+// maintained per row takes one insert at a random position per event, and
+// every batch then writes each index page it touched: about a fifth of the
+// processor's time (docs/PERFORMANCE.md). Rows past `through_seq` are not
+// indexed yet; history() scans that bounded tail by rowid.
+constexpr std::string_view kV2 = R"sql(
+DROP INDEX history_by_entity;
+CREATE TABLE history_by_entity (
+  entity_hash INTEGER NOT NULL,
+  seq         INTEGER NOT NULL,
+  PRIMARY KEY (entity_hash, seq)
+) WITHOUT ROWID;
+INSERT INTO history_by_entity SELECT entity_hash, seq FROM history;
+CREATE TABLE history_indexed (through_seq INTEGER NOT NULL);
+INSERT INTO history_indexed SELECT COALESCE(MAX(seq), 0) FROM history;
+)sql";
+
 constexpr std::array kMigrations = {
     Migration{1, "state store: entities, inbox, history, outbox, publish queue, offsets", kV1},
+    Migration{2, "history index by entity filled in bulk", kV2},
 };
 
 template <class T>
@@ -191,13 +209,18 @@ struct StateStore::Impl {
   std::optional<Statement> insert_inbox, find_request, save_request, find_transaction,
       save_transaction, request_for_transaction, transaction_for_request, insert_sub_record,
       find_dispute, save_dispute, find_record, save_record, append_history, insert_outbox,
-      enqueue_publish, delete_published, insert_poison, save_offset, stored_offset;
+      enqueue_publish, delete_published, insert_poison, save_offset, stored_offset,
+      history_unindexed, index_history, mark_history_indexed;
 
   Statement& prep(std::optional<Statement>& s, std::string_view sql) {
     if (!s) s.emplace(db.prepare(sql));
     return *s;
   }
 };
+
+std::span<const Migration> state_migrations() {
+  return kMigrations;
+}
 
 StateStore::StateStore(const std::string& path, bool read_only, int cache_mib) {
   Database::Options opts;
@@ -520,10 +543,17 @@ void StateStore::append_history(const HistoryRow& h) {
 }
 
 std::vector<HistoryRow> StateStore::history(const std::string& entity_id) {
+  // The indexed rows, then the tail not indexed yet (index_history_if_due).
   auto s = impl_->db.prepare(
       "SELECT seq, event_id, entity_kind, event_type, event_version, occurred_at, outcome, "
       "from_state, to_state, reason, topic, partition, offset FROM history "
-      "WHERE entity_hash = ? AND entity_id = ? ORDER BY seq");
+      "WHERE seq IN (SELECT seq FROM history_by_entity WHERE entity_hash = ?1) "
+      "AND entity_id = ?2 "
+      "UNION ALL "
+      "SELECT seq, event_id, entity_kind, event_type, event_version, occurred_at, outcome, "
+      "from_state, to_state, reason, topic, partition, offset FROM history "
+      "WHERE seq > (SELECT through_seq FROM history_indexed) "
+      "AND entity_hash = ?1 AND entity_id = ?2 ORDER BY 1");
   s.bind(1, entity_hash(entity_id)).bind(2, entity_id);
   std::vector<HistoryRow> out;
   while (s.step()) {
@@ -545,6 +575,31 @@ std::vector<HistoryRow> StateStore::history(const std::string& entity_id) {
     out.push_back(std::move(h));
   }
   return out;
+}
+
+bool StateStore::index_history_if_due(std::int64_t max_unindexed) {
+  auto& tail = impl_->prep(impl_->history_unindexed,
+                           "SELECT through_seq, (SELECT COALESCE(MAX(seq), 0) FROM history) "
+                           "FROM history_indexed");
+  std::int64_t through = 0, last = 0;
+  if (tail.step()) {
+    through = tail.int64(0);
+    last = tail.int64(1);
+  }
+  tail.reset();
+  if (last - through < max_unindexed) return false;
+  // In key order: each index page is visited once, however many rows land on it.
+  auto& fill = impl_->prep(impl_->index_history,
+                           "INSERT INTO history_by_entity (entity_hash, seq) "
+                           "SELECT entity_hash, seq FROM history WHERE seq > ? AND seq <= ? "
+                           "ORDER BY entity_hash, seq");
+  fill.bind(1, through).bind(2, last);
+  fill.run();
+  auto& mark =
+      impl_->prep(impl_->mark_history_indexed, "UPDATE history_indexed SET through_seq = ?");
+  mark.bind(1, last);
+  mark.run();
+  return true;
 }
 
 bool StateStore::insert_outbox(const OutboxRow& o) {

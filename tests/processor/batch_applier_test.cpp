@@ -425,6 +425,63 @@ TEST(StateStore, RefusesANewerSchema) {
   std::filesystem::remove_all(dir);
 }
 
+// The per-entity history index is filled in bulk (schema v2): rows before and
+// after a fill, and rows a version-1 database already held, are all found.
+TEST(StateStore, HistoryByEntitySpansTheBulkIndexAndAMigratedV1Database) {
+  auto dir = test::make_temp_dir("history-index");
+  const std::string path = dir + "/s.db";
+  auto fnv1a = [](std::string_view id) {  // the stored entity_hash
+    std::uint64_t h = 1469598103934665603ULL;
+    for (unsigned char c : id) {
+      h ^= c;
+      h *= 1099511628211ULL;
+    }
+    return static_cast<std::int64_t>(h);
+  };
+  {  // What version 1 left behind: history rows under a per-row index.
+    auto db = storage::Database::open(path);
+    storage::migrate(db, "state", storage::state_migrations().first(1));
+    auto ins = db.prepare(
+        "INSERT INTO history (event_id, entity_kind, entity_id, entity_hash, event_type, "
+        "event_version, occurred_at, outcome, reason, topic, partition, offset) "
+        "VALUES (?, 'payment_request', ?, ?, 't', 'v1', 'at', 'applied', '', 'topic', 0, ?)");
+    int offset = 0;
+    for (const char* entity : {"e-1", "e-2", "e-1"}) {
+      ins.bind(1, "v1-" + std::to_string(offset)).bind(2, entity).bind(3, fnv1a(entity));
+      ins.bind(4, offset++);
+      ins.run();
+    }
+  }
+  storage::StateStore store(path);
+  EXPECT_EQ(store.schema_version(), 2);
+  auto ids = [&](const std::string& entity) {
+    std::vector<std::string> out;
+    for (const auto& h : store.history(entity)) out.push_back(h.event_id);
+    return out;
+  };
+  EXPECT_EQ(ids("e-1"), (std::vector<std::string>{"v1-0", "v1-2"}));
+  for (int i = 0; i < 3; ++i) {
+    storage::HistoryRow h;
+    h.event_id = "v2-" + std::to_string(i);
+    h.entity_kind = "payment_request";
+    h.entity_id = i == 1 ? "e-2" : "e-1";
+    h.outcome = "applied";
+    store.append_history(h);
+  }
+  // Not indexed yet: found by the tail scan.
+  EXPECT_FALSE(store.index_history_if_due(100));
+  EXPECT_EQ(ids("e-1"), (std::vector<std::string>{"v1-0", "v1-2", "v2-0", "v2-2"}));
+  EXPECT_EQ(ids("e-2"), (std::vector<std::string>{"v1-1", "v2-1"}));
+  // Indexed: the same answer, now from the index.
+  EXPECT_TRUE(store.index_history_if_due(3));
+  EXPECT_EQ(test::query_int(path, "SELECT COUNT(*) FROM history_by_entity"), 6);
+  EXPECT_EQ(test::query_int(path, "SELECT through_seq FROM history_indexed"), 6);
+  EXPECT_EQ(ids("e-1"), (std::vector<std::string>{"v1-0", "v1-2", "v2-0", "v2-2"}));
+  EXPECT_EQ(ids("e-2"), (std::vector<std::string>{"v1-1", "v2-1"}));
+  EXPECT_TRUE(ids("e-3").empty());
+  std::filesystem::remove_all(dir);
+}
+
 TEST(Rfc3339, ParsesKlarnaTimestamps) {
   EXPECT_EQ(processor::parse_rfc3339_ms("2026-01-01T00:00:00Z"), T0);
   EXPECT_EQ(processor::parse_rfc3339_ms("2026-01-01T00:00:00.123Z"), T0 + 123);

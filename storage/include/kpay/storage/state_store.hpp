@@ -16,9 +16,11 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
+#include "kpay/storage/migrations.hpp"
 #include "kpay/storage/sqlite.hpp"
 
 namespace kpay::storage {
@@ -184,6 +186,10 @@ struct PaymentSummary {
   std::int64_t updated_as_of_ms = 0;
 };
 
+// The migrations of schema "state", oldest first (tests build older databases
+// from a prefix of them).
+std::span<const Migration> state_migrations();
+
 class StateStore {
  public:
   // Opens (creating if needed) and migrates. Throws SchemaTooNewError for a
@@ -218,7 +224,14 @@ class StateStore {
   void save_record(const RecordRow& r);
 
   void append_history(const HistoryRow& h);
+  // Every history row of an entity, oldest first.
   std::vector<HistoryRow> history(const std::string& entity_id);
+  // The per-entity history index is filled in bulk: when more than
+  // `max_unindexed` rows were appended since the last fill, index them now
+  // (in the caller's transaction). history() reads the unindexed tail by a
+  // scan, so the bound is also what one lookup may scan. true when it filled.
+  bool index_history_if_due(std::int64_t max_unindexed = kHistoryIndexEvery);
+  static constexpr std::int64_t kHistoryIndexEvery = 50000;
 
   // false when a row with this idempotency key exists already.
   bool insert_outbox(const OutboxRow& o);
