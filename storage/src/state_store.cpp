@@ -242,8 +242,16 @@ StateStore::StateStore(const std::string& path, bool read_only, int cache_mib) {
     impl_->db.exec("PRAGMA journal_size_limit=134217728");
   }
   if (read_only) {
-    if (storage::schema_version(impl_->db, "state") > kMigrations.back().version) {
+    const int version = storage::schema_version(impl_->db, "state");
+    if (version > kMigrations.back().version) {
       throw SchemaTooNewError("database schema 'state' is newer than this binary supports");
+    }
+    if (version < kMigrations.back().version) {
+      // Read-only connections never migrate; the processor does at start.
+      throw SqliteError(SQLITE_ERROR, "database schema 'state' is version " +
+                                          std::to_string(version) + ", this binary reads " +
+                                          std::to_string(kMigrations.back().version) +
+                                          ": start klarna-processor once to migrate it");
     }
   } else {
     migrate(impl_->db, "state", kMigrations);
