@@ -3,12 +3,16 @@
 # 200, same load generator, same run, plain HTTP and TLS. Kafka acknowledgement
 # comes from the embedded Kafka running in its own process.
 #
-#   scripts/bench-receiver.sh [build-dir]     (env: RUNS=3 SECONDS_PER_RUN=8 CONNECTIONS=128)
+#   scripts/bench-receiver.sh [build-dir]
+#   env: RUNS=3 SECONDS_PER_RUN=8 CONNECTIONS=128 TLS_MODES="false true"
+#        RECEIVER_ARGS="--set kafka.properties.linger.ms=2"   (extra receiver options)
 set -euo pipefail
 BUILD=$(cd "${1:-build}" && pwd)
 RUNS=${RUNS:-3}
 SECS=${SECONDS_PER_RUN:-8}
 CONN=${CONNECTIONS:-128}
+TLS_MODES=${TLS_MODES:-false true}
+read -r -a EXTRA_ARGS <<<"${RECEIVER_ARGS:-}"
 DIR=$(mktemp -d /tmp/kpay-bench.XXXXXX)
 KEY_ID=krn:partner:global:notification:signing-key:bench
 SECRET=bench-signing-key-NOT-REAL
@@ -34,7 +38,7 @@ start_receiver() {  # $1 = tls true|false
     --set receiver.tls="$1" --set receiver.tls_certificate="$DIR/tls.crt" --set receiver.tls_private_key="$DIR/tls.key" \
     --set receiver.port_file="$DIR/receiver.json" --set keys.database="$DIR/keys.db" \
     --set kafka.bootstrap_servers="$(cat "$DIR/bootstrap")" --set admin.port=0 --set log.level=warn \
-    >>"$DIR/receiver.log" 2>&1 &
+    "${EXTRA_ARGS[@]}" >>"$DIR/receiver.log" 2>&1 &
   RECEIVER_PID=$!
   pids+=($RECEIVER_PID)
   wait_file "$DIR/receiver.json"
@@ -58,7 +62,7 @@ load() {  # port tls rate
 }
 median() { python3 -c "import sys,statistics,json;v=[json.loads(l)[sys.argv[1]] for l in sys.stdin];print(statistics.median(v))" "$1"; }
 
-for tls in false true; do
+for tls in $TLS_MODES; do
   start_receiver "$tls"
   start_bare "$tls"
   : >"$DIR/bare-$tls.jsonl"

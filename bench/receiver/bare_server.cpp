@@ -2,21 +2,24 @@
 // (coroutine per connection, TLS optional, keep-alive, same parser limits)
 // that answers 200 to every request without verifying or storing anything.
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/ssl.hpp>
-#include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
 #include <fstream>
 #include <iostream>
+#include <memory>
 #include <thread>
+#include <vector>
 
 namespace asio = boost::asio;
 namespace beast = boost::beast;
@@ -67,7 +70,14 @@ int main(int argc, char** argv) {
   app.add_option("--port-file", port_file)->required();
   CLI11_PARSE(app, argc, argv);
 
-  asio::io_context ioc(threads);
+  // The receiver's shape: one io_context per thread, connections dealt round
+  // robin, no strands (receiver/src/receiver.cpp, IoContext).
+  std::vector<std::unique_ptr<asio::io_context>> contexts;
+  for (int i = 0; i < std::max(1, threads); ++i)
+    contexts.push_back(std::make_unique<asio::io_context>(1));
+  auto& ioc = *contexts.front();
+  std::vector<asio::executor_work_guard<asio::io_context::executor_type>> work;
+  for (auto& c : contexts) work.emplace_back(c->get_executor());
   std::optional<ssl::context> ctx;
   if (!cert.empty()) {
     ctx.emplace(ssl::context::tls_server);
@@ -76,11 +86,13 @@ int main(int argc, char** argv) {
   }
   tcp::acceptor acceptor(ioc, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
   std::ofstream(port_file) << acceptor.local_endpoint().port() << "\n";
+  std::size_t next = 0;
   asio::co_spawn(
       ioc,
       [&]() -> asio::awaitable<void> {
         for (;;) {
-          auto [ec, s] = co_await acceptor.async_accept(asio::make_strand(ioc), kTuple);
+          auto& home = *contexts[next++ % contexts.size()];
+          auto [ec, s] = co_await acceptor.async_accept(home.get_executor(), kTuple);
           if (ec) co_return;
           auto ex = s.get_executor();
           asio::co_spawn(ex, session(std::move(s), ctx ? &*ctx : nullptr), asio::detached);
@@ -88,9 +100,12 @@ int main(int argc, char** argv) {
       },
       asio::detached);
   asio::signal_set signals(ioc, SIGINT, SIGTERM);
-  signals.async_wait([&](auto, auto) { ioc.stop(); });
+  signals.async_wait([&](auto, auto) {
+    for (auto& c : contexts) c->stop();
+  });
   std::vector<std::thread> pool;
-  for (int i = 1; i < threads; ++i) pool.emplace_back([&] { ioc.run(); });
+  for (std::size_t i = 1; i < contexts.size(); ++i)
+    pool.emplace_back([&, i] { contexts[i]->run(); });
   ioc.run();
   for (auto& t : pool) t.join();
 }

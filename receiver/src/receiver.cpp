@@ -2,20 +2,20 @@
 // reads: [TLS handshake] → loop { wait for a request → read it (deadline, size
 // limits) → decide → publish and await Kafka's report → answer } → close.
 // This is the only Beast/Asio translation unit of the receiver.
+#include <array>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
-#include <array>
 #include <condition_variable>
 #include <csignal>
 #include <filesystem>
@@ -45,49 +45,103 @@ namespace {
 
 constexpr auto kUseTuple = asio::as_tuple(asio::use_awaitable);
 
-// What shutdown needs to reach a connection: run on the connection's strand,
-// it cancels the connection's I/O if the connection is waiting for a request.
+// What shutdown needs to reach a connection: run on the connection's I/O
+// context, it cancels the connection's I/O if it is waiting for a request.
 struct ConnectionControl {
-  explicit ConnectionControl(asio::any_io_executor s) : strand(std::move(s)) {}
-  asio::any_io_executor strand;
-  bool idle = true;                // touched on the strand only
-  std::function<void()> cancel_io;  // set while the session runs (strand only)
+  explicit ConnectionControl(asio::any_io_executor e) : executor(std::move(e)) {}
+  asio::any_io_executor executor;
+  bool idle = true;                 // touched on the connection's context only
+  std::function<void()> cancel_io;  // set while the session runs (same)
 };
 
 // Kafka's delivery report, handed from the producer's poll thread to the
-// connection's strand. The timer doubles as the deadline and the wake-up.
+// connection's I/O context. The timer doubles as the deadline and the wake-up.
 struct PendingDelivery {
-  explicit PendingDelivery(const asio::any_io_executor& strand) : timer(strand) {}
+  explicit PendingDelivery(const asio::any_io_executor& ex) : timer(ex) {}
   asio::steady_timer timer;
   std::optional<DeliveryReport> report;
 };
 
-class WakeOnDelivery final : public DeliveryCallback {
+// Delivery reports reach an I/O context through its mailbox. librdkafka's
+// poll thread hands over many reports per round under load; the mailbox posts
+// to the context only when it was empty, so one wake-up serves them all
+// instead of one cross-thread post (lock, futex) per message.
+class DeliveryMailbox {
  public:
-  explicit WakeOnDelivery(std::shared_ptr<PendingDelivery> p) : pending_(std::move(p)) {}
-  void delivered(const DeliveryReport& report) noexcept override {
-    auto p = pending_;
-    asio::post(p->timer.get_executor(), [p, report] {
-      p->report = report;
-      p->timer.cancel();
-    });
+  explicit DeliveryMailbox(asio::io_context::executor_type ex) : ex_(ex) {}
+
+  void deliver(std::shared_ptr<PendingDelivery> p, const DeliveryReport& report) {
+    bool was_empty;
+    {
+      std::lock_guard lock(mu_);
+      was_empty = incoming_.empty();
+      incoming_.push_back({std::move(p), report});
+    }
+    if (was_empty) asio::post(ex_, [this] { drain(); });
   }
 
  private:
+  struct Item {
+    std::shared_ptr<PendingDelivery> pending;
+    DeliveryReport report;
+  };
+  void drain() {  // on the context's thread only
+    {
+      std::lock_guard lock(mu_);
+      draining_.swap(incoming_);
+    }
+    for (auto& item : draining_) {
+      item.pending->report = item.report;
+      item.pending->timer.cancel();
+    }
+    draining_.clear();  // keeps its capacity for the next round
+  }
+
+  asio::io_context::executor_type ex_;
+  std::mutex mu_;
+  std::vector<Item> incoming_;  // guarded by mu_
+  std::vector<Item> draining_;  // the context's thread only
+};
+
+class WakeOnDelivery final : public DeliveryCallback {
+ public:
+  WakeOnDelivery(DeliveryMailbox& mailbox, std::shared_ptr<PendingDelivery> p)
+      : mailbox_(mailbox), pending_(std::move(p)) {}
+  void delivered(const DeliveryReport& report) noexcept override {
+    mailbox_.deliver(std::move(pending_), report);
+  }
+
+ private:
+  DeliveryMailbox& mailbox_;
   std::shared_ptr<PendingDelivery> pending_;
 };
 
-std::string_view sv(beast::string_view s) { return {s.data(), s.size()}; }
+int io_thread_count(const ListenerSettings& l) {
+  return l.io_threads > 0 ? l.io_threads
+                          : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+}
+
+// One io_context per I/O thread. A connection lives on one of them, so its
+// handlers never run concurrently and need no strand: no lock per handler,
+// and its delivery reports are batched per context (DeliveryMailbox).
+struct IoContext {
+  asio::io_context ioc{1};  // concurrency hint: run by exactly one thread
+  asio::executor_work_guard<asio::io_context::executor_type> work{ioc.get_executor()};
+  DeliveryMailbox mailbox{ioc.get_executor()};
+  std::atomic<std::int64_t> heartbeat_ms{0};
+};
+
+std::string_view sv(beast::string_view s) {
+  return {s.data(), s.size()};
+}
 
 }  // namespace
 
 struct Receiver::Impl {
   explicit Impl(Settings s)
       : settings(std::move(s)),
-        ioc(settings.listener.io_threads > 0
-                ? settings.listener.io_threads
-                : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()))),
-        acceptor_strand(asio::make_strand(ioc)),
+        contexts(make_contexts(io_thread_count(settings.listener))),
+        acceptor_ex(contexts.front()->ioc.get_executor()),
         keys(settings.keys_database, settings.keys_reload_interval),
         publisher(settings.kafka, topic_list(settings.topics), registry),
         handler(settings.listener.path, settings.topics, registry),
@@ -101,9 +155,10 @@ struct Receiver::Impl {
                                        "Time from publish to Kafka's delivery report.", {},
                                        core::latency_buckets_seconds())
                             .with({})),
-        in_flight(registry.gauge("klarna_receiver_in_flight_requests",
-                                 "Requests read and not yet answered.")
-                      .with({})),
+        in_flight(
+            registry
+                .gauge("klarna_receiver_in_flight_requests", "Requests read and not yet answered.")
+                .with({})),
         open_connections(
             registry.gauge("klarna_receiver_connections", "Open client connections.").with({})),
         refused_connections(registry
@@ -119,46 +174,45 @@ struct Receiver::Impl {
     dead_lettered = &requests.with({"dead_lettered"});
     rejected = &requests.with({"rejected"});
     unavailable = &requests.with({"unavailable"});
-    registry.gauge_callback("klarna_receiver_signing_keys", "Active signing keys in the key ring.",
-                            {}, [this] {
-                              return std::vector<core::GaugeSample>{
-                                  {{}, static_cast<double>(keys.current()->size())}};
-                            });
-    registry.gauge_callback("klarna_receiver_kafka_ready",
-                            "1 when Kafka answered the last metadata probe.", {}, [this] {
-                              return std::vector<core::GaugeSample>{
-                                  {{}, publisher.ready() ? 1.0 : 0.0}};
-                            });
+    registry.gauge_callback(
+        "klarna_receiver_signing_keys", "Active signing keys in the key ring.", {}, [this] {
+          return std::vector<core::GaugeSample>{{{}, static_cast<double>(keys.current()->size())}};
+        });
+    registry.gauge_callback(
+        "klarna_receiver_kafka_ready", "1 when Kafka answered the last metadata probe.", {},
+        [this] {
+          return std::vector<core::GaugeSample>{{{}, publisher.ready() ? 1.0 : 0.0}};
+        });
     if (settings.listener.tls) setup_tls();
   }
 
   void setup_tls() {
     tls.emplace(ssl::context::tls_server);
     tls->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
-                     ssl::context::no_sslv3 | ssl::context::no_tlsv1 |
-                     ssl::context::no_tlsv1_1 | ssl::context::single_dh_use);
+                     ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1 |
+                     ssl::context::single_dh_use);
     SSL_CTX_set_min_proto_version(tls->native_handle(), TLS1_2_VERSION);
     // Client-initiated TLS 1.2 renegotiation costs us CPU and buys nothing.
     SSL_CTX_set_options(tls->native_handle(), SSL_OP_NO_RENEGOTIATION);
     boost::system::error_code ec;
     tls->use_certificate_chain_file(settings.listener.tls_certificate, ec);
     if (ec) {
-      throw core::ConfigError("receiver.tls_certificate",
-                              "cannot load '" + settings.listener.tls_certificate +
-                                  "': " + ec.message());
+      throw core::ConfigError(
+          "receiver.tls_certificate",
+          "cannot load '" + settings.listener.tls_certificate + "': " + ec.message());
     }
     tls->use_private_key_file(settings.listener.tls_private_key, ssl::context::pem, ec);
     if (ec) {
       // Never echo key material; the path and OpenSSL's reason are enough.
-      throw core::ConfigError("receiver.tls_private_key",
-                              "cannot load '" + settings.listener.tls_private_key +
-                                  "': " + ec.message());
+      throw core::ConfigError(
+          "receiver.tls_private_key",
+          "cannot load '" + settings.listener.tls_private_key + "': " + ec.message());
     }
   }
 
   static std::vector<std::string> topic_list(const klarna::Topics& t) {
-    return {t.payment_requests, t.payment_transactions, t.disputes, t.settlements,
-            t.accounts,         t.unrouted,             t.dead_letter};
+    return {t.payment_requests, t.payment_transactions, t.disputes, t.settlements, t.accounts,
+            t.unrouted,         t.dead_letter};
   }
 
   core::Readiness readiness() {
@@ -175,12 +229,14 @@ struct Receiver::Impl {
 
   asio::awaitable<void> accept_loop() {
     for (;;) {
-      auto [ec, socket] = co_await acceptor->async_accept(asio::make_strand(ioc), kUseTuple);
+      // Round robin over the I/O contexts.
+      auto& home = *contexts[next_context++ % contexts.size()];
+      auto [ec, socket] = co_await acceptor->async_accept(home.ioc.get_executor(), kUseTuple);
       if (ec == asio::error::operation_aborted || stopping.load()) co_return;
       if (ec) {
         // EMFILE/ENFILE/ENOBUFS: retrying at once would spin; back off.
         log.warn("accept failed", {{"error", ec.message()}});
-        asio::steady_timer backoff(acceptor_strand, std::chrono::milliseconds(100));
+        asio::steady_timer backoff(acceptor_ex, std::chrono::milliseconds(100));
         co_await backoff.async_wait(kUseTuple);
         continue;
       }
@@ -190,10 +246,10 @@ struct Receiver::Impl {
         socket.close(ignored);
         continue;
       }
-      auto strand = socket.get_executor();
-      auto ctl = std::make_shared<ConnectionControl>(strand);
+      auto executor = socket.get_executor();
+      auto ctl = std::make_shared<ConnectionControl>(executor);
       connection_started(ctl);
-      asio::co_spawn(strand, connection(std::move(socket), ctl),
+      asio::co_spawn(executor, connection(std::move(socket), ctl),
                      [this, ctl](std::exception_ptr e) {
                        if (e) log.error("connection ended by an unexpected exception");
                        connection_finished(ctl);
@@ -201,10 +257,11 @@ struct Receiver::Impl {
     }
   }
 
-  asio::awaitable<void> heartbeat() {
-    asio::steady_timer timer(acceptor_strand);
+  // One per context: the watchdog is fed only while every context runs.
+  asio::awaitable<void> heartbeat(IoContext& c) {
+    asio::steady_timer timer(c.ioc);
     while (!stopping.load()) {
-      heartbeat_ms.store(now_ms());
+      c.heartbeat_ms.store(now_ms());
       timer.expires_after(std::chrono::milliseconds(500));
       co_await timer.async_wait(kUseTuple);
     }
@@ -216,7 +273,28 @@ struct Receiver::Impl {
         .count();
   }
 
-  bool io_alive() const { return now_ms() - heartbeat_ms.load() < 5000; }
+  bool io_alive() const {
+    const auto now = now_ms();
+    for (const auto& c : contexts) {
+      if (now - c->heartbeat_ms.load() >= 5000) return false;
+    }
+    return true;
+  }
+
+  static std::vector<std::unique_ptr<IoContext>> make_contexts(int n) {
+    std::vector<std::unique_ptr<IoContext>> out;
+    for (int i = 0; i < n; ++i) out.push_back(std::make_unique<IoContext>());
+    return out;
+  }
+
+  // The mailbox of the context running the calling coroutine.
+  DeliveryMailbox& mailbox_of(const asio::any_io_executor& ex) {
+    auto& ctx = asio::query(ex, asio::execution::context);
+    for (auto& c : contexts) {
+      if (&c->ioc == &ctx) return c->mailbox;
+    }
+    throw std::logic_error("coroutine outside the receiver's I/O contexts");
+  }
 
   void connection_started(const std::shared_ptr<ConnectionControl>& ctl) {
     std::lock_guard lock(conn_mu);
@@ -303,8 +381,8 @@ struct Receiver::Impl {
       // Bodies are buffered before the signature can be checked, so the
       // bytes all connections may hold at once are capped; past the cap,
       // 503 sends Klarna back later instead of letting memory run out.
-      BodyReservation reservation(*this, parser.content_length().value_or(
-                                             settings.listener.max_body_bytes));
+      BodyReservation reservation(
+          *this, parser.content_length().value_or(settings.listener.max_body_bytes));
       if (!reservation.granted()) {
         handler.count_rejection("overloaded");
         unavailable->inc();
@@ -430,9 +508,9 @@ struct Receiver::Impl {
     Answer a;
     if (ec == http::error::body_limit) {
       handler.count_rejection("body_too_large");
-      a = handler.error_answer(413, "body_too_large",
-                               "the body exceeds " +
-                                   std::to_string(settings.listener.max_body_bytes) + " bytes");
+      a = handler.error_answer(
+          413, "body_too_large",
+          "the body exceeds " + std::to_string(settings.listener.max_body_bytes) + " bytes");
     } else if (ec == http::error::header_limit) {
       handler.count_rejection("header_too_large");
       a = handler.error_answer(431, "header_too_large", "the request headers are too large");
@@ -495,15 +573,16 @@ struct Receiver::Impl {
     msg.headers.emplace_back("klarna-signing-key-id", in.signing_key_id);
     msg.headers.emplace_back("klarna-signature", in.signature);
     msg.headers.emplace_back("received-at", plan.received_at);
-    msg.headers.emplace_back("content-type",
-                             in.content_type.empty() ? std::string_view("application/json")
-                                                     : in.content_type);
+    msg.headers.emplace_back("content-type", in.content_type.empty()
+                                                 ? std::string_view("application/json")
+                                                 : in.content_type);
 
     auto executor = co_await asio::this_coro::executor;
     auto pending = std::make_shared<PendingDelivery>(executor);
     pending->timer.expires_after(settings.kafka.publish_timeout);
     auto started = std::chrono::steady_clock::now();
-    auto err = publisher.publish(msg, std::make_unique<WakeOnDelivery>(pending));
+    auto err =
+        publisher.publish(msg, std::make_unique<WakeOnDelivery>(mailbox_of(executor), pending));
     if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
       co_await pending->timer.async_wait(kUseTuple);
     }
@@ -552,7 +631,7 @@ struct Receiver::Impl {
     auto addr = asio::ip::make_address(settings.listener.address, ec);
     if (ec) throw core::ConfigError("receiver.listen_address", "not an IP address");
     tcp::endpoint ep(addr, settings.listener.port);
-    acceptor.emplace(acceptor_strand);
+    acceptor.emplace(acceptor_ex);
     acceptor->open(ep.protocol());
     acceptor->set_option(asio::socket_base::reuse_address(true));
     acceptor->bind(ep, ec);
@@ -564,17 +643,16 @@ struct Receiver::Impl {
     bound_port = acceptor->local_endpoint().port();
     bound_admin_port = admin.start(settings.admin_address, settings.admin_port);
     keys.start_watching();
-    asio::co_spawn(acceptor_strand, accept_loop(), [this](std::exception_ptr e) {
+    asio::co_spawn(acceptor_ex, accept_loop(), [this](std::exception_ptr e) {
       if (e && !stopping.load()) {
         accept_failed.store(true);
         log.error("the accept loop stopped unexpectedly; reporting not ready");
       }
     });
-    asio::co_spawn(acceptor_strand, heartbeat(), asio::detached);
-    int n = settings.listener.io_threads > 0
-                ? settings.listener.io_threads
-                : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-    for (int i = 0; i < n; ++i) threads.emplace_back([this] { ioc.run(); });
+    for (auto& c : contexts) {
+      asio::co_spawn(c->ioc, heartbeat(*c), asio::detached);
+      threads.emplace_back([&c] { c->ioc.run(); });
+    }
     write_port_file();
     log.info("listening", {{"address", settings.listener.address},
                            {"port", static_cast<unsigned>(bound_port)},
@@ -604,14 +682,14 @@ struct Receiver::Impl {
     stopping.store(true);
     core::notify_stopping();
     log.info("shutting down: no new connections, answering requests in flight");
-    asio::post(acceptor_strand, [this] {
+    asio::post(acceptor_ex, [this] {
       boost::system::error_code ec;
       if (acceptor) acceptor->close(ec);
     });
     {
       std::lock_guard lock(conn_mu);
       for (const auto& c : connections) {
-        asio::post(c->strand, [c] {
+        asio::post(c->executor, [c] {
           if (c->idle && c->cancel_io) c->cancel_io();
         });
       }
@@ -625,7 +703,7 @@ struct Receiver::Impl {
       log.warn("grace period over with connections still open; closing them",
                {{"connections", connection_count.load()}});
     }
-    ioc.stop();
+    for (auto& c : contexts) c->ioc.stop();
     for (auto& t : threads) t.join();
     threads.clear();
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -643,10 +721,11 @@ struct Receiver::Impl {
   Settings settings;
   core::Registry registry;
   core::Logger log{"receiver"};
-  // Declared before the publisher so it is destroyed after it: the
-  // publisher's last delivery reports are posted to connection strands.
-  asio::io_context ioc;
-  asio::strand<asio::io_context::executor_type> acceptor_strand;
+  // Declared before the publisher so they are destroyed after it: the
+  // publisher's last delivery reports go to their mailboxes.
+  std::vector<std::unique_ptr<IoContext>> contexts;
+  asio::io_context::executor_type acceptor_ex;  // context 0
+  std::size_t next_context = 0;                 // accept loop only
   KeyRingSource keys;
   KafkaPublisher publisher;
   WebhookHandler handler;
@@ -665,9 +744,6 @@ struct Receiver::Impl {
   std::unordered_set<std::shared_ptr<ConnectionControl>> connections;
   std::atomic<std::size_t> connection_count{0};
   std::atomic<std::size_t> body_bytes_reserved{0};
-  // Last time the accept strand ran; the systemd watchdog is fed only while
-  // it is recent, so a wedged I/O pool gets the process restarted.
-  std::atomic<std::int64_t> heartbeat_ms{0};
 
   core::CounterFamily& requests;
   core::Counter* accepted = nullptr;
@@ -685,12 +761,24 @@ Receiver::Receiver(Settings settings) : impl_(std::make_unique<Impl>(std::move(s
 Receiver::~Receiver() {
   if (impl_) impl_->shutdown();
 }
-void Receiver::start() { impl_->start(); }
-std::uint16_t Receiver::port() const { return impl_->bound_port; }
-std::uint16_t Receiver::admin_port() const { return impl_->bound_admin_port; }
-void Receiver::reload_keys() { impl_->keys.reload(); }
-bool Receiver::shutdown() { return impl_->shutdown(); }
-core::Registry& Receiver::metrics() { return impl_->registry; }
+void Receiver::start() {
+  impl_->start();
+}
+std::uint16_t Receiver::port() const {
+  return impl_->bound_port;
+}
+std::uint16_t Receiver::admin_port() const {
+  return impl_->bound_admin_port;
+}
+void Receiver::reload_keys() {
+  impl_->keys.reload();
+}
+bool Receiver::shutdown() {
+  return impl_->shutdown();
+}
+core::Registry& Receiver::metrics() {
+  return impl_->registry;
+}
 
 int Receiver::run_until_signalled() {
   core::notify_ready();
