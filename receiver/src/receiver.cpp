@@ -362,11 +362,12 @@ struct Receiver::Impl {
       }
       ctl.idle = false;
 
-      http::request_parser<http::string_body> parser;
+      RequestParser parser;
       parser.header_limit(static_cast<std::uint32_t>(settings.listener.max_header_bytes));
       parser.body_limit(settings.listener.max_body_bytes);
-      lowest.expires_after(settings.listener.read_timeout);
-      auto [hec, hn] = co_await http::async_read_header(stream, buffer, parser, kUseTuple);
+      lowest.expires_after(settings.listener.read_timeout);  // header and body together
+      auto hec =
+          co_await parse_until(stream, buffer, parser, [&] { return parser.is_header_done(); });
       if (hec) {
         co_await answer_read_error(stream, hec, remote);
         co_return;
@@ -397,7 +398,8 @@ struct Receiver::Impl {
         auto [cec, cn] = co_await http::async_write(stream, cont, kUseTuple);
         if (cec) co_return;
       }
-      auto [bec, bn] = co_await http::async_read(stream, buffer, parser, kUseTuple);
+      parser.eager(true);
+      auto bec = co_await parse_until(stream, buffer, parser, [&] { return parser.is_done(); });
       if (bec) {
         co_await answer_read_error(stream, bec, remote);
         co_return;
@@ -419,9 +421,40 @@ struct Receiver::Impl {
     }
   }
 
+  using RequestParser = http::request_parser<http::string_body>;
+
+  // Feeds the parser what is already buffered and reads only while it needs
+  // more. Beast's async_read_header/async_read would complete through the
+  // scheduler even when the whole request is already buffered (the usual case:
+  // a webhook arrives in one segment); this saves two round trips a request.
+  // Errors are Beast's own, as its read operations report them.
+  template <class Stream, class Done>
+  asio::awaitable<boost::system::error_code> parse_until(Stream& stream, beast::flat_buffer& buffer,
+                                                         RequestParser& parser, Done done) {
+    for (;;) {
+      if (buffer.size() > 0) {
+        boost::system::error_code ec;
+        const std::size_t used = parser.put(buffer.data(), ec);
+        buffer.consume(used);
+        if (ec && ec != http::error::need_more) co_return ec;
+        if (done()) co_return boost::system::error_code{};
+        if (!ec && used > 0 && buffer.size() > 0) continue;  // the next element
+      } else if (done()) {
+        co_return boost::system::error_code{};
+      }
+      auto [ec, n] = co_await stream.async_read_some(buffer.prepare(16 * 1024), kUseTuple);
+      if (ec == asio::error::eof) {
+        co_return parser.got_some() || buffer.size() > 0 ? http::error::partial_message
+                                                         : http::error::end_of_stream;
+      }
+      if (ec) co_return ec;
+      buffer.commit(n);
+    }
+  }
+
   // Framing rules Beast leaves to the application. Ambiguous framing is how
   // requests are smuggled past a proxy in front of us.
-  static std::string framing_error(const http::request_parser<http::string_body>& parser) {
+  static std::string framing_error(const RequestParser& parser) {
     const auto& req = parser.get();
     bool has_te = req.find(http::field::transfer_encoding) != req.end();
     if (!has_te) return {};
