@@ -29,7 +29,16 @@ TEST(Log, LevelParsing) {
   EXPECT_THROW(parse_log_level("verbose"), std::invalid_argument);
 }
 
-TEST(Log, Rfc3339Millis) { EXPECT_EQ(rfc3339_ms(1700000000123), "2023-11-14T22:13:20.123Z"); }
+TEST(Log, Rfc3339Millis) {
+  EXPECT_EQ(rfc3339_ms(1700000000123), "2023-11-14T22:13:20.123Z");
+  // The date part is cached per second: same second, next second, and back.
+  EXPECT_EQ(rfc3339_ms(1700000000005), "2023-11-14T22:13:20.005Z");
+  EXPECT_EQ(rfc3339_ms(1700000001999), "2023-11-14T22:13:21.999Z");
+  EXPECT_EQ(rfc3339_ms(1700000000040), "2023-11-14T22:13:20.040Z");
+  EXPECT_EQ(rfc3339_ms(0), "1970-01-01T00:00:00.000Z");
+  EXPECT_EQ(rfc3339_ms(1767225599999), "2025-12-31T23:59:59.999Z");
+  EXPECT_EQ(rfc3339_ms(1767225600000), "2026-01-01T00:00:00.000Z");
+}
 
 TEST(Metrics, RendersPrometheusText) {
   Registry r;

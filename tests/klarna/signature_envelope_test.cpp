@@ -1,5 +1,10 @@
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <memory>
+#include <thread>
+#include <vector>
+
 #include "kpay/klarna/envelope.hpp"
 #include "kpay/klarna/signature.hpp"
 
@@ -39,6 +44,37 @@ TEST(Signature, OneByteChangeFails) {
 TEST(Signature, KeyIsUsedByteExact) {
   EXPECT_NE(hmac_sha256_hex(std::string(kKey) + " ", kBody), kSig);
   EXPECT_NE(hmac_sha256_hex(std::string(kKey) + "\n", kBody), kSig);
+}
+
+// Each thread reuses a working MAC context per key: a failed verification,
+// interleaved keys, more keys than a thread keeps, keys destroyed and new ones
+// made, and other threads must all leave every answer exact.
+TEST(Signature, ReusedContextsStayExact) {
+  SigningKey key(kKey);
+  EXPECT_FALSE(key.verify("tampered", kSig));
+  EXPECT_TRUE(key.verify(kBody, kSig));
+  EXPECT_TRUE(key.verify(kBody, kSig));  // reset after a completed MAC
+  std::vector<std::unique_ptr<SigningKey>> others;
+  for (int i = 0; i < 20; ++i) {
+    const std::string secret = "secret-" + std::to_string(i);
+    others.push_back(std::make_unique<SigningKey>(secret));
+    EXPECT_EQ(others.back()->sign(kBody), hmac_sha256_hex(secret, kBody));
+    EXPECT_TRUE(key.verify(kBody, kSig)) << i;
+  }
+  others.clear();  // freed templates; the thread's copies age out
+  SigningKey fresh("secret-0");
+  EXPECT_EQ(fresh.sign(kBody), hmac_sha256_hex("secret-0", kBody));
+  std::vector<std::thread> threads;
+  std::atomic<int> wrong{0};
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 200; ++i) {
+        if (!key.verify(kBody, kSig) || fresh.verify(kBody, kSig)) ++wrong;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(wrong.load(), 0);
 }
 
 TEST(KeyRing, FindsById) {

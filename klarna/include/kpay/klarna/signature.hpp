@@ -4,6 +4,7 @@
 // Nothing else is signed: no timestamp, no nonce, no prefix.
 #pragma once
 
+#include <cstdint>
 #include <map>
 #include <memory>
 #include <string>
@@ -32,8 +33,11 @@ class SigningKey {
   bool verify(std::string_view body, std::string_view signature_hex) const;
 
  private:
-  // Keyed template; every call duplicates it, so concurrent use is safe.
+  // Keyed template, never used directly: each thread works on its own copy
+  // (found by id_, unique per key for the process's life), so concurrent use
+  // is safe.
   evp_mac_ctx_st* ctx_ = nullptr;
+  std::uint64_t id_ = 0;
 };
 
 // One-shot helper (tests, the simulator, klarnactl).
