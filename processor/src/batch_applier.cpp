@@ -267,6 +267,28 @@ void BatchApplier::apply_event(const Event& ev, Step& step) {
       store_.save_transaction(*txn);
     }
   };
+  // Settlement reports, payouts and partner accounts: one state on a records
+  // row. Saves and returns the row when the transition applied.
+  auto record_transition = [&](const char* kind, const auto& machine, auto target,
+                               bool with_amount) -> std::optional<storage::RecordRow> {
+    using State = decltype(target);
+    auto row = store_.find_record(kind, id);
+    auto current = row ? stored_state<State>(row->state) : std::nullopt;
+    step.from_state = current ? opt(state_name(*current)) : std::nullopt;
+    step.to_state = opt(state_name(target));
+    set_decision(decide(machine, current, row ? row->state_as_of_ms : 0, target, t));
+    if (step.outcome != Outcome::applied) return std::nullopt;
+    if (!row) row = new_record(kind, id);
+    row->state = step.to_state;
+    row->state_as_of_ms = t;
+    row->last_event_id = env.event_id;
+    if (with_amount) {
+      overwrite(row->amount, p.amount);
+      overwrite(row->currency, p.currency);
+    }
+    store_.save_record(*row);
+    return row;
+  };
   auto link_request = [&](const std::string& request_id, const std::string& transaction_id) {
     auto req = store_.find_request(request_id);
     if (req && !req->payment_transaction_id) {
@@ -692,58 +714,25 @@ void BatchApplier::apply_event(const Event& ev, Step& step) {
           },
           // ----------------------------------------------- settlements and accounts
           [&](const SettlementReportTransition& a) {
-            auto row = store_.find_record("settlement_report", id);
-            auto current = row ? stored_state<SettlementReportState>(row->state) : std::nullopt;
-            step.from_state = current ? opt(state_name(*current)) : std::nullopt;
-            step.to_state = opt(state_name(a.target));
-            set_decision(decide(settlement_report_machine(), current, row ? row->state_as_of_ms : 0,
-                                a.target, t));
-            if (step.outcome != Outcome::applied) return;
-            if (!row) row = new_record("settlement_report", id);
-            row->state = step.to_state;
-            row->state_as_of_ms = t;
-            row->last_event_id = env.event_id;
-            overwrite(row->amount, p.amount);
-            overwrite(row->currency, p.currency);
-            store_.save_record(*row);
-            step.state_change =
-                ChangeMessage("settlement_report", ev, step.from_state, step.to_state).done();
+            if (record_transition("settlement_report", settlement_report_machine(), a.target,
+                                  true)) {
+              step.state_change =
+                  ChangeMessage("settlement_report", ev, step.from_state, step.to_state).done();
+            }
           },
           [&](const PayoutTransition& a) {
-            auto row = store_.find_record("payout", id);
-            auto current = row ? stored_state<PayoutState>(row->state) : std::nullopt;
-            step.from_state = current ? opt(state_name(*current)) : std::nullopt;
-            step.to_state = opt(state_name(a.target));
-            set_decision(
-                decide(payout_machine(), current, row ? row->state_as_of_ms : 0, a.target, t));
-            if (step.outcome != Outcome::applied) return;
-            if (!row) row = new_record("payout", id);
-            row->state = step.to_state;
-            row->state_as_of_ms = t;
-            row->last_event_id = env.event_id;
-            overwrite(row->amount, p.amount);
-            overwrite(row->currency, p.currency);
-            store_.save_record(*row);
-            step.state_change = ChangeMessage("payout", ev, step.from_state, step.to_state)
-                                    .maybe("amount", row->amount)
-                                    .maybe("currency", row->currency)
-                                    .done();
+            if (auto row = record_transition("payout", payout_machine(), a.target, true)) {
+              step.state_change = ChangeMessage("payout", ev, step.from_state, step.to_state)
+                                      .maybe("amount", row->amount)
+                                      .maybe("currency", row->currency)
+                                      .done();
+            }
           },
           [&](const AccountTransition& a) {
-            auto row = store_.find_record("partner_account", id);
-            auto current = row ? stored_state<AccountState>(row->state) : std::nullopt;
-            step.from_state = current ? opt(state_name(*current)) : std::nullopt;
-            step.to_state = opt(state_name(a.target));
-            set_decision(
-                decide(account_machine(), current, row ? row->state_as_of_ms : 0, a.target, t));
-            if (step.outcome != Outcome::applied) return;
-            if (!row) row = new_record("partner_account", id);
-            row->state = step.to_state;
-            row->state_as_of_ms = t;
-            row->last_event_id = env.event_id;
-            store_.save_record(*row);
-            step.state_change =
-                ChangeMessage("partner_account", ev, step.from_state, step.to_state).done();
+            if (record_transition("partner_account", account_machine(), a.target, false)) {
+              step.state_change =
+                  ChangeMessage("partner_account", ev, step.from_state, step.to_state).done();
+            }
           },
           [&](const PaymentProductTransition& a) {
             auto row = store_.find_record("partner_account", id);

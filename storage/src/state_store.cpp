@@ -182,15 +182,6 @@ constexpr std::array kMigrations = {
     Migration{2, "history index by entity filled in bulk", kV2},
 };
 
-template <class T>
-void bind_opt(Statement& s, int i, const std::optional<T>& v) {
-  if (v) {
-    s.bind(i, *v);
-  } else {
-    s.bind_null(i);
-  }
-}
-
 // FNV-1a, 64 bit: stable across builds and platforms (it is stored).
 std::int64_t entity_hash(std::string_view id) {
   std::uint64_t h = 1469598103934665603ULL;
@@ -314,14 +305,14 @@ void StateStore::save_request(const PaymentRequestRow& r) {
       "expires_at_ms=excluded.expires_at_ms, authorization_due_ms=excluded.authorization_due_ms, "
       "last_event_id=excluded.last_event_id");
   s.bind(1, r.id).bind(2, r.generation);
-  bind_opt(s, 3, r.state);
+  s.bind(3, r.state);
   s.bind(4, r.state_as_of_ms);
-  bind_opt(s, 5, r.reference);
-  bind_opt(s, 6, r.amount);
-  bind_opt(s, 7, r.currency);
-  bind_opt(s, 8, r.payment_transaction_id);
-  bind_opt(s, 9, r.expires_at_ms);
-  bind_opt(s, 10, r.authorization_due_ms);
+  s.bind(5, r.reference);
+  s.bind(6, r.amount);
+  s.bind(7, r.currency);
+  s.bind(8, r.payment_transaction_id);
+  s.bind(9, r.expires_at_ms);
+  s.bind(10, r.authorization_due_ms);
   s.bind(11, r.last_event_id);
   s.run();
 }
@@ -369,15 +360,15 @@ void StateStore::save_transaction(const PaymentTransactionRow& t) {
       "chargeback_amount=excluded.chargeback_amount, funding_state=excluded.funding_state, "
       "funding_as_of_ms=excluded.funding_as_of_ms, last_event_id=excluded.last_event_id");
   s.bind(1, t.id);
-  bind_opt(s, 2, t.state);
+  s.bind(2, t.state);
   s.bind(3, t.state_as_of_ms);
-  bind_opt(s, 4, t.reference);
-  bind_opt(s, 5, t.amount);
-  bind_opt(s, 6, t.currency);
-  bind_opt(s, 7, t.payment_request_id);
-  bind_opt(s, 8, t.expires_at_ms);
+  s.bind(4, t.reference);
+  s.bind(5, t.amount);
+  s.bind(6, t.currency);
+  s.bind(7, t.payment_request_id);
+  s.bind(8, t.expires_at_ms);
   s.bind(9, t.captured_amount).bind(10, t.refunded_amount).bind(11, t.chargeback_amount);
-  bind_opt(s, 12, t.funding_state);
+  s.bind(12, t.funding_state);
   s.bind(13, t.funding_as_of_ms).bind(14, t.last_event_id);
   s.run();
 }
@@ -410,8 +401,8 @@ bool StateStore::insert_sub_record(const SubRecordRow& r) {
                         "amount, currency, capture_id, occurred_at_ms, event_id) "
                         "VALUES (?,?,?,?,?,?,?,?)");
   s.bind(1, r.kind).bind(2, r.id).bind(3, r.transaction_id).bind(4, r.amount);
-  bind_opt(s, 5, r.currency);
-  bind_opt(s, 6, r.capture_id);
+  s.bind(5, r.currency);
+  s.bind(6, r.capture_id);
   s.bind(7, r.occurred_at_ms).bind(8, r.event_id);
   s.run();
   return impl_->db.changes() == 1;
@@ -480,19 +471,19 @@ void StateStore::save_dispute(const DisputeRow& d) {
       "arbitration_as_of_ms, closed_at_ms, last_event_id) "
       "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
   s.bind(1, d.id).bind(2, d.framework).bind(3, d.framework_inferred ? 1 : 0);
-  bind_opt(s, 4, d.state);
+  s.bind(4, d.state);
   s.bind(5, d.state_as_of_ms);
-  bind_opt(s, 6, d.payment_transaction_id);
-  bind_opt(s, 7, d.payment_capture_id);
-  bind_opt(s, 8, d.reason);
-  bind_opt(s, 9, d.amount);
-  bind_opt(s, 10, d.currency);
-  bind_opt(s, 11, d.outcome);
-  bind_opt(s, 12, d.representment_expires_at_ms);
+  s.bind(6, d.payment_transaction_id);
+  s.bind(7, d.payment_capture_id);
+  s.bind(8, d.reason);
+  s.bind(9, d.amount);
+  s.bind(10, d.currency);
+  s.bind(11, d.outcome);
+  s.bind(12, d.representment_expires_at_ms);
   s.bind(13, d.representment_as_of_ms);
-  bind_opt(s, 14, d.arbitration_expires_at_ms);
+  s.bind(14, d.arbitration_expires_at_ms);
   s.bind(15, d.arbitration_as_of_ms);
-  bind_opt(s, 16, d.closed_at_ms);
+  s.bind(16, d.closed_at_ms);
   s.bind(17, d.last_event_id);
   s.run();
 }
@@ -525,12 +516,12 @@ void StateStore::save_record(const RecordRow& r) {
                         "sub_state, sub_state_as_of_ms, amount, currency, last_event_id) "
                         "VALUES (?,?,?,?,?,?,?,?,?)");
   s.bind(1, r.kind).bind(2, r.id);
-  bind_opt(s, 3, r.state);
+  s.bind(3, r.state);
   s.bind(4, r.state_as_of_ms);
-  bind_opt(s, 5, r.sub_state);
+  s.bind(5, r.sub_state);
   s.bind(6, r.sub_state_as_of_ms);
-  bind_opt(s, 7, r.amount);
-  bind_opt(s, 8, r.currency);
+  s.bind(7, r.amount);
+  s.bind(8, r.currency);
   s.bind(9, r.last_event_id);
   s.run();
 }
@@ -543,8 +534,8 @@ void StateStore::append_history(const HistoryRow& h) {
                   "topic, partition, offset, entity_hash) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
   s.bind(1, h.event_id).bind(2, h.entity_kind).bind(3, h.entity_id).bind(4, h.event_type);
   s.bind(5, h.event_version).bind(6, h.occurred_at).bind(7, h.outcome);
-  bind_opt(s, 8, h.from_state);
-  bind_opt(s, 9, h.to_state);
+  s.bind(8, h.from_state);
+  s.bind(9, h.to_state);
   s.bind(10, h.reason).bind(11, h.topic).bind(12, h.partition).bind(13, h.offset);
   s.bind(14, entity_hash(h.entity_id));
   s.run();
@@ -617,7 +608,7 @@ bool StateStore::insert_outbox(const OutboxRow& o) {
                         "VALUES (?,?,?,?,?,?,?,?)");
   s.bind(1, o.operation).bind(2, o.entity_id).bind(3, o.idempotency_key);
   s.bind(4, o.request_body).bind(5, o.call_token);
-  bind_opt(s, 6, o.due_by_ms);
+  s.bind(6, o.due_by_ms);
   s.bind(7, o.status).bind(8, o.created_by_event_id);
   s.run();
   return impl_->db.changes() == 1;
