@@ -92,15 +92,31 @@ struct BatchApplier::Step {
 BatchApplier::BatchApplier(storage::StateStore& store, klarna::Topics topics)
     : store_(store), topics_(std::move(topics)) {}
 
+DecodedMessage BatchApplier::decode(InputMessage m) const {
+  auto decoded = decode_event(m.value, m.topic == topics_.unrouted);
+  // Only a poison message needs its raw bytes again (dead-letter copy); a
+  // decoded event lets them go, which keeps the two batches in hand small.
+  if (std::holds_alternative<Event>(decoded)) std::string().swap(m.value);
+  return {std::move(m), std::move(decoded)};
+}
+
 BatchResult BatchApplier::apply(std::span<const InputMessage> batch,
+                                std::span<const std::int64_t> acknowledged) {
+  std::vector<DecodedMessage> decoded;
+  decoded.reserve(batch.size());
+  for (const auto& m : batch) decoded.push_back(decode(m));
+  return apply(std::span<const DecodedMessage>(decoded), acknowledged);
+}
+
+BatchResult BatchApplier::apply(std::span<const DecodedMessage> batch,
                                 std::span<const std::int64_t> acknowledged) {
   BatchResult out;
   storage::Transaction tx(store_.database());
   for (std::int64_t seq : acknowledged) store_.delete_published(seq);
-  for (const auto& m : batch) {
-    apply_one(m, out);
-    auto& next = out.next_offsets[{m.topic, m.partition}];
-    next = std::max(next, m.offset + 1);
+  for (const auto& d : batch) {
+    apply_one(d, out);
+    auto& next = out.next_offsets[{d.message.topic, d.message.partition}];
+    next = std::max(next, d.message.offset + 1);
   }
   for (const auto& [tp, next] : out.next_offsets) store_.save_offset(tp.first, tp.second, next);
   store_.index_history_if_due();
@@ -146,9 +162,10 @@ void BatchApplier::record_poison(const InputMessage& m, const Poison& p, BatchRe
   out.publications.push_back(std::move(dlq));
 }
 
-void BatchApplier::apply_one(const InputMessage& m, BatchResult& out) {
-  auto decoded = decode_event(m.value, m.topic == topics_.unrouted);
-  if (auto* p = std::get_if<Poison>(&decoded)) {
+void BatchApplier::apply_one(const DecodedMessage& d, BatchResult& out) {
+  const InputMessage& m = d.message;
+  const auto& decoded = d.decoded;
+  if (const auto* p = std::get_if<Poison>(&decoded)) {
     record_poison(m, *p, out);
     return;
   }

@@ -1,7 +1,9 @@
 #include "kpay/processor/consumer.hpp"
 
 #include <cstring>
+#include <span>
 #include <thread>
+#include <utility>
 
 namespace kpay::processor {
 
@@ -156,6 +158,8 @@ void Processor::on_rebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err,
   if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
     // Resume from the store's own record of what it applied; it committed in
     // the same transaction as the effects, so it is never ahead or behind.
+    // (The store thread finishes its batch first: one connection, one user.)
+    finish_commit();
     std::lock_guard lock(positions_mu_);
     for (int i = 0; i < partitions->cnt; ++i) {
       auto& tp = partitions->elems[i];
@@ -175,7 +179,7 @@ void Processor::on_rebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err,
     return;
   }
   // Revoked (or lost): finish what is in hand, then let go.
-  if (!pending_.empty()) commit_pending(stop_);
+  commit_pending(stop_);
   if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
     auto cerr = rd_kafka_commit(rk, nullptr, 0);  // synchronous
     if (cerr != RD_KAFKA_RESP_ERR_NO_ERROR && cerr != RD_KAFKA_RESP_ERR__NO_OFFSET) {
@@ -258,30 +262,53 @@ void Processor::retry_failed_publications() {
   }
 }
 
-bool Processor::commit_pending(const std::atomic<bool>* give_up) {
-  if (pending_.empty() && acknowledged_.empty()) return true;
+void Processor::start_commit(const std::atomic<bool>* give_up) {
+  committing_.swap(pending_);
+  pending_.clear();
+  committing_acks_.swap(acknowledged_);
+  acknowledged_.clear();
+  commit_in_flight_ = true;
+  store_thread_.submit([this, give_up] { committed_ = apply_with_retry(give_up); });
+}
+
+std::optional<BatchResult> Processor::apply_with_retry(const std::atomic<bool>* give_up) {
   auto started = std::chrono::steady_clock::now();
-  BatchResult result;
   for (int attempt = 0;; ++attempt) {
     try {
-      result = applier_.apply(pending_, acknowledged_);
-      break;
+      auto result = applier_.apply(std::span<const DecodedMessage>(committing_), committing_acks_);
+      storage_ok_ = true;
+      metrics_->batch_commit.observe(
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+      return result;
     } catch (const std::exception& e) {
       // A storage failure: the transaction rolled back, nothing was stored;
       // the same batch is retried (it is idempotent) until the store recovers.
       storage_ok_ = false;
       metrics_->storage_errors.inc();
       log_.error("batch failed; retrying", {{"error", e.what()}, {"attempt", attempt}});
-      if (give_up != nullptr && give_up->load() && attempt >= 3) return false;
+      if (give_up != nullptr && give_up->load() && attempt >= 3) return std::nullopt;
       std::this_thread::sleep_for(
           std::chrono::milliseconds(std::min(2000, 50 << std::min(attempt, 5))));
     }
   }
-  storage_ok_ = true;
-  metrics_->batch_commit.observe(
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+}
+
+bool Processor::finish_commit() {
+  store_thread_.wait_idle();
+  if (!commit_in_flight_) return true;
+  commit_in_flight_ = false;
+  auto outcome = std::exchange(committed_, std::nullopt);
+  if (!outcome) {
+    // Gave up while stopping: nothing of the batch was stored. Hand the
+    // batch back so nothing claims it done.
+    committing_.clear();
+    acknowledged_.insert(acknowledged_.end(), committing_acks_.begin(), committing_acks_.end());
+    committing_acks_.clear();
+    return false;
+  }
+  BatchResult& result = *outcome;
   metrics_->batch_events.inc();
-  acknowledged_.clear();
+  committing_acks_.clear();
 
   metrics_->applied.inc(result.applied);
   metrics_->duplicates.inc(result.duplicates);
@@ -292,8 +319,9 @@ bool Processor::commit_pending(const std::atomic<bool>* give_up) {
     metrics_->poison.with({reason}).inc(n);
     log_.warn("poison messages dead-lettered", {{"reason", reason}, {"count", n}});
   }
-  for (const auto& m : pending_) metrics_->consumed.with({m.topic}).inc();
-  events_seen_ += pending_.size();
+  for (const auto& d : committing_) metrics_->consumed.with({d.message.topic}).inc();
+  events_seen_ += committing_.size();
+  committing_.clear();
 
   // Only now, after the commit, may Kafka learn that these offsets are done.
   core::KafkaPartitionList offsets(
@@ -311,10 +339,16 @@ bool Processor::commit_pending(const std::atomic<bool>* give_up) {
     std::lock_guard lock(positions_mu_);
     for (const auto& [tp, next] : result.next_offsets) positions_[tp] = next;
   }
-  pending_.clear();
   for (const auto& row : result.publications) produce(row);
   metrics_->in_flight.set(static_cast<double>(in_flight_.size()));
   return true;
+}
+
+bool Processor::commit_pending(const std::atomic<bool>* give_up) {
+  if (!finish_commit()) return false;
+  if (pending_.empty() && acknowledged_.empty()) return true;
+  start_commit(give_up);
+  return finish_commit();
 }
 
 std::vector<core::GaugeSample> Processor::lag_samples() const {
@@ -385,21 +419,22 @@ bool Processor::run(const std::atomic<bool>& stop) {
       in.offset = m->offset;
       if (m->key != nullptr) in.key.assign(static_cast<const char*>(m->key), m->key_len);
       if (m->payload != nullptr) in.value.assign(static_cast<const char*>(m->payload), m->len);
-      pending_.push_back(std::move(in));
+      pending_.push_back(applier_.decode(std::move(in)));
     }
     if (!ok) break;
     rd_kafka_poll(producer_.get(), 0);  // delivery reports → acknowledged_
     retry_failed_publications();
-    // Acknowledged publications are deleted with the next batch, or alone when idle.
-    if (!pending_.empty() || !acknowledged_.empty()) {
-      if (!commit_pending(&stop)) {
-        ok = false;
-        break;
-      }
+    // The previous batch must be committed before this one is handed over.
+    if (!finish_commit()) {
+      ok = false;
+      break;
     }
+    // Acknowledged publications are deleted with the next batch, or alone when idle.
+    if (!pending_.empty() || !acknowledged_.empty()) start_commit(&stop);
   }
 
-  // SIGTERM: finish the batch in hand, commit, hand offsets to Kafka, leave.
+  // SIGTERM: finish the batches in hand, commit, hand offsets to Kafka, leave.
+  if (!finish_commit()) ok = false;
   if (ok && !pending_.empty()) ok = commit_pending(&stop);
   auto flush_deadline = std::chrono::steady_clock::now() + settings_.shutdown_flush_timeout;
   while (!in_flight_.empty() && std::chrono::steady_clock::now() < flush_deadline) {

@@ -364,7 +364,7 @@ TEST_F(Applier, StateChangesArePublishedForAppliedTransitionsOnly) {
   // Acknowledged publications are deleted with the next batch.
   EXPECT_EQ(store_->pending_publications().size(), 1u);
   std::int64_t seq = r.publications[0].seq;
-  applier_->apply({}, std::span(&seq, 1));
+  applier_->apply(std::span<const InputMessage>(), std::span(&seq, 1));
   EXPECT_TRUE(store_->pending_publications().empty());
 }
 

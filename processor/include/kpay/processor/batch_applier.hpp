@@ -12,6 +12,7 @@
 #include <map>
 #include <span>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include "kpay/klarna/envelope.hpp"
@@ -26,6 +27,13 @@ struct InputMessage {
   std::int64_t offset = 0;
   std::string key;
   std::string value;  // the raw webhook body
+};
+
+// A consumed message with its body already decoded. Decoding needs no store,
+// so the consumer does it on its own thread while the previous batch commits.
+struct DecodedMessage {
+  InputMessage message;  // value emptied once decoded into an Event
+  std::variant<Event, Poison> decoded;
 };
 
 struct BatchResult {
@@ -50,12 +58,19 @@ class BatchApplier {
   // rolled back and the caller may retry the same batch (it is idempotent).
   // `acknowledged` publish-queue rows (broker-confirmed) are deleted in the
   // same transaction.
+  BatchResult apply(std::span<const DecodedMessage> batch,
+                    std::span<const std::int64_t> acknowledged = {});
+  // The same, decoding each message first.
   BatchResult apply(std::span<const InputMessage> batch,
                     std::span<const std::int64_t> acknowledged = {});
 
+  // What apply() would decode `m` to (messages of the unrouted topic are
+  // recorded, never applied).
+  DecodedMessage decode(InputMessage m) const;
+
  private:
   struct Step;  // one message's effects
-  void apply_one(const InputMessage& m, BatchResult& out);
+  void apply_one(const DecodedMessage& m, BatchResult& out);
   void apply_event(const Event& ev, Step& step);
   void record_poison(const InputMessage& m, const Poison& p, BatchResult& out);
 

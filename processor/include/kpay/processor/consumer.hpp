@@ -9,6 +9,8 @@
 //     transaction; on assignment the consumer resumes from the store's offset
 //     when it has one. So a crash at any instant neither loses nor re-applies
 //     an event, and the history shows every event exactly once.
+//   - Two stages: the Kafka thread polls and decodes while a store thread
+//     commits the previous batch (SerialWorker); at most two batches in hand.
 //   - On revocation the messages already gathered are applied and committed,
 //     their offsets committed to Kafka synchronously, and only then is the
 //     partition given up.
@@ -24,6 +26,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -32,6 +35,7 @@
 #include "kpay/core/kafka.hpp"
 #include "kpay/core/log.hpp"
 #include "kpay/core/metrics.hpp"
+#include "kpay/core/serial_worker.hpp"
 #include "kpay/klarna/envelope.hpp"
 #include "kpay/processor/batch_applier.hpp"
 #include "kpay/storage/state_store.hpp"
@@ -74,9 +78,19 @@ class Processor {
   std::uint64_t events_seen() const { return events_seen_.load(); }
 
  private:
-  // Applies `pending_` in one transaction (retrying storage errors until it
-  // succeeds or `give_up` says so), stores offsets, queues publications.
+  // The pipeline: this (Kafka) thread polls and decodes batch N+1 while the
+  // store thread applies and commits batch N. start_commit() hands
+  // `pending_` (and the acknowledged publications) over; finish_commit()
+  // waits for that commit, then stores its offsets in librdkafka, counts it
+  // and produces its publications. Offsets reach Kafka only after the commit.
+  void start_commit(const std::atomic<bool>* give_up);
+  // False when the store failed and `give_up` said to stop retrying.
+  bool finish_commit();
+  // Both, for the batch in hand (rebalance, shutdown).
   bool commit_pending(const std::atomic<bool>* give_up);
+  // On the store thread: one transaction, retried on storage errors until it
+  // succeeds or `give_up` says so (then nullopt).
+  std::optional<BatchResult> apply_with_retry(const std::atomic<bool>* give_up);
   void produce(const storage::PublishRow& row);
   void retry_failed_publications();
   std::vector<core::GaugeSample> lag_samples() const;
@@ -89,7 +103,7 @@ class Processor {
   struct Metrics;
   std::unique_ptr<Metrics> metrics_;
 
-  std::vector<InputMessage> pending_;
+  std::vector<DecodedMessage> pending_;     // being gathered
   std::vector<std::int64_t> acknowledged_;  // publish seqs the broker confirmed
   std::vector<std::int64_t> failed_;        // publish seqs to produce again
   std::map<std::int64_t, storage::PublishRow> in_flight_;
@@ -102,6 +116,14 @@ class Processor {
   std::atomic<bool> assigned_{false};
   std::atomic<std::uint64_t> events_seen_{0};
   const std::atomic<bool>* stop_ = nullptr;
+
+  // The batch the store thread holds; touched by this thread only while the
+  // worker is idle.
+  std::vector<DecodedMessage> committing_;
+  std::vector<std::int64_t> committing_acks_;
+  std::optional<BatchResult> committed_;  // the store thread's outcome
+  bool commit_in_flight_ = false;
+  core::SerialWorker store_thread_;  // after what its jobs use: joined first
 
   // Last: the handles call back into the members above until destroyed.
   // rd_kafka_consumer_close() bounded by `budget`; false when it did not finish.
