@@ -13,6 +13,7 @@
 #include <boost/asio/ssl.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
@@ -406,17 +407,18 @@ struct Receiver::Impl {
       }
 
       auto& req = parser.get();
-      http::response<http::string_body> res;
+      Reply reply;
       {
         InFlight counted(in_flight);
-        res = co_await handle(req, remote);
+        reply = co_await handle(req, remote);
       }
       // After a refusal the client is either misconfigured or hostile:
       // free the connection rather than keep it alive.
-      bool keep_alive = req.keep_alive() && !stopping.load() && res.result_int() < 400;
-      res.keep_alive(keep_alive);
+      bool keep_alive = req.keep_alive() && !stopping.load() && reply.answer.status < 400;
+      const std::string bytes =
+          serialize_response(reply.answer, req.version(), keep_alive, reply.retry_after);
       lowest.expires_after(settings.listener.read_timeout);
-      auto [wec, wn] = co_await http::async_write(stream, res, kUseTuple);
+      auto [wec, wn] = co_await asio::async_write(stream, asio::buffer(bytes), kUseTuple);
       if (wec || !keep_alive) co_return;
     }
   }
@@ -498,15 +500,10 @@ struct Receiver::Impl {
   asio::awaitable<void> answer_and_close(Stream& stream, Answer a, const std::string& remote,
                                          std::optional<std::chrono::seconds> retry_after = {}) {
     log.warn("request refused", {{"remote", remote}, {"reason", a.reason}, {"status", a.status}});
-    http::response<http::string_body> res{static_cast<http::status>(a.status), 11};
-    res.set(http::field::content_type, "application/json");
-    if (retry_after) res.set(http::field::retry_after, std::to_string(retry_after->count()));
-    res.keep_alive(false);
-    res.body() = std::move(a.body);
-    res.prepare_payload();
+    const std::string bytes = serialize_response(a, 11, false, retry_after);
     auto& lowest = beast::get_lowest_layer(stream);
     lowest.expires_after(std::chrono::seconds(5));
-    auto [wec, wn] = co_await http::async_write(stream, res, kUseTuple);
+    auto [wec, wn] = co_await asio::async_write(stream, asio::buffer(bytes), kUseTuple);
     if (wec) co_return;
     // Lingering close: the client may still be sending (e.g. the rest of a
     // body we refused). Closing with unread input would make the kernel send
@@ -555,30 +552,35 @@ struct Receiver::Impl {
     co_await answer_and_close(stream, std::move(a), remote);
   }
 
-  static http::response<http::string_body> make_response(const Answer& a, unsigned version) {
-    http::response<http::string_body> res{static_cast<http::status>(a.status), version};
-    res.set(http::field::content_type, "application/json");
-    if (a.allow_post_header) res.set(http::field::allow, "POST");
-    res.body() = a.body;
-    res.prepare_payload();
-    return res;
-  }
+  // What handle() decided to answer; serve() adds the connection handling.
+  struct Reply {
+    Answer answer;
+    std::optional<std::chrono::seconds> retry_after;
+  };
 
-  asio::awaitable<http::response<http::string_body>> handle(
-      const http::request<http::string_body>& req, const std::string& remote) {
+  asio::awaitable<Reply> handle(const http::request<http::string_body>& req,
+                                const std::string& remote) {
     IncomingRequest in;
     in.method = sv(req.method_string());
     in.path = sv(req.target());
     if (auto q = in.path.find('?'); q != std::string_view::npos) in.path = in.path.substr(0, q);
-    if (auto it = req.find("Klarna-Signing-Key-Id"); it != req.end()) {
-      in.signing_key_id = sv(it->value());
-      in.has_signing_key_id = true;
+    // One pass over the headers (the first of a repeated header counts).
+    bool has_content_type = false;
+    for (const auto& field : req) {
+      if (field.name() == http::field::content_type) {
+        if (!has_content_type) in.content_type = sv(field.value());
+        has_content_type = true;
+      } else if (field.name() == http::field::unknown) {
+        const auto name = field.name_string();
+        if (!in.has_signing_key_id && beast::iequals(name, "Klarna-Signing-Key-Id")) {
+          in.signing_key_id = sv(field.value());
+          in.has_signing_key_id = true;
+        } else if (!in.has_signature && beast::iequals(name, "Klarna-Signature")) {
+          in.signature = sv(field.value());
+          in.has_signature = true;
+        }
+      }
     }
-    if (auto it = req.find("Klarna-Signature"); it != req.end()) {
-      in.signature = sv(it->value());
-      in.has_signature = true;
-    }
-    in.content_type = sv(req[http::field::content_type]);
     in.body = req.body();
 
     auto keyring = keys.current();
@@ -590,7 +592,7 @@ struct Receiver::Impl {
                                     {"reason", d.reject->reason},
                                     {"status", d.reject->status},
                                     {"signing_key_id", in.signing_key_id.substr(0, 256)}});
-      co_return make_response(*d.reject, req.version());
+      co_return Reply{std::move(*d.reject), std::nullopt};
     }
 
     auto& plan = d.publish;
@@ -633,9 +635,7 @@ struct Receiver::Impl {
                {{"event_id", plan.event_id}, {"topic", *plan.topic}, {"error", failure}});
       auto a = handler.error_answer(503, "kafka_unavailable",
                                     "the event could not be stored; retry later");
-      auto res = make_response(a, req.version());
-      res.set(http::field::retry_after, std::to_string(settings.kafka.retry_after.count()));
-      co_return res;
+      co_return Reply{std::move(a), settings.kafka.retry_after};
     }
     publish_latency.observe(
         std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
@@ -654,7 +654,7 @@ struct Receiver::Impl {
                                 {"partition", pending->report->partition},
                                 {"offset", pending->report->offset}});
     }
-    co_return make_response(plan.on_success, req.version());
+    co_return Reply{std::move(plan.on_success), std::nullopt};
   }
 
   // --- lifecycle --------------------------------------------------------------

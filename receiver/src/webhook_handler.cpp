@@ -5,6 +5,52 @@
 
 namespace kpay::receiver {
 
+namespace {
+
+std::string_view reason_phrase(int status) {
+  switch (status) {
+    case 200: return "OK";
+    case 202: return "Accepted";
+    case 400: return "Bad Request";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 413: return "Payload Too Large";
+    case 415: return "Unsupported Media Type";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 503: return "Service Unavailable";
+    default: return "Unknown";
+  }
+}
+
+}  // namespace
+
+std::string serialize_response(const Answer& a, unsigned http_version, bool keep_alive,
+                               std::optional<std::chrono::seconds> retry_after) {
+  std::string out;
+  out.reserve(160 + a.body.size());
+  out += http_version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ";
+  out += std::to_string(a.status);
+  out += ' ';
+  out += reason_phrase(a.status);
+  out += "\r\nContent-Type: application/json\r\n";
+  if (a.allow_post_header) out += "Allow: POST\r\n";
+  if (retry_after) {
+    out += "Retry-After: ";
+    out += std::to_string(retry_after->count());
+    out += "\r\n";
+  }
+  out += "Content-Length: ";
+  out += std::to_string(a.body.size());
+  out += "\r\n";
+  if (http_version != 10 && !keep_alive) out += "Connection: close\r\n";
+  if (http_version == 10 && keep_alive) out += "Connection: keep-alive\r\n";
+  out += "\r\n";
+  out += a.body;
+  return out;
+}
+
 WebhookHandler::WebhookHandler(std::string path, const klarna::Topics& topics,
                                core::Registry& metrics)
     : path_(std::move(path)),

@@ -75,6 +75,36 @@ TEST(WebhookHandler, RejectionTable) {
             std::string::npos);
 }
 
+TEST(SerializeResponse, KeepAliveSuccessOnHttp11) {
+  Answer a{200, R"({"status":"accepted"})", "accepted", false};
+  EXPECT_EQ(serialize_response(a, 11, true),
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 21\r\n\r\n"
+            R"({"status":"accepted"})");
+}
+
+TEST(SerializeResponse, ClosingRefusalsRetryAfterAndAllow) {
+  Answer refused{405, "{}", "method_not_allowed", true};
+  EXPECT_EQ(serialize_response(refused, 11, false),
+            "HTTP/1.1 405 Method Not Allowed\r\nContent-Type: application/json\r\n"
+            "Allow: POST\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}");
+  Answer busy{503, "{}", "kafka_unavailable", false};
+  EXPECT_EQ(serialize_response(busy, 11, true, std::chrono::seconds(5)),
+            "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+            "Retry-After: 5\r\nContent-Length: 2\r\n\r\n{}");
+  Answer big{413, "", "body_too_large", false};
+  EXPECT_NE(serialize_response(big, 11, false).find("413 Payload Too Large\r\n"),
+            std::string::npos);
+}
+
+TEST(SerializeResponse, Http10ClosesUnlessKeptAlive) {
+  Answer a{200, "{}", "accepted", false};
+  EXPECT_EQ(serialize_response(a, 10, false),
+            "HTTP/1.0 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}");
+  EXPECT_EQ(serialize_response(a, 10, true),
+            "HTTP/1.0 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n"
+            "Connection: keep-alive\r\n\r\n{}");
+}
+
 TEST(WebhookHandler, SignedGarbageIsDeadLettered) {
   Fixture f;
   auto d = f.decide("{\"metadata\":");
