@@ -1,6 +1,16 @@
 #include <gtest/gtest.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <atomic>
+#include <charconv>
+#include <chrono>
+#include <filesystem>
+#include <thread>
 
 #include "http_client.hpp"
 #include "kpay/core/admin_server.hpp"
@@ -78,4 +88,66 @@ TEST(EmbeddedKafka, ProducesAndConsumesOverLoopback) {
   rd_kafka_consumer_close(consumer.get());
   EXPECT_EQ(got, "hello");
   EXPECT_EQ(header, "v");
+}
+
+namespace {
+
+// The server side of a loopback connection to `port` (not the listener).
+int accepted_socket_on(int port) {
+  for (const auto& entry : std::filesystem::directory_iterator("/proc/self/fd")) {
+    int fd = 0;
+    const auto name = entry.path().filename().string();
+    if (std::from_chars(name.data(), name.data() + name.size(), fd).ec != std::errc{}) continue;
+    sockaddr_in local{};
+    socklen_t len = sizeof local;
+    if (getsockname(fd, reinterpret_cast<sockaddr*>(&local), &len) != 0) continue;
+    if (local.sin_family != AF_INET || ntohs(local.sin_port) != port) continue;
+    int listening = 0;
+    socklen_t optlen = sizeof listening;
+    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &optlen) == 0 && listening == 0) {
+      return fd;
+    }
+  }
+  return -1;
+}
+
+}  // namespace
+
+// A real broker answers with Nagle off; without it a producer's
+// acknowledgement waits for the client's delayed ACK (~40 ms) whenever the
+// client has nothing else to send.
+TEST(EmbeddedKafka, AcceptsConnectionsWithNagleOff) {
+  EmbeddedKafka kafka(1);
+  const std::string bootstrap = kafka.bootstrap_servers();
+  const int port = std::stoi(bootstrap.substr(bootstrap.rfind(':') + 1));
+
+  int client = socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(client, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<std::uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(connect(client, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+
+  // The mock thread accepts asynchronously: wait (bounded) until the
+  // accepted socket exists and carries the option.
+  auto nodelay_of = [](int fd) {
+    int v = 0;
+    socklen_t len = sizeof v;
+    return getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &v, &len) == 0 ? v : -1;
+  };
+  int server_side = -1;
+  int nodelay = -1;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (std::chrono::steady_clock::now() < deadline) {
+    server_side = accepted_socket_on(port);
+    if (server_side >= 0 && (nodelay = nodelay_of(server_side)) > 0) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  ASSERT_GE(server_side, 0) << "the mock broker did not accept the connection";
+  EXPECT_GT(nodelay, 0);
+
+  // Our own (client) sockets are left as they were: only the mock's accepts change.
+  EXPECT_EQ(nodelay_of(client), 0);
+  close(client);
 }
