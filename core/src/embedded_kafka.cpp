@@ -16,7 +16,7 @@
 // librdkafka's mock broker accepts connections without TCP_NODELAY; a real
 // Kafka broker sets it. Without it, each small response waits behind Nagle
 // for the client's delayed ACK whenever the client has nothing else to send:
-// a producer's acknowledgement then takes up to ~45 ms instead of ~0.2 ms,
+// a producer's acknowledgement then takes up to ~45 ms instead of ~0.1 ms,
 // and at 50 messages/s the measured round trip was 20 ms (docs/PERFORMANCE.md).
 // The mock has no option for it, so this process's accept() is wrapped: a
 // connection accepted on one of an embedded cluster's listening ports gets

@@ -46,7 +46,8 @@ namespace {
 
 // Every I/O object and coroutine is bound to its io_context's own executor
 // type. The polymorphic any_io_executor was copied, destroyed and queried on
-// every operation: ~2.5% of the receiver's CPU under load.
+// every operation; dropping it saved 6% of the receiver's CPU per request
+// (docs/PERFORMANCE.md).
 using Executor = asio::io_context::executor_type;
 template <class T>
 using Task = asio::awaitable<T, Executor>;
@@ -444,7 +445,7 @@ struct Receiver::Impl {
   // Errors are Beast's own, as its read operations report them.
   template <class Stream, class Done>
   Task<boost::system::error_code> parse_until(Stream& stream, beast::flat_buffer& buffer,
-                                                         RequestParser& parser, Done done) {
+                                              RequestParser& parser, Done done) {
     for (;;) {
       if (buffer.size() > 0) {
         boost::system::error_code ec;
@@ -510,7 +511,7 @@ struct Receiver::Impl {
   // Writes `a` with "Connection: close"; the caller then ends the connection.
   template <class Stream>
   Task<void> answer_and_close(Stream& stream, Answer a, const std::string& remote,
-                                         std::optional<std::chrono::seconds> retry_after = {}) {
+                              std::optional<std::chrono::seconds> retry_after = {}) {
     log.warn("request refused", {{"remote", remote}, {"reason", a.reason}, {"status", a.status}});
     const std::string bytes = serialize_response(a, 11, false, retry_after);
     auto& lowest = beast::get_lowest_layer(stream);
@@ -534,7 +535,7 @@ struct Receiver::Impl {
 
   template <class Stream>
   Task<void> answer_read_error(Stream& stream, const boost::system::error_code& ec,
-                                          const std::string& remote) {
+                               const std::string& remote) {
     if (ec == http::error::end_of_stream || ec == http::error::partial_message ||
         ec == asio::error::operation_aborted || ec == asio::error::eof ||
         ec == ssl::error::stream_truncated || ec == asio::error::connection_reset) {
@@ -570,8 +571,7 @@ struct Receiver::Impl {
     std::optional<std::chrono::seconds> retry_after;
   };
 
-  Task<Reply> handle(const http::request<http::string_body>& req,
-                                const std::string& remote) {
+  Task<Reply> handle(const http::request<http::string_body>& req, const std::string& remote) {
     IncomingRequest in;
     in.method = sv(req.method_string());
     in.path = sv(req.target());

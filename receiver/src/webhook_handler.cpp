@@ -9,16 +9,13 @@ namespace {
 
 std::string_view reason_phrase(int status) {
   switch (status) {
+    // The statuses the receiver answers with.
     case 200: return "OK";
-    case 202: return "Accepted";
     case 400: return "Bad Request";
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
     case 413: return "Payload Too Large";
-    case 415: return "Unsupported Media Type";
     case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
     case 503: return "Service Unavailable";
     default: return "Unknown";
   }
