@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Receiver benchmark: klarna-receiver vs a bare Beast server that only answers
 # 200, same load generator, same run, plain HTTP and TLS. Kafka acknowledgement
-# comes from the embedded Kafka running in its own process.
+# comes from the embedded Kafka running in its own process. Every load run
+# reports the host's CPU steal over its window (steal_pct); the summary gives
+# the medians, and the bare server's p99 at the receiver's half rate as a
+# control for what the host and the load generator add.
 #
 #   scripts/bench-receiver.sh [build-dir]
 #   env: RUNS=3 SECONDS_PER_RUN=8 CONNECTIONS=128 TLS_MODES="false true"
@@ -74,18 +77,30 @@ for tls in $TLS_MODES; do
   bare=$(median rps <"$DIR/bare-$tls.jsonl")
   recv=$(median rps <"$DIR/recv-$tls.jsonl")
   half=$(python3 -c "print(int($recv/2))")
+  # The receiver at half its maximum rate, and as a control the bare server at
+  # that same rate, interleaved: the control's tail is what the host and the
+  # load generator add on their own.
   : >"$DIR/half-$tls.jsonl"
-  for _ in $(seq 1 "$RUNS"); do load "$RECEIVER_PORT" "$tls" "$half" | tee -a "$DIR/half-$tls.jsonl"; done
+  : >"$DIR/bare-half-$tls.jsonl"
+  for _ in $(seq 1 "$RUNS"); do
+    load "$RECEIVER_PORT" "$tls" "$half" | tee -a "$DIR/half-$tls.jsonl"
+    load "$BARE_PORT" "$tls" "$half" | tee -a "$DIR/bare-half-$tls.jsonl"
+  done
   p50=$(median p50_ms <"$DIR/half-$tls.jsonl")
   p99=$(median p99_ms <"$DIR/half-$tls.jsonl")
+  bare_p99=$(median p99_ms <"$DIR/bare-half-$tls.jsonl")
+  steal_max=$(cat "$DIR/bare-$tls.jsonl" "$DIR/recv-$tls.jsonl" | median steal_pct)
+  steal_half=$(median steal_pct <"$DIR/half-$tls.jsonl")
   rss_kb=$(awk '/VmHWM/ {print $2}' "/proc/$RECEIVER_PID/status")
-  python3 - "$tls" "$bare" "$recv" "$half" "$p50" "$p99" "$rss_kb" <<'PY'
+  python3 - "$tls" "$bare" "$recv" "$half" "$p50" "$p99" "$bare_p99" "$rss_kb" "$steal_max" "$steal_half" <<'PY'
 import json, sys
-tls, bare, recv, half, p50, p99, rss = sys.argv[1:]
+tls, bare, recv, half, p50, p99, bare_p99, rss, steal_max, steal_half = sys.argv[1:]
 print(json.dumps({"summary": "receiver", "tls": tls == "true", "bare_rps_median": float(bare),
   "receiver_rps_median": float(recv), "ratio": round(float(recv) / float(bare), 3),
   "half_rate": int(half), "p50_ms_at_half": float(p50), "p99_ms_at_half": float(p99),
-  "receiver_peak_rss_mib": round(int(rss) / 1024, 1)}))
+  "bare_p99_ms_at_same_rate": float(bare_p99), "receiver_peak_rss_mib": round(int(rss) / 1024, 1),
+  "steal_pct_median_closed_loop": round(float(steal_max), 1),
+  "steal_pct_median_at_half": round(float(steal_half), 1)}))
 PY
   kill "$RECEIVER_PID" "$BARE_PID"; wait "$RECEIVER_PID" "$BARE_PID" 2>/dev/null || true
 done

@@ -7,7 +7,9 @@
 //   --rate R      open loop at R requests/s in total, spread over the
 //                 connections; latency is measured from the *scheduled* send
 //                 time, so a stalled server cannot hide its queueing delay.
-// Prints one JSON object with throughput, latency percentiles and status counts.
+// Prints one JSON object with throughput, latency percentiles, status counts,
+// and the host's CPU steal over the measured window: on a shared VM a fixed-rate
+// tail is meaningless without it.
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <boost/asio/as_tuple.hpp>
@@ -16,15 +18,16 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/read.hpp>
 #include <boost/asio/read_until.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/streambuf.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
-#include <boost/asio/read.hpp>
 #include <chrono>
 #include <cstdio>
+#include <fstream>
 #include <map>
 #include <string>
 #include <thread>
@@ -58,11 +61,30 @@ struct Stats {
   long sent = 0;
 };
 
+// The machine-wide CPU counters of /proc/stat ("cpu" line), in clock ticks.
+struct CpuTicks {
+  unsigned long long total = 0, steal = 0;
+};
+CpuTicks cpu_ticks() {
+  std::ifstream in("/proc/stat");
+  std::string cpu;
+  unsigned long long v[8] = {};  // user nice system idle iowait irq softirq steal
+  in >> cpu;
+  CpuTicks t;
+  for (auto& x : v) {
+    if (!(in >> x)) return {};
+    t.total += x;
+  }
+  t.steal = v[7];
+  return t;
+}
+
 std::string make_request(const Options& o, long n) {
   char id[64];
   std::snprintf(id, sizeof id, "bench-%08ld-%d", n, getpid());
   std::string body =
-      std::string(R"({"metadata":{"event_type":"payment.request.state-change.completed","event_id":")") +
+      std::string(
+          R"({"metadata":{"event_type":"payment.request.state-change.completed","event_id":")") +
       id +
       R"(","event_version":"v2","occurred_at":"2025-02-28T12:00:00Z","subject_account_id":"krn:partner:global:account:test:LWT2XJSE","live":false},"payload":{"payment_request_id":"krn:payment:eu1:request:)" +
       id +
@@ -74,7 +96,8 @@ std::string make_request(const Options& o, long n) {
 }
 
 template <class Stream>
-asio::awaitable<bool> exchange(Stream& s, const std::string& req, asio::streambuf& buf, int& status) {
+asio::awaitable<bool> exchange(Stream& s, const std::string& req, asio::streambuf& buf,
+                               int& status) {
   auto [wec, wn] = co_await asio::async_write(s, asio::buffer(req), kTuple);
   if (wec) co_return false;
   auto [rec, rn] = co_await asio::async_read_until(s, buf, "\r\n\r\n", kTuple);
@@ -87,7 +110,8 @@ asio::awaitable<bool> exchange(Stream& s, const std::string& req, asio::streambu
   if (p == std::string::npos) p = head.find("content-length: ");
   if (p != std::string::npos) cl = std::stoul(head.substr(p + 16));
   if (buf.size() < cl) {
-    auto [bec, bn] = co_await asio::async_read(s, buf, asio::transfer_exactly(cl - buf.size()), kTuple);
+    auto [bec, bn] =
+        co_await asio::async_read(s, buf, asio::transfer_exactly(cl - buf.size()), kTuple);
     if (bec) co_return false;
   }
   buf.consume(cl);
@@ -189,8 +213,8 @@ int main(int argc, char** argv) {
   run.start = Clock::now() + std::chrono::milliseconds(200);
   run.measure_from = run.start + std::chrono::duration_cast<Clock::duration>(
                                      std::chrono::duration<double>(o.warmup));
-  run.end = run.measure_from + std::chrono::duration_cast<Clock::duration>(
-                                   std::chrono::duration<double>(o.seconds));
+  run.end = run.measure_from +
+            std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(o.seconds));
   for (int t = 0; t < o.threads; ++t) iocs.push_back(std::make_unique<asio::io_context>(1));
   for (int c = 0; c < o.connections; ++c) {
     auto& ioc = *iocs[static_cast<size_t>(c % o.threads)];
@@ -199,7 +223,15 @@ int main(int argc, char** argv) {
   }
   std::vector<std::thread> threads;
   for (auto& ioc : iocs) threads.emplace_back([&ioc] { ioc->run(); });
+  std::this_thread::sleep_until(run.measure_from);
+  const CpuTicks before = cpu_ticks();
+  std::this_thread::sleep_until(run.end);
+  const CpuTicks after = cpu_ticks();
   for (auto& t : threads) t.join();
+  const auto ticks = after.total - before.total;
+  const double steal_pct = ticks == 0 ? 0.0
+                                      : 100.0 * static_cast<double>(after.steal - before.steal) /
+                                            static_cast<double>(ticks);
 
   Stats all;
   for (auto& s : stats) {
@@ -218,10 +250,10 @@ int main(int argc, char** argv) {
   std::printf(
       "{\"tls\":%s,\"connections\":%d,\"target_rate\":%.0f,\"seconds\":%.1f,\"completed\":%zu,"
       "\"rps\":%.0f,\"p50_ms\":%.3f,\"p90_ms\":%.3f,\"p99_ms\":%.3f,\"max_ms\":%.3f,\"errors\":%ld,"
-      "\"statuses\":{",
+      "\"steal_pct\":%.1f,\"statuses\":{",
       o.tls ? "true" : "false", o.connections, o.rate, o.seconds, all.latencies_ms.size(), rps,
       pct(0.5), pct(0.9), pct(0.99), all.latencies_ms.empty() ? 0.0 : all.latencies_ms.back(),
-      all.errors);
+      all.errors, steal_pct);
   bool first = true;
   for (auto [k, v] : all.statuses) {
     std::printf("%s\"%d\":%ld", first ? "" : ",", k, v);
