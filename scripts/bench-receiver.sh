@@ -4,7 +4,8 @@
 # comes from the embedded Kafka running in its own process. Every load run
 # reports the host's CPU steal over its window (steal_pct); the summary gives
 # the medians, and the bare server's p99 at the receiver's half rate as a
-# control for what the host and the load generator add.
+# control for what the host and the load generator add. "quiet" pairs are
+# those where both runs saw at most 2% steal.
 #
 #   scripts/bench-receiver.sh [build-dir]
 #   env: RUNS=3 SECONDS_PER_RUN=8 CONNECTIONS=128 TLS_MODES="false true"
@@ -92,11 +93,19 @@ for tls in $TLS_MODES; do
   steal_max=$(cat "$DIR/bare-$tls.jsonl" "$DIR/recv-$tls.jsonl" | median steal_pct)
   steal_half=$(median steal_pct <"$DIR/half-$tls.jsonl")
   rss_kb=$(awk '/VmHWM/ {print $2}' "/proc/$RECEIVER_PID/status")
-  python3 - "$tls" "$bare" "$recv" "$half" "$p50" "$p99" "$bare_p99" "$rss_kb" "$steal_max" "$steal_half" <<'PY'
-import json, sys
-tls, bare, recv, half, p50, p99, bare_p99, rss, steal_max, steal_half = sys.argv[1:]
+  python3 - "$tls" "$bare" "$recv" "$half" "$p50" "$p99" "$bare_p99" "$rss_kb" "$steal_max" "$steal_half" \
+    "$DIR/bare-$tls.jsonl" "$DIR/recv-$tls.jsonl" <<'PY'
+import json, statistics, sys
+tls, bare, recv, half, p50, p99, bare_p99, rss, steal_max, steal_half, bare_f, recv_f = sys.argv[1:]
+# Each receiver run against the bare run just before it: steal that lands on
+# one side of a pair shows in that pair only.
+pairs = list(zip([json.loads(l) for l in open(bare_f)], [json.loads(l) for l in open(recv_f)]))
+ratios = [r["rps"] / b["rps"] for b, r in pairs]
+quiet = [r["rps"] / b["rps"] for b, r in pairs if max(b["steal_pct"], r["steal_pct"]) <= 2.0]
 print(json.dumps({"summary": "receiver", "tls": tls == "true", "bare_rps_median": float(bare),
   "receiver_rps_median": float(recv), "ratio": round(float(recv) / float(bare), 3),
+  "ratio_median_of_pairs": round(statistics.median(ratios), 3),
+  "quiet_pairs": len(quiet), "ratio_median_of_quiet_pairs": round(statistics.median(quiet), 3) if quiet else None,
   "half_rate": int(half), "p50_ms_at_half": float(p50), "p99_ms_at_half": float(p99),
   "bare_p99_ms_at_same_rate": float(bare_p99), "receiver_peak_rss_mib": round(int(rss) / 1024, 1),
   "steal_pct_median_closed_loop": round(float(steal_max), 1),
