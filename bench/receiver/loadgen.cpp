@@ -228,10 +228,11 @@ int main(int argc, char** argv) {
   const CpuTicks before = cpu_ticks();
   for (auto& t : threads) t.join();
   const CpuTicks after = cpu_ticks();
-  const auto ticks = after.total - before.total;
-  const double steal_pct = ticks == 0 ? 0.0
-                                      : 100.0 * static_cast<double>(after.steal - before.steal) /
-                                            static_cast<double>(ticks);
+  // 0 when /proc/stat could not be read.
+  const double steal_pct = after.total <= before.total || after.steal < before.steal
+                               ? 0.0
+                               : 100.0 * static_cast<double>(after.steal - before.steal) /
+                                     static_cast<double>(after.total - before.total);
 
   Stats all;
   for (auto& s : stats) {
