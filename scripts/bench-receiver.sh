@@ -90,13 +90,13 @@ for tls in $TLS_MODES; do
   p50=$(median p50_ms <"$DIR/half-$tls.jsonl")
   p99=$(median p99_ms <"$DIR/half-$tls.jsonl")
   bare_p99=$(median p99_ms <"$DIR/bare-half-$tls.jsonl")
-  steal_max=$(cat "$DIR/bare-$tls.jsonl" "$DIR/recv-$tls.jsonl" | median steal_pct)
+  steal_closed=$(cat "$DIR/bare-$tls.jsonl" "$DIR/recv-$tls.jsonl" | median steal_pct)
   steal_half=$(median steal_pct <"$DIR/half-$tls.jsonl")
   rss_kb=$(awk '/VmHWM/ {print $2}' "/proc/$RECEIVER_PID/status")
-  python3 - "$tls" "$bare" "$recv" "$half" "$p50" "$p99" "$bare_p99" "$rss_kb" "$steal_max" "$steal_half" \
+  python3 - "$tls" "$bare" "$recv" "$half" "$p50" "$p99" "$bare_p99" "$rss_kb" "$steal_closed" "$steal_half" \
     "$DIR/bare-$tls.jsonl" "$DIR/recv-$tls.jsonl" <<'PY'
 import json, statistics, sys
-tls, bare, recv, half, p50, p99, bare_p99, rss, steal_max, steal_half, bare_f, recv_f = sys.argv[1:]
+tls, bare, recv, half, p50, p99, bare_p99, rss, steal_closed, steal_half, bare_f, recv_f = sys.argv[1:]
 # Each receiver run against the bare run just before it: steal that lands on
 # one side of a pair shows in that pair only.
 pairs = list(zip([json.loads(l) for l in open(bare_f)], [json.loads(l) for l in open(recv_f)]))
@@ -108,7 +108,7 @@ print(json.dumps({"summary": "receiver", "tls": tls == "true", "bare_rps_median"
   "quiet_pairs": len(quiet), "ratio_median_of_quiet_pairs": round(statistics.median(quiet), 3) if quiet else None,
   "half_rate": int(half), "p50_ms_at_half": float(p50), "p99_ms_at_half": float(p99),
   "bare_p99_ms_at_same_rate": float(bare_p99), "receiver_peak_rss_mib": round(int(rss) / 1024, 1),
-  "steal_pct_median_closed_loop": round(float(steal_max), 1),
+  "steal_pct_median_closed_loop": round(float(steal_closed), 1),
   "steal_pct_median_at_half": round(float(steal_half), 1)}))
 PY
   kill "$RECEIVER_PID" "$BARE_PID"; wait "$RECEIVER_PID" "$BARE_PID" 2>/dev/null || true
