@@ -84,6 +84,7 @@ ProcessorSettings settings_from_config(const core::Config& c) {
   s.shutdown_flush_timeout =
       c.millis("processor.shutdown_flush_timeout_ms", std::chrono::milliseconds(10000),
                std::chrono::milliseconds(0), std::chrono::milliseconds(120000));
+  s.follow_ups = follow_up_settings_from_config(c);
   return s;
 }
 
@@ -91,7 +92,7 @@ Processor::Processor(ProcessorSettings settings, storage::StateStore& store,
                      core::Registry& registry)
     : settings_(std::move(settings)),
       store_(store),
-      applier_(store, settings_.topics),
+      applier_(store, settings_.topics, settings_.follow_ups),
       metrics_(std::make_unique<Metrics>(registry)) {
   registry.gauge_callback("kpay_processor_consumer_lag",
                           "Messages between the partition's high watermark and our position.",

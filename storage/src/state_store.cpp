@@ -177,9 +177,41 @@ CREATE TABLE history_indexed (through_seq INTEGER NOT NULL);
 INSERT INTO history_indexed SELECT COALESCE(MAX(seq), 0) FROM history;
 )sql";
 
+
+// The processor acts (outbox worker): where each call goes, its attempts and
+// answers; the account a payment belongs to; the answer of the authorization.
+// Rows written before this version get their path from their operation.
+constexpr std::string_view kV3 = R"sql(
+ALTER TABLE payment_requests ADD COLUMN account_id TEXT;
+ALTER TABLE payment_requests ADD COLUMN authorization_result TEXT;
+ALTER TABLE payment_transactions ADD COLUMN account_id TEXT;
+ALTER TABLE outbox ADD COLUMN account_id TEXT NOT NULL DEFAULT '';
+ALTER TABLE outbox ADD COLUMN method TEXT NOT NULL DEFAULT 'POST';
+ALTER TABLE outbox ADD COLUMN path TEXT NOT NULL DEFAULT '';
+ALTER TABLE outbox ADD COLUMN token_header TEXT NOT NULL DEFAULT '';
+ALTER TABLE outbox ADD COLUMN next_attempt_at_ms INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE outbox ADD COLUMN created_at_ms INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE outbox ADD COLUMN updated_at_ms INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE outbox ADD COLUMN last_status INTEGER;
+ALTER TABLE outbox ADD COLUMN last_error TEXT;
+ALTER TABLE outbox ADD COLUMN result TEXT;
+ALTER TABLE outbox ADD COLUMN command_id TEXT;
+UPDATE outbox SET path = '/payment/authorize', token_header = 'Klarna-Network-Session-Token'
+  WHERE operation = 'final_authorization' AND path = '';
+UPDATE outbox SET path = '/payment/confirmation-tokens/{token}/confirm'
+  WHERE operation = 'confirm' AND path = '';
+UPDATE outbox SET method = 'GET', request_body = '',
+  path = '/payment/requests/' || replace(entity_id, ':', '%3A')
+  WHERE operation = 'read_payment_request' AND path = '';
+DROP INDEX outbox_by_status;
+CREATE INDEX outbox_due ON outbox (status, next_attempt_at_ms, id);
+CREATE INDEX outbox_by_entity ON outbox (entity_id);
+)sql";
+
 constexpr std::array kMigrations = {
     Migration{1, "state store: entities, inbox, history, outbox, publish queue, offsets", kV1},
     Migration{2, "history index by entity filled in bulk", kV2},
+    Migration{3, "outbox worker: call path, attempts, answers; payment accounts", kV3},
 };
 
 // FNV-1a, 64 bit: stable across builds and platforms (it is stored).
@@ -271,7 +303,8 @@ std::optional<PaymentRequestRow> StateStore::find_request(const std::string& id)
   auto& s = impl_->prep(impl_->find_request,
                         "SELECT generation, state, state_as_of_ms, reference, amount, currency, "
                         "payment_transaction_id, expires_at_ms, authorization_due_ms, "
-                        "last_event_id FROM payment_requests WHERE id = ?");
+                        "last_event_id, account_id, authorization_result "
+                        "FROM payment_requests WHERE id = ?");
   s.bind(1, id);
   std::optional<PaymentRequestRow> r;
   if (s.step()) {
@@ -287,6 +320,8 @@ std::optional<PaymentRequestRow> StateStore::find_request(const std::string& id)
     r->expires_at_ms = s.optional_int64(7);
     r->authorization_due_ms = s.optional_int64(8);
     r->last_event_id = s.text(9);
+    r->account_id = s.optional_text(10);
+    r->authorization_result = s.optional_text(11);
   }
   s.reset();
   return r;
@@ -296,14 +331,16 @@ void StateStore::save_request(const PaymentRequestRow& r) {
   auto& s = impl_->prep(
       impl_->save_request,
       "INSERT INTO payment_requests (id, generation, state, state_as_of_ms, reference, amount, "
-      "currency, payment_transaction_id, expires_at_ms, authorization_due_ms, last_event_id) "
-      "VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET "
+      "currency, payment_transaction_id, expires_at_ms, authorization_due_ms, last_event_id, "
+      "account_id, authorization_result) "
+      "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET "
       "generation=excluded.generation, state=excluded.state, "
       "state_as_of_ms=excluded.state_as_of_ms, reference=excluded.reference, "
       "amount=excluded.amount, currency=excluded.currency, "
       "payment_transaction_id=excluded.payment_transaction_id, "
       "expires_at_ms=excluded.expires_at_ms, authorization_due_ms=excluded.authorization_due_ms, "
-      "last_event_id=excluded.last_event_id");
+      "last_event_id=excluded.last_event_id, account_id=excluded.account_id, "
+      "authorization_result=excluded.authorization_result");
   s.bind(1, r.id).bind(2, r.generation);
   s.bind(3, r.state);
   s.bind(4, r.state_as_of_ms);
@@ -314,6 +351,8 @@ void StateStore::save_request(const PaymentRequestRow& r) {
   s.bind(9, r.expires_at_ms);
   s.bind(10, r.authorization_due_ms);
   s.bind(11, r.last_event_id);
+  s.bind(12, r.account_id);
+  s.bind(13, r.authorization_result);
   s.run();
 }
 
@@ -321,8 +360,8 @@ std::optional<PaymentTransactionRow> StateStore::find_transaction(const std::str
   auto& s = impl_->prep(impl_->find_transaction,
                         "SELECT state, state_as_of_ms, reference, amount, currency, "
                         "payment_request_id, expires_at_ms, captured_amount, refunded_amount, "
-                        "chargeback_amount, funding_state, funding_as_of_ms, last_event_id "
-                        "FROM payment_transactions WHERE id = ?");
+                        "chargeback_amount, funding_state, funding_as_of_ms, last_event_id, "
+                        "account_id FROM payment_transactions WHERE id = ?");
   s.bind(1, id);
   std::optional<PaymentTransactionRow> t;
   if (s.step()) {
@@ -341,6 +380,7 @@ std::optional<PaymentTransactionRow> StateStore::find_transaction(const std::str
     t->funding_state = s.optional_text(10);
     t->funding_as_of_ms = s.int64(11);
     t->last_event_id = s.text(12);
+    t->account_id = s.optional_text(13);
   }
   s.reset();
   return t;
@@ -351,14 +391,16 @@ void StateStore::save_transaction(const PaymentTransactionRow& t) {
       impl_->save_transaction,
       "INSERT INTO payment_transactions (id, state, state_as_of_ms, reference, amount, currency, "
       "payment_request_id, expires_at_ms, captured_amount, refunded_amount, chargeback_amount, "
-      "funding_state, funding_as_of_ms, last_event_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
+      "funding_state, funding_as_of_ms, last_event_id, account_id) "
+      "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
       "ON CONFLICT(id) DO UPDATE SET state=excluded.state, "
       "state_as_of_ms=excluded.state_as_of_ms, reference=excluded.reference, "
       "amount=excluded.amount, currency=excluded.currency, "
       "payment_request_id=excluded.payment_request_id, expires_at_ms=excluded.expires_at_ms, "
       "captured_amount=excluded.captured_amount, refunded_amount=excluded.refunded_amount, "
       "chargeback_amount=excluded.chargeback_amount, funding_state=excluded.funding_state, "
-      "funding_as_of_ms=excluded.funding_as_of_ms, last_event_id=excluded.last_event_id");
+      "funding_as_of_ms=excluded.funding_as_of_ms, last_event_id=excluded.last_event_id, "
+      "account_id=excluded.account_id");
   s.bind(1, t.id);
   s.bind(2, t.state);
   s.bind(3, t.state_as_of_ms);
@@ -370,6 +412,7 @@ void StateStore::save_transaction(const PaymentTransactionRow& t) {
   s.bind(9, t.captured_amount).bind(10, t.refunded_amount).bind(11, t.chargeback_amount);
   s.bind(12, t.funding_state);
   s.bind(13, t.funding_as_of_ms).bind(14, t.last_event_id);
+  s.bind(15, t.account_id);
   s.run();
 }
 
@@ -602,37 +645,169 @@ bool StateStore::index_history_if_due(std::int64_t max_unindexed) {
 }
 
 bool StateStore::insert_outbox(const OutboxRow& o) {
-  auto& s = impl_->prep(impl_->insert_outbox,
-                        "INSERT OR IGNORE INTO outbox (operation, entity_id, idempotency_key, "
-                        "request_body, call_token, due_by_ms, status, created_by_event_id) "
-                        "VALUES (?,?,?,?,?,?,?,?)");
+  auto& s = impl_->prep(
+      impl_->insert_outbox,
+      "INSERT OR IGNORE INTO outbox (operation, entity_id, idempotency_key, request_body, "
+      "call_token, due_by_ms, status, created_by_event_id, account_id, method, path, "
+      "token_header, next_attempt_at_ms, created_at_ms, updated_at_ms, command_id) "
+      "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
   s.bind(1, o.operation).bind(2, o.entity_id).bind(3, o.idempotency_key);
   s.bind(4, o.request_body).bind(5, o.call_token);
   s.bind(6, o.due_by_ms);
   s.bind(7, o.status).bind(8, o.created_by_event_id);
+  s.bind(9, o.account_id).bind(10, o.method).bind(11, o.path).bind(12, o.token_header);
+  s.bind(13, o.next_attempt_at_ms).bind(14, o.created_at_ms).bind(15, o.created_at_ms);
+  s.bind(16, o.command_id);
   s.run();
   return impl_->db.changes() == 1;
 }
 
-std::vector<OutboxRow> StateStore::outbox(const std::string& entity_id) {
-  auto s = impl_->db.prepare(
-      "SELECT id, operation, idempotency_key, request_body, due_by_ms, status, "
-      "created_by_event_id FROM outbox WHERE entity_id = ? ORDER BY id");
-  s.bind(1, entity_id);
+namespace {
+
+// The columns every outbox read returns, in read_outbox_row's order.
+constexpr std::string_view kOutboxColumns =
+    "id, operation, entity_id, idempotency_key, request_body, due_by_ms, status, "
+    "created_by_event_id, account_id, method, path, token_header, attempts, "
+    "next_attempt_at_ms, created_at_ms, updated_at_ms, last_status, last_error, result, "
+    "command_id, call_token";
+
+// call_token (the last column) only when the caller sends the call.
+OutboxRow read_outbox_row(Statement& s, bool with_token) {
+  OutboxRow o;
+  o.id = s.int64(0);
+  o.operation = s.text(1);
+  o.entity_id = s.text(2);
+  o.idempotency_key = s.text(3);
+  o.request_body = s.text(4);
+  o.due_by_ms = s.optional_int64(5);
+  o.status = s.text(6);
+  o.created_by_event_id = s.text(7);
+  o.account_id = s.text(8);
+  o.method = s.text(9);
+  o.path = s.text(10);
+  o.token_header = s.text(11);
+  o.attempts = s.int64(12);
+  o.next_attempt_at_ms = s.int64(13);
+  o.created_at_ms = s.int64(14);
+  o.updated_at_ms = s.int64(15);
+  o.last_status = s.optional_int64(16);
+  o.last_error = s.optional_text(17);
+  o.result = s.optional_text(18);
+  o.command_id = s.optional_text(19);
+  if (with_token) o.call_token = s.text(20);
+  return o;
+}
+
+std::vector<OutboxRow> read_outbox_rows(Statement& s, bool with_token) {
   std::vector<OutboxRow> out;
-  while (s.step()) {
-    OutboxRow o;
-    o.id = s.int64(0);
-    o.operation = s.text(1);
-    o.entity_id = entity_id;
-    o.idempotency_key = s.text(2);
-    o.request_body = s.text(3);
-    o.due_by_ms = s.optional_int64(4);
-    o.status = s.text(5);
-    o.created_by_event_id = s.text(6);
-    out.push_back(std::move(o));  // call_token deliberately not read back
-  }
+  while (s.step()) out.push_back(read_outbox_row(s, with_token));
   return out;
+}
+
+std::string outbox_select(std::string_view where) {
+  std::string sql = "SELECT ";
+  sql.append(kOutboxColumns).append(" FROM outbox ").append(where);
+  return sql;
+}
+
+}  // namespace
+
+std::vector<OutboxRow> StateStore::outbox(const std::string& entity_id) {
+  auto s = impl_->db.prepare(outbox_select("WHERE entity_id = ? ORDER BY id"));
+  s.bind(1, entity_id);
+  return read_outbox_rows(s, false);
+}
+
+std::optional<OutboxRow> StateStore::find_outbox(std::int64_t id) {
+  auto s = impl_->db.prepare(outbox_select("WHERE id = ?"));
+  s.bind(1, id);
+  auto rows = read_outbox_rows(s, false);
+  if (rows.empty()) return std::nullopt;
+  return std::move(rows.front());
+}
+
+std::vector<OutboxRow> StateStore::claim_due_outbox(std::int64_t now_ms, std::size_t limit) {
+  std::string sql =
+      "UPDATE outbox SET status = 'in_flight', attempts = attempts + 1, updated_at_ms = ?1 "
+      "WHERE id IN (SELECT id FROM outbox WHERE status = 'pending' AND next_attempt_at_ms <= ?1 "
+      "ORDER BY next_attempt_at_ms, id LIMIT ?2) RETURNING ";
+  sql.append(kOutboxColumns);
+  auto s = impl_->db.prepare(sql);
+  s.bind(1, now_ms).bind(2, static_cast<std::int64_t>(limit));
+  auto rows = read_outbox_rows(s, true);
+  // RETURNING gives no order guarantee: oldest due first, as claimed.
+  std::sort(rows.begin(), rows.end(), [](const OutboxRow& a, const OutboxRow& b) {
+    return std::pair(a.next_attempt_at_ms, a.id) < std::pair(b.next_attempt_at_ms, b.id);
+  });
+  return rows;
+}
+
+std::int64_t StateStore::release_in_flight_outbox(std::int64_t now_ms) {
+  auto s = impl_->db.prepare(
+      "UPDATE outbox SET status = 'pending', next_attempt_at_ms = ?, updated_at_ms = ? "
+      "WHERE status = 'in_flight'");
+  s.bind(1, now_ms).bind(2, now_ms);
+  s.run();
+  return impl_->db.changes();
+}
+
+void StateStore::update_outbox(const OutboxUpdate& u) {
+  auto s = impl_->db.prepare(
+      "UPDATE outbox SET status = ?, next_attempt_at_ms = ?, updated_at_ms = ?, "
+      "last_status = COALESCE(?, last_status), last_error = ?, result = COALESCE(?, result) "
+      "WHERE id = ?");
+  s.bind(1, u.status).bind(2, u.next_attempt_at_ms).bind(3, u.now_ms);
+  s.bind(4, u.last_status);
+  s.bind(5, u.last_error);
+  s.bind(6, u.result);
+  s.bind(7, u.id);
+  s.run();
+}
+
+bool StateStore::retry_outbox(std::int64_t id, std::int64_t now_ms) {
+  auto s = impl_->db.prepare(
+      "UPDATE outbox SET status = 'pending', next_attempt_at_ms = ?, updated_at_ms = ? "
+      "WHERE id = ? AND status = 'failed'");
+  s.bind(1, now_ms).bind(2, now_ms).bind(3, id);
+  s.run();
+  return impl_->db.changes() == 1;
+}
+
+std::vector<OutboxRow> StateStore::list_outbox(const std::string& status, std::size_t limit) {
+  auto s = impl_->db.prepare(outbox_select("WHERE ?1 = '' OR status = ?1 ORDER BY id DESC LIMIT ?2"));
+  s.bind(1, status).bind(2, static_cast<std::int64_t>(limit));
+  return read_outbox_rows(s, false);
+}
+
+std::vector<OutboxRow> StateStore::outbox_due_within(std::int64_t now_ms, std::int64_t horizon_ms,
+                                                     std::size_t limit) {
+  auto s = impl_->db.prepare(
+      outbox_select("WHERE status IN ('pending', 'in_flight', 'failed') AND due_by_ms IS NOT NULL "
+                    "AND due_by_ms < ? ORDER BY due_by_ms, id LIMIT ?"));
+  s.bind(1, now_ms + horizon_ms).bind(2, static_cast<std::int64_t>(limit));
+  return read_outbox_rows(s, false);
+}
+
+std::optional<std::int64_t> StateStore::next_outbox_attempt() {
+  auto s = impl_->db.prepare(
+      "SELECT MIN(next_attempt_at_ms) FROM outbox WHERE status = 'pending'");
+  std::optional<std::int64_t> v;
+  if (s.step()) v = s.optional_int64(0);
+  return v;
+}
+
+StateStore::OutboxCounts StateStore::outbox_counts() {
+  auto s = impl_->db.prepare("SELECT status, COUNT(*) FROM outbox GROUP BY status");
+  OutboxCounts c;
+  while (s.step()) {
+    const auto status = s.text(0);
+    const auto n = s.int64(1);
+    if (status == "pending") c.pending = n;
+    if (status == "in_flight") c.in_flight = n;
+    if (status == "succeeded") c.succeeded = n;
+    if (status == "failed") c.failed = n;
+  }
+  return c;
 }
 
 std::int64_t StateStore::enqueue_publish(const PublishRow& p) {
@@ -717,15 +892,22 @@ std::vector<PaymentSummary> StateStore::list_payments(std::size_t limit) {
   return out;
 }
 
-StateStore::DeadlineSummary StateStore::deadlines(std::int64_t now_ms, std::int64_t horizon_ms) {
+StateStore::DeadlineSummary StateStore::deadlines(std::int64_t now_ms, std::int64_t horizon_ms,
+                                                  std::int64_t call_horizon_ms) {
   DeadlineSummary d;
   auto calls = impl_->db.prepare(
-      "SELECT COUNT(*), COALESCE(SUM(due_by_ms IS NOT NULL AND due_by_ms < ?), 0) "
-      "FROM outbox WHERE status = 'pending'");
-  calls.bind(1, now_ms);
+      "SELECT COALESCE(SUM(status <> 'failed'), 0), "
+      "COALESCE(SUM(due_by_ms IS NOT NULL AND due_by_ms < ?1), 0), "
+      "COALESCE(SUM(due_by_ms IS NOT NULL AND due_by_ms >= ?1 AND due_by_ms < ?2), 0), "
+      "COALESCE(SUM(status = 'failed'), 0), MIN(due_by_ms) "
+      "FROM outbox WHERE status IN ('pending', 'in_flight', 'failed')");
+  calls.bind(1, now_ms).bind(2, now_ms + call_horizon_ms);
   if (calls.step()) {
     d.calls_pending = calls.int64(0);
     d.calls_overdue = calls.int64(1);
+    d.calls_at_risk = calls.int64(2);
+    d.calls_failed = calls.int64(3);
+    d.nearest_call_due_ms = calls.optional_int64(4);
   }
   // The nearest deadline of each open dispute.
   auto disputes = impl_->db.prepare(

@@ -38,6 +38,7 @@
 #include "kpay/core/serial_worker.hpp"
 #include "kpay/klarna/envelope.hpp"
 #include "kpay/processor/batch_applier.hpp"
+#include "kpay/processor/follow_ups.hpp"
 #include "kpay/storage/state_store.hpp"
 
 namespace kpay::processor {
@@ -51,6 +52,7 @@ struct ProcessorSettings {
   std::size_t batch_size = 5000;
   std::chrono::milliseconds batch_timeout{50};
   std::chrono::milliseconds shutdown_flush_timeout{10000};
+  FollowUpSettings follow_ups;  // capture policy, environment
 };
 
 class Processor {

@@ -46,6 +46,11 @@ struct PaymentRequestRow {
   // Gen 2/3: final authorization must happen before this (COMPLETED + 60 min).
   std::optional<std::int64_t> authorization_due_ms;
   std::string last_event_id;
+  // metadata.subject_account_id: the account follow-up calls go to.
+  std::optional<std::string> account_id;
+  // The answer of the final authorization / confirm this product made:
+  // APPROVED | DECLINED | STEP_UP_REQUIRED (DECLINED: the payment failed).
+  std::optional<std::string> authorization_result;
 
   bool operator==(const PaymentRequestRow&) const = default;
 };
@@ -65,6 +70,7 @@ struct PaymentTransactionRow {
   std::optional<std::string> funding_state;
   std::int64_t funding_as_of_ms = 0;
   std::string last_event_id;
+  std::optional<std::string> account_id;  // metadata.subject_account_id
 
   bool operator==(const PaymentTransactionRow&) const = default;
 };
@@ -137,19 +143,50 @@ struct HistoryRow {
 
 // A follow-up call to Klarna, written in the same transaction as the state
 // change that makes it due. The idempotency key is fixed here and never
-// changes: the worker (a later issue) retries with exactly this key.
+// changes: the outbox worker retries with exactly this key, and a process
+// killed between sending and recording sends it again with the same key.
+//
+// Life: pending → in_flight (claimed, attempts+1) → succeeded | failed, or
+// back to pending with next_attempt_at_ms after a retryable answer. An
+// in_flight row found at start-up was interrupted: it becomes pending again.
+// An operator may put a failed row back to pending (`klarnactl actions retry`).
 struct OutboxRow {
   std::int64_t id = 0;
-  std::string operation;  // "final_authorization" | "confirm"
+  std::string operation;  // "final_authorization" | "confirm" | "capture" | "read_…" | …
   std::string entity_id;
   std::string idempotency_key;
-  std::string request_body;  // JSON body of the call
+  std::string request_body;  // JSON body of the call ("" for GET/DELETE)
   // Path/header parameter the call needs (confirmation token, network session
-  // token). Sensitive: never logged, never published.
+  // token). Sensitive: never logged, never published, never listed.
   std::string call_token;
-  std::optional<std::int64_t> due_by_ms;
-  std::string status = "pending";
+  std::optional<std::int64_t> due_by_ms;  // deadline (final authorization: 60 min)
+  std::string status = "pending";        // pending | in_flight | succeeded | failed
   std::string created_by_event_id;
+  std::string account_id;   // /v2/accounts/{account_id}/…
+  std::string method = "POST";
+  // Under /v2/accounts/{account}, percent-encoded; "{token}" stands for
+  // call_token (percent-encoded when sent), so the stored path holds no secret.
+  std::string path;
+  std::string token_header;  // header carrying call_token; empty: none / in the path
+  std::int64_t attempts = 0;
+  std::int64_t next_attempt_at_ms = 0;
+  std::int64_t created_at_ms = 0;
+  std::int64_t updated_at_ms = 0;
+  std::optional<std::int64_t> last_status;  // HTTP status of the last answer
+  std::optional<std::string> last_error;    // Answer::summary(): no secrets
+  std::optional<std::string> result;        // APPROVED, DECLINED, the id created, …
+  std::optional<std::string> command_id;    // the downstream command that asked for it
+};
+
+// What the worker records about one attempt.
+struct OutboxUpdate {
+  std::int64_t id = 0;
+  std::string status;  // pending (retry later) | succeeded | failed
+  std::int64_t next_attempt_at_ms = 0;
+  std::int64_t now_ms = 0;
+  std::optional<std::int64_t> last_status;
+  std::optional<std::string> last_error;
+  std::optional<std::string> result;
 };
 
 // A message that must reach Kafka (state change, dead-letter copy). Written in
@@ -235,7 +272,28 @@ class StateStore {
 
   // false when a row with this idempotency key exists already.
   bool insert_outbox(const OutboxRow& o);
-  std::vector<OutboxRow> outbox(const std::string& entity_id);
+  std::vector<OutboxRow> outbox(const std::string& entity_id);  // call_token not read back
+  std::optional<OutboxRow> find_outbox(std::int64_t id);         // call_token not read back
+  // Due pending rows (next_attempt_at_ms <= now), oldest first, marked
+  // in_flight with attempts+1, returned WITH call_token (for sending only).
+  std::vector<OutboxRow> claim_due_outbox(std::int64_t now_ms, std::size_t limit);
+  // At start-up: rows left in_flight by a process that died become pending
+  // (due now). Returns how many.
+  std::int64_t release_in_flight_outbox(std::int64_t now_ms);
+  void update_outbox(const OutboxUpdate& u);
+  // Operators: failed → pending, due now. false when the row is not failed.
+  bool retry_outbox(std::int64_t id, std::int64_t now_ms);
+  // Listing (klarnactl actions): by status ("" = all), newest first.
+  std::vector<OutboxRow> list_outbox(const std::string& status, std::size_t limit);
+  // Not done and past (or within `horizon_ms` of) their due_by, nearest first.
+  std::vector<OutboxRow> outbox_due_within(std::int64_t now_ms, std::int64_t horizon_ms,
+                                           std::size_t limit);
+  // The earliest next_attempt_at_ms of a pending row (the worker sleeps until).
+  std::optional<std::int64_t> next_outbox_attempt();
+  struct OutboxCounts {
+    std::int64_t pending = 0, in_flight = 0, succeeded = 0, failed = 0;
+  };
+  OutboxCounts outbox_counts();
 
   std::int64_t enqueue_publish(const PublishRow& p);
   void delete_published(std::int64_t seq);
@@ -256,11 +314,16 @@ class StateStore {
   // was missed, for metrics. `horizon_ms`: how far ahead counts as "due soon".
   struct DeadlineSummary {
     std::int64_t calls_pending = 0;             // outbox rows not yet done
-    std::int64_t calls_overdue = 0;             // pending past their due_by
+    std::int64_t calls_overdue = 0;             // not done, past their due_by
+    std::int64_t calls_at_risk = 0;             // not done, due_by within the horizon
+    std::int64_t calls_failed = 0;              // failed: an operator must look
+    std::optional<std::int64_t> nearest_call_due_ms;  // earliest due_by not done
     std::int64_t dispute_deadlines_soon = 0;    // open disputes, a deadline within the horizon
     std::int64_t dispute_deadlines_passed = 0;  // open disputes, a deadline already passed
   };
-  DeadlineSummary deadlines(std::int64_t now_ms, std::int64_t horizon_ms);
+  // `call_horizon_ms`: how close to its due_by a call counts as at risk.
+  DeadlineSummary deadlines(std::int64_t now_ms, std::int64_t horizon_ms,
+                            std::int64_t call_horizon_ms = 10 * 60 * 1000);
 
  private:
   struct Impl;

@@ -1,0 +1,133 @@
+// Which Klarna calls a state change causes, in one place (PAYMENTS-API.md §4,
+// "Webhook → follow-up map"). The appliers (webhooks) and the outbox worker
+// (answers of earlier calls) both ask here, so a capture is decided in exactly
+// one table whichever path saw the authorization first; the idempotency key a
+// follow-up gets depends only on what makes the operation unique, so both
+// paths produce the same key and the outbox keeps one row.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "kpay/core/config.hpp"
+#include "kpay/storage/state_store.hpp"
+
+namespace kpay::processor {
+
+// When a payment is captured (configuration `capture.default`, overridden per
+// partner account in `capture.accounts`).
+enum class CapturePolicy {
+  now,                  // final authorization / confirm with capture NOW / true
+  after_authorization,  // capture LATER, then a capture call once authorized
+  on_command,           // capture LATER; a downstream command captures
+};
+std::optional<CapturePolicy> parse_capture_policy(std::string_view text);
+std::string_view capture_policy_name(CapturePolicy p);
+
+struct FollowUpSettings {
+  CapturePolicy default_capture = CapturePolicy::after_authorization;
+  std::map<std::string, CapturePolicy, std::less<>> capture_by_account;  // subject_account_id →
+  // The environment the API credentials belong to: an event whose
+  // metadata.live disagrees never causes a call (PAYMENTS-API.md, environment).
+  bool live = false;
+  CapturePolicy capture_for(std::string_view account_id) const;
+};
+// `capture.default` ("now" | "after_authorization" | "on_command"),
+// `capture.accounts` (a table: account id → policy), and the environment from
+// `klarna.environment` ("live" → live; "test" → not; "custom" → `klarna.live`).
+// Throws core::ConfigError naming the key.
+FollowUpSettings follow_up_settings_from_config(const core::Config& c);
+
+// ---- the typed follow-ups --------------------------------------------------------
+enum class TokenHeader { network_session, legacy_payment };  // which header carries it
+struct FinalAuthorization {
+  std::string payment_request_id;
+  std::string token;  // sensitive
+  TokenHeader header = TokenHeader::network_session;
+  std::int64_t amount = 0;
+  std::string currency;
+  std::optional<std::string> reference;
+  bool capture_now = false;
+};
+struct Confirm {
+  std::string payment_request_id;
+  std::string confirmation_token;  // sensitive
+  std::int64_t amount = 0;
+  std::string currency;
+  std::optional<std::string> reference;
+  bool capture_now = false;
+};
+struct Capture {
+  std::string payment_transaction_id;
+  std::int64_t amount = 0;
+  std::optional<std::string> reference;
+};
+struct ReadPaymentRequest {
+  std::string payment_request_id;
+};
+struct ReadTransaction {
+  std::string payment_transaction_id;
+};
+struct ReadCapture {
+  std::string payment_transaction_id;
+  std::string payment_capture_id;
+};
+struct ReadRefund {
+  std::string payment_transaction_id;
+  std::string payment_refund_id;
+};
+using FollowUp = std::variant<FinalAuthorization, Confirm, Capture, ReadPaymentRequest,
+                              ReadTransaction, ReadCapture, ReadRefund>;
+
+// Operation names stored in outbox.operation.
+std::string_view operation_name(const FollowUp& f);
+
+// Where a follow-up comes from: the account it is about, the event (or call)
+// that caused it, and when it must be done by.
+struct FollowUpOrigin {
+  std::string account_id;  // metadata.subject_account_id
+  std::string caused_by;   // event_id, or "outbox:<id>" for a call's answer
+  std::int64_t now_ms = 0;
+  std::optional<std::int64_t> due_by_ms;
+  // An idempotency discriminator for reads (several reads of one entity may be
+  // due over its life); ignored by money-moving operations, whose key derives
+  // from the token or entity alone.
+  std::string read_discriminator;
+};
+
+// The outbox row of a follow-up: method, path under /v2/accounts/{account},
+// body, token header, idempotency key fixed now.
+storage::OutboxRow outbox_row(const FollowUp& f, const FollowUpOrigin& origin);
+
+// The Klarna-Idempotency-Key of an operation on an entity: the same inputs
+// give the same key in every process and on every retry. 1–255 chars.
+std::string idempotency_key(std::string_view operation, std::string_view entity_id,
+                            std::string_view discriminator);
+
+// ---- decisions ----------------------------------------------------------------------
+// A payment request whose applied state now asks for a call (COMPLETED → final
+// authorization; PENDING_CONFIRMATION → confirm), or, when the token or the
+// amount is missing, a read of the request instead of a guess. Nothing when a
+// follow-up for the request exists already (v1 and v2 deliveries of one
+// payment cause one call).
+struct RequestContext {
+  const storage::PaymentRequestRow& row;
+  std::optional<std::string> session_token;       // v2 completed
+  bool legacy_payment_token = false;              // the token came as payment_token
+  std::optional<std::string> confirmation_token;  // v1 pending-confirmation
+  bool follow_up_exists = false;
+};
+std::vector<FollowUp> on_request_state(const RequestContext& c, const FollowUpSettings& s);
+
+// A transaction known to be AUTHORIZED (webhook, or an APPROVED answer with
+// capture LATER): a capture of everything not yet captured when the account's
+// policy is after_authorization.
+std::vector<FollowUp> on_transaction_authorized(const storage::PaymentTransactionRow& t,
+                                                const FollowUpSettings& s);
+
+}  // namespace kpay::processor
