@@ -126,6 +126,7 @@ EnvelopeResult parse_envelope(std::string_view body) {
   e.occurred_at = string_field(metadata, "occurred_at").value_or("");
   bool live = false;
   if (metadata["live"].get_bool().get(live) == simdjson::SUCCESS) e.live = live;
+  e.subject_account_id = string_field(metadata, "subject_account_id");
   e.family = classify_event_type(e.event_type);
 
   element payload;

@@ -43,7 +43,12 @@ struct Envelope {
   std::string event_type;
   std::string event_version;
   std::string occurred_at;  // empty when absent
+  // metadata.live: which environment (live / test) the event came from; a
+  // follow-up call must never cross environments (PAYMENTS-API.md).
   std::optional<bool> live;
+  // metadata.subject_account_id: the partner account the event is about, the
+  // account follow-up calls go to (/v2/accounts/{subject_account_id}/…).
+  std::optional<std::string> subject_account_id;
   EventFamily family = EventFamily::unrouted;
   // The id of the entity this event is about (payment_request_id,
   // payment_transaction_id, payment_dispute_id, settlement id, account id);
