@@ -174,6 +174,88 @@ Poison poison(std::string reason, std::string detail, const klarna::Envelope* en
   return p;
 }
 
+// Where a capture / refund / chargeback event names its operation.
+struct OperationKeys {
+  std::string_view id;      // payment_capture_id
+  std::string_view amount;  // capture_amount
+  std::string_view object;  // capture: {capture_amount}
+  std::string_view list;    // payment_captures: [{payment_capture_id, capture_amount}]
+};
+OperationKeys operation_keys(SubRecordKind kind) {
+  switch (kind) {
+    case SubRecordKind::capture:
+      return {"payment_capture_id", "capture_amount", "capture", "payment_captures"};
+    case SubRecordKind::refund:
+      return {"payment_refund_id", "refund_amount", "refund", "payment_refunds"};
+    case SubRecordKind::chargeback:
+      break;
+  }
+  return {"payment_chargeback_id", "chargeback_amount", "chargeback", "payment_chargebacks"};
+}
+
+// The operation's own amount: at the top level, in a nested object, or in its
+// entry of the transaction's list. `field` names where a bad value was found.
+FieldStatus operation_amount(element payload, const OperationKeys& k,
+                             const std::optional<std::string>& id, std::optional<std::int64_t>& out,
+                             std::string& field) {
+  field = k.amount;
+  if (auto st = integer(payload, k.amount, out); st != FieldStatus::absent) return st;
+  if (auto obj = child(payload, k.object)) {
+    field = std::string(k.object) + "." + std::string(k.amount);
+    if (auto st = integer(*obj, k.amount, out); st != FieldStatus::absent) return st;
+  }
+  simdjson::dom::array list;
+  if (!id || payload[k.list].get_array().get(list) != simdjson::SUCCESS) return FieldStatus::absent;
+  for (element item : list) {
+    if (str(item, k.id) != id) continue;
+    field = std::string(k.list) + "[]." + std::string(k.amount);
+    return integer(item, k.amount, out);
+  }
+  return FieldStatus::absent;
+}
+
+// A payload that is the whole transaction (klarna-sim sends it with the
+// operation's fields added): its `amount` is the authorized amount.
+bool looks_like_transaction(element payload) {
+  for (std::string_view k :
+       {"state", "payment_transaction_reference", "captured_amount", "payment_captures",
+        "payment_refunds", "remaining_authorized_amount"}) {
+    element e;
+    if (payload[k].get(e) == simdjson::SUCCESS) return true;
+  }
+  return false;
+}
+
+// A capture / refund / chargeback: its id, and the operation's own amount.
+// Only `amount` in a whole-transaction payload is ambiguous: a capture or
+// refund is then read from Klarna instead (there is no chargeback read).
+std::optional<Poison> read_sub_record(element payload, SubRecordKind kind, Payload& p,
+                                      const klarna::Envelope& env) {
+  const OperationKeys k = operation_keys(kind);
+  const auto& id = kind == SubRecordKind::capture  ? p.capture_id
+                   : kind == SubRecordKind::refund ? p.refund_id
+                                                   : p.chargeback_id;
+  if (!id) return poison("missing_field", std::string(k.id) + " is missing", &env);
+  p.amount.reset();
+  std::string field;
+  auto st = operation_amount(payload, k, id, p.amount, field);
+  if (st == FieldStatus::absent) {
+    field = "amount";
+    st = integer(payload, "amount", p.amount);
+    if (st == FieldStatus::ok && kind != SubRecordKind::chargeback &&
+        looks_like_transaction(payload)) {
+      p.amount.reset();
+      p.amount_ambiguous = true;
+    }
+  }
+  if (st == FieldStatus::bad) {
+    return poison("bad_field", field + " has the wrong type or format", &env);
+  }
+  if (!p.amount && !p.amount_ambiguous) return poison("missing_field", "amount is missing", &env);
+  if (p.amount && *p.amount < 0) return poison("bad_field", "amount is negative", &env);
+  return std::nullopt;
+}
+
 }  // namespace
 
 std::string_view entity_kind(const Action& a) {
@@ -308,20 +390,20 @@ std::variant<Event, Poison> decode_event(std::string_view body, bool from_unrout
   p.refund_id = str(payload, "payment_refund_id");
   p.chargeback_id = str_any(payload, {"payment_chargeback_id", "chargeback_id"});
   p.confirmation_token = str_any(payload, {"payment_confirmation_token"});
-  p.session_token = str_any(payload, {"klarna_network_session_token", "payment_token"});
+  p.session_token = str_any(payload, {"klarna_network_session_token"});
+  if (!p.session_token) {
+    p.session_token = str_any(payload, {"payment_token"});
+    p.legacy_payment_token = p.session_token.has_value();
+  }
   p.dispute_reason = str(payload, "dispute_reason");
   p.dispute_outcome = str(payload, "dispute_outcome");
 
   auto bad = [&](std::string_view field) {
     return poison("bad_field", std::string(field) + " has the wrong type or format", &env);
   };
-  // Amount: the sub-record events may name it after the operation.
-  const std::string_view amount_keys[] = {"amount", "capture_amount", "refund_amount",
-                                          "chargeback_amount"};
-  for (auto k : amount_keys) {
-    auto st = integer(payload, k, p.amount);
-    if (st == FieldStatus::bad) return bad(k);
-    if (st == FieldStatus::ok) break;
+  // Amount of the entity (captures, refunds, chargebacks: read_sub_record).
+  if (!std::holds_alternative<SubRecordAdded>(ev.action)) {
+    if (integer(payload, "amount", p.amount) == FieldStatus::bad) return bad("amount");
   }
   if (timestamp(payload, "expires_at", p.expires_at_ms) == FieldStatus::bad)
     return bad("expires_at");
@@ -361,15 +443,7 @@ std::variant<Event, Poison> decode_event(std::string_view body, bool from_unrout
 
   // Impossible shapes: an event that asks for bookkeeping without the data for it.
   if (auto* sub = std::get_if<SubRecordAdded>(&ev.action)) {
-    const char* id_field = sub->kind == SubRecordKind::capture  ? "payment_capture_id"
-                           : sub->kind == SubRecordKind::refund ? "payment_refund_id"
-                                                                : "payment_chargeback_id";
-    const auto& id = sub->kind == SubRecordKind::capture  ? p.capture_id
-                     : sub->kind == SubRecordKind::refund ? p.refund_id
-                                                          : p.chargeback_id;
-    if (!id) return poison("missing_field", std::string(id_field) + " is missing", &env);
-    if (!p.amount) return poison("missing_field", "amount is missing", &env);
-    if (*p.amount < 0) return poison("bad_field", "amount is negative", &env);
+    if (auto bad_sub = read_sub_record(payload, sub->kind, p, env)) return *bad_sub;
   }
   if (auto* dl = std::get_if<DisputeDeadlineExtended>(&ev.action)) {
     const auto& v = dl->deadline == Deadline::representment ? p.representment_expires_at_ms

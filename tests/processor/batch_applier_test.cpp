@@ -19,12 +19,19 @@ using processor::InputMessage;
 namespace {
 
 constexpr std::int64_t T0 = 1'767'225'600'000;  // 2026-01-01T00:00:00Z
+constexpr std::string_view kAccount = "krn:partner:global:account:test:M1";
+constexpr std::string_view kTestAccount =
+    R"("subject_account_id":"krn:partner:global:account:test:M1")";
 
+// `metadata`: extra metadata fields (default: the subject account follow-up
+// calls go to; without one no call is queued).
 std::string body(std::string_view type, std::string_view version, std::string_view event_id,
-                 std::int64_t at_ms, std::string_view payload) {
+                 std::int64_t at_ms, std::string_view payload,
+                 std::string_view metadata = kTestAccount) {
   std::string b = R"({"metadata":{"event_type":")" + std::string(type) + R"(","event_id":")" +
                   std::string(event_id) + R"(","event_version":")" + std::string(version) +
-                  R"(","occurred_at":")" + core::rfc3339_ms(at_ms) + R"("},"payload":{)" +
+                  R"(","occurred_at":")" + core::rfc3339_ms(at_ms) + "\"" +
+                  (metadata.empty() ? "" : "," + std::string(metadata)) + R"(},"payload":{)" +
                   std::string(payload) + "}}";
   return b;
 }
@@ -170,19 +177,26 @@ TEST_F(Applier, Gen2LifecycleAndFinalAuthorizationOutbox) {
             "rejected");
   EXPECT_NE(last_reason_.find("final"), std::string::npos);
   EXPECT_EQ(apply(t, completed), "duplicate");
-  // A Gen 1 event on a Gen 2 request is refused.
-  EXPECT_EQ(apply(t, request_event("payment.request.state-change.authorized", "v1", "e6", T0 + 40)),
-            "rejected");
+  // A Gen 1 event that would regress it is refused like a Gen 2 one (COMPLETED
+  // is seen as PENDING_CONFIRMATION by v1 events: IN_PROGRESS is older).
+  EXPECT_EQ(apply(t, request_event("payment.request.state-change.in-progress", "v1", "e6", T0 + 5)),
+            "stale");
 
   auto req = store_->find_request("req-1");
   ASSERT_TRUE(req);
   EXPECT_EQ(req->state, "COMPLETED");
+  EXPECT_EQ(req->account_id, kAccount);
   EXPECT_EQ(req->authorization_due_ms, T0 + 20 + 3'600'000);
   auto outbox = store_->outbox("req-1");
   ASSERT_EQ(outbox.size(), 1u);
   EXPECT_EQ(outbox[0].operation, "final_authorization");
   EXPECT_EQ(outbox[0].idempotency_key,
             processor::idempotency_key("final_authorization", "req-1", "kns-secret"));
+  EXPECT_EQ(outbox[0].account_id, kAccount);
+  EXPECT_EQ(outbox[0].path, "/payment/authorize");
+  EXPECT_EQ(outbox[0].token_header, "Klarna-Network-Session-Token");
+  EXPECT_EQ(outbox[0].created_by_event_id, "e3");
+  EXPECT_NE(outbox[0].request_body.find(R"("capture":"LATER")"), std::string::npos);
   EXPECT_NE(outbox[0].request_body.find(R"("amount":1000)"), std::string::npos);
   EXPECT_EQ(outbox[0].request_body.find("kns-secret"), std::string::npos)
       << "token is not in the body";
@@ -368,6 +382,203 @@ TEST_F(Applier, StateChangesArePublishedForAppliedTransitionsOnly) {
   EXPECT_TRUE(store_->pending_publications().empty());
 }
 
+// Defect A: klarna-sim sends the whole transaction with the capture's fields
+// added; `amount` is the authorized amount, not the capture's.
+TEST_F(Applier, PartialCaptureBooksTheCaptureAmountNotTheTransactionAmount) {
+  const auto& t = topics_.payment_transactions;
+  EXPECT_EQ(apply(t, body("payment.transaction.state-change.authorized", "v2", "a1", T0,
+                          R"("payment_transaction_id":"txn-1","amount":10000,"currency":"EUR")")),
+            "applied");
+  EXPECT_EQ(
+      apply(t,
+            body("payment.transaction.captured", "v2", "c1", T0 + 10,
+                 R"("payment_transaction_id":"txn-1","payment_transaction_reference":"o-1",)"
+                 R"("state":"AUTHORIZED","amount":10000,"currency":"EUR",)"
+                 R"("payment_capture_id":"cap-1","capture_amount":2500,"captured_amount":2500)")),
+      "applied");
+  EXPECT_EQ(last_reason_, "capture cap-1 recorded: 2500");
+  // A refund names its own amount too; the capture list is read by id.
+  EXPECT_EQ(
+      apply(
+          t,
+          body("payment.transaction.refunded", "v2", "r1", T0 + 20,
+               R"("payment_transaction_id":"txn-1","state":"AUTHORIZED","amount":10000,)"
+               R"("payment_refund_id":"ref-1","refund_amount":700,"payment_capture_id":"cap-1")")),
+      "applied");
+  EXPECT_EQ(apply(t, body("payment.transaction.captured", "v2", "c2", T0 + 30,
+                          R"("payment_transaction_id":"txn-1","state":"AUTHORIZED","amount":10000,)"
+                          R"("payment_capture_id":"cap-2","payment_captures":[)"
+                          R"({"payment_capture_id":"cap-1","capture_amount":2500},)"
+                          R"({"payment_capture_id":"cap-2","capture_amount":1500}])")),
+            "applied");
+  auto row = store_->find_transaction("txn-1");
+  ASSERT_TRUE(row);
+  EXPECT_EQ(row->amount, 10000);
+  EXPECT_EQ(row->captured_amount, 4000);
+  EXPECT_EQ(row->refunded_amount, 700);
+}
+
+// Only the transaction's `amount` with a whole-transaction shape: nothing is
+// guessed; the capture is read from Klarna (once), and booked by the worker.
+TEST_F(Applier, AmbiguousCaptureAmountQueuesOneReadInsteadOfBooking) {
+  const auto& t = topics_.payment_transactions;
+  auto ambiguous = [&](const char* event_id, std::int64_t at) {
+    return body("payment.transaction.captured", "v2", event_id, at,
+                R"("payment_transaction_id":"txn-1","state":"AUTHORIZED","amount":10000,)"
+                R"("currency":"EUR","payment_capture_id":"krn:capture:1")");
+  };
+  EXPECT_EQ(apply(t, ambiguous("c1", T0)), "applied");
+  EXPECT_EQ(last_reason_, "capture amount ambiguous: read queued");
+  EXPECT_TRUE(store_->sub_records("txn-1").empty());
+  EXPECT_EQ(store_->find_transaction("txn-1")->captured_amount, 0);
+  EXPECT_EQ(apply(t, ambiguous("c2", T0 + 1)), "applied") << "announced again: same read";
+  auto outbox = store_->outbox("txn-1");
+  ASSERT_EQ(outbox.size(), 1u);
+  EXPECT_EQ(outbox[0].operation, "read_capture");
+  EXPECT_EQ(outbox[0].method, "GET");
+  EXPECT_EQ(outbox[0].path, "/payment/captures/krn%3Acapture%3A1");
+  EXPECT_EQ(outbox[0].request_body, "");
+  EXPECT_EQ(outbox[0].account_id, kAccount);
+  // The worker books it from the answer; a later announcement is then stale.
+  storage::SubRecordRow sub;
+  sub.kind = "capture";
+  sub.id = "krn:capture:1";
+  sub.transaction_id = "txn-1";
+  sub.amount = 2500;
+  ASSERT_TRUE(store_->insert_sub_record(sub));
+  EXPECT_EQ(apply(t, ambiguous("c3", T0 + 2)), "stale");
+  // A minimal payload (no transaction-level fields) still books its amount.
+  EXPECT_EQ(apply(t, body("payment.transaction.captured", "v2", "c4", T0 + 3,
+                          R"("payment_transaction_id":"txn-1","payment_capture_id":"cap-2",)"
+                          R"("amount":500)")),
+            "applied");
+  EXPECT_EQ(store_->find_transaction("txn-1")->captured_amount, 500);
+}
+
+// Defect B: v1 and v2 subscriptions both deliver one request. Both events
+// apply to the one row; the approval causes exactly one call.
+TEST_F(Applier, V1AndV2DeliveriesOfOneApprovalCauseOneCall) {
+  const auto& t = topics_.payment_requests;
+  auto pending = request_event("payment.request.state-change.pending-confirmation", "v1", "p1",
+                               T0 + 10, R"("state_context":{"payment_confirmation_token":"pct"})");
+  auto completed = request_event("payment.request.state-change.completed", "v2", "c1", T0 + 10,
+                                 R"("state_context":{"klarna_network_session_token":"kns"})");
+  EXPECT_EQ(apply(t, request_event("payment.request.state-change.submitted", "v1", "s1", T0)),
+            "applied");
+  EXPECT_EQ(apply(t, pending), "applied") << last_reason_;
+  EXPECT_EQ(apply(t, completed), "applied") << last_reason_;
+  EXPECT_NE(last_reason_.find("confirm queued by the v1 delivery"), std::string::npos)
+      << last_reason_;
+  auto outbox = store_->outbox("req-1");
+  ASSERT_EQ(outbox.size(), 1u);
+  EXPECT_EQ(outbox[0].operation, "confirm");
+  EXPECT_EQ(store_->find_request("req-1")->state, "COMPLETED");
+  // The v1 result still applies: the request is AUTHORIZED.
+  EXPECT_EQ(apply(t, request_event("payment.request.state-change.authorized", "v1", "a1", T0 + 20,
+                                   R"("state_context":{"payment_transaction_id":"txn-1"})")),
+            "applied")
+      << last_reason_;
+  EXPECT_EQ(store_->find_request("req-1")->state, "AUTHORIZED");
+
+  // The other order, on another request.
+  auto other = [](std::string s) {
+    for (auto at = s.find("req-1"); at != std::string::npos; at = s.find("req-1"))
+      s.replace(at, 5, "req-2");
+    return s;
+  };
+  auto pending2 = other(pending);
+  auto completed2 = other(completed);
+  pending2.replace(pending2.find("\"p1\""), 4, "\"p2\"");
+  completed2.replace(completed2.find("\"c1\""), 4, "\"c2\"");
+  EXPECT_EQ(apply(t, completed2), "applied") << last_reason_;
+  EXPECT_EQ(apply(t, pending2), "applied") << last_reason_;
+  outbox = store_->outbox("req-2");
+  ASSERT_EQ(outbox.size(), 1u);
+  EXPECT_EQ(outbox[0].operation, "final_authorization");
+  EXPECT_EQ(test::query_int(path_, "SELECT COUNT(*) FROM history WHERE outcome = 'rejected'"), 0);
+}
+
+// metadata.live contradicting the deployment (test by default): the state
+// applies, no call is ever queued, and it is counted.
+TEST_F(Applier, AnEventFromTheOtherEnvironmentNeverCausesACall) {
+  auto live = std::string(kTestAccount) + R"(,"live":true)";
+  InputMessage m{topics_.payment_requests, 0, offset_++, "req-1",
+                 body("payment.request.state-change.completed", "v2", "c1", T0,
+                      R"("payment_request_id":"req-1","amount":1000,"currency":"EUR",)"
+                      R"("klarna_network_session_token":"kns")",
+                      live)};
+  auto r = applier_->apply(std::span(&m, 1));
+  EXPECT_EQ(r.applied, 1u);
+  EXPECT_EQ(r.environment_mismatch, 1u);
+  EXPECT_EQ(store_->find_request("req-1")->state, "COMPLETED");
+  EXPECT_TRUE(store_->outbox("req-1").empty());
+  EXPECT_EQ(store_->history("req-1").back().reason,
+            "created: live=true event in a test deployment: no call");
+  // live=false in a test deployment is fine.
+  auto test_event = std::string(kTestAccount) + R"(,"live":false)";
+  EXPECT_EQ(apply(topics_.payment_requests,
+                  body("payment.request.state-change.completed", "v2", "c2", T0,
+                       R"("payment_request_id":"req-2","amount":1000,"currency":"EUR",)"
+                       R"("klarna_network_session_token":"kns")",
+                       test_event)),
+            "applied");
+  EXPECT_EQ(store_->outbox("req-2").size(), 1u);
+}
+
+TEST_F(Applier, NoSubjectAccountNoCallAndTheHistorySaysWhy) {
+  EXPECT_EQ(apply(topics_.payment_requests,
+                  body("payment.request.state-change.completed", "v2", "c1", T0,
+                       R"("payment_request_id":"req-1","amount":1000,"currency":"EUR",)"
+                       R"("klarna_network_session_token":"kns")",
+                       "")),
+            "applied");
+  EXPECT_EQ(last_reason_, "created; no subject_account_id: no call");
+  EXPECT_TRUE(store_->outbox("req-1").empty());
+}
+
+// payment.transaction.state-change.authorized: the automatic capture of what
+// is not captured yet (policy after_authorization, the default).
+TEST_F(Applier, AuthorizedTransactionQueuesTheAutomaticCaptureOfTheRest) {
+  const auto& t = topics_.payment_transactions;
+  EXPECT_EQ(apply(t, body("payment.transaction.captured", "v2", "c0", T0,
+                          R"("payment_transaction_id":"txn-1","payment_capture_id":"cap-0",)"
+                          R"("capture_amount":300)")),
+            "applied");
+  EXPECT_EQ(apply(t, body("payment.transaction.state-change.authorized", "v2", "a1", T0 + 10,
+                          R"("payment_transaction_id":"txn-1","amount":1000,"currency":"EUR",)"
+                          R"("payment_transaction_reference":"order-1")")),
+            "applied");
+  EXPECT_EQ(last_reason_, "created: capture queued");
+  auto outbox = store_->outbox("txn-1");
+  ASSERT_EQ(outbox.size(), 1u);
+  EXPECT_EQ(outbox[0].operation, "capture");
+  EXPECT_EQ(outbox[0].path, "/payment/transactions/txn-1/capture");
+  EXPECT_EQ(outbox[0].idempotency_key, processor::idempotency_key("capture", "txn-1", "auto"));
+  EXPECT_EQ(outbox[0].request_body,
+            R"({"capture_amount":700,"payment_capture_reference":"order-1"})");
+  EXPECT_EQ(store_->find_transaction("txn-1")->account_id, kAccount);
+}
+
+TEST_F(Applier, CapturePolicyPerAccount) {
+  processor::FollowUpSettings settings;
+  settings.capture_by_account[std::string(kAccount)] = processor::CapturePolicy::now;
+  applier_ = std::make_unique<BatchApplier>(*store_, klarna::Topics{}, settings);
+  EXPECT_EQ(
+      apply(topics_.payment_requests, request_event("payment.request.state-change.completed", "v2",
+                                                    "c1", T0, R"("payment_token":"legacy-token")")),
+      "applied");
+  auto outbox = store_->outbox("req-1");
+  ASSERT_EQ(outbox.size(), 1u);
+  EXPECT_EQ(outbox[0].token_header, "Klarna-Payment-Token") << "the legacy token's header";
+  EXPECT_NE(outbox[0].request_body.find(R"("capture":"NOW")"), std::string::npos);
+  // Captured at authorization already: no capture call after it.
+  EXPECT_EQ(apply(topics_.payment_transactions,
+                  body("payment.transaction.state-change.authorized", "v2", "a1", T0 + 10,
+                       R"("payment_transaction_id":"txn-1","amount":1000)")),
+            "applied");
+  EXPECT_TRUE(store_->outbox("txn-1").empty());
+}
+
 // The heart of order independence: the same lifecycles, shuffled and with
 // duplicates, reach exactly the entity state of the ordered stream.
 TEST(Convergence, ShuffledWithDuplicatesEqualsOrdered) {
@@ -453,7 +664,7 @@ TEST(StateStore, HistoryByEntitySpansTheBulkIndexAndAMigratedV1Database) {
     }
   }
   storage::StateStore store(path);
-  EXPECT_EQ(store.schema_version(), 2);
+  EXPECT_EQ(store.schema_version(), static_cast<int>(storage::state_migrations().size()));
   auto ids = [&](const std::string& entity) {
     std::vector<std::string> out;
     for (const auto& h : store.history(entity)) out.push_back(h.event_id);

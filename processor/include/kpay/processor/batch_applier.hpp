@@ -17,6 +17,7 @@
 
 #include "kpay/klarna/envelope.hpp"
 #include "kpay/processor/events.hpp"
+#include "kpay/processor/follow_ups.hpp"
 #include "kpay/storage/state_store.hpp"
 
 namespace kpay::processor {
@@ -42,6 +43,9 @@ struct BatchResult {
   std::uint64_t stale = 0;
   std::uint64_t rejected = 0;  // forbidden transitions, poison, unrouted
   std::uint64_t unrouted = 0;
+  // Events whose metadata.live contradicts the deployment's environment
+  // (FollowUpSettings::live): applied or not, they caused no call.
+  std::uint64_t environment_mismatch = 0;
   std::map<std::string, std::uint64_t> poison_by_reason;
   // Rows written to the publish queue in this batch (seq assigned), to be
   // produced once the transaction committed.
@@ -52,7 +56,9 @@ struct BatchResult {
 
 class BatchApplier {
  public:
-  BatchApplier(storage::StateStore& store, klarna::Topics topics);
+  // `follow_ups`: the capture policy and the environment follow-up calls are
+  // decided with (follow_ups.hpp); the rows go to the outbox in the batch.
+  BatchApplier(storage::StateStore& store, klarna::Topics topics, FollowUpSettings follow_ups = {});
 
   // Throws storage::SqliteError when the store fails; the transaction is then
   // rolled back and the caller may retry the same batch (it is idempotent).
@@ -69,19 +75,12 @@ class BatchApplier {
   DecodedMessage decode(InputMessage m) const;
 
  private:
-  struct Step;  // one message's effects
   void apply_one(const DecodedMessage& m, BatchResult& out);
-  void apply_event(const Event& ev, Step& step);
   void record_poison(const InputMessage& m, const Poison& p, BatchResult& out);
 
   storage::StateStore& store_;
   klarna::Topics topics_;
+  FollowUpSettings follow_ups_;
 };
-
-// The Klarna-Idempotency-Key of a follow-up call: derived from what makes the
-// operation unique (operation, entity, token), so every retry and every replay
-// of the causing event yields the same key. 1–255 chars as Klarna requires.
-std::string idempotency_key(std::string_view operation, std::string_view entity_id,
-                            std::string_view discriminator);
 
 }  // namespace kpay::processor

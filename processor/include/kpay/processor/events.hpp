@@ -74,7 +74,14 @@ std::variant<Action, RouteError> route(std::string_view event_type, std::string_
 // ---- the payload fields we read (all optional: Klarna's shapes are partly unconfirmed)
 struct Payload {
   std::optional<std::string> reference;
+  // The entity's amount; for captures, refunds and chargebacks the
+  // operation's own amount (capture_amount, refund_amount, …), never the
+  // transaction's authorized amount a whole-transaction payload also carries.
   std::optional<std::int64_t> amount;
+  // A capture / refund whose payload looks like the whole transaction and
+  // names only `amount` (the transaction's, or the operation's?): not booked;
+  // the capture / refund is read from Klarna instead.
+  bool amount_ambiguous = false;
   std::optional<std::string> currency;
   std::optional<std::string> payment_request_id;
   std::optional<std::string> payment_transaction_id;
@@ -84,6 +91,7 @@ struct Payload {
   std::optional<std::int64_t> expires_at_ms;
   std::optional<std::string> confirmation_token;  // Gen 1: sensitive
   std::optional<std::string> session_token;       // Gen 2/3: sensitive
+  bool legacy_payment_token = false;              // session_token came as the legacy payment_token
   // Disputes
   std::optional<std::string> dispute_reason;
   std::optional<std::string> dispute_outcome;

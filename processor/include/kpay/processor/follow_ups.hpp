@@ -65,7 +65,10 @@ struct Confirm {
 struct Capture {
   std::string payment_transaction_id;
   std::int64_t amount = 0;
-  std::optional<std::string> reference;
+  std::optional<std::string> reference;  // payment_capture_reference
+  // The downstream command that asked for it; none = the automatic capture
+  // (policy after_authorization), keyed ("capture", transaction, "auto").
+  std::optional<std::string> command_id;
 };
 struct ReadPaymentRequest {
   std::string payment_request_id;
@@ -120,6 +123,8 @@ struct RequestContext {
   std::optional<std::string> session_token;       // v2 completed
   bool legacy_payment_token = false;              // the token came as payment_token
   std::optional<std::string> confirmation_token;  // v1 pending-confirmation
+  // A confirm / final authorization for this request is queued already (the
+  // other generation's delivery of the same approval caused it): nothing more.
   bool follow_up_exists = false;
 };
 std::vector<FollowUp> on_request_state(const RequestContext& c, const FollowUpSettings& s);

@@ -1,0 +1,304 @@
+// The follow-up table (PAYMENTS-API.md §2, §4): which call a state asks for,
+// and how each call is written to the outbox (method, path, body, token
+// header, idempotency key). Pure functions: no store, no clock.
+#include "kpay/processor/follow_ups.hpp"
+
+#include <openssl/evp.h>
+
+#include <array>
+
+#include "kpay/core/json_writer.hpp"
+#include "kpay/processor/state_machines.hpp"
+
+namespace kpay::processor {
+
+namespace {
+
+template <class... F>
+struct Overloaded : F... {
+  using F::operator()...;
+};
+template <class... F>
+Overloaded(F...) -> Overloaded<F...>;
+
+struct PolicyName {
+  CapturePolicy policy;
+  std::string_view name;
+};
+constexpr std::array kPolicies = {
+    PolicyName{CapturePolicy::now, "now"},
+    PolicyName{CapturePolicy::after_authorization, "after_authorization"},
+    PolicyName{CapturePolicy::on_command, "on_command"},
+};
+
+constexpr std::string_view kNetworkSessionHeader = "Klarna-Network-Session-Token";
+constexpr std::string_view kLegacyPaymentHeader = "Klarna-Payment-Token";
+
+// RFC 3986: unreserved characters stay, every other byte becomes %XX (ids
+// are KRNs: "krn:payment:eu1:request:…" → "krn%3Apayment%3A…").
+std::string percent_encode(std::string_view s) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  out.reserve(s.size() * 3);
+  for (unsigned char c : s) {
+    const bool unreserved = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+                            (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_' || c == '~';
+    if (unreserved) {
+      out += static_cast<char>(c);
+    } else {
+      out += '%';
+      out += kHex[c >> 4];
+      out += kHex[c & 0xf];
+    }
+  }
+  return out;
+}
+
+// The parts of an outbox row that differ per operation.
+struct Call {
+  std::string_view method = "POST";
+  std::string path;
+  std::string body;
+  std::string entity_id;
+  std::string token;
+  std::string_view token_header;
+  std::string key_entity;         // what the idempotency key is derived from …
+  std::string key_discriminator;  // … together with the operation
+  std::optional<std::string> command_id;
+};
+
+Call final_authorization_call(const FinalAuthorization& f) {
+  core::JsonWriter body;
+  body.begin_object().field("currency", f.currency);
+  body.key("request_payment_transaction").begin_object().field("amount", f.amount);
+  if (f.reference) body.field("payment_transaction_reference", *f.reference);
+  body.field("capture", f.capture_now ? "NOW" : "LATER").end_object().end_object();
+  Call c;
+  c.path = "/payment/authorize";
+  c.body = body.take();
+  c.entity_id = f.payment_request_id;
+  c.token = f.token;
+  c.token_header =
+      f.header == TokenHeader::legacy_payment ? kLegacyPaymentHeader : kNetworkSessionHeader;
+  c.key_entity = f.payment_request_id;
+  c.key_discriminator = f.token;
+  return c;
+}
+
+Call confirm_call(const Confirm& f) {
+  core::JsonWriter body;
+  body.begin_object().field("currency", f.currency).field("payment_amount", f.amount);
+  if (f.reference) body.field("payment_transaction_reference", *f.reference);
+  body.key("config").begin_object().field("capture", f.capture_now).end_object().end_object();
+  Call c;
+  // "{token}" stays in the stored path: the worker puts the encoded token in
+  // when it sends, so no secret is stored outside call_token.
+  c.path = "/payment/confirmation-tokens/{token}/confirm";
+  c.body = body.take();
+  c.entity_id = f.payment_request_id;
+  c.token = f.confirmation_token;
+  c.key_entity = f.payment_request_id;
+  c.key_discriminator = f.confirmation_token;
+  return c;
+}
+
+Call capture_call(const Capture& f) {
+  core::JsonWriter body;
+  body.begin_object().field("capture_amount", f.amount);
+  if (f.reference) body.field("payment_capture_reference", *f.reference);
+  body.end_object();
+  Call c;
+  c.path = "/payment/transactions/" + percent_encode(f.payment_transaction_id) + "/capture";
+  c.body = body.take();
+  c.entity_id = f.payment_transaction_id;
+  c.key_entity = f.payment_transaction_id;
+  c.key_discriminator = f.command_id.value_or("auto");
+  c.command_id = f.command_id;
+  return c;
+}
+
+// A GET of one resource; `entity_id` is the row's entity (the transaction for
+// its captures and refunds), `id` the resource read.
+Call read_call(std::string_view collection, const std::string& id, const std::string& entity_id,
+               const std::string& discriminator) {
+  Call c;
+  c.method = "GET";
+  c.path = "/payment/" + std::string(collection) + "/" + percent_encode(id);
+  c.entity_id = entity_id;
+  c.key_entity = id;
+  c.key_discriminator = discriminator;
+  return c;
+}
+
+Call call_for(const FollowUp& f, const FollowUpOrigin& origin) {
+  const std::string& d = origin.read_discriminator;
+  return std::visit(
+      Overloaded{
+          [](const FinalAuthorization& a) { return final_authorization_call(a); },
+          [](const Confirm& c) { return confirm_call(c); },
+          [](const Capture& c) { return capture_call(c); },
+          [&](const ReadPaymentRequest& r) {
+            return read_call("requests", r.payment_request_id, r.payment_request_id, d);
+          },
+          [&](const ReadTransaction& r) {
+            return read_call("transactions", r.payment_transaction_id, r.payment_transaction_id, d);
+          },
+          [&](const ReadCapture& r) {
+            return read_call("captures", r.payment_capture_id, r.payment_transaction_id, d);
+          },
+          [&](const ReadRefund& r) {
+            return read_call("refunds", r.payment_refund_id, r.payment_transaction_id, d);
+          },
+      },
+      f);
+}
+
+}  // namespace
+
+std::optional<CapturePolicy> parse_capture_policy(std::string_view text) {
+  for (const auto& p : kPolicies) {
+    if (p.name == text) return p.policy;
+  }
+  return std::nullopt;
+}
+
+std::string_view capture_policy_name(CapturePolicy policy) {
+  for (const auto& p : kPolicies) {
+    if (p.policy == policy) return p.name;
+  }
+  return "after_authorization";
+}
+
+CapturePolicy FollowUpSettings::capture_for(std::string_view account_id) const {
+  auto it = capture_by_account.find(account_id);
+  return it == capture_by_account.end() ? default_capture : it->second;
+}
+
+FollowUpSettings follow_up_settings_from_config(const core::Config& c) {
+  auto policy = [](const std::string& key, const std::string& text) {
+    auto p = parse_capture_policy(text);
+    if (!p) throw core::ConfigError(key, "must be now, after_authorization or on_command");
+    return *p;
+  };
+  FollowUpSettings s;
+  s.default_capture = policy("capture.default", c.string("capture.default", "after_authorization"));
+  for (const auto& [account, text] : c.string_table("capture.accounts")) {
+    s.capture_by_account[account] = policy("capture.accounts." + account, text);
+  }
+  const std::string environment = c.string("klarna.environment", "test");
+  const bool custom_live = c.boolean("klarna.live", false);  // read always: a known key
+  if (environment == "live") {
+    s.live = true;
+  } else if (environment == "test") {
+    s.live = false;
+  } else if (environment == "custom") {
+    s.live = custom_live;
+  } else {
+    throw core::ConfigError("klarna.environment", "must be live, test or custom");
+  }
+  return s;
+}
+
+std::string_view operation_name(const FollowUp& f) {
+  return std::visit(Overloaded{
+                        [](const FinalAuthorization&) { return "final_authorization"; },
+                        [](const Confirm&) { return "confirm"; },
+                        [](const Capture&) { return "capture"; },
+                        [](const ReadPaymentRequest&) { return "read_payment_request"; },
+                        [](const ReadTransaction&) { return "read_transaction"; },
+                        [](const ReadCapture&) { return "read_capture"; },
+                        [](const ReadRefund&) { return "read_refund"; },
+                    },
+                    f);
+}
+
+std::string idempotency_key(std::string_view operation, std::string_view entity_id,
+                            std::string_view discriminator) {
+  std::string material;
+  material.reserve(operation.size() + entity_id.size() + discriminator.size() + 2);
+  material.append(operation).push_back('\n');
+  material.append(entity_id).push_back('\n');
+  material.append(discriminator);
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(material.data(), material.size(), digest, &len, EVP_sha256(), nullptr);
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string key = "kpay-";
+  key += operation;
+  key += '-';
+  for (unsigned i = 0; i < 16 && i < len; ++i) {  // 128 bits: collisions are not a concern
+    key += kHex[digest[i] >> 4];
+    key += kHex[digest[i] & 0xf];
+  }
+  return key;
+}
+
+storage::OutboxRow outbox_row(const FollowUp& f, const FollowUpOrigin& origin) {
+  Call call = call_for(f, origin);
+  storage::OutboxRow o;
+  o.operation = std::string(operation_name(f));
+  o.entity_id = std::move(call.entity_id);
+  o.idempotency_key = idempotency_key(o.operation, call.key_entity, call.key_discriminator);
+  o.request_body = std::move(call.body);
+  o.call_token = std::move(call.token);
+  o.due_by_ms = origin.due_by_ms;
+  o.created_by_event_id = origin.caused_by;
+  o.account_id = origin.account_id;
+  o.method = std::string(call.method);
+  o.path = std::move(call.path);
+  o.token_header = std::string(call.token_header);
+  o.next_attempt_at_ms = origin.now_ms;
+  o.created_at_ms = origin.now_ms;
+  o.updated_at_ms = origin.now_ms;
+  o.command_id = std::move(call.command_id);
+  return o;
+}
+
+// ---- decisions ------------------------------------------------------------------------
+
+std::vector<FollowUp> on_request_state(const RequestContext& c, const FollowUpSettings& s) {
+  const auto& row = c.row;
+  const auto state = row.state ? parse_state<RequestState>(*row.state) : std::nullopt;
+  if (state != RequestState::completed && state != RequestState::pending_confirmation) return {};
+  if (c.follow_up_exists || !row.account_id) return {};
+  const bool priced = row.amount && row.currency;
+  const bool capture_now = s.capture_for(*row.account_id) == CapturePolicy::now;
+  if (state == RequestState::completed && c.session_token && priced) {
+    return {FinalAuthorization{.payment_request_id = row.id,
+                               .token = *c.session_token,
+                               .header = c.legacy_payment_token ? TokenHeader::legacy_payment
+                                                                : TokenHeader::network_session,
+                               .amount = *row.amount,
+                               .currency = *row.currency,
+                               .reference = row.reference,
+                               .capture_now = capture_now}};
+  }
+  if (state == RequestState::pending_confirmation && c.confirmation_token && priced) {
+    return {Confirm{.payment_request_id = row.id,
+                    .confirmation_token = *c.confirmation_token,
+                    .amount = *row.amount,
+                    .currency = *row.currency,
+                    .reference = row.reference,
+                    .capture_now = capture_now}};
+  }
+  // The approval cannot be used without its token, nor priced without the
+  // amount: read the request instead of guessing.
+  return {ReadPaymentRequest{row.id}};
+}
+
+std::vector<FollowUp> on_transaction_authorized(const storage::PaymentTransactionRow& t,
+                                                const FollowUpSettings& s) {
+  if (!t.account_id || !t.amount || t.captured_amount >= *t.amount) return {};
+  // Capture only while AUTHORIZED (a state we have not learnt yet does not stop it).
+  if (t.state && parse_state<TransactionState>(*t.state) != TransactionState::authorized) {
+    return {};
+  }
+  if (s.capture_for(*t.account_id) != CapturePolicy::after_authorization) return {};
+  Capture c;
+  c.payment_transaction_id = t.id;
+  c.amount = *t.amount - t.captured_amount;
+  c.reference = t.reference;
+  return {c};
+}
+
+}  // namespace kpay::processor
