@@ -103,16 +103,30 @@ std::string SimApi::add_webhook(const std::string& url, const std::vector<std::s
 
 void SimApi::note_fault(const ApiRequest& req, std::string_view fault, int status) {
   std::lock_guard lk(impl_->mu);
-  CallRecord c;
-  c.seq = ++impl_->call_seq;
-  c.at = impl_->now();
-  c.method = req.method;
-  c.path = req.target;
-  c.route = route_name(req.method, req.target);
-  c.idempotency_key = req.header("klarna-idempotency-key");
+  CallRecord c = impl_->new_call(req, route_name(req.method, req.target));
   c.fault = std::string(fault);
   c.status = status;
-  if (impl_->calls.size() < impl_->opt.max_calls_logged) impl_->calls.push_back(std::move(c));
+  impl_->log_call(std::move(c));
+}
+
+std::string SimApi::authorization() const {
+  return impl_->opt.require_auth ? "Basic " + impl_->opt.api_key : std::string();
+}
+
+std::vector<std::string> SimApi::disputable_transactions() const {
+  std::lock_guard lk(impl_->mu);
+  const auto& im = *impl_;
+  std::set<std::string> disputed;
+  for (const auto& [id, d] : im.disputes) disputed.insert(d.transaction_id);
+  std::vector<const Transaction*> candidates;
+  for (const auto& [id, t] : im.transactions) {
+    if (!t.captures.empty() && !disputed.count(id)) candidates.push_back(&t);
+  }
+  std::sort(candidates.begin(), candidates.end(),
+            [](const auto* a, const auto* b) { return a->seq < b->seq; });
+  std::vector<std::string> out;
+  for (const auto* t : candidates) out.push_back(t->id);
+  return out;
 }
 
 void SimApi::tick() {
@@ -144,34 +158,67 @@ ApiResponse SimApi::handle(const ApiRequest& req) {
   auto segs = split_path(req.target);
   // Control routes owned by other components run without our lock: they call
   // back into handle().
-  if (!segs.empty() && segs[0] == "_sim") {
-    std::string path = "/";
-    for (std::size_t i = 0; i < segs.size(); ++i) path += (i ? "/" : "") + segs[i];
-    ControlHandler h;
-    {
-      std::lock_guard lk(impl_->mu);
-      for (const auto& [prefix, fn] : impl_->control) {
-        if (path.rfind(prefix, 0) == 0) h = fn;
-      }
-    }
-    if (h) return h(req);
-  }
-
+  if (auto h = impl_->control_handler_for(segs)) return h(req);
   std::lock_guard lk(impl_->mu);
-  auto& im = *impl_;
+  return impl_->handle_locked(req, segs);
+}
+
+SimApi::ControlHandler SimApi::Impl::control_handler_for(
+    const std::vector<std::string>& segs) const {
+  if (segs.empty() || segs[0] != "_sim") return {};
+  std::string path;
+  for (const auto& s : segs) path += "/" + s;
+  std::lock_guard lk(mu);
+  ControlHandler h;
+  for (const auto& [prefix, fn] : control) {
+    if (path.rfind(prefix, 0) == 0) h = fn;
+  }
+  return h;
+}
+
+CallRecord SimApi::Impl::new_call(const ApiRequest& req, const std::string& route) {
+  CallRecord c;
+  c.seq = ++call_seq;
+  c.at = now();
+  c.method = req.method;
+  c.path = req.target;
+  c.route = route;
+  c.idempotency_key = req.header("klarna-idempotency-key");
+  c.body = req.body;
+  for (auto name : kRecordedHeaders) {
+    auto it = req.headers.find(std::string(name));
+    if (it != req.headers.end()) c.headers.emplace_back(it->first, it->second);
+  }
+  c.mtls = req.mtls_verified;
+  c.client_certificate_subject = req.client_certificate_subject;
+  return c;
+}
+
+void SimApi::Impl::log_call(CallRecord call) {
+  if (call.route != "sim.control" && calls.size() < opt.max_calls_logged) {
+    calls.push_back(std::move(call));
+  }
+}
+
+// Basic credentials, compared in constant time (the key is never logged).
+bool SimApi::Impl::authorized(const ApiRequest& req) const {
+  if (!opt.require_auth) return true;
+  const std::string expected = "Basic " + opt.api_key;
+  const std::string given = req.header("authorization");
+  unsigned char diff = given.size() == expected.size() ? 0 : 1;
+  for (std::size_t i = 0; i < given.size() && i < expected.size(); ++i) {
+    diff |= static_cast<unsigned char>(given[i] ^ expected[i]);
+  }
+  return diff == 0;
+}
+
+ApiResponse SimApi::Impl::handle_locked(const ApiRequest& req,
+                                        const std::vector<std::string>& segs) {
   Route route = match_route(req.method, segs);
-  CallRecord call;
-  call.seq = ++im.call_seq;
-  call.at = im.now();
-  call.method = req.method;
-  call.path = req.target;
-  call.route = route.name;
-  call.idempotency_key = req.header("klarna-idempotency-key");
+  CallRecord call = new_call(req, route.name);
   auto finish = [&](ApiResponse r) {
     call.status = r.status;
-    if (route.name != "sim.control" && im.calls.size() < im.opt.max_calls_logged) {
-      im.calls.push_back(std::move(call));
-    }
+    log_call(std::move(call));
     if (!r.body.empty()) r.headers.emplace_back("Content-Type", "application/json");
     if (auto corr = req.header("partner-correlation-id"); !corr.empty()) {
       r.headers.emplace_back("Partner-Correlation-Id", corr);
@@ -179,47 +226,48 @@ ApiResponse SimApi::handle(const ApiRequest& req) {
     return r;
   };
 
+  if (route.name == "unknown") return finish(not_found("route"));
+  if (route.name != "sim.control" && !authorized(req)) {  // /_sim never needs credentials
+    return finish(
+        klarna_error(401, "ACCESS_ERROR", "UNAUTHORIZED", "Missing or invalid credentials"));
+  }
   Body body;
-  if (!body.parse(im.parser, req.body)) {
+  if (!body.parse(parser, req.body)) {
     return finish(
         klarna_error(400, "INPUT_ERROR", "INVALID_JSON", "The request body is not a JSON object"));
   }
-  if (route.name == "sim.control") return finish(im.sim_control(req, segs, body));
-  if (route.name == "unknown") return finish(not_found("route"));
+  if (route.name == "sim.control") return finish(sim_control(req, segs, body));
+  return finish(execute_once(route, req, body, call));
+}
 
-  if (im.opt.api_key) {
-    if (req.header("authorization") != "Basic " + *im.opt.api_key) {
-      return finish(
-          klarna_error(401, "ACCESS_ERROR", "UNAUTHORIZED", "Missing or invalid credentials"));
-    }
-  }
-
+// Runs the operation, at most once per Klarna-Idempotency-Key within the window.
+ApiResponse SimApi::Impl::execute_once(const Route& route, const ApiRequest& req, const Body& body,
+                                       CallRecord& call) {
   bool mutating = req.method == "POST" || req.method == "PATCH";
-  std::string key = mutating ? call.idempotency_key : std::string();
+  bool keyed = mutating && req.headers.count("klarna-idempotency-key") > 0;
+  const std::string& key = call.idempotency_key;
   std::string fp;
-  if (mutating && req.headers.count("klarna-idempotency-key")) {
+  if (keyed) {
     if (key.empty() || key.size() > 255) {
-      return finish(invalid("Klarna-Idempotency-Key", "must be 1 to 255 characters"));
+      return invalid("Klarna-Idempotency-Key", "must be 1 to 255 characters");
     }
     fp = IdempotencyStore::fingerprint(req.method, req.target, req.body);
-    auto found = im.idem.check(key, fp, im.now());
+    auto found = idem.check(key, fp, now());
     if (found.outcome == IdempotencyStore::Outcome::replay) {
       call.replayed = true;
-      return finish(ApiResponse{found.response.status, {}, found.response.body});
+      return ApiResponse{found.response.status, {}, found.response.body};
     }
     if (found.outcome == IdempotencyStore::Outcome::conflict) {
-      return finish(klarna_error(409, "INPUT_ERROR", "IDEMPOTENCY_KEY_REUSED",
-                                 "The idempotency key was already used with a different request"));
+      return conflict("The idempotency key was already used with a different request");
     }
   }
-
-  ApiResponse res = im.dispatch(route, req, body);
-  ++im.executions[route.name];
-  if (!key.empty()) {
-    ++im.key_executions[key];
-    im.idem.remember(key, fp, StoredResponse{res.status, res.body}, im.now());
+  ApiResponse res = dispatch(route, req, body);
+  ++executions[route.name];
+  if (keyed) {
+    ++key_executions[key];
+    idem.remember(key, fp, StoredResponse{res.status, res.body}, now());
   }
-  return finish(std::move(res));
+  return res;
 }
 
 ApiResponse SimApi::Impl::dispatch(const Route& route, const ApiRequest& req, const Body& body) {
@@ -233,61 +281,16 @@ ApiResponse SimApi::Impl::dispatch(const Route& route, const ApiRequest& req, co
       return invalid("currency", "must be an ISO 4217 code");
     if (!amount || *amount <= 0)
       return invalid("amount", "must be a positive integer in minor units");
-    PaymentRequest r;
-    r.id = "krn:payment:eu1:request:" + uuid();
-    r.account = route.account;
-    r.reference = body.str("payment_request_reference").value_or("");
-    r.currency = *currency;
-    r.amount = *amount;
-    r.url = opt.payment_request_url_base + r.id.substr(r.id.rfind(':') + 1);
-    r.created_at = r.updated_at = now();
-    r.expires_at = r.created_at + opt.request_ttl_ms;
-    auto& stored = requests.emplace(r.id, std::move(r)).first->second;
-    emit("payment.request.state-change.submitted", stored.id, render_request(stored),
-         stored.account);
-    return json_response(201, render_request(stored));
+    auto& r = add_request(route.account, body.str("payment_request_reference").value_or(""),
+                          *currency, *amount);
+    return json_response(201, render_request(r));
   }
-  if (n == "payment.requests.read" || n == "payment.requests.cancel") {
-    auto it = requests.find(id);
-    if (it == requests.end() || it->second.account != route.account)
-      return not_found("payment request");
-    auto& r = it->second;
-    if (n == "payment.requests.read") return json_response(200, render_request(r));
-    if (r.state == RequestState::canceled) return ApiResponse{204, {}, {}};
-    if (!move_request(r, RequestState::canceled, "PARTNER_CANCELED")) {
-      return conflict("The payment request is " + std::string(request_state_name(r.state)) +
-                      " and cannot be canceled");
-    }
-    return ApiResponse{204, {}, {}};
-  }
+  if (n == "payment.requests.read" || n == "payment.requests.cancel")
+    return payment_request_op(route);
   if (n == "payment.authorize") return authorize(route, req, body);
   if (n == "payment.confirm") return confirm(route, body);
 
-  if (n.rfind("payment.transactions.", 0) == 0) {
-    auto it = transactions.find(id);
-    if (it == transactions.end() || it->second.account != route.account)
-      return not_found("payment transaction");
-    auto& t = it->second;
-    if (n == "payment.transactions.read") return json_response(200, render_transaction(t));
-    if (n == "payment.transactions.update") {
-      if (t.state != TransactionState::authorized)
-        return conflict("Only an AUTHORIZED transaction can be updated");
-      if (auto ref = body.str("payment_transaction_reference")) t.reference = *ref;
-      t.updated_at = now();
-      return json_response(200, render_transaction(t));
-    }
-    if (n == "payment.transactions.capture") return capture(route, body);
-    if (n == "payment.transactions.refund") return refund(route, body, false);
-    if (n == "payment.transactions.void") {
-      if (t.state != TransactionState::authorized) {
-        return klarna_error(403, "RESOURCE_ERROR", "VOID_NOT_ALLOWED",
-                            "The transaction is " + std::string(transaction_state_name(t.state)));
-      }
-      ++t.operations;
-      move_transaction(t, t.captured > 0 ? TransactionState::completed : TransactionState::closed);
-      return json_response(200, render_transaction(t));
-    }
-  }
+  if (n.rfind("payment.transactions.", 0) == 0) return transaction_op(route, body);
   if (n == "payment.captures.read") {
     auto it = captures.find(id);
     if (it == captures.end()) return not_found("capture");
@@ -328,6 +331,50 @@ ApiResponse SimApi::Impl::dispatch(const Route& route, const ApiRequest& req, co
     for (const auto& [sid, s] : settlements) w.raw(render_settlement(s));
     w.end_array().end_object();
     return json_response(200, w.take());
+  }
+  return not_found("route");
+}
+
+// Read, or cancel (200 with the request; repeating a cancel answers the same).
+ApiResponse SimApi::Impl::payment_request_op(const Route& route) {
+  auto it = requests.find(route.ids[0]);
+  if (it == requests.end() || it->second.account != route.account)
+    return not_found("payment request");
+  auto& r = it->second;
+  if (route.name == "payment.requests.cancel" && r.state != RequestState::canceled &&
+      !move_request(r, RequestState::canceled, "PARTNER_CANCELED")) {
+    // The customer (or the clock) moved it to a final state first: re-read.
+    return conflict("The payment request is " + std::string(request_state_name(r.state)) +
+                    " and cannot be canceled");
+  }
+  return json_response(200, render_request(r));
+}
+
+ApiResponse SimApi::Impl::transaction_op(const Route& route, const Body& body) {
+  const auto& n = route.name;
+  auto it = transactions.find(route.ids[0]);
+  if (it == transactions.end() || it->second.account != route.account)
+    return not_found("payment transaction");
+  auto& t = it->second;
+  auto wrong_state = [&](std::string_view code, std::string_view what) {
+    return klarna_error(403, "RESOURCE_ERROR", code,
+                        "The transaction is " + std::string(transaction_state_name(t.state)) +
+                            "; " + std::string(what) + " only while AUTHORIZED");
+  };
+  if (n == "payment.transactions.read") return json_response(200, render_transaction(t));
+  if (n == "payment.transactions.update") {
+    if (t.state != TransactionState::authorized) return wrong_state("UPDATE_NOT_ALLOWED", "update");
+    if (auto ref = body.str("payment_transaction_reference")) t.reference = *ref;
+    t.updated_at = now();
+    return json_response(200, render_transaction(t));
+  }
+  if (n == "payment.transactions.capture") return capture(route, body);
+  if (n == "payment.transactions.refund") return refund(route, body, false);
+  if (n == "payment.transactions.void") {
+    if (t.state != TransactionState::authorized) return wrong_state("VOID_NOT_ALLOWED", "void");
+    ++t.operations;
+    move_transaction(t, t.captured > 0 ? TransactionState::completed : TransactionState::closed);
+    return json_response(200, render_transaction(t));
   }
   return not_found("route");
 }

@@ -256,6 +256,7 @@ using namespace detail;  // internal header: the operation files use these unqua
 
 struct PaymentRequest {
   std::string id, account, reference, currency, url;
+  std::uint64_t seq = 0;  // creation order (listings)
   std::int64_t amount = 0;
   RequestState state = RequestState::submitted;
   std::optional<RequestState> previous;
@@ -279,6 +280,7 @@ struct Refund {
 
 struct Transaction {
   std::string id, account, reference, currency, request_id;
+  std::uint64_t seq = 0;  // creation order (listings, dispute candidates)
   std::int64_t amount = 0, captured = 0, refunded = 0;
   TransactionState state = TransactionState::authorized;
   std::optional<TransactionState> previous;
@@ -317,8 +319,25 @@ struct CallRecord {
   std::uint64_t seq = 0;
   std::int64_t at = 0;
   std::string method, path, route, idempotency_key, fault;
+  std::string body;                                          // as received
+  std::vector<std::pair<std::string, std::string>> headers;  // kRecordedHeaders present
+  bool mtls = false;
+  std::string client_certificate_subject;
   int status = 0;
   bool replayed = false;
+};
+
+// Request headers a test may need to check were sent (never Authorization).
+inline constexpr std::string_view kRecordedHeaders[] = {
+    "klarna-network-session-token", "klarna-payment-token",   "klarna-interoperability-token",
+    "klarna-customer-token",        "partner-correlation-id", "user-agent",
+    "klarna-integration-metadata"};
+
+// The operation a payment.transaction.captured / refunded event is about: its
+// id and amount are rendered next to the transaction's own fields.
+struct OperationFields {
+  const Capture* capture = nullptr;
+  const Refund* refund = nullptr;
 };
 
 struct EmittedEvent {
@@ -357,6 +376,7 @@ struct SimApi::Impl {
 
   std::vector<CallRecord> calls;
   std::uint64_t call_seq = 0;
+  std::uint64_t entity_seq = 0;
   std::map<std::string, std::uint64_t> executions;
   std::map<std::string, std::uint64_t> key_executions;
   std::vector<EmittedEvent> events;
@@ -450,15 +470,29 @@ struct SimApi::Impl {
         .field("created_at", rfc3339_ms(r.created_at))
         .end_object();
   }
-  // `extra` adds event-specific fields (payment_capture_id, payment_refund_id).
+  // The captured / refunded event's own operation: id, amount, reference.
+  static void write_operation(JsonWriter& w, const OperationFields& op) {
+    if (op.capture) {
+      w.field("payment_capture_id", op.capture->id)
+          .field("capture_amount", op.capture->amount)
+          .field("payment_capture_reference", op.capture->reference);
+    }
+    if (op.refund) {
+      w.field("payment_refund_id", op.refund->id)
+          .field("refund_amount", op.refund->amount)
+          .field("payment_refund_reference", op.refund->reference);
+      if (!op.refund->capture_id.empty()) w.field("payment_capture_id", op.refund->capture_id);
+    }
+  }
+  // `op` adds the fields of the operation an event is about.
   void write_transaction(JsonWriter& w, const Transaction& t,
-                         const std::vector<std::pair<std::string, std::string>>& extra = {}) const {
+                         const OperationFields& op = {}) const {
     w.begin_object()
         .field("payment_transaction_id", t.id)
         .field("payment_transaction_reference", t.reference)
         .field("state", transaction_state_name(t.state));
     if (t.previous) w.field("previous_state", transaction_state_name(*t.previous));
-    for (const auto& [k, v] : extra) w.field(k, v);
+    write_operation(w, op);
     if (!t.request_id.empty()) w.field("payment_request_id", t.request_id);
     w.field("amount", t.amount)
         .field("currency", t.currency)
@@ -478,11 +512,9 @@ struct SimApi::Impl {
         .field("updated_at", rfc3339_ms(t.updated_at))
         .end_object();
   }
-  std::string render_transaction(
-      const Transaction& t,
-      const std::vector<std::pair<std::string, std::string>>& extra = {}) const {
+  std::string render_transaction(const Transaction& t, const OperationFields& op = {}) const {
     JsonWriter w;
-    write_transaction(w, t, extra);
+    write_transaction(w, t, op);
     return w.take();
   }
   std::string render_dispute(const Dispute& d) const {
@@ -638,6 +670,7 @@ struct SimApi::Impl {
                                   const std::string& request_id, bool capture_now) {
     Transaction t;
     t.id = "krn:payment:eu1:transaction:" + uuid();
+    t.seq = ++entity_seq;
     t.account = account;
     t.reference = reference;
     t.amount = amount;
@@ -649,14 +682,34 @@ struct SimApi::Impl {
     if (capture_now) {
       // Born COMPLETED; Klarna follows with payment.transaction.captured.
       tx.state = TransactionState::completed;
-      auto& c = add_capture(tx, amount, reference);
-      emit("payment.transaction.captured", tx.id,
-           render_transaction(tx, {{"payment_capture_id", c.id}}), tx.account);
+      const auto& c = add_capture(tx, amount, reference);
+      emit("payment.transaction.captured", tx.id, render_transaction(tx, {.capture = &c}),
+           tx.account);
     } else {
       emit("payment.transaction.state-change.authorized", tx.id, render_transaction(tx),
            tx.account);
     }
     return tx;
+  }
+  // A new SUBMITTED payment request (emits payment.request.state-change.submitted).
+  PaymentRequest& add_request(const std::string& account, const std::string& reference,
+                              const std::string& currency, std::int64_t amount,
+                              std::string state_reason = {}) {
+    PaymentRequest r;
+    r.id = "krn:payment:eu1:request:" + uuid();
+    r.seq = ++entity_seq;
+    r.account = account;
+    r.reference = reference;
+    r.currency = currency;
+    r.amount = amount;
+    r.url = opt.payment_request_url_base + r.id.substr(r.id.rfind(':') + 1);
+    r.created_at = r.updated_at = now();
+    r.expires_at = r.created_at + opt.request_ttl_ms;
+    r.state_reason = std::move(state_reason);
+    auto& stored = requests.emplace(r.id, std::move(r)).first->second;
+    emit("payment.request.state-change.submitted", stored.id, render_request(stored),
+         stored.account);
+    return stored;
   }
   Capture& add_capture(Transaction& t, std::int64_t amount, const std::string& reference) {
     Capture c;
@@ -672,7 +725,17 @@ struct SimApi::Impl {
     return captures.emplace(c.id, std::move(c)).first->second;
   }
 
+  // ---- the request path (api.cpp)
+  ControlHandler control_handler_for(const std::vector<std::string>& segs) const;
+  ApiResponse handle_locked(const ApiRequest& req, const std::vector<std::string>& segs);
+  CallRecord new_call(const ApiRequest& req, const std::string& route);
+  void log_call(CallRecord call);
+  bool authorized(const ApiRequest& req) const;
+  ApiResponse execute_once(const Route& route, const ApiRequest& req, const Body& body,
+                           CallRecord& call);
   ApiResponse dispatch(const Route& route, const ApiRequest& req, const Body& body);
+  ApiResponse payment_request_op(const Route& route);
+  ApiResponse transaction_op(const Route& route, const Body& body);
   ApiResponse sim_control(const ApiRequest& req, const std::vector<std::string>& segs,
                           const Body& body);
   ApiResponse authorize(const Route& route, const ApiRequest& req, const Body& body);
@@ -680,6 +743,12 @@ struct SimApi::Impl {
   ApiResponse capture(const Route& route, const Body& body);
   ApiResponse refund(const Route& route, const Body& body, bool of_capture);
   ApiResponse customer_action(const std::string& id, const std::string& action, const Body& body);
+  // ---- /_sim introspection (sim_control.cpp)
+  ApiResponse list_calls(const ApiRequest& req) const;
+  ApiResponse list_payment_requests() const;
+  ApiResponse list_transactions() const;
+  ApiResponse create_dispute(const Body& body);
+  ApiResponse settle();
   ApiResponse webhooks_api(const Route& route, const Body& body);
   ApiResponse signing_keys_api(const Route& route);
   ApiResponse simulate(const Webhook& h, const Body& body);

@@ -113,6 +113,7 @@ int main(int argc, char** argv) {
   so.tls = o.tls;
   so.tls_certificate = o.tls_certificate;
   so.tls_private_key = o.tls_private_key;
+  so.tls_client_ca = o.tls_client_ca;
   so.body_limit = o.body_limit;
   so.read_timeout_ms = o.read_timeout_ms;
   so.threads = o.threads;
@@ -136,6 +137,9 @@ int main(int argc, char** argv) {
   log.info("klarna-sim listening", {{"address", o.listen_address},
                                     {"port", static_cast<unsigned>(port)},
                                     {"tls", o.tls},
+                                    {"mtls", !o.tls_client_ca.empty()},
+                                    {"require_auth", o.api.require_auth},
+                                    {"api_key_from", o.api_key_source},
                                     {"time_scale", o.time_scale}});
   kpay::core::notify_ready();
 

@@ -145,6 +145,13 @@ ApiResponse SimApi::Impl::simulate(const Webhook& h, const Body& body) {
         .field("state", state)
         .field("amount", 1000)
         .field("currency", "USD");
+    // The operation's own fields, as on the sim's real captured / refunded events.
+    if (*type == "payment.transaction.captured") {
+      w.field("payment_capture_id", "krn:payment:eu1:capture:" + uuid())
+          .field("capture_amount", 1000);
+    } else if (*type == "payment.transaction.refunded") {
+      w.field("payment_refund_id", "krn:payment:eu1:refund:" + uuid()).field("refund_amount", 1000);
+    }
   } else if (type->rfind("payment.dispute.", 0) == 0) {
     entity = "krn:payment:eu1:dispute:" + uuid();
     w.field("payment_dispute_id", entity).field("state", state);

@@ -7,7 +7,8 @@
 namespace kpay::sim {
 
 namespace {
-std::string read_secret_file(const std::string& key, const std::string& path) {
+std::string read_secret_file(const std::string& key, const std::string& path,
+                             std::string_view what) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw core::ConfigError(key, "cannot read '" + path + "'");
   std::stringstream ss;
@@ -15,8 +16,37 @@ std::string read_secret_file(const std::string& key, const std::string& path) {
   std::string s = ss.str();
   // One trailing newline is dropped (as klarnactl does), nothing else.
   if (!s.empty() && s.back() == '\n') s.pop_back();
-  if (s.empty()) throw core::ConfigError(key, "the signing key file is empty");
+  if (s.empty()) throw core::ConfigError(key, "the " + std::string(what) + " file is empty");
   return s;
+}
+
+// sim.api_key / sim.api_key_file (at most one), else the fixed default key.
+void load_auth(const core::Config& c, SimOptions& o) {
+  auto key = c.optional_string("sim.api_key");
+  auto file = c.optional_string("sim.api_key_file");
+  o.api.require_auth = c.boolean("sim.require_auth", true);
+  if (key && file) throw core::ConfigError("sim.api_key_file", "set sim.api_key or this, not both");
+  if (key && key->empty()) throw core::ConfigError("sim.api_key", "must not be empty");
+  if (key) {
+    o.api.api_key = *key;
+    o.api_key_source = "sim.api_key";
+  } else if (file) {
+    o.api.api_key = read_secret_file("sim.api_key_file", *file, "API key");
+    o.api_key_source = "sim.api_key_file";
+  }
+}
+
+void load_tls(const core::Config& c, SimOptions& o) {
+  o.tls = c.boolean("sim.tls", false);
+  o.tls_certificate = c.string("sim.tls_certificate", "");
+  o.tls_private_key = c.string("sim.tls_private_key", "");
+  o.tls_client_ca = c.string("sim.tls_client_ca", "");
+  if (o.tls && (o.tls_certificate.empty() || o.tls_private_key.empty())) {
+    throw core::ConfigError("sim.tls", "needs sim.tls_certificate and sim.tls_private_key");
+  }
+  if (!o.tls_client_ca.empty() && !o.tls) {
+    throw core::ConfigError("sim.tls_client_ca", "needs sim.tls = true (mTLS is TLS)");
+  }
 }
 }  // namespace
 
@@ -25,12 +55,7 @@ SimOptions load_options(const core::Config& c) {
   o.listen_address = c.string("sim.listen_address", o.listen_address);
   o.port = static_cast<std::uint16_t>(c.integer("sim.port", o.port, 0, 65535));
   o.port_file = c.string("sim.port_file", "");
-  o.tls = c.boolean("sim.tls", false);
-  o.tls_certificate = c.string("sim.tls_certificate", "");
-  o.tls_private_key = c.string("sim.tls_private_key", "");
-  if (o.tls && (o.tls_certificate.empty() || o.tls_private_key.empty())) {
-    throw core::ConfigError("sim.tls", "needs sim.tls_certificate and sim.tls_private_key");
-  }
+  load_tls(c, o);
   o.time_scale = c.integer("sim.time_scale", 1, 1, 100'000'000);
   o.seed = static_cast<std::uint64_t>(c.integer("sim.seed", 0, 0, INT64_MAX));
   o.tick_interval_ms = c.millis("sim.tick_interval_ms", std::chrono::milliseconds(100),
@@ -44,7 +69,7 @@ SimOptions load_options(const core::Config& c) {
   o.log_level = c.string("sim.log_level", "info");
 
   o.api.account_id = c.string("sim.account_id", o.api.account_id);
-  if (auto key = c.optional_string("sim.api_key")) o.api.api_key = *key;
+  load_auth(c, o);
   o.api.seed = o.seed;
 
   auto& d = o.dispatcher;
@@ -68,7 +93,7 @@ SimOptions load_options(const core::Config& c) {
       throw core::ConfigError("webhooks.signing_key_id", "required with webhooks.url");
     if (file.empty())
       throw core::ConfigError("webhooks.signing_key_file", "required with webhooks.url");
-    w.signing_key = read_secret_file("webhooks.signing_key_file", file);
+    w.signing_key = read_secret_file("webhooks.signing_key_file", file, "signing key");
     w.event_version = c.string("webhooks.event_version", "v2");
     if (w.event_version != "v1" && w.event_version != "v2") {
       throw core::ConfigError("webhooks.event_version", "must be v1 or v2");
@@ -108,7 +133,10 @@ SimOptions load_options(const core::Config& c) {
   if (s.versions.empty()) throw core::ConfigError("scenario.versions", "must not be empty");
   s.disputes = static_cast<int>(c.integer("scenario.disputes", 0, 0, 1'000'000));
   s.settlements = static_cast<int>(c.integer("scenario.settlements", 0, 0, 1'000'000));
-  s.merchant_actions = c.boolean("scenario.merchant_actions", true);
+  s.merchant_actions = c.boolean("scenario.merchant_actions", false);
+  s.dispute_wait_ms = c.millis("scenario.dispute_wait_ms", std::chrono::milliseconds(5'000),
+                               std::chrono::milliseconds(0), std::chrono::hours(1))
+                          .count();
   s.repeat = c.boolean("scenario.repeat", false);
   o.exit_when_done = c.boolean("scenario.exit_when_done", false);
   o.drain_timeout_ms = c.millis("scenario.drain_timeout_ms", std::chrono::milliseconds(30'000),

@@ -80,18 +80,7 @@ ApiResponse SimApi::Impl::authorize(const Route& route, const ApiRequest& req, c
         create_transaction(route.account, reference, *amount, *currency, "", capture_mode == "NOW");
     return json_response(200, respond("APPROVED", "", &tx, nullptr));
   }
-  PaymentRequest r;
-  r.id = "krn:payment:eu1:request:" + uuid();
-  r.account = route.account;
-  r.reference = reference;
-  r.currency = *currency;
-  r.amount = *amount;
-  r.url = opt.payment_request_url_base + r.id.substr(r.id.rfind(':') + 1);
-  r.created_at = r.updated_at = now();
-  r.expires_at = r.created_at + opt.request_ttl_ms;
-  r.state_reason = "STEP_UP_REQUIRED";
-  auto& stored = requests.emplace(r.id, std::move(r)).first->second;
-  emit("payment.request.state-change.submitted", stored.id, render_request(stored), stored.account);
+  auto& stored = add_request(route.account, reference, *currency, *amount, "STEP_UP_REQUIRED");
   return json_response(
       200, respond("STEP_UP_REQUIRED", "CUSTOMER_INTERACTION_REQUIRED", nullptr, &stored));
 }
@@ -137,14 +126,13 @@ ApiResponse SimApi::Impl::capture(const Route& route, const Body& body) {
                         "The transaction reached its capture or operation limit");
   }
   if (*amount > t.amount - t.captured) {
-    return klarna_error(403, "INPUT_ERROR", "CAPTURE_NOT_ALLOWED",
+    return klarna_error(403, "RESOURCE_ERROR", "CAPTURE_NOT_ALLOWED",
                         "Captured amount is higher than the remaining authorized amount",
                         {{"capture_amount", "exceeds remaining authorized amount " +
                                                 std::to_string(t.amount - t.captured)}});
   }
-  auto& c = add_capture(t, *amount, body.str("payment_capture_reference").value_or(""));
-  emit("payment.transaction.captured", t.id, render_transaction(t, {{"payment_capture_id", c.id}}),
-       t.account);
+  const auto& c = add_capture(t, *amount, body.str("payment_capture_reference").value_or(""));
+  emit("payment.transaction.captured", t.id, render_transaction(t, {.capture = &c}), t.account);
   if (t.captured == t.amount) move_transaction(t, TransactionState::completed);
   JsonWriter w;
   write_capture(w, c);
@@ -178,7 +166,7 @@ ApiResponse SimApi::Impl::refund(const Route& route, const Body& body, bool of_c
   std::int64_t refundable = cap ? cap->amount - cap->refunded : t->captured - t->refunded;
   if (*amount > refundable) {
     return klarna_error(
-        403, "INPUT_ERROR", "REFUND_NOT_ALLOWED",
+        403, "RESOURCE_ERROR", "REFUND_NOT_ALLOWED",
         "Refunded amount is higher than the captured amount not yet refunded",
         {{"refund_amount", "exceeds refundable amount " + std::to_string(refundable)}});
   }
@@ -196,8 +184,8 @@ ApiResponse SimApi::Impl::refund(const Route& route, const Body& body, bool of_c
   ++t->operations;
   t->updated_at = now();
   auto& stored = refunds.emplace(r.id, std::move(r)).first->second;
-  emit("payment.transaction.refunded", t->id,
-       render_transaction(*t, {{"payment_refund_id", stored.id}}), t->account);
+  emit("payment.transaction.refunded", t->id, render_transaction(*t, {.refund = &stored}),
+       t->account);
   JsonWriter w;
   write_refund(w, stored);
   return json_response(201, w.take());

@@ -98,6 +98,7 @@ bool parse_scenario_json(const std::string& body, ScenarioOptions& out, std::str
   if (root["disputes"].get_int64().get(i) == simdjson::SUCCESS) out.disputes = static_cast<int>(i);
   if (root["settlements"].get_int64().get(i) == simdjson::SUCCESS)
     out.settlements = static_cast<int>(i);
+  if (root["dispute_wait_ms"].get_int64().get(i) == simdjson::SUCCESS) out.dispute_wait_ms = i;
   bool b;
   if (root["merchant_actions"].get_bool().get(b) == simdjson::SUCCESS) out.merchant_actions = b;
   if (root["repeat"].get_bool().get(b) == simdjson::SUCCESS) out.repeat = b;
@@ -128,7 +129,7 @@ bool parse_scenario_json(const std::string& body, ScenarioOptions& out, std::str
     }
     if (!versions.empty()) out.versions = versions;
   }
-  if (out.journeys < 0 || out.disputes < 0 || out.settlements < 0) {
+  if (out.journeys < 0 || out.disputes < 0 || out.settlements < 0 || out.dispute_wait_ms < 0) {
     error = "counts must be non-negative";
     return false;
   }
@@ -185,6 +186,13 @@ ApiResponse ScenarioRunner::control(const ApiRequest& req) {
   return ApiResponse{202, {{"Content-Type", "application/json"}}, status_json()};
 }
 
+void ScenarioRunner::fail(const std::string& error) {
+  std::lock_guard lk(mu_);
+  last_error_ = error;
+}
+
+// Through SimApi::handle() like any caller: /v2 calls carry the credentials, an
+// idempotency key on POST, and a User-Agent that tells them apart in /_sim/calls.
 ApiResponse ScenarioRunner::call(const std::string& method, const std::string& path,
                                  const std::string& body,
                                  std::map<std::string, std::string> headers) {
@@ -193,97 +201,184 @@ ApiResponse ScenarioRunner::call(const std::string& method, const std::string& p
   r.target = path;
   r.body = body;
   r.headers = std::move(headers);
-  if (method == "POST" && !r.headers.count("klarna-idempotency-key") &&
-      path.rfind("/_sim", 0) != 0) {
-    std::lock_guard lk(mu_);
-    r.headers["klarna-idempotency-key"] = "scenario-" + std::to_string(++key_seq_);
+  if (path.rfind("/_sim", 0) != 0) {
+    r.headers["user-agent"] = "klarna-sim-scenario";
+    if (auto auth = api_.authorization(); !auth.empty()) r.headers["authorization"] = auth;
+    if (method == "POST" && !r.headers.count("klarna-idempotency-key")) {
+      std::lock_guard lk(mu_);
+      r.headers["klarna-idempotency-key"] = "scenario-" + std::to_string(++key_seq_);
+    }
   }
   return api_.handle(r);
 }
 
+struct ScenarioRunner::Journey {
+  std::string acct;  // "/v2/accounts/{account}"
+  std::int64_t amount = 0;
+  std::string ref;
+  std::string version;  // "v1" or "v2"
+};
+
+std::string ScenarioRunner::create_request(const Journey& j) {
+  auto res = call("POST", j.acct + "/payment/requests",
+                  R"({"currency":"USD","amount":)" + std::to_string(j.amount) +
+                      R"(,"payment_request_reference":")" + j.ref + "\"}");
+  return res.status == 201 ? json_field(res.body, "payment_request_id") : std::string();
+}
+
+// The partner's system starts the payment; without a customer token the
+// answer is STEP_UP_REQUIRED with a payment request for the customer.
+std::string ScenarioRunner::initial_authorization(const Journey& j) {
+  auto res = call("POST", j.acct + "/payment/authorize",
+                  R"({"currency":"USD","request_payment_transaction":{"amount":)" +
+                      std::to_string(j.amount) + R"(,"payment_transaction_reference":")" + j.ref +
+                      R"(","capture":"LATER"},"step_up_config":{}})");
+  return json_field(res.body, "payment_request", "payment_request_id");
+}
+
+ApiResponse ScenarioRunner::customer(const Journey& j, const std::string& request_id,
+                                     const std::string& action) {
+  return call("POST", "/_sim/payment-requests/" + encode(request_id) + "/" + action,
+              R"({"flow":")" + j.version + "\"}");
+}
+
+// Gen 1: confirm the token; returns the transaction id ("" on failure).
+std::string ScenarioRunner::confirm(const Journey& j, const ApiResponse& approved) {
+  auto token = json_field(approved.body, "state_context", "payment_confirmation_token");
+  auto res = call("POST", j.acct + "/payment/confirmation-tokens/" + encode(token) + "/confirm",
+                  R"({"currency":"USD","payment_amount":)" + std::to_string(j.amount) +
+                      R"(,"payment_transaction_reference":")" + j.ref +
+                      R"(","config":{"capture":false}})");
+  if (res.status != 200) return {};
+  return json_field(res.body, "state_context", "payment_transaction_id");
+}
+
+// Gen 2: final authorization with the session token; returns the transaction id.
+std::string ScenarioRunner::final_authorization(const Journey& j, const ApiResponse& approved) {
+  auto token = json_field(approved.body, "state_context", "klarna_network_session_token");
+  auto res = call("POST", j.acct + "/payment/authorize",
+                  R"({"currency":"USD","request_payment_transaction":{"amount":)" +
+                      std::to_string(j.amount) + R"(,"payment_transaction_reference":")" + j.ref +
+                      R"(","capture":"LATER"}})",
+                  {{"klarna-network-session-token", token}});
+  if (res.status != 200) return {};
+  simdjson::dom::parser p;
+  simdjson::dom::element root;
+  std::string_view v;
+  if (p.parse(res.body).get(root) != simdjson::SUCCESS ||
+      root["payment_transaction_response"]["payment_transaction"]["payment_transaction_id"]
+              .get_string()
+              .get(v) != simdjson::SUCCESS) {
+    return {};
+  }
+  return std::string(v);
+}
+
+bool ScenarioRunner::capture_full(const Journey& j, const std::string& txid) {
+  if (txid.empty()) return false;
+  auto res = call("POST", j.acct + "/payment/transactions/" + encode(txid) + "/capture",
+                  R"({"capture_amount":)" + std::to_string(j.amount) +
+                      R"(,"payment_capture_reference":")" + j.ref + "-cap\"}");
+  return res.status == 201;
+}
+
+// The merchant backend's part after the customer approved: confirm (v1) or
+// final authorization (v2), then a full capture. Only with merchant_actions.
+bool ScenarioRunner::merchant_follow_up(const Journey& j, const ApiResponse& approved) {
+  auto txid = j.version == "v1" ? confirm(j, approved) : final_authorization(j, approved);
+  return capture_full(j, txid);
+}
+
 bool ScenarioRunner::journey(const ScenarioOptions& o, const std::string& kind,
                              const std::string& version, int index) {
-  const std::string acct = account_path(o.account_id);
-  const std::int64_t amount = 1000 + (index % 50) * 100;
-  const std::string ref = "scenario-" + std::to_string(index);
-  auto customer = [&](const std::string& id, const std::string& action) {
-    return call("POST", "/_sim/payment-requests/" + encode(id) + "/" + action,
-                std::string(R"({"flow":")") + version + "\"}");
-  };
-  auto create = [&]() {
-    auto res = call("POST", acct + "/payment/requests",
-                    R"({"currency":"USD","amount":)" + std::to_string(amount) +
-                        R"(,"payment_request_reference":")" + ref + "\"}");
-    return res.status == 201 ? json_field(res.body, "payment_request_id") : std::string();
-  };
-  auto capture_full = [&](const std::string& txid) {
-    if (txid.empty()) return false;
-    auto res = call("POST", acct + "/payment/transactions/" + encode(txid) + "/capture",
-                    R"({"capture_amount":)" + std::to_string(amount) +
-                        R"(,"payment_capture_reference":")" + ref + "-cap\"}");
-    if (res.status != 201) return false;
-    std::lock_guard lk(mu_);
-    captured_transactions_.push_back(txid);
-    return true;
-  };
-  // The merchant's follow-up after the customer approved `id`.
-  auto follow_up = [&](const std::string& id, const ApiResponse& approved) {
-    if (!o.merchant_actions) return true;
-    std::string txid;
-    if (version == "v1") {
-      auto token = json_field(approved.body, "state_context", "payment_confirmation_token");
-      auto res = call("POST", acct + "/payment/confirmation-tokens/" + encode(token) + "/confirm",
-                      R"({"currency":"USD","payment_amount":)" + std::to_string(amount) +
-                          R"(,"payment_transaction_reference":")" + ref +
-                          R"(","config":{"capture":false}})");
-      if (res.status != 200) return false;
-      txid = json_field(res.body, "state_context", "payment_transaction_id");
-    } else {
-      auto token = json_field(approved.body, "state_context", "klarna_network_session_token");
-      auto res = call("POST", acct + "/payment/authorize",
-                      R"({"currency":"USD","request_payment_transaction":{"amount":)" +
-                          std::to_string(amount) + R"(,"payment_transaction_reference":")" + ref +
-                          R"(","capture":"LATER"}})",
-                      {{"klarna-network-session-token", token}});
-      if (res.status != 200) return false;
-      simdjson::dom::parser p;
-      simdjson::dom::element root;
-      std::string_view v;
-      if (p.parse(res.body).get(root) == simdjson::SUCCESS &&
-          root["payment_transaction_response"]["payment_transaction"]["payment_transaction_id"]
-                  .get_string()
-                  .get(v) == simdjson::SUCCESS) {
-        txid = std::string(v);
-      }
-    }
-    (void)id;
-    return capture_full(txid);
-  };
-
-  if (kind == "step-up") {
-    auto res = call("POST", acct + "/payment/authorize",
-                    R"({"currency":"USD","request_payment_transaction":{"amount":)" +
-                        std::to_string(amount) + R"(,"payment_transaction_reference":")" + ref +
-                        R"(","capture":"LATER"},"step_up_config":{}})");
-    auto id = json_field(res.body, "payment_request", "payment_request_id");
+  const Journey j{account_path(o.account_id), 1000 + (index % 50) * 100,
+                  "scenario-" + std::to_string(index), version};
+  if (kind == "step-up" || kind == "approve") {
+    auto id = kind == "step-up" ? initial_authorization(j) : create_request(j);
     if (id.empty()) return false;
-    auto approved = customer(id, "approve");
+    auto approved = customer(j, id, "approve");
     if (approved.status != 200) return false;
-    return follow_up(id, approved);
+    return !o.merchant_actions || merchant_follow_up(j, approved);
   }
-  auto id = create();
+  auto id = create_request(j);
   if (id.empty()) return false;
-  if (kind == "approve") {
-    auto approved = customer(id, "approve");
-    if (approved.status != 200) return false;
-    return follow_up(id, approved);
-  }
-  if (kind == "decline") return customer(id, "decline").status == 200;
+  if (kind == "decline") return customer(j, id, "decline").status == 200;
   if (kind == "expire")
-    return customer(id, "start").status == 200 && customer(id, "expire").status == 200;
+    return customer(j, id, "start").status == 200 && customer(j, id, "expire").status == 200;
   if (kind == "cancel")
-    return call("DELETE", acct + "/payment/requests/" + encode(id), "").status == 204;
+    return call("DELETE", j.acct + "/payment/requests/" + encode(id), "").status == 200;
   return false;
+}
+
+// Captured, undisputed transactions. Without merchant_actions the captures are
+// someone else's (asynchronous), so wait up to dispute_wait_ms for enough.
+std::vector<std::string> ScenarioRunner::dispute_candidates(const ScenarioOptions& o) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(o.dispute_wait_ms);
+  auto txs = api_.disputable_transactions();
+  while (!o.merchant_actions && !stop_ && txs.size() < static_cast<std::size_t>(o.disputes) &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    txs = api_.disputable_transactions();
+  }
+  return txs;
+}
+
+// Even: INITIATED → REPRESENTMENT → CLOSED/WON; odd: INITIATED → CLOSED/LOST.
+bool ScenarioRunner::dispute(const std::string& txid, bool win) {
+  auto res = call("POST", "/_sim/disputes", R"({"payment_transaction_id":")" + txid + "\"}");
+  auto did = json_field(res.body, "payment_dispute_id");
+  if (did.empty()) return false;
+  auto transition = [&](const std::string& body) {
+    return call("POST", "/_sim/disputes/" + encode(did) + "/transition", body).status == 200;
+  };
+  if (win) {
+    return transition(R"({"state":"REPRESENTMENT"})") &&
+           transition(R"({"state":"CLOSED","outcome":"WON"})");
+  }
+  return transition(R"({"state":"CLOSED","outcome":"LOST"})");
+}
+
+void ScenarioRunner::run_disputes(const ScenarioOptions& o) {
+  if (o.disputes == 0) return;
+  auto txs = dispute_candidates(o);
+  if (txs.empty()) {
+    fail("no captured transaction to dispute (capture some, or use merchant_actions)");
+    return;
+  }
+  for (int i = 0; i < o.disputes && !stop_; ++i) {
+    bool ok = dispute(txs[static_cast<std::size_t>(i) % txs.size()], i % 2 == 0);
+    count(ok ? "disputes_ok" : "disputes_failed");
+  }
+}
+
+void ScenarioRunner::run_round(const ScenarioOptions& o, const std::vector<std::string>& wheel,
+                               int round) {
+  count("rounds");
+  auto t0 = std::chrono::steady_clock::now();
+  auto interval = std::chrono::duration<double>(1.0 / o.rate_per_second);
+  for (int j = 0; j < o.journeys && !stop_; ++j) {
+    const int i = round * o.journeys + j;  // unique per journey across rounds (references)
+    auto due = t0 + std::chrono::duration_cast<std::chrono::steady_clock::duration>(interval * j);
+    while (!stop_ && std::chrono::steady_clock::now() < due) {
+      std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(
+          due - std::chrono::steady_clock::now(), std::chrono::milliseconds(50)));
+    }
+    const auto& kind = wheel[static_cast<std::size_t>(i) % wheel.size()];
+    // Shifted by one per pass over the wheel, so that kinds and versions do not
+    // stay paired when the wheel and the version list have a common divisor.
+    const auto ui = static_cast<std::size_t>(i);
+    const auto& version = o.versions[(ui + ui / wheel.size()) % o.versions.size()];
+    bool ok = journey(o, kind, version, i);
+    count("journeys_started");
+    count(ok ? "journeys_ok" : "journeys_failed");
+    count("journey." + kind + "." + version);
+    if (!ok) fail("journey " + std::to_string(i) + " (" + kind + ", " + version + ") failed");
+  }
+  if (!stop_) run_disputes(o);
+  for (int i = 0; i < o.settlements && !stop_; ++i) {
+    bool ok = call("POST", "/_sim/settlements", "{}").status == 201;
+    count(ok ? "settlements_ok" : "settlements_failed");
+  }
 }
 
 void ScenarioRunner::run(ScenarioOptions o) {
@@ -291,81 +386,19 @@ void ScenarioRunner::run(ScenarioOptions o) {
   {
     std::lock_guard lk(mu_);
     counters_.clear();
-    captured_transactions_.clear();
     last_error_.clear();
   }
   finished_ = false;
-  log.info("scenario started", {{"journeys", o.journeys}, {"rate", o.rate_per_second}});
+  log.info("scenario started", {{"journeys", o.journeys},
+                                {"rate", o.rate_per_second},
+                                {"merchant_actions", o.merchant_actions}});
   // Deterministic weighted round robin over the mix.
   std::vector<std::string> wheel;
   for (const auto& [k, w] : o.mix) {
     for (int i = 0; i < w; ++i) wheel.push_back(k);
   }
   // With `repeat`, rounds follow each other until stop (the continuous demo).
-  for (int round = 0; round == 0 || (o.repeat && !stop_); ++round) {
-    {
-      std::lock_guard lk(mu_);
-      captured_transactions_.clear();  // disputes pick from this round only
-    }
-    count("rounds");
-    auto t0 = std::chrono::steady_clock::now();
-    auto interval = std::chrono::duration<double>(1.0 / o.rate_per_second);
-    for (int j = 0; j < o.journeys && !stop_; ++j) {
-      const int i = round * o.journeys + j;  // unique per journey across rounds (references)
-      auto due = t0 + std::chrono::duration_cast<std::chrono::steady_clock::duration>(interval * j);
-      while (!stop_ && std::chrono::steady_clock::now() < due) {
-        std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(
-            due - std::chrono::steady_clock::now(), std::chrono::milliseconds(50)));
-      }
-      const auto& kind = wheel[static_cast<std::size_t>(i) % wheel.size()];
-      // Shifted by one per pass over the wheel, so that kinds and versions do not
-      // stay paired when the wheel and the version list have a common divisor.
-      const auto ui = static_cast<std::size_t>(i);
-      const auto& version = o.versions[(ui + ui / wheel.size()) % o.versions.size()];
-      bool ok = journey(o, kind, version, i);
-      count("journeys_started");
-      count(ok ? "journeys_ok" : "journeys_failed");
-      count("journey." + kind + "." + version);
-      if (!ok) {
-        std::lock_guard lk(mu_);
-        last_error_ = "journey " + std::to_string(i) + " (" + kind + ", " + version + ") failed";
-      }
-    }
-    std::vector<std::string> txs;
-    {
-      std::lock_guard lk(mu_);
-      txs = captured_transactions_;
-    }
-    for (int i = 0; i < o.disputes && !stop_; ++i) {
-      if (txs.empty()) {
-        std::lock_guard lk(mu_);
-        last_error_ =
-            "no captured transaction to dispute (needs approve journeys with merchant_actions)";
-        break;
-      }
-      const auto& tx = txs[static_cast<std::size_t>(i) % txs.size()];
-      auto res = call("POST", "/_sim/disputes", R"({"payment_transaction_id":")" + tx + "\"}");
-      auto did = json_field(res.body, "payment_dispute_id");
-      bool ok = !did.empty();
-      if (ok && i % 2 == 0) {
-        ok = call("POST", "/_sim/disputes/" + encode(did) + "/transition",
-                  R"({"state":"REPRESENTMENT"})")
-                     .status == 200 &&
-             call("POST", "/_sim/disputes/" + encode(did) + "/transition",
-                  R"({"state":"CLOSED","outcome":"WON"})")
-                     .status == 200;
-      } else if (ok) {
-        ok = call("POST", "/_sim/disputes/" + encode(did) + "/transition",
-                  R"({"state":"CLOSED","outcome":"LOST"})")
-                 .status == 200;
-      }
-      count(ok ? "disputes_ok" : "disputes_failed");
-    }
-    for (int i = 0; i < o.settlements && !stop_; ++i) {
-      bool ok = call("POST", "/_sim/settlements", "{}").status == 201;
-      count(ok ? "settlements_ok" : "settlements_failed");
-    }
-  }
+  for (int round = 0; round == 0 || (o.repeat && !stop_); ++round) run_round(o, wheel, round);
   log.info("scenario finished");
   finished_ = true;
   running_ = false;

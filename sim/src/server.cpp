@@ -1,5 +1,8 @@
 #include "kpay/sim/server.hpp"
 
+#include <openssl/bio.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -11,6 +14,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
+#include <memory>
 #include <thread>
 #include <vector>
 
@@ -49,6 +53,27 @@ http::response<http::string_body> to_http(const ApiResponse& a, unsigned version
   return res;
 }
 
+// The client certificate of an mTLS connection, when one was presented and verified.
+struct PeerCertificate {
+  bool verified = false;
+  std::string subject;  // RFC 2253
+};
+
+std::string subject_of(X509* cert) {
+  std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new(BIO_s_mem()), BIO_free);
+  if (!bio) return {};
+  X509_NAME_print_ex(bio.get(), X509_get_subject_name(cert), 0, XN_FLAG_RFC2253);
+  char* data = nullptr;
+  auto n = BIO_get_mem_data(bio.get(), &data);
+  return n > 0 ? std::string(data, static_cast<std::size_t>(n)) : std::string();
+}
+
+PeerCertificate peer_certificate(SSL* ssl) {
+  X509* cert = SSL_get0_peer_certificate(ssl);
+  if (cert == nullptr || SSL_get_verify_result(ssl) != X509_V_OK) return {};
+  return {true, subject_of(cert)};
+}
+
 const char* fault_name(FaultKind k) {
   switch (k) {
     case FaultKind::rate_limit:
@@ -64,6 +89,18 @@ const char* fault_name(FaultKind k) {
     default:
       return "";
   }
+}
+
+// mTLS: the handshake fails unless the client presents a certificate that
+// verifies against `ca_file`; its subjects are offered as acceptable CAs.
+void require_client_certificates(ssl::context& ctx, const std::string& ca_file) {
+  boost::system::error_code ec;
+  ctx.load_verify_file(ca_file, ec);
+  if (ec) throw std::runtime_error("sim.tls_client_ca: " + ec.message());
+  if (STACK_OF(X509_NAME)* names = SSL_load_client_CA_file(ca_file.c_str())) {
+    SSL_CTX_set_client_CA_list(ctx.native_handle(), names);
+  }
+  ctx.set_verify_mode(ssl::verify_peer | ssl::verify_fail_if_no_peer_cert);
 }
 
 }  // namespace
@@ -85,8 +122,11 @@ struct SimServer::Impl {
     bool close = false;
   };
 
-  asio::awaitable<Outcome> serve(const http::request<http::string_body>& req) {
+  asio::awaitable<Outcome> serve(const http::request<http::string_body>& req,
+                                 const PeerCertificate& peer) {
     ApiRequest areq = to_api_request(req);
+    areq.mtls_verified = peer.verified;
+    areq.client_certificate_subject = peer.subject;
     auto route = SimApi::route_name(areq.method, areq.target);
     FaultDecision fault;
     if (route != "sim.control") fault = faults.decide(route);
@@ -141,7 +181,8 @@ struct SimServer::Impl {
   }
 
   template <class Stream>
-  asio::awaitable<void> session_loop(Stream& stream, beast::flat_buffer& buffer) {
+  asio::awaitable<void> session_loop(Stream& stream, beast::flat_buffer& buffer,
+                                     const PeerCertificate& peer) {
     for (;;) {
       beast::get_lowest_layer(stream).expires_after(std::chrono::milliseconds(opt.read_timeout_ms));
       http::request_parser<http::string_body> parser;
@@ -160,8 +201,11 @@ struct SimServer::Impl {
       if (ec) co_return;  // timeout, reset, garbage: nothing to answer
       beast::get_lowest_layer(stream).expires_never();
       const auto& req = parser.get();
-      Outcome out = co_await serve(req);
+      Outcome out = co_await serve(req, peer);
       if (out.close) co_return;
+      if (peer.verified) {
+        out.response->headers.emplace_back("Klarna-Mtls-Verification-Status", "VERIFIED");
+      }
       bool keep = req.keep_alive();
       auto res = to_http(*out.response, req.version(), keep);
       beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(30));
@@ -178,13 +222,16 @@ struct SimServer::Impl {
         beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(10));
         auto [hec] = co_await stream.async_handshake(ssl::stream_base::server,
                                                      asio::as_tuple(asio::use_awaitable));
-        if (hec) co_return;
-        co_await session_loop(stream, buffer);
+        if (hec) co_return;  // includes a missing or unverifiable client certificate (mTLS)
+        // A named local: GCC 12 mishandles temporaries bound to coroutine parameters.
+        const PeerCertificate peer = peer_certificate(stream.native_handle());
+        co_await session_loop(stream, buffer, peer);
         beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(5));
         co_await stream.async_shutdown(asio::as_tuple(asio::use_awaitable));
       } else {
         beast::tcp_stream stream(std::move(socket));
-        co_await session_loop(stream, buffer);
+        const PeerCertificate none;
+        co_await session_loop(stream, buffer, none);
         beast::error_code ec;
         stream.socket().shutdown(tcp::socket::shutdown_send, ec);
       }
@@ -222,6 +269,8 @@ std::uint16_t SimServer::start() {
     if (ec) throw std::runtime_error("sim.tls_certificate: " + ec.message());
     im.tls_ctx.use_private_key_file(im.opt.tls_private_key, ssl::context::pem, ec);
     if (ec) throw std::runtime_error("sim.tls_private_key: " + ec.message());
+    if (!im.opt.tls_client_ca.empty())
+      require_client_certificates(im.tls_ctx, im.opt.tls_client_ca);
   }
   boost::system::error_code ec;
   auto addr = asio::ip::make_address(im.opt.listen_address, ec);

@@ -81,27 +81,9 @@ ApiResponse SimApi::Impl::sim_control(const ApiRequest& req, const std::vector<s
   auto at = [&](std::size_t i) -> std::string { return i < n ? s[i] : std::string(); };
 
   if (n == 2 && at(1) == "health") return json_response(200, R"({"status":"ok"})");
-  if (n == 2 && at(1) == "calls" && m == "GET") {
-    auto route_filter = query_param(req.target, "route");
-    JsonWriter w;
-    w.begin_object().key("calls").begin_array();
-    for (const auto& c : calls) {
-      if (!route_filter.empty() && c.route != route_filter) continue;
-      w.begin_object()
-          .field("seq", c.seq)
-          .field("at", rfc3339_ms(c.at))
-          .field("method", c.method)
-          .field("path", c.path)
-          .field("route", c.route)
-          .field("idempotency_key", c.idempotency_key)
-          .field("status", c.status)
-          .field("replayed", c.replayed);
-      if (!c.fault.empty()) w.field("fault", c.fault);
-      w.end_object();
-    }
-    w.end_array().end_object();
-    return json_response(200, w.take());
-  }
+  if (n == 2 && at(1) == "calls" && m == "GET") return list_calls(req);
+  if (n == 2 && at(1) == "payment-requests" && m == "GET") return list_payment_requests();
+  if (n == 2 && at(1) == "transactions" && m == "GET") return list_transactions();
   if (n == 2 && at(1) == "executions" && m == "GET") {
     JsonWriter w;
     w.begin_object().key("by_route").begin_object();
@@ -178,27 +160,7 @@ ApiResponse SimApi::Impl::sim_control(const ApiRequest& req, const std::vector<s
   if (n == 4 && at(1) == "payment-requests" && m == "POST")
     return customer_action(at(2), at(3), body);
   if (at(1) == "disputes" && m == "POST") {
-    if (n == 2) {
-      auto txid = body.str("payment_transaction_id").value_or("");
-      auto it = transactions.find(txid);
-      if (it == transactions.end()) return not_found("payment transaction");
-      auto& t = it->second;
-      if (t.captures.empty()) return conflict("A dispute needs a captured transaction");
-      Dispute d;
-      d.id = "krn:payment:eu1:dispute:" + uuid();
-      d.account = t.account;
-      d.transaction_id = t.id;
-      d.capture_id = t.captures.front();
-      d.currency = t.currency;
-      d.amount = body.integer("amount").value_or(t.captured);
-      d.reason = body.str("dispute_reason").value_or("GOODS_NOT_RECEIVED");
-      d.created_at = d.updated_at = now();
-      d.representment_expires_at = now() + 10LL * 24 * 3600 * 1000;
-      auto& stored = disputes.emplace(d.id, std::move(d)).first->second;
-      emit("payment.dispute.state-change.initiated", stored.id, render_dispute(stored),
-           stored.account);
-      return json_response(201, render_dispute(stored));
-    }
+    if (n == 2) return create_dispute(body);
     if (n == 4 && at(3) == "transition") {
       auto it = disputes.find(at(2));
       if (it == disputes.end()) return not_found("dispute");
@@ -211,26 +173,138 @@ ApiResponse SimApi::Impl::sim_control(const ApiRequest& req, const std::vector<s
       return json_response(200, render_dispute(it->second));
     }
   }
-  if (n == 2 && at(1) == "settlements" && m == "POST") {
-    Settlement st;
-    st.id = "krn:settlement:eu1:settlement:" + uuid();
-    st.created_at = now();
-    for (auto& [id, t] : transactions) {
-      if (t.settled || t.captured == 0) continue;
-      if (st.currency.empty()) st.currency = t.currency;
-      if (t.currency != st.currency) continue;
-      t.settled = true;
-      st.transactions.push_back(id);
-      st.amount += t.captured - t.refunded;
-    }
-    if (st.currency.empty()) st.currency = "USD";
-    auto& stored = settlements.emplace(st.id, std::move(st)).first->second;
-    auto payload = render_settlement(stored);
-    emit("settlement.report.created", stored.id, payload, opt.account_id);
-    emit("settlement.payout.processed", stored.id, payload, opt.account_id);
-    return json_response(201, payload);
-  }
+  if (n == 2 && at(1) == "settlements" && m == "POST") return settle();
   return not_found("sim control route");
+}
+
+// ---------------------------------------------------------------------------
+// introspection
+
+ApiResponse SimApi::Impl::list_calls(const ApiRequest& req) const {
+  auto route_filter = query_param(req.target, "route");
+  JsonWriter w;
+  w.begin_object().key("calls").begin_array();
+  for (const auto& c : calls) {
+    if (!route_filter.empty() && c.route != route_filter) continue;
+    w.begin_object()
+        .field("seq", c.seq)
+        .field("at", rfc3339_ms(c.at))
+        .field("method", c.method)
+        .field("path", c.path)
+        .field("route", c.route)
+        .field("idempotency_key", c.idempotency_key)
+        .field("status", c.status)
+        .field("replayed", c.replayed);
+    if (!c.fault.empty()) w.field("fault", c.fault);
+    w.field("body", c.body);
+    w.key("headers").begin_object();
+    for (const auto& [k, v] : c.headers) w.field(k, v);
+    w.end_object().field("mtls", c.mtls);
+    if (c.mtls) w.field("client_certificate_subject", c.client_certificate_subject);
+    w.end_object();
+  }
+  w.end_array().end_object();
+  return json_response(200, w.take());
+}
+
+namespace {
+// Pointers to the map's values in creation order.
+template <class Map>
+auto in_creation_order(const Map& m) {
+  std::vector<const typename Map::mapped_type*> out;
+  for (const auto& [id, v] : m) out.push_back(&v);
+  std::sort(out.begin(), out.end(), [](const auto* a, const auto* b) { return a->seq < b->seq; });
+  return out;
+}
+}  // namespace
+
+ApiResponse SimApi::Impl::list_payment_requests() const {
+  JsonWriter w;
+  w.begin_object().key("payment_requests").begin_array();
+  for (const auto* r : in_creation_order(requests)) {
+    w.begin_object()
+        .field("payment_request_id", r->id)
+        .field("payment_request_reference", r->reference)
+        .field("state", request_state_name(r->state));
+    if (!r->state_reason.empty()) w.field("state_reason", r->state_reason);
+    w.field("flow", r->gen == Generation::v1 ? "v1" : "v2")
+        .field("amount", r->amount)
+        .field("currency", r->currency);
+    if (!r->transaction_id.empty()) w.field("payment_transaction_id", r->transaction_id);
+    w.field("created_at", rfc3339_ms(r->created_at))
+        .field("updated_at", rfc3339_ms(r->updated_at))
+        .end_object();
+  }
+  w.end_array().end_object();
+  return json_response(200, w.take());
+}
+
+ApiResponse SimApi::Impl::list_transactions() const {
+  JsonWriter w;
+  w.begin_object().key("transactions").begin_array();
+  for (const auto* t : in_creation_order(transactions)) {
+    w.begin_object()
+        .field("payment_transaction_id", t->id)
+        .field("payment_transaction_reference", t->reference)
+        .field("state", transaction_state_name(t->state))
+        .field("amount", t->amount)
+        .field("currency", t->currency)
+        .field("captured_amount", t->captured)
+        .field("refunded_amount", t->refunded)
+        .field("captures", t->captures.size())
+        .field("refunds", t->refunds.size());
+    if (!t->request_id.empty()) w.field("payment_request_id", t->request_id);
+    w.field("created_at", rfc3339_ms(t->created_at))
+        .field("updated_at", rfc3339_ms(t->updated_at))
+        .end_object();
+  }
+  w.end_array().end_object();
+  return json_response(200, w.take());
+}
+
+// ---------------------------------------------------------------------------
+// disputes and settlements
+
+ApiResponse SimApi::Impl::create_dispute(const Body& body) {
+  auto txid = body.str("payment_transaction_id").value_or("");
+  auto it = transactions.find(txid);
+  if (it == transactions.end()) return not_found("payment transaction");
+  auto& t = it->second;
+  if (t.captures.empty()) return conflict("A dispute needs a captured transaction");
+  Dispute d;
+  d.id = "krn:payment:eu1:dispute:" + uuid();
+  d.account = t.account;
+  d.transaction_id = t.id;
+  d.capture_id = t.captures.front();
+  d.currency = t.currency;
+  d.amount = body.integer("amount").value_or(t.captured);
+  d.reason = body.str("dispute_reason").value_or("GOODS_NOT_RECEIVED");
+  d.created_at = d.updated_at = now();
+  d.representment_expires_at = now() + 10LL * 24 * 3600 * 1000;
+  auto& stored = disputes.emplace(d.id, std::move(d)).first->second;
+  emit("payment.dispute.state-change.initiated", stored.id, render_dispute(stored), stored.account);
+  return json_response(201, render_dispute(stored));
+}
+
+// Settles every captured, unsettled transaction of the first currency found.
+ApiResponse SimApi::Impl::settle() {
+  Settlement st;
+  st.id = "krn:settlement:eu1:settlement:" + uuid();
+  st.created_at = now();
+  for (auto& [id, t] : transactions) {
+    if (t.settled || t.captured == 0) continue;
+    if (st.currency.empty()) st.currency = t.currency;
+    if (t.currency != st.currency) continue;
+    t.settled = true;
+    st.transactions.push_back(id);
+    st.amount += t.captured - t.refunded;
+  }
+  if (st.currency.empty()) st.currency = "USD";
+  auto& stored = settlements.emplace(st.id, std::move(st)).first->second;
+  auto payload = render_settlement(stored);
+  emit("settlement.report.created", stored.id, payload, opt.account_id);
+  emit("settlement.payout.processed", stored.id, payload, opt.account_id);
+  return json_response(201, payload);
 }
 
 }  // namespace kpay::sim

@@ -26,6 +26,7 @@ namespace {
 
 const std::string kKeyId = "krn:partner:global:notification:signing-key:e2e-0001";
 const std::string kSecret = "e2e-signing-key-NOT-REAL";
+const std::map<std::string, std::string> kSimAuth{{"Authorization", "Basic klarna-sim-api-key"}};
 
 std::uint16_t wait_port(const std::string& file, const std::string& log) {
   std::uint16_t port = 0;
@@ -145,13 +146,15 @@ TEST_P(SimE2E, EveryAcknowledgedWebhookIsOnTheRightTopicByteForByte) {
                     "--set",
                     "scenario.disputes=3",
                     "--set",
-                    "scenario.settlements=2"},
+                    "scenario.settlements=2",
+                    "--set",
+                    "scenario.merchant_actions=true"},
                    dir + "/sim.log");
   auto sim_port = wait_port(dir + "/sim.port", dir + "/sim.log");
   ASSERT_NE(sim_port, 0);
 
   // Account-level and unknown event types, through Klarna's simulate endpoint.
-  auto hooks = http_request(sim_port, "GET", "/v2/notification/webhooks");
+  auto hooks = http_request(sim_port, "GET", "/v2/notification/webhooks", {}, kSimAuth);
   ASSERT_TRUE(hooks);
   simdjson::dom::parser hp;
   std::string_view webhook_id;
@@ -161,7 +164,7 @@ TEST_P(SimE2E, EveryAcknowledgedWebhookIsOnTheRightTopicByteForByte) {
   for (char c : webhook_id) enc += c == ':' ? std::string("%3A") : std::string(1, c);
   for (auto type : {"partner.account.state-change.operational", "klarna.sim.unknown-event"}) {
     auto r = http_request(sim_port, "POST", "/v2/notification/webhooks/" + enc + "/simulate",
-                          std::string(R"({"event_type":")") + type + "\"}");
+                          std::string(R"({"event_type":")") + type + "\"}", kSimAuth);
     ASSERT_TRUE(r);
     ASSERT_EQ(r->status, 200) << r->body;
   }
@@ -170,7 +173,7 @@ TEST_P(SimE2E, EveryAcknowledgedWebhookIsOnTheRightTopicByteForByte) {
   // URL differs), signed with a key the receiver does not know: every delivery
   // must be refused, retried on Klarna's schedule until permanently failed, and
   // never reach Kafka.
-  auto rogue_key = http_request(sim_port, "POST", "/v2/notification/signing-keys", "");
+  auto rogue_key = http_request(sim_port, "POST", "/v2/notification/signing-keys", "", kSimAuth);
   ASSERT_TRUE(rogue_key);
   ASSERT_EQ(rogue_key->status, 201);
   auto rogue_hook = http_request(sim_port, "POST", "/v2/notification/webhooks",
@@ -178,7 +181,8 @@ TEST_P(SimE2E, EveryAcknowledgedWebhookIsOnTheRightTopicByteForByte) {
                                      "://localhost:" + std::to_string(receiver_port) +
                                      R"(/webhooks/klarna","event_types":["payment.*"],)" +
                                      R"("event_version":"v1","signing_key_id":")" +
-                                     jstr(rogue_key->body, {"signing_key_id"}) + "\"}");
+                                     jstr(rogue_key->body, {"signing_key_id"}) + "\"}",
+                                 kSimAuth);
   ASSERT_TRUE(rogue_hook);
   ASSERT_EQ(rogue_hook->status, 201) << rogue_hook->body;
   const std::string rogue_id = jstr(rogue_hook->body, {"webhook_id"});

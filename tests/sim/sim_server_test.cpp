@@ -9,7 +9,9 @@
 #include "child_process.hpp"
 #include "http_client.hpp"
 #include "kpay/klarna/signature.hpp"
+#include "mtls_client.hpp"
 #include "test_helpers.hpp"
+#include "tls_cert.hpp"
 
 using namespace kpay::test;
 using kpay::sim::test::jstr;
@@ -20,6 +22,7 @@ namespace {
 
 const std::string kAcct = "/v2/accounts/krn%3Apartner%3Aglobal%3Aaccount%3Atest%3ASIMACCOUNT";
 const std::string kSecret = "sim-server-test-secret";
+const std::string kDefaultAuth = "Basic klarna-sim-api-key";
 
 struct Sim {
   explicit Sim(std::vector<std::string> extra) {
@@ -35,10 +38,15 @@ struct Sim {
     EXPECT_TRUE(up) << read_file(dir + "/sim.log");
     if (up) port = static_cast<std::uint16_t>(std::stoi(jstr(read_file(port_file), {"port"})));
   }
+  // With the default credentials unless `headers` has an Authorization.
   std::optional<HttpResponse> req(std::string_view method, const std::string& target,
                                   std::string_view body = {},
-                                  const std::map<std::string, std::string>& headers = {}) {
+                                  std::map<std::string, std::string> headers = {}) {
+    headers.emplace("Authorization", kDefaultAuth);
     return http_request(port, method, target, body, headers);
+  }
+  std::optional<HttpResponse> req_without_auth(std::string_view method, const std::string& target) {
+    return http_request(port, method, target);
   }
   std::string dir, port_file;
   std::unique_ptr<ChildProcess> proc;
@@ -196,7 +204,9 @@ TEST(SimServer, ScenarioRunsAndExitsWhenDone) {
            "--set",
            "scenario.settlements=1",
            "--set",
-           "scenario.exit_when_done=true"});
+           "scenario.exit_when_done=true",
+           "--set",
+           "scenario.merchant_actions=true"});
   auto code = sim.proc->wait(std::chrono::seconds(30));
   ASSERT_TRUE(code.has_value()) << read_file(sim.dir + "/sim.log");
   EXPECT_EQ(*code, 0);
@@ -229,10 +239,79 @@ TEST(SimServer, TlsListener) {
 
 TEST(SimServer, ConfigurationErrorsExitWith2) {
   for (auto bad : {"faults.rules=[\"*:explode:1\"]", "sim.unknown_key=1", "sim.time_scale=0",
-                   "scenario.mix=[\"dance\"]"}) {
+                   "scenario.mix=[\"dance\"]", "sim.tls_client_ca=/tmp/ca.pem",
+                   "sim.api_key_file=/nonexistent/key", "sim.api_key="}) {
     ChildProcess p({binary("sim/klarna-sim"), "--set", bad}, make_temp_dir("sim-cfg") + "/log");
     auto code = p.wait(std::chrono::seconds(10));
     ASSERT_TRUE(code.has_value()) << bad;
     EXPECT_EQ(*code, 2) << bad;
   }
+}
+
+TEST(SimServer, BasicCredentialsRequiredByDefault) {
+  Sim sim({});
+  auto none = sim.req_without_auth("GET", "/v2/notification/webhooks");
+  ASSERT_TRUE(none);
+  EXPECT_EQ(none->status, 401);
+  EXPECT_EQ(jstr(none->body, {"error_type"}), "ACCESS_ERROR");
+  auto wrong = sim.req("GET", "/v2/notification/webhooks", {}, {{"Authorization", "Basic nope"}});
+  EXPECT_EQ(wrong->status, 401);
+  EXPECT_EQ(sim.req("GET", "/v2/notification/webhooks")->status, 200);  // the default key
+  EXPECT_EQ(sim.req_without_auth("GET", "/_sim/health")->status, 200);  // control: never
+  EXPECT_EQ(sim.req_without_auth("GET", "/_sim/calls")->status, 200);
+  EXPECT_EQ(read_file(sim.dir + "/sim.log").find("klarna-sim-api-key"), std::string::npos);
+}
+
+TEST(SimServer, ApiKeyFileAndAuthSwitchedOff) {
+  auto dir = make_temp_dir("sim-key");
+  std::ofstream(dir + "/api-key") << "file-key-NOT-REAL\n";  // one trailing newline dropped
+  Sim keyed({"--set", "sim.api_key_file=" + dir + "/api-key"});
+  EXPECT_EQ(keyed.req("GET", "/v2/notification/webhooks")->status, 401);  // not the default
+  auto ok = keyed.req("GET", "/v2/notification/webhooks", {},
+                      {{"Authorization", "Basic file-key-NOT-REAL"}});
+  EXPECT_EQ(ok->status, 200);
+  EXPECT_EQ(read_file(keyed.dir + "/sim.log").find("file-key-NOT-REAL"), std::string::npos)
+      << "the key is never logged";
+
+  Sim unguarded({"--set", "sim.require_auth=false"});
+  EXPECT_EQ(unguarded.req_without_auth("GET", "/v2/notification/webhooks")->status, 200);
+}
+
+TEST(SimServer, MutualTlsRequiresAVerifiedClientCertificate) {
+  auto dir = make_temp_dir("sim-mtls");
+  auto server = write_self_signed_cert(dir);
+  auto ca = write_ca_cert(dir, "ca", "sim test partner CA");
+  auto good = write_cert_signed_by(ca, dir, "client", "partner-client");
+  auto other_ca = write_ca_cert(dir, "other-ca", "someone else");
+  auto rogue = write_cert_signed_by(other_ca, dir, "rogue", "rogue-client");
+  Sim sim({"--set", "sim.tls=true", "--set", "sim.tls_certificate=" + server.certificate, "--set",
+           "sim.tls_private_key=" + server.private_key, "--set",
+           "sim.tls_client_ca=" + ca.certificate});
+  ASSERT_NE(sim.port, 0);
+  const std::map<std::string, std::string> auth{{"Authorization", kDefaultAuth}};
+  using kpay::sim::test::https_request;
+
+  EXPECT_FALSE(https_request(sim.port, {}, "GET", "/_sim/health"))
+      << "no client certificate: the handshake fails";
+  EXPECT_FALSE(
+      https_request(sim.port, {rogue.certificate, rogue.private_key}, "GET", "/_sim/health"))
+      << "a certificate from another CA: the handshake fails";
+
+  auto r = https_request(sim.port, {good.certificate, good.private_key}, "GET",
+                         "/v2/notification/webhooks", auth);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200) << r->body;
+  EXPECT_EQ(r->header("klarna-mtls-verification-status"), "VERIFIED");
+
+  auto calls = https_request(sim.port, {good.certificate, good.private_key}, "GET", "/_sim/calls");
+  ASSERT_TRUE(calls);
+  simdjson::dom::parser p;
+  simdjson::dom::element call;
+  ASSERT_EQ(p.parse(calls->body)["calls"].at(0).get(call), simdjson::SUCCESS) << calls->body;
+  bool mtls = false;
+  std::string_view subject;
+  ASSERT_EQ(call["mtls"].get_bool().get(mtls), simdjson::SUCCESS);
+  EXPECT_TRUE(mtls);
+  ASSERT_EQ(call["client_certificate_subject"].get_string().get(subject), simdjson::SUCCESS);
+  EXPECT_EQ(subject, "CN=partner-client");
 }

@@ -18,6 +18,7 @@ using kpay::sim::test::jstr;
 namespace {
 
 const std::string kAcct = "/v2/accounts/krn%3Apartner%3Aglobal%3Aaccount%3Atest%3ASIMACCOUNT";
+const std::string kDefaultAuth = "Basic klarna-sim-api-key";
 constexpr std::int64_t kHour = 3600LL * 1000;
 
 std::string enc(std::string id) {
@@ -33,8 +34,10 @@ class ApiTest : public ::testing::Test {
     v2_hook = api.add_webhook("http://127.0.0.1:1/v2", {"*"}, "v2", "key-1");
     v1_hook = api.add_webhook("http://127.0.0.1:1/v1", {"payment.*"}, "v1", "key-1");
   }
+  // With the default credentials unless `headers` has an authorization.
   ApiResponse call(const std::string& method, const std::string& path, const std::string& body = {},
                    std::map<std::string, std::string> headers = {}) {
+    headers.emplace("authorization", kDefaultAuth);
     return api.handle(ApiRequest{method, path, std::move(headers), body});
   }
   std::string create(std::int64_t amount = 1000) {
@@ -171,7 +174,7 @@ TEST_F(ApiTest, Gen2JourneyCaptureRefundAndAmountChecks) {
   auto over = cap(601);
   EXPECT_EQ(over.status, 403);
   EXPECT_EQ(jstr(over.body, {"error_code"}), "CAPTURE_NOT_ALLOWED");
-  EXPECT_EQ(jstr(over.body, {"error_type"}), "INPUT_ERROR");
+  EXPECT_EQ(jstr(over.body, {"error_type"}), "RESOURCE_ERROR");
   EXPECT_NE(jstr(over.body, {"error_id"}), "<missing>");
   EXPECT_NE(jstr(over.body, {"error_message"}), "<missing>");
   auto t1 = call("GET", kAcct + "/payment/transactions/" + enc(tx));
@@ -180,17 +183,30 @@ TEST_F(ApiTest, Gen2JourneyCaptureRefundAndAmountChecks) {
   EXPECT_EQ(cap(600).status, 201);
   EXPECT_EQ(jstr(call("GET", kAcct + "/payment/transactions/" + enc(tx)).body, {"state"}),
             "COMPLETED");
-  EXPECT_EQ(cap(1).status, 403);  // nothing left, and no longer AUTHORIZED
+  auto late = cap(1);  // nothing left, and no longer AUTHORIZED
+  EXPECT_EQ(late.status, 403);
+  EXPECT_EQ(jstr(late.body, {"error_type"}), "RESOURCE_ERROR");
+  EXPECT_EQ(jstr(late.body, {"error_code"}), "CAPTURE_NOT_ALLOWED");
 
   auto refund = [&](std::int64_t amount) {
     return call("POST", kAcct + "/payment/transactions/" + enc(tx) + "/refund",
                 R"({"refund_amount":)" + std::to_string(amount) + "}");
   };
-  EXPECT_EQ(refund(1001).status, 403);
+  auto over_refund = refund(1001);
+  EXPECT_EQ(over_refund.status, 403);
+  EXPECT_EQ(jstr(over_refund.body, {"error_type"}), "RESOURCE_ERROR");
+  EXPECT_EQ(jstr(over_refund.body, {"error_code"}), "REFUND_NOT_ALLOWED");
   EXPECT_EQ(refund(300).status, 201);
   EXPECT_EQ(refund(701).status, 403);
   EXPECT_EQ(refund(700).status, 201);
-  EXPECT_EQ(call("POST", kAcct + "/payment/transactions/" + enc(tx) + "/void", "").status, 403);
+  auto void_late = call("POST", kAcct + "/payment/transactions/" + enc(tx) + "/void", "");
+  EXPECT_EQ(void_late.status, 403);
+  EXPECT_EQ(jstr(void_late.body, {"error_type"}), "RESOURCE_ERROR");
+  EXPECT_EQ(jstr(void_late.body, {"error_code"}), "VOID_NOT_ALLOWED");
+  auto update_late = call("PATCH", kAcct + "/payment/transactions/" + enc(tx),
+                          R"({"payment_transaction_reference":"x"})");
+  EXPECT_EQ(update_late.status, 403);
+  EXPECT_EQ(jstr(update_late.body, {"error_type"}), "RESOURCE_ERROR");
 
   std::vector<std::string> expected{"payment.request.state-change.submitted",
                                     "payment.request.state-change.in-progress",
@@ -260,7 +276,9 @@ TEST_F(ApiTest, IdempotencyReplaysWithoutReexecutingAndExpiresAfter24h) {
 
   auto conflict = call("POST", path, R"({"capture_amount":200})", key);
   EXPECT_EQ(conflict.status, 409);
-  EXPECT_EQ(jstr(conflict.body, {"error_type"}), "INPUT_ERROR");
+  EXPECT_EQ(jstr(conflict.body, {"error_type"}), "RESOURCE_ERROR");
+  EXPECT_EQ(jstr(conflict.body, {"error_code"}), "RESOURCE_CONFLICT");
+  EXPECT_EQ(api.executions("payment.transactions.capture"), 1u);
 
   auto execs = call("GET", "/_sim/executions");
   EXPECT_EQ(jstr(execs.body, {"by_idempotency_key", "cap-1"}), "1");
@@ -314,13 +332,22 @@ TEST_F(ApiTest, ExpiryOnTheScalableClock) {
 
 TEST_F(ApiTest, CancelVoidDeclineAndStepUp) {
   auto id = create();
-  EXPECT_EQ(call("DELETE", kAcct + "/payment/requests/" + enc(id)).status, 204);
+  auto canceled = call("DELETE", kAcct + "/payment/requests/" + enc(id));
+  EXPECT_EQ(canceled.status, 200);
+  EXPECT_EQ(jstr(canceled.body, {"payment_request_id"}), id);
+  EXPECT_EQ(jstr(canceled.body, {"state"}), "CANCELED");
+  EXPECT_EQ(jstr(canceled.body, {"state_reason"}), "PARTNER_CANCELED");
+  auto again = call("DELETE", kAcct + "/payment/requests/" + enc(id));  // repeating: same answer
+  EXPECT_EQ(again.status, 200);
+  EXPECT_EQ(jstr(again.body, {"state"}), "CANCELED");
   EXPECT_EQ(jstr(call("GET", kAcct + "/payment/requests/" + enc(id)).body, {"state"}), "CANCELED");
   EXPECT_EQ(customer(id, "approve").status, 409);  // final
 
   auto done = create();
   ASSERT_EQ(customer(done, "approve").status, 200);
-  EXPECT_EQ(call("DELETE", kAcct + "/payment/requests/" + enc(done)).status, 409);
+  auto too_late = call("DELETE", kAcct + "/payment/requests/" + enc(done));
+  EXPECT_EQ(too_late.status, 409);
+  EXPECT_EQ(jstr(too_late.body, {"error_code"}), "RESOURCE_CONFLICT");
 
   auto declined = create();
   EXPECT_EQ(jstr(customer(declined, "decline").body, {"state"}), "DECLINED");
@@ -446,6 +473,176 @@ TEST_F(ApiTest, ApiKeyAndMalformedInput) {
       guarded.handle({"GET", "/v2/notification/webhooks", {{"authorization", "Basic secret"}}, ""})
           .status,
       200);
+  EXPECT_EQ(guarded.authorization(), "Basic secret");
+}
+
+TEST(ApiAuth, DefaultKeyRequiredUnlessSwitchedOff) {
+  SimClock c;
+  SimApi api(ApiOptions{}, c, nullptr);
+  auto refused =
+      api.handle({"POST", kAcct + "/payment/requests", {}, R"({"currency":"USD","amount":1})"});
+  EXPECT_EQ(refused.status, 401);
+  EXPECT_EQ(jstr(refused.body, {"error_code"}), "UNAUTHORIZED");
+  EXPECT_EQ(api.executions("payment.requests.create"), 0u);
+  EXPECT_EQ(
+      api.handle({"GET", "/v2/notification/webhooks", {{"authorization", "Basic x"}}, ""}).status,
+      401);
+  EXPECT_EQ(api.handle({"GET", "/v2/notification/webhooks", {{"authorization", kDefaultAuth}}, ""})
+                .status,
+            200);
+  EXPECT_EQ(api.authorization(), kDefaultAuth);
+  EXPECT_EQ(api.handle({"GET", "/_sim/state", {}, ""}).status, 200);  // /_sim: never
+  // The key is not in the call log.
+  EXPECT_EQ(api.handle({"GET", "/_sim/calls", {}, ""}).body.find("klarna-sim-api-key"),
+            std::string::npos);
+
+  ApiOptions off;
+  off.require_auth = false;
+  SimApi open_api(off, c, nullptr);
+  EXPECT_EQ(open_api.handle({"GET", "/v2/notification/webhooks", {}, ""}).status, 200);
+  EXPECT_EQ(open_api.authorization(), "");
+}
+
+TEST_F(ApiTest, CapturedAndRefundedEventsCarryTheOperation) {
+  auto tx = authorized_transaction(1000);
+  sink.deliveries.clear();
+  auto cap = call("POST", kAcct + "/payment/transactions/" + enc(tx) + "/capture",
+                  R"({"capture_amount":400,"payment_capture_reference":"c-1"})");
+  ASSERT_EQ(cap.status, 201);
+  auto capture_id = jstr(cap.body, {"payment_capture_id"});
+  auto refund = call("POST", kAcct + "/payment/captures/" + enc(capture_id) + "/refund",
+                     R"({"refund_amount":150,"payment_refund_reference":"r-1"})");
+  ASSERT_EQ(refund.status, 201);
+  std::string captured, refunded;
+  for (const auto& d : sink.deliveries) {
+    if (d.webhook_id != v2_hook) continue;
+    if (d.event_type == "payment.transaction.captured") captured = d.body;
+    if (d.event_type == "payment.transaction.refunded") refunded = d.body;
+  }
+  ASSERT_FALSE(captured.empty());
+  EXPECT_EQ(jstr(captured, {"payload", "capture_amount"}), "400");
+  EXPECT_EQ(jstr(captured, {"payload", "payment_capture_id"}), capture_id);
+  EXPECT_EQ(jstr(captured, {"payload", "payment_capture_reference"}), "c-1");
+  EXPECT_EQ(jstr(captured, {"payload", "amount"}), "1000");  // the authorized amount
+  EXPECT_EQ(jstr(captured, {"payload", "captured_amount"}), "400");
+  ASSERT_FALSE(refunded.empty());
+  EXPECT_EQ(jstr(refunded, {"payload", "refund_amount"}), "150");
+  EXPECT_EQ(jstr(refunded, {"payload", "payment_refund_id"}),
+            jstr(refund.body, {"payment_refund_id"}));
+  EXPECT_EQ(jstr(refunded, {"payload", "payment_capture_id"}), capture_id);
+  EXPECT_EQ(jstr(refunded, {"payload", "refunded_amount"}), "150");
+
+  // Capture NOW: the transaction is born COMPLETED; its captured event says how much.
+  auto id = create(700);
+  auto token =
+      jstr(customer(id, "approve").body, {"state_context", "klarna_network_session_token"});
+  sink.deliveries.clear();
+  ASSERT_EQ(
+      call("POST", kAcct + "/payment/authorize",
+           R"({"currency":"USD","request_payment_transaction":{"amount":700,"capture":"NOW"}})",
+           {{"klarna-network-session-token", token}})
+          .status,
+      200);
+  ASSERT_FALSE(sink.deliveries.empty());
+  EXPECT_EQ(sink.deliveries[0].event_type, "payment.transaction.captured");
+  EXPECT_EQ(jstr(sink.deliveries[0].body, {"payload", "capture_amount"}), "700");
+}
+
+TEST_F(ApiTest, RequestReadsCarryTheTokensAClientMayHaveMissed) {
+  auto v2 = create();
+  ASSERT_EQ(customer(v2, "approve").status, 200);
+  auto r2 = call("GET", kAcct + "/payment/requests/" + enc(v2));
+  EXPECT_EQ(jstr(r2.body, {"state"}), "COMPLETED");
+  EXPECT_EQ(jstr(r2.body, {"state_context", "klarna_network_session_token"})
+                .rfind("krn:network:eu1:test:session-token:", 0),
+            0u);
+  auto v1 = create();
+  ASSERT_EQ(customer(v1, "approve", "v1").status, 200);
+  auto r1 = call("GET", kAcct + "/payment/requests/" + enc(v1));
+  EXPECT_EQ(jstr(r1.body, {"state"}), "PENDING_CONFIRMATION");
+  EXPECT_EQ(jstr(r1.body, {"state_context", "payment_confirmation_token"}).size(), 48u);
+}
+
+TEST_F(ApiTest, CallsRecordBodyAndHeadersButNeverTheCredentials) {
+  auto id = create(1200);
+  auto token =
+      jstr(customer(id, "approve").body, {"state_context", "klarna_network_session_token"});
+  std::string body =
+      R"({"currency":"USD","request_payment_transaction":{"amount":1200,"capture":"LATER"}})";
+  ASSERT_EQ(call("POST", kAcct + "/payment/authorize", body,
+                 {{"klarna-network-session-token", token},
+                  {"partner-correlation-id", "corr42"},
+                  {"user-agent", "kpay-processor/1"},
+                  {"klarna-integration-metadata", R"({"integrator":"kpay"})"},
+                  {"content-type", "application/json"}})
+                .status,
+            200);
+  auto calls = call("GET", "/_sim/calls?route=payment.authorize").body;
+  EXPECT_EQ(calls.find("klarna-sim-api-key"), std::string::npos);
+  simdjson::dom::parser p;
+  simdjson::dom::element c;
+  ASSERT_EQ(p.parse(calls)["calls"].at(0).get(c), simdjson::SUCCESS) << calls;
+  std::string_view got_body, session, corr, agent, meta;
+  ASSERT_EQ(c["body"].get_string().get(got_body), simdjson::SUCCESS);
+  EXPECT_EQ(got_body, body);
+  ASSERT_EQ(c["headers"]["klarna-network-session-token"].get_string().get(session),
+            simdjson::SUCCESS);
+  EXPECT_EQ(session, token);
+  ASSERT_EQ(c["headers"]["partner-correlation-id"].get_string().get(corr), simdjson::SUCCESS);
+  EXPECT_EQ(corr, "corr42");
+  ASSERT_EQ(c["headers"]["user-agent"].get_string().get(agent), simdjson::SUCCESS);
+  EXPECT_EQ(agent, "kpay-processor/1");
+  ASSERT_EQ(c["headers"]["klarna-integration-metadata"].get_string().get(meta), simdjson::SUCCESS);
+  EXPECT_EQ(meta, R"({"integrator":"kpay"})");
+  EXPECT_EQ(c["headers"]["content-type"].error(), simdjson::NO_SUCH_FIELD);
+  EXPECT_EQ(c["headers"]["authorization"].error(), simdjson::NO_SUCH_FIELD);
+  bool mtls = true;
+  ASSERT_EQ(c["mtls"].get_bool().get(mtls), simdjson::SUCCESS);
+  EXPECT_FALSE(mtls);
+}
+
+TEST_F(ApiTest, ListsEveryPaymentRequestAndTransaction) {
+  auto tx = authorized_transaction(900);
+  ASSERT_EQ(call("POST", kAcct + "/payment/transactions/" + enc(tx) + "/capture",
+                 R"({"capture_amount":300})")
+                .status,
+            201);
+  auto pending = create(500);
+  simdjson::dom::parser p;
+  auto requests = call("GET", "/_sim/payment-requests").body;
+  simdjson::dom::array rs;
+  ASSERT_EQ(p.parse(requests)["payment_requests"].get_array().get(rs), simdjson::SUCCESS);
+  ASSERT_EQ(rs.size(), 2u);
+  std::string_view v;
+  std::int64_t n = 0;
+  ASSERT_EQ(rs.at(0)["state"].get_string().get(v), simdjson::SUCCESS);  // creation order
+  EXPECT_EQ(v, "COMPLETED");
+  ASSERT_EQ(rs.at(0)["payment_transaction_id"].get_string().get(v), simdjson::SUCCESS);
+  EXPECT_EQ(v, tx);
+  ASSERT_EQ(rs.at(1)["payment_request_id"].get_string().get(v), simdjson::SUCCESS);
+  EXPECT_EQ(v, pending);
+  ASSERT_EQ(rs.at(1)["amount"].get_int64().get(n), simdjson::SUCCESS);
+  EXPECT_EQ(n, 500);
+  ASSERT_EQ(rs.at(1)["currency"].get_string().get(v), simdjson::SUCCESS);
+  EXPECT_EQ(v, "USD");
+
+  auto transactions = call("GET", "/_sim/transactions").body;
+  simdjson::dom::array ts;
+  ASSERT_EQ(p.parse(transactions)["transactions"].get_array().get(ts), simdjson::SUCCESS);
+  ASSERT_EQ(ts.size(), 1u);
+  auto t = ts.at(0);
+  ASSERT_EQ(t["payment_transaction_id"].get_string().get(v), simdjson::SUCCESS);
+  EXPECT_EQ(v, tx);
+  ASSERT_EQ(t["state"].get_string().get(v), simdjson::SUCCESS);
+  EXPECT_EQ(v, "AUTHORIZED");
+  ASSERT_EQ(t["amount"].get_int64().get(n), simdjson::SUCCESS);
+  EXPECT_EQ(n, 900);
+  ASSERT_EQ(t["captured_amount"].get_int64().get(n), simdjson::SUCCESS);
+  EXPECT_EQ(n, 300);
+  ASSERT_EQ(t["refunded_amount"].get_int64().get(n), simdjson::SUCCESS);
+  EXPECT_EQ(n, 0);
+  ASSERT_EQ(t["payment_request_id"].get_string().get(v), simdjson::SUCCESS);
+  EXPECT_FALSE(v.empty());
 }
 
 TEST(Faults, ParseAndDecide) {
@@ -510,6 +707,7 @@ TEST(Scenarios, AllKindsBothVersionsAndRepeatUntilStopped) {
   o.versions = {"v1", "v2"};
   o.disputes = 2;
   o.settlements = 1;
+  o.merchant_actions = true;  // self-driving: authorize / confirm and capture too
   ASSERT_TRUE(runner.start(o));
   ASSERT_TRUE(kpay::test::wait_until([&] { return runner.finished_once() && !runner.running(); }));
   auto status = runner.status_json();
@@ -549,4 +747,97 @@ TEST(Scenarios, AllKindsBothVersionsAndRepeatUntilStopped) {
   EXPECT_TRUE(kpay::test::wait_until([&] { return !runner.running(); }));
   EXPECT_EQ(parse_mix({"approve:0", "cancel"}).size(), 1u);
   EXPECT_THROW(parse_mix({"dance"}), std::invalid_argument);
+}
+
+// The default scenario plays the customer (and the partner's start of a
+// payment) only; an external caller's captures are what it disputes.
+TEST(Scenarios, CustomerOnlyByDefaultAndDisputesWhatOthersCaptured) {
+  SimClock clock;
+  SimApi api(ApiOptions{}, clock, nullptr);
+  ScenarioRunner runner(api);
+  ScenarioOptions o;
+  EXPECT_FALSE(o.merchant_actions);
+  o.journeys = 12;
+  o.rate_per_second = 100000;
+  o.mix = parse_mix({"approve:2", "decline", "expire", "cancel", "step-up"});
+  o.versions = {"v1", "v2"};
+  o.disputes = 1;
+  o.dispute_wait_ms = 20'000;
+  ASSERT_TRUE(runner.start(o));
+
+  // Play the merchant backend from outside: finalize and capture the first
+  // COMPLETED request, reading its session token from a GET.
+  auto handle = [&](const std::string& m, const std::string& path, const std::string& body = {},
+                    std::map<std::string, std::string> h = {}) {
+    h.emplace("authorization", kDefaultAuth);
+    return api.handle({m, path, std::move(h), body});
+  };
+  std::string request_id;
+  ASSERT_TRUE(kpay::test::wait_until([&] {
+    simdjson::dom::parser p;
+    simdjson::dom::array rs;
+    if (p.parse(api.handle({"GET", "/_sim/payment-requests", {}, ""}).body)["payment_requests"]
+            .get_array()
+            .get(rs) != simdjson::SUCCESS)
+      return false;
+    for (auto r : rs) {
+      std::string_view state, id;
+      if (r["state"].get_string().get(state) == simdjson::SUCCESS && state == "COMPLETED" &&
+          r["payment_request_id"].get_string().get(id) == simdjson::SUCCESS) {
+        request_id = std::string(id);
+        return true;
+      }
+    }
+    return false;
+  }));
+  auto read = handle("GET", kAcct + "/payment/requests/" + enc(request_id));
+  auto amount = jstr(read.body, {"amount"});
+  auto token = jstr(read.body, {"state_context", "klarna_network_session_token"});
+  auto auth = handle("POST", kAcct + "/payment/authorize",
+                     R"({"currency":"USD","request_payment_transaction":{"amount":)" + amount +
+                         R"(,"capture":"LATER"}})",
+                     {{"klarna-network-session-token", token}});
+  ASSERT_EQ(auth.status, 200) << auth.body;
+  auto tx = jstr(auth.body,
+                 {"payment_transaction_response", "payment_transaction", "payment_transaction_id"});
+  ASSERT_EQ(handle("POST", kAcct + "/payment/transactions/" + enc(tx) + "/capture",
+                   R"({"capture_amount":)" + amount + "}")
+                .status,
+            201);
+
+  ASSERT_TRUE(kpay::test::wait_until([&] { return runner.finished_once() && !runner.running(); },
+                                     std::chrono::seconds(30)));
+  auto status = runner.status_json();
+  EXPECT_EQ(jstr(status, {"counters", "journeys_ok"}), "12") << status;
+  EXPECT_EQ(jstr(status, {"counters", "disputes_ok"}), "1") << status;
+  EXPECT_NE(api.handle({"GET", "/_sim/state", {}, ""}).body.find(R"("disputes":{"CLOSED":1})"),
+            std::string::npos);
+
+  // The scenario itself never confirmed, finalized or captured: the one
+  // authorization with a session token and the one capture are ours.
+  auto execs = api.handle({"GET", "/_sim/executions", {}, ""}).body;
+  EXPECT_EQ(jstr(execs, {"by_route", "payment.confirm"}), "<missing>") << execs;
+  EXPECT_EQ(jstr(execs, {"by_route", "payment.transactions.capture"}), "1") << execs;
+  // [approve, approve, decline, expire, cancel, step-up] × 2: two initial
+  // authorizations (step-up) by the scenario, plus our final one.
+  EXPECT_EQ(jstr(execs, {"by_route", "payment.authorize"}), "3") << execs;
+  auto finals = api.handle({"GET", "/_sim/calls?route=payment.authorize", {}, ""}).body;
+  simdjson::dom::parser p;
+  simdjson::dom::array calls;
+  ASSERT_EQ(p.parse(finals)["calls"].get_array().get(calls), simdjson::SUCCESS);
+  int scenario_finals = 0;
+  for (auto c : calls) {
+    std::string_view agent;
+    bool by_scenario = c["headers"]["user-agent"].get_string().get(agent) == simdjson::SUCCESS &&
+                       agent == "klarna-sim-scenario";
+    scenario_finals +=
+        by_scenario && c["headers"]["klarna-network-session-token"].error() == simdjson::SUCCESS;
+  }
+  EXPECT_EQ(scenario_finals, 0) << finals;
+  auto state = api.handle({"GET", "/_sim/state", {}, ""}).body;
+  // 4 approve + 2 step-up requests wait, COMPLETED or PENDING_CONFIRMATION, for a merchant.
+  EXPECT_EQ(std::stoi("0" + jstr(state, {"payment_requests", "COMPLETED"})) +
+                std::stoi("0" + jstr(state, {"payment_requests", "PENDING_CONFIRMATION"})),
+            6)
+      << state;
 }

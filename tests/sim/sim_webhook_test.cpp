@@ -53,7 +53,10 @@ TEST(Signatures, EveryEmittedWebhookVerifiesWithReceiverVerifierAndOpenssl) {
                   "krn:partner:global:notification:signing-key:test");
   api.add_webhook("http://127.0.0.1:1/b", {"*"}, "v1",
                   "krn:partner:global:notification:signing-key:test");
-  ApiRequest create{"POST", kAcct + "/payment/requests", {}, R"({"currency":"SEK","amount":4200})"};
+  ApiRequest create{"POST",
+                    kAcct + "/payment/requests",
+                    {{"authorization", api.authorization()}},
+                    R"({"currency":"SEK","amount":4200})"};
   auto r = api.handle(create);
   ASSERT_EQ(r.status, 201);
   auto id = jstr(r.body, {"payment_request_id"});

@@ -44,6 +44,10 @@ struct ApiRequest {
   std::string target;                          // path with optional query
   std::map<std::string, std::string> headers;  // names lowercased
   std::string body;
+  // Set by the server for an HTTPS connection whose client certificate was
+  // verified against sim.tls_client_ca (mTLS).
+  bool mtls_verified = false;
+  std::string client_certificate_subject = {};  // RFC 2253, when mtls_verified
   std::string header(const std::string& lower_name) const {
     auto it = headers.find(lower_name);
     return it == headers.end() ? std::string() : it->second;
@@ -56,10 +60,15 @@ struct ApiResponse {
   std::string body;  // JSON (or empty for 204)
 };
 
+// The key /v2 calls must present when none is configured.
+inline constexpr std::string_view kDefaultApiKey = "klarna-sim-api-key";
+
 struct ApiOptions {
   std::string account_id = "krn:partner:global:account:test:SIMACCOUNT";
-  // When set, every /v2 call must carry `Authorization: Basic <api_key>`.
-  std::optional<std::string> api_key;
+  // Unless require_auth is false, every /v2 call must carry
+  // `Authorization: Basic <api_key>` (401 otherwise). /_sim never needs it.
+  std::string api_key{kDefaultApiKey};
+  bool require_auth = true;
   std::int64_t request_ttl_ms = 3LL * 3600 * 1000;  // server-side flow
   std::int64_t token_ttl_ms = 60LL * 60 * 1000;     // session / confirmation token
   std::int64_t transaction_ttl_ms = 28LL * 24 * 3600 * 1000;
@@ -100,6 +109,14 @@ class SimApi {
 
   // For scenarios and tests: how many times `route` really executed.
   std::uint64_t executions(const std::string& route) const;
+
+  // The `Authorization` value /v2 calls need; empty when auth is off.
+  // Scenarios send it like any other caller.
+  std::string authorization() const;
+
+  // Transactions with at least one capture, by anyone (scenario or external
+  // caller), and no dispute yet; oldest first.
+  std::vector<std::string> disputable_transactions() const;
 
   // Records a call that the server answered with an injected fault instead of
   // executing it (so introspection shows every call received).

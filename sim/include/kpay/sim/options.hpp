@@ -30,6 +30,7 @@ struct SimOptions {
   std::string port_file;
   bool tls = false;
   std::string tls_certificate, tls_private_key;
+  std::string tls_client_ca;  // PEM CA file: when set, clients must present a certificate it signed
   std::int64_t time_scale = 1;
   std::uint64_t seed = 0;
   std::int64_t tick_interval_ms = 100;
@@ -38,6 +39,7 @@ struct SimOptions {
   int threads = 2;
   std::string log_level = "info";
   ApiOptions api;
+  std::string api_key_source = "default";  // where api.api_key came from (logged, never the key)
   DispatcherOptions dispatcher;
   bool webhook_tls_verify = false;
   std::optional<StartupWebhook> webhook;

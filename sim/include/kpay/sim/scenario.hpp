@@ -1,19 +1,23 @@
 // Scenarios: drive N customer journeys at a chosen rate through the sim's own
-// API (the same handle() path as external calls, so they show up in the
-// introspection and trigger the same webhooks), playing both the customer and,
-// optionally, the merchant backend (final authorization / confirm, capture).
+// API (the same handle() path as external calls, with the same credentials,
+// so they show up in the introspection and trigger the same webhooks). By
+// default a scenario plays the customer and the partner's start of a payment
+// only; the merchant backend's follow-ups (final authorization / confirm,
+// capture) are left to the system under test. With `merchant_actions` the
+// scenario makes them too (self-driving).
 //
-// Journey kinds:
+// Journey kinds ((merchant) = only with merchant_actions):
 //   approve  create → customer approves → (merchant) authorize or confirm → capture
 //   decline  create → customer starts → declined
 //   expire   create → customer starts → request expires
-//   cancel   create → merchant cancels (DELETE)
+//   cancel   create → partner cancels (DELETE)
 //   step-up  initial authorization without customer token → STEP_UP_REQUIRED →
 //            customer approves the created request → (merchant) final authorization → capture
-// Each journey uses the Gen 1 (v1: confirm) or Gen 2 (v2: final authorization)
-// flow, taken in turn from `versions`. After the journeys, `disputes` captured
-// transactions are disputed (alternately won after representment, lost) and
-// `settlements` settlement reports are produced.
+// A journey counts as ok once its last step above succeeded. Each journey uses
+// the Gen 1 (v1: confirm) or Gen 2 (v2: final authorization) flow, taken in turn
+// from `versions`. After the journeys, `disputes` captured transactions (captured
+// by anyone, not yet disputed) are disputed (alternately won after
+// representment, lost) and `settlements` settlement reports are produced.
 #pragma once
 
 #include <atomic>
@@ -37,7 +41,10 @@ struct ScenarioOptions {
   std::vector<std::string> versions{"v2"};
   int disputes = 0;
   int settlements = 0;
-  bool merchant_actions = true;
+  bool merchant_actions = false;  // also make the merchant's follow-ups (self-driving)
+  // Without merchant_actions, how long to wait after the journeys for someone
+  // else to capture enough transactions to dispute.
+  std::int64_t dispute_wait_ms = 5'000;
   bool repeat = false;  // run rounds (journeys, disputes, settlements) until stopped
   std::string account_id = "krn:partner:global:account:test:SIMACCOUNT";
 };
@@ -64,12 +71,26 @@ class ScenarioRunner {
   ApiResponse control(const ApiRequest& req);
 
  private:
+  struct Journey;  // one journey's account path, amount, reference and flow
+
   void run(ScenarioOptions options);
+  void run_round(const ScenarioOptions& o, const std::vector<std::string>& wheel, int round);
   bool journey(const ScenarioOptions& o, const std::string& kind, const std::string& version,
                int index);
+  std::string create_request(const Journey& j);
+  std::string initial_authorization(const Journey& j);
+  ApiResponse customer(const Journey& j, const std::string& request_id, const std::string& action);
+  bool merchant_follow_up(const Journey& j, const ApiResponse& approved);
+  std::string confirm(const Journey& j, const ApiResponse& approved);
+  std::string final_authorization(const Journey& j, const ApiResponse& approved);
+  bool capture_full(const Journey& j, const std::string& transaction_id);
+  void run_disputes(const ScenarioOptions& o);
+  std::vector<std::string> dispute_candidates(const ScenarioOptions& o);
+  bool dispute(const std::string& transaction_id, bool win);
   ApiResponse call(const std::string& method, const std::string& path, const std::string& body,
                    std::map<std::string, std::string> headers = {});
   void count(const std::string& what);
+  void fail(const std::string& error);
 
   SimApi& api_;
   std::atomic<bool> running_{false};
@@ -77,7 +98,6 @@ class ScenarioRunner {
   std::atomic<bool> stop_{false};
   mutable std::mutex mu_;
   std::map<std::string, std::uint64_t> counters_;
-  std::vector<std::string> captured_transactions_;
   std::string last_error_;
   std::uint64_t key_seq_ = 0;
   std::thread thread_;  // last member: joins before the state above is destroyed

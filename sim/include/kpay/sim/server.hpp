@@ -18,6 +18,9 @@ struct ServerOptions {
   std::uint16_t port = 0;
   bool tls = false;
   std::string tls_certificate, tls_private_key;  // PEM files when tls
+  // PEM CA file (with tls): clients must present a certificate that verifies
+  // against it, else the handshake fails (mTLS).
+  std::string tls_client_ca;
   std::size_t body_limit = 1 << 20;
   std::int64_t read_timeout_ms = 59'000;
   int threads = 2;
