@@ -745,8 +745,11 @@ struct SimApi::Impl {
   ApiResponse customer_action(const std::string& id, const std::string& action, const Body& body);
   // ---- /_sim introspection (sim_control.cpp)
   ApiResponse list_calls(const ApiRequest& req) const;
+  void write_payment_requests(JsonWriter& w) const;
+  void write_transactions(JsonWriter& w) const;
   ApiResponse list_payment_requests() const;
   ApiResponse list_transactions() const;
+  ApiResponse list_payments() const;
   ApiResponse create_dispute(const Body& body);
   ApiResponse settle();
   ApiResponse webhooks_api(const Route& route, const Body& body);

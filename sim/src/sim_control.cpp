@@ -84,6 +84,7 @@ ApiResponse SimApi::Impl::sim_control(const ApiRequest& req, const std::vector<s
   if (n == 2 && at(1) == "calls" && m == "GET") return list_calls(req);
   if (n == 2 && at(1) == "payment-requests" && m == "GET") return list_payment_requests();
   if (n == 2 && at(1) == "transactions" && m == "GET") return list_transactions();
+  if (n == 2 && at(1) == "payments" && m == "GET") return list_payments();
   if (n == 2 && at(1) == "executions" && m == "GET") {
     JsonWriter w;
     w.begin_object().key("by_route").begin_object();
@@ -218,9 +219,8 @@ auto in_creation_order(const Map& m) {
 }
 }  // namespace
 
-ApiResponse SimApi::Impl::list_payment_requests() const {
-  JsonWriter w;
-  w.begin_object().key("payment_requests").begin_array();
+void SimApi::Impl::write_payment_requests(JsonWriter& w) const {
+  w.key("payment_requests").begin_array();
   for (const auto* r : in_creation_order(requests)) {
     w.begin_object()
         .field("payment_request_id", r->id)
@@ -235,13 +235,11 @@ ApiResponse SimApi::Impl::list_payment_requests() const {
         .field("updated_at", rfc3339_ms(r->updated_at))
         .end_object();
   }
-  w.end_array().end_object();
-  return json_response(200, w.take());
+  w.end_array();
 }
 
-ApiResponse SimApi::Impl::list_transactions() const {
-  JsonWriter w;
-  w.begin_object().key("transactions").begin_array();
+void SimApi::Impl::write_transactions(JsonWriter& w) const {
+  w.key("payment_transactions").begin_array();
   for (const auto* t : in_creation_order(transactions)) {
     w.begin_object()
         .field("payment_transaction_id", t->id)
@@ -258,7 +256,32 @@ ApiResponse SimApi::Impl::list_transactions() const {
         .field("updated_at", rfc3339_ms(t->updated_at))
         .end_object();
   }
-  w.end_array().end_object();
+  w.end_array();
+}
+
+ApiResponse SimApi::Impl::list_payment_requests() const {
+  JsonWriter w;
+  w.begin_object();
+  write_payment_requests(w);
+  w.end_object();
+  return json_response(200, w.take());
+}
+
+ApiResponse SimApi::Impl::list_transactions() const {
+  JsonWriter w;
+  w.begin_object();
+  write_transactions(w);
+  w.end_object();
+  return json_response(200, w.take());
+}
+
+// Both lists in one answer (one consistent snapshot).
+ApiResponse SimApi::Impl::list_payments() const {
+  JsonWriter w;
+  w.begin_object();
+  write_payment_requests(w);
+  write_transactions(w);
+  w.end_object();
   return json_response(200, w.take());
 }
 

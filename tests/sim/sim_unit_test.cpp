@@ -628,7 +628,7 @@ TEST_F(ApiTest, ListsEveryPaymentRequestAndTransaction) {
 
   auto transactions = call("GET", "/_sim/transactions").body;
   simdjson::dom::array ts;
-  ASSERT_EQ(p.parse(transactions)["transactions"].get_array().get(ts), simdjson::SUCCESS);
+  ASSERT_EQ(p.parse(transactions)["payment_transactions"].get_array().get(ts), simdjson::SUCCESS);
   ASSERT_EQ(ts.size(), 1u);
   auto t = ts.at(0);
   ASSERT_EQ(t["payment_transaction_id"].get_string().get(v), simdjson::SUCCESS);
@@ -643,6 +643,13 @@ TEST_F(ApiTest, ListsEveryPaymentRequestAndTransaction) {
   EXPECT_EQ(n, 0);
   ASSERT_EQ(t["payment_request_id"].get_string().get(v), simdjson::SUCCESS);
   EXPECT_FALSE(v.empty());
+
+  // Both in one snapshot.
+  auto both = call("GET", "/_sim/payments").body;
+  simdjson::dom::element root;
+  ASSERT_EQ(p.parse(both).get(root), simdjson::SUCCESS);
+  EXPECT_EQ(root["payment_requests"].get_array().value_unsafe().size(), 2u) << both;
+  EXPECT_EQ(root["payment_transactions"].get_array().value_unsafe().size(), 1u) << both;
 }
 
 TEST(Faults, ParseAndDecide) {
