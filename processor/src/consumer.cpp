@@ -250,6 +250,20 @@ void Processor::produce(const storage::PublishRow& row) {
   }
 }
 
+void Processor::publish_later(std::vector<storage::PublishRow> rows) {
+  std::lock_guard lock(external_mu_);
+  for (auto& r : rows) external_.push_back(std::move(r));
+}
+
+void Processor::produce_external() {
+  std::vector<storage::PublishRow> rows;
+  {
+    std::lock_guard lock(external_mu_);
+    rows.swap(external_);
+  }
+  for (const auto& row : rows) produce(row);
+}
+
 void Processor::retry_failed_publications() {
   if (failed_.empty()) return;
   auto retry = std::move(failed_);
@@ -342,6 +356,7 @@ bool Processor::finish_commit() {
   }
   for (const auto& row : result.publications) produce(row);
   metrics_->in_flight.set(static_cast<double>(in_flight_.size()));
+  if (result.applied > 0 && batch_listener_) batch_listener_();
   return true;
 }
 
@@ -425,6 +440,7 @@ bool Processor::run(const std::atomic<bool>& stop) {
     if (!ok) break;
     rd_kafka_poll(producer_.get(), 0);  // delivery reports → acknowledged_
     retry_failed_publications();
+    produce_external();
     // The previous batch must be committed before this one is handed over.
     if (!finish_commit()) {
       ok = false;
@@ -438,6 +454,7 @@ bool Processor::run(const std::atomic<bool>& stop) {
   if (!finish_commit()) ok = false;
   if (ok && !pending_.empty()) ok = commit_pending(&stop);
   auto flush_deadline = std::chrono::steady_clock::now() + settings_.shutdown_flush_timeout;
+  produce_external();
   while (!in_flight_.empty() && std::chrono::steady_clock::now() < flush_deadline) {
     rd_kafka_poll(producer_.get(), 50);
     retry_failed_publications();

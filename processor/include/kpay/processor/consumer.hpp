@@ -23,6 +23,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -79,6 +80,13 @@ class Processor {
 
   std::uint64_t events_seen() const { return events_seen_.load(); }
 
+  // Rows another thread (the outbox worker) committed to the publish queue:
+  // produced by the Kafka thread on its next turn. Thread-safe.
+  void publish_later(std::vector<storage::PublishRow> rows);
+  // Called on the Kafka thread after each committed batch that applied
+  // events (new outbox rows may be due). Set before run().
+  void on_batch_committed(std::function<void()> listener) { batch_listener_ = std::move(listener); }
+
  private:
   // The pipeline: this (Kafka) thread polls and decodes batch N+1 while the
   // store thread applies and commits batch N. start_commit() hands
@@ -109,6 +117,10 @@ class Processor {
   std::vector<std::int64_t> acknowledged_;  // publish seqs the broker confirmed
   std::vector<std::int64_t> failed_;        // publish seqs to produce again
   std::map<std::int64_t, storage::PublishRow> in_flight_;
+  std::mutex external_mu_;
+  std::vector<storage::PublishRow> external_;  // publish_later(), guarded by external_mu_
+  std::function<void()> batch_listener_;
+  void produce_external();
 
   mutable std::mutex positions_mu_;
   std::map<std::pair<std::string, std::int32_t>, std::int64_t> positions_;  // next offset
