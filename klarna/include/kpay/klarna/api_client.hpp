@@ -56,6 +56,9 @@ struct ClientSettings {
   std::chrono::milliseconds connect_timeout{5000};
   double max_requests_per_second = 0;    // 0: no pacing (429s still honoured)
   int io_threads = 1;
+  // A kept-alive connection unused this long is closed (Klarna closes idle
+  // ones after about a minute; closing first avoids writing into a dead one).
+  std::chrono::milliseconds idle_timeout{30000};
   std::string user_agent = "klarna-processor";  // "/<version>" is appended
   std::string version = "0.1.0";
 };
@@ -130,12 +133,20 @@ class ApiClient {
   ApiClient& operator=(const ApiClient&) = delete;
 
   // Sends one attempt; `done` runs once, on one of the client's I/O threads
-  // (it must not block for long).
+  // (it must not block for long). After shutdown() it runs at once on the
+  // caller's thread with "cancelled". A call refused before sending (POST or
+  // PATCH without idempotency key, bad header) is answered `permanent` with
+  // the reason in transport_error and never reaches the network.
   void send(Call call, std::function<void(Answer)> done);
-  // The same, waiting for the answer (tools, tests).
+  // The same, waiting for the answer (tools, tests). Not from a callback:
+  // on an I/O thread it answers `permanent` at once instead of deadlocking.
   Answer call(Call call);
 
-  // Stops accepting new calls and cancels those in flight (bounded shutdown).
+  // Stops accepting new calls and cancels those in flight (bounded shutdown):
+  // queued and in-flight callbacks run with "cancelled" (retryable), then
+  // the I/O threads are joined (after a 5 s grace they are stopped). Called
+  // from a callback it cancels but leaves the joining to the destructor,
+  // which must not itself run on an I/O thread.
   void shutdown();
 
   struct Stats {
@@ -143,6 +154,10 @@ class ApiClient {
     std::uint64_t connections_opened = 0, connections_reused = 0;
     std::uint64_t rate_limited = 0;  // 429s seen
     std::size_t in_flight = 0, queued = 0, idle_connections = 0;
+    std::size_t open_connections = 0;  // connected now (idle or busy)
+    std::size_t peak_in_flight = 0;    // most calls on the wire at once since start
+    std::uint64_t rate_limit_waits = 0;  // calls held back by the limiter (429 hold or pacing)
+    std::uint64_t stale_retries = 0;     // reused connections found closed, call resent once
   };
   Stats stats() const;
   const ClientSettings& settings() const;
