@@ -1,10 +1,19 @@
 # Sourced by run-demo.sh: klarna-processor consuming the receiver's topics into
-# a SQLite state store ($RUN_DIR/state.db). Inspect it with
+# a SQLite state store ($RUN_DIR/state.db), its outbox worker calling the Klarna
+# double (klarna-sim, started next on $SIM_PORT) over HTTPS with the demo
+# certificate as CA. Inspect it with
 #   build/tools/klarnactl --set processor.database=$RUN_DIR/state.db payments list
+if [[ ! -s $RUN_DIR/klarna-api-key ]]; then
+  (umask 077 && openssl rand -hex 16 | tr -d '\n' >"$RUN_DIR/klarna-api-key")
+fi
 setsid "$BUILD/processor/klarna-processor" \
   --set processor.database="$RUN_DIR/state.db" --set kafka.bootstrap_servers="$BOOTSTRAP" \
-  --set admin.port="$PROCESSOR_ADMIN_PORT" >"$RUN_DIR/processor.log" 2>&1 &
+  --set admin.port="$PROCESSOR_ADMIN_PORT" \
+  --set klarna.environment=custom --set klarna.base_url="https://127.0.0.1:$SIM_PORT" \
+  --set klarna.ca_file="$RUN_DIR/tls.crt" --set klarna.credentials_file="$RUN_DIR/klarna-api-key" \
+  --set capture.default=after_authorization >"$RUN_DIR/processor.log" 2>&1 &
 pids+=($!)
 DEMO_INFO+="  klarna-processor   state in $RUN_DIR/state.db, metrics http://127.0.0.1:$PROCESSOR_ADMIN_PORT/metrics
+                     calls to Klarna (the sim): confirm, final authorization, capture (outbox worker)
                      payments: $BUILD/tools/klarnactl --set processor.database=$RUN_DIR/state.db payments list
 "

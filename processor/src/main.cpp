@@ -15,6 +15,7 @@
 #include "kpay/core/log.hpp"
 #include "kpay/core/process.hpp"
 #include "kpay/processor/consumer.hpp"
+#include "kpay/processor/outbox_worker.hpp"
 #include "kpay/storage/migrations.hpp"
 #include "kpay/storage/state_store.hpp"
 
@@ -56,6 +57,8 @@ int main(int argc, char** argv) {
   std::string admin_host;
   std::uint16_t admin_port = 0;
   processor::ProcessorSettings settings;
+  processor::WorkerSettings worker_settings;
+  klarna::ClientSettings client_settings;
   try {
     std::optional<std::filesystem::path> file;
     if (config_file) file = *config_file;
@@ -70,6 +73,8 @@ int main(int argc, char** argv) {
     admin_host = config.string("admin.listen_address", "127.0.0.1");
     admin_port = static_cast<std::uint16_t>(config.integer("admin.port", 9102, 0, 65535));
     settings = processor::settings_from_config(config);
+    worker_settings = processor::worker_settings_from_config(config);
+    client_settings = processor::client_settings_from_config(config);
     config.reject_unknown_keys();
   } catch (const core::ConfigError& e) {
     std::cerr << "klarna-processor: configuration error: " << e.what() << "\n";
@@ -103,9 +108,38 @@ int main(int argc, char** argv) {
           }
         });
     processor::Processor processor(std::move(settings), store, registry);
+    // The worker: its own connection, its own thread; declared after the
+    // processor it publishes through, so it stops first.
+    std::optional<storage::StateStore> worker_store;
+    std::unique_ptr<klarna::ApiClient> client;
+    std::unique_ptr<processor::OutboxWorker> worker;
+    if (worker_settings.enabled) {
+      worker_store.emplace(database, false, 8);
+      client = std::make_unique<klarna::ApiClient>(client_settings);
+      worker = std::make_unique<processor::OutboxWorker>(
+          worker_settings, *worker_store, *client, registry,
+          [&processor](std::vector<storage::PublishRow> rows) {
+            processor.publish_later(std::move(rows));
+          });
+      processor.on_batch_committed([w = worker.get()] { w->wake(); });
+      log.info(
+          "outbox worker on",
+          {{"klarna", client_settings.environment == klarna::Environment::custom
+                          ? client_settings.base_url
+                          : std::string(klarna::environment_name(client_settings.environment))},
+           {"concurrency", worker_settings.concurrency}});
+    } else {
+      log.warn("outbox worker off (worker.enabled = false): no Klarna call is made");
+    }
     // Declared after the processor: stopped first, so a scrape never sees a
     // destroyed consumer.
-    core::AdminServer admin(registry, [&processor] { return processor.readiness(); });
+    core::AdminServer admin(registry, [&processor, &worker] {
+      auto r = processor.readiness();
+      if (r.ready && worker && !worker->healthy()) {
+        return core::Readiness{false, "outbox worker cannot use the state store"};
+      }
+      return r;
+    });
     auto port = admin.start(admin_host, admin_port);
     log.info("admin endpoint listening",
              {{"address", admin_host}, {"port", static_cast<unsigned>(port)}});
@@ -113,7 +147,8 @@ int main(int argc, char** argv) {
     std::atomic<bool> stop{false};
     std::atomic<bool> finished{false};
     bool ok = true;
-    std::thread worker([&] {
+    if (worker) worker->start();
+    std::thread consumer_thread([&] {
       ok = processor.run(stop);
       finished = true;
     });
@@ -126,13 +161,17 @@ int main(int argc, char** argv) {
       if (sig && (*sig == SIGTERM || *sig == SIGINT)) {
         log.info("stopping: finishing the current batch", {{"signal", *sig}});
         core::notify_stopping();
+        // The worker first, so its last answers are recorded and published
+        // while the producer still runs; bounded by half the flush budget.
+        if (worker) worker->stop(worker_settings.stop_timeout);
         stop = true;
       } else if (sig && *sig == SIGHUP) {
         log.info("SIGHUP: nothing to reload in the processor");
       }
       core::notify_watchdog();
     }
-    worker.join();
+    consumer_thread.join();
+    if (worker) worker->stop(std::chrono::milliseconds(0));
     admin.stop();
     log.info("stopped", {{"clean", ok}});
     return ok ? 0 : 1;
@@ -140,6 +179,9 @@ int main(int argc, char** argv) {
     log.error("refusing the database", {{"error", e.what()}});
     std::cerr << "klarna-processor: " << e.what() << "\n";
     return 1;
+  } catch (const klarna::ClientConfigError& e) {
+    std::cerr << "klarna-processor: configuration error: " << e.what() << "\n";
+    return 2;
   } catch (const core::KafkaConfigError& e) {
     std::cerr << "klarna-processor: configuration error: " << e.what() << "\n";
     return 2;

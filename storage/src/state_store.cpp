@@ -177,7 +177,6 @@ CREATE TABLE history_indexed (through_seq INTEGER NOT NULL);
 INSERT INTO history_indexed SELECT COALESCE(MAX(seq), 0) FROM history;
 )sql";
 
-
 // The processor acts (outbox worker): where each call goes, its attempts and
 // answers; the account a payment belongs to; the answer of the authorization.
 // Rows written before this version get their path from their operation.
@@ -774,7 +773,8 @@ bool StateStore::retry_outbox(std::int64_t id, std::int64_t now_ms) {
 }
 
 std::vector<OutboxRow> StateStore::list_outbox(const std::string& status, std::size_t limit) {
-  auto s = impl_->db.prepare(outbox_select("WHERE ?1 = '' OR status = ?1 ORDER BY id DESC LIMIT ?2"));
+  auto s =
+      impl_->db.prepare(outbox_select("WHERE ?1 = '' OR status = ?1 ORDER BY id DESC LIMIT ?2"));
   s.bind(1, status).bind(2, static_cast<std::int64_t>(limit));
   return read_outbox_rows(s, false);
 }
@@ -789,8 +789,7 @@ std::vector<OutboxRow> StateStore::outbox_due_within(std::int64_t now_ms, std::i
 }
 
 std::optional<std::int64_t> StateStore::next_outbox_attempt() {
-  auto s = impl_->db.prepare(
-      "SELECT MIN(next_attempt_at_ms) FROM outbox WHERE status = 'pending'");
+  auto s = impl_->db.prepare("SELECT MIN(next_attempt_at_ms) FROM outbox WHERE status = 'pending'");
   std::optional<std::int64_t> v;
   if (s.step()) v = s.optional_int64(0);
   return v;

@@ -46,15 +46,15 @@ std::string_view default_base_url(Environment e);
 
 struct ClientSettings {
   Environment environment = Environment::test;
-  std::string base_url;                  // custom only: https://host[:port]
-  std::string ca_file;                   // empty: the system store
-  std::string client_certificate_file;   // mTLS, PEM (both or neither)
-  std::string client_private_key_file;   // mTLS, PEM; refused when readable by others
-  std::string credentials_file;          // the API key; one trailing newline dropped
-  std::size_t max_connections = 32;      // pool bound (connections open at once)
+  std::string base_url;                 // custom only: https://host[:port]
+  std::string ca_file;                  // empty: the system store
+  std::string client_certificate_file;  // mTLS, PEM (both or neither)
+  std::string client_private_key_file;  // mTLS, PEM; refused when readable by others
+  std::string credentials_file;         // the API key; one trailing newline dropped
+  std::size_t max_connections = 32;     // pool bound (connections open at once)
   std::chrono::milliseconds request_timeout{30000};
   std::chrono::milliseconds connect_timeout{5000};
-  double max_requests_per_second = 0;    // 0: no pacing (429s still honoured)
+  double max_requests_per_second = 0;  // 0: no pacing (429s still honoured)
   int io_threads = 1;
   // A kept-alive connection unused this long is closed (Klarna closes idle
   // ones after about a minute; closing first avoids writing into a dead one).
@@ -101,8 +101,8 @@ struct ErrorBody {  // Klarna's error body, when the answer carried one
 };
 
 struct Answer {
-  int status = 0;              // 0: no HTTP answer (see transport_error)
-  std::string transport_error; // "timeout", "connection reset", "tls: …"; no secrets
+  int status = 0;               // 0: no HTTP answer (see transport_error)
+  std::string transport_error;  // "timeout", "connection reset", "tls: …"; no secrets
   std::string body;
   std::string klarna_correlation_id;
   std::optional<ErrorBody> error;
@@ -154,8 +154,8 @@ class ApiClient {
     std::uint64_t connections_opened = 0, connections_reused = 0;
     std::uint64_t rate_limited = 0;  // 429s seen
     std::size_t in_flight = 0, queued = 0, idle_connections = 0;
-    std::size_t open_connections = 0;  // connected now (idle or busy)
-    std::size_t peak_in_flight = 0;    // most calls on the wire at once since start
+    std::size_t open_connections = 0;    // connected now (idle or busy)
+    std::size_t peak_in_flight = 0;      // most calls on the wire at once since start
     std::uint64_t rate_limit_waits = 0;  // calls held back by the limiter (429 hold or pacing)
     std::uint64_t stale_retries = 0;     // reused connections found closed, call resent once
   };

@@ -160,9 +160,9 @@ struct OutboxRow {
   // token). Sensitive: never logged, never published, never listed.
   std::string call_token;
   std::optional<std::int64_t> due_by_ms;  // deadline (final authorization: 60 min)
-  std::string status = "pending";        // pending | in_flight | succeeded | failed
+  std::string status = "pending";         // pending | in_flight | succeeded | failed
   std::string created_by_event_id;
-  std::string account_id;   // /v2/accounts/{account_id}/…
+  std::string account_id;  // /v2/accounts/{account_id}/…
   std::string method = "POST";
   // Under /v2/accounts/{account}, percent-encoded; "{token}" stands for
   // call_token (percent-encoded when sent), so the stored path holds no secret.
@@ -273,7 +273,7 @@ class StateStore {
   // false when a row with this idempotency key exists already.
   bool insert_outbox(const OutboxRow& o);
   std::vector<OutboxRow> outbox(const std::string& entity_id);  // call_token not read back
-  std::optional<OutboxRow> find_outbox(std::int64_t id);         // call_token not read back
+  std::optional<OutboxRow> find_outbox(std::int64_t id);        // call_token not read back
   // Due pending rows (next_attempt_at_ms <= now), oldest first, marked
   // in_flight with attempts+1, returned WITH call_token (for sending only).
   std::vector<OutboxRow> claim_due_outbox(std::int64_t now_ms, std::size_t limit);
@@ -313,10 +313,10 @@ class StateStore {
   // Deadlines are state (ARCHITECTURE.md, principle 7): what is due and what
   // was missed, for metrics. `horizon_ms`: how far ahead counts as "due soon".
   struct DeadlineSummary {
-    std::int64_t calls_pending = 0;             // outbox rows not yet done
-    std::int64_t calls_overdue = 0;             // not done, past their due_by
-    std::int64_t calls_at_risk = 0;             // not done, due_by within the horizon
-    std::int64_t calls_failed = 0;              // failed: an operator must look
+    std::int64_t calls_pending = 0;                   // outbox rows not yet done
+    std::int64_t calls_overdue = 0;                   // not done, past their due_by
+    std::int64_t calls_at_risk = 0;                   // not done, due_by within the horizon
+    std::int64_t calls_failed = 0;                    // failed: an operator must look
     std::optional<std::int64_t> nearest_call_due_ms;  // earliest due_by not done
     std::int64_t dispute_deadlines_soon = 0;    // open disputes, a deadline within the horizon
     std::int64_t dispute_deadlines_passed = 0;  // open disputes, a deadline already passed

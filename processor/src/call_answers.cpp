@@ -1,0 +1,321 @@
+#include "call_answers.hpp"
+
+#include <simdjson.h>
+
+#include <functional>
+#include <map>
+#include <stdexcept>
+
+#include "kpay/core/json_writer.hpp"
+#include "kpay/core/log.hpp"
+
+namespace kpay::processor {
+
+namespace {
+
+using simdjson::dom::element;
+
+// Reading Klarna's answers: every field optional, a wrong type reads as absent.
+struct Json {
+  element e;
+  bool ok = false;
+
+  Json at(std::string_view key) const {
+    element child;
+    if (ok && e.is_object() && e[key].get(child) == simdjson::SUCCESS && !child.is_null()) {
+      return {child, true};
+    }
+    return {};
+  }
+  std::optional<std::string> str(std::string_view key) const {
+    std::string_view v;
+    auto child = at(key);
+    if (child.ok && child.e.get_string().get(v) == simdjson::SUCCESS && !v.empty()) {
+      return std::string(v);
+    }
+    return std::nullopt;
+  }
+  std::optional<std::int64_t> integer(std::string_view key) const {
+    std::int64_t v = 0;
+    auto child = at(key);
+    if (child.ok && child.e.get_int64().get(v) == simdjson::SUCCESS) return v;
+    return std::nullopt;
+  }
+};
+
+Json parse(simdjson::dom::parser& parser, const std::string& body) {
+  element root;
+  if (parser.parse(body).get(root) != simdjson::SUCCESS || !root.is_object()) {
+    throw std::runtime_error("answer is not a JSON object");
+  }
+  return {root, true};
+}
+
+template <class T>
+void fill(std::optional<T>& field, const std::optional<T>& value) {
+  if (!field && value) field = value;
+}
+
+// The state-change message for downstream (klarna.payment-states), caused by
+// an answer instead of a webhook: `source` says so, `caused_by` names the call.
+struct Change {
+  core::JsonWriter w;
+  Change(std::string_view kind, const std::string& id, const std::optional<std::string>& from,
+         const std::optional<std::string>& to, const storage::OutboxRow& row, std::int64_t now_ms) {
+    w.begin_object().field("entity_kind", kind).field("entity_id", id);
+    w.key("previous_state");
+    from ? w.value(*from) : w.null();
+    w.key("state");
+    to ? w.value(*to) : w.null();
+    w.field("source", "klarna_api").field("operation", row.operation);
+    w.field("caused_by", "outbox:" + std::to_string(row.id));
+    w.field("occurred_at", core::rfc3339_ms(now_ms));
+  }
+  template <class T>
+  Change& maybe(std::string_view k, const std::optional<T>& v) {
+    if (v) w.field(k, *v);
+    return *this;
+  }
+  std::string done() {
+    w.end_object();
+    return w.take();
+  }
+};
+
+void publish(AnswerContext& c, const std::string& key, std::string message) {
+  storage::PublishRow row{0, c.topics.payment_states, key, std::move(message), ""};
+  row.seq = c.store.enqueue_publish(row);
+  c.publications.push_back(std::move(row));
+}
+
+void publish_transaction(AnswerContext& c, const storage::PaymentTransactionRow& t,
+                         const std::optional<std::string>& from, const storage::OutboxRow& row) {
+  std::optional<std::int64_t> remaining;
+  if (t.amount) remaining = *t.amount - t.captured_amount;
+  publish(c, t.id,
+          Change("payment_transaction", t.id, from, t.state, row, c.now_ms)
+              .maybe("amount", t.amount)
+              .maybe("currency", t.currency)
+              .maybe("captured_amount", std::optional(t.captured_amount))
+              .maybe("refunded_amount", std::optional(t.refunded_amount))
+              .maybe("remaining_amount", remaining)
+              .maybe("payment_request_id", t.payment_request_id)
+              .done());
+}
+
+void publish_request(AnswerContext& c, const storage::PaymentRequestRow& r,
+                     const std::optional<std::string>& from, const storage::OutboxRow& row) {
+  publish(c, r.id,
+          Change("payment_request", r.id, from, r.state, row, c.now_ms)
+              .maybe("amount", r.amount)
+              .maybe("currency", r.currency)
+              .maybe("payment_transaction_id", r.payment_transaction_id)
+              .maybe("authorization_result", r.authorization_result)
+              .done());
+}
+
+void queue(AnswerContext& c, const std::vector<FollowUp>& follow_ups,
+           const storage::OutboxRow& cause, std::optional<std::int64_t> due_by = std::nullopt) {
+  FollowUpOrigin origin;
+  origin.account_id = cause.account_id;
+  origin.caused_by = "outbox:" + std::to_string(cause.id);
+  origin.now_ms = c.now_ms;
+  origin.due_by_ms = due_by;
+  origin.read_discriminator = origin.caused_by;
+  for (const auto& f : follow_ups) c.store.insert_outbox(outbox_row(f, origin));
+}
+
+// A transaction the answer told us about: created when unknown, linked to its
+// request, filled where we knew less. A state learnt from an answer keeps
+// state_as_of_ms (0 for a new row), so any webhook about it still applies.
+storage::PaymentTransactionRow merge_transaction(AnswerContext& c, const Json& tx,
+                                                 const storage::OutboxRow& row,
+                                                 const std::optional<std::string>& request_id) {
+  auto id = tx.str("payment_transaction_id");
+  if (!id) throw std::runtime_error("answer has no payment_transaction_id");
+  auto t = c.store.find_transaction(*id);
+  if (!t) {
+    t.emplace();
+    t->id = *id;
+    t->last_event_id = "outbox:" + std::to_string(row.id);
+  }
+  fill(t->state, tx.str("state"));
+  fill(t->amount, tx.integer("amount"));
+  fill(t->currency, tx.str("currency"));
+  fill(t->reference, tx.str("payment_transaction_reference"));
+  fill(t->payment_request_id, request_id ? request_id : tx.str("payment_request_id"));
+  if (!t->account_id && !row.account_id.empty()) t->account_id = row.account_id;
+  c.store.save_transaction(*t);
+  return *t;
+}
+
+void link_request(AnswerContext& c, const std::string& request_id,
+                  const std::optional<std::string>& transaction_id, const std::string& result,
+                  const std::optional<std::string>& new_state, const storage::OutboxRow& row) {
+  auto r = c.store.find_request(request_id);
+  if (!r) return;  // the request's events have not arrived; the transaction links it later
+  const auto before = r->state;
+  if (transaction_id) r->payment_transaction_id = transaction_id;
+  r->authorization_result = result;
+  if (new_state) r->state = new_state;
+  c.store.save_request(*r);
+  publish_request(c, *r, before, row);
+}
+
+void after_authorized(AnswerContext& c, const storage::PaymentTransactionRow& t,
+                      const storage::OutboxRow& row) {
+  if (t.state && *t.state == "AUTHORIZED")
+    queue(c, on_transaction_authorized(t, c.follow_ups), row);
+}
+
+std::string on_final_authorization(AnswerContext& c, const storage::OutboxRow& row,
+                                   const Json& answer) {
+  auto response = answer.at("payment_transaction_response");
+  auto result = response.str("result");
+  if (!result) throw std::runtime_error("answer has no payment_transaction_response.result");
+  if (*result != "APPROVED") {
+    link_request(c, row.entity_id, std::nullopt, *result, std::nullopt, row);
+    return *result;
+  }
+  auto t = merge_transaction(c, response.at("payment_transaction"), row, row.entity_id);
+  publish_transaction(c, t, std::nullopt, row);
+  link_request(c, row.entity_id, t.id, *result, std::nullopt, row);
+  after_authorized(c, t, row);
+  return *result;
+}
+
+std::string on_confirm(AnswerContext& c, const storage::OutboxRow& row, const Json& answer) {
+  auto transaction_id = answer.at("state_context").str("payment_transaction_id");
+  auto state = answer.str("state");
+  if (transaction_id) {
+    auto r = c.store.find_request(row.entity_id);
+    auto t = c.store.find_transaction(*transaction_id);
+    if (!t) {
+      t.emplace();
+      t->id = *transaction_id;
+      t->last_event_id = "outbox:" + std::to_string(row.id);
+    }
+    fill(t->payment_request_id, std::optional(row.entity_id));
+    if (r) {
+      fill(t->amount, r->amount);
+      fill(t->currency, r->currency);
+      fill(t->reference, r->reference);
+    }
+    if (!t->account_id && !row.account_id.empty()) t->account_id = row.account_id;
+    c.store.save_transaction(*t);
+    after_authorized(c, *t, row);
+  }
+  link_request(c, row.entity_id, transaction_id, state == "AUTHORIZED" ? "APPROVED" : "UNKNOWN",
+               state, row);
+  return state.value_or("UNKNOWN");
+}
+
+// A capture or refund, booked once per its own id whichever path saw it first.
+std::string book_sub_record(AnswerContext& c, const storage::OutboxRow& row, const Json& answer,
+                            bool capture) {
+  auto id = answer.str(capture ? "payment_capture_id" : "payment_refund_id");
+  auto amount = answer.integer(capture ? "capture_amount" : "refund_amount");
+  auto transaction_id = answer.str("payment_transaction_id");
+  // capture, read_capture and read_refund rows are about the transaction.
+  if (!transaction_id) transaction_id = row.entity_id;
+  if (!id || !amount || !transaction_id) {
+    throw std::runtime_error(capture ? "capture answer lacks id, amount or transaction"
+                                     : "refund answer lacks id, amount or transaction");
+  }
+  storage::SubRecordRow sub;
+  sub.kind = capture ? "capture" : "refund";
+  sub.id = *id;
+  sub.transaction_id = *transaction_id;
+  sub.amount = *amount;
+  sub.capture_id = capture ? std::nullopt : answer.str("payment_capture_id");
+  sub.occurred_at_ms = c.now_ms;
+  sub.event_id = "outbox:" + std::to_string(row.id);
+  if (!c.store.insert_sub_record(sub)) return *id;  // the webhook booked it already
+  auto t = c.store.find_transaction(*transaction_id);
+  if (!t) {
+    t.emplace();
+    t->id = *transaction_id;
+    t->last_event_id = sub.event_id;
+  }
+  const auto before = t->state;
+  (capture ? t->captured_amount : t->refunded_amount) += *amount;
+  if (capture && t->amount && t->captured_amount >= *t->amount && t->state == "AUTHORIZED") {
+    t->state = "COMPLETED";
+  }
+  c.store.save_transaction(*t);
+  publish_transaction(c, *t, before, row);
+  return *id;
+}
+
+std::string on_read_request(AnswerContext& c, const storage::OutboxRow& row, const Json& answer) {
+  auto r = c.store.find_request(row.entity_id);
+  if (!r) return answer.str("state").value_or("UNKNOWN");
+  fill(r->amount, answer.integer("amount"));
+  fill(r->currency, answer.str("currency"));
+  fill(r->reference, answer.str("payment_request_reference"));
+  fill(r->payment_transaction_id, answer.at("state_context").str("payment_transaction_id"));
+  c.store.save_request(*r);
+  auto context = answer.at("state_context");
+  RequestContext rc{*r, context.str("klarna_network_session_token"), false,
+                    context.str("payment_confirmation_token"), false};
+  if (!rc.session_token) {
+    rc.session_token = context.str("payment_token");
+    rc.legacy_payment_token = rc.session_token.has_value();
+  }
+  for (const auto& o : c.store.outbox(r->id)) {
+    if (o.operation == "final_authorization" || o.operation == "confirm")
+      rc.follow_up_exists = true;
+  }
+  // Only a state Klarna confirms now may cause the call.
+  if (answer.str("state") == r->state)
+    queue(c, on_request_state(rc, c.follow_ups), row, row.due_by_ms);
+  return answer.str("state").value_or("UNKNOWN");
+}
+
+std::string on_read_transaction(AnswerContext& c, const storage::OutboxRow& row,
+                                const Json& answer) {
+  auto t = merge_transaction(c, answer, row, std::nullopt);
+  after_authorized(c, t, row);
+  return t.state.value_or("UNKNOWN");
+}
+
+using Handler = std::function<std::string(AnswerContext&, const storage::OutboxRow&, const Json&)>;
+
+const std::map<std::string, Handler, std::less<>>& handlers() {
+  static const std::map<std::string, Handler, std::less<>> table = {
+      {"final_authorization", on_final_authorization},
+      {"confirm", on_confirm},
+      {"capture", [](auto& c, auto& row, auto& a) { return book_sub_record(c, row, a, true); }},
+      {"read_capture",
+       [](auto& c, auto& row, auto& a) { return book_sub_record(c, row, a, true); }},
+      {"read_refund",
+       [](auto& c, auto& row, auto& a) { return book_sub_record(c, row, a, false); }},
+      {"read_payment_request", on_read_request},
+      {"read_transaction", on_read_transaction},
+  };
+  return table;
+}
+
+}  // namespace
+
+std::string apply_success(AnswerContext& c, const storage::OutboxRow& row,
+                          const klarna::Answer& answer) {
+  auto it = handlers().find(row.operation);
+  if (it == handlers().end()) return "recorded";  // an operation whose answer changes no state
+  thread_local simdjson::dom::parser parser;
+  return it->second(c, row, parse(parser, answer.body));
+}
+
+std::string queue_reread(AnswerContext& c, const storage::OutboxRow& row) {
+  std::vector<FollowUp> read;
+  if (row.operation == "final_authorization" || row.operation == "confirm") {
+    read.push_back(ReadPaymentRequest{row.entity_id});
+  } else if (row.operation == "capture") {
+    read.push_back(ReadTransaction{row.entity_id});
+  }
+  if (read.empty()) return "";
+  queue(c, read, row, row.due_by_ms);
+  return std::string(operation_name(read.front()));
+}
+
+}  // namespace kpay::processor

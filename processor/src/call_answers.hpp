@@ -1,0 +1,37 @@
+// What a Klarna answer to an outbox call does to the stored state: one
+// function per operation, each run inside the worker's transaction together
+// with the row's new status (outbox_worker.cpp).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "kpay/klarna/api_client.hpp"
+#include "kpay/klarna/envelope.hpp"
+#include "kpay/processor/follow_ups.hpp"
+#include "kpay/storage/state_store.hpp"
+
+namespace kpay::processor {
+
+struct AnswerContext {
+  storage::StateStore& store;
+  const FollowUpSettings& follow_ups;
+  const klarna::Topics& topics;
+  std::int64_t now_ms = 0;
+  // State-change messages enqueued in the transaction (to hand to Kafka
+  // after the commit).
+  std::vector<storage::PublishRow>& publications;
+};
+
+// A 2xx answer of `row`: applies it and returns the `result` to store on the
+// row (APPROVED, DECLINED, the id created, …). Throws std::runtime_error when
+// the answer cannot be read (the row then fails with that reason).
+std::string apply_success(AnswerContext& c, const storage::OutboxRow& row,
+                          const klarna::Answer& answer);
+
+// A 409: queues a read of the resource the call was about (nothing when the
+// operation has no readable resource). Returns what was queued, for the log.
+std::string queue_reread(AnswerContext& c, const storage::OutboxRow& row);
+
+}  // namespace kpay::processor

@@ -1,0 +1,386 @@
+#include "kpay/processor/outbox_worker.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <random>
+#include <thread>
+
+#include "call_answers.hpp"
+#include "kpay/core/log.hpp"
+
+namespace kpay::processor {
+
+namespace {
+
+std::int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// "{token}" in a stored path stands for the call's token, sent percent-encoded.
+std::string resolve_path(const storage::OutboxRow& row) {
+  std::string path = klarna::account_path(row.account_id) + row.path;
+  if (auto at = path.find("{token}"); at != std::string::npos) {
+    path.replace(at, 7, klarna::percent_encode(row.call_token));
+  }
+  return path;
+}
+
+klarna::Call make_call(const storage::OutboxRow& row) {
+  klarna::Call call;
+  call.method = row.method;
+  call.path = resolve_path(row);
+  call.path_for_logs = klarna::account_path(row.account_id) + row.path;
+  call.body = row.request_body;
+  call.idempotency_key = row.idempotency_key;
+  call.correlation_id = "kpay" + std::to_string(row.id);
+  if (!row.token_header.empty())
+    call.sensitive_headers.emplace_back(row.token_header, row.call_token);
+  return call;
+}
+
+}  // namespace
+
+std::chrono::milliseconds retry_delay(const WorkerSettings& s, std::int64_t attempts,
+                                      std::chrono::milliseconds hint, double unit_random) {
+  const double exponent = static_cast<double>(std::clamp<std::int64_t>(attempts - 1, 0, 30));
+  const double base =
+      std::min(static_cast<double>(s.max_backoff.count()),
+               static_cast<double>(s.initial_backoff.count()) * std::pow(2.0, exponent));
+  const auto jittered = static_cast<std::int64_t>(base * (0.5 + 0.5 * unit_random));
+  return std::max(std::chrono::milliseconds(jittered), hint);
+}
+
+WorkerSettings worker_settings_from_config(const core::Config& c) {
+  using ms = std::chrono::milliseconds;
+  WorkerSettings s;
+  s.enabled = c.boolean("worker.enabled", true);
+  s.concurrency = static_cast<std::size_t>(c.integer("worker.concurrency", 64, 1, 4096));
+  s.max_attempts = c.integer("worker.max_attempts", 10, 1, 1000);
+  s.initial_backoff = c.millis("worker.initial_backoff_ms", ms(1000), ms(1), ms(3600000));
+  s.max_backoff = c.millis("worker.max_backoff_ms", ms(300000), ms(1), ms(86400000));
+  s.poll_interval = c.millis("worker.poll_interval_ms", ms(500), ms(10), ms(60000));
+  s.stop_timeout = c.millis("worker.stop_timeout_ms", ms(5000), ms(0), ms(60000));
+  s.follow_ups = follow_up_settings_from_config(c);
+  s.topics.apply_prefix(c.string("kafka.topic_prefix", ""));
+  return s;
+}
+
+klarna::ClientSettings client_settings_from_config(const core::Config& c) {
+  using ms = std::chrono::milliseconds;
+  klarna::ClientSettings s;
+  try {
+    s.environment = klarna::parse_environment(c.string("klarna.environment", "test"));
+  } catch (const std::invalid_argument& e) {
+    throw core::ConfigError("klarna.environment", e.what());
+  }
+  s.base_url = c.string("klarna.base_url", "");
+  if (s.environment == klarna::Environment::custom && s.base_url.empty()) {
+    throw core::ConfigError("klarna.base_url", "is required when klarna.environment = \"custom\"");
+  }
+  s.ca_file = c.string("klarna.ca_file", "");
+  s.client_certificate_file = c.string("klarna.client_certificate", "");
+  s.client_private_key_file = c.string("klarna.client_private_key", "");
+  s.credentials_file = c.string("klarna.credentials_file", "");
+  s.max_connections = static_cast<std::size_t>(c.integer("klarna.max_connections", 32, 1, 1024));
+  s.request_timeout = c.millis("klarna.request_timeout_ms", ms(30000), ms(100), ms(120000));
+  s.connect_timeout = c.millis("klarna.connect_timeout_ms", ms(5000), ms(100), ms(60000));
+  s.max_requests_per_second =
+      static_cast<double>(c.integer("klarna.max_requests_per_second", 0, 0, 100000));
+  s.io_threads = static_cast<int>(c.integer("klarna.io_threads", 1, 1, 16));
+  s.user_agent = "klarna-processor";
+  return s;
+}
+
+struct OutboxWorker::Impl {
+  struct Done {
+    storage::OutboxRow row;
+    klarna::Answer answer;
+  };
+  struct Metrics {
+    explicit Metrics(core::Registry& r)
+        : calls(r.counter("kpay_processor_klarna_calls_total",
+                          "Klarna calls answered, by operation and outcome "
+                          "(succeeded, retry, failed, conflict).",
+                          {"operation", "outcome"})),
+          latency(r.histogram("kpay_processor_klarna_call_seconds",
+                              "Klarna call latency, by operation.", {"operation"},
+                              core::latency_buckets_seconds())),
+          in_flight(
+              r.gauge("kpay_processor_klarna_calls_in_flight", "Klarna calls in flight.").with({})),
+          record_errors(r.counter("kpay_processor_outbox_record_errors_total",
+                                  "Answers whose recording failed on a storage error (retried).")
+                            .with({})) {}
+    core::CounterFamily& calls;
+    core::HistogramFamily& latency;
+    core::Gauge& in_flight;
+    core::Counter& record_errors;
+  };
+
+  Impl(WorkerSettings s, storage::StateStore& st, klarna::ApiClient& cl, core::Registry& r,
+       Publish p)
+      : settings(std::move(s)), store(st), client(cl), publish(std::move(p)), metrics(r) {}
+
+  WorkerSettings settings;
+  storage::StateStore& store;
+  klarna::ApiClient& client;
+  Publish publish;
+  Metrics metrics;
+  core::Logger log{"outbox"};
+  std::mt19937_64 rng{std::random_device{}()};
+
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<Done> answers;   // guarded by mu
+  bool woken = false;         // guarded by mu
+  bool stopping = false;      // guarded by mu
+  std::size_t in_flight = 0;  // guarded by mu
+  std::atomic<bool> healthy{true};
+  std::atomic<std::uint64_t> recorded{0};
+  std::thread thread;
+
+  void run();
+  void claim_and_send();
+  void send(storage::OutboxRow row);
+  bool record(std::deque<Done>& batch);
+  void record_one(AnswerContext& c, const Done& d);
+  storage::OutboxUpdate decide(AnswerContext& c, const Done& d);
+  void wait_for_work();
+};
+
+void OutboxWorker::Impl::run() {
+  try {
+    const auto released = store.release_in_flight_outbox(now_ms());
+    if (released > 0) {
+      log.warn("calls interrupted by the last stop are sent again with their keys",
+               {{"count", released}});
+    }
+  } catch (const std::exception& e) {
+    healthy = false;
+    log.error("cannot release interrupted calls", {{"error", e.what()}});
+  }
+  std::deque<Done> batch;
+  for (;;) {
+    {
+      std::lock_guard lock(mu);
+      if (stopping && in_flight == 0 && answers.empty() && batch.empty()) return;
+      while (!answers.empty() && batch.size() < settings.record_batch) {
+        batch.push_back(std::move(answers.front()));
+        answers.pop_front();
+      }
+    }
+    bool stop_now = false;
+    {
+      std::lock_guard lock(mu);
+      stop_now = stopping;
+    }
+    if (!batch.empty() && !record(batch)) {
+      // Storage failing. When stopping, the rows stay in_flight and are sent
+      // again, with their keys, on the next start.
+      if (stop_now) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      continue;
+    }
+    if (!stop_now) claim_and_send();
+    wait_for_work();
+  }
+}
+
+void OutboxWorker::Impl::wait_for_work() {
+  std::unique_lock lock(mu);
+  if (!answers.empty() || woken) {
+    woken = false;
+    return;
+  }
+  auto wait = settings.poll_interval;
+  if (in_flight < settings.concurrency && !stopping) {
+    try {
+      if (auto next = store.next_outbox_attempt()) {
+        wait = std::clamp(std::chrono::milliseconds(*next - now_ms()), std::chrono::milliseconds(0),
+                          settings.poll_interval);
+      }
+    } catch (const std::exception&) {
+      // The store is busy: the poll interval is the fallback.
+    }
+  }
+  cv.wait_for(lock, wait, [&] { return !answers.empty() || woken || stopping; });
+  woken = false;
+}
+
+void OutboxWorker::Impl::claim_and_send() {
+  std::size_t room = 0;
+  {
+    std::lock_guard lock(mu);
+    room = settings.concurrency - std::min(settings.concurrency, in_flight);
+  }
+  if (room == 0) return;
+  std::vector<storage::OutboxRow> rows;
+  try {
+    storage::Transaction tx(store.database());
+    rows = store.claim_due_outbox(now_ms(), room);
+    tx.commit();
+    healthy = true;
+  } catch (const std::exception& e) {
+    healthy = false;
+    log.error("cannot claim due calls", {{"error", e.what()}});
+    return;
+  }
+  for (auto& row : rows) send(std::move(row));
+}
+
+void OutboxWorker::Impl::send(storage::OutboxRow row) {
+  {
+    std::lock_guard lock(mu);
+    ++in_flight;
+    metrics.in_flight.set(static_cast<double>(in_flight));
+  }
+  auto call = make_call(row);
+  client.send(std::move(call), [this, row = std::move(row)](klarna::Answer answer) mutable {
+    std::lock_guard lock(mu);
+    --in_flight;
+    metrics.in_flight.set(static_cast<double>(in_flight));
+    answers.push_back({std::move(row), std::move(answer)});
+    cv.notify_all();  // the worker thread, and stop() waiting for in_flight == 0
+  });
+}
+
+bool OutboxWorker::Impl::record(std::deque<Done>& batch) {
+  std::vector<storage::PublishRow> publications;
+  try {
+    storage::Transaction tx(store.database());
+    AnswerContext c{store, settings.follow_ups, settings.topics, now_ms(), publications};
+    for (const auto& d : batch) record_one(c, d);
+    tx.commit();
+    healthy = true;
+  } catch (const std::exception& e) {
+    healthy = false;
+    metrics.record_errors.inc();
+    log.error("recording answers failed; retrying", {{"error", e.what()}});
+    return false;
+  }
+  recorded += batch.size();
+  batch.clear();
+  if (!publications.empty() && publish) publish(std::move(publications));
+  return true;
+}
+
+void OutboxWorker::Impl::record_one(AnswerContext& c, const Done& d) {
+  const auto update = decide(c, d);
+  store.update_outbox(update);
+  const auto& op = d.row.operation;
+  metrics.latency.with({op}).observe(std::chrono::duration<double>(d.answer.elapsed).count());
+  const std::string outcome = update.status == "pending" ? "retry" : update.status;
+  metrics.calls.with({op, outcome}).inc();
+  const std::string summary = update.last_error.value_or("");
+  if (update.status == "failed") {
+    log.error("Klarna call failed", {{"operation", op},
+                                     {"outbox_id", d.row.id},
+                                     {"entity_id", d.row.entity_id},
+                                     {"attempts", d.row.attempts},
+                                     {"error", summary}});
+  } else if (update.status == "pending") {
+    log.warn("Klarna call will be retried",
+             {{"operation", op},
+              {"outbox_id", d.row.id},
+              {"attempts", d.row.attempts},
+              {"next_attempt_in_ms", update.next_attempt_at_ms - c.now_ms},
+              {"error", summary}});
+  } else {
+    log.info("Klarna call succeeded", {{"operation", op},
+                                       {"outbox_id", d.row.id},
+                                       {"entity_id", d.row.entity_id},
+                                       {"result", update.result.value_or("")}});
+  }
+}
+
+storage::OutboxUpdate OutboxWorker::Impl::decide(AnswerContext& c, const Done& d) {
+  const auto& a = d.answer;
+  storage::OutboxUpdate u;
+  u.id = d.row.id;
+  u.now_ms = c.now_ms;
+  if (a.status != 0) u.last_status = a.status;
+  switch (a.disposition) {
+    case klarna::Disposition::success:
+      try {
+        u.result = apply_success(c, d.row, a);
+        u.status = "succeeded";
+      } catch (const std::runtime_error& e) {
+        // Klarna executed it, but we cannot read what it did: an operator must look.
+        u.status = "failed";
+        u.last_error = std::string("unreadable answer: ") + e.what();
+      }
+      return u;
+    case klarna::Disposition::conflict: {
+      const auto read = queue_reread(c, d.row);
+      u.status = "failed";
+      u.result = "CONFLICT";
+      u.last_error = a.summary() + (read.empty() ? "" : " (" + read + " queued)");
+      return u;
+    }
+    case klarna::Disposition::permanent:
+      u.status = "failed";
+      u.last_error = a.summary();
+      return u;
+    case klarna::Disposition::retryable:
+      break;
+  }
+  u.last_error = a.summary();
+  if (d.row.attempts >= settings.max_attempts) {
+    u.status = "failed";
+    u.last_error = "gave up after " + std::to_string(d.row.attempts) + " attempts: " + a.summary();
+    return u;
+  }
+  const auto delay =
+      retry_delay(settings, d.row.attempts, a.retry_after.value_or(std::chrono::milliseconds(0)),
+                  std::uniform_real_distribution<double>(0, 1)(rng));
+  u.status = "pending";
+  u.next_attempt_at_ms = c.now_ms + delay.count();
+  return u;
+}
+
+OutboxWorker::OutboxWorker(WorkerSettings settings, storage::StateStore& store,
+                           klarna::ApiClient& client, core::Registry& registry, Publish publish)
+    : impl_(std::make_unique<Impl>(std::move(settings), store, client, registry,
+                                   std::move(publish))) {}
+
+OutboxWorker::~OutboxWorker() {
+  stop(std::chrono::milliseconds(0));
+}
+
+void OutboxWorker::start() {
+  if (!impl_->thread.joinable()) impl_->thread = std::thread([this] { impl_->run(); });
+}
+
+void OutboxWorker::wake() {
+  std::lock_guard lock(impl_->mu);
+  impl_->woken = true;
+  impl_->cv.notify_one();
+}
+
+void OutboxWorker::stop(std::chrono::milliseconds budget) {
+  if (!impl_->thread.joinable()) return;
+  {
+    std::unique_lock lock(impl_->mu);
+    impl_->stopping = true;
+    impl_->cv.notify_all();
+    // Answers still coming are recorded if they arrive within the budget.
+    impl_->cv.wait_for(lock, budget, [&] { return impl_->in_flight == 0; });
+  }
+  // What is still in flight is abandoned: cancel it so the thread can finish.
+  impl_->client.shutdown();
+  impl_->thread.join();
+}
+
+bool OutboxWorker::healthy() const {
+  return impl_->healthy.load();
+}
+
+std::uint64_t OutboxWorker::calls_recorded() const {
+  return impl_->recorded.load();
+}
+
+}  // namespace kpay::processor

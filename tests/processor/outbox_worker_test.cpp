@@ -1,0 +1,370 @@
+// The outbox worker against klarna-sim as a separate process over HTTPS:
+// outbox rows written as the appliers write them, sent through the real API
+// client, answers applied to a real SQLite file. Faults are injected at the
+// sim; what Klarna executed is read from its introspection.
+#include <gtest/gtest.h>
+#include <simdjson.h>
+
+#include <filesystem>
+#include <fstream>
+#include <set>
+
+#include "child_process.hpp"
+#include "http_client.hpp"
+#include "kpay/core/metrics.hpp"
+#include "kpay/klarna/api_client.hpp"
+#include "kpay/processor/follow_ups.hpp"
+#include "kpay/processor/outbox_worker.hpp"
+#include "kpay/storage/state_store.hpp"
+#include "tls_cert.hpp"
+
+using namespace kpay;
+using namespace kpay::test;
+
+namespace {
+
+const std::string kAccount = "krn:partner:global:account:test:SIMACCOUNT";
+const std::string kApiKey = "worker-test-api-key";
+
+std::int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string field(const std::string& json, std::initializer_list<std::string_view> path) {
+  simdjson::dom::parser p;
+  simdjson::dom::element e;
+  if (p.parse(json).get(e) != simdjson::SUCCESS) return "";
+  for (auto k : path) {
+    if (e[k].get(e) != simdjson::SUCCESS) return "";
+  }
+  std::string_view s;
+  std::int64_t i = 0;
+  if (e.get_string().get(s) == simdjson::SUCCESS) return std::string(s);
+  if (e.get_int64().get(i) == simdjson::SUCCESS) return std::to_string(i);
+  return "";
+}
+
+class OutboxWorkerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (read_file(binary("sim/klarna-sim")).empty()) GTEST_SKIP() << "klarna-sim not built";
+    dir_ = make_temp_dir("outbox-worker");
+    cert_ = write_self_signed_cert(dir_);
+    std::ofstream(dir_ + "/api-key") << kApiKey << "\n";
+    std::filesystem::permissions(dir_ + "/api-key", std::filesystem::perms::owner_read |
+                                                        std::filesystem::perms::owner_write);
+    sim_.emplace(std::vector<std::string>{binary("sim/klarna-sim"), "--port", "0", "--port-file",
+                                          dir_ + "/sim.port", "--set", "sim.tls=true", "--set",
+                                          "sim.tls_certificate=" + cert_.certificate, "--set",
+                                          "sim.tls_private_key=" + cert_.private_key, "--set",
+                                          "sim.api_key=" + kApiKey, "--set", "sim.seed=7"},
+                 dir_ + "/sim.log");
+    ASSERT_TRUE(wait_until([&] { return !field(read_file(dir_ + "/sim.port"), {"port"}).empty(); },
+                           std::chrono::seconds(20)))
+        << read_file(dir_ + "/sim.log");
+    port_ = static_cast<std::uint16_t>(std::stoi(field(read_file(dir_ + "/sim.port"), {"port"})));
+    store_.emplace(dir_ + "/state.db");
+  }
+  void TearDown() override {
+    worker_.reset();
+    client_.reset();
+    if (!dir_.empty()) std::filesystem::remove_all(dir_);
+  }
+
+  klarna::ClientSettings client_settings(const std::string& key_file) {
+    klarna::ClientSettings s;
+    s.environment = klarna::Environment::custom;
+    s.base_url = "https://127.0.0.1:" + std::to_string(port_);
+    s.ca_file = cert_.certificate;
+    s.credentials_file = key_file;
+    s.request_timeout = std::chrono::milliseconds(400);
+    return s;
+  }
+  void start_worker(std::string key_file = "", processor::CapturePolicy policy =
+                                                   processor::CapturePolicy::after_authorization) {
+    client_.emplace(client_settings(key_file.empty() ? dir_ + "/api-key" : key_file));
+    processor::WorkerSettings ws;
+    ws.initial_backoff = std::chrono::milliseconds(20);
+    ws.max_backoff = std::chrono::milliseconds(100);
+    ws.poll_interval = std::chrono::milliseconds(20);
+    ws.max_attempts = 200;
+    ws.follow_ups.default_capture = policy;
+    worker_store_.emplace(dir_ + "/state.db");
+    worker_.emplace(ws, *worker_store_, *client_, registry_,
+                    [this](std::vector<storage::PublishRow> rows) {
+                      std::lock_guard lock(mu_);
+                      for (auto& r : rows) published_.push_back(std::move(r));
+                    });
+    worker_->start();
+  }
+
+  std::optional<HttpResponse> sim(const std::string& method, const std::string& path,
+                                  const std::string& body = "") {
+    return http_request(port_, method, path, body, {{"Authorization", "Basic " + kApiKey}}, true);
+  }
+  void faults(const std::string& rules_json) {
+    auto r = sim("POST", "/_sim/faults", R"({"rules":)" + rules_json + "}");
+    ASSERT_TRUE(r);
+    ASSERT_EQ(r->status, 200) << r->body;
+  }
+
+  // A payment request the customer approved in flow `flow`; the token from a
+  // read of the request. Stored as the appliers would have stored it.
+  struct Approved {
+    std::string id, token;
+    std::int64_t amount = 0;
+  };
+  Approved approved(const std::string& flow, std::int64_t amount) {
+    const std::string base = klarna::account_path(kAccount);
+    auto created =
+        sim("POST", base + "/payment/requests",
+            R"({"currency":"EUR","amount":)" + std::to_string(amount) +
+                R"(,"payment_request_reference":"ref-)" + std::to_string(amount) + "\"}");
+    EXPECT_TRUE(created && created->status == 201) << (created ? created->body : "");
+    Approved a;
+    a.id = field(created->body, {"payment_request_id"});
+    a.amount = amount;
+    const std::string customer = "/_sim/payment-requests/" + klarna::percent_encode(a.id);
+    const std::string flow_body = R"({"flow":")" + flow + "\"}";
+    auto start = sim("POST", customer + "/start", flow_body);
+    EXPECT_TRUE(start && start->status == 200) << (start ? start->body : "");
+    auto approve = sim("POST", customer + "/approve", flow_body);
+    EXPECT_TRUE(approve && approve->status == 200) << (approve ? approve->body : "");
+    auto read = sim("GET", base + "/payment/requests/" + klarna::percent_encode(a.id));
+    a.token = field(read->body, {"state_context", flow == "v2" ? "klarna_network_session_token"
+                                                               : "payment_confirmation_token"});
+    EXPECT_FALSE(a.token.empty()) << read->body;
+    storage::PaymentRequestRow row;
+    row.id = a.id;
+    row.generation = flow == "v2" ? 2 : 1;
+    row.state = flow == "v2" ? "COMPLETED" : "PENDING_CONFIRMATION";
+    row.amount = amount;
+    row.currency = "EUR";
+    row.reference = "ref-" + std::to_string(amount);
+    row.account_id = kAccount;
+    row.last_event_id = "test";
+    store_->save_request(row);
+    return a;
+  }
+  std::int64_t queue(const processor::FollowUp& f) {
+    processor::FollowUpOrigin origin;
+    origin.account_id = kAccount;
+    origin.caused_by = "test";
+    origin.now_ms = now_ms();
+    const auto row = processor::outbox_row(f, origin);
+    EXPECT_TRUE(store_->insert_outbox(row));
+    if (worker_) worker_->wake();
+    return store_->outbox(row.entity_id).back().id;
+  }
+  processor::FinalAuthorization final_authorization(const Approved& a) {
+    processor::FinalAuthorization f;
+    f.payment_request_id = a.id;
+    f.token = a.token;
+    f.amount = a.amount;
+    f.currency = "EUR";
+    f.reference = "ref-" + std::to_string(a.amount);
+    return f;
+  }
+  std::optional<storage::OutboxRow> row(std::int64_t id) { return store_->find_outbox(id); }
+  bool wait_status(std::int64_t id, const std::string& status,
+                   std::chrono::milliseconds deadline = std::chrono::seconds(30)) {
+    return wait_until(
+        [&] {
+          auto r = row(id);
+          return r && r->status == status;
+        },
+        deadline);
+  }
+  std::int64_t executed(const std::string& route) {
+    auto r = sim("GET", "/_sim/executions");
+    auto v = field(r->body, {"by_route", route});
+    return v.empty() ? 0 : std::stoll(v);
+  }
+  std::set<std::string> keys_received(const std::string& route) {
+    auto r = sim("GET", "/_sim/calls?route=" + route);
+    simdjson::dom::parser p;
+    simdjson::dom::array calls;
+    std::set<std::string> keys;
+    if (p.parse(r->body)["calls"].get_array().get(calls) != simdjson::SUCCESS) return keys;
+    for (auto c : calls) {
+      std::string_view k;
+      if (c["idempotency_key"].get_string().get(k) == simdjson::SUCCESS) keys.emplace(k);
+    }
+    return keys;
+  }
+  std::size_t calls_received(const std::string& route) {
+    auto r = sim("GET", "/_sim/calls?route=" + route);
+    simdjson::dom::parser p;
+    simdjson::dom::array calls;
+    if (p.parse(r->body)["calls"].get_array().get(calls) != simdjson::SUCCESS) return 0;
+    return calls.size();
+  }
+
+  std::string dir_;
+  CertFiles cert_;
+  std::optional<ChildProcess> sim_;
+  std::uint16_t port_ = 0;
+  std::optional<storage::StateStore> store_, worker_store_;
+  core::Registry registry_;
+  std::optional<klarna::ApiClient> client_;
+  std::optional<processor::OutboxWorker> worker_;
+  std::mutex mu_;
+  std::vector<storage::PublishRow> published_;
+};
+
+TEST_F(OutboxWorkerTest, FinalAuthorizationCreatesTheTransactionAndCapturesItOnce) {
+  start_worker();
+  const auto a = approved("v2", 11800);
+  const auto id = queue(final_authorization(a));
+  ASSERT_TRUE(wait_status(id, "succeeded")) << read_file(dir_ + "/sim.log");
+  EXPECT_EQ(row(id)->result, "APPROVED");
+  EXPECT_EQ(row(id)->attempts, 1);
+  const auto request = store_->find_request(a.id);
+  ASSERT_TRUE(request && request->payment_transaction_id);
+  EXPECT_EQ(request->authorization_result, "APPROVED");
+  // Capture after authorization: queued from the answer, executed, booked.
+  ASSERT_TRUE(wait_until(
+      [&] {
+        auto t = store_->find_transaction(*request->payment_transaction_id);
+        return t && t->captured_amount == 11800;
+      },
+      std::chrono::seconds(30)));
+  const auto t = store_->find_transaction(*request->payment_transaction_id);
+  EXPECT_EQ(t->payment_request_id, a.id);
+  EXPECT_EQ(t->state, "COMPLETED");
+  EXPECT_EQ(executed("payment.authorize"), 1);
+  EXPECT_EQ(executed("payment.transactions.capture"), 1);
+  // The call carried the token header and the request's amount, currency, reference.
+  auto calls = sim("GET", "/_sim/calls?route=payment.authorize");
+  EXPECT_NE(calls->body.find("11800"), std::string::npos) << calls->body;
+  EXPECT_NE(calls->body.find("ref-11800"), std::string::npos);
+  EXPECT_NE(calls->body.find(a.token), std::string::npos) << "token header as received";
+  std::lock_guard lock(mu_);
+  EXPECT_FALSE(published_.empty()) << "state changes handed to the producer";
+}
+
+TEST_F(OutboxWorkerTest, ConfirmAuthorizesTheGen1Request) {
+  start_worker("", processor::CapturePolicy::on_command);
+  const auto a = approved("v1", 2000);
+  processor::Confirm c;
+  c.payment_request_id = a.id;
+  c.confirmation_token = a.token;
+  c.amount = 2000;
+  c.currency = "EUR";
+  const auto id = queue(c);
+  ASSERT_TRUE(wait_status(id, "succeeded"));
+  const auto request = store_->find_request(a.id);
+  EXPECT_EQ(request->state, "AUTHORIZED");
+  ASSERT_TRUE(request->payment_transaction_id);
+  EXPECT_EQ(executed("payment.confirm"), 1);
+  EXPECT_EQ(executed("payment.transactions.capture"), 0) << "on_command: no capture";
+  // The stored path keeps the token out: only the sent path had it.
+  EXPECT_EQ(row(id)->path.find(a.token), std::string::npos);
+}
+
+class RetryableFault : public OutboxWorkerTest,
+                       public ::testing::WithParamInterface<const char*> {};
+
+// Each retryable fault, at 100 % until the call was tried at least three
+// times; then Klarna recovers. One execution, one key, however many attempts.
+TEST_P(RetryableFault, IsRetriedWithTheSameKeyUntilItSucceeds) {
+  faults(std::string(R"([")") + GetParam() + "\"]");
+  start_worker("", processor::CapturePolicy::on_command);
+  const auto a = approved("v2", 5000);
+  const auto id = queue(final_authorization(a));
+  ASSERT_TRUE(wait_until([&] { return calls_received("payment.authorize") >= 3; },
+                         std::chrono::seconds(30)));
+  EXPECT_NE(row(id)->status, "failed");
+  faults("[]");
+  ASSERT_TRUE(wait_status(id, "succeeded")) << row(id)->last_error.value_or("");
+  EXPECT_GE(row(id)->attempts, 3);
+  EXPECT_EQ(executed("payment.authorize"), 1);
+  EXPECT_EQ(keys_received("payment.authorize").size(), 1u);
+  EXPECT_EQ(store_->find_request(a.id)->authorization_result, "APPROVED");
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Kinds, RetryableFault,
+    ::testing::Values("payment.authorize:429:100:0", "payment.authorize:500:100:500",
+                      "payment.authorize:503:100", "payment.authorize:timeout:100:1500",
+                      "payment.authorize:drop:100", "payment.authorize:drop-after:100"),
+    [](const auto& info) {
+      std::string name = info.param;
+      name = name.substr(name.find(':') + 1);
+      name = name.substr(0, name.find(':'));
+      if (name == "drop-after") return std::string("DropAfterExecuting");
+      if (name == "drop") return std::string("ConnectionReset");
+      if (name == "timeout") return std::string("Timeout");
+      return std::string("Status") + (name == "5xx" ? "503" : name) + std::to_string(info.index);
+    });
+
+TEST_F(OutboxWorkerTest, PermanentAnswersFailAtOnce) {
+  start_worker("", processor::CapturePolicy::on_command);
+  // 400: an amount the approved request does not have.
+  auto a = approved("v2", 7000);
+  auto wrong = final_authorization(a);
+  wrong.amount = 7001;
+  const auto bad_amount = queue(wrong);
+  ASSERT_TRUE(wait_status(bad_amount, "failed"));
+  EXPECT_EQ(row(bad_amount)->last_status, 400);
+  EXPECT_EQ(row(bad_amount)->attempts, 1);
+  // 403: more captured than authorized.
+  auto b = approved("v2", 3000);
+  const auto fa = queue(final_authorization(b));
+  ASSERT_TRUE(wait_status(fa, "succeeded"));
+  processor::Capture over;
+  over.payment_transaction_id = *store_->find_request(b.id)->payment_transaction_id;
+  over.amount = 3001;
+  const auto over_capture = queue(over);
+  ASSERT_TRUE(wait_status(over_capture, "failed"));
+  EXPECT_EQ(row(over_capture)->last_status, 403);
+  EXPECT_EQ(row(over_capture)->attempts, 1);
+  EXPECT_EQ(calls_received("payment.transactions.capture"), 1u) << "refused once, not retried";
+  // A failed row can be put back by an operator.
+  EXPECT_TRUE(store_->retry_outbox(over_capture, now_ms()));
+  EXPECT_EQ(row(over_capture)->status, "pending");
+}
+
+TEST_F(OutboxWorkerTest, WrongCredentialsAre401AndNeverLogged) {
+  std::ofstream(dir_ + "/wrong-key") << "not-the-key\n";
+  std::filesystem::permissions(dir_ + "/wrong-key", std::filesystem::perms::owner_read |
+                                                        std::filesystem::perms::owner_write);
+  start_worker(dir_ + "/wrong-key", processor::CapturePolicy::on_command);
+  const auto a = approved("v2", 1200);
+  const auto id = queue(final_authorization(a));
+  ASSERT_TRUE(wait_status(id, "failed"));
+  EXPECT_EQ(row(id)->last_status, 401);
+  EXPECT_EQ(row(id)->attempts, 1);
+  EXPECT_EQ(row(id)->last_error->find("not-the-key"), std::string::npos);
+}
+
+TEST_F(OutboxWorkerTest, ManyCallsRunConcurrently) {
+  faults(R"(["payment.authorize:latency:100:50"])");
+  std::vector<std::int64_t> ids;
+  for (int i = 0; i < 40; ++i) ids.push_back(queue(final_authorization(approved("v2", 100 + i))));
+  start_worker("", processor::CapturePolicy::on_command);
+  ASSERT_TRUE(wait_until(
+      [&] {
+        return std::all_of(ids.begin(), ids.end(),
+                           [&](auto id) { return row(id)->status == "succeeded"; });
+      },
+      std::chrono::seconds(60)));
+  EXPECT_EQ(executed("payment.authorize"), 40);
+  EXPECT_GT(client_->stats().peak_in_flight, 4u) << "calls overlap: pooled and concurrent";
+}
+
+TEST(RetryDelay, GrowsExponentiallyWithJitterCappedAndHonoursTheHint) {
+  processor::WorkerSettings s;
+  s.initial_backoff = std::chrono::milliseconds(100);
+  s.max_backoff = std::chrono::milliseconds(1000);
+  using ms = std::chrono::milliseconds;
+  EXPECT_EQ(processor::retry_delay(s, 1, ms(0), 0.999), ms(99));
+  EXPECT_EQ(processor::retry_delay(s, 1, ms(0), 0.0), ms(50));
+  EXPECT_EQ(processor::retry_delay(s, 3, ms(0), 0.999), ms(399));
+  EXPECT_EQ(processor::retry_delay(s, 30, ms(0), 0.999), ms(999));
+  EXPECT_EQ(processor::retry_delay(s, 1, ms(5000), 0.5), ms(5000)) << "X-Ratelimit-Reset wins";
+}
+
+}  // namespace
