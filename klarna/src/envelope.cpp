@@ -43,7 +43,7 @@ const std::string& Topics::for_family(EventFamily f) const {
 void Topics::apply_prefix(std::string_view prefix) {
   for (std::string* t : {&payment_requests, &payment_transactions, &disputes, &settlements,
                          &accounts, &unrouted, &dead_letter, &payment_states,
-                         &processor_dead_letter}) {
+                         &processor_dead_letter, &commands, &command_results}) {
     t->insert(0, prefix);
   }
 }

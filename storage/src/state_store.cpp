@@ -207,10 +207,47 @@ CREATE INDEX outbox_due ON outbox (status, next_attempt_at_ms, id);
 CREATE INDEX outbox_by_entity ON outbox (entity_id);
 )sql";
 
+// Downstream commands (klarna.commands): the command inbox with each
+// command's status, the payment contexts `register` gives, and the money an
+// outbox row moves (so accepted-but-unexecuted captures and refunds count).
+constexpr std::string_view kV4 = R"sql(
+CREATE TABLE commands (
+  command_id    TEXT PRIMARY KEY,
+  type          TEXT NOT NULL,
+  key           BLOB NOT NULL,
+  body_hash     TEXT NOT NULL,
+  status        TEXT NOT NULL CHECK (status IN ('accepted', 'rejected', 'succeeded', 'failed')),
+  reason        TEXT,
+  entity_id     TEXT,
+  outbox_id     INTEGER,
+  created_at_ms INTEGER NOT NULL,
+  updated_at_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE payment_contexts (
+  command_id                    TEXT PRIMARY KEY,
+  payment_request_id            TEXT,
+  payment_request_reference     TEXT,
+  account_id                    TEXT NOT NULL,
+  amount                        INTEGER NOT NULL,
+  currency                      TEXT NOT NULL,
+  capture_now                   INTEGER NOT NULL,
+  payment_transaction_reference TEXT,
+  supplementary_purchase_data   TEXT,
+  interoperability_token        TEXT,
+  interoperability_data         TEXT,
+  created_at_ms                 INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX payment_contexts_by_request ON payment_contexts (payment_request_id);
+CREATE INDEX payment_contexts_by_reference ON payment_contexts (payment_request_reference);
+ALTER TABLE outbox ADD COLUMN amount INTEGER;
+ALTER TABLE outbox ADD COLUMN capture_id TEXT;
+)sql";
+
 constexpr std::array kMigrations = {
     Migration{1, "state store: entities, inbox, history, outbox, publish queue, offsets", kV1},
     Migration{2, "history index by entity filled in bulk", kV2},
     Migration{3, "outbox worker: call path, attempts, answers; payment accounts", kV3},
+    Migration{4, "downstream commands: command inbox, payment contexts, outbox amounts", kV4},
 };
 
 // FNV-1a, 64 bit: stable across builds and platforms (it is stored).
@@ -648,8 +685,8 @@ bool StateStore::insert_outbox(const OutboxRow& o) {
       impl_->insert_outbox,
       "INSERT OR IGNORE INTO outbox (operation, entity_id, idempotency_key, request_body, "
       "call_token, due_by_ms, status, created_by_event_id, account_id, method, path, "
-      "token_header, next_attempt_at_ms, created_at_ms, updated_at_ms, command_id) "
-      "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+      "token_header, next_attempt_at_ms, created_at_ms, updated_at_ms, command_id, amount, "
+      "capture_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
   s.bind(1, o.operation).bind(2, o.entity_id).bind(3, o.idempotency_key);
   s.bind(4, o.request_body).bind(5, o.call_token);
   s.bind(6, o.due_by_ms);
@@ -657,6 +694,8 @@ bool StateStore::insert_outbox(const OutboxRow& o) {
   s.bind(9, o.account_id).bind(10, o.method).bind(11, o.path).bind(12, o.token_header);
   s.bind(13, o.next_attempt_at_ms).bind(14, o.created_at_ms).bind(15, o.created_at_ms);
   s.bind(16, o.command_id);
+  s.bind(17, o.amount);
+  s.bind(18, o.capture_id);
   s.run();
   return impl_->db.changes() == 1;
 }
@@ -668,7 +707,7 @@ constexpr std::string_view kOutboxColumns =
     "id, operation, entity_id, idempotency_key, request_body, due_by_ms, status, "
     "created_by_event_id, account_id, method, path, token_header, attempts, "
     "next_attempt_at_ms, created_at_ms, updated_at_ms, last_status, last_error, result, "
-    "command_id, call_token";
+    "command_id, amount, capture_id, call_token";
 
 // call_token (the last column) only when the caller sends the call.
 OutboxRow read_outbox_row(Statement& s, bool with_token) {
@@ -693,7 +732,9 @@ OutboxRow read_outbox_row(Statement& s, bool with_token) {
   o.last_error = s.optional_text(17);
   o.result = s.optional_text(18);
   o.command_id = s.optional_text(19);
-  if (with_token) o.call_token = s.text(20);
+  o.amount = s.optional_int64(20);
+  o.capture_id = s.optional_text(21);
+  if (with_token) o.call_token = s.text(22);
   return o;
 }
 

@@ -33,6 +33,10 @@ struct Topics {
   std::string dead_letter = "klarna.dead-letter";
   std::string payment_states = "klarna.payment-states";
   std::string processor_dead_letter = "klarna.processor-dead-letter";
+  // Downstream commands in, their results out (ARCHITECTURE.md, "Downstream
+  // contract"; schemas/KAFKA-CONTRACT.md, "Commands").
+  std::string commands = "klarna.commands";
+  std::string command_results = "klarna.command-results";
 
   const std::string& for_family(EventFamily f) const;
   void apply_prefix(std::string_view prefix);

@@ -176,6 +176,11 @@ struct OutboxRow {
   std::optional<std::string> last_error;    // Answer::summary(): no secrets
   std::optional<std::string> result;        // APPROVED, DECLINED, the id created, …
   std::optional<std::string> command_id;    // the downstream command that asked for it
+  // v4: the money the call moves (captures, refunds), so amounts accepted but
+  // not yet executed count against what state allows; for a refund of one
+  // capture, that capture's id.
+  std::optional<std::int64_t> amount;
+  std::optional<std::string> capture_id;
 };
 
 // What the worker records about one attempt.
@@ -187,6 +192,45 @@ struct OutboxUpdate {
   std::optional<std::int64_t> last_status;
   std::optional<std::string> last_error;
   std::optional<std::string> result;
+};
+
+// A downstream command (klarna.commands), v4: the inbox entry (command_id is
+// the key, body_hash tells a resend from a reuse of the id) and where it
+// stands. `key` is the Kafka key its results are published under.
+struct CommandRow {
+  std::string command_id;
+  std::string type;  // register | authorize | capture | refund | void | cancel
+  std::string key;
+  std::string body_hash;
+  std::string status;  // accepted | rejected | succeeded | failed
+  std::optional<std::string> reason;
+  std::optional<std::string> entity_id;  // the transaction / request it acts on
+  std::optional<std::int64_t> outbox_id;
+  std::int64_t created_at_ms = 0;
+  std::int64_t updated_at_ms = 0;
+
+  bool operator==(const CommandRow&) const = default;
+};
+
+// The context a `register` command (or an `authorize` answered
+// STEP_UP_REQUIRED) gives a payment: the final authorization / confirm for the
+// request uses it instead of the webhook's fields. v4.
+struct PaymentContextRow {
+  std::string command_id;  // the command that registered it
+  std::optional<std::string> payment_request_id;
+  std::optional<std::string> payment_request_reference;
+  std::string account_id;
+  std::int64_t amount = 0;
+  std::string currency;
+  bool capture_now = false;
+  std::optional<std::string> payment_transaction_reference;
+  std::optional<std::string> supplementary_purchase_data;  // JSON object, as sent
+  // Sensitive: never logged, published or listed.
+  std::optional<std::string> interoperability_token;
+  std::optional<std::string> interoperability_data;  // forwarded byte for byte
+  std::int64_t created_at_ms = 0;
+
+  bool operator==(const PaymentContextRow&) const = default;
 };
 
 // A message that must reach Kafka (state change, dead-letter copy). Written in
@@ -294,6 +338,29 @@ class StateStore {
     std::int64_t pending = 0, in_flight = 0, succeeded = 0, failed = 0;
   };
   OutboxCounts outbox_counts();
+
+  // ---- downstream commands (v4) ----
+  // false when the command_id exists already (then find_command tells a
+  // resend from a reused id).
+  bool insert_command(const CommandRow& c);
+  std::optional<CommandRow> find_command(const std::string& command_id);
+  // The command's final status (succeeded | failed) and reason.
+  void finish_command(const std::string& command_id, const std::string& status,
+                      const std::optional<std::string>& reason, std::int64_t now_ms);
+  // Money accepted but not executed: the sum of `amount` over pending and
+  // in_flight outbox rows of `operation` for the transaction (and, when given,
+  // for one capture).
+  std::int64_t pending_outbox_amount(const std::string& transaction_id,
+                                     const std::string& operation,
+                                     const std::optional<std::string>& capture_id = std::nullopt);
+  // The newest context registered for a payment request, by its id or (when
+  // Klarna had none yet) its reference.
+  void save_payment_context(const PaymentContextRow& c);
+  std::optional<PaymentContextRow> find_payment_context(
+      const std::string& payment_request_id, const std::optional<std::string>& reference);
+  // An authorize answered STEP_UP_REQUIRED: its context now belongs to the
+  // payment request Klarna created. false when the command stored none.
+  bool attach_payment_context(const std::string& command_id, const std::string& payment_request_id);
 
   std::int64_t enqueue_publish(const PublishRow& p);
   void delete_published(std::int64_t seq);
