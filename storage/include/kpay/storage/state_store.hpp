@@ -106,8 +106,32 @@ struct DisputeRow {
   std::int64_t arbitration_as_of_ms = 0;
   std::optional<std::int64_t> closed_at_ms;
   std::string last_event_id;
+  // v5: the legacy framework's deadline (state_context.evidence_response_deadline_at),
+  // last-writer-wins by occurred_at like the other two.
+  std::optional<std::int64_t> evidence_response_deadline_ms;
+  std::int64_t evidence_response_as_of_ms = 0;
+  std::optional<std::string> outcome_detailed;  // dispute_outcome_detailed
+  // Money Klarna reports for the dispute, minor units: withheld when it
+  // opened, returned when it was won, the dispute fee (charged either way).
+  std::optional<std::int64_t> withheld_amount;
+  std::optional<std::int64_t> returned_amount;
+  std::optional<std::int64_t> fee_amount;
 
   bool operator==(const DisputeRow&) const = default;
+};
+
+// Every deadline value an event told us, kept (v5): which deadline, the value,
+// the event and where in its payload it was read. Unique per (dispute, kind, event).
+struct DisputeDeadlineRow {
+  std::string dispute_id;
+  std::string kind;  // "representment" | "arbitration" | "evidence_response"
+  std::int64_t deadline_ms = 0;
+  std::int64_t as_of_ms = 0;  // the event's occurred_at
+  std::string event_id;
+  std::string event_type;
+  std::string field;  // e.g. "updated_fields.evidence_response_deadline_at"
+
+  bool operator==(const DisputeDeadlineRow&) const = default;
 };
 
 // Settlement reports, payouts and partner accounts: a state and an optional
@@ -301,6 +325,19 @@ class StateStore {
 
   std::optional<DisputeRow> find_dispute(const std::string& id);
   void save_dispute(const DisputeRow& d);
+  // v5: deadline history, and the warnings the deadline watcher sent.
+  // false when this (dispute, kind, event) is recorded already.
+  bool insert_dispute_deadline(const DisputeDeadlineRow& d);
+  std::vector<DisputeDeadlineRow> dispute_deadlines(const std::string& dispute_id);  // oldest first
+  // Disputes not CLOSED (state unknown included), by id; at most `limit`.
+  std::vector<DisputeRow> open_disputes(std::size_t limit = 1000000);
+  // Every dispute, newest state first (klarnactl disputes list).
+  std::vector<DisputeRow> list_disputes(std::size_t limit);
+  // Records that the warning `stage` ("window" | "passed") for this deadline
+  // value was sent; false when it was before (one warning per value and stage).
+  bool mark_deadline_warning(const std::string& dispute_id, const std::string& kind,
+                             std::int64_t deadline_ms, const std::string& stage,
+                             std::int64_t now_ms);
   std::optional<RecordRow> find_record(const std::string& kind, const std::string& id);
   void save_record(const RecordRow& r);
 
