@@ -123,7 +123,7 @@ int main(int argc, char** argv) {
     cfg << "[processor]\ndatabase = \"" << db << "\"\nbatch_size = " << batch_size << "\n"
         << "[kafka]\nbootstrap_servers = \"" << kafka.bootstrap_servers() << "\"\n"
         << "group_id = \"bench\"\ntopic_prefix = \"bench.\"\n[admin]\nport = 0\n"
-        << "[log]\nlevel = \"warn\"\n";
+        << "[log]\nlevel = \"warn\"\n[worker]\nenabled = false\n";
   }
   pid_t pid = fork();
   if (pid == 0) {

@@ -75,6 +75,14 @@ int main(int argc, char** argv) {
     settings = processor::settings_from_config(config);
     worker_settings = processor::worker_settings_from_config(config);
     client_settings = processor::client_settings_from_config(config);
+    if (worker_settings.enabled && client_settings.environment != klarna::Environment::custom &&
+        client_settings.credentials_file.empty()) {
+      throw core::ConfigError(
+          "klarna.credentials_file",
+          "is required to call Klarna's " +
+              std::string(klarna::environment_name(client_settings.environment)) +
+              " environment (or set worker.enabled = false)");
+    }
     config.reject_unknown_keys();
   } catch (const core::ConfigError& e) {
     std::cerr << "klarna-processor: configuration error: " << e.what() << "\n";

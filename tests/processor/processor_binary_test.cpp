@@ -44,6 +44,11 @@ TEST(ProcessorBinary, ConfigurationErrorsExitTwo) {
   const auto dir = test::make_temp_dir("processor-config");
   EXPECT_EQ(run_to_exit({"--set", "processor.batch_size=0"}, dir + "/a.log"), 2);
   EXPECT_EQ(run_to_exit({"--set", "processor.no_such_key=1"}, dir + "/b.log"), 2);
+  // Klarna's live or test environment cannot be called without credentials.
+  EXPECT_EQ(run_to_exit({"--set", "klarna.environment=live"}, dir + "/c.log"), 2);
+  EXPECT_NE(test::read_file(dir + "/c.log").find("klarna.credentials_file"), std::string::npos);
+  EXPECT_EQ(run_to_exit({"--set", "klarna.environment=custom"}, dir + "/d.log"), 2)
+      << "custom needs klarna.base_url";
   EXPECT_NE(test::read_file(dir + "/b.log").find("no_such_key"), std::string::npos);
   std::filesystem::remove_all(dir);
 }
@@ -54,7 +59,10 @@ TEST(ProcessorBinary, RefusesADatabaseFromANewerBinary) {
     storage::StateStore store(dir + "/state.db");
     store.database().exec("INSERT INTO schema_migrations VALUES ('state', 99, 'future', 0)");
   }
-  EXPECT_EQ(run_to_exit({"--set", "processor.database=" + dir + "/state.db"}, dir + "/p.log"), 1);
+  EXPECT_EQ(run_to_exit({"--set", "processor.database=" + dir + "/state.db", "--set",
+                         "worker.enabled=false"},
+                        dir + "/p.log"),
+            1);
   EXPECT_NE(test::read_file(dir + "/p.log").find("newer than this binary"), std::string::npos);
   std::filesystem::remove_all(dir);
 }
@@ -63,11 +71,11 @@ TEST(ProcessorBinary, ServesAdminEndpointsAndStopsCleanlyOnSigterm) {
   core::EmbeddedKafka kafka(1);
   const auto dir = test::make_temp_dir("processor-binary");
   const std::string log = dir + "/p.log";
-  test::ChildProcess child(
-      {test::binary("processor/klarna-processor"), "--set",
-       "processor.database=" + dir + "/state.db", "--set",
-       "kafka.bootstrap_servers=" + kafka.bootstrap_servers(), "--set", "admin.port=0"},
-      log);
+  test::ChildProcess child({test::binary("processor/klarna-processor"), "--set",
+                            "processor.database=" + dir + "/state.db", "--set",
+                            "kafka.bootstrap_servers=" + kafka.bootstrap_servers(), "--set",
+                            "admin.port=0", "--set", "worker.enabled=false"},
+                           log);
   std::uint16_t port = 0;
   ASSERT_TRUE(test::wait_until([&] { return (port = logged_admin_port(log)) != 0; }));
   auto health = test::http_request(port, "GET", "/healthz");
@@ -98,8 +106,8 @@ TEST(ProcessorBinary, StopsWithinItsBudgetWhenKafkaIsGone) {
   test::ChildProcess child(
       {test::binary("processor/klarna-processor"), "--set",
        "processor.database=" + dir + "/state.db", "--set",
-       "kafka.bootstrap_servers=" + kafka->bootstrap_servers(), "--set", "admin.port=0",
-       "--set", "processor.shutdown_flush_timeout_ms=2000"},
+       "kafka.bootstrap_servers=" + kafka->bootstrap_servers(), "--set", "admin.port=0", "--set",
+       "worker.enabled=false", "--set", "processor.shutdown_flush_timeout_ms=2000"},
       log);
   std::uint16_t port = 0;
   ASSERT_TRUE(test::wait_until([&] { return (port = logged_admin_port(log)) != 0; }));

@@ -61,7 +61,8 @@ TEST(ProcessorCrash, SigkillAtRandomMomentsLeavesTheSameDatabase) {
         << "group_id = \"crash\"\ntopic_prefix = \"crash.\"\n"
         << "[kafka.properties]\n\"session.timeout.ms\" = \"3000\"\n"
         << "\"heartbeat.interval.ms\" = \"300\"\n"
-        << "[admin]\nport = 0\n[log]\nlevel = \"warn\"\n";
+        << "[admin]\nport = 0\n[log]\nlevel = \"warn\"\n"
+        << "[worker]\nenabled = false\n";  // consumption only: no Klarna to call
   }
   const std::vector<std::string> argv = {test::binary("processor/klarna-processor"), "--config",
                                          config};
