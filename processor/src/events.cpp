@@ -256,7 +256,172 @@ std::optional<Poison> read_sub_record(element payload, SubRecordKind kind, Paylo
   return std::nullopt;
 }
 
+// The element at a dotted path below `obj` ("state_context.representment.expires_at").
+std::optional<element> at_path(element obj, std::string_view path) {
+  while (true) {
+    const auto dot = path.find('.');
+    element next;
+    if (!obj.is_object() || obj[path.substr(0, dot)].get(next) != simdjson::SUCCESS) {
+      return std::nullopt;
+    }
+    if (dot == std::string_view::npos) return next;
+    obj = next;
+    path.remove_prefix(dot + 1);
+  }
+}
+
+FieldStatus timestamp_at(element payload, std::string_view path, std::optional<std::int64_t>& out) {
+  const auto dot = path.rfind('.');
+  if (dot == std::string_view::npos) return timestamp(payload, path, out);
+  auto parent = at_path(payload, path.substr(0, dot));
+  return parent ? timestamp(*parent, path.substr(dot + 1), out) : FieldStatus::absent;
+}
+
+FieldStatus integer_at(element payload, std::string_view path, std::optional<std::int64_t>& out) {
+  const auto dot = path.rfind('.');
+  if (dot == std::string_view::npos) return integer(payload, path, out);
+  auto parent = at_path(payload, path.substr(0, dot));
+  return parent ? integer(*parent, path.substr(dot + 1), out) : FieldStatus::absent;
+}
+
+// Where each dispute deadline is read, checked against PAYMENTS-API.md
+// "Disputes" and WEBHOOKS.md §4. Every row is read; a later row overwrites an
+// earlier one, so an extension's `updated_fields` (last) is the event's value.
+struct DeadlineField {
+  Deadline kind;
+  std::string_view path;
+};
+// clang-format off
+constexpr DeadlineField kDeadlineFields[] = {
+    {Deadline::representment,     "representment.expires_at"},                        // current: respond by
+    {Deadline::representment,     "state_context.representment.expires_at"},
+    {Deadline::arbitration,       "arbitration_expires_at"},                          // appeal window (PRE_ARBITRATION)
+    {Deadline::arbitration,       "state_context.arbitration_expires_at"},
+    {Deadline::evidence_response, "evidence_response_deadline_at"},                   // legacy framework
+    {Deadline::evidence_response, "state_context.evidence_response_deadline_at"},
+    // …-deadline-extended: the new value (SDK generated from Klarna's spec: evidence_response_deadline_at)
+    {Deadline::representment,     "updated_fields.representment.expires_at"},
+    {Deadline::representment,     "updated_fields.representment_expires_at"},
+    {Deadline::arbitration,       "updated_fields.arbitration_expires_at"},
+    {Deadline::evidence_response, "updated_fields.evidence_response_deadline_at"},
+};
+
+// The money of a dispute. Klarna documents the facts (the disputed amount is
+// withheld when the dispute opens and returned if the partner wins; a dispute
+// fee is charged either way) and `dispute_details.dispute_amount`; the names
+// of the other three are unconfirmed, so each is read where it may appear.
+// A later row overwrites an earlier one.
+struct AmountField {
+  std::optional<std::int64_t> Payload::*member;
+  std::string_view path;
+};
+constexpr AmountField kDisputeAmountFields[] = {
+    {&Payload::amount,          "dispute_details.dispute_amount"},               // documented
+    {&Payload::amount,          "state_context.dispute_details.dispute_amount"},
+    {&Payload::withheld_amount, "withheld_amount"},                              // unconfirmed names from here
+    {&Payload::withheld_amount, "dispute_details.withheld_amount"},
+    {&Payload::withheld_amount, "state_context.withheld_amount"},
+    {&Payload::returned_amount, "returned_amount"},
+    {&Payload::returned_amount, "dispute_details.returned_amount"},
+    {&Payload::returned_amount, "state_context.returned_amount"},
+    {&Payload::fee_amount,      "dispute_fee_amount"},
+    {&Payload::fee_amount,      "dispute_fee.amount"},
+    {&Payload::fee_amount,      "dispute_details.dispute_fee_amount"},
+    {&Payload::fee_amount,      "state_context.dispute_fee_amount"},
+};
+// clang-format on
+
+std::optional<std::int64_t>& deadline_slot(Payload& p, Deadline d) {
+  switch (d) {
+    case Deadline::representment:
+      return p.representment_expires_at_ms;
+    case Deadline::arbitration:
+      return p.arbitration_expires_at_ms;
+    case Deadline::evidence_response:
+      break;
+  }
+  return p.evidence_response_deadline_ms;
+}
+
+std::optional<Poison> read_dispute_deadlines(element payload, Payload& p,
+                                             const klarna::Envelope& env) {
+  for (const auto& f : kDeadlineFields) {
+    std::optional<std::int64_t> v;
+    if (timestamp_at(payload, f.path, v) == FieldStatus::bad) {
+      return poison("bad_field", std::string(f.path) + " has the wrong type or format", &env);
+    }
+    if (!v) continue;
+    deadline_slot(p, f.kind) = v;
+    p.deadlines.push_back({f.kind, *v, f.path});
+  }
+  return std::nullopt;
+}
+
+std::optional<Poison> read_dispute_amounts(element payload, Payload& p,
+                                           const klarna::Envelope& env) {
+  for (const auto& f : kDisputeAmountFields) {
+    std::optional<std::int64_t> v;
+    const auto st = integer_at(payload, f.path, v);
+    if (st == FieldStatus::bad || (v && *v < 0)) {
+      return poison("bad_field", std::string(f.path) + " has the wrong type or format", &env);
+    }
+    if (v) p.*f.member = v;
+  }
+  return std::nullopt;
+}
+
+// An extension names its deadline by its event type; the new value may come
+// under that deadline's own field or as updated_fields.evidence_response_deadline_at.
+std::optional<Poison> resolve_extension(const DisputeDeadlineExtended& dl, Payload& p,
+                                        const klarna::Envelope& env) {
+  auto& value = deadline_slot(p, dl.deadline);
+  if (!value && p.evidence_response_deadline_ms) {
+    value = p.evidence_response_deadline_ms;
+    p.deadlines.push_back({dl.deadline, *value, "updated_fields.evidence_response_deadline_at"});
+  }
+  if (!value) return poison("missing_field", "the extended deadline is missing", &env);
+  return std::nullopt;
+}
+
+// Everything a dispute event says: reason, outcome (top level or
+// state_context), closing time, deadlines, money; the currency of
+// dispute_details when the payload has none of its own.
+std::optional<Poison> read_dispute_fields(element payload, const Action& action, Payload& p,
+                                          const klarna::Envelope& env) {
+  p.dispute_reason = str_any(payload, {"dispute_reason"});
+  p.dispute_outcome = str_any(payload, {"dispute_outcome"});
+  p.dispute_outcome_detailed = str_any(payload, {"dispute_outcome_detailed"});
+  p.has_representment = at_path(payload, "representment").has_value() ||
+                        at_path(payload, "state_context.representment").has_value();
+  for (std::string_view f : {"closed_at", "state_context.closed_at"}) {
+    if (timestamp_at(payload, f, p.closed_at_ms) == FieldStatus::bad) {
+      return poison("bad_field", std::string(f) + " has the wrong type or format", &env);
+    }
+  }
+  if (auto bad = read_dispute_deadlines(payload, p, env)) return bad;
+  if (auto bad = read_dispute_amounts(payload, p, env)) return bad;
+  if (!p.currency) {
+    if (auto details = child(payload, "dispute_details")) p.currency = str(*details, "currency");
+  }
+  if (auto* dl = std::get_if<DisputeDeadlineExtended>(&action)) {
+    return resolve_extension(*dl, p, env);
+  }
+  return std::nullopt;
+}
+
 }  // namespace
+
+std::string_view deadline_name(Deadline d) {
+  switch (d) {
+    case Deadline::representment:
+      return "representment";
+    case Deadline::arbitration:
+      return "arbitration";
+    case Deadline::evidence_response:
+      break;
+  }
+  return "evidence_response";
+}
 
 std::string_view entity_kind(const Action& a) {
   return std::visit(
@@ -395,8 +560,6 @@ std::variant<Event, Poison> decode_event(std::string_view body, bool from_unrout
     p.session_token = str_any(payload, {"payment_token"});
     p.legacy_payment_token = p.session_token.has_value();
   }
-  p.dispute_reason = str(payload, "dispute_reason");
-  p.dispute_outcome = str(payload, "dispute_outcome");
 
   auto bad = [&](std::string_view field) {
     return poison("bad_field", std::string(field) + " has the wrong type or format", &env);
@@ -407,48 +570,13 @@ std::variant<Event, Poison> decode_event(std::string_view body, bool from_unrout
   }
   if (timestamp(payload, "expires_at", p.expires_at_ms) == FieldStatus::bad)
     return bad("expires_at");
-  if (timestamp(payload, "closed_at", p.closed_at_ms) == FieldStatus::bad) return bad("closed_at");
-  if (timestamp(payload, "arbitration_expires_at", p.arbitration_expires_at_ms) ==
-      FieldStatus::bad) {
-    return bad("arbitration_expires_at");
-  }
-  if (auto rep = child(payload, "representment")) {
-    p.has_representment = true;
-    if (timestamp(*rep, "expires_at", p.representment_expires_at_ms) == FieldStatus::bad) {
-      return bad("representment.expires_at");
-    }
-  }
-  if (auto details = child(payload, "dispute_details")) {
-    if (integer(*details, "dispute_amount", p.amount) == FieldStatus::bad) {
-      return bad("dispute_details.dispute_amount");
-    }
-    if (!p.currency) p.currency = str(*details, "currency");
-  }
-  // Deadline extensions name the new value under updated_fields (shape unconfirmed).
-  if (auto upd = child(payload, "updated_fields")) {
-    if (timestamp(*upd, "arbitration_expires_at", p.arbitration_expires_at_ms) ==
-        FieldStatus::bad) {
-      return bad("updated_fields.arbitration_expires_at");
-    }
-    if (timestamp(*upd, "representment_expires_at", p.representment_expires_at_ms) ==
-        FieldStatus::bad) {
-      return bad("updated_fields.representment_expires_at");
-    }
-    if (auto rep = child(*upd, "representment")) {
-      if (timestamp(*rep, "expires_at", p.representment_expires_at_ms) == FieldStatus::bad) {
-        return bad("updated_fields.representment.expires_at");
-      }
-    }
+  if (entity_kind(ev.action) == "dispute") {
+    if (auto bad_dispute = read_dispute_fields(payload, ev.action, p, env)) return *bad_dispute;
   }
 
   // Impossible shapes: an event that asks for bookkeeping without the data for it.
   if (auto* sub = std::get_if<SubRecordAdded>(&ev.action)) {
     if (auto bad_sub = read_sub_record(payload, sub->kind, p, env)) return *bad_sub;
-  }
-  if (auto* dl = std::get_if<DisputeDeadlineExtended>(&ev.action)) {
-    const auto& v = dl->deadline == Deadline::representment ? p.representment_expires_at_ms
-                                                            : p.arbitration_expires_at_ms;
-    if (!v) return poison("missing_field", "the extended deadline is missing", &env);
   }
   ev.envelope = env;
   return ev;

@@ -52,32 +52,92 @@ std::optional<Framework> resolve_framework(std::optional<storage::DisputeRow>& r
 }
 
 void merge_dispute_attributes(storage::DisputeRow& row, const Payload& p, bool applied) {
-  if (applied) {
-    overwrite(row.reason, p.dispute_reason);
-    overwrite(row.amount, p.amount);
-    overwrite(row.currency, p.currency);
-    overwrite(row.outcome, p.dispute_outcome);
-    overwrite(row.closed_at_ms, p.closed_at_ms);
-  } else {
-    fill(row.reason, p.dispute_reason);
-    fill(row.amount, p.amount);
-    fill(row.currency, p.currency);
-    fill(row.outcome, p.dispute_outcome);
-    fill(row.closed_at_ms, p.closed_at_ms);
-  }
+  auto merge = [applied](auto& field, const auto& value) {
+    applied ? overwrite(field, value) : fill(field, value);
+  };
+  merge(row.reason, p.dispute_reason);
+  merge(row.amount, p.amount);
+  merge(row.currency, p.currency);
+  merge(row.outcome, p.dispute_outcome);
+  merge(row.outcome_detailed, p.dispute_outcome_detailed);
+  merge(row.closed_at_ms, p.closed_at_ms);
+  merge(row.withheld_amount, p.withheld_amount);
+  merge(row.returned_amount, p.returned_amount);
+  merge(row.fee_amount, p.fee_amount);
   fill(row.payment_transaction_id, p.payment_transaction_id);
   fill(row.payment_capture_id, p.capture_id);
 }
 
-void merge_deadlines(storage::DisputeRow& row, const Payload& p, std::int64_t t) {
-  if (p.representment_expires_at_ms && t >= row.representment_as_of_ms) {
-    row.representment_expires_at_ms = p.representment_expires_at_ms;
-    row.representment_as_of_ms = t;
+// Where a deadline lives on the row: its value and the occurred_at it is as of.
+struct DeadlineSlot {
+  std::optional<std::int64_t> storage::DisputeRow::*value;
+  std::int64_t storage::DisputeRow::*as_of;
+};
+DeadlineSlot slot(Deadline d) {
+  using R = storage::DisputeRow;
+  switch (d) {
+    case Deadline::representment:
+      return {&R::representment_expires_at_ms, &R::representment_as_of_ms};
+    case Deadline::arbitration:
+      return {&R::arbitration_expires_at_ms, &R::arbitration_as_of_ms};
+    case Deadline::evidence_response:
+      break;
   }
-  if (p.arbitration_expires_at_ms && t >= row.arbitration_as_of_ms) {
-    row.arbitration_expires_at_ms = p.arbitration_expires_at_ms;
-    row.arbitration_as_of_ms = t;
+  return {&R::evidence_response_deadline_ms, &R::evidence_response_as_of_ms};
+}
+
+constexpr Deadline kDeadlines[] = {Deadline::representment, Deadline::arbitration,
+                                   Deadline::evidence_response};
+
+// The value the event gives a deadline: its last reading (updated_fields last).
+const Payload::DeadlineReading* reading(const Payload& p, Deadline d) {
+  const Payload::DeadlineReading* found = nullptr;
+  for (const auto& r : p.deadlines) {
+    if (r.kind == d) found = &r;
   }
+  return found;
+}
+
+// Each deadline the event names: kept in the history (every value ever told),
+// and on the row when the event is not older than the value there
+// (last-writer-wins by occurred_at, whatever the state outcome).
+void merge_deadlines(StoreView& store, storage::DisputeRow& row, const Event& ev) {
+  const std::int64_t t = ev.occurred_at_ms;
+  for (Deadline d : kDeadlines) {
+    const auto* r = reading(ev.payload, d);
+    if (r == nullptr) continue;
+    const DeadlineSlot s = slot(d);
+    if (t >= row.*s.as_of) {
+      row.*s.value = r->at_ms;
+      row.*s.as_of = t;
+    }
+    store.insert_dispute_deadline({row.id, std::string(deadline_name(d)), r->at_ms, t,
+                                   ev.envelope.event_id, ev.envelope.event_type,
+                                   std::string(r->field)});
+  }
+}
+
+std::optional<std::string> iso(const std::optional<std::int64_t>& ms) {
+  if (!ms) return std::nullopt;
+  return core::rfc3339_ms(*ms);
+}
+
+// The dispute as downstream sees it on klarna.payment-states.
+std::string dispute_message(const Event& ev, const std::optional<std::string>& from,
+                            const storage::DisputeRow& row) {
+  return ChangeMessage("dispute", ev, from, row.state)
+      .maybe("amount", row.amount)
+      .maybe("currency", row.currency)
+      .maybe("payment_transaction_id", row.payment_transaction_id)
+      .maybe("outcome", row.outcome)
+      .maybe("outcome_detailed", row.outcome_detailed)
+      .maybe("withheld_amount", row.withheld_amount)
+      .maybe("returned_amount", row.returned_amount)
+      .maybe("fee_amount", row.fee_amount)
+      .maybe("representment_expires_at", iso(row.representment_expires_at_ms))
+      .maybe("arbitration_expires_at", iso(row.arbitration_expires_at_ms))
+      .maybe("evidence_response_deadline_at", iso(row.evidence_response_deadline_ms))
+      .done();
 }
 
 }  // namespace
@@ -115,55 +175,42 @@ Effects apply_dispute_transition(StoreView& store, const Event& ev, const Disput
     row->last_event_id = ev.envelope.event_id;
   }
   merge_dispute_attributes(*row, ev.payload, applied);
-  merge_deadlines(*row, ev.payload, t);
+  merge_deadlines(store, *row, ev);
   if (row != before) store.save_dispute(*row);
-  if (applied) {
-    e.state_change = ChangeMessage("dispute", ev, e.from_state, row->state)
-                         .maybe("amount", row->amount)
-                         .maybe("currency", row->currency)
-                         .maybe("payment_transaction_id", row->payment_transaction_id)
-                         .maybe("outcome", row->outcome)
-                         .done();
-  }
+  if (applied) e.state_change = dispute_message(ev, e.from_state, *row);
   return e;
 }
 
+// A …-deadline-extended event: applied when it is the newest word on its
+// deadline, stale when a newer value is known. Any other deadline it names
+// is merged the same way as for state changes.
 Effects apply_dispute_deadline(StoreView& store, const Event& ev,
                                const DisputeDeadlineExtended& a) {
   Effects e;
-  const std::int64_t t = ev.occurred_at_ms;
-  const bool representment = a.deadline == Deadline::representment;
   auto row = store.find_dispute(ev.envelope.entity_id);
   const auto before = row;  // unchanged rows are not rewritten
   if (!row) {
     row.emplace();
     row->id = ev.envelope.entity_id;
-    row->framework = std::string(representment ? kCurrent : kLegacy);
+    row->framework = std::string(a.deadline == Deadline::representment ? kCurrent : kLegacy);
     row->last_event_id = ev.envelope.event_id;
   }
   fill(row->payment_transaction_id, ev.payload.payment_transaction_id);
   e.from_state = row->state;
   e.to_state = row->state;
-  auto& as_of = representment ? row->representment_as_of_ms : row->arbitration_as_of_ms;
-  auto& field = representment ? row->representment_expires_at_ms : row->arbitration_expires_at_ms;
-  const auto& value =
-      representment ? ev.payload.representment_expires_at_ms : ev.payload.arbitration_expires_at_ms;
-  const std::string which = representment ? "representment" : "arbitration";
-  if (t < as_of) {
+  const std::string which(deadline_name(a.deadline));
+  const bool newest = ev.occurred_at_ms >= (*row).*slot(a.deadline).as_of;
+  merge_deadlines(store, *row, ev);
+  if (row != before) store.save_dispute(*row);
+  if (!newest) {
     e.outcome = Outcome::stale;
     e.reason = "a newer " + which + " deadline is known";
-    if (row != before) store.save_dispute(*row);
     return e;
   }
-  field = value;
-  as_of = t;
+  const auto value = (*row).*slot(a.deadline).value;  // decode_event: present
   e.outcome = Outcome::applied;
-  e.reason = which + " deadline set to " + core::rfc3339_ms(*value);  // decode_event: present
-  if (row != before) store.save_dispute(*row);
-  e.state_change = ChangeMessage("dispute", ev, row->state, row->state)
-                       .maybe(representment ? "representment_expires_at" : "arbitration_expires_at",
-                              std::optional(core::rfc3339_ms(*value)))
-                       .done();
+  e.reason = which + " deadline set to " + core::rfc3339_ms(*value);
+  e.state_change = dispute_message(ev, row->state, *row);
   return e;
 }
 

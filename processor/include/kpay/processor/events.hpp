@@ -10,6 +10,7 @@
 #include <string>
 #include <string_view>
 #include <variant>
+#include <vector>
 
 #include "kpay/klarna/envelope.hpp"
 #include "kpay/processor/state_machines.hpp"
@@ -40,9 +41,14 @@ struct DisputeTransition {
   DisputeState current_target;  // meaning in the current framework
   DisputeState legacy_target;   // meaning in the legacy framework
 };
-enum class Deadline { representment, arbitration };
+// A dispute's deadlines: respond with evidence (current framework,
+// representment.expires_at), appeal a preliminary decision
+// (arbitration_expires_at), respond with evidence in the legacy framework
+// (evidence_response_deadline_at). Missing one loses the dispute.
+enum class Deadline { representment, arbitration, evidence_response };
+std::string_view deadline_name(Deadline d);  // "representment", "arbitration", "evidence_response"
 struct DisputeDeadlineExtended {
-  Deadline deadline;
+  Deadline deadline;  // representment or arbitration (the event type names it)
 };
 struct SettlementReportTransition {
   SettlementReportState target;
@@ -94,11 +100,25 @@ struct Payload {
   bool legacy_payment_token = false;              // session_token came as the legacy payment_token
   // Disputes
   std::optional<std::string> dispute_reason;
-  std::optional<std::string> dispute_outcome;
+  std::optional<std::string> dispute_outcome;  // top level or state_context
+  std::optional<std::string> dispute_outcome_detailed;
   std::optional<std::int64_t> representment_expires_at_ms;
   std::optional<std::int64_t> arbitration_expires_at_ms;
+  std::optional<std::int64_t> evidence_response_deadline_ms;  // legacy framework
   std::optional<std::int64_t> closed_at_ms;
+  std::optional<std::int64_t> withheld_amount;
+  std::optional<std::int64_t> returned_amount;
+  std::optional<std::int64_t> fee_amount;
   bool has_representment = false;  // a current-framework marker
+  // Every deadline the payload names, in the order of the field table in
+  // events.cpp (updated_fields last): what the deadline history records.
+  struct DeadlineReading {
+    Deadline kind;
+    std::int64_t at_ms;
+    // Where it was read, e.g. "updated_fields.evidence_response_deadline_at".
+    std::string_view field;
+  };
+  std::vector<DeadlineReading> deadlines;
 };
 
 struct Event {
