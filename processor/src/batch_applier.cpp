@@ -6,6 +6,8 @@
 #include <chrono>
 
 #include "appliers/appliers.hpp"
+#include "appliers/command_applier.hpp"
+#include "kpay/core/log.hpp"
 
 namespace kpay::processor {
 
@@ -134,11 +136,20 @@ BatchApplier::BatchApplier(storage::StateStore& store, klarna::Topics topics,
     : store_(store), topics_(std::move(topics)), follow_ups_(std::move(follow_ups)) {}
 
 DecodedMessage BatchApplier::decode(InputMessage m) const {
+  if (m.topic == topics_.commands) {
+    auto command = decode_command(m.value);
+    std::string().swap(m.value);  // the command holds what it needs
+    if (auto* c = std::get_if<Command>(&command)) return {std::move(m), std::move(*c)};
+    return {std::move(m), std::move(std::get<CommandRejection>(command))};
+  }
   auto decoded = decode_event(m.value, m.topic == topics_.unrouted);
   // Only a poison message needs its raw bytes again (dead-letter copy); a
   // decoded event lets them go, which keeps the two batches in hand small.
-  if (std::holds_alternative<Event>(decoded)) std::string().swap(m.value);
-  return {std::move(m), std::move(decoded)};
+  if (auto* ev = std::get_if<Event>(&decoded)) {
+    std::string().swap(m.value);
+    return {std::move(m), std::move(*ev)};
+  }
+  return {std::move(m), std::move(std::get<Poison>(decoded))};
 }
 
 BatchResult BatchApplier::apply(std::span<const InputMessage> batch,
@@ -203,10 +214,65 @@ void BatchApplier::record_poison(const InputMessage& m, const Poison& p, BatchRe
   out.publications.push_back(std::move(dlq));
 }
 
+namespace {
+
+appliers::CommandEffects command_effects(storage::StateStore& store, const InputMessage& m,
+                                         const Command& c, std::int64_t now) {
+  return appliers::apply_command(store, c, m.key, now);
+}
+appliers::CommandEffects command_effects(storage::StateStore& store, const InputMessage& m,
+                                         const CommandRejection& r, std::int64_t now) {
+  return appliers::apply_rejection(store, r, m.key, now);
+}
+
+std::string history_type(const std::optional<std::string>& type) {
+  return "command." + type.value_or("unknown");
+}
+
+}  // namespace
+
+template <class C>
+void BatchApplier::apply_command_message(const InputMessage& m, const C& command,
+                                         BatchResult& out) {
+  const std::int64_t now = now_ms();
+  auto effects = command_effects(store_, m, command, now);
+  storage::HistoryRow h;
+  const auto& result = effects.result;
+  const std::optional<std::string> id =
+      result ? result->command_id : std::optional<std::string>(command.command_id);
+  const std::string coordinates =
+      m.topic + "/" + std::to_string(m.partition) + "/" + std::to_string(m.offset);
+  h.event_id = "command:" + id.value_or(coordinates);
+  h.entity_kind = "command";
+  h.entity_id = effects.entity_id.empty() ? h.event_id : effects.entity_id;
+  h.event_type = history_type(result ? result->type : std::nullopt);
+  h.occurred_at = core::rfc3339_ms(now);
+  h.outcome = std::string(outcome_name(effects.outcome));
+  h.reason = effects.reason;
+  h.topic = m.topic;
+  h.partition = m.partition;
+  h.offset = m.offset;
+  store_.append_history(h);
+  count(effects.outcome, out);
+  if (!result) return;
+  storage::PublishRow row{0, topics_.command_results, m.key.empty() ? id.value_or("") : m.key,
+                          render_command_result(*result, now), ""};
+  row.seq = store_.enqueue_publish(row);
+  out.publications.push_back(std::move(row));
+}
+
 void BatchApplier::apply_one(const DecodedMessage& d, BatchResult& out) {
   const InputMessage& m = d.message;
   if (const auto* p = std::get_if<Poison>(&d.decoded)) {
     record_poison(m, *p, out);
+    return;
+  }
+  if (const auto* c = std::get_if<Command>(&d.decoded)) {
+    apply_command_message(m, *c, out);
+    return;
+  }
+  if (const auto* r = std::get_if<CommandRejection>(&d.decoded)) {
+    apply_command_message(m, *r, out);
     return;
   }
   const Event& ev = std::get<Event>(d.decoded);

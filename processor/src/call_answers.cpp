@@ -222,6 +222,8 @@ std::string book_sub_record(AnswerContext& c, const storage::OutboxRow& row, con
     throw std::runtime_error(capture ? "capture answer lacks id, amount or transaction"
                                      : "refund answer lacks id, amount or transaction");
   }
+  (capture ? c.found.payment_capture_id : c.found.payment_refund_id) = id;
+  c.found.payment_transaction_id = transaction_id;
   storage::SubRecordRow sub;
   sub.kind = capture ? "capture" : "refund";
   sub.id = *id;
@@ -245,6 +247,58 @@ std::string book_sub_record(AnswerContext& c, const storage::OutboxRow& row, con
   c.store.save_transaction(*t);
   publish_transaction(c, *t, before, row);
   return *id;
+}
+
+// The initial authorization (commands): APPROVED creates the transaction;
+// STEP_UP_REQUIRED hands the command's context to the payment request Klarna
+// created (its final authorization uses it); DECLINED changes nothing.
+std::string on_initial_authorization(AnswerContext& c, const storage::OutboxRow& row,
+                                     const Json& answer) {
+  auto response = answer.at("payment_transaction_response");
+  auto result = response.str("result");
+  if (!result) throw std::runtime_error("answer has no payment_transaction_response.result");
+  c.found.result = result;
+  if (*result == "APPROVED") {
+    auto t = merge_transaction(c, response.at("payment_transaction"), row, std::nullopt);
+    publish_transaction(c, t, std::nullopt, row);
+    c.found.payment_transaction_id = t.id;
+    after_authorized(c, t, row);
+  } else if (*result == "STEP_UP_REQUIRED") {
+    auto request = answer.at("payment_request");
+    c.found.payment_request_id = request.str("payment_request_id");
+    c.found.payment_request_url =
+        request.at("state_context").at("customer_interaction").str("payment_request_url");
+    if (!c.found.payment_request_id) throw std::runtime_error("answer has no payment_request_id");
+    if (row.command_id)
+      c.store.attach_payment_context(*row.command_id, *c.found.payment_request_id);
+  }
+  return *result;
+}
+
+// Void: the transaction's new state (CLOSED, or COMPLETED after captures).
+std::string on_void(AnswerContext& c, const storage::OutboxRow& row, const Json& answer) {
+  auto t = c.store.find_transaction(row.entity_id);
+  auto state = answer.str("state");
+  c.found.payment_transaction_id = row.entity_id;
+  if (!t || !state) return state.value_or("UNKNOWN");
+  const auto before = t->state;
+  t->state = state;
+  c.store.save_transaction(*t);
+  if (before != t->state) publish_transaction(c, *t, before, row);
+  return *state;
+}
+
+// Cancel: the request's new state (CANCELED).
+std::string on_cancel(AnswerContext& c, const storage::OutboxRow& row, const Json& answer) {
+  auto r = c.store.find_request(row.entity_id);
+  auto state = answer.str("state");
+  c.found.payment_request_id = row.entity_id;
+  if (!r || !state) return state.value_or("UNKNOWN");
+  const auto before = r->state;
+  r->state = state;
+  c.store.save_request(*r);
+  if (before != r->state) publish_request(c, *r, before, row);
+  return *state;
 }
 
 std::string on_read_request(AnswerContext& c, const storage::OutboxRow& row, const Json& answer) {
@@ -292,6 +346,13 @@ const std::map<std::string, Handler, std::less<>>& handlers() {
        [](auto& c, auto& row, auto& a) { return book_sub_record(c, row, a, false); }},
       {"read_payment_request", on_read_request},
       {"read_transaction", on_read_transaction},
+      {"initial_authorization", on_initial_authorization},
+      {"refund_transaction",
+       [](auto& c, auto& row, auto& a) { return book_sub_record(c, row, a, false); }},
+      {"refund_capture",
+       [](auto& c, auto& row, auto& a) { return book_sub_record(c, row, a, false); }},
+      {"void", on_void},
+      {"cancel", on_cancel},
   };
   return table;
 }
@@ -308,14 +369,39 @@ std::string apply_success(AnswerContext& c, const storage::OutboxRow& row,
 
 std::string queue_reread(AnswerContext& c, const storage::OutboxRow& row) {
   std::vector<FollowUp> read;
-  if (row.operation == "final_authorization" || row.operation == "confirm") {
+  const auto& op = row.operation;
+  if (op == "final_authorization" || op == "confirm" || op == "cancel") {
     read.push_back(ReadPaymentRequest{row.entity_id});
-  } else if (row.operation == "capture") {
+  } else if (op == "capture" || op == "refund_transaction" || op == "refund_capture" ||
+             op == "void") {
     read.push_back(ReadTransaction{row.entity_id});
   }
   if (read.empty()) return "";
   queue(c, read, row, row.due_by_ms);
   return std::string(operation_name(read.front()));
+}
+
+void finish_command(AnswerContext& c, const storage::OutboxRow& row,
+                    const storage::OutboxUpdate& update) {
+  if (!row.command_id || (update.status != "succeeded" && update.status != "failed")) return;
+  auto command = c.store.find_command(*row.command_id);
+  if (!command || command->status != "accepted") return;
+  const bool ok = update.status == "succeeded";
+  CommandResult r = std::move(c.found);
+  c.found = {};
+  r.command_id = command->command_id;
+  r.type = command->type;
+  r.status = ok ? CommandStatus::succeeded : CommandStatus::failed;
+  if (!ok) {
+    r.reason = update.last_error.value_or("failed");
+    r.result.reset();  // a failed call has no authorization result
+  }
+  if (row.amount) r.amount = row.amount;
+  c.store.finish_command(command->command_id, update.status, r.reason, c.now_ms);
+  storage::PublishRow p{0, c.topics.command_results, command->key,
+                        render_command_result(r, c.now_ms), ""};
+  p.seq = c.store.enqueue_publish(p);
+  c.publications.push_back(std::move(p));
 }
 
 }  // namespace kpay::processor

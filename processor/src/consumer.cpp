@@ -389,8 +389,9 @@ bool Processor::run(const std::atomic<bool>& stop) {
   for (const auto& row : store_.pending_publications()) produce(row);
 
   const auto& t = settings_.topics;
-  std::vector<std::string> topics = {t.payment_requests, t.payment_transactions, t.disputes,
-                                     t.settlements, t.accounts};
+  std::vector<std::string> topics = {t.payment_requests, t.payment_transactions,
+                                     t.disputes,         t.settlements,
+                                     t.accounts,         t.commands};
   if (settings_.consume_unrouted) topics.push_back(t.unrouted);
   core::KafkaPartitionList subscription(
       rd_kafka_topic_partition_list_new(static_cast<int>(topics.size())));

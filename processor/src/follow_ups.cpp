@@ -54,34 +54,128 @@ std::string percent_encode(std::string_view s) {
   return out;
 }
 
+constexpr std::string_view kCustomerTokenHeader = "Klarna-Customer-Token";
+constexpr std::string_view kInteroperabilityHeader = "Klarna-Interoperability-Token";
+
 // The parts of an outbox row that differ per operation.
 struct Call {
   std::string_view method = "POST";
   std::string path;
   std::string body;
   std::string entity_id;
-  std::string token;
-  std::string_view token_header;
+  std::string path_token;  // "{token}" in the path (confirm)
+  std::vector<std::pair<std::string_view, std::string>> token_headers;  // sensitive values
   std::string key_entity;         // what the idempotency key is derived from …
   std::string key_discriminator;  // … together with the operation
   std::optional<std::string> command_id;
+  std::optional<std::int64_t> amount;  // money moved (captures, refunds)
+  std::optional<std::string> capture_id;
 };
+
+// {"currency", "request_payment_transaction": {…}} — the part both
+// authorizations share.
+void write_authorization(core::JsonWriter& body, std::string_view currency, std::int64_t amount,
+                         const std::optional<std::string>& reference, bool capture_now) {
+  body.field("currency", currency);
+  body.key("request_payment_transaction").begin_object().field("amount", amount);
+  if (reference) body.field("payment_transaction_reference", *reference);
+  body.field("capture", capture_now ? "NOW" : "LATER").end_object();
+}
+
+// Supplementary purchase data as sent; the interoperability data as a JSON
+// string whose decoded value is exactly the bytes received.
+void write_extras(core::JsonWriter& body, const PurchaseExtras& x) {
+  if (x.supplementary_purchase_data) {
+    body.key("supplementary_purchase_data").raw(*x.supplementary_purchase_data);
+  }
+  if (x.interoperability_data) {
+    body.key("interoperability")
+        .begin_object()
+        .field("interoperability_data", *x.interoperability_data)
+        .end_object();
+  }
+}
+
+void add_interoperability_header(Call& c, const PurchaseExtras& x) {
+  if (x.interoperability_token) {
+    c.token_headers.emplace_back(kInteroperabilityHeader, *x.interoperability_token);
+  }
+}
 
 Call final_authorization_call(const FinalAuthorization& f) {
   core::JsonWriter body;
-  body.begin_object().field("currency", f.currency);
-  body.key("request_payment_transaction").begin_object().field("amount", f.amount);
-  if (f.reference) body.field("payment_transaction_reference", *f.reference);
-  body.field("capture", f.capture_now ? "NOW" : "LATER").end_object().end_object();
+  body.begin_object();
+  write_authorization(body, f.currency, f.amount, f.reference, f.capture_now);
+  write_extras(body, f.extras);
+  body.end_object();
   Call c;
   c.path = "/payment/authorize";
   c.body = body.take();
   c.entity_id = f.payment_request_id;
-  c.token = f.token;
-  c.token_header =
-      f.header == TokenHeader::legacy_payment ? kLegacyPaymentHeader : kNetworkSessionHeader;
+  c.token_headers.emplace_back(
+      f.header == TokenHeader::legacy_payment ? kLegacyPaymentHeader : kNetworkSessionHeader,
+      f.token);
+  add_interoperability_header(c, f.extras);
   c.key_entity = f.payment_request_id;
   c.key_discriminator = f.token;
+  return c;
+}
+
+Call initial_authorization_call(const InitialAuthorization& f) {
+  core::JsonWriter body;
+  body.begin_object();
+  write_authorization(body, f.currency, f.amount, f.reference, f.capture_now);
+  write_extras(body, f.extras);
+  if (f.step_up_config) body.key("step_up_config").raw(*f.step_up_config);
+  body.end_object();
+  Call c;
+  c.path = "/payment/authorize";
+  c.body = body.take();
+  c.entity_id = f.entity_id;
+  if (f.customer_token) c.token_headers.emplace_back(kCustomerTokenHeader, *f.customer_token);
+  add_interoperability_header(c, f.extras);
+  c.key_entity = f.command_id;
+  c.command_id = f.command_id;
+  return c;
+}
+
+Call refund_call(const Refund& f) {
+  core::JsonWriter body;
+  body.begin_object().field("refund_amount", f.amount);
+  Call c;
+  if (f.payment_capture_id) {
+    if (f.reference) body.field("payment_refund_reference", *f.reference);
+    c.path = "/payment/captures/" + percent_encode(*f.payment_capture_id) + "/refund";
+  } else {
+    if (f.reference) body.field("refund_reference", *f.reference);  // name unconfirmed
+    c.path = "/payment/transactions/" + percent_encode(f.payment_transaction_id) + "/refund";
+  }
+  body.end_object();
+  c.body = body.take();
+  c.entity_id = f.payment_transaction_id;
+  c.key_entity = f.command_id;
+  c.command_id = f.command_id;
+  c.amount = f.amount;
+  c.capture_id = f.payment_capture_id;
+  return c;
+}
+
+Call void_call(const Void& f) {
+  Call c;
+  c.path = "/payment/transactions/" + percent_encode(f.payment_transaction_id) + "/void";
+  c.entity_id = f.payment_transaction_id;
+  c.key_entity = f.command_id;
+  c.command_id = f.command_id;
+  return c;
+}
+
+Call cancel_call(const CancelRequest& f) {
+  Call c;
+  c.method = "DELETE";
+  c.path = "/payment/requests/" + percent_encode(f.payment_request_id);
+  c.entity_id = f.payment_request_id;
+  c.key_entity = f.command_id;
+  c.command_id = f.command_id;
   return c;
 }
 
@@ -96,7 +190,7 @@ Call confirm_call(const Confirm& f) {
   c.path = "/payment/confirmation-tokens/{token}/confirm";
   c.body = body.take();
   c.entity_id = f.payment_request_id;
-  c.token = f.confirmation_token;
+  c.path_token = f.confirmation_token;
   c.key_entity = f.payment_request_id;
   c.key_discriminator = f.confirmation_token;
   return c;
@@ -106,6 +200,9 @@ Call capture_call(const Capture& f) {
   core::JsonWriter body;
   body.begin_object().field("capture_amount", f.amount);
   if (f.reference) body.field("payment_capture_reference", *f.reference);
+  if (f.supplementary_capture_data) {
+    body.key("supplementary_capture_data").raw(*f.supplementary_capture_data);
+  }
   body.end_object();
   Call c;
   c.path = "/payment/transactions/" + percent_encode(f.payment_transaction_id) + "/capture";
@@ -114,6 +211,7 @@ Call capture_call(const Capture& f) {
   c.key_entity = f.payment_transaction_id;
   c.key_discriminator = f.command_id.value_or("auto");
   c.command_id = f.command_id;
+  c.amount = f.amount;
   return c;
 }
 
@@ -149,6 +247,10 @@ Call call_for(const FollowUp& f, const FollowUpOrigin& origin) {
           [&](const ReadRefund& r) {
             return read_call("refunds", r.payment_refund_id, r.payment_transaction_id, d);
           },
+          [](const InitialAuthorization& a) { return initial_authorization_call(a); },
+          [](const Refund& r) { return refund_call(r); },
+          [](const Void& v) { return void_call(v); },
+          [](const CancelRequest& c) { return cancel_call(c); },
       },
       f);
 }
@@ -208,6 +310,12 @@ std::string_view operation_name(const FollowUp& f) {
                         [](const ReadTransaction&) { return "read_transaction"; },
                         [](const ReadCapture&) { return "read_capture"; },
                         [](const ReadRefund&) { return "read_refund"; },
+                        [](const InitialAuthorization&) { return "initial_authorization"; },
+                        [](const Refund& r) {
+                          return r.payment_capture_id ? "refund_capture" : "refund_transaction";
+                        },
+                        [](const Void&) { return "void"; },
+                        [](const CancelRequest&) { return "cancel"; },
                     },
                     f);
 }
@@ -240,46 +348,98 @@ storage::OutboxRow outbox_row(const FollowUp& f, const FollowUpOrigin& origin) {
   o.entity_id = std::move(call.entity_id);
   o.idempotency_key = idempotency_key(o.operation, call.key_entity, call.key_discriminator);
   o.request_body = std::move(call.body);
-  o.call_token = std::move(call.token);
+  if (!call.path_token.empty()) o.call_token = std::move(call.path_token);
+  for (const auto& [name, value] : call.token_headers) {
+    if (!o.token_header.empty()) {
+      o.token_header += '\n';
+      o.call_token += '\n';
+    }
+    o.token_header += name;
+    o.call_token += value;
+  }
   o.due_by_ms = origin.due_by_ms;
   o.created_by_event_id = origin.caused_by;
   o.account_id = origin.account_id;
   o.method = std::string(call.method);
   o.path = std::move(call.path);
-  o.token_header = std::string(call.token_header);
   o.next_attempt_at_ms = origin.now_ms;
   o.created_at_ms = origin.now_ms;
   o.updated_at_ms = origin.now_ms;
   o.command_id = std::move(call.command_id);
+  o.amount = call.amount;
+  o.capture_id = std::move(call.capture_id);
   return o;
 }
 
+std::vector<std::pair<std::string, std::string>> token_headers(const storage::OutboxRow& row) {
+  std::vector<std::pair<std::string, std::string>> out;
+  std::string_view names = row.token_header, values = row.call_token;
+  while (!names.empty()) {
+    const auto n = names.find('\n'), v = values.find('\n');
+    out.emplace_back(names.substr(0, n), values.substr(0, v));
+    names = n == std::string_view::npos ? std::string_view() : names.substr(n + 1);
+    values = v == std::string_view::npos ? std::string_view() : values.substr(v + 1);
+  }
+  return out;
+}
+
 // ---- decisions ------------------------------------------------------------------------
+
+namespace {
+
+// What the call for an approval is priced with: the registered context when
+// a `register` command gave one, else the webhook's attributes and the policy.
+struct Terms {
+  std::optional<std::int64_t> amount;
+  std::optional<std::string> currency;
+  std::optional<std::string> reference;
+  bool capture_now = false;
+  PurchaseExtras extras;
+};
+
+Terms terms_for(const RequestContext& c, const FollowUpSettings& s) {
+  const auto& row = c.row;
+  if (const auto& x = c.context) {
+    return {x->amount,
+            x->currency,
+            x->payment_transaction_reference ? x->payment_transaction_reference : row.reference,
+            x->capture_now,
+            {x->supplementary_purchase_data, x->interoperability_token, x->interoperability_data}};
+  }
+  return {row.amount,
+          row.currency,
+          row.reference,
+          s.capture_for(*row.account_id) == CapturePolicy::now,
+          {}};
+}
+
+}  // namespace
 
 std::vector<FollowUp> on_request_state(const RequestContext& c, const FollowUpSettings& s) {
   const auto& row = c.row;
   const auto state = row.state ? parse_state<RequestState>(*row.state) : std::nullopt;
   if (state != RequestState::completed && state != RequestState::pending_confirmation) return {};
   if (c.follow_up_exists || !row.account_id) return {};
-  const bool priced = row.amount && row.currency;
-  const bool capture_now = s.capture_for(*row.account_id) == CapturePolicy::now;
+  Terms t = terms_for(c, s);
+  const bool priced = t.amount && t.currency;
   if (state == RequestState::completed && c.session_token && priced) {
     return {FinalAuthorization{.payment_request_id = row.id,
                                .token = *c.session_token,
                                .header = c.legacy_payment_token ? TokenHeader::legacy_payment
                                                                 : TokenHeader::network_session,
-                               .amount = *row.amount,
-                               .currency = *row.currency,
-                               .reference = row.reference,
-                               .capture_now = capture_now}};
+                               .amount = *t.amount,
+                               .currency = *t.currency,
+                               .reference = t.reference,
+                               .capture_now = t.capture_now,
+                               .extras = std::move(t.extras)}};
   }
   if (state == RequestState::pending_confirmation && c.confirmation_token && priced) {
     return {Confirm{.payment_request_id = row.id,
                     .confirmation_token = *c.confirmation_token,
-                    .amount = *row.amount,
-                    .currency = *row.currency,
-                    .reference = row.reference,
-                    .capture_now = capture_now}};
+                    .amount = *t.amount,
+                    .currency = *t.currency,
+                    .reference = t.reference,
+                    .capture_now = t.capture_now}};
   }
   // The approval cannot be used without its token, nor priced without the
   // amount: read the request instead of guessing.

@@ -38,8 +38,7 @@ klarna::Call make_call(const storage::OutboxRow& row) {
   call.body = row.request_body;
   call.idempotency_key = row.idempotency_key;
   call.correlation_id = "kpay" + std::to_string(row.id);
-  if (!row.token_header.empty())
-    call.sensitive_headers.emplace_back(row.token_header, row.call_token);
+  for (auto& header : token_headers(row)) call.sensitive_headers.push_back(std::move(header));
   return call;
 }
 
@@ -269,8 +268,10 @@ bool OutboxWorker::Impl::record(std::deque<Done>& batch) {
 }
 
 void OutboxWorker::Impl::record_one(AnswerContext& c, const Done& d) {
+  c.found = {};
   const auto update = decide(c, d);
   store.update_outbox(update);
+  finish_command(c, d.row, update);  // a command's final result, in this transaction
   const auto& op = d.row.operation;
   metrics.latency.with({op}).observe(std::chrono::duration<double>(d.answer.elapsed).count());
   const std::string outcome = update.status == "pending" ? "retry" : update.status;

@@ -107,11 +107,30 @@ std::optional<PaymentContextRow> StateStore::find_payment_context(
 
 bool StateStore::attach_payment_context(const std::string& command_id,
                                         const std::string& payment_request_id) {
-  auto s = database().prepare(
-      "UPDATE payment_contexts SET payment_request_id = ? WHERE command_id = ?");
+  auto s =
+      database().prepare("UPDATE payment_contexts SET payment_request_id = ? WHERE command_id = ?");
   s.bind(1, payment_request_id).bind(2, command_id);
   s.run();
   return database().changes() == 1;
+}
+
+std::optional<SubRecordRow> StateStore::find_sub_record(const std::string& kind,
+                                                        const std::string& id) {
+  auto s = database().prepare(
+      "SELECT transaction_id, amount, currency, capture_id, occurred_at_ms, event_id "
+      "FROM transaction_sub_records WHERE kind = ? AND id = ?");
+  s.bind(1, kind).bind(2, id);
+  if (!s.step()) return std::nullopt;
+  SubRecordRow r;
+  r.kind = kind;
+  r.id = id;
+  r.transaction_id = s.text(0);
+  r.amount = s.int64(1);
+  r.currency = s.optional_text(2);
+  r.capture_id = s.optional_text(3);
+  r.occurred_at_ms = s.int64(4);
+  r.event_id = s.text(5);
+  return r;
 }
 
 }  // namespace kpay::storage

@@ -106,7 +106,10 @@ std::string request_call_note(const RequestContext& c, bool completed) {
     return state + (completed ? " without klarna_network_session_token"
                               : " without payment_confirmation_token");
   }
-  if (!c.row.amount || !c.row.currency) return state + " without amount or currency";
+  if (!c.context && (!c.row.amount || !c.row.currency)) {
+    return state + " without amount or currency";
+  }
+  if (c.context) return "priced by the context of command " + c.context->command_id;
   return "";
 }
 
@@ -118,8 +121,12 @@ void request_follow_ups(StoreView& store, storage::PaymentRequestRow& row, const
   const std::int64_t due = ev.occurred_at_ms + kFinalAuthorizationWindowMs;  // token: 60 min
   if (completed) row.authorization_due_ms = due;
   const Payload& p = ev.payload;
-  RequestContext c{row, p.session_token, p.legacy_payment_token, p.confirmation_token,
-                   other_call_exists(store, row.id, completed)};
+  RequestContext c{row,
+                   p.session_token,
+                   p.legacy_payment_token,
+                   p.confirmation_token,
+                   other_call_exists(store, row.id, completed),
+                   store.find_payment_context(row.id, row.reference)};
   e.follow_ups = on_request_state(c, settings);
   e.account_id = row.account_id.value_or("");
   e.due_by_ms = due;

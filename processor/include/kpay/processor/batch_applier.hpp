@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "kpay/klarna/envelope.hpp"
+#include "kpay/processor/commands.hpp"
 #include "kpay/processor/events.hpp"
 #include "kpay/processor/follow_ups.hpp"
 #include "kpay/storage/state_store.hpp"
@@ -32,9 +33,10 @@ struct InputMessage {
 
 // A consumed message with its body already decoded. Decoding needs no store,
 // so the consumer does it on its own thread while the previous batch commits.
+// Messages of the commands topic decode to a Command or a CommandRejection.
 struct DecodedMessage {
-  InputMessage message;  // value emptied once decoded into an Event
-  std::variant<Event, Poison> decoded;
+  InputMessage message;  // value emptied once decoded into an Event or a command
+  std::variant<Event, Poison, Command, CommandRejection> decoded;
 };
 
 struct BatchResult {
@@ -77,6 +79,10 @@ class BatchApplier {
  private:
   void apply_one(const DecodedMessage& m, BatchResult& out);
   void record_poison(const InputMessage& m, const Poison& p, BatchResult& out);
+  // A downstream command (or a message of the commands topic that is none):
+  // command inbox, outbox row, history row, result on klarna.command-results.
+  template <class C>
+  void apply_command_message(const InputMessage& m, const C& command, BatchResult& out);
 
   storage::StateStore& store_;
   klarna::Topics topics_;

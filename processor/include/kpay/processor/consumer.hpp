@@ -1,6 +1,7 @@
 // The processor's Kafka side: a consumer-group member over the receiver's
-// topics that feeds batches to the BatchApplier, and a producer for the state
-// changes and dead-letter copies the batches queue.
+// topics and klarna.commands that feeds batches to the BatchApplier, and a
+// producer for the state changes, command results and dead-letter copies the
+// batches queue.
 //
 // Guarantees:
 //   - enable.auto.offset.store=false: an offset is stored (and later committed

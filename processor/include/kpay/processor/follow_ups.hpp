@@ -45,6 +45,13 @@ FollowUpSettings follow_up_settings_from_config(const core::Config& c);
 
 // ---- the typed follow-ups --------------------------------------------------------
 enum class TokenHeader { network_session, legacy_payment };  // which header carries it
+// What a registered payment context (a `register` command, or an `authorize`
+// answered STEP_UP_REQUIRED) adds to the final authorization: sent as given.
+struct PurchaseExtras {
+  std::optional<std::string> supplementary_purchase_data;  // a JSON object
+  std::optional<std::string> interoperability_token;       // sensitive; a header
+  std::optional<std::string> interoperability_data;        // the string, byte for byte
+};
 struct FinalAuthorization {
   std::string payment_request_id;
   std::string token;  // sensitive
@@ -53,6 +60,7 @@ struct FinalAuthorization {
   std::string currency;
   std::optional<std::string> reference;
   bool capture_now = false;
+  PurchaseExtras extras;
 };
 struct Confirm {
   std::string payment_request_id;
@@ -69,6 +77,38 @@ struct Capture {
   // The downstream command that asked for it; none = the automatic capture
   // (policy after_authorization), keyed ("capture", transaction, "auto").
   std::optional<std::string> command_id;
+  std::optional<std::string> supplementary_capture_data;  // a JSON object, as sent
+};
+// ---- the follow-ups only a downstream command asks for (commands.hpp); each
+// keyed by its command_id, so a resent command maps to the same key.
+// The initial authorization (no session token): the acquiring partner starts
+// the payment. `entity_id` is the command's key (Klarna has no id yet).
+struct InitialAuthorization {
+  std::string command_id;
+  std::string entity_id;
+  std::int64_t amount = 0;
+  std::string currency;
+  std::string reference;  // payment_transaction_reference
+  bool capture_now = false;
+  std::optional<std::string> customer_token;  // sensitive; Klarna-Customer-Token
+  std::optional<std::string> step_up_config;  // a JSON object, as sent
+  PurchaseExtras extras;
+};
+// A refund of the transaction, or (payment_capture_id) of one capture.
+struct Refund {
+  std::string command_id;
+  std::string payment_transaction_id;
+  std::optional<std::string> payment_capture_id;
+  std::int64_t amount = 0;
+  std::optional<std::string> reference;
+};
+struct Void {
+  std::string command_id;
+  std::string payment_transaction_id;
+};
+struct CancelRequest {
+  std::string command_id;
+  std::string payment_request_id;
 };
 struct ReadPaymentRequest {
   std::string payment_request_id;
@@ -84,8 +124,9 @@ struct ReadRefund {
   std::string payment_transaction_id;
   std::string payment_refund_id;
 };
-using FollowUp = std::variant<FinalAuthorization, Confirm, Capture, ReadPaymentRequest,
-                              ReadTransaction, ReadCapture, ReadRefund>;
+using FollowUp =
+    std::variant<FinalAuthorization, Confirm, Capture, ReadPaymentRequest, ReadTransaction,
+                 ReadCapture, ReadRefund, InitialAuthorization, Refund, Void, CancelRequest>;
 
 // Operation names stored in outbox.operation.
 std::string_view operation_name(const FollowUp& f);
@@ -107,6 +148,14 @@ struct FollowUpOrigin {
 // body, token header, idempotency key fixed now.
 storage::OutboxRow outbox_row(const FollowUp& f, const FollowUpOrigin& origin);
 
+// The headers that carry an outbox row's tokens. A row may carry several
+// (final authorization: session + interoperability token; initial
+// authorization: customer + interoperability token): `token_header` and
+// `call_token` then hold one name / value per line, in the same order
+// (a header value never contains a line break). An empty `token_header` means
+// the token goes into the path ("{token}") instead.
+std::vector<std::pair<std::string, std::string>> token_headers(const storage::OutboxRow& row);
+
 // The Klarna-Idempotency-Key of an operation on an entity: the same inputs
 // give the same key in every process and on every retry. 1–255 chars.
 std::string idempotency_key(std::string_view operation, std::string_view entity_id,
@@ -126,6 +175,9 @@ struct RequestContext {
   // A confirm / final authorization for this request is queued already (the
   // other generation's delivery of the same approval caused it): nothing more.
   bool follow_up_exists = false;
+  // The context a `register` command gave this payment: its amount, currency,
+  // reference, capture mode and extras replace the webhook's.
+  std::optional<storage::PaymentContextRow> context = std::nullopt;
 };
 std::vector<FollowUp> on_request_state(const RequestContext& c, const FollowUpSettings& s);
 

@@ -390,6 +390,9 @@ class StateStore {
   std::int64_t pending_outbox_amount(const std::string& transaction_id,
                                      const std::string& operation,
                                      const std::optional<std::string>& capture_id = std::nullopt);
+  // One capture / refund / chargeback by its own id (a refund command names
+  // only the capture).
+  std::optional<SubRecordRow> find_sub_record(const std::string& kind, const std::string& id);
   // The newest context registered for a payment request, by its id or (when
   // Klarna had none yet) its reference.
   void save_payment_context(const PaymentContextRow& c);

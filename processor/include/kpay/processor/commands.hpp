@@ -1,0 +1,146 @@
+// Downstream commands (klarna.commands → klarna.command-results; ARCHITECTURE.md,
+// "Downstream contract"; schemas/command.schema.json, command-result.schema.json).
+//
+// Decoding one command message into a typed command, or a rejection with a
+// machine-readable reason. Decoding needs no store (the consumer runs it on the
+// Kafka thread) and never throws. Whether the state allows the command is the
+// command applier's question (appliers/command_applier.cpp), asked in the
+// batch transaction that also writes its outbox row.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+
+namespace kpay::processor {
+
+enum class CommandType { register_payment, authorize, capture, refund, void_transaction, cancel };
+// Wire names: register, authorize, capture, refund, void, cancel.
+std::string_view command_type_name(CommandType t);
+std::optional<CommandType> parse_command_type(std::string_view name);
+
+enum class CaptureMode { now, later };
+
+// The `status` claim of an interoperability token. Any value not listed here
+// counts as PAYMENT_SUPPORTED (PAYMENTS-API.md, initial authorization).
+// PAYMENT_NOT_SUPPORTED is our reading, unconfirmed; the token is forwarded
+// whatever its status, Klarna decides.
+enum class InteroperabilityStatus { payment_supported, payment_not_supported };
+std::string_view interoperability_status_name(InteroperabilityStatus s);
+
+// Whether an interoperability token is well formed: a JWT, three base64url
+// segments whose payload decodes to a JSON object. The signature is NOT
+// verified (out of scope: Klarna verifies the token it issued). Returns the
+// `status` claim, or why the token is malformed (never the token itself).
+std::variant<InteroperabilityStatus, std::string> check_interoperability_token(
+    std::string_view token);
+
+// Interoperability token and data, exactly as the command carried them
+// (field names with or without the `klarna_` prefix).
+struct Interoperability {
+  std::optional<std::string> token;  // sensitive: never logged or published
+  std::optional<std::string> data;   // forwarded byte for byte
+  std::optional<InteroperabilityStatus> status;
+};
+
+struct RegisterCommand {
+  std::string partner_account_id;
+  std::optional<std::string> payment_request_id;
+  std::optional<std::string> payment_request_reference;
+  std::int64_t amount = 0;
+  std::string currency;
+  CaptureMode capture = CaptureMode::later;
+  std::optional<std::string> payment_transaction_reference;
+  std::optional<std::string> supplementary_purchase_data;  // JSON object
+  Interoperability interoperability;
+};
+struct AuthorizeCommand {
+  std::string partner_account_id;
+  std::int64_t amount = 0;
+  std::string currency;
+  std::string payment_transaction_reference;
+  CaptureMode capture = CaptureMode::later;
+  std::optional<std::string> customer_token;  // sensitive
+  Interoperability interoperability;
+  std::optional<std::string> supplementary_purchase_data;  // JSON object
+  std::optional<std::string> step_up_config;               // JSON object, sent as is
+};
+struct CaptureCommand {
+  std::string payment_transaction_id;
+  std::optional<std::int64_t> amount;  // none: all that remains
+  std::optional<std::string> reference;
+  std::optional<std::string> supplementary_capture_data;  // JSON object
+};
+// Exactly one of the two ids.
+struct RefundCommand {
+  std::optional<std::string> payment_transaction_id;
+  std::optional<std::string> payment_capture_id;
+  std::int64_t amount = 0;
+  std::optional<std::string> reference;
+};
+struct VoidCommand {
+  std::string payment_transaction_id;
+};
+struct CancelCommand {
+  std::string payment_request_id;
+};
+using CommandBody = std::variant<RegisterCommand, AuthorizeCommand, CaptureCommand, RefundCommand,
+                                 VoidCommand, CancelCommand>;
+
+struct Command {
+  std::string command_id;
+  std::string body_hash;  // of the minified JSON: a resend has the same, a reuse not
+  CommandBody body;
+  CommandType type() const;
+};
+
+enum class CommandError {
+  not_json,
+  not_object,
+  missing_command_id,
+  bad_command_id,  // not a string of 1–100 characters
+  missing_type,
+  unknown_type,
+  missing_field,
+  bad_field,                   // wrong type or value
+  bad_interoperability_token,  // not a well-formed JWT
+};
+std::string_view command_error_name(CommandError e);
+
+struct CommandRejection {
+  CommandError error;
+  std::string detail;  // names fields, never their values
+  std::optional<std::string> command_id;
+  std::optional<std::string> type;  // as sent, when it was a string
+  std::string body_hash;
+  // "missing_field: amount" — what the rejected result's `reason` says.
+  std::string reason() const;
+};
+
+std::variant<Command, CommandRejection> decode_command(std::string_view body);
+
+// ---- results (klarna.command-results) ---------------------------------------------
+enum class CommandStatus { accepted, rejected, succeeded, failed };
+std::string_view command_status_name(CommandStatus s);
+
+struct CommandResult {
+  std::optional<std::string> command_id;  // none: the message was not a readable command
+  std::optional<std::string> type;
+  CommandStatus status = CommandStatus::rejected;
+  std::optional<std::string> reason;  // when not succeeded
+  std::optional<std::string> result;  // APPROVED | STEP_UP_REQUIRED | DECLINED (authorize)
+  std::optional<std::string> payment_transaction_id;
+  std::optional<std::string> payment_request_id;
+  std::optional<std::string> payment_request_url;
+  std::optional<std::string> payment_capture_id;
+  std::optional<std::string> payment_refund_id;
+  std::optional<std::int64_t> amount;  // what a capture / refund was accepted for
+  std::optional<std::string> interoperability_status;
+};
+// The JSON message (schemas/command-result.schema.json); `occurred_at_ms`
+// becomes `occurred_at` (RFC 3339).
+std::string render_command_result(const CommandResult& r, std::int64_t occurred_at_ms);
+
+}  // namespace kpay::processor

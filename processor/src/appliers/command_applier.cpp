@@ -1,0 +1,353 @@
+// Commands against the stored state, in the batch transaction. What a command
+// may ask for (PAYMENTS-API.md, "Payment transaction operations"):
+//   capture  only while AUTHORIZED, at most the authorized amount not yet
+//            captured nor already accepted for capture (pending outbox rows)
+//   refund   while AUTHORIZED / COMPLETED, at most what was captured and not
+//            yet refunded nor already accepted for refund; of one capture, at
+//            most that capture's unrefunded amount
+//   void     only while AUTHORIZED;  cancel  a request not in a final state
+//   authorize / register  no stored state needed; the context is stored
+// Anything else is `rejected` with the reason and never reaches Klarna.
+#include "command_applier.hpp"
+
+#include <algorithm>
+#include <variant>
+
+#include "kpay/processor/follow_ups.hpp"
+
+namespace kpay::processor::appliers {
+
+namespace {
+
+template <class... F>
+struct Overloaded : F... {
+  using F::operator()...;
+};
+template <class... F>
+Overloaded(F...) -> Overloaded<F...>;
+
+// What checking a command against the state decided.
+struct Verdict {
+  std::optional<std::string> rejection;  // why, when rejected
+  std::optional<FollowUp> call;          // the Klarna call to queue
+  std::string entity_id;
+  std::string account_id;
+  std::optional<std::int64_t> amount;  // of a capture / refund
+  bool done = false;                   // register: succeeded with no call
+};
+
+Verdict accepted(std::string entity_id, std::string account_id,
+                 std::optional<std::int64_t> amount = std::nullopt) {
+  Verdict v;
+  v.entity_id = std::move(entity_id);
+  v.account_id = std::move(account_id);
+  v.amount = amount;
+  return v;
+}
+
+Verdict rejected(std::string why, std::string entity_id) {
+  Verdict v;
+  v.rejection = std::move(why);
+  v.entity_id = std::move(entity_id);
+  return v;
+}
+
+std::string money(std::int64_t v) {
+  return std::to_string(v);
+}
+
+// A transaction a command may act on: known, with its account.
+std::variant<storage::PaymentTransactionRow, std::string> usable_transaction(
+    storage::StateStore& store, const std::string& id) {
+  auto t = store.find_transaction(id);
+  if (!t) return std::string("unknown payment_transaction_id");
+  if (!t->account_id) return std::string("the transaction's partner account is not known yet");
+  return *t;
+}
+
+bool in_state(const storage::PaymentTransactionRow& t, std::initializer_list<TransactionState> ok) {
+  if (!t.state) return true;  // not learnt yet: Klarna decides
+  const auto s = parse_state<TransactionState>(*t.state);
+  return s && std::find(ok.begin(), ok.end(), *s) != ok.end();
+}
+
+Verdict check_capture(storage::StateStore& store, const CaptureCommand& c, const std::string& id) {
+  auto found = usable_transaction(store, c.payment_transaction_id);
+  if (auto* why = std::get_if<std::string>(&found)) return rejected(*why, c.payment_transaction_id);
+  const auto& t = std::get<storage::PaymentTransactionRow>(found);
+  if (!in_state(t, {TransactionState::authorized})) {
+    return rejected("the transaction is " + *t.state + "; capture only while AUTHORIZED", t.id);
+  }
+  if (!t.amount) return rejected("the authorized amount is not known yet", t.id);
+  const auto pending = store.pending_outbox_amount(t.id, "capture");
+  const auto remaining = *t.amount - t.captured_amount - pending;
+  const auto want = c.amount.value_or(remaining);
+  if (remaining <= 0 || want > remaining) {
+    return rejected("over_capture: amount " + money(want) + " exceeds the remaining authorized " +
+                        "amount " + money(std::max<std::int64_t>(0, remaining)) + " (authorized " +
+                        money(*t.amount) + ", captured " + money(t.captured_amount) + ", pending " +
+                        money(pending) + ")",
+                    t.id);
+  }
+  Verdict v = accepted(t.id, *t.account_id, want);
+  v.call = Capture{t.id, want, c.reference, id, c.supplementary_capture_data};
+  return v;
+}
+
+// Captured and not refunded, minus refunds accepted but not executed.
+std::int64_t refundable(storage::StateStore& store, const storage::PaymentTransactionRow& t) {
+  return t.captured_amount - t.refunded_amount -
+         store.pending_outbox_amount(t.id, "refund_transaction") -
+         store.pending_outbox_amount(t.id, "refund_capture");
+}
+
+std::int64_t capture_refundable(storage::StateStore& store, const storage::SubRecordRow& cap) {
+  std::int64_t refunded = 0;
+  for (const auto& r : store.sub_records(cap.transaction_id)) {
+    if (r.kind == "refund" && r.capture_id == cap.id) refunded += r.amount;
+  }
+  return cap.amount - refunded -
+         store.pending_outbox_amount(cap.transaction_id, "refund_capture", cap.id);
+}
+
+Verdict check_refund(storage::StateStore& store, const RefundCommand& c, const std::string& id) {
+  std::optional<storage::SubRecordRow> cap;
+  if (c.payment_capture_id) {
+    cap = store.find_sub_record("capture", *c.payment_capture_id);
+    if (!cap) return rejected("unknown payment_capture_id", *c.payment_capture_id);
+  }
+  const std::string tid = cap ? cap->transaction_id : *c.payment_transaction_id;
+  auto found = usable_transaction(store, tid);
+  if (auto* why = std::get_if<std::string>(&found)) return rejected(*why, tid);
+  const auto& t = std::get<storage::PaymentTransactionRow>(found);
+  if (!in_state(t, {TransactionState::authorized, TransactionState::completed})) {
+    return rejected(
+        "the transaction is " + *t.state + "; refunds only while AUTHORIZED or " + "COMPLETED",
+        t.id);
+  }
+  const auto limit =
+      std::min(refundable(store, t), cap ? capture_refundable(store, *cap) : refundable(store, t));
+  if (c.amount > limit) {
+    return rejected("over_refund: amount " + money(c.amount) + " exceeds what was captured and " +
+                        "not yet refunded (" + money(std::max<std::int64_t>(0, limit)) +
+                        (cap ? " of the capture)" : ")"),
+                    t.id);
+  }
+  Verdict v = accepted(t.id, *t.account_id, c.amount);
+  v.call = Refund{id, t.id, c.payment_capture_id, c.amount, c.reference};
+  return v;
+}
+
+Verdict check_void(storage::StateStore& store, const VoidCommand& c, const std::string& id) {
+  auto found = usable_transaction(store, c.payment_transaction_id);
+  if (auto* why = std::get_if<std::string>(&found)) return rejected(*why, c.payment_transaction_id);
+  const auto& t = std::get<storage::PaymentTransactionRow>(found);
+  if (!in_state(t, {TransactionState::authorized})) {
+    return rejected("the transaction is " + *t.state + "; void only while AUTHORIZED", t.id);
+  }
+  Verdict v = accepted(t.id, *t.account_id);
+  v.call = Void{id, t.id};
+  return v;
+}
+
+Verdict check_cancel(storage::StateStore& store, const CancelCommand& c, const std::string& id) {
+  auto r = store.find_request(c.payment_request_id);
+  if (!r) return rejected("unknown payment_request_id", c.payment_request_id);
+  if (!r->account_id) return rejected("the request's partner account is not known yet", r->id);
+  const auto s = r->state ? parse_state<RequestState>(*r->state) : std::nullopt;
+  if (s && (*s == RequestState::completed || *s == RequestState::authorized ||
+            *s == RequestState::expired || *s == RequestState::canceled ||
+            *s == RequestState::declined)) {
+    return rejected("the payment request is " + *r->state + "; it cannot be canceled", r->id);
+  }
+  Verdict v = accepted(r->id, *r->account_id);
+  v.call = CancelRequest{id, r->id};
+  return v;
+}
+
+storage::PaymentContextRow context_of(const std::string& command_id, const std::string& account,
+                                      std::int64_t amount, const std::string& currency,
+                                      CaptureMode capture, const Interoperability& x,
+                                      std::int64_t now_ms) {
+  storage::PaymentContextRow row;
+  row.command_id = command_id;
+  row.account_id = account;
+  row.amount = amount;
+  row.currency = currency;
+  row.capture_now = capture == CaptureMode::now;
+  row.interoperability_token = x.token;
+  row.interoperability_data = x.data;
+  row.created_at_ms = now_ms;
+  return row;
+}
+
+// The initial authorization; its context is kept so that a STEP_UP_REQUIRED
+// answer hands it to the payment request Klarna creates.
+Verdict check_authorize(storage::StateStore& store, const AuthorizeCommand& c,
+                        const std::string& id, const std::string& key, std::int64_t now_ms) {
+  auto ctx = context_of(id, c.partner_account_id, c.amount, c.currency, c.capture,
+                        c.interoperability, now_ms);
+  ctx.payment_transaction_reference = c.payment_transaction_reference;
+  ctx.supplementary_purchase_data = c.supplementary_purchase_data;
+  store.save_payment_context(ctx);
+  Verdict v = accepted(key.empty() ? c.payment_transaction_reference : key, c.partner_account_id);
+  v.call = InitialAuthorization{
+      .command_id = id,
+      .entity_id = v.entity_id,
+      .amount = c.amount,
+      .currency = c.currency,
+      .reference = c.payment_transaction_reference,
+      .capture_now = c.capture == CaptureMode::now,
+      .customer_token = c.customer_token,
+      .step_up_config = c.step_up_config,
+      .extras = {c.supplementary_purchase_data, c.interoperability.token, c.interoperability.data}};
+  return v;
+}
+
+// A context is useful only before the approval's call is queued.
+Verdict check_register(storage::StateStore& store, const RegisterCommand& c, const std::string& id,
+                       std::int64_t now_ms) {
+  const std::string entity = c.payment_request_id.value_or(*c.payment_request_reference);
+  if (c.payment_request_id) {
+    for (const auto& o : store.outbox(*c.payment_request_id)) {
+      if (o.operation == "final_authorization" || o.operation == "confirm") {
+        return rejected("the " + o.operation + " of this payment is queued already", entity);
+      }
+    }
+  }
+  auto ctx = context_of(id, c.partner_account_id, c.amount, c.currency, c.capture,
+                        c.interoperability, now_ms);
+  ctx.payment_request_id = c.payment_request_id;
+  ctx.payment_request_reference = c.payment_request_reference;
+  ctx.payment_transaction_reference = c.payment_transaction_reference;
+  ctx.supplementary_purchase_data = c.supplementary_purchase_data;
+  store.save_payment_context(ctx);
+  Verdict v = accepted(entity, c.partner_account_id);
+  v.done = true;
+  return v;
+}
+
+Verdict check(storage::StateStore& store, const Command& c, const std::string& key,
+              std::int64_t now_ms) {
+  const std::string& id = c.command_id;
+  return std::visit(
+      Overloaded{
+          [&](const RegisterCommand& r) { return check_register(store, r, id, now_ms); },
+          [&](const AuthorizeCommand& a) { return check_authorize(store, a, id, key, now_ms); },
+          [&](const CaptureCommand& x) { return check_capture(store, x, id); },
+          [&](const RefundCommand& r) { return check_refund(store, r, id); },
+          [&](const VoidCommand& v) { return check_void(store, v, id); },
+          [&](const CancelCommand& x) { return check_cancel(store, x, id); },
+      },
+      c.body);
+}
+
+// A command_id seen before: the same body is a resend (nothing happens, no
+// second result); another body reuses the id and is rejected.
+CommandResult result_of(std::optional<std::string> id, std::optional<std::string> type,
+                        CommandStatus status, std::optional<std::string> reason) {
+  CommandResult r;
+  r.command_id = std::move(id);
+  r.type = std::move(type);
+  r.status = status;
+  r.reason = std::move(reason);
+  return r;
+}
+
+CommandEffects seen_before(const storage::CommandRow& stored, const Command& c) {
+  CommandEffects e;
+  e.entity_id = stored.entity_id.value_or(stored.key);
+  if (stored.body_hash == c.body_hash) {
+    e.outcome = Outcome::duplicate;
+    e.reason = "command_id already processed (" + stored.status + ")";
+    return e;
+  }
+  e.reason = "command_id_reused: the command_id names another command";
+  e.result = result_of(c.command_id, std::string(command_type_name(c.type())),
+                       CommandStatus::rejected, e.reason);
+  return e;
+}
+
+std::optional<std::string> interoperability_status(const Command& c) {
+  const Interoperability* x = nullptr;
+  if (const auto* a = std::get_if<AuthorizeCommand>(&c.body)) x = &a->interoperability;
+  if (const auto* r = std::get_if<RegisterCommand>(&c.body)) x = &r->interoperability;
+  if (!x || !x->status) return std::nullopt;
+  return std::string(interoperability_status_name(*x->status));
+}
+
+CommandStatus status_of(const Verdict& v) {
+  if (v.rejection) return CommandStatus::rejected;
+  return v.done ? CommandStatus::succeeded : CommandStatus::accepted;
+}
+
+storage::CommandRow command_row(const std::string& id, std::string type, const std::string& key,
+                                std::string hash, CommandStatus status,
+                                std::optional<std::string> reason, std::int64_t now_ms) {
+  storage::CommandRow row;
+  row.command_id = id;
+  row.type = std::move(type);
+  row.key = key.empty() ? id : key;
+  row.body_hash = std::move(hash);
+  row.status = std::string(command_status_name(status));
+  row.reason = std::move(reason);
+  row.created_at_ms = now_ms;
+  row.updated_at_ms = now_ms;
+  return row;
+}
+
+void queue_call(storage::StateStore& store, const Verdict& v, const Command& c,
+                std::int64_t now_ms) {
+  FollowUpOrigin origin;
+  origin.account_id = v.account_id;
+  origin.caused_by = "command:" + c.command_id;
+  origin.now_ms = now_ms;
+  store.insert_outbox(outbox_row(*v.call, origin));
+}
+
+}  // namespace
+
+CommandEffects apply_command(storage::StateStore& store, const Command& c, const std::string& key,
+                             std::int64_t now_ms) {
+  if (auto stored = store.find_command(c.command_id)) return seen_before(*stored, c);
+  const Verdict v = check(store, c, key, now_ms);
+  const CommandStatus status = status_of(v);
+  auto row = command_row(c.command_id, std::string(command_type_name(c.type())), key, c.body_hash,
+                         status, v.rejection, now_ms);
+  row.entity_id = v.entity_id;
+  if (v.call) queue_call(store, v, c, now_ms);
+  store.insert_command(row);
+  CommandEffects e;
+  e.outcome = v.rejection ? Outcome::rejected : Outcome::applied;
+  e.entity_id = v.entity_id;
+  e.reason = v.rejection ? *v.rejection
+                         : (v.call ? std::string(operation_name(*v.call)) + " queued"
+                                   : std::string("context registered"));
+  e.result = result_of(c.command_id, row.type, status, v.rejection);
+  e.result->amount = v.amount;
+  e.result->interoperability_status = interoperability_status(c);
+  return e;
+}
+
+CommandEffects apply_rejection(storage::StateStore& store, const CommandRejection& r,
+                               const std::string& key, std::int64_t now_ms) {
+  CommandEffects e;
+  e.entity_id = key;
+  if (r.command_id) {
+    auto stored = store.find_command(*r.command_id);
+    if (stored && stored->body_hash == r.body_hash) {
+      e.outcome = Outcome::duplicate;
+      e.reason = "command_id already processed (" + stored->status + ")";
+      return e;
+    }
+    if (!stored) {
+      store.insert_command(command_row(*r.command_id, r.type.value_or(""), key, r.body_hash,
+                                       CommandStatus::rejected, r.reason(), now_ms));
+    }
+  }
+  e.reason = r.reason();
+  e.result = result_of(r.command_id, r.type, CommandStatus::rejected, e.reason);
+  return e;
+}
+
+}  // namespace kpay::processor::appliers

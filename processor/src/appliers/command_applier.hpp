@@ -1,0 +1,33 @@
+// Downstream commands in the batch transaction (commands.hpp): the command
+// inbox (command_id), the check against the stored state, the outbox row of
+// the Klarna call, and the result to publish (`accepted`, `rejected`, or, for
+// `register`, `succeeded`). The final result of a call is the outbox worker's
+// (call_answers.cpp). Internal to processor/src.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "kpay/processor/commands.hpp"
+#include "kpay/processor/state_machines.hpp"
+#include "kpay/storage/state_store.hpp"
+
+namespace kpay::processor::appliers {
+
+struct CommandEffects {
+  Outcome outcome = Outcome::rejected;  // applied = accepted (or registered)
+  std::string reason;                   // for the history row
+  std::string entity_id;                // what the history row is filed under
+  std::optional<CommandResult> result;  // nothing for a resent command
+};
+
+// `key`: the message's Kafka key (results go out under it).
+CommandEffects apply_command(storage::StateStore& store, const Command& c, const std::string& key,
+                             std::int64_t now_ms);
+// A message that is not a valid command: rejected, and remembered under its
+// command_id when it has one (a resend is then a duplicate, not a second result).
+CommandEffects apply_rejection(storage::StateStore& store, const CommandRejection& r,
+                               const std::string& key, std::int64_t now_ms);
+
+}  // namespace kpay::processor::appliers

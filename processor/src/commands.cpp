@@ -1,0 +1,416 @@
+// Command decoding: the field table of each command type (ARCHITECTURE.md,
+// "Downstream contract"), the interoperability token's shape, and the result
+// message. No store, no clock.
+#include "kpay/processor/commands.hpp"
+
+#include <openssl/evp.h>
+#include <simdjson.h>
+
+#include <algorithm>
+#include <array>
+
+#include "kpay/core/json_writer.hpp"
+#include "kpay/core/log.hpp"
+
+namespace kpay::processor {
+
+namespace {
+
+using simdjson::dom::element;
+
+struct TypeName {
+  CommandType type;
+  std::string_view name;
+};
+constexpr std::array kTypes = {
+    TypeName{CommandType::register_payment, "register"},
+    TypeName{CommandType::authorize, "authorize"},
+    TypeName{CommandType::capture, "capture"},
+    TypeName{CommandType::refund, "refund"},
+    TypeName{CommandType::void_transaction, "void"},
+    TypeName{CommandType::cancel, "cancel"},
+};
+
+constexpr std::size_t kMaxCommandId = 100;
+
+std::string sha256_hex(std::string_view bytes) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(bytes.data(), bytes.size(), digest, &len, EVP_sha256(), nullptr);
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned i = 0; i < len; ++i) {
+    out += kHex[digest[i] >> 4];
+    out += kHex[digest[i] & 0xf];
+  }
+  return out;
+}
+
+// A header value may carry it: visible ASCII only (no spaces, no line breaks).
+bool header_safe(std::string_view v) {
+  for (unsigned char c : v) {
+    if (c < 0x21 || c > 0x7e) return false;
+  }
+  return !v.empty();
+}
+
+// Reads a command's fields; the first problem wins and is kept as a value.
+class Fields {
+ public:
+  explicit Fields(element obj) : obj_(obj) {}
+
+  std::optional<std::string> text(std::string_view key, bool required) {
+    auto e = get(key, required);
+    std::string_view v;
+    if (!e) return std::nullopt;
+    if (e->get_string().get(v) != simdjson::SUCCESS || v.empty()) {
+      return fail(CommandError::bad_field, std::string(key) + " must be a non-empty string");
+    }
+    return std::string(v);
+  }
+  // A positive integer in minor units.
+  std::optional<std::int64_t> amount(std::string_view key, bool required) {
+    auto e = get(key, required);
+    std::int64_t v = 0;
+    if (!e) return std::nullopt;
+    if (e->get_int64().get(v) != simdjson::SUCCESS || v <= 0) {
+      return fail<std::int64_t>(CommandError::bad_field,
+                                std::string(key) + " must be a positive integer");
+    }
+    return v;
+  }
+  std::optional<std::string> currency(std::string_view key) {
+    auto v = text(key, true);
+    const bool iso = v && v->size() == 3 &&
+                     std::all_of(v->begin(), v->end(), [](char c) { return c >= 'A' && c <= 'Z'; });
+    if (v && !iso) return fail(CommandError::bad_field, std::string(key) + " must be ISO 4217");
+    return v;
+  }
+  // An object, re-serialized minified (its content as sent).
+  std::optional<std::string> object(std::string_view key) {
+    auto e = get(key, false);
+    if (!e) return std::nullopt;
+    if (!e->is_object()) {
+      return fail(CommandError::bad_field, std::string(key) + " must be an object");
+    }
+    return simdjson::minify(*e);
+  }
+  std::optional<CaptureMode> capture(std::string_view key) {
+    auto v = text(key, true);
+    if (v == "NOW") return CaptureMode::now;
+    if (v == "LATER") return CaptureMode::later;
+    if (v) fail(CommandError::bad_field, std::string(key) + " must be NOW or LATER");
+    return std::nullopt;
+  }
+  std::optional<std::string> token(std::string_view key) {
+    auto v = text(key, false);
+    if (v && !header_safe(*v)) {
+      return fail(CommandError::bad_field, std::string(key) + " must be visible ASCII");
+    }
+    return v;
+  }
+  Interoperability interoperability();
+
+  template <class T = std::string>
+  std::optional<T> fail(CommandError e, std::string detail) {
+    if (!error_) error_.emplace(e, std::move(detail));
+    return std::nullopt;
+  }
+  const std::optional<std::pair<CommandError, std::string>>& error() const { return error_; }
+
+ private:
+  std::optional<element> get(std::string_view key, bool required) {
+    element e;
+    if (obj_[key].get(e) != simdjson::SUCCESS || e.is_null()) {
+      if (required) fail(CommandError::missing_field, std::string(key));
+      return std::nullopt;
+    }
+    return e;
+  }
+
+  element obj_;
+  std::optional<std::pair<CommandError, std::string>> error_;
+};
+
+Interoperability Fields::interoperability() {
+  Interoperability x;
+  x.token = text("interoperability_token", false);
+  if (!x.token) x.token = text("klarna_interoperability_token", false);
+  x.data = text("interoperability_data", false);
+  if (!x.data) x.data = text("klarna_interoperability_data", false);
+  if (!x.token) return x;
+  auto checked = check_interoperability_token(*x.token);
+  if (auto* why = std::get_if<std::string>(&checked)) {
+    fail(CommandError::bad_interoperability_token, "interoperability_token: " + *why);
+  } else {
+    x.status = std::get<InteroperabilityStatus>(checked);
+  }
+  return x;
+}
+
+CommandBody decode_register(Fields& f) {
+  RegisterCommand c;
+  c.partner_account_id = f.text("partner_account_id", true).value_or("");
+  c.payment_request_id = f.text("payment_request_id", false);
+  c.payment_request_reference = f.text("payment_request_reference", false);
+  if (!c.payment_request_id && !c.payment_request_reference) {
+    f.fail(CommandError::missing_field, "payment_request_id or payment_request_reference");
+  }
+  c.amount = f.amount("amount", true).value_or(0);
+  c.currency = f.currency("currency").value_or("");
+  c.capture = f.capture("capture").value_or(CaptureMode::later);
+  c.payment_transaction_reference = f.text("payment_transaction_reference", false);
+  c.supplementary_purchase_data = f.object("supplementary_purchase_data");
+  c.interoperability = f.interoperability();
+  return c;
+}
+
+CommandBody decode_authorize(Fields& f) {
+  AuthorizeCommand c;
+  c.partner_account_id = f.text("partner_account_id", true).value_or("");
+  c.amount = f.amount("amount", true).value_or(0);
+  c.currency = f.currency("currency").value_or("");
+  c.payment_transaction_reference = f.text("payment_transaction_reference", true).value_or("");
+  c.capture = f.capture("capture").value_or(CaptureMode::later);
+  c.customer_token = f.token("customer_token");
+  c.interoperability = f.interoperability();
+  c.supplementary_purchase_data = f.object("supplementary_purchase_data");
+  c.step_up_config = f.object("step_up_config");
+  return c;
+}
+
+CommandBody decode_capture(Fields& f) {
+  CaptureCommand c;
+  c.payment_transaction_id = f.text("payment_transaction_id", true).value_or("");
+  c.amount = f.amount("amount", false);
+  c.reference = f.text("reference", false);
+  c.supplementary_capture_data = f.object("supplementary_capture_data");
+  return c;
+}
+
+CommandBody decode_refund(Fields& f) {
+  RefundCommand c;
+  c.payment_transaction_id = f.text("payment_transaction_id", false);
+  c.payment_capture_id = f.text("payment_capture_id", false);
+  if (!c.payment_transaction_id && !c.payment_capture_id) {
+    f.fail(CommandError::missing_field, "payment_transaction_id or payment_capture_id");
+  } else if (c.payment_transaction_id && c.payment_capture_id) {
+    f.fail(CommandError::bad_field, "payment_transaction_id and payment_capture_id: give one");
+  }
+  c.amount = f.amount("amount", true).value_or(0);
+  c.reference = f.text("reference", false);
+  return c;
+}
+
+CommandBody decode_body(CommandType type, Fields& f) {
+  switch (type) {
+    case CommandType::register_payment:
+      return decode_register(f);
+    case CommandType::authorize:
+      return decode_authorize(f);
+    case CommandType::capture:
+      return decode_capture(f);
+    case CommandType::refund:
+      return decode_refund(f);
+    case CommandType::void_transaction:
+      return VoidCommand{f.text("payment_transaction_id", true).value_or("")};
+    case CommandType::cancel:
+      return CancelCommand{f.text("payment_request_id", true).value_or("")};
+  }
+  return CancelCommand{};
+}
+
+// base64url without padding (RFC 7515 §2); nullopt on any other character.
+std::optional<std::string> base64url_decode(std::string_view in) {
+  auto value = [](char c) -> int {
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '-') return 62;
+    if (c == '_') return 63;
+    return -1;
+  };
+  if (in.empty() || in.size() % 4 == 1) return std::nullopt;
+  std::string out;
+  std::uint32_t acc = 0;
+  int bits = 0;
+  for (char c : in) {
+    const int v = value(c);
+    if (v < 0) return std::nullopt;
+    acc = (acc << 6) | static_cast<std::uint32_t>(v);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out += static_cast<char>((acc >> bits) & 0xff);
+    }
+  }
+  return out;
+}
+
+// The identifying fields of a message that is a JSON object but not a valid command.
+CommandRejection reject(CommandError e, std::string detail, element root, std::string hash) {
+  CommandRejection r{e, std::move(detail), std::nullopt, std::nullopt, std::move(hash)};
+  std::string_view v;
+  if (root["command_id"].get_string().get(v) == simdjson::SUCCESS && !v.empty() &&
+      v.size() <= kMaxCommandId) {
+    r.command_id = std::string(v);
+  }
+  if (root["type"].get_string().get(v) == simdjson::SUCCESS) r.type = std::string(v);
+  return r;
+}
+
+}  // namespace
+
+std::string_view command_type_name(CommandType t) {
+  for (const auto& n : kTypes) {
+    if (n.type == t) return n.name;
+  }
+  return "unknown";
+}
+
+std::optional<CommandType> parse_command_type(std::string_view name) {
+  for (const auto& n : kTypes) {
+    if (n.name == name) return n.type;
+  }
+  return std::nullopt;
+}
+
+CommandType Command::type() const {
+  static constexpr std::array kByIndex = {CommandType::register_payment, CommandType::authorize,
+                                          CommandType::capture,          CommandType::refund,
+                                          CommandType::void_transaction, CommandType::cancel};
+  return kByIndex[body.index()];
+}
+
+std::string_view interoperability_status_name(InteroperabilityStatus s) {
+  return s == InteroperabilityStatus::payment_not_supported ? "PAYMENT_NOT_SUPPORTED"
+                                                            : "PAYMENT_SUPPORTED";
+}
+
+std::variant<InteroperabilityStatus, std::string> check_interoperability_token(
+    std::string_view token) {
+  const auto first = token.find('.');
+  const auto second = first == std::string_view::npos ? first : token.find('.', first + 1);
+  if (second == std::string_view::npos || token.find('.', second + 1) != std::string_view::npos) {
+    return std::string("not three dot-separated segments");
+  }
+  const auto header = base64url_decode(token.substr(0, first));
+  const auto payload = base64url_decode(token.substr(first + 1, second - first - 1));
+  if (!header || !payload || !base64url_decode(token.substr(second + 1))) {
+    return std::string("a segment is not base64url");
+  }
+  thread_local simdjson::dom::parser parser;
+  element root;
+  if (parser.parse(*payload).get(root) != simdjson::SUCCESS || !root.is_object()) {
+    return std::string("payload is not a JSON object");
+  }
+  std::string_view status;
+  if (root["status"].get_string().get(status) == simdjson::SUCCESS &&
+      status == "PAYMENT_NOT_SUPPORTED") {
+    return InteroperabilityStatus::payment_not_supported;
+  }
+  return InteroperabilityStatus::payment_supported;  // unknown or absent counts as supported
+}
+
+std::string_view command_error_name(CommandError e) {
+  switch (e) {
+    case CommandError::not_json:
+      return "not_json";
+    case CommandError::not_object:
+      return "not_object";
+    case CommandError::missing_command_id:
+      return "missing_command_id";
+    case CommandError::bad_command_id:
+      return "bad_command_id";
+    case CommandError::missing_type:
+      return "missing_type";
+    case CommandError::unknown_type:
+      return "unknown_type";
+    case CommandError::missing_field:
+      return "missing_field";
+    case CommandError::bad_field:
+      return "bad_field";
+    case CommandError::bad_interoperability_token:
+      return "bad_interoperability_token";
+  }
+  return "bad_field";
+}
+
+std::string CommandRejection::reason() const {
+  std::string r(command_error_name(error));
+  if (!detail.empty()) r += ": " + detail;
+  return r;
+}
+
+std::variant<Command, CommandRejection> decode_command(std::string_view body) {
+  thread_local simdjson::dom::parser parser;
+  element root;
+  if (parser.parse(body.data(), body.size()).get(root) != simdjson::SUCCESS) {
+    return CommandRejection{CommandError::not_json, "", {}, {}, sha256_hex(body)};
+  }
+  std::string hash = sha256_hex(simdjson::minify(root));
+  if (!root.is_object()) return CommandRejection{CommandError::not_object, "", {}, {}, hash};
+  element id_field;
+  std::string_view id;
+  if (root["command_id"].get(id_field) != simdjson::SUCCESS || id_field.is_null()) {
+    return reject(CommandError::missing_command_id, "command_id", root, hash);
+  }
+  if (id_field.get_string().get(id) != simdjson::SUCCESS || id.empty() ||
+      id.size() > kMaxCommandId) {
+    return reject(CommandError::bad_command_id, "command_id must be a string of 1-100 characters",
+                  root, hash);
+  }
+  std::string_view type_name;
+  element type_field;
+  if (root["type"].get(type_field) != simdjson::SUCCESS || type_field.is_null()) {
+    return reject(CommandError::missing_type, "type", root, hash);
+  }
+  const auto type = type_field.get_string().get(type_name) == simdjson::SUCCESS
+                        ? parse_command_type(type_name)
+                        : std::nullopt;
+  if (!type) return reject(CommandError::unknown_type, "type", root, hash);
+  Fields fields(root);
+  CommandBody body_value = decode_body(*type, fields);
+  if (const auto& e = fields.error()) return reject(e->first, e->second, root, hash);
+  return Command{std::string(id), std::move(hash), std::move(body_value)};
+}
+
+std::string_view command_status_name(CommandStatus s) {
+  switch (s) {
+    case CommandStatus::accepted:
+      return "accepted";
+    case CommandStatus::rejected:
+      return "rejected";
+    case CommandStatus::succeeded:
+      return "succeeded";
+    case CommandStatus::failed:
+      return "failed";
+  }
+  return "failed";
+}
+
+std::string render_command_result(const CommandResult& r, std::int64_t occurred_at_ms) {
+  core::JsonWriter w;
+  w.begin_object().key("command_id");
+  r.command_id ? w.value(*r.command_id) : w.null();
+  w.key("type");
+  r.type ? w.value(*r.type) : w.null();
+  w.field("status", command_status_name(r.status));
+  auto maybe = [&](std::string_view k, const std::optional<std::string>& v) {
+    if (v) w.field(k, *v);
+  };
+  maybe("reason", r.reason);
+  maybe("result", r.result);
+  maybe("payment_transaction_id", r.payment_transaction_id);
+  maybe("payment_request_id", r.payment_request_id);
+  maybe("payment_request_url", r.payment_request_url);
+  maybe("payment_capture_id", r.payment_capture_id);
+  maybe("payment_refund_id", r.payment_refund_id);
+  if (r.amount) w.field("amount", *r.amount);
+  maybe("interoperability_status", r.interoperability_status);
+  w.field("occurred_at", core::rfc3339_ms(occurred_at_ms));
+  w.end_object();
+  return w.take();
+}
+
+}  // namespace kpay::processor

@@ -1,0 +1,334 @@
+// Downstream commands without Kafka: decoding (one row per rule of the
+// contract), the interoperability token's shape, and the command applier
+// through a BatchApplier on a real SQLite file (inbox, validation against the
+// stored state, outbox rows, results on the publish queue).
+#include <gtest/gtest.h>
+#include <simdjson.h>
+
+#include <filesystem>
+
+#include "child_process.hpp"
+#include "kpay/processor/batch_applier.hpp"
+#include "kpay/processor/commands.hpp"
+
+using namespace kpay;
+using namespace kpay::processor;
+
+namespace {
+
+std::string b64url(std::string_view in) {
+  static constexpr char kAlphabet[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+  std::string out;
+  std::uint32_t acc = 0;
+  int bits = 0;
+  for (unsigned char c : in) {
+    acc = (acc << 8) | c;
+    bits += 8;
+    while (bits >= 6) {
+      bits -= 6;
+      out += kAlphabet[(acc >> bits) & 63];
+    }
+  }
+  if (bits > 0) out += kAlphabet[(acc << (6 - bits)) & 63];
+  return out;
+}
+
+std::string jwt(std::string_view payload) {
+  return b64url(R"({"alg":"ES256","typ":"JWT"})") + "." + b64url(payload) + "." +
+         b64url("signature-bytes");
+}
+
+struct DecodeCase {
+  const char* name;
+  std::string body;
+  std::string error;  // "" = decodes; else the reason's code
+  std::string detail_contains = "";
+};
+
+std::vector<DecodeCase> decode_cases() {
+  const std::string auth =
+      R"("type":"authorize","partner_account_id":"acc","amount":100,"currency":"EUR",)"
+      R"("payment_transaction_reference":"r","capture":"LATER")";
+  return {
+      {"not_json", "{not json", "not_json"},
+      {"empty", "", "not_json"},
+      {"array", "[1,2]", "not_object"},
+      {"no_command_id", R"({"type":"void","payment_transaction_id":"t"})", "missing_command_id"},
+      {"command_id_number", R"({"command_id":7,"type":"void"})", "bad_command_id"},
+      {"command_id_too_long", R"({"command_id":")" + std::string(101, 'x') + R"(","type":"void"})",
+       "bad_command_id"},
+      {"no_type", R"({"command_id":"c"})", "missing_type"},
+      {"unknown_type", R"({"command_id":"c","type":"explode"})", "unknown_type"},
+      {"type_number", R"({"command_id":"c","type":5})", "unknown_type"},
+      {"void_ok", R"({"command_id":"c","type":"void","payment_transaction_id":"t"})", ""},
+      {"void_missing", R"({"command_id":"c","type":"void"})", "missing_field",
+       "payment_transaction_id"},
+      {"cancel_ok", R"({"command_id":"c","type":"cancel","payment_request_id":"r"})", ""},
+      {"capture_all", R"({"command_id":"c","type":"capture","payment_transaction_id":"t"})", ""},
+      {"capture_amount_string",
+       R"({"command_id":"c","type":"capture","payment_transaction_id":"t","amount":"5"})",
+       "bad_field", "amount"},
+      {"capture_amount_zero",
+       R"({"command_id":"c","type":"capture","payment_transaction_id":"t","amount":0})",
+       "bad_field", "amount"},
+      {"capture_data_not_object",
+       R"({"command_id":"c","type":"capture","payment_transaction_id":"t",)"
+       R"("supplementary_capture_data":[1]})",
+       "bad_field", "supplementary_capture_data"},
+      {"refund_no_id", R"({"command_id":"c","type":"refund","amount":5})", "missing_field"},
+      {"refund_both_ids",
+       R"({"command_id":"c","type":"refund","amount":5,"payment_transaction_id":"t",)"
+       R"("payment_capture_id":"p"})",
+       "bad_field"},
+      {"refund_no_amount", R"({"command_id":"c","type":"refund","payment_capture_id":"p"})",
+       "missing_field", "amount"},
+      {"refund_ok", R"({"command_id":"c","type":"refund","payment_capture_id":"p","amount":5})",
+       ""},
+      {"authorize_ok", R"({"command_id":"c",)" + auth + "}", ""},
+      {"authorize_bad_capture",
+       R"({"command_id":"c","type":"authorize","partner_account_id":"acc","amount":100,)"
+       R"("currency":"EUR","payment_transaction_reference":"r","capture":"SOON"})",
+       "bad_field", "capture"},
+      {"authorize_bad_currency",
+       R"({"command_id":"c","type":"authorize","partner_account_id":"acc","amount":100,)"
+       R"("currency":"euro","payment_transaction_reference":"r","capture":"NOW"})",
+       "bad_field", "currency"},
+      {"authorize_missing_account",
+       R"({"command_id":"c","type":"authorize","amount":100,"currency":"EUR",)"
+       R"("payment_transaction_reference":"r","capture":"NOW"})",
+       "missing_field", "partner_account_id"},
+      {"authorize_customer_token_with_newline",
+       R"({"command_id":"c",)" + auth + R"(,"customer_token":"a\nb"})", "bad_field",
+       "customer_token"},
+      {"authorize_token_two_segments",
+       R"({"command_id":"c",)" + auth + R"(,"interoperability_token":"abc.def"})",
+       "bad_interoperability_token"},
+      {"authorize_token_not_base64",
+       R"({"command_id":"c",)" + auth + R"(,"interoperability_token":"a*c.def.ghi"})",
+       "bad_interoperability_token"},
+      {"authorize_token_payload_not_object",
+       R"({"command_id":"c",)" + auth + R"(,"interoperability_token":")" + jwt("[1]") + "\"}",
+       "bad_interoperability_token"},
+      {"authorize_token_ok",
+       R"({"command_id":"c",)" + auth + R"(,"interoperability_token":")" +
+           jwt(R"({"status":"PAYMENT_SUPPORTED"})") + "\"}",
+       ""},
+      {"authorize_step_up_not_object", R"({"command_id":"c",)" + auth + R"(,"step_up_config":"x"})",
+       "bad_field"},
+      {"register_no_request",
+       R"({"command_id":"c","type":"register","partner_account_id":"a","amount":1,)"
+       R"("currency":"EUR","capture":"NOW"})",
+       "missing_field", "payment_request_id or payment_request_reference"},
+      {"register_ok",
+       R"({"command_id":"c","type":"register","partner_account_id":"a","amount":1,)"
+       R"("currency":"EUR","capture":"NOW","payment_request_reference":"ref"})",
+       ""},
+  };
+}
+
+TEST(Commands, DecodingFollowsTheContractTable) {
+  for (const auto& c : decode_cases()) {
+    SCOPED_TRACE(c.name);
+    auto decoded = decode_command(c.body);
+    if (c.error.empty()) {
+      ASSERT_TRUE(std::holds_alternative<Command>(decoded))
+          << std::get<CommandRejection>(decoded).reason();
+      continue;
+    }
+    ASSERT_TRUE(std::holds_alternative<CommandRejection>(decoded));
+    const auto& r = std::get<CommandRejection>(decoded);
+    EXPECT_EQ(command_error_name(r.error), c.error) << r.reason();
+    EXPECT_NE(r.reason().find(c.detail_contains), std::string::npos) << r.reason();
+  }
+}
+
+TEST(Commands, TokensNeverAppearInReasons) {
+  const std::string token = "eyJub3Q.secret-token-value.x";
+  auto decoded = decode_command(
+      R"({"command_id":"c","type":"authorize","partner_account_id":"acc","amount":100,)"
+      R"("currency":"EUR","payment_transaction_reference":"r","capture":"LATER",)"
+      R"("interoperability_token":")" +
+      token + "\"}");
+  ASSERT_TRUE(std::holds_alternative<CommandRejection>(decoded));
+  EXPECT_EQ(std::get<CommandRejection>(decoded).reason().find("secret"), std::string::npos);
+}
+
+TEST(Commands, UnknownInteroperabilityStatusCountsAsSupported) {
+  auto status = [](std::string_view payload) {
+    auto r = check_interoperability_token(jwt(payload));
+    EXPECT_TRUE(std::holds_alternative<InteroperabilityStatus>(r));
+    return std::get<InteroperabilityStatus>(r);
+  };
+  EXPECT_EQ(status(R"({"status":"SOMETHING_NEW"})"), InteroperabilityStatus::payment_supported);
+  EXPECT_EQ(status(R"({})"), InteroperabilityStatus::payment_supported);
+  EXPECT_EQ(status(R"({"status":"PAYMENT_NOT_SUPPORTED"})"),
+            InteroperabilityStatus::payment_not_supported);
+}
+
+TEST(Commands, ResendHasTheSameHashReuseDoesNot) {
+  auto a = std::get<Command>(decode_command(R"({"command_id":"c","type":"void",
+      "payment_transaction_id":"t"})"));
+  auto b = std::get<Command>(
+      decode_command(R"({"command_id":"c","type":"void","payment_transaction_id":"t"})"));
+  auto c = std::get<Command>(
+      decode_command(R"({"command_id":"c","type":"void","payment_transaction_id":"u"})"));
+  EXPECT_EQ(a.body_hash, b.body_hash);  // whitespace does not matter
+  EXPECT_NE(a.body_hash, c.body_hash);
+}
+
+// ---- the applier -------------------------------------------------------------------
+
+class CommandApplierTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = test::make_temp_dir("commands");
+    store_.emplace(dir_ + "/state.db");
+    applier_.emplace(*store_, topics_);
+    storage::PaymentTransactionRow t;
+    t.id = "txn-1";
+    t.state = "AUTHORIZED";
+    t.amount = 1000;
+    t.currency = "EUR";
+    t.account_id = "acc-1";
+    t.last_event_id = "e0";
+    store_->save_transaction(t);
+  }
+  void TearDown() override {
+    applier_.reset();
+    store_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+
+  // Applies one command message; returns the results published.
+  std::vector<std::string> send(const std::string& body) {
+    InputMessage m{topics_.commands, 0, offset_++, "key-1", body};
+    auto r = applier_->apply(std::span<const InputMessage>(&m, 1));
+    std::vector<std::string> out;
+    for (const auto& p : r.publications) {
+      EXPECT_EQ(p.topic, topics_.command_results);
+      EXPECT_EQ(p.key, "key-1");
+      out.push_back(p.value);
+    }
+    return out;
+  }
+  static std::string field(const std::string& json, std::string_view key) {
+    simdjson::dom::parser p;
+    std::string_view v;
+    if (p.parse(json)[key].get_string().get(v) != simdjson::SUCCESS) return "";
+    return std::string(v);
+  }
+  std::string capture(const std::string& id, std::int64_t amount) {
+    auto r = send(R"({"command_id":")" + id +
+                  R"(","type":"capture","payment_transaction_id":"txn-1","amount":)" +
+                  std::to_string(amount) + "}");
+    EXPECT_EQ(r.size(), 1u);
+    return r.empty() ? "" : r[0];
+  }
+
+  std::string dir_;
+  klarna::Topics topics_;
+  std::optional<storage::StateStore> store_;
+  std::optional<BatchApplier> applier_;
+  std::int64_t offset_ = 0;
+};
+
+TEST_F(CommandApplierTest, CapturesCountWhatIsAcceptedButNotExecuted) {
+  EXPECT_EQ(field(capture("c1", 600), "status"), "accepted");
+  const auto over = capture("c2", 500);  // 600 pending: 400 remain
+  EXPECT_EQ(field(over, "status"), "rejected");
+  EXPECT_NE(field(over, "reason").find("over_capture"), std::string::npos) << over;
+  EXPECT_EQ(field(capture("c3", 400), "status"), "accepted");
+  const auto rows = store_->outbox("txn-1");
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[0].operation, "capture");
+  EXPECT_EQ(rows[0].amount, 600);
+  EXPECT_EQ(rows[0].command_id, "c1");
+  EXPECT_EQ(store_->find_command("c2")->status, "rejected");
+}
+
+TEST_F(CommandApplierTest, ResentCommandActsOnceAndReusedIdIsRejected) {
+  EXPECT_EQ(capture("c1", 100).find("accepted") != std::string::npos, true);
+  EXPECT_TRUE(send(R"({"command_id":"c1","type":"capture","payment_transaction_id":"txn-1",)"
+                   R"("amount":100})")
+                  .empty())
+      << "a resend publishes nothing";
+  const auto reused = capture("c1", 200);
+  EXPECT_EQ(field(reused, "status"), "rejected");
+  EXPECT_NE(field(reused, "reason").find("command_id_reused"), std::string::npos);
+  EXPECT_EQ(store_->outbox("txn-1").size(), 1u);
+  EXPECT_EQ(store_->find_command("c1")->status, "accepted");
+}
+
+TEST_F(CommandApplierTest, RefundsAreBoundedByWhatWasCapturedAndNotRefunded) {
+  storage::SubRecordRow cap{"capture", "cap-1", "txn-1", 300, "EUR", std::nullopt, 1, "e1"};
+  store_->insert_sub_record(cap);
+  auto t = *store_->find_transaction("txn-1");
+  t.captured_amount = 300;
+  store_->save_transaction(t);
+  auto refund = [&](const std::string& id, std::int64_t amount) {
+    auto r = send(R"({"command_id":")" + id +
+                  R"(","type":"refund","payment_capture_id":"cap-1","amount":)" +
+                  std::to_string(amount) + "}");
+    return r.empty() ? std::string() : r[0];
+  };
+  EXPECT_EQ(field(refund("r1", 200), "status"), "accepted");
+  const auto over = refund("r2", 101);
+  EXPECT_EQ(field(over, "status"), "rejected");
+  EXPECT_NE(field(over, "reason").find("over_refund"), std::string::npos) << over;
+  EXPECT_EQ(field(refund("r3", 100), "status"), "accepted");
+  const auto rows = store_->outbox("txn-1");
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[0].operation, "refund_capture");
+  EXPECT_EQ(rows[0].path, "/payment/captures/cap-1/refund");
+}
+
+TEST_F(CommandApplierTest, BadCommandsAreRejectedAndTheBatchMovesOn) {
+  auto r = send("not json at all");
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(field(r[0], "status"), "rejected");
+  EXPECT_EQ(field(r[0], "reason"), "not_json");
+  r = send(R"({"command_id":"u1","type":"capture","payment_transaction_id":"unknown"})");
+  EXPECT_NE(field(r.at(0), "reason").find("unknown payment_transaction_id"), std::string::npos);
+  r = send(R"({"command_id":"v1","type":"void","payment_transaction_id":"txn-1"})");
+  EXPECT_EQ(field(r.at(0), "status"), "accepted");
+  EXPECT_EQ(store_->stored_offset(topics_.commands, 0), 3);
+  EXPECT_EQ(store_->history("txn-1").size(), 1u);
+}
+
+TEST_F(CommandApplierTest, AuthorizeCarriesTokensAsHeadersAndDataAsSent) {
+  const std::string token = jwt(R"({"status":"NEW_STATUS"})");
+  const std::string data = R"(opaque "data" \ with ü and / slashes)";
+  std::string escaped;
+  for (char ch : data) {
+    if (ch == '"' || ch == '\\') escaped += '\\';
+    escaped += ch;
+  }
+  auto r = send(R"({"command_id":"a1","type":"authorize","partner_account_id":"acc-9",)"
+                R"("amount":500,"currency":"EUR","payment_transaction_reference":"ref-a1",)"
+                R"("capture":"LATER","customer_token":"ctok-1","interoperability_token":")" +
+                token + R"(","interoperability_data":")" + escaped +
+                R"(","step_up_config":{"payment_request_reference":"pr-1"}})");
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(field(r[0], "status"), "accepted");
+  EXPECT_EQ(field(r[0], "interoperability_status"), "PAYMENT_SUPPORTED");
+  EXPECT_EQ(r[0].find("ctok"), std::string::npos);
+  auto rows = store_->claim_due_outbox(std::numeric_limits<std::int64_t>::max(), 10);
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0].operation, "initial_authorization");
+  const auto headers = token_headers(rows[0]);
+  ASSERT_EQ(headers.size(), 2u);
+  EXPECT_EQ(headers[0], (std::pair<std::string, std::string>{"Klarna-Customer-Token", "ctok-1"}));
+  EXPECT_EQ(headers[1].second, token);
+  simdjson::dom::parser p;
+  auto body = p.parse(rows[0].request_body);
+  std::string_view sent;
+  ASSERT_EQ(body["interoperability"]["interoperability_data"].get_string().get(sent),
+            simdjson::SUCCESS);
+  EXPECT_EQ(sent, data);
+  EXPECT_EQ(rows[0].request_body.find("ctok"), std::string::npos);
+  EXPECT_NE(rows[0].request_body.find(R"("step_up_config":{"payment_request_reference")"),
+            std::string::npos);
+}
+
+}  // namespace
