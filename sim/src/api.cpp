@@ -1,5 +1,7 @@
 #include "kpay/sim/api.hpp"
 
+#include <algorithm>
+
 #include "api_internal.hpp"
 
 namespace kpay::sim {
@@ -155,7 +157,7 @@ void SimApi::Impl::tick_locked() {
 }
 
 ApiResponse SimApi::handle(const ApiRequest& req) {
-  auto segs = split_path(req.target);
+  auto segs = impl_->canonical_dispute_path(split_path(req.target));
   // Control routes owned by other components run without our lock: they call
   // back into handle().
   if (auto h = impl_->control_handler_for(segs)) return h(req);
@@ -219,7 +221,9 @@ ApiResponse SimApi::Impl::handle_locked(const ApiRequest& req,
   auto finish = [&](ApiResponse r) {
     call.status = r.status;
     log_call(std::move(call));
-    if (!r.body.empty()) r.headers.emplace_back("Content-Type", "application/json");
+    const bool typed = std::any_of(r.headers.begin(), r.headers.end(),
+                                   [](const auto& h) { return h.first == "Content-Type"; });
+    if (!r.body.empty() && !typed) r.headers.emplace_back("Content-Type", "application/json");
     if (auto corr = req.header("partner-correlation-id"); !corr.empty()) {
       r.headers.emplace_back("Partner-Correlation-Id", corr);
     }
@@ -231,8 +235,9 @@ ApiResponse SimApi::Impl::handle_locked(const ApiRequest& req,
     return finish(
         klarna_error(401, "ACCESS_ERROR", "UNAUTHORIZED", "Missing or invalid credentials"));
   }
-  Body body;
-  if (!body.parse(parser, req.body)) {
+  Body body;  // an evidence upload is multipart, not JSON
+  const bool multipart = route.name == "payment.disputes.attachments.upload";
+  if (!multipart && !body.parse(parser, req.body)) {
     return finish(
         klarna_error(400, "INPUT_ERROR", "INVALID_JSON", "The request body is not a JSON object"));
   }
@@ -306,18 +311,7 @@ ApiResponse SimApi::Impl::dispatch(const Route& route, const ApiRequest& req, co
     write_refund(w, it->second);
     return json_response(200, w.take());
   }
-  if (n == "payment.disputes.read" || n == "payment.disputes.accept-loss") {
-    auto it = disputes.find(id);
-    if (it == disputes.end() || it->second.account != route.account) return not_found("dispute");
-    auto& d = it->second;
-    if (n == "payment.disputes.accept-loss") {
-      if (d.state != DisputeState::initiated && d.state != DisputeState::pre_arbitration) {
-        return conflict("accept-loss is possible in INITIATED or PRE_ARBITRATION only");
-      }
-      move_dispute(d, DisputeState::closed, "LOST");
-    }
-    return json_response(200, render_dispute(d));
-  }
+  if (n.rfind("payment.disputes.", 0) == 0) return dispute_op(route, req, body);
   if (n.rfind("notification.signing-keys.", 0) == 0) return signing_keys_api(route);
   if (n.rfind("notification.webhooks.", 0) == 0) return webhooks_api(route, body);
   if (n == "settlements.read") {

@@ -83,6 +83,24 @@ inline std::string query_param(std::string_view target, std::string_view name) {
   return {};
 }
 
+// The Dispute API under …/payment/disputes (segments from index 5 on):
+// PAYMENTS-API.md "Disputes".
+inline std::string dispute_route(std::string_view method, const std::vector<std::string>& s) {
+  const auto n = s.size();
+  if (n == 5 && method == "GET") return "payment.disputes.list";
+  if (n == 6 && method == "GET") return "payment.disputes.read";
+  if (n == 7 && method == "POST") {
+    if (s[6] == "accept-loss") return "payment.disputes.accept-loss";
+    if (s[6] == "attachments") return "payment.disputes.attachments.upload";
+    if (s[6] == "represent") return "payment.disputes.represent";
+    if (s[6] == "appeal") return "payment.disputes.appeal";
+  }
+  if (n == 9 && method == "GET" && s[6] == "attachments" && s[8] == "download") {
+    return "payment.disputes.attachments.download";
+  }
+  return "unknown";
+}
+
 struct Route {
   std::string name = "unknown";
   std::string account;           // for /v2/accounts/{account}/…
@@ -127,11 +145,10 @@ inline Route match_route(std::string_view method, const std::vector<std::string>
     } else if (kind == "refunds" && n == 6 && method == "GET") {
       r.ids = {s[5]};
       r.name = "payment.refunds.read";
-    } else if (kind == "disputes" && n >= 6) {
-      r.ids = {s[5]};
-      if (n == 6 && method == "GET") r.name = "payment.disputes.read";
-      if (n == 7 && s[6] == "accept-loss" && method == "POST")
-        r.name = "payment.disputes.accept-loss";
+    } else if (kind == "disputes") {
+      r.name = dispute_route(method, s);
+      if (n >= 6) r.ids = {s[5]};
+      if (n == 9) r.ids.push_back(s[7]);
     }
     return r;
   }
@@ -290,11 +307,22 @@ struct Transaction {
   std::int64_t created_at = 0, updated_at = 0, expires_at = 0;
 };
 
+// Evidence a partner uploaded (POST …/disputes/{id}/attachments).
+struct DisputeAttachment {
+  std::string id, file_name, content_type, bytes;
+  std::int64_t created_at = 0;
+};
+
 struct Dispute {
   std::string id, account, transaction_id, capture_id, currency, reason, outcome;
   std::int64_t amount = 0, created_at = 0, updated_at = 0, representment_expires_at = 0;
+  std::int64_t arbitration_expires_at = 0;  // set on entering PRE_ARBITRATION (10 days)
+  std::uint64_t seq = 0;                    // creation order (listing)
   DisputeState state = DisputeState::initiated;
   std::optional<DisputeState> previous;
+  std::map<std::string, DisputeAttachment> attachments;
+  std::string additional_information;  // the last represent / appeal
+  std::optional<std::int64_t> partner_proposed_refund_amount;
 };
 
 struct Settlement {
@@ -519,9 +547,14 @@ struct SimApi::Impl {
   }
   std::string render_dispute(const Dispute& d) const {
     JsonWriter w;
-    w.begin_object()
-        .field("payment_dispute_id", d.id)
-        .field("payment_transaction_id", d.transaction_id);
+    w.begin_object();
+    write_dispute_fields(w, d);
+    w.end_object();
+    return w.take();
+  }
+  // The fields of a dispute, inside an object the caller opened.
+  void write_dispute_fields(JsonWriter& w, const Dispute& d) const {
+    w.field("payment_dispute_id", d.id).field("payment_transaction_id", d.transaction_id);
     if (!d.capture_id.empty()) w.field("payment_capture_id", d.capture_id);
     w.field("state", dispute_state_name(d.state));
     if (d.previous) w.field("previous_state", dispute_state_name(*d.previous));
@@ -539,12 +572,19 @@ struct SimApi::Impl {
           .field("expires_at", rfc3339_ms(d.representment_expires_at))
           .end_object();
     }
+    if (d.state == DisputeState::pre_arbitration) {
+      w.field("arbitration_expires_at", rfc3339_ms(d.arbitration_expires_at));
+    }
     if (d.state == DisputeState::closed) {
       w.field("dispute_outcome", d.outcome).field("closed_at", rfc3339_ms(d.updated_at));
     }
+    w.key("attachments").begin_array();
+    for (const auto& [id, a] : d.attachments) {
+      w.begin_object().field("payment_dispute_attachment_id", id).field("file_name", a.file_name);
+      w.field("content_type", a.content_type).field("size", a.bytes.size()).end_object();
+    }
+    w.end_array();
     w.field("created_at", rfc3339_ms(d.created_at)).field("updated_at", rfc3339_ms(d.updated_at));
-    w.end_object();
-    return w.take();
   }
   std::string render_settlement(const Settlement& s) const {
     JsonWriter w;
@@ -659,6 +699,8 @@ struct SimApi::Impl {
     if (to == DisputeState::closed) d.outcome = outcome.empty() ? "LOST" : outcome;
     if (to == DisputeState::representment)
       d.representment_expires_at = now() + 10LL * 24 * 3600 * 1000;
+    if (to == DisputeState::pre_arbitration)  // the appeal window: 10 days
+      d.arbitration_expires_at = now() + 10LL * 24 * 3600 * 1000;
     emit("payment.dispute.state-change." + lower_dash(dispute_state_name(to)), d.id,
          render_dispute(d), d.account);
     return true;
@@ -751,6 +793,15 @@ struct SimApi::Impl {
   ApiResponse list_transactions() const;
   ApiResponse list_payments() const;
   ApiResponse create_dispute(const Body& body);
+  // ---- the Dispute API and its /_sim controls (disputes.cpp)
+  std::vector<std::string> canonical_dispute_path(std::vector<std::string> segs) const;
+  ApiResponse dispute_op(const Route& route, const ApiRequest& req, const Body& body);
+  ApiResponse list_disputes(const Route& route, const ApiRequest& req) const;
+  ApiResponse upload_attachment(Dispute& d, const ApiRequest& req);
+  ApiResponse represent(Dispute& d, const Body& body);
+  ApiResponse appeal(Dispute& d, const Body& body);
+  ApiResponse download_attachment(const Dispute& d, const std::string& attachment_id) const;
+  ApiResponse extend_dispute_deadline(const std::string& id, const Body& body);
   ApiResponse settle();
   ApiResponse webhooks_api(const Route& route, const Body& body);
   ApiResponse signing_keys_api(const Route& route);

@@ -69,6 +69,10 @@ SimOptions load_options(const core::Config& c) {
   o.log_level = c.string("sim.log_level", "info");
 
   o.api.account_id = c.string("sim.account_id", o.api.account_id);
+  o.api.dispute_path_prefix = c.string("sim.dispute_path_prefix", o.api.dispute_path_prefix);
+  if (o.api.dispute_path_prefix.empty() || o.api.dispute_path_prefix.front() != '/') {
+    throw core::ConfigError("sim.dispute_path_prefix", "must be a path starting with /");
+  }
   load_auth(c, o);
   o.api.seed = o.seed;
 

@@ -185,10 +185,25 @@ struct SimServer::Impl {
                                      const PeerCertificate& peer) {
     for (;;) {
       beast::get_lowest_layer(stream).expires_after(std::chrono::milliseconds(opt.read_timeout_ms));
+      // The header first, then the body under the route's limit: an evidence
+      // upload may be larger than sim.body_limit. (Beast checks a
+      // Content-Length against the limit when the header completes.)
       http::request_parser<http::string_body> parser;
-      parser.body_limit(opt.body_limit);
-      auto [ec, n] =
-          co_await http::async_read(stream, buffer, parser, asio::as_tuple(asio::use_awaitable));
+      parser.body_limit(std::max(opt.body_limit, kAttachmentBodyLimit));
+      auto [ec, n] = co_await http::async_read_header(stream, buffer, parser,
+                                                      asio::as_tuple(asio::use_awaitable));
+      if (!ec) {
+        const auto& head = parser.get();
+        const auto limit = api.body_limit(std::string_view(head.method_string()),
+                                          std::string_view(head.target()), opt.body_limit);
+        parser.body_limit(limit);
+        if (parser.content_length() && *parser.content_length() > limit) {
+          ec = http::error::body_limit;
+        } else {
+          std::tie(ec, n) = co_await http::async_read(stream, buffer, parser,
+                                                      asio::as_tuple(asio::use_awaitable));
+        }
+      }
       if (ec == http::error::end_of_stream || ec == asio::error::eof ||
           ec == ssl::error::stream_truncated)
         co_return;

@@ -173,6 +173,7 @@ ApiResponse SimApi::Impl::sim_control(const ApiRequest& req, const std::vector<s
       }
       return json_response(200, render_dispute(it->second));
     }
+    if (n == 4 && at(3) == "extend") return extend_dispute_deadline(at(2), body);
   }
   if (n == 2 && at(1) == "settlements" && m == "POST") return settle();
   return not_found("sim control route");
@@ -302,6 +303,7 @@ ApiResponse SimApi::Impl::create_dispute(const Body& body) {
   d.currency = t.currency;
   d.amount = body.integer("amount").value_or(t.captured);
   d.reason = body.str("dispute_reason").value_or("GOODS_NOT_RECEIVED");
+  d.seq = ++entity_seq;
   d.created_at = d.updated_at = now();
   d.representment_expires_at = now() + 10LL * 24 * 3600 * 1000;
   auto& stored = disputes.emplace(d.id, std::move(d)).first->second;

@@ -315,3 +315,170 @@ TEST(SimServer, MutualTlsRequiresAVerifiedClientCertificate) {
   ASSERT_EQ(call["client_certificate_subject"].get_string().get(subject), simdjson::SUCCESS);
   EXPECT_EQ(subject, "CN=partner-client");
 }
+
+// ---- the Dispute API over HTTPS (issue 15) -----------------------------------
+
+namespace {
+
+// A multipart/form-data body with one `file` part.
+std::string multipart(const std::string& boundary, const std::string& name, const std::string& type,
+                      const std::string& bytes) {
+  return "--" + boundary + "\r\nContent-Disposition: form-data; name=\"file\"; filename=\"" + name +
+         "\"\r\nContent-Type: " + type + "\r\n\r\n" + bytes + "\r\n--" + boundary + "--\r\n";
+}
+
+struct DisputeApi {
+  explicit DisputeApi(std::vector<std::string> extra = {}) {
+    dir = make_temp_dir("sim-disputes");
+    const std::string cmd =
+        "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj "
+        "/CN=127.0.0.1 -keyout " +
+        dir + "/key.pem -out " + dir + "/cert.pem >/dev/null 2>&1";
+    EXPECT_EQ(std::system(cmd.c_str()), 0);
+    extra.insert(extra.end(),
+                 {"--set", "sim.tls=true", "--set", "sim.tls_certificate=" + dir + "/cert.pem",
+                  "--set", "sim.tls_private_key=" + dir + "/key.pem"});
+    sim = std::make_unique<Sim>(extra);
+  }
+  std::optional<HttpResponse> req(std::string_view method, const std::string& target,
+                                  std::string_view body = {},
+                                  std::map<std::string, std::string> headers = {}) {
+    headers.emplace("Authorization", kDefaultAuth);
+    return http_request(sim->port, method, target, body, headers, /*tls=*/true);
+  }
+  // A captured transaction (capture NOW) and a dispute opened on it.
+  std::string open_dispute() {
+    auto tx =
+        req("POST", kAcct + "/payment/authorize",
+            R"({"currency":"EUR","request_payment_transaction":{"amount":900,"capture":"NOW"}})",
+            {{"Klarna-Customer-Token", "ct"}});
+    EXPECT_TRUE(tx && tx->status == 200) << (tx ? tx->body : "no answer");
+    const auto txid = jstr(tx->body, {"payment_transaction_response", "payment_transaction",
+                                      "payment_transaction_id"});
+    auto d = req("POST", "/_sim/disputes", R"({"payment_transaction_id":")" + txid + "\"}");
+    EXPECT_TRUE(d && d->status == 201);
+    return jstr(d->body, {"payment_dispute_id"});
+  }
+  std::string upload(const std::string& base, const std::string& name, const std::string& type,
+                     const std::string& bytes, int expect) {
+    auto r = req("POST", base + "/attachments", multipart("b0undary", name, type, bytes),
+                 {{"Content-Type", "multipart/form-data; boundary=b0undary"}});
+    if (!r) {
+      ADD_FAILURE() << "no answer to the upload";
+      return {};
+    }
+    EXPECT_EQ(r->status, expect) << r->body;
+    return jstr(r->body, {"payment_dispute_attachment_id"});
+  }
+  std::string dir;
+  std::unique_ptr<Sim> sim;
+};
+
+std::string enc(const std::string& id) {
+  std::string out;
+  for (char c : id) out += c == ':' ? std::string("%3A") : std::string(1, c);
+  return out;
+}
+
+}  // namespace
+
+TEST(SimServer, DisputeApiRepresentAcceptLossAppealAndWrongStates) {
+  DisputeApi api;
+  const std::string pdf = "%PDF-1.4 evidence";
+  // Represent with an uploaded file: INITIATED → REPRESENTMENT.
+  const auto d1 = api.open_dispute();
+  const std::string b1 = kAcct + "/payment/disputes/" + enc(d1);
+  EXPECT_EQ(api.req("POST", b1 + "/represent", R"({"attachments":[]})")->status, 400);
+  api.upload(b1, "note.txt", "text/plain", "plain text", 400);             // not an accepted type
+  api.upload(b1, "fake.pdf", "application/pdf", "not really a pdf", 400);  // bytes do not match
+  const auto att = api.upload(b1, "receipt.pdf", "application/pdf", pdf, 201);
+  ASSERT_FALSE(att.empty());
+  auto rep = api.req("POST", b1 + "/represent",
+                     R"({"attachments":[{"payment_dispute_attachment_id":")" + att +
+                         R"(","description":"receipt"}],"additional_information":"delivered"})");
+  ASSERT_TRUE(rep);
+  EXPECT_EQ(rep->status, 201) << rep->body;
+  EXPECT_EQ(jstr(rep->body, {"state"}), "REPRESENTMENT");
+  auto dl = api.req("GET", b1 + "/attachments/" + enc(att) + "/download");
+  ASSERT_TRUE(dl);
+  EXPECT_EQ(dl->status, 200);
+  EXPECT_EQ(dl->body, pdf);
+  EXPECT_EQ(dl->header("content-type"), "application/pdf");
+  // Wrong state: 409 RESOURCE_CONFLICT.
+  auto again = api.req("POST", b1 + "/represent",
+                       R"({"attachments":[{"payment_dispute_attachment_id":")" + att + "\"}]}");
+  EXPECT_EQ(again->status, 409);
+  EXPECT_EQ(jstr(again->body, {"error_code"}), "RESOURCE_CONFLICT");
+  EXPECT_EQ(api.req("POST", b1 + "/accept-loss")->status, 409);
+  EXPECT_EQ(api.req("POST", b1 + "/appeal", R"({"additional_information":"x"})")->status, 409);
+  // Accept loss in INITIATED: 202, CLOSED LOST.
+  const auto d2 = api.open_dispute();
+  auto lost = api.req("POST", kAcct + "/payment/disputes/" + enc(d2) + "/accept-loss");
+  EXPECT_EQ(lost->status, 202);
+  EXPECT_EQ(jstr(lost->body, {"state"}), "CLOSED");
+  EXPECT_EQ(jstr(lost->body, {"dispute_outcome"}), "LOST");
+  // Appeal in PRE_ARBITRATION (after a preliminary LOST): → ARBITRATION.
+  ASSERT_EQ(
+      api.req("POST", "/_sim/disputes/" + enc(d1) + "/transition", R"({"state":"PRE_ARBITRATION"})")
+          ->status,
+      200);
+  auto appeal = api.req("POST", b1 + "/appeal", R"({"additional_information":"new facts"})");
+  EXPECT_EQ(appeal->status, 201) << appeal->body;
+  EXPECT_EQ(jstr(appeal->body, {"state"}), "ARBITRATION");
+  // List with filters.
+  auto list = api.req("GET", kAcct + "/payment/disputes?state=CLOSED");
+  ASSERT_TRUE(list);
+  EXPECT_EQ(list->status, 200);
+  EXPECT_EQ(jstr(list->body, {"pagination", "count"}), "1");
+}
+
+TEST(SimServer, DisputeEvidenceUpTo7MBAndAConfigurablePrefix) {
+  DisputeApi api({"--set", "sim.dispute_path_prefix=/v4/payment/disputes"});
+  const auto d = api.open_dispute();
+  // The default prefix is not served once another is configured.
+  EXPECT_EQ(api.req("GET", kAcct + "/payment/disputes/" + enc(d))->status, 404);
+  const std::string base = "/v4/payment/disputes/" + enc(d);
+  EXPECT_EQ(api.req("GET", base)->status, 200);
+  const std::string png = "\x89PNG" + std::string(6'999'000, 'x');  // above sim.body_limit
+  EXPECT_FALSE(api.upload(base, "photo.png", "image/png", png, 201).empty());
+  api.upload(base, "huge.png", "image/png", "\x89PNG" + std::string(7'000'001, 'x'), 413);
+}
+
+TEST(SimServer, DeadlineExtensionsAnnouncedInBothShapes) {
+  WebhookEndpoint endpoint([](int) { return 200; });
+  auto dir = make_temp_dir("sim-extend");
+  DisputeApi api({"--webhook-url", endpoint.url(), "--signing-key-id",
+                  "krn:partner:global:notification:signing-key:t1", "--signing-key-file",
+                  write_secret(dir)});
+  const auto d = api.open_dispute();
+  const std::string ctl = "/_sim/disputes/" + enc(d) + "/extend";
+  EXPECT_EQ(api.req("POST", ctl, R"({"deadline":"arbitration"})")->status, 409);  // INITIATED
+  ASSERT_EQ(api.req("POST", ctl, R"({"extend_by_ms":86400000})")->status, 200);
+  ASSERT_EQ(api.req("POST", ctl, R"({"shape":"legacy"})")->status, 200);
+  ASSERT_TRUE(wait_until([&] {
+    int n = 0;
+    for (const auto& r : endpoint.received()) {
+      n += jstr(r.body, {"metadata", "event_type"}) ==
+           "payment.dispute.updated.representment-deadline-extended";
+    }
+    return n == 2;
+  }));
+  std::vector<std::string> bodies;
+  for (const auto& r : endpoint.received()) {
+    if (jstr(r.body, {"metadata", "event_type"}) ==
+        "payment.dispute.updated.representment-deadline-extended") {
+      bodies.push_back(r.body);
+    }
+  }
+  ASSERT_EQ(bodies.size(), 2u);
+  const auto current =
+      jstr(bodies[0], {"payload", "updated_fields", "representment", "expires_at"});
+  const auto previous =
+      jstr(bodies[0], {"payload", "previous_fields", "representment", "expires_at"});
+  EXPECT_FALSE(current.empty());
+  EXPECT_LT(previous, current);
+  const auto legacy =
+      jstr(bodies[1], {"payload", "updated_fields", "evidence_response_deadline_at"});
+  EXPECT_GT(legacy, current);  // 7 more days
+  EXPECT_EQ(jstr(bodies[1], {"payload", "representment", "expires_at"}), legacy);
+}

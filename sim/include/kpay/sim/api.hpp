@@ -62,6 +62,8 @@ struct ApiResponse {
 
 // The key /v2 calls must present when none is configured.
 inline constexpr std::string_view kDefaultApiKey = "klarna-sim-api-key";
+inline constexpr std::string_view kDefaultDisputePathPrefix =
+    "/v2/accounts/{account}/payment/disputes";
 
 struct ApiOptions {
   std::string account_id = "krn:partner:global:account:test:SIMACCOUNT";
@@ -76,7 +78,18 @@ struct ApiOptions {
   std::size_t max_calls_logged = 100'000;
   std::uint64_t seed = 0;  // 0: random ids
   std::string payment_request_url_base = "https://pay.test.klarna.com/sim/";
+  // Where the Dispute API is served ("{account}" = any account id; without
+  // it, the calls are for account_id). Klarna's prefix is unconfirmed:
+  // "/v2/accounts/{account}/payment/disputes" (r2512 collection) or
+  // "/v4/payment/disputes" (an SDK generated from its spec). Only this one
+  // is served.
+  std::string dispute_path_prefix = std::string(kDefaultDisputePathPrefix);
 };
+
+// Evidence files: at most 7 MB (7,000,000 bytes) each. A request carrying one
+// may exceed sim.body_limit by this much (multipart overhead included).
+inline constexpr std::size_t kMaxAttachmentBytes = 7'000'000;
+inline constexpr std::size_t kAttachmentBodyLimit = 8u << 20;
 
 class SimApi {
  public:
@@ -91,6 +104,9 @@ class SimApi {
   // Operation name used for fault rules and execution counts, e.g.
   // "payment.transactions.capture"; "unknown" when no route matches.
   static std::string route_name(std::string_view method, std::string_view target);
+  // The body limit for a request: `fallback`, or more for an evidence upload.
+  std::size_t body_limit(std::string_view method, std::string_view target,
+                         std::size_t fallback) const;
 
   // Applies time-based transitions (request and token expiry, transaction
   // expiry) as of the clock's now. The server calls it periodically.
