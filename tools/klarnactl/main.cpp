@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
   app.add_option("--set", global.overrides, "Override a configuration key: section.key=value");
   kpay::ctl::register_keys_commands(app, global);
   kpay::ctl::register_payments_commands(app, global);
+  kpay::ctl::register_disputes_commands(app, global);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
