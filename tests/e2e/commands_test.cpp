@@ -1,0 +1,672 @@
+// Downstream commands end to end, as separate processes over real sockets:
+//   test → klarna.commands (embedded Kafka) → klarna-processor → outbox worker
+//     → klarna-sim's API (HTTPS, Basic) → answer → state + klarna.command-results
+// while the sim's webhooks reach the processor through klarna-receiver.
+// One system serves the whole suite (process start and group joins cost
+// seconds); each test uses its own command ids and payments.
+#include <gtest/gtest.h>
+#include <simdjson.h>
+#include <sqlite3.h>
+
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "child_process.hpp"
+#include "db_dump.hpp"
+#include "http_client.hpp"
+#include "kafka_reader.hpp"
+#include "kpay/core/embedded_kafka.hpp"
+#include "kpay/core/json_writer.hpp"
+#include "kpay/core/kafka.hpp"
+#include "kpay/klarna/envelope.hpp"
+#include "kpay/processor/follow_ups.hpp"
+#include "tls_cert.hpp"
+
+using namespace kpay;
+using namespace kpay::test;
+
+namespace {
+
+const std::string kKeyId = "krn:partner:global:notification:signing-key:cmd-0001";
+const std::string kSecret = "cmd-signing-key-NOT-REAL";
+const std::string kApiKey = "cmd-api-key-NOT-REAL";
+const std::string kAccount = "krn:partner:global:account:test:CMDS0001";
+
+std::uint16_t read_port(const std::string& file, const std::string& log) {
+  std::uint16_t port = 0;
+  const bool ok = wait_until(
+      [&] {
+        const auto text = read_file(file);
+        const auto at = text.find("\"port\":");
+        if (at == std::string::npos) return false;
+        port = static_cast<std::uint16_t>(std::atoi(text.c_str() + at + 7));
+        return port != 0;
+      },
+      std::chrono::seconds(30));
+  EXPECT_TRUE(ok) << "no port in " << file << "\n" << read_file(log);
+  return port;
+}
+
+long long query(const std::string& db, const std::string& sql) {
+  try {
+    return query_int(db, sql);
+  } catch (const std::exception&) {
+    return -1;  // not created or not migrated yet
+  }
+}
+
+std::string query_text(const std::string& db, const std::string& sql) {
+  sqlite3* h = nullptr;
+  std::string out;
+  if (sqlite3_open_v2(db.c_str(), &h, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
+    sqlite3_busy_timeout(h, 5000);
+    sqlite3_stmt* st = nullptr;
+    if (sqlite3_prepare_v2(h, sql.c_str(), -1, &st, nullptr) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0) != nullptr) {
+      out = reinterpret_cast<const char*>(sqlite3_column_text(st, 0));
+    }
+    sqlite3_finalize(st);
+  }
+  sqlite3_close(h);
+  return out;
+}
+
+std::string quoted(const std::string& s) {
+  std::string out;
+  core::append_json_string(out, s);
+  return out;
+}
+
+std::string str_at(simdjson::dom::element e, std::string_view key) {
+  std::string_view v;
+  if (e[key].get_string().get(v) != simdjson::SUCCESS) return "";
+  return std::string(v);
+}
+
+// A parsed result message.
+struct Result {
+  std::string raw;
+  std::string command_id, status, reason, result;
+  std::string payment_transaction_id, payment_request_id, payment_request_url;
+  std::string payment_capture_id, payment_refund_id;
+  std::string key;
+  bool final() const { return status != "accepted"; }
+};
+
+Result parse_result(const ConsumedMessage& m) {
+  simdjson::dom::parser p;
+  simdjson::dom::element e;
+  Result r;
+  r.raw = m.value;
+  r.key = m.key;
+  if (p.parse(m.value).get(e) != simdjson::SUCCESS) return r;
+  r.command_id = str_at(e, "command_id");
+  r.status = str_at(e, "status");
+  r.reason = str_at(e, "reason");
+  r.result = str_at(e, "result");
+  r.payment_transaction_id = str_at(e, "payment_transaction_id");
+  r.payment_request_id = str_at(e, "payment_request_id");
+  r.payment_request_url = str_at(e, "payment_request_url");
+  r.payment_capture_id = str_at(e, "payment_capture_id");
+  r.payment_refund_id = str_at(e, "payment_refund_id");
+  return r;
+}
+
+std::string b64url(std::string_view in) {
+  static constexpr char kAlphabet[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+  std::string out;
+  std::uint32_t acc = 0;
+  int bits = 0;
+  for (unsigned char c : in) {
+    acc = (acc << 8) | c;
+    bits += 8;
+    while (bits >= 6) {
+      bits -= 6;
+      out += kAlphabet[(acc >> bits) & 63];
+    }
+  }
+  if (bits > 0) out += kAlphabet[(acc << (6 - bits)) & 63];
+  return out;
+}
+
+// The running system; members in start order, so they stop in reverse.
+class System {
+ public:
+  System() : dir_(make_temp_dir("commands-e2e")) {
+    for (const auto& t :
+         {topics_.payment_requests, topics_.payment_transactions, topics_.disputes,
+          topics_.settlements, topics_.accounts, topics_.unrouted, topics_.dead_letter,
+          topics_.payment_states, topics_.processor_dead_letter, topics_.commands,
+          topics_.command_results}) {
+      kafka_.create_topic(t, 2);
+    }
+    cert_ = write_self_signed_cert(dir_);
+    std::ofstream(dir_ + "/secret") << kSecret;
+    std::ofstream(dir_ + "/api-key") << kApiKey << "\n";
+    std::filesystem::permissions(dir_ + "/api-key", std::filesystem::perms::owner_read |
+                                                        std::filesystem::perms::owner_write);
+    producer_ = core::make_kafka(
+        RD_KAFKA_PRODUCER, core::make_kafka_conf({{"bootstrap.servers", kafka_.bootstrap_servers()},
+                                                  {"enable.idempotence", "true"},
+                                                  {"acks", "all"}}));
+    results_.emplace(kafka_.bootstrap_servers(), std::vector<std::string>{topics_.command_results},
+                     2);
+  }
+  ~System() { std::filesystem::remove_all(dir_); }
+
+  const std::string& dir() const { return dir_; }
+  std::string db() const { return dir_ + "/processor.db"; }
+  std::string bootstrap() const { return kafka_.bootstrap_servers(); }
+  const klarna::Topics& topics() const { return topics_; }
+
+  void start_receiver() {
+    ChildProcess add({binary("tools/klarnactl"), "--set", "keys.database=" + dir_ + "/keys.db",
+                      "keys", "add", "--id", kKeyId, "--secret-file", dir_ + "/secret"},
+                     dir_ + "/klarnactl.log");
+    ASSERT_EQ(add.wait(std::chrono::seconds(20)), 0) << read_file(dir_ + "/klarnactl.log");
+    receiver_.emplace(
+        std::vector<std::string>{binary("receiver/klarna-receiver"),
+                                 "--set",
+                                 "receiver.listen_address=127.0.0.1",
+                                 "--set",
+                                 "receiver.port=0",
+                                 "--set",
+                                 "receiver.tls=true",
+                                 "--set",
+                                 "receiver.tls_certificate=" + cert_.certificate,
+                                 "--set",
+                                 "receiver.tls_private_key=" + cert_.private_key,
+                                 "--set",
+                                 "receiver.port_file=" + dir_ + "/receiver.port",
+                                 "--set",
+                                 "keys.database=" + dir_ + "/keys.db",
+                                 "--set",
+                                 "kafka.bootstrap_servers=" + kafka_.bootstrap_servers(),
+                                 "--set",
+                                 "admin.listen_address=127.0.0.1",
+                                 "--set",
+                                 "admin.port=0"},
+        dir_ + "/receiver.log");
+    receiver_port_ = read_port(dir_ + "/receiver.port", dir_ + "/receiver.log");
+  }
+
+  void start_sim() {
+    sim_.emplace(std::vector<std::string>{binary("sim/klarna-sim"),
+                                          "--port",
+                                          "0",
+                                          "--port-file",
+                                          dir_ + "/sim.port",
+                                          "--webhook-url",
+                                          "https://127.0.0.1:" + std::to_string(receiver_port_) +
+                                              "/webhooks/klarna",
+                                          "--signing-key-id",
+                                          kKeyId,
+                                          "--signing-key-file",
+                                          dir_ + "/secret",
+                                          "--set",
+                                          "sim.tls=true",
+                                          "--set",
+                                          "sim.tls_certificate=" + cert_.certificate,
+                                          "--set",
+                                          "sim.tls_private_key=" + cert_.private_key,
+                                          "--set",
+                                          "sim.api_key=" + kApiKey,
+                                          "--set",
+                                          "scenario.merchant_actions=false",
+                                          "--set",
+                                          "sim.seed=20261201"},
+                 dir_ + "/sim.log");
+    sim_port_ = read_port(dir_ + "/sim.port", dir_ + "/sim.log");
+  }
+
+  void start_processor() {
+    if (!std::filesystem::exists(dir_ + "/processor.toml")) {
+      std::ofstream out(dir_ + "/processor.toml");
+      out << "[processor]\ndatabase = \"" << db() << "\"\nbatch_size = 50\nbatch_timeout_ms = 5\n"
+          << "[kafka]\nbootstrap_servers = \"" << kafka_.bootstrap_servers() << "\"\n"
+          << "group_id = \"commands\"\n"
+          << "[kafka.properties]\n\"session.timeout.ms\" = \"3000\"\n"
+          << "\"heartbeat.interval.ms\" = \"300\"\n"
+          << "[klarna]\nenvironment = \"custom\"\nbase_url = \"https://127.0.0.1:" << sim_port_
+          << "\"\nca_file = \"" << cert_.certificate << "\"\ncredentials_file = \"" << dir_
+          << "/api-key\"\nrequest_timeout_ms = 1000\n"
+          << "[worker]\ninitial_backoff_ms = 50\nmax_backoff_ms = 400\nmax_attempts = 40\n"
+          << "[capture]\ndefault = \"on_command\"\n"
+          << "[admin]\nport = 0\n[log]\nlevel = \"info\"\n";
+    }
+    processor_.emplace(std::vector<std::string>{binary("processor/klarna-processor"), "--config",
+                                                dir_ + "/processor.toml"},
+                       dir_ + "/processor.log");
+  }
+  void kill_processor() {
+    processor_->signal(SIGKILL);
+    ASSERT_TRUE(processor_->wait(std::chrono::seconds(10)));
+    processor_.reset();
+  }
+  void stop_processor() {
+    if (!processor_) return;
+    processor_->signal(SIGTERM);
+    auto status = processor_->wait(std::chrono::seconds(30));
+    ASSERT_TRUE(status);
+    EXPECT_EQ(*status, 0) << read_file(dir_ + "/processor.log");
+    processor_.reset();
+  }
+  std::string processor_log() const { return read_file(dir_ + "/processor.log"); }
+
+  std::string sim(const std::string& method, const std::string& path,
+                  const std::string& body = "") {
+    auto r =
+        http_request(sim_port_, method, path, body, {{"Authorization", "Basic " + kApiKey}}, true);
+    return r ? r->body : std::string();
+  }
+
+  // Produces one command message (raw bytes) and waits for its delivery.
+  void send(const std::string& key, const std::string& value) {
+    auto err = rd_kafka_producev(producer_.get(), RD_KAFKA_V_TOPIC(topics_.commands.c_str()),
+                                 RD_KAFKA_V_KEY(key.data(), key.size()),
+                                 RD_KAFKA_V_VALUE(const_cast<char*>(value.data()), value.size()),
+                                 RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+    ASSERT_EQ(err, RD_KAFKA_RESP_ERR_NO_ERROR);
+    ASSERT_EQ(rd_kafka_flush(producer_.get(), 10000), RD_KAFKA_RESP_ERR_NO_ERROR);
+  }
+
+  // Every result read so far (after polling briefly).
+  std::vector<Result> results() {
+    std::vector<Result> out;
+    for (const auto& m : results_->drain(std::chrono::milliseconds(100))) {
+      out.push_back(parse_result(m));
+    }
+    return out;
+  }
+  std::vector<Result> results_for(const std::string& command_id) {
+    std::vector<Result> out;
+    for (auto& r : results()) {
+      if (r.command_id == command_id) out.push_back(std::move(r));
+    }
+    return out;
+  }
+  // The final result of a command (rejected / succeeded / failed).
+  Result final_result(const std::string& command_id,
+                      std::chrono::seconds timeout = std::chrono::seconds(60)) {
+    Result found;
+    const bool ok = wait_until(
+        [&] {
+          for (auto& r : results_for(command_id)) {
+            if (r.final()) {
+              found = r;
+              return true;
+            }
+          }
+          return false;
+        },
+        timeout);
+    EXPECT_TRUE(ok) << "no final result for " << command_id << "\n" << processor_log();
+    return found;
+  }
+
+  // How many times the sim executed the operation with this idempotency key.
+  long long executions_of(const std::string& idempotency_key) {
+    simdjson::dom::parser p;
+    simdjson::dom::element root;
+    if (p.parse(sim("GET", "/_sim/executions")).get(root) != simdjson::SUCCESS) return -1;
+    std::int64_t n = 0;
+    if (root["by_idempotency_key"][idempotency_key].get_int64().get(n) != simdjson::SUCCESS) {
+      return 0;
+    }
+    return n;
+  }
+  long long executions_by_route(const std::string& route) {
+    simdjson::dom::parser p;
+    simdjson::dom::element root;
+    if (p.parse(sim("GET", "/_sim/executions")).get(root) != simdjson::SUCCESS) return -1;
+    std::int64_t n = 0;
+    if (root["by_route"][route].get_int64().get(n) != simdjson::SUCCESS) return 0;
+    return n;
+  }
+  // The calls the sim received with this idempotency key (body and headers as received).
+  std::vector<std::string> calls_with_key(const std::string& route, const std::string& key) {
+    simdjson::dom::parser p;
+    simdjson::dom::element root;
+    std::vector<std::string> out;
+    if (p.parse(sim("GET", "/_sim/calls?route=" + route)).get(root) != simdjson::SUCCESS) {
+      return out;
+    }
+    for (auto c : root["calls"]) {
+      if (str_at(c, "idempotency_key") == key) out.push_back(simdjson::minify(c));
+    }
+    return out;
+  }
+
+ private:
+  std::string dir_;
+  klarna::Topics topics_;
+  core::EmbeddedKafka kafka_{1};
+  CertFiles cert_;
+  core::KafkaHandle producer_;
+  std::optional<KafkaReader> results_;
+  std::optional<ChildProcess> receiver_;
+  std::uint16_t receiver_port_ = 0;
+  std::optional<ChildProcess> sim_;
+  std::uint16_t sim_port_ = 0;
+  std::optional<ChildProcess> processor_;
+};
+
+class CommandsE2E : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    system_ = new System();
+    system_->start_receiver();
+    system_->start_sim();
+    system_->start_processor();
+  }
+  static void TearDownTestSuite() {
+    system_->stop_processor();
+    delete system_;
+    system_ = nullptr;
+  }
+
+  static std::string authorize(const std::string& id, const std::string& reference,
+                               std::int64_t amount, const std::string& extra) {
+    return R"({"command_id":")" + id + R"(","type":"authorize","partner_account_id":")" + kAccount +
+           R"(","amount":)" + std::to_string(amount) +
+           R"(,"currency":"EUR","payment_transaction_reference":")" + reference +
+           R"(","capture":"LATER")" + extra + "}";
+  }
+  // An authorize APPROVED (customer token): the transaction id.
+  static std::string approved_transaction(const std::string& id, std::int64_t amount) {
+    sys().send("ref-" + id,
+               authorize(id, "ref-" + id, amount, R"(,"customer_token":"ctok-)" + id + R"(")"));
+    auto r = sys().final_result(id);
+    EXPECT_EQ(r.status, "succeeded") << r.raw;
+    EXPECT_EQ(r.result, "APPROVED") << r.raw;
+    return r.payment_transaction_id;
+  }
+  static Result command(const std::string& key, const std::string& json, const std::string& id) {
+    sys().send(key, json);
+    return sys().final_result(id);
+  }
+  static System& sys() { return *system_; }
+  static System* system_;
+};
+System* CommandsE2E::system_ = nullptr;
+
+std::string capture_cmd(const std::string& id, const std::string& txn,
+                        std::optional<std::int64_t> amount) {
+  return R"({"command_id":")" + id + R"(","type":"capture","payment_transaction_id":")" + txn +
+         "\"" + (amount ? R"(,"amount":)" + std::to_string(*amount) : std::string()) + "}";
+}
+std::string refund_cmd(const std::string& id, const std::string& id_field, const std::string& of,
+                       std::int64_t amount) {
+  return R"({"command_id":")" + id + R"(","type":"refund",")" + id_field + R"(":")" + of +
+         R"(","amount":)" + std::to_string(amount) + R"(,"reference":"refund-)" + id + "\"}";
+}
+
+TEST_F(CommandsE2E, AuthorizeApprovedForwardsTokensAndDataByteForByte) {
+  const std::string token = b64url(R"({"alg":"ES256","kid":"k1"})") + "." +
+                            b64url(R"({"status":"A_STATUS_NOBODY_KNOWS","sub":"x"})") + "." +
+                            b64url("sig");
+  const std::string data = "opaque \"interop\" data \\ with / slash, é and \t tab";
+  auto json = authorize("auth-ok-1", "ref-auth-ok-1", 1000,
+                        R"(,"customer_token":"ctok-secret-1","interoperability_token":)" +
+                            quoted(token) + R"(,"interoperability_data":)" + quoted(data) +
+                            R"(,"supplementary_purchase_data":{"purchase_reference":"p-1"})");
+  sys().send("ref-auth-ok-1", json);
+  const auto r = sys().final_result("auth-ok-1");
+  EXPECT_EQ(r.status, "succeeded") << r.raw;
+  EXPECT_EQ(r.result, "APPROVED");
+  ASSERT_FALSE(r.payment_transaction_id.empty()) << r.raw;
+  EXPECT_EQ(r.key, "ref-auth-ok-1") << "results go out under the command's key";
+  const auto all = sys().results_for("auth-ok-1");
+  ASSERT_EQ(all.size(), 2u);
+  EXPECT_EQ(all[0].status, "accepted");
+  EXPECT_NE(all[0].raw.find(R"("interoperability_status":"PAYMENT_SUPPORTED")"), std::string::npos)
+      << "an unknown status counts as PAYMENT_SUPPORTED";
+
+  // What Klarna's double received: the token and the data exactly as sent.
+  const auto key = processor::idempotency_key("initial_authorization", "auth-ok-1", "");
+  const auto calls = sys().calls_with_key("payment.authorize", key);
+  ASSERT_EQ(calls.size(), 1u);
+  simdjson::dom::parser p;
+  simdjson::dom::element call = p.parse(calls[0]).value();
+  EXPECT_EQ(str_at(call["headers"], "klarna-interoperability-token"), token);
+  EXPECT_EQ(str_at(call["headers"], "klarna-customer-token"), "ctok-secret-1");
+  simdjson::dom::parser body_parser;
+  const std::string body_text = str_at(call, "body");
+  simdjson::dom::element body = body_parser.parse(body_text).value();
+  EXPECT_EQ(str_at(body["interoperability"], "interoperability_data"), data);
+  EXPECT_EQ(str_at(body["supplementary_purchase_data"], "purchase_reference"), "p-1");
+
+  // The transaction exists in the store, and no token reached the log.
+  EXPECT_TRUE(wait_until(
+      [&] {
+        return query(sys().db(), "SELECT COUNT(*) FROM payment_transactions WHERE id = '" +
+                                     r.payment_transaction_id +
+                                     "' AND amount = 1000 AND state = 'AUTHORIZED'") == 1;
+      },
+      std::chrono::seconds(20)));
+  const auto log = sys().processor_log();
+  EXPECT_EQ(log.find("ctok-secret-1"), std::string::npos);
+  EXPECT_EQ(log.find(token), std::string::npos);
+}
+
+TEST_F(CommandsE2E, PartialAndFullCaptureRefundsAndOverLimitsRejectedBeforeKlarna) {
+  const auto txn = approved_transaction("auth-cap-1", 1000);
+  ASSERT_FALSE(txn.empty());
+  const auto captures_before = sys().executions_by_route("payment.transactions.capture");
+
+  auto c1 = command(txn, capture_cmd("cap-1", txn, 400), "cap-1");
+  EXPECT_EQ(c1.status, "succeeded") << c1.raw;
+  ASSERT_FALSE(c1.payment_capture_id.empty()) << c1.raw;
+
+  auto over = command(txn, capture_cmd("cap-over", txn, 700), "cap-over");
+  EXPECT_EQ(over.status, "rejected");
+  EXPECT_NE(over.reason.find("over_capture"), std::string::npos) << over.raw;
+
+  auto r1 =
+      command(txn, refund_cmd("ref-1", "payment_capture_id", c1.payment_capture_id, 150), "ref-1");
+  EXPECT_EQ(r1.status, "succeeded") << r1.raw;
+  EXPECT_FALSE(r1.payment_refund_id.empty());
+  auto over_refund = command(
+      txn, refund_cmd("ref-over", "payment_capture_id", c1.payment_capture_id, 300), "ref-over");
+  EXPECT_EQ(over_refund.status, "rejected");
+  EXPECT_NE(over_refund.reason.find("over_refund"), std::string::npos) << over_refund.raw;
+
+  auto c2 = command(txn, capture_cmd("cap-rest", txn, std::nullopt), "cap-rest");  // all the rest
+  EXPECT_EQ(c2.status, "succeeded") << c2.raw;
+  auto r2 = command(txn, refund_cmd("ref-txn", "payment_transaction_id", txn, 100), "ref-txn");
+  EXPECT_EQ(r2.status, "succeeded") << r2.raw;
+
+  EXPECT_EQ(sys().executions_by_route("payment.transactions.capture") - captures_before, 2)
+      << "the over-capture never reached Klarna";
+  EXPECT_EQ(sys().executions_of(processor::idempotency_key("capture", txn, "cap-over")), 0);
+  EXPECT_EQ(sys().executions_of(processor::idempotency_key("refund_capture", "ref-over", "")), 0);
+  EXPECT_TRUE(wait_until(
+      [&] {
+        return query_text(sys().db(),
+                          "SELECT state || ' ' || captured_amount || ' ' || refunded_amount "
+                          "FROM payment_transactions WHERE id = '" +
+                              txn + "'") == "COMPLETED 1000 250";
+      },
+      std::chrono::seconds(20)))
+      << query_text(sys().db(),
+                    "SELECT state || ' ' || captured_amount || ' ' || refunded_amount FROM "
+                    "payment_transactions WHERE id = '" +
+                        txn + "'");
+  EXPECT_EQ(query(sys().db(),
+                  "SELECT COUNT(*) FROM commands WHERE status = 'accepted' AND "
+                  "entity_id = '" +
+                      txn + "'"),
+            0);
+}
+
+TEST_F(CommandsE2E, VoidClosesAnAuthorizedTransaction) {
+  const auto txn = approved_transaction("auth-void-1", 500);
+  ASSERT_FALSE(txn.empty());
+  auto v = command(
+      txn, R"({"command_id":"void-1","type":"void","payment_transaction_id":")" + txn + "\"}",
+      "void-1");
+  EXPECT_EQ(v.status, "succeeded") << v.raw;
+  EXPECT_EQ(v.payment_transaction_id, txn);
+  EXPECT_TRUE(wait_until(
+      [&] {
+        return query_text(sys().db(), "SELECT state FROM payment_transactions WHERE id = '" + txn +
+                                          "'") == "CLOSED";
+      },
+      std::chrono::seconds(20)));
+  auto again = command(txn, capture_cmd("cap-after-void", txn, 100), "cap-after-void");
+  EXPECT_EQ(again.status, "rejected") << again.raw;
+}
+
+TEST_F(CommandsE2E, DeclinedIsSucceededWithResultDeclinedAndNoRetry) {
+  auto r = command("ref-decline-1", authorize("auth-decline-1", "ref-decline-1", 700, ""),
+                   "auth-decline-1");
+  EXPECT_EQ(r.status, "succeeded") << r.raw;
+  EXPECT_EQ(r.result, "DECLINED");
+  const auto key = processor::idempotency_key("initial_authorization", "auth-decline-1", "");
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  EXPECT_EQ(sys().calls_with_key("payment.authorize", key).size(), 1u) << "never retried";
+}
+
+TEST_F(CommandsE2E, StepUpThenCustomerApprovesGivesOneFinalAuthorizationWithTheRegisteredContext) {
+  auto r = command("ref-stepup-1",
+                   authorize("auth-stepup-1", "ref-stepup-1", 2500,
+                             R"(,"step_up_config":{"payment_request_reference":"pr-stepup-1",)"
+                             R"("customer_interaction_config":{"method":"HANDOVER",)"
+                             R"("return_url":"https://example.test/back"}})"),
+                   "auth-stepup-1");
+  EXPECT_EQ(r.status, "succeeded") << r.raw;
+  EXPECT_EQ(r.result, "STEP_UP_REQUIRED");
+  ASSERT_FALSE(r.payment_request_id.empty()) << r.raw;
+  EXPECT_FALSE(r.payment_request_url.empty()) << r.raw;
+  const auto pr = r.payment_request_id;
+
+  // The partner registers the context the final authorization must use.
+  auto reg = command(pr,
+                     R"({"command_id":"reg-stepup-1","type":"register","partner_account_id":")" +
+                         kAccount + R"(","payment_request_id":")" + pr +
+                         R"(","amount":2500,"currency":"EUR","capture":"NOW",)"
+                         R"("payment_transaction_reference":"registered-ref-1",)"
+                         R"("supplementary_purchase_data":{"purchase_reference":"reg-p-1"}})",
+                     "reg-stepup-1");
+  EXPECT_EQ(reg.status, "succeeded") << reg.raw;
+
+  // The customer completes in the sim; the payment continues by webhooks.
+  const auto approved = sys().sim("POST", "/_sim/payment-requests/" + pr + "/approve", "{}");
+  ASSERT_NE(approved.find("COMPLETED"), std::string::npos) << approved;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        return query(sys().db(),
+                     "SELECT COUNT(*) FROM outbox WHERE operation = 'final_authorization' AND "
+                     "entity_id = '" +
+                         pr + "' AND status = 'succeeded'") == 1;
+      },
+      std::chrono::seconds(60)))
+      << sys().processor_log();
+  const auto key = query_text(sys().db(),
+                              "SELECT idempotency_key FROM outbox WHERE operation = "
+                              "'final_authorization' AND entity_id = '" +
+                                  pr + "'");
+  EXPECT_EQ(sys().executions_of(key), 1);
+  const auto calls = sys().calls_with_key("payment.authorize", key);
+  ASSERT_FALSE(calls.empty());
+  simdjson::dom::parser p;
+  const std::string body_text = str_at(p.parse(calls[0]).value(), "body");
+  simdjson::dom::parser bp;
+  simdjson::dom::element body = bp.parse(body_text).value();
+  EXPECT_EQ(str_at(body["request_payment_transaction"], "payment_transaction_reference"),
+            "registered-ref-1");
+  EXPECT_EQ(str_at(body["request_payment_transaction"], "capture"), "NOW");
+  EXPECT_EQ(str_at(body["supplementary_purchase_data"], "purchase_reference"), "reg-p-1");
+  EXPECT_EQ(query(sys().db(),
+                  "SELECT COUNT(*) FROM outbox WHERE operation = "
+                  "'final_authorization' AND entity_id = '" +
+                      pr + "'"),
+            1);
+}
+
+TEST_F(CommandsE2E, CancelCancelsAStepUpRequest) {
+  auto r =
+      command("ref-cancel-1", authorize("auth-cancel-1", "ref-cancel-1", 900, ""), "auth-cancel-1");
+  ASSERT_EQ(r.result, "STEP_UP_REQUIRED") << r.raw;
+  const auto pr = r.payment_request_id;
+  // The request's webhooks must have arrived first (its account comes with them).
+  ASSERT_TRUE(wait_until(
+      [&] {
+        return query(sys().db(), "SELECT COUNT(*) FROM payment_requests WHERE id = '" + pr +
+                                     "' AND account_id IS NOT NULL") == 1;
+      },
+      std::chrono::seconds(30)));
+  auto c =
+      command(pr, R"({"command_id":"cancel-1","type":"cancel","payment_request_id":")" + pr + "\"}",
+              "cancel-1");
+  EXPECT_EQ(c.status, "succeeded") << c.raw;
+  EXPECT_NE(sys().sim("GET", "/_sim/payment-requests").find("CANCELED"), std::string::npos);
+  EXPECT_TRUE(wait_until(
+      [&] {
+        return query_text(sys().db(), "SELECT state FROM payment_requests WHERE id = '" + pr +
+                                          "'") == "CANCELED";
+      },
+      std::chrono::seconds(20)));
+}
+
+TEST_F(CommandsE2E, BadCommandsAreRejectedWithAReasonAndThePartitionKeepsMoving) {
+  const std::string key = "bad-commands-key";
+  sys().send(key, "this is not json");
+  sys().send(key, R"({"command_id":"bad-type","type":"explode"})");
+  sys().send(key, R"({"command_id":"bad-missing","type":"capture"})");
+  sys().send(key, R"({"command_id":"bad-wrong","type":"capture","payment_transaction_id":5})");
+  sys().send(key, R"({"command_id":"bad-amount","type":"refund","payment_capture_id":"x",)"
+                  R"("amount":"12"})");
+  sys().send(key, authorize("after-bad", "ref-decline-after-bad", 100, ""));
+  EXPECT_EQ(sys().final_result("after-bad").status, "succeeded") << "the partition moved on";
+  EXPECT_NE(sys().final_result("bad-type").reason.find("unknown_type"), std::string::npos);
+  EXPECT_NE(sys().final_result("bad-missing").reason.find("missing_field: payment_transaction_id"),
+            std::string::npos);
+  EXPECT_NE(sys().final_result("bad-wrong").reason.find("bad_field"), std::string::npos);
+  EXPECT_NE(sys().final_result("bad-amount").reason.find("bad_field: amount"), std::string::npos);
+  bool not_json = false;
+  for (const auto& r : sys().results()) {
+    not_json |= r.key == key && r.status == "rejected" && r.reason == "not_json";
+  }
+  EXPECT_TRUE(not_json);
+}
+
+TEST_F(CommandsE2E, SameCommandTwiceAndResentAfterSigkillActsOnceWithOneFinalResult) {
+  const auto txn = approved_transaction("auth-dup-1", 1000);
+  ASSERT_FALSE(txn.empty());
+  // Delivered twice in a row.
+  sys().send(txn, capture_cmd("dup-cap-1", txn, 100));
+  sys().send(txn, capture_cmd("dup-cap-1", txn, 100));
+  EXPECT_EQ(sys().final_result("dup-cap-1").status, "succeeded");
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  EXPECT_EQ(sys().results_for("dup-cap-1").size(), 2u) << "one accepted, one final";
+  EXPECT_EQ(sys().executions_of(processor::idempotency_key("capture", txn, "dup-cap-1")), 1);
+
+  // Klarna executes the capture and the answer is lost; the processor dies.
+  sys().sim("POST", "/_sim/faults", R"({"rules":["payment.transactions.capture:drop-after:100"]})");
+  const auto key = processor::idempotency_key("capture", txn, "kill-cap-1");
+  sys().send(txn, capture_cmd("kill-cap-1", txn, 200));
+  ASSERT_TRUE(wait_until([&] { return sys().executions_of(key) == 1; }, std::chrono::seconds(60)))
+      << sys().processor_log();
+  ASSERT_NO_FATAL_FAILURE(sys().kill_processor());
+  sys().sim("POST", "/_sim/faults", R"({"rules":[]})");
+  sys().start_processor();
+  sys().send(txn, capture_cmd("kill-cap-1", txn, 200));  // the client resends
+  EXPECT_EQ(sys().final_result("kill-cap-1").status, "succeeded");
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  EXPECT_EQ(sys().executions_of(key), 1) << "one Klarna operation across the crash";
+  int finals = 0;
+  for (const auto& r : sys().results_for("kill-cap-1")) finals += r.final();
+  EXPECT_EQ(finals, 1);
+  EXPECT_TRUE(wait_until(
+      [&] {
+        return query(sys().db(), "SELECT captured_amount FROM payment_transactions WHERE id = '" +
+                                     txn + "'") == 300;
+      },
+      std::chrono::seconds(20)));
+}
+
+}  // namespace
