@@ -386,6 +386,35 @@ TEST(FullLoop, EveryPaymentEndsTheSameInTheProcessorAndTheSimWithEachOperationOn
   const auto attempts = query(loop.db(), "SELECT SUM(attempts) FROM outbox");
   const auto rows = query(loop.db(), "SELECT COUNT(*) FROM outbox");
   EXPECT_GT(attempts, rows) << "the faults must have caused retries";
+
+  // No token the processor sent (session tokens in headers, confirmation
+  // tokens in paths) and no credential appears in its log.
+  std::set<std::string> secrets{kApiKey};
+  {
+    simdjson::dom::parser p;
+    simdjson::dom::array calls;
+    if (parse(p, loop.sim("GET", "/_sim/calls"))["calls"].get_array().get(calls) ==
+        simdjson::SUCCESS) {
+      for (auto c : calls) {
+        std::string_view token;
+        if (c["headers"]["klarna-network-session-token"].get_string().get(token) ==
+            simdjson::SUCCESS) {
+          secrets.emplace(token);
+        }
+        const auto path = str_at(c, "path");
+        const auto at = path.find("/confirmation-tokens/");
+        if (at != std::string::npos) {
+          const auto start = at + 21;
+          secrets.insert(path.substr(start, path.find('/', start) - start));
+        }
+      }
+    }
+  }
+  EXPECT_GT(secrets.size(), 10u);
+  const auto processor_log = read_file(loop.dir() + "/processor.log");
+  for (const auto& secret : secrets) {
+    EXPECT_EQ(processor_log.find(secret), std::string::npos) << "a secret in the processor's log";
+  }
   std::printf(
       "full-loop: %zu entities equal; %lld calls, %lld attempts; %lld confirms, "
       "%lld final authorizations, %lld captures executed once each\n",
@@ -472,5 +501,36 @@ TEST(FullLoop, PermanentAnswersFailWithoutRetry) {
   const auto log = read_file(loop.dir() + "/processor.log");
   EXPECT_EQ(log.find("wrong-key"), std::string::npos) << "credentials in the log";
   EXPECT_EQ(log.find(kApiKey), std::string::npos);
+  loop.stop_processor();
+
+  // The operator sees it (failed, and its 60-minute deadline within two hours)
+  // and puts it back once the credentials are fixed.
+  auto ctl = [&](std::vector<std::string> args) {
+    args.insert(args.begin(),
+                {binary("tools/klarnactl"), "--set", "processor.database=" + loop.db()});
+    ChildProcess p(args, loop.dir() + "/ctl.log");
+    return p.wait(std::chrono::seconds(20)).value_or(-1);
+  };
+  const auto id = std::to_string(query(loop.db(), "SELECT id FROM outbox WHERE status = 'failed'"));
+  std::filesystem::remove(loop.dir() + "/ctl.log");
+  EXPECT_EQ(ctl({"actions", "list", "--status", "failed", "--json"}), 0);
+  EXPECT_NE(read_file(loop.dir() + "/ctl.log").find("\"id\":" + id), std::string::npos);
+  EXPECT_EQ(ctl({"actions", "overdue", "--within", "120"}), 0);
+  EXPECT_NE(read_file(loop.dir() + "/ctl.log").find("final_authorization"), std::string::npos);
+  EXPECT_EQ(ctl({"actions", "retry", id}), 0);
+  EXPECT_EQ(query(loop.db(), "SELECT COUNT(*) FROM outbox WHERE status = 'pending'"), 1);
+  EXPECT_EQ(ctl({"actions", "retry", id}), 1) << "only a failed call can be retried";
+  EXPECT_EQ(read_file(loop.dir() + "/ctl.log").find(kApiKey), std::string::npos);
+  // With the right credentials the same call (same key) succeeds.
+  std::ofstream(loop.dir() + "/api-key", std::ios::trunc) << kApiKey << "\n";
+  loop.start_processor();
+  EXPECT_TRUE(wait_until(
+      [&] {
+        return query(loop.db(),
+                     "SELECT COUNT(*) FROM outbox WHERE operation = "
+                     "'final_authorization' AND status = 'succeeded'") == 1;
+      },
+      std::chrono::seconds(30)))
+      << read_file(loop.dir() + "/processor.log");
   loop.stop_processor();
 }

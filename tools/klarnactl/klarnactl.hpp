@@ -29,5 +29,6 @@ struct CommandFailed : std::runtime_error {
 void register_keys_commands(CLI::App& app, const GlobalOptions& global);
 void register_payments_commands(CLI::App& app, const GlobalOptions& global);
 void register_disputes_commands(CLI::App& app, const GlobalOptions& global);
+void register_actions_commands(CLI::App& app, const GlobalOptions& global);
 
 }  // namespace kpay::ctl
