@@ -14,7 +14,9 @@
 #include "kpay/core/config.hpp"
 #include "kpay/core/log.hpp"
 #include "kpay/core/process.hpp"
+#include "kpay/processor/call_deadlines.hpp"
 #include "kpay/processor/consumer.hpp"
+#include "kpay/processor/dispute_deadlines.hpp"
 #include "kpay/processor/outbox_worker.hpp"
 #include "kpay/storage/migrations.hpp"
 #include "kpay/storage/state_store.hpp"
@@ -29,6 +31,45 @@ using namespace kpay;
 extern "C" {
 const char* malloc_conf = "narenas:1,dirty_decay_ms:1000,muzzy_decay_ms:0";
 }
+
+namespace {
+
+// One line per dispute deadline and per Klarna call that entered its warning
+// window or passed; dispute warnings also go to klarna.payment-states.
+void check_deadlines(processor::DisputeDeadlineWatcher& disputes,
+                     processor::CallDeadlineWatch& calls, processor::Processor& processor,
+                     const core::Logger& log) {
+  try {
+    auto check = disputes.check();  // one transaction; rows already in publish_queue
+    for (const auto& w : check.warnings) {
+      log.warn(w.stage == "passed" ? "dispute deadline passed"
+                                   : "dispute deadline within the warning window",
+               {{"dispute_id", w.deadline.dispute_id},
+                {"deadline", w.deadline.kind},
+                {"due_at", core::rfc3339_ms(w.deadline.deadline_ms)},
+                {"state", w.deadline.state},
+                {"seconds_left", w.seconds_left}});
+    }
+    processor.publish_later(std::move(check.publications));
+    const auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                         std::chrono::system_clock::now().time_since_epoch())
+                         .count();
+    for (const auto& row : calls.check(now)) {
+      const bool passed = *row.due_by_ms < now;
+      log.warn(passed ? "Klarna call deadline passed" : "Klarna call deadline within the window",
+               {{"outbox_id", row.id},
+                {"operation", row.operation},
+                {"entity_id", row.entity_id},
+                {"status", row.status},
+                {"due_at", core::rfc3339_ms(*row.due_by_ms)},
+                {"seconds_left", (*row.due_by_ms - now) / 1000}});
+    }
+  } catch (const std::exception& e) {
+    log.error("deadline check failed; retried next interval", {{"error", e.what()}});
+  }
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   // Before any thread exists, so librdkafka's and the admin server's threads
@@ -59,6 +100,8 @@ int main(int argc, char** argv) {
   processor::ProcessorSettings settings;
   processor::WorkerSettings worker_settings;
   klarna::ClientSettings client_settings;
+  processor::DeadlineWatchSettings dispute_deadline_settings;
+  std::chrono::milliseconds call_warning_window{};
   try {
     std::optional<std::filesystem::path> file;
     if (config_file) file = *config_file;
@@ -75,6 +118,11 @@ int main(int argc, char** argv) {
     settings = processor::settings_from_config(config);
     worker_settings = processor::worker_settings_from_config(config);
     client_settings = processor::client_settings_from_config(config);
+    dispute_deadline_settings =
+        processor::deadline_watch_settings_from_config(config, settings.topics);
+    call_warning_window = config.millis("worker.deadline_warning_ms", std::chrono::minutes(10),
+                                        std::chrono::milliseconds(0), std::chrono::hours(24));
+    config.reject_unknown_keys();
     if (worker_settings.enabled && client_settings.environment != klarna::Environment::custom &&
         client_settings.credentials_file.empty()) {
       throw core::ConfigError(
@@ -83,7 +131,6 @@ int main(int argc, char** argv) {
               std::string(klarna::environment_name(client_settings.environment)) +
               " environment (or set worker.enabled = false)");
     }
-    config.reject_unknown_keys();
   } catch (const core::ConfigError& e) {
     std::cerr << "klarna-processor: configuration error: " << e.what() << "\n";
     return 2;
@@ -92,29 +139,6 @@ int main(int argc, char** argv) {
   try {
     storage::StateStore store(database, false, cache_mib);
     core::Registry registry;
-    // Deadline gauges are computed at scrape time on the admin thread, with a
-    // read-only connection of their own (connections are per thread here).
-    auto deadline_view = std::make_shared<storage::StateStore>(database, true, 2);
-    auto deadline_mu = std::make_shared<std::mutex>();
-    registry.gauge_callback(
-        "kpay_processor_deadlines",
-        "Follow-up calls pending/overdue and open disputes with a deadline within 48 h / passed.",
-        {"kind"}, [deadline_view, deadline_mu]() -> std::vector<core::GaugeSample> {
-          std::lock_guard lock(*deadline_mu);
-          try {
-            const auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
-                                 std::chrono::system_clock::now().time_since_epoch())
-                                 .count();
-            auto d = deadline_view->deadlines(now, 48LL * 3600 * 1000);
-            return {
-                {{"calls_pending"}, static_cast<double>(d.calls_pending)},
-                {{"calls_overdue"}, static_cast<double>(d.calls_overdue)},
-                {{"dispute_deadline_within_48h"}, static_cast<double>(d.dispute_deadlines_soon)},
-                {{"dispute_deadline_passed"}, static_cast<double>(d.dispute_deadlines_passed)}};
-          } catch (const std::exception&) {
-            return {};  // the store is busy or failing; /readyz reports storage
-          }
-        });
     processor::Processor processor(std::move(settings), store, registry);
     // The worker: its own connection, its own thread; declared after the
     // processor it publishes through, so it stops first.
@@ -139,6 +163,15 @@ int main(int argc, char** argv) {
     } else {
       log.warn("outbox worker off (worker.enabled = false): no Klarna call is made");
     }
+    // Deadlines are state: watched on the main thread, each with a connection
+    // of its own; declared before the admin server whose scrapes read them.
+    storage::StateStore dispute_deadline_store(database, false, 2);
+    processor::DisputeDeadlineWatcher dispute_deadlines(dispute_deadline_store,
+                                                        dispute_deadline_settings);
+    dispute_deadlines.register_metrics(registry);
+    storage::StateStore call_deadline_store(database, true, 2);
+    processor::CallDeadlineWatch call_deadlines(call_deadline_store, call_warning_window);
+    call_deadlines.register_metrics(registry);
     // Declared after the processor: stopped first, so a scrape never sees a
     // destroyed consumer.
     core::AdminServer admin(registry, [&processor, &worker] {
@@ -162,6 +195,7 @@ int main(int argc, char** argv) {
     });
     core::notify_ready();
     auto watchdog = core::watchdog_interval();
+    auto next_deadline_check = std::chrono::steady_clock::now();
     while (!finished.load()) {
       auto timeout = watchdog ? std::chrono::duration_cast<std::chrono::milliseconds>(*watchdog)
                               : std::chrono::milliseconds(500);
@@ -175,6 +209,12 @@ int main(int argc, char** argv) {
         stop = true;
       } else if (sig && *sig == SIGHUP) {
         log.info("SIGHUP: nothing to reload in the processor");
+      }
+      if (std::chrono::steady_clock::now() >= next_deadline_check) {
+        next_deadline_check =
+            std::chrono::steady_clock::now() +
+            std::min(dispute_deadline_settings.interval, std::chrono::milliseconds(10000));
+        check_deadlines(dispute_deadlines, call_deadlines, processor, log);
       }
       core::notify_watchdog();
     }

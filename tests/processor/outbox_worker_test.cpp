@@ -13,6 +13,7 @@
 #include "http_client.hpp"
 #include "kpay/core/metrics.hpp"
 #include "kpay/klarna/api_client.hpp"
+#include "kpay/processor/call_deadlines.hpp"
 #include "kpay/processor/follow_ups.hpp"
 #include "kpay/processor/outbox_worker.hpp"
 #include "kpay/storage/state_store.hpp"
@@ -353,6 +354,33 @@ TEST_F(OutboxWorkerTest, ManyCallsRunConcurrently) {
       std::chrono::seconds(60)));
   EXPECT_EQ(executed("payment.authorize"), 40);
   EXPECT_GT(client_->stats().peak_in_flight, 4u) << "calls overlap: pooled and concurrent";
+}
+
+// Deadlines are state: a call whose 60-minute window is closing is reported
+// once when it enters the warning window and once when it passes, and counted.
+TEST(CallDeadlineWatch, ReportsEachCallOnceWhenAtRiskAndOnceWhenOverdue) {
+  const auto dir = make_temp_dir("call-deadlines");
+  storage::StateStore store(dir + "/state.db");
+  processor::FinalAuthorization f;
+  f.payment_request_id = "krn:payment:eu1:request:r1";
+  f.token = "token-1";
+  f.amount = 100;
+  f.currency = "EUR";
+  const std::int64_t t0 = 1'800'000'000'000;
+  processor::FollowUpOrigin origin{kAccount, "event-1", t0, t0 + 3'600'000, ""};
+  ASSERT_TRUE(store.insert_outbox(processor::outbox_row(f, origin)));
+  core::Registry registry;
+  processor::CallDeadlineWatch watch(store, std::chrono::minutes(10));
+  watch.register_metrics(registry);
+  EXPECT_TRUE(watch.check(t0 + 40 * 60'000).empty()) << "20 minutes left: not yet";
+  EXPECT_EQ(watch.check(t0 + 51 * 60'000).size(), 1u) << "9 minutes left: at risk";
+  EXPECT_TRUE(watch.check(t0 + 52 * 60'000).empty()) << "reported once";
+  EXPECT_EQ(watch.check(t0 + 61 * 60'000).size(), 1u) << "passed: reported again, once";
+  EXPECT_TRUE(watch.check(t0 + 62 * 60'000).empty());
+  const auto d = store.deadlines(t0 + 61 * 60'000, 0, 10 * 60'000);
+  EXPECT_EQ(d.calls_overdue, 1);
+  EXPECT_EQ(d.nearest_call_due_ms, t0 + 3'600'000);
+  std::filesystem::remove_all(dir);
 }
 
 TEST(RetryDelay, GrowsExponentiallyWithJitterCappedAndHonoursTheHint) {

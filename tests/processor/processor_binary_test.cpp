@@ -84,9 +84,15 @@ TEST(ProcessorBinary, ServesAdminEndpointsAndStopsCleanlyOnSigterm) {
   auto metrics = test::http_request(port, "GET", "/metrics");
   ASSERT_TRUE(metrics);
   EXPECT_NE(metrics->body.find("kpay_processor_batch_commit_seconds"), std::string::npos);
-  EXPECT_NE(metrics->body.find("kpay_processor_deadlines{kind=\"calls_overdue\"} 0"),
+  EXPECT_NE(metrics->body.find("kpay_processor_call_deadlines{status=\"overdue\"} 0"),
             std::string::npos)
       << metrics->body;
+  // The deadline watchers' first check runs right after start.
+  EXPECT_TRUE(test::wait_until([&] {
+    auto m = test::http_request(port, "GET", "/metrics");
+    return m && m->body.find("kpay_processor_dispute_deadlines{status=\"overdue\"} 0") !=
+                    std::string::npos;
+  }));
   // Ready once the group assigned its partitions (a join takes ~3 s on the mock).
   EXPECT_TRUE(wait_ready(port));
   child.signal(SIGTERM);
