@@ -10,3 +10,4 @@ for _ in 1 2 3; do
 done
 "$BUILD/bench/sim/sim_bench"
 rm -rf "$dir"
+"$here/bench-followups.sh" "$BUILD"

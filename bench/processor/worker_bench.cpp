@@ -8,6 +8,7 @@
 //   worker_bench --calls 2000 --latency-ms 5 --concurrency 64 --connections 32
 #include <CLI/CLI.hpp>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -72,8 +73,12 @@ void prepare_one(klarna::ApiClient& client, storage::StateStore& store, int i) {
   row.account_id = kAccount;
   row.last_event_id = "bench";
   store.save_request(row);
-  processor::FinalAuthorization f{
-      id, token, processor::TokenHeader::network_session, 1000 + i, "EUR", row.reference, false};
+  processor::FinalAuthorization f;
+  f.payment_request_id = id;
+  f.token = token;
+  f.amount = 1000 + i;
+  f.currency = "EUR";
+  f.reference = row.reference;
   processor::FollowUpOrigin origin{kAccount, "bench", 0, std::nullopt, ""};
   store.insert_outbox(processor::outbox_row(f, origin));
 }
