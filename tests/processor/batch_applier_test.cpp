@@ -498,6 +498,24 @@ TEST_F(Applier, V1AndV2DeliveriesOfOneApprovalCauseOneCall) {
   EXPECT_EQ(test::query_int(path_, "SELECT COUNT(*) FROM history WHERE outcome = 'rejected'"), 0);
 }
 
+// Both subscriptions deliver: a v1 event that arrives after the v2 approval
+// (held back, or Klarna's retry) must not take a COMPLETED request back. Seen
+// in the full-loop test: a late v1 in-progress left a request IN_PROGRESS.
+TEST_F(Applier, ALateV1EventNeverTakesAV2CompletedRequestBack) {
+  const auto& t = topics_.payment_requests;
+  EXPECT_EQ(apply(t, request_event("payment.request.state-change.completed", "v2", "c1", T0 + 10,
+                                   R"("state_context":{"klarna_network_session_token":"kns"})")),
+            "applied");
+  for (auto [type, id] : {std::pair{"in-progress", "i1"}, {"submitted", "s1"}}) {
+    EXPECT_NE(apply(t, request_event(std::string("payment.request.state-change.") + type, "v1", id,
+                                     T0 + 20)),
+              "applied")
+        << type;
+    EXPECT_EQ(store_->find_request("req-1")->state, "COMPLETED") << type << ": " << last_reason_;
+  }
+  EXPECT_EQ(store_->outbox("req-1").size(), 1u);
+}
+
 // metadata.live contradicting the deployment (test by default): the state
 // applies, no call is ever queued, and it is counted.
 TEST_F(Applier, AnEventFromTheOtherEnvironmentNeverCausesACall) {

@@ -78,6 +78,16 @@ Decision decide_request(const std::optional<storage::PaymentRequestRow>& row,
     return {Outcome::applied, "the " + std::string(generation_name(a.generation)) + " view of " +
                                   std::string(state_name(*current))};
   }
+  // A state final for the generation that has it (a v2 COMPLETED) never goes
+  // back through the other generation's view of it (v1 in-progress, submitted,
+  // …): only the approval's own result (v1 authorized) may follow.
+  const RequestGeneration owner = a.generation == RG::gen1 ? RG::gen2 : RG::gen1;
+  if (machine_for(owner).is_final(*current) && a.target != RS::authorized) {
+    return {t < as_of ? Outcome::stale : Outcome::rejected,
+            std::string(state_name(*current)) + " is final for " +
+                std::string(generation_name(owner)) + "; a " +
+                std::string(generation_name(a.generation)) + " event does not move it back"};
+  }
   Decision d = decide(machine, std::optional(seen), as_of, a.target, t);
   if (!d.reason.empty()) d.reason += "; ";
   d.reason += std::string(state_name(*current)) + " seen as " + std::string(state_name(seen)) +
