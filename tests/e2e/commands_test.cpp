@@ -669,4 +669,39 @@ TEST_F(CommandsE2E, SameCommandTwiceAndResentAfterSigkillActsOnceWithOneFinalRes
       std::chrono::seconds(20)));
 }
 
+TEST_F(CommandsE2E, KlarnactlSendsTheSameCommandsAndWaitsForTheResult) {
+  std::ofstream(sys().dir() + "/ctok") << "ctok-from-file\n";
+  auto ctl = [&](std::vector<std::string> args) {
+    std::vector<std::string> argv{binary("tools/klarnactl"), "--set",
+                                  "kafka.bootstrap_servers=" + sys().bootstrap()};
+    argv.insert(argv.end(), args.begin(), args.end());
+    const std::string log = sys().dir() + "/klarnactl-commands.log";
+    std::filesystem::remove(log);
+    ChildProcess p(argv, log);
+    auto status = p.wait(std::chrono::seconds(90));
+    return std::pair(status.value_or(-1), read_file(log));
+  };
+  auto [rc, out] = ctl({"authorize", "--account", kAccount, "--amount", "800", "--currency", "EUR",
+                        "--reference", "ref-ctl-1", "--customer-token-file", sys().dir() + "/ctok",
+                        "--command-id", "ctl-auth-1", "--wait", "--json"});
+  ASSERT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find(R"("status":"accepted")"), std::string::npos) << out;
+  EXPECT_NE(out.find(R"("result":"APPROVED")"), std::string::npos) << out;
+  EXPECT_EQ(out.find("ctok-from-file"), std::string::npos);
+  const auto txn = sys().final_result("ctl-auth-1").payment_transaction_id;
+  ASSERT_FALSE(txn.empty());
+  std::tie(rc, out) = ctl(
+      {"capture", "--transaction", txn, "--amount", "300", "--command-id", "ctl-cap-1", "--wait"});
+  EXPECT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find("succeeded"), std::string::npos) << out;
+  std::tie(rc, out) = ctl({"capture", "--transaction", txn, "--amount", "600", "--command-id",
+                           "ctl-cap-over", "--wait"});
+  EXPECT_EQ(rc, 1) << out;
+  EXPECT_NE(out.find("over_capture"), std::string::npos) << out;
+  std::tie(rc, out) =
+      ctl({"void", "--transaction", txn, "--command-id", "ctl-void-1", "--wait", "--json"});
+  EXPECT_EQ(rc, 0) << out;
+  EXPECT_EQ(sys().final_result("ctl-void-1").status, "succeeded");
+}
+
 }  // namespace

@@ -30,5 +30,6 @@ void register_keys_commands(CLI::App& app, const GlobalOptions& global);
 void register_payments_commands(CLI::App& app, const GlobalOptions& global);
 void register_disputes_commands(CLI::App& app, const GlobalOptions& global);
 void register_actions_commands(CLI::App& app, const GlobalOptions& global);
+void register_commands_commands(CLI::App& app, const GlobalOptions& global);
 
 }  // namespace kpay::ctl

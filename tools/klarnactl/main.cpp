@@ -23,6 +23,7 @@ int main(int argc, char** argv) {
   kpay::ctl::register_payments_commands(app, global);
   kpay::ctl::register_disputes_commands(app, global);
   kpay::ctl::register_actions_commands(app, global);
+  kpay::ctl::register_commands_commands(app, global);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

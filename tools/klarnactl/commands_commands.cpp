@@ -1,0 +1,323 @@
+// klarnactl authorize|capture|refund|void|cancel: the same downstream commands
+// a payment system sends (klarna.commands), so an operator never needs a
+// second path. The command is checked with the processor's own decoder before
+// it is produced; --wait reads klarna.command-results until its final result.
+// Tokens are read from files (never from the command line, where `ps` shows
+// them) and never printed.
+#include <openssl/rand.h>
+
+#include <chrono>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include "klarnactl.hpp"
+#include "kpay/core/json_writer.hpp"
+#include "kpay/core/kafka.hpp"
+#include "kpay/klarna/envelope.hpp"
+#include "kpay/processor/commands.hpp"
+
+namespace kpay::ctl {
+
+namespace {
+
+// What every command subcommand shares.
+struct SendOptions {
+  std::string command_id;  // default: a random "ctl-…"
+  std::string key;         // default: the entity the command is about
+  bool wait = false;
+  int timeout_s = 60;
+  bool json = false;
+};
+
+struct Kafka {
+  std::string bootstrap;
+  core::KafkaProperties properties;
+  klarna::Topics topics;
+};
+
+Kafka kafka_from(const GlobalOptions& g) {
+  auto cfg = g.load();
+  Kafka k;
+  k.bootstrap = cfg.string("kafka.bootstrap_servers", "127.0.0.1:9092");
+  k.properties = cfg.string_table("kafka.properties");
+  k.topics.apply_prefix(cfg.string("kafka.topic_prefix", ""));
+  return k;
+}
+
+std::string json_quote(const std::string& s) {
+  std::string q;
+  core::append_json_string(q, s);
+  return q;
+}
+
+std::string random_id() {
+  unsigned char bytes[8];
+  RAND_bytes(bytes, sizeof bytes);
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string id = "ctl-";
+  for (unsigned char b : bytes) {
+    id += kHex[b >> 4];
+    id += kHex[b & 0xf];
+  }
+  return id;
+}
+
+std::string read_secret(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw CommandFailed("cannot read " + path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  std::string s = ss.str();
+  if (!s.empty() && s.back() == '\n') s.pop_back();
+  return s;
+}
+
+core::KafkaHandle make_client(const Kafka& k, rd_kafka_type_t type, core::KafkaProperties extra) {
+  core::KafkaProperties props = {{"bootstrap.servers", k.bootstrap}, {"log_level", "3"}};
+  for (auto& p : extra) props.push_back(std::move(p));
+  for (const auto& p : k.properties) props.push_back(p);
+  return core::make_kafka(type, core::make_kafka_conf(props));
+}
+
+// A reader of klarna.command-results positioned at the end of every
+// partition, made before the command is produced so its results are not missed.
+core::KafkaHandle results_reader(const Kafka& k) {
+  auto consumer = make_client(k, RD_KAFKA_CONSUMER,
+                              {{"group.id", "klarnactl-" + random_id()},
+                               {"enable.auto.commit", "false"},
+                               {"enable.partition.eof", "false"}});
+  const rd_kafka_metadata_t* md = nullptr;
+  rd_kafka_topic_t* t =
+      rd_kafka_topic_new(consumer.get(), k.topics.command_results.c_str(), nullptr);
+  const auto err = rd_kafka_metadata(consumer.get(), 0, t, &md, 10000);
+  rd_kafka_topic_destroy(t);
+  if (err || md->topic_cnt != 1 || md->topics[0].err) {
+    if (md) rd_kafka_metadata_destroy(md);
+    throw CommandFailed("cannot read the partitions of " + k.topics.command_results);
+  }
+  core::KafkaPartitionList list(rd_kafka_topic_partition_list_new(md->topics[0].partition_cnt));
+  for (int i = 0; i < md->topics[0].partition_cnt; ++i) {
+    std::int64_t low = 0, high = 0;
+    const auto p = md->topics[0].partitions[i].id;
+    rd_kafka_query_watermark_offsets(consumer.get(), k.topics.command_results.c_str(), p, &low,
+                                     &high, 10000);
+    rd_kafka_topic_partition_list_add(list.get(), k.topics.command_results.c_str(), p)->offset =
+        high;
+  }
+  rd_kafka_metadata_destroy(md);
+  rd_kafka_assign(consumer.get(), list.get());
+  return consumer;
+}
+
+void produce(const Kafka& k, const std::string& key, const std::string& value) {
+  auto producer =
+      make_client(k, RD_KAFKA_PRODUCER, {{"enable.idempotence", "true"}, {"acks", "all"}});
+  auto err = rd_kafka_producev(producer.get(), RD_KAFKA_V_TOPIC(k.topics.commands.c_str()),
+                               RD_KAFKA_V_KEY(key.data(), key.size()),
+                               RD_KAFKA_V_VALUE(const_cast<char*>(value.data()), value.size()),
+                               RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+  if (err) throw CommandFailed(std::string("cannot produce: ") + rd_kafka_err2str(err));
+  if (rd_kafka_flush(producer.get(), 15000) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+      rd_kafka_outq_len(producer.get()) > 0) {
+    throw CommandFailed("Kafka did not acknowledge the command in time");
+  }
+}
+
+// "status" of a result whose command_id is `id`; empty when it is not ours.
+std::string status_if_ours(const std::string& value, const std::string& id) {
+  if (value.find("\"command_id\":" + json_quote(id)) == std::string::npos) return "";
+  for (std::string_view s : {"accepted", "rejected", "succeeded", "failed"}) {
+    if (value.find("\"status\":\"" + std::string(s) + "\"") != std::string::npos) {
+      return std::string(s);
+    }
+  }
+  return "";
+}
+
+// Prints results of `id` until the final one; false when it was not succeeded.
+bool wait_for_result(rd_kafka_t* consumer, const std::string& id, const SendOptions& o) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(o.timeout_s);
+  while (std::chrono::steady_clock::now() < deadline) {
+    core::KafkaMessage m(rd_kafka_consumer_poll(consumer, 200));
+    if (!m || m->err) continue;
+    const std::string value(static_cast<const char*>(m->payload), m->len);
+    const auto status = status_if_ours(value, id);
+    if (status.empty()) continue;
+    std::cout << (o.json ? value : status + ": " + value) << "\n";
+    if (status != "accepted") return status == "succeeded";
+  }
+  throw CommandFailed("no final result for " + id + " within " + std::to_string(o.timeout_s) +
+                      " s; it may still complete (the command is durable in Kafka)");
+}
+
+// Checks `json` with the processor's decoder, produces it, waits if asked.
+void send(const GlobalOptions& g, const SendOptions& o, const std::string& key,
+          const std::string& json) {
+  auto decoded = processor::decode_command(json);
+  if (auto* r = std::get_if<processor::CommandRejection>(&decoded)) {
+    throw CLI::ValidationError("command", r->reason());
+  }
+  const auto k = kafka_from(g);
+  const auto id = std::get<processor::Command>(decoded).command_id;
+  core::KafkaHandle reader;
+  if (o.wait) reader = results_reader(k);
+  produce(k, o.key.empty() ? key : o.key, json);
+  if (!o.wait) {
+    std::cout << (o.json ? R"({"command_id":)" + json_quote(id) + R"(,"status":"sent"})"
+                         : "sent " + id)
+              << "\n";
+    return;
+  }
+  const bool ok = wait_for_result(reader.get(), id, o);
+  rd_kafka_consumer_close(reader.get());
+  if (!ok) throw CommandFailed("command " + id + " did not succeed");
+}
+
+// The command's JSON: command_id and type first, then the type's fields.
+class CommandJson {
+ public:
+  CommandJson(const SendOptions& o, std::string_view type) {
+    w_.begin_object().field("command_id", o.command_id).field("type", type);
+  }
+  template <class T>
+  CommandJson& field(std::string_view k, const T& v) {
+    w_.field(k, v);
+    return *this;
+  }
+  template <class T>
+  CommandJson& maybe(std::string_view k, const std::optional<T>& v) {
+    if (v) w_.field(k, *v);
+    return *this;
+  }
+  CommandJson& raw(std::string_view k, const std::optional<std::string>& json) {
+    if (json) w_.key(k).raw(*json);
+    return *this;
+  }
+  std::string done() {
+    w_.end_object();
+    return w_.take();
+  }
+
+ private:
+  core::JsonWriter w_;
+};
+
+CLI::App* with_send_options(CLI::App* cmd, SendOptions& o) {
+  cmd->add_option("--command-id", o.command_id, "command_id (default: a random ctl-…)");
+  cmd->add_option("--key", o.key, "Kafka key (default: the payment's id or reference)");
+  cmd->add_flag("--wait", o.wait, "wait for the final result on klarna.command-results");
+  cmd->add_option("--timeout", o.timeout_s, "seconds --wait waits (default 60)")
+      ->check(CLI::Range(1, 3600));
+  cmd->add_flag("--json", o.json, "print result messages as JSON");
+  return cmd;
+}
+
+void prepare(SendOptions& o) {
+  if (o.command_id.empty()) o.command_id = random_id();
+}
+
+struct AuthorizeOptions {
+  std::string account, currency, reference, capture = "LATER";
+  std::int64_t amount = 0;
+  std::optional<std::string> customer_token_file, interop_token_file, interop_data_file;
+  std::optional<std::string> supplementary_purchase_data, step_up_config;
+};
+
+void register_authorize(CLI::App& app, const GlobalOptions& g) {
+  auto o = std::make_shared<SendOptions>();
+  auto a = std::make_shared<AuthorizeOptions>();
+  auto* cmd = with_send_options(
+      app.add_subcommand("authorize", "Initial authorization (command `authorize`)"), *o);
+  cmd->add_option("--account", a->account, "partner_account_id")->required();
+  cmd->add_option("--amount", a->amount, "minor units")->required();
+  cmd->add_option("--currency", a->currency, "ISO 4217")->required();
+  cmd->add_option("--reference", a->reference, "payment_transaction_reference")->required();
+  cmd->add_option("--capture", a->capture, "NOW | LATER (default LATER)");
+  cmd->add_option("--customer-token-file", a->customer_token_file, "file holding the token");
+  cmd->add_option("--interoperability-token-file", a->interop_token_file, "file, as received");
+  cmd->add_option("--interoperability-data-file", a->interop_data_file, "file, as received");
+  cmd->add_option("--supplementary-purchase-data", a->supplementary_purchase_data, "JSON object");
+  cmd->add_option("--step-up-config", a->step_up_config, "JSON object, sent as is");
+  cmd->callback([&g, o, a] {
+    prepare(*o);
+    auto file = [](const std::optional<std::string>& f) {
+      return f ? std::optional(read_secret(*f)) : std::nullopt;
+    };
+    CommandJson j(*o, "authorize");
+    j.field("partner_account_id", a->account).field("amount", a->amount);
+    j.field("currency", a->currency).field("payment_transaction_reference", a->reference);
+    j.field("capture", a->capture).maybe("customer_token", file(a->customer_token_file));
+    j.maybe("interoperability_token", file(a->interop_token_file));
+    j.maybe("interoperability_data", file(a->interop_data_file));
+    j.raw("supplementary_purchase_data", a->supplementary_purchase_data);
+    j.raw("step_up_config", a->step_up_config);
+    send(g, *o, a->reference, j.done());
+  });
+}
+
+void register_capture(CLI::App& app, const GlobalOptions& g) {
+  auto o = std::make_shared<SendOptions>();
+  auto txn = std::make_shared<std::string>();
+  auto amount = std::make_shared<std::optional<std::int64_t>>();
+  auto reference = std::make_shared<std::optional<std::string>>();
+  auto* cmd = with_send_options(app.add_subcommand("capture", "Capture (command `capture`)"), *o);
+  cmd->add_option("--transaction", *txn, "payment_transaction_id")->required();
+  cmd->add_option("--amount", *amount, "minor units (default: all that remains)");
+  cmd->add_option("--reference", *reference, "payment_capture_reference");
+  cmd->callback([&g, o, txn, amount, reference] {
+    prepare(*o);
+    CommandJson j(*o, "capture");
+    j.field("payment_transaction_id", *txn).maybe("amount", *amount).maybe("reference", *reference);
+    send(g, *o, *txn, j.done());
+  });
+}
+
+void register_refund(CLI::App& app, const GlobalOptions& g) {
+  auto o = std::make_shared<SendOptions>();
+  auto txn = std::make_shared<std::optional<std::string>>();
+  auto capture = std::make_shared<std::optional<std::string>>();
+  auto amount = std::make_shared<std::int64_t>(0);
+  auto reference = std::make_shared<std::optional<std::string>>();
+  auto* cmd = with_send_options(
+      app.add_subcommand("refund", "Refund a transaction or one capture (command `refund`)"), *o);
+  auto* t = cmd->add_option("--transaction", *txn, "payment_transaction_id");
+  cmd->add_option("--capture", *capture, "payment_capture_id")->excludes(t);
+  cmd->add_option("--amount", *amount, "minor units")->required();
+  cmd->add_option("--reference", *reference, "refund reference");
+  cmd->callback([&g, o, txn, capture, amount, reference] {
+    prepare(*o);
+    CommandJson j(*o, "refund");
+    j.maybe("payment_transaction_id", *txn).maybe("payment_capture_id", *capture);
+    j.field("amount", *amount).maybe("reference", *reference);
+    send(g, *o, txn->value_or(capture->value_or("")), j.done());
+  });
+}
+
+// void and cancel: one id each.
+void register_single_id(CLI::App& app, const GlobalOptions& g, const std::string& type,
+                        const std::string& option, const std::string& field,
+                        const std::string& help) {
+  auto o = std::make_shared<SendOptions>();
+  auto id = std::make_shared<std::string>();
+  auto* cmd = with_send_options(app.add_subcommand(type, help), *o);
+  cmd->add_option(option, *id, field)->required();
+  cmd->callback([&g, o, id, type, field] {
+    prepare(*o);
+    send(g, *o, *id, CommandJson(*o, type).field(field, *id).done());
+  });
+}
+
+}  // namespace
+
+void register_commands_commands(CLI::App& app, const GlobalOptions& global) {
+  register_authorize(app, global);
+  register_capture(app, global);
+  register_refund(app, global);
+  register_single_id(app, global, "void", "--transaction", "payment_transaction_id",
+                     "Void an authorized transaction (command `void`)");
+  register_single_id(app, global, "cancel", "--request", "payment_request_id",
+                     "Cancel a payment request (command `cancel`)");
+}
+
+}  // namespace kpay::ctl
