@@ -128,3 +128,66 @@ TEST(Schemas, KafkaMessageContract) {
   no_key.erase("key");
   EXPECT_NE(validate(contract, no_key), "");
 }
+
+TEST(Schemas, CommandsResultsAndPaymentStates) {
+  SchemaSet schemas;
+  const auto& command = schemas.get("command.schema.json");
+  const std::string jwt = "eyJhbGciOiJFUzI1NiJ9.eyJzdGF0dXMiOiJYIn0.c2ln";
+  for (const char* ok : {
+           R"({"command_id":"c1","type":"capture","payment_transaction_id":"t"})",
+           R"({"command_id":"c2","type":"refund","payment_capture_id":"p","amount":5})",
+           R"({"command_id":"c3","type":"void","payment_transaction_id":"t"})",
+           R"({"command_id":"c4","type":"cancel","payment_request_id":"r"})",
+           R"({"command_id":"c5","type":"register","partner_account_id":"a","amount":1,
+               "currency":"EUR","capture":"NOW","payment_request_reference":"ref"})",
+       }) {
+    EXPECT_EQ(validate(command, json::parse(ok)), "") << ok;
+  }
+  json authorize = json::parse(
+      R"({"command_id":"c6","type":"authorize","partner_account_id":"a","amount":100,
+          "currency":"EUR","payment_transaction_reference":"r","capture":"LATER",
+          "customer_token":"tok","interoperability_data":"any \"string\""})");
+  authorize["interoperability_token"] = jwt;
+  EXPECT_EQ(validate(command, authorize), "");
+  for (const char* bad : {
+           R"({"type":"void","payment_transaction_id":"t"})",
+           R"({"command_id":"c","type":"explode"})",
+           R"({"command_id":"c","type":"capture"})",
+           R"({"command_id":"c","type":"capture","payment_transaction_id":5})",
+           R"({"command_id":"c","type":"refund","amount":5})",
+           R"({"command_id":"c","type":"refund","amount":0,"payment_capture_id":"p"})",
+       }) {
+    EXPECT_NE(validate(command, json::parse(bad)), "") << bad;
+  }
+  authorize["interoperability_token"] = "not.a-jwt";
+  EXPECT_NE(validate(command, authorize), "");
+
+  const auto& result = schemas.get("command-result.schema.json");
+  EXPECT_EQ(validate(result, json::parse(R"({"command_id":"c","type":"authorize",
+      "status":"succeeded","result":"STEP_UP_REQUIRED","payment_request_id":"r",
+      "payment_request_url":"https://x","occurred_at":"2026-12-01T10:00:00.000Z"})")),
+            "");
+  EXPECT_EQ(validate(result, json::parse(R"({"command_id":null,"type":null,"status":"rejected",
+      "reason":"not_json","occurred_at":"2026-12-01T10:00:00.000Z"})")),
+            "");
+  EXPECT_NE(validate(result, json::parse(R"({"command_id":"c","type":"capture",
+      "status":"failed","occurred_at":"2026-12-01T10:00:00.000Z"})")),
+            "")
+      << "failed needs a reason";
+
+  const auto& state = schemas.get("payment-state.schema.json");
+  EXPECT_EQ(validate(state, json::parse(R"({"entity_kind":"payment_transaction","entity_id":"t",
+      "previous_state":"AUTHORIZED","state":"COMPLETED","event_id":"e",
+      "event_type":"payment.transaction.captured","event_version":"v2",
+      "occurred_at":"2026-12-01T10:00:00Z","captured_amount":100})")),
+            "");
+  EXPECT_EQ(validate(state, json::parse(R"({"entity_kind":"payment_transaction","entity_id":"t",
+      "previous_state":null,"state":"AUTHORIZED","source":"klarna_api",
+      "operation":"initial_authorization","caused_by":"outbox:7",
+      "occurred_at":"2026-12-01T10:00:00.000Z"})")),
+            "");
+  EXPECT_NE(validate(state, json::parse(R"({"entity_kind":"payment_transaction","entity_id":"t",
+      "previous_state":null,"state":"AUTHORIZED","occurred_at":"2026-12-01T10:00:00.000Z"})")),
+            "")
+      << "neither an event nor an API answer";
+}
