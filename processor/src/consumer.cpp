@@ -20,6 +20,11 @@ struct Processor::Metrics {
         poison(r.counter("kpay_processor_poison_messages_total",
                          "Unusable messages, recorded and copied to the dead-letter topic.",
                          {"reason"})),
+        environment_mismatch(
+            r.counter("kpay_processor_environment_mismatch_events_total",
+                      "Events whose metadata.live contradicts klarna.environment: applied, but "
+                      "never the cause of a Klarna call.")
+                .with({})),
         unrouted(r.counter("kpay_processor_unrouted_events_total",
                            "Events of types no state machine handles (recorded only).")
                      .with({})),
@@ -47,6 +52,7 @@ struct Processor::Metrics {
   core::Counter& stale;
   core::Counter& rejected;
   core::CounterFamily& poison;
+  core::Counter& environment_mismatch;
   core::Counter& unrouted;
   core::Histogram& batch_commit;
   core::Counter& batch_events;
@@ -330,6 +336,11 @@ bool Processor::finish_commit() {
   metrics_->stale.inc(result.stale);
   metrics_->rejected.inc(result.rejected);
   metrics_->unrouted.inc(result.unrouted);
+  if (result.environment_mismatch > 0) {
+    metrics_->environment_mismatch.inc(result.environment_mismatch);
+    log_.warn("events from the other Klarna environment: state applied, no call made",
+              {{"count", result.environment_mismatch}});
+  }
   for (const auto& [reason, n] : result.poison_by_reason) {
     metrics_->poison.with({reason}).inc(n);
     log_.warn("poison messages dead-lettered", {{"reason", reason}, {"count", n}});

@@ -183,10 +183,12 @@ class Loop {
         << extra_toml;
   }
 
-  void start_processor() {
-    processor_.emplace(std::vector<std::string>{binary("processor/klarna-processor"), "--config",
-                                                dir_ + "/processor.toml"},
-                       dir_ + "/processor.log");
+  void start_processor() { start_processor_with({}); }
+  void start_processor_with(const std::vector<std::string>& extra) {
+    std::vector<std::string> argv{binary("processor/klarna-processor"), "--config",
+                                  dir_ + "/processor.toml"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    processor_.emplace(argv, dir_ + "/processor.log");
   }
   void kill_processor() {
     processor_->signal(SIGKILL);
@@ -532,5 +534,29 @@ TEST(FullLoop, PermanentAnswersFailWithoutRetry) {
       },
       std::chrono::seconds(30)))
       << read_file(loop.dir() + "/processor.log");
+  loop.stop_processor();
+}
+
+// A processor configured for the live environment receives the sim's test
+// events (metadata.live = false): the state applies, but no call is made.
+TEST(FullLoop, EventsFromTheOtherEnvironmentNeverCauseACall) {
+  Loop loop("loop-live");
+  ASSERT_NO_FATAL_FAILURE(loop.start_receiver());
+  ASSERT_NO_FATAL_FAILURE(loop.start_sim({"--journeys", "2", "--set", R"(scenario.mix=["approve"])",
+                                          "--set", R"(scenario.versions=["v2"])"}));
+  loop.write_processor_config("");
+  loop.start_processor_with({"--set", "klarna.live=true"});
+  ASSERT_TRUE(wait_until(
+      [&] {
+        return query(loop.db(),
+                     "SELECT COUNT(*) FROM payment_requests WHERE state = 'COMPLETED'") == 2;
+      },
+      std::chrono::seconds(60)))
+      << read_file(loop.dir() + "/processor.log");
+  EXPECT_EQ(query(loop.db(), "SELECT COUNT(*) FROM outbox"), 0);
+  EXPECT_EQ(executions(loop).by_route["payment.authorize"], 0);
+  EXPECT_NE(
+      read_file(loop.dir() + "/processor.log").find("events from the other Klarna environment"),
+      std::string::npos);
   loop.stop_processor();
 }
