@@ -6,12 +6,18 @@ namespace kpay::klarna {
 
 std::string_view family_name(EventFamily f) {
   switch (f) {
-    case EventFamily::payment_request: return "payment_request";
-    case EventFamily::payment_transaction: return "payment_transaction";
-    case EventFamily::dispute: return "dispute";
-    case EventFamily::settlement: return "settlement";
-    case EventFamily::account: return "account";
-    case EventFamily::unrouted: return "unrouted";
+    case EventFamily::payment_request:
+      return "payment_request";
+    case EventFamily::payment_transaction:
+      return "payment_transaction";
+    case EventFamily::dispute:
+      return "dispute";
+    case EventFamily::settlement:
+      return "settlement";
+    case EventFamily::account:
+      return "account";
+    case EventFamily::unrouted:
+      return "unrouted";
   }
   return "unrouted";
 }
@@ -30,20 +36,26 @@ EventFamily classify_event_type(std::string_view t) {
 
 const std::string& Topics::for_family(EventFamily f) const {
   switch (f) {
-    case EventFamily::payment_request: return payment_requests;
-    case EventFamily::payment_transaction: return payment_transactions;
-    case EventFamily::dispute: return disputes;
-    case EventFamily::settlement: return settlements;
-    case EventFamily::account: return accounts;
-    case EventFamily::unrouted: return unrouted;
+    case EventFamily::payment_request:
+      return payment_requests;
+    case EventFamily::payment_transaction:
+      return payment_transactions;
+    case EventFamily::dispute:
+      return disputes;
+    case EventFamily::settlement:
+      return settlements;
+    case EventFamily::account:
+      return accounts;
+    case EventFamily::unrouted:
+      return unrouted;
   }
   return unrouted;
 }
 
 void Topics::apply_prefix(std::string_view prefix) {
-  for (std::string* t : {&payment_requests, &payment_transactions, &disputes, &settlements,
-                         &accounts, &unrouted, &dead_letter, &payment_states,
-                         &processor_dead_letter, &commands, &command_results}) {
+  for (std::string* t :
+       {&payment_requests, &payment_transactions, &disputes, &settlements, &accounts, &unrouted,
+        &dead_letter, &payment_states, &processor_dead_letter, &commands, &command_results}) {
     t->insert(0, prefix);
   }
 }
@@ -68,14 +80,19 @@ std::optional<std::string> entity_id(EventFamily family, element payload, elemen
     return std::nullopt;
   };
   switch (family) {
-    case EventFamily::payment_request: return first_of({"payment_request_id"});
-    case EventFamily::payment_transaction: return first_of({"payment_transaction_id"});
-    case EventFamily::dispute: return first_of({"payment_dispute_id", "dispute_id"});
-    case EventFamily::settlement: return first_of({"settlement_id", "payout_id"});
+    case EventFamily::payment_request:
+      return first_of({"payment_request_id"});
+    case EventFamily::payment_transaction:
+      return first_of({"payment_transaction_id"});
+    case EventFamily::dispute:
+      return first_of({"payment_dispute_id", "dispute_id"});
+    case EventFamily::settlement:
+      return first_of({"settlement_id", "payout_id"});
     case EventFamily::account:
       if (auto v = first_of({"account_id", "partner_account_id"})) return v;
       return string_field(metadata, "subject_account_id");
-    case EventFamily::unrouted: return std::nullopt;
+    case EventFamily::unrouted:
+      return std::nullopt;
   }
   return std::nullopt;
 }

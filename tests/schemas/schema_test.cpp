@@ -18,7 +18,9 @@ using nlohmann::json;
 
 namespace {
 
-json load(const std::string& path) { return json::parse(kpay::test::read_file(path)); }
+json load(const std::string& path) {
+  return json::parse(kpay::test::read_file(path));
+}
 
 class SchemaSet {
  public:
@@ -53,13 +55,18 @@ std::string validate(const valijson::Schema& schema, const json& doc) {
 
 std::string payload_schema_for(const std::string& event_type) {
   switch (kpay::klarna::classify_event_type(event_type)) {
-    case kpay::klarna::EventFamily::payment_request: return "payment-request-payload.schema.json";
+    case kpay::klarna::EventFamily::payment_request:
+      return "payment-request-payload.schema.json";
     case kpay::klarna::EventFamily::payment_transaction:
       return "payment-transaction-payload.schema.json";
-    case kpay::klarna::EventFamily::dispute: return "dispute-payload.schema.json";
-    case kpay::klarna::EventFamily::settlement: return "settlement-payload.schema.json";
-    case kpay::klarna::EventFamily::account: return "account-payload.schema.json";
-    case kpay::klarna::EventFamily::unrouted: return {};
+    case kpay::klarna::EventFamily::dispute:
+      return "dispute-payload.schema.json";
+    case kpay::klarna::EventFamily::settlement:
+      return "settlement-payload.schema.json";
+    case kpay::klarna::EventFamily::account:
+      return "account-payload.schema.json";
+    case kpay::klarna::EventFamily::unrouted:
+      return {};
   }
   return {};
 }
@@ -76,8 +83,7 @@ TEST(Schemas, EveryFixtureMatchesTheEnvelopeAndItsPayloadSchema) {
         << entry.path().filename();
     auto payload_schema = payload_schema_for(doc["metadata"]["event_type"].get<std::string>());
     ASSERT_FALSE(payload_schema.empty()) << entry.path().filename();
-    EXPECT_EQ(validate(schemas.get(payload_schema), doc["payload"]), "")
-        << entry.path().filename();
+    EXPECT_EQ(validate(schemas.get(payload_schema), doc["payload"]), "") << entry.path().filename();
     ++checked;
   }
   EXPECT_GE(checked, 70);
@@ -87,10 +93,26 @@ TEST(Schemas, BrokenDocumentsAreRejected) {
   SchemaSet schemas;
   const auto& envelope = schemas.get("webhook-envelope.schema.json");
   EXPECT_NE(validate(envelope, json::parse(R"({"payload":{}})")), "");
-  EXPECT_NE(validate(envelope, json::parse(R"({"metadata":{"event_type":"a.b","event_version":"v2"}})")), "");
-  EXPECT_NE(validate(envelope, json::parse(R"({"metadata":{"event_id":"x","event_type":"a.b","event_version":"v3"}})")), "");
-  EXPECT_NE(validate(envelope, json::parse(R"({"metadata":{"event_id":"x","event_type":"a.b","event_version":"v2","live":"yes"}})")), "");
-  EXPECT_EQ(validate(envelope, json::parse(R"({"metadata":{"event_id":"x","event_type":"a.b","event_version":"v2","unknown":1},"extra":true})")), "");
+  EXPECT_NE(
+      validate(envelope, json::parse(R"({"metadata":{"event_type":"a.b","event_version":"v2"}})")),
+      "");
+  EXPECT_NE(
+      validate(
+          envelope,
+          json::parse(R"({"metadata":{"event_id":"x","event_type":"a.b","event_version":"v3"}})")),
+      "");
+  EXPECT_NE(
+      validate(
+          envelope,
+          json::parse(
+              R"({"metadata":{"event_id":"x","event_type":"a.b","event_version":"v2","live":"yes"}})")),
+      "");
+  EXPECT_EQ(
+      validate(
+          envelope,
+          json::parse(
+              R"({"metadata":{"event_id":"x","event_type":"a.b","event_version":"v2","unknown":1},"extra":true})")),
+      "");
   EXPECT_NE(validate(schemas.get("payment-request-payload.schema.json"),
                      json::parse(R"({"payment_request_id":"r","amount":-1})")),
             "");

@@ -27,8 +27,8 @@ CertFiles write_self_signed_cert(const std::string& dir) {
   X509V3_CTX ctx;
   X509V3_set_ctx_nodb(&ctx);
   X509V3_set_ctx(&ctx, cert.get(), cert.get(), nullptr, nullptr, 0);
-  if (X509_EXTENSION* ext = X509V3_EXT_conf_nid(nullptr, &ctx, NID_subject_alt_name,
-                                                "IP:127.0.0.1,DNS:localhost")) {
+  if (X509_EXTENSION* ext =
+          X509V3_EXT_conf_nid(nullptr, &ctx, NID_subject_alt_name, "IP:127.0.0.1,DNS:localhost")) {
     X509_add_ext(cert.get(), ext, -1);
     X509_EXTENSION_free(ext);
   }
