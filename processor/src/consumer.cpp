@@ -1,6 +1,9 @@
 #include "kpay/processor/consumer.hpp"
 
+#include <condition_variable>
 #include <cstring>
+#include <memory>
+#include <mutex>
 #include <span>
 #include <thread>
 #include <utility>
@@ -73,6 +76,35 @@ extern "C" void delivery_trampoline(rd_kafka_t*, const rd_kafka_message_t* msg, 
 }
 extern "C" void error_trampoline(rd_kafka_t*, int err, const char* reason, void* opaque) {
   static_cast<Processor*>(opaque)->on_error(err, reason);
+}
+
+// rd_kafka_destroy_flags() on a thread of its own, waited for up to `grace`.
+// When it does not return in time, the handle and that thread are abandoned:
+// the process is about to exit, which ends them. Nothing polls the handle's
+// queues any more, so none of our callbacks (opaque = the Processor) can run;
+// only librdkafka's log callback may, and it uses no Processor state.
+bool destroy_within(rd_kafka_t* rk, int flags, std::chrono::milliseconds grace) {
+  if (rk == nullptr) return true;
+  struct Done {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool done = false;
+  };
+  auto state = std::make_shared<Done>();
+  std::thread destroyer([rk, flags, state] {
+    rd_kafka_destroy_flags(rk, flags);
+    std::lock_guard lock(state->mu);
+    state->done = true;
+    state->cv.notify_all();
+  });
+  std::unique_lock lock(state->mu);
+  if (state->cv.wait_for(lock, grace, [&] { return state->done; })) {
+    lock.unlock();
+    destroyer.join();
+    return true;
+  }
+  destroyer.detach();
+  return false;
 }
 
 }  // namespace
@@ -249,6 +281,13 @@ void Processor::produce(const storage::PublishRow& row) {
     if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
       // Stays in the store's queue; republished on the next start.
       log_.error("cannot publish", {{"error", rd_kafka_err2name(err)}, {"seq", row.seq}});
+      metrics_->publish_failures.inc();
+      return;
+    }
+    if (stop_ != nullptr && stop_->load()) {
+      // Kafka is not draining the queue and we are stopping: the row stays in
+      // the store's queue (republished on the next start) rather than hold
+      // the stop until message.timeout.ms frees room.
       metrics_->publish_failures.inc();
       return;
     }
@@ -465,31 +504,66 @@ bool Processor::run(const std::atomic<bool>& stop) {
   // SIGTERM: finish the batches in hand, commit, hand offsets to Kafka, leave.
   if (!finish_commit()) ok = false;
   if (ok && !pending_.empty()) ok = commit_pending(&stop);
-  auto flush_deadline = std::chrono::steady_clock::now() + settings_.shutdown_flush_timeout;
+  leave_kafka(ok);
+  log_.info("consumer closed", {{"events", events_seen_.load()}});
+  return ok;
+}
+
+void Processor::leave_kafka(bool ok) {
+  // One budget for the whole of Kafka's part of a stop: the publications'
+  // acknowledgements, then leaving the group. The grace constants below are
+  // all that may come on top of it, however Kafka behaves.
+  const auto deadline = std::chrono::steady_clock::now() + settings_.shutdown_flush_timeout;
   produce_external();
-  while (!in_flight_.empty() && std::chrono::steady_clock::now() < flush_deadline) {
+  while (!in_flight_.empty() && std::chrono::steady_clock::now() < deadline) {
     rd_kafka_poll(producer_.get(), 50);
     retry_failed_publications();
   }
-  if (ok && !acknowledged_.empty()) commit_pending(&stop);  // delete acknowledged rows
+  if (ok && !acknowledged_.empty()) commit_pending(stop_);  // delete acknowledged rows
   if (!in_flight_.empty()) {
     log_.warn("publications still unacknowledged at exit; republished on next start",
               {{"count", in_flight_.size()}});
   }
   // Kafka's committed offsets are advisory here (the store's own offsets are
-  // the truth), so the final commit is asynchronous and the group is left
-  // within a bounded time even when Kafka is unreachable: a stop must never
-  // hang on a dead broker.
+  // the truth), so the final commit is asynchronous.
   auto cerr = rd_kafka_commit(consumer_.get(), nullptr, 1);
   if (cerr != RD_KAFKA_RESP_ERR_NO_ERROR && cerr != RD_KAFKA_RESP_ERR__NO_OFFSET) {
     log_.warn("final offset commit failed", {{"error", rd_kafka_err2name(cerr)}});
   }
-  if (!close_consumer_within(settings_.shutdown_flush_timeout)) {
-    log_.warn("Kafka did not confirm leaving the group in time; closing anyway");
-    rd_kafka_destroy_flags(consumer_.release(), RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+  const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+      deadline - std::chrono::steady_clock::now());
+  const bool closed = close_consumer_within(std::max(left, kLeaveGroupFloor));
+  if (!closed) log_.warn("Kafka did not confirm leaving the group in time; closing anyway");
+  release_kafka_handles(closed);
+}
+
+void Processor::release_kafka_handles(bool consumer_closed) {
+  // A scrape reads watermarks through the consumer: it must find no
+  // partition (and so never touch the handle) once the handle is going.
+  core::KafkaHandle consumer;
+  core::KafkaHandle producer;
+  {
+    std::lock_guard lock(positions_mu_);
+    positions_.clear();
+    consumer = std::move(consumer_);
+    producer = std::move(producer_);
   }
-  log_.info("consumer closed", {{"events", events_seen_.load()}});
-  return ok;
+  // What Kafka has not acknowledged stays in the store's publish_queue and is
+  // republished on the next start, so the producer's copies may go: without
+  // them its destroy does not wait for message.timeout.ms.
+  rd_kafka_purge(producer.get(), RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+  if (!destroy_within(producer.release(), 0, kDestroyGrace)) {
+    log_.warn("Kafka producer did not finish in time; left to the process exit");
+  }
+  // Measured (librdkafka 2.0.2, cluster gone with commits pending): destroy,
+  // even with NO_CONSUMER_CLOSE, joins a main thread that spins at 100% CPU
+  // until its offset commits give up waiting for a coordinator, 45 s later
+  // (session.timeout.ms; librdkafka issues #625, #3740). A stop must not
+  // wait for that: past the grace the handle is abandoned to the exit.
+  const int flags = consumer_closed ? 0 : RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE;
+  if (!destroy_within(consumer.release(), flags, kDestroyGrace)) {
+    log_.warn("Kafka consumer did not finish in time; left to the process exit");
+  }
 }
 
 bool Processor::close_consumer_within(std::chrono::milliseconds budget) {

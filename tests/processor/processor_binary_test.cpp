@@ -5,6 +5,7 @@
 
 #include <csignal>
 #include <filesystem>
+#include <iostream>
 #include <regex>
 
 #include "child_process.hpp"
@@ -27,6 +28,21 @@ std::uint16_t logged_admin_port(const std::string& log) {
   std::smatch m;
   auto text = test::read_file(log);
   return std::regex_search(text, m, re) ? static_cast<std::uint16_t>(std::stoi(m[1])) : 0;
+}
+
+// A stop ends within processor.shutdown_flush_timeout_ms (2 s in these tests)
+// plus the documented 3 s of grace, with room for a loaded machine.
+constexpr auto kStopBound = std::chrono::seconds(2 + 3 + 3);
+
+// Seconds from `signal` to the child's exit status (nullopt: still running).
+std::optional<std::pair<int, double>> stop_and_time(test::ChildProcess& child, int signal,
+                                                    std::chrono::milliseconds bound) {
+  const auto sent = std::chrono::steady_clock::now();
+  child.signal(signal);
+  auto status = child.wait(bound);
+  if (!status) return std::nullopt;
+  return std::pair{*status,
+                   std::chrono::duration<double>(std::chrono::steady_clock::now() - sent).count()};
 }
 
 // Waits until the processor is in its group with partitions assigned.
@@ -71,11 +87,12 @@ TEST(ProcessorBinary, ServesAdminEndpointsAndStopsCleanlyOnSigterm) {
   core::EmbeddedKafka kafka(1);
   const auto dir = test::make_temp_dir("processor-binary");
   const std::string log = dir + "/p.log";
-  test::ChildProcess child({test::binary("processor/klarna-processor"), "--set",
-                            "processor.database=" + dir + "/state.db", "--set",
-                            "kafka.bootstrap_servers=" + kafka.bootstrap_servers(), "--set",
-                            "admin.port=0", "--set", "worker.enabled=false"},
-                           log);
+  test::ChildProcess child(
+      {test::binary("processor/klarna-processor"), "--set",
+       "processor.database=" + dir + "/state.db", "--set",
+       "kafka.bootstrap_servers=" + kafka.bootstrap_servers(), "--set", "admin.port=0", "--set",
+       "worker.enabled=false", "--set", "processor.shutdown_flush_timeout_ms=2000"},
+      log);
   std::uint16_t port = 0;
   ASSERT_TRUE(test::wait_until([&] { return (port = logged_admin_port(log)) != 0; }));
   auto health = test::http_request(port, "GET", "/healthz");
@@ -95,16 +112,20 @@ TEST(ProcessorBinary, ServesAdminEndpointsAndStopsCleanlyOnSigterm) {
   }));
   // Ready once the group assigned its partitions (a join takes ~3 s on the mock).
   EXPECT_TRUE(wait_ready(port));
-  child.signal(SIGTERM);
-  EXPECT_EQ(child.wait(std::chrono::seconds(30)), 0);
+  auto stopped = stop_and_time(child, SIGTERM, kStopBound);
+  ASSERT_TRUE(stopped) << "still running " << kStopBound.count() << " s after SIGTERM";
+  EXPECT_EQ(stopped->first, 0);
+  std::cout << "stop with Kafka up took " << stopped->second << " s\n";
   EXPECT_NE(test::read_file(log).find("consumer closed"), std::string::npos);
+  // Kafka up: the group was left, no handle needed abandoning.
+  EXPECT_EQ(test::read_file(log).find("did not finish in time"), std::string::npos);
   std::filesystem::remove_all(dir);
 }
 
 // Ctrl-C in a terminal reaches every process at once, Kafka included: the
 // processor must still stop, within its flush budget, when Kafka is gone.
-// (The demo once hung here with events in flight; this idle-group case does
-// not reproduce that hang, so it guards the behaviour, not that root cause.)
+// This is the idle group; with events and publications in flight (the case
+// that once took 46 s) see liveness_test.cpp.
 TEST(ProcessorBinary, StopsWithinItsBudgetWhenKafkaIsGone) {
   auto kafka = std::make_unique<core::EmbeddedKafka>(1);
   const auto dir = test::make_temp_dir("processor-nokafka");
@@ -120,9 +141,10 @@ TEST(ProcessorBinary, StopsWithinItsBudgetWhenKafkaIsGone) {
   // In the group with partitions assigned.
   ASSERT_TRUE(wait_ready(port));
   kafka.reset();  // the whole cluster disappears
-  child.signal(SIGTERM);
-  auto status = child.wait(std::chrono::seconds(20));
-  ASSERT_TRUE(status.has_value()) << "still running 20 s after SIGTERM with Kafka gone";
+  auto stopped = stop_and_time(child, SIGTERM, kStopBound);
+  ASSERT_TRUE(stopped) << "still running " << kStopBound.count()
+                       << " s after SIGTERM with Kafka gone";
+  std::cout << "stop with Kafka gone (idle group) took " << stopped->second << " s\n";
   EXPECT_NE(test::read_file(log).find("consumer closed"), std::string::npos);
   std::filesystem::remove_all(dir);
 }

@@ -66,8 +66,10 @@ class Processor {
   Processor& operator=(const Processor&) = delete;
 
   // Consumes until `stop` becomes true; then applies and commits the batch in
-  // hand, commits offsets, flushes the producer (bounded) and leaves the group.
-  // Returns false when it had to stop on an unrecoverable error.
+  // hand, commits offsets, flushes the producer and leaves the group, all of
+  // Kafka's part within shutdown_flush_timeout + 3 s, reachable or not; the
+  // Kafka handles are gone when it returns. Returns false when it had to
+  // stop on an unrecoverable error.
   bool run(const std::atomic<bool>& stop);
 
   // /readyz: storage usable, Kafka reachable, partitions assigned.
@@ -139,6 +141,15 @@ class Processor {
   std::optional<BatchResult> committed_;  // the store thread's outcome
   bool commit_in_flight_ = false;
   core::SerialWorker store_thread_;  // after what its jobs use: joined first
+
+  // The stop's Kafka part, bounded: publications acknowledged (or left in the
+  // store's queue) within shutdown_flush_timeout, the group left within what
+  // remains (at least kLeaveGroupFloor), each handle destroyed within
+  // kDestroyGrace or abandoned to the process exit.
+  void leave_kafka(bool ok);
+  void release_kafka_handles(bool consumer_closed);
+  static constexpr std::chrono::milliseconds kLeaveGroupFloor{1000};
+  static constexpr std::chrono::milliseconds kDestroyGrace{1000};
 
   // Last: the handles call back into the members above until destroyed.
   // rd_kafka_consumer_close() bounded by `budget`; false when it did not finish.
