@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
   kpay::ctl::GlobalOptions global;
   app.add_option("-c,--config", global.config_file, "TOML configuration file (as the daemons use)");
   app.add_option("--set", global.overrides, "Override a configuration key: section.key=value");
+  app.set_version_flag("--version", "klarnactl " KPAY_VERSION);
   kpay::ctl::register_keys_commands(app, global);
   kpay::ctl::register_payments_commands(app, global);
   kpay::ctl::register_disputes_commands(app, global);
