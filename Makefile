@@ -6,7 +6,7 @@ JOBS           ?= $(shell nproc)
 GENERATOR      := $(shell command -v ninja >/dev/null 2>&1 && echo "-G Ninja")
 CTEST_ARGS     ?=
 
-.PHONY: all deps build run test test-fast bench asan clean format
+.PHONY: all deps build package run test test-fast bench asan clean format
 
 all: build
 
@@ -18,6 +18,11 @@ $(BUILD_DIR)/CMakeCache.txt: | deps
 
 build: deps $(BUILD_DIR)/CMakeCache.txt
 	cmake --build $(BUILD_DIR) -j $(JOBS)
+
+# The Debian package: $(BUILD_DIR)/klarna-webhooks_<version>_<arch>.deb
+# (install: apt-get install ./build/klarna-webhooks_*.deb; systemd/README.md).
+package: build
+	cd $(BUILD_DIR) && cpack -G DEB
 
 # The embedded demo: embedded Kafka + receiver + processor + klarna-sim. Ctrl-C stops it.
 run: build

@@ -21,6 +21,8 @@ PACKAGES=(
   libbenchmark-dev
   libvalijson-dev nlohmann-json3-dev
   curl
+  # make package / the package tests: dpkg-shlibdeps, objdump, systemd-analyze.
+  dpkg-dev binutils systemd
 )
 
 missing=()
