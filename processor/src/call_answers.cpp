@@ -8,6 +8,7 @@
 
 #include "kpay/core/json_writer.hpp"
 #include "kpay/core/log.hpp"
+#include "kpay/processor/events.hpp"
 
 namespace kpay::processor {
 
@@ -335,6 +336,70 @@ std::string on_read_transaction(AnswerContext& c, const storage::OutboxRow& row,
 
 using Handler = std::function<std::string(AnswerContext&, const storage::OutboxRow&, const Json&)>;
 
+// ---- disputes -----------------------------------------------------------------------
+// A dispute as Klarna answered it (the resource, or nothing: accept-loss's 202
+// may carry no body). Klarna's word on the state replaces ours; without it the
+// documented target of the operation is used (`documented`; none: unchanged,
+// the webhook will tell). state_as_of_ms is kept, so any later webhook still
+// applies.
+std::optional<std::string> merge_dispute(AnswerContext& c, const storage::OutboxRow& row,
+                                         const Json& answer,
+                                         std::optional<std::string> documented) {
+  auto d = c.store.find_dispute(row.entity_id);
+  if (!d) {
+    d.emplace();
+    d->id = row.entity_id;
+    d->framework = "current";
+    d->last_event_id = "outbox:" + std::to_string(row.id);
+  }
+  const auto before = d->state;
+  const auto state = answer.str("state") ? answer.str("state") : std::move(documented);
+  if (state) d->state = state;
+  if (auto outcome = answer.str("dispute_outcome")) d->outcome = outcome;
+  if (auto closed = answer.str("closed_at")) {
+    if (auto ms = parse_rfc3339_ms(*closed)) d->closed_at_ms = ms;
+  }
+  fill(d->payment_transaction_id, answer.str("payment_transaction_id"));
+  auto details = answer.at("dispute_details");
+  fill(d->amount, details.integer("dispute_amount"));
+  fill(d->currency, details.str("currency"));
+  c.store.save_dispute(*d);
+  if (before != d->state) {
+    publish(c, d->id,
+            Change("dispute", d->id, before, d->state, row, c.now_ms)
+                .maybe("payment_transaction_id", d->payment_transaction_id)
+                .maybe("outcome", d->outcome)
+                .done());
+  }
+  c.found.payment_dispute_id = d->id;
+  c.found.dispute_state = d->state;
+  return d->state;
+}
+
+// accept-loss (202): CLOSED / LOST when the answer says so, else unchanged.
+std::string on_dispute_accept_loss(AnswerContext& c, const storage::OutboxRow& row,
+                                   const Json& answer) {
+  merge_dispute(c, row, answer, std::nullopt);
+  return answer.str("state").value_or("LOSS_ACCEPTED");
+}
+
+// represent (201) → REPRESENTMENT; appeal (201) → ARBITRATION.
+Handler dispute_moved_to(std::string documented) {
+  return [documented](AnswerContext& c, const storage::OutboxRow& row, const Json& answer) {
+    return merge_dispute(c, row, answer, documented).value_or(documented);
+  };
+}
+
+// A read after a 409: the state Klarna has now is ours too.
+std::string on_read_dispute(AnswerContext& c, const storage::OutboxRow& row, const Json& answer) {
+  if (!answer.str("state")) throw std::runtime_error("answer has no dispute state");
+  return merge_dispute(c, row, answer, std::nullopt).value_or("UNKNOWN");
+}
+
+bool is_dispute_operation(std::string_view operation) {
+  return operation.starts_with("dispute_");
+}
+
 const std::map<std::string, Handler, std::less<>>& handlers() {
   static const std::map<std::string, Handler, std::less<>> table = {
       {"final_authorization", on_final_authorization},
@@ -353,6 +418,10 @@ const std::map<std::string, Handler, std::less<>>& handlers() {
        [](auto& c, auto& row, auto& a) { return book_sub_record(c, row, a, false); }},
       {"void", on_void},
       {"cancel", on_cancel},
+      {"dispute_accept_loss", on_dispute_accept_loss},
+      {"dispute_represent", dispute_moved_to("REPRESENTMENT")},
+      {"dispute_appeal", dispute_moved_to("ARBITRATION")},
+      {"read_dispute", on_read_dispute},
   };
   return table;
 }
@@ -363,6 +432,11 @@ std::string apply_success(AnswerContext& c, const storage::OutboxRow& row,
                           const klarna::Answer& answer) {
   auto it = handlers().find(row.operation);
   if (it == handlers().end()) return "recorded";  // an operation whose answer changes no state
+  // A dispute operation's answer may have no body (accept-loss: 202).
+  if (is_dispute_operation(row.operation) &&
+      answer.body.find_first_not_of(" \t\r\n") == std::string::npos) {
+    return it->second(c, row, Json{});
+  }
   thread_local simdjson::dom::parser parser;
   return it->second(c, row, parse(parser, answer.body));
 }
@@ -375,29 +449,50 @@ std::string queue_reread(AnswerContext& c, const storage::OutboxRow& row) {
   } else if (op == "capture" || op == "refund_transaction" || op == "refund_capture" ||
              op == "void") {
     read.push_back(ReadTransaction{row.entity_id});
+  } else if (is_dispute_operation(op)) {
+    // The read reports the command's final result with the state Klarna has.
+    read.push_back(ReadDispute{row.entity_id, row.command_id});
   }
   if (read.empty()) return "";
   queue(c, read, row, row.due_by_ms);
   return std::string(operation_name(read.front()));
 }
 
+// A dispute operation refused with 409 was re-read (read_dispute with the
+// command's id): the command failed, and the reason says what Klarna has now.
+std::string conflict_reason(AnswerContext& c, const storage::OutboxRow& read,
+                            const std::optional<std::string>& state_now) {
+  std::string why = "conflict";
+  constexpr std::string_view kCause = "outbox:";
+  if (read.created_by_event_id.starts_with(kCause)) {
+    const auto cause = c.store.find_outbox(std::stoll(read.created_by_event_id.substr(7)));
+    if (cause && cause->last_error) why += ": " + *cause->last_error;
+  }
+  return why + "; re-read: the dispute is " + state_now.value_or("UNKNOWN") + " at Klarna";
+}
+
 void finish_command(AnswerContext& c, const storage::OutboxRow& row,
                     const storage::OutboxUpdate& update) {
   if (!row.command_id || (update.status != "succeeded" && update.status != "failed")) return;
+  // The read queued for a dispute operation's 409 reports its result.
+  if (update.result == "CONFLICT" && is_dispute_operation(row.operation)) return;
   auto command = c.store.find_command(*row.command_id);
   if (!command || command->status != "accepted") return;
-  const bool ok = update.status == "succeeded";
+  const bool conflict_read = row.operation == "read_dispute" && update.status == "succeeded";
+  const bool ok = update.status == "succeeded" && !conflict_read;
   CommandResult r = std::move(c.found);
   c.found = {};
   r.command_id = command->command_id;
   r.type = command->type;
   r.status = ok ? CommandStatus::succeeded : CommandStatus::failed;
-  if (!ok) {
+  if (conflict_read) {
+    r.reason = conflict_reason(c, row, r.dispute_state);
+  } else if (!ok) {
     r.reason = update.last_error.value_or("failed");
     r.result.reset();  // a failed call has no authorization result
   }
   if (row.amount) r.amount = row.amount;
-  c.store.finish_command(command->command_id, update.status, r.reason, c.now_ms);
+  c.store.finish_command(command->command_id, ok ? "succeeded" : "failed", r.reason, c.now_ms);
   storage::PublishRow p{0, c.topics.command_results, command->key,
                         render_command_result(r, c.now_ms), ""};
   p.seq = c.store.enqueue_publish(p);

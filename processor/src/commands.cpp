@@ -29,6 +29,9 @@ constexpr std::array kTypes = {
     TypeName{CommandType::refund, "refund"},
     TypeName{CommandType::void_transaction, "void"},
     TypeName{CommandType::cancel, "cancel"},
+    TypeName{CommandType::dispute_accept_loss, "dispute_accept_loss"},
+    TypeName{CommandType::dispute_represent, "dispute_represent"},
+    TypeName{CommandType::dispute_appeal, "dispute_appeal"},
 };
 
 constexpr std::size_t kMaxCommandId = 100;
@@ -52,6 +55,12 @@ bool header_safe(std::string_view v) {
     if (c < 0x21 || c > 0x7e) return false;
   }
   return !v.empty();
+}
+
+// UTF-8 code points (continuation bytes not counted).
+std::size_t code_points(std::string_view s) {
+  return static_cast<std::size_t>(std::count_if(
+      s.begin(), s.end(), [](char c) { return (static_cast<unsigned char>(c) & 0xC0) != 0x80; }));
 }
 
 // Reads a command's fields; the first problem wins and is kept as a value.
@@ -110,6 +119,32 @@ class Fields {
     return v;
   }
   Interoperability interoperability();
+  // An integer ≥ 0 in minor units.
+  std::optional<std::int64_t> non_negative(std::string_view key) {
+    auto e = get(key, false);
+    std::int64_t v = 0;
+    if (!e) return std::nullopt;
+    if (e->get_int64().get(v) != simdjson::SUCCESS || v < 0) {
+      return fail<std::int64_t>(CommandError::bad_field,
+                                std::string(key) + " must be an integer >= 0");
+    }
+    return v;
+  }
+  // A string of at most `max` characters (UTF-8 code points); may be empty.
+  std::optional<std::string> bounded_text(std::string_view key, std::size_t max) {
+    auto e = get(key, false);
+    std::string_view v;
+    if (!e) return std::nullopt;
+    if (e->get_string().get(v) != simdjson::SUCCESS) {
+      return fail(CommandError::bad_field, std::string(key) + " must be a string");
+    }
+    if (code_points(v) > max) {
+      return fail(CommandError::bad_field,
+                  std::string(key) + " must be at most " + std::to_string(max) + " characters");
+    }
+    return std::string(v);
+  }
+  std::vector<DisputeAttachmentRef> attachments(std::string_view key, bool required);
 
   template <class T = std::string>
   std::optional<T> fail(CommandError e, std::string detail) {
@@ -131,6 +166,42 @@ class Fields {
   element obj_;
   std::optional<std::pair<CommandError, std::string>> error_;
 };
+
+// [{"payment_dispute_attachment_id", "description"?}, …]; `required`: at least one.
+std::vector<DisputeAttachmentRef> Fields::attachments(std::string_view key, bool required) {
+  std::vector<DisputeAttachmentRef> out;
+  auto e = get(key, required);
+  if (!e) return out;
+  simdjson::dom::array items;
+  if (e->get_array().get(items) != simdjson::SUCCESS) {
+    fail(CommandError::bad_field, std::string(key) + " must be an array");
+    return out;
+  }
+  for (element item : items) {
+    std::string_view id, description;
+    if (!item.is_object() ||
+        item["payment_dispute_attachment_id"].get_string().get(id) != simdjson::SUCCESS ||
+        id.empty()) {
+      fail(CommandError::bad_field,
+           std::string(key) + "[] must be objects with payment_dispute_attachment_id");
+      return {};
+    }
+    DisputeAttachmentRef ref{std::string(id), std::nullopt};
+    element d;
+    if (item["description"].get(d) == simdjson::SUCCESS && !d.is_null()) {
+      if (d.get_string().get(description) != simdjson::SUCCESS) {
+        fail(CommandError::bad_field, std::string(key) + "[].description must be a string");
+        return {};
+      }
+      ref.description = std::string(description);
+    }
+    out.push_back(std::move(ref));
+  }
+  if (required && out.empty()) {
+    fail(CommandError::bad_field, std::string(key) + " must name at least one attachment");
+  }
+  return out;
+}
 
 Interoperability Fields::interoperability() {
   Interoperability x;
@@ -202,6 +273,26 @@ CommandBody decode_refund(Fields& f) {
   return c;
 }
 
+CommandBody decode_represent(Fields& f) {
+  DisputeRepresentCommand c;
+  c.payment_dispute_id = f.text("payment_dispute_id", true).value_or("");
+  c.attachments = f.attachments("attachments", true);
+  c.additional_information = f.bounded_text("additional_information", kMaxAdditionalInformation);
+  c.partner_proposed_refund_amount = f.non_negative("partner_proposed_refund_amount");
+  return c;
+}
+
+CommandBody decode_appeal(Fields& f) {
+  DisputeAppealCommand c;
+  c.payment_dispute_id = f.text("payment_dispute_id", true).value_or("");
+  c.attachments = f.attachments("attachments", false);
+  c.additional_information = f.bounded_text("additional_information", kMaxAdditionalInformation);
+  if (c.attachments.empty() && !c.additional_information) {
+    f.fail(CommandError::missing_field, "additional_information or attachments");
+  }
+  return c;
+}
+
 CommandBody decode_body(CommandType type, Fields& f) {
   switch (type) {
     case CommandType::register_payment:
@@ -216,6 +307,12 @@ CommandBody decode_body(CommandType type, Fields& f) {
       return VoidCommand{f.text("payment_transaction_id", true).value_or("")};
     case CommandType::cancel:
       return CancelCommand{f.text("payment_request_id", true).value_or("")};
+    case CommandType::dispute_accept_loss:
+      return DisputeAcceptLossCommand{f.text("payment_dispute_id", true).value_or("")};
+    case CommandType::dispute_represent:
+      return decode_represent(f);
+    case CommandType::dispute_appeal:
+      return decode_appeal(f);
   }
   return CancelCommand{};
 }
@@ -275,10 +372,22 @@ std::optional<CommandType> parse_command_type(std::string_view name) {
   return std::nullopt;
 }
 
+bool is_dispute_command(CommandType t) {
+  return t == CommandType::dispute_accept_loss || t == CommandType::dispute_represent ||
+         t == CommandType::dispute_appeal;
+}
+
 CommandType Command::type() const {
-  static constexpr std::array kByIndex = {CommandType::register_payment, CommandType::authorize,
-                                          CommandType::capture,          CommandType::refund,
-                                          CommandType::void_transaction, CommandType::cancel};
+  static constexpr std::array kByIndex = {CommandType::register_payment,
+                                          CommandType::authorize,
+                                          CommandType::capture,
+                                          CommandType::refund,
+                                          CommandType::void_transaction,
+                                          CommandType::cancel,
+                                          CommandType::dispute_accept_loss,
+                                          CommandType::dispute_represent,
+                                          CommandType::dispute_appeal};
+  static_assert(kByIndex.size() == std::variant_size_v<CommandBody>);
   return kByIndex[body.index()];
 }
 
@@ -408,6 +517,8 @@ std::string render_command_result(const CommandResult& r, std::int64_t occurred_
   maybe("payment_refund_id", r.payment_refund_id);
   if (r.amount) w.field("amount", *r.amount);
   maybe("interoperability_status", r.interoperability_status);
+  maybe("payment_dispute_id", r.payment_dispute_id);
+  maybe("dispute_state", r.dispute_state);
   w.field("occurred_at", core::rfc3339_ms(occurred_at_ms));
   w.end_object();
   return w.take();

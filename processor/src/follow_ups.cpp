@@ -215,6 +215,64 @@ Call capture_call(const Capture& f) {
   return c;
 }
 
+// {"attachments":[{"payment_dispute_attachment_id","description"?}],…}
+void write_evidence(core::JsonWriter& body, const std::vector<DisputeAttachmentRef>& attachments,
+                    const std::optional<std::string>& additional_information) {
+  if (!attachments.empty()) {
+    body.key("attachments").begin_array();
+    for (const auto& a : attachments) {
+      body.begin_object().field("payment_dispute_attachment_id", a.payment_dispute_attachment_id);
+      if (a.description) body.field("description", *a.description);
+      body.end_object();
+    }
+    body.end_array();
+  }
+  if (additional_information) body.field("additional_information", *additional_information);
+}
+
+// A Dispute API operation of one dispute, keyed by the command that asked for it.
+Call dispute_call(std::string_view action, const std::string& command_id,
+                  const std::string& dispute_id, std::string body) {
+  Call c;
+  c.path = std::string(kDisputesPlaceholder) + "/" + percent_encode(dispute_id) + "/" +
+           std::string(action);
+  c.body = std::move(body);
+  c.entity_id = dispute_id;
+  c.key_entity = command_id;
+  c.command_id = command_id;
+  return c;
+}
+
+Call represent_call(const DisputeRepresent& f) {
+  core::JsonWriter body;
+  body.begin_object();
+  write_evidence(body, f.attachments, f.additional_information);
+  if (f.partner_proposed_refund_amount) {
+    body.field("partner_proposed_refund_amount", *f.partner_proposed_refund_amount);
+  }
+  body.end_object();
+  return dispute_call("represent", f.command_id, f.payment_dispute_id, body.take());
+}
+
+Call appeal_call(const DisputeAppeal& f) {
+  core::JsonWriter body;
+  body.begin_object();
+  write_evidence(body, f.attachments, f.additional_information);
+  body.end_object();
+  return dispute_call("appeal", f.command_id, f.payment_dispute_id, body.take());
+}
+
+Call read_dispute_call(const ReadDispute& r, const std::string& discriminator) {
+  Call c;
+  c.method = "GET";
+  c.path = std::string(kDisputesPlaceholder) + "/" + percent_encode(r.payment_dispute_id);
+  c.entity_id = r.payment_dispute_id;
+  c.key_entity = r.payment_dispute_id;
+  c.key_discriminator = discriminator;
+  c.command_id = r.command_id;
+  return c;
+}
+
 // A GET of one resource; `entity_id` is the row's entity (the transaction for
 // its captures and refunds), `id` the resource read.
 Call read_call(std::string_view collection, const std::string& id, const std::string& entity_id,
@@ -251,6 +309,13 @@ Call call_for(const FollowUp& f, const FollowUpOrigin& origin) {
           [](const Refund& r) { return refund_call(r); },
           [](const Void& v) { return void_call(v); },
           [](const CancelRequest& c) { return cancel_call(c); },
+          // accept-loss has no documented body; "{}" keeps a JSON Content-Type.
+          [](const DisputeAcceptLoss& a) {
+            return dispute_call("accept-loss", a.command_id, a.payment_dispute_id, "{}");
+          },
+          [](const DisputeRepresent& r) { return represent_call(r); },
+          [](const DisputeAppeal& a) { return appeal_call(a); },
+          [&](const ReadDispute& r) { return read_dispute_call(r, d); },
       },
       f);
 }
@@ -298,7 +363,33 @@ FollowUpSettings follow_up_settings_from_config(const core::Config& c) {
   } else {
     throw core::ConfigError("klarna.environment", "must be live, test or custom");
   }
+  s.dispute_path_prefix = c.string("disputes.api_path_prefix", s.dispute_path_prefix);
+  const auto& prefix = s.dispute_path_prefix;
+  if (prefix.size() < 2 || prefix.front() != '/' || prefix.back() == '/' ||
+      prefix.find_first_of("?# ") != std::string::npos) {
+    throw core::ConfigError("disputes.api_path_prefix",
+                            "must be a path starting with / (no trailing /, no query), e.g. "
+                            "/v2/accounts/{account}/payment/disputes");
+  }
   return s;
+}
+
+std::string dispute_api_root(const FollowUpSettings& s, std::string_view account_id) {
+  static constexpr std::string_view kAccount = "{account}";
+  std::string root = s.dispute_path_prefix;
+  if (auto at = root.find(kAccount); at != std::string::npos) {
+    root.replace(at, kAccount.size(), percent_encode(account_id));
+  }
+  return root;
+}
+
+std::string request_path(const storage::OutboxRow& row, const FollowUpSettings& s) {
+  std::string_view path = row.path;
+  if (path.starts_with(kDisputesPlaceholder)) {
+    return dispute_api_root(s, row.account_id) +
+           std::string(path.substr(kDisputesPlaceholder.size()));
+  }
+  return "/v2/accounts/" + percent_encode(row.account_id) + row.path;
 }
 
 std::string_view operation_name(const FollowUp& f) {
@@ -316,6 +407,10 @@ std::string_view operation_name(const FollowUp& f) {
                         },
                         [](const Void&) { return "void"; },
                         [](const CancelRequest&) { return "cancel"; },
+                        [](const DisputeAcceptLoss&) { return "dispute_accept_loss"; },
+                        [](const DisputeRepresent&) { return "dispute_represent"; },
+                        [](const DisputeAppeal&) { return "dispute_appeal"; },
+                        [](const ReadDispute&) { return "read_dispute"; },
                     },
                     f);
 }

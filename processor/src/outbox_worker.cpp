@@ -22,19 +22,19 @@ std::int64_t now_ms() {
 }
 
 // "{token}" in a stored path stands for the call's token, sent percent-encoded.
-std::string resolve_path(const storage::OutboxRow& row) {
-  std::string path = klarna::account_path(row.account_id) + row.path;
+std::string resolve_path(const storage::OutboxRow& row, const FollowUpSettings& s) {
+  std::string path = request_path(row, s);
   if (auto at = path.find("{token}"); at != std::string::npos) {
     path.replace(at, 7, klarna::percent_encode(row.call_token));
   }
   return path;
 }
 
-klarna::Call make_call(const storage::OutboxRow& row) {
+klarna::Call make_call(const storage::OutboxRow& row, const FollowUpSettings& s) {
   klarna::Call call;
   call.method = row.method;
-  call.path = resolve_path(row);
-  call.path_for_logs = klarna::account_path(row.account_id) + row.path;
+  call.path = resolve_path(row, s);
+  call.path_for_logs = request_path(row, s);
   call.body = row.request_body;
   call.idempotency_key = row.idempotency_key;
   call.correlation_id = "kpay" + std::to_string(row.id);
@@ -237,7 +237,7 @@ void OutboxWorker::Impl::send(storage::OutboxRow row) {
     ++in_flight;
     metrics.in_flight.set(static_cast<double>(in_flight));
   }
-  auto call = make_call(row);
+  auto call = make_call(row, settings.follow_ups);
   client.send(std::move(call), [this, row = std::move(row)](klarna::Answer answer) mutable {
     std::lock_guard lock(mu);
     --in_flight;

@@ -10,6 +10,7 @@
 #include "child_process.hpp"
 #include "kpay/processor/batch_applier.hpp"
 #include "kpay/processor/commands.hpp"
+#include "kpay/processor/follow_ups.hpp"
 
 using namespace kpay;
 using namespace kpay::processor;
@@ -332,3 +333,211 @@ TEST_F(CommandApplierTest, AuthorizeCarriesTokensAsHeadersAndDataAsSent) {
 }
 
 }  // namespace
+
+// ---- dispute commands ----------------------------------------------------------------
+
+namespace kpay::processor {
+namespace {
+
+std::vector<DecodeCase> dispute_decode_cases() {
+  const std::string one = R"("attachments":[{"payment_dispute_attachment_id":"att-1"}])";
+  const std::string id = R"({"command_id":"c","payment_dispute_id":"d",)";
+  return {
+      {"accept_loss_ok",
+       R"({"command_id":"c","type":"dispute_accept_loss","payment_dispute_id":"d"})", ""},
+      {"accept_loss_no_id", R"({"command_id":"c","type":"dispute_accept_loss"})", "missing_field",
+       "payment_dispute_id"},
+      {"represent_ok",
+       id + R"("type":"dispute_represent",)" + one + R"(,"additional_information":"why"})", ""},
+      {"represent_with_description_and_refund",
+       id + R"("type":"dispute_represent","attachments":[{"payment_dispute_attachment_id":"a",)"
+            R"("description":"receipt"}],"partner_proposed_refund_amount":0})",
+       ""},
+      {"represent_no_attachments", id + R"("type":"dispute_represent"})", "missing_field",
+       "attachments"},
+      {"represent_empty_attachments", id + R"("type":"dispute_represent","attachments":[]})",
+       "bad_field", "at least one"},
+      {"represent_attachments_not_array",
+       id + R"("type":"dispute_represent","attachments":"att-1"})", "bad_field", "array"},
+      {"represent_attachment_without_id",
+       id + R"("type":"dispute_represent","attachments":[{"description":"x"}]})", "bad_field",
+       "payment_dispute_attachment_id"},
+      {"represent_information_5000",
+       id + R"("type":"dispute_represent",)" + one + R"(,"additional_information":")" +
+           std::string(5000, 'x') + "\"}",
+       ""},
+      {"represent_information_5000_multibyte",
+       id + R"("type":"dispute_represent",)" + one + R"(,"additional_information":")" +
+           [] {
+             std::string s;
+             for (int i = 0; i < 5000; ++i) s += "\xC3\xA9";  // é: 5000 characters, 10000 bytes
+             return s;
+           }() +
+           "\"}",
+       ""},
+      {"represent_information_5001",
+       id + R"("type":"dispute_represent",)" + one + R"(,"additional_information":")" +
+           std::string(5001, 'x') + "\"}",
+       "bad_field", "additional_information"},
+      {"represent_negative_refund",
+       id + R"("type":"dispute_represent",)" + one + R"(,"partner_proposed_refund_amount":-1})",
+       "bad_field", "partner_proposed_refund_amount"},
+      {"appeal_information", id + R"("type":"dispute_appeal","additional_information":"x"})", ""},
+      {"appeal_attachments", id + R"("type":"dispute_appeal",)" + one + "}", ""},
+      {"appeal_nothing", id + R"("type":"dispute_appeal"})", "missing_field",
+       "additional_information or attachments"},
+      {"appeal_no_dispute",
+       R"({"command_id":"c","type":"dispute_appeal","additional_information":"x"})",
+       "missing_field", "payment_dispute_id"},
+  };
+}
+
+TEST(DisputeCommands, DecodingFollowsTheContractTable) {
+  for (const auto& c : dispute_decode_cases()) {
+    SCOPED_TRACE(c.name);
+    auto decoded = decode_command(c.body);
+    if (c.error.empty()) {
+      ASSERT_TRUE(std::holds_alternative<Command>(decoded))
+          << std::get<CommandRejection>(decoded).reason();
+      EXPECT_TRUE(is_dispute_command(std::get<Command>(decoded).type()));
+      continue;
+    }
+    ASSERT_TRUE(std::holds_alternative<CommandRejection>(decoded));
+    const auto& r = std::get<CommandRejection>(decoded);
+    EXPECT_EQ(command_error_name(r.error), c.error) << r.reason();
+    EXPECT_NE(r.reason().find(c.detail_contains), std::string::npos) << r.reason();
+  }
+}
+
+TEST(DisputeCommands, PathPrefixIsConfigurable) {
+  storage::OutboxRow row;
+  row.account_id = "krn:partner:acc 1";
+  row.path = "{disputes}/krn%3Ad/accept-loss";
+  FollowUpSettings s;
+  EXPECT_EQ(request_path(row, s),
+            "/v2/accounts/krn%3Apartner%3Aacc%201/payment/disputes/krn%3Ad/accept-loss");
+  s.dispute_path_prefix = "/v4/payment/disputes";
+  EXPECT_EQ(request_path(row, s), "/v4/payment/disputes/krn%3Ad/accept-loss");
+  row.path = "/payment/transactions/t/capture";  // other operations: unchanged
+  EXPECT_EQ(request_path(row, s),
+            "/v2/accounts/krn%3Apartner%3Aacc%201/payment/transactions/t/capture");
+}
+
+TEST(DisputeCommands, PrefixFromConfig) {
+  auto config = [](const std::string& value) {
+    return core::Config::from_string("[disputes]\napi_path_prefix = \"" + value + "\"\n");
+  };
+  EXPECT_EQ(follow_up_settings_from_config(config("/v4/payment/disputes")).dispute_path_prefix,
+            "/v4/payment/disputes");
+  EXPECT_THROW(follow_up_settings_from_config(config("v4/payment/disputes")), core::ConfigError);
+  EXPECT_THROW(follow_up_settings_from_config(config("/v4/payment/disputes/")), core::ConfigError);
+  EXPECT_EQ(follow_up_settings_from_config(core::Config()).dispute_path_prefix,
+            "/v2/accounts/{account}/payment/disputes");
+}
+
+// The state rules, one row per (operation, stored state).
+struct StateRule {
+  const char* type;
+  const char* state;
+  bool accepted;
+};
+constexpr StateRule kStateRules[] = {
+    {"dispute_accept_loss", "INITIATED", true},
+    {"dispute_accept_loss", "PRE_ARBITRATION", true},
+    {"dispute_accept_loss", "REPRESENTMENT", false},
+    {"dispute_accept_loss", "ARBITRATION", false},
+    {"dispute_accept_loss", "CLOSED", false},
+    {"dispute_represent", "INITIATED", true},
+    {"dispute_represent", "REPRESENTMENT", false},
+    {"dispute_represent", "PRE_ARBITRATION", false},
+    {"dispute_represent", "CLOSED", false},
+    {"dispute_appeal", "PRE_ARBITRATION", true},
+    {"dispute_appeal", "INITIATED", false},
+    {"dispute_appeal", "REPRESENTMENT", false},
+    {"dispute_appeal", "ARBITRATION", false},
+    {"dispute_appeal", "CLOSED", false},
+};
+
+std::string dispute_command(const std::string& id, const std::string& type,
+                            const std::string& dispute) {
+  return R"({"command_id":")" + id + R"(","type":")" + type + R"(","payment_dispute_id":")" +
+         dispute +
+         R"(","attachments":[{"payment_dispute_attachment_id":"att-1","description":"receipt"}],)"
+         R"("additional_information":"delivered on time"})";
+}
+
+class DisputeApplierTest : public CommandApplierTest {
+ protected:
+  void save_dispute(const std::string& id, std::optional<std::string> state,
+                    std::string framework = "current", std::string txn = "txn-1") {
+    storage::DisputeRow d;
+    d.id = id;
+    d.framework = std::move(framework);
+    d.state = std::move(state);
+    d.payment_transaction_id = std::move(txn);
+    d.last_event_id = "e-" + id;
+    store_->save_dispute(d);
+  }
+  std::string one(const std::string& body) {
+    auto r = send(body);
+    EXPECT_EQ(r.size(), 1u);
+    return r.empty() ? "" : r[0];
+  }
+};
+
+TEST_F(DisputeApplierTest, StateIsCheckedAgainstTheStoredDisputeBeforeKlarna) {
+  int n = 0;
+  for (const auto& rule : kStateRules) {
+    SCOPED_TRACE(std::string(rule.type) + " in " + rule.state);
+    const std::string dispute = "dsp-" + std::to_string(++n);
+    save_dispute(dispute, rule.state);
+    const auto result = one(dispute_command("cmd-" + std::to_string(n), rule.type, dispute));
+    EXPECT_EQ(field(result, "status"), rule.accepted ? "accepted" : "rejected") << result;
+    EXPECT_EQ(field(result, "payment_dispute_id"), dispute);
+    EXPECT_EQ(store_->outbox(dispute).size(), rule.accepted ? 1u : 0u);
+    if (!rule.accepted) {
+      EXPECT_NE(
+          field(result, "reason").find(std::string("wrong_state: the dispute is ") + rule.state),
+          std::string::npos)
+          << result;
+    }
+  }
+}
+
+TEST_F(DisputeApplierTest, OutboxRowsAreKeyedByTheCommandUnderTheDisputePrefix) {
+  save_dispute("krn:dsp:1", "INITIATED");
+  EXPECT_EQ(field(one(dispute_command("rep-1", "dispute_represent", "krn:dsp:1")), "status"),
+            "accepted");
+  auto rows = store_->outbox("krn:dsp:1");
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0].operation, "dispute_represent");
+  EXPECT_EQ(rows[0].method, "POST");
+  EXPECT_EQ(rows[0].path, "{disputes}/krn%3Adsp%3A1/represent");
+  EXPECT_EQ(rows[0].account_id, "acc-1") << "the dispute's transaction's account";
+  EXPECT_EQ(rows[0].idempotency_key, idempotency_key("dispute_represent", "rep-1", ""));
+  EXPECT_EQ(rows[0].command_id, "rep-1");
+  EXPECT_EQ(rows[0].request_body,
+            R"({"attachments":[{"payment_dispute_attachment_id":"att-1","description":"receipt"}],)"
+            R"("additional_information":"delivered on time"})");
+  // A second operation while this one is pending is refused (one at a time).
+  const auto second = one(dispute_command("acc-loss-1", "dispute_accept_loss", "krn:dsp:1"));
+  EXPECT_EQ(field(second, "status"), "rejected");
+  EXPECT_NE(field(second, "reason").find("in progress"), std::string::npos) << second;
+}
+
+TEST_F(DisputeApplierTest, UnknownLegacyAndAccountlessDisputesAreRejected) {
+  auto reason = [&](const std::string& id, const std::string& dispute) {
+    return field(one(dispute_command(id, "dispute_accept_loss", dispute)), "reason");
+  };
+  EXPECT_EQ(reason("u1", "nope"), "unknown payment_dispute_id");
+  save_dispute("legacy-1", "MERCHANT_EVIDENCE_PENDING", "legacy");
+  EXPECT_NE(reason("u2", "legacy-1").find("legacy framework"), std::string::npos);
+  save_dispute("no-state", std::nullopt);
+  EXPECT_NE(reason("u3", "no-state").find("not known yet"), std::string::npos);
+  save_dispute("no-account", "INITIATED", "current", "txn-unknown");
+  EXPECT_NE(reason("u4", "no-account").find("account is not known"), std::string::npos);
+  EXPECT_TRUE(store_->list_outbox("", 10).empty());
+}
+
+}  // namespace
+}  // namespace kpay::processor

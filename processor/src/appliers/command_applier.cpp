@@ -7,6 +7,11 @@
 //            most that capture's unrefunded amount
 //   void     only while AUTHORIZED;  cancel  a request not in a final state
 //   authorize / register  no stored state needed; the context is stored
+//   dispute_accept_loss  while INITIATED or PRE_ARBITRATION
+//   dispute_represent    while INITIATED (≥ 1 attachment: the decoder's check)
+//   dispute_appeal       while PRE_ARBITRATION
+//            a dispute of the current framework, known with its transaction's
+//            account, and no other operation of it pending
 // Anything else is `rejected` with the reason and never reaches Klarna.
 #include "command_applier.hpp"
 
@@ -165,6 +170,89 @@ Verdict check_cancel(storage::StateStore& store, const CancelCommand& c, const s
   return v;
 }
 
+// Whether a dispute operation may go to Klarna: the rejection, or the account.
+struct DisputeCheck {
+  std::optional<std::string> rejection;
+  std::string account_id;
+};
+
+std::string state_list(std::initializer_list<DisputeState> ok) {
+  std::string out;
+  for (auto s : ok) {
+    if (!out.empty()) out += " or ";
+    out += state_name(s);
+  }
+  return out;
+}
+
+bool dispute_operation_pending(storage::StateStore& store, const std::string& id) {
+  for (const auto& o : store.outbox(id)) {
+    const bool open = o.status == "pending" || o.status == "in_flight";
+    if (open && o.operation.starts_with("dispute_")) return true;
+  }
+  return false;
+}
+
+// A dispute an operation may act on: known, current framework, its state one
+// of `ok`, its account known (from its transaction), no operation pending.
+DisputeCheck check_dispute(storage::StateStore& store, const std::string& id,
+                           std::initializer_list<DisputeState> ok, std::string_view operation) {
+  auto d = store.find_dispute(id);
+  if (!d) return {"unknown payment_dispute_id", ""};
+  if (d->framework != "current") {
+    return {"the dispute is in Klarna's legacy framework; " + std::string(operation) +
+                " is an operation of the current Dispute API",
+            ""};
+  }
+  if (!d->state) return {"the dispute's state is not known yet", ""};
+  const auto state = parse_state<DisputeState>(*d->state);
+  if (!state || std::find(ok.begin(), ok.end(), *state) == ok.end()) {
+    return {"wrong_state: the dispute is " + *d->state + "; " + std::string(operation) +
+                " only in " + state_list(ok),
+            ""};
+  }
+  std::optional<storage::PaymentTransactionRow> t;
+  if (d->payment_transaction_id) t = store.find_transaction(*d->payment_transaction_id);
+  if (!t || !t->account_id) return {"the dispute's partner account is not known yet", ""};
+  if (dispute_operation_pending(store, id)) {
+    return {"an operation of this dispute is in progress", ""};
+  }
+  return {std::nullopt, *t->account_id};
+}
+
+template <class Call>
+Verdict dispute_verdict(storage::StateStore& store, const std::string& dispute_id,
+                        std::initializer_list<DisputeState> ok, std::string_view operation,
+                        Call call) {
+  auto checked = check_dispute(store, dispute_id, ok, operation);
+  if (checked.rejection) return rejected(*checked.rejection, dispute_id);
+  Verdict v = accepted(dispute_id, checked.account_id);
+  v.call = std::move(call);
+  return v;
+}
+
+Verdict check_accept_loss(storage::StateStore& store, const DisputeAcceptLossCommand& c,
+                          const std::string& id) {
+  return dispute_verdict(store, c.payment_dispute_id,
+                         {DisputeState::initiated, DisputeState::pre_arbitration}, "accept-loss",
+                         DisputeAcceptLoss{id, c.payment_dispute_id});
+}
+
+Verdict check_represent(storage::StateStore& store, const DisputeRepresentCommand& c,
+                        const std::string& id) {
+  return dispute_verdict(
+      store, c.payment_dispute_id, {DisputeState::initiated}, "represent",
+      DisputeRepresent{id, c.payment_dispute_id, c.attachments, c.additional_information,
+                       c.partner_proposed_refund_amount});
+}
+
+Verdict check_appeal(storage::StateStore& store, const DisputeAppealCommand& c,
+                     const std::string& id) {
+  return dispute_verdict(
+      store, c.payment_dispute_id, {DisputeState::pre_arbitration}, "appeal",
+      DisputeAppeal{id, c.payment_dispute_id, c.attachments, c.additional_information});
+}
+
 storage::PaymentContextRow context_of(const std::string& command_id, const std::string& account,
                                       std::int64_t amount, const std::string& currency,
                                       CaptureMode capture, const Interoperability& x,
@@ -238,6 +326,9 @@ Verdict check(storage::StateStore& store, const Command& c, const std::string& k
           [&](const RefundCommand& r) { return check_refund(store, r, id); },
           [&](const VoidCommand& v) { return check_void(store, v, id); },
           [&](const CancelCommand& x) { return check_cancel(store, x, id); },
+          [&](const DisputeAcceptLossCommand& x) { return check_accept_loss(store, x, id); },
+          [&](const DisputeRepresentCommand& x) { return check_represent(store, x, id); },
+          [&](const DisputeAppealCommand& x) { return check_appeal(store, x, id); },
       },
       c.body);
 }
@@ -326,6 +417,7 @@ CommandEffects apply_command(storage::StateStore& store, const Command& c, const
   e.result = result_of(c.command_id, row.type, status, v.rejection);
   e.result->amount = v.amount;
   e.result->interoperability_status = interoperability_status(c);
+  if (is_dispute_command(c.type())) e.result->payment_dispute_id = v.entity_id;
   return e;
 }
 

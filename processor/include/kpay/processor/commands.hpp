@@ -8,18 +8,33 @@
 // batch transaction that also writes its outbox row.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <variant>
+#include <vector>
 
 namespace kpay::processor {
 
-enum class CommandType { register_payment, authorize, capture, refund, void_transaction, cancel };
-// Wire names: register, authorize, capture, refund, void, cancel.
+enum class CommandType {
+  register_payment,
+  authorize,
+  capture,
+  refund,
+  void_transaction,
+  cancel,
+  dispute_accept_loss,
+  dispute_represent,
+  dispute_appeal,
+};
+// Wire names: register, authorize, capture, refund, void, cancel,
+// dispute_accept_loss, dispute_represent, dispute_appeal.
 std::string_view command_type_name(CommandType t);
 std::optional<CommandType> parse_command_type(std::string_view name);
+// dispute_accept_loss, dispute_represent, dispute_appeal.
+bool is_dispute_command(CommandType t);
 
 enum class CaptureMode { now, later };
 
@@ -86,8 +101,32 @@ struct VoidCommand {
 struct CancelCommand {
   std::string payment_request_id;
 };
+// ---- disputes (PAYMENTS-API.md, "Disputes"; Klarna's field names) ------------------
+// Evidence uploaded before (klarnactl disputes upload): its id and a description.
+struct DisputeAttachmentRef {
+  std::string payment_dispute_attachment_id;
+  std::optional<std::string> description;
+};
+constexpr std::size_t kMaxAdditionalInformation = 5000;  // characters (code points)
+struct DisputeAcceptLossCommand {
+  std::string payment_dispute_id;
+};
+// At least one attachment; additional_information at most 5000 characters.
+struct DisputeRepresentCommand {
+  std::string payment_dispute_id;
+  std::vector<DisputeAttachmentRef> attachments;
+  std::optional<std::string> additional_information;
+  std::optional<std::int64_t> partner_proposed_refund_amount;  // ≥ 0, minor units
+};
+// Additional information, attachments, or both.
+struct DisputeAppealCommand {
+  std::string payment_dispute_id;
+  std::vector<DisputeAttachmentRef> attachments;
+  std::optional<std::string> additional_information;
+};
 using CommandBody = std::variant<RegisterCommand, AuthorizeCommand, CaptureCommand, RefundCommand,
-                                 VoidCommand, CancelCommand>;
+                                 VoidCommand, CancelCommand, DisputeAcceptLossCommand,
+                                 DisputeRepresentCommand, DisputeAppealCommand>;
 
 struct Command {
   std::string command_id;
@@ -138,6 +177,8 @@ struct CommandResult {
   std::optional<std::string> payment_refund_id;
   std::optional<std::int64_t> amount;  // what a capture / refund was accepted for
   std::optional<std::string> interoperability_status;
+  std::optional<std::string> payment_dispute_id;  // dispute commands
+  std::optional<std::string> dispute_state;       // the dispute's state Klarna answered
 };
 // The JSON message (schemas/command-result.schema.json); `occurred_at_ms`
 // becomes `occurred_at` (RFC 3339).

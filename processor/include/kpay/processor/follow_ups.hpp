@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "kpay/core/config.hpp"
+#include "kpay/processor/commands.hpp"
 #include "kpay/storage/state_store.hpp"
 
 namespace kpay::processor {
@@ -35,12 +36,21 @@ struct FollowUpSettings {
   // The environment the API credentials belong to: an event whose
   // metadata.live disagrees never causes a call (PAYMENTS-API.md, environment).
   bool live = false;
+  // Where the Dispute API is served (`disputes.api_path_prefix`): Klarna's
+  // published prefixes differ (`/v2/accounts/{account}/payment/disputes` in the
+  // r2512 collection, `/v4/payment/disputes` in an SDK from its spec). The same
+  // syntax as klarna-sim's `sim.dispute_path_prefix`: "{account}" stands for the
+  // percent-encoded partner account id.
+  std::string dispute_path_prefix = std::string(kDefaultDisputePathPrefix);
+  static constexpr std::string_view kDefaultDisputePathPrefix =
+      "/v2/accounts/{account}/payment/disputes";
   CapturePolicy capture_for(std::string_view account_id) const;
 };
 // `capture.default` ("now" | "after_authorization" | "on_command"),
 // `capture.accounts` (a table: account id → policy), and the environment from
 // `klarna.environment` ("live" → live; "test" → not; "custom" → `klarna.live`).
 // Throws core::ConfigError naming the key.
+// `disputes.api_path_prefix` (a path starting with "/", no query).
 FollowUpSettings follow_up_settings_from_config(const core::Config& c);
 
 // ---- the typed follow-ups --------------------------------------------------------
@@ -110,6 +120,32 @@ struct CancelRequest {
   std::string command_id;
   std::string payment_request_id;
 };
+// ---- dispute operations (dispute_* commands), keyed by their command_id. The
+// stored path starts with "{disputes}" (the configured prefix, filled in when
+// the call is sent: request_path()).
+struct DisputeAcceptLoss {
+  std::string command_id;
+  std::string payment_dispute_id;
+};
+struct DisputeRepresent {
+  std::string command_id;
+  std::string payment_dispute_id;
+  std::vector<DisputeAttachmentRef> attachments;
+  std::optional<std::string> additional_information;
+  std::optional<std::int64_t> partner_proposed_refund_amount;
+};
+struct DisputeAppeal {
+  std::string command_id;
+  std::string payment_dispute_id;
+  std::vector<DisputeAttachmentRef> attachments;
+  std::optional<std::string> additional_information;
+};
+// A GET of the dispute: after a 409 on an operation (then `command_id` names
+// the command whose final result the read reports).
+struct ReadDispute {
+  std::string payment_dispute_id;
+  std::optional<std::string> command_id;
+};
 struct ReadPaymentRequest {
   std::string payment_request_id;
 };
@@ -126,7 +162,8 @@ struct ReadRefund {
 };
 using FollowUp =
     std::variant<FinalAuthorization, Confirm, Capture, ReadPaymentRequest, ReadTransaction,
-                 ReadCapture, ReadRefund, InitialAuthorization, Refund, Void, CancelRequest>;
+                 ReadCapture, ReadRefund, InitialAuthorization, Refund, Void, CancelRequest,
+                 DisputeAcceptLoss, DisputeRepresent, DisputeAppeal, ReadDispute>;
 
 // Operation names stored in outbox.operation.
 std::string_view operation_name(const FollowUp& f);
@@ -147,6 +184,15 @@ struct FollowUpOrigin {
 // The outbox row of a follow-up: method, path under /v2/accounts/{account},
 // body, token header, idempotency key fixed now.
 storage::OutboxRow outbox_row(const FollowUp& f, const FollowUpOrigin& origin);
+
+// The stored path of a Dispute API call starts with this placeholder.
+inline constexpr std::string_view kDisputesPlaceholder = "{disputes}";
+// The Dispute API's root for an account: the configured prefix with
+// "{account}" replaced by the percent-encoded id.
+std::string dispute_api_root(const FollowUpSettings& s, std::string_view account_id);
+// Where an outbox row is sent (before "{token}" is filled in): its path under
+// /v2/accounts/{account}, or under the Dispute API's root for "{disputes}…".
+std::string request_path(const storage::OutboxRow& row, const FollowUpSettings& s);
 
 // The headers that carry an outbox row's tokens. A row may carry several
 // (final authorization: session + interoperability token; initial
