@@ -291,6 +291,7 @@ void Processor::produce(const storage::PublishRow& row) {
       metrics_->publish_failures.inc();
       return;
     }
+    heartbeat_.beat();  // waiting on Kafka, not stuck
     rd_kafka_poll(producer_.get(), 100);
   }
 }
@@ -457,6 +458,7 @@ bool Processor::run(const std::atomic<bool>& stop) {
   bool ok = true;
   pending_.reserve(settings_.batch_size);
   while (!stop.load()) {
+    heartbeat_.beat();  // the previous batch committed, or there was none
     auto deadline = std::chrono::steady_clock::now() + settings_.batch_timeout;
     while (pending_.size() < settings_.batch_size && !stop.load()) {
       auto left = std::chrono::duration_cast<std::chrono::milliseconds>(

@@ -69,6 +69,31 @@ void check_deadlines(processor::DisputeDeadlineWatcher& disputes,
   }
 }
 
+// WATCHDOG=1 only while the consume loop beats (progress, or nothing to
+// do): a loop held by an endless retry or a bug must not look healthy to
+// systemd. A beat at most one feeding interval (WatchdogSec/2) old counts,
+// so a stuck loop is restarted within 1.5 x WatchdogSec. Once stopping,
+// the stop's own deadlines and TimeoutStopSec bound it; feeding continues.
+void feed_watchdog(const core::Heartbeat& heartbeat,
+                   std::optional<std::chrono::microseconds> interval, bool stopping, bool& withheld,
+                   const core::Logger& log) {
+  if (!interval) return;
+  const bool fresh = heartbeat.fresh(std::chrono::steady_clock::now(), *interval);
+  if (fresh || stopping) {
+    if (withheld) log.info("consume loop beating again; watchdog fed");
+    withheld = false;
+    core::notify_watchdog();
+    return;
+  }
+  if (!withheld) {
+    log.error("consume loop made no progress; withholding the systemd watchdog",
+              {{"last_beat_ms_ago", std::chrono::duration_cast<std::chrono::milliseconds>(
+                                        std::chrono::steady_clock::now() - heartbeat.last())
+                                        .count()}});
+  }
+  withheld = true;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -86,7 +111,6 @@ int main(int argc, char** argv) {
   std::vector<std::string> overrides;
   app.add_option("-c,--config", config_file, "TOML configuration file");
   app.add_option("--set", overrides, "Override a configuration key: section.key=value");
-  app.set_version_flag("--version", "klarna-processor " KPAY_VERSION);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -196,6 +220,7 @@ int main(int argc, char** argv) {
     });
     core::notify_ready();
     auto watchdog = core::watchdog_interval();
+    bool watchdog_withheld = false;  // one log line per stall, not one per turn
     auto next_deadline_check = std::chrono::steady_clock::now();
     while (!finished.load()) {
       auto timeout = watchdog ? std::chrono::duration_cast<std::chrono::milliseconds>(*watchdog)
@@ -217,7 +242,7 @@ int main(int argc, char** argv) {
             std::min(dispute_deadline_settings.interval, std::chrono::milliseconds(10000));
         check_deadlines(dispute_deadlines, call_deadlines, processor, log);
       }
-      core::notify_watchdog();
+      feed_watchdog(processor.heartbeat(), watchdog, stop.load(), watchdog_withheld, log);
     }
     consumer_thread.join();
     if (worker) worker->stop(std::chrono::milliseconds(0));

@@ -7,17 +7,24 @@
 // its documented grace (3 s); it once took 45-46 s, joining librdkafka's
 // spinning main thread in rd_kafka_destroy_flags().
 #include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include <csignal>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <regex>
 
 #include "child_process.hpp"
 #include "db_dump.hpp"
 #include "http_client.hpp"
 #include "kafka_support.hpp"
 #include "kpay/core/embedded_kafka.hpp"
+#include "kpay/core/process.hpp"
+#include "kpay/storage/sqlite.hpp"
 #include "lifecycles.hpp"
 
 using namespace kpay;
@@ -123,4 +130,122 @@ TEST(ProcessorLiveness, StopIsBoundedWhenEveryBrokerIsDownWithPublicationsInFlig
   auto took = stop_with_kafka_lost(KafkaLoss::all_brokers_down, kStopBound);
   ASSERT_TRUE(took.has_value()) << "still running " << kStopBound.count()
                                 << " ms after SIGTERM with every broker down";
+}
+
+// The freshness rule the systemd watchdog is fed by.
+TEST(Heartbeat, IsFreshOnlyWithinItsMaximumAge) {
+  using Clock = core::Heartbeat::Clock;
+  const auto t0 = Clock::now();
+  core::Heartbeat h;
+  h.beat(t0);
+  EXPECT_TRUE(h.fresh(t0, 1s));
+  EXPECT_TRUE(h.fresh(t0 + 1s, 1s)) << "exactly max_age old still counts";
+  EXPECT_FALSE(h.fresh(t0 + 1s + 1ms, 1s));
+  h.beat(t0 + 5s);
+  EXPECT_TRUE(h.fresh(t0 + 5500ms, 1s)) << "a new beat makes it fresh again";
+  EXPECT_EQ(h.last(), t0 + 5s);
+}
+
+namespace {
+
+// A systemd notification socket the test reads, as PID 1 would.
+class NotifySocket {
+ public:
+  explicit NotifySocket(std::string path) : path_(std::move(path)) {
+    fd_ = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path_.c_str());
+    if (fd_ < 0 || ::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+      throw std::runtime_error("cannot bind " + path_);
+    }
+  }
+  ~NotifySocket() { ::close(fd_); }
+  NotifySocket(const NotifySocket&) = delete;
+  NotifySocket& operator=(const NotifySocket&) = delete;
+  const std::string& path() const { return path_; }
+  // How many datagrams containing `what` arrived since the last call.
+  int drain(const std::string& what) {
+    int n = 0;
+    char buf[4096];
+    for (;;) {
+      auto got = ::recv(fd_, buf, sizeof buf, 0);
+      if (got <= 0) return n;
+      if (std::string_view(buf, static_cast<std::size_t>(got)).find(what) !=
+          std::string_view::npos) {
+        ++n;
+      }
+    }
+  }
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+};
+
+std::uint16_t logged_admin_port(const std::string& log) {
+  static const std::regex re(R"("message":"admin endpoint listening".*"port":(\d+))");
+  std::smatch m;
+  auto text = test::read_file(log);
+  return std::regex_search(text, m, re) ? static_cast<std::uint16_t>(std::stoi(m[1])) : 0;
+}
+
+int readyz(std::uint16_t port) {
+  auto r = test::http_request(port, "GET", "/readyz");
+  return r ? r->status : 0;
+}
+
+}  // namespace
+
+// The watchdog is fed while the consume loop is idle or makes progress, and
+// withheld while a batch is retried on a real storage fault (the database
+// locked by another writer: SQLITE_BUSY), which /readyz reports; both come
+// back once the store does.
+TEST(ProcessorLiveness, WatchdogIsFedOnlyWhileTheConsumeLoopMakesProgress) {
+  core::EmbeddedKafka kafka(1);
+  auto topics = topics_with(kafka);
+  const auto dir = test::make_temp_dir("processor-watchdog");
+  const std::string db = dir + "/state.db";
+  const std::string log = dir + "/processor.log";
+  NotifySocket notify(dir + "/notify.sock");
+  // WatchdogSec=2: fed every second while the last beat is at most 1 s old.
+  ::setenv("NOTIFY_SOCKET", notify.path().c_str(), 1);
+  ::setenv("WATCHDOG_USEC", "2000000", 1);
+  test::ChildProcess child({test::binary("processor/klarna-processor"), "--config",
+                            write_config(dir, kafka.bootstrap_servers())},
+                           log);
+  ::unsetenv("NOTIFY_SOCKET");
+  ::unsetenv("WATCHDOG_USEC");
+  std::uint16_t port = 0;
+  ASSERT_TRUE(test::wait_until([&] { return (port = logged_admin_port(log)) != 0; }));
+  ASSERT_TRUE(test::wait_until([&] { return readyz(port) == 200; }, 30s));
+  // Idle, nothing to do: fed.
+  ASSERT_TRUE(test::wait_until([&] { return notify.drain("WATCHDOG=1") > 0; }, 5s));
+
+  // Another writer holds the database: every batch fails with SQLITE_BUSY.
+  auto blocker = storage::Database::open(db);
+  blocker.exec("BEGIN EXCLUSIVE");
+  test::produce_events(kafka.bootstrap_servers(), test::make_lifecycles(20, topics, 3));
+  ASSERT_TRUE(test::wait_until([&] { return readyz(port) == 503; }, 30s))
+      << "a failing store must show in /readyz";
+  EXPECT_NE(test::read_file(log).find("withholding the systemd watchdog"), std::string::npos);
+  notify.drain("WATCHDOG=1");
+  // Three feeding intervals without a single WATCHDOG=1 while the store fails.
+  const auto window_end = std::chrono::steady_clock::now() + 3s;
+  int fed = 0;
+  test::wait_until(
+      [&] {
+        fed += notify.drain("WATCHDOG=1");
+        return std::chrono::steady_clock::now() >= window_end;
+      },
+      4s);
+  EXPECT_EQ(fed, 0) << "the watchdog was fed while no batch could commit";
+
+  blocker.exec("ROLLBACK");
+  EXPECT_TRUE(test::wait_until([&] { return readyz(port) == 200; }, 30s));
+  EXPECT_TRUE(test::wait_until([&] { return notify.drain("WATCHDOG=1") > 0; }, 10s));
+  EXPECT_GT(count_or_zero(db, "SELECT COUNT(*) FROM history"), 0) << "the batch went in";
+  child.signal(SIGTERM);
+  EXPECT_EQ(child.wait(kStopBound), 0);
+  std::filesystem::remove_all(dir);
 }

@@ -37,6 +37,7 @@
 #include "kpay/core/kafka.hpp"
 #include "kpay/core/log.hpp"
 #include "kpay/core/metrics.hpp"
+#include "kpay/core/process.hpp"
 #include "kpay/core/serial_worker.hpp"
 #include "kpay/klarna/envelope.hpp"
 #include "kpay/processor/batch_applier.hpp"
@@ -82,6 +83,12 @@ class Processor {
   void on_error(int err, const char* reason);
 
   std::uint64_t events_seen() const { return events_seen_.load(); }
+  // Beats on every turn of the consume loop, i.e. after each committed batch
+  // and when there was nothing to do, and while waiting for Kafka to take
+  // publications (a restart cannot bring a broker back; /readyz says so).
+  // It stops while a batch is retried on storage errors or anything else
+  // holds the loop: the systemd watchdog is fed from it (main.cpp).
+  const core::Heartbeat& heartbeat() const { return heartbeat_; }
 
   // Rows another thread (the outbox worker) committed to the publish queue:
   // produced by the Kafka thread on its next turn. Thread-safe.
@@ -132,6 +139,7 @@ class Processor {
   std::atomic<bool> kafka_ok_{true};
   std::atomic<bool> assigned_{false};
   std::atomic<std::uint64_t> events_seen_{0};
+  core::Heartbeat heartbeat_;
   const std::atomic<bool>* stop_ = nullptr;
 
   // The batch the store thread holds; touched by this thread only while the
