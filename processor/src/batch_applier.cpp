@@ -176,6 +176,17 @@ BatchResult BatchApplier::apply(std::span<const DecodedMessage> batch,
   return out;
 }
 
+BatchResult BatchApplier::record_apply_error(const DecodedMessage& d, std::string_view what) {
+  BatchResult out;
+  storage::Transaction tx(store_.database());
+  record_poison(d.message, Poison{"apply_error", std::string(what), std::nullopt}, out);
+  const InputMessage& m = d.message;
+  out.next_offsets[{m.topic, m.partition}] = m.offset + 1;
+  store_.save_offset(m.topic, m.partition, m.offset + 1);
+  tx.commit();
+  return out;
+}
+
 void BatchApplier::record_poison(const InputMessage& m, const Poison& p, BatchResult& out) {
   const std::string coordinates =
       m.topic + "/" + std::to_string(m.partition) + "/" + std::to_string(m.offset);

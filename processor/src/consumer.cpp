@@ -1,5 +1,7 @@
 #include "kpay/processor/consumer.hpp"
 
+#include <sqlite3.h>
+
 #include <condition_variable>
 #include <cstring>
 #include <memory>
@@ -7,6 +9,8 @@
 #include <span>
 #include <thread>
 #include <utility>
+
+#include "kpay/storage/sqlite.hpp"
 
 namespace kpay::processor {
 
@@ -105,6 +109,41 @@ bool destroy_within(rd_kafka_t* rk, int flags, std::chrono::milliseconds grace) 
   }
   destroyer.detach();
   return false;
+}
+
+// Faults of the store itself, worth retrying: another writer holds the lock,
+// the disk is full or failing, the file is gone or read-only. Anything else
+// (a constraint a message violates, a bug) fails the same way every time.
+bool is_storage_fault(const storage::SqliteError& e) {
+  switch (e.code() & 0xff) {  // the primary code of an extended one
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+    case SQLITE_IOERR:
+    case SQLITE_FULL:
+    case SQLITE_CANTOPEN:
+    case SQLITE_READONLY:
+    case SQLITE_NOMEM:
+    case SQLITE_PROTOCOL:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// Adds one message's result to the batch's.
+void merge(BatchResult& into, BatchResult&& one) {
+  into.applied += one.applied;
+  into.duplicates += one.duplicates;
+  into.stale += one.stale;
+  into.rejected += one.rejected;
+  into.unrouted += one.unrouted;
+  into.environment_mismatch += one.environment_mismatch;
+  for (const auto& [reason, n] : one.poison_by_reason) into.poison_by_reason[reason] += n;
+  for (auto& row : one.publications) into.publications.push_back(std::move(row));
+  for (const auto& [tp, next] : one.next_offsets) {
+    auto& n = into.next_offsets[tp];
+    n = std::max(n, next);
+  }
 }
 
 }  // namespace
@@ -334,24 +373,88 @@ void Processor::start_commit(const std::atomic<bool>* give_up) {
 
 std::optional<BatchResult> Processor::apply_with_retry(const std::atomic<bool>* give_up) {
   auto started = std::chrono::steady_clock::now();
+  std::optional<BatchResult> result;
+  try {
+    result = retry_storage_faults(give_up, [&] {
+      return applier_.apply(std::span<const DecodedMessage>(committing_), committing_acks_);
+    });
+  } catch (const std::exception& e) {
+    // Not the store: something in the batch makes it throw every time.
+    // Retrying the batch would stall the partition forever; find the
+    // message instead and set it aside.
+    log_.error("batch failed deterministically; applying its messages one by one",
+               {{"error", e.what()}, {"messages", committing_.size()}});
+    result = apply_one_by_one(give_up);
+  }
+  if (result) {
+    metrics_->batch_commit.observe(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+  }
+  return result;
+}
+
+std::optional<BatchResult> Processor::retry_storage_faults(
+    const std::atomic<bool>* give_up, const std::function<BatchResult()>& transaction) {
   for (int attempt = 0;; ++attempt) {
     try {
-      auto result = applier_.apply(std::span<const DecodedMessage>(committing_), committing_acks_);
+      auto result = transaction();
       storage_ok_ = true;
-      metrics_->batch_commit.observe(
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
       return result;
-    } catch (const std::exception& e) {
-      // A storage failure: the transaction rolled back, nothing was stored;
-      // the same batch is retried (it is idempotent) until the store recovers.
+    } catch (const storage::SqliteError& e) {
+      if (!is_storage_fault(e)) throw;
+      // The transaction rolled back, nothing was stored; the same work is
+      // retried (it is idempotent) until the store recovers. /readyz says so.
       storage_ok_ = false;
       metrics_->storage_errors.inc();
-      log_.error("batch failed; retrying", {{"error", e.what()}, {"attempt", attempt}});
+      log_.error("state store failing; retrying",
+                 {{"error", e.what()}, {"code", e.code()}, {"attempt", attempt}});
       if (give_up != nullptr && give_up->load() && attempt >= 3) return std::nullopt;
       std::this_thread::sleep_for(
           std::chrono::milliseconds(std::min(2000, 50 << std::min(attempt, 5))));
     }
   }
+}
+
+std::optional<BatchResult> Processor::record_apply_error(const std::atomic<bool>* give_up,
+                                                         const DecodedMessage& d,
+                                                         const std::string& what) {
+  try {
+    return retry_storage_faults(give_up, [&] { return applier_.record_apply_error(d, what); });
+  } catch (const std::exception& e) {
+    // Even the poison record fails: nothing can move this partition on.
+    // Stop (exit 1) rather than spin; systemd restarts, an operator looks.
+    storage_ok_ = false;
+    log_.error("cannot record the message as poison either; stopping",
+               {{"topic", d.message.topic},
+                {"partition", d.message.partition},
+                {"offset", d.message.offset},
+                {"error", e.what()}});
+    return std::nullopt;
+  }
+}
+
+std::optional<BatchResult> Processor::apply_one_by_one(const std::atomic<bool>* give_up) {
+  // Acknowledged publications first, alone; then one transaction per message.
+  auto total = retry_storage_faults(
+      give_up, [&] { return applier_.apply(std::span<const DecodedMessage>(), committing_acks_); });
+  if (!total) return std::nullopt;
+  for (const auto& d : committing_) {
+    std::optional<BatchResult> one;
+    try {
+      one = retry_storage_faults(
+          give_up, [&] { return applier_.apply(std::span<const DecodedMessage>(&d, 1)); });
+    } catch (const std::exception& e) {
+      log_.error("message cannot be applied; recorded as poison (apply_error)",
+                 {{"topic", d.message.topic},
+                  {"partition", d.message.partition},
+                  {"offset", d.message.offset},
+                  {"error", e.what()}});
+      one = record_apply_error(give_up, d, e.what());
+    }
+    if (!one) return std::nullopt;
+    merge(*total, std::move(*one));
+  }
+  return total;
 }
 
 bool Processor::finish_commit() {

@@ -25,6 +25,7 @@
 #include "kpay/core/embedded_kafka.hpp"
 #include "kpay/core/process.hpp"
 #include "kpay/storage/sqlite.hpp"
+#include "kpay/storage/state_store.hpp"
 #include "lifecycles.hpp"
 
 using namespace kpay;
@@ -245,6 +246,60 @@ TEST(ProcessorLiveness, WatchdogIsFedOnlyWhileTheConsumeLoopMakesProgress) {
   EXPECT_TRUE(test::wait_until([&] { return readyz(port) == 200; }, 30s));
   EXPECT_TRUE(test::wait_until([&] { return notify.drain("WATCHDOG=1") > 0; }, 10s));
   EXPECT_GT(count_or_zero(db, "SELECT COUNT(*) FROM history"), 0) << "the batch went in";
+  child.signal(SIGTERM);
+  EXPECT_EQ(child.wait(kStopBound), 0);
+  std::filesystem::remove_all(dir);
+}
+
+// A message that fails deterministically (here: it trips a constraint the
+// test adds to the database, as a bug or an unexpected value would) must not
+// stall its partition in an endless retry: it is found, recorded as poison
+// with reason apply_error and dead-lettered, and every other message of its
+// batch is applied.
+TEST(ProcessorLiveness, AMessageThatAlwaysFailsBecomesPoisonAndThePartitionMovesOn) {
+  core::EmbeddedKafka kafka(1);
+  auto topics = topics_with(kafka);
+  auto events = test::make_lifecycles(30, topics, 11);
+  const auto produced = test::produce_events(kafka.bootstrap_servers(), events);
+  const std::size_t victim = events.size() / 2;
+  const auto dir = test::make_temp_dir("processor-apply-error");
+  const std::string db = dir + "/state.db";
+  {
+    storage::StateStore store(db);
+    store.database().exec(
+        "CREATE TRIGGER test_reject BEFORE INSERT ON history WHEN "
+        "NEW.event_id = '" +
+        events[victim].event_id +
+        "' BEGIN SELECT RAISE(ABORT, 'test: this event trips a constraint'); "
+        "END");
+  }
+  test::ChildProcess child({test::binary("processor/klarna-processor"), "--config",
+                            write_config(dir, kafka.bootstrap_servers())},
+                           dir + "/processor.log");
+  const auto total = static_cast<long long>(produced.size());
+  ASSERT_TRUE(test::wait_until([&] { return consumed_so_far(db) >= total; }, 60s))
+      << consumed_so_far(db) << " of " << total << "\n"
+      << test::read_file(dir + "/processor.log");
+  const auto& m = produced[victim];
+  EXPECT_EQ(test::query_int(db,
+                            "SELECT COUNT(*) FROM poison_messages WHERE reason = "
+                            "'apply_error' AND topic = '" +
+                                m.topic + "' AND partition = " + std::to_string(m.partition) +
+                                " AND offset = " + std::to_string(m.offset)),
+            1);
+  EXPECT_EQ(test::query_int(db, "SELECT COUNT(*) FROM poison_messages"), 1);
+  EXPECT_EQ(test::query_int(db,
+                            "SELECT COUNT(*) FROM history WHERE outcome = 'rejected' AND "
+                            "reason LIKE 'poison: apply_error (%test: this event trips%'"),
+            1);
+  EXPECT_EQ(test::query_int(db, "SELECT COUNT(*) FROM history"), total) << "each message once";
+  EXPECT_TRUE(test::wait_until(
+      [&] {
+        return test::topic_message_count(kafka.bootstrap_servers(), topics.processor_dead_letter,
+                                         1) == 1;
+      },
+      15s))
+      << "the dead-letter copy";
   child.signal(SIGTERM);
   EXPECT_EQ(child.wait(kStopBound), 0);
   std::filesystem::remove_all(dir);

@@ -12,6 +12,7 @@
 #include <map>
 #include <span>
 #include <string>
+#include <string_view>
 #include <variant>
 #include <vector>
 
@@ -71,6 +72,15 @@ class BatchApplier {
   // The same, decoding each message first.
   BatchResult apply(std::span<const InputMessage> batch,
                     std::span<const std::int64_t> acknowledged = {});
+
+  // In a transaction of its own: `d`, which made apply() throw something
+  // other than a storage fault (a bug, a constraint it violates), recorded
+  // as poison with reason "apply_error" and `what` as the detail (history
+  // row, poison_messages, dead-letter copy) and its offset moved past. Its
+  // event_id is not put in the inbox: replayed after a fix, it applies.
+  // The dead-letter copy holds the raw bytes only when `d` still has them
+  // (decoded events and commands let them go; the coordinates name it).
+  BatchResult record_apply_error(const DecodedMessage& d, std::string_view what);
 
   // What apply() would decode `m` to (messages of the unrouted topic are
   // recorded, never applied).

@@ -108,9 +108,18 @@ class Processor {
   bool finish_commit();
   // Both, for the batch in hand (rebalance, shutdown).
   bool commit_pending(const std::atomic<bool>* give_up);
-  // On the store thread: one transaction, retried on storage errors until it
-  // succeeds or `give_up` says so (then nullopt).
+  // On the store thread: one transaction, retried on storage faults (busy,
+  // locked, I/O, disk full, cannot open, read-only) until it succeeds or
+  // `give_up` says so (then nullopt). Any other failure is deterministic:
+  // the batch is applied one message per transaction and the message that
+  // fails is recorded as poison (apply_error), so the partition moves on.
   std::optional<BatchResult> apply_with_retry(const std::atomic<bool>* give_up);
+  std::optional<BatchResult> retry_storage_faults(const std::atomic<bool>* give_up,
+                                                  const std::function<BatchResult()>& transaction);
+  std::optional<BatchResult> apply_one_by_one(const std::atomic<bool>* give_up);
+  // nullopt when even that fails: run() then stops with false.
+  std::optional<BatchResult> record_apply_error(const std::atomic<bool>* give_up,
+                                                const DecodedMessage& d, const std::string& what);
   void produce(const storage::PublishRow& row);
   void retry_failed_publications();
   std::vector<core::GaugeSample> lag_samples() const;
