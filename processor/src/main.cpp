@@ -111,6 +111,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> overrides;
   app.add_option("-c,--config", config_file, "TOML configuration file");
   app.add_option("--set", overrides, "Override a configuration key: section.key=value");
+  app.set_version_flag("--version", "klarna-processor " KPAY_VERSION);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
