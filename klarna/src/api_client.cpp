@@ -541,7 +541,8 @@ Request ApiClient::Impl::build_request(const Call& c) const {
   if (!c.correlation_id.empty()) req.set("Partner-Correlation-Id", c.correlation_id);
   for (const auto& [name, value] : c.sensitive_headers) req.set(name, value);
   if (!c.body.empty()) {
-    req.set(http::field::content_type, "application/json");
+    req.set(http::field::content_type,
+            c.content_type.empty() ? std::string_view("application/json") : c.content_type);
     req.body() = c.body;
   }
   req.keep_alive(true);

@@ -128,6 +128,9 @@ std::string refuse_reason(const Call& call) {
     return "invalid idempotency key";
   }
   if (!is_header_value(call.correlation_id)) return "invalid correlation id";
+  if (!call.content_type.empty() && !is_header_value(call.content_type)) {
+    return "invalid content type";
+  }
   for (const auto& [name, value] : call.sensitive_headers) {
     // The name may be printed; the value never is.
     if (!is_token(name)) return "invalid header name";

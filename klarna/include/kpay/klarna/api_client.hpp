@@ -77,7 +77,10 @@ struct Call {
   // What the logs and metrics may show instead of `path` (a path that carries
   // a token, e.g. ".../confirmation-tokens/{token}/confirm"). Empty: `path`.
   std::string path_for_logs;
-  std::string body;  // JSON; empty for GET/DELETE
+  std::string body;  // JSON unless content_type says otherwise; empty for GET/DELETE
+  // The body's Content-Type; empty: application/json. E.g.
+  // "multipart/form-data; boundary=…" for a dispute's evidence upload.
+  std::string content_type;
   std::string idempotency_key;
   std::string correlation_id;  // Partner-Correlation-Id, optional
   // Extra headers. Values of these are never logged: they are tokens
