@@ -21,15 +21,6 @@ namespace kpay::ctl {
 
 namespace {
 
-// What every command subcommand shares.
-struct SendOptions {
-  std::string command_id;  // default: a random "ctl-…"
-  std::string key;         // default: the entity the command is about
-  bool wait = false;
-  int timeout_s = 60;
-  bool json = false;
-};
-
 struct Kafka {
   std::string bootstrap;
   core::KafkaProperties properties;
@@ -151,6 +142,8 @@ bool wait_for_result(rd_kafka_t* consumer, const std::string& id, const SendOpti
                       " s; it may still complete (the command is durable in Kafka)");
 }
 
+}  // namespace
+
 // Checks `json` with the processor's decoder, produces it, waits if asked.
 void send(const GlobalOptions& g, const SendOptions& o, const std::string& key,
           const std::string& json) {
@@ -173,6 +166,22 @@ void send(const GlobalOptions& g, const SendOptions& o, const std::string& key,
   rd_kafka_consumer_close(reader.get());
   if (!ok) throw CommandFailed("command " + id + " did not succeed");
 }
+
+CLI::App* with_send_options(CLI::App* cmd, SendOptions& o) {
+  cmd->add_option("--command-id", o.command_id, "command_id (default: a random ctl-…)");
+  cmd->add_option("--key", o.key, "Kafka key (default: the payment's id or reference)");
+  cmd->add_flag("--wait", o.wait, "wait for the final result on klarna.command-results");
+  cmd->add_option("--timeout", o.timeout_s, "seconds --wait waits (default 60)")
+      ->check(CLI::Range(1, 3600));
+  cmd->add_flag("--json", o.json, "print result messages as JSON");
+  return cmd;
+}
+
+void prepare(SendOptions& o) {
+  if (o.command_id.empty()) o.command_id = random_id();
+}
+
+namespace {
 
 // The command's JSON: command_id and type first, then the type's fields.
 class CommandJson {
@@ -202,20 +211,6 @@ class CommandJson {
  private:
   core::JsonWriter w_;
 };
-
-CLI::App* with_send_options(CLI::App* cmd, SendOptions& o) {
-  cmd->add_option("--command-id", o.command_id, "command_id (default: a random ctl-…)");
-  cmd->add_option("--key", o.key, "Kafka key (default: the payment's id or reference)");
-  cmd->add_flag("--wait", o.wait, "wait for the final result on klarna.command-results");
-  cmd->add_option("--timeout", o.timeout_s, "seconds --wait waits (default 60)")
-      ->check(CLI::Range(1, 3600));
-  cmd->add_flag("--json", o.json, "print result messages as JSON");
-  return cmd;
-}
-
-void prepare(SendOptions& o) {
-  if (o.command_id.empty()) o.command_id = random_id();
-}
 
 struct AuthorizeOptions {
   std::string account, currency, reference, capture = "LATER";

@@ -26,6 +26,24 @@ struct CommandFailed : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// Sending a downstream command (klarna.commands) the way a payment system does
+// (commands_commands.cpp): checked with the processor's decoder, produced,
+// and with `wait` followed on klarna.command-results to its final result.
+struct SendOptions {
+  std::string command_id;  // default: a random "ctl-…"
+  std::string key;         // default: the entity the command is about
+  bool wait = false;
+  int timeout_s = 60;
+  bool json = false;
+};
+// Adds --command-id, --key, --wait, --timeout, --json to `cmd`.
+CLI::App* with_send_options(CLI::App* cmd, SendOptions& o);
+// Fills in a random command_id when none was given (before building the JSON).
+void prepare(SendOptions& o);
+// Throws CommandFailed when --wait saw a final result other than succeeded.
+void send(const GlobalOptions& g, const SendOptions& o, const std::string& key,
+          const std::string& json);
+
 void register_keys_commands(CLI::App& app, const GlobalOptions& global);
 void register_payments_commands(CLI::App& app, const GlobalOptions& global);
 void register_disputes_commands(CLI::App& app, const GlobalOptions& global);
