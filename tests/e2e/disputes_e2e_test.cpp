@@ -523,6 +523,7 @@ TEST_F(DisputesE2E, AcceptLossThroughKlarnactlClosesTheDispute) {
   for (const auto& x : sys().results_for("loss-1")) statuses.push_back(x.status);
   EXPECT_EQ(statuses.size(), 2u);
   EXPECT_EQ(std::count(statuses.begin(), statuses.end(), "accepted"), 1);
+  EXPECT_EQ(statuses.front(), "accepted") << "per key, accepted before the final result";
   EXPECT_EQ(sim_state(dispute), "CLOSED");
   EXPECT_TRUE(wait_for_state(dispute, "CLOSED"));
   EXPECT_EQ(query_text(sys().db(), "SELECT outcome FROM disputes WHERE id = '" + dispute + "'"),
