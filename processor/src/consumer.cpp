@@ -596,12 +596,15 @@ bool Processor::run(const std::atomic<bool>& stop) {
     if (!ok) break;
     rd_kafka_poll(producer_.get(), 0);  // delivery reports → acknowledged_
     retry_failed_publications();
-    produce_external();
     // The previous batch must be committed before this one is handed over.
     if (!finish_commit()) {
       ok = false;
       break;
     }
+    // Only after the batch's own publications: the worker may already have
+    // answered a command that batch accepted, and per key `accepted` must be
+    // produced before the final result (one producer keeps the order).
+    produce_external();
     // Acknowledged publications are deleted with the next batch, or alone when idle.
     if (!pending_.empty() || !acknowledged_.empty()) start_commit(&stop);
   }
