@@ -18,6 +18,7 @@
 
 #include "child_process.hpp"
 #include "db_dump.hpp"
+#include "e2e_system.hpp"
 #include "http_client.hpp"
 #include "kpay/core/embedded_kafka.hpp"
 #include "kpay/klarna/envelope.hpp"
@@ -31,29 +32,6 @@ namespace {
 const std::string kKeyId = "krn:partner:global:notification:signing-key:loop-0001";
 const std::string kSecret = "loop-signing-key-NOT-REAL";
 const std::string kApiKey = "loop-api-key-NOT-REAL";
-
-std::uint16_t read_port(const std::string& file, const std::string& log) {
-  std::uint16_t port = 0;
-  const bool ok = wait_until(
-      [&] {
-        const auto text = read_file(file);
-        const auto at = text.find("\"port\":");
-        if (at == std::string::npos) return false;
-        port = static_cast<std::uint16_t>(std::atoi(text.c_str() + at + 7));
-        return port != 0;
-      },
-      std::chrono::seconds(30));
-  EXPECT_TRUE(ok) << "no port in " << file << "\n" << read_file(log);
-  return port;
-}
-
-long long query(const std::string& db, const std::string& sql) {
-  try {
-    return query_int(db, sql);
-  } catch (const std::exception&) {
-    return -1;  // not created or not migrated yet
-  }
-}
 
 // Every row of a query as text (read-only; a test's own look into the database).
 std::vector<std::vector<std::string>> query_rows(const std::string& db, const std::string& sql) {
@@ -245,12 +223,6 @@ std::int64_t int_at(simdjson::dom::element e, std::string_view key) {
   std::int64_t v = 0;
   if (e[key].get_int64().get(v) != simdjson::SUCCESS) return -1;
   return v;
-}
-
-std::string str_at(simdjson::dom::element e, std::string_view key) {
-  std::string_view v;
-  if (e[key].get_string().get(v) != simdjson::SUCCESS) return "";
-  return std::string(v);
 }
 
 // How many times the sim executed each operation, and the most any one
