@@ -68,8 +68,7 @@ void compute(std::uint64_t key_id, EVP_MAC_CTX* tmpl, std::string_view body, cha
   EVP_MAC_CTX* ctx = working_context(key_id, tmpl);
   unsigned char mac[EVP_MAX_MD_SIZE];
   size_t len = 0;
-  if (EVP_MAC_update(ctx, reinterpret_cast<const unsigned char*>(body.data()), body.size()) !=
-          1 ||
+  if (EVP_MAC_update(ctx, reinterpret_cast<const unsigned char*>(body.data()), body.size()) != 1 ||
       EVP_MAC_final(ctx, mac, &len, sizeof mac) != 1 || len != 32) {
     throw std::runtime_error("OpenSSL: HMAC computation failed");
   }
@@ -87,7 +86,8 @@ SigningKey::SigningKey(std::string_view secret) : id_(next_key_id()) {
                          OSSL_PARAM_construct_end()};
   // An empty key is legal for HMAC but OpenSSL wants a non-null pointer.
   static const unsigned char kEmpty = 0;
-  const auto* key = secret.empty() ? &kEmpty : reinterpret_cast<const unsigned char*>(secret.data());
+  const auto* key =
+      secret.empty() ? &kEmpty : reinterpret_cast<const unsigned char*>(secret.data());
   if (EVP_MAC_init(ctx.get(), key, secret.size(), params) != 1) {
     throw std::runtime_error("OpenSSL: HMAC init failed");
   }
@@ -125,6 +125,20 @@ bool SigningKey::verify(std::string_view body, std::string_view signature_hex) c
 
 std::string hmac_sha256_hex(std::string_view key, std::string_view body) {
   return SigningKey(key).sign(body);
+}
+
+std::string sha256_hex(std::string_view bytes) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(bytes.data(), bytes.size(), digest, &len, EVP_sha256(), nullptr);
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(2 * len);
+  for (unsigned i = 0; i < len; ++i) {
+    out += kHex[digest[i] >> 4];
+    out += kHex[digest[i] & 0xf];
+  }
+  return out;
 }
 
 void KeyRing::add(std::string id, std::string_view secret) {

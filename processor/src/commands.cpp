@@ -3,7 +3,6 @@
 // message. No store, no clock.
 #include "kpay/processor/commands.hpp"
 
-#include <openssl/evp.h>
 #include <simdjson.h>
 
 #include <algorithm>
@@ -11,6 +10,7 @@
 
 #include "kpay/core/json_writer.hpp"
 #include "kpay/core/log.hpp"
+#include "kpay/klarna/signature.hpp"
 
 namespace kpay::processor {
 
@@ -35,19 +35,6 @@ constexpr std::array kTypes = {
 };
 
 constexpr std::size_t kMaxCommandId = 100;
-
-std::string sha256_hex(std::string_view bytes) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_Digest(bytes.data(), bytes.size(), digest, &len, EVP_sha256(), nullptr);
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  for (unsigned i = 0; i < len; ++i) {
-    out += kHex[digest[i] >> 4];
-    out += kHex[digest[i] & 0xf];
-  }
-  return out;
-}
 
 // A header value may carry it: visible ASCII only (no spaces, no line breaks).
 bool header_safe(std::string_view v) {
@@ -455,9 +442,9 @@ std::variant<Command, CommandRejection> decode_command(std::string_view body) {
   thread_local simdjson::dom::parser parser;
   element root;
   if (parser.parse(body.data(), body.size()).get(root) != simdjson::SUCCESS) {
-    return CommandRejection{CommandError::not_json, "", {}, {}, sha256_hex(body)};
+    return CommandRejection{CommandError::not_json, "", {}, {}, klarna::sha256_hex(body)};
   }
-  std::string hash = sha256_hex(simdjson::minify(root));
+  std::string hash = klarna::sha256_hex(simdjson::minify(root));
   if (!root.is_object()) return CommandRejection{CommandError::not_object, "", {}, {}, hash};
   element id_field;
   std::string_view id;

@@ -13,7 +13,6 @@
 // and the file's bytes, so a repeated upload of one file is one attachment),
 // and `download` fetches one. Both use the processor's `klarna.*` settings and
 // `disputes.api_path_prefix`.
-#include <openssl/evp.h>
 
 #include <simdjson.h>
 #include <filesystem>
@@ -26,6 +25,7 @@
 #include "klarnactl.hpp"
 #include "kpay/core/json_writer.hpp"
 #include "kpay/core/log.hpp"
+#include "kpay/klarna/signature.hpp"
 #include "kpay/processor/dispute_deadlines.hpp"
 #include "kpay/processor/events.hpp"
 #include "kpay/processor/follow_ups.hpp"
@@ -235,19 +235,6 @@ std::string read_file(const std::string& path) {
   return ss.str();
 }
 
-std::string hex_sha256(std::string_view bytes) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_Digest(bytes.data(), bytes.size(), digest, &len, EVP_sha256(), nullptr);
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  for (unsigned i = 0; i < len; ++i) {
-    out += kHex[digest[i] >> 4];
-    out += kHex[digest[i] & 0xf];
-  }
-  return out;
-}
-
 // A file name safe inside a quoted multipart header.
 std::string safe_file_name(const std::string& path) {
   std::string name = std::filesystem::path(path).filename().string();
@@ -353,7 +340,7 @@ void upload(const GlobalOptions& g, const UploadOptions& o) {
   const EvidenceType* type = evidence_type(bytes);
   if (!type) throw CommandFailed(o.file + " is not a PDF, JPEG, PNG or DOCX file");
   DisputeApi api(g, account_of(g, o.account, o.dispute_id));
-  const std::string hash = hex_sha256(bytes);
+  const std::string hash = klarna::sha256_hex(bytes);
   auto form = file_form(safe_file_name(o.file), type->content_type, bytes, hash);
   klarna::Call c;
   c.method = "POST";

@@ -42,6 +42,8 @@ class SigningKey {
 
 // One-shot helper (tests, the simulator, klarnactl).
 std::string hmac_sha256_hex(std::string_view key, std::string_view body);
+// Lowercase hex SHA-256 of `bytes` (command body hashes, upload keys).
+std::string sha256_hex(std::string_view bytes);
 
 // The registered keys at one moment: an immutable snapshot, replaced whole on
 // reload so readers never see a half-updated ring.
