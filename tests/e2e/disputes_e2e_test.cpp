@@ -207,7 +207,10 @@ TEST_F(DisputesE2E, AcceptLossThroughKlarnactlClosesTheDispute) {
   // accepted, then one final (klarnactl stops at the final; accepted may be
   // published after it: the contract only promises one final result).
   std::vector<std::string> statuses;
-  for (const auto& x : sys().results_for("loss-1")) statuses.push_back(x.status);
+  EXPECT_TRUE(wait_until([&] {
+    for (const auto& x : sys().results_for("loss-1")) statuses.push_back(x.status);
+    return statuses.size() >= 2;
+  }));
   EXPECT_EQ(statuses.size(), 2u);
   EXPECT_EQ(std::count(statuses.begin(), statuses.end(), "accepted"), 1);
   EXPECT_EQ(statuses.front(), "accepted") << "per key, accepted before the final result";
