@@ -1,5 +1,8 @@
 #include "kpay/core/config.hpp"
 
+#include <cerrno>
+#include <cstdio>
+
 #include <toml++/toml.h>
 
 #include <charconv>
@@ -16,8 +19,8 @@ struct Config::Impl {
   // Overrides in the order given, values as typed: pass-through tables take
   // them verbatim (no type guessing of e.g. a password "0x1f").
   std::vector<std::pair<std::string, std::string>> raw_overrides;
-  mutable std::set<std::string> read_keys;     // exact keys read
-  mutable std::set<std::string> read_tables;   // tables read whole (pass-through)
+  mutable std::set<std::string> read_keys;    // exact keys read
+  mutable std::set<std::string> read_tables;  // tables read whole (pass-through)
 
   const toml::node* find(std::string_view key) const {
     read_keys.emplace(key);
@@ -44,9 +47,24 @@ Config Config::from_string(std::string_view text, std::string_view source) {
 }
 
 Config Config::from_file(const std::filesystem::path& file) {
+  // Say which: a service user that may not read /etc/klarna must not be told
+  // the file "does not exist".
   std::error_code ec;
-  if (!std::filesystem::is_regular_file(file, ec)) {
-    throw ConfigError("", "config file '" + file.string() + "' does not exist or is not a file");
+  const auto status = std::filesystem::status(file, ec);
+  if (ec && ec != std::errc::no_such_file_or_directory) {
+    throw ConfigError("", "config file '" + file.string() + "' cannot be read: " + ec.message());
+  }
+  if (!std::filesystem::exists(status)) {
+    throw ConfigError("", "config file '" + file.string() + "' does not exist");
+  }
+  if (!std::filesystem::is_regular_file(status)) {
+    throw ConfigError("", "config file '" + file.string() + "' is not a regular file");
+  }
+  if (std::FILE* f = std::fopen(file.c_str(), "rb")) {
+    std::fclose(f);
+  } else {
+    throw ConfigError("", "config file '" + file.string() +
+                              "' cannot be read: " + std::generic_category().message(errno));
   }
   try {
     Config c;
@@ -54,8 +72,8 @@ Config Config::from_file(const std::filesystem::path& file) {
     return c;
   } catch (const toml::parse_error& e) {
     std::ostringstream msg;
-    msg << file.string() << ":" << e.source().begin.line << ":" << e.source().begin.column
-        << ": " << e.description();
+    msg << file.string() << ":" << e.source().begin.line << ":" << e.source().begin.column << ": "
+        << e.description();
     throw ConfigError("", "invalid TOML: " + msg.str());
   }
 }
@@ -106,7 +124,9 @@ void Config::apply_override(std::string_view assignment) {
   }
 }
 
-bool Config::has(std::string_view key) const { return impl_->find(key) != nullptr; }
+bool Config::has(std::string_view key) const {
+  return impl_->find(key) != nullptr;
+}
 
 std::optional<std::string> Config::optional_string(std::string_view key) const {
   const toml::node* n = impl_->find(key);
@@ -171,7 +191,8 @@ std::vector<std::pair<std::string, std::string>> Config::string_table(std::strin
   // reads as nested tables unless quoted: flatten nested tables back to dotted names.
   auto flatten = [&](auto&& self, const toml::table& table, const std::string& prefix) -> void {
     for (const auto& [k, v] : table) {
-      std::string name = prefix.empty() ? std::string(k.str()) : prefix + "." + std::string(k.str());
+      std::string name =
+          prefix.empty() ? std::string(k.str()) : prefix + "." + std::string(k.str());
       if (v.is_table()) {
         self(self, *v.as_table(), name);
       } else if (v.is_string()) {
@@ -209,7 +230,8 @@ std::vector<std::pair<std::string, std::string>> Config::string_table(std::strin
 void Config::reject_unknown_keys() const {
   auto check = [&](auto&& self, const toml::table& table, const std::string& prefix) -> void {
     for (const auto& [k, v] : table) {
-      std::string name = prefix.empty() ? std::string(k.str()) : prefix + "." + std::string(k.str());
+      std::string name =
+          prefix.empty() ? std::string(k.str()) : prefix + "." + std::string(k.str());
       if (impl_->read_tables.contains(name) || impl_->read_keys.contains(name)) continue;
       if (v.is_table()) {
         self(self, *v.as_table(), name);

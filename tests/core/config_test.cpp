@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <filesystem>
 #include <fstream>
 
@@ -53,8 +56,49 @@ TEST(Config, InvalidTomlIsRefusedWithPosition) {
   }
 }
 
+namespace {
+std::string from_file_error(const std::filesystem::path& p) {
+  try {
+    Config::from_file(p);
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  return "no error";
+}
+}  // namespace
+
 TEST(Config, MissingFileIsRefused) {
-  EXPECT_THROW(Config::from_file("/nonexistent/kpay.toml"), ConfigError);
+  EXPECT_NE(from_file_error("/nonexistent/kpay.toml").find("does not exist"), std::string::npos);
+  EXPECT_NE(from_file_error(std::filesystem::temp_directory_path()).find("not a regular file"),
+            std::string::npos);
+}
+
+// The operator's case from issue 13: a service user that may not read
+// /etc/klarna was told its configuration "does not exist". Checked as an
+// unprivileged user in a child process (root reads everything).
+TEST(Config, AnUnreadableFileIsNotCalledMissing) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to drop to an unprivileged user";
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("kpay-cfg-" + std::to_string(getpid()));
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir / "c.toml") << "[log]\nlevel = \"info\"\n";
+  std::filesystem::permissions(dir / "c.toml", std::filesystem::perms::owner_read);
+  std::filesystem::permissions(
+      dir, std::filesystem::perms::owner_all | std::filesystem::perms::others_exec);
+  const pid_t child = fork();
+  if (child == 0) {
+    if (setgid(65534) != 0 || setuid(65534) != 0) _exit(3);
+    const auto error = from_file_error(dir / "c.toml");
+    _exit(error.find("cannot be read") != std::string::npos &&
+                  error.find("does not exist") == std::string::npos
+              ? 0
+              : 1);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  EXPECT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "1: wrong message, 3: could not drop privileges";
+  std::filesystem::remove_all(dir);
 }
 
 TEST(Config, UnknownKeyIsRefused) {
@@ -100,7 +144,8 @@ sasl.mechanism = "PLAIN"
 }
 
 TEST(Config, LoadsFileAndAppliesOverridesInOrder) {
-  auto path = std::filesystem::temp_directory_path() / ("kpay-config-" + std::to_string(getpid()) + ".toml");
+  auto path = std::filesystem::temp_directory_path() /
+              ("kpay-config-" + std::to_string(getpid()) + ".toml");
   { std::ofstream(path) << "[a]\nb = 1\n"; }
   auto c = kpay::core::load_config(path, {"a.b=3", "a.b=4"});
   EXPECT_EQ(c.integer("a.b", 0, 0, 10), 4);
