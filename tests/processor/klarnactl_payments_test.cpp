@@ -2,6 +2,8 @@
 // operator sees state, amounts, links, outbox keys and the full history.
 #include <gtest/gtest.h>
 
+#include <sstream>
+
 #include <filesystem>
 #include <fstream>
 
@@ -48,6 +50,18 @@ TEST(KlarnactlPayments, ListAndShowWithHistory) {
   ASSERT_EQ(list.status, 0) << list.output;
   EXPECT_NE(list.output.find("COMPLETED"), std::string::npos) << list.output;
   EXPECT_NE(list.output.find("AUTHORIZED"), std::string::npos);
+  {  // Aligned: every row's state starts under the header's STATE, after a space.
+    std::istringstream lines(list.output);
+    std::string header, line;
+    std::getline(lines, header);
+    const auto state_col = header.find("STATE");
+    ASSERT_NE(state_col, std::string::npos);
+    while (std::getline(lines, line)) {
+      ASSERT_GT(line.size(), state_col) << line;
+      EXPECT_EQ(line[state_col - 1], ' ') << line;
+      EXPECT_NE(line[state_col], ' ') << line;
+    }
+  }
 
   // Scenario 0 is a Gen 2/3 request: completed, with a linked captured transaction.
   std::string request_id;

@@ -1,6 +1,7 @@
 // klarnactl payments list|show: read-only views of the processor's state store
 // (processor.database): state, amounts, deadlines, follow-up calls and the full
 // transition history. Tokens in the outbox are never read back or printed.
+#include <algorithm>
 #include <filesystem>
 #include <iomanip>
 #include <iostream>
@@ -133,10 +134,15 @@ void register_payments_commands(CLI::App& app, const GlobalOptions& global) {
   list->callback([&global, limit, list_json] {
     auto store = open_store(global);
     auto rows = store->list_payments(*limit);
+    // Columns as wide as their widest value (Klarna ids are ~70 characters),
+    // so a state never runs into an id.
+    std::size_t id_width = 2;
+    for (const auto& p : rows) id_width = std::max(id_width, p.id.size());
+    const int id_col = static_cast<int>(id_width) + 2;
     if (!*list_json) {
-      std::cout << std::left << std::setw(20) << "KIND" << std::setw(58) << "ID" << std::setw(22)
-                << "STATE" << std::setw(14) << "AMOUNT" << std::setw(10) << "CAPTURED"
-                << std::setw(10) << "REFUNDED"
+      std::cout << std::left << std::setw(20) << "KIND" << std::setw(id_col) << "ID"
+                << std::setw(22) << "STATE" << std::setw(14) << "AMOUNT" << std::setw(10)
+                << "CAPTURED" << std::setw(10) << "REFUNDED"
                 << "UPDATED\n";
     }
     for (const auto& p : rows) {
@@ -150,9 +156,9 @@ void register_payments_commands(CLI::App& app, const GlobalOptions& global) {
         w.field("updated_as_of", when(p.updated_as_of_ms)).end_object();
         std::cout << w.str() << "\n";
       } else {
-        std::cout << std::left << std::setw(20) << p.kind << std::setw(58) << p.id << std::setw(22)
-                  << p.state << std::setw(14) << money(p.amount, p.currency) << std::setw(10)
-                  << p.captured_amount << std::setw(10) << p.refunded_amount
+        std::cout << std::left << std::setw(20) << p.kind << std::setw(id_col) << p.id
+                  << std::setw(22) << p.state << std::setw(14) << money(p.amount, p.currency)
+                  << std::setw(10) << p.captured_amount << std::setw(10) << p.refunded_amount
                   << when(p.updated_as_of_ms) << "\n";
       }
     }
