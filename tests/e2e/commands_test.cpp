@@ -13,6 +13,7 @@
 #include <fstream>
 #include <thread>
 
+#include "base64url.hpp"
 #include "child_process.hpp"
 #include "db_dump.hpp"
 #include "e2e_system.hpp"
@@ -38,24 +39,6 @@ const std::string kAccount = "krn:partner:global:account:test:CMDS0001";
 std::string quoted(const std::string& s) {
   std::string out;
   core::append_json_string(out, s);
-  return out;
-}
-
-std::string b64url(std::string_view in) {
-  static constexpr char kAlphabet[] =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-  std::string out;
-  std::uint32_t acc = 0;
-  int bits = 0;
-  for (unsigned char c : in) {
-    acc = (acc << 8) | c;
-    bits += 8;
-    while (bits >= 6) {
-      bits -= 6;
-      out += kAlphabet[(acc >> bits) & 63];
-    }
-  }
-  if (bits > 0) out += kAlphabet[(acc << (6 - bits)) & 63];
   return out;
 }
 
@@ -110,9 +93,9 @@ std::string refund_cmd(const std::string& id, const std::string& id_field, const
 }
 
 TEST_F(CommandsE2E, AuthorizeApprovedForwardsTokensAndDataByteForByte) {
-  const std::string token = b64url(R"({"alg":"ES256","kid":"k1"})") + "." +
-                            b64url(R"({"status":"A_STATUS_NOBODY_KNOWS","sub":"x"})") + "." +
-                            b64url("sig");
+  const std::string token = base64url(R"({"alg":"ES256","kid":"k1"})") + "." +
+                            base64url(R"({"status":"A_STATUS_NOBODY_KNOWS","sub":"x"})") + "." +
+                            base64url("sig");
   const std::string data = "opaque \"interop\" data \\ with / slash, é and \t tab";
   auto json = authorize("auth-ok-1", "ref-auth-ok-1", 1000,
                         R"(,"customer_token":"ctok-secret-1","interoperability_token":)" +

@@ -7,37 +7,21 @@
 
 #include <filesystem>
 
+#include "base64url.hpp"
 #include "child_process.hpp"
 #include "kpay/processor/batch_applier.hpp"
 #include "kpay/processor/commands.hpp"
 #include "kpay/processor/follow_ups.hpp"
 
 using namespace kpay;
+using kpay::test::base64url;
 using namespace kpay::processor;
 
 namespace {
 
-std::string b64url(std::string_view in) {
-  static constexpr char kAlphabet[] =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-  std::string out;
-  std::uint32_t acc = 0;
-  int bits = 0;
-  for (unsigned char c : in) {
-    acc = (acc << 8) | c;
-    bits += 8;
-    while (bits >= 6) {
-      bits -= 6;
-      out += kAlphabet[(acc >> bits) & 63];
-    }
-  }
-  if (bits > 0) out += kAlphabet[(acc << (6 - bits)) & 63];
-  return out;
-}
-
 std::string jwt(std::string_view payload) {
-  return b64url(R"({"alg":"ES256","typ":"JWT"})") + "." + b64url(payload) + "." +
-         b64url("signature-bytes");
+  return base64url(R"({"alg":"ES256","typ":"JWT"})") + "." + base64url(payload) + "." +
+         base64url("signature-bytes");
 }
 
 struct DecodeCase {

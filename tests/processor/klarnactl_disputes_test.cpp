@@ -8,26 +8,14 @@
 #include <fstream>
 
 #include "child_process.hpp"
+#include "klarnactl_run.hpp"
 #include "kpay/core/log.hpp"
 #include "kpay/processor/batch_applier.hpp"
 
 using namespace kpay;
+using kpay::test::klarnactl;
 
 namespace {
-
-struct CliResult {
-  int status;
-  std::string output;
-};
-
-CliResult klarnactl(const std::string& dir, std::vector<std::string> args) {
-  static int n = 0;
-  const std::string out = dir + "/out-" + std::to_string(n++) + ".txt";
-  args.insert(args.begin(), {test::binary("tools/klarnactl"), "--config", dir + "/ctl.toml"});
-  test::ChildProcess child(args, out);
-  auto status = child.wait(std::chrono::seconds(20));
-  return {status.value_or(-1), test::read_file(out)};
-}
 
 std::string event(std::string_view type, std::string_view id, std::string_view at,
                   std::string_view payload) {

@@ -8,28 +8,12 @@
 #include <fstream>
 
 #include "child_process.hpp"
+#include "klarnactl_run.hpp"
 #include "kpay/processor/batch_applier.hpp"
 #include "lifecycles.hpp"
 
 using namespace kpay;
-
-namespace {
-
-struct CliResult {
-  int status;
-  std::string output;
-};
-
-CliResult klarnactl(const std::string& dir, std::vector<std::string> args) {
-  static int n = 0;
-  const std::string out = dir + "/out-" + std::to_string(n++) + ".txt";
-  args.insert(args.begin(), {test::binary("tools/klarnactl"), "--config", dir + "/ctl.toml"});
-  test::ChildProcess child(args, out);
-  auto status = child.wait(std::chrono::seconds(20));
-  return {status.value_or(-1), test::read_file(out)};
-}
-
-}  // namespace
+using kpay::test::klarnactl;
 
 TEST(KlarnactlPayments, ListAndShowWithHistory) {
   const auto dir = test::make_temp_dir("klarnactl-payments");
