@@ -5,10 +5,10 @@ namespace kpay::receiver {
 KafkaPublisher::KafkaPublisher(const KafkaSettings& settings,
                                std::vector<std::string> required_topics, core::Registry& metrics)
     : errors_fatal_(metrics
-                        .counter("klarna_receiver_kafka_fatal_errors_total",
+                        .counter("kpay_receiver_kafka_fatal_errors_total",
                                  "Fatal producer errors (the producer must be restarted).")
                         .with({})),
-      errors_(metrics.counter("klarna_receiver_kafka_errors_total",
+      errors_(metrics.counter("kpay_receiver_kafka_errors_total",
                               "Errors reported by the Kafka client, by error name.", {"error"})),
       required_topics_(std::move(required_topics)) {
   core::KafkaProperties props = {

@@ -160,27 +160,27 @@ struct Receiver::Impl {
         publisher(settings.kafka, topic_list(settings.topics), registry),
         handler(settings.listener.path, settings.topics, registry),
         admin(registry, [this] { return readiness(); }),
-        requests(registry.counter("klarna_receiver_requests_total",
+        requests(registry.counter("kpay_receiver_requests_total",
                                   "Webhook requests by outcome (accepted, dead_lettered, "
                                   "rejected, unavailable).",
                                   {"outcome"})),
         publish_latency(registry
-                            .histogram("klarna_receiver_publish_latency_seconds",
+                            .histogram("kpay_receiver_publish_latency_seconds",
                                        "Time from publish to Kafka's delivery report.", {},
                                        core::latency_buckets_seconds())
                             .with({})),
         in_flight(
             registry
-                .gauge("klarna_receiver_in_flight_requests", "Requests read and not yet answered.")
+                .gauge("kpay_receiver_in_flight_requests", "Requests read and not yet answered.")
                 .with({})),
         open_connections(
-            registry.gauge("klarna_receiver_connections", "Open client connections.").with({})),
+            registry.gauge("kpay_receiver_connections", "Open client connections.").with({})),
         refused_connections(registry
-                                .counter("klarna_receiver_connections_refused_total",
+                                .counter("kpay_receiver_connections_refused_total",
                                          "Connections closed at once: max_connections reached.")
                                 .with({})),
         tls_failures(registry
-                         .counter("klarna_receiver_tls_handshake_failures_total",
+                         .counter("kpay_receiver_tls_handshake_failures_total",
                                   "TLS handshakes that failed or timed out.")
                          .with({})) {
     // Series resolved once: the hot path only touches atomics.
@@ -189,11 +189,11 @@ struct Receiver::Impl {
     rejected = &requests.with({"rejected"});
     unavailable = &requests.with({"unavailable"});
     registry.gauge_callback(
-        "klarna_receiver_signing_keys", "Active signing keys in the key ring.", {}, [this] {
+        "kpay_receiver_signing_keys", "Active signing keys in the key ring.", {}, [this] {
           return std::vector<core::GaugeSample>{{{}, static_cast<double>(keys.current()->size())}};
         });
     registry.gauge_callback(
-        "klarna_receiver_kafka_ready", "1 when Kafka answered the last metadata probe.", {},
+        "kpay_receiver_kafka_ready", "1 when Kafka answered the last metadata probe.", {},
         [this] {
           return std::vector<core::GaugeSample>{{{}, publisher.ready() ? 1.0 : 0.0}};
         });

@@ -52,9 +52,9 @@ WebhookHandler::WebhookHandler(std::string path, const klarna::Topics& topics,
                                core::Registry& metrics)
     : path_(std::move(path)),
       topics_(topics),
-      rejections_(metrics.counter("klarna_receiver_rejections_total",
+      rejections_(metrics.counter("kpay_receiver_rejections_total",
                                   "Requests refused (4xx, or 503 overloaded), by reason.", {"reason"})),
-      routed_(metrics.counter("klarna_receiver_events_routed_total",
+      routed_(metrics.counter("kpay_receiver_events_routed_total",
                               "Verified events by event family (before Kafka confirms).",
                               {"family"})) {
   // Expose every reason at 0 so alerts can be written before the first failure.

@@ -120,7 +120,7 @@ TEST(ReceiverProcess, SigtermAnswersTheRequestInFlightThenExitsZero) {
       static_cast<std::uint16_t>(std::stoi(ports.substr(ports.find("\"admin_port\":") + 13)));
   EXPECT_TRUE(wait_until([&] {
     auto m = http_request(admin, "GET", "/metrics");
-    return m && m->body.find("klarna_receiver_in_flight_requests 1") != std::string::npos;
+    return m && m->body.find("kpay_receiver_in_flight_requests 1") != std::string::npos;
   }));
   r.process->signal(SIGTERM);
   client.join();

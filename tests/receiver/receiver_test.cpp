@@ -138,7 +138,7 @@ TEST(ReceiverPlain, TwoActiveKeysWorkAndARetiredKeyStops) {
   }
   ASSERT_TRUE(wait_until([&] { return error_of(h.post_signed(body)) == "unknown_signing_key"; }));
   EXPECT_EQ(h.post(body, h.signed_headers(body, second_id, second_secret))->status, 200);
-  EXPECT_NE(h.metrics().find("klarna_receiver_signing_keys 1"), std::string::npos);
+  EXPECT_NE(h.metrics().find("kpay_receiver_signing_keys 1"), std::string::npos);
 }
 
 TEST(ReceiverPlain, ReloadKeysOnDemand) {
@@ -264,7 +264,7 @@ TEST(ReceiverPlain, SignedButUnusableBodiesGoToTheDeadLetterTopic) {
   }
   EXPECT_EQ(reasons, (std::set<std::string>{"not_json", "missing_event_id", "not_object"}));
   EXPECT_TRUE(bodies.contains("not json at all"));
-  EXPECT_NE(h.metrics().find("klarna_receiver_requests_total{outcome=\"dead_lettered\"} 3"),
+  EXPECT_NE(h.metrics().find("kpay_receiver_requests_total{outcome=\"dead_lettered\"} 3"),
             std::string::npos);
 }
 
@@ -354,15 +354,15 @@ TEST(ReceiverPlain, BadRequestsGetTheirStatusAndReasonAndTheProcessStaysUp) {
   for (auto reason : {"missing_signing_key_id", "missing_signature", "unknown_signing_key",
                       "bad_signature", "empty_body", "body_too_large", "method_not_allowed",
                       "not_found", "malformed_request"}) {
-    EXPECT_NE(m.find(std::string("klarna_receiver_rejections_total{reason=\"") + reason + "\"} "),
+    EXPECT_NE(m.find(std::string("kpay_receiver_rejections_total{reason=\"") + reason + "\"} "),
               std::string::npos)
         << reason;
-    EXPECT_EQ(m.find(std::string("klarna_receiver_rejections_total{reason=\"") + reason + "\"} 0"),
+    EXPECT_EQ(m.find(std::string("kpay_receiver_rejections_total{reason=\"") + reason + "\"} 0"),
               std::string::npos)
         << reason << " was not counted";
   }
   EXPECT_TRUE(wait_until([&] {
-    return h.metrics().find("klarna_receiver_rejections_total{reason=\"read_timeout\"} 2") !=
+    return h.metrics().find("kpay_receiver_rejections_total{reason=\"read_timeout\"} 2") !=
            std::string::npos;
   }));
   // Secrets never reach the metrics.
@@ -477,7 +477,7 @@ TEST(ReceiverKafkaDown, Answers503UntilKafkaIsBackThenTheRetryLands) {
   std::size_t copies = 0;
   for (const auto& m : msgs) copies += m.value == body ? 1 : 0;
   EXPECT_GE(copies, 1u);  // duplicates are acceptable, loss is not
-  EXPECT_NE(h.metrics().find("klarna_receiver_requests_total{outcome=\"unavailable\"}"),
+  EXPECT_NE(h.metrics().find("kpay_receiver_requests_total{outcome=\"unavailable\"}"),
             std::string::npos);
 }
 
@@ -515,7 +515,7 @@ TEST(ReceiverPlain, ConnectionsAboveTheLimitAreClosedAndCounted) {
   EXPECT_EQ(b.request("POST", h.path(), body, h.signed_headers(body))->status, 200);
   HttpConnection c(h.port());
   EXPECT_TRUE(c.wait_closed(5s));
-  EXPECT_NE(h.metrics().find("klarna_receiver_connections_refused_total 1"), std::string::npos);
+  EXPECT_NE(h.metrics().find("kpay_receiver_connections_refused_total 1"), std::string::npos);
   EXPECT_EQ(a.request("POST", h.path(), body, h.signed_headers(body))->status, 200);
 }
 

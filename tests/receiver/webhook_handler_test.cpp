@@ -71,7 +71,7 @@ TEST(WebhookHandler, RejectionTable) {
     EXPECT_NE(c.d.reject->body.find("\"error\":\"" + c.reason + "\""), std::string::npos);
   }
   auto text = f.metrics.render();
-  EXPECT_NE(text.find("klarna_receiver_rejections_total{reason=\"bad_signature\"} 1"),
+  EXPECT_NE(text.find("kpay_receiver_rejections_total{reason=\"bad_signature\"} 1"),
             std::string::npos);
 }
 
