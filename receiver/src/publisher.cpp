@@ -104,11 +104,13 @@ void KafkaPublisher::on_error(rd_kafka_t* rk, int err, const char* reason, void*
     rd_kafka_fatal_error(rk, buf, sizeof buf);
     self->errors_fatal_.inc();
     self->fatal_.store(true);
-    self->ready_.store(false);
+    self->set_not_ready("kafka producer hit a fatal error: " + std::string(buf));
     self->log_.error("fatal Kafka producer error", {{"error", std::string_view(buf)}});
     return;
   }
-  if (code == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) self->ready_.store(false);
+  if (code == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) {
+    self->set_not_ready("kafka unreachable: all brokers are down (" + std::string(reason) + ")");
+  }
   self->log_.warn("Kafka client error", {{"error", rd_kafka_err2name(code)}, {"reason", reason}});
 }
 
@@ -137,30 +139,37 @@ void KafkaPublisher::probe_loop() {
       }
       rd_kafka_metadata_destroy(md);
     }
-    bool fatal = fatal_.load() ||
-                 rd_kafka_fatal_error(producer_.get(), nullptr, 0) != RD_KAFKA_RESP_ERR_NO_ERROR;
-    if (fatal) fatal_.store(true);
-    {
-      std::lock_guard lock(reason_mu_);
-      missing_topic_ = err == RD_KAFKA_RESP_ERR_NO_ERROR ? missing : std::string();
+    char fatal_text[512] = "";
+    if (rd_kafka_fatal_error(producer_.get(), fatal_text, sizeof fatal_text) !=
+        RD_KAFKA_RESP_ERR_NO_ERROR) {
+      fatal_.store(true);
     }
-    last_probe_error_.store(err);
-    ready_.store(err == RD_KAFKA_RESP_ERR_NO_ERROR && missing.empty() && !fatal);
+    if (fatal_.load()) {
+      set_not_ready("kafka producer hit a fatal error: " + std::string(fatal_text));
+    } else if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      set_not_ready(std::string("kafka unreachable: metadata request failed: ") +
+                    rd_kafka_err2str(err));
+    } else if (!missing.empty()) {
+      set_not_ready("kafka topic '" + missing + "' does not exist");
+    } else {
+      ready_.store(true);
+    }
     std::unique_lock lock(probe_mu_);
     probe_cv_.wait_for(lock, std::chrono::milliseconds(ready_ ? 5000 : 500),
                        [&] { return stop_.load(); });
   }
 }
 
+void KafkaPublisher::set_not_ready(std::string reason) {
+  std::lock_guard lock(reason_mu_);
+  not_ready_reason_ = std::move(reason);
+  ready_.store(false);
+}
+
 std::string KafkaPublisher::not_ready_reason() const {
   if (ready_.load()) return {};
-  auto err = static_cast<rd_kafka_resp_err_t>(last_probe_error_.load());
-  if (fatal_.load()) return "kafka producer hit a fatal error";
-  {
-    std::lock_guard lock(reason_mu_);
-    if (!missing_topic_.empty()) return "kafka topic '" + missing_topic_ + "' does not exist";
-  }
-  return std::string("kafka unreachable: ") + rd_kafka_err2str(err);
+  std::lock_guard lock(reason_mu_);
+  return not_ready_reason_;
 }
 
 int KafkaPublisher::flush(std::chrono::milliseconds timeout) {

@@ -464,9 +464,16 @@ TEST(ReceiverKafkaDown, Answers503UntilKafkaIsBackThenTheRetryLands) {
     EXPECT_EQ(r->header("retry-after"), "10");
     EXPECT_LT(took, 1500ms + 500ms);  // the deadline, plus scheduling slack
   }
+  std::set<std::string> reasons;  // every /readyz body seen while Kafka is down
   EXPECT_TRUE(wait_until([&] {
-    return kpay::test::http_request(h.receiver->admin_port(), "GET", "/readyz")->status == 503;
+    auto r = kpay::test::http_request(h.receiver->admin_port(), "GET", "/readyz");
+    if (r && r->status == 503) reasons.insert(r->body);
+    return r && r->status == 503;
   }));
+  for (const auto& body : reasons) {
+    EXPECT_NE(body.find("kafka unreachable: "), std::string::npos) << body;
+    EXPECT_EQ(body.find("Success"), std::string::npos) << body;  // no error text of NO_ERROR
+  }
 
   kafka.set_all_brokers_up();
   ASSERT_TRUE(wait_until([&] { return h.post_signed(body)->status == 200; }, 30s));
@@ -495,10 +502,21 @@ TEST(ReceiverKafkaDown, StartsWithoutKafkaAndSaysNotReady) {
 
   ReceiverHarness h(shared_kafka(), false,
                     {"kafka.bootstrap_servers=" + dead, "kafka.publish_timeout_ms=1000"});
+  // From the first answer on, /readyz says what is wrong: before the first
+  // metadata probe ended it once said "kafka unreachable: Success".
+  std::set<std::string> reasons;
   EXPECT_TRUE(wait_until([&] {
     auto r = http_request(h.receiver->admin_port(), "GET", "/readyz");
-    return r && r->status == 503 && r->body.find("kafka unreachable") != std::string::npos;
+    if (r) reasons.insert(r->body);
+    return r && r->status == 503 &&
+           r->body.find("kafka unreachable: ") != std::string::npos;
   }));
+  for (const auto& body : reasons) {
+    EXPECT_EQ(body.find("Success"), std::string::npos) << body;
+    EXPECT_TRUE(body.find("kafka not checked yet") != std::string::npos ||
+                body.find("kafka unreachable: ") != std::string::npos)
+        << body;
+  }
   EXPECT_EQ(http_request(h.receiver->admin_port(), "GET", "/healthz")->status, 200);
   auto r = h.post_signed(webhook_body("payment.request.state-change.submitted", "no-kafka"));
   ASSERT_TRUE(r);

@@ -75,6 +75,7 @@ class KafkaPublisher {
   static void on_error(rd_kafka_t*, int err, const char* reason, void* opaque);
   void poll_loop();
   void probe_loop();
+  void set_not_ready(std::string reason);
 
   core::Logger log_{"receiver.kafka"};
   core::Counter& errors_fatal_;
@@ -82,10 +83,11 @@ class KafkaPublisher {
   core::KafkaHandle producer_;
   std::atomic<bool> stop_{false};
   std::atomic<bool> ready_{false};
-  std::atomic<int> last_probe_error_{0};
   std::atomic<bool> fatal_{false};
   mutable std::mutex reason_mu_;
-  std::string missing_topic_;            // guarded by reason_mu_
+  // Why the last probe or client error made the producer not ready; set
+  // before ready_ turns false, so /readyz never reads a stale or empty one.
+  std::string not_ready_reason_ = "kafka not checked yet: the first metadata request is under way";
   const std::vector<std::string> required_topics_;
   std::mutex probe_mu_;
   std::condition_variable probe_cv_;
