@@ -219,7 +219,8 @@ void BatchApplier::record_poison(const InputMessage& m, const Poison& p, BatchRe
   ++out.rejected;
   ++out.poison_by_reason[p.reason];
   store_.insert_poison(
-      {m.topic, m.partition, m.offset, p.envelope ? p.envelope->event_id : "", p.reason, m.value});
+      {m.topic, m.partition, m.offset, p.envelope ? p.envelope->event_id : "", p.reason, m.value,
+       m.key});
   storage::PublishRow dlq{0, topics_.processor_dead_letter, m.key, m.value, p.reason};
   dlq.seq = store_.enqueue_publish(dlq);
   out.publications.push_back(std::move(dlq));

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <chrono>
 
 #include "kpay/storage/migrations.hpp"
 
@@ -279,12 +280,33 @@ ALTER TABLE outbox ADD COLUMN amount INTEGER;
 ALTER TABLE outbox ADD COLUMN capture_id TEXT;
 )sql";
 
+// Dead letters (klarnactl dead-letters, state_store_dead_letters.cpp): a
+// poison message keeps its Kafka key and when it was recorded, so a replay is
+// the original message; every replay of a dead letter (the processor's poison
+// messages and the receiver's dead-letter topic alike) is recorded once per
+// message, so a second replay needs --force.
+constexpr std::string_view kV6 = R"sql(
+ALTER TABLE poison_messages ADD COLUMN key BLOB;
+ALTER TABLE poison_messages ADD COLUMN recorded_at_ms INTEGER;
+CREATE TABLE dead_letter_replays (
+  topic             TEXT NOT NULL,
+  partition         INTEGER NOT NULL,
+  offset            INTEGER NOT NULL,
+  source            TEXT NOT NULL CHECK (source IN ('receiver', 'processor')),
+  target_topic      TEXT NOT NULL,
+  replays           INTEGER NOT NULL,
+  last_replayed_ms  INTEGER NOT NULL,
+  PRIMARY KEY (topic, partition, offset)
+) WITHOUT ROWID;
+)sql";
+
 constexpr std::array kMigrations = {
     Migration{1, "state store: entities, inbox, history, outbox, publish queue, offsets", kV1},
     Migration{2, "history index by entity filled in bulk", kV2},
     Migration{3, "outbox worker: call path, attempts, answers; payment accounts", kV3},
     Migration{4, "downstream commands: command inbox, payment contexts, outbox amounts", kV4},
     Migration{5, "disputes: legacy deadline, amounts, deadline history and warnings", kV5},
+    Migration{6, "dead letters: poison keys and times, replays", kV6},
 };
 
 // FNV-1a, 64 bit: stable across builds and platforms (it is stored).
@@ -993,9 +1015,12 @@ std::vector<PublishRow> StateStore::pending_publications() {
 void StateStore::insert_poison(const PoisonRow& p) {
   auto& s = impl_->prep(impl_->insert_poison,
                         "INSERT OR IGNORE INTO poison_messages (topic, partition, offset, "
-                        "event_id, reason, value) VALUES (?,?,?,?,?,?)");
+                        "event_id, reason, value, key, recorded_at_ms) VALUES (?,?,?,?,?,?,?,?)");
   s.bind(1, p.topic).bind(2, p.partition).bind(3, p.offset).bind(4, p.event_id);
-  s.bind(5, p.reason).bind_blob(6, p.value);
+  s.bind(5, p.reason).bind_blob(6, p.value).bind_blob(7, p.key);
+  s.bind(8, std::chrono::duration_cast<std::chrono::milliseconds>(
+                std::chrono::system_clock::now().time_since_epoch())
+                .count());
   s.run();
 }
 

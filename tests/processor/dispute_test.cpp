@@ -393,7 +393,7 @@ TEST_F(Disputes, MigrationKeepsDeadlinesKnownBeforeV5) {
         "'ev-old')");
   }
   storage::StateStore store(path);
-  EXPECT_EQ(store.schema_version(), 5);
+  EXPECT_GE(store.schema_version(), 5);
   const auto h = store.dispute_deadlines("dis-old");
   ASSERT_EQ(h.size(), 1u);
   EXPECT_EQ(h[0].kind, "representment");

@@ -82,5 +82,6 @@ TEST(KlarnactlDisputes, ListShowAndDueAtASimulatedNow) {
   EXPECT_NE(show.output.find(R"("evidence_response_deadline_at":"2026-01-12T00:00:00.000Z")"),
             std::string::npos);
   EXPECT_EQ(klarnactl(dir, {"disputes", "show", "nope"}).status, 1);
-  EXPECT_EQ(klarnactl(dir, {"disputes", "due", "--now", "yesterday"}).status, 1);
+  // A bad --now is a usage error (2), like every other bad option value.
+  EXPECT_EQ(klarnactl(dir, {"disputes", "due", "--now", "yesterday"}).status, 2);
 }

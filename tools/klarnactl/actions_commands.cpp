@@ -114,7 +114,9 @@ void register_actions_commands(CLI::App& app, const GlobalOptions& global) {
   auto* retry = actions->add_subcommand(
       "retry", "Put a failed call back to pending (sent again with its original key)");
   static std::int64_t id = 0;
-  retry->add_option("id", id, "the call's id (actions list)")->required();
+  retry->add_option("id", id, "the call's id (actions list)")
+      ->required()
+      ->check(CLI::PositiveNumber);
   retry->callback([&global] {
     auto store = open_store(global, true);
     if (!store->retry_outbox(id, now_ms())) {

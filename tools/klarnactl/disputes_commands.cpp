@@ -22,6 +22,7 @@
 #include <sstream>
 #include <thread>
 
+#include "ctl_support.hpp"
 #include "klarnactl.hpp"
 #include "kpay/core/json_writer.hpp"
 #include "kpay/core/log.hpp"
@@ -69,9 +70,7 @@ void opt_time(core::JsonWriter& w, std::string_view k, const std::optional<std::
 // "now" for `due`: --now (RFC 3339, e.g. simulated time) or the clock.
 std::int64_t now_ms(const std::string& now) {
   if (now.empty()) return processor::DisputeDeadlineWatcher::system_now_ms();
-  auto ms = processor::parse_rfc3339_ms(now);
-  if (!ms) throw CommandFailed("--now is not an RFC 3339 time: " + now);
-  return *ms;
+  return parse_time_option("--now", now);
 }
 
 void dispute_json(core::JsonWriter& w, const storage::DisputeRow& d) {
@@ -173,8 +172,8 @@ void show(const GlobalOptions& g, const std::string& id, bool json) {
 // within the window. Exit 0 either way (a report, not a check).
 void due(const GlobalOptions& g, std::int64_t window_hours, const std::string& now_text,
          bool json) {
+  const std::int64_t now = now_ms(now_text);  // a bad --now is a usage error (2)
   auto store = open_store(g);
-  const std::int64_t now = now_ms(now_text);
   const std::int64_t window_ms = window_hours * 3'600'000;
   const auto open = store->open_disputes();
   const auto deadlines = processor::actionable_deadlines(open);
@@ -517,7 +516,7 @@ void register_disputes_commands(CLI::App& app, const GlobalOptions& global) {
   auto* ls = disputes->add_subcommand("list", "Disputes, newest state first");
   auto limit = std::make_shared<std::size_t>(50);
   auto list_json = std::make_shared<bool>(false);
-  ls->add_option("--limit", *limit, "At most this many rows")->capture_default_str();
+  add_limit(ls, *limit);
   ls->add_flag("--json", *list_json, "One JSON object per line");
   auto remote = std::make_shared<RemoteListOptions>();
   auto list_remote_flag = std::make_shared<bool>(false);
@@ -526,7 +525,12 @@ void register_disputes_commands(CLI::App& app, const GlobalOptions& global) {
   ls->add_option("--state", remote->state, "--remote: only this state");
   ls->add_option("--transaction", remote->transaction, "--remote: payment_transaction_id");
   ls->callback([&global, limit, list_json, remote, list_remote_flag] {
-    if (!*list_remote_flag) return list(global, *limit, *list_json);
+    if (!*list_remote_flag) {
+      if (!remote->account.empty() || !remote->state.empty() || !remote->transaction.empty()) {
+        throw CLI::ValidationError("--account/--state/--transaction", "only with --remote");
+      }
+      return list(global, *limit, *list_json);
+    }
     remote->limit = *limit;
     remote->json = *list_json;
     list_remote(global, *remote);
@@ -543,6 +547,7 @@ void register_disputes_commands(CLI::App& app, const GlobalOptions& global) {
   sh->add_option("--account", *show_account, "--remote: partner account (default: local store)");
   sh->callback([&global, id, show_json, show_remote_flag, show_account] {
     if (*show_remote_flag) return show_remote(global, *id, *show_account);
+    if (!show_account->empty()) throw CLI::ValidationError("--account", "only with --remote");
     show(global, *id, *show_json);
   });
 

@@ -49,5 +49,6 @@ void register_payments_commands(CLI::App& app, const GlobalOptions& global);
 void register_disputes_commands(CLI::App& app, const GlobalOptions& global);
 void register_actions_commands(CLI::App& app, const GlobalOptions& global);
 void register_commands_commands(CLI::App& app, const GlobalOptions& global);
+void register_dead_letters_commands(CLI::App& app, const GlobalOptions& global);
 
 }  // namespace kpay::ctl

@@ -2,14 +2,73 @@
 
 #include "klarnactl.hpp"
 #include "kpay/core/kafka.hpp"
+#include "kpay/processor/consumer.hpp"
+#include "kpay/processor/dispute_deadlines.hpp"
+#include "kpay/processor/outbox_worker.hpp"
+#include "kpay/receiver/settings.hpp"
 #include "kpay/storage/sqlite.hpp"
 
 namespace kpay::ctl {
+
+namespace {
+
+bool is_unknown_key(const core::ConfigError& e) {
+  return std::string_view(e.what()).find("unknown key") != std::string_view::npos;
+}
+
+// Runs one program's reader over `c`, so the keys it reads are marked known.
+// A bad value is that program's business (it refuses the file when it starts);
+// here it only ends the reading early.
+template <class Reader>
+void read_as(core::Config& c, Reader&& reader) {
+  try {
+    reader(c);
+  } catch (const core::ConfigError&) {
+  }
+}
+
+// klarnactl reads the receiver's file (keys) and the processor's (payments,
+// commands, dead letters), so a key is unknown when neither program reads it:
+// both readers run over one copy of the configuration, then whatever is left
+// unread is a typo. receiver.tls = false keeps the receiver's reader from
+// stopping at a processor file's missing certificate.
+void reject_keys_unknown_to_every_owner(const std::optional<std::filesystem::path>& file,
+                                        std::vector<std::string> overrides) {
+  overrides.push_back("receiver.tls=false");
+  auto c = core::load_config(file, overrides);
+  read_as(c, [](core::Config& cfg) { receiver::Settings::from_config(cfg); });
+  read_as(c, [](core::Config& cfg) {
+    const auto settings = processor::settings_from_config(cfg);
+    processor::worker_settings_from_config(cfg);
+    processor::deadline_watch_settings_from_config(cfg, settings.topics);
+    processor::client_settings_from_config(cfg);
+    // The processor's own keys (processor/src/main.cpp).
+    cfg.string("log.level", "info");
+    cfg.string("processor.database", "");
+    cfg.integer("processor.sqlite_cache_mib", 32, 2, 1024);
+    cfg.string("admin.listen_address", "");
+    cfg.integer("admin.port", 0, 0, 65535);
+    cfg.millis("worker.deadline_warning_ms", std::chrono::minutes(10),
+               std::chrono::milliseconds(0), std::chrono::hours(24));
+  });
+  try {
+    c.reject_unknown_keys();
+  } catch (const core::ConfigError& e) {
+    if (!is_unknown_key(e)) throw;
+    throw core::ConfigError(e.key(),
+                            "unknown key (read by neither klarna-receiver nor klarna-processor)");
+  }
+}
+
+}  // namespace
+
 core::Config GlobalOptions::load() const {
   std::optional<std::filesystem::path> file;
   if (config_file) file = *config_file;
+  reject_keys_unknown_to_every_owner(file, overrides);
   return core::load_config(file, overrides);
 }
+
 }  // namespace kpay::ctl
 
 int main(int argc, char** argv) {
@@ -25,6 +84,7 @@ int main(int argc, char** argv) {
   kpay::ctl::register_disputes_commands(app, global);
   kpay::ctl::register_actions_commands(app, global);
   kpay::ctl::register_commands_commands(app, global);
+  kpay::ctl::register_dead_letters_commands(app, global);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

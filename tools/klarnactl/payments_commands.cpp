@@ -2,11 +2,13 @@
 // (processor.database): state, amounts, deadlines, follow-up calls and the full
 // transition history. Tokens in the outbox are never read back or printed.
 #include <algorithm>
+#include <cctype>
 #include <filesystem>
 #include <iomanip>
 #include <iostream>
 #include <sstream>
 
+#include "ctl_support.hpp"
 #include "klarnactl.hpp"
 #include "kpay/core/json_writer.hpp"
 #include "kpay/core/log.hpp"
@@ -120,6 +122,41 @@ void show_transaction(storage::StateStore& store, const storage::PaymentTransact
   print_history(store.history(t.id));
 }
 
+void print_payments(const std::vector<storage::PaymentSummary>& rows, bool json) {
+  // Columns as wide as their widest value (Klarna ids are ~70 characters),
+  // so a state never runs into an id.
+  std::size_t id_width = 2, state_width = 5;
+  for (const auto& p : rows) {
+    id_width = std::max(id_width, p.id.size());
+    state_width = std::max(state_width, p.state.size());
+  }
+  const int id_col = static_cast<int>(id_width) + 2;
+  const int state_col = static_cast<int>(state_width) + 2;
+  if (!json) {
+    std::cout << std::left << std::setw(20) << "KIND" << std::setw(id_col) << "ID"
+              << std::setw(state_col) << "STATE" << std::setw(14) << "AMOUNT" << std::setw(10)
+              << "CAPTURED" << std::setw(10) << "REFUNDED"
+              << "UPDATED\n";
+  }
+  for (const auto& p : rows) {
+    if (json) {
+      core::JsonWriter w;
+      w.begin_object().field("kind", p.kind).field("id", p.id).field("state", p.state);
+      opt_field(w, "amount", p.amount);
+      opt_field(w, "currency", p.currency);
+      w.field("captured_amount", p.captured_amount).field("refunded_amount", p.refunded_amount);
+      opt_field(w, "linked_id", p.linked_id);
+      w.field("updated_as_of", when(p.updated_as_of_ms)).end_object();
+      std::cout << w.str() << "\n";
+      continue;
+    }
+    std::cout << std::left << std::setw(20) << p.kind << std::setw(id_col) << p.id
+              << std::setw(state_col) << p.state << std::setw(14) << money(p.amount, p.currency)
+              << std::setw(10) << p.captured_amount << std::setw(10) << p.refunded_amount
+              << when(p.updated_as_of_ms) << "\n";
+  }
+}
+
 }  // namespace
 
 void register_payments_commands(CLI::App& app, const GlobalOptions& global) {
@@ -127,41 +164,23 @@ void register_payments_commands(CLI::App& app, const GlobalOptions& global) {
   payments->require_subcommand(1);
 
   auto* list = payments->add_subcommand("list", "Payment requests and transactions, newest first");
-  auto limit = std::make_shared<std::size_t>(50);
+  auto filter = std::make_shared<storage::PaymentFilter>();
+  auto since = std::make_shared<std::string>();
   auto list_json = std::make_shared<bool>(false);
-  list->add_option("--limit", *limit, "At most this many rows")->capture_default_str();
+  add_limit(list, filter->limit);
+  list->add_option("--kind", filter->kind, "payment_request | payment_transaction")
+      ->check(CLI::IsMember({"payment_request", "payment_transaction"}));
+  list->add_option("--state", filter->state, "Only this state (e.g. AUTHORIZED)")
+      ->transform([](std::string v) {
+        for (auto& c : v) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+        return v;
+      });
+  list->add_option("--since", *since, "Only those updated at or after this RFC 3339 time");
   list->add_flag("--json", *list_json, "One JSON object per line");
-  list->callback([&global, limit, list_json] {
+  list->callback([&global, filter, since, list_json] {
+    if (!since->empty()) filter->since_ms = parse_time_option("--since", *since);
     auto store = open_store(global);
-    auto rows = store->list_payments(*limit);
-    // Columns as wide as their widest value (Klarna ids are ~70 characters),
-    // so a state never runs into an id.
-    std::size_t id_width = 2;
-    for (const auto& p : rows) id_width = std::max(id_width, p.id.size());
-    const int id_col = static_cast<int>(id_width) + 2;
-    if (!*list_json) {
-      std::cout << std::left << std::setw(20) << "KIND" << std::setw(id_col) << "ID"
-                << std::setw(22) << "STATE" << std::setw(14) << "AMOUNT" << std::setw(10)
-                << "CAPTURED" << std::setw(10) << "REFUNDED"
-                << "UPDATED\n";
-    }
-    for (const auto& p : rows) {
-      if (*list_json) {
-        core::JsonWriter w;
-        w.begin_object().field("kind", p.kind).field("id", p.id).field("state", p.state);
-        opt_field(w, "amount", p.amount);
-        opt_field(w, "currency", p.currency);
-        w.field("captured_amount", p.captured_amount).field("refunded_amount", p.refunded_amount);
-        opt_field(w, "linked_id", p.linked_id);
-        w.field("updated_as_of", when(p.updated_as_of_ms)).end_object();
-        std::cout << w.str() << "\n";
-      } else {
-        std::cout << std::left << std::setw(20) << p.kind << std::setw(id_col) << p.id
-                  << std::setw(22) << p.state << std::setw(14) << money(p.amount, p.currency)
-                  << std::setw(10) << p.captured_amount << std::setw(10) << p.refunded_amount
-                  << when(p.updated_as_of_ms) << "\n";
-      }
-    }
+    print_payments(store->list_payments(*filter), *list_json);
   });
 
   auto* show = payments->add_subcommand(

@@ -275,7 +275,41 @@ struct PoisonRow {
   std::string event_id;  // empty when the envelope could not be read
   std::string reason;
   std::string value;
+  std::string key;  // the Kafka key, so a replay is the original message
 };
+
+// A dead letter as klarnactl dead-letters shows it (state_store_dead_letters.cpp):
+// a poison message of the processor, with its replays.
+struct DeadLetterRow {
+  std::string topic;
+  std::int32_t partition = 0;
+  std::int64_t offset = 0;
+  std::string event_id;  // empty when the envelope could not be read
+  std::string reason;
+  std::string value;
+  std::optional<std::string> key;  // null: recorded before keys were kept and not recoverable
+  std::optional<std::int64_t> recorded_at_ms;
+};
+
+// A dead letter's replays (either source), keyed by its coordinates.
+struct ReplayRow {
+  std::string topic;
+  std::int32_t partition = 0;
+  std::int64_t offset = 0;
+  std::string source;  // "receiver" | "processor"
+  std::string target_topic;
+  std::int64_t replays = 0;
+  std::int64_t last_replayed_ms = 0;
+};
+
+// `klarnactl payments list` filters; unset ones match everything.
+struct PaymentFilter {
+  std::optional<std::string> kind;   // payment_request | payment_transaction
+  std::optional<std::string> state;  // e.g. AUTHORIZED
+  std::optional<std::int64_t> since_ms;  // updated at or after
+  std::size_t limit = 50;
+};
+
 
 // What `klarnactl payments list` shows: a payment request or transaction with
 // its link and amounts.
@@ -416,6 +450,26 @@ class StateStore {
 
   // Read side (klarnactl).
   std::vector<PaymentSummary> list_payments(std::size_t limit);
+  std::vector<PaymentSummary> list_payments(const PaymentFilter& f);
+
+  // Dead letters (state_store_dead_letters.cpp). Poison messages newest first
+  // (values included only by find_poison).
+  std::vector<DeadLetterRow> list_poison(std::size_t limit);
+  std::optional<DeadLetterRow> find_poison(const std::string& topic, std::int32_t partition,
+                                           std::int64_t offset);
+  std::optional<ReplayRow> find_replay(const std::string& topic, std::int32_t partition,
+                                       std::int64_t offset);
+  std::vector<ReplayRow> replays();
+  // Records one more replay (in the caller's transaction, if any).
+  void record_replay(const ReplayRow& r);
+  // Takes back a replay recorded just before its message could not be
+  // produced: the row as it was before (`before`), or none.
+  void restore_replay(const std::optional<ReplayRow>& before, const std::string& topic,
+                      std::int32_t partition, std::int64_t offset);
+  // A poison message with an envelope claimed its event_id in the inbox; a
+  // replay must be judged as new, so that claim (and only that one: not an
+  // event applied from another delivery) is released. True when released.
+  bool release_poison_claim(const DeadLetterRow& p);
 
   // Deadlines are state (ARCHITECTURE.md, principle 7): what is due and what
   // was missed, for metrics. `horizon_ms`: how far ahead counts as "due soon".
