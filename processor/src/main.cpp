@@ -5,6 +5,7 @@
 #include <CLI/CLI.hpp>
 #include <atomic>
 #include <csignal>
+#include <filesystem>
 #include <iostream>
 #include <memory>
 #include <mutex>
@@ -18,6 +19,7 @@
 #include "kpay/processor/consumer.hpp"
 #include "kpay/processor/dispute_deadlines.hpp"
 #include "kpay/processor/outbox_worker.hpp"
+#include "kpay/storage/defaults.hpp"
 #include "kpay/storage/migrations.hpp"
 #include "kpay/storage/state_store.hpp"
 
@@ -137,7 +139,7 @@ int main(int argc, char** argv) {
     } catch (const std::invalid_argument& e) {
       throw core::ConfigError("log.level", e.what());
     }
-    database = config.string("processor.database", "processor.db");
+    database = config.string("processor.database", storage::kDefaultStateDatabase);
     cache_mib = static_cast<int>(config.integer("processor.sqlite_cache_mib", 32, 2, 1024));
     admin_host = config.string("admin.listen_address", "127.0.0.1");
     admin_port = static_cast<std::uint16_t>(config.integer("admin.port", 9102, 0, 65535));
@@ -156,6 +158,14 @@ int main(int argc, char** argv) {
           "is required to call Klarna's " +
               std::string(klarna::environment_name(client_settings.environment)) +
               " environment (or set worker.enabled = false)");
+    }
+    // Checked last: a mistyped key or a missing credential is reported first.
+    if (const auto dir = std::filesystem::path(database).parent_path();
+        !dir.empty() && !std::filesystem::is_directory(dir)) {
+      throw core::ConfigError("processor.database",
+                              "its directory '" + dir.string() +
+                                  "' does not exist (the package's state directory; "
+                                  "elsewhere set processor.database)");
     }
   } catch (const core::ConfigError& e) {
     std::cerr << "klarna-processor: configuration error: " << e.what() << "\n";

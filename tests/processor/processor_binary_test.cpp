@@ -69,6 +69,27 @@ TEST(ProcessorBinary, ConfigurationErrorsExitTwo) {
   std::filesystem::remove_all(dir);
 }
 
+// Without processor.database the state lives where the package keeps it
+// (StateDirectory=, config/processor.toml), not in whatever directory the
+// process was started from; klarnactl looks in the same place.
+TEST(ProcessorBinary, TheDefaultDatabaseIsThePackagesStateDirectory) {
+  if (std::filesystem::exists("/var/lib/klarna-processor")) {
+    GTEST_SKIP() << "/var/lib/klarna-processor exists here (the package is installed): "
+                    "not starting a processor on it";
+  }
+  const auto dir = test::make_temp_dir("processor-default-db");
+  EXPECT_EQ(run_to_exit({"--set", "worker.enabled=false"}, dir + "/p.log"), 2);
+  const auto log = test::read_file(dir + "/p.log");
+  EXPECT_NE(log.find("'processor.database'"), std::string::npos) << log;
+  EXPECT_NE(log.find("'/var/lib/klarna-processor' does not exist"), std::string::npos) << log;
+  test::ChildProcess ctl({test::binary("tools/klarnactl"), "payments", "list"}, dir + "/ctl.log");
+  EXPECT_EQ(ctl.wait(std::chrono::seconds(20)), 1);
+  EXPECT_NE(test::read_file(dir + "/ctl.log").find("'/var/lib/klarna-processor/state.db'"),
+            std::string::npos)
+      << test::read_file(dir + "/ctl.log");
+  std::filesystem::remove_all(dir);
+}
+
 TEST(ProcessorBinary, RefusesADatabaseFromANewerBinary) {
   const auto dir = test::make_temp_dir("processor-newer");
   {

@@ -11,6 +11,7 @@
 #include "klarnactl.hpp"
 #include "kpay/core/json_writer.hpp"
 #include "kpay/core/log.hpp"
+#include "kpay/storage/defaults.hpp"
 #include "kpay/storage/state_store.hpp"
 
 namespace kpay::ctl {
@@ -25,7 +26,7 @@ std::int64_t now_ms() {
 
 std::unique_ptr<storage::StateStore> open_store(const GlobalOptions& g, bool write) {
   auto cfg = g.load();
-  const auto path = cfg.string("processor.database", "processor.db");
+  const auto path = cfg.string("processor.database", kpay::storage::kDefaultStateDatabase);
   if (!std::filesystem::exists(path)) {
     throw CommandFailed("no processor database at '" + path + "' (processor.database)");
   }

@@ -31,6 +31,7 @@
 #include "kpay/processor/events.hpp"
 #include "kpay/processor/follow_ups.hpp"
 #include "kpay/processor/outbox_worker.hpp"
+#include "kpay/storage/defaults.hpp"
 #include "kpay/storage/state_store.hpp"
 
 namespace kpay::ctl {
@@ -39,7 +40,7 @@ namespace {
 
 std::unique_ptr<storage::StateStore> open_store(const GlobalOptions& g) {
   auto cfg = g.load();
-  const auto path = cfg.string("processor.database", "processor.db");
+  const auto path = cfg.string("processor.database", kpay::storage::kDefaultStateDatabase);
   if (!std::filesystem::exists(path)) {
     throw CommandFailed("no processor database at '" + path + "' (processor.database)");
   }

@@ -12,6 +12,7 @@
 #include "klarnactl.hpp"
 #include "kpay/core/json_writer.hpp"
 #include "kpay/core/log.hpp"
+#include "kpay/storage/defaults.hpp"
 #include "kpay/storage/state_store.hpp"
 
 namespace kpay::ctl {
@@ -20,7 +21,7 @@ namespace {
 
 std::unique_ptr<storage::StateStore> open_store(const GlobalOptions& g) {
   auto cfg = g.load();
-  const auto path = cfg.string("processor.database", "processor.db");
+  const auto path = cfg.string("processor.database", kpay::storage::kDefaultStateDatabase);
   if (!std::filesystem::exists(path)) {
     throw CommandFailed("no processor database at '" + path + "' (processor.database)");
   }
