@@ -228,4 +228,18 @@ std::string Registry::render() const {
   return out;
 }
 
+void register_build_info(Registry& registry, const std::string& program,
+                         const std::string& version, const std::string& commit) {
+  std::vector<std::string> labels = {"program", "version"};
+  std::vector<std::string> values = {program, version};
+  if (!commit.empty()) {
+    labels.emplace_back("commit");
+    values.push_back(commit);
+  }
+  registry
+      .gauge("kpay_build_info", "Always 1; the labels name the running build.", std::move(labels))
+      .with(values)
+      .set(1);
+}
+
 }  // namespace kpay::core

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "kpay/core/admin_server.hpp"
+#include "kpay/core/build_commit.hpp"
 #include "kpay/core/config.hpp"
 #include "kpay/core/log.hpp"
 #include "kpay/core/process.hpp"
@@ -175,6 +176,7 @@ int main(int argc, char** argv) {
   try {
     storage::StateStore store(database, false, cache_mib);
     core::Registry registry;
+    core::register_build_info(registry, "klarna-processor", KPAY_VERSION, core::build_commit());
     processor::Processor processor(std::move(settings), store, registry);
     // The worker: its own connection, its own thread; declared after the
     // processor it publishes through, so it stops first.

@@ -2,6 +2,7 @@
 #include <CLI/CLI.hpp>
 #include <iostream>
 
+#include "kpay/core/build_commit.hpp"
 #include "kpay/core/config.hpp"
 #include "kpay/core/kafka.hpp"
 #include "kpay/core/log.hpp"
@@ -34,6 +35,8 @@ int main(int argc, char** argv) {
   kpay::core::block_termination_signals();
   try {
     kpay::receiver::Receiver receiver(std::move(*settings));
+    kpay::core::register_build_info(receiver.metrics(), "klarna-receiver", KPAY_VERSION,
+                                    kpay::core::build_commit());
     receiver.start();
     return receiver.run_until_signalled();
   } catch (const kpay::core::ConfigError& e) {

@@ -122,6 +122,11 @@ TEST(ProcessorBinary, ServesAdminEndpointsAndStopsCleanlyOnSigterm) {
   auto metrics = test::http_request(port, "GET", "/metrics");
   ASSERT_TRUE(metrics);
   EXPECT_NE(metrics->body.find("kpay_processor_batch_commit_seconds"), std::string::npos);
+  // Which build runs: program, version and (built from a git checkout) commit.
+  static const std::regex build_info(
+      R"(kpay_build_info\{program="klarna-processor",version="\d+\.\d+\.\d+")"
+      R"((,commit="[0-9a-f]{7,40}")?\} 1\n)");
+  EXPECT_TRUE(std::regex_search(metrics->body, build_info)) << metrics->body;
   EXPECT_NE(metrics->body.find("kpay_processor_call_deadlines{status=\"overdue\"} 0"),
             std::string::npos)
       << metrics->body;

@@ -4,6 +4,7 @@
 #include <csignal>
 #include <filesystem>
 #include <fstream>
+#include <regex>
 #include <thread>
 
 #include "harness.hpp"
@@ -122,6 +123,13 @@ TEST(ReceiverProcess, SigtermAnswersTheRequestInFlightThenExitsZero) {
     auto m = http_request(admin, "GET", "/metrics");
     return m && m->body.find("kpay_receiver_in_flight_requests 1") != std::string::npos;
   }));
+  // Which build runs: program, version and (built from a git checkout) commit.
+  auto metrics = http_request(admin, "GET", "/metrics");
+  ASSERT_TRUE(metrics);
+  static const std::regex build_info(
+      R"(kpay_build_info\{program="klarna-receiver",version="\d+\.\d+\.\d+")"
+      R"((,commit="[0-9a-f]{7,40}")?\} 1\n)");
+  EXPECT_TRUE(std::regex_search(metrics->body, build_info)) << metrics->body;
   r.process->signal(SIGTERM);
   client.join();
   ASSERT_TRUE(answer);

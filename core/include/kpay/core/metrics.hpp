@@ -126,4 +126,9 @@ class Registry {
   std::vector<CallbackGauge> callbacks_;
 };
 
+// kpay_build_info{program,version[,commit]} 1: which build is running (join
+// other series on it, alert on mixed versions). `commit` is left out when empty.
+void register_build_info(Registry& registry, const std::string& program,
+                         const std::string& version, const std::string& commit = {});
+
 }  // namespace kpay::core
