@@ -21,7 +21,11 @@ int main(int argc, char** argv) {
   app.add_option("--topic", topics, "Topic to create up front (repeatable)");
   app.add_option("--bootstrap-file", bootstrap_file,
                  "Write bootstrap.servers to this file once listening");
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;  // usage errors: 2, as every program here
+  }
 
   kpay::core::block_termination_signals();
   kpay::core::Logger log("embedded-kafka");

@@ -16,7 +16,11 @@ int main(int argc, char** argv) {
   app.add_option("-c,--config", config_file, "TOML configuration file");
   app.add_option("--set", overrides, "Override a configuration key: section.key=value");
   app.set_version_flag("--version", "klarna-receiver " KPAY_VERSION);
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;  // usage errors: 2, as every program here
+  }
 
   kpay::core::Logger log("receiver");
   std::optional<kpay::receiver::Settings> settings;

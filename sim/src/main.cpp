@@ -49,7 +49,11 @@ int main(int argc, char** argv) {
   app.footer(
       "Every configuration key, the API surface, /_sim introspection, scenarios and fault "
       "rules: docs/SIM.md");
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;  // usage errors: 2, as every program here
+  }
   for (const auto& [k, v] : shortcuts) overrides.push_back(k + "=" + v);
 
   kpay::core::Logger log("sim");
