@@ -92,12 +92,29 @@ class System {
                       "keys", "add", "--id", options_.key_id, "--secret-file", dir_ + "/secret"},
                      dir_ + "/klarnactl.log");
     ASSERT_EQ(add.wait(std::chrono::seconds(20)), 0) << read_file(dir_ + "/klarnactl.log");
+    launch_receiver(0);
+  }
+  // SIGKILL, as a crash; restart_receiver() brings it back on the same port
+  // (the sim's subscriptions point there).
+  void kill_receiver() {
+    receiver_->signal(SIGKILL);
+    ASSERT_TRUE(receiver_->wait(std::chrono::seconds(10)));
+    receiver_.reset();
+  }
+  void restart_receiver() { launch_receiver(receiver_port_); }
+  std::uint16_t receiver_port() const { return receiver_port_; }
+  std::uint16_t sim_port() const { return sim_port_; }
+  core::EmbeddedKafka& kafka() { return kafka_; }
+
+ private:
+  void launch_receiver(std::uint16_t port) {
+    std::filesystem::remove(dir_ + "/receiver.port");
     receiver_.emplace(
         std::vector<std::string>{binary("receiver/klarna-receiver"),
                                  "--set",
                                  "receiver.listen_address=127.0.0.1",
                                  "--set",
-                                 "receiver.port=0",
+                                 "receiver.port=" + std::to_string(port),
                                  "--set",
                                  "receiver.tls=true",
                                  "--set",
@@ -118,6 +135,7 @@ class System {
     receiver_port_ = read_port(dir_ + "/receiver.port", dir_ + "/receiver.log");
   }
 
+ public:
   void start_sim() {
     std::vector<std::string> argv{
         binary("sim/klarna-sim"),
@@ -148,7 +166,8 @@ class System {
     sim_port_ = read_port(dir_ + "/sim.port", dir_ + "/sim.log");
   }
 
-  void start_processor() {
+  // `extra`: appended to the command line (e.g. "--set", "worker.stop_timeout_ms=2000").
+  void start_processor(const std::vector<std::string>& extra = {}) {
     if (!std::filesystem::exists(dir_ + "/processor.toml")) {
       std::ofstream out(dir_ + "/processor.toml");
       out << "[processor]\ndatabase = \"" << db() << "\"\nbatch_size = 50\nbatch_timeout_ms = 5\n"
@@ -163,10 +182,12 @@ class System {
           << "[capture]\ndefault = \"on_command\"\n"
           << "[admin]\nport = 0\n[log]\nlevel = \"info\"\n";
     }
-    processor_.emplace(std::vector<std::string>{binary("processor/klarna-processor"), "--config",
-                                                dir_ + "/processor.toml"},
-                       dir_ + "/processor.log");
+    std::vector<std::string> argv{binary("processor/klarna-processor"), "--config",
+                                  dir_ + "/processor.toml"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    processor_.emplace(argv, dir_ + "/processor.log");
   }
+  ChildProcess* processor() { return processor_ ? &*processor_ : nullptr; }
   void kill_processor() {
     processor_->signal(SIGKILL);
     ASSERT_TRUE(processor_->wait(std::chrono::seconds(10)));
@@ -191,12 +212,18 @@ class System {
 
   // Produces one command message (raw bytes) and waits for its delivery.
   void send(const std::string& key, const std::string& value) {
+    ASSERT_NO_FATAL_FAILURE(send_async(key, value));
+    ASSERT_EQ(rd_kafka_flush(producer_.get(), 10000), RD_KAFKA_RESP_ERR_NO_ERROR);
+  }
+  // The same without waiting: the (idempotent) producer keeps retrying while
+  // Kafka is away.
+  void send_async(const std::string& key, const std::string& value) {
     auto err = rd_kafka_producev(producer_.get(), RD_KAFKA_V_TOPIC(topics_.commands.c_str()),
                                  RD_KAFKA_V_KEY(key.data(), key.size()),
                                  RD_KAFKA_V_VALUE(const_cast<char*>(value.data()), value.size()),
                                  RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
     ASSERT_EQ(err, RD_KAFKA_RESP_ERR_NO_ERROR);
-    ASSERT_EQ(rd_kafka_flush(producer_.get(), 10000), RD_KAFKA_RESP_ERR_NO_ERROR);
+    rd_kafka_poll(producer_.get(), 0);
   }
 
   // Every result read so far (after polling briefly).
