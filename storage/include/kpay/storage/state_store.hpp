@@ -450,6 +450,19 @@ class StateStore {
 
   // Read side (klarnactl).
   std::vector<PaymentSummary> list_payments(std::size_t limit);
+  // Counts for klarnactl status/top (state_store_overview.cpp): payments per
+  // kind and state, outbox calls per operation and status, commands per type
+  // and status, dead letters recorded.
+  struct CountRow {
+    std::string group;   // payments: kind; calls: operation; commands: type
+    std::string status;  // state / status
+    std::int64_t count = 0;
+  };
+  struct Overview {
+    std::vector<CountRow> payments, calls, commands;
+    std::int64_t dead_letters = 0;  // poison messages recorded
+  };
+  Overview overview();
   std::vector<PaymentSummary> list_payments(const PaymentFilter& f);
 
   // Dead letters (state_store_dead_letters.cpp). Poison messages newest first

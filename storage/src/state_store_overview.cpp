@@ -1,0 +1,35 @@
+// The read-only counts klarnactl status and top show: grouped counts over
+// the payment, outbox and command tables, and the dead letters recorded.
+#include "kpay/storage/state_store.hpp"
+
+namespace kpay::storage {
+
+namespace {
+
+std::vector<StateStore::CountRow> counts(Database& db, std::string_view sql) {
+  auto s = db.prepare(sql);
+  std::vector<StateStore::CountRow> out;
+  while (s.step()) out.push_back({s.text(0), s.text(1), s.int64(2)});
+  return out;
+}
+
+}  // namespace
+
+StateStore::Overview StateStore::overview() {
+  Overview o;
+  o.payments = counts(database(),
+                      "SELECT 'payment_request', COALESCE(state, 'UNKNOWN'), COUNT(*) "
+                      "FROM payment_requests GROUP BY 2 "
+                      "UNION ALL "
+                      "SELECT 'payment_transaction', COALESCE(state, 'UNKNOWN'), COUNT(*) "
+                      "FROM payment_transactions GROUP BY 2 ORDER BY 1, 2");
+  o.calls = counts(database(),
+                   "SELECT operation, status, COUNT(*) FROM outbox GROUP BY 1, 2 ORDER BY 1, 2");
+  o.commands =
+      counts(database(), "SELECT type, status, COUNT(*) FROM commands GROUP BY 1, 2 ORDER BY 1, 2");
+  auto poison = database().prepare("SELECT COUNT(*) FROM poison_messages");
+  if (poison.step()) o.dead_letters = poison.int64(0);
+  return o;
+}
+
+}  // namespace kpay::storage
