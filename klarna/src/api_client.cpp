@@ -38,6 +38,7 @@
 #include <thread>
 
 #include "api_client_internal.hpp"
+#include "api_client_response.hpp"
 #include "kpay/core/log.hpp"
 
 namespace kpay::klarna {
@@ -52,8 +53,6 @@ using detail::TransportFailure;
 
 namespace {
 
-constexpr std::uint64_t kMaxResponseBody = 64ull << 20;  // settlement CSVs, dispute files
-constexpr std::uint32_t kMaxResponseHeader = 64u << 10;
 constexpr auto kShutdownGrace = std::chrono::seconds(5);
 constexpr auto kDefaultRateLimitHold = std::chrono::seconds(1);  // a 429 without a reset header
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
@@ -139,7 +138,6 @@ struct ApiClient::Impl {
 
   std::optional<TransportFailure> prepare_tls(TlsStream& stream) const;
   Request build_request(const Call& c) const;
-  Answer to_answer(http::response<http::string_body>&& res) const;
   std::shared_ptr<Pending> take_queued(Worker& w);  // with mu held
   void drop_idle(Worker& w);                        // with mu held
   void release(const std::shared_ptr<Worker>& w, const Answer& a, bool on_wire);
@@ -387,9 +385,8 @@ asio::awaitable<Answer> ApiClient::Impl::exchange(Worker& w, const Pending& p) {
     }
     auto& layer = beast::get_lowest_layer(*w.stream);
     layer.expires_at(p.deadline);
-    http::response_parser<http::string_body> parser;
-    parser.body_limit(kMaxResponseBody);
-    parser.header_limit(kMaxResponseHeader);
+    detail::ResponseParser parser;
+    detail::apply_response_limits(parser);
     [[maybe_unused]] auto [ec, written] = co_await http::async_write(*w.stream, req, use_tuple);
     if (!ec) {
       [[maybe_unused]] auto [read_ec, read] =
@@ -403,7 +400,7 @@ asio::awaitable<Answer> ApiClient::Impl::exchange(Worker& w, const Pending& p) {
       } else {
         close_connection(w);
       }
-      co_return to_answer(std::move(res));
+      co_return detail::to_answer(std::move(res));
     }
     bool stale = reused && !parser.got_some() && detail::is_stale_connection_error(ec) &&
                  !w.aborting && Clock::now() < p.deadline;
@@ -548,19 +545,6 @@ Request ApiClient::Impl::build_request(const Call& c) const {
   req.keep_alive(true);
   req.prepare_payload();
   return req;
-}
-
-Answer ApiClient::Impl::to_answer(http::response<http::string_body>&& res) const {
-  Answer a;
-  a.status = static_cast<int>(res.result_int());
-  a.klarna_correlation_id = std::string(res["Klarna-Correlation-Id"]);
-  if (a.status >= 300) a.error = detail::parse_error_body(res.body());
-  a.disposition = classify(a.status, a.error ? std::string_view(a.error->error_code) : "");
-  if (a.status == 429 || a.status == 503) {
-    a.retry_after = detail::parse_retry_after(res["X-Ratelimit-Reset"], res["Retry-After"]);
-  }
-  a.body = std::move(res.body());
-  return a;
 }
 
 void ApiClient::Impl::finish(Pending& p, Answer a) {

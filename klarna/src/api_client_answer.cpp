@@ -1,6 +1,7 @@
 // Per-call decisions of the API client that need no socket: refusing a call
 // before sending, what a transport failure means (PAYMENTS-API.md §3),
-// Klarna's error body, the rate-limit headers, and the shared limiter.
+// Klarna's error body, the rate-limit headers, a response turned into an
+// Answer, and the shared limiter.
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509_vfy.h>
@@ -16,6 +17,7 @@
 #include <ctime>
 
 #include "api_client_internal.hpp"
+#include "api_client_response.hpp"
 
 namespace kpay::klarna::detail {
 
@@ -203,6 +205,24 @@ std::optional<std::chrono::milliseconds> parse_retry_after(std::string_view rate
   if (!seconds) return std::nullopt;
   double capped = std::min(*seconds, 3600.0);
   return std::chrono::milliseconds(static_cast<std::int64_t>(capped * 1000.0 + 0.5));
+}
+
+void apply_response_limits(ResponseParser& parser) {
+  parser.body_limit(kMaxResponseBody);
+  parser.header_limit(kMaxResponseHeader);
+}
+
+Answer to_answer(Response&& res) {
+  Answer a;
+  a.status = static_cast<int>(res.result_int());
+  a.klarna_correlation_id = std::string(res["Klarna-Correlation-Id"]);
+  if (a.status >= 300) a.error = parse_error_body(res.body());
+  a.disposition = classify(a.status, a.error ? std::string_view(a.error->error_code) : "");
+  if (a.status == 429 || a.status == 503) {
+    a.retry_after = parse_retry_after(res["X-Ratelimit-Reset"], res["Retry-After"]);
+  }
+  a.body = std::move(res.body());
+  return a;
 }
 
 RateLimiter::RateLimiter(double max_per_second) {

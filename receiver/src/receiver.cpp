@@ -1,7 +1,8 @@
 // The HTTPS listener. One coroutine per connection, written as the protocol
 // reads: [TLS handshake] → loop { wait for a request → read it (deadline, size
 // limits) → decide → publish and await Kafka's report → answer } → close.
-// This is the only Beast/Asio translation unit of the receiver.
+// The connection handling lives here; the socket-free part of reading a request
+// (parser limits, framing rules, header extraction) is in http_request.cpp.
 #include <array>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -33,6 +34,7 @@
 #include "kpay/receiver/publisher.hpp"
 #include "kpay/receiver/receiver.hpp"
 #include "kpay/receiver/webhook_handler.hpp"
+#include "http_request.hpp"
 
 namespace asio = boost::asio;
 namespace beast = boost::beast;
@@ -377,16 +379,15 @@ struct Receiver::Impl {
       ctl.idle = false;
 
       RequestParser parser;
-      parser.header_limit(static_cast<std::uint32_t>(settings.listener.max_header_bytes));
-      parser.body_limit(settings.listener.max_body_bytes);
+      http_request::apply_limits(parser, settings.listener.max_header_bytes,
+                                 settings.listener.max_body_bytes);
       lowest.expires_after(settings.listener.read_timeout);  // header and body together
-      auto hec =
-          co_await parse_until(stream, buffer, parser, [&] { return parser.is_header_done(); });
+      auto hec = co_await parse_until(stream, buffer, parser, http_request::Stage::header);
       if (hec) {
         co_await answer_read_error(stream, hec, remote);
         co_return;
       }
-      if (auto why = framing_error(parser); !why.empty()) {
+      if (auto why = http_request::framing_error(parser); !why.empty()) {
         handler.count_rejection("malformed_request");
         rejected->inc();
         co_await answer_and_close(stream, handler.error_answer(400, "malformed_request", why),
@@ -413,7 +414,7 @@ struct Receiver::Impl {
         if (cec) co_return;
       }
       parser.eager(true);
-      auto bec = co_await parse_until(stream, buffer, parser, [&] { return parser.is_done(); });
+      auto bec = co_await parse_until(stream, buffer, parser, http_request::Stage::complete);
       if (bec) {
         co_await answer_read_error(stream, bec, remote);
         co_return;
@@ -436,27 +437,20 @@ struct Receiver::Impl {
     }
   }
 
-  using RequestParser = http::request_parser<http::string_body>;
+  using RequestParser = http_request::Parser;
 
   // Feeds the parser what is already buffered and reads only while it needs
   // more. Beast's async_read_header/async_read would complete through the
   // scheduler even when the whole request is already buffered (the usual case:
   // a webhook arrives in one segment); this saves two round trips a request.
   // Errors are Beast's own, as its read operations report them.
-  template <class Stream, class Done>
+  template <class Stream>
   Task<boost::system::error_code> parse_until(Stream& stream, beast::flat_buffer& buffer,
-                                              RequestParser& parser, Done done) {
+                                              RequestParser& parser, http_request::Stage stage) {
     for (;;) {
-      if (buffer.size() > 0) {
-        boost::system::error_code ec;
-        const std::size_t used = parser.put(buffer.data(), ec);
-        buffer.consume(used);
-        if (ec && ec != http::error::need_more) co_return ec;
-        if (done()) co_return boost::system::error_code{};
-        if (!ec && used > 0 && buffer.size() > 0) continue;  // the next element
-      } else if (done()) {
-        co_return boost::system::error_code{};
-      }
+      const auto fed = http_request::feed(parser, buffer, stage);
+      if (fed.error) co_return fed.error;
+      if (fed.reached) co_return boost::system::error_code{};
       auto [ec, n] = co_await stream.async_read_some(buffer.prepare(16 * 1024), kUseTuple);
       if (ec == asio::error::eof) {
         co_return parser.got_some() || buffer.size() > 0 ? http::error::partial_message
@@ -465,20 +459,6 @@ struct Receiver::Impl {
       if (ec) co_return ec;
       buffer.commit(n);
     }
-  }
-
-  // Framing rules Beast leaves to the application. Ambiguous framing is how
-  // requests are smuggled past a proxy in front of us.
-  static std::string framing_error(const RequestParser& parser) {
-    const auto& req = parser.get();
-    bool has_te = req.find(http::field::transfer_encoding) != req.end();
-    if (!has_te) return {};
-    if (req.version() < 11) return "Transfer-Encoding is not allowed in HTTP/1.0";
-    if (req.find(http::field::content_length) != req.end()) {
-      return "both Transfer-Encoding and Content-Length";
-    }
-    if (!parser.chunked()) return "Transfer-Encoding must end with chunked";
-    return {};
   }
 
   struct BodyReservation {
@@ -536,33 +516,18 @@ struct Receiver::Impl {
   template <class Stream>
   Task<void> answer_read_error(Stream& stream, const boost::system::error_code& ec,
                                const std::string& remote) {
-    if (ec == http::error::end_of_stream || ec == http::error::partial_message ||
-        ec == asio::error::operation_aborted || ec == asio::error::eof ||
-        ec == ssl::error::stream_truncated || ec == asio::error::connection_reset) {
-      co_return;  // the client left; nothing to answer
-    }
-    if (ec == beast::error::timeout) {
-      handler.count_rejection("read_timeout");
-      rejected->inc();
+    using Kind = http_request::ReadFailure::Kind;
+    const auto failure = http_request::classify_read_error(ec, settings.listener.max_body_bytes);
+    if (failure.kind == Kind::client_left) co_return;  // nothing to answer
+    handler.count_rejection(failure.reason);
+    rejected->inc();
+    if (failure.kind == Kind::timeout) {
       log.warn("request not received in time; connection closed",
-               {{"remote", remote}, {"reason", "read_timeout"}});
+               {{"remote", remote}, {"reason", failure.reason}});
       co_return;  // a slow client is cut, not answered
     }
-    Answer a;
-    if (ec == http::error::body_limit) {
-      handler.count_rejection("body_too_large");
-      a = handler.error_answer(
-          413, "body_too_large",
-          "the body exceeds " + std::to_string(settings.listener.max_body_bytes) + " bytes");
-    } else if (ec == http::error::header_limit) {
-      handler.count_rejection("header_too_large");
-      a = handler.error_answer(431, "header_too_large", "the request headers are too large");
-    } else {
-      handler.count_rejection("malformed_request");
-      a = handler.error_answer(400, "malformed_request", "malformed HTTP request: " + ec.message());
-    }
-    rejected->inc();
-    co_await answer_and_close(stream, std::move(a), remote);
+    co_await answer_and_close(
+        stream, handler.error_answer(failure.status, failure.reason, failure.message), remote);
   }
 
   // What handle() decided to answer; serve() adds the connection handling.
@@ -572,28 +537,7 @@ struct Receiver::Impl {
   };
 
   Task<Reply> handle(const http::request<http::string_body>& req, const std::string& remote) {
-    IncomingRequest in;
-    in.method = sv(req.method_string());
-    in.path = sv(req.target());
-    if (auto q = in.path.find('?'); q != std::string_view::npos) in.path = in.path.substr(0, q);
-    // One pass over the headers (the first of a repeated header counts).
-    bool has_content_type = false;
-    for (const auto& field : req) {
-      if (field.name() == http::field::content_type) {
-        if (!has_content_type) in.content_type = sv(field.value());
-        has_content_type = true;
-      } else if (field.name() == http::field::unknown) {
-        const auto name = field.name_string();
-        if (!in.has_signing_key_id && beast::iequals(name, "Klarna-Signing-Key-Id")) {
-          in.signing_key_id = sv(field.value());
-          in.has_signing_key_id = true;
-        } else if (!in.has_signature && beast::iequals(name, "Klarna-Signature")) {
-          in.signature = sv(field.value());
-          in.has_signature = true;
-        }
-      }
-    }
-    in.body = req.body();
+    const IncomingRequest in = http_request::incoming(req);
 
     auto keyring = keys.current();
     Decision d = handler.decide(in, *keyring);
