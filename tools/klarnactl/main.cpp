@@ -85,6 +85,8 @@ int main(int argc, char** argv) {
   kpay::ctl::register_actions_commands(app, global);
   kpay::ctl::register_commands_commands(app, global);
   kpay::ctl::register_dead_letters_commands(app, global);
+  kpay::ctl::register_status_command(app, global);
+  kpay::ctl::register_top_command(app, global);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
