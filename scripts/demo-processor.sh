@@ -12,7 +12,7 @@ setsid "$BUILD/processor/klarna-processor" \
   --set klarna.environment=custom --set klarna.base_url="https://127.0.0.1:$SIM_PORT" \
   --set klarna.ca_file="$RUN_DIR/tls.crt" --set klarna.credentials_file="$RUN_DIR/klarna-api-key" \
   --set capture.default=after_authorization >"$RUN_DIR/processor.log" 2>&1 &
-pids+=($!)
+started klarna-processor "$RUN_DIR/processor.log"
 DEMO_INFO+="  klarna-processor   state in $RUN_DIR/state.db, metrics http://127.0.0.1:$PROCESSOR_ADMIN_PORT/metrics
                      calls to Klarna (the sim): confirm, final authorization, capture (outbox worker)
                      payments: $BUILD/tools/klarnactl --set processor.database=$RUN_DIR/state.db payments list

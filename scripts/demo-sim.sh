@@ -12,7 +12,7 @@ setsid "$BUILD/sim/klarna-sim" --port "$SIM_PORT" --port-file "$RUN_DIR/sim.json
   --webhook-url "https://127.0.0.1:$RECEIVER_PORT/webhooks/klarna" \
   --signing-key-id "$KEY_ID" --signing-key-file "$RUN_DIR/signing-key" \
   --duplicate-percent 5 --reorder-percent 5 >"$RUN_DIR/sim.log" 2>&1 &
-pids+=($!)
+started klarna-sim "$RUN_DIR/sim.log"
 wait_for_file "$RUN_DIR/sim.json"
 # A second subscription, v1, to the same receiver (through "localhost", so the
 # URL differs): Gen 1 payments need its pending-confirmation events, and every

@@ -2,7 +2,12 @@
 # `make run`: the embedded default. Starts, on loopback:
 #   embedded Kafka (in memory, NOT durable) -> klarna-receiver (HTTPS :8443)
 #   -> klarna-processor (SQLite state) and klarna-sim (a Klarna double) driving
-#   signed webhooks into the receiver. Ctrl-C stops everything cleanly.
+#   signed webhooks into the receiver; then `klarnactl top`, the live view, in
+#   the foreground. Every process logs to $RUN_DIR/*.log, not the terminal.
+# Ctrl-C (or SIGTERM) shows the run's summary, then stops everything in order,
+# Kafka last. DEMO_SECONDS=N: stop by itself after N seconds (tests, CI).
+# Ports (each checked free before anything starts): RECEIVER_PORT (8443),
+# SIM_PORT (8444), RECEIVER_ADMIN_PORT (9464), PROCESSOR_ADMIN_PORT (9102).
 set -euo pipefail
 
 BUILD=${1:-build}
@@ -12,34 +17,108 @@ RECEIVER_PORT=${RECEIVER_PORT:-8443}
 RECEIVER_ADMIN_PORT=${RECEIVER_ADMIN_PORT:-9464}
 PROCESSOR_ADMIN_PORT=${PROCESSOR_ADMIN_PORT:-9102}
 SIM_PORT=${SIM_PORT:-8444}
+DEMO_SECONDS=${DEMO_SECONDS:-}
 KEY_ID="krn:partner:global:notification:signing-key:demo-0001"
 
-# Children run in their own sessions (setsid): Ctrl-C reaches only this
-# script, which then stops them in order, Kafka last, so each can finish
-# cleanly against a live Kafka.
+if [[ -n $DEMO_SECONDS && ! $DEMO_SECONDS =~ ^[1-9][0-9]*$ ]]; then
+  echo "DEMO_SECONDS must be a whole number of seconds > 0, not '$DEMO_SECONDS'" >&2
+  exit 2
+fi
+
+# ---- ports: all free before anything starts -----------------------------------
+port_in_use() {
+  local port=$1
+  if command -v ss >/dev/null 2>&1; then
+    ss -Hltn "sport = :$port" 2>/dev/null | grep -q .
+  else
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null
+  fi
+}
+check_ports() {
+  local bad=0 seen=" " entry port var who
+  for entry in "RECEIVER_PORT:$RECEIVER_PORT:klarna-receiver (webhooks, HTTPS)" \
+               "SIM_PORT:$SIM_PORT:klarna-sim (the Klarna API double, HTTPS)" \
+               "RECEIVER_ADMIN_PORT:$RECEIVER_ADMIN_PORT:klarna-receiver's admin endpoint (/metrics, /readyz)" \
+               "PROCESSOR_ADMIN_PORT:$PROCESSOR_ADMIN_PORT:klarna-processor's admin endpoint (/metrics, /readyz)"; do
+    var=${entry%%:*}; port=${entry#*:}; port=${port%%:*}; who=${entry#*:*:}
+    if [[ ! $port =~ ^[0-9]+$ ]] || ((port < 1 || port > 65535)); then
+      echo "make run: $var='$port' is not a port (1..65535)" >&2
+      bad=1
+    elif [[ $seen == *" $port "* ]]; then
+      echo "make run: port $port is given twice; $var needs its own (for $who)" >&2
+      bad=1
+    elif port_in_use "$port"; then
+      echo "make run: port $port is already in use; $who needs it." >&2
+      echo "          Stop what listens there (ss -ltnp 'sport = :$port') or pick another: $var=<port> make run" >&2
+      bad=1
+    fi
+    seen+="$port "
+  done
+  return $bad
+}
+check_ports || exit 1
+
 mkdir -p "$RUN_DIR"
 rm -f "$RUN_DIR"/*.port "$RUN_DIR"/*.json "$RUN_DIR"/bootstrap
-pids=()
+
+# Children run in their own sessions (setsid): Ctrl-C reaches only this
+# script and the live view; the script then stops them in order, Kafka last,
+# so each can finish cleanly against a live Kafka.
+pids=() names=() logs=()
+top_pid=
+# Records the process just started in the background ($!).
+started() {
+  pids+=($!); names+=("$1"); logs+=("$2")
+}
 
 stop_all() {
   trap - INT TERM EXIT
+  if [[ -n $top_pid ]]; then
+    kill -TERM "$top_pid" 2>/dev/null || true  # the live view prints its summary
+    wait "$top_pid" 2>/dev/null || true
+  fi
   echo
   echo "stopping…"
   # Reverse start order: producers of traffic first, Kafka last.
   for ((i=${#pids[@]}-1; i>=0; i--)); do
     kill -TERM "${pids[i]}" 2>/dev/null || true
     wait "${pids[i]}" 2>/dev/null || true
+    echo "  ${names[i]} stopped"
   done
-  echo "stopped. Logs and databases are in $RUN_DIR"
+  echo "stopped. Logs: $RUN_DIR/*.log   databases: $RUN_DIR/state.db (payments), $RUN_DIR/keys.db (signing keys)"
+  echo "inspect: $BUILD/tools/klarnactl --set processor.database=$RUN_DIR/state.db payments list"
 }
-trap stop_all INT TERM EXIT
+on_signal() {
+  stop_all
+  exit 0
+}
+trap on_signal INT TERM
+trap stop_all EXIT
 
-wait_for_file() {
-  local f=$1
-  for _ in $(seq 1 200); do [[ -s $f ]] && return 0; sleep 0.05; done
-  echo "timed out waiting for $f" >&2
-  return 1
+# A component that exited while starting: say which, and show its log's tail.
+died() {
+  local i=$1 code=0
+  wait "${pids[i]}" 2>/dev/null || code=$?
+  echo "make run: ${names[i]} exited while starting (exit code $code). Last lines of ${logs[i]}:" >&2
+  tail -n 20 "${logs[i]}" >&2 || true
+  exit 1
 }
+# Waits (bounded: 10 s) until `check` succeeds, while the last started process lives.
+wait_started() {
+  local what=$1; shift
+  local i=$((${#pids[@]} - 1))
+  for _ in $(seq 1 200); do
+    "$@" && return 0
+    kill -0 "${pids[i]}" 2>/dev/null || died "$i"
+    sleep 0.05
+  done
+  echo "make run: ${names[i]} did not become ready in 10 s ($what). Last lines of ${logs[i]}:" >&2
+  tail -n 20 "${logs[i]}" >&2 || true
+  exit 1
+}
+file_ready() { [[ -s $1 ]]; }
+wait_for_file() { wait_started "waiting for $1" file_ready "$1"; }
+admin_up() { curl -sf "http://127.0.0.1:$1/healthz" >/dev/null 2>&1; }
 
 # Demo TLS certificate (self-signed, loopback only).
 if [[ ! -s $RUN_DIR/tls.crt ]]; then
@@ -55,7 +134,7 @@ topic_args=()
 for t in "${TOPICS[@]}"; do topic_args+=(--topic "$t"); done
 setsid "$BUILD/tools/klarna-embedded-kafka" --partitions 4 "${topic_args[@]}" \
   --bootstrap-file "$RUN_DIR/bootstrap" >"$RUN_DIR/kafka.log" 2>&1 &
-pids+=($!)
+started "embedded Kafka" "$RUN_DIR/kafka.log"
 wait_for_file "$RUN_DIR/bootstrap"
 BOOTSTRAP=$(cat "$RUN_DIR/bootstrap")
 
@@ -76,32 +155,44 @@ setsid "$BUILD/receiver/klarna-receiver" \
   --set receiver.port_file="$RUN_DIR/receiver.json" \
   --set keys.database="$RUN_DIR/keys.db" --set kafka.bootstrap_servers="$BOOTSTRAP" \
   --set admin.port="$RECEIVER_ADMIN_PORT" >"$RUN_DIR/receiver.log" 2>&1 &
-pids+=($!)
+started klarna-receiver "$RUN_DIR/receiver.log"
 wait_for_file "$RUN_DIR/receiver.json"
 
 if [[ -x $BUILD/processor/klarna-processor ]]; then
   source "$(dirname "$0")/demo-processor.sh"
+  wait_started "admin endpoint on port $PROCESSOR_ADMIN_PORT" admin_up "$PROCESSOR_ADMIN_PORT"
 fi
 if [[ -x $BUILD/sim/klarna-sim ]]; then
   source "$(dirname "$0")/demo-sim.sh"
 fi
 
-cat <<INFO
-
+cat >"$RUN_DIR/demo-info.txt" <<INFO
   embedded Kafka     $BOOTSTRAP   (in memory, NOT durable)
   klarna-receiver    https://127.0.0.1:$RECEIVER_PORT/webhooks/klarna
                      metrics http://127.0.0.1:$RECEIVER_ADMIN_PORT/metrics
 ${DEMO_INFO:-}
   logs               $RUN_DIR/*.log
+  status             $BUILD/tools/klarnactl status --receiver-admin http://127.0.0.1:$RECEIVER_ADMIN_PORT --processor-admin http://127.0.0.1:$PROCESSOR_ADMIN_PORT --database $RUN_DIR/state.db
   send one yourself:
     body='{"metadata":{"event_type":"payment.request.state-change.submitted","event_id":"manual-1","event_version":"v2"},"payload":{"payment_request_id":"krn:payment:eu1:request:manual-1"}}'
     sig=\$(printf '%s' "\$body" | openssl dgst -sha256 -hmac "\$(cat $RUN_DIR/signing-key)" | cut -d' ' -f2)
     curl -sk https://127.0.0.1:$RECEIVER_PORT/webhooks/klarna -H "Klarna-Signing-Key-Id: $KEY_ID" -H "Klarna-Signature: \$sig" -d "\$body"
-
-  Ctrl-C stops everything.
 INFO
+echo
+cat "$RUN_DIR/demo-info.txt"
+echo
+echo "  (this text is kept in $RUN_DIR/demo-info.txt)   Ctrl-C: summary, then everything stops."
+echo
 
-# Show the flow: accepted events as they are stored.
-tail --pid=$$ -n 0 -F "$RUN_DIR/receiver.log" 2>/dev/null | grep --line-buffered '"event stored"' &
-pids+=($!)
-wait "${pids[0]}"
+# The live view, in the foreground of the terminal (it shares the script's
+# process group, so Ctrl-C reaches it too). Started with & and waited for,
+# so a SIGTERM to this script is handled at once as well.
+top_args=(--receiver-admin "http://127.0.0.1:$RECEIVER_ADMIN_PORT"
+          --processor-admin "http://127.0.0.1:$PROCESSOR_ADMIN_PORT"
+          --database "$RUN_DIR/state.db")
+[[ -n $DEMO_SECONDS ]] && top_args+=(--duration "$DEMO_SECONDS")
+"$BUILD/tools/klarnactl" top "${top_args[@]}" </dev/null &
+top_pid=$!
+wait "$top_pid" || true
+top_pid=
+stop_all
