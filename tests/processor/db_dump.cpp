@@ -62,8 +62,10 @@ std::string dump_everything(const std::string& db_path) {
                     "SELECT operation, entity_id, idempotency_key, request_body, call_token, "
                     "due_by_ms, status, attempts, created_by_event_id FROM outbox "
                     "ORDER BY idempotency_key");
+  // recorded_at_ms is wall-clock time (as the outbox's times, left out).
   out += dump_query(db, "poison_messages",
-                    "SELECT * FROM poison_messages ORDER BY topic, partition, offset");
+                    "SELECT topic, partition, offset, event_id, reason, value, key "
+                    "FROM poison_messages ORDER BY topic, partition, offset");
   out += dump_query(db, "consumer_offsets", "SELECT * FROM consumer_offsets ORDER BY 1, 2");
   return out;
 }

@@ -11,6 +11,7 @@
 
 #include "klarnactl.hpp"
 #include "kpay/processor/events.hpp"
+#include "kpay/storage/defaults.hpp"
 #include "kpay/storage/state_store.hpp"
 
 namespace kpay::ctl {
@@ -35,7 +36,7 @@ inline std::int64_t parse_time_option(const std::string& option, const std::stri
 // The processor's state store (processor.database); it must exist.
 inline std::unique_ptr<storage::StateStore> open_state_store(const GlobalOptions& g, bool write) {
   auto cfg = g.load();
-  const auto path = cfg.string("processor.database", "processor.db");
+  const auto path = cfg.string("processor.database", storage::kDefaultStateDatabase);
   if (!std::filesystem::exists(path)) {
     throw CommandFailed("no processor database at '" + path + "' (processor.database)");
   }
