@@ -24,6 +24,14 @@ build: deps $(BUILD_DIR)/CMakeCache.txt
 package: build
 	cd $(BUILD_DIR) && cpack -G DEB
 
+# The .deb installed, checked, removed and purged in a clean Debian 12 chroot
+# (debootstrap; cached under ~/.cache/klarna-package-test), with and without
+# systemd's tools: tests/package/install_test.sh. Root only; not in `make test`.
+.PHONY: package-test
+package-test: package
+	tests/package/install_test.sh $(BUILD_DIR) with-systemd
+	tests/package/install_test.sh $(BUILD_DIR) without-systemd
+
 # The embedded demo: embedded Kafka + receiver + processor + klarna-sim. Ctrl-C stops it.
 run: build
 	scripts/run-demo.sh $(BUILD_DIR)
