@@ -193,6 +193,8 @@ top_args=(--receiver-admin "http://127.0.0.1:$RECEIVER_ADMIN_PORT"
 [[ -n $DEMO_SECONDS ]] && top_args+=(--duration "$DEMO_SECONDS")
 "$BUILD/tools/klarnactl" top "${top_args[@]}" </dev/null &
 top_pid=$!
-wait "$top_pid" || true
+top_rc=0
+wait "$top_pid" || top_rc=$?
 top_pid=
 stop_all
+exit "$top_rc"
