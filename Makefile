@@ -6,7 +6,7 @@ JOBS           ?= $(shell nproc)
 GENERATOR      := $(shell command -v ninja >/dev/null 2>&1 && echo "-G Ninja")
 CTEST_ARGS     ?=
 
-.PHONY: all deps build package run test test-fast bench asan clean format
+.PHONY: all deps build package run test test-fast fuzz bench asan clean format
 
 all: build
 
@@ -43,6 +43,16 @@ test: build
 # The quick suites only (no label "slow").
 test-fast: build
 	cd $(BUILD_DIR) && ctest --output-on-failure -LE slow -j $(JOBS)
+
+# The libFuzzer targets (fuzz/, docs/RELIABILITY.md "Fuzzing"): a clang build
+# in FUZZ_DIR, the committed seeds replayed, then each target for FUZZ_SECONDS.
+# The corpus grows in FUZZ_DIR/corpus; crashes are saved in FUZZ_DIR/crashes.
+FUZZ_DIR       ?= build-fuzz
+FUZZ_SECONDS   ?= 300
+fuzz: deps
+	scripts/fuzz.sh build $(FUZZ_DIR)
+	scripts/fuzz.sh replay $(FUZZ_DIR)
+	scripts/fuzz.sh run $(FUZZ_DIR) $(FUZZ_SECONDS)
 
 bench: build
 	cmake --build $(BUILD_DIR) -j $(JOBS) --target bench_all

@@ -23,6 +23,9 @@ PACKAGES=(
   curl
   # make package / the package tests: dpkg-shlibdeps, objdump, systemd-analyze.
   dpkg-dev binutils systemd
+  # make fuzz / the fuzz_short test: clang with libFuzzer and the sanitizer
+  # runtimes (libclang-rt-14-dev); llvm-symbolizer (llvm-14) for their reports.
+  clang-14 libclang-rt-14-dev llvm-14
 )
 
 missing=()
