@@ -3,7 +3,6 @@
 #include <simdjson.h>
 
 #include <array>
-#include <charconv>
 
 namespace kpay::processor {
 
@@ -454,10 +453,15 @@ std::variant<Action, RouteError> route(std::string_view event_type, std::string_
 
 std::optional<std::int64_t> parse_rfc3339_ms(std::string_view t) {
   // YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)
+  // Digits only: from_chars alone would take "-1" as an hour (found by fuzzing).
   auto num = [&](std::size_t pos, std::size_t len, int& out) {
     if (pos + len > t.size()) return false;
-    auto r = std::from_chars(t.data() + pos, t.data() + pos + len, out);
-    return r.ec == std::errc() && r.ptr == t.data() + pos + len;
+    out = 0;
+    for (std::size_t i = pos; i < pos + len; ++i) {
+      if (t[i] < '0' || t[i] > '9') return false;
+      out = out * 10 + (t[i] - '0');
+    }
+    return true;
   };
   int y, mo, d, h, mi, s;
   if (t.size() < 20 || t[4] != '-' || t[7] != '-' || (t[10] != 'T' && t[10] != 't') ||

@@ -155,3 +155,25 @@ TEST(ApiAnswerReading, ARateLimitedAnswer) {
 }
 
 // ---- findings ---------------------------------------------------------------------
+
+// Finding 1 (fuzz_events): parse_rfc3339_ms read each field with from_chars,
+// which takes a sign: "T-1:00:00Z" was hour -1, an hour before midnight, and
+// "12:01:-0" a time; a malformed occurred_at or deadline was used as a time
+// instead of making the event poison.
+TEST(FuzzFindings, Rfc3339FieldsAreDigitsOnly) {
+  using processor::parse_rfc3339_ms;
+  for (std::string_view bad :
+       {"2025-02-28T12:01:-0.123+01:00", "2025-02-28T-1:00:00Z", "2025-02-28T12:-1:00Z",
+        "2025-02-28T12:00:00+-1:00", "-025-02-28T12:00:00Z", "2025-+2-28T12:00:00Z"}) {
+    EXPECT_EQ(parse_rfc3339_ms(bad), std::nullopt) << bad;
+  }
+  EXPECT_EQ(parse_rfc3339_ms("2025-02-28T12:00:00.123+01:00"), 1740740400123);
+
+  const auto decoded = processor::decode_event(
+      R"({"metadata":{"event_id":"e1","event_type":"payment.request.state-change.authorized",)"
+      R"("event_version":"v1","occurred_at":"2025-02-28T-1:00:00Z"},)"
+      R"("payload":{"payment_request_id":"pr1"}})",
+      false);
+  ASSERT_TRUE(std::holds_alternative<processor::Poison>(decoded));
+  EXPECT_EQ(std::get<processor::Poison>(decoded).reason, "bad_occurred_at");
+}
