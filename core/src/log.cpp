@@ -38,8 +38,16 @@ void set_log_level(LogLevel level) { g_level.store(static_cast<int>(level)); }
 void set_log_fd(int fd) { g_fd.store(fd); }
 
 std::string rfc3339_ms(std::int64_t unix_millis) {
-  std::time_t secs = static_cast<std::time_t>(unix_millis / 1000);
+  // Floor division: before 1970 the millisecond part counts up from the
+  // earlier second (-1 ms is 23:59:59.999 of 1969-12-31, not "00:00:00.-01";
+  // found by fuzzing).
+  std::int64_t whole = unix_millis / 1000;
   int ms = static_cast<int>(unix_millis % 1000);
+  if (ms < 0) {
+    ms += 1000;
+    whole -= 1;
+  }
+  std::time_t secs = static_cast<std::time_t>(whole);
   if (unix_millis < 0) {  // rare: no cache, same format
     std::tm tm{};
     gmtime_r(&secs, &tm);

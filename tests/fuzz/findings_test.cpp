@@ -177,3 +177,17 @@ TEST(FuzzFindings, Rfc3339FieldsAreDigitsOnly) {
   ASSERT_TRUE(std::holds_alternative<processor::Poison>(decoded));
   EXPECT_EQ(std::get<processor::Poison>(decoded).reason, "bad_occurred_at");
 }
+
+// Finding 2 (fuzz_events, its round-trip property): core::rfc3339_ms divided
+// toward zero, so a time before 1970 with milliseconds came out as
+// "1970-01-01T00:00:00.-01Z" (-1 ms): not RFC 3339, in whatever message
+// rendered it (payment states, command results, klarnactl).
+TEST(FuzzFindings, TimesBefore1970FormatAsRfc3339) {
+  EXPECT_EQ(core::rfc3339_ms(-1), "1969-12-31T23:59:59.999Z");
+  EXPECT_EQ(core::rfc3339_ms(-1000), "1969-12-31T23:59:59.000Z");
+  EXPECT_EQ(core::rfc3339_ms(-27'288'791'999'850), "1105-04-03T12:00:00.150Z");
+  const auto ms = processor::parse_rfc3339_ms("1112-02-28T12:00:00.15z");
+  ASSERT_TRUE(ms);
+  EXPECT_EQ(core::rfc3339_ms(*ms), "1112-02-28T12:00:00.150Z");
+  EXPECT_EQ(processor::parse_rfc3339_ms(core::rfc3339_ms(*ms)), ms);
+}
