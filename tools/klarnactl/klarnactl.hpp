@@ -3,11 +3,15 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "kpay/core/config.hpp"
+#include "kpay/klarna/api_client.hpp"
+#include "kpay/storage/sqlite.hpp"
 
 namespace kpay::ctl {
 
@@ -44,7 +48,52 @@ void prepare(SendOptions& o);
 void send(const GlobalOptions& g, const SendOptions& o, const std::string& key,
           const std::string& json);
 
+// Calls to Klarna's API (klarna_api.cpp) with the processor's `[klarna]`
+// settings: environment live|test|custom, base_url, ca_file, credentials_file,
+// client_certificate/client_private_key (mTLS). An incomplete or bad `[klarna]`
+// section (no credentials for live/test, a missing file, a key file readable
+// by others) is a core::ConfigError (exit 2), raised before anything is sent.
+class KlarnaApi {
+ public:
+  explicit KlarnaApi(const GlobalOptions& g);
+  ~KlarnaApi();
+  KlarnaApi(const KlarnaApi&) = delete;
+  KlarnaApi& operator=(const KlarnaApi&) = delete;
+
+  // One call; a retryable answer (429, 5xx, timeout, refused connection) is
+  // sent again with the same idempotency key, `attempts` times at most.
+  klarna::Answer call(klarna::Call c, int attempts = 3);
+  // call(), then CommandFailed (exit 1) unless Klarna answered 2xx.
+  klarna::Answer expect_success(klarna::Call c);
+  // "Klarna answered 404 RESOURCE_ERROR/RESOURCE_NOT_FOUND: webhook not found
+  // (error_id=…)" or "cannot reach Klarna at https://…: connection refused".
+  // Built from the status and Klarna's error fields only, never the request.
+  std::string describe_failure(const klarna::Answer& a) const;
+  const std::string& base_url() const { return base_url_; }
+
+ private:
+  std::string base_url_;
+  std::unique_ptr<klarna::ApiClient> client_;
+};
+// A fresh Klarna-Idempotency-Key for one invocation: "klarnactl-<32 hex>".
+std::string new_idempotency_key();
+// Adds --idempotency-key (repeat an invocation safely with the same key).
+CLI::Option* with_idempotency_key(CLI::App* cmd, std::string& key);
+// A top-level string field of a JSON answer; empty when absent.
+std::string json_field(const std::string& body, std::string_view key);
+// Aligned columns: rows[0] is the header; each column as wide as its widest cell.
+void print_table(const std::vector<std::vector<std::string>>& rows);
+
+// The signing-key database (keys.database). Only `add` and `create` may create it,
+// and then owner-only (0600; as root, owned by the owner of its directory).
+storage::Database open_key_database(const GlobalOptions& g, bool create);
+std::string key_database_path(const GlobalOptions& g);
+// keys create | list --remote | remote-delete (keys_klarna_commands.cpp).
+void register_keys_klarna_commands(CLI::App& keys, const GlobalOptions& global);
+void list_remote_keys(const GlobalOptions& g, bool json);
+
 void register_keys_commands(CLI::App& app, const GlobalOptions& global);
+void register_webhooks_commands(CLI::App& app, const GlobalOptions& global);
 void register_payments_commands(CLI::App& app, const GlobalOptions& global);
 void register_disputes_commands(CLI::App& app, const GlobalOptions& global);
 void register_actions_commands(CLI::App& app, const GlobalOptions& global);
