@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "api_client_internal.hpp"
+#include "kpay/core/secret_files.hpp"
 
 namespace kpay::klarna::detail {
 
@@ -124,6 +125,7 @@ Target resolve_target(const ClientSettings& s) {
 std::string read_authorization(const ClientSettings& s) {
   if (s.credentials_file.empty()) return {};
   require_readable("credentials_file", s.credentials_file);
+  require_owner_only("credentials_file", s.credentials_file);
   std::ifstream in(s.credentials_file, std::ios::binary);
   std::stringstream ss;
   ss << in.rdbuf();
@@ -148,6 +150,10 @@ void configure_tls(ssl::context& ctx, const ClientSettings& s) {
     throw ClientConfigError("tls: cannot require TLS 1.2");
   }
   ctx.set_options(ssl::context::default_workarounds | ssl::context::no_compression);
+  // The same TLS 1.2 suites as our servers: ECDHE + AEAD only.
+  if (SSL_CTX_set_cipher_list(native, core::kTls12Ciphers) != 1) {
+    throw ClientConfigError("tls: OpenSSL offers none of the TLS 1.2 ciphers we allow");
+  }
   ctx.set_verify_mode(ssl::verify_peer);
   // An encrypted key would make OpenSSL prompt on the terminal: refuse instead.
   ctx.set_password_callback([](std::size_t, ssl::context::password_purpose) { return ""; });

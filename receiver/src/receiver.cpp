@@ -30,6 +30,7 @@
 #include "kpay/core/json_writer.hpp"
 #include "kpay/core/log.hpp"
 #include "kpay/core/process.hpp"
+#include "kpay/core/secret_files.hpp"
 #include "kpay/receiver/key_ring_source.hpp"
 #include "kpay/receiver/publisher.hpp"
 #include "kpay/receiver/receiver.hpp"
@@ -210,6 +211,15 @@ struct Receiver::Impl {
     SSL_CTX_set_min_proto_version(tls->native_handle(), TLS1_2_VERSION);
     // Client-initiated TLS 1.2 renegotiation costs us CPU and buys nothing.
     SSL_CTX_set_options(tls->native_handle(), SSL_OP_NO_RENEGOTIATION);
+    // TLS 1.2: forward secrecy and AEAD only (no RSA key exchange, no CBC,
+    // 3DES, RC4, NULL or export suites). TLS 1.3's suites are all AEAD.
+    if (SSL_CTX_set_cipher_list(tls->native_handle(), core::kTls12Ciphers) != 1) {
+      throw core::ConfigError("receiver.tls", "OpenSSL offers none of the TLS 1.2 ciphers we allow");
+    }
+    SSL_CTX_set_options(tls->native_handle(), SSL_OP_CIPHER_SERVER_PREFERENCE);
+    if (auto why = core::private_file_problem(settings.listener.tls_private_key); !why.empty()) {
+      throw core::ConfigError("receiver.tls_private_key", why);
+    }
     boost::system::error_code ec;
     tls->use_certificate_chain_file(settings.listener.tls_certificate, ec);
     if (ec) {

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "kpay/core/log.hpp"
+#include "kpay/core/secret_files.hpp"
 
 namespace asio = boost::asio;
 namespace beast = boost::beast;
@@ -279,6 +280,8 @@ std::uint16_t SimServer::start() {
     im.tls_ctx.set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
                            ssl::context::no_sslv3 | ssl::context::no_tlsv1 |
                            ssl::context::no_tlsv1_1);
+    SSL_CTX_set_min_proto_version(im.tls_ctx.native_handle(), TLS1_2_VERSION);
+    SSL_CTX_set_cipher_list(im.tls_ctx.native_handle(), core::kTls12Ciphers);  // like Klarna's
     boost::system::error_code ec;
     im.tls_ctx.use_certificate_chain_file(im.opt.tls_certificate, ec);
     if (ec) throw std::runtime_error("sim.tls_certificate: " + ec.message());

@@ -1,6 +1,7 @@
 #include "tls_cert.hpp"
 
 #include <openssl/evp.h>
+#include <sys/stat.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
@@ -42,6 +43,7 @@ CertFiles write_self_signed_cert(const std::string& dir) {
   PEM_write_PrivateKey(k, key.get(), nullptr, nullptr, 0, nullptr, nullptr);
   std::fclose(c);
   std::fclose(k);
+  ::chmod(files.private_key.c_str(), 0600);  // the daemons refuse keys others can read
   return files;
 }
 
@@ -82,6 +84,7 @@ CertFiles write_pem(const std::string& dir, const std::string& stem, X509* cert,
   PEM_write_PrivateKey(k, key, nullptr, nullptr, 0, nullptr, nullptr);
   std::fclose(c);
   std::fclose(k);
+  ::chmod(files.private_key.c_str(), 0600);  // the daemons refuse keys others can read
   return files;
 }
 
