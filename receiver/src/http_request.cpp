@@ -18,6 +18,34 @@ std::string_view sv(beast::string_view s) {
   return {s.data(), s.size()};
 }
 
+// Framing Beast accepts and the receiver refuses; answered 400 malformed_request.
+class FramingCategory final : public boost::system::error_category {
+ public:
+  const char* name() const noexcept override { return "kpay.receiver.framing"; }
+  std::string message(int) const override {
+    return "obsolete line folding (a header line starting with a space or tab)";
+  }
+};
+constexpr int kObsFold = 1;
+
+boost::system::error_code obs_fold_error() {
+  static const FramingCategory category;
+  return {kObsFold, category};
+}
+
+// Obsolete line folding: a header line starting with SP or HTAB. Beast joins
+// it into the previous value where other HTTP parsers (a proxy in front of
+// us) may not, so it is refused (RFC 9112 5.2 allows a server to). `header`
+// is the raw header block, as Beast consumed it.
+bool has_obs_fold(std::string_view header) {
+  const auto end = header.find("\r\n\r\n");
+  if (end != std::string_view::npos) header = header.substr(0, end + 2);
+  for (auto at = header.find('\n'); at != std::string_view::npos; at = header.find('\n', at + 1)) {
+    if (at + 1 < header.size() && (header[at + 1] == ' ' || header[at + 1] == '\t')) return true;
+  }
+  return false;
+}
+
 }  // namespace
 
 void apply_limits(Parser& parser, std::size_t max_header_bytes, std::uint64_t max_body_bytes) {
@@ -32,7 +60,12 @@ Feed feed(Parser& parser, beast::flat_buffer& buffer, Stage stage) {
   for (;;) {
     if (buffer.size() == 0) return {{}, reached()};
     boost::system::error_code ec;
+    const bool header_pending = !parser.is_header_done();
     const std::size_t used = parser.put(buffer.data(), ec);
+    if (header_pending && parser.is_header_done() &&
+        has_obs_fold({static_cast<const char*>(buffer.data().data()), used})) {
+      return {obs_fold_error(), false};
+    }
     buffer.consume(used);
     if (ec && ec != http::error::need_more) return {ec, false};
     if (reached()) return {{}, true};
@@ -41,15 +74,27 @@ Feed feed(Parser& parser, beast::flat_buffer& buffer, Stage stage) {
   }
 }
 
+// Beast also accepts a repeated equal Content-Length ("5" twice, or "5, 5")
+// and any Transfer-Encoding list ending in chunked, spread over several
+// fields or not; a proxy in front may read either differently, so only one
+// plain number or exactly one "chunked" pass.
 std::string framing_error(const Parser& parser) {
   const auto& req = parser.get();
-  bool has_te = req.find(http::field::transfer_encoding) != req.end();
-  if (!has_te) return {};
-  if (req.version() < 11) return "Transfer-Encoding is not allowed in HTTP/1.0";
-  if (req.find(http::field::content_length) != req.end()) {
-    return "both Transfer-Encoding and Content-Length";
+  const auto lengths = req.count(http::field::content_length);
+  if (lengths > 1) return "more than one Content-Length";
+  if (lengths == 1) {
+    for (char c : sv(req[http::field::content_length])) {
+      if (c < '0' || c > '9') return "Content-Length must be one decimal number";
+    }
   }
+  const auto encodings = req.count(http::field::transfer_encoding);
+  if (encodings == 0) return {};
+  if (req.version() < 11) return "Transfer-Encoding is not allowed in HTTP/1.0";
+  if (lengths > 0) return "both Transfer-Encoding and Content-Length";
   if (!parser.chunked()) return "Transfer-Encoding must end with chunked";
+  if (encodings > 1 || !beast::iequals(req[http::field::transfer_encoding], "chunked")) {
+    return "Transfer-Encoding must be exactly chunked (one field, no other coding)";
+  }
   return {};
 }
 

@@ -29,7 +29,7 @@ void apply_limits(Parser& parser, std::size_t max_header_bytes, std::uint64_t ma
 enum class Stage { header, complete };
 
 struct Feed {
-  boost::system::error_code error;  // Beast's; never need_more
+  boost::system::error_code error;  // Beast's, or obs-fold in the header; never need_more
   bool reached = false;             // `stage` is complete
 };
 
