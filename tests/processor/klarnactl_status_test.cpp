@@ -44,10 +44,23 @@ struct Socket {
   }
 };
 
-// A port nothing listens on (chosen by the OS, then released).
-std::uint16_t closed_port() {
-  Socket s(false);
-  return s.port;
+// `n` distinct such ports (all held while choosing, so none repeats).
+std::vector<std::uint16_t> closed_ports(std::size_t n) {
+  std::vector<std::unique_ptr<Socket>> held;
+  std::vector<std::uint16_t> out;
+  for (std::size_t i = 0; i < n; ++i) {
+    held.push_back(std::make_unique<Socket>(false));
+    out.push_back(held.back()->port);
+  }
+  return out;
+}
+
+// The demo's port variables, set to free ports; `taken` (if any) for the processor's admin.
+std::vector<std::string> port_env(std::optional<std::uint16_t> taken = std::nullopt) {
+  const auto p = closed_ports(4);
+  return {"RECEIVER_PORT=" + std::to_string(p[0]), "SIM_PORT=" + std::to_string(p[1]),
+          "RECEIVER_ADMIN_PORT=" + std::to_string(p[2]),
+          "PROCESSOR_ADMIN_PORT=" + std::to_string(taken.value_or(p[3]))};
 }
 
 std::string admin_url(std::uint16_t port) {
@@ -110,7 +123,8 @@ TEST(KlarnactlStatus, UsageAndConfigurationErrorsExitTwo) {
 
 TEST(KlarnactlStatus, NothingRunningExitsOneNamingEach) {
   const auto dir = make_temp_dir("status-down");
-  const auto r = closed_port(), p = closed_port();
+  const auto ports = closed_ports(2);
+  const auto r = ports[0], p = ports[1];
   auto [code, out] =
       klarnactl(dir, {"status", "--receiver-admin", admin_url(r), "--processor-admin", admin_url(p),
                       "--database", dir + "/none.db", "--timeout-ms", "500"});
@@ -241,10 +255,7 @@ struct Demo {
 TEST(MakeRun, PortTakenNamesItsComponentAndVariable) {
   Socket taken(true);
   Demo demo;
-  demo.start({"RECEIVER_PORT=" + std::to_string(closed_port()),
-              "SIM_PORT=" + std::to_string(closed_port()),
-              "RECEIVER_ADMIN_PORT=" + std::to_string(closed_port()),
-              "PROCESSOR_ADMIN_PORT=" + std::to_string(taken.port)});
+  demo.start(port_env(taken.port));
   auto code = demo.process->wait(30s);
   ASSERT_TRUE(code);
   EXPECT_NE(*code, 0);
@@ -260,10 +271,9 @@ TEST(MakeRun, PortTakenNamesItsComponentAndVariable) {
 
 TEST(MakeRun, DemoSecondsRunsThenSummarizesAndStops) {
   Demo demo;
-  demo.start({"DEMO_SECONDS=30", "RECEIVER_PORT=" + std::to_string(closed_port()),
-              "SIM_PORT=" + std::to_string(closed_port()),
-              "RECEIVER_ADMIN_PORT=" + std::to_string(closed_port()),
-              "PROCESSOR_ADMIN_PORT=" + std::to_string(closed_port())});
+  auto env = port_env();
+  env.push_back("DEMO_SECONDS=30");
+  demo.start(env);
   auto code = demo.process->wait(150s);
   ASSERT_TRUE(code) << demo.out();
   EXPECT_EQ(*code, 0) << demo.out();
