@@ -14,7 +14,7 @@ constexpr std::string_view kPoisonColumns =
     "p.topic, p.partition, p.offset, p.event_id, p.reason, p.value, "
     "COALESCE(p.key, (SELECT h.entity_id FROM history h WHERE h.topic = p.topic "
     "AND h.partition = p.partition AND h.offset = p.offset AND h.entity_kind = 'poison' "
-    "AND h.entity_id NOT LIKE 'poison:%' LIMIT 1)), p.recorded_at_ms";
+    "AND h.entity_id NOT LIKE 'poison:%' LIMIT 1)), p.recorded_at_ms, LENGTH(p.value)";
 
 DeadLetterRow read_poison(const Statement& s, bool with_value) {
   DeadLetterRow p;
@@ -26,6 +26,7 @@ DeadLetterRow read_poison(const Statement& s, bool with_value) {
   if (with_value) p.value = s.blob(5);
   if (!s.is_null(6)) p.key = s.blob(6);
   p.recorded_at_ms = s.optional_int64(7);
+  p.bytes = s.int64(8);
   return p;
 }
 
@@ -49,7 +50,7 @@ constexpr std::string_view kReplayColumns =
 std::vector<DeadLetterRow> StateStore::list_poison(std::size_t limit) {
   auto s = database().prepare(
       "SELECT p.topic, p.partition, p.offset, p.event_id, p.reason, NULL, p.key, "
-      "p.recorded_at_ms FROM poison_messages p "
+      "p.recorded_at_ms, LENGTH(p.value) FROM poison_messages p "
       "ORDER BY p.recorded_at_ms IS NULL, p.recorded_at_ms DESC, p.topic, p.partition, "
       "p.offset DESC LIMIT ?");
   s.bind(1, static_cast<std::int64_t>(limit));

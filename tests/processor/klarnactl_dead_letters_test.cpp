@@ -199,4 +199,16 @@ TEST_F(KlarnactlDeadLetters, PoisonIsReplayedToItsTopicWithItsKeyAndJudgedAgain)
             0);
   auto [again_code, again] = s.ctl({"dead-letters", "replay", id});
   EXPECT_EQ(again_code, 1) << again;
+
+  // --all: every poison message not replayed yet, each with its own bytes.
+  const std::string unreadable = "{not json, replayed with --all";
+  ASSERT_NO_FATAL_FAILURE(producer.send(topics.payment_transactions, "garbage-2", unreadable));
+  const std::string copies = "SELECT COUNT(*) FROM poison_messages WHERE value = CAST('" +
+                             unreadable + "' AS BLOB) AND key = CAST('garbage-2' AS BLOB)";
+  ASSERT_TRUE(await(copies, 1)) << s.processor_log();
+  auto [all_code, all] = s.ctl({"dead-letters", "replay", "--all", "--source", "processor"});
+  EXPECT_EQ(all_code, 0) << all;
+  EXPECT_NE(all.find("2 replayed, 0 refused, 1 already replayed"), std::string::npos) << all;
+  ASSERT_TRUE(await(copies, 2)) << s.processor_log();
+  ASSERT_TRUE(await(recorded, 3)) << s.processor_log();
 }

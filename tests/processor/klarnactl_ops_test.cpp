@@ -19,6 +19,13 @@ using kpay::test::klarnactl;
 
 namespace {
 
+constexpr std::string_view kTokenPoison =
+    R"({"metadata":{"event_type":"payment.request.state-change.completed","event_id":"tok-1",)"
+    R"("event_version":"v9","occurred_at":"2026-01-01T00:00:00Z"},"payload":{)"
+    R"("payment_request_id":"krn:payment:eu1:request:tok","state_context":{)"
+    R"("klarna_network_session_token":"kns-very-secret","Payment_Token" : "pt-secret",)"
+    R"("note":"token"}}})";
+
 class KlarnactlOps : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -33,6 +40,11 @@ class KlarnactlOps : public ::testing::Test {
     for (const auto& p : test::make_poison(topics_)) {
       batch.push_back({p.topic, 1, offset++, p.key, p.body});
     }
+    // Poison carrying tokens (an event_version no applier knows), one cut short.
+    batch.push_back({topics_.payment_requests, 2, offset++, "krn:payment:eu1:request:tok",
+                     std::string(kTokenPoison)});
+    batch.push_back({topics_.payment_requests, 2, offset++, "cut",
+                     R"({"klarna_network_session_token" : "kns-cut-secre)"});
     applier.apply(batch);
     write_config("");
   }
@@ -176,7 +188,7 @@ TEST_F(KlarnactlOps, PoisonMessagesAreListedAndShownAsDeadLetters) {
   ASSERT_EQ(list.status, 0) << list.output;
   expect_aligned(list.output, "SOURCE");
   expect_aligned(list.output, "REASON");
-  EXPECT_EQ(lines(list.output).size(), 4u) << list.output;  // header + 3 poison messages
+  EXPECT_EQ(lines(list.output).size(), 6u) << list.output;  // header + 5 poison messages
   EXPECT_NE(list.output.find("not_json"), std::string::npos) << list.output;
 
   auto json = run({"dead-letters", "list", "--source", "processor", "--json"});
@@ -185,12 +197,15 @@ TEST_F(KlarnactlOps, PoisonMessagesAreListedAndShownAsDeadLetters) {
     EXPECT_EQ(l.front(), '{') << l;
     EXPECT_NE(l.find(R"("source":"processor")"), std::string::npos) << l;
     EXPECT_NE(l.find(R"("replayed":null)"), std::string::npos) << l;
+    EXPECT_EQ(l.find(R"("bytes":0,)"), std::string::npos) << "the size of the bytes kept: " << l;
   }
 
   // The envelope-less one: id TOPIC/1/OFFSET; its raw bytes and key.
   std::string id;
   for (const auto& l : lines(list.output)) {
-    if (l.find("not_json") != std::string::npos) id = l.substr(0, l.find(' '));
+    if (l.find("not_json") != std::string::npos && l.find("/1/") != std::string::npos) {
+      id = l.substr(0, l.find(' '));
+    }
   }
   ASSERT_EQ(id.rfind(topics_.payment_requests + "/1/", 0), 0u) << list.output;
   auto show = run({"dead-letters", "show", id});
@@ -234,5 +249,33 @@ TEST_F(KlarnactlOps, EveryListingAndShowingHasJsonAndEveryCommandHasHelp) {
     auto r = run(args);
     EXPECT_EQ(r.status, 0) << args[0] << ": " << r.output;
     EXPECT_NE(r.output.find("Usage:"), std::string::npos) << r.output;
+  }
+}
+
+TEST_F(KlarnactlOps, ShownDeadLettersNeverPrintTokenValues) {
+  auto list = run({"dead-letters", "list", "--source", "processor", "--json"});
+  ASSERT_EQ(list.status, 0) << list.output;
+  std::vector<std::string> ids;  // partition 2: the two carrying tokens
+  for (const auto& l : lines(list.output)) {
+    const auto at = l.find(R"("id":")") + 6;
+    const auto id = l.substr(at, l.find('"', at) - at);
+    if (id.rfind(topics_.payment_requests + "/2/", 0) == 0) ids.push_back(id);
+  }
+  ASSERT_EQ(ids.size(), 2u) << list.output;
+  for (const auto& id : ids) {
+    for (const bool json : {false, true}) {
+      std::vector<std::string> args = {"dead-letters", "show", id};
+      if (json) args.push_back("--json");
+      auto show = run(args);
+      ASSERT_EQ(show.status, 0) << show.output;
+      EXPECT_EQ(show.output.find("secre"), std::string::npos) << show.output;
+      EXPECT_NE(show.output.find("[redacted]"), std::string::npos) << show.output;
+      if (!json && show.output.find("tok-1") != std::string::npos) {
+        // Only token members: other strings (even the word "token") stay.
+        EXPECT_NE(show.output.find(R"("note":"token")"), std::string::npos) << show.output;
+        EXPECT_NE(show.output.find(R"("Payment_Token" : "[redacted]")"), std::string::npos)
+            << show.output;
+      }
+    }
   }
 }

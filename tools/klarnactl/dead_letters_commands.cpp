@@ -13,6 +13,7 @@
 // key and bytes, so the processor applies it as any other message (its inbox
 // still drops an event already applied). Every replay is recorded in
 // processor.database (dead_letter_replays): a second one needs --force.
+#include <cctype>
 #include <chrono>
 #include <iomanip>
 #include <iostream>
@@ -74,7 +75,8 @@ struct DeadLetter {
   std::int32_t partition = 0;
   std::int64_t offset = 0;
   std::string reason;
-  std::string key, value;
+  std::string key, value;  // value: empty in listings of poison (bytes counts it)
+  std::int64_t bytes = 0;
   bool key_known = true;
   std::optional<std::int64_t> recorded_at_ms;
   std::map<std::string, std::string> headers;  // receiver: as received
@@ -104,6 +106,7 @@ DeadLetter from_kafka(const rd_kafka_message_t* m, const std::string& topic) {
   d.offset = m->offset;
   if (m->key) d.key.assign(static_cast<const char*>(m->key), m->key_len);
   if (m->payload) d.value.assign(static_cast<const char*>(m->payload), m->len);
+  d.bytes = static_cast<std::int64_t>(d.value.size());
   for (const char* h : kReceiverHeaders) d.headers[h] = core::kafka_header(m, h);
   d.reason = d.headers["dead-letter-reason"];
   rd_kafka_timestamp_type_t type;
@@ -172,6 +175,7 @@ DeadLetter from_store(const storage::DeadLetterRow& p) {
   d.key = p.key.value_or("");
   d.key_known = p.key.has_value();
   d.value = p.value;
+  d.bytes = p.bytes;
   d.recorded_at_ms = p.recorded_at_ms;
   d.event_id = p.event_id;
   return d;
@@ -217,7 +221,7 @@ void summary_json(core::JsonWriter& w, const DeadLetter& d) {
   w.begin_object().field("id", d.id()).field("source", d.source).field("topic", d.topic);
   w.field("partition", static_cast<std::int64_t>(d.partition)).field("offset", d.offset);
   w.field("reason", d.reason).field("recorded_at", when(d.recorded_at_ms));
-  w.field("bytes", static_cast<std::int64_t>(d.value.size()));
+  w.field("bytes", d.bytes);
   w.key("replayed");
   if (!d.replay) {
     w.null();
@@ -253,7 +257,7 @@ void list(const GlobalOptions& g, const Selection& s) {
   for (const auto& d : rows) {
     std::cout << std::setw(id_col) << d.id() << std::setw(11) << d.source << std::setw(reason_col)
               << d.reason << std::setw(26) << when(d.recorded_at_ms) << std::setw(8)
-              << d.value.size() << replay_text(d) << "\n";
+              << d.bytes << replay_text(d) << "\n";
   }
 }
 
@@ -300,6 +304,54 @@ DeadLetter find(const GlobalOptions& g, storage::StateStore& store, const std::s
   return *found;
 }
 
+// The end of the JSON string starting at s[open] (a '"'), or npos.
+std::size_t string_end(const std::string& s, std::size_t open) {
+  for (std::size_t i = open + 1; i < s.size(); ++i) {
+    if (s[i] == '\\') {
+      ++i;
+    } else if (s[i] == '"') {
+      return i;
+    }
+  }
+  return std::string::npos;
+}
+
+bool names_a_token(std::string_view key) {
+  std::string lower(key);
+  for (auto& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return lower.find("token") != std::string::npos;
+}
+
+// The message as shown: the string value of every member whose name contains
+// "token" (payment_confirmation_token, klarna_network_session_token, …) is
+// replaced by [redacted], whether or not the whole is valid JSON. A replay
+// sends the original bytes; only what is printed is redacted.
+std::string redacted(const std::string& s) {
+  std::string out;
+  std::size_t i = 0;
+  while (i < s.size()) {
+    const auto open = s.find('"', i);
+    const auto close = open == std::string::npos ? open : string_end(s, open);
+    if (close == std::string::npos) break;
+    out.append(s, i, close + 1 - i);
+    i = close + 1;
+    auto colon = s.find_first_not_of(" \t\r\n", i);
+    if (colon == std::string::npos || s[colon] != ':') continue;
+    auto value = s.find_first_not_of(" \t\r\n", colon + 1);
+    if (value == std::string::npos || s[value] != '"' ||
+        !names_a_token(std::string_view(s).substr(open + 1, close - open - 1))) {
+      continue;
+    }
+    const auto value_end = string_end(s, value);
+    out.append(s, i, value + 1 - i).append("[redacted]");
+    if (value_end == std::string::npos) return out;  // cut short: nothing of it shown
+    out += '"';
+    i = value_end + 1;
+  }
+  out.append(s, i, std::string::npos);
+  return out;
+}
+
 void show(const GlobalOptions& g, const std::string& id, bool json) {
   auto store = open_state_store(g, false);
   const auto d = find(g, *store, id);
@@ -314,7 +366,7 @@ void show(const GlobalOptions& g, const std::string& id, bool json) {
       w.field("signing_key_id", d.headers.at("klarna-signing-key-id"));
       w.field("content_type", d.headers.at("content-type"));
     }
-    w.field("message", d.value);
+    w.field("message", redacted(d.value));
     std::cout << w.end_object().str() << "\n";
     return;
   }
@@ -330,8 +382,8 @@ void show(const GlobalOptions& g, const std::string& id, bool json) {
               << "   signing key: " << d.headers.at("klarna-signing-key-id") << "\n";
   }
   std::cout << "  replayed: " << replay_text(d) << "\n"
-            << "  message (" << d.value.size() << " bytes):\n"
-            << d.value << "\n";
+            << "  message (" << d.value.size() << " bytes; token values redacted):\n"
+            << redacted(d.value) << "\n";
 }
 
 // ---- replay ---------------------------------------------------------------------
@@ -469,7 +521,8 @@ void replay(const GlobalOptions& g, const ReplayOptions& o) {
     todo.push_back(find(g, *store, o.id));
   }
   std::map<Outcome, int> counts;
-  for (const auto& d : todo) {
+  for (auto& d : todo) {
+    if (d.source == "processor" && d.value.empty()) d = find(g, *store, d.id());  // its bytes
     std::string said;
     const auto outcome = replay_one(*store, k, d, o.force, said);
     ++counts[outcome];

@@ -286,7 +286,8 @@ struct DeadLetterRow {
   std::int64_t offset = 0;
   std::string event_id;  // empty when the envelope could not be read
   std::string reason;
-  std::string value;
+  std::string value;      // find_poison only
+  std::int64_t bytes = 0;  // the value's size
   std::optional<std::string> key;  // null: recorded before keys were kept and not recoverable
   std::optional<std::int64_t> recorded_at_ms;
 };
@@ -309,7 +310,6 @@ struct PaymentFilter {
   std::optional<std::int64_t> since_ms;  // updated at or after
   std::size_t limit = 50;
 };
-
 
 // What `klarnactl payments list` shows: a payment request or transaction with
 // its link and amounts.
