@@ -60,6 +60,10 @@ check_ports || exit 1
 
 mkdir -p "$RUN_DIR"
 rm -f "$RUN_DIR"/*.port "$RUN_DIR"/*.json "$RUN_DIR"/bootstrap
+# The embedded Kafka starts empty on every run (offsets from 0), so a state
+# database from an earlier run would hold offsets and payments this Kafka never
+# had: each run starts with a fresh one (the signing key store is kept).
+rm -f "$RUN_DIR"/state.db "$RUN_DIR"/state.db-wal "$RUN_DIR"/state.db-shm
 
 # Children run in their own sessions (setsid): Ctrl-C reaches only this
 # script and the live view; the script then stops them in order, Kafka last,
