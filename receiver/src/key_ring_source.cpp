@@ -1,6 +1,9 @@
 #include "kpay/receiver/key_ring_source.hpp"
 
+#include <unistd.h>
+
 #include "kpay/core/config.hpp"
+#include "kpay/core/secret_files.hpp"
 #include "kpay/storage/key_store.hpp"
 
 namespace kpay::receiver {
@@ -24,6 +27,14 @@ std::shared_ptr<const klarna::KeyRing> load_ring(storage::Database& db) {
 
 KeyRingSource::KeyRingSource(std::string database_path, std::chrono::milliseconds poll_interval)
     : path_(std::move(database_path)), poll_interval_(poll_interval) {
+  // The database holds the signing secrets in clear: nobody but this service
+  // may read it (its own group is allowed: docs/RECEIVER.md "Signing keys").
+  // A missing file is left to the open below, which says how to create it.
+  if (::access(path_.c_str(), F_OK) == 0) {
+    if (auto why = core::service_private_file_problem(path_); !why.empty()) {
+      throw core::ConfigError("keys.database", why);
+    }
+  }
   try {
     auto db = open_existing(path_);
     ring_.store(load_ring(db));

@@ -37,6 +37,9 @@ struct ReceiverHarness {
       auto db = storage::Database::open(keys_db);
       storage::KeyStore(db).add(std::string(kKeyId), std::string(kSecret));
     }
+    // As `klarnactl keys add` creates it: the receiver refuses a database others can read.
+    std::filesystem::permissions(keys_db, std::filesystem::perms::owner_read |
+                                              std::filesystem::perms::owner_write);
     core::Config cfg;
     cfg.apply_override("receiver.listen_address=127.0.0.1");
     cfg.apply_override("receiver.port=0");
