@@ -102,6 +102,9 @@ class System {
     receiver_.reset();
   }
   void restart_receiver() { launch_receiver(receiver_port_); }
+  // Appended to the receiver's command line from its next start on
+  // (e.g. "--set", "log.level=debug").
+  void set_receiver_args(std::vector<std::string> args) { receiver_args_ = std::move(args); }
   std::uint16_t receiver_port() const { return receiver_port_; }
   std::uint16_t sim_port() const { return sim_port_; }
   core::EmbeddedKafka& kafka() { return kafka_; }
@@ -109,29 +112,29 @@ class System {
  private:
   void launch_receiver(std::uint16_t port) {
     std::filesystem::remove(dir_ + "/receiver.port");
-    receiver_.emplace(
-        std::vector<std::string>{binary("receiver/klarna-receiver"),
-                                 "--set",
-                                 "receiver.listen_address=127.0.0.1",
-                                 "--set",
-                                 "receiver.port=" + std::to_string(port),
-                                 "--set",
-                                 "receiver.tls=true",
-                                 "--set",
-                                 "receiver.tls_certificate=" + cert_.certificate,
-                                 "--set",
-                                 "receiver.tls_private_key=" + cert_.private_key,
-                                 "--set",
-                                 "receiver.port_file=" + dir_ + "/receiver.port",
-                                 "--set",
-                                 "keys.database=" + dir_ + "/keys.db",
-                                 "--set",
-                                 "kafka.bootstrap_servers=" + kafka_.bootstrap_servers(),
-                                 "--set",
-                                 "admin.listen_address=127.0.0.1",
-                                 "--set",
-                                 "admin.port=0"},
-        dir_ + "/receiver.log");
+    std::vector<std::string> argv{binary("receiver/klarna-receiver"),
+                                  "--set",
+                                  "receiver.listen_address=127.0.0.1",
+                                  "--set",
+                                  "receiver.port=" + std::to_string(port),
+                                  "--set",
+                                  "receiver.tls=true",
+                                  "--set",
+                                  "receiver.tls_certificate=" + cert_.certificate,
+                                  "--set",
+                                  "receiver.tls_private_key=" + cert_.private_key,
+                                  "--set",
+                                  "receiver.port_file=" + dir_ + "/receiver.port",
+                                  "--set",
+                                  "keys.database=" + dir_ + "/keys.db",
+                                  "--set",
+                                  "kafka.bootstrap_servers=" + kafka_.bootstrap_servers(),
+                                  "--set",
+                                  "admin.listen_address=127.0.0.1",
+                                  "--set",
+                                  "admin.port=0"};
+    argv.insert(argv.end(), receiver_args_.begin(), receiver_args_.end());
+    receiver_.emplace(argv, dir_ + "/receiver.log");
     receiver_port_ = read_port(dir_ + "/receiver.port", dir_ + "/receiver.log");
   }
 
@@ -324,6 +327,7 @@ class System {
   core::KafkaHandle producer_;
   std::optional<KafkaReader> results_;
   std::optional<ChildProcess> receiver_;
+  std::vector<std::string> receiver_args_;
   std::uint16_t receiver_port_ = 0;
   std::optional<ChildProcess> sim_;
   std::uint16_t sim_port_ = 0;
