@@ -3,6 +3,8 @@
 // limits) → decide → publish and await Kafka's report → answer } → close.
 // The connection handling lives here; the socket-free part of reading a request
 // (parser limits, framing rules, header extraction) is in http_request.cpp.
+#include <sys/resource.h>
+
 #include <array>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -625,7 +627,33 @@ struct Receiver::Impl {
 
   // --- lifecycle --------------------------------------------------------------
 
+  // Every connection holds a descriptor. A max_connections above the
+  // open-file limit would let a flood exhaust it: accept() then fails with
+  // EMFILE and legitimate clients wait in the backlog instead of being
+  // counted and refused. The soft limit is raised to the hard one, and
+  // max_connections lowered to what fits, leaving room for Kafka's sockets,
+  // the admin endpoint and SQLite.
+  void fit_connections_to_open_file_limit() {
+    rlimit rl{};
+    if (::getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+    if (rl.rlim_cur < rl.rlim_max) {
+      rlimit raised = rl;
+      raised.rlim_cur = rl.rlim_max;
+      if (::setrlimit(RLIMIT_NOFILE, &raised) == 0) rl = raised;
+    }
+    constexpr rlim_t kReserved = 128;
+    auto& max = settings.listener.max_connections;
+    if (rl.rlim_cur == RLIM_INFINITY || max + kReserved <= rl.rlim_cur) return;
+    const std::size_t fitted =
+        rl.rlim_cur > 2 * kReserved ? rl.rlim_cur - kReserved : rl.rlim_cur / 2;
+    log.warn("receiver.max_connections does not fit in the open-file limit; lowered",
+             {{"configured", max}, {"open_file_limit", static_cast<std::uint64_t>(rl.rlim_cur)},
+              {"max_connections", fitted}});
+    max = fitted;
+  }
+
   void start() {
+    fit_connections_to_open_file_limit();
     boost::system::error_code ec;
     auto addr = asio::ip::make_address(settings.listener.address, ec);
     if (ec) throw core::ConfigError("receiver.listen_address", "not an IP address");

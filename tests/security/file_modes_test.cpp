@@ -19,7 +19,7 @@ namespace {
 // Starts the receiver with `sets`; its exit status (nullopt: still running
 // after the bound, i.e. it started) and its output.
 std::pair<std::optional<int>, std::string> receiver_exit(const ReceiverProcess::Options& o) {
-  ReceiverProcess r({o.sets, o.cert, false});
+  ReceiverProcess r({o.sets, o.cert, false, {}});
   // Refused: it exits. Started: it writes its port file.
   wait_until([&] { return !r.process().running() || !read_file(r.dir() + "/ports.json").empty(); },
              10s);
@@ -54,13 +54,13 @@ TEST(SecretFileModes, ReceiverRefusesATlsPrivateKeyOthersCanRead) {
     ::chmod(cert.private_key.c_str(), mode);
     char text[8];
     std::snprintf(text, sizeof text, "%04o", mode);
-    auto run = receiver_exit({{}, cert, false});
+    auto run = receiver_exit({{}, cert, false, {}});
     expect_refused(run, "receiver.tls_private_key", cert.private_key, text);
     EXPECT_EQ(run.second.find(pem_body_line(cert.private_key)), std::string::npos)
         << "key material in the error";
   }
   ::chmod(cert.private_key.c_str(), 0400);  // control: owner-only starts
-  ReceiverProcess ok({{}, cert, true});
+  ReceiverProcess ok({{}, cert, true, {}});
   EXPECT_NE(ok.port(), 0) << ok.log();
   std::filesystem::remove_all(dir);
 }
@@ -87,7 +87,7 @@ TEST(SecretFileModes, ReceiverRefusesAKeyDatabaseOthersOrAForeignGroupCanRead) {
     }
     char text[8];
     std::snprintf(text, sizeof text, "%04o", m.mode);
-    auto run = receiver_exit({{"keys.database=" + db}, std::nullopt, false});
+    auto run = receiver_exit({{"keys.database=" + db}, std::nullopt, false, {}});
     if (m.refused) {
       expect_refused(run, "keys.database", db, text);
       EXPECT_EQ(run.second.find(kSecret), std::string::npos);

@@ -30,7 +30,8 @@ ReceiverProcess::Options limits() {
            "receiver.idle_timeout_ms=" + std::to_string(kIdleTimeout.count()),
            "receiver.io_threads=2", "log.level=warn"},
           std::nullopt,
-          true};
+          true,
+          {}};
 }
 
 // A plain TCP connection that sends nothing (the flood), closed on destruction.
@@ -186,4 +187,25 @@ TEST(ReceiverFlood, AClientThatNeverReadsIsClosedAfterIdleTimeout) {
   EXPECT_LT(held, kIdleTimeout + 5s);
   EXPECT_EQ(r.post_signed("never-reads-legit"), 200);
   expect_fds_back(r, fds_before);
+}
+
+TEST(ReceiverFlood, MaxConnectionsIsFittedToTheOpenFileLimit) {
+  // 10000 connections (the default) cannot fit in 256 descriptors: the
+  // receiver lowers its limit at start, so a flood is refused and counted
+  // instead of exhausting the descriptors (accept failing with EMFILE).
+  ReceiverProcess r({{"receiver.read_timeout_ms=" + std::to_string(kReadTimeout.count()),
+                      "receiver.io_threads=2"},
+                     std::nullopt,
+                     true,
+                     "ulimit -n 256 &&"});
+  ASSERT_NE(r.port(), 0);
+  EXPECT_NE(r.log().find("does not fit in the open-file limit"), std::string::npos) << r.log();
+  std::vector<std::unique_ptr<RawSocket>> flood;
+  for (int i = 0; i < 200; ++i) flood.push_back(std::make_unique<RawSocket>(r.port()));
+  EXPECT_TRUE(wait_until([&] { return r.metric("receiver_connections_refused_total") >= 72; }, 5s))
+      << r.metrics();
+  EXPECT_LE(fd_count(r.pid()), 256);
+  auto took = time_to_200(r, "fd-limit-legit", kReadTimeout + 4s);
+  EXPECT_TRUE(took) << r.log();
+  EXPECT_EQ(r.log().find("accept failed"), std::string::npos) << "descriptors ran out:\n" << r.log();
 }

@@ -135,6 +135,7 @@ struct ReceiverOptions {
   std::vector<std::string> sets;  // extra "key=value" overrides
   std::optional<CertFiles> cert;  // default: a fresh P-256 self-signed certificate
   bool wait_ready = true;
+  std::string shell_prefix;  // e.g. "ulimit -n 256 &&": run through /bin/sh -c "<prefix> exec …"
 };
 
 class ReceiverProcess {
@@ -151,6 +152,11 @@ class ReceiverProcess {
     std::vector<std::string> argv{binary("receiver/klarna-receiver")};
     for (const auto& s : base_sets()) argv.insert(argv.end(), {"--set", s});
     for (const auto& s : options.sets) argv.insert(argv.end(), {"--set", s});
+    if (!options.shell_prefix.empty()) {
+      std::string command = options.shell_prefix + " exec";
+      for (const auto& a : argv) command += " '" + a + "'";
+      argv = {"/bin/sh", "-c", command};
+    }
     process_ = std::make_unique<ChildProcess>(argv, log_file());
     if (!options.wait_ready) return;
     EXPECT_TRUE(wait_until([&] { return port_ != 0 || read_ports(); }, std::chrono::seconds(20)))

@@ -156,7 +156,7 @@ TEST(ReceiverTls, OnlyTls12And13WithForwardSecrecyAndAead_EcdsaCertificate) {
 
 TEST(ReceiverTls, OnlyForwardSecrecyAndAead_RsaCertificate) {
   const auto dir = make_temp_dir("sec-rsa");
-  ReceiverProcess r({{}, rsa_certificate(dir), true});
+  ReceiverProcess r({{}, rsa_certificate(dir), true, {}});
   ASSERT_NE(r.port(), 0);
   auto h = handshake(r.port(), "-tls1_2");
   EXPECT_TRUE(h.established) << h.output;
