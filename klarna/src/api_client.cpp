@@ -53,7 +53,9 @@ using detail::TransportFailure;
 
 namespace {
 
-constexpr auto kShutdownGrace = std::chrono::seconds(5);
+// After the abort, cancelled calls answer within milliseconds; one that does
+// not (a resolve blocked in getaddrinfo, which nothing can cancel) is abandoned.
+constexpr auto kShutdownGrace = std::chrono::seconds(1);
 constexpr auto kDefaultRateLimitHold = std::chrono::seconds(1);  // a 429 without a reset header
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 
@@ -126,7 +128,7 @@ struct ApiClient::Impl {
 
   void start();
   void submit(Call call, std::function<void(Answer)> done);
-  void stop();
+  bool stop();  // true: every call was answered (see ApiClient::shutdown)
   Stats snapshot() const;
 
   asio::awaitable<void> worker_loop(std::shared_ptr<Worker> w);
@@ -165,6 +167,8 @@ struct ApiClient::Impl {
   mutable std::mutex mu;
   std::condition_variable all_retired;
   bool stopping = false;
+  bool joined = false;           // stop() has run to its end
+  bool calls_abandoned = false;  // … leaving calls whose callbacks never run
   std::list<std::shared_ptr<Pending>> queue;
   std::deque<std::shared_ptr<Worker>> idle;
   std::vector<std::shared_ptr<Worker>> workers;
@@ -582,11 +586,12 @@ void ApiClient::Impl::log_call(const Call& c, const Answer& a) const {
 
 // --- shutdown ---------------------------------------------------------------
 
-void ApiClient::Impl::stop() {
+bool ApiClient::Impl::stop() {
   std::list<std::shared_ptr<Pending>> abandoned;
   std::vector<std::shared_ptr<Worker>> running;
   {
     std::lock_guard lock(mu);
+    if (joined) return !calls_abandoned;  // stopped before: no second grace
     if (!stopping) {
       stopping = true;
       abandoned.swap(queue);
@@ -611,7 +616,7 @@ void ApiClient::Impl::stop() {
     });
   }
   // From a callback: cancelled, but the I/O threads are joined by the destructor.
-  if (ioc.get_executor().running_in_this_thread()) return;
+  if (ioc.get_executor().running_in_this_thread()) return false;
   bool drained;
   {
     std::unique_lock lock(mu);
@@ -619,12 +624,17 @@ void ApiClient::Impl::stop() {
   }
   work.reset();
   if (!drained) {
-    log.warn("klarna client: calls still running after the shutdown grace; stopping I/O");
+    // Their callbacks will never run: the caller must not wait for them.
+    log.warn("klarna client: calls still running after the shutdown grace; abandoned");
     ioc.stop();
   }
   for (auto& t : threads) {
     if (t.joinable()) t.join();
   }
+  std::lock_guard lock(mu);
+  joined = true;
+  calls_abandoned = !drained;
+  return drained;
 }
 
 ApiClient::Stats ApiClient::Impl::snapshot() const {
@@ -643,7 +653,14 @@ ApiClient::ApiClient(ClientSettings settings) : impl_(std::make_unique<Impl>(std
 }
 
 ApiClient::~ApiClient() {
-  if (impl_) impl_->stop();
+  if (!impl_) return;
+  if (impl_->stop()) return;
+  // A call could not be cancelled (a resolve blocked in getaddrinfo):
+  // destroying the I/O context would join the resolver's thread, i.e. wait for
+  // that resolve. Destroyed on a thread of its own instead, abandoned to the
+  // process exit if it does not end first (as the processor does with Kafka
+  // handles). Nothing runs our callbacks any more: the I/O context is stopped.
+  std::thread([impl = impl_.release()] { delete impl; }).detach();
 }
 
 void ApiClient::send(Call call, std::function<void(Answer)> done) {
@@ -662,8 +679,8 @@ Answer ApiClient::call(Call call) {
   return answer.get();
 }
 
-void ApiClient::shutdown() {
-  impl_->stop();
+bool ApiClient::shutdown() {
+  return impl_->stop();
 }
 
 ApiClient::Stats ApiClient::stats() const {

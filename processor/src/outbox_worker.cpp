@@ -134,10 +134,11 @@ struct OutboxWorker::Impl {
 
   std::mutex mu;
   std::condition_variable cv;
-  std::deque<Done> answers;   // guarded by mu
-  bool woken = false;         // guarded by mu
-  bool stopping = false;      // guarded by mu
-  std::size_t in_flight = 0;  // guarded by mu
+  std::deque<Done> answers;     // guarded by mu
+  bool woken = false;           // guarded by mu
+  bool stopping = false;        // guarded by mu
+  bool client_stopped = false;  // guarded by mu; no answer comes any more
+  std::size_t in_flight = 0;    // guarded by mu
   std::atomic<bool> healthy{true};
   std::atomic<std::uint64_t> recorded{0};
   std::thread thread;
@@ -149,6 +150,10 @@ struct OutboxWorker::Impl {
   void record_one(AnswerContext& c, const Done& d);
   storage::OutboxUpdate decide(AnswerContext& c, const Done& d);
   void wait_for_work();
+  // Stopping, and no call will answer any more: none in flight, or the
+  // client abandoned them (their rows stay in_flight, resent on the next
+  // start). Called with mu held.
+  bool stop_done() const { return stopping && (in_flight == 0 || client_stopped); }
 };
 
 void OutboxWorker::Impl::run() {
@@ -166,7 +171,7 @@ void OutboxWorker::Impl::run() {
   for (;;) {
     {
       std::lock_guard lock(mu);
-      if (stopping && in_flight == 0 && answers.empty() && batch.empty()) return;
+      if (stop_done() && answers.empty() && batch.empty()) return;
       while (!answers.empty() && batch.size() < settings.record_batch) {
         batch.push_back(std::move(answers.front()));
         answers.pop_front();
@@ -206,7 +211,7 @@ void OutboxWorker::Impl::wait_for_work() {
       // The store is busy: the poll interval is the fallback.
     }
   }
-  cv.wait_for(lock, wait, [&] { return !answers.empty() || woken || stopping; });
+  cv.wait_for(lock, wait, [&] { return !answers.empty() || woken || stop_done(); });
   woken = false;
 }
 
@@ -372,7 +377,18 @@ void OutboxWorker::stop(std::chrono::milliseconds budget) {
     impl_->cv.wait_for(lock, budget, [&] { return impl_->in_flight == 0; });
   }
   // What is still in flight is abandoned: cancel it so the thread can finish.
-  impl_->client.shutdown();
+  // The cancelled calls' answers are recorded (retry, same key); a call the
+  // client could not cancel never answers, so the thread must not wait for it.
+  if (!impl_->client.shutdown()) {
+    impl_->log.warn(
+        "Klarna calls that could not be cancelled are left in flight; "
+        "they are sent again, with their keys, on the next start");
+  }
+  {
+    std::lock_guard lock(impl_->mu);
+    impl_->client_stopped = true;
+    impl_->cv.notify_all();
+  }
   impl_->thread.join();
 }
 

@@ -582,3 +582,63 @@ TEST(ChaosStop, EndsWithinItsBoundWhileKlarnaHoldsTheCall) {
   sys.stop_processor();
 }
 
+// Klarna's name hangs in DNS (getaddrinfo blocks 30 s: a test library
+// preloaded into the processor) when SIGTERM comes. A resolve cannot be
+// cancelled; the stop must still end within its bound, leaving the call to be
+// sent again, with the same key, after the restart.
+TEST(ChaosStop, EndsWithinItsBoundWhileKlarnasNameHangsInDns) {
+#ifdef KPAY_NO_PRELOAD
+  GTEST_SKIP() << "sanitizer build: no library can be preloaded before libasan";
+#endif
+  constexpr auto kBound = 1000ms + 2000ms + 3s + 3s;  // as above
+  System sys({"chaos-dns",
+              "dns",
+              kKeyId,
+              kSecret,
+              kApiKey,
+              {"--journeys", "1", "--set", R"(scenario.mix=["approve"])", "--set",
+               R"(scenario.versions=["v2"])"}});
+  ASSERT_NO_FATAL_FAILURE(sys.start_receiver());
+  ASSERT_NO_FATAL_FAILURE(sys.start_sim());
+  const std::string mark = sys.dir() + "/resolving";
+  ::setenv("LD_PRELOAD", KPAY_SLOW_RESOLVER, 1);
+  ::setenv("KPAY_SLOW_RESOLVE_MARK", mark.c_str(), 1);
+  sys.start_processor({"--set",
+                       "klarna.base_url=https://klarna.slow.test:" + std::to_string(sys.sim_port()),
+                       "--set", "worker.stop_timeout_ms=1000", "--set",
+                       "processor.shutdown_flush_timeout_ms=2000"});
+  ::unsetenv("LD_PRELOAD");
+  ::unsetenv("KPAY_SLOW_RESOLVE_MARK");
+  ASSERT_TRUE(wait_until([&] { return std::filesystem::exists(mark); }, 60s))
+      << sys.processor_log();
+  ASSERT_EQ(query(sys.db(), "SELECT COUNT(*) FROM outbox WHERE status = 'in_flight'"), 1);
+
+  const auto stop_started = Clock::now();
+  sys.processor()->signal(SIGTERM);
+  const auto status = sys.processor()->wait(kBound);
+  const auto took = Clock::now() - stop_started;
+  ASSERT_TRUE(status) << "still running " << kBound.count() << " ms after SIGTERM\n"
+                      << sys.processor_log();
+  EXPECT_EQ(*status, 0) << sys.processor_log();
+  std::printf("stop while Klarna's name hangs in DNS: %.2f s (bound %.1f s)\n",
+              std::chrono::duration<double>(took).count(),
+              std::chrono::duration<double>(kBound).count());
+  ASSERT_NO_FATAL_FAILURE(sys.stop_processor());
+  EXPECT_EQ(query(sys.db(), "SELECT COUNT(*) FROM outbox WHERE status IN ('pending', 'in_flight')"),
+            1)
+      << "the interrupted call is still to be made";
+
+  // With a name that resolves, the same call executes once.
+  const auto key = query_text(sys.db(), "SELECT idempotency_key FROM outbox");
+  sys.start_processor();
+  ASSERT_TRUE(wait_until(
+      [&] {
+        return query(sys.db(),
+                     "SELECT COUNT(*) FROM outbox WHERE operation = "
+                     "'final_authorization' AND status = 'succeeded'") == 1;
+      },
+      60s))
+      << sys.processor_log();
+  EXPECT_EQ(sys.executions_of(key), 1);
+  sys.stop_processor();
+}

@@ -147,10 +147,12 @@ class ApiClient {
 
   // Stops accepting new calls and cancels those in flight (bounded shutdown):
   // queued and in-flight callbacks run with "cancelled" (retryable), then
-  // the I/O threads are joined (after a 5 s grace they are stopped). Called
+  // the I/O threads are joined. A call that does not end within a 1 s grace
+  // (a DNS resolve cannot be cancelled) is abandoned: the I/O threads are
+  // stopped, its callback never runs, and shutdown() returns false. Called
   // from a callback it cancels but leaves the joining to the destructor,
-  // which must not itself run on an I/O thread.
-  void shutdown();
+  // which must not itself run on an I/O thread (and returns false).
+  bool shutdown();
 
   struct Stats {
     std::uint64_t sent = 0, answered = 0, transport_errors = 0;
