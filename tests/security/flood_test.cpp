@@ -143,7 +143,7 @@ TEST(ReceiverFlood, SlowlorisAndSlowBodyAreCutAfterReadTimeoutWhileOthersAreServ
   for (int i = 0; i < 5; ++i) {
     const auto start = Clock::now();
     EXPECT_EQ(r.post_signed("slow-legit-" + std::to_string(i)), 200);
-    EXPECT_LT(Clock::now() - start, 2s);
+    EXPECT_LT(Clock::now() - start, 3s) << "a normal client waited behind the slow ones";
     std::this_thread::sleep_for(100ms);
   }
   a.join();
@@ -152,9 +152,9 @@ TEST(ReceiverFlood, SlowlorisAndSlowBodyAreCutAfterReadTimeoutWhileOthersAreServ
             << slow_body.count() << " ms\n";
   // Cut at read_timeout (the send that notices may come one trickle later).
   EXPECT_GE(slowloris, kReadTimeout - 200ms);
-  EXPECT_LT(slowloris, kReadTimeout + 2s);
+  EXPECT_LT(slowloris, kReadTimeout + 3s);
   EXPECT_GE(slow_body, kReadTimeout - 200ms);
-  EXPECT_LT(slow_body, kReadTimeout + 2s);
+  EXPECT_LT(slow_body, kReadTimeout + 3s);
   EXPECT_TRUE(wait_until(
       [&] {
         return r.metric("receiver_rejections_total{reason=\"read_timeout\"}") >=
