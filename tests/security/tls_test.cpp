@@ -145,7 +145,7 @@ CertFiles rsa_certificate(const std::string& dir) {
 
 }  // namespace
 
-TEST(ReceiverTls, OnlyTls12And13WithForwardSecrecyAndAead_EcdsaCertificate) {
+TEST(ReceiverTlsPolicy, OnlyTls12And13WithForwardSecrecyAndAead_EcdsaCertificate) {
   ReceiverProcess r;
   ASSERT_NE(r.port(), 0);
   expect_versions(r.port());
@@ -154,7 +154,7 @@ TEST(ReceiverTls, OnlyTls12And13WithForwardSecrecyAndAead_EcdsaCertificate) {
   EXPECT_GE(r.metric("receiver_tls_handshake_failures_total"), 2);
 }
 
-TEST(ReceiverTls, OnlyForwardSecrecyAndAead_RsaCertificate) {
+TEST(ReceiverTlsPolicy, OnlyForwardSecrecyAndAead_RsaCertificate) {
   const auto dir = make_temp_dir("sec-rsa");
   ReceiverProcess r({{}, rsa_certificate(dir), true, {}});
   ASSERT_NE(r.port(), 0);
