@@ -147,6 +147,12 @@ if [[ ! -s $RUN_DIR/signing-key ]]; then
   openssl rand -hex 32 | tr -d '\n' >"$RUN_DIR/signing-key"
   chmod 600 "$RUN_DIR/signing-key"
 fi
+# Secret files are owner-only (the receiver refuses them otherwise); a .run/
+# from an older build may hold them readable by others.
+chmod 600 "$RUN_DIR/tls.key" 2>/dev/null || true
+for f in "$RUN_DIR"/keys.db "$RUN_DIR"/keys.db-wal "$RUN_DIR"/keys.db-shm; do
+  [[ -e $f ]] && chmod 600 "$f"
+done
 if [[ ! -s $RUN_DIR/keys.db ]] ||
    ! "$BUILD/tools/klarnactl" --set keys.database="$RUN_DIR/keys.db" keys list | grep -q "$KEY_ID"; then
   "$BUILD/tools/klarnactl" --set keys.database="$RUN_DIR/keys.db" keys add --id "$KEY_ID" \
