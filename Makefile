@@ -6,7 +6,7 @@ JOBS           ?= $(shell nproc)
 GENERATOR      := $(shell command -v ninja >/dev/null 2>&1 && echo "-G Ninja")
 CTEST_ARGS     ?=
 
-.PHONY: all deps build package run test test-fast fuzz bench asan clean format
+.PHONY: all deps build package run test test-fast chaos fuzz bench asan clean format
 
 all: build
 
@@ -43,6 +43,13 @@ test: build
 # The quick suites only (no label "slow").
 test-fast: build
 	cd $(BUILD_DIR) && ctest --output-on-failure -LE slow -j $(JOBS)
+
+# The chaos end-to-end test, long: KPAY_CHAOS_SECONDS of kills, Kafka outages
+# and Klarna faults (the ctest version runs 45 s of it).
+CHAOS_SECONDS  ?= 420
+chaos: build
+	cd $(BUILD_DIR) && KPAY_CHAOS_SECONDS=$(CHAOS_SECONDS) tests/e2e/chaos_e2e_test \
+	  --gtest_filter='Chaos.*'
 
 # The libFuzzer targets (fuzz/, docs/RELIABILITY.md "Fuzzing"): a clang build
 # in FUZZ_DIR, the committed seeds replayed, then each target for FUZZ_SECONDS.
