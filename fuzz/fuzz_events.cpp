@@ -8,6 +8,7 @@
 #include <cctype>
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <string_view>
 #include <variant>
 
@@ -60,6 +61,13 @@ void check_timestamp(std::string_view t) {
   FUZZ_CHECK(digits(t, 0, 4) && digits(t, 5, 2) && digits(t, 8, 2) && digits(t, 11, 2) &&
              digits(t, 14, 2) && digits(t, 17, 2));
   FUZZ_CHECK(parse_rfc3339_ms(kpay::core::rfc3339_ms(*ms)) == ms);
+  // In UTC and not a leap second, the date and time read are the ones written.
+  const char zone = t[19] == '.' ? t.back() : t[19];
+  if ((zone == 'Z' || zone == 'z') && t.substr(17, 2) != "60") {
+    std::string written(t.substr(0, 19));
+    written[10] = 'T';
+    FUZZ_CHECK(kpay::core::rfc3339_ms(*ms).substr(0, 19) == written);
+  }
 }
 
 }  // namespace

@@ -473,6 +473,10 @@ std::optional<std::int64_t> parse_rfc3339_ms(std::string_view t) {
     return std::nullopt;
   }
   if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || s > 60) return std::nullopt;
+  // A day the month has (2025-02-29 was read as March 1st; found by fuzzing).
+  constexpr int kMonthDays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  const bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+  if (d > kMonthDays[mo - 1] + (mo == 2 && leap ? 1 : 0)) return std::nullopt;
   std::size_t pos = 19;
   std::int64_t millis = 0;
   if (pos < t.size() && t[pos] == '.') {

@@ -191,3 +191,25 @@ TEST(FuzzFindings, TimesBefore1970FormatAsRfc3339) {
   EXPECT_EQ(core::rfc3339_ms(*ms), "1112-02-28T12:00:00.150Z");
   EXPECT_EQ(processor::parse_rfc3339_ms(core::rfc3339_ms(*ms)), ms);
 }
+
+// Finding 3 (fuzz_events, its property that a UTC timestamp reads back as
+// written): parse_rfc3339_ms took any day up to 31 in any month, so
+// "2025-02-29" was March 1st and "2025-04-31" May 1st.
+TEST(FuzzFindings, Rfc3339DayMustExistInItsMonth) {
+  using processor::parse_rfc3339_ms;
+  for (std::string_view bad : {"2025-02-29T12:24:00Z", "2025-04-31T00:00:00Z",
+                               "1900-02-29T00:00:00Z", "2024-02-30T00:00:00Z"}) {
+    EXPECT_EQ(parse_rfc3339_ms(bad), std::nullopt) << bad;
+  }
+  for (std::string_view good : {"2024-02-29T00:00:00Z", "2000-02-29T00:00:00Z",
+                                "2025-01-31T00:00:00Z", "2025-12-31T23:59:59.999Z"}) {
+    EXPECT_NE(parse_rfc3339_ms(good), std::nullopt) << good;
+  }
+  const auto decoded = processor::decode_event(
+      R"({"metadata":{"event_id":"e1","event_type":"payment.request.state-change.authorized",)"
+      R"("event_version":"v1","occurred_at":"2025-02-29T12:24:00Z"},)"
+      R"("payload":{"payment_request_id":"pr1"}})",
+      false);
+  ASSERT_TRUE(std::holds_alternative<processor::Poison>(decoded));
+  EXPECT_EQ(std::get<processor::Poison>(decoded).reason, "bad_occurred_at");
+}
