@@ -10,6 +10,36 @@ namespace kpay::receiver {
 using namespace std::chrono_literals;
 using core::ConfigError;
 
+klarna::Topics topics_from(const core::Config& c) {
+  klarna::Topics t;
+  t.payment_requests = c.string("topics.payment_requests", t.payment_requests);
+  t.payment_transactions = c.string("topics.payment_transactions", t.payment_transactions);
+  t.disputes = c.string("topics.disputes", t.disputes);
+  t.settlements = c.string("topics.settlements", t.settlements);
+  t.accounts = c.string("topics.accounts", t.accounts);
+  t.unrouted = c.string("topics.unrouted", t.unrouted);
+  t.dead_letter = c.string("topics.dead_letter", t.dead_letter);
+  t.apply_prefix(c.string("kafka.topic_prefix", ""));
+  for (const auto& [key, name] : std::initializer_list<std::pair<const char*, const std::string*>>{
+           {"topics.payment_requests", &t.payment_requests},
+           {"topics.payment_transactions", &t.payment_transactions},
+           {"topics.disputes", &t.disputes},
+           {"topics.settlements", &t.settlements},
+           {"topics.accounts", &t.accounts},
+           {"topics.unrouted", &t.unrouted},
+           {"topics.dead_letter", &t.dead_letter}}) {
+    bool legal = !name->empty() && name->size() <= 249 && *name != "." && *name != "..";
+    for (char ch : *name) {
+      legal &= std::isalnum(static_cast<unsigned char>(ch)) || ch == '.' || ch == '_' || ch == '-';
+    }
+    if (!legal) {
+      throw ConfigError(key, "'" + *name + "' (with kafka.topic_prefix) is not a legal Kafka topic "
+                             "name: 1-249 of [A-Za-z0-9._-]");
+    }
+  }
+  return t;
+}
+
 Settings Settings::from_config(const core::Config& c) {
   Settings s;
   auto& l = s.listener;
@@ -74,32 +104,7 @@ Settings Settings::from_config(const core::Config& c) {
                         {"message.max.bytes", std::to_string(l.max_body_bytes + 64 * 1024)});
   }
 
-  auto& t = s.topics;
-  t.payment_requests = c.string("topics.payment_requests", t.payment_requests);
-  t.payment_transactions = c.string("topics.payment_transactions", t.payment_transactions);
-  t.disputes = c.string("topics.disputes", t.disputes);
-  t.settlements = c.string("topics.settlements", t.settlements);
-  t.accounts = c.string("topics.accounts", t.accounts);
-  t.unrouted = c.string("topics.unrouted", t.unrouted);
-  t.dead_letter = c.string("topics.dead_letter", t.dead_letter);
-  t.apply_prefix(k.topic_prefix);
-  for (const auto& [key, name] : std::initializer_list<std::pair<const char*, const std::string*>>{
-           {"topics.payment_requests", &t.payment_requests},
-           {"topics.payment_transactions", &t.payment_transactions},
-           {"topics.disputes", &t.disputes},
-           {"topics.settlements", &t.settlements},
-           {"topics.accounts", &t.accounts},
-           {"topics.unrouted", &t.unrouted},
-           {"topics.dead_letter", &t.dead_letter}}) {
-    bool legal = !name->empty() && name->size() <= 249 && *name != "." && *name != "..";
-    for (char ch : *name) {
-      legal &= std::isalnum(static_cast<unsigned char>(ch)) || ch == '.' || ch == '_' || ch == '-';
-    }
-    if (!legal) {
-      throw ConfigError(key, "'" + *name + "' (with kafka.topic_prefix) is not a legal Kafka topic "
-                             "name: 1-249 of [A-Za-z0-9._-]");
-    }
-  }
+  s.topics = topics_from(c);
 
   s.keys_database = c.string("keys.database", storage::kDefaultKeyDatabase);
   s.keys_reload_interval = c.millis("keys.reload_interval_ms", s.keys_reload_interval, 50ms, 3600s);

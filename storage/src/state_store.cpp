@@ -1046,33 +1046,6 @@ std::optional<std::int64_t> StateStore::stored_offset(const std::string& topic,
   return v;
 }
 
-std::vector<PaymentSummary> StateStore::list_payments(std::size_t limit) {
-  auto s = impl_->db.prepare(
-      "SELECT 'payment_request', id, COALESCE(state, 'UNKNOWN'), amount, currency, 0, 0, "
-      "payment_transaction_id, "
-      "state_as_of_ms FROM payment_requests "
-      "UNION ALL "
-      "SELECT 'payment_transaction', id, COALESCE(state, 'UNKNOWN'), amount, currency, "
-      "captured_amount, refunded_amount, payment_request_id, state_as_of_ms "
-      "FROM payment_transactions ORDER BY 9 DESC, 2 LIMIT ?");
-  s.bind(1, static_cast<std::int64_t>(limit));
-  std::vector<PaymentSummary> out;
-  while (s.step()) {
-    PaymentSummary p;
-    p.kind = s.text(0);
-    p.id = s.text(1);
-    p.state = s.text(2);
-    p.amount = s.optional_int64(3);
-    p.currency = s.optional_text(4);
-    p.captured_amount = s.int64(5);
-    p.refunded_amount = s.int64(6);
-    p.linked_id = s.optional_text(7);
-    p.updated_as_of_ms = s.int64(8);
-    out.push_back(std::move(p));
-  }
-  return out;
-}
-
 StateStore::DeadlineSummary StateStore::deadlines(std::int64_t now_ms, std::int64_t horizon_ms,
                                                   std::int64_t call_horizon_ms) {
   DeadlineSummary d;

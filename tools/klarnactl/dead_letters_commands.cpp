@@ -25,6 +25,7 @@
 #include "kpay/core/kafka.hpp"
 #include "kpay/core/log.hpp"
 #include "kpay/klarna/envelope.hpp"
+#include "kpay/receiver/settings.hpp"
 
 namespace kpay::ctl {
 
@@ -49,15 +50,7 @@ Kafka kafka_from(const GlobalOptions& g) {
   Kafka k;
   k.bootstrap = c.string("kafka.bootstrap_servers", "127.0.0.1:9092");
   k.properties = c.string_table("kafka.properties");
-  auto& t = k.topics;
-  t.payment_requests = c.string("topics.payment_requests", t.payment_requests);
-  t.payment_transactions = c.string("topics.payment_transactions", t.payment_transactions);
-  t.disputes = c.string("topics.disputes", t.disputes);
-  t.settlements = c.string("topics.settlements", t.settlements);
-  t.accounts = c.string("topics.accounts", t.accounts);
-  t.unrouted = c.string("topics.unrouted", t.unrouted);
-  t.dead_letter = c.string("topics.dead_letter", t.dead_letter);
-  t.apply_prefix(c.string("kafka.topic_prefix", ""));
+  k.topics = receiver::topics_from(c);
   return k;
 }
 

@@ -20,7 +20,6 @@
 #include <iomanip>
 #include <iostream>
 #include <sstream>
-#include <thread>
 
 #include "ctl_support.hpp"
 #include "klarnactl.hpp"
@@ -263,39 +262,27 @@ Multipart file_form(const std::string& file_name, std::string_view content_type,
   return m;
 }
 
-// The client and the Dispute API's root for one account.
+// The Dispute API's root for one account, over klarnactl's Klarna client
+// (klarna_api.cpp: the processor's [klarna] settings and credentials rule).
 class DisputeApi {
  public:
-  DisputeApi(const GlobalOptions& g, const std::string& account) {
-    auto cfg = g.load();
-    auto client = processor::client_settings_from_config(cfg);
-    client.user_agent = "klarnactl";
-    settings_ = processor::follow_up_settings_from_config(cfg);
-    root_ = processor::dispute_api_root(settings_, account);
-    client_ = std::make_unique<klarna::ApiClient>(std::move(client));
-  }
+  DisputeApi(const GlobalOptions& g, const std::string& account)
+      : api_(g),
+        root_(processor::dispute_api_root(processor::follow_up_settings_from_config(g.load()),
+                                          account)) {}
   std::string path(const std::string& dispute_id, std::string_view rest = "") const {
     std::string p = root_;
     if (!dispute_id.empty()) p += "/" + klarna::percent_encode(dispute_id);
     return p + std::string(rest);
   }
-  // Sends with the same key until an answer that is not retryable (at most
-  // `attempts`), so an answer lost on the way is fetched again, not repeated.
-  klarna::Answer call(klarna::Call c, int attempts = 5) {
-    klarna::Answer a;
-    for (int i = 1; i <= attempts; ++i) {
-      a = client_->call(c);
-      if (a.disposition != klarna::Disposition::retryable || i == attempts) break;
-      std::cerr << "retrying (" << a.summary() << ")\n";
-      std::this_thread::sleep_for(std::chrono::milliseconds(200 * i));
-    }
-    return a;
-  }
+  // Sent with the same key until an answer that is not retryable (five times
+  // at most), so an answer lost on the way is fetched again, not repeated;
+  // CommandFailed (exit 1) with Klarna's error fields unless it answered 2xx.
+  klarna::Answer call(klarna::Call c) { return api_.expect_success(std::move(c), 5); }
 
  private:
-  processor::FollowUpSettings settings_;
+  KlarnaApi api_;
   std::string root_;
-  std::unique_ptr<klarna::ApiClient> client_;
 };
 
 // --account, else the account of the dispute's transaction in the local store.
@@ -310,20 +297,6 @@ std::string account_of(const GlobalOptions& g, const std::string& account,
     throw CommandFailed("the partner account of " + dispute_id + " is not known; give --account");
   }
   return *t->account_id;
-}
-
-klarna::Answer succeeded(klarna::Answer a) {
-  if (a.disposition != klarna::Disposition::success) {
-    throw CommandFailed("Klarna answered " + a.summary());
-  }
-  return a;
-}
-
-std::string answer_field(const std::string& body, std::string_view key) {
-  simdjson::dom::parser p;
-  std::string_view v;
-  if (p.parse(body)[key].get_string().get(v) != simdjson::SUCCESS) return "";
-  return std::string(v);
 }
 
 struct UploadOptions {
@@ -349,8 +322,8 @@ void upload(const GlobalOptions& g, const UploadOptions& o) {
   c.content_type = std::move(form.content_type);
   c.idempotency_key = processor::idempotency_key("dispute_upload", o.dispute_id, hash);
   c.timeout = std::chrono::seconds(120);
-  auto a = succeeded(api.call(std::move(c)));
-  const auto id = answer_field(a.body, "payment_dispute_attachment_id");
+  auto a = api.call(std::move(c));
+  const auto id = json_field(a.body, "payment_dispute_attachment_id");
   if (id.empty()) throw CommandFailed("Klarna's answer names no payment_dispute_attachment_id");
   if (o.json) {
     std::cout << a.body << "\n";
@@ -370,7 +343,7 @@ void download(const GlobalOptions& g, const DownloadOptions& o) {
   c.path = api.path(o.dispute_id,
                     "/attachments/" + klarna::percent_encode(o.attachment_id) + "/download");
   c.timeout = std::chrono::seconds(120);
-  auto a = succeeded(api.call(std::move(c)));
+  auto a = api.call(std::move(c));
   std::ofstream out(o.output, std::ios::binary | std::ios::trunc);
   if (!out.write(a.body.data(), static_cast<std::streamsize>(a.body.size()))) {
     throw CommandFailed("cannot write " + o.output);
@@ -384,7 +357,7 @@ void show_remote(const GlobalOptions& g, const std::string& id, const std::strin
   klarna::Call c;
   c.method = "GET";
   c.path = api.path(id);
-  std::cout << succeeded(api.call(std::move(c))).body << "\n";
+  std::cout << api.call(std::move(c)).body << "\n";
 }
 
 struct RemoteListOptions {
@@ -409,7 +382,7 @@ void list_remote(const GlobalOptions& g, const RemoteListOptions& o) {
     klarna::Call c;
     c.method = "GET";
     c.path = api.path("", query);
-    const auto body = succeeded(api.call(std::move(c))).body;
+    const auto body = api.call(std::move(c)).body;
     simdjson::dom::parser p;
     simdjson::dom::element root;
     if (p.parse(body).get(root) != simdjson::SUCCESS) throw CommandFailed("unreadable answer");
@@ -419,8 +392,8 @@ void list_remote(const GlobalOptions& g, const RemoteListOptions& o) {
         std::cout << simdjson::minify(d) << "\n";
         continue;
       }
-      std::cout << std::left << std::setw(32) << answer_field(simdjson::minify(d), "state")
-                << answer_field(simdjson::minify(d), "payment_dispute_id") << "\n";
+      std::cout << std::left << std::setw(32) << json_field(simdjson::minify(d), "state")
+                << json_field(simdjson::minify(d), "payment_dispute_id") << "\n";
     }
     std::string_view next;
     token = root["pagination"]["next_page_token"].get_string().get(next) == simdjson::SUCCESS

@@ -75,9 +75,9 @@ klarna::Answer KlarnaApi::call(klarna::Call c, int attempts) {
   return a;
 }
 
-klarna::Answer KlarnaApi::expect_success(klarna::Call c) {
+klarna::Answer KlarnaApi::expect_success(klarna::Call c, int attempts) {
   const std::string key = c.idempotency_key;
-  auto a = call(std::move(c));
+  auto a = call(std::move(c), attempts);
   if (a.disposition == klarna::Disposition::success) return a;
   std::string message = describe_failure(a);
   // Whether Klarna executed it is unknown: the same key makes a repeat safe.

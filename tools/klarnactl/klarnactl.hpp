@@ -64,7 +64,7 @@ class KlarnaApi {
   // sent again with the same idempotency key, `attempts` times at most.
   klarna::Answer call(klarna::Call c, int attempts = 3);
   // call(), then CommandFailed (exit 1) unless Klarna answered 2xx.
-  klarna::Answer expect_success(klarna::Call c);
+  klarna::Answer expect_success(klarna::Call c, int attempts = 3);
   // "Klarna answered 404 RESOURCE_ERROR/RESOURCE_NOT_FOUND: webhook not found
   // (error_id=…)" or "cannot reach Klarna at https://…: connection refused".
   // Built from the status and Klarna's error fields only, never the request.

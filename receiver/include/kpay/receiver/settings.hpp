@@ -61,4 +61,9 @@ struct Settings {
   static Settings from_config(const core::Config& config);
 };
 
+// The family topics as the receiver names them (topics.*, with
+// kafka.topic_prefix), each checked to be a legal Kafka topic name (throws
+// core::ConfigError naming the key). klarnactl's dead letters use it too.
+klarna::Topics topics_from(const core::Config& config);
+
 }  // namespace kpay::receiver

@@ -449,7 +449,6 @@ class StateStore {
   std::optional<std::int64_t> stored_offset(const std::string& topic, std::int32_t partition);
 
   // Read side (klarnactl).
-  std::vector<PaymentSummary> list_payments(std::size_t limit);
   // Counts for klarnactl status/top (state_store_overview.cpp): payments per
   // kind and state, outbox calls per operation and status, commands per type
   // and status, dead letters recorded.
