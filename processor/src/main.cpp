@@ -18,6 +18,7 @@
 #include "kpay/core/process.hpp"
 #include "kpay/processor/call_deadlines.hpp"
 #include "kpay/processor/consumer.hpp"
+#include "kpay/processor/daemon_settings.hpp"
 #include "kpay/processor/dispute_deadlines.hpp"
 #include "kpay/processor/outbox_worker.hpp"
 #include "kpay/storage/defaults.hpp"
@@ -97,6 +98,115 @@ void feed_watchdog(const core::Heartbeat& heartbeat,
   withheld = true;
 }
 
+// The outbox worker: its own connection and thread, calling Klarna and
+// publishing what it learns through the processor's queue. Declared after
+// the processor it publishes through, so it stops first.
+struct Worker {
+  std::optional<storage::StateStore> store;
+  std::unique_ptr<klarna::ApiClient> client;
+  std::unique_ptr<processor::OutboxWorker> worker;
+};
+
+void make_worker(Worker& w, const processor::DaemonSettings& s, core::Registry& registry,
+                  processor::Processor& processor, const core::Logger& log) {
+  if (!s.worker.enabled) {
+    log.warn("outbox worker off (worker.enabled = false): no Klarna call is made");
+    return;
+  }
+  w.store.emplace(s.database, false, 8);
+  w.client = std::make_unique<klarna::ApiClient>(s.client);
+  w.worker = std::make_unique<processor::OutboxWorker>(
+      s.worker, *w.store, *w.client, registry,
+      [&processor](std::vector<storage::PublishRow> rows) {
+        processor.publish_later(std::move(rows));
+      });
+  processor.on_batch_committed([worker = w.worker.get()] { worker->wake(); });
+  log.info("outbox worker on",
+           {{"klarna", s.client.environment == klarna::Environment::custom
+                           ? s.client.base_url
+                           : std::string(klarna::environment_name(s.client.environment))},
+            {"concurrency", s.worker.concurrency}});
+}
+
+// The main thread until the consume loop ends: signals, deadline checks and
+// the watchdog. The worker is stopped first on SIGTERM, so its last answers
+// are recorded and published while the producer still runs.
+void supervise(const std::atomic<bool>& finished, std::atomic<bool>& stop,
+               processor::Processor& processor, processor::OutboxWorker* worker,
+               const processor::DaemonSettings& s,
+               processor::DisputeDeadlineWatcher& dispute_deadlines,
+               processor::CallDeadlineWatch& call_deadlines, const core::Logger& log) {
+  auto watchdog = core::watchdog_interval();
+  bool watchdog_withheld = false;  // one log line per stall, not one per turn
+  auto next_deadline_check = std::chrono::steady_clock::now();
+  while (!finished.load()) {
+    auto timeout = watchdog ? std::chrono::duration_cast<std::chrono::milliseconds>(*watchdog)
+                            : std::chrono::milliseconds(500);
+    auto sig = core::wait_for_signal(std::min(timeout, std::chrono::milliseconds(500)));
+    if (sig && (*sig == SIGTERM || *sig == SIGINT)) {
+      log.info("stopping: finishing the current batch", {{"signal", *sig}});
+      core::notify_stopping();
+      if (worker) worker->stop(s.worker.stop_timeout);  // bounded by half the flush budget
+      stop = true;
+    } else if (sig && *sig == SIGHUP) {
+      log.info("SIGHUP: nothing to reload in the processor");
+    }
+    if (std::chrono::steady_clock::now() >= next_deadline_check) {
+      next_deadline_check = std::chrono::steady_clock::now() +
+                            std::min(s.dispute_deadlines.interval, std::chrono::milliseconds(10000));
+      check_deadlines(dispute_deadlines, call_deadlines, processor, log);
+    }
+    feed_watchdog(processor.heartbeat(), watchdog, stop.load(), watchdog_withheld, log);
+  }
+}
+
+// Runs the daemon with settings already checked; its exit code.
+int run(processor::DaemonSettings s, const core::Logger& log) {
+  storage::StateStore store(s.database, false, s.cache_mib);
+  core::Registry registry;
+  core::register_build_info(registry, "klarna-processor", KPAY_VERSION, core::build_commit());
+  processor::Processor processor(s.processor, store, registry);
+  Worker worker;
+  make_worker(worker, s, registry, processor, log);
+  // Deadlines are state: watched on the main thread, each with a connection
+  // of its own; declared before the admin server whose scrapes read them.
+  storage::StateStore dispute_deadline_store(s.database, false, 2);
+  processor::DisputeDeadlineWatcher dispute_deadlines(dispute_deadline_store, s.dispute_deadlines);
+  dispute_deadlines.register_metrics(registry);
+  storage::StateStore call_deadline_store(s.database, true, 2);
+  processor::CallDeadlineWatch call_deadlines(call_deadline_store, s.call_warning_window);
+  call_deadlines.register_metrics(registry);
+  // Declared after the processor: stopped first, so a scrape never sees a
+  // destroyed consumer.
+  core::AdminServer admin(registry, [&processor, &worker] {
+    auto r = processor.readiness();
+    if (r.ready && worker.worker && !worker.worker->healthy()) {
+      return core::Readiness{false, "outbox worker cannot use the state store"};
+    }
+    return r;
+  });
+  auto port = admin.start(s.admin_host, s.admin_port);
+  log.info("admin endpoint listening",
+           {{"address", s.admin_host}, {"port", static_cast<unsigned>(port)}});
+
+  std::atomic<bool> stop{false};
+  std::atomic<bool> finished{false};
+  bool ok = true;
+  if (worker.worker) worker.worker->start();
+  std::thread consumer_thread([&] {
+    ok = processor.run(stop);
+    finished = true;
+  });
+  core::notify_ready();
+  supervise(finished, stop, processor, worker.worker.get(), s, dispute_deadlines, call_deadlines,
+            log);
+  consumer_thread.join();
+  if (worker.worker) worker.worker->stop(std::chrono::milliseconds(0));
+  admin.stop();
+  log.info("stopped", {{"clean", ok}});
+  return ok ? 0 : 1;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -122,146 +232,21 @@ int main(int argc, char** argv) {
   }
 
   core::Logger log("processor");
-  std::string database;
-  int cache_mib = 32;
-  std::string admin_host;
-  std::uint16_t admin_port = 0;
-  processor::ProcessorSettings settings;
-  processor::WorkerSettings worker_settings;
-  klarna::ClientSettings client_settings;
-  processor::DeadlineWatchSettings dispute_deadline_settings;
-  std::chrono::milliseconds call_warning_window{};
+  processor::DaemonSettings settings;
   try {
     std::optional<std::filesystem::path> file;
     if (config_file) file = *config_file;
     auto config = core::load_config(file, overrides);
-    try {
-      core::set_log_level(core::parse_log_level(config.string("log.level", "info")));
-    } catch (const std::invalid_argument& e) {
-      throw core::ConfigError("log.level", e.what());
-    }
-    database = config.string("processor.database", storage::kDefaultStateDatabase);
-    cache_mib = static_cast<int>(config.integer("processor.sqlite_cache_mib", 32, 2, 1024));
-    admin_host = config.string("admin.listen_address", "127.0.0.1");
-    admin_port = static_cast<std::uint16_t>(config.integer("admin.port", 9102, 0, 65535));
-    settings = processor::settings_from_config(config);
-    worker_settings = processor::worker_settings_from_config(config);
-    client_settings = processor::client_settings_from_config(config);
-    dispute_deadline_settings =
-        processor::deadline_watch_settings_from_config(config, settings.topics);
-    call_warning_window = config.millis("worker.deadline_warning_ms", std::chrono::minutes(10),
-                                        std::chrono::milliseconds(0), std::chrono::hours(24));
-    config.reject_unknown_keys();
-    if (worker_settings.enabled && client_settings.environment != klarna::Environment::custom &&
-        client_settings.credentials_file.empty()) {
-      throw core::ConfigError(
-          "klarna.credentials_file",
-          "is required to call Klarna's " +
-              std::string(klarna::environment_name(client_settings.environment)) +
-              " environment (or set worker.enabled = false)");
-    }
-    // Checked last: a mistyped key or a missing credential is reported first.
-    if (const auto dir = std::filesystem::path(database).parent_path();
-        !dir.empty() && !std::filesystem::is_directory(dir)) {
-      throw core::ConfigError("processor.database",
-                              "its directory '" + dir.string() +
-                                  "' does not exist (the package's state directory; "
-                                  "elsewhere set processor.database)");
-    }
+    settings = processor::daemon_settings_from_config(config);
+    core::set_log_level(settings.log_level);
+    processor::check_daemon_settings(config, settings);
   } catch (const core::ConfigError& e) {
     std::cerr << "klarna-processor: configuration error: " << e.what() << "\n";
     return 2;
   }
 
   try {
-    storage::StateStore store(database, false, cache_mib);
-    core::Registry registry;
-    core::register_build_info(registry, "klarna-processor", KPAY_VERSION, core::build_commit());
-    processor::Processor processor(std::move(settings), store, registry);
-    // The worker: its own connection, its own thread; declared after the
-    // processor it publishes through, so it stops first.
-    std::optional<storage::StateStore> worker_store;
-    std::unique_ptr<klarna::ApiClient> client;
-    std::unique_ptr<processor::OutboxWorker> worker;
-    if (worker_settings.enabled) {
-      worker_store.emplace(database, false, 8);
-      client = std::make_unique<klarna::ApiClient>(client_settings);
-      worker = std::make_unique<processor::OutboxWorker>(
-          worker_settings, *worker_store, *client, registry,
-          [&processor](std::vector<storage::PublishRow> rows) {
-            processor.publish_later(std::move(rows));
-          });
-      processor.on_batch_committed([w = worker.get()] { w->wake(); });
-      log.info(
-          "outbox worker on",
-          {{"klarna", client_settings.environment == klarna::Environment::custom
-                          ? client_settings.base_url
-                          : std::string(klarna::environment_name(client_settings.environment))},
-           {"concurrency", worker_settings.concurrency}});
-    } else {
-      log.warn("outbox worker off (worker.enabled = false): no Klarna call is made");
-    }
-    // Deadlines are state: watched on the main thread, each with a connection
-    // of its own; declared before the admin server whose scrapes read them.
-    storage::StateStore dispute_deadline_store(database, false, 2);
-    processor::DisputeDeadlineWatcher dispute_deadlines(dispute_deadline_store,
-                                                        dispute_deadline_settings);
-    dispute_deadlines.register_metrics(registry);
-    storage::StateStore call_deadline_store(database, true, 2);
-    processor::CallDeadlineWatch call_deadlines(call_deadline_store, call_warning_window);
-    call_deadlines.register_metrics(registry);
-    // Declared after the processor: stopped first, so a scrape never sees a
-    // destroyed consumer.
-    core::AdminServer admin(registry, [&processor, &worker] {
-      auto r = processor.readiness();
-      if (r.ready && worker && !worker->healthy()) {
-        return core::Readiness{false, "outbox worker cannot use the state store"};
-      }
-      return r;
-    });
-    auto port = admin.start(admin_host, admin_port);
-    log.info("admin endpoint listening",
-             {{"address", admin_host}, {"port", static_cast<unsigned>(port)}});
-
-    std::atomic<bool> stop{false};
-    std::atomic<bool> finished{false};
-    bool ok = true;
-    if (worker) worker->start();
-    std::thread consumer_thread([&] {
-      ok = processor.run(stop);
-      finished = true;
-    });
-    core::notify_ready();
-    auto watchdog = core::watchdog_interval();
-    bool watchdog_withheld = false;  // one log line per stall, not one per turn
-    auto next_deadline_check = std::chrono::steady_clock::now();
-    while (!finished.load()) {
-      auto timeout = watchdog ? std::chrono::duration_cast<std::chrono::milliseconds>(*watchdog)
-                              : std::chrono::milliseconds(500);
-      auto sig = core::wait_for_signal(std::min(timeout, std::chrono::milliseconds(500)));
-      if (sig && (*sig == SIGTERM || *sig == SIGINT)) {
-        log.info("stopping: finishing the current batch", {{"signal", *sig}});
-        core::notify_stopping();
-        // The worker first, so its last answers are recorded and published
-        // while the producer still runs; bounded by half the flush budget.
-        if (worker) worker->stop(worker_settings.stop_timeout);
-        stop = true;
-      } else if (sig && *sig == SIGHUP) {
-        log.info("SIGHUP: nothing to reload in the processor");
-      }
-      if (std::chrono::steady_clock::now() >= next_deadline_check) {
-        next_deadline_check =
-            std::chrono::steady_clock::now() +
-            std::min(dispute_deadline_settings.interval, std::chrono::milliseconds(10000));
-        check_deadlines(dispute_deadlines, call_deadlines, processor, log);
-      }
-      feed_watchdog(processor.heartbeat(), watchdog, stop.load(), watchdog_withheld, log);
-    }
-    consumer_thread.join();
-    if (worker) worker->stop(std::chrono::milliseconds(0));
-    admin.stop();
-    log.info("stopped", {{"clean", ok}});
-    return ok ? 0 : 1;
+    return run(std::move(settings), log);
   } catch (const storage::SchemaTooNewError& e) {
     log.error("refusing the database", {{"error", e.what()}});
     std::cerr << "klarna-processor: " << e.what() << "\n";

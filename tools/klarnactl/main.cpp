@@ -2,9 +2,7 @@
 
 #include "klarnactl.hpp"
 #include "kpay/core/kafka.hpp"
-#include "kpay/processor/consumer.hpp"
-#include "kpay/processor/dispute_deadlines.hpp"
-#include "kpay/processor/outbox_worker.hpp"
+#include "kpay/processor/daemon_settings.hpp"
 #include "kpay/receiver/settings.hpp"
 #include "kpay/storage/sqlite.hpp"
 
@@ -37,20 +35,7 @@ void reject_keys_unknown_to_every_owner(const std::optional<std::filesystem::pat
   overrides.push_back("receiver.tls=false");
   auto c = core::load_config(file, overrides);
   read_as(c, [](core::Config& cfg) { receiver::Settings::from_config(cfg); });
-  read_as(c, [](core::Config& cfg) {
-    const auto settings = processor::settings_from_config(cfg);
-    processor::worker_settings_from_config(cfg);
-    processor::deadline_watch_settings_from_config(cfg, settings.topics);
-    processor::client_settings_from_config(cfg);
-    // The processor's own keys (processor/src/main.cpp).
-    cfg.string("log.level", "info");
-    cfg.string("processor.database", "");
-    cfg.integer("processor.sqlite_cache_mib", 32, 2, 1024);
-    cfg.string("admin.listen_address", "");
-    cfg.integer("admin.port", 0, 0, 65535);
-    cfg.millis("worker.deadline_warning_ms", std::chrono::minutes(10),
-               std::chrono::milliseconds(0), std::chrono::hours(24));
-  });
+  read_as(c, [](core::Config& cfg) { processor::daemon_settings_from_config(cfg); });
   try {
     c.reject_unknown_keys();
   } catch (const core::ConfigError& e) {

@@ -1,0 +1,50 @@
+#include "kpay/processor/daemon_settings.hpp"
+
+#include <filesystem>
+#include <stdexcept>
+
+#include "kpay/storage/defaults.hpp"
+
+namespace kpay::processor {
+
+DaemonSettings daemon_settings_from_config(const core::Config& config) {
+  DaemonSettings s;
+  try {
+    s.log_level = core::parse_log_level(config.string("log.level", "info"));
+  } catch (const std::invalid_argument& e) {
+    throw core::ConfigError("log.level", e.what());
+  }
+  s.database = config.string("processor.database", storage::kDefaultStateDatabase);
+  s.cache_mib = static_cast<int>(config.integer("processor.sqlite_cache_mib", 32, 2, 1024));
+  s.admin_host = config.string("admin.listen_address", s.admin_host);
+  s.admin_port = static_cast<std::uint16_t>(config.integer("admin.port", s.admin_port, 0, 65535));
+  s.processor = settings_from_config(config);
+  s.worker = worker_settings_from_config(config);
+  s.client = client_settings_from_config(config);
+  s.dispute_deadlines = deadline_watch_settings_from_config(config, s.processor.topics);
+  s.call_warning_window =
+      config.millis("worker.deadline_warning_ms", s.call_warning_window,
+                    std::chrono::milliseconds(0), std::chrono::hours(24));
+  return s;
+}
+
+void check_daemon_settings(const core::Config& config, const DaemonSettings& s) {
+  config.reject_unknown_keys();
+  if (s.worker.enabled && s.client.environment != klarna::Environment::custom &&
+      s.client.credentials_file.empty()) {
+    throw core::ConfigError("klarna.credentials_file",
+                            "is required to call Klarna's " +
+                                std::string(klarna::environment_name(s.client.environment)) +
+                                " environment (or set worker.enabled = false)");
+  }
+  // Checked last: a mistyped key or a missing credential is reported first.
+  if (const auto dir = std::filesystem::path(s.database).parent_path();
+      !dir.empty() && !std::filesystem::is_directory(dir)) {
+    throw core::ConfigError("processor.database",
+                            "its directory '" + dir.string() +
+                                "' does not exist (the package's state directory; "
+                                "elsewhere set processor.database)");
+  }
+}
+
+}  // namespace kpay::processor
