@@ -21,21 +21,6 @@ namespace kpay::ctl {
 
 namespace {
 
-struct Kafka {
-  std::string bootstrap;
-  core::KafkaProperties properties;
-  klarna::Topics topics;
-};
-
-Kafka kafka_from(const GlobalOptions& g) {
-  auto cfg = g.load();
-  Kafka k;
-  k.bootstrap = cfg.string("kafka.bootstrap_servers", "127.0.0.1:9092");
-  k.properties = cfg.string_table("kafka.properties");
-  k.topics.apply_prefix(cfg.string("kafka.topic_prefix", ""));
-  return k;
-}
-
 std::string json_quote(const std::string& s) {
   std::string q;
   core::append_json_string(q, s);
@@ -64,16 +49,9 @@ std::string read_secret(const std::string& path) {
   return s;
 }
 
-core::KafkaHandle make_client(const Kafka& k, rd_kafka_type_t type, core::KafkaProperties extra) {
-  core::KafkaProperties props = {{"bootstrap.servers", k.bootstrap}, {"log_level", "3"}};
-  for (auto& p : extra) props.push_back(std::move(p));
-  for (const auto& p : k.properties) props.push_back(p);
-  return core::make_kafka(type, core::make_kafka_conf(props));
-}
-
 // A reader of klarna.command-results positioned at the end of every
 // partition, made before the command is produced so its results are not missed.
-core::KafkaHandle results_reader(const Kafka& k) {
+core::KafkaHandle results_reader(const KafkaAccess& k) {
   auto consumer = make_client(k, RD_KAFKA_CONSUMER,
                               {{"group.id", "klarnactl-" + random_id()},
                                {"enable.auto.commit", "false"},
@@ -101,7 +79,7 @@ core::KafkaHandle results_reader(const Kafka& k) {
   return consumer;
 }
 
-void produce(const Kafka& k, const std::string& key, const std::string& value) {
+void produce(const KafkaAccess& k, const std::string& key, const std::string& value) {
   auto producer =
       make_client(k, RD_KAFKA_PRODUCER, {{"enable.idempotence", "true"}, {"acks", "all"}});
   auto err = rd_kafka_producev(producer.get(), RD_KAFKA_V_TOPIC(k.topics.commands.c_str()),

@@ -37,30 +37,6 @@ std::int64_t now_ms() {
       .count();
 }
 
-struct Kafka {
-  std::string bootstrap;
-  core::KafkaProperties properties;
-  klarna::Topics topics;
-};
-
-// Topic names as the receiver names them (topics.*, kafka.topic_prefix); the
-// processor's are the defaults with the same prefix.
-Kafka kafka_from(const GlobalOptions& g) {
-  auto c = g.load();
-  Kafka k;
-  k.bootstrap = c.string("kafka.bootstrap_servers", "127.0.0.1:9092");
-  k.properties = c.string_table("kafka.properties");
-  k.topics = receiver::topics_from(c);
-  return k;
-}
-
-core::KafkaHandle make_client(const Kafka& k, rd_kafka_type_t type, core::KafkaProperties extra) {
-  core::KafkaProperties props = {{"bootstrap.servers", k.bootstrap}, {"log_level", "3"}};
-  for (auto& p : extra) props.push_back(std::move(p));
-  for (const auto& p : k.properties) props.push_back(p);
-  return core::make_kafka(type, core::make_kafka_conf(props));
-}
-
 // One dead letter of either source, as shown and replayed.
 struct DeadLetter {
   std::string source;  // "receiver" | "processor"
@@ -130,7 +106,7 @@ std::vector<std::tuple<std::int32_t, std::int64_t, std::int64_t>> watermarks(
 }
 
 // Every message on the receiver's dead-letter topic (its retention permitting).
-std::vector<DeadLetter> receiver_dead_letters(const Kafka& k) {
+std::vector<DeadLetter> receiver_dead_letters(const KafkaAccess& k) {
   auto consumer = make_client(k, RD_KAFKA_CONSUMER,
                               {{"group.id", "klarnactl-dead-letters"},
                                {"enable.auto.commit", "false"},
@@ -388,7 +364,7 @@ struct Outgoing {
 
 // Where the normal path puts this dead letter now; nullopt (with `why`) when
 // it still cannot go anywhere.
-std::optional<Outgoing> route(const Kafka& k, const DeadLetter& d, std::string& why) {
+std::optional<Outgoing> route(const KafkaAccess& k, const DeadLetter& d, std::string& why) {
   Outgoing o;
   if (d.source == "processor") {
     if (!d.key_known) {
@@ -418,7 +394,7 @@ std::optional<Outgoing> route(const Kafka& k, const DeadLetter& d, std::string& 
   return o;
 }
 
-void produce(const Kafka& k, const Outgoing& o, const DeadLetter& d) {
+void produce(const KafkaAccess& k, const Outgoing& o, const DeadLetter& d) {
   auto producer =
       make_client(k, RD_KAFKA_PRODUCER, {{"enable.idempotence", "true"}, {"acks", "all"}});
   core::KafkaHeaders headers(rd_kafka_headers_new(o.headers.size() + 1));
@@ -453,7 +429,7 @@ enum class Outcome { replayed, refused, skipped };
 // Replays one dead letter: recorded first (a poison message's inbox claim
 // released in the same transaction), then produced; a failed produce takes
 // the record back.
-Outcome replay_one(storage::StateStore& store, const Kafka& k, const DeadLetter& d, bool force,
+Outcome replay_one(storage::StateStore& store, const KafkaAccess& k, const DeadLetter& d, bool force,
                    std::string& said) {
   if (d.replay && !force) {
     said = "already replayed at " + core::rfc3339_ms(d.replay->last_replayed_ms) + " (" +

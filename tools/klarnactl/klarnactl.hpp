@@ -10,6 +10,8 @@
 #include <vector>
 
 #include "kpay/core/config.hpp"
+#include "kpay/core/kafka.hpp"
+#include "kpay/klarna/envelope.hpp"
 #include "kpay/klarna/api_client.hpp"
 #include "kpay/storage/sqlite.hpp"
 
@@ -47,6 +49,19 @@ void prepare(SendOptions& o);
 // Throws CommandFailed when --wait saw a final result other than succeeded.
 void send(const GlobalOptions& g, const SendOptions& o, const std::string& key,
           const std::string& json);
+
+// The Kafka cluster and topic names klarnactl uses (kafka_access.cpp): from
+// kafka.bootstrap_servers, kafka.properties and the receiver's topics.* with
+// kafka.topic_prefix (the processor's topics take the same prefix).
+struct KafkaAccess {
+  std::string bootstrap;
+  core::KafkaProperties properties;
+  klarna::Topics topics;
+};
+KafkaAccess kafka_from(const GlobalOptions& g);
+// A client of `type` with `extra` settings, the operator's kafka.properties last.
+core::KafkaHandle make_client(const KafkaAccess& k, rd_kafka_type_t type,
+                              core::KafkaProperties extra);
 
 // Calls to Klarna's API (klarna_api.cpp) with the processor's `[klarna]`
 // settings: environment live|test|custom, base_url, ca_file, credentials_file,
