@@ -75,9 +75,10 @@ Answer transport_answer(TransportFailure f) {
 }
 
 // An idle HTTP/1.1 connection has nothing to read. A pending EOF or bytes (a
-// TLS close_notify) mean the server closed it: reconnect before sending
-// rather than after a failed attempt.
+// TLS close_notify), buffered by OpenSSL or waiting in the socket, mean the
+// server closed it: reconnect before sending rather than after a failed attempt.
 bool still_open(beast::ssl_stream<beast::tcp_stream>& stream) {
+  if (SSL_has_pending(stream.native_handle()) == 1) return false;
   char byte;
   auto fd = beast::get_lowest_layer(stream).socket().native_handle();
   ssize_t n = ::recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
@@ -221,6 +222,9 @@ void ApiClient::Impl::submit(Call call, std::function<void(Answer)> done) {
   auto p = std::make_shared<Pending>(ioc, std::move(call), std::move(done), now);
   p->deadline = now + timeout;
   std::shared_ptr<Worker> to_wake, to_start;
+  // Decided under the lock: once the call is queued, a worker may take it
+  // (and clear p->queued) on an I/O thread before this thread looks again.
+  bool accepted = false;
   {
     std::lock_guard lock(mu);
     if (!stopping && !why.empty()) {
@@ -232,6 +236,7 @@ void ApiClient::Impl::submit(Call call, std::function<void(Answer)> done) {
       return;
     }
     if (!stopping) {
+      accepted = true;
       p->queued = true;
       p->position = queue.insert(queue.end(), p);
       p->queue_timer.expires_at(p->deadline);
@@ -247,7 +252,7 @@ void ApiClient::Impl::submit(Call call, std::function<void(Answer)> done) {
       }
     }
   }
-  if (!p->queued) {  // stopped: no I/O thread may be left to answer
+  if (!accepted) {  // stopped: no I/O thread may be left to answer
     finish(*p, refused("cancelled", Disposition::retryable));
     return;
   }
@@ -373,12 +378,13 @@ asio::awaitable<std::optional<Answer>> ApiClient::Impl::wait_for_start(Worker& w
 }
 
 // One request on the worker's connection (opened if needed). A kept-alive
-// connection the server closed while idle fails before any answer byte: the
-// request is then resent once on a new connection. Nothing was answered, and
-// the idempotency key makes even an executed POST safe to repeat.
+// connection the server closed while idle is seen closed before use (still_open)
+// or fails before any answer byte: the request is then resent once, at once,
+// on a new connection when detail::may_resend allows it (not completely
+// written; or GET, or a POST/PATCH under its idempotency key).
 asio::awaitable<Answer> ApiClient::Impl::exchange(Worker& w, const Pending& p) {
   const Request req = build_request(p.call);
-  if (w.stream && !still_open(*w.stream)) close_connection(w);
+  if (w.stream && (w.buffer.size() != 0 || !still_open(*w.stream))) close_connection(w);
   bool reused = w.stream.has_value();
   count(&Stats::sent);
   for (;;) {
@@ -392,6 +398,7 @@ asio::awaitable<Answer> ApiClient::Impl::exchange(Worker& w, const Pending& p) {
     detail::ResponseParser parser;
     detail::apply_response_limits(parser);
     [[maybe_unused]] auto [ec, written] = co_await http::async_write(*w.stream, req, use_tuple);
+    const bool sent_whole = !ec;
     if (!ec) {
       [[maybe_unused]] auto [read_ec, read] =
           co_await http::async_read(*w.stream, w.buffer, parser, use_tuple);
@@ -407,7 +414,7 @@ asio::awaitable<Answer> ApiClient::Impl::exchange(Worker& w, const Pending& p) {
       co_return detail::to_answer(std::move(res));
     }
     bool stale = reused && !parser.got_some() && detail::is_stale_connection_error(ec) &&
-                 !w.aborting && Clock::now() < p.deadline;
+                 detail::may_resend(p.call, sent_whole) && !w.aborting && Clock::now() < p.deadline;
     close_connection(w);
     if (!stale) co_return transport_answer(detail::describe_transport_error(ec, X509_V_OK));
     reused = false;

@@ -176,6 +176,13 @@ bool is_stale_connection_error(const boost::system::error_code& ec) {
          ec == asio::error::connection_aborted || ec == asio::ssl::error::stream_truncated;
 }
 
+bool may_resend(const Call& call, bool completely_written) {
+  if (!completely_written) return true;
+  const std::string& m = call.method;
+  if (m == "GET" || m == "HEAD") return true;
+  return (m == "POST" || m == "PATCH") && !call.idempotency_key.empty();
+}
+
 std::optional<ErrorBody> parse_error_body(std::string_view body) {
   if (body.empty() || body.front() != '{') return std::nullopt;
   simdjson::dom::parser parser;

@@ -49,9 +49,16 @@ struct TransportFailure {
 // `verify_result` is SSL_get_verify_result() after a failed handshake
 // (X509_V_OK otherwise).
 TransportFailure describe_transport_error(const boost::system::error_code& ec, long verify_result);
-// A reused connection failing this way before any answer byte was closed by
-// the server while idle: resending on a fresh connection is safe.
+// A reused connection failing this way before any answer byte was probably
+// closed by the server while idle (whether the call may be resent: may_resend).
 bool is_stale_connection_error(const boost::system::error_code& ec);
+// Whether a call whose reused connection failed before any answer byte may be
+// sent again on a new one. Not completely written: always (the server cannot
+// act on part of a request). Written: it may have reached the server and been
+// executed, so only when a repeat is harmless: GET and HEAD (safe), POST and
+// PATCH (they carry Klarna-Idempotency-Key: Klarna answers a repeat with the
+// first result). Never DELETE or PUT: Klarna's keys do not cover them.
+bool may_resend(const Call& call, bool completely_written);
 
 // Klarna's error body, when `body` is JSON carrying at least one error field.
 std::optional<ErrorBody> parse_error_body(std::string_view body);

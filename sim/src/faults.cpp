@@ -57,6 +57,8 @@ FaultRule parse_fault_rule(std::string_view text) {
     r.kind = FaultKind::drop;
   } else if (kind == "drop-after") {
     r.kind = FaultKind::drop_after;
+  } else if (kind == "close") {
+    r.kind = FaultKind::close;
   } else if (kind == "limit") {
     r.kind = FaultKind::limit;
     r.param = has_param ? param : 1;
@@ -66,7 +68,7 @@ FaultRule parse_fault_rule(std::string_view text) {
     return r;
   } else {
     throw std::invalid_argument("fault rule: unknown kind '" + std::string(kind) +
-                                "' (latency, 429, 5xx, timeout, drop, drop-after, limit)");
+                                "' (latency, 429, 5xx, timeout, drop, drop-after, close, limit)");
   }
   r.percent = static_cast<int>(to_int(parts[2], "percent"));
   if (r.percent < 0 || r.percent > 100)

@@ -87,6 +87,8 @@ const char* fault_name(FaultKind k) {
       return "drop";
     case FaultKind::drop_after:
       return "drop-after";
+    case FaultKind::close:
+      return "close";
     default:
       return "";
   }
@@ -117,10 +119,12 @@ struct SimServer::Impl {
   std::vector<std::thread> threads;
   core::Logger log{"sim"};
 
-  // What to do with one request. `close` = drop the connection without answering.
+  // What to do with one request. `close` = drop the connection without
+  // answering; `close_after` = answer (kept alive), then close it.
   struct Outcome {
     std::optional<ApiResponse> response;
     bool close = false;
+    bool close_after = false;
   };
 
   asio::awaitable<Outcome> serve(const http::request<http::string_body>& req,
@@ -178,7 +182,7 @@ struct SimServer::Impl {
       res.headers.emplace_back("X-Ratelimit-Remaining", std::to_string(fault.rate->remaining));
       res.headers.emplace_back("X-Ratelimit-Reset", std::to_string(fault.rate->reset_s));
     }
-    co_return Outcome{std::move(res), false};
+    co_return Outcome{std::move(res), false, fault.kind == FaultKind::close};
   }
 
   template <class Stream>
@@ -226,7 +230,8 @@ struct SimServer::Impl {
       auto res = to_http(*out.response, req.version(), keep);
       beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(30));
       auto [wec, wn] = co_await http::async_write(stream, res, asio::as_tuple(asio::use_awaitable));
-      if (wec || !keep) co_return;
+      // `close` fault: the answer said keep-alive, yet the connection ends now.
+      if (wec || !keep || out.close_after) co_return;
     }
   }
 

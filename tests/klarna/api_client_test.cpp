@@ -18,138 +18,14 @@
 #include <mutex>
 #include <sstream>
 
-#include "child_process.hpp"
-#include "http_client.hpp"
-#include "kpay/klarna/api_client.hpp"
-#include "tls_cert.hpp"
+#include "client_sim.hpp"
 
 using namespace kpay::klarna;
 using namespace kpay::test;
+using namespace kpay::test::client;
 using namespace std::chrono_literals;
 
 namespace {
-
-const std::string kAccount = "krn:partner:global:account:test:SIMACCOUNT";
-const std::string kApiKey = "klarna-test-key-1";
-
-std::string json_field(const std::string& json, std::initializer_list<std::string_view> path) {
-  simdjson::dom::parser p;
-  simdjson::dom::element e;
-  if (p.parse(json).get(e) != simdjson::SUCCESS) return "<not json>";
-  for (auto k : path) {
-    if (e[k].get(e) != simdjson::SUCCESS) return "<missing>";
-  }
-  std::string_view s;
-  if (e.get_string().get(s) == simdjson::SUCCESS) return std::string(s);
-  std::int64_t i;
-  if (e.get_int64().get(i) == simdjson::SUCCESS) return std::to_string(i);
-  return "<other>";
-}
-
-void write_file(const std::string& path, const std::string& text, mode_t mode) {
-  std::ofstream(path, std::ios::binary | std::ios::trunc) << text;
-  ::chmod(path.c_str(), mode);
-}
-
-// klarna-sim over HTTPS as a child process. `exit_code` is set when it refused
-// to start (2: a configuration key or value it does not accept).
-struct Sim {
-  explicit Sim(std::vector<std::string> extra = {}, std::optional<CertFiles> server_cert = {}) {
-    dir = make_temp_dir("api-client");
-    cert = server_cert ? *server_cert : write_self_signed_cert(dir);
-    credentials_file = dir + "/api-key";
-    write_file(credentials_file, kApiKey + "\n", 0600);  // one trailing newline is dropped
-    std::string port_file = dir + "/port.json";
-    std::vector<std::string> argv{binary("sim/klarna-sim"),
-                                  "--set",
-                                  "sim.port=0",
-                                  "--set",
-                                  "sim.port_file=" + port_file,
-                                  "--set",
-                                  "sim.seed=7",
-                                  "--set",
-                                  "sim.api_key=" + kApiKey,
-                                  "--set",
-                                  "sim.tls=true",
-                                  "--set",
-                                  "sim.tls_certificate=" + cert.certificate,
-                                  "--set",
-                                  "sim.tls_private_key=" + cert.private_key};
-    argv.insert(argv.end(), extra.begin(), extra.end());
-    proc = std::make_unique<ChildProcess>(argv, dir + "/sim.log");
-    wait_until(
-        [&] {
-          if (!proc->running()) return true;
-          return json_field(read_file(port_file), {"port"}).find('<') == std::string::npos;
-        },
-        15s);
-    if (!proc->running()) {
-      exit_code = proc->wait(0ms);
-      return;
-    }
-    port = static_cast<std::uint16_t>(std::stoi(json_field(read_file(port_file), {"port"})));
-  }
-  bool up() const { return port != 0; }
-  std::string log() const { return read_file(dir + "/sim.log"); }
-  std::string base_url() const { return "https://127.0.0.1:" + std::to_string(port); }
-  // The sim's own control surface, over a separate (unverified) connection.
-  std::optional<HttpResponse> control(std::string_view method, const std::string& target,
-                                      std::string_view body = {}) {
-    return http_request(port, method, target, body, {}, true);
-  }
-  void set_faults(const std::string& rules) {
-    auto r = control("POST", "/_sim/faults", R"({"rules":[)" + rules + "]}");
-    ASSERT_TRUE(r);
-    ASSERT_EQ(r->status, 200) << r->body;
-  }
-  int executions(const std::string& route) {
-    auto r = control("GET", "/_sim/executions");
-    if (!r) return -1;
-    auto n = json_field(r->body, {"by_route", route});
-    return n.find('<') == std::string::npos ? std::stoi(n) : 0;
-  }
-  ClientSettings settings() const {
-    ClientSettings s;
-    s.environment = Environment::custom;
-    s.base_url = base_url();
-    s.ca_file = cert.certificate;
-    s.credentials_file = credentials_file;
-    s.request_timeout = 10s;
-    return s;
-  }
-
-  std::string dir, credentials_file;
-  CertFiles cert;
-  std::unique_ptr<ChildProcess> proc;
-  std::uint16_t port = 0;
-  std::optional<int> exit_code;
-};
-
-bool sim_built() {
-  return ::access(binary("sim/klarna-sim").c_str(), X_OK) == 0;
-}
-
-#define REQUIRE_SIM()                                                                              \
-  do {                                                                                             \
-    if (!sim_built()) GTEST_SKIP() << "klarna-sim not built (" << binary("sim/klarna-sim") << ")"; \
-  } while (0)
-
-Call get(std::string path) {
-  Call c;
-  c.method = "GET";
-  c.path = std::move(path);
-  return c;
-}
-
-Call create_request(std::string key, int amount = 1500) {
-  Call c;
-  c.method = "POST";
-  c.path = account_path(kAccount) + "/payment/requests";
-  c.body = R"({"currency":"USD","amount":)" + std::to_string(amount) +
-           R"(,"payment_request_reference":"ref-)" + key + R"("})";
-  c.idempotency_key = std::move(key);
-  return c;
-}
 
 // A payment request to read back; its GET path.
 std::string make_payment_request(ApiClient& client, const std::string& key) {
@@ -157,31 +33,6 @@ std::string make_payment_request(ApiClient& client, const std::string& key) {
   EXPECT_EQ(a.status, 201) << a.summary() << " " << a.body;
   return account_path(kAccount) + "/payment/requests/" + json_field(a.body, {"payment_request_id"});
 }
-
-// Many calls in flight; waits (bounded) for all answers.
-class Collector {
- public:
-  std::function<void(Answer)> callback() {
-    return [this](Answer a) {
-      std::lock_guard lock(mu_);
-      answers_.push_back(std::move(a));
-      cv_.notify_all();
-    };
-  }
-  bool wait_for(std::size_t n, std::chrono::milliseconds limit) {
-    std::unique_lock lock(mu_);
-    return cv_.wait_for(lock, limit, [&] { return answers_.size() >= n; });
-  }
-  std::vector<Answer> answers() {
-    std::lock_guard lock(mu_);
-    return answers_;
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::vector<Answer> answers_;
-};
 
 // A TCP connection from us to `port` that the peer has closed (CLOSE_WAIT in
 // /proc/net/tcp): the server dropped an idle kept-alive connection.
@@ -551,7 +402,7 @@ TEST(ApiClientSim, ConcurrentCallsShareABoundedPool) {
   s.request_timeout = 30s;
   ApiClient client(s);
   auto path = make_payment_request(client, "concurrency");
-  sim.set_faults(R"("*:latency:100:20")");
+  ASSERT_TRUE(sim.try_set_faults(R"("*:latency:100:20")"));
   constexpr std::size_t kCalls = 200;
   Collector collector;
   for (std::size_t i = 0; i < kCalls; ++i) client.send(get(path), collector.callback());
@@ -575,7 +426,7 @@ TEST(ApiClientSim, RateLimitedHoldsEveryLaterCall) {
   ASSERT_TRUE(sim.up()) << sim.log();
   ApiClient client(sim.settings());
   auto path = make_payment_request(client, "limited");
-  sim.set_faults(R"("payment.requests.read:429:100:1")");
+  ASSERT_TRUE(sim.try_set_faults(R"("payment.requests.read:429:100:1")"));
   Answer limited = client.call(get(path));
   auto limited_at = std::chrono::steady_clock::now();
   ASSERT_EQ(limited.status, 429);
@@ -585,7 +436,7 @@ TEST(ApiClientSim, RateLimitedHoldsEveryLaterCall) {
   ASSERT_TRUE(limited.error.has_value());
   EXPECT_EQ(limited.summary().rfind("429 ACCESS_ERROR/RATE_LIMITED error_id=", 0), 0u)
       << limited.summary();
-  sim.set_faults("");
+  ASSERT_TRUE(sim.try_set_faults(""));
   // Every call made now waits for the hold (1 s after the 429 arrived).
   Collector collector;
   for (int i = 0; i < 5; ++i) client.send(get(path), collector.callback());
@@ -622,7 +473,7 @@ TEST(ApiClientSim, ServerErrorIsRetryable) {
   ASSERT_TRUE(sim.up()) << sim.log();
   ApiClient client(sim.settings());
   auto path = make_payment_request(client, "unavailable");
-  sim.set_faults(R"("payment.requests.read:503:100")");
+  ASSERT_TRUE(sim.try_set_faults(R"("payment.requests.read:503:100")"));
   Answer a = client.call(get(path));
   EXPECT_EQ(a.status, 503);
   EXPECT_EQ(a.disposition, Disposition::retryable);
@@ -636,7 +487,7 @@ TEST(ApiClientSim, DroppedConnectionIsRetryableTransportError) {
   ASSERT_TRUE(sim.up()) << sim.log();
   ApiClient client(sim.settings());
   auto path = make_payment_request(client, "dropped");
-  sim.set_faults(R"("payment.requests.read:drop:100")");
+  ASSERT_TRUE(sim.try_set_faults(R"("payment.requests.read:drop:100")"));
   Answer a = client.call(get(path));
   EXPECT_EQ(a.status, 0);
   EXPECT_FALSE(a.transport_error.empty());
@@ -647,7 +498,7 @@ TEST(ApiClientSim, DroppedConnectionIsRetryableTransportError) {
   // resent once on a new connection (dropped again), never more.
   EXPECT_EQ(st.stale_retries, 1u);
   EXPECT_EQ(st.connections_opened, 2u);
-  sim.set_faults("");
+  ASSERT_TRUE(sim.try_set_faults(""));
   EXPECT_EQ(client.call(get(path)).status, 200);  // a new connection
 }
 
@@ -657,7 +508,7 @@ TEST(ApiClientSim, TimeoutIsRetryable) {
   ASSERT_TRUE(sim.up()) << sim.log();
   ApiClient client(sim.settings());
   auto path = make_payment_request(client, "slow");
-  sim.set_faults(R"("payment.requests.read:timeout:100:5000")");
+  ASSERT_TRUE(sim.try_set_faults(R"("payment.requests.read:timeout:100:5000")"));
   Call c = get(path);
   c.timeout = 300ms;
   Answer a = client.call(c);
@@ -704,7 +555,7 @@ TEST(ApiClientSim, ShutdownCancelsCallsInFlightAndRefusesNewOnes) {
   s.max_connections = 1;
   ApiClient client(s);
   auto path = make_payment_request(client, "shutdown");
-  sim.set_faults(R"("payment.requests.read:timeout:100:30000")");
+  ASSERT_TRUE(sim.try_set_faults(R"("payment.requests.read:timeout:100:30000")"));
   Collector collector;
   client.send(get(path), collector.callback());  // on the wire, held by the sim
   client.send(get(path), collector.callback());  // queued behind it

@@ -15,6 +15,13 @@
 //   - Kept-alive connections in a bounded pool (`max_connections`); requests
 //     beyond it wait in FIFO order. Each request has a deadline covering
 //     connect, TLS handshake, write and read.
+//   - A kept-alive connection the server ended is seen before reuse (an EOF or
+//     close_notify waiting on it) and replaced. One that fails anyway before
+//     any answer byte gets the call resent once, at once, on a new connection
+//     when a repeat is harmless: the request was not completely written, or
+//     it is a GET/HEAD, or a POST/PATCH (under its idempotency key). A written
+//     DELETE or PUT is not resent: the caller gets the transport error.
+//   - "cancelled" answers only calls cut short by shutdown().
 //   - One shared rate limiter: a 429 with X-Ratelimit-Reset (or Retry-After)
 //     holds every later request until the reset; `max_requests_per_second`
 //     paces globally when set.
@@ -162,7 +169,7 @@ class ApiClient {
     std::size_t open_connections = 0;    // connected now (idle or busy)
     std::size_t peak_in_flight = 0;      // most calls on the wire at once since start
     std::uint64_t rate_limit_waits = 0;  // calls held back by the limiter (429 hold or pacing)
-    std::uint64_t stale_retries = 0;     // reused connections found closed, call resent once
+    std::uint64_t stale_retries = 0;     // reused connections that failed, call resent once
   };
   Stats stats() const;
   const ClientSettings& settings() const;

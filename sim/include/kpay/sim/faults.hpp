@@ -9,6 +9,9 @@
 //         drop       close the connection without answering
 //         drop-after execute the operation, then close without answering (tests that
 //                    a client retries with the same idempotency key)
+//         close      answer normally (kept alive, no "Connection: close"), then close the
+//                    connection at once: a server ending a kept-alive connection (its idle
+//                    timeout or request limit) while the client holds it as reusable
 // PERCENT 0..100: each matching request draws once per rule.
 //
 // A real rate limit instead of a random one:
@@ -17,8 +20,8 @@
 //                              ROUTE together; beyond, 429 RATE_LIMITED. Every
 //                              answer on those routes carries X-Ratelimit-Limit,
 //                              X-Ratelimit-Remaining and X-Ratelimit-Reset (seconds).
-// Faults other than drop-after are decided before the operation runs: it does
-// not execute, and nothing is stored under its idempotency key.
+// Faults other than drop-after and close are decided before the operation runs:
+// it does not execute, and nothing is stored under its idempotency key.
 // Thread-safe.
 #pragma once
 
@@ -32,7 +35,17 @@
 
 namespace kpay::sim {
 
-enum class FaultKind { none, latency, rate_limit, server_error, timeout, drop, drop_after, limit };
+enum class FaultKind {
+  none,
+  latency,
+  rate_limit,
+  server_error,
+  timeout,
+  drop,
+  drop_after,
+  close,
+  limit
+};
 
 struct FaultRule {
   std::string route;  // exact, prefix*, or *
