@@ -87,7 +87,10 @@ std::optional<std::string> entity_id(EventFamily family, element payload, elemen
     case EventFamily::dispute:
       return first_of({"payment_dispute_id", "dispute_id"});
     case EventFamily::settlement:
-      return first_of({"settlement_id", "payout_id"});
+      // Only settlement_id is documented; the others are assumed names. None:
+      // the event_id keys it (entity_id_is_fallback), and it is still routed.
+      return first_of({"settlement_id", "payout_id", "settlement_payout_id", "report_id",
+                       "settlement_report_id"});
     case EventFamily::account:
       if (auto v = first_of({"account_id", "partner_account_id"})) return v;
       return string_field(metadata, "subject_account_id");

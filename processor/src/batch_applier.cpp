@@ -218,9 +218,8 @@ void BatchApplier::record_poison(const InputMessage& m, const Poison& p, BatchRe
   if (h.outcome == "duplicate") return;
   ++out.rejected;
   ++out.poison_by_reason[p.reason];
-  store_.insert_poison(
-      {m.topic, m.partition, m.offset, p.envelope ? p.envelope->event_id : "", p.reason, m.value,
-       m.key});
+  store_.insert_poison({m.topic, m.partition, m.offset, p.envelope ? p.envelope->event_id : "",
+                        p.reason, m.value, m.key});
   storage::PublishRow dlq{0, topics_.processor_dead_letter, m.key, m.value, p.reason};
   dlq.seq = store_.enqueue_publish(dlq);
   out.publications.push_back(std::move(dlq));
@@ -308,6 +307,10 @@ void BatchApplier::apply_one(const DecodedMessage& d, BatchResult& out) {
   }
   auto effects = apply_event(store_, ev, follow_ups_);
   if (std::holds_alternative<Unrouted>(ev.action)) ++out.unrouted;
+  if (!effects.account_mismatch.empty()) {
+    out.account_mismatches.emplace_back(env.entity_id, effects.account_mismatch);
+    effects.reason = joined(std::move(effects.reason), "; ", effects.account_mismatch);
+  }
   h.outcome = std::string(outcome_name(effects.outcome));
   h.reason = queue_follow_ups(store_, follow_ups_, ev, effects, out);
   h.from_state = std::move(effects.from_state);

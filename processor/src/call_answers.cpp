@@ -302,9 +302,21 @@ std::string on_cancel(AnswerContext& c, const storage::OutboxRow& row, const Jso
   return *state;
 }
 
+// A state Klarna reports on a read is Klarna's word (the reads settle what
+// the state rank could not: docs/PROCESSOR.md, "Ordering rule"). Only a name
+// this binary knows is taken; state_as_of_ms is kept. True when it changed.
+template <class State, class Row>
+bool adopt_state(Row& row, const std::optional<std::string>& told) {
+  if (!told || !parse_state<State>(*told) || row.state == told) return false;
+  row.state = told;
+  return true;
+}
+
 std::string on_read_request(AnswerContext& c, const storage::OutboxRow& row, const Json& answer) {
   auto r = c.store.find_request(row.entity_id);
   if (!r) return answer.str("state").value_or("UNKNOWN");
+  const auto before = r->state;
+  if (adopt_state<RequestState>(*r, answer.str("state"))) publish_request(c, *r, before, row);
   fill(r->amount, answer.integer("amount"));
   fill(r->currency, answer.str("currency"));
   fill(r->reference, answer.str("payment_request_reference"));
@@ -330,6 +342,11 @@ std::string on_read_request(AnswerContext& c, const storage::OutboxRow& row, con
 std::string on_read_transaction(AnswerContext& c, const storage::OutboxRow& row,
                                 const Json& answer) {
   auto t = merge_transaction(c, answer, row, std::nullopt);
+  const auto before = t.state;
+  if (adopt_state<TransactionState>(t, answer.str("state"))) {
+    c.store.save_transaction(t);
+    publish_transaction(c, t, before, row);
+  }
   after_authorized(c, t, row);
   return t.state.value_or("UNKNOWN");
 }

@@ -32,6 +32,11 @@ struct Processor::Metrics {
                       "Events whose metadata.live contradicts klarna.environment: applied, but "
                       "never the cause of a Klarna call.")
                 .with({})),
+        account_mismatch(
+            r.counter("kpay_processor_account_mismatch_events_total",
+                      "Events whose metadata.subject_account_id disagrees with the account "
+                      "stored for their entity or a dispute's transaction (stored one kept).")
+                .with({})),
         unrouted(r.counter("kpay_processor_unrouted_events_total",
                            "Events of types no state machine handles (recorded only).")
                      .with({})),
@@ -60,6 +65,7 @@ struct Processor::Metrics {
   core::Counter& rejected;
   core::CounterFamily& poison;
   core::Counter& environment_mismatch;
+  core::Counter& account_mismatch;
   core::Counter& unrouted;
   core::Histogram& batch_commit;
   core::Counter& batch_events;
@@ -138,6 +144,7 @@ void merge(BatchResult& into, BatchResult&& one) {
   into.rejected += one.rejected;
   into.unrouted += one.unrouted;
   into.environment_mismatch += one.environment_mismatch;
+  for (auto& m : one.account_mismatches) into.account_mismatches.push_back(std::move(m));
   for (const auto& [reason, n] : one.poison_by_reason) into.poison_by_reason[reason] += n;
   for (auto& row : one.publications) into.publications.push_back(std::move(row));
   for (const auto& [tp, next] : one.next_offsets) {
@@ -483,6 +490,11 @@ bool Processor::finish_commit() {
     metrics_->environment_mismatch.inc(result.environment_mismatch);
     log_.warn("events from the other Klarna environment: state applied, no call made",
               {{"count", result.environment_mismatch}});
+  }
+  metrics_->account_mismatch.inc(result.account_mismatches.size());
+  for (const auto& [entity, what] : result.account_mismatches) {
+    log_.warn("partner account disagrees with the stored one; stored kept",
+              {{"entity_id", entity}, {"detail", what}});
   }
   for (const auto& [reason, n] : result.poison_by_reason) {
     metrics_->poison.with({reason}).inc(n);

@@ -4,6 +4,8 @@
 
 #include <array>
 
+#include "settlement_fields.hpp"
+
 namespace kpay::processor {
 
 namespace {
@@ -33,6 +35,7 @@ const std::array kRoutes = {
     Route{"payment.request.state-change.authorized",           "v1", RequestTransition{RG::gen1, RS::authorized}},
     Route{"payment.request.state-change.expired",              "v1", RequestTransition{RG::gen1, RS::expired}},
     Route{"payment.request.state-change.canceled",             "v1", RequestTransition{RG::gen1, RS::canceled}},
+    Route{"payment.request.state-change.cancelled",            "v1", RequestTransition{RG::gen1, RS::canceled}},  // Klarna's event list spells it so
     Route{"payment.request.state-change.declined",             "v1", RequestTransition{RG::gen1, RS::declined}},
     // payment requests, Gen 2/3 (v2)
     Route{"payment.request.state-change.submitted",            "v2", RequestTransition{RG::gen2, RS::submitted}},
@@ -40,6 +43,7 @@ const std::array kRoutes = {
     Route{"payment.request.state-change.completed",            "v2", RequestTransition{RG::gen2, RS::completed}},
     Route{"payment.request.state-change.expired",              "v2", RequestTransition{RG::gen2, RS::expired}},
     Route{"payment.request.state-change.canceled",             "v2", RequestTransition{RG::gen2, RS::canceled}},
+    Route{"payment.request.state-change.cancelled",            "v2", RequestTransition{RG::gen2, RS::canceled}},
     Route{"payment.request.state-change.declined",             "v2", RequestTransition{RG::gen2, RS::declined}},
     Route{"payment.request.updated",                           "v2", RequestUpdated{}},
     // payment transactions
@@ -539,7 +543,8 @@ std::variant<Event, Poison> decode_event(std::string_view body, bool from_unrout
                         &env);
   }
   ev.action = std::get<Action>(routed);
-  if (env.entity_id_is_fallback) {
+  // A settlement event naming no id is keyed by its event_id and recorded.
+  if (env.entity_id_is_fallback && env.family != klarna::EventFamily::settlement) {
     return poison("missing_entity_id", "the payload names no entity id for its family", &env);
   }
 
@@ -580,6 +585,9 @@ std::variant<Event, Poison> decode_event(std::string_view body, bool from_unrout
     return bad("expires_at");
   if (entity_kind(ev.action) == "dispute") {
     if (auto bad_dispute = read_dispute_fields(payload, ev.action, p, env)) return *bad_dispute;
+  }
+  if (env.family == klarna::EventFamily::settlement) {
+    if (auto field = read_settlement_fields(payload, env, p)) return bad(*field);
   }
 
   // Impossible shapes: an event that asks for bookkeeping without the data for it.

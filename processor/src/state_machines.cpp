@@ -364,26 +364,55 @@ bool StateMachine<S>::reaches(S from, S to) const {
   return false;
 }
 
+namespace {
+std::string and_then(std::string a, std::string_view b) {
+  if (!a.empty()) a += "; ";
+  a += b;
+  return a;
+}
+}  // namespace
+
+// State rank, not clocks (docs/PROCESSOR.md, "Ordering rule"): Klarna's
+// services do not share one clock, so occurred_at only orders events whose
+// states have the same rank (states that reach each other through the table,
+// such as SUBMITTED <-> IN_PROGRESS). A move to a later rank is applied
+// whatever its occurred_at; one to an earlier rank is stale when the clock
+// agrees and unsettled (read from Klarna) when it does not.
 template <class S>
 Decision decide(const StateMachine<S>& m, std::optional<S> current, std::int64_t current_as_of_ms,
                 S target, std::int64_t occurred_at_ms) {
   if (!current) return {Outcome::applied, "created"};
   const std::string cur(state_name(*current));
   const std::string tgt(state_name(target));
+  const bool older = occurred_at_ms < current_as_of_ms;
   if (*current == target) return {Outcome::stale, "already " + cur};
   if (m.is_final(*current)) {
-    if (occurred_at_ms < current_as_of_ms)
-      return {Outcome::stale, cur + " is final; event is older"};
+    if (m.is_final(target)) {
+      return {older ? Outcome::stale : Outcome::rejected,
+              "unsettled: " + cur + " and " + tgt + " are both final", true};
+    }
+    if (older) return {Outcome::stale, cur + " is final; event is older"};
     return {Outcome::rejected, cur + " is final; " + tgt + " would regress it"};
   }
-  if (occurred_at_ms < current_as_of_ms) {
-    return {Outcome::stale, "older than the current state " + cur};
+  const bool forward = m.reaches(*current, target);
+  const bool backward = m.reaches(target, *current);
+  const std::string skipped =
+      m.allows(*current, target) ? "" : "skipped intermediate states " + cur + " -> " + tgt;
+  if (forward && !backward) {  // a later rank: applied whatever the clock says
+    if (!older) return {Outcome::applied, skipped};
+    return {Outcome::applied,
+            and_then(skipped, "occurred_at earlier than " + cur + "'s; the state rank decides")};
   }
-  if (m.allows(*current, target)) return {Outcome::applied, {}};
-  if (m.reaches(*current, target)) {
-    return {Outcome::applied, "skipped intermediate states " + cur + " -> " + tgt};
+  if (forward) {  // the same rank: the clock orders
+    if (older) return {Outcome::stale, "older than the current state " + cur};
+    return {Outcome::applied, skipped};
   }
-  return {Outcome::rejected, "forbidden transition " + cur + " -> " + tgt};
+  if (backward) {  // an earlier rank
+    if (older) return {Outcome::stale, "older than the current state " + cur};
+    return {Outcome::stale,
+            "unsettled: " + tgt + " ranks before " + cur + " but occurred_at is later", true};
+  }
+  return {Outcome::rejected, "forbidden transition " + cur + " -> " + tgt, true};
 }
 
 #define KPAY_INSTANTIATE(S)                                                              \

@@ -300,6 +300,36 @@ CREATE TABLE dead_letter_replays (
 ) WITHOUT ROWID;
 )sql";
 
+// Webhook intake (docs/KLARNA-FIDELITY.md): a dispute keeps the account of
+// its events (filled from its transaction for disputes stored before), and
+// every settlement.* event keeps the ids and report links it carried.
+constexpr std::string_view kV8 = R"sql(
+ALTER TABLE disputes ADD COLUMN account_id TEXT;
+UPDATE disputes SET account_id = (SELECT t.account_id FROM payment_transactions t
+                                   WHERE t.id = disputes.payment_transaction_id)
+ WHERE account_id IS NULL;
+CREATE TABLE settlement_events (
+  event_id        TEXT PRIMARY KEY,
+  event_type      TEXT NOT NULL,
+  entity_id       TEXT NOT NULL,
+  routed_by       TEXT NOT NULL,
+  account_id      TEXT,
+  settlement_id   TEXT,
+  payout_id       TEXT,
+  report_id       TEXT,
+  report_json_url TEXT,
+  report_csv_url  TEXT,
+  amount          INTEGER,
+  currency        TEXT,
+  payout_date     TEXT,
+  period_start    TEXT,
+  period_end      TEXT,
+  links_json      TEXT NOT NULL,
+  occurred_at_ms  INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX settlement_events_by_settlement ON settlement_events (settlement_id);
+)sql";
+
 constexpr std::array kMigrations = {
     Migration{1, "state store: entities, inbox, history, outbox, publish queue, offsets", kV1},
     Migration{2, "history index by entity filled in bulk", kV2},
@@ -307,6 +337,7 @@ constexpr std::array kMigrations = {
     Migration{4, "downstream commands: command inbox, payment contexts, outbox amounts", kV4},
     Migration{5, "disputes: legacy deadline, amounts, deadline history and warnings", kV5},
     Migration{6, "dead letters: poison keys and times, replays", kV6},
+    Migration{8, "webhook intake: dispute accounts, settlement events", kV8},
 };
 
 // FNV-1a, 64 bit: stable across builds and platforms (it is stored).
@@ -594,6 +625,7 @@ DisputeRow read_dispute(Statement& s, std::string id, int c) {
   d.withheld_amount = s.optional_int64(c + 19);
   d.returned_amount = s.optional_int64(c + 20);
   d.fee_amount = s.optional_int64(c + 21);
+  d.account_id = s.optional_text(c + 22);
   return d;
 }
 
@@ -602,7 +634,7 @@ constexpr std::string_view kDisputeColumns =
     "payment_capture_id, reason, amount, currency, outcome, representment_expires_at_ms, "
     "representment_as_of_ms, arbitration_expires_at_ms, arbitration_as_of_ms, closed_at_ms, "
     "last_event_id, evidence_response_deadline_ms, evidence_response_as_of_ms, outcome_detailed, "
-    "withheld_amount, returned_amount, fee_amount";
+    "withheld_amount, returned_amount, fee_amount, account_id";
 }  // namespace
 
 std::optional<DisputeRow> StateStore::find_dispute(const std::string& id) {
@@ -612,7 +644,7 @@ std::optional<DisputeRow> StateStore::find_dispute(const std::string& id) {
       "payment_capture_id, reason, amount, currency, outcome, representment_expires_at_ms, "
       "representment_as_of_ms, arbitration_expires_at_ms, arbitration_as_of_ms, closed_at_ms, "
       "last_event_id, evidence_response_deadline_ms, evidence_response_as_of_ms, outcome_detailed, "
-      "withheld_amount, returned_amount, fee_amount FROM disputes WHERE id = ?");
+      "withheld_amount, returned_amount, fee_amount, account_id FROM disputes WHERE id = ?");
   s.bind(1, id);
   std::optional<DisputeRow> d;
   if (s.step()) d = read_dispute(s, id, 0);
@@ -627,8 +659,8 @@ void StateStore::save_dispute(const DisputeRow& d) {
       "payment_transaction_id, payment_capture_id, reason, amount, currency, outcome, "
       "representment_expires_at_ms, representment_as_of_ms, arbitration_expires_at_ms, "
       "arbitration_as_of_ms, closed_at_ms, last_event_id, evidence_response_deadline_ms, "
-      "evidence_response_as_of_ms, outcome_detailed, withheld_amount, returned_amount, fee_amount) "
-      "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+      "evidence_response_as_of_ms, outcome_detailed, withheld_amount, returned_amount, fee_amount, "
+      "account_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
   s.bind(1, d.id).bind(2, d.framework).bind(3, d.framework_inferred ? 1 : 0);
   s.bind(4, d.state);
   s.bind(5, d.state_as_of_ms);
@@ -650,6 +682,7 @@ void StateStore::save_dispute(const DisputeRow& d) {
   s.bind(21, d.withheld_amount);
   s.bind(22, d.returned_amount);
   s.bind(23, d.fee_amount);
+  s.bind(24, d.account_id);
   s.run();
 }
 

@@ -48,19 +48,34 @@ void check_machine(const MachineSpec<S>& spec) {
         EXPECT_EQ(newer.outcome, Outcome::stale) << edge(from, to);
       } else if (m.is_final(from)) {
         EXPECT_EQ(newer.outcome, Outcome::rejected) << edge(from, to) << " final never regresses";
+        EXPECT_EQ(newer.read, m.is_final(to)) << edge(from, to) << " two finals: read";
       } else if (expected) {
         EXPECT_EQ(newer.outcome, Outcome::applied) << edge(from, to);
         EXPECT_TRUE(newer.reason.empty()) << newer.reason;
       } else if (m.reaches(from, to)) {
         EXPECT_EQ(newer.outcome, Outcome::applied) << edge(from, to);
         EXPECT_NE(newer.reason.find("skipped"), std::string::npos) << newer.reason;
-      } else {
+      } else if (!m.reaches(to, from)) {
         EXPECT_EQ(newer.outcome, Outcome::rejected) << edge(from, to);
         EXPECT_NE(newer.reason.find("forbidden"), std::string::npos) << newer.reason;
       }
-      // Older event: always stale, whatever the table says.
+      // Older event: the state rank decides, not the clock. A later rank
+      // (reachable, not back) is applied whatever occurred_at says (a move to
+      // a final state is never dropped as stale); the same rank (a cycle) or
+      // an earlier one is stale. Two different finals: unsettled, read.
       auto older = decide(m, std::optional<S>(from), as_of, to, as_of - 1);
-      EXPECT_EQ(older.outcome, Outcome::stale) << edge(from, to) << ": " << older.reason;
+      const bool later_rank =
+          !m.is_final(from) && from != to && m.reaches(from, to) && !m.reaches(to, from);
+      EXPECT_EQ(older.outcome, later_rank ? Outcome::applied : Outcome::stale)
+          << edge(from, to) << ": " << older.reason;
+      EXPECT_EQ(older.read, from != to && m.is_final(from) && m.is_final(to)) << edge(from, to);
+      // Newer event of an earlier rank: rank and clock disagree, Klarna is read.
+      const bool earlier_rank =
+          !m.is_final(from) && from != to && m.reaches(to, from) && !m.reaches(from, to);
+      if (earlier_rank) {
+        EXPECT_EQ(newer.outcome, Outcome::stale) << edge(from, to);
+        EXPECT_TRUE(newer.read) << edge(from, to);
+      }
       // Unseen entity: created in the event's state.
       EXPECT_EQ(decide(m, std::optional<S>(), 0, to, as_of).outcome, Outcome::applied);
     }
@@ -178,10 +193,15 @@ TEST(StateMachines, NamesRoundTrip) {
 
 // The convergence argument behind decide(): completed before in-progress makes
 // the later in-progress stale, so shuffled delivery ends where ordered does.
+// And the clock never holds back a later rank: a completed stamped 2 s before
+// the in-progress it follows is applied.
 TEST(StateMachines, OutOfOrderCompletedMakesInProgressStale) {
   const auto& m = gen2_request_machine();
   auto first = decide(m, std::optional<RS>(RS::submitted), 100, RS::completed, 300);
   EXPECT_EQ(first.outcome, Outcome::applied);
   auto late = decide(m, std::optional<RS>(RS::completed), 300, RS::in_progress, 200);
   EXPECT_EQ(late.outcome, Outcome::stale);
+  auto skewed = decide(m, std::optional<RS>(RS::in_progress), 10'000, RS::completed, 8'000);
+  EXPECT_EQ(skewed.outcome, Outcome::applied);
+  EXPECT_NE(skewed.reason.find("the state rank decides"), std::string::npos) << skewed.reason;
 }

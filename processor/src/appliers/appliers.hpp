@@ -44,6 +44,10 @@ struct Effects {
   // Why the calls are what they are ("COMPLETED without …": a read instead),
   // or why there is none although the state asks for one.
   std::string call_note;
+  // The event's metadata.subject_account_id disagrees with the account stored
+  // for the entity (or for a dispute's transaction): what, for the history
+  // reason, the metric and the log. The stored account is kept.
+  std::string account_mismatch;
 };
 
 // ---- payment requests (request_applier.cpp)

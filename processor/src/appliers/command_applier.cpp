@@ -194,7 +194,8 @@ bool dispute_operation_pending(storage::StateStore& store, const std::string& id
 }
 
 // A dispute an operation may act on: known, current framework, its state one
-// of `ok`, its account known (from its transaction), no operation pending.
+// of `ok`, its account known (its events', else its transaction's), no
+// operation pending.
 DisputeCheck check_dispute(storage::StateStore& store, const std::string& id,
                            std::initializer_list<DisputeState> ok, std::string_view operation) {
   auto d = store.find_dispute(id);
@@ -211,13 +212,17 @@ DisputeCheck check_dispute(storage::StateStore& store, const std::string& id,
                 " only in " + state_list(ok),
             ""};
   }
-  std::optional<storage::PaymentTransactionRow> t;
-  if (d->payment_transaction_id) t = store.find_transaction(*d->payment_transaction_id);
-  if (!t || !t->account_id) return {"the dispute's partner account is not known yet", ""};
+  // The account of its events (metadata.subject_account_id); a dispute stored
+  // before it was kept: its transaction's.
+  std::optional<std::string> account = d->account_id;
+  if (!account && d->payment_transaction_id) {
+    if (auto t = store.find_transaction(*d->payment_transaction_id)) account = t->account_id;
+  }
+  if (!account) return {"the dispute's partner account is not known yet", ""};
   if (dispute_operation_pending(store, id)) {
     return {"an operation of this dispute is in progress", ""};
   }
-  return {std::nullopt, *t->account_id};
+  return {std::nullopt, *account};
 }
 
 template <class Call>

@@ -22,11 +22,24 @@ void overwrite(std::optional<T>& field, const std::optional<T>& value) {
   if (value) field = value;
 }
 
+// The account an entity's events name (metadata.subject_account_id) is kept
+// from the first event that names one. A later event naming another one is
+// surfaced (Effects::account_mismatch), never silently taken or dropped.
+inline void check_account(Effects& e, std::string_view whose,
+                          const std::optional<std::string>& stored, const Event& ev) {
+  const auto& told = ev.envelope.subject_account_id;
+  if (!stored || !told || *stored == *told) return;
+  if (!e.account_mismatch.empty()) e.account_mismatch += "; ";
+  e.account_mismatch +=
+      "account mismatch: " + std::string(whose) + " is " + *stored + ", the event names " + *told;
+}
+
 // The attributes payment requests and transactions share: an applied event
 // (the newest) overwrites what it says, any other event only fills gaps. The
 // account (metadata.subject_account_id) is only ever filled.
 template <class Row>
-void merge_common_attributes(Row& row, const Event& ev, bool applied) {
+void merge_common_attributes(Row& row, const Event& ev, bool applied, Effects& e) {
+  check_account(e, "the stored account", row.account_id, ev);
   const Payload& p = ev.payload;
   if (applied) {
     overwrite(row.reference, p.reference);
@@ -55,6 +68,17 @@ std::optional<S> stored_state(const std::optional<std::string>& name) {
 inline void set_decision(Effects& e, const Decision& d) {
   e.outcome = d.outcome;
   e.reason = d.reason;
+}
+
+// Rank could not settle the event (Decision::read): instead of guessing, the
+// entity is read from Klarna (the read's answer adopts Klarna's state). The
+// account is the entity's, else the event's; one read per such event.
+inline void read_if_unsettled(Effects& e, const Decision& d, FollowUp read,
+                              const std::optional<std::string>& account, const Event& ev) {
+  if (!d.read) return;
+  e.follow_ups.push_back(std::move(read));
+  e.account_id = account.value_or(ev.envelope.subject_account_id.value_or(""));
+  e.read_discriminator = ev.envelope.event_id;
 }
 
 // The state-change message downstream consumes (klarna.payment-states).

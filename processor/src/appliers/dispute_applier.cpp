@@ -117,6 +117,20 @@ void merge_deadlines(StoreView& store, storage::DisputeRow& row, const Event& ev
   }
 }
 
+// The dispute's account is its events' metadata.subject_account_id (its
+// operations go there, even for a transaction never seen here); for a dispute
+// whose events name none, its transaction's. Where the event, the dispute and
+// the stored transaction know it and disagree, it is surfaced.
+void merge_account(StoreView& store, storage::DisputeRow& row, const Event& ev, Effects& e) {
+  check_account(e, "the dispute's account", row.account_id, ev);
+  fill(row.account_id, ev.envelope.subject_account_id);
+  if (!row.payment_transaction_id) return;
+  const auto t = store.find_transaction(*row.payment_transaction_id);
+  if (!t) return;
+  check_account(e, "its transaction's account", t->account_id, ev);
+  fill(row.account_id, t->account_id);
+}
+
 std::optional<std::string> iso(const std::optional<std::int64_t>& ms) {
   if (!ms) return std::nullopt;
   return core::rfc3339_ms(*ms);
@@ -159,7 +173,13 @@ Effects apply_dispute_transition(StoreView& store, const Event& ev, const Disput
   auto current = row ? stored_state<DisputeState>(row->state) : std::nullopt;
   e.from_state = current ? opt(state_name(*current)) : std::nullopt;
   e.to_state = opt(state_name(target));
-  set_decision(e, decide(machine, current, row && row->state ? row->state_as_of_ms : 0, target, t));
+  const Decision d =
+      decide(machine, current, row && row->state ? row->state_as_of_ms : 0, target, t);
+  set_decision(e, d);
+  if (current_fw) {  // the legacy framework has no read in the current Dispute API
+    read_if_unsettled(e, d, ReadDispute{ev.envelope.entity_id, std::nullopt},
+                      row ? row->account_id : std::nullopt, ev);
+  }
   if (e.outcome == Outcome::rejected) return e;
   const bool applied = e.outcome == Outcome::applied;
   if (!row) {
@@ -175,6 +195,7 @@ Effects apply_dispute_transition(StoreView& store, const Event& ev, const Disput
     row->last_event_id = ev.envelope.event_id;
   }
   merge_dispute_attributes(*row, ev.payload, applied);
+  merge_account(store, *row, ev, e);
   merge_deadlines(store, *row, ev);
   if (row != before) store.save_dispute(*row);
   if (applied) e.state_change = dispute_message(ev, e.from_state, *row);
@@ -196,6 +217,7 @@ Effects apply_dispute_deadline(StoreView& store, const Event& ev,
     row->last_event_id = ev.envelope.event_id;
   }
   fill(row->payment_transaction_id, ev.payload.payment_transaction_id);
+  merge_account(store, *row, ev, e);
   e.from_state = row->state;
   e.to_state = row->state;
   const std::string which(deadline_name(a.deadline));

@@ -1,6 +1,8 @@
 // Settlement reports, payouts and partner accounts: one state (and, for an
 // account, its payment product switch) on a records row. Recorded only; no
-// calls follow from them.
+// calls follow from them. Every settlement event also keeps what it carried
+// (ids, report links, amount, dates) in settlement_events, whatever its
+// state outcome, for the settlements fetcher and klarnactl.
 #include "common.hpp"
 
 namespace kpay::processor::appliers {
@@ -40,26 +42,75 @@ std::optional<storage::RecordRow> record_transition(StoreView& store, const Even
   return row;
 }
 
+// The settlement event's facts, one row per event_id; and, in the history
+// reason, what keyed an event without settlement_id.
+void keep_settlement_facts(StoreView& store, const Event& ev, Effects& e) {
+  const auto& f = ev.payload.settlement;
+  if (!f) return;
+  storage::SettlementEventRow r;
+  r.event_id = ev.envelope.event_id;
+  r.event_type = ev.envelope.event_type;
+  r.entity_id = ev.envelope.entity_id;
+  r.routed_by = f->routed_by;
+  r.account_id = ev.envelope.subject_account_id;
+  r.settlement_id = f->settlement_id;
+  r.payout_id = f->payout_id;
+  r.report_id = f->report_id;
+  r.report_json_url = f->report_json_url;
+  r.report_csv_url = f->report_csv_url;
+  r.amount = ev.payload.amount;
+  r.currency = ev.payload.currency;
+  r.payout_date = f->payout_date;
+  r.period_start = f->period_start;
+  r.period_end = f->period_end;
+  r.links_json = f->links_json;
+  r.occurred_at_ms = ev.occurred_at_ms;
+  store.insert_settlement_event(r);
+  if (f->routed_by != "settlement_id") {
+    const std::string note = "no settlement_id: keyed by " + f->routed_by;
+    e.reason = e.reason.empty() ? note : e.reason + "; " + note;
+  }
+}
+
+// The state-change message of a settlement record, with what a fetcher needs.
+std::string settlement_message(std::string_view kind, const Event& ev, const Effects& e,
+                               const storage::RecordRow& row) {
+  std::optional<std::string> settlement_id, payout_id, json_url, csv_url;
+  if (const auto& f = ev.payload.settlement) {
+    settlement_id = f->settlement_id;
+    payout_id = f->payout_id;
+    json_url = f->report_json_url;
+    csv_url = f->report_csv_url;
+  }
+  return ChangeMessage(kind, ev, e.from_state, e.to_state)
+      .maybe("amount", row.amount)
+      .maybe("currency", row.currency)
+      .maybe("settlement_id", settlement_id)
+      .maybe("payout_id", payout_id)
+      .maybe("report_json_url", json_url)
+      .maybe("report_csv_url", csv_url)
+      .done();
+}
+
 }  // namespace
 
 Effects apply_settlement_report(StoreView& store, const Event& ev,
                                 const SettlementReportTransition& a) {
   Effects e;
-  if (record_transition(store, ev, "settlement_report", settlement_report_machine(), a.target, true,
-                        e)) {
-    e.state_change = ChangeMessage("settlement_report", ev, e.from_state, e.to_state).done();
+  if (auto row = record_transition(store, ev, "settlement_report", settlement_report_machine(),
+                                   a.target, true, e)) {
+    e.state_change = settlement_message("settlement_report", ev, e, *row);
   }
+  keep_settlement_facts(store, ev, e);
   return e;
 }
 
 Effects apply_payout(StoreView& store, const Event& ev, const PayoutTransition& a) {
   Effects e;
   if (auto row = record_transition(store, ev, "payout", payout_machine(), a.target, true, e)) {
-    e.state_change = ChangeMessage("payout", ev, e.from_state, e.to_state)
-                         .maybe("amount", row->amount)
-                         .maybe("currency", row->currency)
-                         .done();
+    e.state_change = settlement_message("payout", ev, e, *row);
   }
+  keep_settlement_facts(store, ev, e);
   return e;
 }
 

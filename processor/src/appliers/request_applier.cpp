@@ -172,7 +172,9 @@ Effects apply_request_transition(StoreView& store, const Event& ev, const Reques
   }
   e.from_state = current ? opt(state_name(*current)) : std::nullopt;
   e.to_state = opt(state_name(a.target));
-  set_decision(e, decide_request(row, current, a, ev.occurred_at_ms));
+  const Decision d = decide_request(row, current, a, ev.occurred_at_ms);
+  set_decision(e, d);
+  read_if_unsettled(e, d, ReadPaymentRequest{id}, row ? row->account_id : std::nullopt, ev);
   if (e.outcome == Outcome::rejected) return e;
   const bool applied = e.outcome == Outcome::applied;
   if (!row) {
@@ -182,7 +184,7 @@ Effects apply_request_transition(StoreView& store, const Event& ev, const Reques
     row->last_event_id = ev.envelope.event_id;
   }
   const bool had_link = row->payment_transaction_id.has_value();
-  merge_common_attributes(*row, ev, applied);
+  merge_common_attributes(*row, ev, applied, e);
   if (applied) {
     row->generation = static_cast<int>(a.generation);  // of the event that set the state
     row->state = std::string(state_name(a.target));
@@ -221,7 +223,7 @@ Effects apply_request_updated(StoreView& store, const Event& ev) {
   e.from_state = row->state;
   e.to_state = row->state;
   const bool had_link = row->payment_transaction_id.has_value();
-  merge_common_attributes(*row, ev, newer);
+  merge_common_attributes(*row, ev, newer, e);
   if (newer) {
     e.outcome = Outcome::applied;
     e.reason = "attributes updated";

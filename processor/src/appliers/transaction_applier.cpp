@@ -35,8 +35,11 @@ Effects apply_transaction_transition(StoreView& store, const Event& ev,
   auto current = row ? stored_state<TransactionState>(row->state) : std::nullopt;
   e.from_state = current ? opt(state_name(*current)) : std::nullopt;
   e.to_state = opt(state_name(a.target));
-  set_decision(e, decide(transaction_machine(), current,
-                         row && row->state ? row->state_as_of_ms : 0, a.target, ev.occurred_at_ms));
+  const Decision d =
+      decide(transaction_machine(), current, row && row->state ? row->state_as_of_ms : 0, a.target,
+             ev.occurred_at_ms);
+  set_decision(e, d);
+  read_if_unsettled(e, d, ReadTransaction{id}, row ? row->account_id : std::nullopt, ev);
   if (e.outcome == Outcome::rejected) return e;
   const bool applied = e.outcome == Outcome::applied;
   if (!row) {
@@ -44,7 +47,7 @@ Effects apply_transaction_transition(StoreView& store, const Event& ev,
     row->id = id;
     row->last_event_id = ev.envelope.event_id;
   }
-  merge_common_attributes(*row, ev, applied);
+  merge_common_attributes(*row, ev, applied, e);
   if (applied) {
     row->state = std::string(state_name(a.target));
     row->state_as_of_ms = ev.occurred_at_ms;
@@ -89,6 +92,7 @@ Effects apply_funding_transition(StoreView& store, const Event& ev, const Fundin
   }
   row->funding_state = std::string(state_name(a.target));
   row->funding_as_of_ms = ev.occurred_at_ms;
+  check_account(e, "the stored account", row->account_id, ev);
   fill(row->account_id, ev.envelope.subject_account_id);
   store.save_transaction(*row);
   e.state_change = ChangeMessage("payment_funding", ev, e.from_state, e.to_state).done();

@@ -49,6 +49,9 @@ struct BatchResult {
   // Events whose metadata.live contradicts the deployment's environment
   // (FollowUpSettings::live): applied or not, they caused no call.
   std::uint64_t environment_mismatch = 0;
+  // Events whose metadata.subject_account_id disagrees with the account stored
+  // for their entity (or a dispute's transaction): entity id, what.
+  std::vector<std::pair<std::string, std::string>> account_mismatches;
   std::map<std::string, std::uint64_t> poison_by_reason;
   // Rows written to the publish queue in this batch (seq assigned), to be
   // produced once the transaction committed.

@@ -78,6 +78,22 @@ enum class RouteError { unknown_event_type, unknown_event_version };
 std::variant<Action, RouteError> route(std::string_view event_type, std::string_view version);
 
 // ---- the payload fields we read (all optional: Klarna's shapes are partly unconfirmed)
+// What a settlement.* event carries (settlement_fields.cpp). Klarna documents
+// the events and that report.created links the JSON and CSV reports; every
+// name but settlement_id is assumed, so each is read under several names.
+struct SettlementFacts {
+  std::string routed_by;  // settlement_id | payout_id | report_id | event_id
+  std::optional<std::string> settlement_id;
+  std::optional<std::string> payout_id;
+  std::optional<std::string> report_id;
+  std::optional<std::string> report_json_url;
+  std::optional<std::string> report_csv_url;
+  std::optional<std::string> payout_date;
+  std::optional<std::string> period_start;
+  std::optional<std::string> period_end;
+  std::string links_json = "{}";  // every https URL in the payload, by its path
+};
+
 struct Payload {
   std::optional<std::string> reference;
   // The entity's amount; for captures, refunds and chargebacks the
@@ -119,6 +135,8 @@ struct Payload {
     std::string_view field;
   };
   std::vector<DeadlineReading> deadlines;
+  // settlement.* events only.
+  std::optional<SettlementFacts> settlement;
 };
 
 struct Event {

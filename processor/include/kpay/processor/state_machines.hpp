@@ -5,14 +5,22 @@
 // are our tolerant reading of them (see docs/PROCESSOR.md).
 //
 // decide() is the single rule every machine obeys, chosen so that any delivery
-// order of the same events converges to the state the ordered stream reaches:
+// order of the same events converges to the state the ordered stream reaches.
+// The state rank decides, not clocks: Klarna's services do not share one
+// clock, so a later state may carry an earlier occurred_at. Two states have
+// the same rank when each reaches the other through the table (a cycle, such
+// as SUBMITTED <-> IN_PROGRESS); only then does occurred_at order them.
 //   - unseen entity             → applied (the event creates it)
 //   - target == current         → stale   (already there)
+//   - current final, target final too → unsettled: stale when older, else
+//                                 rejected, and read (Decision::read)
 //   - current is final          → stale when older, else rejected (never regress)
-//   - event older than current  → stale   (an already-passed state)
-//   - target reachable from the current state through the table → applied
-//     (intermediate events not seen yet will be stale when they arrive)
-//   - otherwise                 → rejected (forbidden transition)
+//   - target of a later rank (reachable, not back) → applied, whatever the
+//     clock (a move to a final state is never dropped as stale)
+//   - target of the same rank   → applied when not older, else stale
+//   - target of an earlier rank → stale; when its occurred_at is later the
+//                                 clock disagrees with the rank: read
+//   - otherwise                 → rejected (forbidden transition), read
 #pragma once
 
 #include <cstdint>
@@ -111,6 +119,9 @@ const StateMachine<PaymentProductState>& payment_product_machine();
 struct Decision {
   Outcome outcome;
   std::string reason;  // why; empty for a plain allowed transition
+  // Rank cannot settle it (two different final states, an earlier rank with a
+  // later clock, no path either way): the entity is read from Klarna.
+  bool read = false;
 };
 
 // The rule described at the top of this file. Times are Unix milliseconds of

@@ -116,6 +116,9 @@ struct DisputeRow {
   std::optional<std::int64_t> withheld_amount;
   std::optional<std::int64_t> returned_amount;
   std::optional<std::int64_t> fee_amount;
+  // v8: metadata.subject_account_id of its events (the account its operations
+  // go to), so a dispute of a transaction never seen can still be answered.
+  std::optional<std::string> account_id;
 
   bool operator==(const DisputeRow&) const = default;
 };
@@ -146,6 +149,33 @@ struct RecordRow {
   std::optional<std::int64_t> amount;
   std::optional<std::string> currency;
   std::string last_event_id;
+};
+
+// v8: what a settlement.* webhook carried, one row per event (a later
+// settlements fetcher starts from these). Field names other than
+// settlement_id are assumed (WEBHOOKS.md leaves them unconfirmed); `routed_by`
+// says which id keyed the event: settlement_id, payout_id, report_id, or
+// event_id when it named none.
+struct SettlementEventRow {
+  std::string event_id;
+  std::string event_type;
+  std::string entity_id;
+  std::string routed_by;
+  std::optional<std::string> account_id;
+  std::optional<std::string> settlement_id;
+  std::optional<std::string> payout_id;
+  std::optional<std::string> report_id;
+  std::optional<std::string> report_json_url;
+  std::optional<std::string> report_csv_url;
+  std::optional<std::int64_t> amount;
+  std::optional<std::string> currency;
+  std::optional<std::string> payout_date;
+  std::optional<std::string> period_start;
+  std::optional<std::string> period_end;
+  std::string links_json = "{}";  // every URL-valued field found, by its path
+  std::int64_t occurred_at_ms = 0;
+
+  bool operator==(const SettlementEventRow&) const = default;
 };
 
 struct HistoryRow {
@@ -286,8 +316,8 @@ struct DeadLetterRow {
   std::int64_t offset = 0;
   std::string event_id;  // empty when the envelope could not be read
   std::string reason;
-  std::string value;      // find_poison only
-  std::int64_t bytes = 0;  // the value's size
+  std::string value;               // find_poison only
+  std::int64_t bytes = 0;          // the value's size
   std::optional<std::string> key;  // null: recorded before keys were kept and not recoverable
   std::optional<std::int64_t> recorded_at_ms;
 };
@@ -305,8 +335,8 @@ struct ReplayRow {
 
 // `klarnactl payments list` filters; unset ones match everything.
 struct PaymentFilter {
-  std::optional<std::string> kind;   // payment_request | payment_transaction
-  std::optional<std::string> state;  // e.g. AUTHORIZED
+  std::optional<std::string> kind;       // payment_request | payment_transaction
+  std::optional<std::string> state;      // e.g. AUTHORIZED
   std::optional<std::int64_t> since_ms;  // updated at or after
   std::size_t limit = 50;
 };
@@ -463,6 +493,11 @@ class StateStore {
   };
   Overview overview();
   std::vector<PaymentSummary> list_payments(const PaymentFilter& f);
+
+  // Settlement webhooks (state_store_settlements.cpp): one row per event_id
+  // (a second delivery changes nothing); newest first.
+  bool insert_settlement_event(const SettlementEventRow& r);
+  std::vector<SettlementEventRow> settlement_events(std::size_t limit);
 
   // Dead letters (state_store_dead_letters.cpp). Poison messages newest first
   // (values included only by find_poison).
