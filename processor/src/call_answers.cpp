@@ -16,6 +16,9 @@ namespace {
 
 using simdjson::dom::element;
 
+// A money answer without the new id: a read of the transaction follows.
+constexpr std::string_view kReadBack = "READ_BACK";
+
 // Reading Klarna's answers: every field optional, a wrong type reads as absent.
 struct Json {
   element e;
@@ -51,6 +54,17 @@ Json parse(simdjson::dom::parser& parser, const std::string& body) {
   }
   return {root, true};
 }
+
+// What the row sent (its JSON body, written by follow_ups.cpp): where a 2xx
+// answer is thin, amount, currency and references come from here.
+struct Sent {
+  simdjson::dom::parser parser;
+  Json body;
+  explicit Sent(const std::string& text) {
+    element root;
+    if (!text.empty() && parser.parse(text).get(root) == simdjson::SUCCESS) body = {root, true};
+  }
+};
 
 template <class T>
 void fill(std::optional<T>& field, const std::optional<T>& value) {
@@ -146,6 +160,16 @@ storage::PaymentTransactionRow merge_transaction(AnswerContext& c, const Json& t
   fill(t->reference, tx.str("payment_transaction_reference"));
   fill(t->payment_request_id, request_id ? request_id : tx.str("payment_request_id"));
   if (!t->account_id && !row.account_id.empty()) t->account_id = row.account_id;
+  if (row.operation == "initial_authorization" || row.operation == "final_authorization") {
+    // A thin APPROVED answer: the transaction is what was asked for.
+    Sent sent(row.request_body);
+    auto rpt = sent.body.at("request_payment_transaction");
+    fill(t->amount, rpt.integer("amount"));
+    fill(t->currency, sent.body.str("currency"));
+    fill(t->reference, rpt.str("payment_transaction_reference"));
+    fill(t->state,
+         std::optional<std::string>(rpt.str("capture") == "NOW" ? "COMPLETED" : "AUTHORIZED"));
+  }
   c.store.save_transaction(*t);
   return *t;
 }
@@ -185,95 +209,228 @@ std::string on_final_authorization(AnswerContext& c, const storage::OutboxRow& r
   return *result;
 }
 
+// A confirm: of a request's webhook, or of an `authorize` command whose
+// interoperability token was PAYMENT_PENDING_CONFIRMATION (row.command_id;
+// the request's id then comes from the answer). A 2xx is the authorization
+// even when the answer is thin: a missing transaction id is read back.
 std::string on_confirm(AnswerContext& c, const storage::OutboxRow& row, const Json& answer) {
   auto transaction_id = answer.at("state_context").str("payment_transaction_id");
-  auto state = answer.str("state");
+  const auto state = answer.str("state").value_or("AUTHORIZED");
+  const auto request_id =
+      row.command_id ? answer.str("payment_request_id") : std::optional(row.entity_id);
+  c.found.result = state == "AUTHORIZED" ? "APPROVED" : state;
+  c.found.payment_request_id = request_id;
+  c.found.payment_transaction_id = transaction_id;
   if (transaction_id) {
-    auto r = c.store.find_request(row.entity_id);
+    auto r = request_id ? c.store.find_request(*request_id) : std::nullopt;
     auto t = c.store.find_transaction(*transaction_id);
     if (!t) {
       t.emplace();
       t->id = *transaction_id;
       t->last_event_id = "outbox:" + std::to_string(row.id);
     }
-    fill(t->payment_request_id, std::optional(row.entity_id));
+    fill(t->payment_request_id, request_id);
     if (r) {
       fill(t->amount, r->amount);
       fill(t->currency, r->currency);
       fill(t->reference, r->reference);
     }
+    Sent sent(row.request_body);
+    fill(t->amount, sent.body.integer("payment_amount"));
+    fill(t->currency, sent.body.str("currency"));
+    fill(t->reference, sent.body.str("payment_transaction_reference"));
     if (!t->account_id && !row.account_id.empty()) t->account_id = row.account_id;
     c.store.save_transaction(*t);
     after_authorized(c, *t, row);
+  } else if (request_id) {
+    queue(c, {ReadPaymentRequest{*request_id}}, row, row.due_by_ms);
   }
-  link_request(c, row.entity_id, transaction_id, state == "AUTHORIZED" ? "APPROVED" : "UNKNOWN",
-               state, row);
-  return state.value_or("UNKNOWN");
+  if (request_id) {
+    link_request(c, *request_id, transaction_id, state == "AUTHORIZED" ? "APPROVED" : "UNKNOWN",
+                 state, row);
+  }
+  return state;
 }
 
-// A capture or refund, booked once per its own id whichever path saw it first.
-std::string book_sub_record(AnswerContext& c, const storage::OutboxRow& row, const Json& answer,
-                            bool capture) {
-  auto id = answer.str(capture ? "payment_capture_id" : "payment_refund_id");
-  auto amount = answer.integer(capture ? "capture_amount" : "refund_amount");
-  auto transaction_id = answer.str("payment_transaction_id");
-  // capture, read_capture and read_refund rows are about the transaction.
-  if (!transaction_id) transaction_id = row.entity_id;
-  if (!id || !amount || !transaction_id) {
-    throw std::runtime_error(capture ? "capture answer lacks id, amount or transaction"
-                                     : "refund answer lacks id, amount or transaction");
-  }
-  (capture ? c.found.payment_capture_id : c.found.payment_refund_id) = id;
-  c.found.payment_transaction_id = transaction_id;
-  storage::SubRecordRow sub;
-  sub.kind = capture ? "capture" : "refund";
-  sub.id = *id;
-  sub.transaction_id = *transaction_id;
-  sub.amount = *amount;
-  sub.capture_id = capture ? std::nullopt : answer.str("payment_capture_id");
+// A capture or refund Klarna executed, booked once per its own id whichever
+// path saw it first. Returns the id.
+std::string book(AnswerContext& c, const storage::OutboxRow& row, storage::SubRecordRow sub) {
+  const bool capture = sub.kind == "capture";
+  (capture ? c.found.payment_capture_id : c.found.payment_refund_id) = sub.id;
+  c.found.payment_transaction_id = sub.transaction_id;
   sub.occurred_at_ms = c.now_ms;
   sub.event_id = "outbox:" + std::to_string(row.id);
-  if (!c.store.insert_sub_record(sub)) return *id;  // the webhook booked it already
-  auto t = c.store.find_transaction(*transaction_id);
+  if (!c.store.insert_sub_record(sub)) return sub.id;  // the webhook booked it already
+  auto t = c.store.find_transaction(sub.transaction_id);
   if (!t) {
     t.emplace();
-    t->id = *transaction_id;
+    t->id = sub.transaction_id;
     t->last_event_id = sub.event_id;
   }
   const auto before = t->state;
-  (capture ? t->captured_amount : t->refunded_amount) += *amount;
+  (capture ? t->captured_amount : t->refunded_amount) += sub.amount;
   if (capture && t->amount && t->captured_amount >= *t->amount && t->state == "AUTHORIZED") {
     t->state = "COMPLETED";
   }
   c.store.save_transaction(*t);
   publish_transaction(c, *t, before, row);
-  return *id;
+  return sub.id;
+}
+
+// The answer of a capture / refund call, or of a read of one. A 2xx means
+// Klarna executed it: amount, transaction and capture come from what was sent
+// when the answer lacks them, and an answer without even the new id queues a
+// read of the transaction (READ_BACK: that read books it and reports the
+// command's result).
+std::string book_sub_record(AnswerContext& c, const storage::OutboxRow& row, const Json& answer,
+                            bool capture) {
+  storage::SubRecordRow sub;
+  sub.kind = capture ? "capture" : "refund";
+  auto id = answer.str(capture ? "payment_capture_id" : "payment_refund_id");
+  // capture, refund, read_capture and read_refund rows are about the transaction.
+  sub.transaction_id = answer.str("payment_transaction_id").value_or(row.entity_id);
+  auto amount = answer.integer(capture ? "capture_amount" : "refund_amount");
+  if (!amount) amount = row.amount;
+  sub.capture_id = capture ? std::nullopt : answer.str("payment_capture_id");
+  if (!capture && !sub.capture_id) sub.capture_id = row.capture_id;
+  const bool executed = row.operation.rfind("read_", 0) != 0;
+  if (executed && !id) {
+    c.found.payment_transaction_id = sub.transaction_id;
+    queue(c, {ReadTransaction{sub.transaction_id, row.command_id}}, row, row.due_by_ms);
+    return std::string(kReadBack);
+  }
+  if (!id || !amount) {
+    throw std::runtime_error(capture ? "capture answer lacks id or amount"
+                                     : "refund answer lacks id or amount");
+  }
+  sub.id = *id;
+  sub.amount = *amount;
+  return book(c, row, std::move(sub));
+}
+
+// A read back after a thin money answer (see book_sub_record): the cause's
+// operation is the one among the transaction's captures / refunds with the
+// amount and reference sent and no booking yet.
+void book_read_back(AnswerContext& c, const storage::OutboxRow& read, const Json& answer) {
+  constexpr std::string_view kCause = "outbox:";
+  if (!read.created_by_event_id.starts_with(kCause)) return;
+  const auto cause = c.store.find_outbox(std::stoll(read.created_by_event_id.substr(7)));
+  if (!cause || !cause->amount || cause->result != kReadBack) return;
+  const bool capture = cause->operation == "capture";
+  Sent sent(cause->request_body);
+  const auto reference = capture ? sent.body.str("payment_capture_reference")
+                                 : (sent.body.str("payment_refund_reference")
+                                        ? sent.body.str("payment_refund_reference")
+                                        : sent.body.str("refund_reference"));
+  const auto id_key = capture ? "payment_capture_id" : "payment_refund_id";
+  simdjson::dom::array items;
+  auto list = answer.at(capture ? "payment_captures" : "payment_refunds");
+  if (!list.ok || list.e.get_array().get(items) != simdjson::SUCCESS) return;
+  for (element item : items) {
+    Json op{item, true};
+    auto id = op.str(id_key);
+    const auto ref = op.str(capture ? "payment_capture_reference" : "payment_refund_reference");
+    if (!id || op.integer(capture ? "capture_amount" : "refund_amount") != cause->amount) continue;
+    if (reference && ref && *ref != *reference) continue;
+    if (c.store.find_sub_record(capture ? "capture" : "refund", *id)) continue;
+    storage::SubRecordRow sub;
+    sub.kind = capture ? "capture" : "refund";
+    sub.id = *id;
+    sub.transaction_id = read.entity_id;
+    sub.amount = *cause->amount;
+    sub.capture_id = capture ? std::nullopt : op.str("payment_capture_id");
+    if (!capture && !sub.capture_id) sub.capture_id = cause->capture_id;
+    book(c, *cause, std::move(sub));
+    return;
+  }
+}
+
+// The payment request a STEP_UP_REQUIRED answer created is tracked from now
+// on (a cancel command for it, its expiry, its webhooks): state, amount and
+// account from the answer, else from what was sent. state_as_of_ms stays 0,
+// so every webhook about it still applies.
+void track_step_up_request(AnswerContext& c, const storage::OutboxRow& row, const Json& request,
+                           const std::string& id) {
+  auto r = c.store.find_request(id);
+  const bool known = r.has_value();
+  if (!r) {
+    r.emplace();
+    r->id = id;
+    r->generation = 2;
+    r->last_event_id = "outbox:" + std::to_string(row.id);
+  }
+  Sent sent(row.request_body);
+  fill(r->state, request.str("state"));
+  fill(r->state, std::optional<std::string>("SUBMITTED"));
+  fill(r->amount, request.integer("amount"));
+  fill(r->amount, sent.body.at("request_payment_transaction").integer("amount"));
+  fill(r->currency, request.str("currency"));
+  fill(r->currency, sent.body.str("currency"));
+  fill(r->reference, request.str("payment_request_reference"));
+  fill(r->reference, sent.body.at("step_up_config").str("payment_request_reference"));
+  if (auto at = request.str("expires_at")) fill(r->expires_at_ms, parse_rfc3339_ms(*at));
+  if (!r->account_id && !row.account_id.empty()) r->account_id = row.account_id;
+  r->authorization_result = "STEP_UP_REQUIRED";
+  c.store.save_request(*r);
+  if (!known) publish_request(c, *r, std::nullopt, row);
+}
+
+// The customer token Klarna returned for request_customer_token (where it
+// sits is not documented: the answer's top level, or the response's).
+std::optional<std::string> returned_customer_token(const Json& answer, const Json& response) {
+  for (const Json& at : {answer, response}) {
+    if (auto t = at.str("customer_token")) return t;
+    if (auto t = at.at("customer_token").str("customer_token")) return t;
+  }
+  return std::nullopt;
 }
 
 // The initial authorization (commands): APPROVED creates the transaction;
-// STEP_UP_REQUIRED hands the command's context to the payment request Klarna
-// created (its final authorization uses it); DECLINED changes nothing.
+// STEP_UP_REQUIRED tracks the payment request Klarna created and hands it the
+// command's context (its final authorization uses it); DECLINED changes
+// nothing. The request's ids are read at the top of payment_request and under
+// state_context.customer_interaction (where real clients read them).
 std::string on_initial_authorization(AnswerContext& c, const storage::OutboxRow& row,
                                      const Json& answer) {
   auto response = answer.at("payment_transaction_response");
   auto result = response.str("result");
+  if (!result && response.at("payment_transaction").str("payment_transaction_id")) {
+    result = "APPROVED";
+  }
   if (!result) throw std::runtime_error("answer has no payment_transaction_response.result");
   c.found.result = result;
+  c.found.result_reason = response.str("result_reason");
+  c.found.customer_token = returned_customer_token(answer, response);
   if (*result == "APPROVED") {
+    if (!response.at("payment_transaction").str("payment_transaction_id")) return *result;
     auto t = merge_transaction(c, response.at("payment_transaction"), row, std::nullopt);
     publish_transaction(c, t, std::nullopt, row);
     c.found.payment_transaction_id = t.id;
     after_authorized(c, t, row);
   } else if (*result == "STEP_UP_REQUIRED") {
     auto request = answer.at("payment_request");
-    c.found.payment_request_id = request.str("payment_request_id");
-    c.found.payment_request_url =
-        request.at("state_context").at("customer_interaction").str("payment_request_url");
-    if (!c.found.payment_request_id) throw std::runtime_error("answer has no payment_request_id");
-    if (row.command_id)
-      c.store.attach_payment_context(*row.command_id, *c.found.payment_request_id);
+    auto interaction = request.at("state_context").at("customer_interaction");
+    auto id = request.str("payment_request_id");
+    if (!id) id = interaction.str("payment_request_id");
+    auto url = interaction.str("payment_request_url");
+    if (!url) url = request.str("payment_request_url");
+    if (!id) throw std::runtime_error("answer has no payment_request_id");
+    c.found.payment_request_id = id;
+    c.found.payment_request_url = url;
+    c.found.expires_at = request.str("expires_at");
+    track_step_up_request(c, row, request, *id);
+    if (row.command_id) c.store.attach_payment_context(*row.command_id, *id);
   }
   return *result;
+}
+
+// The Interoperability API's SDK token: handed to the command's result only
+// (a secret: the row's stored result and the log say ISSUED).
+std::string on_sdk_token(AnswerContext& c, const storage::OutboxRow&, const Json& answer) {
+  auto token = answer.str("sdk_token");
+  if (!token) throw std::runtime_error("answer has no sdk_token");
+  c.found.sdk_token = token;
+  return "ISSUED";
 }
 
 // Void: the transaction's new state (CLOSED, or COMPLETED after captures).
@@ -281,7 +438,11 @@ std::string on_void(AnswerContext& c, const storage::OutboxRow& row, const Json&
   auto t = c.store.find_transaction(row.entity_id);
   auto state = answer.str("state");
   c.found.payment_transaction_id = row.entity_id;
-  if (!t || !state) return state.value_or("UNKNOWN");
+  if (!state) {  // voided, but the answer does not say into which state: read it
+    queue(c, {ReadTransaction{row.entity_id, std::nullopt}}, row, row.due_by_ms);
+    return "VOIDED";
+  }
+  if (!t) return *state;
   const auto before = t->state;
   t->state = state;
   c.store.save_transaction(*t);
@@ -341,12 +502,14 @@ std::string on_read_request(AnswerContext& c, const storage::OutboxRow& row, con
 
 std::string on_read_transaction(AnswerContext& c, const storage::OutboxRow& row,
                                 const Json& answer) {
+  if (!answer.str("payment_transaction_id")) throw std::runtime_error("answer has no id");
   auto t = merge_transaction(c, answer, row, std::nullopt);
   const auto before = t.state;
   if (adopt_state<TransactionState>(t, answer.str("state"))) {
     c.store.save_transaction(t);
     publish_transaction(c, t, before, row);
   }
+  book_read_back(c, row, answer);
   after_authorized(c, t, row);
   return t.state.value_or("UNKNOWN");
 }
@@ -439,6 +602,7 @@ const std::map<std::string, Handler, std::less<>>& handlers() {
       {"dispute_represent", dispute_moved_to("REPRESENTMENT")},
       {"dispute_appeal", dispute_moved_to("ARBITRATION")},
       {"read_dispute", on_read_dispute},
+      {"sdk_token", on_sdk_token},
   };
   return table;
 }
@@ -461,11 +625,13 @@ std::string apply_success(AnswerContext& c, const storage::OutboxRow& row,
 std::string queue_reread(AnswerContext& c, const storage::OutboxRow& row) {
   std::vector<FollowUp> read;
   const auto& op = row.operation;
-  if (op == "final_authorization" || op == "confirm" || op == "cancel") {
+  if (op == "confirm" && row.command_id) {
+    // A token's confirm (authorize command): no request of ours to read.
+  } else if (op == "final_authorization" || op == "confirm" || op == "cancel") {
     read.push_back(ReadPaymentRequest{row.entity_id});
   } else if (op == "capture" || op == "refund_transaction" || op == "refund_capture" ||
              op == "void") {
-    read.push_back(ReadTransaction{row.entity_id});
+    read.push_back(ReadTransaction{row.entity_id, std::nullopt});
   } else if (is_dispute_operation(op)) {
     // The read reports the command's final result with the state Klarna has.
     read.push_back(ReadDispute{row.entity_id, row.command_id});
@@ -491,12 +657,16 @@ std::string conflict_reason(AnswerContext& c, const storage::OutboxRow& read,
 void finish_command(AnswerContext& c, const storage::OutboxRow& row,
                     const storage::OutboxUpdate& update) {
   if (!row.command_id || (update.status != "succeeded" && update.status != "failed")) return;
-  // The read queued for a dispute operation's 409 reports its result.
+  // The read queued for a dispute operation's 409 reports its result; so does
+  // the read back of a money operation whose answer lacked the new id.
   if (update.result == "CONFLICT" && is_dispute_operation(row.operation)) return;
+  if (update.result == kReadBack) return;
   auto command = c.store.find_command(*row.command_id);
   if (!command || command->status != "accepted") return;
   const bool conflict_read = row.operation == "read_dispute" && update.status == "succeeded";
-  const bool ok = update.status == "succeeded" && !conflict_read;
+  // Klarna executed the operation the read is about: it succeeded, whatever the read.
+  const bool read_back = row.operation == "read_transaction";
+  const bool ok = (update.status == "succeeded" || read_back) && !conflict_read;
   CommandResult r = std::move(c.found);
   c.found = {};
   r.command_id = command->command_id;
@@ -504,6 +674,8 @@ void finish_command(AnswerContext& c, const storage::OutboxRow& row,
   r.status = ok ? CommandStatus::succeeded : CommandStatus::failed;
   if (conflict_read) {
     r.reason = conflict_reason(c, row, r.dispute_state);
+  } else if (read_back && update.status != "succeeded") {
+    r.reason = "executed; the read back failed: " + update.last_error.value_or("failed");
   } else if (!ok) {
     r.reason = update.last_error.value_or("failed");
     r.result.reset();  // a failed call has no authorization result

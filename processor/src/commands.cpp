@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <array>
+#include <map>
 
 #include "kpay/core/json_writer.hpp"
 #include "kpay/core/log.hpp"
@@ -32,6 +33,7 @@ constexpr std::array kTypes = {
     TypeName{CommandType::dispute_accept_loss, "dispute_accept_loss"},
     TypeName{CommandType::dispute_represent, "dispute_represent"},
     TypeName{CommandType::dispute_appeal, "dispute_appeal"},
+    TypeName{CommandType::sdk_token, "sdk_token"},
 };
 
 constexpr std::size_t kMaxCommandId = 100;
@@ -50,10 +52,64 @@ std::size_t code_points(std::string_view s) {
       s.begin(), s.end(), [](char c) { return (static_cast<unsigned char>(c) & 0xC0) != 0x80; }));
 }
 
+// The exact JSON text of the top-level values of `body` named in `keys` (the
+// first occurrence of each), as received: simdjson's raw token of the value,
+// never decoded and re-encoded. `body` was validated by the DOM parser first.
+template <std::size_t N>
+std::map<std::string, std::string, std::less<>> raw_values(
+    std::string_view body, const std::array<std::string_view, N>& keys) {
+  std::map<std::string, std::string, std::less<>> out;
+  thread_local simdjson::ondemand::parser parser;
+  simdjson::padded_string padded(body);
+  simdjson::ondemand::document doc;
+  simdjson::ondemand::object root;
+  if (parser.iterate(padded).get(doc) != simdjson::SUCCESS ||
+      doc.get_object().get(root) != simdjson::SUCCESS) {
+    return out;
+  }
+  for (auto field : root) {
+    std::string_view key;
+    simdjson::ondemand::value value;
+    if (field.unescaped_key().get(key) != simdjson::SUCCESS ||
+        field.value().get(value) != simdjson::SUCCESS) {
+      return out;
+    }
+    if (std::find(keys.begin(), keys.end(), key) == keys.end() || out.count(key)) continue;
+    std::string_view raw;
+    simdjson::ondemand::json_type type;
+    if (value.type().get(type) != simdjson::SUCCESS) return out;
+    simdjson::error_code ec = simdjson::SUCCESS;
+    simdjson::ondemand::object object;
+    simdjson::ondemand::array array;
+    if (type == simdjson::ondemand::json_type::object) {
+      ec = value.get_object().get(object);
+      if (ec == simdjson::SUCCESS) ec = object.raw_json().get(raw);
+    } else if (type == simdjson::ondemand::json_type::array) {
+      ec = value.get_array().get(array);
+      if (ec == simdjson::SUCCESS) ec = array.raw_json().get(raw);
+    } else {
+      raw = value.raw_json_token();
+    }
+    if (ec != simdjson::SUCCESS) return out;
+    // The raw text may run on to the next structural character.
+    while (!raw.empty() &&
+           std::string_view(" \t\r\n").find(raw.back()) != std::string_view::npos) {
+      raw.remove_suffix(1);
+    }
+    out.emplace(std::string(key), std::string(raw));
+  }
+  return out;
+}
+
+// Fields forwarded to Klarna as the JSON text received.
+constexpr std::array<std::string_view, 6> kForwarded = {
+    "supplementary_purchase_data", "step_up_config",        "request_customer_token",
+    "supplementary_capture_data",  "interoperability_data", "klarna_interoperability_data"};
+
 // Reads a command's fields; the first problem wins and is kept as a value.
 class Fields {
  public:
-  explicit Fields(element obj) : obj_(obj) {}
+  Fields(element obj, std::string_view body) : obj_(obj), raw_(raw_values(body, kForwarded)) {}
 
   std::optional<std::string> text(std::string_view key, bool required) {
     auto e = get(key, required);
@@ -82,14 +138,19 @@ class Fields {
     if (v && !iso) return fail(CommandError::bad_field, std::string(key) + " must be ISO 4217");
     return v;
   }
-  // An object, re-serialized minified (its content as sent).
+  // An object, as the exact JSON text received (validated, not re-encoded).
   std::optional<std::string> object(std::string_view key) {
     auto e = get(key, false);
     if (!e) return std::nullopt;
     if (!e->is_object()) {
       return fail(CommandError::bad_field, std::string(key) + " must be an object");
     }
-    return simdjson::minify(*e);
+    return raw(key);
+  }
+  // A non-empty string, as the JSON text received (quotes and escapes kept).
+  std::optional<std::string> raw_string(std::string_view key) {
+    if (!text(key, false)) return std::nullopt;
+    return raw(key);
   }
   std::optional<CaptureMode> capture(std::string_view key) {
     auto v = text(key, true);
@@ -150,7 +211,14 @@ class Fields {
     return e;
   }
 
+  std::optional<std::string> raw(std::string_view key) {
+    auto it = raw_.find(key);
+    if (it == raw_.end()) return fail(CommandError::bad_field, std::string(key) + " is unreadable");
+    return it->second;
+  }
+
   element obj_;
+  std::map<std::string, std::string, std::less<>> raw_;
   std::optional<std::pair<CommandError, std::string>> error_;
 };
 
@@ -194,14 +262,22 @@ Interoperability Fields::interoperability() {
   Interoperability x;
   x.token = text("interoperability_token", false);
   if (!x.token) x.token = text("klarna_interoperability_token", false);
-  x.data = text("interoperability_data", false);
-  if (!x.data) x.data = text("klarna_interoperability_data", false);
+  x.data = raw_string("interoperability_data");
+  if (!x.data) x.data = raw_string("klarna_interoperability_data");
   if (!x.token) return x;
   auto checked = check_interoperability_token(*x.token);
   if (auto* why = std::get_if<std::string>(&checked)) {
     fail(CommandError::bad_interoperability_token, "interoperability_token: " + *why);
-  } else {
-    x.status = std::get<InteroperabilityStatus>(checked);
+    return x;
+  }
+  auto& claims = std::get<InteroperabilityClaims>(checked);
+  x.status = claims.status;
+  x.payment_confirmation_token = std::move(claims.payment_confirmation_token);
+  if (x.status == InteroperabilityStatus::payment_pending_confirmation &&
+      (!x.payment_confirmation_token || !header_safe(*x.payment_confirmation_token))) {
+    fail(CommandError::bad_interoperability_token,
+         "interoperability_token: PAYMENT_PENDING_CONFIRMATION without a usable "
+         "payment_confirmation_token");
   }
   return x;
 }
@@ -234,6 +310,22 @@ CommandBody decode_authorize(Fields& f) {
   c.interoperability = f.interoperability();
   c.supplementary_purchase_data = f.object("supplementary_purchase_data");
   c.step_up_config = f.object("step_up_config");
+  c.payment_option_id = f.text("payment_option_id", false);
+  c.request_customer_token = f.object("request_customer_token");
+  return c;
+}
+
+CommandBody decode_sdk_token(Fields& f) {
+  SdkTokenCommand c;
+  c.partner_account_id = f.text("partner_account_id", true).value_or("");
+  auto token = f.text("interoperability_token", false);
+  if (!token) token = f.text("klarna_interoperability_token", false);
+  if (!token) {
+    f.fail(CommandError::missing_field, "interoperability_token");
+  } else if (!header_safe(*token)) {
+    f.fail(CommandError::bad_field, "interoperability_token must be visible ASCII");
+  }
+  c.interoperability_token = token.value_or("");
   return c;
 }
 
@@ -300,6 +392,8 @@ CommandBody decode_body(CommandType type, Fields& f) {
       return decode_represent(f);
     case CommandType::dispute_appeal:
       return decode_appeal(f);
+    case CommandType::sdk_token:
+      return decode_sdk_token(f);
   }
   return CancelCommand{};
 }
@@ -373,17 +467,27 @@ CommandType Command::type() const {
                                           CommandType::cancel,
                                           CommandType::dispute_accept_loss,
                                           CommandType::dispute_represent,
-                                          CommandType::dispute_appeal};
+                                          CommandType::dispute_appeal,
+                                          CommandType::sdk_token};
   static_assert(kByIndex.size() == std::variant_size_v<CommandBody>);
   return kByIndex[body.index()];
 }
 
 std::string_view interoperability_status_name(InteroperabilityStatus s) {
-  return s == InteroperabilityStatus::payment_not_supported ? "PAYMENT_NOT_SUPPORTED"
-                                                            : "PAYMENT_SUPPORTED";
+  switch (s) {
+    case InteroperabilityStatus::payment_pending_confirmation:
+      return "PAYMENT_PENDING_CONFIRMATION";
+    case InteroperabilityStatus::payment_prepared:
+      return "PAYMENT_PREPARED";
+    case InteroperabilityStatus::payment_unsupported:
+      return "PAYMENT_UNSUPPORTED";
+    case InteroperabilityStatus::payment_supported:
+      break;
+  }
+  return "PAYMENT_SUPPORTED";
 }
 
-std::variant<InteroperabilityStatus, std::string> check_interoperability_token(
+std::variant<InteroperabilityClaims, std::string> check_interoperability_token(
     std::string_view token) {
   const auto first = token.find('.');
   const auto second = first == std::string_view::npos ? first : token.find('.', first + 1);
@@ -400,12 +504,21 @@ std::variant<InteroperabilityStatus, std::string> check_interoperability_token(
   if (parser.parse(*payload).get(root) != simdjson::SUCCESS || !root.is_object()) {
     return std::string("payload is not a JSON object");
   }
+  InteroperabilityClaims claims;  // unknown or absent status: PAYMENT_SUPPORTED
   std::string_view status;
-  if (root["status"].get_string().get(status) == simdjson::SUCCESS &&
-      status == "PAYMENT_NOT_SUPPORTED") {
-    return InteroperabilityStatus::payment_not_supported;
+  if (root["status"].get_string().get(status) == simdjson::SUCCESS) {
+    for (auto s :
+         {InteroperabilityStatus::payment_pending_confirmation,
+          InteroperabilityStatus::payment_prepared, InteroperabilityStatus::payment_unsupported}) {
+      if (status == interoperability_status_name(s)) claims.status = s;
+    }
   }
-  return InteroperabilityStatus::payment_supported;  // unknown or absent counts as supported
+  std::string_view confirmation;
+  if (root["payment_confirmation_token"].get_string().get(confirmation) == simdjson::SUCCESS &&
+      !confirmation.empty()) {
+    claims.payment_confirmation_token = std::string(confirmation);
+  }
+  return claims;
 }
 
 std::string_view command_error_name(CommandError e) {
@@ -465,7 +578,7 @@ std::variant<Command, CommandRejection> decode_command(std::string_view body) {
                         ? parse_command_type(type_name)
                         : std::nullopt;
   if (!type) return reject(CommandError::unknown_type, "type", root, hash);
-  Fields fields(root);
+  Fields fields(root, body);
   CommandBody body_value = decode_body(*type, fields);
   if (const auto& e = fields.error()) return reject(e->first, e->second, root, hash);
   return Command{std::string(id), std::move(hash), std::move(body_value)};
@@ -497,9 +610,13 @@ std::string render_command_result(const CommandResult& r, std::int64_t occurred_
   };
   maybe("reason", r.reason);
   maybe("result", r.result);
+  maybe("result_reason", r.result_reason);
   maybe("payment_transaction_id", r.payment_transaction_id);
   maybe("payment_request_id", r.payment_request_id);
   maybe("payment_request_url", r.payment_request_url);
+  maybe("expires_at", r.expires_at);
+  maybe("customer_token", r.customer_token);
+  maybe("sdk_token", r.sdk_token);
   maybe("payment_capture_id", r.payment_capture_id);
   maybe("payment_refund_id", r.payment_refund_id);
   if (r.amount) w.field("amount", *r.amount);

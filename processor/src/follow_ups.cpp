@@ -4,6 +4,7 @@
 #include "kpay/processor/follow_ups.hpp"
 
 #include <openssl/evp.h>
+#include <simdjson.h>
 
 #include <array>
 
@@ -75,24 +76,36 @@ struct Call {
 // {"currency", "request_payment_transaction": {…}} — the part both
 // authorizations share.
 void write_authorization(core::JsonWriter& body, std::string_view currency, std::int64_t amount,
-                         const std::optional<std::string>& reference, bool capture_now) {
+                         const std::optional<std::string>& reference, bool capture_now,
+                         const std::optional<std::string>& payment_option_id = std::nullopt) {
   body.field("currency", currency);
   body.key("request_payment_transaction").begin_object().field("amount", amount);
   if (reference) body.field("payment_transaction_reference", *reference);
-  body.field("capture", capture_now ? "NOW" : "LATER").end_object();
+  body.field("capture", capture_now ? "NOW" : "LATER");
+  if (payment_option_id) body.field("payment_option_id", *payment_option_id);
+  body.end_object();
 }
 
-// Supplementary purchase data as sent; the interoperability data as a JSON
-// string whose decoded value is exactly the bytes received.
+// A JSON string token as received goes in as it is; a context stored before
+// tokens were kept raw holds the decoded text, which is encoded.
+void write_json_string(core::JsonWriter& body, const std::string& text) {
+  thread_local simdjson::dom::parser parser;
+  simdjson::dom::element e;
+  const bool token = !text.empty() && text.front() == '"' &&
+                     parser.parse(text).get(e) == simdjson::SUCCESS && e.is_string();
+  token ? body.raw(text) : body.value(text);
+}
+
+// Supplementary purchase data and the interoperability data, each the JSON
+// text received (docs/KLARNA-FIDELITY.md: forwarded byte for byte).
 void write_extras(core::JsonWriter& body, const PurchaseExtras& x) {
   if (x.supplementary_purchase_data) {
     body.key("supplementary_purchase_data").raw(*x.supplementary_purchase_data);
   }
   if (x.interoperability_data) {
-    body.key("interoperability")
-        .begin_object()
-        .field("interoperability_data", *x.interoperability_data)
-        .end_object();
+    body.key("interoperability").begin_object().key("interoperability_data");
+    write_json_string(body, *x.interoperability_data);
+    body.end_object();
   }
 }
 
@@ -124,9 +137,10 @@ Call final_authorization_call(const FinalAuthorization& f) {
 Call initial_authorization_call(const InitialAuthorization& f) {
   core::JsonWriter body;
   body.begin_object();
-  write_authorization(body, f.currency, f.amount, f.reference, f.capture_now);
+  write_authorization(body, f.currency, f.amount, f.reference, f.capture_now, f.payment_option_id);
   write_extras(body, f.extras);
   if (f.step_up_config) body.key("step_up_config").raw(*f.step_up_config);
+  if (f.request_customer_token) body.key("request_customer_token").raw(*f.request_customer_token);
   body.end_object();
   Call c;
   c.path = "/payment/authorize";
@@ -191,8 +205,20 @@ Call confirm_call(const Confirm& f) {
   c.body = body.take();
   c.entity_id = f.payment_request_id;
   c.path_token = f.confirmation_token;
-  c.key_entity = f.payment_request_id;
-  c.key_discriminator = f.confirmation_token;
+  c.key_entity = f.command_id.value_or(f.payment_request_id);
+  c.key_discriminator = f.command_id ? std::string() : f.confirmation_token;
+  c.command_id = f.command_id;
+  return c;
+}
+
+Call sdk_token_call(const SdkToken& f) {
+  Call c;
+  c.path = "/interoperability/sdk-tokens";
+  c.body = "{}";
+  c.entity_id = f.entity_id;
+  c.token_headers.emplace_back(kInteroperabilityHeader, f.interoperability_token);
+  c.key_entity = f.command_id;
+  c.command_id = f.command_id;
   return c;
 }
 
@@ -297,7 +323,10 @@ Call call_for(const FollowUp& f, const FollowUpOrigin& origin) {
             return read_call("requests", r.payment_request_id, r.payment_request_id, d);
           },
           [&](const ReadTransaction& r) {
-            return read_call("transactions", r.payment_transaction_id, r.payment_transaction_id, d);
+            auto c =
+                read_call("transactions", r.payment_transaction_id, r.payment_transaction_id, d);
+            c.command_id = r.command_id;
+            return c;
           },
           [&](const ReadCapture& r) {
             return read_call("captures", r.payment_capture_id, r.payment_transaction_id, d);
@@ -316,6 +345,7 @@ Call call_for(const FollowUp& f, const FollowUpOrigin& origin) {
           [](const DisputeRepresent& r) { return represent_call(r); },
           [](const DisputeAppeal& a) { return appeal_call(a); },
           [&](const ReadDispute& r) { return read_dispute_call(r, d); },
+          [](const SdkToken& t) { return sdk_token_call(t); },
       },
       f);
 }
@@ -411,6 +441,7 @@ std::string_view operation_name(const FollowUp& f) {
                         [](const DisputeRepresent&) { return "dispute_represent"; },
                         [](const DisputeAppeal&) { return "dispute_appeal"; },
                         [](const ReadDispute&) { return "read_dispute"; },
+                        [](const SdkToken&) { return "sdk_token"; },
                     },
                     f);
 }
@@ -534,7 +565,8 @@ std::vector<FollowUp> on_request_state(const RequestContext& c, const FollowUpSe
                     .amount = *t.amount,
                     .currency = *t.currency,
                     .reference = t.reference,
-                    .capture_now = t.capture_now}};
+                    .capture_now = t.capture_now,
+                    .command_id = std::nullopt}};
   }
   // The approval cannot be used without its token, nor priced without the
   // amount: read the request instead of guessing.

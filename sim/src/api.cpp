@@ -227,10 +227,12 @@ ApiResponse SimApi::Impl::handle_locked(const ApiRequest& req,
     if (auto corr = req.header("partner-correlation-id"); !corr.empty()) {
       r.headers.emplace_back("Partner-Correlation-Id", corr);
     }
+    if (route.name != "sim.control") r.headers.emplace_back("Klarna-Correlation-Id", uuid());
     return r;
   };
 
   if (route.name == "unknown") return finish(not_found("route"));
+  if (route.account.empty() && route.name.rfind("payment.", 0) == 0) route.account = opt.account_id;
   if (route.name != "sim.control" && !authorized(req)) {  // /_sim never needs credentials
     return finish(
         klarna_error(401, "ACCESS_ERROR", "UNAUTHORIZED", "Missing or invalid credentials"));
@@ -294,6 +296,7 @@ ApiResponse SimApi::Impl::dispatch(const Route& route, const ApiRequest& req, co
     return payment_request_op(route);
   if (n == "payment.authorize") return authorize(route, req, body);
   if (n == "payment.confirm") return confirm(route, body);
+  if (n == "interoperability.sdk-tokens") return sdk_token(req);
 
   if (n.rfind("payment.transactions.", 0) == 0) return transaction_op(route, body);
   if (n == "payment.captures.read") {
@@ -368,7 +371,7 @@ ApiResponse SimApi::Impl::transaction_op(const Route& route, const Body& body) {
     if (t.state != TransactionState::authorized) return wrong_state("VOID_NOT_ALLOWED", "void");
     ++t.operations;
     move_transaction(t, t.captured > 0 ? TransactionState::completed : TransactionState::closed);
-    return json_response(200, render_transaction(t));
+    return shaped(200, render_transaction(t), "{}");
   }
   return not_found("route");
 }

@@ -116,6 +116,18 @@ inline Route match_route(std::string_view method, const std::vector<std::string>
     return r;
   }
   if (!is(0, "v2")) return r;
+  if (is(1, "payment")) {
+    // A sub-partner's own calls carry no account (Klarna's curl samples):
+    // the sim's account (SimApi::Impl::handle_locked fills it in).
+    std::vector<std::string> scoped = {"v2", "accounts", ""};
+    scoped.insert(scoped.end(), s.begin() + 1, s.end());
+    return match_route(method, scoped);
+  }
+  if (is(1, "accounts") && n == 5 && is(3, "interoperability") && is(4, "sdk-tokens")) {
+    r.account = s[2];
+    if (method == "POST") r.name = "interoperability.sdk-tokens";
+    return r;
+  }
   if (is(1, "accounts") && n >= 5 && is(3, "payment")) {
     r.account = s[2];
     const std::string& kind = s[4];
@@ -448,6 +460,7 @@ struct SimApi::Impl {
         w.key("customer_interaction")
             .begin_object()
             .field("method", "HANDOVER")
+            .field("payment_request_id", r.id)
             .field("payment_request_url", r.url)
             .end_object();
         break;
@@ -782,6 +795,13 @@ struct SimApi::Impl {
                           const Body& body);
   ApiResponse authorize(const Route& route, const ApiRequest& req, const Body& body);
   ApiResponse confirm(const Route& route, const Body& body);
+  ApiResponse sdk_token(const ApiRequest& req);
+  // The answer as `opt.answers` shapes it: `full`, or the thin one.
+  ApiResponse shaped(int status, std::string full, std::string thin, std::string bare = {}) const {
+    if (opt.answers == "thin") return json_response(status, std::move(thin));
+    if (opt.answers == "bare") return json_response(status, bare.empty() ? std::move(thin) : bare);
+    return json_response(status, std::move(full));
+  }
   ApiResponse capture(const Route& route, const Body& body);
   ApiResponse refund(const Route& route, const Body& body, bool of_capture);
   ApiResponse customer_action(const std::string& id, const std::string& action, const Body& body);

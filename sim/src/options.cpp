@@ -73,6 +73,10 @@ SimOptions load_options(const core::Config& c) {
   if (o.api.dispute_path_prefix.empty() || o.api.dispute_path_prefix.front() != '/') {
     throw core::ConfigError("sim.dispute_path_prefix", "must be a path starting with /");
   }
+  o.api.answers = c.string("sim.answers", o.api.answers);
+  if (o.api.answers != "full" && o.api.answers != "thin" && o.api.answers != "bare") {
+    throw core::ConfigError("sim.answers", "must be full, thin or bare");
+  }
   load_auth(c, o);
   o.api.seed = o.seed;
 

@@ -24,6 +24,21 @@ ApiResponse SimApi::Impl::authorize(const Route& route, const ApiRequest& req, c
   auto respond = [&](std::string_view result, std::string_view reason, const Transaction* tx,
                      const PaymentRequest* pr) {
     JsonWriter w;
+    if (opt.answers != "full") {  // as thin as the documents allow
+      w.begin_object().key("payment_transaction_response").begin_object().field("result", result);
+      if (tx) {
+        w.key("payment_transaction").begin_object().field("payment_transaction_id", tx->id);
+        w.end_object();
+      }
+      w.end_object();
+      if (pr) {
+        w.key("payment_request").begin_object().key("state_context").begin_object();
+        w.key("customer_interaction").begin_object().field("payment_request_id", pr->id);
+        w.field("payment_request_url", pr->url).end_object().end_object().end_object();
+      }
+      w.end_object();
+      return w.take();
+    }
     w.begin_object().key("payment_transaction_response").begin_object().field("result", result);
     if (!reason.empty()) w.field("result_reason", reason);
     if (tx) {
@@ -59,8 +74,7 @@ ApiResponse SimApi::Impl::authorize(const Route& route, const ApiRequest& req, c
     if (*amount != pr.amount)
       return invalid("request_payment_transaction.amount",
                      "must match the approved payment request");
-    if (body.child("step_up_config"))
-      return invalid("step_up_config", "is not allowed in a final authorization");
+    // Real clients send the step_up_config of the initial call again: accepted, unused.
     auto& tx =
         create_transaction(pr.account, reference, *amount, *currency, pr.id, capture_mode == "NOW");
     pr.transaction_id = tx.id;
@@ -70,17 +84,30 @@ ApiResponse SimApi::Impl::authorize(const Route& route, const ApiRequest& req, c
 
   // Initial authorization. Sim rules (no real customer here):
   //   reference containing "decline"          → DECLINED
-  //   Klarna-Customer-Token header present    → APPROVED
-  //   otherwise                               → STEP_UP_REQUIRED, a payment request is created
+  //   Klarna-Customer-Token header present    → APPROVED (with a customer token when
+  //                                              request_customer_token asked for one)
+  //   step_up_config present                  → STEP_UP_REQUIRED, a payment request is created
+  //   otherwise                               → DECLINED (no customer can be asked)
   if (reference.find("decline") != std::string::npos) {
     return json_response(200, respond("DECLINED", "PURCHASE_DECLINED", nullptr, nullptr));
   }
   if (!req.header("klarna-customer-token").empty()) {
     auto& tx =
         create_transaction(route.account, reference, *amount, *currency, "", capture_mode == "NOW");
-    return json_response(200, respond("APPROVED", "", &tx, nullptr));
+    auto answer = respond("APPROVED", "", &tx, nullptr);
+    if (body.child("request_customer_token") && answer.size() > 1) {
+      answer.pop_back();  // the closing brace: add the token Klarna issued
+      answer += R"(,"customer_token":{"customer_token":"krn:customer-token:)" + uuid() + "\"}}";
+    }
+    return json_response(200, answer);
   }
-  auto& stored = add_request(route.account, reference, *currency, *amount, "STEP_UP_REQUIRED");
+  auto step_up = body.child("step_up_config");
+  if (!step_up || !step_up->is_object()) {
+    return json_response(200, respond("DECLINED", "STEP_UP_NOT_CONFIGURED", nullptr, nullptr));
+  }
+  auto request_reference = Body::str(*step_up, "payment_request_reference").value_or(reference);
+  auto& stored =
+      add_request(route.account, request_reference, *currency, *amount, "STEP_UP_REQUIRED");
   return json_response(
       200, respond("STEP_UP_REQUIRED", "CUSTOMER_INTERACTION_REQUIRED", nullptr, &stored));
 }
@@ -108,8 +135,27 @@ ApiResponse SimApi::Impl::confirm(const Route& route, const Body& body) {
   auto& tx = create_transaction(pr.account, reference, pr.amount, pr.currency, pr.id, capture_now);
   pr.transaction_id = tx.id;
   move_request(pr, RequestState::authorized);
-  pr.authorize_response = render_request(pr);
+  if (opt.answers == "full") {
+    pr.authorize_response = render_request(pr);
+  } else {  // only the new id
+    JsonWriter w;
+    w.begin_object().field("payment_request_id", pr.id).key("state_context").begin_object();
+    w.field("payment_transaction_id", tx.id).end_object().end_object();
+    pr.authorize_response = w.take();
+  }
   return json_response(200, pr.authorize_response);
+}
+
+// The Interoperability API: an SDK token for a well-formed interoperability
+// token (a JWT: three dot-separated segments), sent in its header.
+ApiResponse SimApi::Impl::sdk_token(const ApiRequest& req) {
+  const std::string jwt = req.header("klarna-interoperability-token");
+  if (jwt.empty()) return invalid("Klarna-Interoperability-Token", "is required");
+  if (std::count(jwt.begin(), jwt.end(), '.') != 2) {
+    return klarna_error(400, "INPUT_ERROR", "INVALID_INTEROPERABILITY_TOKEN",
+                        "The interoperability token is not a JWT");
+  }
+  return json_response(200, R"({"sdk_token":"sim-sdk-token-)" + token() + "\"}");
 }
 
 ApiResponse SimApi::Impl::capture(const Route& route, const Body& body) {
@@ -136,7 +182,7 @@ ApiResponse SimApi::Impl::capture(const Route& route, const Body& body) {
   if (t.captured == t.amount) move_transaction(t, TransactionState::completed);
   JsonWriter w;
   write_capture(w, c);
-  return json_response(201, w.take());
+  return shaped(201, w.take(), R"({"payment_capture_id":")" + c.id + "\"}", "{}");
 }
 
 ApiResponse SimApi::Impl::refund(const Route& route, const Body& body, bool of_capture) {
@@ -188,7 +234,7 @@ ApiResponse SimApi::Impl::refund(const Route& route, const Body& body, bool of_c
        t->account);
   JsonWriter w;
   write_refund(w, stored);
-  return json_response(201, w.take());
+  return shaped(201, w.take(), R"({"payment_refund_id":")" + stored.id + "\"}", "{}");
 }
 
 }  // namespace kpay::sim

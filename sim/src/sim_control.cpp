@@ -81,6 +81,14 @@ ApiResponse SimApi::Impl::sim_control(const ApiRequest& req, const std::vector<s
   auto at = [&](std::size_t i) -> std::string { return i < n ? s[i] : std::string(); };
 
   if (n == 2 && at(1) == "health") return json_response(200, R"({"status":"ok"})");
+  if (n == 2 && at(1) == "answers" && m == "POST") {
+    auto mode = body.str("mode").value_or("");
+    if (mode != "full" && mode != "thin" && mode != "bare") {
+      return invalid("mode", "must be full, thin or bare");
+    }
+    opt.answers = mode;
+    return json_response(200, R"({"mode":")" + mode + "\"}");
+  }
   if (n == 2 && at(1) == "calls" && m == "GET") return list_calls(req);
   if (n == 2 && at(1) == "payment-requests" && m == "GET") return list_payment_requests();
   if (n == 2 && at(1) == "transactions" && m == "GET") return list_transactions();

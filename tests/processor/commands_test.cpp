@@ -139,16 +139,78 @@ TEST(Commands, TokensNeverAppearInReasons) {
   EXPECT_EQ(std::get<CommandRejection>(decoded).reason().find("secret"), std::string::npos);
 }
 
-TEST(Commands, UnknownInteroperabilityStatusCountsAsSupported) {
+TEST(Commands, InteroperabilityStatusesByKlarnasFourNamesUnknownCountsAsSupported) {
   auto status = [](std::string_view payload) {
     auto r = check_interoperability_token(jwt(payload));
-    EXPECT_TRUE(std::holds_alternative<InteroperabilityStatus>(r));
-    return std::get<InteroperabilityStatus>(r);
+    EXPECT_TRUE(std::holds_alternative<InteroperabilityClaims>(r));
+    return std::string(interoperability_status_name(std::get<InteroperabilityClaims>(r).status));
   };
-  EXPECT_EQ(status(R"({"status":"SOMETHING_NEW"})"), InteroperabilityStatus::payment_supported);
-  EXPECT_EQ(status(R"({})"), InteroperabilityStatus::payment_supported);
-  EXPECT_EQ(status(R"({"status":"PAYMENT_NOT_SUPPORTED"})"),
-            InteroperabilityStatus::payment_not_supported);
+  EXPECT_EQ(status(R"({"status":"SOMETHING_NEW"})"), "PAYMENT_SUPPORTED");
+  EXPECT_EQ(status(R"({})"), "PAYMENT_SUPPORTED");
+  EXPECT_EQ(status(R"({"status":"PAYMENT_NOT_SUPPORTED"})"), "PAYMENT_SUPPORTED");
+  EXPECT_EQ(status(R"({"status":"PAYMENT_SUPPORTED"})"), "PAYMENT_SUPPORTED");
+  EXPECT_EQ(status(R"({"status":"PAYMENT_UNSUPPORTED"})"), "PAYMENT_UNSUPPORTED");
+  EXPECT_EQ(status(R"({"status":"PAYMENT_PREPARED"})"), "PAYMENT_PREPARED");
+  EXPECT_EQ(status(R"({"status":"PAYMENT_PENDING_CONFIRMATION","payment_confirmation_token":"x"})"),
+            "PAYMENT_PENDING_CONFIRMATION");
+  auto pending = std::get<InteroperabilityClaims>(check_interoperability_token(
+      jwt(R"({"status":"PAYMENT_PENDING_CONFIRMATION","payment_confirmation_token":"pct-1"})")));
+  EXPECT_EQ(pending.payment_confirmation_token, "pct-1");
+}
+
+TEST(Commands, PendingConfirmationWithoutItsConfirmationTokenIsRejected) {
+  auto decoded = decode_command(
+      R"({"command_id":"c","type":"authorize","partner_account_id":"acc","amount":100,)"
+      R"("currency":"EUR","payment_transaction_reference":"r","capture":"LATER",)"
+      R"("interoperability_token":")" +
+      jwt(R"({"status":"PAYMENT_PENDING_CONFIRMATION"})") + "\"}");
+  ASSERT_TRUE(std::holds_alternative<CommandRejection>(decoded));
+  EXPECT_EQ(std::get<CommandRejection>(decoded).error, CommandError::bad_interoperability_token);
+}
+
+// The exact JSON text received: escapes, number spellings, big integers, key order.
+TEST(Commands, ForwardedObjectsKeepTheirExactJsonText) {
+  const std::string object =
+      R"({"z":"\u00e4\/x","a":10.50,"n":12345678901234567890,"e":1E+2,"s":[ 1 , {}]})";
+  const std::string data = R"("d\u00e4ta \/ \"q\"")";
+  auto decoded = decode_command(
+      R"({"command_id":"c","type":"authorize","partner_account_id":"acc","amount":100,)"
+      R"("currency":"EUR","payment_transaction_reference":"r","capture":"LATER",)"
+      R"("supplementary_purchase_data":)" +
+      object + R"(,"step_up_config": )" + object + R"( ,"request_customer_token":)" + object +
+      R"(,"interoperability_data":)" + data + "}");
+  ASSERT_TRUE(std::holds_alternative<Command>(decoded))
+      << std::get<CommandRejection>(decoded).reason();
+  const auto& a = std::get<AuthorizeCommand>(std::get<Command>(decoded).body);
+  EXPECT_EQ(a.supplementary_purchase_data, object);
+  EXPECT_EQ(a.step_up_config, object);
+  EXPECT_EQ(a.request_customer_token, object);
+  EXPECT_EQ(a.interoperability.data, data);
+  const auto row = outbox_row(
+      InitialAuthorization{
+          .command_id = "c",
+          .entity_id = "r",
+          .amount = 100,
+          .currency = "EUR",
+          .reference = "r",
+          .capture_now = false,
+          .customer_token = std::nullopt,
+          .step_up_config = a.step_up_config,
+          .extras = {a.supplementary_purchase_data, std::nullopt, a.interoperability.data},
+          .payment_option_id = std::nullopt,
+          .request_customer_token = std::nullopt},
+      FollowUpOrigin{});
+  EXPECT_NE(row.request_body.find(R"("step_up_config":)" + object), std::string::npos)
+      << row.request_body;
+  EXPECT_NE(row.request_body.find(R"("interoperability_data":)" + data), std::string::npos)
+      << row.request_body;
+  auto capture =
+      decode_command(R"({"command_id":"c","type":"capture","payment_transaction_id":"t",)"
+                     R"("supplementary_capture_data":)" +
+                     object + "}");
+  ASSERT_TRUE(std::holds_alternative<Command>(capture));
+  EXPECT_EQ(std::get<CaptureCommand>(std::get<Command>(capture).body).supplementary_capture_data,
+            object);
 }
 
 TEST(Commands, ResendHasTheSameHashReuseDoesNot) {
@@ -314,6 +376,64 @@ TEST_F(CommandApplierTest, AuthorizeCarriesTokensAsHeadersAndDataAsSent) {
   EXPECT_EQ(rows[0].request_body.find("ctok"), std::string::npos);
   EXPECT_NE(rows[0].request_body.find(R"("step_up_config":{"payment_request_reference")"),
             std::string::npos);
+}
+
+TEST_F(CommandApplierTest, ResultsReportTheTokenStatusByKlarnasNames) {
+  int n = 0;
+  for (std::string status : {"PAYMENT_UNSUPPORTED", "PAYMENT_PREPARED", "PAYMENT_SUPPORTED"}) {
+    const auto id = "st-" + std::to_string(++n);
+    auto r = send(R"({"command_id":")" + id +
+                  R"(","type":"authorize","partner_account_id":"a",)"
+                  R"("amount":5,"currency":"EUR","payment_transaction_reference":"r)" +
+                  id + R"(","capture":"LATER","interoperability_token":")" +
+                  jwt(R"({"status":")" + status + R"("})") + "\"}");
+    ASSERT_EQ(r.size(), 1u);
+    EXPECT_EQ(field(r[0], "interoperability_status"), status) << r[0];
+  }
+}
+
+TEST_F(CommandApplierTest, PendingConfirmationIsQueuedAsOneConfirmKeyedByTheCommand) {
+  const auto token =
+      jwt(R"({"status":"PAYMENT_PENDING_CONFIRMATION","payment_confirmation_token":"pct-9"})");
+  const std::string body =
+      R"({"command_id":"pc-9","type":"authorize","partner_account_id":"a","amount":700,)"
+      R"("currency":"EUR","payment_transaction_reference":"ref-9","capture":"NOW",)"
+      R"("interoperability_token":")" +
+      token + "\"}";
+  auto r = send(body);
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(field(r[0], "status"), "accepted");
+  EXPECT_EQ(field(r[0], "interoperability_status"), "PAYMENT_PENDING_CONFIRMATION");
+  EXPECT_TRUE(send(body).empty()) << "a resend acts once";
+  auto rows = store_->claim_due_outbox(std::numeric_limits<std::int64_t>::max(), 10);
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0].operation, "confirm");
+  EXPECT_EQ(rows[0].path, "/payment/confirmation-tokens/{token}/confirm");
+  EXPECT_EQ(rows[0].call_token, "pct-9");
+  EXPECT_EQ(rows[0].command_id, "pc-9");
+  EXPECT_EQ(rows[0].idempotency_key, idempotency_key("confirm", "pc-9", ""));
+  EXPECT_NE(rows[0].request_body.find(R"("payment_amount":700)"), std::string::npos);
+  EXPECT_NE(rows[0].request_body.find(R"("capture":true)"), std::string::npos);
+}
+
+TEST_F(CommandApplierTest, SdkTokenIsOneInteroperabilityCallWithTheTokenInItsHeader) {
+  const auto token = jwt(R"({"status":"PAYMENT_SUPPORTED"})");
+  auto r = send(R"({"command_id":"sdk-1","type":"sdk_token","partner_account_id":"acc-1",)"
+                R"("interoperability_token":")" +
+                token + "\"}");
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(field(r[0], "status"), "accepted");
+  EXPECT_EQ(r[0].find(token), std::string::npos);
+  auto rows = store_->claim_due_outbox(std::numeric_limits<std::int64_t>::max(), 10);
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0].operation, "sdk_token");
+  EXPECT_EQ(rows[0].path, "/interoperability/sdk-tokens");
+  EXPECT_EQ(rows[0].account_id, "acc-1");
+  const auto headers = token_headers(rows[0]);
+  ASSERT_EQ(headers.size(), 1u);
+  EXPECT_EQ(headers[0].first, "Klarna-Interoperability-Token");
+  EXPECT_EQ(headers[0].second, token);
+  EXPECT_EQ(rows[0].request_body.find(token), std::string::npos);
 }
 
 }  // namespace

@@ -219,7 +219,7 @@ TEST(FollowUps, ReadsAndCommandedCaptures) {
   EXPECT_EQ(cap.idempotency_key, idempotency_key("read_capture", "krn:capture:1", "book"));
   const auto ref = outbox_row(ReadRefund{"txn-1", "r 1/x"}, o);
   EXPECT_EQ(ref.path, "/payment/refunds/r%201%2Fx");
-  const auto txn = outbox_row(ReadTransaction{"txn-1"}, o);
+  const auto txn = outbox_row(ReadTransaction{"txn-1", std::nullopt}, o);
   EXPECT_EQ(txn.path, "/payment/transactions/txn-1");
   EXPECT_EQ(txn.operation, "read_transaction");
   Capture commanded;

@@ -361,9 +361,17 @@ TEST_F(ApiTest, CancelVoidDeclineAndStepUp) {
           .status,
       403);
 
-  auto step =
+  // STEP_UP only when step_up_config was sent (without it no customer can be asked).
+  auto no_config =
       call("POST", kAcct + "/payment/authorize",
            R"({"currency":"EUR","request_payment_transaction":{"amount":500,"capture":"NOW"}})");
+  ASSERT_EQ(no_config.status, 200);
+  EXPECT_EQ(jstr(no_config.body, {"payment_transaction_response", "result"}), "DECLINED");
+  auto step =
+      call("POST", kAcct + "/payment/authorize",
+           R"({"currency":"EUR","request_payment_transaction":{"amount":500,)"
+           R"("capture":"NOW"},"step_up_config":{"payment_request_reference":"pr",)"
+           R"("customer_interaction_config":{"method":"HANDOVER","return_url":"https://x"}}})");
   ASSERT_EQ(step.status, 200);
   EXPECT_EQ(jstr(step.body, {"payment_transaction_response", "result"}), "STEP_UP_REQUIRED");
   EXPECT_EQ(jstr(step.body, {"payment_request", "state"}), "SUBMITTED");

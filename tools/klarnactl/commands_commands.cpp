@@ -195,6 +195,7 @@ struct AuthorizeOptions {
   std::int64_t amount = 0;
   std::optional<std::string> customer_token_file, interop_token_file, interop_data_file;
   std::optional<std::string> supplementary_purchase_data, step_up_config;
+  std::optional<std::string> payment_option_id, request_customer_token;
 };
 
 void register_authorize(CLI::App& app, const GlobalOptions& g) {
@@ -212,6 +213,9 @@ void register_authorize(CLI::App& app, const GlobalOptions& g) {
   cmd->add_option("--interoperability-data-file", a->interop_data_file, "file, as received");
   cmd->add_option("--supplementary-purchase-data", a->supplementary_purchase_data, "JSON object");
   cmd->add_option("--step-up-config", a->step_up_config, "JSON object, sent as is");
+  cmd->add_option("--payment-option-id", a->payment_option_id, "payment_option_id");
+  cmd->add_option("--request-customer-token", a->request_customer_token,
+                  "JSON object ({\"scopes\":[…],\"customer_token_reference\"}), sent as is");
   cmd->callback([&g, o, a] {
     prepare(*o);
     auto file = [](const std::optional<std::string>& f) {
@@ -225,6 +229,8 @@ void register_authorize(CLI::App& app, const GlobalOptions& g) {
     j.maybe("interoperability_data", file(a->interop_data_file));
     j.raw("supplementary_purchase_data", a->supplementary_purchase_data);
     j.raw("step_up_config", a->step_up_config);
+    j.maybe("payment_option_id", a->payment_option_id);
+    j.raw("request_customer_token", a->request_customer_token);
     send(g, *o, a->reference, j.done());
   });
 }
@@ -283,7 +289,33 @@ void register_single_id(CLI::App& app, const GlobalOptions& g, const std::string
 
 }  // namespace
 
+// `klarnactl interoperability sdk-token`: the command `sdk_token`; with
+// --wait the result (holding the sdk_token) is printed.
+void register_interoperability(CLI::App& app, const GlobalOptions& g) {
+  auto* group = app.add_subcommand("interoperability", "Klarna's Interoperability API");
+  group->require_subcommand(1);
+  auto o = std::make_shared<SendOptions>();
+  auto account = std::make_shared<std::string>();
+  auto token_file = std::make_shared<std::string>();
+  auto* cmd =
+      with_send_options(group->add_subcommand("sdk-token",
+                                              "An SDK token for an interoperability token (command "
+                                              "`sdk_token`; --wait prints it)"),
+                        *o);
+  cmd->add_option("--account", *account, "partner_account_id")->required();
+  cmd->add_option("--token-file", *token_file, "file holding the interoperability token")
+      ->required();
+  cmd->callback([&g, o, account, token_file] {
+    prepare(*o);
+    CommandJson j(*o, "sdk_token");
+    j.field("partner_account_id", *account);
+    j.field("interoperability_token", read_secret(*token_file));
+    send(g, *o, *account, j.done());
+  });
+}
+
 void register_commands_commands(CLI::App& app, const GlobalOptions& global) {
+  register_interoperability(app, global);
   register_authorize(app, global);
   register_capture(app, global);
   register_refund(app, global);

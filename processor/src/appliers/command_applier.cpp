@@ -274,10 +274,30 @@ storage::PaymentContextRow context_of(const std::string& command_id, const std::
   return row;
 }
 
+// An interoperability token PAYMENT_PENDING_CONFIRMATION: the customer has
+// approved elsewhere; Klarna asks for a confirm of the token's
+// payment_confirmation_token at once, server to server, instead of an
+// authorization (one operation, keyed by the command_id).
+Verdict pending_confirmation_verdict(const AuthorizeCommand& c, const std::string& id,
+                                     const std::string& key) {
+  Verdict v = accepted(key.empty() ? c.payment_transaction_reference : key, c.partner_account_id);
+  v.call = Confirm{.payment_request_id = v.entity_id,
+                   .confirmation_token = *c.interoperability.payment_confirmation_token,
+                   .amount = c.amount,
+                   .currency = c.currency,
+                   .reference = c.payment_transaction_reference,
+                   .capture_now = c.capture == CaptureMode::now,
+                   .command_id = id};
+  return v;
+}
+
 // The initial authorization; its context is kept so that a STEP_UP_REQUIRED
 // answer hands it to the payment request Klarna creates.
 Verdict check_authorize(storage::StateStore& store, const AuthorizeCommand& c,
                         const std::string& id, const std::string& key, std::int64_t now_ms) {
+  if (c.interoperability.status == InteroperabilityStatus::payment_pending_confirmation) {
+    return pending_confirmation_verdict(c, id, key);
+  }
   auto ctx = context_of(id, c.partner_account_id, c.amount, c.currency, c.capture,
                         c.interoperability, now_ms);
   ctx.payment_transaction_reference = c.payment_transaction_reference;
@@ -293,7 +313,15 @@ Verdict check_authorize(storage::StateStore& store, const AuthorizeCommand& c,
       .capture_now = c.capture == CaptureMode::now,
       .customer_token = c.customer_token,
       .step_up_config = c.step_up_config,
-      .extras = {c.supplementary_purchase_data, c.interoperability.token, c.interoperability.data}};
+      .extras = {c.supplementary_purchase_data, c.interoperability.token, c.interoperability.data},
+      .payment_option_id = c.payment_option_id,
+      .request_customer_token = c.request_customer_token};
+  return v;
+}
+
+Verdict check_sdk_token(const SdkTokenCommand& c, const std::string& id, const std::string& key) {
+  Verdict v = accepted(key.empty() ? id : key, c.partner_account_id);
+  v.call = SdkToken{id, v.entity_id, c.interoperability_token};
   return v;
 }
 
@@ -334,6 +362,7 @@ Verdict check(storage::StateStore& store, const Command& c, const std::string& k
           [&](const DisputeAcceptLossCommand& x) { return check_accept_loss(store, x, id); },
           [&](const DisputeRepresentCommand& x) { return check_represent(store, x, id); },
           [&](const DisputeAppealCommand& x) { return check_appeal(store, x, id); },
+          [&](const SdkTokenCommand& x) { return check_sdk_token(x, id, key); },
       },
       c.body);
 }

@@ -28,9 +28,10 @@ enum class CommandType {
   dispute_accept_loss,
   dispute_represent,
   dispute_appeal,
+  sdk_token,
 };
 // Wire names: register, authorize, capture, refund, void, cancel,
-// dispute_accept_loss, dispute_represent, dispute_appeal.
+// dispute_accept_loss, dispute_represent, dispute_appeal, sdk_token.
 std::string_view command_type_name(CommandType t);
 std::optional<CommandType> parse_command_type(std::string_view name);
 // dispute_accept_loss, dispute_represent, dispute_appeal.
@@ -38,26 +39,40 @@ bool is_dispute_command(CommandType t);
 
 enum class CaptureMode { now, later };
 
-// The `status` claim of an interoperability token. Any value not listed here
-// counts as PAYMENT_SUPPORTED (PAYMENTS-API.md, initial authorization).
-// PAYMENT_NOT_SUPPORTED is our reading, unconfirmed; the token is forwarded
-// whatever its status, Klarna decides.
-enum class InteroperabilityStatus { payment_supported, payment_not_supported };
+// The `status` claim of an interoperability token, by Klarna's four names
+// (docs/KLARNA-FIDELITY.md, "Commands and calls"). Any other value, or none,
+// counts as PAYMENT_SUPPORTED. PAYMENT_PENDING_CONFIRMATION asks for a confirm
+// of the token's `payment_confirmation_token`, server to server, at once.
+enum class InteroperabilityStatus {
+  payment_pending_confirmation,
+  payment_prepared,
+  payment_supported,
+  payment_unsupported,
+};
 std::string_view interoperability_status_name(InteroperabilityStatus s);
+
+// What the token's payload says (the claims this product acts on).
+struct InteroperabilityClaims {
+  InteroperabilityStatus status = InteroperabilityStatus::payment_supported;
+  std::optional<std::string> payment_confirmation_token;  // sensitive
+};
 
 // Whether an interoperability token is well formed: a JWT, three base64url
 // segments whose payload decodes to a JSON object. The signature is NOT
 // verified (out of scope: Klarna verifies the token it issued). Returns the
-// `status` claim, or why the token is malformed (never the token itself).
-std::variant<InteroperabilityStatus, std::string> check_interoperability_token(
+// claims, or why the token is malformed (never the token itself).
+std::variant<InteroperabilityClaims, std::string> check_interoperability_token(
     std::string_view token);
 
 // Interoperability token and data, exactly as the command carried them
 // (field names with or without the `klarna_` prefix).
 struct Interoperability {
   std::optional<std::string> token;  // sensitive: never logged or published
-  std::optional<std::string> data;   // forwarded byte for byte
+  // The JSON text of the string as received (quotes and escapes included):
+  // spliced into Klarna's body, never decoded and re-encoded.
+  std::optional<std::string> data;
   std::optional<InteroperabilityStatus> status;
+  std::optional<std::string> payment_confirmation_token;  // sensitive
 };
 
 struct RegisterCommand {
@@ -68,9 +83,11 @@ struct RegisterCommand {
   std::string currency;
   CaptureMode capture = CaptureMode::later;
   std::optional<std::string> payment_transaction_reference;
-  std::optional<std::string> supplementary_purchase_data;  // JSON object
+  std::optional<std::string> supplementary_purchase_data;  // JSON text, as received
   Interoperability interoperability;
 };
+// Objects are kept as the exact JSON text received (validated, never
+// re-encoded): Klarna gets them byte for byte.
 struct AuthorizeCommand {
   std::string partner_account_id;
   std::int64_t amount = 0;
@@ -79,14 +96,16 @@ struct AuthorizeCommand {
   CaptureMode capture = CaptureMode::later;
   std::optional<std::string> customer_token;  // sensitive
   Interoperability interoperability;
-  std::optional<std::string> supplementary_purchase_data;  // JSON object
-  std::optional<std::string> step_up_config;               // JSON object, sent as is
+  std::optional<std::string> supplementary_purchase_data;  // JSON text, as received
+  std::optional<std::string> step_up_config;               // JSON text, as received
+  std::optional<std::string> payment_option_id;
+  std::optional<std::string> request_customer_token;  // JSON text, as received
 };
 struct CaptureCommand {
   std::string payment_transaction_id;
   std::optional<std::int64_t> amount;  // none: all that remains
   std::optional<std::string> reference;
-  std::optional<std::string> supplementary_capture_data;  // JSON object
+  std::optional<std::string> supplementary_capture_data;  // JSON text, as received
 };
 // Exactly one of the two ids.
 struct RefundCommand {
@@ -124,9 +143,14 @@ struct DisputeAppealCommand {
   std::vector<DisputeAttachmentRef> attachments;
   std::optional<std::string> additional_information;
 };
+// The Interoperability API: an SDK token for the partner's web tier.
+struct SdkTokenCommand {
+  std::string partner_account_id;
+  std::string interoperability_token;  // sensitive; sent byte for byte
+};
 using CommandBody = std::variant<RegisterCommand, AuthorizeCommand, CaptureCommand, RefundCommand,
                                  VoidCommand, CancelCommand, DisputeAcceptLossCommand,
-                                 DisputeRepresentCommand, DisputeAppealCommand>;
+                                 DisputeRepresentCommand, DisputeAppealCommand, SdkTokenCommand>;
 
 struct Command {
   std::string command_id;
@@ -168,11 +192,15 @@ struct CommandResult {
   std::optional<std::string> command_id;  // none: the message was not a readable command
   std::optional<std::string> type;
   CommandStatus status = CommandStatus::rejected;
-  std::optional<std::string> reason;  // when not succeeded
-  std::optional<std::string> result;  // APPROVED | STEP_UP_REQUIRED | DECLINED (authorize)
+  std::optional<std::string> reason;         // when not succeeded
+  std::optional<std::string> result;         // APPROVED | STEP_UP_REQUIRED | DECLINED (authorize)
+  std::optional<std::string> result_reason;  // Klarna's, with the result
   std::optional<std::string> payment_transaction_id;
   std::optional<std::string> payment_request_id;
   std::optional<std::string> payment_request_url;
+  std::optional<std::string> expires_at;      // of the request a STEP_UP created
+  std::optional<std::string> customer_token;  // one Klarna returned (request_customer_token)
+  std::optional<std::string> sdk_token;       // sdk_token: sensitive, never logged
   std::optional<std::string> payment_capture_id;
   std::optional<std::string> payment_refund_id;
   std::optional<std::int64_t> amount;  // what a capture / refund was accepted for

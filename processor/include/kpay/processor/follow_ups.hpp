@@ -60,7 +60,8 @@ enum class TokenHeader { network_session, legacy_payment };  // which header car
 struct PurchaseExtras {
   std::optional<std::string> supplementary_purchase_data;  // a JSON object
   std::optional<std::string> interoperability_token;       // sensitive; a header
-  std::optional<std::string> interoperability_data;        // the string, byte for byte
+  // The JSON text of the string as received, spliced in byte for byte.
+  std::optional<std::string> interoperability_data;
 };
 struct FinalAuthorization {
   std::string payment_request_id;
@@ -72,6 +73,9 @@ struct FinalAuthorization {
   bool capture_now = false;
   PurchaseExtras extras;
 };
+// `payment_request_id`: the request (a webhook's confirm), or the command's key
+// when an `authorize` command's interoperability token is
+// PAYMENT_PENDING_CONFIRMATION (then `command_id` is set and keys it).
 struct Confirm {
   std::string payment_request_id;
   std::string confirmation_token;  // sensitive
@@ -79,6 +83,7 @@ struct Confirm {
   std::string currency;
   std::optional<std::string> reference;
   bool capture_now = false;
+  std::optional<std::string> command_id;
 };
 struct Capture {
   std::string payment_transaction_id;
@@ -101,8 +106,17 @@ struct InitialAuthorization {
   std::string reference;  // payment_transaction_reference
   bool capture_now = false;
   std::optional<std::string> customer_token;  // sensitive; Klarna-Customer-Token
-  std::optional<std::string> step_up_config;  // a JSON object, as sent
+  std::optional<std::string> step_up_config;  // JSON text, as received
   PurchaseExtras extras;
+  std::optional<std::string> payment_option_id;       // request_payment_transaction's
+  std::optional<std::string> request_customer_token;  // JSON text, as received
+};
+// The Interoperability API: POST …/interoperability/sdk-tokens with the
+// token in Klarna-Interoperability-Token, byte for byte. Keyed by command_id.
+struct SdkToken {
+  std::string command_id;
+  std::string entity_id;               // the command's key
+  std::string interoperability_token;  // sensitive
 };
 // A refund of the transaction, or (payment_capture_id) of one capture.
 struct Refund {
@@ -149,8 +163,11 @@ struct ReadDispute {
 struct ReadPaymentRequest {
   std::string payment_request_id;
 };
+// `command_id`: a read back after a 2xx money answer that lacked the new id;
+// its answer books the operation and reports the command's result.
 struct ReadTransaction {
   std::string payment_transaction_id;
+  std::optional<std::string> command_id = std::nullopt;
 };
 struct ReadCapture {
   std::string payment_transaction_id;
@@ -163,7 +180,7 @@ struct ReadRefund {
 using FollowUp =
     std::variant<FinalAuthorization, Confirm, Capture, ReadPaymentRequest, ReadTransaction,
                  ReadCapture, ReadRefund, InitialAuthorization, Refund, Void, CancelRequest,
-                 DisputeAcceptLoss, DisputeRepresent, DisputeAppeal, ReadDispute>;
+                 DisputeAcceptLoss, DisputeRepresent, DisputeAppeal, ReadDispute, SdkToken>;
 
 // Operation names stored in outbox.operation.
 std::string_view operation_name(const FollowUp& f);

@@ -84,6 +84,13 @@ struct ApiOptions {
   // "/v4/payment/disputes" (an SDK generated from its spec). Only this one
   // is served.
   std::string dispute_path_prefix = std::string(kDefaultDisputePathPrefix);
+  // How much Klarna's answers carry (`sim.answers`; `POST /_sim/answers
+  // {"mode"}` switches it at run time): "full" (every field), "thin" (money
+  // answers with only the new id; a STEP_UP's ids only under
+  // payment_request.state_context.customer_interaction: as little as Klarna's
+  // documents allow) or "bare" (capture / refund / void answers with an empty
+  // object: the id must be read back).
+  std::string answers = "full";
 };
 
 // Evidence files: at most 7 MB (7,000,000 bytes) each. A request carrying one
