@@ -276,8 +276,12 @@ TEST_F(CommandsE2E, StepUpThenCustomerApprovesGivesOneFinalAuthorizationWithTheR
 }
 
 TEST_F(CommandsE2E, CancelCancelsAStepUpRequest) {
-  auto r =
-      command("ref-cancel-1", authorize("auth-cancel-1", "ref-cancel-1", 900, ""), "auth-cancel-1");
+  auto r = command("ref-cancel-1",
+                   authorize("auth-cancel-1", "ref-cancel-1", 900,
+                             R"(,"step_up_config":{"payment_request_reference":"pr-cancel-1",)"
+                             R"("customer_interaction_config":{"method":"HANDOVER",)"
+                             R"("return_url":"https://example.test/back"}})"),
+                   "auth-cancel-1");
   ASSERT_EQ(r.result, "STEP_UP_REQUIRED") << r.raw;
   const auto pr = r.payment_request_id;
   // The request's webhooks must have arrived first (its account comes with them).
