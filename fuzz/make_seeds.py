@@ -132,6 +132,26 @@ def signature_seeds():
         write("signature", name, fdp_string(kid) + fdp_string(sig) + fdp_string(secret) + body)
 
 
+def command_signature_seeds():
+    # fuzz/fuzz_command_signature.cpp: the kpay-sender and kpay-signature
+    # values, the command body, then (read from the end) has-signature and
+    # has-sender bytes.
+    body = (b'{"command_id":"c-1","type":"refund","payment_transaction_id":"t-1",'
+            b'"amount":100,"issued_at":"2026-12-06T10:00:00Z"}')
+    good = hmac.new(b"refunds-secret-one-0123456789", body, hashlib.sha256).hexdigest().encode()
+    seeds = {
+        "valid": (b"\x01\x01", b"refunds", b"kid=k1;v1=" + good),
+        "wrong_signature": (b"\x01\x01", b"refunds", b"kid=k1;v1=" + b"0" * 64),
+        "retired_key": (b"\x01\x01", b"refunds", b"kid=k0;v1=" + good),
+        "unknown_sender": (b"\x01\x01", b"nobody", b"kid=k1;v1=" + good),
+        "uppercase_hex": (b"\x01\x01", b"refunds", b"kid=k1;v1=" + good.upper()),
+        "unsigned": (b"\x00\x00", b"", b""),
+        "sender_only": (b"\x01\x00", b"refunds", b""),
+    }
+    for name, (flags, sender, sig) in seeds.items():
+        write("command_signature", name, fdp_string(sender) + fdp_string(sig) + body + flags)
+
+
 def b64url(data):
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
@@ -278,6 +298,7 @@ def main():
     receiver_seeds()
     envelope_seeds()
     signature_seeds()
+    command_signature_seeds()
     command_seeds()
     answer_seeds()
     if args.sim:

@@ -113,6 +113,9 @@ struct Worker : std::enable_shared_from_this<Worker> {
   asio::steady_timer wait_timer;  // the rate limiter; the resolve deadline
   tcp::resolver resolver;
   std::optional<TlsStream> stream;  // engaged while connected
+  // The credentials the connection was opened with (keeps their TLS context
+  // alive); a call finding newer ones opens a new connection.
+  std::shared_ptr<const detail::Credentials> stream_credentials;
   beast::flat_buffer buffer;
   bool counted_open = false;  // the handshake completed: counted in open_connections
   bool aborting = false;      // shutdown cancelled this worker
@@ -125,7 +128,6 @@ struct Worker : std::enable_shared_from_this<Worker> {
 
 struct ApiClient::Impl {
   explicit Impl(ClientSettings s);
-  ~Impl() { OPENSSL_cleanse(authorization.data(), authorization.size()); }
 
   void start();
   void submit(Call call, std::function<void(Answer)> done);
@@ -140,7 +142,11 @@ struct ApiClient::Impl {
   asio::awaitable<std::optional<TransportFailure>> connect(Worker& w, Clock::time_point deadline);
 
   std::optional<TransportFailure> prepare_tls(TlsStream& stream) const;
-  Request build_request(const Call& c) const;
+  Request build_request(const Call& c, const std::string& authorization) const;
+  std::shared_ptr<const detail::Credentials> current_credentials() const {
+    std::lock_guard lock(credentials_mu);
+    return credentials;
+  }
   std::shared_ptr<Pending> take_queued(Worker& w);  // with mu held
   void drop_idle(Worker& w);                        // with mu held
   void release(const std::shared_ptr<Worker>& w, const Answer& a, bool on_wire);
@@ -156,10 +162,11 @@ struct ApiClient::Impl {
   ClientSettings settings;
   detail::RateLimiter limiter;
   detail::Target target;
-  std::string authorization;  // "Basic …"; never logged, wiped on destruction
   std::string user_agent, metadata;
   core::Logger log{"klarna-client"};
-  ssl::context tls{ssl::context::tls_client};
+  // Basic credentials and TLS context; replaced whole by reload().
+  mutable std::mutex credentials_mu;
+  std::shared_ptr<const detail::Credentials> credentials;
   // Declared after everything its handlers use, so it is destroyed first.
   asio::io_context ioc;
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
@@ -181,8 +188,7 @@ ApiClient::Impl::Impl(ClientSettings s)
     : settings(std::move(s)), limiter(settings.max_requests_per_second) {
   detail::validate_settings(settings);
   target = detail::resolve_target(settings);
-  detail::configure_tls(tls, settings);
-  authorization = detail::read_authorization(settings);
+  credentials = detail::load_credentials(settings);
   user_agent = settings.user_agent + "/" + settings.version;
   metadata = detail::integration_metadata(settings);
 }
@@ -383,8 +389,11 @@ asio::awaitable<std::optional<Answer>> ApiClient::Impl::wait_for_start(Worker& w
 // on a new connection when detail::may_resend allows it (not completely
 // written; or GET, or a POST/PATCH under its idempotency key).
 asio::awaitable<Answer> ApiClient::Impl::exchange(Worker& w, const Pending& p) {
-  const Request req = build_request(p.call);
+  const auto credentials = current_credentials();
+  const Request req = build_request(p.call, credentials->authorization);
   if (w.stream && (w.buffer.size() != 0 || !still_open(*w.stream))) close_connection(w);
+  // Reloaded since this connection opened: the next call uses the new ones.
+  if (w.stream && w.stream_credentials != credentials) close_connection(w);
   bool reused = w.stream.has_value();
   count(&Stats::sent);
   for (;;) {
@@ -441,7 +450,8 @@ asio::awaitable<std::optional<TransportFailure>> ApiClient::Impl::connect(
   if (resolve_ec) co_return detail::describe_transport_error(resolve_ec, X509_V_OK);
 
   w.buffer.clear();
-  w.stream.emplace(w.strand, tls);
+  w.stream_credentials = current_credentials();
+  w.stream.emplace(w.strand, *w.stream_credentials->tls);
   auto& layer = beast::get_lowest_layer(*w.stream);
   layer.expires_at(until);
   [[maybe_unused]] auto [connect_ec, endpoint] = co_await layer.async_connect(endpoints, use_tuple);
@@ -535,7 +545,7 @@ void ApiClient::Impl::retire(const std::shared_ptr<Worker>& w) {
 
 // --- answers ----------------------------------------------------------------
 
-Request ApiClient::Impl::build_request(const Call& c) const {
+Request ApiClient::Impl::build_request(const Call& c, const std::string& authorization) const {
   Request req;
   req.method_string(c.method);
   req.target(c.path);
@@ -692,6 +702,27 @@ bool ApiClient::shutdown() {
 
 ApiClient::Stats ApiClient::stats() const {
   return impl_->snapshot();
+}
+
+bool ApiClient::reload(std::string& error) {
+  std::shared_ptr<const detail::Credentials> fresh;
+  try {
+    fresh = detail::load_credentials(impl_->settings);
+  } catch (const std::exception& e) {
+    error = e.what();
+    return false;
+  }
+  std::lock_guard lock(impl_->credentials_mu);
+  impl_->credentials = std::move(fresh);
+  return true;
+}
+
+std::int64_t ApiClient::credentials_loaded_at_ms() const {
+  return impl_->current_credentials()->loaded_at_ms;
+}
+
+std::optional<std::int64_t> ApiClient::client_certificate_not_after_ms() const {
+  return impl_->current_credentials()->certificate_not_after_ms;
 }
 
 const ClientSettings& ApiClient::settings() const {

@@ -3,8 +3,13 @@
 // ClientConfigError naming the setting and never quoting a secret.
 #include <openssl/crypto.h>
 #include <openssl/ssl.h>
+#include <openssl/x509.h>
+
 #include <sys/stat.h>
 #include <unistd.h>
+#include <chrono>
+#include <ctime>
+#include <memory>
 
 #include <boost/asio/ip/address.hpp>
 #include <cmath>
@@ -179,6 +184,34 @@ void configure_tls(ssl::context& ctx, const ClientSettings& s) {
   if (SSL_CTX_check_private_key(native) != 1) {
     refuse("client_private_key_file", "does not match client_certificate_file");
   }
+}
+
+namespace {
+// notAfter of the context's client certificate, ms since the epoch.
+std::optional<std::int64_t> certificate_not_after_ms(ssl::context& ctx) {
+  X509* cert = SSL_CTX_get0_certificate(ctx.native_handle());
+  if (cert == nullptr) return std::nullopt;
+  std::tm tm{};
+  if (ASN1_TIME_to_tm(X509_get0_notAfter(cert), &tm) != 1) return std::nullopt;
+  return static_cast<std::int64_t>(timegm(&tm)) * 1000;
+}
+}  // namespace
+
+Credentials::~Credentials() {
+  OPENSSL_cleanse(authorization.data(), authorization.size());
+}
+
+std::shared_ptr<const Credentials> load_credentials(const ClientSettings& s) {
+  auto c = std::make_shared<Credentials>();
+  c->tls = std::make_shared<ssl::context>(ssl::context::tls_client);
+  configure_tls(*c->tls, s);
+  c->authorization = read_authorization(s);
+  c->loaded_at_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                        std::chrono::system_clock::now().time_since_epoch())
+                        .count();
+  if (!s.client_certificate_file.empty())
+    c->certificate_not_after_ms = certificate_not_after_ms(*c->tls);
+  return c;
 }
 
 std::string integration_metadata(const ClientSettings& s) {

@@ -7,6 +7,8 @@
 #include <boost/asio/ssl/context.hpp>
 #include <boost/system/error_code.hpp>
 #include <chrono>
+#include <cstdint>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -35,6 +37,20 @@ std::string read_authorization(const ClientSettings& s);
 // TLS client context: TLS >= 1.2, peer verification (system store or
 // ca_file), the mTLS certificate and key when configured.
 void configure_tls(boost::asio::ssl::context& ctx, const ClientSettings& s);
+// What a call authenticates with, loaded together and replaced whole on a
+// reload (ApiClient::reload): the Authorization value and the TLS context
+// (CA, client certificate and key). The authorization is wiped on destruction.
+struct Credentials {
+  std::shared_ptr<boost::asio::ssl::context> tls;
+  std::string authorization;
+  std::int64_t loaded_at_ms = 0;
+  std::optional<std::int64_t> certificate_not_after_ms;  // mTLS only
+  ~Credentials();
+};
+// Reads every file anew; throws ClientConfigError (naming the setting, never
+// a secret) on a missing, unreadable, lax or malformed one.
+std::shared_ptr<const Credentials> load_credentials(const ClientSettings& s);
+
 // Klarna-Integration-Metadata: one-line JSON naming the integrator.
 std::string integration_metadata(const ClientSettings& s);
 

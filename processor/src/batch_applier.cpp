@@ -7,6 +7,7 @@
 
 #include "appliers/appliers.hpp"
 #include "appliers/command_applier.hpp"
+#include "appliers/command_gate.hpp"
 #include "kpay/core/log.hpp"
 
 namespace kpay::processor {
@@ -129,6 +130,20 @@ void count(Outcome o, BatchResult& out) {
   }
 }
 
+// The refusal with what the body says of itself (command_id, type); the raw
+// value stays for the dead-letter copy.
+DecodedMessage refused_command(InputMessage m, CommandRefusal r,
+                               const std::variant<Command, CommandRejection>& command) {
+  if (const auto* c = std::get_if<Command>(&command)) {
+    r.command_id = c->command_id;
+    r.type = std::string(command_type_name(c->type()));
+  } else {
+    r.command_id = std::get<CommandRejection>(command).command_id;
+    r.type = std::get<CommandRejection>(command).type;
+  }
+  return {std::move(m), std::move(r)};
+}
+
 }  // namespace
 
 BatchApplier::BatchApplier(storage::StateStore& store, klarna::Topics topics,
@@ -137,10 +152,13 @@ BatchApplier::BatchApplier(storage::StateStore& store, klarna::Topics topics,
 
 DecodedMessage BatchApplier::decode(InputMessage m) const {
   if (m.topic == topics_.commands) {
+    CommandOrigin origin;
+    auto refusal = authenticate_command(m, origin);
     auto command = decode_command(m.value);
+    if (refusal) return refused_command(std::move(m), std::move(*refusal), command);
     std::string().swap(m.value);  // the command holds what it needs
-    if (auto* c = std::get_if<Command>(&command)) return {std::move(m), std::move(*c)};
-    return {std::move(m), std::move(std::get<CommandRejection>(command))};
+    if (auto* c = std::get_if<Command>(&command)) return {std::move(m), std::move(*c), origin};
+    return {std::move(m), std::move(std::get<CommandRejection>(command)), origin};
   }
   auto decoded = decode_event(m.value, m.topic == topics_.unrouted);
   // Only a poison message needs its raw bytes again (dead-letter copy); a
@@ -227,13 +245,17 @@ void BatchApplier::record_poison(const InputMessage& m, const Poison& p, BatchRe
 
 namespace {
 
-appliers::CommandEffects command_effects(storage::StateStore& store, const InputMessage& m,
-                                         const Command& c, std::int64_t now) {
-  return appliers::apply_command(store, c, m.key, now);
+appliers::CommandEffects command_effects(storage::StateStore& store, const DecodedMessage& d,
+                                         const Command& c, std::int64_t now,
+                                         const CommandSecurity* security) {
+  if (!security) return appliers::apply_command(store, c, d.message.key, now);
+  const appliers::CommandGate gate(security->policy, d.origin);
+  return appliers::apply_command(store, c, d.message.key, now, &gate);
 }
-appliers::CommandEffects command_effects(storage::StateStore& store, const InputMessage& m,
-                                         const CommandRejection& r, std::int64_t now) {
-  return appliers::apply_rejection(store, r, m.key, now);
+appliers::CommandEffects command_effects(storage::StateStore& store, const DecodedMessage& d,
+                                         const CommandRejection& r, std::int64_t now,
+                                         const CommandSecurity*) {
+  return appliers::apply_rejection(store, r, d.message.key, now);
 }
 
 std::string history_type(const std::optional<std::string>& type) {
@@ -243,10 +265,12 @@ std::string history_type(const std::optional<std::string>& type) {
 }  // namespace
 
 template <class C>
-void BatchApplier::apply_command_message(const InputMessage& m, const C& command,
+void BatchApplier::apply_command_message(const DecodedMessage& d, const C& command,
                                          BatchResult& out) {
+  const InputMessage& m = d.message;
   const std::int64_t now = now_ms();
-  auto effects = command_effects(store_, m, command, now);
+  auto effects = command_effects(store_, d, command, now, security_.get());
+  if (auto kind = appliers::gate_refusal_kind(effects.reason)) ++out.commands_refused[*kind];
   storage::HistoryRow h;
   const auto& result = effects.result;
   const std::optional<std::string> id =
@@ -266,6 +290,7 @@ void BatchApplier::apply_command_message(const InputMessage& m, const C& command
   store_.append_history(h);
   count(effects.outcome, out);
   if (!result) return;
+  audit_command(d, *result, now);
   storage::PublishRow row{0, topics_.command_results, m.key.empty() ? id.value_or("") : m.key,
                           render_command_result(*result, now), ""};
   row.seq = store_.enqueue_publish(row);
@@ -279,11 +304,15 @@ void BatchApplier::apply_one(const DecodedMessage& d, BatchResult& out) {
     return;
   }
   if (const auto* c = std::get_if<Command>(&d.decoded)) {
-    apply_command_message(m, *c, out);
+    apply_command_message(d, *c, out);
     return;
   }
   if (const auto* r = std::get_if<CommandRejection>(&d.decoded)) {
-    apply_command_message(m, *r, out);
+    apply_command_message(d, *r, out);
+    return;
+  }
+  if (const auto* r = std::get_if<CommandRefusal>(&d.decoded)) {
+    record_command_refusal(d, *r, out);
     return;
   }
   const Event& ev = std::get<Event>(d.decoded);

@@ -56,7 +56,11 @@ struct Processor::Metrics {
                              .with({})),
         in_flight(r.gauge("kpay_processor_publications_in_flight",
                           "Queued publications not yet acknowledged by Kafka.")
-                      .with({})) {}
+                      .with({})),
+        commands_refused(r.counter("kpay_processor_commands_refused_total",
+                                   "Commands refused for their signature, age (expired) or "
+                                   "the sender's permissions (not_permitted), by reason.",
+                                   {"reason"})) {}
   core::CounterFamily& consumed;
   core::CounterFamily& events;
   core::Counter& applied;
@@ -73,6 +77,7 @@ struct Processor::Metrics {
   core::CounterFamily& published;
   core::Counter& publish_failures;
   core::Gauge& in_flight;
+  core::CounterFamily& commands_refused;
 };
 
 namespace {
@@ -153,6 +158,28 @@ void merge(BatchResult& into, BatchResult&& one) {
   }
 }
 
+// A command's signature headers (the last of each name) and its timestamp.
+void read_command_meta(const rd_kafka_message_t* m, InputMessage& in) {
+  rd_kafka_headers_t* headers = nullptr;
+  if (rd_kafka_message_headers(m, &headers) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    auto get = [&](std::string_view name) -> std::optional<std::string> {
+      const void* value = nullptr;
+      std::size_t size = 0;
+      if (rd_kafka_header_get_last(headers, std::string(name).c_str(), &value, &size) !=
+              RD_KAFKA_RESP_ERR_NO_ERROR ||
+          value == nullptr) {
+        return std::nullopt;
+      }
+      return std::string(static_cast<const char*>(value), size);
+    };
+    in.headers.sender = get(kSenderHeader);
+    in.headers.signature = get(kSignatureHeader);
+  }
+  rd_kafka_timestamp_type_t type;
+  const auto ts = rd_kafka_message_timestamp(m, &type);
+  if (type != RD_KAFKA_TIMESTAMP_NOT_AVAILABLE && ts >= 0) in.timestamp_ms = ts;
+}
+
 }  // namespace
 
 ProcessorSettings settings_from_config(const core::Config& c) {
@@ -169,6 +196,7 @@ ProcessorSettings settings_from_config(const core::Config& c) {
       c.millis("processor.shutdown_flush_timeout_ms", std::chrono::milliseconds(10000),
                std::chrono::milliseconds(0), std::chrono::milliseconds(120000));
   s.follow_ups = follow_up_settings_from_config(c);
+  s.commands = command_policy_from_config(c);
   return s;
 }
 
@@ -178,6 +206,7 @@ Processor::Processor(ProcessorSettings settings, storage::StateStore& store,
       store_(store),
       applier_(store, settings_.topics, settings_.follow_ups),
       metrics_(std::make_unique<Metrics>(registry)) {
+  secure_commands(registry);
   registry.gauge_callback("kpay_processor_consumer_lag",
                           "Messages between the partition's high watermark and our position.",
                           {"topic", "partition"}, [this] { return lag_samples(); });
@@ -496,6 +525,9 @@ bool Processor::finish_commit() {
     log_.warn("partner account disagrees with the stored one; stored kept",
               {{"entity_id", entity}, {"detail", what}});
   }
+  for (const auto& [reason, n] : result.commands_refused) {
+    metrics_->commands_refused.with({reason}).inc(n);
+  }
   for (const auto& [reason, n] : result.poison_by_reason) {
     metrics_->poison.with({reason}).inc(n);
     log_.warn("poison messages dead-lettered", {{"reason", reason}, {"count", n}});
@@ -603,6 +635,7 @@ bool Processor::run(const std::atomic<bool>& stop) {
       in.offset = m->offset;
       if (m->key != nullptr) in.key.assign(static_cast<const char*>(m->key), m->key_len);
       if (m->payload != nullptr) in.value.assign(static_cast<const char*>(m->payload), m->len);
+      if (in.topic == settings_.topics.commands) read_command_meta(m.get(), in);
       pending_.push_back(applier_.decode(std::move(in)));
     }
     if (!ok) break;

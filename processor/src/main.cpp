@@ -16,6 +16,7 @@
 #include "kpay/core/config.hpp"
 #include "kpay/core/log.hpp"
 #include "kpay/core/process.hpp"
+#include "kpay/processor/audit_publisher.hpp"
 #include "kpay/processor/call_deadlines.hpp"
 #include "kpay/processor/consumer.hpp"
 #include "kpay/processor/daemon_settings.hpp"
@@ -98,6 +99,49 @@ void feed_watchdog(const core::Heartbeat& heartbeat,
   withheld = true;
 }
 
+// SIGHUP: the credentials file, CA file and mTLS certificate and key read
+// anew; calls in flight finish with the old ones. A file that cannot be used
+// is refused and the old credentials kept.
+void reload_klarna_credentials(klarna::ApiClient& client, const core::Logger& log) {
+  std::string error;
+  if (client.reload(error)) {
+    log.info("Klarna credentials reloaded; calls in flight finish with the previous ones");
+  } else {
+    log.error("Klarna credentials reload refused; keeping the previous ones", {{"error", error}});
+  }
+}
+
+// When the credentials in use were loaded and when the client certificate
+// expires (mTLS), for the rotation alerts (config/alerts/kpay-commands.rules.yml).
+void register_credential_metrics(core::Registry& registry, const klarna::ApiClient* client) {
+  registry.gauge_callback(
+      "kpay_processor_klarna_credentials_loaded_timestamp_seconds",
+      "Unix time the Klarna API credentials in use were loaded (start or SIGHUP).", {}, [client] {
+        return std::vector<core::GaugeSample>{
+            {{}, static_cast<double>(client->credentials_loaded_at_ms()) / 1000}};
+      });
+  registry.gauge_callback(
+      "kpay_processor_klarna_client_certificate_expiry_timestamp_seconds",
+      "Unix time the mTLS client certificate in use expires (absent without mTLS).", {}, [client] {
+        std::vector<core::GaugeSample> out;
+        if (auto at = client->client_certificate_not_after_ms()) {
+          out.push_back({{}, static_cast<double>(*at) / 1000});
+        }
+        return out;
+      });
+}
+
+// New audit events onto the audit topic (through the publish queue).
+void publish_audit(processor::AuditPublisher& audit, processor::Processor& processor,
+                   const core::Logger& log) {
+  try {
+    auto rows = audit.take();
+    if (!rows.empty()) processor.publish_later(std::move(rows));
+  } catch (const std::exception& e) {
+    log.error("audit publication failed; retried next turn", {{"error", e.what()}});
+  }
+}
+
 // The outbox worker: its own connection and thread, calling Klarna and
 // publishing what it learns through the processor's queue. Declared after
 // the processor it publishes through, so it stops first.
@@ -121,6 +165,7 @@ void make_worker(Worker& w, const processor::DaemonSettings& s, core::Registry& 
         processor.publish_later(std::move(rows));
       });
   processor.on_batch_committed([worker = w.worker.get()] { worker->wake(); });
+  register_credential_metrics(registry, w.client.get());
   log.info("outbox worker on",
            {{"klarna", s.client.environment == klarna::Environment::custom
                            ? s.client.base_url
@@ -135,7 +180,8 @@ void supervise(const std::atomic<bool>& finished, std::atomic<bool>& stop,
                processor::Processor& processor, processor::OutboxWorker* worker,
                const processor::DaemonSettings& s,
                processor::DisputeDeadlineWatcher& dispute_deadlines,
-               processor::CallDeadlineWatch& call_deadlines, const core::Logger& log) {
+               processor::CallDeadlineWatch& call_deadlines, processor::AuditPublisher* audit,
+               klarna::ApiClient* client, const core::Logger& log) {
   auto watchdog = core::watchdog_interval();
   bool watchdog_withheld = false;  // one log line per stall, not one per turn
   auto next_deadline_check = std::chrono::steady_clock::now();
@@ -149,13 +195,17 @@ void supervise(const std::atomic<bool>& finished, std::atomic<bool>& stop,
       if (worker) worker->stop(s.worker.stop_timeout);  // bounded by half the flush budget
       stop = true;
     } else if (sig && *sig == SIGHUP) {
-      log.info("SIGHUP: nothing to reload in the processor");
+      log.info("SIGHUP: reloading the Klarna credentials and the command senders' keys");
+      processor.reload_sender_keys();  // a refused file is logged, the old keys kept
+      if (client) reload_klarna_credentials(*client, log);
+      log.info("SIGHUP: reload done");
     }
     if (std::chrono::steady_clock::now() >= next_deadline_check) {
       next_deadline_check = std::chrono::steady_clock::now() +
                             std::min(s.dispute_deadlines.interval, std::chrono::milliseconds(10000));
       check_deadlines(dispute_deadlines, call_deadlines, processor, log);
     }
+    if (audit) publish_audit(*audit, processor, log);
     feed_watchdog(processor.heartbeat(), watchdog, stop.load(), watchdog_withheld, log);
   }
 }
@@ -189,6 +239,12 @@ int run(processor::DaemonSettings s, const core::Logger& log) {
   log.info("admin endpoint listening",
            {{"address", s.admin_host}, {"port", static_cast<unsigned>(port)}});
 
+  std::optional<storage::StateStore> audit_store;
+  std::optional<processor::AuditPublisher> audit;
+  if (s.processor.commands && !s.processor.commands->audit_topic.empty()) {
+    audit_store.emplace(s.database, false, 2);
+    audit.emplace(*audit_store, s.processor.commands->audit_topic);
+  }
   std::atomic<bool> stop{false};
   std::atomic<bool> finished{false};
   bool ok = true;
@@ -199,7 +255,7 @@ int run(processor::DaemonSettings s, const core::Logger& log) {
   });
   core::notify_ready();
   supervise(finished, stop, processor, worker.worker.get(), s, dispute_deadlines, call_deadlines,
-            log);
+            audit ? &*audit : nullptr, worker.client.get(), log);
   consumer_thread.join();
   if (worker.worker) worker.worker->stop(std::chrono::milliseconds(0));
   admin.stop();
@@ -251,6 +307,9 @@ int main(int argc, char** argv) {
     log.error("refusing the database", {{"error", e.what()}});
     std::cerr << "klarna-processor: " << e.what() << "\n";
     return 1;
+  } catch (const core::ConfigError& e) {  // e.g. a sender key file others may read
+    std::cerr << "klarna-processor: configuration error: " << e.what() << "\n";
+    return 2;
   } catch (const klarna::ClientConfigError& e) {
     std::cerr << "klarna-processor: configuration error: " << e.what() << "\n";
     return 2;

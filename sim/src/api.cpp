@@ -205,13 +205,17 @@ void SimApi::Impl::log_call(CallRecord call) {
 // Basic credentials, compared in constant time (the key is never logged).
 bool SimApi::Impl::authorized(const ApiRequest& req) const {
   if (!opt.require_auth) return true;
-  const std::string expected = "Basic " + opt.api_key;
   const std::string given = req.header("authorization");
-  unsigned char diff = given.size() == expected.size() ? 0 : 1;
-  for (std::size_t i = 0; i < given.size() && i < expected.size(); ++i) {
-    diff |= static_cast<unsigned char>(given[i] ^ expected[i]);
-  }
-  return diff == 0;
+  auto matches = [&](const std::string& key) {
+    const std::string expected = "Basic " + key;
+    unsigned char diff = given.size() == expected.size() ? 0 : 1;
+    for (std::size_t i = 0; i < given.size() && i < expected.size(); ++i) {
+      diff |= static_cast<unsigned char>(given[i] ^ expected[i]);
+    }
+    return diff == 0;
+  };
+  const bool also = !opt.api_key_also.empty() && matches(opt.api_key_also);
+  return matches(opt.api_key) || also;
 }
 
 ApiResponse SimApi::Impl::handle_locked(const ApiRequest& req,

@@ -34,6 +34,7 @@ void load_auth(const core::Config& c, SimOptions& o) {
     o.api.api_key = read_secret_file("sim.api_key_file", *file, "API key");
     o.api_key_source = "sim.api_key_file";
   }
+  o.api.api_key_also = c.string("sim.api_key_also", "");
 }
 
 void load_tls(const core::Config& c, SimOptions& o) {

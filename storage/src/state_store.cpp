@@ -4,6 +4,7 @@
 #include <array>
 #include <chrono>
 
+#include "audit_schema.hpp"
 #include "kpay/storage/migrations.hpp"
 
 namespace kpay::storage {
@@ -338,6 +339,7 @@ constexpr std::array kMigrations = {
     Migration{5, "disputes: legacy deadline, amounts, deadline history and warnings", kV5},
     Migration{6, "dead letters: poison keys and times, replays", kV6},
     Migration{8, "webhook intake: dispute accounts, settlement events", kV8},
+    Migration{10, "command senders and the append-only audit trail", kAuditSchemaV10},
 };
 
 // FNV-1a, 64 bit: stable across builds and platforms (it is stored).

@@ -26,6 +26,7 @@
 #include "kpay/core/embedded_kafka.hpp"
 #include "kpay/core/kafka.hpp"
 #include "kpay/klarna/envelope.hpp"
+#include "kpay/klarna/signature.hpp"
 #include "tls_cert.hpp"
 
 namespace kpay::test {
@@ -54,6 +55,8 @@ struct SystemOptions {
   std::string group_id;  // the processor's consumer group
   std::string key_id, secret, api_key;
   std::vector<std::string> sim_args;  // appended to klarna-sim's command line
+  std::string processor_toml{};       // appended to the processor's configuration
+  std::string more_senders{};         // commands.senders after the harness's: ', "a", "b"'
 };
 
 // The running system; members in start order, so they stop in reverse.
@@ -65,7 +68,7 @@ class System {
          {topics_.payment_requests, topics_.payment_transactions, topics_.disputes,
           topics_.settlements, topics_.accounts, topics_.unrouted, topics_.dead_letter,
           topics_.payment_states, topics_.processor_dead_letter, topics_.commands,
-          topics_.command_results}) {
+          topics_.command_results, std::string("klarna.audit")}) {
       kafka_.create_topic(t, 2);
     }
     cert_ = write_self_signed_cert(dir_);
@@ -183,8 +186,15 @@ class System {
           << "/api-key\"\nrequest_timeout_ms = 1000\n"
           << "[worker]\ninitial_backoff_ms = 50\nmax_backoff_ms = 400\nmax_attempts = 40\n"
           << "[capture]\ndefault = \"on_command\"\n"
-          << "[admin]\nport = 0\n[log]\nlevel = \"info\"\n";
+          << "[admin]\nport = 0\n[log]\nlevel = \"info\"\n"
+          << "[audit]\ntopic = \"klarna.audit\"\n"
+          << "[commands]\nsenders_database = \"" << senders_db() << "\"\n"
+          << "klarnactl_sender = \"" << kSender << "\"\n"
+          << "senders = [\"" << kSender << "\"" << options_.more_senders << "]\n"
+          << "[senders." << kSender << "]\ncommands = [\"*\"]\npartner_accounts = [\"*\"]\n"
+          << options_.processor_toml;
     }
+    if (!std::filesystem::exists(senders_db())) add_sender_key(kSender, kSenderKey, kSenderSecret);
     std::vector<std::string> argv{binary("processor/klarna-processor"), "--config",
                                   dir_ + "/processor.toml"};
     argv.insert(argv.end(), extra.begin(), extra.end());
@@ -213,7 +223,46 @@ class System {
     return r ? r->body : std::string();
   }
 
-  // Produces one command message (raw bytes) and waits for its delivery.
+  // The sender every command of the harness is signed as (kpay-sender /
+  // kpay-signature, docs/OPERATIONS.md "Command senders"), allowed everything.
+  static constexpr const char* kSender = "e2e";
+  static constexpr const char* kSenderKey = "e2e-k1";
+  static constexpr const char* kSenderSecret = "e2e-sender-secret-0123456789abcdef";
+  std::string senders_db() const { return dir_ + "/senders.db"; }
+  // klarnactl senders add SENDER --key-id KEY --secret-file (the processor's config).
+  void add_sender_key(const std::string& sender, const std::string& key,
+                      const std::string& secret) {
+    const std::string file = dir_ + "/sender-secret-" + sender + "-" + key;
+    std::ofstream(file) << secret;
+    auto [rc, out] = ctl({"senders", "add", sender, "--key-id", key, "--secret-file", file});
+    ASSERT_EQ(rc, 0) << out;
+  }
+  using Headers = std::vector<std::pair<std::string, std::string>>;
+  // The headers that sign `value` as `sender` with `key` / `secret`.
+  static Headers signed_by(const std::string& sender, const std::string& key,
+                           const std::string& secret, const std::string& value) {
+    return {{"kpay-sender", sender},
+            {"kpay-signature", "kid=" + key + ";v1=" + klarna::hmac_sha256_hex(secret, value)}};
+  }
+  // Produces one message on klarna.commands with exactly these headers (and
+  // this Kafka timestamp, ms, when given).
+  void send_with_headers(const std::string& key, const std::string& value, const Headers& headers,
+                         std::int64_t timestamp_ms = 0) {
+    rd_kafka_headers_t* h = rd_kafka_headers_new(headers.size() + 1);
+    for (const auto& [name, v] : headers) {
+      rd_kafka_header_add(h, name.c_str(), -1, v.data(), static_cast<ssize_t>(v.size()));
+    }
+    auto err = rd_kafka_producev(producer_.get(), RD_KAFKA_V_TOPIC(topics_.commands.c_str()),
+                                 RD_KAFKA_V_KEY(key.data(), key.size()),
+                                 RD_KAFKA_V_VALUE(const_cast<char*>(value.data()), value.size()),
+                                 RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(h),
+                                 RD_KAFKA_V_TIMESTAMP(timestamp_ms), RD_KAFKA_V_END);
+    if (err) rd_kafka_headers_destroy(h);
+    ASSERT_EQ(err, RD_KAFKA_RESP_ERR_NO_ERROR);
+    ASSERT_EQ(rd_kafka_flush(producer_.get(), 10000), RD_KAFKA_RESP_ERR_NO_ERROR);
+  }
+
+  // Produces one command message (raw bytes, signed as kSender) and waits for its delivery.
   void send(const std::string& key, const std::string& value) {
     ASSERT_NO_FATAL_FAILURE(send_async(key, value));
     ASSERT_EQ(rd_kafka_flush(producer_.get(), 10000), RD_KAFKA_RESP_ERR_NO_ERROR);
@@ -221,10 +270,16 @@ class System {
   // The same without waiting: the (idempotent) producer keeps retrying while
   // Kafka is away.
   void send_async(const std::string& key, const std::string& value) {
+    rd_kafka_headers_t* h = rd_kafka_headers_new(2);
+    for (const auto& [name, v] : signed_by(kSender, kSenderKey, kSenderSecret, value)) {
+      rd_kafka_header_add(h, name.c_str(), -1, v.data(), static_cast<ssize_t>(v.size()));
+    }
     auto err = rd_kafka_producev(producer_.get(), RD_KAFKA_V_TOPIC(topics_.commands.c_str()),
                                  RD_KAFKA_V_KEY(key.data(), key.size()),
                                  RD_KAFKA_V_VALUE(const_cast<char*>(value.data()), value.size()),
-                                 RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+                                 RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(h),
+                                 RD_KAFKA_V_END);
+    if (err) rd_kafka_headers_destroy(h);
     ASSERT_EQ(err, RD_KAFKA_RESP_ERR_NO_ERROR);
     rd_kafka_poll(producer_.get(), 0);
   }

@@ -16,6 +16,7 @@
 #include "kpay/core/kafka.hpp"
 #include "kpay/klarna/envelope.hpp"
 #include "kpay/processor/commands.hpp"
+#include "security_commands.hpp"
 
 namespace kpay::ctl {
 
@@ -79,13 +80,20 @@ core::KafkaHandle results_reader(const KafkaAccess& k) {
   return consumer;
 }
 
-void produce(const KafkaAccess& k, const std::string& key, const std::string& value) {
+void produce(const KafkaAccess& k, const std::string& key, const std::string& value,
+             const std::vector<std::pair<std::string, std::string>>& signature) {
   auto producer =
       make_client(k, RD_KAFKA_PRODUCER, {{"enable.idempotence", "true"}, {"acks", "all"}});
+  rd_kafka_headers_t* headers = rd_kafka_headers_new(2);
+  for (const auto& [name, v] : signature) {
+    rd_kafka_header_add(headers, name.c_str(), -1, v.data(), static_cast<ssize_t>(v.size()));
+  }
   auto err = rd_kafka_producev(producer.get(), RD_KAFKA_V_TOPIC(k.topics.commands.c_str()),
                                RD_KAFKA_V_KEY(key.data(), key.size()),
                                RD_KAFKA_V_VALUE(const_cast<char*>(value.data()), value.size()),
-                               RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+                               RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                               RD_KAFKA_V_HEADERS(headers), RD_KAFKA_V_END);
+  if (err) rd_kafka_headers_destroy(headers);
   if (err) throw CommandFailed(std::string("cannot produce: ") + rd_kafka_err2str(err));
   if (rd_kafka_flush(producer.get(), 15000) != RD_KAFKA_RESP_ERR_NO_ERROR ||
       rd_kafka_outq_len(producer.get()) > 0) {
@@ -133,7 +141,7 @@ void send(const GlobalOptions& g, const SendOptions& o, const std::string& key,
   const auto id = std::get<processor::Command>(decoded).command_id;
   core::KafkaHandle reader;
   if (o.wait) reader = results_reader(k);
-  produce(k, o.key.empty() ? key : o.key, json);
+  produce(k, o.key.empty() ? key : o.key, json, command_signature_headers(g, json));
   if (!o.wait) {
     std::cout << (o.json ? R"({"command_id":)" + json_quote(id) + R"(,"status":"sent"})"
                          : "sent " + id)

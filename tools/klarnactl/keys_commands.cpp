@@ -18,10 +18,9 @@
 #include "kpay/core/json_writer.hpp"
 #include "kpay/core/log.hpp"
 #include "kpay/storage/key_store.hpp"
+#include "security_commands.hpp"
 
 namespace kpay::ctl {
-
-namespace {
 
 // The database holds the secrets: a new one is created owner-only (0600)
 // before SQLite opens it (SQLite gives its -wal/-shm files the same mode and
@@ -46,7 +45,7 @@ void create_private_file(const std::string& path) {
 
 // An existing database readable by others is left as it is, but said.
 void warn_if_exposed(const std::string& path) {
-  struct stat st{};
+  struct stat st {};
   if (::stat(path.c_str(), &st) == 0 && (st.st_mode & 077) != 0) {
     char mode[8];
     std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
@@ -54,8 +53,6 @@ void warn_if_exposed(const std::string& path) {
               << " (readable by others): chmod 600 it\n";
   }
 }
-
-}  // namespace
 
 std::string key_database_path(const GlobalOptions& g) {
   auto cfg = g.load();
@@ -75,12 +72,11 @@ storage::Database open_key_database(const GlobalOptions& g, bool create) {
   try {
     return storage::Database::open(path, options);
   } catch (const storage::SqliteError&) {
-    throw CommandFailed("cannot open key database '" + path +
-                        "' (use --config or --set keys.database=PATH; `keys add` or `keys create` creates it)");
+    throw CommandFailed(
+        "cannot open key database '" + path +
+        "' (use --config or --set keys.database=PATH; `keys add` or `keys create` creates it)");
   }
 }
-
-namespace {
 
 std::string read_secret(const std::string& source) {
   std::string secret;
@@ -101,6 +97,8 @@ std::string read_secret(const std::string& source) {
   if (secret.empty()) throw CommandFailed("the secret is empty");
   return secret;
 }
+
+namespace {
 
 std::string key_json(const std::string& id, std::string_view status) {
   core::JsonWriter w;
@@ -127,7 +125,8 @@ void register_keys_commands(CLI::App& app, const GlobalOptions& global) {
   auto* add = keys->add_subcommand("add", "Register a signing key (active at once)");
   auto id = std::make_shared<std::string>();
   auto secret_file = std::make_shared<std::string>();
-  add->add_option("--id", *id, "signing_key_id, e.g. krn:partner:global:notification:signing-key:<uuid>")
+  add->add_option("--id", *id,
+                  "signing_key_id, e.g. krn:partner:global:notification:signing-key:<uuid>")
       ->required();
   add->add_option("--secret-file", *secret_file,
                   "File holding the secret, or - for stdin (one trailing newline is dropped)")
@@ -171,8 +170,7 @@ void register_keys_commands(CLI::App& app, const GlobalOptions& global) {
         w.end_object();
         std::cout << w.str() << "\n";
       } else {
-        std::cout << k.status << "\t" << core::rfc3339_ms(k.created_at_ms) << "\t" << k.id
-                  << "\n";
+        std::cout << k.status << "\t" << core::rfc3339_ms(k.created_at_ms) << "\t" << k.id << "\n";
       }
     }
   });
@@ -183,7 +181,8 @@ void register_keys_commands(CLI::App& app, const GlobalOptions& global) {
   auto retire_id = std::make_shared<std::string>();
   retire->add_option("id", *retire_id, "signing_key_id")->required();
   auto force = std::make_shared<bool>(false);
-  retire->add_flag("--force", *force, "Retire even the last active key (every webhook is then refused)");
+  retire->add_flag("--force", *force,
+                   "Retire even the last active key (every webhook is then refused)");
   auto retire_json = std::make_shared<bool>(false);
   retire->add_flag("--json", *retire_json, R"(Print {"id","status"} instead of a sentence)");
   retire->callback([&global, retire_id, force, retire_json] {
@@ -191,8 +190,9 @@ void register_keys_commands(CLI::App& app, const GlobalOptions& global) {
     storage::KeyStore store(db);
     check_retirable(store, *retire_id);
     if (store.active_count() <= 1 && !*force) {
-      throw CommandFailed("refusing to retire the last active key: every webhook would be "
-                          "refused; add the new key first, or pass --force");
+      throw CommandFailed(
+          "refusing to retire the last active key: every webhook would be "
+          "refused; add the new key first, or pass --force");
     }
     if (!store.retire(*retire_id)) throw CommandFailed("no active key " + *retire_id);
     const char* advice =

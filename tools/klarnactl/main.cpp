@@ -5,6 +5,7 @@
 #include "kpay/processor/daemon_settings.hpp"
 #include "kpay/receiver/settings.hpp"
 #include "kpay/storage/sqlite.hpp"
+#include "security_commands.hpp"
 
 namespace kpay::ctl {
 
@@ -65,6 +66,8 @@ int main(int argc, char** argv) {
   app.add_option("--set", global.overrides, "Override a configuration key: section.key=value");
   app.set_version_flag("--version", "klarnactl " KPAY_VERSION);
   kpay::ctl::register_keys_commands(app, global);
+  kpay::ctl::register_senders_commands(app, global);
+  kpay::ctl::register_audit_commands(app, global);
   kpay::ctl::register_payments_commands(app, global);
   kpay::ctl::register_disputes_commands(app, global);
   kpay::ctl::register_actions_commands(app, global);

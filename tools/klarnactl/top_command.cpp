@@ -138,6 +138,15 @@ void commands_block(std::ostream& out, const Snapshot& s) {
     sep = "   ";
   }
   out << "\n";
+  // Refused before anything went to Klarna, since the processor started.
+  const auto& pm = s.processor.metrics;
+  const std::string refused = "kpay_processor_commands_refused_total";
+  const double expired = live::sum(pm, refused, {{"reason", "expired"}});
+  const double not_permitted = live::sum(pm, refused, {{"reason", "not_permitted"}});
+  const double unauthenticated = live::sum(pm, refused) - expired - not_permitted;
+  out << std::setw(23) << ""
+      << "refused: expired " << num(expired) << "   not permitted " << num(not_permitted)
+      << "   bad or no signature " << num(unauthenticated) << "\n";
 }
 
 void attention_block(std::ostream& out, const Figures& f) {

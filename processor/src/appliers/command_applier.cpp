@@ -18,6 +18,7 @@
 #include <algorithm>
 #include <variant>
 
+#include "command_gate.hpp"
 #include "kpay/processor/follow_ups.hpp"
 
 namespace kpay::processor::appliers {
@@ -433,9 +434,16 @@ void queue_call(storage::StateStore& store, const Verdict& v, const Command& c,
 }  // namespace
 
 CommandEffects apply_command(storage::StateStore& store, const Command& c, const std::string& key,
-                             std::int64_t now_ms) {
+                             std::int64_t now_ms, const CommandGate* gate) {
   if (auto stored = store.find_command(c.command_id)) return seen_before(*stored, c);
-  const Verdict v = check(store, c, key, now_ms);
+  // The sender's permissions and the command's age (command_gate.hpp).
+  const auto refused = gate ? gate->before(store, c, now_ms) : std::nullopt;
+  Verdict v = refused ? rejected(*refused, key) : check(store, c, key, now_ms);
+  if (gate && !v.rejection) {
+    if (auto why = gate->after(store, c, v.account_id, v.amount, v.entity_id, now_ms)) {
+      v = rejected(*why, v.entity_id);
+    }
+  }
   const CommandStatus status = status_of(v);
   auto row = command_row(c.command_id, std::string(command_type_name(c.type())), key, c.body_hash,
                          status, v.rejection, now_ms);

@@ -22,9 +22,12 @@ struct CommandEffects {
   std::optional<CommandResult> result;  // nothing for a resent command
 };
 
-// `key`: the message's Kafka key (results go out under it).
+class CommandGate;  // command_gate.hpp: the sender's permissions, the command's age
+
+// `key`: the message's Kafka key (results go out under it). `gate`: none lets
+// every command through (no sender checks).
 CommandEffects apply_command(storage::StateStore& store, const Command& c, const std::string& key,
-                             std::int64_t now_ms);
+                             std::int64_t now_ms, const CommandGate* gate = nullptr);
 // A message that is not a valid command: rejected, and remembered under its
 // command_id when it has one (a resend is then a duplicate, not a second result).
 CommandEffects apply_rejection(storage::StateStore& store, const CommandRejection& r,

@@ -174,6 +174,17 @@ class ApiClient {
   Stats stats() const;
   const ClientSettings& settings() const;
 
+  // Re-reads the credentials file, the CA file and the mTLS certificate and
+  // key (SIGHUP). Calls in flight finish with the credentials they started
+  // with; later calls use the new ones (on new connections). A file that
+  // cannot be used is refused: false, the old credentials kept, `error` says
+  // why (names the setting and file, never a secret).
+  bool reload(std::string& error);
+  // When the credentials in use were loaded; the client certificate's
+  // notAfter (mTLS only). Milliseconds since the epoch.
+  std::int64_t credentials_loaded_at_ms() const;
+  std::optional<std::int64_t> client_certificate_not_after_ms() const;
+
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;

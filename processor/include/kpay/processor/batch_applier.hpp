@@ -9,7 +9,10 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
+#include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -17,6 +20,7 @@
 #include <vector>
 
 #include "kpay/klarna/envelope.hpp"
+#include "kpay/processor/command_auth.hpp"
 #include "kpay/processor/commands.hpp"
 #include "kpay/processor/events.hpp"
 #include "kpay/processor/follow_ups.hpp"
@@ -29,7 +33,28 @@ struct InputMessage {
   std::int32_t partition = 0;
   std::int64_t offset = 0;
   std::string key;
-  std::string value;  // the raw webhook body
+  std::string value;                           // the raw webhook body
+  CommandHeaders headers{};                    // kpay-sender, kpay-signature (commands)
+  std::optional<std::int64_t> timestamp_ms{};  // the Kafka message timestamp
+};
+
+// A command refused before it was read (command_auth.hpp: unsigned,
+// malformed_signature, unknown_sender, unknown_key, retired_key,
+// bad_signature, bad_issued_at): rejected, counted, its raw message kept as
+// a dead letter; never put in the command inbox, so a forger cannot take a
+// command_id away from its real sender.
+struct CommandRefusal {
+  std::string reason;
+  std::string sender;  // as claimed, when well formed
+  std::optional<std::string> command_id;
+  std::optional<std::string> type;
+};
+
+// How the processor checks commands: its policy and the senders' keys of
+// the moment. Without it (unit suites) every command is trusted.
+struct CommandSecurity {
+  CommandPolicy policy;
+  std::function<std::shared_ptr<const SenderKeyRing>()> keys;
 };
 
 // A consumed message with its body already decoded. Decoding needs no store,
@@ -37,7 +62,8 @@ struct InputMessage {
 // Messages of the commands topic decode to a Command or a CommandRejection.
 struct DecodedMessage {
   InputMessage message;  // value emptied once decoded into an Event or a command
-  std::variant<Event, Poison, Command, CommandRejection> decoded;
+  std::variant<Event, Poison, Command, CommandRejection, CommandRefusal> decoded;
+  CommandOrigin origin{};  // commands: who signed it, when it was issued
 };
 
 struct BatchResult {
@@ -53,6 +79,8 @@ struct BatchResult {
   // for their entity (or a dispute's transaction): entity id, what.
   std::vector<std::pair<std::string, std::string>> account_mismatches;
   std::map<std::string, std::uint64_t> poison_by_reason;
+  // Commands refused for their signature, age or permissions, by reason.
+  std::map<std::string, std::uint64_t> commands_refused;
   // Rows written to the publish queue in this batch (seq assigned), to be
   // produced once the transaction committed.
   std::vector<storage::PublishRow> publications;
@@ -85,6 +113,11 @@ class BatchApplier {
   // (decoded events and commands let them go; the coordinates name it).
   BatchResult record_apply_error(const DecodedMessage& d, std::string_view what);
 
+  // From now on commands are authenticated and checked against `security`.
+  void secure_commands(std::shared_ptr<const CommandSecurity> security) {
+    security_ = std::move(security);
+  }
+
   // What apply() would decode `m` to (messages of the unrouted topic are
   // recorded, never applied).
   DecodedMessage decode(InputMessage m) const;
@@ -95,11 +128,18 @@ class BatchApplier {
   // A downstream command (or a message of the commands topic that is none):
   // command inbox, outbox row, history row, result on klarna.command-results.
   template <class C>
-  void apply_command_message(const InputMessage& m, const C& command, BatchResult& out);
+  void apply_command_message(const DecodedMessage& d, const C& command, BatchResult& out);
+  // command_refusals.cpp: the refused command's history row, dead letter,
+  // result and audit row; and the audit row of a command decision.
+  void record_command_refusal(const DecodedMessage& d, const CommandRefusal& r, BatchResult& out);
+  void audit_command(const DecodedMessage& d, const CommandResult& result, std::int64_t now_ms);
+  // The signature and issued_at of a command message (decode()).
+  std::optional<CommandRefusal> authenticate_command(InputMessage& m, CommandOrigin& origin) const;
 
   storage::StateStore& store_;
   klarna::Topics topics_;
   FollowUpSettings follow_ups_;
+  std::shared_ptr<const CommandSecurity> security_;
 };
 
 }  // namespace kpay::processor

@@ -42,6 +42,7 @@
 #include "kpay/klarna/envelope.hpp"
 #include "kpay/processor/batch_applier.hpp"
 #include "kpay/processor/follow_ups.hpp"
+#include "kpay/processor/sender_keys.hpp"
 #include "kpay/storage/state_store.hpp"
 
 namespace kpay::processor {
@@ -56,6 +57,9 @@ struct ProcessorSettings {
   std::chrono::milliseconds batch_timeout{50};
   std::chrono::milliseconds shutdown_flush_timeout{10000};
   FollowUpSettings follow_ups;  // capture policy, environment
+  // Who may send commands (command_auth.hpp). None: every command is trusted
+  // (suites that build settings by hand); settings_from_config always sets it.
+  std::optional<CommandPolicy> commands;
 };
 
 class Processor {
@@ -96,6 +100,9 @@ class Processor {
   // Called on the Kafka thread after each committed batch that applied
   // events (new outbox rows may be due). Set before run().
   void on_batch_committed(std::function<void()> listener) { batch_listener_ = std::move(listener); }
+  // SIGHUP: re-reads the command senders' keys (the previous ones are kept
+  // when the file is refused). True when there are none to read.
+  bool reload_sender_keys();
 
  private:
   // The pipeline: this (Kafka) thread polls and decodes batch N+1 while the
@@ -123,9 +130,14 @@ class Processor {
   void produce(const storage::PublishRow& row);
   void retry_failed_publications();
   std::vector<core::GaugeSample> lag_samples() const;
+  // consumer_security.cpp: with settings_.commands, the senders' keys loaded
+  // (throws core::ConfigError on a key file others may read) and handed to
+  // the applier, with their metrics.
+  void secure_commands(core::Registry& registry);
 
   ProcessorSettings settings_;
   storage::StateStore& store_;
+  std::unique_ptr<SenderKeySource> sender_keys_;  // with settings_.commands
   BatchApplier applier_;
   core::Logger log_{"processor"};
 

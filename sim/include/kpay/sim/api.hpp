@@ -70,6 +70,9 @@ struct ApiOptions {
   // Unless require_auth is false, every /v2 call must carry
   // `Authorization: Basic <api_key>` (401 otherwise). /_sim never needs it.
   std::string api_key{kDefaultApiKey};
+  // A second key accepted as well (sim.api_key_also): Klarna honours both the
+  // old and the new API key while a partner rotates.
+  std::string api_key_also;
   bool require_auth = true;
   std::int64_t request_ttl_ms = 3LL * 3600 * 1000;  // server-side flow
   std::int64_t token_ttl_ms = 60LL * 60 * 1000;     // session / confirmation token

@@ -1,0 +1,31 @@
+// The audit trail on Kafka (audit.topic, default klarna.audit;
+// schemas/audit-event.schema.json): audit_events rows not published yet are
+// queued in the publish queue (at least once, in order) and handed to the
+// processor's producer. Runs on the main thread with its own connection.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "kpay/storage/audit_log.hpp"
+#include "kpay/storage/state_store.hpp"
+
+namespace kpay::processor {
+
+// One audit event as JSON (schemas/audit-event.schema.json); klarnactl audit
+// --json prints the same.
+std::string render_audit_event(const storage::AuditEvent& e);
+
+class AuditPublisher {
+ public:
+  AuditPublisher(storage::StateStore& store, std::string topic)
+      : store_(store), topic_(std::move(topic)) {}
+  // Queues up to `limit` unpublished events in one transaction; the rows to produce.
+  std::vector<storage::PublishRow> take(std::size_t limit = 1000);
+
+ private:
+  storage::StateStore& store_;
+  std::string topic_;
+};
+
+}  // namespace kpay::processor

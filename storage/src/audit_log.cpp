@@ -1,0 +1,89 @@
+#include "kpay/storage/audit_log.hpp"
+
+namespace kpay::storage {
+
+namespace {
+constexpr const char* kColumns =
+    "seq, at_ms, kind, sender, command_id, operation, entity_id, outbox_id, attempt, status, "
+    "detail, request, klarna_status";
+
+AuditEvent read_event(const Statement& s) {
+  AuditEvent e;
+  e.seq = s.int64(0);
+  e.at_ms = s.int64(1);
+  e.kind = s.text(2);
+  e.sender = s.optional_text(3);
+  e.command_id = s.optional_text(4);
+  e.operation = s.optional_text(5);
+  e.entity_id = s.optional_text(6);
+  e.outbox_id = s.optional_int64(7);
+  e.attempt = s.optional_int64(8);
+  e.status = s.text(9);
+  e.detail = s.optional_text(10);
+  e.request = s.optional_text(11);
+  e.klarna_status = s.optional_int64(12);
+  return e;
+}
+}  // namespace
+
+std::int64_t AuditLog::append(const AuditEvent& e) {
+  auto s = db_.prepare(
+      "INSERT INTO audit_events (at_ms, kind, sender, command_id, operation, entity_id, "
+      "outbox_id, attempt, status, detail, request, klarna_status) "
+      "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+  s.bind(1, e.at_ms).bind(2, e.kind).bind(3, e.sender).bind(4, e.command_id);
+  s.bind(5, e.operation).bind(6, e.entity_id).bind(7, e.outbox_id).bind(8, e.attempt);
+  s.bind(9, e.status).bind(10, e.detail).bind(11, e.request).bind(12, e.klarna_status);
+  s.run();
+  return db_.last_insert_rowid();
+}
+
+std::vector<AuditEvent> AuditLog::list(const AuditQuery& q) {
+  std::string sql = std::string("SELECT ") + kColumns +
+                    " FROM audit_events WHERE seq > ?1 AND at_ms >= ?2"
+                    " AND (?3 = '' OR sender = ?3)"
+                    " AND (?4 = '' OR command_id = ?4 OR outbox_id IN"
+                    " (SELECT outbox_id FROM audit_events WHERE command_id = ?4))"
+                    " ORDER BY seq LIMIT ?5";
+  auto s = db_.prepare(sql);
+  s.bind(1, q.after_seq).bind(2, q.since_ms).bind(3, q.sender).bind(4, q.command_id);
+  s.bind(5, static_cast<std::int64_t>(q.limit));
+  std::vector<AuditEvent> out;
+  while (s.step()) out.push_back(read_event(s));
+  return out;
+}
+
+void AuditLog::record_sender(const std::string& command_id, const std::string& sender,
+                             const std::string& key_id, const std::optional<std::string>& currency,
+                             std::optional<std::int64_t> amount, const std::string& day,
+                             std::int64_t now_ms) {
+  auto s = db_.prepare(
+      "INSERT OR IGNORE INTO command_senders (command_id, sender, key_id, currency, amount, day, "
+      "created_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?)");
+  s.bind(1, command_id).bind(2, sender).bind(3, key_id).bind(4, currency).bind(5, amount);
+  s.bind(6, day).bind(7, now_ms);
+  s.run();
+}
+
+std::int64_t AuditLog::spent(const std::string& sender, const std::string& currency,
+                             const std::string& day) {
+  auto s = db_.prepare(
+      "SELECT COALESCE(SUM(amount), 0) FROM command_senders"
+      " WHERE sender = ? AND day = ? AND currency = ?");
+  s.bind(1, sender).bind(2, day).bind(3, currency);
+  s.step();
+  return s.int64(0);
+}
+
+std::int64_t AuditLog::published_through() {
+  auto s = db_.prepare("SELECT through_seq FROM audit_published");
+  return s.step() ? s.int64(0) : 0;
+}
+
+void AuditLog::set_published_through(std::int64_t seq) {
+  auto s = db_.prepare("UPDATE audit_published SET through_seq = ?");
+  s.bind(1, seq);
+  s.run();
+}
+
+}  // namespace kpay::storage

@@ -1,0 +1,90 @@
+// State-database migration 10 (state_store.cpp): who sent each command, and
+// the audit trail (docs/OPERATIONS.md, "Audit trail"). Internal to storage/src.
+//
+// audit_events is append-only: triggers refuse any UPDATE or DELETE, so a row,
+// once committed, stays as written. The outbox's calls that change a payment
+// (every operation but reads) are recorded by triggers on the outbox itself:
+// queued (what is sent: method, path, body; the tokens a call needs live in
+// outbox.call_token and never reach these columns), each answered attempt,
+// the outcome, and an operator's requeue of a failed call.
+#pragma once
+
+#include <string_view>
+
+namespace kpay::storage {
+
+inline constexpr std::string_view kAuditSchemaV10 = R"sql(
+CREATE TABLE command_senders (
+  command_id    TEXT PRIMARY KEY,
+  sender        TEXT NOT NULL,
+  key_id        TEXT NOT NULL,
+  currency      TEXT,
+  amount        INTEGER,
+  day           TEXT NOT NULL,
+  created_at_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX command_senders_by_day ON command_senders (sender, day, currency);
+
+CREATE TABLE audit_events (
+  seq           INTEGER PRIMARY KEY AUTOINCREMENT,
+  at_ms         INTEGER NOT NULL,
+  kind          TEXT NOT NULL,
+  sender        TEXT,
+  command_id    TEXT,
+  operation     TEXT,
+  entity_id     TEXT,
+  outbox_id     INTEGER,
+  attempt       INTEGER,
+  status        TEXT NOT NULL,
+  detail        TEXT,
+  request       TEXT,
+  klarna_status INTEGER
+);
+CREATE INDEX audit_events_by_command ON audit_events (command_id);
+CREATE INDEX audit_events_by_outbox ON audit_events (outbox_id);
+CREATE TABLE audit_published (through_seq INTEGER NOT NULL);
+INSERT INTO audit_published (through_seq) VALUES (0);
+
+CREATE TRIGGER audit_events_no_update BEFORE UPDATE ON audit_events
+BEGIN SELECT RAISE(ABORT, 'audit_events is append-only'); END;
+CREATE TRIGGER audit_events_no_delete BEFORE DELETE ON audit_events
+BEGIN SELECT RAISE(ABORT, 'audit_events is append-only'); END;
+
+CREATE TRIGGER audit_outbox_queued AFTER INSERT ON outbox
+WHEN NEW.operation NOT LIKE 'read%'
+BEGIN
+  INSERT INTO audit_events (at_ms, kind, sender, command_id, operation, entity_id, outbox_id,
+                            attempt, status, detail, request)
+  VALUES (CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER), 'call_queued',
+          (SELECT sender FROM command_senders WHERE command_id = NEW.command_id),
+          NEW.command_id, NEW.operation, NEW.entity_id, NEW.id, 0, 'pending',
+          'caused by ' || NEW.created_by_event_id,
+          NEW.method || ' ' || NEW.path ||
+            CASE WHEN NEW.request_body = '' THEN '' ELSE ' ' || NEW.request_body END);
+END;
+
+CREATE TRIGGER audit_outbox_answered AFTER UPDATE OF status ON outbox
+WHEN NEW.operation NOT LIKE 'read%' AND OLD.status = 'in_flight' AND NEW.status <> 'in_flight'
+BEGIN
+  INSERT INTO audit_events (at_ms, kind, sender, command_id, operation, entity_id, outbox_id,
+                            attempt, status, detail, klarna_status)
+  VALUES (CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER),
+          CASE WHEN NEW.status = 'pending' THEN 'attempt' ELSE 'outcome' END,
+          (SELECT sender FROM command_senders WHERE command_id = NEW.command_id),
+          NEW.command_id, NEW.operation, NEW.entity_id, NEW.id, NEW.attempts, NEW.status,
+          NEW.last_error, NEW.last_status);
+END;
+
+CREATE TRIGGER audit_outbox_requeued AFTER UPDATE OF status ON outbox
+WHEN NEW.operation NOT LIKE 'read%' AND OLD.status = 'failed' AND NEW.status = 'pending'
+BEGIN
+  INSERT INTO audit_events (at_ms, kind, sender, command_id, operation, entity_id, outbox_id,
+                            attempt, status, detail)
+  VALUES (CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER), 'operator',
+          (SELECT sender FROM command_senders WHERE command_id = NEW.command_id),
+          NEW.command_id, NEW.operation, NEW.entity_id, NEW.id, NEW.attempts, 'requeued',
+          'a failed call queued again (klarnactl actions retry)');
+END;
+)sql";
+
+}  // namespace kpay::storage
