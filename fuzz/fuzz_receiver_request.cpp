@@ -1,6 +1,6 @@
 // Bytes as a client sends them on a receiver connection → the receiver's
 // handling of each request (receiver/src/http_request.hpp, the functions
-// receiver.cpp runs): Beast's parser under the receiver's limits, the framing
+// connection.cpp runs): Beast's parser under the receiver's limits, the framing
 // rules, the header extraction, the webhook handler's decision (path, method,
 // key lookup, signature, envelope, routing) and the answer's bytes. Pipelined
 // requests are served in turn while the connection is kept alive. A request
@@ -62,7 +62,7 @@ struct Wire {
   }
 };
 
-// receiver.cpp's parse_until, reads from the wire instead of a socket.
+// connection.cpp's parse_until, reads from the wire instead of a socket.
 boost::system::error_code parse_until(Wire& wire, boost::beast::flat_buffer& buffer,
                                       http_request::Parser& parser, Stage stage) {
   for (;;) {

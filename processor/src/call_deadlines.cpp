@@ -1,5 +1,7 @@
 #include "kpay/processor/call_deadlines.hpp"
 
+#include "kpay/klarna/kafka_contract.hpp"
+
 namespace kpay::processor {
 
 namespace {
@@ -17,7 +19,7 @@ CallDeadlineWatch::CallDeadlineWatch(storage::StateStore& store, std::chrono::mi
 
 void CallDeadlineWatch::register_metrics(core::Registry& registry) {
   registry.gauge_callback(
-      "kpay_processor_call_deadlines",
+      klarna::contract::metric::processor_call_deadlines,
       "Klarna calls not done with a deadline within the warning window (at_risk), past it "
       "(overdue), and calls that failed and wait for an operator (failed).",
       {"status"}, [this]() -> std::vector<core::GaugeSample> {

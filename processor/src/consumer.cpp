@@ -10,6 +10,7 @@
 #include <thread>
 #include <utility>
 
+#include "kpay/klarna/kafka_contract.hpp"
 #include "kpay/storage/sqlite.hpp"
 
 namespace kpay::processor {
@@ -24,7 +25,7 @@ struct Processor::Metrics {
         duplicates(events.with({"duplicate"})),
         stale(events.with({"stale"})),
         rejected(events.with({"rejected"})),
-        poison(r.counter("kpay_processor_poison_messages_total",
+        poison(r.counter(klarna::contract::metric::processor_poison_messages,
                          "Unusable messages, recorded and copied to the dead-letter topic.",
                          {"reason"})),
         environment_mismatch(
@@ -207,7 +208,7 @@ Processor::Processor(ProcessorSettings settings, storage::StateStore& store,
       applier_(store, settings_.topics, settings_.follow_ups),
       metrics_(std::make_unique<Metrics>(registry)) {
   secure_commands(registry);
-  registry.gauge_callback("kpay_processor_consumer_lag",
+  registry.gauge_callback(klarna::contract::metric::processor_consumer_lag,
                           "Messages between the partition's high watermark and our position.",
                           {"topic", "partition"}, [this] { return lag_samples(); });
 
@@ -336,10 +337,11 @@ void Processor::produce(const storage::PublishRow& row) {
   for (;;) {
     rd_kafka_headers_t* headers = rd_kafka_headers_new(2);
     if (row.reason.empty()) {
-      rd_kafka_header_add(headers, "content-type", -1, "application/json", -1);
+      rd_kafka_header_add(headers, klarna::contract::header::content_type, -1, "application/json",
+                          -1);
     } else {
-      rd_kafka_header_add(headers, "kpay-dead-letter-reason", -1, row.reason.data(),
-                          static_cast<ssize_t>(row.reason.size()));
+      rd_kafka_header_add(headers, klarna::contract::header::processor_dead_letter_reason, -1,
+                          row.reason.data(), static_cast<ssize_t>(row.reason.size()));
     }
     auto err = rd_kafka_producev(
         producer_.get(), RD_KAFKA_V_TOPIC(row.topic.c_str()),

@@ -5,6 +5,7 @@
 
 #include "kpay/core/json_writer.hpp"
 #include "kpay/core/log.hpp"
+#include "kpay/klarna/kafka_contract.hpp"
 
 namespace kpay::processor {
 
@@ -195,7 +196,7 @@ DeadlineStats DisputeDeadlineWatcher::stats() const {
 
 void DisputeDeadlineWatcher::register_metrics(core::Registry& registry) {
   registry.gauge_callback(
-      "kpay_processor_dispute_deadlines",
+      klarna::contract::metric::processor_dispute_deadlines,
       "Open disputes' deadlines the partner must meet: due within the warning window, overdue.",
       {"status"}, [this]() -> std::vector<core::GaugeSample> {
         const auto s = stats();

@@ -1,7 +1,7 @@
 // The receiver's HTTP request handling without a socket: feeding bytes to
 // Beast's parser under the receiver's limits, the framing rules Beast leaves
 // to us, reading a parsed request into an IncomingRequest, and what a read
-// error is answered with. receiver.cpp runs these on every connection; the
+// error is answered with. connection.cpp runs these on every connection; the
 // fuzz target (fuzz/fuzz_receiver_request.cpp) runs the same functions on
 // raw bytes. Internal to the receiver (Beast types); not installed.
 #pragma once

@@ -1,5 +1,11 @@
 #include "kpay/receiver/publisher.hpp"
 
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <stdexcept>
+
 namespace kpay::receiver {
 
 KafkaPublisher::KafkaPublisher(const KafkaSettings& settings,
@@ -15,6 +21,8 @@ KafkaPublisher::KafkaPublisher(const KafkaSettings& settings,
       {"bootstrap.servers", settings.bootstrap_servers},
       {"client.id", "klarna-receiver"},
       // Small batches: every message has a waiting HTTP request behind it.
+      // Requests that arrive within this window share one produce request,
+      // one broker wake-up and one batch of delivery reports.
       {"linger.ms", "1"},
       // Produce requests are small and latency-bound: Nagle plus delayed ACKs
       // would add tens of milliseconds to an acknowledgement.
@@ -39,13 +47,43 @@ KafkaPublisher::KafkaPublisher(const KafkaSettings& settings,
   rd_kafka_conf_set_error_cb(conf.get(), &KafkaPublisher::on_error);
   rd_kafka_conf_set_opaque(conf.get(), this);
   producer_ = core::make_kafka(RD_KAFKA_PRODUCER, std::move(conf));
-  poller_ = std::thread([this] { poll_loop(); });
+  enable_report_fd();
   try {
     prober_ = std::thread([this] { probe_loop(); });
   } catch (...) {
-    stop_.store(true);
-    poller_.join();
+    disable_report_fd();
     throw;
+  }
+}
+
+// librdkafka writes the payload (an eventfd's 8-byte increment) when the main
+// queue, where delivery reports and client errors go, turns non-empty, and
+// then not again until the queue has been served: one wake-up per batch.
+void KafkaPublisher::enable_report_fd() {
+  report_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (report_fd_ < 0) throw std::runtime_error("eventfd for Kafka delivery reports failed");
+  static constexpr std::uint64_t kOne = 1;
+  rd_kafka_queue_t* main_queue = rd_kafka_queue_get_main(producer_.get());
+  rd_kafka_queue_io_event_enable(main_queue, report_fd_, &kOne, sizeof kOne);
+  rd_kafka_queue_destroy(main_queue);  // the handle only; the queue stays
+}
+
+void KafkaPublisher::disable_report_fd() {
+  if (report_fd_ < 0) return;
+  rd_kafka_queue_t* main_queue = rd_kafka_queue_get_main(producer_.get());
+  rd_kafka_queue_io_event_enable(main_queue, -1, nullptr, 0);
+  rd_kafka_queue_destroy(main_queue);
+  ::close(report_fd_);
+  report_fd_ = -1;
+}
+
+void KafkaPublisher::serve_reports() {
+  std::uint64_t ignored;
+  while (::read(report_fd_, &ignored, sizeof ignored) > 0) {
+  }
+  // Served until empty: a report queued while the first round ran may have
+  // found its wake-up already written (and just drained).
+  while (rd_kafka_poll(producer_.get(), 0) > 0) {
   }
 }
 
@@ -56,7 +94,7 @@ KafkaPublisher::~KafkaPublisher() {
   }
   probe_cv_.notify_all();
   if (prober_.joinable()) prober_.join();
-  if (poller_.joinable()) poller_.join();
+  disable_report_fd();
   // Reports for messages still queued are served by rd_kafka_destroy's purge;
   // run them so no callback (and no waiting request) is leaked.
   rd_kafka_purge(producer_.get(), RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
@@ -67,16 +105,15 @@ rd_kafka_resp_err_t KafkaPublisher::publish(const OutgoingMessage& m,
                                             std::unique_ptr<DeliveryCallback> callback) {
   core::KafkaHeaders headers(rd_kafka_headers_new(m.headers.size()));
   for (const auto& [name, value] : m.headers) {
-    rd_kafka_header_add(headers.get(), name, -1, value.data(),
-                        static_cast<ssize_t>(value.size()));
+    rd_kafka_header_add(headers.get(), name, -1, value.data(), static_cast<ssize_t>(value.size()));
   }
   DeliveryCallback* raw = callback.get();
-  rd_kafka_resp_err_t err = rd_kafka_producev(
-      producer_.get(), RD_KAFKA_V_TOPIC(m.topic.c_str()),
-      RD_KAFKA_V_KEY(m.key.empty() ? nullptr : m.key.data(), m.key.size()),
-      RD_KAFKA_V_VALUE(const_cast<char*>(m.value.data()), m.value.size()),
-      RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(headers.get()),
-      RD_KAFKA_V_OPAQUE(raw), RD_KAFKA_V_END);
+  rd_kafka_resp_err_t err =
+      rd_kafka_producev(producer_.get(), RD_KAFKA_V_TOPIC(m.topic.c_str()),
+                        RD_KAFKA_V_KEY(m.key.empty() ? nullptr : m.key.data(), m.key.size()),
+                        RD_KAFKA_V_VALUE(const_cast<char*>(m.value.data()), m.value.size()),
+                        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(headers.get()),
+                        RD_KAFKA_V_OPAQUE(raw), RD_KAFKA_V_END);
   if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
     headers.release();   // owned by the message now
     callback.release();  // owned until on_delivery
@@ -112,10 +149,6 @@ void KafkaPublisher::on_error(rd_kafka_t* rk, int err, const char* reason, void*
     self->set_not_ready("kafka unreachable: all brokers are down (" + std::string(reason) + ")");
   }
   self->log_.warn("Kafka client error", {{"error", rd_kafka_err2name(code)}, {"reason", reason}});
-}
-
-void KafkaPublisher::poll_loop() {
-  while (!stop_.load()) rd_kafka_poll(producer_.get(), 100);
 }
 
 void KafkaPublisher::probe_loop() {

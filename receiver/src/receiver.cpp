@@ -1,139 +1,41 @@
-// The HTTPS listener. One coroutine per connection, written as the protocol
-// reads: [TLS handshake] → loop { wait for a request → read it (deadline, size
-// limits) → decide → publish and await Kafka's report → answer } → close.
-// The connection handling lives here; the socket-free part of reading a request
-// (parser limits, framing rules, header extraction) is in http_request.cpp.
+// The receiver's lifecycle, laid out as Beast's advanced_server_flex_awaitable
+// example: an accept loop spawns every connection (connection.cpp) as a child
+// of a task group (task_group.hpp); Kafka's delivery reports are served by the
+// I/O loop itself (delivery.cpp). Shutdown stops accepting, emits a `total`
+// cancellation to the connections (idle ones close, requests already read are
+// answered), waits for them within the grace period, then emits `terminal`;
+// the I/O threads then run out of work and return.
 #include <sys/resource.h>
 
-#include <array>
-#include <boost/asio/as_tuple.hpp>
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
 #include <boost/asio/executor_work_guard.hpp>
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/post.hpp>
 #include <boost/asio/ssl.hpp>
-#include <boost/asio/steady_timer.hpp>
-#include <boost/asio/use_awaitable.hpp>
-#include <boost/asio/write.hpp>
-#include <boost/beast/core.hpp>
-#include <boost/beast/http.hpp>
-#include <boost/beast/ssl.hpp>
-#include <condition_variable>
 #include <csignal>
 #include <filesystem>
 #include <fstream>
-#include <mutex>
 #include <thread>
-#include <unordered_set>
 
+#include "connection.hpp"
+#include "delivery.hpp"
+#include "io_types.hpp"
 #include "kpay/core/admin_server.hpp"
 #include "kpay/core/json_writer.hpp"
 #include "kpay/core/log.hpp"
 #include "kpay/core/process.hpp"
 #include "kpay/core/secret_files.hpp"
+#include "kpay/klarna/kafka_contract.hpp"
 #include "kpay/receiver/key_ring_source.hpp"
 #include "kpay/receiver/publisher.hpp"
 #include "kpay/receiver/receiver.hpp"
 #include "kpay/receiver/webhook_handler.hpp"
-#include "http_request.hpp"
+#include "receiver_metrics.hpp"
+#include "task_group.hpp"
 
-namespace asio = boost::asio;
-namespace beast = boost::beast;
-namespace http = beast::http;
-namespace ssl = asio::ssl;
-using tcp = asio::ip::tcp;
+namespace ssl = boost::asio::ssl;
+using tcp = boost::asio::ip::tcp;
 
 namespace kpay::receiver {
 
 namespace {
-
-// Every I/O object and coroutine is bound to its io_context's own executor
-// type. The polymorphic any_io_executor was copied, destroyed and queried on
-// every operation; dropping it saved 6% of the receiver's CPU per request
-// (docs/PERFORMANCE.md).
-using Executor = asio::io_context::executor_type;
-template <class T>
-using Task = asio::awaitable<T, Executor>;
-using Socket = asio::basic_stream_socket<tcp, Executor>;
-using Acceptor = asio::basic_socket_acceptor<tcp, Executor>;
-using Timer = asio::basic_waitable_timer<std::chrono::steady_clock,
-                                         asio::wait_traits<std::chrono::steady_clock>, Executor>;
-using TcpStream = beast::basic_stream<tcp, Executor>;
-
-constexpr auto kUseTuple = asio::as_tuple(asio::use_awaitable_t<Executor>{});
-
-// What shutdown needs to reach a connection: run on the connection's I/O
-// context, it cancels the connection's I/O if it is waiting for a request.
-struct ConnectionControl {
-  explicit ConnectionControl(Executor e) : executor(std::move(e)) {}
-  Executor executor;
-  bool idle = true;                 // touched on the connection's context only
-  std::function<void()> cancel_io;  // set while the session runs (same)
-};
-
-// Kafka's delivery report, handed from the producer's poll thread to the
-// connection's I/O context. The timer doubles as the deadline and the wake-up.
-struct PendingDelivery {
-  explicit PendingDelivery(const Executor& ex) : timer(ex) {}
-  Timer timer;
-  std::optional<DeliveryReport> report;
-};
-
-// Delivery reports reach an I/O context through its mailbox. librdkafka's
-// poll thread hands over many reports per round under load; the mailbox posts
-// to the context only when it was empty, so one wake-up serves them all
-// instead of one cross-thread post (lock, futex) per message.
-class DeliveryMailbox {
- public:
-  explicit DeliveryMailbox(asio::io_context::executor_type ex) : ex_(ex) {}
-
-  void deliver(std::shared_ptr<PendingDelivery> p, const DeliveryReport& report) {
-    bool was_empty;
-    {
-      std::lock_guard lock(mu_);
-      was_empty = incoming_.empty();
-      incoming_.push_back({std::move(p), report});
-    }
-    if (was_empty) asio::post(ex_, [this] { drain(); });
-  }
-
- private:
-  struct Item {
-    std::shared_ptr<PendingDelivery> pending;
-    DeliveryReport report;
-  };
-  void drain() {  // on the context's thread only
-    {
-      std::lock_guard lock(mu_);
-      draining_.swap(incoming_);
-    }
-    for (auto& item : draining_) {
-      item.pending->report = item.report;
-      item.pending->timer.cancel();
-    }
-    draining_.clear();  // keeps its capacity for the next round
-  }
-
-  asio::io_context::executor_type ex_;
-  std::mutex mu_;
-  std::vector<Item> incoming_;  // guarded by mu_
-  std::vector<Item> draining_;  // the context's thread only
-};
-
-class WakeOnDelivery final : public DeliveryCallback {
- public:
-  WakeOnDelivery(DeliveryMailbox& mailbox, std::shared_ptr<PendingDelivery> p)
-      : mailbox_(mailbox), pending_(std::move(p)) {}
-  void delivered(const DeliveryReport& report) noexcept override {
-    mailbox_.deliver(std::move(pending_), report);
-  }
-
- private:
-  DeliveryMailbox& mailbox_;
-  std::shared_ptr<PendingDelivery> pending_;
-};
 
 int io_thread_count(const ListenerSettings& l) {
   return l.io_threads > 0 ? l.io_threads
@@ -145,13 +47,58 @@ int io_thread_count(const ListenerSettings& l) {
 // and its delivery reports are batched per context (DeliveryMailbox).
 struct IoContext {
   asio::io_context ioc{1};  // concurrency hint: run by exactly one thread
-  asio::executor_work_guard<asio::io_context::executor_type> work{ioc.get_executor()};
+  asio::executor_work_guard<Executor> work{ioc.get_executor()};
   DeliveryMailbox mailbox{ioc.get_executor()};
   std::atomic<std::int64_t> heartbeat_ms{0};
 };
 
-std::string_view sv(beast::string_view s) {
-  return {s.data(), s.size()};
+std::vector<std::unique_ptr<IoContext>> make_contexts(int n) {
+  std::vector<std::unique_ptr<IoContext>> out;
+  for (int i = 0; i < n; ++i) out.push_back(std::make_unique<IoContext>());
+  return out;
+}
+
+std::int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+std::vector<std::string> topic_list(const klarna::Topics& t) {
+  return {t.payment_requests, t.payment_transactions, t.disputes, t.settlements, t.accounts,
+          t.unrouted,         t.dead_letter};
+}
+
+// TLS 1.2+ with forward secrecy and AEAD only, no renegotiation, the server's
+// cipher order; the certificate and key as configured.
+void configure_tls(ssl::context& tls, const ListenerSettings& listener) {
+  tls.set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
+                  ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1 |
+                  ssl::context::single_dh_use);
+  SSL_CTX_set_min_proto_version(tls.native_handle(), TLS1_2_VERSION);
+  // Client-initiated TLS 1.2 renegotiation costs us CPU and buys nothing.
+  SSL_CTX_set_options(tls.native_handle(), SSL_OP_NO_RENEGOTIATION);
+  // TLS 1.2: forward secrecy and AEAD only (no RSA key exchange, no CBC,
+  // 3DES, RC4, NULL or export suites). TLS 1.3's suites are all AEAD.
+  if (SSL_CTX_set_cipher_list(tls.native_handle(), core::kTls12Ciphers) != 1) {
+    throw core::ConfigError("receiver.tls", "OpenSSL offers none of the TLS 1.2 ciphers we allow");
+  }
+  SSL_CTX_set_options(tls.native_handle(), SSL_OP_CIPHER_SERVER_PREFERENCE);
+  if (auto why = core::private_file_problem(listener.tls_private_key); !why.empty()) {
+    throw core::ConfigError("receiver.tls_private_key", why);
+  }
+  boost::system::error_code ec;
+  tls.use_certificate_chain_file(listener.tls_certificate, ec);
+  if (ec) {
+    throw core::ConfigError("receiver.tls_certificate",
+                            "cannot load '" + listener.tls_certificate + "': " + ec.message());
+  }
+  tls.use_private_key_file(listener.tls_private_key, ssl::context::pem, ec);
+  if (ec) {
+    // Never echo key material; the path and OpenSSL's reason are enough.
+    throw core::ConfigError("receiver.tls_private_key",
+                            "cannot load '" + listener.tls_private_key + "': " + ec.message());
+  }
 }
 
 }  // namespace
@@ -160,87 +107,27 @@ struct Receiver::Impl {
   explicit Impl(Settings s)
       : settings(std::move(s)),
         contexts(make_contexts(io_thread_count(settings.listener))),
-        acceptor_ex(contexts.front()->ioc.get_executor()),
         keys(settings.keys_database, settings.keys_reload_interval),
         publisher(settings.kafka, topic_list(settings.topics), registry),
         handler(settings.listener.path, settings.topics, registry),
         admin(registry, [this] { return readiness(); }),
-        requests(registry.counter("kpay_receiver_requests_total",
-                                  "Webhook requests by outcome (accepted, dead_lettered, "
-                                  "rejected, unavailable).",
-                                  {"outcome"})),
-        publish_latency(registry
-                            .histogram("kpay_receiver_publish_latency_seconds",
-                                       "Time from publish to Kafka's delivery report.", {},
-                                       core::latency_buckets_seconds())
-                            .with({})),
-        in_flight(
-            registry
-                .gauge("kpay_receiver_in_flight_requests", "Requests read and not yet answered.")
-                .with({})),
-        open_connections(
-            registry.gauge("kpay_receiver_connections", "Open client connections.").with({})),
-        refused_connections(registry
-                                .counter("kpay_receiver_connections_refused_total",
-                                         "Connections closed at once: max_connections reached.")
-                                .with({})),
-        tls_failures(registry
-                         .counter("kpay_receiver_tls_handshake_failures_total",
-                                  "TLS handshakes that failed or timed out.")
-                         .with({})) {
-    // Series resolved once: the hot path only touches atomics.
-    accepted = &requests.with({"accepted"});
-    dead_lettered = &requests.with({"dead_lettered"});
-    rejected = &requests.with({"rejected"});
-    unavailable = &requests.with({"unavailable"});
+        metrics(registry),
+        services{settings.listener, settings.kafka,      keys, handler, publisher, metrics, nullptr,
+                 stopping,          body_bytes_reserved, log} {
     registry.gauge_callback(
-        "kpay_receiver_signing_keys", "Active signing keys in the key ring.", {}, [this] {
+        klarna::contract::metric::receiver_signing_keys, "Active signing keys in the key ring.", {},
+        [this] {
           return std::vector<core::GaugeSample>{{{}, static_cast<double>(keys.current()->size())}};
         });
     registry.gauge_callback(
-        "kpay_receiver_kafka_ready", "1 when Kafka answered the last metadata probe.", {},
-        [this] {
+        "kpay_receiver_kafka_ready", "1 when Kafka answered the last metadata probe.", {}, [this] {
           return std::vector<core::GaugeSample>{{{}, publisher.ready() ? 1.0 : 0.0}};
         });
-    if (settings.listener.tls) setup_tls();
-  }
-
-  void setup_tls() {
-    tls.emplace(ssl::context::tls_server);
-    tls->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
-                     ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1 |
-                     ssl::context::single_dh_use);
-    SSL_CTX_set_min_proto_version(tls->native_handle(), TLS1_2_VERSION);
-    // Client-initiated TLS 1.2 renegotiation costs us CPU and buys nothing.
-    SSL_CTX_set_options(tls->native_handle(), SSL_OP_NO_RENEGOTIATION);
-    // TLS 1.2: forward secrecy and AEAD only (no RSA key exchange, no CBC,
-    // 3DES, RC4, NULL or export suites). TLS 1.3's suites are all AEAD.
-    if (SSL_CTX_set_cipher_list(tls->native_handle(), core::kTls12Ciphers) != 1) {
-      throw core::ConfigError("receiver.tls", "OpenSSL offers none of the TLS 1.2 ciphers we allow");
+    if (settings.listener.tls) {
+      tls.emplace(ssl::context::tls_server);
+      configure_tls(*tls, settings.listener);
+      services.tls = &*tls;
     }
-    SSL_CTX_set_options(tls->native_handle(), SSL_OP_CIPHER_SERVER_PREFERENCE);
-    if (auto why = core::private_file_problem(settings.listener.tls_private_key); !why.empty()) {
-      throw core::ConfigError("receiver.tls_private_key", why);
-    }
-    boost::system::error_code ec;
-    tls->use_certificate_chain_file(settings.listener.tls_certificate, ec);
-    if (ec) {
-      throw core::ConfigError(
-          "receiver.tls_certificate",
-          "cannot load '" + settings.listener.tls_certificate + "': " + ec.message());
-    }
-    tls->use_private_key_file(settings.listener.tls_private_key, ssl::context::pem, ec);
-    if (ec) {
-      // Never echo key material; the path and OpenSSL's reason are enough.
-      throw core::ConfigError(
-          "receiver.tls_private_key",
-          "cannot load '" + settings.listener.tls_private_key + "': " + ec.message());
-    }
-  }
-
-  static std::vector<std::string> topic_list(const klarna::Topics& t) {
-    return {t.payment_requests, t.payment_transactions, t.disputes, t.settlements, t.accounts,
-            t.unrouted,         t.dead_letter};
   }
 
   core::Readiness readiness() {
@@ -253,6 +140,8 @@ struct Receiver::Impl {
     return {};
   }
 
+  Executor acceptor_executor() { return contexts.front()->ioc.get_executor(); }
+
   // --- accepting ------------------------------------------------------------
 
   Task<void> accept_loop() {
@@ -260,28 +149,27 @@ struct Receiver::Impl {
       // Round robin over the I/O contexts.
       auto& home = *contexts[next_context++ % contexts.size()];
       auto [ec, socket] = co_await acceptor->async_accept(home.ioc.get_executor(), kUseTuple);
-      if (ec == asio::error::operation_aborted || stopping.load()) co_return;
+      if (ec == asio::error::operation_aborted || stopping.load()) {
+        boost::system::error_code ignored;
+        acceptor->close(ignored);  // new connections are refused from now on
+        co_return;
+      }
       if (ec) {
         // EMFILE/ENFILE/ENOBUFS: retrying at once would spin; back off.
         log.warn("accept failed", {{"error", ec.message()}});
-        Timer backoff(acceptor_ex, std::chrono::milliseconds(100));
+        Timer backoff(acceptor_executor(), std::chrono::milliseconds(100));
         co_await backoff.async_wait(kUseTuple);
         continue;
       }
-      if (connection_count.load() >= settings.listener.max_connections) {
-        refused_connections.inc();
+      if (connections.size() >= settings.listener.max_connections) {
+        metrics.refused_connections.inc();
         boost::system::error_code ignored;
         socket.close(ignored);
         continue;
       }
-      auto executor = socket.get_executor();
-      auto ctl = std::make_shared<ConnectionControl>(executor);
-      connection_started(ctl);
-      asio::co_spawn(executor, connection(std::move(socket), ctl),
-                     [this, ctl](std::exception_ptr e) {
-                       if (e) log.error("connection ended by an unexpected exception");
-                       connection_finished(ctl);
-                     });
+      connections.spawn(
+          home.ioc.get_executor(), run_connection(std::move(socket), services, home.mailbox),
+          [this](std::exception_ptr) { log.error("connection ended by an unexpected exception"); });
     }
   }
 
@@ -291,14 +179,9 @@ struct Receiver::Impl {
     while (!stopping.load()) {
       c.heartbeat_ms.store(now_ms());
       timer.expires_after(std::chrono::milliseconds(500));
-      co_await timer.async_wait(kUseTuple);
+      auto [ec] = co_await timer.async_wait(kUseTuple);
+      if (ec) co_return;  // cancelled: shutting down
     }
-  }
-
-  static std::int64_t now_ms() {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(
-               std::chrono::steady_clock::now().time_since_epoch())
-        .count();
   }
 
   bool io_alive() const {
@@ -307,322 +190,6 @@ struct Receiver::Impl {
       if (now - c->heartbeat_ms.load() >= 5000) return false;
     }
     return true;
-  }
-
-  static std::vector<std::unique_ptr<IoContext>> make_contexts(int n) {
-    std::vector<std::unique_ptr<IoContext>> out;
-    for (int i = 0; i < n; ++i) out.push_back(std::make_unique<IoContext>());
-    return out;
-  }
-
-  // The mailbox of the context running the calling coroutine.
-  DeliveryMailbox& mailbox_of(const Executor& ex) {
-    auto& ctx = ex.context();
-    for (auto& c : contexts) {
-      if (&c->ioc == &ctx) return c->mailbox;
-    }
-    throw std::logic_error("coroutine outside the receiver's I/O contexts");
-  }
-
-  void connection_started(const std::shared_ptr<ConnectionControl>& ctl) {
-    std::lock_guard lock(conn_mu);
-    connections.insert(ctl);
-    connection_count.fetch_add(1);
-    open_connections.inc();
-  }
-
-  void connection_finished(const std::shared_ptr<ConnectionControl>& ctl) {
-    {
-      std::lock_guard lock(conn_mu);
-      connections.erase(ctl);
-      connection_count.fetch_sub(1);
-      open_connections.dec();
-    }
-    conn_cv.notify_all();
-  }
-
-  Task<void> connection(Socket socket, std::shared_ptr<ConnectionControl> ctl) {
-    boost::system::error_code ec;
-    socket.set_option(tcp::no_delay(true), ec);
-    std::string remote = socket.remote_endpoint(ec).address().to_string();
-    TcpStream tcp_stream(std::move(socket));
-    if (tls) {
-      beast::ssl_stream<TcpStream> stream(std::move(tcp_stream), *tls);
-      beast::get_lowest_layer(stream).expires_after(settings.listener.read_timeout);
-      auto [hec] = co_await stream.async_handshake(ssl::stream_base::server, kUseTuple);
-      if (hec) {
-        tls_failures.inc();
-        log.debug("TLS handshake failed", {{"remote", remote}, {"error", hec.message()}});
-        co_return;
-      }
-      co_await serve(stream, *ctl, remote);
-      beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(2));
-      auto [sec] = co_await stream.async_shutdown(kUseTuple);
-      (void)sec;  // stream_truncated / timeouts here are the client's business
-    } else {
-      co_await serve(tcp_stream, *ctl, remote);
-      tcp_stream.socket().shutdown(tcp::socket::shutdown_send, ec);
-    }
-  }
-
-  // --- one connection's requests -----------------------------------------------
-
-  template <class Stream>
-  Task<void> serve(Stream& stream, ConnectionControl& ctl, const std::string& remote) {
-    auto& lowest = beast::get_lowest_layer(stream);
-    ctl.cancel_io = [&lowest] { lowest.cancel(); };
-    struct ClearOnExit {
-      ConnectionControl& c;
-      ~ClearOnExit() { c.cancel_io = nullptr; }
-    } clear{ctl};
-
-    beast::flat_buffer buffer;
-    for (;;) {
-      // Wait for the next request with the idle timeout; shutdown cancels
-      // this wait (and only this one: requests already read get answered).
-      if (buffer.size() == 0) {
-        ctl.idle = true;
-        if (stopping.load()) co_return;
-        lowest.expires_after(settings.listener.idle_timeout);
-        auto [ec, n] = co_await stream.async_read_some(buffer.prepare(16 * 1024), kUseTuple);
-        if (ec) co_return;  // closed by the client, idle timeout or shutdown
-        buffer.commit(n);
-      }
-      ctl.idle = false;
-
-      RequestParser parser;
-      http_request::apply_limits(parser, settings.listener.max_header_bytes,
-                                 settings.listener.max_body_bytes);
-      lowest.expires_after(settings.listener.read_timeout);  // header and body together
-      auto hec = co_await parse_until(stream, buffer, parser, http_request::Stage::header);
-      if (hec) {
-        co_await answer_read_error(stream, hec, remote);
-        co_return;
-      }
-      if (auto why = http_request::framing_error(parser); !why.empty()) {
-        handler.count_rejection("malformed_request");
-        rejected->inc();
-        co_await answer_and_close(stream, handler.error_answer(400, "malformed_request", why),
-                                  remote);
-        co_return;
-      }
-      // Bodies are buffered before the signature can be checked, so the
-      // bytes all connections may hold at once are capped; past the cap,
-      // 503 sends Klarna back later instead of letting memory run out.
-      BodyReservation reservation(
-          *this, parser.content_length().value_or(settings.listener.max_body_bytes));
-      if (!reservation.granted()) {
-        handler.count_rejection("overloaded");
-        unavailable->inc();
-        auto a = handler.error_answer(503, "overloaded",
-                                      "too many request bodies in flight; retry later");
-        co_await answer_and_close(stream, std::move(a), remote, settings.kafka.retry_after);
-        co_return;
-      }
-      if (parser.get().version() == 11 &&
-          beast::iequals(sv(parser.get()[http::field::expect]), "100-continue")) {
-        http::response<http::empty_body> cont{http::status::continue_, 11};
-        auto [cec, cn] = co_await http::async_write(stream, cont, kUseTuple);
-        if (cec) co_return;
-      }
-      parser.eager(true);
-      auto bec = co_await parse_until(stream, buffer, parser, http_request::Stage::complete);
-      if (bec) {
-        co_await answer_read_error(stream, bec, remote);
-        co_return;
-      }
-
-      auto& req = parser.get();
-      Reply reply;
-      {
-        InFlight counted(in_flight);
-        reply = co_await handle(req, remote);
-      }
-      // After a refusal the client is either misconfigured or hostile:
-      // free the connection rather than keep it alive.
-      bool keep_alive = req.keep_alive() && !stopping.load() && reply.answer.status < 400;
-      const std::string bytes =
-          serialize_response(reply.answer, req.version(), keep_alive, reply.retry_after);
-      lowest.expires_after(settings.listener.read_timeout);
-      auto [wec, wn] = co_await asio::async_write(stream, asio::buffer(bytes), kUseTuple);
-      if (wec || !keep_alive) co_return;
-    }
-  }
-
-  using RequestParser = http_request::Parser;
-
-  // Feeds the parser what is already buffered and reads only while it needs
-  // more. Beast's async_read_header/async_read would complete through the
-  // scheduler even when the whole request is already buffered (the usual case:
-  // a webhook arrives in one segment); this saves two round trips a request.
-  // Errors are Beast's own, as its read operations report them.
-  template <class Stream>
-  Task<boost::system::error_code> parse_until(Stream& stream, beast::flat_buffer& buffer,
-                                              RequestParser& parser, http_request::Stage stage) {
-    for (;;) {
-      const auto fed = http_request::feed(parser, buffer, stage);
-      if (fed.error) co_return fed.error;
-      if (fed.reached) co_return boost::system::error_code{};
-      auto [ec, n] = co_await stream.async_read_some(buffer.prepare(16 * 1024), kUseTuple);
-      if (ec == asio::error::eof) {
-        co_return parser.got_some() || buffer.size() > 0 ? http::error::partial_message
-                                                         : http::error::end_of_stream;
-      }
-      if (ec) co_return ec;
-      buffer.commit(n);
-    }
-  }
-
-  struct BodyReservation {
-    BodyReservation(Impl& impl, std::size_t bytes) : pool(impl.body_bytes_reserved), n(bytes) {
-      std::size_t cur = pool.load();
-      do {
-        if (cur + n > impl.settings.listener.max_body_bytes_in_flight) return;
-      } while (!pool.compare_exchange_weak(cur, cur + n));
-      ok = true;
-    }
-    ~BodyReservation() {
-      if (ok) pool.fetch_sub(n);
-    }
-    BodyReservation(const BodyReservation&) = delete;
-    BodyReservation& operator=(const BodyReservation&) = delete;
-    bool granted() const { return ok; }
-    std::atomic<std::size_t>& pool;
-    std::size_t n;
-    bool ok = false;
-  };
-
-  struct InFlight {
-    explicit InFlight(core::Gauge& g) : gauge(g) { gauge.inc(); }
-    ~InFlight() { gauge.dec(); }
-    InFlight(const InFlight&) = delete;
-    InFlight& operator=(const InFlight&) = delete;
-    core::Gauge& gauge;
-  };
-
-  // Writes `a` with "Connection: close"; the caller then ends the connection.
-  template <class Stream>
-  Task<void> answer_and_close(Stream& stream, Answer a, const std::string& remote,
-                              std::optional<std::chrono::seconds> retry_after = {}) {
-    log.warn("request refused", {{"remote", remote}, {"reason", a.reason}, {"status", a.status}});
-    const std::string bytes = serialize_response(a, 11, false, retry_after);
-    auto& lowest = beast::get_lowest_layer(stream);
-    lowest.expires_after(std::chrono::seconds(5));
-    auto [wec, wn] = co_await asio::async_write(stream, asio::buffer(bytes), kUseTuple);
-    if (wec) co_return;
-    // Lingering close: the client may still be sending (e.g. the rest of a
-    // body we refused). Closing with unread input would make the kernel send
-    // a reset that can destroy the answer before the client reads it, so stop
-    // sending, then drain for a bounded time and volume.
-    boost::system::error_code ec;
-    lowest.socket().shutdown(tcp::socket::shutdown_send, ec);
-    lowest.expires_after(std::chrono::seconds(2));
-    std::array<char, 16384> sink;
-    for (std::size_t drained = 0; drained < 4 * settings.listener.max_body_bytes;) {
-      auto [rec, n] = co_await lowest.async_read_some(asio::buffer(sink), kUseTuple);
-      if (rec) break;
-      drained += n;
-    }
-  }
-
-  template <class Stream>
-  Task<void> answer_read_error(Stream& stream, const boost::system::error_code& ec,
-                               const std::string& remote) {
-    using Kind = http_request::ReadFailure::Kind;
-    const auto failure = http_request::classify_read_error(ec, settings.listener.max_body_bytes);
-    if (failure.kind == Kind::client_left) co_return;  // nothing to answer
-    handler.count_rejection(failure.reason);
-    rejected->inc();
-    if (failure.kind == Kind::timeout) {
-      log.warn("request not received in time; connection closed",
-               {{"remote", remote}, {"reason", failure.reason}});
-      co_return;  // a slow client is cut, not answered
-    }
-    co_await answer_and_close(
-        stream, handler.error_answer(failure.status, failure.reason, failure.message), remote);
-  }
-
-  // What handle() decided to answer; serve() adds the connection handling.
-  struct Reply {
-    Answer answer;
-    std::optional<std::chrono::seconds> retry_after;
-  };
-
-  Task<Reply> handle(const http::request<http::string_body>& req, const std::string& remote) {
-    const IncomingRequest in = http_request::incoming(req);
-
-    auto keyring = keys.current();
-    Decision d = handler.decide(in, *keyring);
-    if (d.reject) {
-      rejected->inc();
-      // The key id is attacker-controlled here: log a bounded prefix.
-      log.warn("webhook rejected", {{"remote", remote},
-                                    {"reason", d.reject->reason},
-                                    {"status", d.reject->status},
-                                    {"signing_key_id", in.signing_key_id.substr(0, 256)}});
-      co_return Reply{std::move(*d.reject), std::nullopt};
-    }
-
-    auto& plan = d.publish;
-    OutgoingMessage msg{*plan.topic, plan.key, in.body, {}};
-    msg.headers.reserve(9);
-    if (!plan.dead_letter) {
-      msg.headers.emplace_back("klarna-event-id", plan.event_id);
-      msg.headers.emplace_back("klarna-event-type", plan.event_type);
-      msg.headers.emplace_back("klarna-event-version", plan.event_version);
-    } else {
-      msg.headers.emplace_back("dead-letter-reason", plan.dead_letter_reason);
-    }
-    msg.headers.emplace_back("klarna-signing-key-id", in.signing_key_id);
-    msg.headers.emplace_back("klarna-signature", in.signature);
-    msg.headers.emplace_back("received-at", plan.received_at);
-    msg.headers.emplace_back("content-type", in.content_type.empty()
-                                                 ? std::string_view("application/json")
-                                                 : in.content_type);
-
-    auto executor = co_await asio::this_coro::executor;
-    auto pending = std::make_shared<PendingDelivery>(executor);
-    pending->timer.expires_after(settings.kafka.publish_timeout);
-    auto started = std::chrono::steady_clock::now();
-    auto err =
-        publisher.publish(msg, std::make_unique<WakeOnDelivery>(mailbox_of(executor), pending));
-    if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-      co_await pending->timer.async_wait(kUseTuple);
-    }
-    std::string_view failure;
-    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-      failure = rd_kafka_err2name(err);
-    } else if (!pending->report) {
-      failure = "publish_timeout";
-    } else if (pending->report->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-      failure = rd_kafka_err2name(pending->report->err);
-    }
-    if (!failure.empty()) {
-      unavailable->inc();
-      log.warn("Kafka did not confirm the event; answering 503 so Klarna retries",
-               {{"event_id", plan.event_id}, {"topic", *plan.topic}, {"error", failure}});
-      auto a = handler.error_answer(503, "kafka_unavailable",
-                                    "the event could not be stored; retry later");
-      co_return Reply{std::move(a), settings.kafka.retry_after};
-    }
-    publish_latency.observe(
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
-    (plan.dead_letter ? dead_lettered : accepted)->inc();
-    if (plan.dead_letter) {
-      log.warn("signed webhook with an unusable body kept on the dead-letter topic",
-               {{"reason", plan.dead_letter_reason},
-                {"topic", *plan.topic},
-                {"signing_key_id", in.signing_key_id},
-                {"partition", pending->report->partition},
-                {"offset", pending->report->offset}});
-    } else if (log.enabled(core::LogLevel::info)) {
-      log.info("event stored", {{"event_id", plan.event_id},
-                                {"event_type", plan.event_type},
-                                {"topic", *plan.topic},
-                                {"partition", pending->report->partition},
-                                {"offset", pending->report->offset}});
-    }
-    co_return Reply{std::move(plan.on_success), std::nullopt};
   }
 
   // --- lifecycle --------------------------------------------------------------
@@ -647,18 +214,18 @@ struct Receiver::Impl {
     const std::size_t fitted =
         rl.rlim_cur > 2 * kReserved ? rl.rlim_cur - kReserved : rl.rlim_cur / 2;
     log.warn("receiver.max_connections does not fit in the open-file limit; lowered",
-             {{"configured", max}, {"open_file_limit", static_cast<std::uint64_t>(rl.rlim_cur)},
+             {{"configured", max},
+              {"open_file_limit", static_cast<std::uint64_t>(rl.rlim_cur)},
               {"max_connections", fitted}});
     max = fitted;
   }
 
-  void start() {
-    fit_connections_to_open_file_limit();
+  void listen() {
     boost::system::error_code ec;
     auto addr = asio::ip::make_address(settings.listener.address, ec);
     if (ec) throw core::ConfigError("receiver.listen_address", "not an IP address");
     tcp::endpoint ep(addr, settings.listener.port);
-    acceptor.emplace(acceptor_ex);
+    acceptor.emplace(acceptor_executor());
     acceptor->open(ep.protocol());
     acceptor->set_option(asio::socket_base::reuse_address(true));
     acceptor->bind(ep, ec);
@@ -668,16 +235,23 @@ struct Receiver::Impl {
     }
     acceptor->listen(asio::socket_base::max_listen_connections);
     bound_port = acceptor->local_endpoint().port();
+  }
+
+  void start() {
+    fit_connections_to_open_file_limit();
+    listen();
     bound_admin_port = admin.start(settings.admin_address, settings.admin_port);
     keys.start_watching();
-    asio::co_spawn(acceptor_ex, accept_loop(), [this](std::exception_ptr e) {
-      if (e && !stopping.load()) {
-        accept_failed.store(true);
-        log.error("the accept loop stopped unexpectedly; reporting not ready");
-      }
+    accepting.spawn(acceptor_executor(), accept_loop(), [this](std::exception_ptr) {
+      if (stopping.load()) return;
+      accept_failed.store(true);
+      log.error("the accept loop stopped unexpectedly; reporting not ready");
     });
+    services_group.spawn(
+        acceptor_executor(), serve_delivery_reports(publisher),
+        [this](std::exception_ptr) { log.error("serving Kafka delivery reports failed"); });
     for (auto& c : contexts) {
-      asio::co_spawn(c->ioc, heartbeat(*c), asio::detached);
+      services_group.spawn(c->ioc.get_executor(), heartbeat(*c), [](std::exception_ptr) {});
       threads.emplace_back([&c] { c->ioc.run(); });
     }
     write_port_file();
@@ -702,6 +276,35 @@ struct Receiver::Impl {
     std::filesystem::rename(tmp, settings.listener.port_file);
   }
 
+  // Stops accepting, then cancels the connections: `total` (idle ones close,
+  // requests already read are answered) and, if they have not finished
+  // within the grace period, `terminal`. True when they finished in time.
+  bool drain_connections(std::chrono::steady_clock::time_point deadline) {
+    accepting.emit(asio::cancellation_type::terminal);
+    connections.emit(asio::cancellation_type::total);
+    if (connections.wait_until(deadline)) return true;
+    log.warn("grace period over with connections still open; closing them",
+             {{"connections", connections.size()}});
+    connections.emit(asio::cancellation_type::terminal);
+    return false;
+  }
+
+  // Ends the services (report serving, heartbeats), lets the I/O threads run
+  // out of work and joins them.
+  void stop_io() {
+    const auto soon = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+    const bool ended = connections.wait_until(soon) && accepting.wait_until(soon);
+    services_group.emit(asio::cancellation_type::terminal);
+    for (auto& c : contexts) c->work.reset();
+    if (!ended || !services_group.wait_until(soon)) {
+      // Only when an operation ignored terminal cancellation.
+      log.error("I/O tasks did not end when cancelled; stopping the I/O threads");
+      for (auto& c : contexts) c->ioc.stop();
+    }
+    for (auto& t : threads) t.join();
+    threads.clear();
+  }
+
   bool shutdown() {
     if (stopped) return true;
     stopped = true;
@@ -709,30 +312,8 @@ struct Receiver::Impl {
     stopping.store(true);
     core::notify_stopping();
     log.info("shutting down: no new connections, answering requests in flight");
-    asio::post(acceptor_ex, [this] {
-      boost::system::error_code ec;
-      if (acceptor) acceptor->close(ec);
-    });
-    {
-      std::lock_guard lock(conn_mu);
-      for (const auto& c : connections) {
-        asio::post(c->executor, [c] {
-          if (c->idle && c->cancel_io) c->cancel_io();
-        });
-      }
-    }
-    bool drained;
-    {
-      std::unique_lock lock(conn_mu);
-      drained = conn_cv.wait_until(lock, deadline, [&] { return connections.empty(); });
-    }
-    if (!drained) {
-      log.warn("grace period over with connections still open; closing them",
-               {{"connections", connection_count.load()}});
-    }
-    for (auto& c : contexts) c->ioc.stop();
-    for (auto& t : threads) t.join();
-    threads.clear();
+    const bool drained = threads.empty() || drain_connections(deadline);
+    stop_io();
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
         deadline - std::chrono::steady_clock::now());
     int outstanding = publisher.flush(std::max(left, std::chrono::milliseconds(1000)));
@@ -751,39 +332,26 @@ struct Receiver::Impl {
   // Declared before the publisher so they are destroyed after it: the
   // publisher's last delivery reports go to their mailboxes.
   std::vector<std::unique_ptr<IoContext>> contexts;
-  asio::io_context::executor_type acceptor_ex;  // context 0
-  std::size_t next_context = 0;                 // accept loop only
+  std::size_t next_context = 0;  // accept loop only
   KeyRingSource keys;
   KafkaPublisher publisher;
   WebhookHandler handler;
   core::AdminServer admin;
+  ReceiverMetrics metrics;
   std::optional<ssl::context> tls;
+  std::atomic<bool> stopping{false};
+  std::atomic<bool> accept_failed{false};
+  std::atomic<std::size_t> body_bytes_reserved{0};
+  ConnectionServices services;
   std::optional<Acceptor> acceptor;
+  TaskGroup accepting;       // the accept loop
+  TaskGroup connections;     // one child per open connection
+  TaskGroup services_group;  // delivery reports, heartbeats
   std::vector<std::thread> threads;
   std::uint16_t bound_port = 0;
   std::uint16_t bound_admin_port = 0;
-  std::atomic<bool> stopping{false};
-  std::atomic<bool> accept_failed{false};
   bool stopped = false;
-
-  std::mutex conn_mu;
-  std::condition_variable conn_cv;
-  std::unordered_set<std::shared_ptr<ConnectionControl>> connections;
-  std::atomic<std::size_t> connection_count{0};
-  std::atomic<std::size_t> body_bytes_reserved{0};
-
-  core::CounterFamily& requests;
-  core::Counter* accepted = nullptr;
-  core::Counter* dead_lettered = nullptr;
-  core::Counter* rejected = nullptr;
-  core::Counter* unavailable = nullptr;
-  core::Histogram& publish_latency;
-  core::Gauge& in_flight;
-  core::Gauge& open_connections;
-  core::Counter& refused_connections;
-  core::Counter& tls_failures;
 };
-
 Receiver::Receiver(Settings settings) : impl_(std::make_unique<Impl>(std::move(settings))) {}
 Receiver::~Receiver() {
   if (impl_) impl_->shutdown();

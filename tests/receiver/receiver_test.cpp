@@ -594,3 +594,24 @@ TEST(ReceiverPlain, AMissingTopicMeansNotReady) {
            r->body.find("never-created-disputes") != std::string::npos;
   }));
 }
+
+// Shutdown cancels the connections as a task group: `total` closes every
+// connection waiting for its next request (after a request, or before the
+// first), plain and TLS, so the receiver drains well inside a grace period
+// far shorter than the idle timeout, and reports it drained.
+TEST(ReceiverShutdown, IdleConnectionsCloseAndTheReceiverDrains) {
+  for (bool tls : {false, true}) {
+    ReceiverHarness h(shared_kafka(), tls,
+                      {"receiver.idle_timeout_ms=600000", "receiver.shutdown_grace_ms=30000"});
+    HttpConnection used(h.port(), tls);
+    auto body = webhook_body("payment.request.state-change.submitted",
+                             std::string("idle-") + (tls ? "tls" : "plain"));
+    auto r = used.request("POST", h.path(), body, h.signed_headers(body));
+    ASSERT_TRUE(r);
+    ASSERT_EQ(r->status, 200) << r->body;
+    HttpConnection fresh(h.port(), tls);  // connected, nothing sent
+    EXPECT_TRUE(h.receiver->shutdown()) << "tls=" << tls;
+    EXPECT_TRUE(used.wait_closed(5s)) << "tls=" << tls;
+    EXPECT_TRUE(fresh.wait_closed(5s)) << "tls=" << tls;
+  }
+}

@@ -8,6 +8,8 @@
 #include <string>
 #include <string_view>
 
+#include "kpay/klarna/kafka_contract.hpp"
+
 namespace kpay::klarna {
 
 enum class EventFamily {
@@ -22,21 +24,22 @@ enum class EventFamily {
 std::string_view family_name(EventFamily f);
 EventFamily classify_event_type(std::string_view event_type);
 
-// Topic names per family; `prefix` is prepended to each (e.g. "prod." ).
+// Topic names per family (defaults: kafka_contract.hpp); `prefix` is
+// prepended to each (e.g. "prod.").
 struct Topics {
-  std::string payment_requests = "klarna.payment-requests";
-  std::string payment_transactions = "klarna.payment-transactions";
-  std::string disputes = "klarna.disputes";
-  std::string settlements = "klarna.settlements";
-  std::string accounts = "klarna.accounts";
-  std::string unrouted = "klarna.unrouted";
-  std::string dead_letter = "klarna.dead-letter";
-  std::string payment_states = "klarna.payment-states";
-  std::string processor_dead_letter = "klarna.processor-dead-letter";
+  std::string payment_requests = contract::topic::payment_requests;
+  std::string payment_transactions = contract::topic::payment_transactions;
+  std::string disputes = contract::topic::disputes;
+  std::string settlements = contract::topic::settlements;
+  std::string accounts = contract::topic::accounts;
+  std::string unrouted = contract::topic::unrouted;
+  std::string dead_letter = contract::topic::dead_letter;
+  std::string payment_states = contract::topic::payment_states;
+  std::string processor_dead_letter = contract::topic::processor_dead_letter;
   // Downstream commands in, their results out (ARCHITECTURE.md, "Downstream
   // contract"; schemas/KAFKA-CONTRACT.md, "Commands").
-  std::string commands = "klarna.commands";
-  std::string command_results = "klarna.command-results";
+  std::string commands = contract::topic::commands;
+  std::string command_results = contract::topic::command_results;
 
   const std::string& for_family(EventFamily f) const;
   void apply_prefix(std::string_view prefix);

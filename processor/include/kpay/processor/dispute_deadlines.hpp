@@ -19,6 +19,7 @@
 #include "kpay/core/config.hpp"
 #include "kpay/core/metrics.hpp"
 #include "kpay/klarna/envelope.hpp"
+#include "kpay/klarna/kafka_contract.hpp"
 #include "kpay/storage/state_store.hpp"
 
 namespace kpay::processor {
@@ -54,7 +55,7 @@ DeadlineStats summarize(std::span<const OpenDeadline> deadlines, std::int64_t no
 struct DeadlineWatchSettings {
   std::chrono::milliseconds window = std::chrono::hours(48);      // disputes.warning_window_hours
   std::chrono::milliseconds interval = std::chrono::seconds(60);  // disputes.check_interval_ms
-  std::string states_topic = "klarna.payment-states";             // prefix applied
+  std::string states_topic = klarna::contract::topic::payment_states;  // prefix applied
 };
 // Reads `disputes.warning_window_hours` (1–720, default 48) and
 // `disputes.check_interval_ms` (1000–3600000, default 60000).

@@ -2,17 +2,23 @@
 // message.
 //
 // Guarantee: for every publish() that returns NO_ERROR, the callback's
-// delivered() runs exactly once, from the producer's poll thread, after Kafka
-// acknowledged the write (err == NO_ERROR) or librdkafka gave up on it
+// delivered() runs exactly once, from serve_reports() (or flush()), after
+// Kafka acknowledged the write (err == NO_ERROR) or librdkafka gave up on it
 // (message.timeout.ms, fatal error). Only a NO_ERROR report means the event is
 // durable in Kafka; the HTTP layer answers 2xx on nothing else.
+//
+// No thread of ours polls the producer: librdkafka makes report_fd()
+// readable once when reports start waiting, and the owner's event loop calls
+// serve_reports() then (receiver/src/delivery.cpp), so a produce response's
+// whole batch of reports is served in one wake-up of the loop that waits for
+// them.
 #pragma once
 
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
-#include <mutex>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -51,13 +57,22 @@ class KafkaPublisher {
   // Kafka does not know (a missing topic would make a whole family 503).
   KafkaPublisher(const KafkaSettings& settings, std::vector<std::string> required_topics,
                  core::Registry& metrics);
-  ~KafkaPublisher();  // stops polling; call flush() first to drain
+  ~KafkaPublisher();  // purges what is left; call flush() first to drain
+  KafkaPublisher(const KafkaPublisher&) = delete;
+  KafkaPublisher& operator=(const KafkaPublisher&) = delete;
 
   // On NO_ERROR the callback is owned by the publisher until delivered() ran.
   // Any other return (e.g. __QUEUE_FULL) means nothing was queued and the
   // callback was not called.
   rd_kafka_resp_err_t publish(const OutgoingMessage& message,
                               std::unique_ptr<DeliveryCallback> callback);
+
+  // Readable (an eventfd) when delivery reports or client errors wait to be
+  // served; the reader drains it and calls serve_reports().
+  int report_fd() const { return report_fd_; }
+  // Runs every waiting delivery report's callback (and the error callback)
+  // on the calling thread, without blocking. Call from one thread at a time.
+  void serve_reports();
 
   // Waits up to `timeout` for every queued message's report; returns how many
   // are still outstanding (0 = all delivered or failed and reported).
@@ -69,18 +84,19 @@ class KafkaPublisher {
   // librdkafka raised a fatal error: this producer can never deliver again.
   bool fatal() const { return fatal_.load(); }
 
-
  private:
   static void on_delivery(rd_kafka_t*, const rd_kafka_message_t* msg, void* opaque);
   static void on_error(rd_kafka_t*, int err, const char* reason, void* opaque);
-  void poll_loop();
   void probe_loop();
   void set_not_ready(std::string reason);
+  void enable_report_fd();
+  void disable_report_fd();
 
   core::Logger log_{"receiver.kafka"};
   core::Counter& errors_fatal_;
   core::CounterFamily& errors_;
   core::KafkaHandle producer_;
+  int report_fd_ = -1;
   std::atomic<bool> stop_{false};
   std::atomic<bool> ready_{false};
   std::atomic<bool> fatal_{false};
@@ -91,7 +107,6 @@ class KafkaPublisher {
   const std::vector<std::string> required_topics_;
   std::mutex probe_mu_;
   std::condition_variable probe_cv_;
-  std::thread poller_;
   std::thread prober_;
 };
 
