@@ -1,4 +1,4 @@
-// Downstream commands (klarna.commands → klarna.command-results; ARCHITECTURE.md,
+// Downstream commands (klarna.commands → klarna.command-results; docs/klarna/COMMANDS.md,
 // "Downstream contract"; schemas/command.schema.json, command-result.schema.json).
 //
 // Decoding one command message into a typed command, or a rejection with a
@@ -39,7 +39,7 @@ bool is_dispute_command(CommandType t);
 enum class CaptureMode { now, later };
 
 // The `status` claim of an interoperability token. Any value not listed here
-// counts as PAYMENT_SUPPORTED (PAYMENTS-API.md, initial authorization).
+// counts as PAYMENT_SUPPORTED (docs/klarna/PAYMENTS-API.md, initial authorization).
 // PAYMENT_NOT_SUPPORTED is our reading, unconfirmed; the token is forwarded
 // whatever its status, Klarna decides.
 enum class InteroperabilityStatus { payment_supported, payment_not_supported };
@@ -101,7 +101,7 @@ struct VoidCommand {
 struct CancelCommand {
   std::string payment_request_id;
 };
-// ---- disputes (PAYMENTS-API.md, "Disputes"; Klarna's field names) ------------------
+// ---- disputes (docs/klarna/PAYMENTS-API.md, "Disputes"; Klarna's field names) ------------------
 // Evidence uploaded before (klarnactl disputes upload): its id and a description.
 struct DisputeAttachmentRef {
   std::string payment_dispute_attachment_id;
