@@ -27,6 +27,7 @@ package: build
 # The .deb installed, checked, removed and purged in a clean Debian 12 chroot
 # (debootstrap; cached under ~/.cache/klarna-package-test), with and without
 # systemd's tools: tests/package/install_test.sh. Root only; not in `make test`.
+# debootstrap comes with the other dependencies (scripts/install-deps.sh).
 .PHONY: package-test
 package-test: package
 	tests/package/install_test.sh $(BUILD_DIR) with-systemd

@@ -4,8 +4,8 @@
 #   scripts/fuzz.sh build  DIR            configure a clang build in DIR, build the targets
 #   scripts/fuzz.sh replay DIR            every target over its committed seeds and regressions
 #   scripts/fuzz.sh run    DIR SECONDS    every target for SECONDS (or those named in FUZZ_TARGETS)
-#   scripts/fuzz.sh short  DIR SECONDS    build + replay + run, for ctest: exits 77 (skipped)
-#                                         when no clang with libFuzzer is installed
+#   scripts/fuzz.sh short  DIR SECONDS    build + replay + run, for ctest: fails when no
+#                                         clang with libFuzzer is installed
 #
 # `run` keeps its corpus in DIR/corpus/<target> (the committed seeds under
 # fuzz/corpus/ are only read), saves crashes in DIR/crashes/<target>/, prints
@@ -63,7 +63,7 @@ build() {
   cxx="$(find_cxx)"
   if ! has_libfuzzer "$cxx"; then
     echo "fuzz: no clang++ with libFuzzer (Debian: apt-get install clang-14 libclang-rt-14-dev)" >&2
-    return 77
+    return 1
   fi
   local gen=() launcher=()
   command -v ninja >/dev/null 2>&1 && gen=(-G Ninja)

@@ -26,7 +26,16 @@ PACKAGES=(
   # make fuzz / the fuzz_short test: clang with libFuzzer and the sanitizer
   # runtimes (libclang-rt-14-dev); llvm-symbolizer (llvm-14) for their reports.
   clang-14 libclang-rt-14-dev llvm-14
+  # make package-test: the clean Debian 12 root it installs the .deb into.
+  debootstrap
+  # The alert-rule test (promtool) and scripts/dashboard-screenshot.sh (a
+  # Prometheus run by hand, jq to read its answers, gnuplot to draw them).
+  # prometheus is installed without starting its service: install_quiet below.
+  prometheus gnuplot-nox jq
 )
+# Packages whose installation would start a service (and enable it at boot)
+# that the build only wants the programs of.
+QUIET=(prometheus)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -44,5 +53,46 @@ echo "install-deps: installing ${missing[*]}"
 SUDO=""
 if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive
+
+is_quiet() {
+  local q
+  for q in "${QUIET[@]}"; do [[ $q == "$1" ]] && return 0; done
+  return 1
+}
+
+# Installs $@ without starting their services, and leaves them disabled: a
+# policy-rc.d answering 101 ("action forbidden") for the time of the install
+# stops the maintainer scripts' invoke-rc.d and deb-systemd-invoke from
+# starting them (on hosts without one: an existing policy-rc.d is left as it
+# is); then each unit is disabled (systemd's links, and the SysV ones for
+# hosts booted without systemd) and, where systemd runs, stopped should an
+# existing policy have let it start.
+install_quiet() {
+  local policy=/usr/sbin/policy-rc.d ours=0 p
+  if [[ ! -e $policy ]]; then
+    printf '#!/bin/sh\n# install-deps.sh: no service starts during this install\nexit 101\n' |
+      $SUDO tee "$policy" >/dev/null
+    $SUDO chmod 0755 "$policy"
+    ours=1
+    trap "$SUDO rm -f $policy" EXIT
+  fi
+  $SUDO apt-get install -y -qq --no-install-recommends "$@"
+  ((ours)) && $SUDO rm -f "$policy"
+  trap - EXIT
+  for p in "$@"; do
+    if [[ -d /run/systemd/system ]]; then
+      $SUDO systemctl disable --now "$p.service" >/dev/null 2>&1 || true
+    else
+      $SUDO deb-systemd-helper disable "$p.service" >/dev/null 2>&1 || true
+    fi
+    $SUDO update-rc.d "$p" disable >/dev/null 2>&1 || true
+  done
+}
+
+plain=() quiet=()
+for p in "${missing[@]}"; do
+  if is_quiet "$p"; then quiet+=("$p"); else plain+=("$p"); fi
+done
 $SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+((${#plain[@]} == 0)) || $SUDO apt-get install -y -qq --no-install-recommends "${plain[@]}"
+((${#quiet[@]} == 0)) || install_quiet "${quiet[@]}"

@@ -1,5 +1,5 @@
 // Per-call decisions of the API client that need no socket: refusing a call
-// before sending, what a transport failure means (PAYMENTS-API.md §3),
+// before sending, what a transport failure means (docs/klarna/PAYMENTS-API.md §3),
 // Klarna's error body, the rate-limit headers, a response turned into an
 // Answer, and the shared limiter.
 #include <openssl/err.h>

@@ -1,5 +1,5 @@
 // The API client's value types and pure functions: environments, paths,
-// the PAYMENTS-API.md §3 classification table and the one-line summary.
+// the docs/klarna/PAYMENTS-API.md §3 classification table and the one-line summary.
 #include <stdexcept>
 #include <string>
 
@@ -52,7 +52,7 @@ std::string_view disposition_name(Disposition d) {
   return "retryable";
 }
 
-// PAYMENTS-API.md §3. Branches on the status only: Klarna documents no error
+// docs/klarna/PAYMENTS-API.md §3. Branches on the status only: Klarna documents no error
 // code that changes the decision (a 500 TIMEOUT is retried like any 500).
 // 408 is the server giving up on our request before it ran: retrying with the
 // same idempotency key is safe, so it is retryable although it is a 4xx.

@@ -1,4 +1,4 @@
-// Command decoding: the field table of each command type (ARCHITECTURE.md,
+// Command decoding: the field table of each command type (docs/klarna/COMMANDS.md,
 // "Downstream contract"), the interoperability token's shape, and the result
 // message. No store, no clock.
 #include "kpay/processor/commands.hpp"

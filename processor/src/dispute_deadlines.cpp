@@ -12,7 +12,7 @@ namespace kpay::processor {
 namespace {
 
 // Which deadline the partner must still meet, per dispute state
-// (PAYMENTS-API.md "Disputes"; Klarna's "Disputes states" page: INITIATED =
+// (docs/klarna/PAYMENTS-API.md "Disputes"; Klarna's "Disputes states" page: INITIATED =
 // respond before the deadline, PRE_ARBITRATION = appeal within the window,
 // REPRESENTMENT / ARBITRATION = Klarna's turn). The legacy rows are our
 // reading of an unconfirmed graph: the evidence deadline while evidence is

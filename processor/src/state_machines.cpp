@@ -28,7 +28,7 @@ using DS = DisputeState;
 
 // clang-format off
 
-// Gen 1 (webhooks v1), PAYMENTS-API.md §1.
+// Gen 1 (webhooks v1), docs/klarna/PAYMENTS-API.md §1.
 constexpr Edge<RS> kGen1RequestEdges[] = {
     {RS::submitted,            RS::in_progress},
     {RS::submitted,            RS::prepared},
@@ -52,7 +52,7 @@ constexpr Edge<RS> kGen1RequestEdges[] = {
 };
 constexpr RS kGen1RequestFinals[] = {RS::authorized, RS::expired, RS::canceled, RS::declined};
 
-// Gen 2/3 (webhooks v2), PAYMENTS-API.md §1.
+// Gen 2/3 (webhooks v2), docs/klarna/PAYMENTS-API.md §1.
 constexpr Edge<RS> kGen2RequestEdges[] = {
     {RS::submitted,   RS::in_progress},
     {RS::submitted,   RS::expired},
@@ -65,7 +65,7 @@ constexpr Edge<RS> kGen2RequestEdges[] = {
 };
 constexpr RS kGen2RequestFinals[] = {RS::completed, RS::expired, RS::canceled, RS::declined};
 
-// Payment transactions, PAYMENTS-API.md §2. Born AUTHORIZED (capture LATER) or
+// Payment transactions, docs/klarna/PAYMENTS-API.md §2. Born AUTHORIZED (capture LATER) or
 // COMPLETED (capture NOW). Captures/refunds/chargebacks are sub-records, not states.
 constexpr Edge<TS> kTransactionEdges[] = {
     {TS::authorized, TS::completed},   // fully captured, or void after a capture
@@ -82,7 +82,7 @@ constexpr TS kTransactionFinals[] = {TS::closed};
 constexpr Edge<FundingState> kFundingEdges[] = {};
 constexpr FundingState kFundingFinals[] = {FundingState::funded, FundingState::expired};
 
-// Disputes, current framework, PAYMENTS-API.md "Disputes".
+// Disputes, current framework, docs/klarna/PAYMENTS-API.md "Disputes".
 constexpr Edge<DS> kCurrentDisputeEdges[] = {
     {DS::initiated,       DS::representment},
     {DS::initiated,       DS::closed},
@@ -92,7 +92,7 @@ constexpr Edge<DS> kCurrentDisputeEdges[] = {
     {DS::pre_arbitration, DS::closed},
     {DS::arbitration,     DS::closed},
 };
-// Disputes, legacy framework (WEBHOOKS.md lists the events, not the graph:
+// Disputes, legacy framework (docs/klarna/WEBHOOKS.md lists the events, not the graph:
 // this order is our reading of the event names; unconfirmed).
 constexpr Edge<DS> kLegacyDisputeEdges[] = {
     {DS::merchant_evidence_pending,      DS::legacy_pre_arbitration},

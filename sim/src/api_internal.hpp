@@ -84,7 +84,7 @@ inline std::string query_param(std::string_view target, std::string_view name) {
 }
 
 // The Dispute API under …/payment/disputes (segments from index 5 on):
-// PAYMENTS-API.md "Disputes".
+// docs/klarna/PAYMENTS-API.md "Disputes".
 inline std::string dispute_route(std::string_view method, const std::vector<std::string>& s) {
   const auto n = s.size();
   if (n == 5 && method == "GET") return "payment.disputes.list";
@@ -256,7 +256,7 @@ inline std::string lower_dash(std::string_view state) {
   return out;
 }
 
-// Event types documented only for one webhook version (WEBHOOKS.md §4).
+// Event types documented only for one webhook version (docs/klarna/WEBHOOKS.md §4).
 inline bool event_in_version(std::string_view type, std::string_view version) {
   static const std::set<std::string_view> v1_only = {
       "payment.request.state-change.prepared", "payment.request.state-change.pending-confirmation",

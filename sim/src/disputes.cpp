@@ -1,4 +1,4 @@
-// The Dispute API (PAYMENTS-API.md "Disputes"): list, read, accept loss,
+// The Dispute API (docs/klarna/PAYMENTS-API.md "Disputes"): list, read, accept loss,
 // upload evidence (multipart, ≤ 7 MB, PDF/JPG/PNG/DOCX), represent, appeal,
 // download; a wrong state answers 409 RESOURCE_CONFLICT. And the control
 // that announces a deadline extension (/_sim/disputes/{id}/extend) in the

@@ -11,7 +11,7 @@
 using namespace kpay::klarna;
 
 namespace {
-// The test vector from WEBHOOKS.md §1.
+// The test vector from docs/klarna/WEBHOOKS.md §1.
 constexpr std::string_view kKey = "example-signing-key-NOT-REAL";
 constexpr std::string_view kBody =
     R"({"metadata":{"event_type":"payment.request.state-change.completed","event_id":"00000000-0000-4000-8000-000000000000","event_version":"v2"},"payload":{"state":"COMPLETED"}})";

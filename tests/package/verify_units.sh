@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # verify_units.sh DEB_DIR: systemd-analyze verify on the units as installed
 # (the package extracted by check_deb.sh's fixture into DEB_DIR/root).
-# Exit 77 (skipped) where systemd-analyze is not available.
+# Fails where systemd-analyze is missing (Debian package "systemd": scripts/install-deps.sh).
 set -euo pipefail
 dir=$1
-command -v systemd-analyze >/dev/null 2>&1 || { echo "systemd-analyze not available: skipped"; exit 77; }
+command -v systemd-analyze >/dev/null 2>&1 || { echo "FAIL: systemd-analyze not available (Debian package 'systemd': scripts/install-deps.sh)"; exit 1; }
 root=$dir/verify-root
 rm -rf "$root"
 mkdir -p "$root"

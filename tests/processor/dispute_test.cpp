@@ -1,7 +1,7 @@
 // Disputes (issue 15): every dispute event type of both frameworks, with their
 // deadline fields and extensions, applied through the BatchApplier to a real
-// SQLite file (table-driven, checkable against PAYMENTS-API.md "Disputes" and
-// WEBHOOKS.md §4); the deadline history; and the deadline watcher against an
+// SQLite file (table-driven, checkable against docs/klarna/PAYMENTS-API.md "Disputes" and
+// docs/klarna/WEBHOOKS.md §4); the deadline history; and the deadline watcher against an
 // injected clock (metrics figures, one warning per deadline, overdue flagged).
 #include <gtest/gtest.h>
 

@@ -72,17 +72,34 @@ TEST(ProcessorBinary, ConfigurationErrorsExitTwo) {
 // Without processor.database the state lives where the package keeps it
 // (StateDirectory=, config/processor.toml), not in whatever directory the
 // process was started from; klarnactl looks in the same place.
+// Where the package is installed here, both run in a mount namespace of their
+// own with an empty /var/lib (unshare: as root, or as this user mapped to
+// root), so the installed processor's database is never touched.
 TEST(ProcessorBinary, TheDefaultDatabaseIsThePackagesStateDirectory) {
+  std::vector<std::string> prefix;
   if (std::filesystem::exists("/var/lib/klarna-processor")) {
-    GTEST_SKIP() << "/var/lib/klarna-processor exists here (the package is installed): "
-                    "not starting a processor on it";
+    prefix = {"/usr/bin/unshare",
+              "--mount",
+              "--map-root-user",
+              "sh",
+              "-c",
+              "mount -t tmpfs tmpfs /var/lib && exec \"$@\"",
+              "sh"};
   }
+  const auto with_prefix = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), prefix.begin(), prefix.end());
+    return args;
+  };
   const auto dir = test::make_temp_dir("processor-default-db");
-  EXPECT_EQ(run_to_exit({"--set", "worker.enabled=false"}, dir + "/p.log"), 2);
+  test::ChildProcess processor(
+      with_prefix({test::binary("processor/klarna-processor"), "--set", "worker.enabled=false"}),
+      dir + "/p.log");
+  EXPECT_EQ(processor.wait(std::chrono::seconds(20)), 2);
   const auto log = test::read_file(dir + "/p.log");
   EXPECT_NE(log.find("'processor.database'"), std::string::npos) << log;
   EXPECT_NE(log.find("'/var/lib/klarna-processor' does not exist"), std::string::npos) << log;
-  test::ChildProcess ctl({test::binary("tools/klarnactl"), "payments", "list"}, dir + "/ctl.log");
+  test::ChildProcess ctl(with_prefix({test::binary("tools/klarnactl"), "payments", "list"}),
+                         dir + "/ctl.log");
   EXPECT_EQ(ctl.wait(std::chrono::seconds(20)), 1);
   EXPECT_NE(test::read_file(dir + "/ctl.log").find("'/var/lib/klarna-processor/state.db'"),
             std::string::npos)

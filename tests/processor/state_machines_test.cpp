@@ -1,5 +1,5 @@
 // Table-driven tests of every state machine: the tables restated here from
-// PAYMENTS-API.md / WEBHOOKS.md as strings, independent of the code's tables;
+// docs/klarna/PAYMENTS-API.md and WEBHOOKS.md as strings, independent of the code's tables;
 // every pair of states is checked (allowed, forbidden, reachable), then the
 // decision rule for each machine (applied, stale, rejected).
 #include <gtest/gtest.h>

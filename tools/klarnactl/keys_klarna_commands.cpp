@@ -1,5 +1,5 @@
 // klarnactl keys create | list --remote | remote-delete: signing keys at Klarna
-// (Notification API, WEBHOOKS.md §5). `create` asks Klarna for a new key and
+// (Notification API, docs/klarna/WEBHOOKS.md §5). `create` asks Klarna for a new key and
 // stores its secret in the local key store (keys.database) in the same run, the
 // moment Klarna shows it: the secret is shown once and is never printed here.
 #include <iostream>

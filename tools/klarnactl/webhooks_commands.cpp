@@ -1,5 +1,5 @@
 // klarnactl webhooks subscribe|list|get|update|delete|simulate: the webhook
-// subscriptions at Klarna (Notification API, WEBHOOKS.md §5), with the
+// subscriptions at Klarna (Notification API, docs/klarna/WEBHOOKS.md §5), with the
 // `[klarna]` settings the processor uses. Klarna's refusals are shown with
 // their error_code and error_message (exit 1); bad usage or configuration
 // exits 2 before anything is sent.

@@ -2,7 +2,7 @@
 // MERCHANT_EVIDENCE_PENDING…) and their deadlines. Deadlines are
 // last-writer-wins by occurred_at, independent of the state outcome, so any
 // delivery order ends with the newest one. No calls: accept-loss and
-// represent are operator decisions (PAYMENTS-API.md §4).
+// represent are operator decisions (docs/klarna/PAYMENTS-API.md §4).
 #include "common.hpp"
 #include "kpay/core/log.hpp"
 

@@ -1,6 +1,6 @@
 // Payment requests. Gen 1 (webhooks v1) and Gen 2/3 (v2) events may both
 // arrive for one request while a partner migrates its subscriptions
-// (PAYMENTS-API.md §1): each event is checked with its own generation's
+// (docs/klarna/PAYMENTS-API.md §1): each event is checked with its own generation's
 // machine against the state so far, a state only the other generation knows
 // being seen as its equivalent (kSeenAs). The approval itself
 // (PENDING_CONFIRMATION in v1, COMPLETED in v2) causes one call, whichever
@@ -17,7 +17,7 @@ namespace {
 using RS = RequestState;
 using RG = RequestGeneration;
 
-constexpr std::int64_t kFinalAuthorizationWindowMs = 60 * 60 * 1000;  // PAYMENTS-API.md §1
+constexpr std::int64_t kFinalAuthorizationWindowMs = 60 * 60'000;  // docs/klarna/PAYMENTS-API.md §1
 
 const StateMachine<RequestState>& machine_for(RequestGeneration g) {
   return g == RG::gen1 ? gen1_request_machine() : gen2_request_machine();

@@ -11,7 +11,7 @@
 //     or a metric label.
 //   - One attempt per send(): the caller owns retries (the outbox worker keeps
 //     attempts durable). The answer says whether a retry may help
-//     (`disposition`), per the table in PAYMENTS-API.md §3.
+//     (`disposition`), per the table in docs/klarna/PAYMENTS-API.md §3.
 //   - Kept-alive connections in a bounded pool (`max_connections`); requests
 //     beyond it wait in FIFO order. Each request has a deadline covering
 //     connect, TLS handshake, write and read.
@@ -97,7 +97,7 @@ struct Call {
   std::optional<std::chrono::milliseconds> timeout;
 };
 
-// What to do with an answer (PAYMENTS-API.md §3).
+// What to do with an answer (docs/klarna/PAYMENTS-API.md §3).
 enum class Disposition {
   success,    // 2xx
   retryable,  // 429, 500, 502, 503, 504, timeout, connection reset/refused, TLS EOF
@@ -125,7 +125,7 @@ struct Answer {
   std::string summary() const;
 };
 
-// Classifies a status (and error_code) per PAYMENTS-API.md §3.
+// Classifies a status (and error_code) per docs/klarna/PAYMENTS-API.md §3.
 Disposition classify(int status, std::string_view error_code);
 
 // "/v2/accounts/<percent-encoded account id>"

@@ -1,5 +1,5 @@
-// The Klarna webhook envelope (WEBHOOKS.md §3) and the routing of event types
-// to Kafka topics (ARCHITECTURE.md). Parsing happens only after the signature
+// The Klarna webhook envelope (docs/klarna/WEBHOOKS.md §3) and the routing of event types
+// to Kafka topics (docs/klarna/DESIGN.md). Parsing happens only after the signature
 // has been verified; unknown fields are ignored, unknown event types are
 // routed to the "unrouted" family, never dropped.
 #pragma once
@@ -36,7 +36,7 @@ struct Topics {
   std::string dead_letter = contract::topic::dead_letter;
   std::string payment_states = contract::topic::payment_states;
   std::string processor_dead_letter = contract::topic::processor_dead_letter;
-  // Downstream commands in, their results out (ARCHITECTURE.md, "Downstream
+  // Downstream commands in, their results out (docs/klarna/COMMANDS.md, "Downstream
   // contract"; schemas/KAFKA-CONTRACT.md, "Commands").
   std::string commands = contract::topic::commands;
   std::string command_results = contract::topic::command_results;
@@ -51,7 +51,7 @@ struct Envelope {
   std::string event_version;
   std::string occurred_at;  // empty when absent
   // metadata.live: which environment (live / test) the event came from; a
-  // follow-up call must never cross environments (PAYMENTS-API.md).
+  // follow-up call must never cross environments (docs/klarna/PAYMENTS-API.md).
   std::optional<bool> live;
   // metadata.subject_account_id: the partner account the event is about, the
   // account follow-up calls go to (/v2/accounts/{subject_account_id}/…).

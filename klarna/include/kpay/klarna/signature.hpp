@@ -1,4 +1,4 @@
-// Klarna's webhook signature (WEBHOOKS.md §1):
+// Klarna's webhook signature (docs/klarna/WEBHOOKS.md §1):
 //   lowercase_hex(HMAC-SHA256(key = the signing key string as given,
 //                             data = the raw request body, byte for byte))
 // Nothing else is signed: no timestamp, no nonce, no prefix.

@@ -1,4 +1,4 @@
-// Deadlines of the Klarna calls in the outbox (ARCHITECTURE.md, principle 7):
+// Deadlines of the Klarna calls in the outbox (docs/klarna/DESIGN.md, principle 7):
 // a final authorization or confirm must happen within 60 minutes of the
 // customer's approval, or the approval is lost. Calls not done whose deadline
 // is within the window, or passed, are counted for /metrics and reported once

@@ -1,4 +1,4 @@
-// Downstream commands (klarna.commands → klarna.command-results; ARCHITECTURE.md,
+// Downstream commands (klarna.commands → klarna.command-results; docs/klarna/COMMANDS.md,
 // "Downstream contract"; schemas/command.schema.json, command-result.schema.json).
 //
 // Decoding one command message into a typed command, or a rejection with a
@@ -120,7 +120,7 @@ struct VoidCommand {
 struct CancelCommand {
   std::string payment_request_id;
 };
-// ---- disputes (PAYMENTS-API.md, "Disputes"; Klarna's field names) ------------------
+// ---- disputes (docs/klarna/PAYMENTS-API.md, "Disputes"; Klarna's field names) ------------------
 // Evidence uploaded before (klarnactl disputes upload): its id and a description.
 struct DisputeAttachmentRef {
   std::string payment_dispute_attachment_id;

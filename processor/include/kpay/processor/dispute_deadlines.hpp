@@ -2,7 +2,7 @@
 // must still meet (a table per state), what is due within the warning window
 // or already overdue, and a watcher that warns once per deadline value.
 //
-// A missed response deadline is an automatic loss (PAYMENTS-API.md
+// A missed response deadline is an automatic loss (docs/klarna/PAYMENTS-API.md
 // "Disputes"), so the watcher errs on the side of warning: a dispute whose
 // state is not known yet counts with every deadline it has.
 #pragma once

@@ -1,4 +1,4 @@
-// Which Klarna calls a state change causes, in one place (PAYMENTS-API.md §4,
+// Which Klarna calls a state change causes, in one place (docs/klarna/PAYMENTS-API.md §4,
 // "Webhook → follow-up map"). The appliers (webhooks) and the outbox worker
 // (answers of earlier calls) both ask here, so a capture is decided in exactly
 // one table whichever path saw the authorization first; the idempotency key a
@@ -34,7 +34,7 @@ struct FollowUpSettings {
   CapturePolicy default_capture = CapturePolicy::after_authorization;
   std::map<std::string, CapturePolicy, std::less<>> capture_by_account;  // subject_account_id →
   // The environment the API credentials belong to: an event whose
-  // metadata.live disagrees never causes a call (PAYMENTS-API.md, environment).
+  // metadata.live disagrees never causes a call (docs/klarna/PAYMENTS-API.md, environment).
   bool live = false;
   // Where the Dispute API is served (`disputes.api_path_prefix`): Klarna's
   // published prefixes differ (`/v2/accounts/{account}/payment/disputes` in the

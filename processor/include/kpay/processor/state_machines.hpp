@@ -1,5 +1,5 @@
-// The payment state machines as transition tables (PAYMENTS-API.md §1, §2,
-// WEBHOOKS.md §4). Each table lists every allowed direct transition, one per
+// The payment state machines as transition tables (docs/klarna/PAYMENTS-API.md §1, §2,
+// docs/klarna/WEBHOOKS.md §4). Each table lists every allowed direct transition, one per
 // line, grouped by the state it leaves; a reviewer compares them to Klarna's
 // documentation line by line. Rows marked "added" are not in Klarna's docs and
 // are our tolerant reading of them (see docs/PROCESSOR.md).

@@ -1,4 +1,4 @@
-// Klarna's idempotency rules (PAYMENTS-API.md §3), as a store the API consults
+// Klarna's idempotency rules (docs/klarna/PAYMENTS-API.md §3), as a store the API consults
 // before executing any POST/PATCH that carries `Klarna-Idempotency-Key`:
 //   - first use of a key: execute, then remember (fingerprint, response);
 //   - same key, same request (method, path, body): return the stored response,

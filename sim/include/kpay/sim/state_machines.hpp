@@ -1,4 +1,4 @@
-// Klarna's documented state machines (PAYMENTS-API.md §1, §2) as readable
+// Klarna's documented state machines (docs/klarna/PAYMENTS-API.md §1, §2) as readable
 // tables. The API refuses (409/403) any operation whose transition is not in
 // these tables; tests walk every edge.
 #pragma once

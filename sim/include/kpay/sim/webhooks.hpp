@@ -1,4 +1,4 @@
-// Webhook delivery as Klarna does it (WEBHOOKS.md §2): POST the signed body to
+// Webhook delivery as Klarna does it (docs/klarna/WEBHOOKS.md §2): POST the signed body to
 // the subscription's URL; success is 200/201/202/204; anything else, a
 // connection error or a timeout is retried after 10 s, 2 min, 15 min, 3 h,
 // 6 h, 12 h (simulated time), then the delivery is permanently failed.
