@@ -92,8 +92,7 @@ std::map<std::string, std::string, std::less<>> raw_values(
     }
     if (ec != simdjson::SUCCESS) return out;
     // The raw text may run on to the next structural character.
-    while (!raw.empty() &&
-           std::string_view(" \t\r\n").find(raw.back()) != std::string_view::npos) {
+    while (!raw.empty() && std::string_view(" \t\r\n").find(raw.back()) != std::string_view::npos) {
       raw.remove_suffix(1);
     }
     out.emplace(std::string(key), std::string(raw));

@@ -394,6 +394,25 @@ TEST_F(CommandsE2E, KlarnactlSendsTheSameCommandsAndWaitsForTheResult) {
       ctl({"void", "--transaction", txn, "--command-id", "ctl-void-1", "--wait", "--json"});
   EXPECT_EQ(rc, 0) << out;
   EXPECT_EQ(sys().final_result("ctl-void-1").status, "succeeded");
+
+  // The Interoperability API: the token from a file, to Klarna byte for byte.
+  const std::string token = base64url(R"({"alg":"ES256"})") + "." +
+                            base64url(R"({"status":"PAYMENT_SUPPORTED"})") + "." + base64url("s");
+  std::ofstream(sys().dir() + "/itok") << token << "\n";
+  std::tie(rc, out) = ctl({"interoperability", "sdk-token", "--account", kAccount, "--token-file",
+                           sys().dir() + "/itok", "--command-id", "ctl-sdk-1", "--wait", "--json"});
+  EXPECT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find(R"("sdk_token":"sim-sdk-token-)"), std::string::npos) << out;
+  const auto key = processor::idempotency_key("sdk_token", "ctl-sdk-1", "");
+  const auto calls = sys().calls_with_key("interoperability.sdk-tokens", key);
+  ASSERT_EQ(calls.size(), 1u);
+  simdjson::dom::parser p;
+  EXPECT_EQ(str_at(p.parse(calls[0]).value()["headers"], "klarna-interoperability-token"), token);
+  EXPECT_EQ(sys().processor_log().find(token), std::string::npos);
+  const auto issued = out.find("sim-sdk-token-");
+  ASSERT_NE(issued, std::string::npos);
+  EXPECT_EQ(sys().processor_log().find(out.substr(issued, 30)), std::string::npos)
+      << "the SDK token is never logged";
 }
 
 }  // namespace
