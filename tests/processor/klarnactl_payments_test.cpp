@@ -2,6 +2,7 @@
 // operator sees state, amounts, links, outbox keys and the full history.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <sstream>
 
 #include <filesystem>
@@ -75,4 +76,42 @@ TEST(KlarnactlPayments, ListAndShowWithHistory) {
   EXPECT_EQ(missing.status, 1);
   EXPECT_NE(missing.output.find("nothing known"), std::string::npos);
   std::filesystem::remove_all(dir);
+}
+
+// klarnactl settlements list: the ids and report links settlement webhooks
+// carried, and what keyed one without settlement_id.
+TEST(KlarnactlSettlements, ListShowsIdsAndReportLinks) {
+  const auto dir = test::make_temp_dir("klarnactl-settlements");
+  const std::string db = dir + "/state.db";
+  klarna::Topics topics;
+  const std::string meta =
+      R"(","event_version":"v2","occurred_at":"2026-01-02T00:00:00Z",)"
+      R"("subject_account_id":"krn:partner:global:account:test:S1"},"payload":{)";
+  {
+    storage::StateStore store(db);
+    processor::BatchApplier applier(store, topics);
+    std::vector<processor::InputMessage> batch{
+        {topics.settlements, 0, 0, "stl-7",
+         R"({"metadata":{"event_type":"settlement.report.created","event_id":"e-report)" + meta +
+             R"("settlement_id":"stl-7","currency":"EUR","payout_amount":4200,)"
+             R"("report_urls":{"json":"https://k.example/v2/settlements/stl-7",)"
+             R"("csv":"https://k.example/v2/settlements/stl-7/csv"}}})"},
+        {topics.settlements, 0, 1, "e-payout",
+         R"({"metadata":{"event_type":"settlement.payout.failed","event_id":"e-payout)" + meta +
+             R"("reason":"bank rejected"}})"},
+    };
+    applier.apply(batch);
+  }
+  std::ofstream(dir + "/ctl.toml") << "[processor]\ndatabase = \"" << db << "\"\n";
+  auto list = klarnactl(dir, {"settlements", "list"});
+  ASSERT_EQ(list.status, 0) << list.output;
+  EXPECT_NE(list.output.find("stl-7 (by settlement_id)  4200 EUR"), std::string::npos)
+      << list.output;
+  EXPECT_NE(list.output.find("csv:  https://k.example/v2/settlements/stl-7/csv"), std::string::npos)
+      << list.output;
+  EXPECT_NE(list.output.find("e-payout (by event_id)"), std::string::npos) << list.output;
+  auto json = klarnactl(dir, {"settlements", "list", "--json", "--limit", "1"});
+  ASSERT_EQ(json.status, 0) << json.output;
+  EXPECT_EQ(std::count(json.output.begin(), json.output.end(), '\n'), 1) << json.output;
+  EXPECT_EQ(klarnactl(dir, {"settlements", "list", "--limit", "0"}).status, 2);
 }

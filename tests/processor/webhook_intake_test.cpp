@@ -209,11 +209,11 @@ TEST_F(Intake, TransactionsFollowTheRankAndReadWhenRankAndClockDisagree) {
       "stale");
   EXPECT_NE(reason_.find("unsettled: AUTHORIZED ranks before COMPLETED"), std::string::npos)
       << reason_;
-  EXPECT_EQ(operations("txn-back"), Ops{"read_transaction"});
+  ASSERT_EQ(operations("txn-back"), Ops{"read_transaction"});
   EXPECT_EQ(store_->find_transaction("txn-back")->state, "COMPLETED");
   // When the clock agrees with the rank, it is plainly stale: no read.
   EXPECT_EQ(apply(body("payment.transaction.state-change.authorized", "v2", "u3", T0, q)), "stale");
-  EXPECT_EQ(operations("txn-back"), Ops{"read_transaction"});
+  ASSERT_EQ(operations("txn-back"), Ops{"read_transaction"});
 
   // The read's answer sets the state Klarna has.
   const auto read = store_->outbox("txn-back").front();
@@ -250,7 +250,7 @@ TEST_F(Intake, DisputesFollowTheRankAndReadWhenRankAndClockDisagree) {
             "stale");
   EXPECT_NE(reason_.find("unsettled: INITIATED ranks before REPRESENTMENT"), std::string::npos)
       << reason_;
-  EXPECT_EQ(operations("dsp-back"), Ops{"read_dispute"});
+  ASSERT_EQ(operations("dsp-back"), Ops{"read_dispute"});
   EXPECT_EQ(store_->outbox("dsp-back").front().account_id, kAccountA);
   EXPECT_EQ(store_->find_dispute("dsp-back")->state, "REPRESENTMENT");
 }

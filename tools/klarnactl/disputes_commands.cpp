@@ -285,12 +285,14 @@ class DisputeApi {
   std::string root_;
 };
 
-// --account, else the account of the dispute's transaction in the local store.
+// --account, else the dispute's account in the local store (its events'
+// subject_account_id), else its transaction's.
 std::string account_of(const GlobalOptions& g, const std::string& account,
                        const std::string& dispute_id) {
   if (!account.empty()) return account;
   auto store = open_store(g);
   auto d = store->find_dispute(dispute_id);
+  if (d && d->account_id) return *d->account_id;
   std::optional<storage::PaymentTransactionRow> t;
   if (d && d->payment_transaction_id) t = store->find_transaction(*d->payment_transaction_id);
   if (!t || !t->account_id) {
