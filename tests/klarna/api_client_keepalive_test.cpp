@@ -106,7 +106,7 @@ TEST(ApiClientKeepAlive, ManyCallersWhileTheServerClosesKeptAliveConnections) {
   ApiClient client(s);
   const auto path = read_path(client);
 
-  constexpr int kThreads = 16, kCallsPerThread = 300, kBursts = 8, kBurst = 250;
+  constexpr int kThreads = 16, kCallsPerThread = 300, kBursts = 8, kBurst = 500;
   Tally tally;
   std::atomic<int> creates{1};
   auto one_call = [&](int thread, int i) {
@@ -143,8 +143,8 @@ TEST(ApiClientKeepAlive, ManyCallersWhileTheServerClosesKeptAliveConnections) {
   EXPECT_EQ(st.transport_errors, 0u);
   // Every create (unique key) executed exactly once, resent or not.
   EXPECT_EQ(sim.executions("payment.requests.create"), creates.load());
-  // The premise: the server did end connections (one per 10 answers at least
-  // would need ~770 new connections; the pool holds 16).
+  // The premise: the server did end connections (one answer in 10: some 850
+  // new connections in 8,800 calls; the pool holds 16).
   EXPECT_GT(st.connections_opened, 200u);
   EXPECT_EQ(st.in_flight, 0u);
   EXPECT_EQ(st.queued, 0u);
