@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Benchmarks of the follow-up calls (docs/PERFORMANCE.md, "Follow-up calls"):
 #   1. worker_bench: final authorizations/s against klarna-sim with 5 ms added
-#      latency, concurrency 64 vs one call at a time;
+#      latency, 10,000 calls at concurrency 64 vs 300 one at a time (each line
+#      also gives steal, load and CPU time over its own measured window);
 #   2. loop_bench: webhook → Klarna call latency through receiver, Kafka,
 #      processor and worker at 1,000 payments/s;
 #   3. processor_bench with and without the worker (calling a klarna-sim that
@@ -24,7 +25,7 @@ with_steal() {
 }
 
 for _ in $(seq "$RUNS"); do
-  with_steal "$BUILD/bench/processor/worker_bench" --calls 2000 --latency-ms 5 --concurrency 64
+  with_steal "$BUILD/bench/processor/worker_bench" --calls 10000 --latency-ms 5 --concurrency 64
   with_steal "$BUILD/bench/processor/worker_bench" --calls 300 --latency-ms 5 --concurrency 1
 done
 for _ in $(seq "$RUNS"); do

@@ -321,17 +321,20 @@ int run(const Options& o, const std::string& dir) {
       R"({"rules":["payment.authorize:latency:100:)" + std::to_string(o.latency_ms) + "\"]}", {},
       true);
   if (!faults || faults->status != 200) throw BenchError("the sim refused the latency rule");
+  std::printf("prepared %d payments in %.1f s; the worker starts (sim pid %d)\n", o.calls,
+              prepare_s, static_cast<int>(sim.pid()));
+  std::fflush(stdout);
   const Measured m = run_worker(o, cs, db, sim.pid());
   check_sim(port, o.calls);
   std::printf(
       "worker: %d of %d final authorizations succeeded, each executed once, with %d ms latency "
       "in %.2f s = %.0f calls/s (one at a time: at most %.0f/s); concurrency %zu, connections "
       "opened %llu, peak in flight %zu, stale resends %llu; steal %.1f%%, load %s, cpu: bench "
-      "%.2f s, sim %.2f s; prepared in %.1f s\n",
+      "%.2f s, sim %.2f s\n",
       o.calls, o.calls, o.latency_ms, m.seconds, o.calls / m.seconds, 1000.0 / o.latency_ms,
       o.concurrency, static_cast<unsigned long long>(m.client.connections_opened),
       m.client.peak_in_flight, static_cast<unsigned long long>(m.client.stale_retries), m.steal_pct,
-      m.load.c_str(), m.bench_cpu_s, m.sim_cpu_s, prepare_s);
+      m.load.c_str(), m.bench_cpu_s, m.sim_cpu_s);
   sim.signal(SIGTERM);
   sim.wait(std::chrono::seconds(10));
   return 0;
