@@ -9,17 +9,14 @@
 #include "appliers/command_applier.hpp"
 #include "appliers/command_gate.hpp"
 #include "kpay/core/log.hpp"
+#include "kpay/core/overloaded.hpp"
+#include "kpay/core/wall_clock.hpp"
 
 namespace kpay::processor {
 
 namespace {
 
-template <class... F>
-struct Overloaded : F... {
-  using F::operator()...;
-};
-template <class... F>
-Overloaded(F...) -> Overloaded<F...>;
+using core::Overloaded;
 
 appliers::Effects apply_event(storage::StateStore& store, const Event& ev,
                               const FollowUpSettings& settings) {
@@ -52,11 +49,7 @@ appliers::Effects apply_event(storage::StateStore& store, const Event& ev,
       ev.action);
 }
 
-std::int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
+using core::now_ms;
 
 std::string joined(std::string a, std::string_view separator, std::string_view b) {
   if (b.empty()) return a;
@@ -76,7 +69,7 @@ std::string queued_note(const std::vector<FollowUp>& follow_ups) {
 }
 
 // The event's environment against the deployment's: a follow-up call with
-// the wrong credentials must never happen (PAYMENTS-API.md, environment).
+// the wrong credentials must never happen (docs/klarna/PAYMENTS-API.md, environment).
 bool environment_mismatch(const Event& ev, const FollowUpSettings& s) {
   return ev.envelope.live && *ev.envelope.live != s.live;
 }

@@ -1,16 +1,13 @@
 #include "kpay/processor/call_deadlines.hpp"
 
 #include "kpay/klarna/kafka_contract.hpp"
+#include "kpay/core/wall_clock.hpp"
 
 namespace kpay::processor {
 
 namespace {
 
-std::int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
+using core::now_ms;
 
 }  // namespace
 

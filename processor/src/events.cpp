@@ -5,6 +5,7 @@
 #include <array>
 
 #include "settlement_fields.hpp"
+#include "kpay/core/overloaded.hpp"
 
 namespace kpay::processor {
 
@@ -23,7 +24,7 @@ struct Route {
 };
 
 // The dispatch table: (event_type, event_version) → what it asks for.
-// WEBHOOKS.md §4. Transaction, dispute, settlement and account events are
+// docs/klarna/WEBHOOKS.md §4. Transaction, dispute, settlement and account events are
 // accepted in both versions (their payloads do not differ in what we read).
 // clang-format off
 const std::array kRoutes = {
@@ -109,12 +110,7 @@ const std::array kRoutes = {
 };
 // clang-format on
 
-template <class... F>
-struct Overloaded : F... {
-  using F::operator()...;
-};
-template <class... F>
-Overloaded(F...) -> Overloaded<F...>;
+using core::Overloaded;
 
 using simdjson::dom::element;
 
@@ -287,8 +283,8 @@ FieldStatus integer_at(element payload, std::string_view path, std::optional<std
   return parent ? integer(*parent, path.substr(dot + 1), out) : FieldStatus::absent;
 }
 
-// Where each dispute deadline is read, checked against PAYMENTS-API.md
-// "Disputes" and WEBHOOKS.md §4. Every row is read; a later row overwrites an
+// Where each dispute deadline is read, checked against docs/klarna/PAYMENTS-API.md
+// "Disputes" and docs/klarna/WEBHOOKS.md §4. Every row is read; a later row overwrites an
 // earlier one, so an extension's `updated_fields` (last) is the event's value.
 struct DeadlineField {
   Deadline kind;

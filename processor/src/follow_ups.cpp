@@ -1,4 +1,4 @@
-// The follow-up table (PAYMENTS-API.md §2, §4): which call a state asks for,
+// The follow-up table (docs/klarna/PAYMENTS-API.md §2, §4): which call a state asks for,
 // and how each call is written to the outbox (method, path, body, token
 // header, idempotency key). Pure functions: no store, no clock.
 #include "kpay/processor/follow_ups.hpp"
@@ -9,18 +9,14 @@
 #include <array>
 
 #include "kpay/core/json_writer.hpp"
+#include "kpay/core/overloaded.hpp"
 #include "kpay/processor/state_machines.hpp"
 
 namespace kpay::processor {
 
 namespace {
 
-template <class... F>
-struct Overloaded : F... {
-  using F::operator()...;
-};
-template <class... F>
-Overloaded(F...) -> Overloaded<F...>;
+using core::Overloaded;
 
 struct PolicyName {
   CapturePolicy policy;

@@ -18,6 +18,7 @@
 #include "kpay/core/process.hpp"
 #include "kpay/processor/audit_publisher.hpp"
 #include "kpay/processor/call_deadlines.hpp"
+#include "kpay/processor/command_counts.hpp"
 #include "kpay/processor/consumer.hpp"
 #include "kpay/processor/daemon_settings.hpp"
 #include "kpay/processor/dispute_deadlines.hpp"
@@ -226,6 +227,9 @@ int run(processor::DaemonSettings s, const core::Logger& log) {
   storage::StateStore call_deadline_store(s.database, true, 2);
   processor::CallDeadlineWatch call_deadlines(call_deadline_store, s.call_warning_window);
   call_deadlines.register_metrics(registry);
+  storage::StateStore command_count_store(s.database, true, 2);
+  processor::CommandCounts command_counts(command_count_store);
+  command_counts.register_metrics(registry);
   // Declared after the processor: stopped first, so a scrape never sees a
   // destroyed consumer.
   core::AdminServer admin(registry, [&processor, &worker] {

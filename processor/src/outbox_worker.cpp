@@ -10,16 +10,13 @@
 
 #include "call_answers.hpp"
 #include "kpay/core/log.hpp"
+#include "kpay/core/wall_clock.hpp"
 
 namespace kpay::processor {
 
 namespace {
 
-std::int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
+using core::now_ms;
 
 // "{token}" in a stored path stands for the call's token, sent percent-encoded.
 std::string resolve_path(const storage::OutboxRow& row, const FollowUpSettings& s) {
@@ -109,6 +106,8 @@ struct OutboxWorker::Impl {
           latency(r.histogram("kpay_processor_klarna_call_seconds",
                               "Klarna call latency, by operation.", {"operation"},
                               core::latency_buckets_seconds())),
+          throttled(r.counter("kpay_processor_klarna_throttled_total",
+                              "Klarna answers 429 (rate limited), by operation.", {"operation"})),
           in_flight(
               r.gauge("kpay_processor_klarna_calls_in_flight", "Klarna calls in flight.").with({})),
           record_errors(r.counter("kpay_processor_outbox_record_errors_total",
@@ -116,6 +115,7 @@ struct OutboxWorker::Impl {
                             .with({})) {}
     core::CounterFamily& calls;
     core::HistogramFamily& latency;
+    core::CounterFamily& throttled;
     core::Gauge& in_flight;
     core::Counter& record_errors;
   };
@@ -281,6 +281,7 @@ void OutboxWorker::Impl::record_one(AnswerContext& c, const Done& d) {
   metrics.latency.with({op}).observe(std::chrono::duration<double>(d.answer.elapsed).count());
   const std::string outcome = update.status == "pending" ? "retry" : update.status;
   metrics.calls.with({op, outcome}).inc();
+  if (d.answer.status == 429) metrics.throttled.with({op}).inc();
   const std::string summary = update.last_error.value_or("");
   if (update.status == "failed") {
     log.error("Klarna call failed", {{"operation", op},

@@ -127,16 +127,16 @@ bool StateStore::release_poison_claim(const DeadLetterRow& p) {
 std::vector<PaymentSummary> StateStore::list_payments(const PaymentFilter& f) {
   auto s = database().prepare(
       "SELECT * FROM ("
-      "SELECT 'payment_request' AS kind, id, COALESCE(state, 'UNKNOWN') AS state, amount, "
+      "SELECT 'payment_request' AS kind, id, COALESCE(state, ?5) AS state, amount, "
       "currency, 0, 0, payment_transaction_id, state_as_of_ms AS updated FROM payment_requests "
       "UNION ALL "
-      "SELECT 'payment_transaction', id, COALESCE(state, 'UNKNOWN'), amount, currency, "
+      "SELECT 'payment_transaction', id, COALESCE(state, ?5), amount, currency, "
       "captured_amount, refunded_amount, payment_request_id, state_as_of_ms "
       "FROM payment_transactions) "
       "WHERE (?1 IS NULL OR kind = ?1) AND (?2 IS NULL OR state = ?2) "
       "AND (?3 IS NULL OR updated >= ?3) ORDER BY updated DESC, id LIMIT ?4");
   s.bind(1, f.kind).bind(2, f.state).bind(3, f.since_ms);
-  s.bind(4, static_cast<std::int64_t>(f.limit));
+  s.bind(4, static_cast<std::int64_t>(f.limit)).bind(5, kNoStateYet);
   std::vector<PaymentSummary> out;
   while (s.step()) {
     PaymentSummary p;

@@ -27,6 +27,7 @@
 #include "kpay/core/kafka.hpp"
 #include "kpay/klarna/envelope.hpp"
 #include "kpay/klarna/signature.hpp"
+#include "receiver_command.hpp"
 #include "tls_cert.hpp"
 
 namespace kpay::test {
@@ -115,29 +116,13 @@ class System {
  private:
   void launch_receiver(std::uint16_t port) {
     std::filesystem::remove(dir_ + "/receiver.port");
-    std::vector<std::string> argv{binary("receiver/klarna-receiver"),
-                                  "--set",
-                                  "receiver.listen_address=127.0.0.1",
-                                  "--set",
-                                  "receiver.port=" + std::to_string(port),
-                                  "--set",
-                                  "receiver.tls=true",
-                                  "--set",
-                                  "receiver.tls_certificate=" + cert_.certificate,
-                                  "--set",
-                                  "receiver.tls_private_key=" + cert_.private_key,
-                                  "--set",
-                                  "receiver.port_file=" + dir_ + "/receiver.port",
-                                  "--set",
-                                  "keys.database=" + dir_ + "/keys.db",
-                                  "--set",
-                                  "kafka.bootstrap_servers=" + kafka_.bootstrap_servers(),
-                                  "--set",
-                                  "admin.listen_address=127.0.0.1",
-                                  "--set",
-                                  "admin.port=0"};
-    argv.insert(argv.end(), receiver_args_.begin(), receiver_args_.end());
-    receiver_.emplace(argv, dir_ + "/receiver.log");
+    receiver_.emplace(receiver_argv({.port_file = dir_ + "/receiver.port",
+                                     .keys_database = dir_ + "/keys.db",
+                                     .bootstrap_servers = kafka_.bootstrap_servers(),
+                                     .tls = cert_,
+                                     .port = port,
+                                     .extra = receiver_args_}),
+                      dir_ + "/receiver.log");
     receiver_port_ = read_port(dir_ + "/receiver.port", dir_ + "/receiver.log");
   }
 

@@ -22,6 +22,7 @@
 #include "http_client.hpp"
 #include "kpay/core/embedded_kafka.hpp"
 #include "kpay/klarna/envelope.hpp"
+#include "receiver_command.hpp"
 #include "tls_cert.hpp"
 
 using namespace kpay;
@@ -88,29 +89,11 @@ class Loop {
                       "keys", "add", "--id", kKeyId, "--secret-file", dir_ + "/secret"},
                      dir_ + "/klarnactl.log");
     ASSERT_EQ(add.wait(std::chrono::seconds(20)), 0) << read_file(dir_ + "/klarnactl.log");
-    receiver_.emplace(
-        std::vector<std::string>{binary("receiver/klarna-receiver"),
-                                 "--set",
-                                 "receiver.listen_address=127.0.0.1",
-                                 "--set",
-                                 "receiver.port=0",
-                                 "--set",
-                                 "receiver.tls=true",
-                                 "--set",
-                                 "receiver.tls_certificate=" + cert_.certificate,
-                                 "--set",
-                                 "receiver.tls_private_key=" + cert_.private_key,
-                                 "--set",
-                                 "receiver.port_file=" + dir_ + "/receiver.port",
-                                 "--set",
-                                 "keys.database=" + dir_ + "/keys.db",
-                                 "--set",
-                                 "kafka.bootstrap_servers=" + kafka_.bootstrap_servers(),
-                                 "--set",
-                                 "admin.listen_address=127.0.0.1",
-                                 "--set",
-                                 "admin.port=0"},
-        dir_ + "/receiver.log");
+    receiver_.emplace(receiver_argv({.port_file = dir_ + "/receiver.port",
+                                     .keys_database = dir_ + "/keys.db",
+                                     .bootstrap_servers = kafka_.bootstrap_servers(),
+                                     .tls = cert_}),
+                      dir_ + "/receiver.log");
     receiver_port_ = read_port(dir_ + "/receiver.port", dir_ + "/receiver.log");
   }
 

@@ -242,10 +242,15 @@ TEST_F(Applier, CaptureAndRefundBookkeepingIsIdempotentPerId) {
                 std::string(R"("payment_transaction_id":"txn-1")") + (extra.empty() ? "" : ",") +
                     std::string(extra));
   };
-  // The capture arrives before the transaction is known: it creates it.
+  // The capture arrives before the transaction is known: it creates it, with
+  // no state (a capture event carries none), which klarnactl names so.
   EXPECT_EQ(apply(t, txn("payment.transaction.captured", "c1", T0 + 10,
                          R"("payment_capture_id":"cap-1","amount":600)")),
             "applied");
+  const auto counts = store_->overview().payments;
+  ASSERT_EQ(counts.size(), 1u);
+  EXPECT_EQ(counts[0].status, storage::kNoStateYet);
+  EXPECT_EQ(store_->list_payments({}).at(0).state, storage::kNoStateYet);
   EXPECT_EQ(apply(t, txn("payment.transaction.state-change.authorized", "a1", T0,
                          R"("amount":1000,"currency":"EUR")")),
             "applied");

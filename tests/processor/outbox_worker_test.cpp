@@ -12,6 +12,7 @@
 #include "child_process.hpp"
 #include "http_client.hpp"
 #include "kpay/core/metrics.hpp"
+#include "kpay/core/wall_clock.hpp"
 #include "kpay/klarna/api_client.hpp"
 #include "kpay/processor/call_deadlines.hpp"
 #include "kpay/processor/follow_ups.hpp"
@@ -27,11 +28,7 @@ namespace {
 const std::string kAccount = "krn:partner:global:account:test:SIMACCOUNT";
 const std::string kApiKey = "worker-test-api-key";
 
-std::int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
+using core::now_ms;
 
 std::string field(const std::string& json, std::initializer_list<std::string_view> path) {
   simdjson::dom::parser p;
@@ -50,7 +47,7 @@ std::string field(const std::string& json, std::initializer_list<std::string_vie
 class OutboxWorkerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (read_file(binary("sim/klarna-sim")).empty()) GTEST_SKIP() << "klarna-sim not built";
+    if (read_file(binary("sim/klarna-sim")).empty()) GTEST_FAIL() << "klarna-sim not built";
     dir_ = make_temp_dir("outbox-worker");
     cert_ = write_self_signed_cert(dir_);
     std::ofstream(dir_ + "/api-key") << kApiKey << "\n";

@@ -24,6 +24,7 @@
 #include "kpay/core/embedded_kafka.hpp"
 #include "kpay/klarna/envelope.hpp"
 #include "kpay/klarna/signature.hpp"
+#include "receiver_command.hpp"
 #include "tls_cert.hpp"
 
 namespace kpay::test::security {
@@ -149,8 +150,11 @@ class ReceiverProcess {
     for (const auto* t : all_topics()) shared_kafka().create_topic(*t, 1);
     cert_ = options.cert ? *options.cert : write_self_signed_cert(dir_);
     add_signing_key(dir_, dir_ + "/keys.db");
-    std::vector<std::string> argv{binary("receiver/klarna-receiver")};
-    for (const auto& s : base_sets()) argv.insert(argv.end(), {"--set", s});
+    auto argv = receiver_argv({.port_file = dir_ + "/ports.json",
+                               .keys_database = dir_ + "/keys.db",
+                               .bootstrap_servers = shared_kafka().bootstrap_servers(),
+                               .tls = cert_,
+                               .extra = {"--set", "kafka.topic_prefix=" + prefix_}});
     for (const auto& s : options.sets) argv.insert(argv.end(), {"--set", s});
     if (!options.shell_prefix.empty()) {
       std::string command = options.shell_prefix + " exec";
@@ -210,19 +214,6 @@ class ReceiverProcess {
     return {&topics_.payment_requests, &topics_.payment_transactions, &topics_.disputes,
             &topics_.settlements,      &topics_.accounts,             &topics_.unrouted,
             &topics_.dead_letter};
-  }
-  std::vector<std::string> base_sets() const {
-    return {"receiver.listen_address=127.0.0.1",
-            "receiver.port=0",
-            "receiver.tls=true",
-            "receiver.tls_certificate=" + cert_.certificate,
-            "receiver.tls_private_key=" + cert_.private_key,
-            "receiver.port_file=" + dir_ + "/ports.json",
-            "keys.database=" + dir_ + "/keys.db",
-            "kafka.bootstrap_servers=" + shared_kafka().bootstrap_servers(),
-            "kafka.topic_prefix=" + prefix_,
-            "admin.listen_address=127.0.0.1",
-            "admin.port=0"};
   }
   bool read_ports() {
     const auto text = read_file(dir_ + "/ports.json");

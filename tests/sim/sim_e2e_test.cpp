@@ -17,6 +17,7 @@
 #include "kpay/core/embedded_kafka.hpp"
 #include "kpay/core/kafka.hpp"
 #include "kpay/klarna/envelope.hpp"
+#include "receiver_command.hpp"
 #include "test_helpers.hpp"
 
 using namespace kpay::test;
@@ -59,7 +60,7 @@ TEST_P(SimE2E, EveryAcknowledgedWebhookIsOnTheRightTopicByteForByte) {
   const bool tls = GetParam() == Mode::https;
   const bool outage = GetParam() == Mode::kafka_outage;
   if (read_file(binary("receiver/klarna-receiver")).empty()) {
-    GTEST_SKIP() << "klarna-receiver is not built in " << binary("receiver");
+    GTEST_FAIL() << "klarna-receiver is not built in " << binary("receiver");
   }
   kpay::core::EmbeddedKafka kafka(1);
   kpay::klarna::Topics topics;
@@ -82,31 +83,22 @@ TEST_P(SimE2E, EveryAcknowledgedWebhookIsOnTheRightTopicByteForByte) {
     ASSERT_EQ(*code, 0) << read_file(dir + "/klarnactl.log");
   }
 
-  std::vector<std::string> tls_args{"--set", "receiver.tls=false"};
+  std::optional<CertFiles> cert;
   if (tls) {
     std::string cmd =
         "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 "
         "-subj /CN=127.0.0.1 -keyout " +
         dir + "/key.pem -out " + dir + "/cert.pem >/dev/null 2>&1";
     ASSERT_EQ(std::system(cmd.c_str()), 0);
-    tls_args = {"--set", "receiver.tls=true",
-                "--set", "receiver.tls_certificate=" + dir + "/cert.pem",
-                "--set", "receiver.tls_private_key=" + dir + "/key.pem"};
+    cert = CertFiles{dir + "/cert.pem", dir + "/key.pem"};
   }
-  std::vector<std::string> receiver_argv{binary("receiver/klarna-receiver"), "--set",
-                                         "receiver.listen_address=127.0.0.1", "--set",
-                                         "receiver.port=0"};
-  receiver_argv.insert(receiver_argv.end(), tls_args.begin(), tls_args.end());
-  std::vector<std::string> receiver_rest{
-      "--set", "receiver.port_file=" + dir + "/receiver.port",
-      "--set", "keys.database=" + keys_db,
-      "--set", "kafka.bootstrap_servers=" + kafka.bootstrap_servers(),
-      "--set", "admin.listen_address=127.0.0.1",
-      "--set", "admin.port=0",
-      "--set", "kafka.publish_timeout_ms=300",
-      "--set", "kafka.retry_after_s=1"};
-  receiver_argv.insert(receiver_argv.end(), receiver_rest.begin(), receiver_rest.end());
-  ChildProcess receiver(receiver_argv, dir + "/receiver.log");
+  ChildProcess receiver(receiver_argv({.port_file = dir + "/receiver.port",
+                                       .keys_database = keys_db,
+                                       .bootstrap_servers = kafka.bootstrap_servers(),
+                                       .tls = cert,
+                                       .extra = {"--set", "kafka.publish_timeout_ms=300", "--set",
+                                                 "kafka.retry_after_s=1"}}),
+                        dir + "/receiver.log");
   auto receiver_port = wait_port(dir + "/receiver.port", dir + "/receiver.log");
   ASSERT_NE(receiver_port, 0);
 

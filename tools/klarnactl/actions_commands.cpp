@@ -8,9 +8,11 @@
 #include <iomanip>
 #include <iostream>
 
+#include "ctl_support.hpp"
 #include "klarnactl.hpp"
 #include "kpay/core/json_writer.hpp"
 #include "kpay/core/log.hpp"
+#include "kpay/core/wall_clock.hpp"
 #include "kpay/storage/defaults.hpp"
 #include "kpay/storage/state_store.hpp"
 
@@ -18,20 +20,7 @@ namespace kpay::ctl {
 
 namespace {
 
-std::int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
-std::unique_ptr<storage::StateStore> open_store(const GlobalOptions& g, bool write) {
-  auto cfg = g.load();
-  const auto path = cfg.string("processor.database", kpay::storage::kDefaultStateDatabase);
-  if (!std::filesystem::exists(path)) {
-    throw CommandFailed("no processor database at '" + path + "' (processor.database)");
-  }
-  return std::make_unique<storage::StateStore>(path, /*read_only=*/!write, /*cache_mib=*/8);
-}
+using core::now_ms;
 
 std::string when(std::int64_t ms) {
   return ms > 0 ? core::rfc3339_ms(ms) : "-";
@@ -95,7 +84,7 @@ void register_actions_commands(CLI::App& app, const GlobalOptions& global) {
   list->add_option("--limit", limit, "at most this many rows")->check(CLI::Range(1, 100000));
   list->add_flag("--json", list_json, "JSON output");
   list->callback([&global] {
-    auto store = open_store(global, false);
+    auto store = open_state_store(global, false);
     print_rows(store->list_outbox(status, static_cast<std::size_t>(limit)), list_json);
   });
 
@@ -107,7 +96,7 @@ void register_actions_commands(CLI::App& app, const GlobalOptions& global) {
       ->check(CLI::Range(0, 7 * 24 * 60));
   overdue->add_flag("--json", overdue_json, "JSON output");
   overdue->callback([&global] {
-    auto store = open_store(global, false);
+    auto store = open_state_store(global, false);
     print_rows(store->outbox_due_within(now_ms(), std::int64_t{within} * 60'000, 1000),
                overdue_json);
   });
@@ -119,7 +108,7 @@ void register_actions_commands(CLI::App& app, const GlobalOptions& global) {
       ->required()
       ->check(CLI::PositiveNumber);
   retry->callback([&global] {
-    auto store = open_store(global, true);
+    auto store = open_state_store(global, true);
     if (!store->retry_outbox(id, now_ms())) {
       auto row = store->find_outbox(id);
       throw CommandFailed(row ? "call " + std::to_string(id) + " is " + row->status +

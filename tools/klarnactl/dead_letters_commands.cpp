@@ -24,6 +24,7 @@
 #include "kpay/core/json_writer.hpp"
 #include "kpay/core/kafka.hpp"
 #include "kpay/core/log.hpp"
+#include "kpay/core/wall_clock.hpp"
 #include "kpay/klarna/envelope.hpp"
 #include "kpay/receiver/settings.hpp"
 
@@ -31,11 +32,7 @@ namespace kpay::ctl {
 
 namespace {
 
-std::int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
+using core::now_ms;
 
 // One dead letter of either source, as shown and replayed.
 struct DeadLetter {

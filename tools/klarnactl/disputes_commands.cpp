@@ -37,15 +37,6 @@ namespace kpay::ctl {
 
 namespace {
 
-std::unique_ptr<storage::StateStore> open_store(const GlobalOptions& g) {
-  auto cfg = g.load();
-  const auto path = cfg.string("processor.database", kpay::storage::kDefaultStateDatabase);
-  if (!std::filesystem::exists(path)) {
-    throw CommandFailed("no processor database at '" + path + "' (processor.database)");
-  }
-  return std::make_unique<storage::StateStore>(path, /*read_only=*/true, /*cache_mib=*/8);
-}
-
 std::string when(const std::optional<std::int64_t>& ms) {
   return ms ? core::rfc3339_ms(*ms) : "-";
 }
@@ -101,7 +92,7 @@ void print_row(const storage::DisputeRow& d) {
 }
 
 void list(const GlobalOptions& g, std::size_t limit, bool json) {
-  auto store = open_store(g);
+  auto store = open_state_store(g, false);
   for (const auto& d : store->list_disputes(limit)) {
     if (!json) {
       print_row(d);
@@ -149,7 +140,7 @@ void print_dispute(const storage::DisputeRow& d,
 }
 
 void show(const GlobalOptions& g, const std::string& id, bool json) {
-  auto store = open_store(g);
+  auto store = open_state_store(g, false);
   auto d = store->find_dispute(id);
   if (!d) throw CommandFailed("no dispute with id " + id);
   const auto deadlines = store->dispute_deadlines(id);
@@ -173,7 +164,7 @@ void show(const GlobalOptions& g, const std::string& id, bool json) {
 void due(const GlobalOptions& g, std::int64_t window_hours, const std::string& now_text,
          bool json) {
   const std::int64_t now = now_ms(now_text);  // a bad --now is a usage error (2)
-  auto store = open_store(g);
+  auto store = open_state_store(g, false);
   const std::int64_t window_ms = window_hours * 3'600'000;
   const auto open = store->open_disputes();
   const auto deadlines = processor::actionable_deadlines(open);
@@ -205,7 +196,7 @@ void due(const GlobalOptions& g, std::int64_t window_hours, const std::string& n
 
 // ---- Klarna's Dispute API, directly (evidence files, operators' reads) -------------
 
-constexpr std::size_t kMaxEvidenceBytes = 7'000'000;  // "7 MB" (PAYMENTS-API.md)
+constexpr std::size_t kMaxEvidenceBytes = 7'000'000;  // "7 MB" (docs/klarna/PAYMENTS-API.md)
 
 // The evidence types Klarna accepts, recognised by their first bytes.
 struct EvidenceType {
@@ -290,7 +281,7 @@ class DisputeApi {
 std::string account_of(const GlobalOptions& g, const std::string& account,
                        const std::string& dispute_id) {
   if (!account.empty()) return account;
-  auto store = open_store(g);
+  auto store = open_state_store(g, false);
   auto d = store->find_dispute(dispute_id);
   if (d && d->account_id) return *d->account_id;
   std::optional<storage::PaymentTransactionRow> t;

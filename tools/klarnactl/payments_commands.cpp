@@ -19,15 +19,6 @@ namespace kpay::ctl {
 
 namespace {
 
-std::unique_ptr<storage::StateStore> open_store(const GlobalOptions& g) {
-  auto cfg = g.load();
-  const auto path = cfg.string("processor.database", kpay::storage::kDefaultStateDatabase);
-  if (!std::filesystem::exists(path)) {
-    throw CommandFailed("no processor database at '" + path + "' (processor.database)");
-  }
-  return std::make_unique<storage::StateStore>(path, /*read_only=*/true, /*cache_mib=*/8);
-}
-
 std::string money(const std::optional<std::int64_t>& amount,
                   const std::optional<std::string>& currency) {
   if (!amount) return "-";
@@ -180,7 +171,7 @@ void register_payments_commands(CLI::App& app, const GlobalOptions& global) {
   list->add_flag("--json", *list_json, "One JSON object per line");
   list->callback([&global, filter, since, list_json] {
     if (!since->empty()) filter->since_ms = parse_time_option("--since", *since);
-    auto store = open_store(global);
+    auto store = open_state_store(global, false);
     print_payments(store->list_payments(*filter), *list_json);
   });
 
@@ -192,7 +183,7 @@ void register_payments_commands(CLI::App& app, const GlobalOptions& global) {
       ->required();
   show->add_flag("--json", *show_json, "Print one JSON document");
   show->callback([&global, id, show_json] {
-    auto store = open_store(global);
+    auto store = open_state_store(global, false);
     const bool json = *show_json;
     core::JsonWriter w;
     w.begin_object();

@@ -1,5 +1,5 @@
 // Commands against the stored state, in the batch transaction. What a command
-// may ask for (PAYMENTS-API.md, "Payment transaction operations"):
+// may ask for (docs/klarna/PAYMENTS-API.md, "Payment transaction operations"):
 //   capture  only while AUTHORIZED, at most the authorized amount not yet
 //            captured nor already accepted for capture (pending outbox rows)
 //   refund   while AUTHORIZED / COMPLETED, at most what was captured and not
@@ -19,18 +19,14 @@
 #include <variant>
 
 #include "command_gate.hpp"
+#include "kpay/core/overloaded.hpp"
 #include "kpay/processor/follow_ups.hpp"
 
 namespace kpay::processor::appliers {
 
 namespace {
 
-template <class... F>
-struct Overloaded : F... {
-  using F::operator()...;
-};
-template <class... F>
-Overloaded(F...) -> Overloaded<F...>;
+using core::Overloaded;
 
 // What checking a command against the state decided.
 struct Verdict {

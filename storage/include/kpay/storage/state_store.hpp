@@ -4,7 +4,7 @@
 // synchronous=FULL, see sqlite.hpp), schema "state" with versioned migrations.
 //
 // The interface is narrow on purpose: rows in, rows out, no SQL outside this
-// file, so the store could move to another database (ARCHITECTURE.md,
+// file, so the store could move to another database (docs/klarna/DESIGN.md,
 // "Scaling"). States are stored as Klarna's names (TEXT); the processor owns
 // their meaning.
 //
@@ -18,6 +18,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "kpay/storage/migrations.hpp"
@@ -333,6 +334,11 @@ struct ReplayRow {
   std::int64_t last_replayed_ms = 0;
 };
 
+// The state shown for a payment no event has told the state of yet: one
+// first seen through an event that carries none (a capture or refund of a
+// transaction, a request's non-state update). Shown, never stored.
+inline constexpr std::string_view kNoStateYet = "(no state event yet)";
+
 // `klarnactl payments list` filters; unset ones match everything.
 struct PaymentFilter {
   std::optional<std::string> kind;       // payment_request | payment_transaction
@@ -492,6 +498,7 @@ class StateStore {
     std::int64_t dead_letters = 0;  // poison messages recorded
   };
   Overview overview();
+  std::vector<CountRow> command_counts();  // commands per type and status
   std::vector<PaymentSummary> list_payments(const PaymentFilter& f);
 
   // Settlement webhooks (state_store_settlements.cpp): one row per event_id
@@ -518,7 +525,7 @@ class StateStore {
   // event applied from another delivery) is released. True when released.
   bool release_poison_claim(const DeadLetterRow& p);
 
-  // Deadlines are state (ARCHITECTURE.md, principle 7): what is due and what
+  // Deadlines are state (docs/klarna/DESIGN.md, principle 7): what is due and what
   // was missed, for metrics. `horizon_ms`: how far ahead counts as "due soon".
   struct DeadlineSummary {
     std::int64_t calls_pending = 0;                   // outbox rows not yet done
