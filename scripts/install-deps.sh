@@ -26,6 +26,8 @@ PACKAGES=(
   # make fuzz / the fuzz_short test: clang with libFuzzer and the sanitizer
   # runtimes (libclang-rt-14-dev); llvm-symbolizer (llvm-14) for their reports.
   clang-14 libclang-rt-14-dev llvm-14
+  # scripts/bench-receiver.sh: nginx `return 200` as a reference server.
+  nginx-light
 )
 
 missing=()
