@@ -32,10 +32,12 @@ PACKAGES=(
   # Prometheus run by hand, jq to read its answers, gnuplot to draw them).
   # prometheus is installed without starting its service: install_quiet below.
   prometheus gnuplot-nox jq
+  # scripts/bench-receiver.sh: nginx `return 200` as a reference server.
+  nginx-light
 )
 # Packages whose installation would start a service (and enable it at boot)
 # that the build only wants the programs of.
-QUIET=(prometheus)
+QUIET=(prometheus nginx-light)  # services: prometheus, nginx
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -80,12 +82,13 @@ install_quiet() {
   ((ours)) && $SUDO rm -f "$policy"
   trap - EXIT
   for p in "$@"; do
+    local svc=${p%-light}  # nginx-light's service is nginx
     if [[ -d /run/systemd/system ]]; then
-      $SUDO systemctl disable --now "$p.service" >/dev/null 2>&1 || true
+      $SUDO systemctl disable --now "$svc.service" >/dev/null 2>&1 || true
     else
-      $SUDO deb-systemd-helper disable "$p.service" >/dev/null 2>&1 || true
+      $SUDO deb-systemd-helper disable "$svc.service" >/dev/null 2>&1 || true
     fi
-    $SUDO update-rc.d "$p" disable >/dev/null 2>&1 || true
+    $SUDO update-rc.d "$svc" disable >/dev/null 2>&1 || true
   done
 }
 

@@ -26,6 +26,7 @@
 #include "kpay/core/log.hpp"
 #include "kpay/core/wall_clock.hpp"
 #include "kpay/klarna/envelope.hpp"
+#include "kpay/klarna/kafka_contract.hpp"
 #include "kpay/receiver/settings.hpp"
 
 namespace kpay::ctl {
@@ -60,9 +61,10 @@ std::string DeadLetter::id() const {
 }
 
 // The receiver headers a dead letter keeps (the signature is not shown).
-constexpr const char* kReceiverHeaders[] = {"dead-letter-reason", "received-at",
-                                            "klarna-signing-key-id", "klarna-signature",
-                                            "content-type"};
+namespace header = klarna::contract::header;
+constexpr const char* kReceiverHeaders[] = {header::dead_letter_reason, header::received_at,
+                                            header::signing_key_id, header::signature,
+                                            header::content_type};
 
 DeadLetter from_kafka(const rd_kafka_message_t* m, const std::string& topic) {
   DeadLetter d;
@@ -74,7 +76,7 @@ DeadLetter from_kafka(const rd_kafka_message_t* m, const std::string& topic) {
   if (m->payload) d.value.assign(static_cast<const char*>(m->payload), m->len);
   d.bytes = static_cast<std::int64_t>(d.value.size());
   for (const char* h : kReceiverHeaders) d.headers[h] = core::kafka_header(m, h);
-  d.reason = d.headers["dead-letter-reason"];
+  d.reason = d.headers[header::dead_letter_reason];
   rd_kafka_timestamp_type_t type;
   const std::int64_t ts = rd_kafka_message_timestamp(m, &type);
   if (ts > 0) d.recorded_at_ms = ts;
@@ -328,9 +330,9 @@ void show(const GlobalOptions& g, const std::string& id, bool json) {
     d.key_known ? w.value(d.key) : w.null();
     if (!d.event_id.empty()) w.field("event_id", d.event_id);
     if (d.source == "receiver") {
-      w.field("received_at", d.headers.at("received-at"));
-      w.field("signing_key_id", d.headers.at("klarna-signing-key-id"));
-      w.field("content_type", d.headers.at("content-type"));
+      w.field("received_at", d.headers.at(header::received_at));
+      w.field("signing_key_id", d.headers.at(header::signing_key_id));
+      w.field("content_type", d.headers.at(header::content_type));
     }
     w.field("message", redacted(d.value));
     std::cout << w.end_object().str() << "\n";
@@ -344,8 +346,8 @@ void show(const GlobalOptions& g, const std::string& id, bool json) {
             << "\n";
   if (!d.event_id.empty()) std::cout << "  event_id: " << d.event_id << "\n";
   if (d.source == "receiver") {
-    std::cout << "  received: " << d.headers.at("received-at")
-              << "   signing key: " << d.headers.at("klarna-signing-key-id") << "\n";
+    std::cout << "  received: " << d.headers.at(header::received_at)
+              << "   signing key: " << d.headers.at(header::signing_key_id) << "\n";
   }
   std::cout << "  replayed: " << replay_text(d) << "\n"
             << "  message (" << d.value.size() << " bytes; token values redacted):\n"
@@ -381,11 +383,11 @@ std::optional<Outgoing> route(const KafkaAccess& k, const DeadLetter& d, std::st
   const auto& e = *parsed.envelope;
   o.topic = k.topics.for_family(e.family);
   o.key = e.entity_id;
-  o.headers = {{"klarna-event-id", e.event_id},
-               {"klarna-event-type", e.event_type},
-               {"klarna-event-version", e.event_version}};
-  for (const char* h : {"klarna-signing-key-id", "klarna-signature", "received-at",
-                        "content-type"}) {
+  o.headers = {{header::event_id, e.event_id},
+               {header::event_type, e.event_type},
+               {header::event_version, e.event_version}};
+  for (const char* h :
+       {header::signing_key_id, header::signature, header::received_at, header::content_type}) {
     o.headers.emplace_back(h, d.headers.at(h));
   }
   return o;
@@ -400,7 +402,7 @@ void produce(const KafkaAccess& k, const Outgoing& o, const DeadLetter& d) {
                         static_cast<ssize_t>(value.size()));
   }
   const std::string from = d.id();
-  rd_kafka_header_add(headers.get(), "kpay-replayed-from", -1, from.data(),
+  rd_kafka_header_add(headers.get(), header::replayed_from, -1, from.data(),
                       static_cast<ssize_t>(from.size()));
   auto err = rd_kafka_producev(
       producer.get(), RD_KAFKA_V_TOPIC(o.topic.c_str()),

@@ -16,6 +16,7 @@
 #include <sstream>
 
 #include "kpay/core/config.hpp"
+#include "kpay/klarna/kafka_contract.hpp"
 #include "kpay/processor/state_machines.hpp"
 #include "kpay/storage/defaults.hpp"
 
@@ -353,22 +354,23 @@ Snapshot take(const Resolved& r, std::chrono::milliseconds timeout) {
 Figures figures(const Snapshot& s) {
   Figures f;
   const auto& rm = s.receiver.metrics;
-  const std::string requests = "kpay_receiver_requests_total";
+  namespace metric = klarna::contract::metric;
+  const std::string requests = metric::receiver_requests;
   f.webhooks_accepted = sum(rm, requests, {{"outcome", "accepted"}});
   f.webhooks_rejected = sum(rm, requests, {{"outcome", "rejected"}});
   f.webhooks_unavailable = sum(rm, requests, {{"outcome", "unavailable"}});
   f.webhooks_dead_lettered = sum(rm, requests, {{"outcome", "dead_lettered"}});
   if (std::any_of(rm.begin(), rm.end(),
-                  [](const Sample& x) { return x.name == "kpay_receiver_signing_keys"; })) {
-    f.signing_keys = sum(rm, "kpay_receiver_signing_keys");
+                  [](const Sample& x) { return x.name == metric::receiver_signing_keys; })) {
+    f.signing_keys = sum(rm, metric::receiver_signing_keys);
   }
   const auto& pm = s.processor.metrics;
-  f.kafka_lag = sum(pm, "kpay_processor_consumer_lag");
-  f.calls_overdue = sum(pm, "kpay_processor_call_deadlines", {{"status", "overdue"}});
-  f.calls_failed = sum(pm, "kpay_processor_call_deadlines", {{"status", "failed"}});
-  f.calls_at_risk = sum(pm, "kpay_processor_call_deadlines", {{"status", "at_risk"}});
-  f.processor_dead_letters = sum(pm, "kpay_processor_poison_messages_total");
-  f.disputes_overdue = sum(pm, "kpay_processor_dispute_deadlines", {{"status", "overdue"}});
+  f.kafka_lag = sum(pm, metric::processor_consumer_lag);
+  f.calls_overdue = sum(pm, metric::processor_call_deadlines, {{"status", "overdue"}});
+  f.calls_failed = sum(pm, metric::processor_call_deadlines, {{"status", "failed"}});
+  f.calls_at_risk = sum(pm, metric::processor_call_deadlines, {{"status", "at_risk"}});
+  f.processor_dead_letters = sum(pm, metric::processor_poison_messages);
+  f.disputes_overdue = sum(pm, metric::processor_dispute_deadlines, {{"status", "overdue"}});
   if (s.db.overview) {
     for (const auto& p : s.db.overview->payments) {
       f.payments += p.count;
