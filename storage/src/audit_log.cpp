@@ -63,12 +63,18 @@ void AuditLog::record_sender(const std::string& command_id, const std::string& s
   s.bind(1, command_id).bind(2, sender).bind(3, key_id).bind(4, currency).bind(5, amount);
   s.bind(6, day).bind(7, now_ms);
   s.run();
+  if (!currency || !amount || db_.changes() != 1) return;
+  auto total = db_.prepare(
+      "INSERT INTO sender_day_totals (sender, day, currency, amount) VALUES (?, ?, ?, ?) "
+      "ON CONFLICT (sender, day, currency) DO UPDATE SET amount = amount + excluded.amount");
+  total.bind(1, sender).bind(2, day).bind(3, *currency).bind(4, *amount);
+  total.run();
 }
 
 std::int64_t AuditLog::spent(const std::string& sender, const std::string& currency,
                              const std::string& day) {
   auto s = db_.prepare(
-      "SELECT COALESCE(SUM(amount), 0) FROM command_senders"
+      "SELECT COALESCE(SUM(amount), 0) FROM sender_day_totals"
       " WHERE sender = ? AND day = ? AND currency = ?");
   s.bind(1, sender).bind(2, day).bind(3, currency);
   s.step();

@@ -23,7 +23,15 @@ CREATE TABLE command_senders (
   day           TEXT NOT NULL,
   created_at_ms INTEGER NOT NULL
 ) WITHOUT ROWID;
-CREATE INDEX command_senders_by_day ON command_senders (sender, day, currency);
+-- What each sender's accepted commands moved per UTC day and currency (the
+-- per-day limits read one row, not the day's commands).
+CREATE TABLE sender_day_totals (
+  sender   TEXT NOT NULL,
+  day      TEXT NOT NULL,
+  currency TEXT NOT NULL,
+  amount   INTEGER NOT NULL,
+  PRIMARY KEY (sender, day, currency)
+) WITHOUT ROWID;
 
 CREATE TABLE audit_events (
   seq           INTEGER PRIMARY KEY AUTOINCREMENT,

@@ -364,8 +364,14 @@ TEST_F(CommandsE2E, SameCommandTwiceAndResentAfterSigkillActsOnceWithOneFinalRes
 TEST_F(CommandsE2E, KlarnactlSendsTheSameCommandsAndWaitsForTheResult) {
   std::ofstream(sys().dir() + "/ctok") << "ctok-from-file\n";
   auto ctl = [&](std::vector<std::string> args) {
-    std::vector<std::string> argv{binary("tools/klarnactl"), "--set",
-                                  "kafka.bootstrap_servers=" + sys().bootstrap()};
+    // Signed as the harness's sender, with its key (docs/OPERATIONS.md, "Command senders").
+    std::vector<std::string> argv{binary("tools/klarnactl"),
+                                  "--set",
+                                  "kafka.bootstrap_servers=" + sys().bootstrap(),
+                                  "--set",
+                                  "commands.senders_database=" + sys().senders_db(),
+                                  "--set",
+                                  std::string("commands.klarnactl_sender=") + System::kSender};
     argv.insert(argv.end(), args.begin(), args.end());
     const std::string log = sys().dir() + "/klarnactl-commands.log";
     std::filesystem::remove(log);

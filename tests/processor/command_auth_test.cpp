@@ -48,10 +48,18 @@ TEST(CommandSignature, HeaderGrammarIsExact) {
   ASSERT_TRUE(ok);
   EXPECT_EQ(ok->key_id, "k1");
   EXPECT_EQ(ok->hex, hex);
-  for (const std::string bad : {"", "v1=" + hex, "kid=k1", "kid=k1;v1=" + std::string(63, 'a'),
-                                "kid=k1;v1=" + std::string(64, 'A'), "kid=;v1=" + hex,
-                                "kid=k 1;v1=" + hex, "kid=k1;v1=" + hex + ";", " kid=k1;v1=" + hex,
-                                "kid=k1;v2=" + hex, "v1=" + hex + ";kid=k1"}) {
+  const std::vector<std::string> bad_values = {"",
+                                               "v1=" + hex,
+                                               "kid=k1",
+                                               "kid=k1;v1=" + std::string(63, 'a'),
+                                               "kid=k1;v1=" + std::string(64, 'A'),
+                                               "kid=;v1=" + hex,
+                                               "kid=k 1;v1=" + hex,
+                                               "kid=k1;v1=" + hex + ";",
+                                               " kid=k1;v1=" + hex,
+                                               "kid=k1;v2=" + hex,
+                                               "v1=" + hex + ";kid=k1"};
+  for (const auto& bad : bad_values) {
     EXPECT_FALSE(parse_signature_header(bad)) << bad;
   }
   EXPECT_EQ(sign_command("k1", "s", kBody), "kid=k1;v1=" + klarna::hmac_sha256_hex("s", kBody));
