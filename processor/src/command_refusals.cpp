@@ -4,6 +4,7 @@
 #include <chrono>
 
 #include "kpay/core/log.hpp"
+#include "kpay/core/wall_clock.hpp"
 #include "kpay/processor/batch_applier.hpp"
 #include "kpay/storage/audit_log.hpp"
 
@@ -25,11 +26,7 @@ std::string refusal_text(const std::string& reason) {
   return reason;
 }
 
-std::int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
+using core::now_ms;
 
 std::optional<std::string> non_empty(const std::string& s) {
   return s.empty() ? std::nullopt : std::optional<std::string>(s);

@@ -3,6 +3,7 @@
 #include <array>
 #include <chrono>
 
+#include "kpay/core/wall_clock.hpp"
 #include "kpay/storage/migrations.hpp"
 
 namespace kpay::storage {
@@ -20,11 +21,7 @@ constexpr std::array kMigrations = {
               " PRIMARY KEY (sender, key_id))"},
 };
 
-std::int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
+using core::now_ms;
 }  // namespace
 
 SenderStore::SenderStore(Database& db) : db_(db) {

@@ -12,6 +12,7 @@
 
 #include "e2e_system.hpp"
 #include "kpay/core/log.hpp"
+#include "kpay/core/wall_clock.hpp"
 #include "kpay/processor/follow_ups.hpp"
 
 using namespace kpay;
@@ -47,11 +48,7 @@ per_command = 1000
 per_day = 1500
 )";
 
-std::int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
+using kpay::core::now_ms;
 
 std::string authorize(const std::string& id, std::int64_t amount,
                       const std::string& account = kAccount, const std::string& extra = "") {

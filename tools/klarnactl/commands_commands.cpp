@@ -40,16 +40,6 @@ std::string random_id() {
   return id;
 }
 
-std::string read_secret(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw CommandFailed("cannot read " + path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  std::string s = ss.str();
-  if (!s.empty() && s.back() == '\n') s.pop_back();
-  return s;
-}
-
 // A reader of klarna.command-results positioned at the end of every
 // partition, made before the command is produced so its results are not missed.
 core::KafkaHandle results_reader(const KafkaAccess& k) {
