@@ -24,6 +24,10 @@ struct Processor::Metrics {
         duplicates(events.with({"duplicate"})),
         stale(events.with({"stale"})),
         rejected(events.with({"rejected"})),
+        conflicts(r.counter("kpay_processor_event_conflicts_total",
+                            "Messages with the event_id of an event applied before but another "
+                            "body (SHA-256): dead-lettered as event_id_conflict, never applied.")
+                      .with({})),
         poison(r.counter("kpay_processor_poison_messages_total",
                          "Unusable messages, recorded and copied to the dead-letter topic.",
                          {"reason"})),
@@ -58,6 +62,7 @@ struct Processor::Metrics {
   core::Counter& duplicates;
   core::Counter& stale;
   core::Counter& rejected;
+  core::Counter& conflicts;
   core::CounterFamily& poison;
   core::Counter& environment_mismatch;
   core::Counter& unrouted;
@@ -138,6 +143,7 @@ void merge(BatchResult& into, BatchResult&& one) {
   into.rejected += one.rejected;
   into.unrouted += one.unrouted;
   into.environment_mismatch += one.environment_mismatch;
+  into.conflicts += one.conflicts;
   for (const auto& [reason, n] : one.poison_by_reason) into.poison_by_reason[reason] += n;
   for (auto& row : one.publications) into.publications.push_back(std::move(row));
   for (const auto& [tp, next] : one.next_offsets) {
@@ -162,6 +168,19 @@ ProcessorSettings settings_from_config(const core::Config& c) {
       c.millis("processor.shutdown_flush_timeout_ms", std::chrono::milliseconds(10000),
                std::chrono::milliseconds(0), std::chrono::milliseconds(120000));
   s.follow_ups = follow_up_settings_from_config(c);
+  const auto policy = c.string("processor.on_offset_gap", "pause");
+  if (policy != "pause" && policy != "continue") {
+    throw core::ConfigError("processor.on_offset_gap", "must be \"pause\" or \"continue\"");
+  }
+  s.on_offset_gap =
+      policy == "pause" ? ProcessorSettings::GapPolicy::pause : ProcessorSettings::GapPolicy::go_on;
+  const auto repair = c.string("processor.gap_repair", "manual");
+  if (repair != "manual" && repair != "auto") {
+    throw core::ConfigError("processor.gap_repair", "must be \"manual\" or \"auto\"");
+  }
+  s.gap_repair_auto = repair == "auto";
+  s.gap_check_interval = c.millis("processor.gap_check_interval_ms", s.gap_check_interval,
+                                  std::chrono::milliseconds(10), std::chrono::milliseconds(60000));
   return s;
 }
 
@@ -171,6 +190,7 @@ Processor::Processor(ProcessorSettings settings, storage::StateStore& store,
       store_(store),
       applier_(store, settings_.topics, settings_.follow_ups),
       metrics_(std::make_unique<Metrics>(registry)) {
+  gap_metrics_ = make_gap_metrics(registry);
   registry.gauge_callback("kpay_processor_consumer_lag",
                           "Messages between the partition's high watermark and our position.",
                           {"topic", "partition"}, [this] { return lag_samples(); });
@@ -196,7 +216,9 @@ Processor::Processor(ProcessorSettings settings, storage::StateStore& store,
       {"enable.auto.offset.store", "false"},
       {"enable.auto.commit", "true"},
       {"auto.commit.interval.ms", "1000"},
-      {"auto.offset.reset", "earliest"},
+      // Never a silent jump: an out-of-range position is reported to us
+      // (consumer_gaps.cpp) instead of being moved to the log's start.
+      {"auto.offset.reset", "error"},
       // Bound what librdkafka prefetches and fetches at once: the RSS budget
       // is 128 MiB, and a batch needs only a few MB of messages in hand.
       {"queued.max.messages.kbytes", "8192"},
@@ -219,6 +241,9 @@ core::Readiness Processor::readiness() const {
   if (!storage_ok_) return {false, "state store failing"};
   if (!kafka_ok_) return {false, "kafka unreachable"};
   if (!assigned_) return {false, "no partitions assigned yet"};
+  if (auto open = open_gaps_.load(); open > 0) {
+    return {false, std::to_string(open) + " offset gap(s) open: klarnactl gaps list"};
+  }
   return {true, ""};
 }
 
@@ -238,12 +263,18 @@ void Processor::on_rebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err,
     // the same transaction as the effects, so it is never ahead or behind.
     // (The store thread finishes its batch first: one connection, one user.)
     finish_commit();
-    std::lock_guard lock(positions_mu_);
-    for (int i = 0; i < partitions->cnt; ++i) {
-      auto& tp = partitions->elems[i];
-      if (auto next = store_.stored_offset(tp.topic, tp.partition)) {
-        tp.offset = *next;
-        positions_[{tp.topic, tp.partition}] = *next;
+    {
+      std::lock_guard lock(positions_mu_);
+      for (int i = 0; i < partitions->cnt; ++i) {
+        auto& tp = partitions->elems[i];
+        if (auto next = store_.stored_offset(tp.topic, tp.partition)) {
+          tp.offset = *next;
+          positions_[{tp.topic, tp.partition}] = *next;
+        } else {
+          // Nothing applied from it yet: all of it, explicitly (with
+          // auto.offset.reset=error there is no implicit start).
+          tp.offset = RD_KAFKA_OFFSET_BEGINNING;
+        }
       }
     }
     if (cooperative) {
@@ -251,6 +282,7 @@ void Processor::on_rebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err,
     } else {
       rd_kafka_assign(rk, partitions);
     }
+    expect_assigned(partitions);
     assigned_ = true;
     kafka_ok_ = true;
     log_.info("partitions assigned", {{"count", partitions->cnt}});
@@ -270,6 +302,7 @@ void Processor::on_rebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err,
       positions_.erase({partitions->elems[i].topic, partitions->elems[i].partition});
     }
   }
+  forget_revoked(partitions);
   if (cooperative) {
     if (auto* e = rd_kafka_incremental_unassign(rk, partitions)) rd_kafka_error_destroy(e);
   } else {
@@ -479,6 +512,13 @@ bool Processor::finish_commit() {
   metrics_->stale.inc(result.stale);
   metrics_->rejected.inc(result.rejected);
   metrics_->unrouted.inc(result.unrouted);
+  if (result.conflicts > 0) {
+    metrics_->conflicts.inc(result.conflicts);
+    log_.error(
+        "messages reuse the event_id of an applied event with another body; "
+        "dead-lettered (event_id_conflict), not applied",
+        {{"count", result.conflicts}});
+  }
   if (result.environment_mismatch > 0) {
     metrics_->environment_mismatch.inc(result.environment_mismatch);
     log_.warn("events from the other Klarna environment: state applied, no call made",
@@ -576,6 +616,11 @@ bool Processor::run(const std::atomic<bool>& stop) {
         continue;
       }
       if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) continue;
+      if (m->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET ||
+          m->err == RD_KAFKA_RESP_ERR_OFFSET_OUT_OF_RANGE) {
+        on_out_of_range(m.get());
+        continue;
+      }
       if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
         log_.warn("consume error", {{"error", rd_kafka_err2name(m->err)}});
         if (m->err == RD_KAFKA_RESP_ERR__FATAL) {
@@ -589,6 +634,7 @@ bool Processor::run(const std::atomic<bool>& stop) {
       in.topic = rd_kafka_topic_name(m->rkt);
       in.partition = m->partition;
       in.offset = m->offset;
+      if (!offset_in_sequence(in.topic, in.partition, in.offset)) continue;
       if (m->key != nullptr) in.key.assign(static_cast<const char*>(m->key), m->key_len);
       if (m->payload != nullptr) in.value.assign(static_cast<const char*>(m->payload), m->len);
       pending_.push_back(applier_.decode(std::move(in)));
@@ -601,6 +647,7 @@ bool Processor::run(const std::atomic<bool>& stop) {
       ok = false;
       break;
     }
+    if (std::chrono::steady_clock::now() >= next_gap_check_) check_gaps();  // store thread idle
     // Only after the batch's own publications: the worker may already have
     // answered a command that batch accepted, and per key `accepted` must be
     // produced before the final result (one producer keeps the order).

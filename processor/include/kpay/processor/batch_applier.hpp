@@ -30,6 +30,9 @@ struct InputMessage {
   std::int64_t offset = 0;
   std::string key;
   std::string value;  // the raw webhook body
+  // SHA-256 of the body (32 bytes), set by decode() for events: a second
+  // message with a known event_id and another digest is a conflict.
+  std::string digest{};
 };
 
 // A consumed message with its body already decoded. Decoding needs no store,
@@ -49,6 +52,9 @@ struct BatchResult {
   // Events whose metadata.live contradicts the deployment's environment
   // (FollowUpSettings::live): applied or not, they caused no call.
   std::uint64_t environment_mismatch = 0;
+  // Messages with the event_id of an applied event but another body:
+  // dead-lettered (event_id_conflict), counted apart from duplicates.
+  std::uint64_t conflicts = 0;
   std::map<std::string, std::uint64_t> poison_by_reason;
   // Rows written to the publish queue in this batch (seq assigned), to be
   // produced once the transaction committed.
@@ -89,6 +95,9 @@ class BatchApplier {
  private:
   void apply_one(const DecodedMessage& m, BatchResult& out);
   void record_poison(const InputMessage& m, const Poison& p, BatchResult& out);
+  // A known event_id with another body: a conflict, dead-lettered
+  // (event_id_conflict) with both digests. false when it is a duplicate.
+  bool record_conflict(const InputMessage& m, storage::HistoryRow& h, BatchResult& out);
   // A downstream command (or a message of the commands topic that is none):
   // command inbox, outbox row, history row, result on klarna.command-results.
   template <class C>
