@@ -49,8 +49,11 @@ GapRepair queue_gap_repair(storage::StateStore& store, const storage::OffsetGapR
     origin.caused_by = "gap:" + std::to_string(gap.id);
     origin.now_ms = now_ms;
     origin.read_discriminator = "gap-" + std::to_string(gap.id);
-    store.insert_outbox(outbox_row(read_of(t), origin));
-    ++r.queued;
+    if (store.insert_outbox(outbox_row(read_of(t), origin))) {
+      ++r.queued;
+    } else {
+      ++r.already;  // this gap's repair queued it before
+    }
   }
   store.mark_gap_repaired(gap.id, r.queued, now_ms);
   return r;

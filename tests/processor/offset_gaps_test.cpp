@@ -237,9 +237,12 @@ TEST(OffsetGaps, TruncatedPartitionPausesUntilAcceptedAndRepairReadsOpenEntities
               a);
     {  // a second repair of the same gap queues nothing new
       storage::Transaction tx(ops.database());
-      processor::queue_gap_repair(ops, gap, 2);
+      auto again = processor::queue_gap_repair(ops, gap, 2);
       tx.commit();
+      EXPECT_EQ(again.queued, 0);
+      EXPECT_EQ(again.already, a);
     }
+    EXPECT_EQ(ops.find_gap(gap.id)->repair_reads, a);
     EXPECT_EQ(count(db, "SELECT COUNT(*) FROM outbox WHERE operation = 'read_payment_request'"), a);
 
     // The operator accepts: the partition resumes without a restart.

@@ -146,8 +146,8 @@ void register_repair(CLI::App* gaps, const GlobalOptions& global) {
     storage::Transaction tx(store->database());
     const auto r = processor::queue_gap_repair(*store, gap, now_ms());
     tx.commit();
-    std::cout << "gap " << id << ": " << r.queued << " read(s) queued in the outbox (" << r.final
-              << " entities final, " << r.no_account
+    std::cout << "gap " << id << ": " << r.queued << " read(s) queued in the outbox (" << r.already
+              << " queued before, " << r.final << " entities final, " << r.no_account
               << " without an account to read from); klarnactl actions list shows them\n";
   });
 }

@@ -15,7 +15,8 @@
 namespace kpay::processor {
 
 struct GapRepair {
-  std::int64_t queued = 0;      // reads put in the outbox (or already there)
+  std::int64_t queued = 0;      // reads put in the outbox now
+  std::int64_t already = 0;     // queued by an earlier repair of this gap
   std::int64_t final = 0;       // entities in a final state: nothing to read
   std::int64_t no_account = 0;  // no subject_account_id known: cannot be read
 };
