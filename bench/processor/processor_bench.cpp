@@ -203,7 +203,8 @@ int main(int argc, char** argv) {
   long long first = 0;
   Clock::time_point t_first{}, t_end{};
   long rss = 0;
-  auto deadline = Clock::now() + std::chrono::minutes(10);
+  // Ten minutes, and one more per 100k events (a loaded VM, a growing database).
+  auto deadline = Clock::now() + std::chrono::minutes(10 + events / 100000);
   while (Clock::now() < deadline) {
     long long c = committed(db);
     if (first == 0 && c > 0) {
