@@ -206,17 +206,29 @@ int main(int argc, char** argv) {
       latencies.push_back(at - it->second);
     }
   }
-  std::printf(
-      "loop: %d payments at %d/s: %zu final authorizations in %.1f s; webhook 2xx -> Klarna "
-      "call latency p50 %.0f ms, p99 %.0f ms, max %.0f ms (%zu measured)\n",
-      payments, rate, calls.size(), seconds, percentile(latencies, 0.5),
-      percentile(latencies, 0.99), percentile(latencies, 1.0), latencies.size());
+  // Valid only when every payment made its call and each was matched to its
+  // webhook: a latency over fewer would hide the ones that never came.
+  const bool valid =
+      static_cast<int>(calls.size()) == payments && static_cast<int>(latencies.size()) == payments;
+  if (valid) {
+    std::printf(
+        "loop: %d payments at %d/s: %zu final authorizations in %.1f s; webhook 2xx -> Klarna "
+        "call latency p50 %.0f ms, p99 %.0f ms, max %.0f ms (%zu measured)\n",
+        payments, rate, calls.size(), seconds, percentile(latencies, 0.5),
+        percentile(latencies, 0.99), percentile(latencies, 1.0), latencies.size());
+  } else {
+    std::fprintf(stderr,
+                 "INVALID RUN: %d payments, %zu final authorizations, %zu matched to their "
+                 "webhook; no latency printed (logs in %s)\n",
+                 payments, calls.size(), latencies.size(), dir.c_str());
+  }
   processor.signal(SIGTERM);
   processor.wait(std::chrono::seconds(30));
   sim.signal(SIGTERM);
   sim.wait(std::chrono::seconds(10));
   receiver.signal(SIGTERM);
   receiver.wait(std::chrono::seconds(10));
+  if (!valid) return 1;
   std::filesystem::remove_all(dir);
-  return static_cast<int>(calls.size()) >= payments ? 0 : 1;
+  return 0;
 }

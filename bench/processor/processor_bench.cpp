@@ -5,18 +5,29 @@
 // the consumer-group join (≈3 s on the mock cluster) is not counted. Peak RSS is
 // the child's VmHWM.
 //
+// It checks its own work before it prints a rate: the embedded Kafka keeps
+// only ~5 MiB per partition, so each topic gets enough partitions for its
+// share of the bytes, and every partition is verified whole (log start 0,
+// end = what was produced) before the processor starts; afterwards every
+// produced message must be in the history exactly once — applied, stale or
+// rejected once per distinct event, duplicates exactly as many as produced,
+// no dead letter, no offset gap — and the peak RSS within --max-rss-mib.
+// Anything else: exit 1, no rate.
+//
 //   processor_bench --events 200000 --batch-size 2000 --dir /tmp
 #include <sqlite3.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <thread>
 #include <vector>
 
@@ -36,6 +47,43 @@ long long committed(const std::string& db) {
   } catch (const std::exception&) {
     return 0;
   }
+}
+
+// Partitions per topic so that no partition holds more than ~2 MiB of the
+// stream (the mock cluster drops batches beyond 5 MiB per partition).
+std::map<std::string, int> partitions_for(const std::vector<test::TestEvent>& stream) {
+  std::map<std::string, std::size_t> bytes;
+  for (const auto& e : stream) bytes[e.topic] += e.body.size() + e.key.size() + 80;
+  std::map<std::string, int> out;
+  for (const auto& [topic, b] : bytes) {
+    out[topic] = static_cast<int>(std::clamp<std::size_t>(b / (2u << 20) + 1, 16, 512));
+  }
+  return out;
+}
+
+// Every produced message is still in Kafka: log start 0, end = produced.
+bool logs_whole(const std::string& bootstrap,
+                const std::vector<processor::InputMessage>& produced) {
+  std::map<std::pair<std::string, std::int32_t>, std::int64_t> ends;
+  for (const auto& m : produced) {
+    auto& e = ends[{m.topic, m.partition}];
+    e = std::max(e, m.offset + 1);
+  }
+  auto handle = core::make_kafka(RD_KAFKA_CONSUMER,
+                                 core::make_kafka_conf({{"bootstrap.servers", bootstrap}}));
+  for (const auto& [tp, end] : ends) {
+    std::int64_t low = -1, high = -1;
+    rd_kafka_query_watermark_offsets(handle.get(), tp.first.c_str(), tp.second, &low, &high, 10000);
+    if (low != 0 || high != end) {
+      std::fprintf(stderr,
+                   "%s/%d keeps offsets %lld..%lld of 0..%lld: the embedded Kafka dropped "
+                   "messages\n",
+                   tp.first.c_str(), tp.second, static_cast<long long>(low),
+                   static_cast<long long>(high), static_cast<long long>(end));
+      return false;
+    }
+  }
+  return true;
 }
 
 long peak_rss_kib(pid_t pid) {
@@ -62,6 +110,8 @@ int main(int argc, char** argv) {
                  "klarna-processor binary to run (A/B comparisons of two builds)");
   std::vector<std::string> overrides;
   app.add_option("--set", overrides, "key=value passed to klarna-processor as --set");
+  double max_rss_mib = 128;
+  app.add_option("--max-rss-mib", max_rss_mib, "Fail when the processor's peak RSS exceeds this");
   bool applier_only = false;
   app.add_flag("--applier-only", applier_only,
                "No Kafka: time BatchApplier alone (decode + SQLite, durable commits)");
@@ -83,11 +133,18 @@ int main(int argc, char** argv) {
       storage::StateStore store(work + "/state.db");
       processor::BatchApplier applier(store, topics);
       auto start = Clock::now();
+      std::uint64_t accounted = 0;
       for (std::size_t i = 0; i < messages.size(); i += static_cast<std::size_t>(batch_size)) {
         auto n = std::min<std::size_t>(static_cast<std::size_t>(batch_size), messages.size() - i);
-        applier.apply(std::span(messages.data() + i, n));
+        auto r = applier.apply(std::span(messages.data() + i, n));
+        accounted += r.applied + r.duplicates + r.stale + r.rejected;
       }
       secs = std::chrono::duration<double>(Clock::now() - start).count();
+      if (accounted != messages.size()) {
+        std::fprintf(stderr, "INVALID RUN: %llu of %zu messages accounted for; no rate\n",
+                     static_cast<unsigned long long>(accounted), messages.size());
+        return 1;
+      }
     }
     std::printf("applier-only: events=%zu batch_size=%d in %.3fs => %.0f events/s\n",
                 messages.size(), batch_size, secs, static_cast<double>(messages.size()) / secs);
@@ -98,22 +155,25 @@ int main(int argc, char** argv) {
   core::EmbeddedKafka kafka(1);
   klarna::Topics topics;
   topics.apply_prefix("bench.");
-  // 16 partitions per topic: the mock cluster keeps only a few MB per partition
-  // (older segments are dropped), and every message must still be there.
+  auto ordered = test::make_lifecycles(static_cast<int>(events / 6.9), topics, 3);
+  const long long distinct = static_cast<long long>(ordered.size());
+  auto stream = test::shuffle_with_duplicates(std::move(ordered), 0.1, 3);
+  const long long duplicates_produced = static_cast<long long>(stream.size()) - distinct;
+  auto partitions = partitions_for(stream);
   for (const auto* t : {&topics.payment_requests, &topics.payment_transactions, &topics.disputes,
                         &topics.settlements, &topics.accounts, &topics.unrouted,
                         &topics.payment_states, &topics.processor_dead_letter}) {
-    kafka.create_topic(*t, 16);
+    kafka.create_topic(*t, partitions.count(*t) ? partitions[*t] : 16);
   }
-  auto stream = test::shuffle_with_duplicates(
-      test::make_lifecycles(static_cast<int>(events / 6.9), topics, 3), 0.1, 3);
   auto produce_start = Clock::now();
   auto produced = test::produce_events(kafka.bootstrap_servers(), stream);
   const double produce_s = std::chrono::duration<double>(Clock::now() - produce_start).count();
   const long long total = static_cast<long long>(produced.size());
-  produced.clear();
   stream.clear();
   stream.shrink_to_fit();
+  if (!logs_whole(kafka.bootstrap_servers(), produced)) return 1;
+  produced.clear();
+  produced.shrink_to_fit();
 
   const std::string work = dir + "/processor-bench-" + std::to_string(getpid());
   std::filesystem::create_directories(work);
@@ -143,7 +203,8 @@ int main(int argc, char** argv) {
   long long first = 0;
   Clock::time_point t_first{}, t_end{};
   long rss = 0;
-  auto deadline = Clock::now() + std::chrono::minutes(10);
+  // Ten minutes, and one more per 100k events (a loaded VM, a growing database).
+  auto deadline = Clock::now() + std::chrono::minutes(10 + events / 100000);
   while (Clock::now() < deadline) {
     long long c = committed(db);
     if (first == 0 && c > 0) {
@@ -169,20 +230,44 @@ int main(int argc, char** argv) {
     return 1;
   }
   const double secs = std::chrono::duration<double>(t_end - t_first).count();
-  const auto applied = test::query_int(db, "SELECT COUNT(*) FROM history WHERE outcome='applied'");
-  const auto history = test::query_int(db, "SELECT COUNT(*) FROM history");
-  std::printf("events=%lld batch_size=%d produce=%.2fs\n", total, batch_size, produce_s);
+  auto outcome = [&](const char* o) {
+    return test::query_int(db,
+                           std::string("SELECT COUNT(*) FROM history WHERE outcome='") + o + "'");
+  };
+  const auto applied = outcome("applied");
+  const auto duplicates = outcome("duplicate");
+  const auto stale = outcome("stale");
+  const auto rejected = outcome("rejected");
+  const auto dead = test::query_int(db, "SELECT COUNT(*) FROM poison_messages");
+  const auto gaps = test::query_int(db, "SELECT COUNT(*) FROM offset_gaps");
+  const double peak_mib = static_cast<double>(rss) / 1024.0;
+  std::printf("events=%lld (distinct %lld, duplicates %lld) batch_size=%d produce=%.2fs\n", total,
+              distinct, duplicates_produced, batch_size, produce_s);
+  std::printf(
+      "history: applied=%lld stale=%lld rejected=%lld duplicate=%lld dead-lettered=%lld "
+      "offset_gaps=%lld\n",
+      applied, stale, rejected, duplicates, dead, gaps);
+  // Every message exactly once; the duplicates the generator made, no more.
+  std::vector<std::string> wrong;
+  if (applied + stale + rejected + duplicates != total) wrong.push_back("history rows != events");
+  if (applied + stale + rejected - dead != distinct) wrong.push_back("distinct events unaccounted");
+  if (duplicates != duplicates_produced) wrong.push_back("duplicates != duplicates produced");
+  if (dead != 0) wrong.push_back("dead letters in a clean stream");
+  if (gaps != 0) wrong.push_back("offset gaps");
+  if (peak_mib > max_rss_mib) wrong.push_back("peak RSS above --max-rss-mib");
+  std::printf("peak_rss=%.1f MiB (bound %.0f) exit=%d\n", peak_mib, max_rss_mib,
+              WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+  if (!wrong.empty()) {
+    for (const auto& w : wrong) std::fprintf(stderr, "INVALID RUN: %s\n", w.c_str());
+    std::printf("no rate: the run is not valid; kept %s for inspection\n", work.c_str());
+    return 1;
+  }
   std::printf("processed=%lld (after the first batch of %lld) in %.3fs => %.0f events/s\n",
               total - first, first, secs, static_cast<double>(total - first) / secs);
-  std::printf("history rows=%lld applied=%lld peak_rss=%.1f MiB exit=%d\n", history, applied,
-              static_cast<double>(rss) / 1024.0, WIFEXITED(status) ? WEXITSTATUS(status) : -1);
   std::printf(
       "processor cpu=%.2fs for the whole run (incl. start-up and group join) => %.0f events per "
       "cpu-second\n",
       cpu_s, static_cast<double>(total) / cpu_s);
-  if (history == total)
-    std::filesystem::remove_all(work);
-  else
-    std::printf("kept %s for inspection\n", work.c_str());
-  return history == total ? 0 : 1;
+  std::filesystem::remove_all(work);
+  return 0;
 }

@@ -247,7 +247,18 @@ int main(int argc, char** argv) {
     return all.latencies_ms[std::min(all.latencies_ms.size() - 1,
                                      static_cast<size_t>(p * all.latencies_ms.size()))];
   };
-  double rps = static_cast<double>(all.latencies_ms.size()) / o.seconds;
+  // Valid only when every answer was a 2xx and nothing failed: a rate that
+  // counts refusals or broken connections is not the receiver's throughput.
+  long refused = 0;
+  for (auto [k, v] : all.statuses) {
+    if (k < 200 || k > 299) refused += v;
+  }
+  const bool valid = all.errors == 0 && refused == 0 && !all.latencies_ms.empty();
+  if (!valid) {
+    std::fprintf(stderr, "INVALID RUN: %ld errors, %ld answers not 2xx, %zu completed; rps 0\n",
+                 all.errors, refused, all.latencies_ms.size());
+  }
+  double rps = valid ? static_cast<double>(all.latencies_ms.size()) / o.seconds : 0.0;
   std::printf(
       "{\"tls\":%s,\"connections\":%d,\"target_rate\":%.0f,\"seconds\":%.1f,\"completed\":%zu,"
       "\"rps\":%.0f,\"p50_ms\":%.3f,\"p90_ms\":%.3f,\"p99_ms\":%.3f,\"max_ms\":%.3f,\"errors\":%ld,"
@@ -260,6 +271,6 @@ int main(int argc, char** argv) {
     std::printf("%s\"%d\":%ld", first ? "" : ",", k, v);
     first = false;
   }
-  std::printf("}}\n");
-  return all.errors > 0 ? 1 : 0;
+  std::printf("},\"valid\":%s}\n", valid ? "true" : "false");
+  return valid ? 0 : 1;
 }

@@ -52,6 +52,12 @@ int main(int argc, char** argv) {
     runner.start(s);
     while (!runner.finished_once()) std::this_thread::sleep_for(std::chrono::milliseconds(5));
     double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+    // Every journey signs at least its request's and its transaction's webhooks.
+    if (sink.n < 2 * static_cast<std::size_t>(journeys)) {
+      std::fprintf(stderr, "INVALID RUN: %zu webhooks for %d journeys; no rate\n", sink.n,
+                   journeys);
+      return 1;
+    }
     std::printf(
         "api: %d approve journeys (create, customer approve, final authorization, capture) in %.2f "
         "s = %.0f journeys/s, "
@@ -78,6 +84,12 @@ int main(int argc, char** argv) {
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
     double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+    const auto counts = dispatcher.counts();
+    if (counts.delivered != static_cast<std::size_t>(deliveries)) {
+      std::fprintf(stderr, "INVALID RUN: %zu of %d webhooks delivered; no rate\n", counts.delivered,
+                   deliveries);
+      return 1;
+    }
     std::printf(
         "delivery: %d webhooks (600 B, new connection each) in %.2f s = %.0f/s with %d workers\n",
         deliveries, secs, deliveries / secs, workers);

@@ -3,6 +3,8 @@
 // publish-queue rows, offsets.
 #include "kpay/processor/batch_applier.hpp"
 
+#include <openssl/evp.h>
+
 #include <chrono>
 
 #include "appliers/appliers.hpp"
@@ -11,6 +13,7 @@
 #include "kpay/core/log.hpp"
 #include "kpay/core/overloaded.hpp"
 #include "kpay/core/wall_clock.hpp"
+#include "kpay/processor/gap_repair.hpp"
 
 namespace kpay::processor {
 
@@ -106,6 +109,14 @@ std::string queue_follow_ups(storage::StateStore& store, const FollowUpSettings&
   return joined(std::move(reason), ": ", queued_note(e.follow_ups));
 }
 
+// SHA-256 of a body, raw (32 bytes): the inbox keeps it per event_id.
+std::string body_digest(std::string_view body) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(body.data(), body.size(), digest, &len, EVP_sha256(), nullptr);
+  return std::string(reinterpret_cast<const char*>(digest), len);
+}
+
 void count(Outcome o, BatchResult& out) {
   switch (o) {
     case Outcome::applied:
@@ -154,6 +165,7 @@ DecodedMessage BatchApplier::decode(InputMessage m) const {
     return {std::move(m), std::move(std::get<CommandRejection>(command)), origin};
   }
   auto decoded = decode_event(m.value, m.topic == topics_.unrouted);
+  m.digest = body_digest(m.value);
   // Only a poison message needs its raw bytes again (dead-letter copy); a
   // decoded event lets them go, which keeps the two batches in hand small.
   if (auto* ev = std::get_if<Event>(&decoded)) {
@@ -209,7 +221,7 @@ void BatchApplier::record_poison(const InputMessage& m, const Poison& p, BatchRe
   h.reason = "poison: " + p.reason + " (" + p.detail + ")";
   if (p.envelope) {
     const auto& env = *p.envelope;
-    if (!store_.insert_inbox({env.event_id, m.topic, m.partition, m.offset})) {
+    if (!store_.insert_inbox({env.event_id, m.topic, m.partition, m.offset, ""})) {
       h.outcome = "duplicate";
       h.reason = "event_id already processed";
       ++out.duplicates;
@@ -290,6 +302,35 @@ void BatchApplier::apply_command_message(const DecodedMessage& d, const C& comma
   out.publications.push_back(std::move(row));
 }
 
+bool BatchApplier::record_conflict(const InputMessage& m, storage::HistoryRow& h,
+                                   BatchResult& out) {
+  auto first = store_.find_inbox(h.event_id);
+  if (!first || first->digest.empty() || m.digest.empty() || first->digest == m.digest) {
+    return false;  // the same event again (or recorded before digests were kept)
+  }
+  storage::EventConflictRow c{h.event_id,    m.topic,       m.partition,  m.offset,
+                              m.digest,      first->digest, first->topic, first->partition,
+                              first->offset, now_ms()};
+  store_.insert_conflict(c);
+  const std::string detail = "sha256 " + digest_hex(m.digest) + " differs from the applied " +
+                             digest_hex(first->digest) + " at " + first->topic + "/" +
+                             std::to_string(first->partition) + "/" + std::to_string(first->offset);
+  h.outcome = "rejected";
+  h.reason = "conflict: event_id applied before with another body (" + detail + ")";
+  store_.append_history(h);
+  ++out.conflicts;
+  ++out.rejected;
+  ++out.poison_by_reason["event_id_conflict"];
+  // The body was let go after decoding: the dead letter names the message
+  // by its coordinates (and Kafka still has it).
+  store_.insert_poison(
+      {m.topic, m.partition, m.offset, h.event_id, "event_id_conflict", m.value, m.key});
+  storage::PublishRow dlq{0, topics_.processor_dead_letter, m.key, m.value, "event_id_conflict"};
+  dlq.seq = store_.enqueue_publish(dlq);
+  out.publications.push_back(std::move(dlq));
+  return true;
+}
+
 void BatchApplier::apply_one(const DecodedMessage& d, BatchResult& out) {
   const InputMessage& m = d.message;
   if (const auto* p = std::get_if<Poison>(&d.decoded)) {
@@ -320,7 +361,8 @@ void BatchApplier::apply_one(const DecodedMessage& d, BatchResult& out) {
   h.topic = m.topic;
   h.partition = m.partition;
   h.offset = m.offset;
-  if (!store_.insert_inbox({env.event_id, m.topic, m.partition, m.offset})) {
+  if (!store_.insert_inbox({env.event_id, m.topic, m.partition, m.offset, m.digest})) {
+    if (record_conflict(m, h, out)) return;
     h.outcome = "duplicate";
     h.reason = "event_id already processed";
     store_.append_history(h);

@@ -25,6 +25,10 @@ struct Processor::Metrics {
         duplicates(events.with({"duplicate"})),
         stale(events.with({"stale"})),
         rejected(events.with({"rejected"})),
+        conflicts(r.counter("kpay_processor_event_conflicts_total",
+                            "Messages with the event_id of an event applied before but another "
+                            "body (SHA-256): dead-lettered as event_id_conflict, never applied.")
+                      .with({})),
         poison(r.counter(klarna::contract::metric::processor_poison_messages,
                          "Unusable messages, recorded and copied to the dead-letter topic.",
                          {"reason"})),
@@ -68,6 +72,7 @@ struct Processor::Metrics {
   core::Counter& duplicates;
   core::Counter& stale;
   core::Counter& rejected;
+  core::Counter& conflicts;
   core::CounterFamily& poison;
   core::Counter& environment_mismatch;
   core::Counter& account_mismatch;
@@ -151,6 +156,7 @@ void merge(BatchResult& into, BatchResult&& one) {
   into.unrouted += one.unrouted;
   into.environment_mismatch += one.environment_mismatch;
   for (auto& m : one.account_mismatches) into.account_mismatches.push_back(std::move(m));
+  into.conflicts += one.conflicts;
   for (const auto& [reason, n] : one.poison_by_reason) into.poison_by_reason[reason] += n;
   for (auto& row : one.publications) into.publications.push_back(std::move(row));
   for (const auto& [tp, next] : one.next_offsets) {
@@ -198,6 +204,19 @@ ProcessorSettings settings_from_config(const core::Config& c) {
                std::chrono::milliseconds(0), std::chrono::milliseconds(120000));
   s.follow_ups = follow_up_settings_from_config(c);
   s.commands = command_policy_from_config(c);
+  const auto policy = c.string("processor.on_offset_gap", "pause");
+  if (policy != "pause" && policy != "continue") {
+    throw core::ConfigError("processor.on_offset_gap", "must be \"pause\" or \"continue\"");
+  }
+  s.on_offset_gap =
+      policy == "pause" ? ProcessorSettings::GapPolicy::pause : ProcessorSettings::GapPolicy::go_on;
+  const auto repair = c.string("processor.gap_repair", "manual");
+  if (repair != "manual" && repair != "auto") {
+    throw core::ConfigError("processor.gap_repair", "must be \"manual\" or \"auto\"");
+  }
+  s.gap_repair_auto = repair == "auto";
+  s.gap_check_interval = c.millis("processor.gap_check_interval_ms", s.gap_check_interval,
+                                  std::chrono::milliseconds(10), std::chrono::milliseconds(60000));
   return s;
 }
 
@@ -208,6 +227,7 @@ Processor::Processor(ProcessorSettings settings, storage::StateStore& store,
       applier_(store, settings_.topics, settings_.follow_ups),
       metrics_(std::make_unique<Metrics>(registry)) {
   secure_commands(registry);
+  gap_metrics_ = make_gap_metrics(registry);
   registry.gauge_callback(klarna::contract::metric::processor_consumer_lag,
                           "Messages between the partition's high watermark and our position.",
                           {"topic", "partition"}, [this] { return lag_samples(); });
@@ -233,7 +253,9 @@ Processor::Processor(ProcessorSettings settings, storage::StateStore& store,
       {"enable.auto.offset.store", "false"},
       {"enable.auto.commit", "true"},
       {"auto.commit.interval.ms", "1000"},
-      {"auto.offset.reset", "earliest"},
+      // Never a silent jump: an out-of-range position is reported to us
+      // (consumer_gaps.cpp) instead of being moved to the log's start.
+      {"auto.offset.reset", "error"},
       // Bound what librdkafka prefetches and fetches at once: the RSS budget
       // is 128 MiB, and a batch needs only a few MB of messages in hand.
       {"queued.max.messages.kbytes", "8192"},
@@ -256,6 +278,9 @@ core::Readiness Processor::readiness() const {
   if (!storage_ok_) return {false, "state store failing"};
   if (!kafka_ok_) return {false, "kafka unreachable"};
   if (!assigned_) return {false, "no partitions assigned yet"};
+  if (auto open = open_gaps_.load(); open > 0) {
+    return {false, std::to_string(open) + " offset gap(s) open: klarnactl gaps list"};
+  }
   return {true, ""};
 }
 
@@ -275,12 +300,18 @@ void Processor::on_rebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err,
     // the same transaction as the effects, so it is never ahead or behind.
     // (The store thread finishes its batch first: one connection, one user.)
     finish_commit();
-    std::lock_guard lock(positions_mu_);
-    for (int i = 0; i < partitions->cnt; ++i) {
-      auto& tp = partitions->elems[i];
-      if (auto next = store_.stored_offset(tp.topic, tp.partition)) {
-        tp.offset = *next;
-        positions_[{tp.topic, tp.partition}] = *next;
+    {
+      std::lock_guard lock(positions_mu_);
+      for (int i = 0; i < partitions->cnt; ++i) {
+        auto& tp = partitions->elems[i];
+        if (auto next = store_.stored_offset(tp.topic, tp.partition)) {
+          tp.offset = *next;
+          positions_[{tp.topic, tp.partition}] = *next;
+        } else {
+          // Nothing applied from it yet: all of it, explicitly (with
+          // auto.offset.reset=error there is no implicit start).
+          tp.offset = RD_KAFKA_OFFSET_BEGINNING;
+        }
       }
     }
     if (cooperative) {
@@ -288,6 +319,7 @@ void Processor::on_rebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err,
     } else {
       rd_kafka_assign(rk, partitions);
     }
+    expect_assigned(partitions);
     assigned_ = true;
     kafka_ok_ = true;
     log_.info("partitions assigned", {{"count", partitions->cnt}});
@@ -307,6 +339,7 @@ void Processor::on_rebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err,
       positions_.erase({partitions->elems[i].topic, partitions->elems[i].partition});
     }
   }
+  forget_revoked(partitions);
   if (cooperative) {
     if (auto* e = rd_kafka_incremental_unassign(rk, partitions)) rd_kafka_error_destroy(e);
   } else {
@@ -517,6 +550,13 @@ bool Processor::finish_commit() {
   metrics_->stale.inc(result.stale);
   metrics_->rejected.inc(result.rejected);
   metrics_->unrouted.inc(result.unrouted);
+  if (result.conflicts > 0) {
+    metrics_->conflicts.inc(result.conflicts);
+    log_.error(
+        "messages reuse the event_id of an applied event with another body; "
+        "dead-lettered (event_id_conflict), not applied",
+        {{"count", result.conflicts}});
+  }
   if (result.environment_mismatch > 0) {
     metrics_->environment_mismatch.inc(result.environment_mismatch);
     log_.warn("events from the other Klarna environment: state applied, no call made",
@@ -622,6 +662,11 @@ bool Processor::run(const std::atomic<bool>& stop) {
         continue;
       }
       if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) continue;
+      if (m->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET ||
+          m->err == RD_KAFKA_RESP_ERR_OFFSET_OUT_OF_RANGE) {
+        on_out_of_range(m.get());
+        continue;
+      }
       if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
         log_.warn("consume error", {{"error", rd_kafka_err2name(m->err)}});
         if (m->err == RD_KAFKA_RESP_ERR__FATAL) {
@@ -635,6 +680,7 @@ bool Processor::run(const std::atomic<bool>& stop) {
       in.topic = rd_kafka_topic_name(m->rkt);
       in.partition = m->partition;
       in.offset = m->offset;
+      if (!offset_in_sequence(in.topic, in.partition, in.offset)) continue;
       if (m->key != nullptr) in.key.assign(static_cast<const char*>(m->key), m->key_len);
       if (m->payload != nullptr) in.value.assign(static_cast<const char*>(m->payload), m->len);
       if (in.topic == settings_.topics.commands) read_command_meta(m.get(), in);
@@ -648,6 +694,7 @@ bool Processor::run(const std::atomic<bool>& stop) {
       ok = false;
       break;
     }
+    if (std::chrono::steady_clock::now() >= next_gap_check_) check_gaps();  // store thread idle
     // Only after the batch's own publications: the worker may already have
     // answered a command that batch accepted, and per key `accepted` must be
     // produced before the final result (one producer keeps the order).

@@ -1,4 +1,4 @@
-// State-database migration 10 (state_store.cpp): who sent each command, and
+// State-database migration 9 (state_store.cpp): who sent each command, and
 // the audit trail (docs/OPERATIONS.md, "Audit trail"). Internal to storage/src.
 //
 // audit_events is append-only: triggers refuse any UPDATE or DELETE, so a row,
@@ -13,7 +13,7 @@
 
 namespace kpay::storage {
 
-inline constexpr std::string_view kAuditSchemaV10 = R"sql(
+inline constexpr std::string_view kAuditSchemaV9 = R"sql(
 CREATE TABLE command_senders (
   command_id    TEXT PRIMARY KEY,
   sender        TEXT NOT NULL,

@@ -304,7 +304,7 @@ CREATE TABLE dead_letter_replays (
 // Webhook intake (docs/KLARNA-FIDELITY.md): a dispute keeps the account of
 // its events (filled from its transaction for disputes stored before), and
 // every settlement.* event keeps the ids and report links it carried.
-constexpr std::string_view kV8 = R"sql(
+constexpr std::string_view kV7 = R"sql(
 ALTER TABLE disputes ADD COLUMN account_id TEXT;
 UPDATE disputes SET account_id = (SELECT t.account_id FROM payment_transactions t
                                    WHERE t.id = disputes.payment_transaction_id)
@@ -329,6 +329,43 @@ CREATE TABLE settlement_events (
   occurred_at_ms  INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX settlement_events_by_settlement ON settlement_events (settlement_id);
+// Offset gaps and event conflicts (state_store_gaps.cpp): every jump of a
+// partition past offsets the processor never applied (deleted by retention,
+// a truncated or recreated log, a restore of an older database), with the
+// operator's decision and the repair reads it caused; the digest of each
+// event's body, so a second message with a known event_id but another body is
+// a conflict rather than a duplicate (NULL: recorded before v8, not compared).
+constexpr std::string_view kV8 = R"sql(
+CREATE TABLE offset_gaps (
+  id             INTEGER PRIMARY KEY AUTOINCREMENT,
+  topic          TEXT NOT NULL,
+  partition      INTEGER NOT NULL,
+  expected       INTEGER NOT NULL,
+  resume_at      INTEGER NOT NULL,
+  kind           TEXT NOT NULL CHECK (kind IN ('deleted', 'log_reset', 'jump')),
+  skipped        INTEGER NOT NULL,
+  policy         TEXT NOT NULL CHECK (policy IN ('pause', 'continue')),
+  status         TEXT NOT NULL CHECK (status IN ('open', 'accepted')),
+  detected_at_ms INTEGER NOT NULL,
+  decided_at_ms  INTEGER,
+  repaired_at_ms INTEGER,
+  repair_reads   INTEGER NOT NULL DEFAULT 0
+);
+CREATE UNIQUE INDEX offset_gaps_once ON offset_gaps (topic, partition, expected);
+CREATE TABLE event_conflicts (
+  event_id        TEXT NOT NULL,
+  topic           TEXT NOT NULL,
+  partition       INTEGER NOT NULL,
+  offset          INTEGER NOT NULL,
+  digest          BLOB NOT NULL,
+  first_digest    BLOB NOT NULL,
+  first_topic     TEXT NOT NULL,
+  first_partition INTEGER NOT NULL,
+  first_offset    INTEGER NOT NULL,
+  recorded_at_ms  INTEGER NOT NULL,
+  PRIMARY KEY (topic, partition, offset)
+) WITHOUT ROWID;
+ALTER TABLE inbox ADD COLUMN digest BLOB;
 )sql";
 
 constexpr std::array kMigrations = {
@@ -338,8 +375,9 @@ constexpr std::array kMigrations = {
     Migration{4, "downstream commands: command inbox, payment contexts, outbox amounts", kV4},
     Migration{5, "disputes: legacy deadline, amounts, deadline history and warnings", kV5},
     Migration{6, "dead letters: poison keys and times, replays", kV6},
-    Migration{8, "webhook intake: dispute accounts, settlement events", kV8},
-    Migration{10, "command senders and the append-only audit trail", kAuditSchemaV10},
+    Migration{7, "webhook intake: dispute accounts, settlement events", kV7},
+    Migration{8, "offset gaps, event body digests and conflicts", kV8},
+    Migration{9, "command senders and the append-only audit trail", kAuditSchemaV9},
 };
 
 // FNV-1a, 64 bit: stable across builds and platforms (it is stored).
@@ -420,9 +458,14 @@ int StateStore::schema_version() {
 
 bool StateStore::insert_inbox(const InboxEntry& e) {
   auto& s = impl_->prep(impl_->insert_inbox,
-                        "INSERT OR IGNORE INTO inbox (event_id, topic, partition, offset) "
-                        "VALUES (?,?,?,?)");
+                        "INSERT OR IGNORE INTO inbox (event_id, topic, partition, offset, digest) "
+                        "VALUES (?,?,?,?,?)");
   s.bind(1, e.event_id).bind(2, e.topic).bind(3, e.partition).bind(4, e.offset);
+  if (e.digest.empty()) {
+    s.bind(5, std::optional<std::string>());
+  } else {
+    s.bind_blob(5, e.digest);
+  }
   s.run();
   return impl_->db.changes() == 1;
 }

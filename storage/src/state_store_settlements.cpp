@@ -1,4 +1,4 @@
-// What settlement.* webhooks carried (v8): ids, report links, amounts and
+// What settlement.* webhooks carried (v7): ids, report links, amounts and
 // dates, one row per event, for klarnactl and a later settlements fetcher.
 #include "kpay/storage/state_store.hpp"
 

@@ -265,9 +265,12 @@ TEST_F(Applier, CaptureAndRefundBookkeepingIsIdempotentPerId) {
       apply(t, txn("payment.transaction.refunded", "r1", T0 + 30,
                    R"("payment_refund_id":"ref-1","payment_capture_id":"cap-1","amount":250)")),
       "applied");
-  EXPECT_EQ(apply(t, txn("payment.transaction.refunded", "r1", T0 + 30,
-                         R"("payment_refund_id":"ref-1","amount":250)")),
-            "duplicate");
+  // The same event again is a duplicate (another body under "r1" would be a
+  // conflict: SameEventIdWithAnotherBodyIsAConflictNotADuplicate).
+  EXPECT_EQ(
+      apply(t, txn("payment.transaction.refunded", "r1", T0 + 30,
+                   R"("payment_refund_id":"ref-1","payment_capture_id":"cap-1","amount":250)")),
+      "duplicate");
   EXPECT_EQ(apply(t, txn("payment.transaction.state-change.completed", "x1", T0 + 25, "")),
             "applied");
   // AUTHORIZED ranks before COMPLETED but claims to be later: not applied, and
@@ -729,4 +732,42 @@ TEST(Rfc3339, ParsesKlarnaTimestamps) {
   EXPECT_EQ(processor::parse_rfc3339_ms("2026-01-01T01:00:00+01:00"), T0);
   EXPECT_FALSE(processor::parse_rfc3339_ms("2026-01-01 00:00:00"));
   EXPECT_FALSE(processor::parse_rfc3339_ms("yesterday"));
+}
+
+// The same event_id with another body is a conflict, not a duplicate: dead-
+// lettered with both digests, the state untouched; the same body again stays
+// an ordinary duplicate.
+TEST_F(Applier, SameEventIdWithAnotherBodyIsAConflictNotADuplicate) {
+  const auto submitted = request_event("payment.request.state-change.submitted", "v2", "ev-1", T0);
+  EXPECT_EQ(apply(topics_.payment_requests, submitted), "applied");
+  EXPECT_EQ(apply(topics_.payment_requests, submitted), "duplicate");
+
+  std::string other = body("payment.request.state-change.expired", "v2", "ev-1", T0 + 1000,
+                           R"("payment_request_id":"req-1","amount":99999900,"currency":"EUR")");
+  InputMessage m{topics_.payment_requests, 0, offset_++, "req-1", other};
+  auto r = applier_->apply(std::span(&m, 1));
+  EXPECT_EQ(r.conflicts, 1u);
+  EXPECT_EQ(r.duplicates, 0u);
+  EXPECT_EQ(r.applied, 0u);
+  EXPECT_EQ(r.poison_by_reason["event_id_conflict"], 1u);
+  EXPECT_EQ(store_->find_request("req-1")->state, "SUBMITTED");
+  EXPECT_EQ(store_->find_request("req-1")->amount, 1000);
+
+  auto conflicts = store_->list_conflicts(10);
+  ASSERT_EQ(conflicts.size(), 1u);
+  EXPECT_EQ(conflicts[0].event_id, "ev-1");
+  EXPECT_EQ(conflicts[0].offset, 2);
+  EXPECT_EQ(conflicts[0].first_offset, 0);
+  EXPECT_EQ(conflicts[0].digest.size(), 32u);
+  EXPECT_EQ(conflicts[0].first_digest.size(), 32u);
+  EXPECT_NE(conflicts[0].digest, conflicts[0].first_digest);
+  auto dead = store_->list_poison(10);
+  ASSERT_EQ(dead.size(), 1u);
+  EXPECT_EQ(dead[0].reason, "event_id_conflict");
+  auto s =
+      store_->database().prepare("SELECT outcome, reason FROM history ORDER BY seq DESC LIMIT 1");
+  s.step();
+  EXPECT_EQ(s.text(0), "rejected");
+  EXPECT_NE(s.text(1).find("conflict: event_id applied before with another body"),
+            std::string::npos);
 }

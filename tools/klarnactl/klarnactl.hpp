@@ -115,6 +115,7 @@ void register_actions_commands(CLI::App& app, const GlobalOptions& global);
 void register_commands_commands(CLI::App& app, const GlobalOptions& global);
 void register_dead_letters_commands(CLI::App& app, const GlobalOptions& global);
 void register_settlements_commands(CLI::App& app, const GlobalOptions& global);
+void register_gaps_commands(CLI::App& app, const GlobalOptions& global);  // gaps_commands.cpp
 void register_status_command(CLI::App& app, const GlobalOptions& global);  // status_commands.cpp
 void register_top_command(CLI::App& app, const GlobalOptions& global);     // top_command.cpp
 

@@ -75,6 +75,7 @@ int main(int argc, char** argv) {
   kpay::ctl::register_webhooks_commands(app, global);
   kpay::ctl::register_dead_letters_commands(app, global);
   kpay::ctl::register_settlements_commands(app, global);
+  kpay::ctl::register_gaps_commands(app, global);
   kpay::ctl::register_status_command(app, global);
   kpay::ctl::register_top_command(app, global);
   try {

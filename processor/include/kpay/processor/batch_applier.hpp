@@ -33,7 +33,10 @@ struct InputMessage {
   std::int32_t partition = 0;
   std::int64_t offset = 0;
   std::string key;
-  std::string value;                           // the raw webhook body
+  std::string value;  // the raw webhook body
+  // SHA-256 of the body (32 bytes), set by decode() for events: a second
+  // message with a known event_id and another digest is a conflict.
+  std::string digest{};
   CommandHeaders headers{};                    // kpay-sender, kpay-signature (commands)
   std::optional<std::int64_t> timestamp_ms{};  // the Kafka message timestamp
 };
@@ -78,6 +81,9 @@ struct BatchResult {
   // Events whose metadata.subject_account_id disagrees with the account stored
   // for their entity (or a dispute's transaction): entity id, what.
   std::vector<std::pair<std::string, std::string>> account_mismatches;
+  // Messages with the event_id of an applied event but another body:
+  // dead-lettered (event_id_conflict), counted apart from duplicates.
+  std::uint64_t conflicts = 0;
   std::map<std::string, std::uint64_t> poison_by_reason;
   // Commands refused for their signature, age or permissions, by reason.
   std::map<std::string, std::uint64_t> commands_refused;
@@ -125,6 +131,9 @@ class BatchApplier {
  private:
   void apply_one(const DecodedMessage& m, BatchResult& out);
   void record_poison(const InputMessage& m, const Poison& p, BatchResult& out);
+  // A known event_id with another body: a conflict, dead-lettered
+  // (event_id_conflict) with both digests. false when it is a duplicate.
+  bool record_conflict(const InputMessage& m, storage::HistoryRow& h, BatchResult& out);
   // A downstream command (or a message of the commands topic that is none):
   // command inbox, outbox row, history row, result on klarna.command-results.
   template <class C>

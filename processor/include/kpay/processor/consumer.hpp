@@ -19,6 +19,12 @@
 //     and its offset advanced: the partition keeps moving.
 //   - Published messages (state changes, dead letters) go through the store's
 //     publish queue: at-least-once, republished after a crash.
+//   - Never a silent skip (consumer_gaps.cpp): auto.offset.reset=error, and
+//     the first offset of a partition after the stored position must be that
+//     position; a partition whose next offsets are gone (retention, a
+//     truncated or recreated log, an older database restored) is an offset
+//     gap: recorded, logged, counted, published, /readyz not ready, and (policy
+//     pause) the partition paused until `klarnactl gaps accept`.
 #pragma once
 
 #include <atomic>
@@ -60,6 +66,14 @@ struct ProcessorSettings {
   // Who may send commands (command_auth.hpp). None: every command is trusted
   // (suites that build settings by hand); settings_from_config always sets it.
   std::optional<CommandPolicy> commands;
+  // processor.on_offset_gap: pause the partition until an operator accepts
+  // the gap (default), or record it and go on from the first offset left.
+  enum class GapPolicy { pause, go_on };
+  GapPolicy on_offset_gap = GapPolicy::pause;
+  // processor.gap_repair = "auto": read the gap's open entities again at once.
+  bool gap_repair_auto = false;
+  // How often paused partitions look for the operator's decision.
+  std::chrono::milliseconds gap_check_interval{1000};
 };
 
 class Processor {
@@ -134,6 +148,33 @@ class Processor {
   // (throws core::ConfigError on a key file others may read) and handed to
   // the applier, with their metrics.
   void secure_commands(core::Registry& registry);
+
+  // ---- offset gaps (consumer_gaps.cpp); Kafka thread only ----
+  using PartitionOffsets = std::map<std::string, std::map<std::int32_t, std::int64_t>, std::less<>>;
+  // False when the message must not be applied (its partition is held by a gap).
+  bool offset_in_sequence(const std::string& topic, std::int32_t partition, std::int64_t offset);
+  // The broker answered out of range (auto.offset.reset=error).
+  void on_out_of_range(const rd_kafka_message_t* m);
+  // `delivered`: the offset that came instead of `expected` (-1: out of range).
+  // True when a gap was recorded (or is being resolved) and the partition held.
+  bool handle_gap(const std::string& topic, std::int32_t partition, std::int64_t expected,
+                  std::int64_t delivered);
+  bool record_gap(storage::OffsetGapRow& gap);
+  void hold_partition(const std::string& topic, std::int32_t partition, std::int64_t gap_id);
+  void restart_partition(const std::string& topic, std::int32_t partition, std::int64_t offset);
+  // On assignment: partitions an open gap holds stay paused; expectations set.
+  void expect_assigned(rd_kafka_topic_partition_list_t* partitions);
+  void forget_revoked(const rd_kafka_topic_partition_list_t* partitions);
+  // Every gap_check_interval, with the store thread idle: accepted gaps
+  // resume their partitions; the open count for /readyz and the gauge.
+  void check_gaps();
+  struct GapMetrics;
+  std::shared_ptr<GapMetrics> gap_metrics_;  // shared_ptr: defined in consumer_gaps.cpp
+  static std::shared_ptr<GapMetrics> make_gap_metrics(core::Registry& registry);
+  PartitionOffsets expected_;  // next offset per partition
+  PartitionOffsets held_;      // partition → gap id (-1: unresolved, retried)
+  std::chrono::steady_clock::time_point next_gap_check_{};
+  std::atomic<std::int64_t> open_gaps_{0};
 
   ProcessorSettings settings_;
   storage::StateStore& store_;

@@ -1,5 +1,5 @@
 // The audit trail and the command senders' record, in the state database
-// (migration 10; docs/OPERATIONS.md, "Audit trail"). Works on a connection of
+// (migration 9; docs/OPERATIONS.md, "Audit trail"). Works on a connection of
 // the caller (the batch transaction, the audit publisher, klarnactl).
 //
 // audit_events is append-only (the database refuses updates and deletes);

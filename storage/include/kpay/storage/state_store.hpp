@@ -19,6 +19,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "kpay/storage/migrations.hpp"
@@ -32,6 +33,52 @@ struct InboxEntry {
   std::string topic;
   std::int32_t partition = 0;
   std::int64_t offset = 0;
+  // v8: SHA-256 of the message body (32 bytes); empty = not known. A second
+  // message with this event_id and another digest is a conflict.
+  std::string digest{};
+};
+
+// A partition that moved past offsets the processor never applied (v8,
+// state_store_gaps.cpp; docs/OPERATIONS.md, "Offset gaps").
+struct OffsetGapRow {
+  std::int64_t id = 0;  // assigned by the store
+  std::string topic;
+  std::int32_t partition = 0;
+  std::int64_t expected = 0;  // the next offset the store had applied up to
+  std::int64_t resume_at =
+      0;                     // where consumption goes on (the log's start, or the offset delivered)
+  std::string kind;          // deleted | log_reset | jump
+  std::int64_t skipped = 0;  // offsets known to be lost (0 when unknowable: log_reset)
+  std::string policy;        // pause | continue (processor.on_offset_gap when detected)
+  std::string status = "open";  // open | accepted
+  std::int64_t detected_at_ms = 0;
+  std::optional<std::int64_t> decided_at_ms;
+  std::optional<std::int64_t> repaired_at_ms;
+  std::int64_t repair_reads = 0;
+};
+
+// An open entity seen on a partition: what a gap repair reads again.
+struct RepairTarget {
+  std::string kind;  // payment_request | payment_transaction | dispute
+  std::string id;
+  std::optional<std::string> state;
+  std::optional<std::string> account_id;
+  std::int32_t generation = 2;        // payment requests
+  std::string framework = "current";  // disputes
+};
+
+// A message whose event_id was applied before with another body (v8).
+struct EventConflictRow {
+  std::string event_id;
+  std::string topic;
+  std::int32_t partition = 0;
+  std::int64_t offset = 0;
+  std::string digest;        // this message's body (32 bytes)
+  std::string first_digest;  // the body applied first
+  std::string first_topic;
+  std::int32_t first_partition = 0;
+  std::int64_t first_offset = 0;
+  std::int64_t recorded_at_ms = 0;
 };
 
 struct PaymentRequestRow {
@@ -117,7 +164,7 @@ struct DisputeRow {
   std::optional<std::int64_t> withheld_amount;
   std::optional<std::int64_t> returned_amount;
   std::optional<std::int64_t> fee_amount;
-  // v8: metadata.subject_account_id of its events (the account its operations
+  // v7: metadata.subject_account_id of its events (the account its operations
   // go to), so a dispute of a transaction never seen can still be answered.
   std::optional<std::string> account_id;
 
@@ -152,7 +199,7 @@ struct RecordRow {
   std::string last_event_id;
 };
 
-// v8: what a settlement.* webhook carried, one row per event (a later
+// v7: what a settlement.* webhook carried, one row per event (a later
 // settlements fetcher starts from these). Field names other than
 // settlement_id are assumed (WEBHOOKS.md leaves them unconfirmed); `routed_by`
 // says which id keyed the event: settlement_id, payout_id, report_id, or
@@ -380,6 +427,31 @@ class StateStore {
 
   // false when event_id was seen before (the duplicate check).
   bool insert_inbox(const InboxEntry& e);
+  // The first delivery of an event_id (digest empty when recorded before v8).
+  std::optional<InboxEntry> find_inbox(const std::string& event_id);
+
+  // ---- offset gaps and conflicts (v8, state_store_gaps.cpp) ----
+  // Records a gap once per (topic, partition, expected): the row as stored
+  // and whether this call inserted it (false: detected before).
+  std::pair<OffsetGapRow, bool> record_gap(const OffsetGapRow& g);
+  std::optional<OffsetGapRow> find_gap(std::int64_t id);
+  // By status ("" = all), newest first.
+  std::vector<OffsetGapRow> list_gaps(const std::string& status, std::size_t limit);
+  // The open gap that holds a partition, if any (policy pause).
+  std::optional<OffsetGapRow> open_gap(const std::string& topic, std::int32_t partition);
+  std::int64_t count_open_gaps();
+  // Operators: open → accepted, and the partition's stored offset set to the
+  // gap's resume_at (unless consumption is already past it). false when not open.
+  bool accept_gap(std::int64_t id, std::int64_t now_ms);
+  void mark_gap_repaired(std::int64_t id, std::int64_t reads, std::int64_t now_ms);
+  // Payment requests, transactions and disputes with a history row on this
+  // partition, with their state (the processor judges which are final).
+  std::vector<RepairTarget> repair_targets(const std::string& topic, std::int32_t partition,
+                                           std::size_t limit = 100000);
+  // Sets the next offset (even backwards: a recreated log starts again at 0).
+  void reset_offset(const std::string& topic, std::int32_t partition, std::int64_t next_offset);
+  void insert_conflict(const EventConflictRow& c);
+  std::vector<EventConflictRow> list_conflicts(std::size_t limit);
 
   std::optional<PaymentRequestRow> find_request(const std::string& id);
   void save_request(const PaymentRequestRow& r);
