@@ -329,6 +329,8 @@ CREATE TABLE settlement_events (
   occurred_at_ms  INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX settlement_events_by_settlement ON settlement_events (settlement_id);
+)sql";
+
 // Offset gaps and event conflicts (state_store_gaps.cpp): every jump of a
 // partition past offsets the processor never applied (deleted by retention,
 // a truncated or recreated log, a restore of an older database), with the
