@@ -136,24 +136,47 @@ void SimApi::tick() {
   impl_->tick_locked();
 }
 
+// Only entities whose deadline has come are visited (see deadline_index.hpp),
+// in id order as before; one that is still live afterwards is scheduled again.
 void SimApi::Impl::tick_locked() {
   auto t = now();
-  for (auto& [id, r] : requests) {
+  for (const auto& id : request_deadlines.take_due(t)) {
+    auto it = requests.find(id);
+    if (it == requests.end()) continue;
+    auto& r = it->second;
     if (is_final(r.state)) continue;
     if (r.state == RequestState::pending_confirmation && t >= r.token_expires_at) {
       confirmation_tokens.erase(r.confirmation_token);
       r.confirmation_token.clear();
       move_request(r, RequestState::submitted, "CONFIRMATION_TOKEN_EXPIRED");
-      continue;
+    } else if (t >= r.expires_at) {
+      move_request(r, RequestState::expired);
     }
-    if (t >= r.expires_at) move_request(r, RequestState::expired);
+    schedule_expiry(r);
   }
-  for (auto& [id, tx] : transactions) {
+  for (const auto& id : transaction_deadlines.take_due(t)) {
+    auto it = transactions.find(id);
+    if (it == transactions.end()) continue;
+    auto& tx = it->second;
     if (tx.state == TransactionState::authorized && t >= tx.expires_at) {
       move_transaction(tx, TransactionState::expired);
     }
+    schedule_expiry(tx);
   }
   idem.purge(t);
+}
+
+// The next moment tick() may have to act on `r`: its confirmation token's
+// expiry while it waits for confirmation, else its own expiry.
+void SimApi::Impl::schedule_expiry(const PaymentRequest& r) {
+  if (is_final(r.state)) return;
+  auto at = r.expires_at;
+  if (r.state == RequestState::pending_confirmation) at = std::min(at, r.token_expires_at);
+  request_deadlines.add(at, r.id);
+}
+
+void SimApi::Impl::schedule_expiry(const Transaction& t) {
+  if (t.state == TransactionState::authorized) transaction_deadlines.add(t.expires_at, t.id);
 }
 
 ApiResponse SimApi::handle(const ApiRequest& req) {

@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "deadline_index.hpp"
 #include "kpay/core/json_writer.hpp"
 #include "kpay/core/log.hpp"
 #include "kpay/klarna/signature.hpp"
@@ -405,6 +406,7 @@ struct SimApi::Impl {
 
   std::map<std::string, PaymentRequest> requests;
   std::map<std::string, Transaction> transactions;
+  DeadlineIndex request_deadlines, transaction_deadlines;  // what tick() must look at
   std::map<std::string, Capture> captures;
   std::map<std::string, Refund> refunds;
   std::map<std::string, Dispute> disputes;
@@ -691,6 +693,7 @@ struct SimApi::Impl {
     r.state = to;
     r.state_reason = std::move(reason);
     r.updated_at = now();
+    schedule_expiry(r);
     emit("payment.request.state-change." + lower_dash(request_state_name(to)), r.id,
          render_request(r), r.account);
     return true;
@@ -700,6 +703,7 @@ struct SimApi::Impl {
     t.previous = t.state;
     t.state = to;
     t.updated_at = now();
+    schedule_expiry(t);
     emit("payment.transaction.state-change." + lower_dash(transaction_state_name(to)), t.id,
          render_transaction(t), t.account);
     return true;
@@ -734,6 +738,7 @@ struct SimApi::Impl {
     t.created_at = t.updated_at = now();
     t.expires_at = t.created_at + opt.transaction_ttl_ms;
     auto& tx = transactions.emplace(t.id, std::move(t)).first->second;
+    schedule_expiry(tx);
     if (capture_now) {
       // Born COMPLETED; Klarna follows with payment.transaction.captured.
       tx.state = TransactionState::completed;
@@ -762,6 +767,7 @@ struct SimApi::Impl {
     r.expires_at = r.created_at + opt.request_ttl_ms;
     r.state_reason = std::move(state_reason);
     auto& stored = requests.emplace(r.id, std::move(r)).first->second;
+    schedule_expiry(stored);
     emit("payment.request.state-change.submitted", stored.id, render_request(stored),
          stored.account);
     return stored;
@@ -827,6 +833,8 @@ struct SimApi::Impl {
   ApiResponse signing_keys_api(const Route& route);
   ApiResponse simulate(const Webhook& h, const Body& body);
   void tick_locked();
+  void schedule_expiry(const PaymentRequest& r);
+  void schedule_expiry(const Transaction& t);
   void reset_locked();
 };
 

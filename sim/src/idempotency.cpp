@@ -31,16 +31,16 @@ void IdempotencyStore::remember(const std::string& key, const std::string& finge
                                 StoredResponse response, std::int64_t now_ms) {
   if (response.status >= 500) return;
   entries_[key] = Entry{fingerprint, std::move(response), now_ms};
+  by_age_.emplace(now_ms, key);
 }
 
 void IdempotencyStore::purge(std::int64_t now_ms) {
-  for (auto it = entries_.begin(); it != entries_.end();) {
-    if (now_ms - it->second.stored_at_ms >= window_ms_) {
-      it = entries_.erase(it);
-    } else {
-      ++it;
-    }
+  auto it = by_age_.begin();
+  for (; it != by_age_.end() && now_ms - it->first >= window_ms_; ++it) {
+    auto e = entries_.find(it->second);
+    if (e != entries_.end() && e->second.stored_at_ms == it->first) entries_.erase(e);
   }
+  by_age_.erase(by_age_.begin(), it);
 }
 
 }  // namespace kpay::sim

@@ -60,6 +60,8 @@ ApiResponse SimApi::Impl::customer_action(const std::string& id, const std::stri
 void SimApi::Impl::reset_locked() {
   requests.clear();
   transactions.clear();
+  request_deadlines.clear();
+  transaction_deadlines.clear();
   captures.clear();
   refunds.clear();
   disputes.clear();

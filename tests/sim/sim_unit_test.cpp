@@ -135,6 +135,23 @@ TEST(IdempotencyStoreTest, ReplayConflictAndWindow) {
   EXPECT_EQ(s.check("t", fp1, 1).outcome, IdempotencyStore::Outcome::execute);  // 5xx not stored
 }
 
+TEST(IdempotencyStoreTest, PurgeForgetsInAgeOrderAndKeepsAKeyStoredAgain) {
+  IdempotencyStore s(1000);
+  auto fp1 = IdempotencyStore::fingerprint("POST", "/a", "{}");
+  auto fp2 = IdempotencyStore::fingerprint("POST", "/b", "{}");
+  s.remember("k", fp1, {201, "first"}, 0);
+  s.remember("old", fp1, {201, "old"}, 10);
+  EXPECT_EQ(s.check("k", fp1, 1000).outcome, IdempotencyStore::Outcome::execute);  // forgotten
+  s.remember("k", fp2, {201, "second"}, 1000);
+  s.purge(1009);
+  EXPECT_EQ(s.size(), 2u);
+  s.purge(1010);  // "old" is due; the record of k's first use is stale and skipped
+  EXPECT_EQ(s.size(), 1u);
+  EXPECT_EQ(s.check("k", fp2, 1999).response.body, "second");
+  s.purge(2000);
+  EXPECT_EQ(s.size(), 0u);
+}
+
 TEST_F(ApiTest, Gen2JourneyCaptureRefundAndAmountChecks) {
   auto id = create(1000);
   EXPECT_EQ(customer(id, "approve").status, 200);
@@ -328,6 +345,25 @@ TEST_F(ApiTest, ExpiryOnTheScalableClock) {
   EXPECT_EQ(jstr(call("GET", kAcct + "/payment/requests/" + enc(id3)).body, {"state"}), "EXPIRED");
   EXPECT_EQ(jstr(call("GET", kAcct + "/payment/requests/" + enc(id2)).body, {"state"}),
             "COMPLETED");  // final
+}
+
+TEST_F(ApiTest, AuthorizedTransactionExpiresOnceWhenDue) {
+  auto tx = authorized_transaction();
+  auto state = [&] {
+    return jstr(call("GET", kAcct + "/payment/transactions/" + enc(tx)).body, {"state"});
+  };
+  auto expired_events = [&] {
+    auto types = types_for(v2_hook);
+    return std::count(types.begin(), types.end(), "payment.transaction.state-change.expired");
+  };
+  clock.advance(28 * 24 * kHour - 1000);
+  api.tick();
+  EXPECT_EQ(state(), "AUTHORIZED");
+  clock.advance(1000);
+  api.tick();
+  EXPECT_EQ(state(), "EXPIRED");
+  api.tick();
+  EXPECT_EQ(expired_events(), 1);
 }
 
 TEST_F(ApiTest, CancelVoidDeclineAndStepUp) {

@@ -4,7 +4,8 @@
 //   - same key, same request (method, path, body): return the stored response,
 //     without executing again;
 //   - same key, different request: conflict (the API answers 409);
-//   - entries are kept for `window_ms` (24 h) of simulated time, then forgotten.
+//   - entries are kept for `window_ms` (24 h) of simulated time, then forgotten;
+//     purge() visits only the expired ones (an age index, oldest first).
 // Responses with status >= 500 are not remembered, so a retry after a technical
 // error executes again (that is what "retry with the same key" is for).
 // Not thread-safe: the API calls it under its own lock.
@@ -41,7 +42,10 @@ class IdempotencyStore {
                 std::int64_t now_ms);
   void purge(std::int64_t now_ms);
   std::size_t size() const { return entries_.size(); }
-  void clear() { entries_.clear(); }
+  void clear() {
+    entries_.clear();
+    by_age_.clear();
+  }
 
  private:
   struct Entry {
@@ -51,6 +55,9 @@ class IdempotencyStore {
   };
   std::int64_t window_ms_;
   std::map<std::string, Entry, std::less<>> entries_;
+  // (stored_at_ms, key) for every remember(); a record whose key was since
+  // forgotten or stored again is skipped when it comes due.
+  std::multimap<std::int64_t, std::string> by_age_;
 };
 
 }  // namespace kpay::sim
