@@ -1,7 +1,7 @@
 #include "kpay/processor/call_deadlines.hpp"
 
-#include "kpay/klarna/kafka_contract.hpp"
 #include "kpay/core/wall_clock.hpp"
+#include "kpay/klarna/kafka_contract.hpp"
 
 namespace kpay::processor {
 

@@ -4,8 +4,8 @@
 
 #include <array>
 
-#include "settlement_fields.hpp"
 #include "kpay/core/overloaded.hpp"
+#include "settlement_fields.hpp"
 
 namespace kpay::processor {
 

@@ -153,7 +153,7 @@ struct Worker {
 };
 
 void make_worker(Worker& w, const processor::DaemonSettings& s, core::Registry& registry,
-                  processor::Processor& processor, const core::Logger& log) {
+                 processor::Processor& processor, const core::Logger& log) {
   if (!s.worker.enabled) {
     log.warn("outbox worker off (worker.enabled = false): no Klarna call is made");
     return;
@@ -161,8 +161,7 @@ void make_worker(Worker& w, const processor::DaemonSettings& s, core::Registry& 
   w.store.emplace(s.database, false, 8);
   w.client = std::make_unique<klarna::ApiClient>(s.client);
   w.worker = std::make_unique<processor::OutboxWorker>(
-      s.worker, *w.store, *w.client, registry,
-      [&processor](std::vector<storage::PublishRow> rows) {
+      s.worker, *w.store, *w.client, registry, [&processor](std::vector<storage::PublishRow> rows) {
         processor.publish_later(std::move(rows));
       });
   processor.on_batch_committed([worker = w.worker.get()] { worker->wake(); });
@@ -202,8 +201,9 @@ void supervise(const std::atomic<bool>& finished, std::atomic<bool>& stop,
       log.info("SIGHUP: reload done");
     }
     if (std::chrono::steady_clock::now() >= next_deadline_check) {
-      next_deadline_check = std::chrono::steady_clock::now() +
-                            std::min(s.dispute_deadlines.interval, std::chrono::milliseconds(10000));
+      next_deadline_check =
+          std::chrono::steady_clock::now() +
+          std::min(s.dispute_deadlines.interval, std::chrono::milliseconds(10000));
       check_deadlines(dispute_deadlines, call_deadlines, processor, log);
     }
     if (audit) publish_audit(*audit, processor, log);

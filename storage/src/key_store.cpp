@@ -22,7 +22,9 @@ constexpr std::array kMigrations = {
 using core::now_ms;
 }  // namespace
 
-KeyStore::KeyStore(Database& db) : db_(db) { migrate(db_, "keys", kMigrations); }
+KeyStore::KeyStore(Database& db) : db_(db) {
+  migrate(db_, "keys", kMigrations);
+}
 
 bool KeyStore::valid_id(std::string_view id) {
   if (id.empty() || id.size() > 512) return false;

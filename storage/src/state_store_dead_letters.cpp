@@ -80,8 +80,8 @@ std::optional<ReplayRow> StateStore::find_replay(const std::string& topic, std::
 }
 
 std::vector<ReplayRow> StateStore::replays() {
-  auto s = database().prepare("SELECT " + std::string(kReplayColumns) +
-                              " FROM dead_letter_replays");
+  auto s =
+      database().prepare("SELECT " + std::string(kReplayColumns) + " FROM dead_letter_replays");
   std::vector<ReplayRow> out;
   while (s.step()) out.push_back(read_replay(s));
   return out;

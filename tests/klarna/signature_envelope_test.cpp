@@ -15,7 +15,8 @@ namespace {
 constexpr std::string_view kKey = "example-signing-key-NOT-REAL";
 constexpr std::string_view kBody =
     R"({"metadata":{"event_type":"payment.request.state-change.completed","event_id":"00000000-0000-4000-8000-000000000000","event_version":"v2"},"payload":{"state":"COMPLETED"}})";
-constexpr std::string_view kSig = "09259eb5ff0e54a1f2a8f57ccc10f4e5d35800b056696a11071ce4e3d549d83f";
+constexpr std::string_view kSig =
+    "09259eb5ff0e54a1f2a8f57ccc10f4e5d35800b056696a11071ce4e3d549d83f";
 }  // namespace
 
 TEST(Signature, DocumentedTestVector) {

@@ -55,9 +55,35 @@ std::set<std::string> labels_of_variable(const std::string& text, const std::str
   return out;
 }
 
+// The metric names spelled once in the Kafka contract header
+// (klarna::contract::metric::NAME), by the name the code registers them with.
+std::map<std::string, std::string> contract_metric_names(const std::filesystem::path& root) {
+  static const std::regex constant(
+      R"re(inline constexpr char ([a-z_][a-z0-9_]*)\[\] = "(kpay_[a-z0-9_]+)")re");
+  const auto text = read(root / "klarna/include/kpay/klarna/kafka_contract.hpp");
+  std::map<std::string, std::string> out;
+  for (std::sregex_iterator i(text.begin(), text.end(), constant), end; i != end; ++i) {
+    out["klarna::contract::metric::" + (*i)[1].str()] = '"' + (*i)[2].str() + '"';
+  }
+  return out;
+}
+
+// The code with every contract constant replaced by the quoted name it stands for.
+std::string with_contract_names(std::string text, const std::map<std::string, std::string>& names) {
+  for (const auto& [constant, quoted_name] : names) {
+    for (auto at = text.find(constant); at != std::string::npos;
+         at = text.find(constant, at + quoted_name.size())) {
+      text.replace(at, constant.size(), quoted_name);
+    }
+  }
+  return text;
+}
+
 // Every `registry.counter|gauge|gauge_callback|histogram("kpay_…", "help" …,
-// {labels} | variable` in the code.
+// {labels} | variable` in the code (a name from the contract header counts as
+// the name it stands for).
 Metrics registered_metrics(const std::filesystem::path& root) {
+  const auto contract = contract_metric_names(root);
   static const std::regex call(
       R"re(\b(counter|gauge_callback|gauge|histogram)\s*\(\s*"(kpay_[a-z0-9_]+)"\s*,\s*)re"
       R"re(((?:"(?:[^"\\]|\\.)*"\s*)+)(?:,\s*(?:\{([^}]*)\}|(?:std::move\()?([A-Za-z_]\w*)))?)re");
@@ -66,7 +92,7 @@ Metrics registered_metrics(const std::filesystem::path& root) {
     for (const auto& f : std::filesystem::recursive_directory_iterator(root / dir)) {
       const auto ext = f.path().extension();
       if (ext != ".cpp" && ext != ".hpp") continue;
-      const auto text = read(f.path());
+      const auto text = with_contract_names(read(f.path()), contract);
       for (std::sregex_iterator i(text.begin(), text.end(), call), end; i != end; ++i) {
         auto& m = out[(*i)[2]];
         m.kind = (*i)[1];

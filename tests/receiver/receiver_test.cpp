@@ -43,7 +43,8 @@ TEST(ReceiverTls, DocumentedTestVectorIsAcceptedAndStoredByteExact) {
   EXPECT_EQ(r->status, 200) << r->body;
   EXPECT_NE(r->body.find(R"("status":"accepted")"), std::string::npos);
 
-  KafkaReader reader(h.kafka.bootstrap_servers(), {h.settings.topics.payment_requests}, kPartitions);
+  KafkaReader reader(h.kafka.bootstrap_servers(), {h.settings.topics.payment_requests},
+                     kPartitions);
   auto& msgs = reader.read_at_least(1, 15s);
   ASSERT_EQ(msgs.size(), 1u);
   EXPECT_EQ(msgs[0].value, kVectorBody);
@@ -110,9 +111,10 @@ TEST(ReceiverPlain, HeaderNamesAreCaseInsensitive) {
            {"klarna-signing-key-id", "klarna-signature"},
            {"KLARNA-SIGNING-KEY-ID", "KLARNA-SIGNATURE"},
            {"Klarna-Signing-Key-ID", "Klarna-Signature"}}) {
-    auto body = webhook_body("payment.request.state-change.submitted", "case-" + std::to_string(i++));
-    auto r = h.post(body, {{kid, std::string(kKeyId)},
-                           {sig, kpay::klarna::hmac_sha256_hex(kSecret, body)}});
+    auto body =
+        webhook_body("payment.request.state-change.submitted", "case-" + std::to_string(i++));
+    auto r = h.post(
+        body, {{kid, std::string(kKeyId)}, {sig, kpay::klarna::hmac_sha256_hex(kSecret, body)}});
     EXPECT_EQ(r->status, 200) << kid << " " << r->body;
   }
 }
@@ -189,8 +191,8 @@ TEST(ReceiverPlain, EveryCatalogueEventLandsOnItsTopicWithKeyHeadersAndExactByte
     auto kp = body.find("\"" + payload_key + "\":\"");
     ASSERT_NE(kp, std::string::npos) << name;
     kp += payload_key.size() + 4;
-    expected.push_back({topic, body.substr(kp, body.find('"', kp) - kp), body,
-                        env.envelope->event_id});
+    expected.push_back(
+        {topic, body.substr(kp, body.find('"', kp) - kp), body, env.envelope->event_id});
     auto r = h.post_signed(body);
     ASSERT_EQ(r->status, 200) << name << ": " << r->body;
   }
@@ -209,8 +211,10 @@ TEST(ReceiverPlain, EveryCatalogueEventLandsOnItsTopicWithKeyHeadersAndExactByte
     auto r = h.post_signed(body);
     ASSERT_EQ(r->status, 200) << body << r->body;
   }
-  expected.push_back({h.settings.topics.payment_requests, "krn:payment:eu1:request:odd-1", odd[0], "odd-1"});
-  expected.push_back({h.settings.topics.payment_requests, "krn:payment:eu1:request:odd-2", odd[1], "odd-2"});
+  expected.push_back(
+      {h.settings.topics.payment_requests, "krn:payment:eu1:request:odd-1", odd[0], "odd-1"});
+  expected.push_back(
+      {h.settings.topics.payment_requests, "krn:payment:eu1:request:odd-2", odd[1], "odd-2"});
   expected.push_back({h.settings.topics.settlements, "s-odd-3", odd[2], "odd-3"});
 
   KafkaReader reader(h.kafka.bootstrap_servers(), h.topic_names(), kPartitions);
@@ -345,15 +349,16 @@ TEST(ReceiverPlain, BadRequestsGetTheirStatusAndReasonAndTheProcessStaysUp) {
   {
     // Slow body: announced 100 bytes, sends 10.
     HttpConnection c(h.port());
-    c.send_raw("POST " + h.path() + " HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789");
+    c.send_raw("POST " + h.path() +
+               " HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789");
     EXPECT_TRUE(c.wait_closed(5s));
   }
   // Still serving after all of it.
   EXPECT_EQ(h.post_signed(body)->status, 200);
   auto m = h.metrics();
-  for (auto reason : {"missing_signing_key_id", "missing_signature", "unknown_signing_key",
-                      "bad_signature", "empty_body", "body_too_large", "method_not_allowed",
-                      "not_found", "malformed_request"}) {
+  for (auto reason :
+       {"missing_signing_key_id", "missing_signature", "unknown_signing_key", "bad_signature",
+        "empty_body", "body_too_large", "method_not_allowed", "not_found", "malformed_request"}) {
     EXPECT_NE(m.find(std::string("kpay_receiver_rejections_total{reason=\"") + reason + "\"} "),
               std::string::npos)
         << reason;
@@ -421,7 +426,8 @@ TEST(ReceiverPlain, Http10ChunkedAndPipelinedRequests) {
     ASSERT_TRUE(r);
     EXPECT_EQ(r->status, 200) << r->body;
   }
-  KafkaReader reader(h.kafka.bootstrap_servers(), {h.settings.topics.payment_requests}, kPartitions);
+  KafkaReader reader(h.kafka.bootstrap_servers(), {h.settings.topics.payment_requests},
+                     kPartitions);
   auto& msgs = reader.read_at_least(4, 15s);
   EXPECT_EQ(msgs.size(), 4u);
 }
@@ -431,9 +437,9 @@ TEST(ReceiverPlain, ExpectContinueIsHonoured) {
   auto b = webhook_body("payment.request.state-change.submitted", "expect-1");
   HttpConnection c(h.port());
   c.send_raw("POST " + h.path() + " HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n" +
-             "Klarna-Signing-Key-Id: " + std::string(kKeyId) + "\r\nKlarna-Signature: " +
-             kpay::klarna::hmac_sha256_hex(kSecret, b) + "\r\nContent-Length: " +
-             std::to_string(b.size()) + "\r\n\r\n");
+             "Klarna-Signing-Key-Id: " + std::string(kKeyId) +
+             "\r\nKlarna-Signature: " + kpay::klarna::hmac_sha256_hex(kSecret, b) +
+             "\r\nContent-Length: " + std::to_string(b.size()) + "\r\n\r\n");
   auto cont = c.read_response();
   ASSERT_TRUE(cont);
   EXPECT_EQ(cont->status, 100);
@@ -450,8 +456,9 @@ TEST(ReceiverKafkaDown, Answers503UntilKafkaIsBackThenTheRetryLands) {
   ReceiverHarness h(kafka, false, {"kafka.publish_timeout_ms=1500"});
   auto body = webhook_body("payment.request.state-change.completed", "down-1",
                            R"({"payment_request_id":"krn:payment:eu1:request:down-1"})");
-  ASSERT_EQ(h.post_signed(webhook_body("payment.request.state-change.submitted", "warm-up"))->status,
-            200);
+  ASSERT_EQ(
+      h.post_signed(webhook_body("payment.request.state-change.submitted", "warm-up"))->status,
+      200);
 
   kafka.set_all_brokers_down();
   for (int attempt = 0; attempt < 3; ++attempt) {
@@ -508,8 +515,7 @@ TEST(ReceiverKafkaDown, StartsWithoutKafkaAndSaysNotReady) {
   EXPECT_TRUE(wait_until([&] {
     auto r = http_request(h.receiver->admin_port(), "GET", "/readyz");
     if (r) reasons.insert(r->body);
-    return r && r->status == 503 &&
-           r->body.find("kafka unreachable: ") != std::string::npos;
+    return r && r->status == 503 && r->body.find("kafka unreachable: ") != std::string::npos;
   }));
   for (const auto& body : reasons) {
     EXPECT_EQ(body.find("Success"), std::string::npos) << body;
@@ -590,8 +596,7 @@ TEST(ReceiverPlain, AMissingTopicMeansNotReady) {
   ReceiverHarness h(shared_kafka(), false, {"topics.disputes=never-created-disputes"});
   EXPECT_TRUE(wait_until([&] {
     auto r = http_request(h.receiver->admin_port(), "GET", "/readyz");
-    return r && r->status == 503 &&
-           r->body.find("never-created-disputes") != std::string::npos;
+    return r && r->status == 503 && r->body.find("never-created-disputes") != std::string::npos;
   }));
 }
 

@@ -211,8 +211,9 @@ class ReceiverProcess {
 
  private:
   std::vector<const std::string*> all_topics() const {
-    return {&topics_.payment_requests, &topics_.payment_transactions, &topics_.disputes,
-            &topics_.settlements,      &topics_.accounts,             &topics_.unrouted,
+    return {&topics_.payment_requests, &topics_.payment_transactions,
+            &topics_.disputes,         &topics_.settlements,
+            &topics_.accounts,         &topics_.unrouted,
             &topics_.dead_letter};
   }
   bool read_ports() {

@@ -90,7 +90,8 @@ std::vector<std::tuple<std::int32_t, std::int64_t, std::int64_t>> watermarks(
   rd_kafka_topic_t* t = rd_kafka_topic_new(rk, topic.c_str(), nullptr);
   const auto err = rd_kafka_metadata(rk, 0, t, &md, 10000);
   rd_kafka_topic_destroy(t);
-  if (err) throw CommandFailed("cannot read the partitions of " + topic + ": " + rd_kafka_err2str(err));
+  if (err)
+    throw CommandFailed("cannot read the partitions of " + topic + ": " + rd_kafka_err2str(err));
   std::vector<std::tuple<std::int32_t, std::int64_t, std::int64_t>> out;
   if (md->topic_cnt == 1 && !md->topics[0].err) {
     for (int i = 0; i < md->topics[0].partition_cnt; ++i) {
@@ -224,8 +225,8 @@ void list(const GlobalOptions& g, const Selection& s) {
             << "REPLAYED\n";
   for (const auto& d : rows) {
     std::cout << std::setw(id_col) << d.id() << std::setw(11) << d.source << std::setw(reason_col)
-              << d.reason << std::setw(26) << when(d.recorded_at_ms) << std::setw(8)
-              << d.bytes << replay_text(d) << "\n";
+              << d.reason << std::setw(26) << when(d.recorded_at_ms) << std::setw(8) << d.bytes
+              << replay_text(d) << "\n";
   }
 }
 
@@ -405,8 +406,7 @@ void produce(const KafkaAccess& k, const Outgoing& o, const DeadLetter& d) {
   rd_kafka_header_add(headers.get(), header::replayed_from, -1, from.data(),
                       static_cast<ssize_t>(from.size()));
   auto err = rd_kafka_producev(
-      producer.get(), RD_KAFKA_V_TOPIC(o.topic.c_str()),
-      RD_KAFKA_V_KEY(o.key.data(), o.key.size()),
+      producer.get(), RD_KAFKA_V_TOPIC(o.topic.c_str()), RD_KAFKA_V_KEY(o.key.data(), o.key.size()),
       RD_KAFKA_V_VALUE(const_cast<char*>(d.value.data()), d.value.size()),
       RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(headers.get()), RD_KAFKA_V_END);
   if (err) throw CommandFailed(std::string("cannot produce: ") + rd_kafka_err2str(err));
@@ -428,8 +428,8 @@ enum class Outcome { replayed, refused, skipped };
 // Replays one dead letter: recorded first (a poison message's inbox claim
 // released in the same transaction), then produced; a failed produce takes
 // the record back.
-Outcome replay_one(storage::StateStore& store, const KafkaAccess& k, const DeadLetter& d, bool force,
-                   std::string& said) {
+Outcome replay_one(storage::StateStore& store, const KafkaAccess& k, const DeadLetter& d,
+                   bool force, std::string& said) {
   if (d.replay && !force) {
     said = "already replayed at " + core::rfc3339_ms(d.replay->last_replayed_ms) + " (" +
            std::to_string(d.replay->replays) + "x); --force replays it again";

@@ -34,7 +34,7 @@ void create_private_file(const std::string& path) {
     throw CommandFailed("cannot create key database '" + path + "': " + std::strerror(errno));
   }
   const auto dir = std::filesystem::absolute(path).parent_path();
-  struct stat owner{};
+  struct stat owner {};
   if (::geteuid() == 0 && ::stat(dir.c_str(), &owner) == 0 && owner.st_uid != 0 &&
       ::fchown(fd, owner.st_uid, owner.st_gid) != 0) {
     std::cerr << "klarnactl: warning: cannot give " << path << " to the owner of " << dir.string()

@@ -32,7 +32,8 @@ CreatedKey parse_created(const std::string& body) {
   if (k.secret.empty() || !storage::KeyStore::valid_id(k.id)) {
     throw CommandFailed("Klarna created signing key " + k.id +
                         " but its answer carries no usable secret: delete it at Klarna "
-                        "(klarnactl keys remote-delete " + k.id + ")");
+                        "(klarnactl keys remote-delete " +
+                        k.id + ")");
   }
   return k;
 }
@@ -81,10 +82,11 @@ void create_key(const GlobalOptions& g, CreateOptions o) {
   const auto key = parse_created(api.expect_success(std::move(c)).body);
   if (auto why = store_key(store, key); !why.empty()) {
     throw CommandFailed(
-        "Klarna created signing key " + key.id + " but it was NOT stored in " + path + ": " +
-        why + "\nEither fix that and repeat with --idempotency-key " + o.idempotency_key +
+        "Klarna created signing key " + key.id + " but it was NOT stored in " + path + ": " + why +
+        "\nEither fix that and repeat with --idempotency-key " + o.idempotency_key +
         " (within 24 h Klarna answers a repeat with the same key), or delete the key at "
-        "Klarna: klarnactl keys remote-delete " + key.id);
+        "Klarna: klarnactl keys remote-delete " +
+        key.id);
   }
   if (o.json) {
     core::JsonWriter w;
@@ -125,7 +127,10 @@ void print_key_views(const std::map<std::string, KeyView>& keys, bool json) {
   for (const auto& [id, v] : keys) {
     if (json) {
       core::JsonWriter w;
-      w.begin_object().field("id", id).field("local", v.local).field("at_klarna", v.klarna == "yes");
+      w.begin_object()
+          .field("id", id)
+          .field("local", v.local)
+          .field("at_klarna", v.klarna == "yes");
       w.field("created_at", v.created_at).end_object();
       std::cout << w.str() << "\n";
     }

@@ -11,8 +11,8 @@
 
 #include "kpay/core/config.hpp"
 #include "kpay/core/kafka.hpp"
-#include "kpay/klarna/envelope.hpp"
 #include "kpay/klarna/api_client.hpp"
+#include "kpay/klarna/envelope.hpp"
 #include "kpay/storage/sqlite.hpp"
 
 namespace kpay::ctl {
@@ -115,7 +115,7 @@ void register_actions_commands(CLI::App& app, const GlobalOptions& global);
 void register_commands_commands(CLI::App& app, const GlobalOptions& global);
 void register_dead_letters_commands(CLI::App& app, const GlobalOptions& global);
 void register_settlements_commands(CLI::App& app, const GlobalOptions& global);
-void register_gaps_commands(CLI::App& app, const GlobalOptions& global);  // gaps_commands.cpp
+void register_gaps_commands(CLI::App& app, const GlobalOptions& global);   // gaps_commands.cpp
 void register_status_command(CLI::App& app, const GlobalOptions& global);  // status_commands.cpp
 void register_top_command(CLI::App& app, const GlobalOptions& global);     // top_command.cpp
 

@@ -76,7 +76,8 @@ void print_webhook(const std::string& body) {
       text = s;
     } else if (value.is_array()) {
       for (auto e : value.get_array()) {
-        if (e.get_string().get(s) == simdjson::SUCCESS) text += (text.empty() ? "" : ",") + std::string(s);
+        if (e.get_string().get(s) == simdjson::SUCCESS)
+          text += (text.empty() ? "" : ",") + std::string(s);
       }
     } else {
       text = simdjson::minify(value);
@@ -122,7 +123,8 @@ void list(const GlobalOptions& g, bool json) {
     std::string types;
     for (auto t : h["event_types"]) {
       std::string_view s;
-      if (t.get_string().get(s) == simdjson::SUCCESS) types += (types.empty() ? "" : ",") + std::string(s);
+      if (t.get_string().get(s) == simdjson::SUCCESS)
+        types += (types.empty() ? "" : ",") + std::string(s);
     }
     rows.push_back({json_field(one, "webhook_id"), json_field(one, "status"),
                     json_field(one, "event_version"), json_field(one, "url"), types,
@@ -197,7 +199,8 @@ void add_field_options(CLI::App* cmd, SubscriptionFields& f, bool creating) {
     types->required();
     key->required();
   }
-  cmd->add_option("--event-version", f.event_version, creating ? "v1 or v2 (default v2)" : "v1 or v2")
+  cmd->add_option("--event-version", f.event_version,
+                  creating ? "v1 or v2 (default v2)" : "v1 or v2")
       ->check(CLI::IsMember({"v1", "v2"}));
   cmd->add_option("--status", f.status, "ENABLED or DISABLED")
       ->check(CLI::IsMember({"ENABLED", "DISABLED"}));
@@ -206,8 +209,8 @@ void add_field_options(CLI::App* cmd, SubscriptionFields& f, bool creating) {
 }
 
 void register_simulate(CLI::App& webhooks, const GlobalOptions& global) {
-  auto* sim = webhooks.add_subcommand(
-      "simulate", "Have Klarna send a signed sample event to one subscription");
+  auto* sim = webhooks.add_subcommand("simulate",
+                                      "Have Klarna send a signed sample event to one subscription");
   auto o = std::make_shared<SimulateOptions>();
   sim->add_option("id", o->id, "webhook_id")->required();
   sim->add_option("--event-type", o->event_type, "e.g. payment.transaction.captured")->required();
@@ -223,8 +226,9 @@ void register_simulate(CLI::App& webhooks, const GlobalOptions& global) {
 void register_webhooks_commands(CLI::App& app, const GlobalOptions& global) {
   auto* webhooks = app.add_subcommand("webhooks", "Webhook subscriptions at Klarna");
   webhooks->require_subcommand(1);
-  webhooks->footer("Uses the [klarna] settings (as klarna-processor). Exit 1: Klarna refused "
-                   "or is unreachable; 2: bad usage or configuration.");
+  webhooks->footer(
+      "Uses the [klarna] settings (as klarna-processor). Exit 1: Klarna refused "
+      "or is unreachable; 2: bad usage or configuration.");
 
   auto* subscribe = webhooks->add_subcommand("subscribe", "Subscribe a URL to event types");
   auto sf = std::make_shared<SubscriptionFields>();

@@ -201,7 +201,7 @@ struct RecordRow {
 
 // v7: what a settlement.* webhook carried, one row per event (a later
 // settlements fetcher starts from these). Field names other than
-// settlement_id are assumed (WEBHOOKS.md leaves them unconfirmed); `routed_by`
+// settlement_id are assumed (docs/klarna/WEBHOOKS.md leaves them unconfirmed); `routed_by`
 // says which id keyed the event: settlement_id, payout_id, report_id, or
 // event_id when it named none.
 struct SettlementEventRow {

@@ -1,0 +1,391 @@
+// The state database's schema: every migration of schema "state", in order.
+// Append migrations; never edit one that has shipped (a database written by
+// an older release is migrated in place on start; StateStore refuses a newer one).
+#include <array>
+#include <string_view>
+
+#include "audit_schema.hpp"
+#include "kpay/storage/migrations.hpp"
+#include "kpay/storage/state_store.hpp"
+
+namespace kpay::storage {
+
+namespace {
+
+constexpr std::string_view kV1 = R"sql(
+-- The de-duplication key, kept narrow (the history row holds the rest): it is
+-- probed and inserted at a random position for every event.
+CREATE TABLE inbox (
+  event_id  TEXT PRIMARY KEY,
+  topic     TEXT NOT NULL,
+  partition INTEGER NOT NULL,
+  offset    INTEGER NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE payment_requests (
+  id                     TEXT PRIMARY KEY,
+  generation             INTEGER NOT NULL,
+  state                  TEXT,
+  state_as_of_ms         INTEGER NOT NULL,
+  reference              TEXT,
+  amount                 INTEGER,
+  currency               TEXT,
+  payment_transaction_id TEXT,
+  expires_at_ms          INTEGER,
+  authorization_due_ms   INTEGER,
+  last_event_id          TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX payment_requests_by_transaction ON payment_requests (payment_transaction_id);
+
+CREATE TABLE payment_transactions (
+  id                 TEXT PRIMARY KEY,
+  state              TEXT,
+  state_as_of_ms     INTEGER NOT NULL,
+  reference          TEXT,
+  amount             INTEGER,
+  currency           TEXT,
+  payment_request_id TEXT,
+  expires_at_ms      INTEGER,
+  captured_amount    INTEGER NOT NULL DEFAULT 0,
+  refunded_amount    INTEGER NOT NULL DEFAULT 0,
+  chargeback_amount  INTEGER NOT NULL DEFAULT 0,
+  funding_state      TEXT,
+  funding_as_of_ms   INTEGER NOT NULL DEFAULT 0,
+  last_event_id      TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX payment_transactions_by_request ON payment_transactions (payment_request_id);
+
+CREATE TABLE transaction_sub_records (
+  kind           TEXT NOT NULL CHECK (kind IN ('capture', 'refund', 'chargeback')),
+  id             TEXT NOT NULL,
+  transaction_id TEXT NOT NULL,
+  amount         INTEGER NOT NULL,
+  currency       TEXT,
+  capture_id     TEXT,
+  occurred_at_ms INTEGER NOT NULL,
+  event_id       TEXT NOT NULL,
+  PRIMARY KEY (kind, id)
+) WITHOUT ROWID;
+CREATE INDEX sub_records_by_transaction ON transaction_sub_records (transaction_id);
+
+CREATE TABLE disputes (
+  id                          TEXT PRIMARY KEY,
+  framework                   TEXT NOT NULL CHECK (framework IN ('current', 'legacy')),
+  framework_inferred          INTEGER NOT NULL,
+  state                       TEXT,
+  state_as_of_ms              INTEGER NOT NULL,
+  payment_transaction_id      TEXT,
+  payment_capture_id          TEXT,
+  reason                      TEXT,
+  amount                      INTEGER,
+  currency                    TEXT,
+  outcome                     TEXT,
+  representment_expires_at_ms INTEGER,
+  representment_as_of_ms      INTEGER NOT NULL,
+  arbitration_expires_at_ms   INTEGER,
+  arbitration_as_of_ms        INTEGER NOT NULL,
+  closed_at_ms                INTEGER,
+  last_event_id               TEXT NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE records (
+  kind               TEXT NOT NULL,
+  id                 TEXT NOT NULL,
+  state              TEXT,
+  state_as_of_ms     INTEGER NOT NULL,
+  sub_state          TEXT,
+  sub_state_as_of_ms INTEGER NOT NULL,
+  amount             INTEGER,
+  currency           TEXT,
+  last_event_id      TEXT NOT NULL,
+  PRIMARY KEY (kind, id)
+) WITHOUT ROWID;
+
+CREATE TABLE history (
+  seq           INTEGER PRIMARY KEY,  -- rows are never deleted: rowids only grow
+  event_id      TEXT NOT NULL,
+  entity_kind   TEXT NOT NULL,
+  entity_id     TEXT NOT NULL,
+  entity_hash   INTEGER NOT NULL,
+  event_type    TEXT NOT NULL,
+  event_version TEXT NOT NULL,
+  occurred_at   TEXT NOT NULL,
+  outcome       TEXT NOT NULL CHECK (outcome IN ('applied', 'duplicate', 'stale', 'rejected')),
+  from_state    TEXT,
+  to_state      TEXT,
+  reason        TEXT NOT NULL,
+  topic         TEXT NOT NULL,
+  partition     INTEGER NOT NULL,
+  offset        INTEGER NOT NULL
+);
+-- Indexed by a 64-bit hash of entity_id: an 8-byte key instead of a ~70-byte
+-- one keeps this index (written at a random position per event) small.
+CREATE INDEX history_by_entity ON history (entity_hash, seq);
+
+CREATE TABLE outbox (
+  id                  INTEGER PRIMARY KEY AUTOINCREMENT,
+  operation           TEXT NOT NULL,
+  entity_id           TEXT NOT NULL,
+  idempotency_key     TEXT NOT NULL UNIQUE,
+  request_body        TEXT NOT NULL,
+  call_token          TEXT NOT NULL,
+  due_by_ms           INTEGER,
+  status              TEXT NOT NULL DEFAULT 'pending',
+  attempts            INTEGER NOT NULL DEFAULT 0,
+  created_by_event_id TEXT NOT NULL
+);
+CREATE INDEX outbox_by_status ON outbox (status, id);
+
+CREATE TABLE publish_queue (
+  seq    INTEGER PRIMARY KEY AUTOINCREMENT,
+  topic  TEXT NOT NULL,
+  key    BLOB NOT NULL,
+  value  BLOB NOT NULL,
+  reason TEXT NOT NULL
+);
+
+CREATE TABLE poison_messages (
+  topic     TEXT NOT NULL,
+  partition INTEGER NOT NULL,
+  offset    INTEGER NOT NULL,
+  event_id  TEXT NOT NULL,
+  reason    TEXT NOT NULL,
+  value     BLOB NOT NULL,
+  PRIMARY KEY (topic, partition, offset)
+) WITHOUT ROWID;
+
+CREATE TABLE consumer_offsets (
+  topic       TEXT NOT NULL,
+  partition   INTEGER NOT NULL,
+  next_offset INTEGER NOT NULL,
+  PRIMARY KEY (topic, partition)
+) WITHOUT ROWID;
+)sql";
+
+// The per-entity history index, filled in bulk instead of per event. An index
+// maintained per row takes one insert at a random position per event, and
+// every batch then writes each index page it touched: about a fifth of the
+// processor's time (docs/PERFORMANCE.md). Rows past `through_seq` are not
+// indexed yet; history() scans that bounded tail by rowid.
+constexpr std::string_view kV2 = R"sql(
+DROP INDEX history_by_entity;
+CREATE TABLE history_by_entity (
+  entity_hash INTEGER NOT NULL,
+  seq         INTEGER NOT NULL,
+  PRIMARY KEY (entity_hash, seq)
+) WITHOUT ROWID;
+INSERT INTO history_by_entity SELECT entity_hash, seq FROM history;
+CREATE TABLE history_indexed (through_seq INTEGER NOT NULL);
+INSERT INTO history_indexed SELECT COALESCE(MAX(seq), 0) FROM history;
+)sql";
+
+// The processor acts (outbox worker): where each call goes, its attempts and
+// answers; the account a payment belongs to; the answer of the authorization.
+// Rows written before this version get their path from their operation.
+constexpr std::string_view kV3 = R"sql(
+ALTER TABLE payment_requests ADD COLUMN account_id TEXT;
+ALTER TABLE payment_requests ADD COLUMN authorization_result TEXT;
+ALTER TABLE payment_transactions ADD COLUMN account_id TEXT;
+ALTER TABLE outbox ADD COLUMN account_id TEXT NOT NULL DEFAULT '';
+ALTER TABLE outbox ADD COLUMN method TEXT NOT NULL DEFAULT 'POST';
+ALTER TABLE outbox ADD COLUMN path TEXT NOT NULL DEFAULT '';
+ALTER TABLE outbox ADD COLUMN token_header TEXT NOT NULL DEFAULT '';
+ALTER TABLE outbox ADD COLUMN next_attempt_at_ms INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE outbox ADD COLUMN created_at_ms INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE outbox ADD COLUMN updated_at_ms INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE outbox ADD COLUMN last_status INTEGER;
+ALTER TABLE outbox ADD COLUMN last_error TEXT;
+ALTER TABLE outbox ADD COLUMN result TEXT;
+ALTER TABLE outbox ADD COLUMN command_id TEXT;
+UPDATE outbox SET path = '/payment/authorize', token_header = 'Klarna-Network-Session-Token'
+  WHERE operation = 'final_authorization' AND path = '';
+UPDATE outbox SET path = '/payment/confirmation-tokens/{token}/confirm'
+  WHERE operation = 'confirm' AND path = '';
+UPDATE outbox SET method = 'GET', request_body = '',
+  path = '/payment/requests/' || replace(entity_id, ':', '%3A')
+  WHERE operation = 'read_payment_request' AND path = '';
+DROP INDEX outbox_by_status;
+CREATE INDEX outbox_due ON outbox (status, next_attempt_at_ms, id);
+CREATE INDEX outbox_by_entity ON outbox (entity_id);
+)sql";
+
+// Disputes (issue 15): the legacy framework's deadline, the outcome detail
+// and the money, every deadline value ever told (extensions included), and
+// the deadline warnings sent (one per deadline value and stage).
+constexpr std::string_view kV5 = R"sql(
+ALTER TABLE disputes ADD COLUMN evidence_response_deadline_ms INTEGER;
+ALTER TABLE disputes ADD COLUMN evidence_response_as_of_ms INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE disputes ADD COLUMN outcome_detailed TEXT;
+ALTER TABLE disputes ADD COLUMN withheld_amount INTEGER;
+ALTER TABLE disputes ADD COLUMN returned_amount INTEGER;
+ALTER TABLE disputes ADD COLUMN fee_amount INTEGER;
+CREATE TABLE dispute_deadlines (
+  dispute_id  TEXT NOT NULL,
+  kind        TEXT NOT NULL CHECK (kind IN ('representment', 'arbitration', 'evidence_response')),
+  event_id    TEXT NOT NULL,
+  deadline_ms INTEGER NOT NULL,
+  as_of_ms    INTEGER NOT NULL,
+  event_type  TEXT NOT NULL,
+  field       TEXT NOT NULL,
+  PRIMARY KEY (dispute_id, kind, event_id)
+) WITHOUT ROWID;
+CREATE TABLE dispute_deadline_warnings (
+  dispute_id   TEXT NOT NULL,
+  kind         TEXT NOT NULL,
+  deadline_ms  INTEGER NOT NULL,
+  stage        TEXT NOT NULL CHECK (stage IN ('window', 'passed')),
+  warned_at_ms INTEGER NOT NULL,
+  PRIMARY KEY (dispute_id, kind, deadline_ms, stage)
+) WITHOUT ROWID;
+INSERT OR IGNORE INTO dispute_deadlines
+  SELECT id, 'representment', last_event_id, representment_expires_at_ms, representment_as_of_ms,
+         '', 'before v5' FROM disputes WHERE representment_expires_at_ms IS NOT NULL;
+INSERT OR IGNORE INTO dispute_deadlines
+  SELECT id, 'arbitration', last_event_id, arbitration_expires_at_ms, arbitration_as_of_ms,
+         '', 'before v5' FROM disputes WHERE arbitration_expires_at_ms IS NOT NULL;
+)sql";
+
+// Downstream commands (klarna.commands): the command inbox with each
+// command's status, the payment contexts `register` gives, and the money an
+// outbox row moves (so accepted-but-unexecuted captures and refunds count).
+constexpr std::string_view kV4 = R"sql(
+CREATE TABLE commands (
+  command_id    TEXT PRIMARY KEY,
+  type          TEXT NOT NULL,
+  key           BLOB NOT NULL,
+  body_hash     TEXT NOT NULL,
+  status        TEXT NOT NULL CHECK (status IN ('accepted', 'rejected', 'succeeded', 'failed')),
+  reason        TEXT,
+  entity_id     TEXT,
+  outbox_id     INTEGER,
+  created_at_ms INTEGER NOT NULL,
+  updated_at_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE payment_contexts (
+  command_id                    TEXT PRIMARY KEY,
+  payment_request_id            TEXT,
+  payment_request_reference     TEXT,
+  account_id                    TEXT NOT NULL,
+  amount                        INTEGER NOT NULL,
+  currency                      TEXT NOT NULL,
+  capture_now                   INTEGER NOT NULL,
+  payment_transaction_reference TEXT,
+  supplementary_purchase_data   TEXT,
+  interoperability_token        TEXT,
+  interoperability_data         TEXT,
+  created_at_ms                 INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX payment_contexts_by_request ON payment_contexts (payment_request_id);
+CREATE INDEX payment_contexts_by_reference ON payment_contexts (payment_request_reference);
+ALTER TABLE outbox ADD COLUMN amount INTEGER;
+ALTER TABLE outbox ADD COLUMN capture_id TEXT;
+)sql";
+
+// Dead letters (klarnactl dead-letters, state_store_dead_letters.cpp): a
+// poison message keeps its Kafka key and when it was recorded, so a replay is
+// the original message; every replay of a dead letter (the processor's poison
+// messages and the receiver's dead-letter topic alike) is recorded once per
+// message, so a second replay needs --force.
+constexpr std::string_view kV6 = R"sql(
+ALTER TABLE poison_messages ADD COLUMN key BLOB;
+ALTER TABLE poison_messages ADD COLUMN recorded_at_ms INTEGER;
+CREATE TABLE dead_letter_replays (
+  topic             TEXT NOT NULL,
+  partition         INTEGER NOT NULL,
+  offset            INTEGER NOT NULL,
+  source            TEXT NOT NULL CHECK (source IN ('receiver', 'processor')),
+  target_topic      TEXT NOT NULL,
+  replays           INTEGER NOT NULL,
+  last_replayed_ms  INTEGER NOT NULL,
+  PRIMARY KEY (topic, partition, offset)
+) WITHOUT ROWID;
+)sql";
+
+// Webhook intake (docs/KLARNA-FIDELITY.md): a dispute keeps the account of
+// its events (filled from its transaction for disputes stored before), and
+// every settlement.* event keeps the ids and report links it carried.
+constexpr std::string_view kV7 = R"sql(
+ALTER TABLE disputes ADD COLUMN account_id TEXT;
+UPDATE disputes SET account_id = (SELECT t.account_id FROM payment_transactions t
+                                   WHERE t.id = disputes.payment_transaction_id)
+ WHERE account_id IS NULL;
+CREATE TABLE settlement_events (
+  event_id        TEXT PRIMARY KEY,
+  event_type      TEXT NOT NULL,
+  entity_id       TEXT NOT NULL,
+  routed_by       TEXT NOT NULL,
+  account_id      TEXT,
+  settlement_id   TEXT,
+  payout_id       TEXT,
+  report_id       TEXT,
+  report_json_url TEXT,
+  report_csv_url  TEXT,
+  amount          INTEGER,
+  currency        TEXT,
+  payout_date     TEXT,
+  period_start    TEXT,
+  period_end      TEXT,
+  links_json      TEXT NOT NULL,
+  occurred_at_ms  INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX settlement_events_by_settlement ON settlement_events (settlement_id);
+)sql";
+
+// Offset gaps and event conflicts (state_store_gaps.cpp): every jump of a
+// partition past offsets the processor never applied (deleted by retention,
+// a truncated or recreated log, a restore of an older database), with the
+// operator's decision and the repair reads it caused; the digest of each
+// event's body, so a second message with a known event_id but another body is
+// a conflict rather than a duplicate (NULL: recorded before v8, not compared).
+constexpr std::string_view kV8 = R"sql(
+CREATE TABLE offset_gaps (
+  id             INTEGER PRIMARY KEY AUTOINCREMENT,
+  topic          TEXT NOT NULL,
+  partition      INTEGER NOT NULL,
+  expected       INTEGER NOT NULL,
+  resume_at      INTEGER NOT NULL,
+  kind           TEXT NOT NULL CHECK (kind IN ('deleted', 'log_reset', 'jump')),
+  skipped        INTEGER NOT NULL,
+  policy         TEXT NOT NULL CHECK (policy IN ('pause', 'continue')),
+  status         TEXT NOT NULL CHECK (status IN ('open', 'accepted')),
+  detected_at_ms INTEGER NOT NULL,
+  decided_at_ms  INTEGER,
+  repaired_at_ms INTEGER,
+  repair_reads   INTEGER NOT NULL DEFAULT 0
+);
+CREATE UNIQUE INDEX offset_gaps_once ON offset_gaps (topic, partition, expected);
+CREATE TABLE event_conflicts (
+  event_id        TEXT NOT NULL,
+  topic           TEXT NOT NULL,
+  partition       INTEGER NOT NULL,
+  offset          INTEGER NOT NULL,
+  digest          BLOB NOT NULL,
+  first_digest    BLOB NOT NULL,
+  first_topic     TEXT NOT NULL,
+  first_partition INTEGER NOT NULL,
+  first_offset    INTEGER NOT NULL,
+  recorded_at_ms  INTEGER NOT NULL,
+  PRIMARY KEY (topic, partition, offset)
+) WITHOUT ROWID;
+ALTER TABLE inbox ADD COLUMN digest BLOB;
+)sql";
+
+constexpr std::array kMigrations = {
+    Migration{1, "state store: entities, inbox, history, outbox, publish queue, offsets", kV1},
+    Migration{2, "history index by entity filled in bulk", kV2},
+    Migration{3, "outbox worker: call path, attempts, answers; payment accounts", kV3},
+    Migration{4, "downstream commands: command inbox, payment contexts, outbox amounts", kV4},
+    Migration{5, "disputes: legacy deadline, amounts, deadline history and warnings", kV5},
+    Migration{6, "dead letters: poison keys and times, replays", kV6},
+    Migration{7, "webhook intake: dispute accounts, settlement events", kV7},
+    Migration{8, "offset gaps, event body digests and conflicts", kV8},
+    Migration{9, "command senders and the append-only audit trail", kAuditSchemaV9},
+};
+
+}  // namespace
+
+std::span<const Migration> state_migrations() {
+  return kMigrations;
+}
+
+}  // namespace kpay::storage
