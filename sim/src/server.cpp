@@ -10,6 +10,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -264,10 +265,15 @@ struct SimServer::Impl {
 
   asio::awaitable<void> accept_loop() {
     for (;;) {
-      auto [ec, socket] = co_await acceptor->async_accept(asio::as_tuple(asio::use_awaitable));
+      // One strand per connection: with sim.threads > 1, a stream's timeout
+      // handler and its operations must never run at once (Beast's
+      // basic_stream state is not thread-safe; a Debug build asserted on it).
+      const asio::any_io_executor strand = asio::make_strand(ioc);
+      auto [ec, socket] =
+          co_await acceptor->async_accept(strand, asio::as_tuple(asio::use_awaitable));
       if (ec == asio::error::operation_aborted) co_return;
       if (ec) continue;
-      asio::co_spawn(ioc, session(std::move(socket)), asio::detached);
+      asio::co_spawn(strand, session(std::move(socket)), asio::detached);
     }
   }
 };
