@@ -1,4 +1,4 @@
-// The command signature headers (processor/src/command_auth.cpp): kpay-sender
+// The command signature headers (processor/src/commands/command_auth.cpp): kpay-sender
 // and kpay-signature with arbitrary values against a fixed sender key ring,
 // over arbitrary bodies; and the body's issued_at. Properties: never crashes;
 // a parsed kpay-signature renders back to exactly the value read; a command is

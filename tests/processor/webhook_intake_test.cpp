@@ -14,7 +14,7 @@
 
 #include <filesystem>
 
-#include "call_answers.hpp"
+#include "calls/call_answers.hpp"
 #include "child_process.hpp"
 #include "kpay/core/log.hpp"
 #include "kpay/klarna/envelope.hpp"

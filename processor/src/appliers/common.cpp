@@ -1,4 +1,4 @@
-#include "common.hpp"
+#include "appliers/common.hpp"
 
 namespace kpay::processor::appliers {
 

@@ -6,7 +6,7 @@
 #include <string>
 #include <string_view>
 
-#include "appliers.hpp"
+#include "appliers/appliers.hpp"
 #include "kpay/core/json_writer.hpp"
 
 namespace kpay::processor::appliers {

@@ -3,7 +3,7 @@
 // calls follow from them. Every settlement event also keeps what it carried
 // (ids, report links, amount, dates) in settlement_events, whatever its
 // state outcome, for the settlements fetcher and klarnactl.
-#include "common.hpp"
+#include "appliers/common.hpp"
 
 namespace kpay::processor::appliers {
 

@@ -8,7 +8,7 @@
 #include <array>
 #include <span>
 
-#include "common.hpp"
+#include "appliers/common.hpp"
 
 namespace kpay::processor::appliers {
 

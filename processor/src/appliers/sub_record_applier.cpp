@@ -2,7 +2,7 @@
 // booked once by its own id (payment_capture_id, …) whoever announces it: a
 // webhook here, or the outbox worker from Klarna's answer. The transaction's
 // captured / refunded / chargeback totals move only when a sub-record is new.
-#include "common.hpp"
+#include "appliers/common.hpp"
 
 namespace kpay::processor::appliers {
 

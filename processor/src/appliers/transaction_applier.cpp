@@ -1,7 +1,7 @@
 // Payment transactions: their state (AUTHORIZED, COMPLETED, EXPIRED, CLOSED)
 // and their funding. An applied AUTHORIZED asks follow_ups.cpp whether the
 // account's policy wants the rest captured now.
-#include "common.hpp"
+#include "appliers/common.hpp"
 
 namespace kpay::processor::appliers {
 

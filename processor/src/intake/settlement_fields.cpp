@@ -3,7 +3,7 @@
 // settlement_id; every other name here is ASSUMED and read under several
 // spellings. Nothing is required: an event without settlement_id is keyed
 // by what it has (payout id, report id, else its event_id) and recorded.
-#include "settlement_fields.hpp"
+#include "intake/settlement_fields.hpp"
 
 #include <string_view>
 

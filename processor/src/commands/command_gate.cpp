@@ -1,4 +1,4 @@
-#include "command_gate.hpp"
+#include "commands/command_gate.hpp"
 
 #include "kpay/core/log.hpp"
 #include "kpay/storage/audit_log.hpp"

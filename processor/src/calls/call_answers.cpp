@@ -1,4 +1,4 @@
-#include "call_answers.hpp"
+#include "calls/call_answers.hpp"
 
 #include <simdjson.h>
 

@@ -3,7 +3,7 @@
 // last-writer-wins by occurred_at, independent of the state outcome, so any
 // delivery order ends with the newest one. No calls: accept-loss and
 // represent are operator decisions (docs/klarna/PAYMENTS-API.md §4).
-#include "common.hpp"
+#include "appliers/common.hpp"
 #include "kpay/core/log.hpp"
 
 namespace kpay::processor::appliers {

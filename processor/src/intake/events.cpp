@@ -5,7 +5,7 @@
 #include <array>
 
 #include "kpay/core/overloaded.hpp"
-#include "settlement_fields.hpp"
+#include "intake/settlement_fields.hpp"
 
 namespace kpay::processor {
 

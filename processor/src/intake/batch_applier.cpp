@@ -8,8 +8,8 @@
 #include <chrono>
 
 #include "appliers/appliers.hpp"
-#include "appliers/command_applier.hpp"
-#include "appliers/command_gate.hpp"
+#include "commands/command_applier.hpp"
+#include "commands/command_gate.hpp"
 #include "kpay/core/log.hpp"
 #include "kpay/core/overloaded.hpp"
 #include "kpay/core/wall_clock.hpp"

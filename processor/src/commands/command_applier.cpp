@@ -13,12 +13,12 @@
 //            a dispute of the current framework, known with its transaction's
 //            account, and no other operation of it pending
 // Anything else is `rejected` with the reason and never reaches Klarna.
-#include "command_applier.hpp"
+#include "commands/command_applier.hpp"
 
 #include <algorithm>
 #include <variant>
 
-#include "command_gate.hpp"
+#include "commands/command_gate.hpp"
 #include "kpay/core/overloaded.hpp"
 #include "kpay/processor/follow_ups.hpp"
 

@@ -8,7 +8,7 @@
 #include <random>
 #include <thread>
 
-#include "call_answers.hpp"
+#include "calls/call_answers.hpp"
 #include "kpay/core/log.hpp"
 #include "kpay/core/wall_clock.hpp"
 
