@@ -214,7 +214,8 @@ TEST(SimServer, TlsListener) {
 TEST(SimServer, ConfigurationErrorsExitWith2) {
   for (auto bad : {"faults.rules=[\"*:explode:1\"]", "sim.unknown_key=1", "sim.time_scale=0",
                    "scenario.mix=[\"dance\"]", "sim.tls_client_ca=/tmp/ca.pem",
-                   "sim.api_key_file=/nonexistent/key", "sim.api_key="}) {
+                   "sim.api_key_file=/nonexistent/key",
+                   "sim.api_key=", "settlements.fee_percent_bp=10001", "settlements.every_ms=-1"}) {
     ChildProcess p({binary("sim/klarna-sim"), "--set", bad}, make_temp_dir("sim-cfg") + "/log");
     auto code = p.wait(std::chrono::seconds(10));
     ASSERT_TRUE(code.has_value()) << bad;

@@ -592,3 +592,22 @@ TEST_F(SettlementTest, ScheduledReportsWithQueuedFaults) {
   EXPECT_EQ(settlement_count(), 2u);
   EXPECT_GT(next, 0);
 }
+
+// sim.public_url: the links in reports and webhooks use it (the sim behind
+// another name); the paths stay the Settlements API's.
+TEST_F(SettlementTest, LinksUseThePublicUrl) {
+  start({"--set", "sim.public_url=https://klarna.example:9443/"});
+  capture(500);
+  auto made = settle("{}");
+  const auto id = jstr(made.body, {"settlement_id"});
+  const auto expected = "https://klarna.example:9443" + path_of(id);
+  EXPECT_EQ(jstr(made.body, {"links", "json_url"}), expected);
+  EXPECT_EQ(jstr(made.body, {"links", "payout_status_url"}), expected + "/payouts/status");
+  ASSERT_TRUE(hook_arrives(id, "settlement.report.created"));
+  using P = std::initializer_list<std::string_view>;
+  EXPECT_EQ(hook_payload_field(id, "settlement.report.created", P{"links", "csv_url"}),
+            expected + "/csv");
+  auto page = get(path_of(id, "/transactions?size=1"));
+  EXPECT_EQ(jstr(page.body, {"pagination", "next"}),
+            "https://klarna.example:9443" + path_of(id, "/transactions?offset=1&size=1"));
+}
