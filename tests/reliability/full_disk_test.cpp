@@ -44,6 +44,12 @@ using namespace std::chrono_literals;
 
 namespace {
 
+const std::string kKeyId = "krn:partner:global:notification:signing-key:full-disk-0001";
+const std::string kSecret = "full-disk-signing-key-NOT-REAL";
+const std::string kApiKey = "full-disk-api-key-NOT-REAL";
+const std::string kGroup = "full-disk";
+const std::string kObserver = "full-disk-observer";  // the test's own reads of Kafka
+
 // A tmpfs of `bytes` mounted on a fresh directory, unmounted (lazily, should a
 // process still hold a file there) and removed at the end.
 class SmallFilesystem {
@@ -161,6 +167,22 @@ std::int64_t total(const std::map<std::pair<std::string, int>, std::int64_t>& of
   return sum;
 }
 
+// topic[partition] stored/high/committed for every partition where they differ.
+std::string describe_offsets(System& sys) {
+  const auto kafka = kafka_offsets(sys, kGroup);
+  const auto stored = stored_offsets(sys.db());
+  std::string out;
+  for (const auto& [tp, high] : kafka.high) {
+    const auto s = stored.count(tp) ? stored.at(tp) : -1;
+    const auto c = kafka.committed.count(tp) ? kafka.committed.at(tp) : -1;
+    if (s != high || c != high) {
+      out += tp.first + "[" + std::to_string(tp.second) + "] stored " + std::to_string(s) +
+             " high " + std::to_string(high) + " committed " + std::to_string(c) + "; ";
+    }
+  }
+  return out;
+}
+
 // Kafka never holds a committed offset past what the store holds.
 void expect_committed_within_stored(System& sys, const std::string& group, const char* when) {
   const auto kafka = kafka_offsets(sys, group);
@@ -179,11 +201,6 @@ int readyz(std::uint16_t port, std::string* body = nullptr) {
   if (r && body) *body = r->body;
   return r ? r->status : 0;
 }
-
-const std::string kKeyId = "krn:partner:global:notification:signing-key:full-disk-0001";
-const std::string kSecret = "full-disk-signing-key-NOT-REAL";
-const std::string kApiKey = "full-disk-api-key-NOT-REAL";
-const std::string kGroup = "full-disk";
 
 }  // namespace
 
@@ -250,7 +267,7 @@ TEST(FullDisk, ProcessorStopsConsumingSaysWhyAndResumesWithEveryEffectOnce) {
   const auto stored_at_full = stored_offsets(sys.db());
   const auto inbox_at_full = query(sys.db(), "SELECT COUNT(*) FROM inbox");
   ASSERT_TRUE(wait_until(
-      [&] { return total(kafka_offsets(sys, kGroup).high) >= total(stored_at_full) + 30; }, 60s))
+      [&] { return total(kafka_offsets(sys, kObserver).high) >= total(stored_at_full) + 30; }, 60s))
       << "no new webhooks arrived while the disk was full";
   EXPECT_EQ(stored_offsets(sys.db()), stored_at_full) << "offsets stored on a full disk";
   EXPECT_EQ(query(sys.db(), "SELECT COUNT(*) FROM inbox"), inbox_at_full);
@@ -281,12 +298,18 @@ TEST(FullDisk, ProcessorStopsConsumingSaysWhyAndResumesWithEveryEffectOnce) {
                   "SELECT COUNT(*) FROM outbox WHERE status IN ('pending', 'in_flight')") != 0) {
           return false;
         }
+        // Everything in Kafka consumed and stored, not only the states equal
+        // (a late duplicate changes no state).
+        if (total(stored_offsets(sys.db())) != total(kafka_offsets(sys, kObserver).high)) {
+          return false;
+        }
         sim = sim_states(sys);
         ours = processor_states(sys.db());
         return !sim.empty() && sim == ours;
       },
       240s);
-  EXPECT_TRUE(settled) << "not drained:\n" << describe_differences(sim, ours);
+  EXPECT_TRUE(settled) << "not drained:\n"
+                       << describe_differences(sim, ours) << describe_offsets(sys);
 
   const auto summary = delivery_summary(sys);
   EXPECT_EQ(summary.at("failed"), 0) << "a delivery exhausted Klarna's retry schedule";
@@ -295,7 +318,16 @@ TEST(FullDisk, ProcessorStopsConsumingSaysWhyAndResumesWithEveryEffectOnce) {
   for (const auto& r : rows(sys.db(), "SELECT event_id FROM inbox")) inbox.insert(r.at(0));
   std::size_t missing = 0;
   for (const auto& id : delivered) missing += !inbox.count(id);
-  EXPECT_EQ(missing, 0u) << "acknowledged webhooks the processor never applied";
+  EXPECT_EQ(missing, 0u) << "acknowledged webhooks the processor never applied\n"
+                         << query_text(sys.db(),
+                                       "SELECT group_concat(topic || '/' || partition || '@' || "
+                                       "offset || ' ' || reason, '; ') FROM poison_messages")
+                         << "\n"
+                         << sys.processor_log() << "\nstored: " << total(stored_offsets(sys.db()))
+                         << " kafka high: " << total(kafka_offsets(sys, kObserver).high)
+                         << " readyz: " << (readyz(admin, &why), why) << "\n"
+                         << describe_offsets(sys) << "\n"
+                         << metrics_of(admin);
   EXPECT_TRUE(rows(sys.db(),
                    "SELECT event_id FROM history WHERE outcome = 'applied' "
                    "GROUP BY event_id HAVING COUNT(*) > 1")
