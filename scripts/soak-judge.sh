@@ -88,6 +88,7 @@ set datafile separator ','
 set key autotitle columnhead top left
 set xlabel 'minutes'
 set grid
+set offsets 0, 0, graph 0.08, graph 0.08
 ${drain_start:+set arrow from ${drain_start}/60.0, graph 0 to ${drain_start}/60.0, graph 1 nohead dt 2 lc rgb 'gray'}
 set multiplot layout 3,2 title 'klarna soak: $(basename "$(dirname "$csv")") (dashed line: load stops, drain)'
 set title 'RSS (MiB)'
