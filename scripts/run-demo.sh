@@ -131,9 +131,11 @@ if [[ ! -s $RUN_DIR/tls.crt ]]; then
     -keyout "$RUN_DIR/tls.key" -out "$RUN_DIR/tls.crt" 2>/dev/null
 fi
 
+# klarna.commands and klarna.command-results too: `klarnactl refund|capture|…
+# --wait` against the demo (scripts/soak.sh sends refunds this way).
 TOPICS=(klarna.payment-requests klarna.payment-transactions klarna.disputes klarna.settlements
         klarna.accounts klarna.unrouted klarna.dead-letter klarna.payment-states
-        klarna.processor-dead-letter)
+        klarna.processor-dead-letter klarna.commands klarna.command-results)
 topic_args=()
 for t in "${TOPICS[@]}"; do topic_args+=(--topic "$t"); done
 setsid "$BUILD/tools/klarna-embedded-kafka" --partitions 4 "${topic_args[@]}" \

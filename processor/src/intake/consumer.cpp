@@ -10,6 +10,7 @@
 #include <thread>
 #include <utility>
 
+#include "intake/storage_health.hpp"
 #include "kpay/klarna/kafka_contract.hpp"
 #include "kpay/storage/sqlite.hpp"
 
@@ -226,6 +227,8 @@ Processor::Processor(ProcessorSettings settings, storage::StateStore& store,
       store_(store),
       applier_(store, settings_.topics, settings_.follow_ups),
       metrics_(std::make_unique<Metrics>(registry)) {
+  const char* file = sqlite3_db_filename(store_.database().handle(), "main");
+  storage_health_ = std::make_unique<StorageHealth>(file != nullptr ? file : "", registry);
   secure_commands(registry);
   gap_metrics_ = make_gap_metrics(registry);
   registry.gauge_callback(klarna::contract::metric::processor_consumer_lag,
@@ -275,7 +278,10 @@ Processor::Processor(ProcessorSettings settings, storage::StateStore& store,
 Processor::~Processor() = default;
 
 core::Readiness Processor::readiness() const {
-  if (!storage_ok_) return {false, "state store failing"};
+  if (!storage_ok_) {
+    auto why = storage_health_->reason();
+    return {false, why.empty() ? "state store failing" : why};
+  }
   if (!kafka_ok_) return {false, "kafka unreachable"};
   if (!assigned_) return {false, "no partitions assigned yet"};
   if (auto open = open_gaps_.load(); open > 0) {
@@ -469,12 +475,16 @@ std::optional<BatchResult> Processor::retry_storage_faults(
   for (int attempt = 0;; ++attempt) {
     try {
       auto result = transaction();
+      storage_health_->succeeded();
       storage_ok_ = true;
       return result;
     } catch (const storage::SqliteError& e) {
       if (!is_storage_fault(e)) throw;
       // The transaction rolled back, nothing was stored; the same work is
       // retried (it is idempotent) until the store recovers. /readyz says so.
+      // A full disk is waited out with the watchdog fed: a restart cannot
+      // make room, and the consume loop is waiting, not stuck.
+      if (storage_health_->failed(e)) heartbeat_.beat();
       storage_ok_ = false;
       metrics_->storage_errors.inc();
       log_.error("state store failing; retrying",

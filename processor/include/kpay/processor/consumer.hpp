@@ -53,6 +53,8 @@
 
 namespace kpay::processor {
 
+class StorageHealth;  // intake/storage_health.hpp
+
 struct ProcessorSettings {
   std::string bootstrap_servers = "127.0.0.1:9092";
   std::string group_id = "klarna-processor";
@@ -184,6 +186,8 @@ class Processor {
 
   struct Metrics;
   std::unique_ptr<Metrics> metrics_;
+  // Why commits fail (disk full, I/O, …): /readyz, log, metric.
+  std::unique_ptr<StorageHealth> storage_health_;
 
   std::vector<DecodedMessage> pending_;     // being gathered
   std::vector<std::int64_t> acknowledged_;  // publish seqs the broker confirmed
