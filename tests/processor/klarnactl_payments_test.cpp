@@ -78,9 +78,9 @@ TEST(KlarnactlPayments, ListAndShowWithHistory) {
   std::filesystem::remove_all(dir);
 }
 
-// klarnactl settlements list: the ids and report links settlement webhooks
+// klarnactl settlements events: the ids and report links settlement webhooks
 // carried, and what keyed one without settlement_id.
-TEST(KlarnactlSettlements, ListShowsIdsAndReportLinks) {
+TEST(KlarnactlSettlements, EventsShowIdsAndReportLinks) {
   const auto dir = test::make_temp_dir("klarnactl-settlements");
   const std::string db = dir + "/state.db";
   klarna::Topics topics;
@@ -103,15 +103,15 @@ TEST(KlarnactlSettlements, ListShowsIdsAndReportLinks) {
     applier.apply(batch);
   }
   std::ofstream(dir + "/ctl.toml") << "[processor]\ndatabase = \"" << db << "\"\n";
-  auto list = klarnactl(dir, {"settlements", "list"});
+  auto list = klarnactl(dir, {"settlements", "events"});
   ASSERT_EQ(list.status, 0) << list.output;
   EXPECT_NE(list.output.find("stl-7 (by settlement_id)  4200 EUR"), std::string::npos)
       << list.output;
   EXPECT_NE(list.output.find("csv:  https://k.example/v2/settlements/stl-7/csv"), std::string::npos)
       << list.output;
   EXPECT_NE(list.output.find("e-payout (by event_id)"), std::string::npos) << list.output;
-  auto json = klarnactl(dir, {"settlements", "list", "--json", "--limit", "1"});
+  auto json = klarnactl(dir, {"settlements", "events", "--json", "--limit", "1"});
   ASSERT_EQ(json.status, 0) << json.output;
   EXPECT_EQ(std::count(json.output.begin(), json.output.end(), '\n'), 1) << json.output;
-  EXPECT_EQ(klarnactl(dir, {"settlements", "list", "--limit", "0"}).status, 2);
+  EXPECT_EQ(klarnactl(dir, {"settlements", "events", "--limit", "0"}).status, 2);
 }
