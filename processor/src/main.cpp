@@ -227,7 +227,8 @@ void supervise(const std::atomic<bool>& finished, std::atomic<bool>& stop,
       check_deadlines(dispute_deadlines, call_deadlines, processor, log);
     }
     if (std::chrono::steady_clock::now() >= next_settlement_check) {
-      next_settlement_check = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+      next_settlement_check =
+          std::chrono::steady_clock::now() + s.worker.follow_ups.settlements.check_interval;
       check_settlements(settlements, processor, log);
     }
     if (audit) publish_audit(*audit, processor, log);

@@ -216,6 +216,13 @@ TEST(SettlementReport, DetailsReadBothSpellingsOfTheTotals) {
   EXPECT_EQ(v1.total_chargeback_amount, 2);
   EXPECT_EQ(v1.total_fee_amount, 1);
   EXPECT_EQ(v1.total_settlement_amount, std::nullopt);
+  // A net may be negative (returns and fees above sales); a line's amount not.
+  storage::SettlementRow negative;
+  processor::read_settlement_details(R"({"totals":{"total_settlement_amount":-40}})", negative);
+  EXPECT_EQ(negative.total_settlement_amount, -40);
+  EXPECT_THROW(processor::read_settlement_details(R"({"totals":{"total_sale_amount":-1}})", v1),
+               SettlementParseError);
+  EXPECT_EQ(processor::read_payout_status(R"({"amount":-40})").amount, -40);
 }
 
 TEST(SettlementReport, LinesReadKlarnaNetworkAndV1Names) {

@@ -422,6 +422,9 @@ FollowUpSettings follow_up_settings_from_config(const core::Config& c) {
   s.settlements.grace =
       c.millis("settlements.grace_period_ms", s.settlements.grace, std::chrono::milliseconds(0),
                std::chrono::milliseconds(400LL * 24 * 3600 * 1000));
+  s.settlements.check_interval =
+      c.millis("settlements.check_interval_ms", s.settlements.check_interval,
+               std::chrono::milliseconds(100), std::chrono::milliseconds(24LL * 3600 * 1000));
   s.dispute_path_prefix = c.string("disputes.api_path_prefix", s.dispute_path_prefix);
   const auto& prefix = s.dispute_path_prefix;
   if (prefix.size() < 2 || prefix.front() != '/' || prefix.back() == '/' ||

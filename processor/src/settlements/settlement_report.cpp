@@ -36,8 +36,11 @@ std::optional<std::string> text(element obj, std::initializer_list<std::string_v
   return std::nullopt;
 }
 
-// The first of `keys` present: an integer (minor units), never negative.
-std::optional<std::int64_t> amount(element obj, std::initializer_list<std::string_view> keys) {
+// The first of `keys` present: an integer (minor units). Never negative,
+// except a net (total_settlement_amount, the payout), which is when returns,
+// chargebacks and fees exceed sales.
+std::optional<std::int64_t> amount(element obj, std::initializer_list<std::string_view> keys,
+                                   bool may_be_negative = false) {
   for (auto k : keys) {
     element e;
     if (!field(obj, k, e)) continue;
@@ -45,7 +48,7 @@ std::optional<std::int64_t> amount(element obj, std::initializer_list<std::strin
     if (e.get_int64().get(v) != simdjson::SUCCESS) {
       throw SettlementParseError(std::string(k) + " is not an integer amount");
     }
-    if (v < 0) throw SettlementParseError(std::string(k) + " is negative");
+    if (v < 0 && !may_be_negative) throw SettlementParseError(std::string(k) + " is negative");
     return v;
   }
   return std::nullopt;
@@ -83,10 +86,11 @@ storage::SettlementLineRow read_line(element tx) {
 std::optional<std::int64_t> total(element totals, element root, std::string_view name) {
   const std::string full = "total_" + std::string(name) + "_amount";
   const std::string bare = std::string(name) + "_amount";
+  const bool net = name == "settlement";
   if (totals.is_object()) {
-    if (auto v = amount(totals, {full, bare})) return v;
+    if (auto v = amount(totals, {full, bare}, net)) return v;
   }
-  return amount(root, {full});
+  return amount(root, {full}, net);
 }
 
 }  // namespace
@@ -140,7 +144,7 @@ PayoutStatus read_payout_status(std::string_view json) {
   const element root = parse_object(parser, json, "the payout status");
   PayoutStatus p;
   p.status = text(root, {"status"});
-  p.amount = amount(root, {"amount", "payout_amount"});
+  p.amount = amount(root, {"amount", "payout_amount"}, true);
   p.currency = text(root, {"currency_code", "currency"});
   p.failure_reason = text(root, {"failure_reason"});
   return p;

@@ -40,6 +40,9 @@ struct SettlementSettings {
   bool csv = false;
   int page_size = 500;  // Klarna's maximum (docs/klarna/SETTLEMENTS.md)
   std::chrono::milliseconds grace = std::chrono::hours(24 * 7);
+  // How often the processor looks for captures and refunds past the grace
+  // period that no report named.
+  std::chrono::milliseconds check_interval = std::chrono::minutes(1);
 };
 
 struct FollowUpSettings {
