@@ -51,12 +51,11 @@ class SettlementsE2E : public ::testing::Test {
   // An authorized payment of `amount` EUR, captured in full; its capture id.
   static std::string captured(const std::string& name, int amount) {
     const std::string auth = "auth-" + name;
-    sys().send("ref-" + name, R"({"command_id":")" + auth +
-                                  R"(","type":"authorize","partner_account_id":")" + kAccount +
-                                  R"(","amount":)" + std::to_string(amount) +
-                                  R"(,"currency":"EUR","payment_transaction_reference":"ref-)" +
-                                  name + R"(","capture":"LATER","customer_token":"ctok-)" + name +
-                                  R"("})");
+    sys().send("ref-" + name,
+               R"({"command_id":")" + auth + R"(","type":"authorize","partner_account_id":")" +
+                   kAccount + R"(","amount":)" + std::to_string(amount) +
+                   R"(,"currency":"EUR","payment_transaction_reference":"ref-)" + name +
+                   R"(","capture":"LATER","customer_token":"ctok-)" + name + R"("})");
     const auto a = sys().final_result(auth);
     EXPECT_EQ(a.status, "succeeded") << a.raw;
     const auto txn = a.payment_transaction_id;
@@ -90,9 +89,8 @@ class SettlementsE2E : public ::testing::Test {
         [&] {
           return query_text(sys().db(), "SELECT status FROM settlements WHERE settlement_id = " +
                                             quoted(id)) == "reconciled" &&
-                 query(sys().db(),
-                       "SELECT COUNT(*) FROM outbox WHERE entity_id = " + quoted(id) +
-                           " AND status <> 'succeeded'") == 0 &&
+                 query(sys().db(), "SELECT COUNT(*) FROM outbox WHERE entity_id = " + quoted(id) +
+                                       " AND status <> 'succeeded'") == 0 &&
                  query(sys().db(), "SELECT COUNT(*) FROM outbox WHERE entity_id = " + quoted(id) +
                                        " AND operation = 'fetch_payout_status'") == 1;
         },
@@ -121,13 +119,14 @@ TEST_F(SettlementsE2E, AFaithfulReportHasNoFindings) {
   EXPECT_EQ(findings(id), "");
   EXPECT_EQ(lines(id), 4) << "a SALE and a FEE line per capture";
   for (const auto& cap : {a, b}) {
-    EXPECT_EQ(query(sys().db(), "SELECT COUNT(*) FROM settlement_lines WHERE type = 'SALE' AND "
-                                "capture_id = " +
-                                    quoted(cap)),
+    EXPECT_EQ(query(sys().db(),
+                    "SELECT COUNT(*) FROM settlement_lines WHERE type = 'SALE' AND "
+                    "capture_id = " +
+                        quoted(cap)),
               1);
   }
-  EXPECT_EQ(query_text(sys().db(), "SELECT payout_status FROM settlements WHERE settlement_id = " +
-                                       quoted(id)),
+  EXPECT_EQ(query_text(sys().db(),
+                       "SELECT payout_status FROM settlements WHERE settlement_id = " + quoted(id)),
             "PROCESSED");
   // Announced once by the sim, fetched once.
   EXPECT_EQ(query(sys().db(), "SELECT COUNT(*) FROM outbox WHERE entity_id = " + quoted(id) +
@@ -189,13 +188,13 @@ TEST_F(SettlementsE2E, KilledInTheMiddleOfAFetchNothingIsBookedTwice) {
   ASSERT_TRUE(reconciled(id)) << sys().processor_log();
   sys().sim("POST", "/_sim/faults", R"({"rules":[]})");
   EXPECT_EQ(lines(id), 6);
-  EXPECT_EQ(query(sys().db(), "SELECT lines_booked FROM settlements WHERE settlement_id = " +
-                                  quoted(id)),
-            6);
-  EXPECT_EQ(query(sys().db(), "SELECT COUNT(*) FROM (SELECT capture_id FROM settlement_lines "
-                              "WHERE settlement_id = " +
-                                  quoted(id) +
-                                  " AND type = 'SALE' GROUP BY capture_id HAVING COUNT(*) > 1)"),
+  EXPECT_EQ(
+      query(sys().db(), "SELECT lines_booked FROM settlements WHERE settlement_id = " + quoted(id)),
+      6);
+  EXPECT_EQ(query(sys().db(),
+                  "SELECT COUNT(*) FROM (SELECT capture_id FROM settlement_lines "
+                  "WHERE settlement_id = " +
+                      quoted(id) + " AND type = 'SALE' GROUP BY capture_id HAVING COUNT(*) > 1)"),
             0);
   EXPECT_EQ(findings(id), "");
 }
@@ -204,18 +203,19 @@ TEST_F(SettlementsE2E, KilledInTheMiddleOfAFetchNothingIsBookedTwice) {
 TEST_F(SettlementsE2E, ACaptureLeftOutIsMissingAfterTheGracePeriod) {
   const auto left_out = captured("left-out", 7000);
   captured("kept", 800);
-  const auto id =
-      settle(R"([{"kind":"omit_capture","payment_capture_id":")" + left_out + "\"}]");
+  const auto id = settle(R"([{"kind":"omit_capture","payment_capture_id":")" + left_out + "\"}]");
   ASSERT_TRUE(reconciled(id)) << sys().processor_log();
   EXPECT_EQ(findings(id), "");
-  const std::string missing = "SELECT COUNT(*) FROM reconciliation_findings WHERE kind = "
-                              "'missing_in_settlement' AND subject = " +
-                              quoted(left_out);
+  const std::string missing =
+      "SELECT COUNT(*) FROM reconciliation_findings WHERE kind = "
+      "'missing_in_settlement' AND subject = " +
+      quoted(left_out);
   ASSERT_TRUE(wait_until([&] { return query(sys().db(), missing) == 1; }, kGrace + 30s))
       << sys().processor_log();
   // Once (its id is the capture's), and nothing else is missing.
-  EXPECT_EQ(query(sys().db(), "SELECT COUNT(*) FROM reconciliation_findings WHERE kind = "
-                              "'missing_in_settlement'"),
+  EXPECT_EQ(query(sys().db(),
+                  "SELECT COUNT(*) FROM reconciliation_findings WHERE kind = "
+                  "'missing_in_settlement'"),
             1);
 }
 
