@@ -16,6 +16,7 @@
 #include "kpay/core/config.hpp"
 #include "kpay/core/log.hpp"
 #include "kpay/core/process.hpp"
+#include "kpay/core/wall_clock.hpp"
 #include "kpay/processor/audit_publisher.hpp"
 #include "kpay/processor/call_deadlines.hpp"
 #include "kpay/processor/command_counts.hpp"
@@ -23,6 +24,7 @@
 #include "kpay/processor/daemon_settings.hpp"
 #include "kpay/processor/dispute_deadlines.hpp"
 #include "kpay/processor/outbox_worker.hpp"
+#include "kpay/processor/settlement_watch.hpp"
 #include "kpay/storage/defaults.hpp"
 #include "kpay/storage/migrations.hpp"
 #include "kpay/storage/state_store.hpp"
@@ -42,6 +44,22 @@ namespace {
 
 // One line per dispute deadline and per Klarna call that entered its warning
 // window or passed; dispute warnings also go to klarna.payment-states.
+// Captures and refunds no settlement report named within the grace period:
+// each found once, logged and published on klarna.reconciliation.
+void check_settlements(processor::SettlementWatch& settlements, processor::Processor& processor,
+                       const core::Logger& log) {
+  try {
+    auto check = settlements.check(core::now_ms());
+    for (const auto& f : check.found) {
+      log.warn("settlement finding",
+               {{"kind", f.kind}, {"subject", f.subject}, {"detail", f.detail}});
+    }
+    processor.publish_later(std::move(check.publications));
+  } catch (const std::exception& e) {
+    log.error("settlement check failed; retried next interval", {{"error", e.what()}});
+  }
+}
+
 void check_deadlines(processor::DisputeDeadlineWatcher& disputes,
                      processor::CallDeadlineWatch& calls, processor::Processor& processor,
                      const core::Logger& log) {
@@ -181,10 +199,12 @@ void supervise(const std::atomic<bool>& finished, std::atomic<bool>& stop,
                const processor::DaemonSettings& s,
                processor::DisputeDeadlineWatcher& dispute_deadlines,
                processor::CallDeadlineWatch& call_deadlines, processor::AuditPublisher* audit,
-               klarna::ApiClient* client, const core::Logger& log) {
+               klarna::ApiClient* client, processor::SettlementWatch& settlements,
+               const core::Logger& log) {
   auto watchdog = core::watchdog_interval();
   bool watchdog_withheld = false;  // one log line per stall, not one per turn
   auto next_deadline_check = std::chrono::steady_clock::now();
+  auto next_settlement_check = std::chrono::steady_clock::now();
   while (!finished.load()) {
     auto timeout = watchdog ? std::chrono::duration_cast<std::chrono::milliseconds>(*watchdog)
                             : std::chrono::milliseconds(500);
@@ -205,6 +225,11 @@ void supervise(const std::atomic<bool>& finished, std::atomic<bool>& stop,
           std::chrono::steady_clock::now() +
           std::min(s.dispute_deadlines.interval, std::chrono::milliseconds(10000));
       check_deadlines(dispute_deadlines, call_deadlines, processor, log);
+    }
+    if (std::chrono::steady_clock::now() >= next_settlement_check) {
+      next_settlement_check =
+          std::chrono::steady_clock::now() + s.worker.follow_ups.settlements.check_interval;
+      check_settlements(settlements, processor, log);
     }
     if (audit) publish_audit(*audit, processor, log);
     feed_watchdog(processor.heartbeat(), watchdog, stop.load(), watchdog_withheld, log);
@@ -227,6 +252,10 @@ int run(processor::DaemonSettings s, const core::Logger& log) {
   storage::StateStore call_deadline_store(s.database, true, 2);
   processor::CallDeadlineWatch call_deadlines(call_deadline_store, s.call_warning_window);
   call_deadlines.register_metrics(registry);
+  storage::StateStore settlement_store(s.database, false, 2);
+  processor::SettlementWatch settlements(settlement_store, s.worker.follow_ups.settlements.grace,
+                                         s.worker.topics.reconciliation);
+  settlements.register_metrics(registry);
   storage::StateStore command_count_store(s.database, true, 2);
   processor::CommandCounts command_counts(command_count_store);
   command_counts.register_metrics(registry);
@@ -259,7 +288,7 @@ int run(processor::DaemonSettings s, const core::Logger& log) {
   });
   core::notify_ready();
   supervise(finished, stop, processor, worker.worker.get(), s, dispute_deadlines, call_deadlines,
-            audit ? &*audit : nullptr, worker.client.get(), log);
+            audit ? &*audit : nullptr, worker.client.get(), settlements, log);
   consumer_thread.join();
   if (worker.worker) worker.worker->stop(std::chrono::milliseconds(0));
   admin.stop();

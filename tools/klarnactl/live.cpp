@@ -371,6 +371,8 @@ Figures figures(const Snapshot& s) {
   f.calls_at_risk = sum(pm, metric::processor_call_deadlines, {{"status", "at_risk"}});
   f.processor_dead_letters = sum(pm, metric::processor_poison_messages);
   f.disputes_overdue = sum(pm, metric::processor_dispute_deadlines, {{"status", "overdue"}});
+  f.settlement_findings = sum(pm, metric::processor_settlement_findings);
+  f.payouts_failed = sum(pm, metric::processor_payouts_failed);
   if (s.db.overview) {
     for (const auto& p : s.db.overview->payments) {
       f.payments += p.count;

@@ -9,6 +9,7 @@
 #include "kpay/core/json_writer.hpp"
 #include "kpay/core/log.hpp"
 #include "kpay/processor/events.hpp"
+#include "settlements/settlement_fetch.hpp"
 
 namespace kpay::processor {
 
@@ -611,6 +612,7 @@ const std::map<std::string, Handler, std::less<>>& handlers() {
 
 std::string apply_success(AnswerContext& c, const storage::OutboxRow& row,
                           const klarna::Answer& answer) {
+  if (is_settlement_operation(row.operation)) return apply_settlement_answer(c, row, answer);
   auto it = handlers().find(row.operation);
   if (it == handlers().end()) return "recorded";  // an operation whose answer changes no state
   // A dispute operation's answer may have no body (accept-loss: 202).

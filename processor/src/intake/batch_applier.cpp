@@ -38,7 +38,7 @@ appliers::Effects apply_event(storage::StateStore& store, const Event& ev,
           [&](const DisputeTransition& a) { return apply_dispute_transition(store, ev, a); },
           [&](const DisputeDeadlineExtended& a) { return apply_dispute_deadline(store, ev, a); },
           [&](const SettlementReportTransition& a) {
-            return apply_settlement_report(store, ev, a);
+            return apply_settlement_report(store, ev, a, settings);
           },
           [&](const PayoutTransition& a) { return apply_payout(store, ev, a); },
           [&](const AccountTransition& a) { return apply_account(store, ev, a); },
@@ -375,6 +375,7 @@ void BatchApplier::apply_one(const DecodedMessage& d, BatchResult& out) {
     out.account_mismatches.emplace_back(env.entity_id, effects.account_mismatch);
     effects.reason = joined(std::move(effects.reason), "; ", effects.account_mismatch);
   }
+  if (effects.failed_payout) out.failed_payouts.push_back(std::move(*effects.failed_payout));
   h.outcome = std::string(outcome_name(effects.outcome));
   h.reason = queue_follow_ups(store_, follow_ups_, ev, effects, out);
   h.from_state = std::move(effects.from_state);

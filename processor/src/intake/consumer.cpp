@@ -43,6 +43,10 @@ struct Processor::Metrics {
                       "Events whose metadata.subject_account_id disagrees with the account "
                       "stored for their entity or a dispute's transaction (stored one kept).")
                 .with({})),
+        payouts_failed(r.counter(klarna::contract::metric::processor_payouts_failed,
+                                 "Payouts Klarna reported failed (settlement.payout.failed "
+                                 "applied): money that did not arrive.")
+                           .with({})),
         unrouted(r.counter("kpay_processor_unrouted_events_total",
                            "Events of types no state machine handles (recorded only).")
                      .with({})),
@@ -77,6 +81,7 @@ struct Processor::Metrics {
   core::CounterFamily& poison;
   core::Counter& environment_mismatch;
   core::Counter& account_mismatch;
+  core::Counter& payouts_failed;
   core::Counter& unrouted;
   core::Histogram& batch_commit;
   core::Counter& batch_events;
@@ -157,12 +162,28 @@ void merge(BatchResult& into, BatchResult&& one) {
   into.unrouted += one.unrouted;
   into.environment_mismatch += one.environment_mismatch;
   for (auto& m : one.account_mismatches) into.account_mismatches.push_back(std::move(m));
+  for (auto& p : one.failed_payouts) into.failed_payouts.push_back(std::move(p));
   into.conflicts += one.conflicts;
   for (const auto& [reason, n] : one.poison_by_reason) into.poison_by_reason[reason] += n;
   for (auto& row : one.publications) into.publications.push_back(std::move(row));
   for (const auto& [tp, next] : one.next_offsets) {
     auto& n = into.next_offsets[tp];
     n = std::max(n, next);
+  }
+}
+
+// A failed payout: money Klarna meant to pay did not arrive. Counted and
+// logged as an error (config/alerts/ pages on the counter).
+void report_failed_payouts(const core::Logger& log, core::Counter& counter,
+                           const std::vector<FailedPayout>& failed) {
+  counter.inc(failed.size());
+  for (const auto& p : failed) {
+    log.error("settlement payout failed: the money did not arrive",
+              {{"entity_id", p.entity_id},
+               {"settlement_id", p.settlement_id.value_or("")},
+               {"payout_id", p.payout_id.value_or("")},
+               {"amount", p.amount.value_or(0)},
+               {"currency", p.currency.value_or("")}});
   }
 }
 
@@ -577,6 +598,7 @@ bool Processor::finish_commit() {
     log_.warn("partner account disagrees with the stored one; stored kept",
               {{"entity_id", entity}, {"detail", what}});
   }
+  report_failed_payouts(log_, metrics_->payouts_failed, result.failed_payouts);
   for (const auto& [reason, n] : result.commands_refused) {
     metrics_->commands_refused.with({reason}).inc(n);
   }

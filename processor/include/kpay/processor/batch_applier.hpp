@@ -81,6 +81,9 @@ struct BatchResult {
   // Events whose metadata.subject_account_id disagrees with the account stored
   // for their entity (or a dispute's transaction): entity id, what.
   std::vector<std::pair<std::string, std::string>> account_mismatches;
+  // Payouts that moved to PAYOUT_FAILED in this batch (each once: a
+  // redelivered or stale failure is not applied again).
+  std::vector<FailedPayout> failed_payouts;
   // Messages with the event_id of an applied event but another body:
   // dead-lettered (event_id_conflict), counted apart from duplicates.
   std::uint64_t conflicts = 0;
