@@ -27,8 +27,12 @@ class PgSchema : public PgSuite {};
 using Columns = std::map<std::string, std::set<std::string>>;  // table → columns
 
 Columns sqlite_columns() {
-  const std::string path = make_temp_dir("pg-schema") + "/state.db";
-  storage::StateStore store(path);
+  const std::string dir = make_temp_dir("pg-schema");
+  struct Remove {
+    std::string dir;
+    ~Remove() { std::filesystem::remove_all(dir); }
+  } remove{dir};
+  storage::StateStore store(dir + "/state.db");
   Columns out;
   auto tables = store.database().prepare(
       "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'");

@@ -1,0 +1,106 @@
+// The state store's operations on PostgreSQL: the same rows and meanings as
+// StateStore (state_store.hpp) over the schema of pg_schema.cpp, on one
+// Connection. Transactions are the caller's (pg::Transaction), as with
+// SQLite; every method throws PgError (transient() says whether a retry of the
+// whole transaction can succeed). The store interfaces' PostgreSQL
+// implementations are built on this.
+//
+// What differs from SQLite, for several processors on one database:
+// - outbox claims carry a lease (pg_leases.hpp): claim_due_outbox and
+//   update_outbox take the claimant; release_in_flight_outbox releases only
+//   this processor's claims (another's are taken over after their lease);
+// - the publish queue is drained under claims too (claim_publications);
+// - save_offset never moves an offset back (as SQLite), reset_offset does.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "kpay/storage/state_store.hpp"
+#include "postgres/pg.hpp"
+#include "postgres/pg_leases.hpp"
+
+namespace kpay::storage::pg {
+
+class PgState {
+ public:
+  explicit PgState(Connection& c) : c_(c) {}
+  Connection& connection() { return c_; }
+
+  // ---- inbox, entities, history (pg_state_entities.cpp) ----
+  bool insert_inbox(const InboxEntry& e);
+  std::optional<InboxEntry> find_inbox(const std::string& event_id);
+  std::optional<PaymentRequestRow> find_request(const std::string& id);
+  void save_request(const PaymentRequestRow& r);
+  std::optional<PaymentTransactionRow> find_transaction(const std::string& id);
+  void save_transaction(const PaymentTransactionRow& t);
+  std::optional<std::string> request_for_transaction(const std::string& transaction_id);
+  std::optional<std::string> transaction_for_request(const std::string& request_id);
+  bool insert_sub_record(const SubRecordRow& r);
+  std::vector<SubRecordRow> sub_records(const std::string& transaction_id);
+  std::optional<SubRecordRow> find_sub_record(const std::string& kind, const std::string& id);
+  std::optional<RecordRow> find_record(const std::string& kind, const std::string& id);
+  void save_record(const RecordRow& r);
+  void append_history(const HistoryRow& h);
+  std::vector<HistoryRow> history(const std::string& entity_id);
+  bool insert_settlement_event(const SettlementEventRow& r);
+  std::vector<SettlementEventRow> settlement_events(std::size_t limit);
+
+  // ---- disputes (pg_state_disputes.cpp) ----
+  std::optional<DisputeRow> find_dispute(const std::string& id);
+  void save_dispute(const DisputeRow& d);
+  bool insert_dispute_deadline(const DisputeDeadlineRow& d);
+  std::vector<DisputeDeadlineRow> dispute_deadlines(const std::string& dispute_id);
+  std::vector<DisputeRow> open_disputes(std::size_t limit = 1000000);
+  std::vector<DisputeRow> list_disputes(std::size_t limit);
+  bool mark_deadline_warning(const std::string& dispute_id, const std::string& kind,
+                             std::int64_t deadline_ms, const std::string& stage,
+                             std::int64_t now_ms);
+
+  // ---- outbox (pg_state_outbox.cpp; claims in pg_leases.cpp) ----
+  bool insert_outbox(const OutboxRow& o);
+  std::vector<OutboxRow> outbox(const std::string& entity_id);
+  std::optional<OutboxRow> find_outbox(std::int64_t id);
+  bool retry_outbox(std::int64_t id, std::int64_t now_ms);
+  std::vector<OutboxRow> list_outbox(const std::string& status, std::size_t limit);
+  std::vector<OutboxRow> outbox_due_within(std::int64_t now_ms, std::int64_t horizon_ms,
+                                           std::size_t limit);
+  StateStore::OutboxCounts outbox_counts();
+  std::int64_t pending_outbox_amount(const std::string& transaction_id,
+                                     const std::string& operation,
+                                     const std::optional<std::string>& capture_id = std::nullopt);
+  StateStore::DeadlineSummary deadlines(std::int64_t now_ms, std::int64_t horizon_ms,
+                                        std::int64_t call_horizon_ms = 10 * 60 * 1000);
+
+  // ---- publish queue, offsets, poison messages (pg_state_queue.cpp) ----
+  std::int64_t enqueue_publish(const PublishRow& p);
+  void delete_published(std::int64_t seq);
+  std::vector<PublishRow> pending_publications();
+  // Unclaimed rows, and rows whose claimant's lease ended, oldest first:
+  // claimed for `who` (FOR UPDATE SKIP LOCKED).
+  std::vector<PublishRow> claim_publications(const Claimant& who, std::size_t limit);
+  void insert_poison(const PoisonRow& p);
+  void save_offset(const std::string& topic, std::int32_t partition, std::int64_t next_offset);
+  void reset_offset(const std::string& topic, std::int32_t partition, std::int64_t next_offset);
+  std::optional<std::int64_t> stored_offset(const std::string& topic, std::int32_t partition);
+
+  // ---- downstream commands (pg_state_commands.cpp) ----
+  bool insert_command(const CommandRow& c);
+  std::optional<CommandRow> find_command(const std::string& command_id);
+  void finish_command(const std::string& command_id, const std::string& status,
+                      const std::optional<std::string>& reason, std::int64_t now_ms);
+  void save_payment_context(const PaymentContextRow& c);
+  std::optional<PaymentContextRow> find_payment_context(
+      const std::string& payment_request_id, const std::optional<std::string>& reference);
+  bool attach_payment_context(const std::string& command_id, const std::string& payment_request_id);
+  StateStore::Overview overview();
+  std::vector<StateStore::CountRow> command_counts();
+
+ private:
+  Connection& c_;
+};
+
+}  // namespace kpay::storage::pg
