@@ -99,6 +99,33 @@ class PgState {
   StateStore::Overview overview();
   std::vector<StateStore::CountRow> command_counts();
 
+  // ---- offset gaps and conflicts (pg_state_gaps.cpp) ----
+  std::pair<OffsetGapRow, bool> record_gap(const OffsetGapRow& g);
+  std::optional<OffsetGapRow> find_gap(std::int64_t id);
+  std::vector<OffsetGapRow> list_gaps(const std::string& status, std::size_t limit);
+  std::optional<OffsetGapRow> open_gap(const std::string& topic, std::int32_t partition);
+  std::int64_t count_open_gaps();
+  // In its own transaction (not inside the caller's).
+  bool accept_gap(std::int64_t id, std::int64_t now_ms);
+  void mark_gap_repaired(std::int64_t id, std::int64_t reads, std::int64_t now_ms);
+  std::vector<RepairTarget> repair_targets(const std::string& topic, std::int32_t partition,
+                                           std::size_t limit = 100000);
+  void insert_conflict(const EventConflictRow& c);
+  std::vector<EventConflictRow> list_conflicts(std::size_t limit);
+
+  // ---- dead letters, payments list (pg_state_dead_letters.cpp) ----
+  std::vector<DeadLetterRow> list_poison(std::size_t limit);
+  std::optional<DeadLetterRow> find_poison(const std::string& topic, std::int32_t partition,
+                                           std::int64_t offset);
+  std::optional<ReplayRow> find_replay(const std::string& topic, std::int32_t partition,
+                                       std::int64_t offset);
+  std::vector<ReplayRow> replays();
+  void record_replay(const ReplayRow& r);
+  void restore_replay(const std::optional<ReplayRow>& before, const std::string& topic,
+                      std::int32_t partition, std::int64_t offset);
+  bool release_poison_claim(const DeadLetterRow& p);
+  std::vector<PaymentSummary> list_payments(const PaymentFilter& f);
+
  private:
   Connection& c_;
 };

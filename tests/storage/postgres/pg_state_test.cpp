@@ -323,5 +323,105 @@ TEST_F(PgState, PublishQueueOffsetsPoisonAndSettlements) {
   EXPECT_EQ(pg_->settlement_events(5), sqlite_->settlement_events(5));
 }
 
+TEST_F(PgState, GapsConflictsDeadLettersAndPaymentList) {
+  OffsetGapRow g{.topic = "klarna.events",
+                 .partition = 1,
+                 .expected = 10,
+                 .resume_at = 20,
+                 .kind = "deleted",
+                 .skipped = 10,
+                 .policy = "pause",
+                 .detected_at_ms = 5};
+  for (int i = 0; i < 2; ++i) {
+    auto a = sqlite_->record_gap(g);
+    auto b = pg_->record_gap(g);
+    EXPECT_EQ(a.second, b.second);
+    EXPECT_EQ(std::tie(a.first.id, a.first.status, a.first.resume_at),
+              std::tie(b.first.id, b.first.status, b.first.resume_at));
+  }
+  EXPECT_EQ(pg_->count_open_gaps(), 1);
+  EXPECT_EQ(pg_->open_gap("klarna.events", 1)->id, 1);
+  EXPECT_EQ(sqlite_->accept_gap(1, 50), pg_->accept_gap(1, 50));
+  EXPECT_EQ(sqlite_->accept_gap(1, 60), pg_->accept_gap(1, 60));
+  EXPECT_EQ(pg_->stored_offset("klarna.events", 1), 20);
+  EXPECT_EQ(pg_->find_gap(1)->decided_at_ms, 50);
+  pg_->mark_gap_repaired(1, 3, 70);
+  EXPECT_EQ(pg_->list_gaps("accepted", 5).at(0).repair_reads, 3);
+  EXPECT_TRUE(pg_->list_gaps("open", 5).empty());
+
+  PaymentRequestRow q{
+      .id = "krn:req:1", .state = "COMPLETED", .last_event_id = "e1", .account_id = "acc"};
+  sqlite_->save_request(q);
+  pg_->save_request(q);
+  HistoryRow h{0,           "e1", "payment_request", q.id, "t", "v2", "x", "applied", {},
+               "COMPLETED", "ok", "klarna.events",   1,    3};
+  sqlite_->append_history(h);
+  pg_->append_history(h);
+  auto ta = sqlite_->repair_targets("klarna.events", 1),
+       tb = pg_->repair_targets("klarna.events", 1);
+  ASSERT_EQ(tb.size(), 1u);
+  EXPECT_EQ(std::tie(ta[0].kind, ta[0].id, ta[0].state, ta[0].account_id),
+            std::tie(tb[0].kind, tb[0].id, tb[0].state, tb[0].account_id));
+
+  EventConflictRow c{"e1",
+                     "klarna.events",
+                     1,
+                     9,
+                     std::string(32, 'a'),
+                     std::string(32, 'b'),
+                     "klarna.events",
+                     1,
+                     3,
+                     80};
+  sqlite_->insert_conflict(c);
+  pg_->insert_conflict(c);
+  pg_->insert_conflict(c);
+  ASSERT_EQ(pg_->list_conflicts(5).size(), 1u);
+  EXPECT_EQ(pg_->list_conflicts(5)[0].first_digest, std::string(32, 'b'));
+
+  PoisonRow poison{"klarna.events", 1, 5, "evt-p", "bad", std::string("\x00{", 2), "key-1"};
+  sqlite_->insert_poison(poison);
+  pg_->insert_poison(poison);
+  InboxEntry claim{"evt-p", "klarna.events", 1, 5, ""};
+  sqlite_->insert_inbox(claim);
+  pg_->insert_inbox(claim);
+  auto pa = sqlite_->find_poison("klarna.events", 1, 5),
+       pb = pg_->find_poison("klarna.events", 1, 5);
+  ASSERT_TRUE(pa && pb);
+  EXPECT_EQ(std::tie(pa->event_id, pa->value, pa->key, pa->bytes),
+            std::tie(pb->event_id, pb->value, pb->key, pb->bytes));
+  EXPECT_EQ(pg_->list_poison(5).size(), 1u);
+  EXPECT_EQ(pg_->list_poison(5)[0].value, "");
+  ReplayRow r{"klarna.events", 1, 5, "processor", "klarna.events", 0, 90};
+  for (int i = 0; i < 2; ++i) {
+    sqlite_->record_replay(r);
+    pg_->record_replay(r);
+  }
+  EXPECT_EQ(pg_->find_replay("klarna.events", 1, 5)->replays, 2);
+  auto before = pg_->find_replay("klarna.events", 1, 5);
+  pg_->record_replay(r);
+  pg_->restore_replay(before, "klarna.events", 1, 5);
+  EXPECT_EQ(pg_->replays().at(0).replays, 2);
+  pg_->restore_replay(std::nullopt, "klarna.events", 1, 5);
+  EXPECT_TRUE(pg_->replays().empty());
+  EXPECT_EQ(sqlite_->release_poison_claim(*pa), pg_->release_poison_claim(*pb));
+  EXPECT_EQ(pg_->find_inbox("evt-p"), std::nullopt);
+
+  PaymentTransactionRow t{
+      .id = "krn:txn:1", .state_as_of_ms = 9, .amount = 5, .last_event_id = "e2"};
+  sqlite_->save_transaction(t);
+  pg_->save_transaction(t);
+  for (const PaymentFilter& f :
+       {PaymentFilter{}, PaymentFilter{.kind = "payment_transaction"},
+        PaymentFilter{.state = std::string(kNoStateYet)}, PaymentFilter{.since_ms = 5}}) {
+    auto a = sqlite_->list_payments(f), b = pg_->list_payments(f);
+    ASSERT_EQ(a.size(), b.size());
+    for (std::size_t i = 0; i < a.size(); ++i) {
+      EXPECT_EQ(std::tie(a[i].kind, a[i].id, a[i].state, a[i].amount, a[i].linked_id),
+                std::tie(b[i].kind, b[i].id, b[i].state, b[i].amount, b[i].linked_id));
+    }
+  }
+}
+
 }  // namespace
 }  // namespace kpay::test
