@@ -1,0 +1,38 @@
+// The PostgreSQL state store as the processor and klarnactl configure it:
+// `processor.store = "postgresql"`, `postgresql.dsn`, `postgresql.password_file`
+// (docs/OPERATIONS.md, "Running on PostgreSQL"). Built on libpq
+// (storage/src/postgres); SQLite stays the default.
+#pragma once
+
+#include <chrono>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+
+namespace kpay::storage {
+
+enum class StoreBackend { sqlite, postgresql };
+
+// "sqlite" | "postgresql"; throws std::invalid_argument for another name.
+StoreBackend parse_store_backend(std::string_view name);
+std::string_view store_backend_name(StoreBackend b);
+
+struct PostgresSettings {
+  // libpq connection string or URI: host(s), port, dbname, user, sslmode,
+  // target_session_attrs=read-write for a replicated server. A password
+  // belongs in password_file, not here (the DSN is shown in errors' context).
+  std::string dsn;
+  // A file whose first line is the password (mode 0600/0400, like every
+  // secret here); empty: none (peer or certificate authentication).
+  std::string password_file;
+  // How long an outbox row or a job (watchers, publish drain) claimed by a
+  // processor stays its own without renewal; after that, another takes it.
+  std::chrono::milliseconds claim_lease{30000};
+};
+
+// The password in `path`: its first line, without the line end. Throws
+// std::runtime_error naming the file (never anything read from it) when it
+// cannot be read, is empty, or is readable by group or others.
+std::string read_password_file(const std::string& path);
+
+}  // namespace kpay::storage
