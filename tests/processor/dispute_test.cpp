@@ -177,7 +177,7 @@ TEST_F(Disputes, EveryEventTypeOfBothFrameworksIsAppliedWithItsDeadlines) {
       const auto d = store_->find_dispute(id);
       ASSERT_TRUE(d);
       EXPECT_EQ(d->state, c.state ? std::optional<std::string>(c.state) : std::nullopt);
-      EXPECT_EQ(d->framework, c.framework);
+      EXPECT_EQ(kpay::storage::to_string(d->framework), c.framework);
       if (c.representment) {
         EXPECT_EQ(d->representment_expires_at_ms, expected(c.representment));
       }

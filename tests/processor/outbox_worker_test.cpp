@@ -274,7 +274,7 @@ TEST_P(RetryableFault, IsRetriedWithTheSameKeyUntilItSucceeds) {
   const auto id = queue(final_authorization(a));
   ASSERT_TRUE(wait_until([&] { return calls_received("payment.authorize") >= 3; },
                          std::chrono::seconds(30)));
-  EXPECT_NE(row(id)->status, "failed");
+  EXPECT_NE(row(id)->status, kpay::storage::OutboxStatus::failed);
   faults("[]");
   ASSERT_TRUE(wait_status(id, "succeeded")) << row(id)->last_error.value_or("");
   EXPECT_GE(row(id)->attempts, 3);
@@ -322,7 +322,7 @@ TEST_F(OutboxWorkerTest, PermanentAnswersFailAtOnce) {
   EXPECT_EQ(calls_received("payment.transactions.capture"), 1u) << "refused once, not retried";
   // A failed row can be put back by an operator.
   EXPECT_TRUE(store_->retry_outbox(over_capture, now_ms()));
-  EXPECT_EQ(row(over_capture)->status, "pending");
+  EXPECT_EQ(row(over_capture)->status, kpay::storage::OutboxStatus::pending);
 }
 
 TEST_F(OutboxWorkerTest, WrongCredentialsAre401AndNeverLogged) {
@@ -345,8 +345,9 @@ TEST_F(OutboxWorkerTest, ManyCallsRunConcurrently) {
   start_worker("", processor::CapturePolicy::on_command);
   ASSERT_TRUE(wait_until(
       [&] {
-        return std::all_of(ids.begin(), ids.end(),
-                           [&](auto id) { return row(id)->status == "succeeded"; });
+        return std::all_of(ids.begin(), ids.end(), [&](auto id) {
+          return row(id)->status == kpay::storage::OutboxStatus::succeeded;
+        });
       },
       std::chrono::seconds(60)));
   EXPECT_EQ(executed("payment.authorize"), 40);

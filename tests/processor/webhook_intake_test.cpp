@@ -77,7 +77,9 @@ class Intake : public ::testing::Test {
   }
   std::vector<std::string> operations(const std::string& entity) {
     std::vector<std::string> out;
-    for (const auto& o : store_->outbox(entity)) out.push_back(o.operation);
+    for (const auto& o : store_->outbox(entity)) {
+      out.push_back(std::string(kpay::storage::to_string(o.operation)));
+    }
     return out;
   }
   std::int64_t count(std::string_view table) {
@@ -170,7 +172,7 @@ TEST_F(Intake, TwoFinalRequestStatesAreSettledByReadingKlarna) {
   // The read's answer is Klarna's word: the state becomes what Klarna says.
   storage::OutboxRow read;
   for (const auto& o : store_->outbox("req-two")) {
-    if (o.operation == "read_payment_request") read = o;
+    if (o.operation == kpay::storage::OutboxOperation::read_payment_request) read = o;
   }
   EXPECT_EQ(read.account_id, kAccountA);
   EXPECT_EQ(read.method, "GET");

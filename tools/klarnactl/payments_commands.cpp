@@ -13,7 +13,7 @@
 #include "kpay/core/json_writer.hpp"
 #include "kpay/core/log.hpp"
 #include "kpay/storage/defaults.hpp"
-#include "kpay/storage/state_store.hpp"
+#include "kpay/storage/store.hpp"
 
 namespace kpay::ctl {
 
@@ -69,8 +69,8 @@ void opt_field(core::JsonWriter& w, std::string_view k, const std::optional<T>& 
   v ? w.value(*v) : w.null();
 }
 
-void show_transaction(storage::StateStore& store, const storage::PaymentTransactionRow& t,
-                      bool json, core::JsonWriter& w) {
+void show_transaction(storage::Store& store, const storage::PaymentTransactionRow& t, bool json,
+                      core::JsonWriter& w) {
   auto subs = store.sub_records(t.id);
   std::optional<std::int64_t> remaining;
   if (t.amount) remaining = *t.amount - t.captured_amount;
@@ -206,9 +206,10 @@ void register_payments_commands(CLI::App& app, const GlobalOptions& global) {
         w.key("outbox").begin_array();
         for (const auto& o : outbox) {
           w.begin_object()
-              .field("operation", o.operation)
+              .field("operation", storage::to_string(o.operation))
               .field("idempotency_key", o.idempotency_key);
-          w.field("status", o.status).field("created_by_event_id", o.created_by_event_id);
+          w.field("status", storage::to_string(o.status))
+              .field("created_by_event_id", o.created_by_event_id);
           w.end_object();
         }
         w.end_array();

@@ -34,7 +34,7 @@
 #include "kpay/klarna/api_client.hpp"
 #include "kpay/klarna/envelope.hpp"
 #include "kpay/processor/follow_ups.hpp"
-#include "kpay/storage/state_store.hpp"
+#include "kpay/storage/store.hpp"
 
 namespace kpay::processor {
 
@@ -65,7 +65,7 @@ class OutboxWorker {
   // database. `publish`: hands committed publish-queue rows to the producer
   // (Processor::publish_later); called on the worker's thread.
   using Publish = std::function<void(std::vector<storage::PublishRow>)>;
-  OutboxWorker(WorkerSettings settings, storage::StateStore& store, klarna::ApiClient& client,
+  OutboxWorker(WorkerSettings settings, storage::Store& store, klarna::ApiClient& client,
                core::Registry& registry, Publish publish);
   ~OutboxWorker();  // stop(0) if still running
   OutboxWorker(const OutboxWorker&) = delete;
