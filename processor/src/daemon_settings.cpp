@@ -3,9 +3,25 @@
 #include <filesystem>
 #include <stdexcept>
 
+#include "kpay/core/secret_files.hpp"
 #include "kpay/storage/defaults.hpp"
 
 namespace kpay::processor {
+
+namespace {
+
+void check_postgresql_settings(const storage::PostgresSettings& p) {
+  if (p.dsn.empty()) {
+    throw core::ConfigError("postgresql.dsn", "is required with processor.store = \"postgresql\"");
+  }
+  if (!p.password_file.empty()) {
+    if (std::string problem = core::private_file_problem(p.password_file); !problem.empty()) {
+      throw core::ConfigError("postgresql.password_file", problem);
+    }
+  }
+}
+
+}  // namespace
 
 DaemonSettings daemon_settings_from_config(const core::Config& config) {
   DaemonSettings s;
@@ -14,6 +30,16 @@ DaemonSettings daemon_settings_from_config(const core::Config& config) {
   } catch (const std::invalid_argument& e) {
     throw core::ConfigError("log.level", e.what());
   }
+  try {
+    s.store = storage::parse_store_backend(config.string("processor.store", "sqlite"));
+  } catch (const std::invalid_argument& e) {
+    throw core::ConfigError("processor.store", e.what());
+  }
+  s.postgresql.dsn = config.string("postgresql.dsn", "");
+  s.postgresql.password_file = config.string("postgresql.password_file", "");
+  s.postgresql.instance = config.string("postgresql.instance", "");
+  s.postgresql.claim_lease = config.millis("postgresql.claim_lease_ms", s.postgresql.claim_lease,
+                                           std::chrono::seconds(1), std::chrono::hours(1));
   s.database = config.string("processor.database", storage::kDefaultStateDatabase);
   s.cache_mib = static_cast<int>(config.integer("processor.sqlite_cache_mib", 32, 2, 1024));
   s.admin_host = config.string("admin.listen_address", s.admin_host);
@@ -22,9 +48,8 @@ DaemonSettings daemon_settings_from_config(const core::Config& config) {
   s.worker = worker_settings_from_config(config);
   s.client = client_settings_from_config(config);
   s.dispute_deadlines = deadline_watch_settings_from_config(config, s.processor.topics);
-  s.call_warning_window =
-      config.millis("worker.deadline_warning_ms", s.call_warning_window,
-                    std::chrono::milliseconds(0), std::chrono::hours(24));
+  s.call_warning_window = config.millis("worker.deadline_warning_ms", s.call_warning_window,
+                                        std::chrono::milliseconds(0), std::chrono::hours(24));
   return s;
 }
 
@@ -36,6 +61,10 @@ void check_daemon_settings(const core::Config& config, const DaemonSettings& s) 
                             "is required to call Klarna's " +
                                 std::string(klarna::environment_name(s.client.environment)) +
                                 " environment (or set worker.enabled = false)");
+  }
+  if (s.store == storage::StoreBackend::postgresql) {
+    check_postgresql_settings(s.postgresql);
+    return;
   }
   // Checked last: a mistyped key or a missing credential is reported first.
   if (const auto dir = std::filesystem::path(s.database).parent_path();

@@ -155,7 +155,7 @@ std::vector<OutboxRow> StateStore::list_outbox(std::optional<OutboxStatus> statu
                                                std::size_t limit) {
   auto s =
       impl_->db.prepare(outbox_select("WHERE ?1 = '' OR status = ?1 ORDER BY id DESC LIMIT ?2"));
-  s.bind(1, status ? to_string(*status) : std::string_view())
+  s.bind(1, status ? to_string(*status) : std::string_view(""))
       .bind(2, static_cast<std::int64_t>(limit));
   return read_outbox_rows(s, false);
 }

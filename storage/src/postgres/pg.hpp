@@ -32,21 +32,23 @@
 #include <utility>
 #include <vector>
 
+#include "kpay/storage/store_error.hpp"
+
 namespace kpay::storage::pg {
 
-class PgError : public std::runtime_error {
+// A StoreError (store_error.hpp) with the server's SQLSTATE.
+class PgError : public StoreError {
  public:
   PgError(const std::string& what, std::string sqlstate, bool transient)
-      : std::runtime_error(what), sqlstate_(std::move(sqlstate)), transient_(transient) {}
+      : StoreError(what, transient), sqlstate_(std::move(sqlstate)) {}
   // Five characters, e.g. "23505"; empty when the connection failed before
   // the server could answer (then transient).
   const std::string& sqlstate() const noexcept { return sqlstate_; }
-  bool transient() const noexcept { return transient_; }
+  bool transient() const noexcept { return is_transient(); }
   bool unique_violation() const noexcept { return sqlstate_ == "23505"; }
 
  private:
   std::string sqlstate_;
-  bool transient_;
 };
 
 // Class 08 (connection exception), 40001 (serialization failure), 40P01

@@ -9,39 +9,25 @@ namespace kpay::storage::pg {
 
 namespace {
 
-std::int64_t millis(std::chrono::milliseconds d) {
-  return static_cast<std::int64_t>(d.count());
-}
-
 std::string claim_sql() {
   std::string sql =
       "UPDATE outbox SET status = 'in_flight', attempts = attempts + 1, updated_at_ms = $1, "
-      "claimed_by = $3, lease_expires_at_ms = kpay_now_ms() + $4 "
+      "claimed_by = $3, lease_expires_at_ms = CASE WHEN $4 > 0 THEN $1 + $4 END "
       "WHERE id IN (SELECT id FROM outbox "
       "WHERE (status = 'pending' AND next_attempt_at_ms <= $1) "
-      "OR (status = 'in_flight' AND lease_expires_at_ms <= kpay_now_ms()) "
+      "OR ($4 > 0 AND status = 'in_flight' AND updated_at_ms <= $1 - $4) "
       "ORDER BY next_attempt_at_ms, id LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING ";
   sql.append(kOutboxColumns);
   return sql;
 }
 
-std::string id_array(const std::vector<std::int64_t>& ids) {
-  std::string out = "{";
-  for (std::size_t i = 0; i < ids.size(); ++i) {
-    if (i) out += ',';
-    out += std::to_string(ids[i]);
-  }
-  return out + "}";
-}
-
 }  // namespace
 
-std::vector<OutboxRow> claim_due_outbox(Connection& c, const Claimant& who, std::int64_t now_ms,
-                                        std::size_t limit) {
+std::vector<OutboxRow> claim_due_outbox(Connection& c, const OutboxClaim& claim) {
   static const std::string sql = claim_sql();
-  auto rows = outbox_rows(
-      c.query(sql, params(now_ms, static_cast<std::int64_t>(limit), who.owner, millis(who.lease))),
-      true);
+  auto rows = outbox_rows(c.query(sql, params(claim.now_ms, static_cast<std::int64_t>(claim.limit),
+                                              claim.owner, claim.lease_ms)),
+                          true);
   // RETURNING gives no order: oldest due first, as claimed.
   std::sort(rows.begin(), rows.end(), [](const OutboxRow& a, const OutboxRow& b) {
     return std::pair(a.next_attempt_at_ms, a.id) < std::pair(b.next_attempt_at_ms, b.id);
@@ -49,27 +35,17 @@ std::vector<OutboxRow> claim_due_outbox(Connection& c, const Claimant& who, std:
   return rows;
 }
 
-bool record_outbox_answer(Connection& c, const std::string& owner, const OutboxUpdate& u) {
+bool record_outbox_answer(Connection& c, const OutboxUpdate& u) {
   Params p;
-  p.add(u.status).add(u.next_attempt_at_ms).add(u.now_ms).add(u.last_status);
-  p.add(u.last_error).add(u.result).add(u.id).add(owner);
+  p.add(to_string(u.status)).add(u.next_attempt_at_ms).add(u.now_ms).add(u.last_status);
+  p.add(u.last_error).add(u.result).add(u.id).add(u.owner);
   return c.query(
               "UPDATE outbox SET status = $1, next_attempt_at_ms = $2, updated_at_ms = $3, "
               "last_status = COALESCE($4, last_status), last_error = $5, "
               "result = COALESCE($6, result), claimed_by = NULL, lease_expires_at_ms = NULL "
-              "WHERE id = $7 AND status = 'in_flight' AND claimed_by = $8",
+              "WHERE id = $7 AND ($8 = '' OR (status = 'in_flight' AND claimed_by = $8))",
               p)
              .affected() == 1;
-}
-
-std::int64_t renew_outbox_claims(Connection& c, const Claimant& who,
-                                 const std::vector<std::int64_t>& ids) {
-  return c
-      .query(
-          "UPDATE outbox SET lease_expires_at_ms = kpay_now_ms() + $1 "
-          "WHERE status = 'in_flight' AND claimed_by = $2 AND id = ANY ($3::BIGINT[])",
-          params(millis(who.lease), who.owner, id_array(ids)))
-      .affected();
 }
 
 std::int64_t release_outbox_claims(Connection& c, const std::string& owner, std::int64_t now_ms) {
@@ -77,18 +53,9 @@ std::int64_t release_outbox_claims(Connection& c, const std::string& owner, std:
       .query(
           "UPDATE outbox SET status = 'pending', next_attempt_at_ms = $2, updated_at_ms = $2, "
           "claimed_by = NULL, lease_expires_at_ms = NULL "
-          "WHERE status = 'in_flight' AND claimed_by = $1",
+          "WHERE status = 'in_flight' AND ($1 = '' OR claimed_by = $1)",
           params(owner, now_ms))
       .affected();
-}
-
-std::optional<std::int64_t> next_outbox_wakeup(Connection& c, std::int64_t now_ms) {
-  Result r = c.query(
-      "SELECT LEAST((SELECT MIN(next_attempt_at_ms) FROM outbox WHERE status = 'pending'), "
-      "(SELECT $1 + GREATEST(m - kpay_now_ms(), 0) FROM (SELECT MIN(lease_expires_at_ms) AS m "
-      "FROM outbox WHERE status = 'in_flight') AS l WHERE m IS NOT NULL))",
-      params(now_ms));
-  return r.optional_int64(0, 0);
 }
 
 bool hold_job(Connection& c, const std::string& job, const Claimant& who) {
@@ -98,7 +65,7 @@ bool hold_job(Connection& c, const std::string& job, const Claimant& who) {
               "SET owner = EXCLUDED.owner, expires_ms = EXCLUDED.expires_ms "
               "WHERE l.owner = EXCLUDED.owner OR l.expires_ms <= kpay_now_ms() "
               "RETURNING owner",
-              params(job, who.owner, millis(who.lease)))
+              params(job, who.owner, static_cast<std::int64_t>(who.lease.count())))
              .rows() == 1;
 }
 

@@ -1,17 +1,17 @@
-// Claims with leases, for N processors sharing one PostgreSQL state:
+// Claims with leases, for N processors sharing one PostgreSQL state
+// (storage/README.md, "Outbox: claims, leases, answers"):
 //
 // - outbox rows: claimed with FOR UPDATE SKIP LOCKED (two processors never
-//   claim one row, and neither waits for the other's), in_flight with the
-//   claimant's id and a lease expiry. The claimant records the answer only
-//   while it still holds the claim; a row whose claimant died is claimed again
-//   once its lease expired, and sent again with the same idempotency key.
-// - job leases (job_leases): a job one processor at a time runs (the deadline
-//   and dispute watchers, the publish-queue drain) is held by renewing its
-//   lease before it expires; another processor takes it over after.
-//
-// Lease times are the database server's clock (kpay_now_ms()), never a
-// processor's: processors' clocks may disagree, the server's is one.
-// Call times (next_attempt_at_ms, updated_at_ms) stay the caller's `now_ms`.
+//   claim one row, and neither waits for the other's), in_flight under the
+//   claimer's name (claimed_by). With a lease, an in_flight row claimed at or
+//   before now - lease is claimed again (its claimer presumed dead) and sent
+//   again with the same idempotency key; the answer is recorded only while
+//   the row is still in_flight under the name that sends it. Lease times are
+//   the callers' clocks (now_ms): processors' hosts keep time (NTP); a skew
+//   between two shortens or lengthens a lease by that much.
+// - job leases (job_leases): a job one processor at a time runs (a watcher)
+//   is held by renewing its lease before it expires; another processor takes
+//   it over after. These use the database server's clock.
 #pragma once
 
 #include <chrono>
@@ -20,35 +20,27 @@
 #include <string>
 #include <vector>
 
-#include "kpay/storage/state_store.hpp"
+#include "kpay/storage/rows.hpp"
 #include "postgres/pg.hpp"
 
 namespace kpay::storage::pg {
 
 struct Claimant {
-  std::string owner;                       // this processor's id (host:pid:start)
+  std::string owner;                       // this processor's name
   std::chrono::milliseconds lease{30000};  // how long a claim holds without renewal
 };
 
-// Pending rows due at `now_ms` and in_flight rows whose lease expired,
-// oldest due first, at most `limit`: marked in_flight for `who` with
-// attempts+1, returned WITH call_token (for sending only).
-std::vector<OutboxRow> claim_due_outbox(Connection& c, const Claimant& who, std::int64_t now_ms,
-                                        std::size_t limit);
-// Records an attempt's answer while `owner` still holds the row's claim;
-// false when the claim was lost (its lease expired and another processor
-// claimed the row: that one records the answer of its own resend).
-bool record_outbox_answer(Connection& c, const std::string& owner, const OutboxUpdate& u);
-// Extends `owner`'s claims on these rows (a call that takes longer than
-// expected); returns how many it still held.
-std::int64_t renew_outbox_claims(Connection& c, const Claimant& who,
-                                 const std::vector<std::int64_t>& ids);
-// A processor stopping cleanly gives its claims back (pending, due now);
-// returns how many.
+// OutboxStore::claim_due_outbox: due pending rows, and (lease_ms > 0)
+// in_flight rows claimed at or before now - lease; oldest due first; marked
+// in_flight for claim.owner with attempts+1; returned WITH call_token.
+std::vector<OutboxRow> claim_due_outbox(Connection& c, const OutboxClaim& claim);
+// OutboxStore::update_outbox: with an owner, only while the row is in_flight
+// under it (false: the claim was lost); without one (a single processor),
+// by id alone.
+bool record_outbox_answer(Connection& c, const OutboxUpdate& u);
+// OutboxStore::release_in_flight_outbox: `owner`'s in_flight rows (all of
+// them when empty) become pending, due now; returns how many.
 std::int64_t release_outbox_claims(Connection& c, const std::string& owner, std::int64_t now_ms);
-// When the worker should look again: the earliest pending next_attempt_at_ms,
-// or an in_flight lease's expiry as the caller's clock would show it.
-std::optional<std::int64_t> next_outbox_wakeup(Connection& c, std::int64_t now_ms);
 
 // Takes or renews the lease of `job` for `who`; true while `who` holds it.
 bool hold_job(Connection& c, const std::string& job, const Claimant& who);

@@ -5,12 +5,12 @@ namespace kpay::storage::pg {
 OutboxRow outbox_row(const Result& r, int i, bool with_token) {
   OutboxRow o;
   o.id = r.int64(i, 0);
-  o.operation = r.text(i, 1);
+  o.operation = stored(parse_outbox_operation(r.view(i, 1)), "outbox operation", r.text(i, 1));
   o.entity_id = r.text(i, 2);
   o.idempotency_key = r.text(i, 3);
   o.request_body = r.text(i, 4);
   o.due_by_ms = r.optional_int64(i, 5);
-  o.status = r.text(i, 6);
+  o.status = stored(parse_outbox_status(r.view(i, 6)), "outbox status", r.text(i, 6));
   o.created_by_event_id = r.text(i, 7);
   o.account_id = r.text(i, 8);
   o.method = r.text(i, 9);

@@ -3,8 +3,10 @@
 
 #include <string_view>
 
-#include "kpay/storage/state_store.hpp"
+#include "kpay/storage/rows.hpp"
+#include "kpay/storage/status.hpp"
 #include "postgres/pg.hpp"
+#include "state_store_impl.hpp"  // stored(): a status read back
 
 namespace kpay::storage::pg {
 

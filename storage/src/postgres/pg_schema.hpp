@@ -19,7 +19,8 @@ namespace kpay::storage::pg {
 
 // Advisory lock keys (pg_advisory_xact_lock): one per job that must run on
 // one processor at a time.
-inline constexpr std::int64_t kMigrationLockKey = 0x6b70617901;  // "kpay" 1
+inline constexpr std::int64_t kMigrationLockKey = 0x6b70617901;     // "kpay" 1
+inline constexpr std::int64_t kPublishDrainLockKey = 0x6b70617902;  // "kpay" 2
 
 std::span<const Migration> state_migrations();
 

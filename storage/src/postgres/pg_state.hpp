@@ -6,9 +6,7 @@
 // implementations are built on this.
 //
 // What differs from SQLite, for several processors on one database:
-// - outbox claims carry a lease (pg_leases.hpp): claim_due_outbox and
-//   update_outbox take the claimant; release_in_flight_outbox releases only
-//   this processor's claims (another's are taken over after their lease);
+// - outbox claims carry the claimer's name and a lease (pg_leases.hpp);
 // - the publish queue is drained under claims too (claim_publications);
 // - save_offset never moves an offset back (as SQLite), reset_offset does.
 #pragma once
@@ -19,7 +17,9 @@
 #include <utility>
 #include <vector>
 
-#include "kpay/storage/state_store.hpp"
+#include "kpay/storage/audit_trail.hpp"
+#include "kpay/storage/rows.hpp"
+#include "kpay/storage/status.hpp"
 #include "postgres/pg.hpp"
 #include "postgres/pg_leases.hpp"
 
@@ -65,23 +65,25 @@ class PgState {
   std::vector<OutboxRow> outbox(const std::string& entity_id);
   std::optional<OutboxRow> find_outbox(std::int64_t id);
   bool retry_outbox(std::int64_t id, std::int64_t now_ms);
-  std::vector<OutboxRow> list_outbox(const std::string& status, std::size_t limit);
+  std::vector<OutboxRow> list_outbox(std::optional<OutboxStatus> status, std::size_t limit);
+  std::optional<std::int64_t> next_outbox_attempt();
   std::vector<OutboxRow> outbox_due_within(std::int64_t now_ms, std::int64_t horizon_ms,
                                            std::size_t limit);
-  StateStore::OutboxCounts outbox_counts();
-  std::int64_t pending_outbox_amount(const std::string& transaction_id,
-                                     const std::string& operation,
+  OutboxCounts outbox_counts();
+  std::int64_t pending_outbox_amount(const std::string& transaction_id, OutboxOperation operation,
                                      const std::optional<std::string>& capture_id = std::nullopt);
-  StateStore::DeadlineSummary deadlines(std::int64_t now_ms, std::int64_t horizon_ms,
-                                        std::int64_t call_horizon_ms = 10 * 60 * 1000);
+  DeadlineSummary deadlines(std::int64_t now_ms, std::int64_t horizon_ms,
+                            std::int64_t call_horizon_ms = 10 * 60 * 1000);
 
   // ---- publish queue, offsets, poison messages (pg_state_queue.cpp) ----
   std::int64_t enqueue_publish(const PublishRow& p);
   void delete_published(std::int64_t seq);
   std::vector<PublishRow> pending_publications();
-  // Unclaimed rows, and rows whose claimant's lease ended, oldest first:
-  // claimed for `who` (FOR UPDATE SKIP LOCKED).
-  std::vector<PublishRow> claim_publications(const Claimant& who, std::size_t limit);
+  // The rows `who` may publish now, by seq, claimed for it: unclaimed ones,
+  // its own, and those whose claimer's lease ended — up to the first row
+  // another processor holds, so one processor drains at a time and in seq
+  // order. In the caller's transaction (it takes a transaction-scoped lock).
+  std::vector<PublishRow> claim_publications(const Claimant& who);
   void insert_poison(const PoisonRow& p);
   void save_offset(const std::string& topic, std::int32_t partition, std::int64_t next_offset);
   void reset_offset(const std::string& topic, std::int32_t partition, std::int64_t next_offset);
@@ -90,28 +92,40 @@ class PgState {
   // ---- downstream commands (pg_state_commands.cpp) ----
   bool insert_command(const CommandRow& c);
   std::optional<CommandRow> find_command(const std::string& command_id);
-  void finish_command(const std::string& command_id, const std::string& status,
+  void finish_command(const std::string& command_id, CommandStatus status,
                       const std::optional<std::string>& reason, std::int64_t now_ms);
   void save_payment_context(const PaymentContextRow& c);
   std::optional<PaymentContextRow> find_payment_context(
       const std::string& payment_request_id, const std::optional<std::string>& reference);
   bool attach_payment_context(const std::string& command_id, const std::string& payment_request_id);
-  StateStore::Overview overview();
-  std::vector<StateStore::CountRow> command_counts();
+  Overview overview();
+  std::vector<CountRow> command_counts();
 
   // ---- offset gaps and conflicts (pg_state_gaps.cpp) ----
   std::pair<OffsetGapRow, bool> record_gap(const OffsetGapRow& g);
   std::optional<OffsetGapRow> find_gap(std::int64_t id);
-  std::vector<OffsetGapRow> list_gaps(const std::string& status, std::size_t limit);
+  std::vector<OffsetGapRow> list_gaps(std::optional<GapStatus> status, std::size_t limit);
   std::optional<OffsetGapRow> open_gap(const std::string& topic, std::int32_t partition);
   std::int64_t count_open_gaps();
-  // In its own transaction (not inside the caller's).
-  bool accept_gap(std::int64_t id, std::int64_t now_ms);
+  // In a transaction of its own, or (own_transaction false) the caller's.
+  bool accept_gap(std::int64_t id, std::int64_t now_ms, bool own_transaction = true);
   void mark_gap_repaired(std::int64_t id, std::int64_t reads, std::int64_t now_ms);
   std::vector<RepairTarget> repair_targets(const std::string& topic, std::int32_t partition,
                                            std::size_t limit = 100000);
   void insert_conflict(const EventConflictRow& c);
   std::vector<EventConflictRow> list_conflicts(std::size_t limit);
+
+  // ---- audit trail (pg_state_audit.cpp) ----
+  std::int64_t append_audit(const AuditEvent& e);
+  std::vector<AuditEvent> list_audit(const AuditQuery& q);
+  void record_sender(const std::string& command_id, const std::string& sender,
+                     const std::string& key_id, const std::optional<std::string>& currency,
+                     std::optional<std::int64_t> amount, const std::string& day,
+                     std::int64_t now_ms);
+  std::int64_t spent(const std::string& sender, const std::string& currency,
+                     const std::string& day);
+  std::int64_t audit_published_through();
+  void set_audit_published_through(std::int64_t seq);
 
   // ---- dead letters, payments list (pg_state_dead_letters.cpp) ----
   std::vector<DeadLetterRow> list_poison(std::size_t limit);

@@ -1,6 +1,7 @@
 // Downstream commands, payment contexts and the counts klarnactl shows, on
 // PostgreSQL (pg_state.hpp); the SQLite twins are in state_store_commands.cpp
 // and state_store_overview.cpp.
+#include "postgres/pg_rows.hpp"
 #include "postgres/pg_state.hpp"
 
 namespace kpay::storage::pg {
@@ -29,8 +30,8 @@ PaymentContextRow context(const Result& r, int i) {
   return c;
 }
 
-std::vector<StateStore::CountRow> counts(const Result& r) {
-  std::vector<StateStore::CountRow> out;
+std::vector<CountRow> counts(const Result& r) {
+  std::vector<CountRow> out;
   for (int i = 0; i < r.rows(); ++i) out.push_back({r.text(i, 0), r.text(i, 1), r.int64(i, 2)});
   return out;
 }
@@ -39,7 +40,7 @@ std::vector<StateStore::CountRow> counts(const Result& r) {
 
 bool PgState::insert_command(const CommandRow& c) {
   Params p = params(c.command_id, c.type);
-  p.add_bytes(c.key).add(c.body_hash).add(c.status).add(c.reason).add(c.entity_id);
+  p.add_bytes(c.key).add(c.body_hash).add(to_string(c.status)).add(c.reason).add(c.entity_id);
   p.add(c.outbox_id).add(c.created_at_ms).add(c.updated_at_ms);
   return c_.query(
                "INSERT INTO commands (command_id, type, key, body_hash, status, reason, "
@@ -61,7 +62,7 @@ std::optional<CommandRow> PgState::find_command(const std::string& command_id) {
   c.type = r.text(0, 0);
   c.key = r.bytea(0, 1);
   c.body_hash = r.text(0, 2);
-  c.status = r.text(0, 3);
+  c.status = stored(parse_command_status(r.view(0, 3)), "command status", r.text(0, 3));
   c.reason = r.optional_text(0, 4);
   c.entity_id = r.optional_text(0, 5);
   c.outbox_id = r.optional_int64(0, 6);
@@ -70,10 +71,10 @@ std::optional<CommandRow> PgState::find_command(const std::string& command_id) {
   return c;
 }
 
-void PgState::finish_command(const std::string& command_id, const std::string& status,
+void PgState::finish_command(const std::string& command_id, CommandStatus status,
                              const std::optional<std::string>& reason, std::int64_t now_ms) {
   c_.query("UPDATE commands SET status = $1, reason = $2, updated_at_ms = $3 WHERE command_id = $4",
-           params(status, reason, now_ms, command_id));
+           params(to_string(status), reason, now_ms, command_id));
 }
 
 void PgState::save_payment_context(const PaymentContextRow& c) {
@@ -118,8 +119,8 @@ bool PgState::attach_payment_context(const std::string& command_id,
              .affected() == 1;
 }
 
-StateStore::Overview PgState::overview() {
-  StateStore::Overview o;
+Overview PgState::overview() {
+  Overview o;
   o.payments = counts(c_.query(
       "SELECT 'payment_request', COALESCE(state, $1), COUNT(*) FROM payment_requests GROUP BY 2 "
       "UNION ALL SELECT 'payment_transaction', COALESCE(state, $1), COUNT(*) "
@@ -132,7 +133,7 @@ StateStore::Overview PgState::overview() {
   return o;
 }
 
-std::vector<StateStore::CountRow> PgState::command_counts() {
+std::vector<CountRow> PgState::command_counts() {
   return counts(
       c_.query("SELECT type, status, COUNT(*) FROM commands GROUP BY 1, 2 ORDER BY 1, 2"));
 }

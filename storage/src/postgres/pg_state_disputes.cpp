@@ -1,5 +1,6 @@
 // Disputes, their deadline history and the deadline warnings sent, on
 // PostgreSQL (pg_state.hpp); the SQLite twins are in state_store.cpp.
+#include "postgres/pg_rows.hpp"
 #include "postgres/pg_state.hpp"
 
 namespace kpay::storage::pg {
@@ -16,7 +17,7 @@ constexpr std::string_view kDisputeColumns =
 DisputeRow dispute(const Result& r, int i) {
   DisputeRow d;
   d.id = r.text(i, 0);
-  d.framework = r.text(i, 1);
+  d.framework = stored(parse_dispute_framework(r.view(i, 1)), "dispute framework", r.text(i, 1));
   d.framework_inferred = r.boolean(i, 2);
   d.state = r.optional_text(i, 3);
   d.state_as_of_ms = r.int64(i, 4);
@@ -63,7 +64,7 @@ std::optional<DisputeRow> PgState::find_dispute(const std::string& id) {
 }
 
 void PgState::save_dispute(const DisputeRow& d) {
-  Params p = params(d.id, d.framework, d.framework_inferred, d.state, d.state_as_of_ms);
+  Params p = params(d.id, to_string(d.framework), d.framework_inferred, d.state, d.state_as_of_ms);
   p.add(d.payment_transaction_id).add(d.payment_capture_id).add(d.reason).add(d.amount);
   p.add(d.currency).add(d.outcome).add(d.representment_expires_at_ms);
   p.add(d.representment_as_of_ms).add(d.arbitration_expires_at_ms).add(d.arbitration_as_of_ms);

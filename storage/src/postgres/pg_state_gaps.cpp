@@ -1,5 +1,6 @@
 // Offset gaps and event conflicts on PostgreSQL (pg_state.hpp); the SQLite
 // twins are in state_store_gaps.cpp.
+#include "postgres/pg_rows.hpp"
 #include "postgres/pg_state.hpp"
 
 namespace kpay::storage::pg {
@@ -21,8 +22,8 @@ std::vector<OffsetGapRow> gaps(const Result& r) {
     g.resume_at = r.int64(i, 4);
     g.kind = r.text(i, 5);
     g.skipped = r.int64(i, 6);
-    g.policy = r.text(i, 7);
-    g.status = r.text(i, 8);
+    g.policy = stored(parse_gap_policy(r.view(i, 7)), "gap policy", r.text(i, 7));
+    g.status = stored(parse_gap_status(r.view(i, 8)), "gap status", r.text(i, 8));
     g.detected_at_ms = r.int64(i, 9);
     g.decided_at_ms = r.optional_int64(i, 10);
     g.repaired_at_ms = r.optional_int64(i, 11);
@@ -41,7 +42,7 @@ std::optional<OffsetGapRow> first(std::vector<OffsetGapRow> rows) {
 
 std::pair<OffsetGapRow, bool> PgState::record_gap(const OffsetGapRow& g) {
   Params p = params(g.topic, g.partition, g.expected, g.resume_at, g.kind, g.skipped);
-  p.add(g.policy).add(g.detected_at_ms);
+  p.add(to_string(g.policy)).add(g.detected_at_ms);
   const bool inserted =
       c_.query(
             "INSERT INTO offset_gaps (topic, partition, expected, resume_at, kind, skipped, "
@@ -59,10 +60,12 @@ std::optional<OffsetGapRow> PgState::find_gap(std::int64_t id) {
   return first(gaps(c_.query(std::string(kGapSelect) + "WHERE id = $1", params(id))));
 }
 
-std::vector<OffsetGapRow> PgState::list_gaps(const std::string& status, std::size_t limit) {
-  return gaps(
-      c_.query(std::string(kGapSelect) + "WHERE $1 = '' OR status = $1 ORDER BY id DESC LIMIT $2",
-               params(status, static_cast<std::int64_t>(limit))));
+std::vector<OffsetGapRow> PgState::list_gaps(std::optional<GapStatus> status, std::size_t limit) {
+  std::optional<std::string> name;
+  if (status) name = std::string(to_string(*status));
+  return gaps(c_.query(
+      std::string(kGapSelect) + "WHERE $1::TEXT IS NULL OR status = $1 ORDER BY id DESC LIMIT $2",
+      params(name, static_cast<std::int64_t>(limit))));
 }
 
 std::optional<OffsetGapRow> PgState::open_gap(const std::string& topic, std::int32_t partition) {
@@ -76,17 +79,18 @@ std::int64_t PgState::count_open_gaps() {
   return c_.query("SELECT COUNT(*) FROM offset_gaps WHERE status = 'open'").int64(0, 0);
 }
 
-bool PgState::accept_gap(std::int64_t id, std::int64_t now_ms) {
-  Transaction tx(c_);
+bool PgState::accept_gap(std::int64_t id, std::int64_t now_ms, bool own_transaction) {
+  std::optional<Transaction> tx;
+  if (own_transaction) tx.emplace(c_);
   auto gap =
       first(gaps(c_.query(std::string(kGapSelect) + "WHERE id = $1 FOR UPDATE", params(id))));
-  if (!gap || gap->status != "open") return false;
+  if (!gap || gap->status != GapStatus::open) return false;
   c_.query("UPDATE offset_gaps SET status = 'accepted', decided_at_ms = $1 WHERE id = $2",
            params(now_ms, id));
   // A paused partition goes on where the gap ends; one that went on
   // (policy continue) is past that point already.
-  if (gap->policy == "pause") reset_offset(gap->topic, gap->partition, gap->resume_at);
-  tx.commit();
+  if (gap->policy == GapPolicy::pause) reset_offset(gap->topic, gap->partition, gap->resume_at);
+  if (tx) tx->commit();
   return true;
 }
 
@@ -122,7 +126,10 @@ std::vector<RepairTarget> PgState::repair_targets(const std::string& topic, std:
     t.state = r.optional_text(i, 2);
     t.account_id = r.optional_text(i, 3);
     t.generation = static_cast<std::int32_t>(r.int64(i, 4));
-    if (t.kind == "dispute") t.framework = r.text(i, 5);
+    if (t.kind == "dispute") {
+      t.framework =
+          stored(parse_dispute_framework(r.view(i, 5)), "dispute framework", r.text(i, 5));
+    }
     out.push_back(std::move(t));
   }
   return out;

@@ -5,6 +5,7 @@
 #include <chrono>
 
 #include "postgres/pg_rows.hpp"
+#include "postgres/pg_schema.hpp"
 #include "postgres/pg_state.hpp"
 
 namespace kpay::storage::pg {
@@ -24,8 +25,13 @@ std::int64_t count(std::size_t n) {
 }  // namespace
 
 bool PgState::insert_outbox(const OutboxRow& o) {
-  Params p = params(o.operation, o.entity_id, o.idempotency_key, o.request_body, o.call_token);
-  p.add(o.due_by_ms).add(o.status).add(o.created_by_event_id).add(o.account_id).add(o.method);
+  Params p =
+      params(to_string(o.operation), o.entity_id, o.idempotency_key, o.request_body, o.call_token);
+  p.add(o.due_by_ms)
+      .add(to_string(o.status))
+      .add(o.created_by_event_id)
+      .add(o.account_id)
+      .add(o.method);
   p.add(o.path).add(o.token_header).add(o.next_attempt_at_ms).add(o.created_at_ms);
   p.add(o.command_id).add(o.amount).add(o.capture_id);
   return c_.query(
@@ -57,11 +63,18 @@ bool PgState::retry_outbox(std::int64_t id, std::int64_t now_ms) {
              .affected() == 1;
 }
 
-std::vector<OutboxRow> PgState::list_outbox(const std::string& status, std::size_t limit) {
+std::vector<OutboxRow> PgState::list_outbox(std::optional<OutboxStatus> status, std::size_t limit) {
+  std::optional<std::string> name;
+  if (status) name = std::string(to_string(*status));
   return outbox_rows(
-      c_.query(select_outbox("WHERE $1 = '' OR status = $1 ORDER BY id DESC LIMIT $2"),
-               params(status, count(limit))),
+      c_.query(select_outbox("WHERE $1::TEXT IS NULL OR status = $1 ORDER BY id DESC LIMIT $2"),
+               params(name, count(limit))),
       false);
+}
+
+std::optional<std::int64_t> PgState::next_outbox_attempt() {
+  return c_.query("SELECT MIN(next_attempt_at_ms) FROM outbox WHERE status = 'pending'")
+      .optional_int64(0, 0);
 }
 
 std::vector<OutboxRow> PgState::outbox_due_within(std::int64_t now_ms, std::int64_t horizon_ms,
@@ -73,9 +86,9 @@ std::vector<OutboxRow> PgState::outbox_due_within(std::int64_t now_ms, std::int6
                      false);
 }
 
-StateStore::OutboxCounts PgState::outbox_counts() {
+OutboxCounts PgState::outbox_counts() {
   Result r = c_.query("SELECT status, COUNT(*) FROM outbox GROUP BY status");
-  StateStore::OutboxCounts out;
+  OutboxCounts out;
   for (int i = 0; i < r.rows(); ++i) {
     const auto status = r.view(i, 0);
     const auto n = r.int64(i, 1);
@@ -88,19 +101,19 @@ StateStore::OutboxCounts PgState::outbox_counts() {
 }
 
 std::int64_t PgState::pending_outbox_amount(const std::string& transaction_id,
-                                            const std::string& operation,
+                                            OutboxOperation operation,
                                             const std::optional<std::string>& capture_id) {
   return c_
       .query(
           "SELECT COALESCE(SUM(amount), 0) FROM outbox WHERE entity_id = $1 AND operation = $2 "
           "AND status IN ('pending', 'in_flight') AND ($3::TEXT IS NULL OR capture_id = $3)",
-          params(transaction_id, operation, capture_id))
+          params(transaction_id, to_string(operation), capture_id))
       .int64(0, 0);
 }
 
-StateStore::DeadlineSummary PgState::deadlines(std::int64_t now_ms, std::int64_t horizon_ms,
-                                               std::int64_t call_horizon_ms) {
-  StateStore::DeadlineSummary d;
+DeadlineSummary PgState::deadlines(std::int64_t now_ms, std::int64_t horizon_ms,
+                                   std::int64_t call_horizon_ms) {
+  DeadlineSummary d;
   Result calls = c_.query(
       "SELECT COUNT(*) FILTER (WHERE status <> 'failed'), "
       "COUNT(*) FILTER (WHERE due_by_ms < $1), "
@@ -157,13 +170,18 @@ std::vector<PublishRow> PgState::pending_publications() {
       c_.query("SELECT seq, topic, key, value, reason FROM publish_queue ORDER BY seq"));
 }
 
-std::vector<PublishRow> PgState::claim_publications(const Claimant& who, std::size_t limit) {
-  auto rows = publish_rows(c_.query(
-      "UPDATE publish_queue SET claimed_by = $1, lease_expires_at_ms = kpay_now_ms() + $2 "
-      "WHERE seq IN (SELECT seq FROM publish_queue WHERE claimed_by IS NULL "
-      "OR lease_expires_at_ms <= kpay_now_ms() ORDER BY seq LIMIT $3 FOR UPDATE SKIP LOCKED) "
-      "RETURNING seq, topic, key, value, reason",
-      params(who.owner, static_cast<std::int64_t>(who.lease.count()), count(limit))));
+std::vector<PublishRow> PgState::claim_publications(const Claimant& who) {
+  // One claimer at a time (until its transaction ends), so two never take
+  // interleaved parts of the queue.
+  c_.query("SELECT pg_advisory_xact_lock($1)", params(kPublishDrainLockKey));
+  auto rows = publish_rows(
+      c_.query("UPDATE publish_queue SET claimed_by = $1, lease_expires_at_ms = kpay_now_ms() + $2 "
+               "WHERE seq IN (SELECT seq FROM publish_queue q WHERE (claimed_by IS NULL "
+               "OR claimed_by = $1 OR lease_expires_at_ms <= kpay_now_ms()) AND NOT EXISTS ("
+               "SELECT 1 FROM publish_queue f WHERE f.seq < q.seq AND f.claimed_by <> $1 "
+               "AND f.lease_expires_at_ms > kpay_now_ms()) ORDER BY seq FOR UPDATE) "
+               "RETURNING seq, topic, key, value, reason",
+               params(who.owner, static_cast<std::int64_t>(who.lease.count()))));
   std::sort(rows.begin(), rows.end(),
             [](const PublishRow& a, const PublishRow& b) { return a.seq < b.seq; });
   return rows;

@@ -1,7 +1,8 @@
 // Claims with leases (storage/src/postgres/pg_leases.hpp): several processors
-// on one PostgreSQL never claim one outbox row together, a dead claimant's
-// rows are claimed again after its lease and resent with the same key, and a
-// job runs on one processor at a time.
+// on one PostgreSQL never claim one outbox row together, a dead claimer's
+// rows are claimed again after its lease (the callers' clocks: now_ms) and
+// resent with the same key, a starting processor releases only its own, and
+// a job runs on one processor at a time (the server's clock).
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -38,18 +39,13 @@ class PgLeases : public PgSuite {
                  "tok-" + std::to_string(i)));
     }
   }
-  // Polls `claim` until it returns rows: a bounded wait for a lease to expire.
-  template <class F>
-  static auto wait_for_rows(F claim) {
-    const auto end = std::chrono::steady_clock::now() + 20s;
-    for (;;) {
-      auto rows = claim();
-      if (!rows.empty() || std::chrono::steady_clock::now() > end) return rows;
-      std::this_thread::sleep_for(20ms);
-    }
-  }
   std::string dsn_;
 };
+
+storage::OutboxClaim claim(std::int64_t now, std::string owner, std::int64_t lease_ms,
+                           std::size_t limit = 10) {
+  return {.now_ms = now, .limit = limit, .owner = std::move(owner), .lease_ms = lease_ms};
+}
 
 TEST_F(PgLeases, ProcessorsClaimingTogetherNeverShareARow) {
   add_calls(300);
@@ -59,9 +55,8 @@ TEST_F(PgLeases, ProcessorsClaimingTogetherNeverShareARow) {
   for (int p = 0; p < kProcessors; ++p) {
     threads.emplace_back([&, p] {
       auto c = connect(dsn_);
-      const pg::Claimant me{"proc-" + std::to_string(p), 60s};
       for (;;) {
-        auto rows = pg::claim_due_outbox(c, me, 1000, 7);
+        auto rows = pg::claim_due_outbox(c, claim(1000, "proc-" + std::to_string(p), 60000, 7));
         if (rows.empty()) break;
         claimed[p].insert(claimed[p].end(), rows.begin(), rows.end());
       }
@@ -72,7 +67,7 @@ TEST_F(PgLeases, ProcessorsClaimingTogetherNeverShareARow) {
   for (int p = 0; p < kProcessors; ++p) {
     for (const auto& row : claimed[p]) {
       EXPECT_TRUE(owner.emplace(row.id, p).second) << "row " << row.id << " claimed twice";
-      EXPECT_EQ(row.status, "in_flight");
+      EXPECT_EQ(row.status, storage::OutboxStatus::in_flight);
       EXPECT_EQ(row.attempts, 1);
       EXPECT_EQ(row.call_token, "tok-" + row.entity_id.substr(4));
     }
@@ -92,12 +87,10 @@ TEST_F(PgLeases, ADeadClaimantsRowIsClaimedAgainAfterItsLease) {
   add_calls(1);
   auto a = connect(dsn_);
   auto b = connect(dsn_);
-  const pg::Claimant dying{"proc-a", 300ms};
-  const pg::Claimant survivor{"proc-b", 60s};
-  auto first = pg::claim_due_outbox(a, dying, 1000, 10);
+  auto first = pg::claim_due_outbox(a, claim(1000, "proc-a", 500));
   ASSERT_EQ(first.size(), 1u);
-  EXPECT_TRUE(pg::claim_due_outbox(b, survivor, 1000, 10).empty()) << "claimed under a lease";
-  auto again = wait_for_rows([&] { return pg::claim_due_outbox(b, survivor, 2000, 10); });
+  EXPECT_TRUE(pg::claim_due_outbox(b, claim(1499, "proc-b", 500)).empty()) << "under a lease";
+  auto again = pg::claim_due_outbox(b, claim(1500, "proc-b", 500));
   ASSERT_EQ(again.size(), 1u);
   EXPECT_EQ(again[0].id, first[0].id);
   EXPECT_EQ(again[0].idempotency_key, first[0].idempotency_key);
@@ -106,37 +99,31 @@ TEST_F(PgLeases, ADeadClaimantsRowIsClaimedAgainAfterItsLease) {
 
   storage::OutboxUpdate done;
   done.id = first[0].id;
-  done.status = "succeeded";
+  done.status = storage::OutboxStatus::succeeded;
   done.now_ms = 3000;
   done.last_status = 201;
   done.result = "capture-1";
-  EXPECT_FALSE(pg::record_outbox_answer(a, "proc-a", done)) << "the lost claim recorded";
-  EXPECT_TRUE(pg::record_outbox_answer(b, "proc-b", done));
+  done.owner = "proc-a";
+  EXPECT_FALSE(pg::record_outbox_answer(a, done)) << "the lost claim recorded";
+  done.owner = "proc-b";
+  EXPECT_TRUE(pg::record_outbox_answer(b, done));
   pg::Result r = a.query("SELECT status, claimed_by, result FROM outbox");
   EXPECT_EQ(r.text(0, 0), "succeeded");
   EXPECT_TRUE(r.is_null(0, 1));
   EXPECT_EQ(r.text(0, 2), "capture-1");
-  EXPECT_TRUE(pg::claim_due_outbox(b, survivor, 9000, 10).empty());
+  EXPECT_TRUE(pg::claim_due_outbox(b, claim(9000, "proc-b", 500)).empty());
 }
 
-TEST_F(PgLeases, RenewedClaimsHoldAndReleasedOnesAreDueAtOnce) {
-  add_calls(2);
+TEST_F(PgLeases, AStartingProcessorReleasesOnlyItsOwnClaims) {
+  add_calls(3);
   auto a = connect(dsn_);
   auto b = connect(dsn_);
-  const pg::Claimant me{"proc-a", 1ms};
-  auto rows = pg::claim_due_outbox(a, me, 1000, 10);
-  ASSERT_EQ(rows.size(), 2u);
-  EXPECT_EQ(pg::renew_outbox_claims(a, {"proc-a", 60s}, {rows[0].id, rows[1].id}), 2);
-  EXPECT_EQ(pg::renew_outbox_claims(b, {"proc-b", 60s}, {rows[0].id}), 0) << "not b's claim";
-  EXPECT_TRUE(pg::claim_due_outbox(b, {"proc-b", 60s}, 1000, 10).empty());
-  // next_outbox_wakeup: no pending row; the nearest lease ends ~60 s from now.
-  auto wake = pg::next_outbox_wakeup(a, 1000);
-  ASSERT_TRUE(wake.has_value());
-  EXPECT_GT(*wake, 1000 + 50000);
-  EXPECT_EQ(pg::release_outbox_claims(a, "proc-a", 5000), 2);
-  EXPECT_EQ(pg::next_outbox_wakeup(a, 1000), 5000);
-  EXPECT_TRUE(pg::claim_due_outbox(b, {"proc-b", 60s}, 4999, 10).empty());
-  EXPECT_EQ(pg::claim_due_outbox(b, {"proc-b", 60s}, 5000, 10).size(), 2u);
+  EXPECT_EQ(pg::claim_due_outbox(a, claim(1000, "proc-a", 60000, 2)).size(), 2u);
+  EXPECT_EQ(pg::claim_due_outbox(b, claim(1000, "proc-b", 60000, 2)).size(), 1u);
+  EXPECT_EQ(pg::release_outbox_claims(b, "proc-a", 5000), 2);
+  EXPECT_TRUE(pg::claim_due_outbox(b, claim(4999, "proc-b", 60000)).empty());
+  EXPECT_EQ(pg::claim_due_outbox(b, claim(5000, "proc-b", 60000)).size(), 2u);
+  EXPECT_EQ(pg::release_outbox_claims(a, "", 6000), 3) << "no owner: a single processor";
 }
 
 TEST_F(PgLeases, AJobRunsOnOneProcessorAtATime) {

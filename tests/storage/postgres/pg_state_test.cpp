@@ -152,7 +152,7 @@ TEST_F(PgState, InboxEntitiesAndHistory) {
 
 TEST_F(PgState, Disputes) {
   DisputeRow d{.id = "dsp-1",
-               .framework = "legacy",
+               .framework = DisputeFramework::legacy,
                .framework_inferred = true,
                .state = "OPEN",
                .state_as_of_ms = 10,
@@ -191,7 +191,7 @@ TEST_F(PgState, Disputes) {
 TEST_F(PgState, OutboxCommandsAndCounts) {
   for (int i = 0; i < 4; ++i) {
     OutboxRow o;
-    o.operation = i == 3 ? "read_payment_request" : "capture";
+    o.operation = i == 3 ? OutboxOperation::read_payment_request : OutboxOperation::capture;
     o.entity_id = "krn:txn:" + std::to_string(i % 2);
     o.idempotency_key = "idem-" + std::to_string(i);
     o.request_body = "{}";
@@ -206,23 +206,25 @@ TEST_F(PgState, OutboxCommandsAndCounts) {
     EXPECT_EQ(sqlite_->insert_outbox(o), pg_->insert_outbox(o));
   }
   expect_same(sqlite_->outbox("krn:txn:0"), pg_->outbox("krn:txn:0"));
-  expect_same(sqlite_->list_outbox("", 10), pg_->list_outbox("", 10));
-  EXPECT_EQ(pg_->pending_outbox_amount("krn:txn:1", "capture"),
-            sqlite_->pending_outbox_amount("krn:txn:1", "capture"));
-  EXPECT_EQ(pg_->pending_outbox_amount("krn:txn:1", "capture", "cap-x"), 0);
+  expect_same(sqlite_->list_outbox(std::nullopt, 10), pg_->list_outbox(std::nullopt, 10));
+  EXPECT_EQ(pg_->pending_outbox_amount("krn:txn:1", OutboxOperation::capture),
+            sqlite_->pending_outbox_amount("krn:txn:1", OutboxOperation::capture));
+  EXPECT_EQ(pg_->pending_outbox_amount("krn:txn:1", OutboxOperation::capture, "cap-x"), 0);
   // One call answered failed on both, then retried by an operator.
-  auto claimed = pg::claim_due_outbox(*conn_, {"me", std::chrono::seconds(60)}, 200, 1);
+  auto claimed = pg::claim_due_outbox(*conn_, {.now_ms = 200, .limit = 1, .owner = "me"});
   auto claimed_sqlite = sqlite_->claim_due_outbox(200, 1);
   expect_same(claimed_sqlite, claimed);
   OutboxUpdate u;
   u.id = claimed.at(0).id;
-  u.status = "failed";
+  u.status = OutboxStatus::failed;
+  u.owner = "me";
   u.now_ms = 300;
   u.last_status = 400;
   u.last_error = "400 Bad Request";
   sqlite_->update_outbox(u);
-  EXPECT_TRUE(pg::record_outbox_answer(*conn_, "me", u));
-  expect_same(sqlite_->list_outbox("failed", 10), pg_->list_outbox("failed", 10));
+  EXPECT_TRUE(pg::record_outbox_answer(*conn_, u));
+  expect_same(sqlite_->list_outbox(OutboxStatus::failed, 10),
+              pg_->list_outbox(OutboxStatus::failed, 10));
   expect_same(sqlite_->outbox_due_within(1000, 1000, 10), pg_->outbox_due_within(1000, 1000, 10));
   auto ca = sqlite_->outbox_counts(), cb = pg_->outbox_counts();
   EXPECT_EQ(std::tie(ca.pending, ca.in_flight, ca.succeeded, ca.failed),
@@ -236,12 +238,13 @@ TEST_F(PgState, OutboxCommandsAndCounts) {
   EXPECT_EQ(sqlite_->retry_outbox(u.id, 400), pg_->retry_outbox(u.id, 400));
   expect_same({*sqlite_->find_outbox(u.id)}, {*pg_->find_outbox(u.id)});
 
-  CommandRow c{"cmd-1", "capture", std::string("k\0", 2), "h", "accepted", {}, "krn:txn:1", 2,
-               1,       1};
+  CommandRow c{
+      "cmd-1", "capture", std::string("k\0", 2), "h", CommandStatus::accepted, {}, "krn:txn:1", 2,
+      1,       1};
   EXPECT_EQ(sqlite_->insert_command(c), pg_->insert_command(c));
   EXPECT_EQ(sqlite_->insert_command(c), pg_->insert_command(c));
-  sqlite_->finish_command("cmd-1", "failed", "declined", 9);
-  pg_->finish_command("cmd-1", "failed", "declined", 9);
+  sqlite_->finish_command("cmd-1", CommandStatus::failed, "declined", 9);
+  pg_->finish_command("cmd-1", CommandStatus::failed, "declined", 9);
   EXPECT_EQ(pg_->find_command("cmd-1"), sqlite_->find_command("cmd-1"));
   PaymentContextRow ctx{.command_id = "cmd-2",
                         .payment_request_reference = "ref-9",
@@ -291,9 +294,16 @@ TEST_F(PgState, PublishQueueOffsetsPoisonAndSettlements) {
               std::tie(pb[i].seq, pb[i].topic, pb[i].key, pb[i].value));
   }
   // Claimed publications: one drainer at a time per row.
-  auto mine = pg_->claim_publications({"a", std::chrono::seconds(60)}, 10);
-  EXPECT_EQ(mine.size(), 2u);
-  EXPECT_TRUE(pg_->claim_publications({"b", std::chrono::seconds(60)}, 10).empty());
+  {
+    pg::Transaction tx(*conn_);
+    EXPECT_EQ(pg_->claim_publications({"a", std::chrono::seconds(60)}).size(), 2u);
+    tx.commit();
+  }
+  {
+    pg::Transaction tx(*conn_);
+    EXPECT_TRUE(pg_->claim_publications({"b", std::chrono::seconds(60)}).empty())
+        << "b waits while a holds the queue";
+  }
 
   for (std::int64_t next : {5, 9, 7}) {
     sqlite_->save_offset("klarna.events", 2, next);
@@ -330,7 +340,7 @@ TEST_F(PgState, GapsConflictsDeadLettersAndPaymentList) {
                  .resume_at = 20,
                  .kind = "deleted",
                  .skipped = 10,
-                 .policy = "pause",
+                 .policy = GapPolicy::pause,
                  .detected_at_ms = 5};
   for (int i = 0; i < 2; ++i) {
     auto a = sqlite_->record_gap(g);
@@ -346,8 +356,8 @@ TEST_F(PgState, GapsConflictsDeadLettersAndPaymentList) {
   EXPECT_EQ(pg_->stored_offset("klarna.events", 1), 20);
   EXPECT_EQ(pg_->find_gap(1)->decided_at_ms, 50);
   pg_->mark_gap_repaired(1, 3, 70);
-  EXPECT_EQ(pg_->list_gaps("accepted", 5).at(0).repair_reads, 3);
-  EXPECT_TRUE(pg_->list_gaps("open", 5).empty());
+  EXPECT_EQ(pg_->list_gaps(GapStatus::accepted, 5).at(0).repair_reads, 3);
+  EXPECT_TRUE(pg_->list_gaps(GapStatus::open, 5).empty());
 
   PaymentRequestRow q{
       .id = "krn:req:1", .state = "COMPLETED", .last_event_id = "e1", .account_id = "acc"};

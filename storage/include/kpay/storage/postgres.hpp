@@ -5,9 +5,12 @@
 #pragma once
 
 #include <chrono>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <string_view>
+
+#include "kpay/storage/store.hpp"
 
 namespace kpay::storage {
 
@@ -28,7 +31,21 @@ struct PostgresSettings {
   // How long an outbox row or a job (watchers, publish drain) claimed by a
   // processor stays its own without renewal; after that, another takes it.
   std::chrono::milliseconds claim_lease{30000};
+  // This processor's name in its claims (unique among the processors on one
+  // database). Stable across restarts (e.g. the host's name), a restarted
+  // processor takes its own in_flight calls back at once; otherwise they wait
+  // for their lease. Empty: host name and process id.
+  std::string instance;
 };
+
+// Opens a store (one connection) on the PostgreSQL state database; creates
+// and migrates its schema unless `read_only` (which refuses a schema older
+// than this binary's, as SQLite's read-only stores do). Throws
+// SchemaTooNewError for a database of a newer release, StoreError (transient
+// when the server cannot be reached) otherwise; messages never hold the
+// password.
+std::unique_ptr<Store> open_postgres_store(const PostgresSettings& settings,
+                                           bool read_only = false);
 
 // The password in `path`: its first line, without the line end. Throws
 // std::runtime_error naming the file (never anything read from it) when it
