@@ -46,6 +46,7 @@ DaemonSettings daemon_settings_from_config(const core::Config& config) {
   s.admin_port = static_cast<std::uint16_t>(config.integer("admin.port", s.admin_port, 0, 65535));
   s.processor = settings_from_config(config);
   s.worker = worker_settings_from_config(config);
+  if (s.store == storage::StoreBackend::postgresql) s.worker.claim_lease = s.postgresql.claim_lease;
   s.client = client_settings_from_config(config);
   s.dispute_deadlines = deadline_watch_settings_from_config(config, s.processor.topics);
   s.call_warning_window = config.millis("worker.deadline_warning_ms", s.call_warning_window,
@@ -74,6 +75,14 @@ void check_daemon_settings(const core::Config& config, const DaemonSettings& s) 
                                 "' does not exist (the package's state directory; "
                                 "elsewhere set processor.database)");
   }
+}
+
+std::unique_ptr<storage::Store> open_state_store(const DaemonSettings& s,
+                                                 const storage::StoreOptions& options) {
+  if (s.store == storage::StoreBackend::postgresql) {
+    return storage::open_postgres_store(s.postgresql, options.read_only);
+  }
+  return storage::open_store(s.database, options);
 }
 
 }  // namespace kpay::processor

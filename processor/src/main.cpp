@@ -156,7 +156,7 @@ void make_worker(Worker& w, const processor::DaemonSettings& s, core::Registry& 
     log.warn("outbox worker off (worker.enabled = false): no Klarna call is made");
     return;
   }
-  w.store = storage::open_store(s.database, {.read_only = false, .cache_mib = 8});
+  w.store = processor::open_state_store(s, {.read_only = false, .cache_mib = 8});
   w.client = std::make_unique<klarna::ApiClient>(s.client);
   w.worker = std::make_unique<processor::OutboxWorker>(
       s.worker, *w.store, *w.client, registry, [&processor](std::vector<storage::PublishRow> rows) {
@@ -211,7 +211,7 @@ void supervise(const std::atomic<bool>& finished, std::atomic<bool>& stop,
 
 // Runs the daemon with settings already checked; its exit code.
 int run(processor::DaemonSettings s, const core::Logger& log) {
-  auto store = storage::open_store(s.database, {.read_only = false, .cache_mib = s.cache_mib});
+  auto store = processor::open_state_store(s, {.read_only = false, .cache_mib = s.cache_mib});
   core::Registry registry;
   core::register_build_info(registry, "klarna-processor", KPAY_VERSION, core::build_commit());
   processor::Processor processor(s.processor, *store, registry);
@@ -220,13 +220,13 @@ int run(processor::DaemonSettings s, const core::Logger& log) {
   // Deadlines are state: watched on the main thread, each with a connection
   // of its own; declared before the admin server whose scrapes read them.
   auto dispute_deadline_store =
-      storage::open_store(s.database, {.read_only = false, .cache_mib = 2});
+      processor::open_state_store(s, {.read_only = false, .cache_mib = 2});
   processor::DisputeDeadlineWatcher dispute_deadlines(*dispute_deadline_store, s.dispute_deadlines);
   dispute_deadlines.register_metrics(registry);
-  auto call_deadline_store = storage::open_store(s.database, {.read_only = true, .cache_mib = 2});
+  auto call_deadline_store = processor::open_state_store(s, {.read_only = true, .cache_mib = 2});
   processor::CallDeadlineWatch call_deadlines(*call_deadline_store, s.call_warning_window);
   call_deadlines.register_metrics(registry);
-  auto command_count_store = storage::open_store(s.database, {.read_only = true, .cache_mib = 2});
+  auto command_count_store = processor::open_state_store(s, {.read_only = true, .cache_mib = 2});
   processor::CommandCounts command_counts(*command_count_store);
   command_counts.register_metrics(registry);
   // Declared after the processor: stopped first, so a scrape never sees a
@@ -245,7 +245,7 @@ int run(processor::DaemonSettings s, const core::Logger& log) {
   std::unique_ptr<storage::Store> audit_store;
   std::optional<processor::AuditPublisher> audit;
   if (s.processor.commands && !s.processor.commands->audit_topic.empty()) {
-    audit_store = storage::open_store(s.database, {.read_only = false, .cache_mib = 2});
+    audit_store = processor::open_state_store(s, {.read_only = false, .cache_mib = 2});
     audit.emplace(*audit_store, s.processor.commands->audit_topic);
   }
   std::atomic<bool> stop{false};

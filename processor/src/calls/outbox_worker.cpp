@@ -224,7 +224,8 @@ void OutboxWorker::Impl::claim_and_send() {
   std::vector<storage::OutboxRow> rows;
   try {
     storage::WriteTransaction tx(store);
-    rows = store.claim_due_outbox(now_ms(), room);
+    rows = store.claim_due_outbox(storage::OutboxClaim{
+        .now_ms = now_ms(), .limit = room, .lease_ms = settings.claim_lease.count()});
     tx.commit();
     healthy = true;
   } catch (const std::exception& e) {

@@ -13,6 +13,7 @@
 #include "kpay/processor/consumer.hpp"
 #include "kpay/processor/dispute_deadlines.hpp"
 #include "kpay/processor/outbox_worker.hpp"
+#include "kpay/storage/open_store.hpp"
 #include "kpay/storage/postgres.hpp"
 
 namespace kpay::processor {
@@ -43,5 +44,10 @@ DaemonSettings daemon_settings_from_config(const core::Config& config);
 // and password file (processor.store = "postgresql") or the SQLite
 // database's directory. Throws core::ConfigError naming the key.
 void check_daemon_settings(const core::Config& config, const DaemonSettings& s);
+
+// Opens a store (one connection) of the configured backend: SQLite's file
+// `database` or the PostgreSQL database of `postgresql`.
+std::unique_ptr<storage::Store> open_state_store(const DaemonSettings& s,
+                                                 const storage::StoreOptions& options);
 
 }  // namespace kpay::processor

@@ -48,6 +48,11 @@ struct WorkerSettings {
   std::chrono::milliseconds poll_interval{500};
   std::size_t record_batch = 256;                // answers recorded per transaction at most
   std::chrono::milliseconds stop_timeout{5000};  // calls in flight at SIGTERM
+  // Several processors on one store (PostgreSQL): a call claimed this long ago
+  // and not answered is claimed again by another (its claimer presumed dead)
+  // and sent with the same idempotency key. 0: one processor (SQLite), whose
+  // start-up releases what it left in flight.
+  std::chrono::milliseconds claim_lease{0};
   FollowUpSettings follow_ups;
   klarna::Topics topics;
 };
