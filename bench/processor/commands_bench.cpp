@@ -20,6 +20,7 @@
 
 #include "kpay/processor/batch_applier.hpp"
 #include "kpay/processor/command_auth.hpp"
+#include "kpay/storage/state_store.hpp"
 
 using namespace kpay;
 using Clock = std::chrono::steady_clock;

@@ -10,6 +10,7 @@
 #include "kpay/core/log.hpp"
 #include "kpay/processor/batch_applier.hpp"
 #include "kpay/storage/migrations.hpp"
+#include "kpay/storage/state_store.hpp"
 #include "lifecycles.hpp"
 
 using namespace kpay;

@@ -12,6 +12,7 @@
 #include "kpay/processor/batch_applier.hpp"
 #include "kpay/processor/commands.hpp"
 #include "kpay/processor/follow_ups.hpp"
+#include "kpay/storage/state_store.hpp"
 
 using namespace kpay;
 using kpay::test::base64url;

@@ -12,6 +12,7 @@
 #include "kpay/processor/batch_applier.hpp"
 #include "kpay/processor/dispute_deadlines.hpp"
 #include "kpay/storage/migrations.hpp"
+#include "kpay/storage/state_store.hpp"
 
 using namespace kpay;
 using processor::BatchApplier;

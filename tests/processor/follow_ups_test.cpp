@@ -12,6 +12,7 @@
 #include "kpay/core/log.hpp"
 #include "kpay/processor/batch_applier.hpp"
 #include "kpay/processor/follow_ups.hpp"
+#include "kpay/storage/state_store.hpp"
 
 using namespace kpay;
 using namespace kpay::processor;

@@ -11,6 +11,7 @@
 #include "child_process.hpp"
 #include "klarnactl_run.hpp"
 #include "kpay/processor/batch_applier.hpp"
+#include "kpay/storage/state_store.hpp"
 #include "lifecycles.hpp"
 
 using namespace kpay;

@@ -22,6 +22,7 @@
 #include "kpay/core/embedded_kafka.hpp"
 #include "kpay/processor/consumer.hpp"
 #include "kpay/processor/gap_repair.hpp"
+#include "kpay/storage/state_store.hpp"
 #include "lifecycles.hpp"
 
 using namespace kpay;

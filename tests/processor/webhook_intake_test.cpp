@@ -19,6 +19,7 @@
 #include "kpay/core/log.hpp"
 #include "kpay/klarna/envelope.hpp"
 #include "kpay/processor/batch_applier.hpp"
+#include "kpay/storage/state_store.hpp"
 
 using namespace kpay;
 using processor::BatchApplier;

@@ -249,7 +249,10 @@ void register_payments_commands(CLI::App& app, const GlobalOptions& global) {
     if (auto d = store->find_dispute(*id)) {
       found = true;
       if (json) {
-        w.key("dispute").begin_object().field("id", d->id).field("framework", d->framework);
+        w.key("dispute")
+            .begin_object()
+            .field("id", d->id)
+            .field("framework", storage::to_string(d->framework));
         opt_field(w, "state", d->state);
         opt_field(w, "outcome", d->outcome);
         opt_field(w, "amount", d->amount);
