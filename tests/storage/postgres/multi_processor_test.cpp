@@ -3,7 +3,8 @@
 // duplicates and poison messages; one processor SIGKILLed mid-run and started
 // again (a rebalance each way). Every message must be in the history exactly
 // once, every event applied at most once, and the payments the same as an
-// uninterrupted SQLite reference run over the same messages.
+// uninterrupted SQLite reference run over the same messages; klarnactl reads
+// that state through the same configuration.
 #include <gtest/gtest.h>
 #include <libpq-fe.h>
 
@@ -114,6 +115,16 @@ TEST(MultiProcessorPostgres, TwoProcessorsAndACrashApplyEveryMessageOnce) {
                    "GROUP BY event_id HAVING COUNT(*) > 1) AS d"),
             0);
   EXPECT_EQ(pg_int(dsn, "SELECT COUNT(*) FROM publish_queue"), 0);
+
+  // klarnactl reads the same PostgreSQL state through the processor's configuration.
+  {
+    test::ChildProcess ctl(
+        {test::binary("tools/klarnactl"), "--config", a[2], "payments", "list", "--limit", "3"},
+        dir + "/klarnactl.log");
+    EXPECT_EQ(ctl.wait(std::chrono::seconds(30)), 0) << test::read_file(dir + "/klarnactl.log");
+    EXPECT_NE(test::read_file(dir + "/klarnactl.log").find("krn:"), std::string::npos)
+        << test::read_file(dir + "/klarnactl.log");
+  }
 
   const std::string reference = dir + "/reference.db";
   test::apply_reference(reference, topics, produced, 64);
