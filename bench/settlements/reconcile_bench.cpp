@@ -159,7 +159,7 @@ int main(int argc, char** argv) {
   const auto elapsed = Clock::now() - t0;
   const auto cpu1 = cpu_times();
 
-  storage::ReconciliationStore recon(store.database());
+  auto& recon = storage::ledger_of(store);
   const auto s = recon.find_settlement(kSettlement);
   const auto lines = static_cast<long long>(recon.lines(kSettlement).size());
   const auto findings = recon.findings(0, false, 10).size();

@@ -7,17 +7,17 @@ namespace kpay::storage {
 namespace {
 
 // ?1, where the query has it, reads kNoStateYet.
-std::vector<StateStore::CountRow> counts(Database& db, std::string_view sql) {
+std::vector<CountRow> counts(Database& db, std::string_view sql) {
   auto s = db.prepare(sql);
   if (sql.find("?1") != std::string_view::npos) s.bind(1, kNoStateYet);
-  std::vector<StateStore::CountRow> out;
+  std::vector<CountRow> out;
   while (s.step()) out.push_back({s.text(0), s.text(1), s.int64(2)});
   return out;
 }
 
 }  // namespace
 
-StateStore::Overview StateStore::overview() {
+Overview StateStore::overview() {
   Overview o;
   o.payments = counts(database(),
                       "SELECT 'payment_request', COALESCE(state, ?1), COUNT(*) "
@@ -33,7 +33,7 @@ StateStore::Overview StateStore::overview() {
   return o;
 }
 
-std::vector<StateStore::CountRow> StateStore::command_counts() {
+std::vector<CountRow> StateStore::command_counts() {
   return counts(database(),
                 "SELECT type, status, COUNT(*) FROM commands GROUP BY 1, 2 ORDER BY 1, 2");
 }

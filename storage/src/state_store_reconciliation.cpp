@@ -1,6 +1,9 @@
 // Settlements fetched, their lines and the reconciliation's findings (v10).
 #include "kpay/storage/reconciliation_store.hpp"
 
+#include "sqlite_settlement_ledger.hpp"
+#include "state_store_impl.hpp"
+
 #include <stdexcept>
 
 namespace kpay::storage {
@@ -103,7 +106,7 @@ Settles settles(const std::string& kind) {
 
 }  // namespace
 
-bool ReconciliationStore::insert_settlement(const SettlementRow& r) {
+bool SqliteSettlementLedger::insert_settlement(const SettlementRow& r) {
   auto s = db_.prepare("INSERT OR IGNORE INTO settlements (" + std::string(kSettlementColumns) +
                        ") VALUES " + std::string(kSettlementValues));
   bind_settlement(s, r);
@@ -111,7 +114,7 @@ bool ReconciliationStore::insert_settlement(const SettlementRow& r) {
   return db_.changes() == 1;
 }
 
-std::optional<SettlementRow> ReconciliationStore::find_settlement(const std::string& id) {
+std::optional<SettlementRow> SqliteSettlementLedger::find_settlement(const std::string& id) {
   auto s = db_.prepare("SELECT " + std::string(kSettlementColumns) +
                        " FROM settlements WHERE settlement_id = ?");
   s.bind(1, id);
@@ -119,15 +122,15 @@ std::optional<SettlementRow> ReconciliationStore::find_settlement(const std::str
   return read_settlement(s);
 }
 
-void ReconciliationStore::save_settlement(const SettlementRow& r) {
+void SqliteSettlementLedger::save_settlement(const SettlementRow& r) {
   auto s = db_.prepare("INSERT OR REPLACE INTO settlements (" + std::string(kSettlementColumns) +
                        ") VALUES " + std::string(kSettlementValues));
   bind_settlement(s, r);
   s.run();
 }
 
-std::vector<SettlementRow> ReconciliationStore::settlements(std::int64_t since_ms,
-                                                            std::size_t limit) {
+std::vector<SettlementRow> SqliteSettlementLedger::settlements(std::int64_t since_ms,
+                                                               std::size_t limit) {
   auto s = db_.prepare("SELECT " + std::string(kSettlementColumns) +
                        " FROM settlements WHERE created_at_ms >= ? "
                        "ORDER BY created_at_ms DESC, settlement_id LIMIT ?");
@@ -137,7 +140,7 @@ std::vector<SettlementRow> ReconciliationStore::settlements(std::int64_t since_m
   return out;
 }
 
-bool ReconciliationStore::insert_line(const SettlementLineRow& l) {
+bool SqliteSettlementLedger::insert_line(const SettlementLineRow& l) {
   if (!insert_line_) {
     insert_line_.emplace(db_.prepare("INSERT OR IGNORE INTO settlement_lines (" +
                                      std::string(kLineColumns) +
@@ -152,7 +155,7 @@ bool ReconciliationStore::insert_line(const SettlementLineRow& l) {
   return db_.changes() == 1;
 }
 
-std::vector<SettlementLineRow> ReconciliationStore::lines(const std::string& settlement_id) {
+std::vector<SettlementLineRow> SqliteSettlementLedger::lines(const std::string& settlement_id) {
   auto s = db_.prepare("SELECT " + std::string(kLineColumns) +
                        " FROM settlement_lines WHERE settlement_id = ? ORDER BY line_no");
   s.bind(1, settlement_id);
@@ -161,9 +164,9 @@ std::vector<SettlementLineRow> ReconciliationStore::lines(const std::string& set
   return out;
 }
 
-std::vector<std::string> ReconciliationStore::settled_before(const std::string& kind,
-                                                             const std::string& id,
-                                                             const SettlementRow& than) {
+std::vector<std::string> SqliteSettlementLedger::settled_before(const std::string& kind,
+                                                                const std::string& id,
+                                                                const SettlementRow& than) {
   const auto k = settles(kind);
   auto s = db_.prepare(
       "SELECT DISTINCT l.settlement_id FROM settlement_lines l "
@@ -178,8 +181,8 @@ std::vector<std::string> ReconciliationStore::settled_before(const std::string& 
   return out;
 }
 
-std::vector<SettlementLineRow> ReconciliationStore::lines_settling(const std::string& kind,
-                                                                   const std::string& id) {
+std::vector<SettlementLineRow> SqliteSettlementLedger::lines_settling(const std::string& kind,
+                                                                      const std::string& id) {
   const auto k = settles(kind);
   auto s = db_.prepare("SELECT " + std::string(kLineColumns) + " FROM settlement_lines WHERE " +
                        std::string(k.column) + " = ? AND type = ? ORDER BY settlement_id, line_no");
@@ -189,7 +192,7 @@ std::vector<SettlementLineRow> ReconciliationStore::lines_settling(const std::st
   return out;
 }
 
-bool ReconciliationStore::insert_finding(const FindingRow& f) {
+bool SqliteSettlementLedger::insert_finding(const FindingRow& f) {
   auto s = db_.prepare("INSERT OR IGNORE INTO reconciliation_findings (" +
                        std::string(kFindingColumns) + ") VALUES (?,?,?,?,?,?,?,?,?)");
   s.bind(1, f.finding_id).bind(2, f.kind).bind(3, f.settlement_id).bind(4, f.subject);
@@ -199,9 +202,9 @@ bool ReconciliationStore::insert_finding(const FindingRow& f) {
   return db_.changes() == 1;
 }
 
-std::int64_t ReconciliationStore::resolve_findings(const std::string& kind,
-                                                   const std::string& subject,
-                                                   std::int64_t now_ms) {
+std::int64_t SqliteSettlementLedger::resolve_findings(const std::string& kind,
+                                                      const std::string& subject,
+                                                      std::int64_t now_ms) {
   auto s = db_.prepare(
       "UPDATE reconciliation_findings SET resolved_at_ms = ? "
       "WHERE kind = ? AND subject = ? AND resolved_at_ms IS NULL");
@@ -210,7 +213,7 @@ std::int64_t ReconciliationStore::resolve_findings(const std::string& kind,
   return db_.changes();
 }
 
-std::vector<FindingRow> ReconciliationStore::findings_of(const std::string& settlement_id) {
+std::vector<FindingRow> SqliteSettlementLedger::findings_of(const std::string& settlement_id) {
   auto s = db_.prepare("SELECT " + std::string(kFindingColumns) +
                        " FROM reconciliation_findings WHERE settlement_id = ? "
                        "ORDER BY kind, subject");
@@ -220,8 +223,8 @@ std::vector<FindingRow> ReconciliationStore::findings_of(const std::string& sett
   return out;
 }
 
-std::vector<FindingRow> ReconciliationStore::findings(std::int64_t since_ms, bool open_only,
-                                                      std::size_t limit) {
+std::vector<FindingRow> SqliteSettlementLedger::findings(std::int64_t since_ms, bool open_only,
+                                                         std::size_t limit) {
   auto s = db_.prepare("SELECT " + std::string(kFindingColumns) +
                        " FROM reconciliation_findings WHERE found_at_ms >= ? " +
                        (open_only ? "AND resolved_at_ms IS NULL " : "") +
@@ -232,7 +235,7 @@ std::vector<FindingRow> ReconciliationStore::findings(std::int64_t since_ms, boo
   return out;
 }
 
-std::map<std::string, std::int64_t> ReconciliationStore::open_findings_by_kind() {
+std::map<std::string, std::int64_t> SqliteSettlementLedger::open_findings_by_kind() {
   auto s = db_.prepare(
       "SELECT kind, COUNT(*) FROM reconciliation_findings WHERE resolved_at_ms IS NULL "
       "GROUP BY kind");
@@ -241,9 +244,9 @@ std::map<std::string, std::int64_t> ReconciliationStore::open_findings_by_kind()
   return out;
 }
 
-std::vector<UnsettledRow> ReconciliationStore::unsettled(const std::string& kind,
-                                                         std::int64_t before_ms,
-                                                         std::size_t limit) {
+std::vector<UnsettledRow> SqliteSettlementLedger::unsettled(const std::string& kind,
+                                                            std::int64_t before_ms,
+                                                            std::size_t limit) {
   const auto k = settles(kind);
   auto s = db_.prepare(
       "SELECT r.id, r.transaction_id, r.amount, r.currency, r.capture_id, r.occurred_at_ms, "
@@ -270,7 +273,7 @@ std::vector<UnsettledRow> ReconciliationStore::unsettled(const std::string& kind
   return out;
 }
 
-std::map<std::string, std::int64_t> ReconciliationStore::unsettled_capture_amounts() {
+std::map<std::string, std::int64_t> SqliteSettlementLedger::unsettled_capture_amounts() {
   auto s = db_.prepare(
       "SELECT COALESCE(r.currency, t.currency, ''), SUM(r.amount) FROM transaction_sub_records r "
       "LEFT JOIN payment_transactions t ON t.id = r.transaction_id "
@@ -280,6 +283,16 @@ std::map<std::string, std::int64_t> ReconciliationStore::unsettled_capture_amoun
   std::map<std::string, std::int64_t> out;
   while (s.step()) out[s.text(0)] = s.int64(1);
   return out;
+}
+
+SettlementLedger* StateStore::settlement_ledger() {
+  if (!impl_->ledger) impl_->ledger = std::make_unique<SqliteSettlementLedger>(impl_->db);
+  return impl_->ledger.get();
+}
+
+SettlementLedger& ledger_of(Store& store) {
+  if (auto* ledger = store.settlement_ledger()) return *ledger;
+  throw StoreError("settlements are not kept by this state store backend yet (SQLite only)", false);
 }
 
 }  // namespace kpay::storage

@@ -4,6 +4,7 @@
 #include <stdexcept>
 
 #include "kpay/core/kafka.hpp"
+#include "kpay/storage/state_store.hpp"
 
 namespace kpay::test {
 

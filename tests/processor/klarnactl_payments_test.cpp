@@ -13,6 +13,7 @@
 #include "kpay/processor/batch_applier.hpp"
 #include "kpay/processor/reconciler.hpp"
 #include "kpay/storage/reconciliation_store.hpp"
+#include "kpay/storage/state_store.hpp"
 #include "lifecycles.hpp"
 
 using namespace kpay;
@@ -133,7 +134,7 @@ TEST(KlarnactlSettlements, ListShowReconcileAndWhereACaptureWasSettled) {
     store.save_transaction(t);
     store.insert_sub_record({"capture", "cap-1", "tx-1", 900, std::nullopt, std::nullopt, 0, "e"});
     store.insert_sub_record({"capture", "cap-2", "tx-1", 100, std::nullopt, std::nullopt, 0, "e"});
-    storage::ReconciliationStore recon(store.database());
+    auto& recon = storage::ledger_of(store);
     storage::SettlementRow s;
     s.settlement_id = "stl-1";
     s.account_id = "acc";
@@ -180,7 +181,7 @@ TEST(KlarnactlSettlements, ListShowReconcileAndWhereACaptureWasSettled) {
   EXPECT_NE(rec.output.find("captures not settled yet: 100 EUR"), std::string::npos) << rec.output;
   {
     storage::StateStore store(db, true);
-    EXPECT_EQ(storage::ReconciliationStore(store.database()).findings(0, false, 10).size(), 1u);
+    EXPECT_EQ(storage::ledger_of(store).findings(0, false, 10).size(), 1u);
   }
   auto pay = klarnactl(dir, {"payments", "show", "tx-1"});
   ASSERT_EQ(pay.status, 0) << pay.output;

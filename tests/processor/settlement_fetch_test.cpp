@@ -16,6 +16,7 @@
 #include "kpay/processor/batch_applier.hpp"
 #include "kpay/processor/settlement_report.hpp"
 #include "kpay/storage/reconciliation_store.hpp"
+#include "kpay/storage/state_store.hpp"
 
 using namespace kpay;
 using processor::SettlementParseError;
@@ -57,7 +58,7 @@ class SettlementFetch : public ::testing::Test {
   std::vector<storage::OutboxRow> rows(std::string_view operation) {
     std::vector<storage::OutboxRow> out;
     for (auto& o : store_->outbox(std::string(kId))) {
-      if (o.operation == operation) out.push_back(std::move(o));
+      if (storage::to_string(o.operation) == operation) out.push_back(std::move(o));
     }
     return out;
   }
@@ -149,7 +150,7 @@ TEST_F(SettlementFetch, PagesAreBookedOnceThenTheSettlementIsReconciled) {
   ASSERT_EQ(pages.size(), 2u);
   EXPECT_EQ(processor::request_path(pages[1], settings_), next);
   EXPECT_EQ(answer(pages[1], page(kPage2, "")), "RECONCILED 4 lines, 0 new findings");
-  storage::ReconciliationStore recon(store_->database());
+  auto& recon = storage::ledger_of(*store_);
   EXPECT_EQ(recon.lines(std::string(kId)).size(), 4u);
   EXPECT_EQ(recon.find_settlement(std::string(kId))->status, "reconciled");
   EXPECT_TRUE(published_.empty());
@@ -195,7 +196,7 @@ TEST_F(SettlementFetch, AnUnreadableAnswerIsAnError) {
   EXPECT_THROW(answer(first, R"({"transactions":[{"amount":5}]})"), SettlementParseError);
   EXPECT_THROW(answer(first, page(kPage1, "/v3/elsewhere")), SettlementParseError);
   // Nothing of a refused page was booked.
-  EXPECT_TRUE(storage::ReconciliationStore(store_->database()).lines(std::string(kId)).empty());
+  EXPECT_TRUE(storage::ledger_of(*store_).lines(std::string(kId)).empty());
 }
 
 // ---- the readers -------------------------------------------------------------------------

@@ -16,6 +16,7 @@
 #include "kpay/processor/batch_applier.hpp"
 #include "kpay/processor/reconciler.hpp"
 #include "kpay/storage/reconciliation_store.hpp"
+#include "kpay/storage/state_store.hpp"
 
 using namespace kpay;
 using processor::BatchApplier;
@@ -42,10 +43,10 @@ class Settlements : public ::testing::Test {
   void SetUp() override {
     dir_ = test::make_temp_dir("settlements");
     store_.emplace(dir_ + "/state.db");
-    recon_.emplace(store_->database());
+    recon_ = &storage::ledger_of(*store_);
   }
   void TearDown() override {
-    recon_.reset();
+    recon_ = nullptr;
     store_.reset();
     std::filesystem::remove_all(dir_);
   }
@@ -132,7 +133,7 @@ class Settlements : public ::testing::Test {
   klarna::Topics topics_;
   std::string dir_;
   std::optional<storage::StateStore> store_;
-  std::optional<storage::ReconciliationStore> recon_;
+  storage::SettlementLedger* recon_ = nullptr;
   std::int64_t offset_ = 0;
   std::map<std::string, std::int64_t> next_line_;
 };

@@ -6,24 +6,48 @@
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 
+#include "kpay/storage/sqlite.hpp"
+
 #include <string>
 
 using kpay::processor::StorageHealth;
 
 TEST(StorageHealth, ClassifiesAFullDiskApartFromOtherFaults) {
   constexpr std::int64_t kPlenty = std::int64_t{1} << 30;
-  EXPECT_STREQ(StorageHealth::classify(SQLITE_FULL, kPlenty), "disk_full");
+  EXPECT_STREQ(
+      StorageHealth::classify(kpay::storage::SqliteError::sqlite_fault(SQLITE_FULL), kPlenty),
+      "disk_full");
   // An I/O error is a full disk only when the filesystem has no room left.
-  EXPECT_STREQ(StorageHealth::classify(SQLITE_IOERR_WRITE, 0), "disk_full");
-  EXPECT_STREQ(StorageHealth::classify(SQLITE_IOERR_SHMSIZE, 4096), "disk_full");
-  EXPECT_STREQ(StorageHealth::classify(SQLITE_IOERR_WRITE, kPlenty), "io_error");
-  EXPECT_STREQ(StorageHealth::classify(SQLITE_IOERR_FSYNC, -1), "io_error");  // unknown room
-  EXPECT_STREQ(StorageHealth::classify(SQLITE_CANTOPEN, 0), "disk_full");
-  EXPECT_STREQ(StorageHealth::classify(SQLITE_CANTOPEN, kPlenty), "cannot_open");
-  EXPECT_STREQ(StorageHealth::classify(SQLITE_BUSY_SNAPSHOT, 0), "busy");
-  EXPECT_STREQ(StorageHealth::classify(SQLITE_LOCKED, kPlenty), "busy");
-  EXPECT_STREQ(StorageHealth::classify(SQLITE_READONLY_DBMOVED, kPlenty), "read_only");
-  EXPECT_STREQ(StorageHealth::classify(SQLITE_NOMEM, kPlenty), "other");
+  EXPECT_STREQ(
+      StorageHealth::classify(kpay::storage::SqliteError::sqlite_fault(SQLITE_IOERR_WRITE), 0),
+      "disk_full");
+  EXPECT_STREQ(
+      StorageHealth::classify(kpay::storage::SqliteError::sqlite_fault(SQLITE_IOERR_SHMSIZE), 4096),
+      "disk_full");
+  EXPECT_STREQ(StorageHealth::classify(kpay::storage::SqliteError::sqlite_fault(SQLITE_IOERR_WRITE),
+                                       kPlenty),
+               "io_error");
+  EXPECT_STREQ(
+      StorageHealth::classify(kpay::storage::SqliteError::sqlite_fault(SQLITE_IOERR_FSYNC), -1),
+      "io_error");  // unknown room
+  EXPECT_STREQ(
+      StorageHealth::classify(kpay::storage::SqliteError::sqlite_fault(SQLITE_CANTOPEN), 0),
+      "disk_full");
+  EXPECT_STREQ(
+      StorageHealth::classify(kpay::storage::SqliteError::sqlite_fault(SQLITE_CANTOPEN), kPlenty),
+      "cannot_open");
+  EXPECT_STREQ(
+      StorageHealth::classify(kpay::storage::SqliteError::sqlite_fault(SQLITE_BUSY_SNAPSHOT), 0),
+      "busy");
+  EXPECT_STREQ(
+      StorageHealth::classify(kpay::storage::SqliteError::sqlite_fault(SQLITE_LOCKED), kPlenty),
+      "busy");
+  EXPECT_STREQ(StorageHealth::classify(
+                   kpay::storage::SqliteError::sqlite_fault(SQLITE_READONLY_DBMOVED), kPlenty),
+               "read_only");
+  EXPECT_STREQ(
+      StorageHealth::classify(kpay::storage::SqliteError::sqlite_fault(SQLITE_NOMEM), kPlenty),
+      "other");
 }
 
 TEST(StorageHealth, ReasonAndGaugeFollowTheFaultsAndTheRecovery) {

@@ -14,7 +14,7 @@
 #include "kpay/core/log.hpp"
 #include "kpay/core/wall_clock.hpp"
 #include "kpay/storage/defaults.hpp"
-#include "kpay/storage/state_store.hpp"
+#include "kpay/storage/store.hpp"
 
 namespace kpay::ctl {
 
@@ -27,13 +27,13 @@ std::string when(std::int64_t ms) {
 }
 
 void row_json(core::JsonWriter& w, const storage::OutboxRow& o) {
-  w.begin_object().field("id", o.id).field("operation", o.operation);
+  w.begin_object().field("id", o.id).field("operation", storage::to_string(o.operation));
   w.field("entity_id", o.entity_id).field("account_id", o.account_id);
-  w.field("method", o.method).field("path", o.path).field("status", o.status);
+  w.field("method", o.method).field("path", o.path).field("status", storage::to_string(o.status));
   w.field("attempts", o.attempts).field("idempotency_key", o.idempotency_key);
   w.field("created_at", when(o.created_at_ms)).field("updated_at", when(o.updated_at_ms));
   w.key("next_attempt_at");
-  o.status == "pending" ? w.value(when(o.next_attempt_at_ms)) : w.null();
+  o.status == storage::OutboxStatus::pending ? w.value(when(o.next_attempt_at_ms)) : w.null();
   w.key("due_by");
   o.due_by_ms ? w.value(core::rfc3339_ms(*o.due_by_ms)) : w.null();
   w.key("last_status");
@@ -85,7 +85,9 @@ void register_actions_commands(CLI::App& app, const GlobalOptions& global) {
   list->add_flag("--json", list_json, "JSON output");
   list->callback([&global] {
     auto store = open_state_store(global, false);
-    print_rows(store->list_outbox(status, static_cast<std::size_t>(limit)), list_json);
+    print_rows(
+        store->list_outbox(storage::parse_outbox_status(status), static_cast<std::size_t>(limit)),
+        list_json);
   });
 
   auto* overdue = actions->add_subcommand(
@@ -111,7 +113,8 @@ void register_actions_commands(CLI::App& app, const GlobalOptions& global) {
     auto store = open_state_store(global, true);
     if (!store->retry_outbox(id, now_ms())) {
       auto row = store->find_outbox(id);
-      throw CommandFailed(row ? "call " + std::to_string(id) + " is " + row->status +
+      throw CommandFailed(row ? "call " + std::to_string(id) + " is " +
+                                    std::string(storage::to_string(row->status)) +
                                     ", not failed: nothing to retry"
                               : "no call with id " + std::to_string(id));
     }

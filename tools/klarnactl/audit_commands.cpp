@@ -7,7 +7,7 @@
 #include "klarnactl.hpp"
 #include "kpay/core/log.hpp"
 #include "kpay/processor/audit_publisher.hpp"
-#include "kpay/storage/audit_log.hpp"
+#include "kpay/storage/audit_trail.hpp"
 #include "security_commands.hpp"
 
 namespace kpay::ctl {
@@ -57,7 +57,7 @@ void register_audit_commands(CLI::App& app, const GlobalOptions& global) {
     q.sender = o->sender;
     q.command_id = o->command;
     q.limit = o->limit;
-    print_events(storage::AuditLog(store->database()).list(q), o->json);
+    print_events(store->list_audit(q), o->json);
   });
 
   auto show_id = std::make_shared<std::string>();
@@ -71,7 +71,7 @@ void register_audit_commands(CLI::App& app, const GlobalOptions& global) {
     storage::AuditQuery q;
     q.command_id = *show_id;
     q.limit = kMaxRows;
-    auto events = storage::AuditLog(store->database()).list(q);
+    auto events = store->list_audit(q);
     if (events.empty()) throw CommandFailed("no audit events for command " + *show_id);
     print_events(events, *show_json);
   });

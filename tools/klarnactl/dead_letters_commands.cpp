@@ -157,8 +157,7 @@ struct Selection {
 };
 
 // Dead letters of the selected sources, newest first, with their replays.
-std::vector<DeadLetter> collect(const GlobalOptions& g, storage::StateStore& store,
-                                const Selection& s) {
+std::vector<DeadLetter> collect(const GlobalOptions& g, storage::Store& store, const Selection& s) {
   std::vector<DeadLetter> out;
   if (s.source.empty() || s.source == "receiver") out = receiver_dead_letters(kafka_from(g));
   if (s.source.empty() || s.source == "processor") {
@@ -257,7 +256,7 @@ Coordinates parse_id(const std::string& id) {
 }
 
 // One dead letter by id, with its bytes; CommandFailed when there is none.
-DeadLetter find(const GlobalOptions& g, storage::StateStore& store, const std::string& id) {
+DeadLetter find(const GlobalOptions& g, storage::Store& store, const std::string& id) {
   const auto c = parse_id(id);
   std::optional<DeadLetter> found;
   const auto k = kafka_from(g);
@@ -428,8 +427,8 @@ enum class Outcome { replayed, refused, skipped };
 // Replays one dead letter: recorded first (a poison message's inbox claim
 // released in the same transaction), then produced; a failed produce takes
 // the record back.
-Outcome replay_one(storage::StateStore& store, const KafkaAccess& k, const DeadLetter& d,
-                   bool force, std::string& said) {
+Outcome replay_one(storage::Store& store, const KafkaAccess& k, const DeadLetter& d, bool force,
+                   std::string& said) {
   if (d.replay && !force) {
     said = "already replayed at " + core::rfc3339_ms(d.replay->last_replayed_ms) + " (" +
            std::to_string(d.replay->replays) + "x); --force replays it again";
@@ -442,7 +441,7 @@ Outcome replay_one(storage::StateStore& store, const KafkaAccess& k, const DeadL
     return Outcome::refused;
   }
   {
-    storage::Transaction tx(store.database());
+    storage::WriteTransaction tx(store);
     if (d.source == "processor") {
       storage::DeadLetterRow p;
       p.topic = d.topic;

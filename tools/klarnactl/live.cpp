@@ -19,6 +19,7 @@
 #include "kpay/klarna/kafka_contract.hpp"
 #include "kpay/processor/state_machines.hpp"
 #include "kpay/storage/defaults.hpp"
+#include "kpay/storage/open_store.hpp"
 
 namespace kpay::ctl::live {
 
@@ -294,8 +295,7 @@ Database read_database(const std::string& path) {
     return d;
   }
   try {
-    storage::StateStore store(path, /*read_only=*/true, /*cache_mib=*/2);
-    d.overview = store.overview();
+    d.overview = storage::open_store(path, {.read_only = true, .cache_mib = 2})->overview();
   } catch (const std::exception& e) {
     d.error = std::string("cannot read '") + path + "': " + e.what();
   }

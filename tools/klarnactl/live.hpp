@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "klarnactl.hpp"
-#include "kpay/storage/state_store.hpp"
+#include "kpay/storage/rows.hpp"
 
 namespace kpay::ctl::live {
 
@@ -56,7 +56,7 @@ Probe probe(const Endpoint& e, std::chrono::milliseconds timeout);
 // The processor database's counts; `error` says why they are missing.
 struct Database {
   std::string path;
-  std::optional<storage::StateStore::Overview> overview;
+  std::optional<storage::Overview> overview;
   std::string error;
 };
 Database read_database(const std::string& path);

@@ -88,7 +88,7 @@ int main(int argc, char** argv) {
   } catch (const kpay::ctl::CommandFailed& e) {
     std::cerr << "klarnactl: " << e.what() << "\n";
     return 1;
-  } catch (const kpay::storage::SqliteError& e) {
+  } catch (const kpay::storage::StoreError& e) {
     std::cerr << "klarnactl: database error: " << e.what() << "\n";
     return 1;
   } catch (const std::exception& e) {

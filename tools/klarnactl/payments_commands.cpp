@@ -14,7 +14,7 @@
 #include "kpay/core/log.hpp"
 #include "kpay/storage/defaults.hpp"
 #include "kpay/storage/reconciliation_store.hpp"
-#include "kpay/storage/state_store.hpp"
+#include "kpay/storage/store.hpp"
 
 namespace kpay::ctl {
 
@@ -72,18 +72,17 @@ void opt_field(core::JsonWriter& w, std::string_view k, const std::optional<T>& 
 
 // The settlements whose SALE (capture) or RETURN (refund) lines name a
 // sub-record; none for chargebacks (settled by dispute) or before any report.
-std::vector<std::string> settled_in(storage::StateStore& store, const storage::SubRecordRow& s) {
+std::vector<std::string> settled_in(storage::Store& store, const storage::SubRecordRow& s) {
   std::vector<std::string> out;
   if (s.kind != "capture" && s.kind != "refund") return out;
-  for (const auto& l :
-       storage::ReconciliationStore(store.database()).lines_settling(s.kind, s.id)) {
+  for (const auto& l : storage::ledger_of(store).lines_settling(s.kind, s.id)) {
     if (out.empty() || out.back() != l.settlement_id) out.push_back(l.settlement_id);
   }
   return out;
 }
 
-void show_transaction(storage::StateStore& store, const storage::PaymentTransactionRow& t,
-                      bool json, core::JsonWriter& w) {
+void show_transaction(storage::Store& store, const storage::PaymentTransactionRow& t, bool json,
+                      core::JsonWriter& w) {
   auto subs = store.sub_records(t.id);
   std::optional<std::int64_t> remaining;
   if (t.amount) remaining = *t.amount - t.captured_amount;
@@ -228,9 +227,10 @@ void register_payments_commands(CLI::App& app, const GlobalOptions& global) {
         w.key("outbox").begin_array();
         for (const auto& o : outbox) {
           w.begin_object()
-              .field("operation", o.operation)
+              .field("operation", storage::to_string(o.operation))
               .field("idempotency_key", o.idempotency_key);
-          w.field("status", o.status).field("created_by_event_id", o.created_by_event_id);
+          w.field("status", storage::to_string(o.status))
+              .field("created_by_event_id", o.created_by_event_id);
           w.end_object();
         }
         w.end_array();
@@ -270,7 +270,10 @@ void register_payments_commands(CLI::App& app, const GlobalOptions& global) {
     if (auto d = store->find_dispute(*id)) {
       found = true;
       if (json) {
-        w.key("dispute").begin_object().field("id", d->id).field("framework", d->framework);
+        w.key("dispute")
+            .begin_object()
+            .field("id", d->id)
+            .field("framework", storage::to_string(d->framework));
         opt_field(w, "state", d->state);
         opt_field(w, "outcome", d->outcome);
         opt_field(w, "amount", d->amount);

@@ -115,8 +115,8 @@ std::size_t open_count(const std::vector<storage::FindingRow>& findings) {
   return n;
 }
 
-void list(storage::StateStore& store, std::int64_t since, std::size_t limit, bool json) {
-  storage::ReconciliationStore recon(store.database());
+void list(storage::Store& store, std::int64_t since, std::size_t limit, bool json) {
+  auto& recon = storage::ledger_of(store);
   for (const auto& s : recon.settlements(since, limit)) {
     const auto open = open_count(recon.findings_of(s.settlement_id));
     if (json) {
@@ -133,8 +133,8 @@ void list(storage::StateStore& store, std::int64_t since, std::size_t limit, boo
   }
 }
 
-void show(storage::StateStore& store, const std::string& id, bool json) {
-  storage::ReconciliationStore recon(store.database());
+void show(storage::Store& store, const std::string& id, bool json) {
+  auto& recon = storage::ledger_of(store);
   auto s = recon.find_settlement(id);
   if (!s) throw CommandFailed("no settlement " + id + " fetched (klarnactl settlements list)");
   const auto findings = recon.findings_of(id);
@@ -165,11 +165,11 @@ void show(storage::StateStore& store, const std::string& id, bool json) {
 // Every settlement fetched since `since` checked again, and the captures and
 // refunds past the grace period that no report names, in a transaction that
 // is rolled back: what is new would be found by the processor's next run.
-void reconcile(storage::StateStore& store, std::chrono::milliseconds grace, std::int64_t since,
+void reconcile(storage::Store& store, std::chrono::milliseconds grace, std::int64_t since,
                bool json) {
-  storage::ReconciliationStore recon(store.database());
+  auto& recon = storage::ledger_of(store);
   const auto now = core::now_ms();
-  storage::Transaction tx(store.database());  // never committed
+  storage::WriteTransaction tx(store);  // never committed
   core::JsonWriter w;
   if (json) w.begin_object().key("settlements").begin_array();
   for (const auto& s : recon.settlements(since, 100000)) {

@@ -25,7 +25,7 @@ namespace {
 
 using live::Figures;
 using live::Snapshot;
-using Rows = std::vector<storage::StateStore::CountRow>;
+using Rows = std::vector<storage::CountRow>;
 
 const std::string kRequests = "kpay_receiver_requests_total";
 const std::string kCalls = "kpay_processor_klarna_calls_total";

@@ -22,12 +22,12 @@
 #include "kpay/processor/events.hpp"
 #include "kpay/processor/follow_ups.hpp"
 #include "kpay/processor/state_machines.hpp"
-#include "kpay/storage/state_store.hpp"
+#include "kpay/storage/store.hpp"
 
 namespace kpay::processor::appliers {
 
 // The entity tables of the store (the appliers use nothing else of it).
-using StoreView = storage::StateStore;
+using StoreView = storage::Store;
 
 struct Effects {
   Outcome outcome = Outcome::rejected;

@@ -455,33 +455,38 @@ std::string request_path(const storage::OutboxRow& row, const FollowUpSettings& 
   return "/v2/accounts/" + percent_encode(row.account_id) + row.path;
 }
 
-std::string_view operation_name(const FollowUp& f) {
+storage::OutboxOperation operation_of(const FollowUp& f) {
+  using Op = storage::OutboxOperation;
   return std::visit(Overloaded{
-                        [](const FinalAuthorization&) { return "final_authorization"; },
-                        [](const Confirm&) { return "confirm"; },
-                        [](const Capture&) { return "capture"; },
-                        [](const ReadPaymentRequest&) { return "read_payment_request"; },
-                        [](const ReadTransaction&) { return "read_transaction"; },
-                        [](const ReadCapture&) { return "read_capture"; },
-                        [](const ReadRefund&) { return "read_refund"; },
-                        [](const InitialAuthorization&) { return "initial_authorization"; },
+                        [](const FinalAuthorization&) { return Op::final_authorization; },
+                        [](const Confirm&) { return Op::confirm; },
+                        [](const Capture&) { return Op::capture; },
+                        [](const ReadPaymentRequest&) { return Op::read_payment_request; },
+                        [](const ReadTransaction&) { return Op::read_transaction; },
+                        [](const ReadCapture&) { return Op::read_capture; },
+                        [](const ReadRefund&) { return Op::read_refund; },
+                        [](const InitialAuthorization&) { return Op::initial_authorization; },
                         [](const Refund& r) {
-                          return r.payment_capture_id ? "refund_capture" : "refund_transaction";
+                          return r.payment_capture_id ? Op::refund_capture : Op::refund_transaction;
                         },
-                        [](const Void&) { return "void"; },
-                        [](const CancelRequest&) { return "cancel"; },
-                        [](const DisputeAcceptLoss&) { return "dispute_accept_loss"; },
-                        [](const DisputeRepresent&) { return "dispute_represent"; },
-                        [](const DisputeAppeal&) { return "dispute_appeal"; },
-                        [](const ReadDispute&) { return "read_dispute"; },
-                        [](const SdkToken&) { return "sdk_token"; },
-                        [](const FetchSettlement&) { return "fetch_settlement"; },
+                        [](const Void&) { return Op::void_transaction; },
+                        [](const CancelRequest&) { return Op::cancel; },
+                        [](const DisputeAcceptLoss&) { return Op::dispute_accept_loss; },
+                        [](const DisputeRepresent&) { return Op::dispute_represent; },
+                        [](const DisputeAppeal&) { return Op::dispute_appeal; },
+                        [](const ReadDispute&) { return Op::read_dispute; },
+                        [](const SdkToken&) { return Op::sdk_token; },
+                        [](const FetchSettlement&) { return Op::fetch_settlement; },
                         [](const FetchSettlementTransactions& g) {
-                          return g.csv ? "fetch_settlement_csv" : "fetch_settlement_transactions";
+                          return g.csv ? Op::fetch_settlement_csv : Op::fetch_settlement_transactions;
                         },
-                        [](const FetchPayoutStatus&) { return "fetch_payout_status"; },
+                        [](const FetchPayoutStatus&) { return Op::fetch_payout_status; },
                     },
                     f);
+}
+
+std::string_view operation_name(const FollowUp& f) {
+  return storage::to_string(operation_of(f));
 }
 
 std::string idempotency_key(std::string_view operation, std::string_view entity_id,
@@ -508,9 +513,10 @@ std::string idempotency_key(std::string_view operation, std::string_view entity_
 storage::OutboxRow outbox_row(const FollowUp& f, const FollowUpOrigin& origin) {
   Call call = call_for(f, origin);
   storage::OutboxRow o;
-  o.operation = std::string(operation_name(f));
+  o.operation = operation_of(f);
   o.entity_id = std::move(call.entity_id);
-  o.idempotency_key = idempotency_key(o.operation, call.key_entity, call.key_discriminator);
+  o.idempotency_key =
+      idempotency_key(storage::to_string(o.operation), call.key_entity, call.key_discriminator);
   o.request_body = std::move(call.body);
   if (!call.path_token.empty()) o.call_token = std::move(call.path_token);
   for (const auto& [name, value] : call.token_headers) {

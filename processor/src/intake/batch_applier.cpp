@@ -21,7 +21,7 @@ namespace {
 
 using core::Overloaded;
 
-appliers::Effects apply_event(storage::StateStore& store, const Event& ev,
+appliers::Effects apply_event(storage::Store& store, const Event& ev,
                               const FollowUpSettings& settings) {
   using namespace appliers;
   return std::visit(
@@ -85,7 +85,7 @@ std::string mismatch_note(const FollowUpSettings& s) {
 // The follow-ups an applied event reported become outbox rows with their
 // keys fixed now, unless the event came from the other environment or names
 // no account to call for. Returns the history reason.
-std::string queue_follow_ups(storage::StateStore& store, const FollowUpSettings& settings,
+std::string queue_follow_ups(storage::Store& store, const FollowUpSettings& settings,
                              const Event& ev, appliers::Effects& e, BatchResult& out) {
   if (!e.follow_ups.empty() && e.account_id.empty()) {
     e.follow_ups.clear();
@@ -150,7 +150,7 @@ DecodedMessage refused_command(InputMessage m, CommandRefusal r,
 
 }  // namespace
 
-BatchApplier::BatchApplier(storage::StateStore& store, klarna::Topics topics,
+BatchApplier::BatchApplier(storage::Store& store, klarna::Topics topics,
                            FollowUpSettings follow_ups)
     : store_(store), topics_(std::move(topics)), follow_ups_(std::move(follow_ups)) {}
 
@@ -186,7 +186,7 @@ BatchResult BatchApplier::apply(std::span<const InputMessage> batch,
 BatchResult BatchApplier::apply(std::span<const DecodedMessage> batch,
                                 std::span<const std::int64_t> acknowledged) {
   BatchResult out;
-  storage::Transaction tx(store_.database());
+  storage::WriteTransaction tx(store_);
   for (std::int64_t seq : acknowledged) store_.delete_published(seq);
   for (const auto& d : batch) {
     apply_one(d, out);
@@ -201,7 +201,7 @@ BatchResult BatchApplier::apply(std::span<const DecodedMessage> batch,
 
 BatchResult BatchApplier::record_apply_error(const DecodedMessage& d, std::string_view what) {
   BatchResult out;
-  storage::Transaction tx(store_.database());
+  storage::WriteTransaction tx(store_);
   record_poison(d.message, Poison{"apply_error", std::string(what), std::nullopt}, out);
   const InputMessage& m = d.message;
   out.next_offsets[{m.topic, m.partition}] = m.offset + 1;
@@ -250,14 +250,14 @@ void BatchApplier::record_poison(const InputMessage& m, const Poison& p, BatchRe
 
 namespace {
 
-appliers::CommandEffects command_effects(storage::StateStore& store, const DecodedMessage& d,
+appliers::CommandEffects command_effects(storage::Store& store, const DecodedMessage& d,
                                          const Command& c, std::int64_t now,
                                          const CommandSecurity* security) {
   if (!security) return appliers::apply_command(store, c, d.message.key, now);
   const appliers::CommandGate gate(security->policy, d.origin);
   return appliers::apply_command(store, c, d.message.key, now, &gate);
 }
-appliers::CommandEffects command_effects(storage::StateStore& store, const DecodedMessage& d,
+appliers::CommandEffects command_effects(storage::Store& store, const DecodedMessage& d,
                                          const CommandRejection& r, std::int64_t now,
                                          const CommandSecurity*) {
   return appliers::apply_rejection(store, r, d.message.key, now);

@@ -1,7 +1,5 @@
 #include "kpay/processor/consumer.hpp"
 
-#include <sqlite3.h>
-
 #include <condition_variable>
 #include <cstring>
 #include <memory>
@@ -12,7 +10,7 @@
 
 #include "intake/storage_health.hpp"
 #include "kpay/klarna/kafka_contract.hpp"
-#include "kpay/storage/sqlite.hpp"
+#include "kpay/storage/store_error.hpp"
 
 namespace kpay::processor {
 
@@ -134,25 +132,6 @@ bool destroy_within(rd_kafka_t* rk, int flags, std::chrono::milliseconds grace) 
   return false;
 }
 
-// Faults of the store itself, worth retrying: another writer holds the lock,
-// the disk is full or failing, the file is gone or read-only. Anything else
-// (a constraint a message violates, a bug) fails the same way every time.
-bool is_storage_fault(const storage::SqliteError& e) {
-  switch (e.code() & 0xff) {  // the primary code of an extended one
-    case SQLITE_BUSY:
-    case SQLITE_LOCKED:
-    case SQLITE_IOERR:
-    case SQLITE_FULL:
-    case SQLITE_CANTOPEN:
-    case SQLITE_READONLY:
-    case SQLITE_NOMEM:
-    case SQLITE_PROTOCOL:
-      return true;
-    default:
-      return false;
-  }
-}
-
 // Adds one message's result to the batch's.
 void merge(BatchResult& into, BatchResult&& one) {
   into.applied += one.applied;
@@ -226,12 +205,11 @@ ProcessorSettings settings_from_config(const core::Config& c) {
                std::chrono::milliseconds(0), std::chrono::milliseconds(120000));
   s.follow_ups = follow_up_settings_from_config(c);
   s.commands = command_policy_from_config(c);
-  const auto policy = c.string("processor.on_offset_gap", "pause");
-  if (policy != "pause" && policy != "continue") {
+  const auto policy = storage::parse_gap_policy(c.string("processor.on_offset_gap", "pause"));
+  if (!policy) {
     throw core::ConfigError("processor.on_offset_gap", "must be \"pause\" or \"continue\"");
   }
-  s.on_offset_gap =
-      policy == "pause" ? ProcessorSettings::GapPolicy::pause : ProcessorSettings::GapPolicy::go_on;
+  s.on_offset_gap = *policy;
   const auto repair = c.string("processor.gap_repair", "manual");
   if (repair != "manual" && repair != "auto") {
     throw core::ConfigError("processor.gap_repair", "must be \"manual\" or \"auto\"");
@@ -242,14 +220,12 @@ ProcessorSettings settings_from_config(const core::Config& c) {
   return s;
 }
 
-Processor::Processor(ProcessorSettings settings, storage::StateStore& store,
-                     core::Registry& registry)
+Processor::Processor(ProcessorSettings settings, storage::Store& store, core::Registry& registry)
     : settings_(std::move(settings)),
       store_(store),
       applier_(store, settings_.topics, settings_.follow_ups),
       metrics_(std::make_unique<Metrics>(registry)) {
-  const char* file = sqlite3_db_filename(store_.database().handle(), "main");
-  storage_health_ = std::make_unique<StorageHealth>(file != nullptr ? file : "", registry);
+  storage_health_ = std::make_unique<StorageHealth>(store_.database_file(), registry);
   secure_commands(registry);
   gap_metrics_ = make_gap_metrics(registry);
   registry.gauge_callback(klarna::contract::metric::processor_consumer_lag,
@@ -499,8 +475,12 @@ std::optional<BatchResult> Processor::retry_storage_faults(
       storage_health_->succeeded();
       storage_ok_ = true;
       return result;
-    } catch (const storage::SqliteError& e) {
-      if (!is_storage_fault(e)) throw;
+    } catch (const storage::StoreError& e) {
+      // Faults of the store itself are worth retrying: another writer holds
+      // the lock, the disk is full or failing, the database is unreachable.
+      // Anything else (a constraint a message violates, a bug) fails the same
+      // way every time.
+      if (!e.is_transient()) throw;
       // The transaction rolled back, nothing was stored; the same work is
       // retried (it is idempotent) until the store recovers. /readyz says so.
       // A full disk is waited out with the watchdog fed: a restart cannot
@@ -508,8 +488,7 @@ std::optional<BatchResult> Processor::retry_storage_faults(
       if (storage_health_->failed(e)) heartbeat_.beat();
       storage_ok_ = false;
       metrics_->storage_errors.inc();
-      log_.error("state store failing; retrying",
-                 {{"error", e.what()}, {"code", e.code()}, {"attempt", attempt}});
+      log_.error("state store failing; retrying", {{"error", e.what()}, {"attempt", attempt}});
       if (give_up != nullptr && give_up->load() && attempt >= 3) return std::nullopt;
       std::this_thread::sleep_for(
           std::chrono::milliseconds(std::min(2000, 50 << std::min(attempt, 5))));

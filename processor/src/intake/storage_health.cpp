@@ -1,6 +1,5 @@
 #include "intake/storage_health.hpp"
 
-#include <sqlite3.h>
 #include <sys/statvfs.h>
 
 #include <filesystem>
@@ -20,6 +19,7 @@ const char* describe(const char* reason) {
   if (r == "busy") return "the state database is locked by another writer";
   if (r == "read_only") return "the state database is read-only";
   if (r == "cannot_open") return "the state database cannot be opened";
+  if (r == "unreachable") return "the state database server is unreachable";
   return "the state database is failing";
 }
 }  // namespace
@@ -29,7 +29,7 @@ StorageHealth::StorageHealth(std::string database, core::Registry& registry)
   registry.gauge_callback(
       "kpay_processor_state_store_failing",
       "1 while the consumer's commits to the state database fail, by reason (disk_full, "
-      "io_error, busy, read_only, cannot_open, other); nothing is consumed meanwhile.",
+      "io_error, busy, read_only, cannot_open, unreachable, other); nothing is consumed meanwhile.",
       {"reason"}, [this] {
         std::lock_guard lock(mu_);
         std::vector<core::GaugeSample> out;
@@ -40,26 +40,30 @@ StorageHealth::StorageHealth(std::string database, core::Registry& registry)
       });
 }
 
-const char* StorageHealth::classify(int sqlite_code, std::int64_t free_bytes) {
+const char* StorageHealth::classify(storage::StoreFault fault, std::int64_t free_bytes) {
+  using storage::StoreFault;
   const bool no_room = free_bytes >= 0 && free_bytes < kNoRoom;
-  switch (sqlite_code & 0xff) {
-    case SQLITE_FULL:
+  switch (fault) {
+    case StoreFault::disk_full:
       return "disk_full";
-    case SQLITE_IOERR:
+    case StoreFault::io_error:
       return no_room ? "disk_full" : "io_error";
-    case SQLITE_BUSY:
-    case SQLITE_LOCKED:
+    case StoreFault::busy:
       return "busy";
-    case SQLITE_READONLY:
+    case StoreFault::read_only:
       return "read_only";
-    case SQLITE_CANTOPEN:
+    case StoreFault::cannot_open:
       return no_room ? "disk_full" : "cannot_open";
-    default:
-      return "other";
+    case StoreFault::unreachable:
+      return "unreachable";
+    case StoreFault::other:
+      break;
   }
+  return "other";
 }
 
 std::int64_t StorageHealth::free_bytes(const std::string& path) {
+  if (path.empty()) return -1;
   struct statvfs s {};
   auto dir = std::filesystem::path(path).parent_path();
   if (dir.empty()) dir = ".";
@@ -67,9 +71,9 @@ std::int64_t StorageHealth::free_bytes(const std::string& path) {
   return static_cast<std::int64_t>(s.f_bavail) * static_cast<std::int64_t>(s.f_frsize);
 }
 
-bool StorageHealth::failed(const storage::SqliteError& e) {
+bool StorageHealth::failed(const storage::StoreError& e) {
   const auto free = free_bytes(database_);
-  const char* reason = classify(e.code(), free);
+  const char* reason = classify(e.fault(), free);
   std::lock_guard lock(mu_);
   if (reason_ != reason) {
     if (reason_ == nullptr) since_ = std::chrono::steady_clock::now();

@@ -63,8 +63,8 @@ std::string amount_json(std::string_view name, std::optional<std::int64_t> amoun
 // One settlement's reconciliation: the lines, then the totals.
 class SettlementCheck {
  public:
-  SettlementCheck(storage::StateStore& store, const SettlementRow& s, std::int64_t now)
-      : store_(store), recon_(store.database()), s_(s), now_(now) {}
+  SettlementCheck(storage::Store& store, const SettlementRow& s, std::int64_t now)
+      : store_(store), recon_(storage::ledger_of(store)), s_(s), now_(now) {}
 
   ReconcileResult run() {
     const auto lines = recon_.lines(s_.settlement_id);
@@ -239,8 +239,8 @@ class SettlementCheck {
     }
   }
 
-  storage::StateStore& store_;
-  storage::ReconciliationStore recon_;
+  storage::Store& store_;
+  storage::SettlementLedger& recon_;
   const SettlementRow& s_;
   std::int64_t now_;
   ReconcileResult out_;
@@ -252,9 +252,9 @@ class SettlementCheck {
 
 }  // namespace
 
-ReconcileResult reconcile_settlement(storage::StateStore& store, const std::string& settlement_id,
+ReconcileResult reconcile_settlement(storage::Store& store, const std::string& settlement_id,
                                      std::int64_t now_ms) {
-  storage::ReconciliationStore recon(store.database());
+  auto& recon = storage::ledger_of(store);
   auto s = recon.find_settlement(settlement_id);
   if (!s) throw std::runtime_error("unknown settlement " + settlement_id);
   auto result = SettlementCheck(store, *s, now_ms).run();
@@ -264,9 +264,9 @@ ReconcileResult reconcile_settlement(storage::StateStore& store, const std::stri
   return result;
 }
 
-ReconcileResult find_missing(storage::StateStore& store, std::int64_t now_ms,
+ReconcileResult find_missing(storage::Store& store, std::int64_t now_ms,
                              std::chrono::milliseconds grace) {
-  storage::ReconciliationStore recon(store.database());
+  auto& recon = storage::ledger_of(store);
   ReconcileResult out;
   for (const std::string kind : {"capture", "refund"}) {
     for (auto& u : recon.unsettled(kind, now_ms - grace.count(), 100000)) {

@@ -41,7 +41,7 @@ std::string reconcile_and_publish(AnswerContext& c, const std::string& settlemen
 }
 
 std::string on_details(AnswerContext& c, const storage::OutboxRow& row, std::string_view body) {
-  storage::ReconciliationStore recon(c.store.database());
+  auto& recon = storage::ledger_of(c.store);
   storage::SettlementRow s;
   s.settlement_id = row.entity_id;
   s.account_id = row.account_id;
@@ -61,13 +61,13 @@ std::string on_details(AnswerContext& c, const storage::OutboxRow& row, std::str
 
 std::string on_transactions(AnswerContext& c, const storage::OutboxRow& row,
                             std::string_view body) {
-  storage::ReconciliationStore recon(c.store.database());
+  auto& recon = storage::ledger_of(c.store);
   auto s = recon.find_settlement(row.entity_id);
   if (!s) throw std::runtime_error("no details stored for settlement " + row.entity_id);
   const std::string page = row.path.substr(kRootPlaceholder.size());
   if (s->next_page != page) return "BOOKED_BEFORE";
   TransactionsPage got;
-  if (row.operation == "fetch_settlement_csv") {
+  if (row.operation == storage::OutboxOperation::fetch_settlement_csv) {
     got.lines = read_transactions_csv(body);
   } else {
     got = read_transactions_page(body);
@@ -91,7 +91,7 @@ std::string on_transactions(AnswerContext& c, const storage::OutboxRow& row,
 
 std::string on_payout_status(AnswerContext& c, const storage::OutboxRow& row,
                              std::string_view body) {
-  storage::ReconciliationStore recon(c.store.database());
+  auto& recon = storage::ledger_of(c.store);
   auto s = recon.find_settlement(row.entity_id);
   if (!s) throw std::runtime_error("no details stored for settlement " + row.entity_id);
   const auto payout = read_payout_status(body);
@@ -111,14 +111,18 @@ std::optional<FollowUp> settlement_fetch_for(const std::optional<std::string>& s
   return FetchSettlement{*settlement_id};
 }
 
-bool is_settlement_operation(std::string_view operation) {
-  return operation.starts_with("fetch_settlement") || operation == "fetch_payout_status";
+bool is_settlement_operation(storage::OutboxOperation operation) {
+  using Op = storage::OutboxOperation;
+  return operation == Op::fetch_settlement || operation == Op::fetch_settlement_transactions ||
+         operation == Op::fetch_settlement_csv || operation == Op::fetch_payout_status;
 }
 
 std::string apply_settlement_answer(AnswerContext& c, const storage::OutboxRow& row,
                                     const klarna::Answer& answer) {
-  if (row.operation == "fetch_settlement") return on_details(c, row, answer.body);
-  if (row.operation == "fetch_payout_status") return on_payout_status(c, row, answer.body);
+  if (row.operation == storage::OutboxOperation::fetch_settlement)
+    return on_details(c, row, answer.body);
+  if (row.operation == storage::OutboxOperation::fetch_payout_status)
+    return on_payout_status(c, row, answer.body);
   return on_transactions(c, row, answer.body);
 }
 

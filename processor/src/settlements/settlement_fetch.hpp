@@ -19,7 +19,7 @@ namespace kpay::processor {
 std::optional<FollowUp> settlement_fetch_for(const std::optional<std::string>& settlement_id,
                                              const FollowUpSettings& s);
 
-bool is_settlement_operation(std::string_view operation);
+bool is_settlement_operation(storage::OutboxOperation operation);
 
 // A 2xx answer of a fetch_settlement* / fetch_payout_status row. Throws
 // std::runtime_error (SettlementParseError) when the answer cannot be read.

@@ -15,7 +15,7 @@ void SettlementWatch::register_metrics(core::Registry& registry) {
       {"kind"}, [this]() -> std::vector<core::GaugeSample> {
         std::lock_guard lock(mu_);
         try {
-          auto open = storage::ReconciliationStore(store_.database()).open_findings_by_kind();
+          auto open = storage::ledger_of(store_).open_findings_by_kind();
           std::vector<core::GaugeSample> out;
           for (auto kind : finding_kind::all) {
             auto it = open.find(std::string(kind));
@@ -35,7 +35,7 @@ void SettlementWatch::register_metrics(core::Registry& registry) {
         try {
           std::vector<core::GaugeSample> out;
           for (const auto& [currency, amount] :
-               storage::ReconciliationStore(store_.database()).unsettled_capture_amounts()) {
+               storage::ledger_of(store_).unsettled_capture_amounts()) {
             out.push_back({{currency}, static_cast<double>(amount)});
           }
           return out;
@@ -48,7 +48,7 @@ void SettlementWatch::register_metrics(core::Registry& registry) {
 SettlementWatch::Check SettlementWatch::check(std::int64_t now_ms) {
   std::lock_guard lock(mu_);
   Check out;
-  storage::Transaction tx(store_.database());
+  storage::WriteTransaction tx(store_);
   out.found = find_missing(store_, now_ms, grace_).found;
   for (const auto& f : out.found) {
     storage::PublishRow row{0, topic_, f.settlement_id.value_or(f.subject), finding_message(f), ""};

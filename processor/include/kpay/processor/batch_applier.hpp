@@ -24,7 +24,7 @@
 #include "kpay/processor/commands.hpp"
 #include "kpay/processor/events.hpp"
 #include "kpay/processor/follow_ups.hpp"
-#include "kpay/storage/state_store.hpp"
+#include "kpay/storage/store.hpp"
 
 namespace kpay::processor {
 
@@ -101,7 +101,7 @@ class BatchApplier {
  public:
   // `follow_ups`: the capture policy and the environment follow-up calls are
   // decided with (follow_ups.hpp); the rows go to the outbox in the batch.
-  BatchApplier(storage::StateStore& store, klarna::Topics topics, FollowUpSettings follow_ups = {});
+  BatchApplier(storage::Store& store, klarna::Topics topics, FollowUpSettings follow_ups = {});
 
   // Throws storage::SqliteError when the store fails; the transaction is then
   // rolled back and the caller may retry the same batch (it is idempotent).
@@ -148,7 +148,7 @@ class BatchApplier {
   // The signature and issued_at of a command message (decode()).
   std::optional<CommandRefusal> authenticate_command(InputMessage& m, CommandOrigin& origin) const;
 
-  storage::StateStore& store_;
+  storage::Store& store_;
   klarna::Topics topics_;
   FollowUpSettings follow_ups_;
   std::shared_ptr<const CommandSecurity> security_;

@@ -17,7 +17,7 @@
 
 #include "kpay/core/config.hpp"
 #include "kpay/processor/commands.hpp"
-#include "kpay/storage/state_store.hpp"
+#include "kpay/storage/store.hpp"
 
 namespace kpay::processor {
 
@@ -218,6 +218,7 @@ using FollowUp =
 
 // Operation names stored in outbox.operation.
 std::string_view operation_name(const FollowUp& f);
+storage::OutboxOperation operation_of(const FollowUp& f);
 
 // Where a follow-up comes from: the account it is about, the event (or call)
 // that caused it, and when it must be done by.

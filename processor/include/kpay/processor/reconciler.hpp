@@ -41,12 +41,12 @@ struct ReconcileResult {
 // Reconciles one settlement whose lines are all booked, in the caller's
 // transaction: stores new findings and marks the settlement reconciled.
 // Running it again finds nothing new.
-ReconcileResult reconcile_settlement(storage::StateStore& store, const std::string& settlement_id,
+ReconcileResult reconcile_settlement(storage::Store& store, const std::string& settlement_id,
                                      std::int64_t now_ms);
 
 // Captures and refunds executed before now − grace that no settlement line
 // names: one missing_in_settlement finding each (once).
-ReconcileResult find_missing(storage::StateStore& store, std::int64_t now_ms,
+ReconcileResult find_missing(storage::Store& store, std::int64_t now_ms,
                              std::chrono::milliseconds grace);
 
 // The klarna.reconciliation message of a finding

@@ -21,7 +21,7 @@ class SettlementWatch {
  public:
   // `store`: a writable connection of its own; `topic`: klarna.reconciliation
   // with the prefix applied.
-  SettlementWatch(storage::StateStore& store, std::chrono::milliseconds grace, std::string topic)
+  SettlementWatch(storage::Store& store, std::chrono::milliseconds grace, std::string topic)
       : store_(store), grace_(grace), topic_(std::move(topic)) {}
 
   // kpay_processor_settlement_findings{kind}: open findings (every kind, 0
@@ -37,7 +37,7 @@ class SettlementWatch {
   Check check(std::int64_t now_ms);
 
  private:
-  storage::StateStore& store_;
+  storage::Store& store_;
   std::chrono::milliseconds grace_;
   std::string topic_;
   std::mutex mu_;

@@ -1,8 +1,9 @@
 // Settlements fetched from Klarna and what reconciling them found (state
-// schema v10, state_store_reconciliation.cpp). Works on a StateStore's
-// connection, inside the caller's transaction when there is one: the outbox
-// worker books a fetched page, and reconciles, in the transaction that
-// records the call's answer.
+// schema v10). A store's settlement ledger works on that store's connection,
+// inside the caller's transaction when there is one: the outbox worker books a
+// fetched page, and reconciles, in the transaction that records the call's
+// answer. SQLite: state_store_reconciliation.cpp; the PostgreSQL backend has
+// none yet (ledger_of() throws a permanent StoreError there).
 #pragma once
 
 #include <cstdint>
@@ -11,8 +12,8 @@
 #include <string>
 #include <vector>
 
-#include "kpay/storage/sqlite.hpp"
-#include "kpay/storage/state_store.hpp"
+#include "kpay/storage/rows.hpp"
+#include "kpay/storage/store.hpp"
 
 namespace kpay::storage {
 
@@ -90,50 +91,51 @@ struct UnsettledRow {
   std::optional<std::string> currency;  // the record's, else its transaction's
 };
 
-class ReconciliationStore {
+class SettlementLedger {
  public:
-  explicit ReconciliationStore(Database& db) : db_(db) {}
+  virtual ~SettlementLedger() = default;
 
   // false when the settlement is known already (its fetch was queued before).
-  bool insert_settlement(const SettlementRow& s);
-  std::optional<SettlementRow> find_settlement(const std::string& settlement_id);
-  void save_settlement(const SettlementRow& s);
+  virtual bool insert_settlement(const SettlementRow& s) = 0;
+  virtual std::optional<SettlementRow> find_settlement(const std::string& settlement_id) = 0;
+  virtual void save_settlement(const SettlementRow& s) = 0;
   // Newest first; created at or after `since_ms`.
-  std::vector<SettlementRow> settlements(std::int64_t since_ms, std::size_t limit);
+  virtual std::vector<SettlementRow> settlements(std::int64_t since_ms, std::size_t limit) = 0;
 
   // false when that line of that settlement is booked already.
-  bool insert_line(const SettlementLineRow& l);
-  std::vector<SettlementLineRow> lines(const std::string& settlement_id);
+  virtual bool insert_line(const SettlementLineRow& l) = 0;
+  virtual std::vector<SettlementLineRow> lines(const std::string& settlement_id) = 0;
   // The settlements created before `than` (created_at_ms, then id) with a
   // SALE line of this capture (`kind` "capture") or a RETURN line of this
   // refund ("refund"): the capture settled twice is the later report's finding.
-  std::vector<std::string> settled_before(const std::string& kind, const std::string& id,
-                                          const SettlementRow& than);
+  virtual std::vector<std::string> settled_before(const std::string& kind, const std::string& id,
+                                                  const SettlementRow& than) = 0;
   // The SALE lines of a capture / RETURN lines of a refund, any settlement.
-  std::vector<SettlementLineRow> lines_settling(const std::string& kind, const std::string& id);
+  virtual std::vector<SettlementLineRow> lines_settling(const std::string& kind,
+                                                        const std::string& id) = 0;
 
   // false when found before (the same finding_id).
-  bool insert_finding(const FindingRow& f);
+  virtual bool insert_finding(const FindingRow& f) = 0;
   // Marks open findings of `kind` about `subject` resolved (e.g. a capture
   // missing from settlements turned up in one). The number resolved.
-  std::int64_t resolve_findings(const std::string& kind, const std::string& subject,
-                                std::int64_t now_ms);
-  std::vector<FindingRow> findings_of(const std::string& settlement_id);
+  virtual std::int64_t resolve_findings(const std::string& kind, const std::string& subject,
+                                        std::int64_t now_ms) = 0;
+  virtual std::vector<FindingRow> findings_of(const std::string& settlement_id) = 0;
   // Newest first; found at or after `since_ms`; open only when `open_only`.
-  std::vector<FindingRow> findings(std::int64_t since_ms, bool open_only, std::size_t limit);
-  std::map<std::string, std::int64_t> open_findings_by_kind();
+  virtual std::vector<FindingRow> findings(std::int64_t since_ms, bool open_only,
+                                           std::size_t limit) = 0;
+  virtual std::map<std::string, std::int64_t> open_findings_by_kind() = 0;
 
   // Captures (kind "capture") or refunds ("refund") that occurred before
   // `before_ms` and that no settlement line names.
-  std::vector<UnsettledRow> unsettled(const std::string& kind, std::int64_t before_ms,
-                                      std::size_t limit);
+  virtual std::vector<UnsettledRow> unsettled(const std::string& kind, std::int64_t before_ms,
+                                              std::size_t limit) = 0;
   // Sum of captures no settlement line names, per currency (the record's,
   // else its transaction's; "" when neither is known).
-  std::map<std::string, std::int64_t> unsettled_capture_amounts();
-
- private:
-  Database& db_;
-  std::optional<Statement> insert_line_;  // a report books many lines
+  virtual std::map<std::string, std::int64_t> unsettled_capture_amounts() = 0;
 };
+
+// The ledger of `store`; throws a permanent StoreError when its backend has none.
+SettlementLedger& ledger_of(Store& store);
 
 }  // namespace kpay::storage
