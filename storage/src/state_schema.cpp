@@ -380,6 +380,7 @@ constexpr std::array kMigrations = {
     Migration{7, "webhook intake: dispute accounts, settlement events", kV7},
     Migration{8, "offset gaps, event body digests and conflicts", kV8},
     Migration{9, "command senders and the append-only audit trail", kAuditSchemaV9},
+    Migration{12, "audit trail: the operator of an operator's action", kAuditSchemaV12},
 };
 
 }  // namespace

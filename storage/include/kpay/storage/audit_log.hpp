@@ -4,7 +4,8 @@
 //
 // audit_events is append-only (the database refuses updates and deletes);
 // the outbox's own triggers add the rows of each Klarna call (queued, every
-// answered attempt, the outcome, an operator's requeue).
+// answered attempt, the outcome); klarnactl appends an operator's actions
+// (kind "operator", with `operator_name`) in the transaction that does them.
 #pragma once
 
 #include <cstdint>
@@ -30,12 +31,15 @@ struct AuditEvent {
   std::optional<std::string> detail;
   std::optional<std::string> request;  // what went to Klarna; never a token
   std::optional<std::int64_t> klarna_status;
+  // kind "operator": who acted (klarnactl --operator, else the OS user).
+  std::optional<std::string> operator_name;
 };
 
 struct AuditQuery {
   std::int64_t since_ms = 0;
-  std::string sender;      // empty: all
-  std::string command_id;  // empty: all
+  std::string sender;         // empty: all
+  std::string command_id;     // empty: all
+  std::string operator_name;  // empty: all
   std::int64_t after_seq = 0;
   std::size_t limit = 1000;
 };
@@ -52,6 +56,8 @@ class AuditLog {
                      const std::string& key_id, const std::optional<std::string>& currency,
                      std::optional<std::int64_t> amount, const std::string& day,
                      std::int64_t now_ms);
+  // The sender recorded for a command (command_senders), if any.
+  std::optional<std::string> sender_of(const std::string& command_id);
   // The amounts of `sender`'s accepted commands in `currency` on UTC `day`.
   std::int64_t spent(const std::string& sender, const std::string& currency,
                      const std::string& day);
