@@ -450,6 +450,7 @@ constexpr std::array kMigrations = {
     Migration{8, "offset gaps, event body digests and conflicts", kV8},
     Migration{9, "command senders and the append-only audit trail", kAuditSchemaV9},
     Migration{10, "settlements fetched, their lines, reconciliation findings", kV10},
+    Migration{12, "audit trail: the operator of an operator's action", kAuditSchemaV12},
 };
 
 }  // namespace

@@ -21,6 +21,10 @@ void StateStore::record_sender(const std::string& command_id, const std::string&
   AuditLog(database()).record_sender(command_id, sender, key_id, currency, amount, day, now_ms);
 }
 
+std::optional<std::string> StateStore::sender_of(const std::string& command_id) {
+  return AuditLog(database()).sender_of(command_id);
+}
+
 std::int64_t StateStore::spent(const std::string& sender, const std::string& currency,
                                const std::string& day) {
   return AuditLog(database()).spent(sender, currency, day);

@@ -15,7 +15,10 @@
 //     the executions per operation equal what the payments need (one confirm
 //     per Gen 1 authorization, one final authorization per Gen 2 one, one
 //     capture per transaction, one refund per command);
-//   - the processor's state equals the sim's, entity by entity.
+//   - the processor's state equals the sim's, entity by entity;
+//   - the audit trail lists every operation the sim executed exactly once as
+//     an executed outcome (and nothing else), and klarna.audit carried every
+//     row of it.
 // KPAY_CHAOS_SECONDS sets the duration of the chaos (default 45 s for ctest;
 // `make chaos` runs 420 s), KPAY_CHAOS_ROUND_MS the length of a round.
 //
@@ -35,6 +38,7 @@
 #include <sstream>
 #include <thread>
 
+#include "audit_trail.hpp"
 #include "e2e_checks.hpp"
 #include "e2e_system.hpp"
 
@@ -336,6 +340,30 @@ TEST(Chaos, UnderKillsOutagesAndFaultsEveryEffectHappensOnceAndTheStatesAgree) {
       << query_text(sys.db(),
                     "SELECT group_concat(operation || ' ' || COALESCE(last_error, ''), '; ') "
                     "FROM outbox WHERE status = 'failed'");
+
+  // The audit trail lists every executed operation exactly once: each call the
+  // sim executed is one executed outcome, nothing it did not execute is one,
+  // each refund command one decision (accepted, resent or not); klarna.audit carried every row
+  // across the kills (at least once, field for field).
+  std::size_t executed_outcomes = 0;
+  EXPECT_EQ(compare_executed_outcomes(sys.db(), ex.by_key, executed_outcomes), "");
+  EXPECT_EQ(static_cast<std::int64_t>(executed_outcomes),
+            executed("payment.confirm") + executed("payment.authorize") +
+                executed("payment.transactions.capture") + executed("payment.transactions.refund"));
+  for (const auto& id : f.commands) {  // accepted once, resent or not
+    EXPECT_EQ(query_text(sys.db(),
+                         "SELECT group_concat(status) FROM audit_events WHERE kind = "
+                         "'command' AND command_id = '" +
+                             id + "'"),
+              "accepted")
+        << id;
+  }
+  const auto trail = audit_rows(sys.db());
+  const auto published = read_audit_topic(sys.bootstrap(), "klarna.audit", 2, trail, 120s);
+  EXPECT_EQ(compare_audit_topic(published, trail), "");
+  std::printf(
+      "chaos audit trail: %zu events, %zu executed outcomes; %zu messages on klarna.audit\n",
+      trail.size(), executed_outcomes, published.size());
 
   const auto calls = processor_calls(sys);
   const auto cpu1 = cpu_times();

@@ -25,6 +25,7 @@ std::string render_audit_event(const storage::AuditEvent& e) {
   maybe("detail", e.detail);
   maybe("request", e.request);
   maybe_int("klarna_status", e.klarna_status);
+  maybe("operator", e.operator_name);
   w.end_object();
   return w.take();
 }

@@ -64,6 +64,13 @@ void PgState::record_sender(const std::string& command_id, const std::string& se
       params(sender, day, *currency, *amount));
 }
 
+std::optional<std::string> PgState::sender_of(const std::string& command_id) {
+  Result r =
+      c_.query("SELECT sender FROM command_senders WHERE command_id = $1", params(command_id));
+  if (r.rows() == 0) return std::nullopt;
+  return r.text(0, 0);
+}
+
 std::int64_t PgState::spent(const std::string& sender, const std::string& currency,
                             const std::string& day) {
   return c_

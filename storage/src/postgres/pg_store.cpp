@@ -266,6 +266,10 @@ void PgStore::record_sender(const std::string& command_id, const std::string& se
                             std::int64_t now_ms) {
   live().record_sender(command_id, sender, key_id, currency, amount, day, now_ms);
 }
+std::optional<std::string> PgStore::sender_of(const std::string& command_id) {
+  return live().sender_of(command_id);
+}
+
 std::int64_t PgStore::spent(const std::string& sender, const std::string& currency,
                             const std::string& day) {
   return live().spent(sender, currency, day);

@@ -5,7 +5,8 @@
 //
 // audit_events is append-only (the database refuses updates and deletes);
 // the outbox's own triggers add the rows of each Klarna call (queued, every
-// answered attempt, the outcome, an operator's requeue).
+// answered attempt, the outcome); klarnactl appends an operator's actions
+// (kind "operator", with `operator_name`) in the transaction that does them.
 #pragma once
 
 #include <cstdint>
@@ -30,6 +31,8 @@ class AuditLog {
                      const std::string& key_id, const std::optional<std::string>& currency,
                      std::optional<std::int64_t> amount, const std::string& day,
                      std::int64_t now_ms);
+  // The sender recorded for a command (command_senders), if any.
+  std::optional<std::string> sender_of(const std::string& command_id);
   // The amounts of `sender`'s accepted commands in `currency` on UTC `day`.
   std::int64_t spent(const std::string& sender, const std::string& currency,
                      const std::string& day);

@@ -24,12 +24,15 @@ struct AuditEvent {
   std::optional<std::string> detail;
   std::optional<std::string> request;  // what went to Klarna; never a token
   std::optional<std::int64_t> klarna_status;
+  // kind "operator": who acted (klarnactl --operator, else the OS user).
+  std::optional<std::string> operator_name;
 };
 
 struct AuditQuery {
   std::int64_t since_ms = 0;
-  std::string sender;      // empty: all
-  std::string command_id;  // empty: all
+  std::string sender;         // empty: all
+  std::string command_id;     // empty: all
+  std::string operator_name;  // empty: all
   std::int64_t after_seq = 0;
   std::size_t limit = 1000;
 };
@@ -46,6 +49,8 @@ class AuditTrail {
                              const std::string& key_id, const std::optional<std::string>& currency,
                              std::optional<std::int64_t> amount, const std::string& day,
                              std::int64_t now_ms) = 0;
+  // The sender of an accepted command (nullopt: unsigned or unknown).
+  virtual std::optional<std::string> sender_of(const std::string& command_id) = 0;
   // The amounts of `sender`'s accepted commands in `currency` on UTC `day`.
   virtual std::int64_t spent(const std::string& sender, const std::string& currency,
                              const std::string& day) = 0;

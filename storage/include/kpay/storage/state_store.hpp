@@ -157,6 +157,7 @@ class StateStore final : public Store {
                      const std::string& key_id, const std::optional<std::string>& currency,
                      std::optional<std::int64_t> amount, const std::string& day,
                      std::int64_t now_ms) override;
+  std::optional<std::string> sender_of(const std::string& command_id) override;
   std::int64_t spent(const std::string& sender, const std::string& currency,
                      const std::string& day) override;
   std::int64_t audit_published_through() override;
