@@ -20,6 +20,7 @@
 #include "calls/call_answers.hpp"
 #include "kpay/processor/follow_ups.hpp"
 #include "kpay/storage/reconciliation_store.hpp"
+#include "kpay/storage/state_store.hpp"
 
 using namespace kpay;
 using Clock = std::chrono::steady_clock;
@@ -115,7 +116,8 @@ std::string answer(storage::StateStore& store, const processor::FollowUpSettings
 storage::OutboxRow next_page(storage::StateStore& store) {
   storage::OutboxRow last;
   for (auto& o : store.outbox(kSettlement)) {
-    if (o.operation == "fetch_settlement_transactions" && o.id > last.id) last = std::move(o);
+    if (o.operation == storage::OutboxOperation::fetch_settlement_transactions && o.id > last.id)
+      last = std::move(o);
   }
   return last;
 }
