@@ -419,15 +419,87 @@ CREATE TRIGGER audit_outbox_requeued AFTER UPDATE OF status ON outbox FOR EACH R
   EXECUTE FUNCTION audit_outbox_requeued();
 )sql";
 
+// 10: settlements fetched, their lines, reconciliation findings (the tables
+// of SQLite's migration 10; the ledger that uses them is SQLite's only so far).
+constexpr std::string_view kV10 = R"sql(
+CREATE TABLE settlements (
+  settlement_id           TEXT PRIMARY KEY,
+  account_id              TEXT NOT NULL,
+  status                  TEXT NOT NULL CHECK (status IN ('fetching', 'fetched', 'reconciled')),
+  currency                TEXT,
+  payout_amount           BIGINT,
+  total_sale_amount       BIGINT,
+  total_return_amount     BIGINT,
+  total_fee_amount        BIGINT,
+  total_chargeback_amount BIGINT,
+  total_tax_amount        BIGINT,
+  total_settlement_amount BIGINT,
+  payment_reference       TEXT,
+  payout_date             TEXT,
+  period_start            TEXT,
+  period_end              TEXT,
+  payout_status           TEXT,
+  next_page               TEXT,
+  lines_booked            BIGINT NOT NULL DEFAULT 0,
+  caused_by               TEXT NOT NULL,
+  created_at_ms           BIGINT NOT NULL,
+  fetched_at_ms           BIGINT,
+  reconciled_at_ms        BIGINT
+);
+CREATE TABLE settlement_lines (
+  settlement_id          TEXT NOT NULL,
+  line_no                BIGINT NOT NULL,
+  type                   TEXT NOT NULL,
+  payment_transaction_id TEXT,
+  capture_id             TEXT,
+  refund_id              TEXT,
+  dispute_id             TEXT,
+  amount                 BIGINT NOT NULL,
+  tax_amount             BIGINT NOT NULL DEFAULT 0,
+  currency               TEXT,
+  reference              TEXT,
+  occurred_at            TEXT,
+  PRIMARY KEY (settlement_id, line_no)
+);
+CREATE INDEX settlement_lines_by_capture ON settlement_lines (capture_id, type);
+CREATE INDEX settlement_lines_by_refund ON settlement_lines (refund_id, type);
+CREATE INDEX settlement_lines_by_transaction ON settlement_lines (payment_transaction_id);
+CREATE TABLE reconciliation_findings (
+  finding_id     TEXT PRIMARY KEY,
+  kind           TEXT NOT NULL CHECK (kind IN ('missing_in_settlement', 'unexpected_in_settlement',
+                   'amount_mismatch', 'duplicate_settlement', 'payout_mismatch',
+                   'currency_mismatch')),
+  settlement_id  TEXT,
+  subject        TEXT NOT NULL,
+  ours_json      TEXT NOT NULL,
+  theirs_json    TEXT NOT NULL,
+  detail         TEXT NOT NULL,
+  found_at_ms    BIGINT NOT NULL,
+  resolved_at_ms BIGINT
+);
+CREATE INDEX findings_by_settlement ON reconciliation_findings (settlement_id);
+CREATE INDEX findings_by_time ON reconciliation_findings (found_at_ms);
+)sql";
+
+// 12: the operator of an operator's action; klarnactl records requeues itself
+// (with who did it), so the trigger that could not know goes (SQLite's 12).
+constexpr std::string_view kV12 = R"sql(
+ALTER TABLE audit_events ADD COLUMN operator TEXT;
+DROP TRIGGER audit_outbox_requeued ON outbox;
+DROP FUNCTION audit_outbox_requeued();
+)sql";
+
 // Migration 9 in one piece: the tables, then the audit trail.
 const std::string& v9_sql() {
   static const std::string sql = std::string(kV9) + std::string(kV9Audit);
   return sql;
 }
 
-std::array<Migration, 1> make_migrations() {
+std::array<Migration, 3> make_migrations() {
   return {
-      Migration{9, "state schema as of SQLite version 9, with leases for N processors", v9_sql()}};
+      Migration{9, "state schema as of SQLite version 9, with leases for N processors", v9_sql()},
+      Migration{10, "settlements fetched, their lines, reconciliation findings", kV10},
+      Migration{12, "audit trail: the operator of an operator's action", kV12}};
 }
 
 constexpr std::string_view kVersionTable = R"sql(
@@ -442,7 +514,7 @@ CREATE TABLE IF NOT EXISTS schema_version (
 }  // namespace
 
 std::span<const Migration> state_migrations() {
-  static const std::array<Migration, 1> migrations = make_migrations();
+  static const std::array<Migration, 3> migrations = make_migrations();
   return migrations;
 }
 
