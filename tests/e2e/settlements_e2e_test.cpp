@@ -166,7 +166,11 @@ TEST_F(SettlementsE2E, AFailedPayoutIsSurfacedWithoutAFinding) {
                                           quoted(id)) == "PAYOUT_FAILED";
       },
       30s));
-  EXPECT_NE(sys().processor_log().find("settlement payout failed"), std::string::npos);
+  // The error is logged after the batch commits: wait for it, do not race it.
+  EXPECT_TRUE(wait_until(
+      [&] { return sys().processor_log().find("settlement payout failed") != std::string::npos; },
+      30s))
+      << sys().processor_log();
 }
 
 TEST_F(SettlementsE2E, KilledInTheMiddleOfAFetchNothingIsBookedTwice) {
