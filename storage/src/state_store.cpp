@@ -25,6 +25,7 @@ std::int64_t entity_hash(std::string_view id) {
 struct StateStore::Impl {
   explicit Impl(Database d) : db(std::move(d)) {}
   Database db;
+  TraceContext trace;  // set_trace_context()
   std::optional<Statement> insert_inbox, find_request, save_request, find_transaction,
       save_transaction, request_for_transaction, transaction_for_request, insert_sub_record,
       find_dispute, save_dispute, find_record, save_record, append_history, insert_outbox,
@@ -447,18 +448,42 @@ void StateStore::save_record(const RecordRow& r) {
   s.run();
 }
 
+void StateStore::set_trace_context(TraceContext c) {
+  impl_->trace = std::move(c);
+}
+const TraceContext& StateStore::trace_context() const {
+  return impl_->trace;
+}
+
+namespace {
+std::optional<std::string_view> non_empty(std::string_view a, std::string_view b) {
+  if (!a.empty()) return a;
+  if (!b.empty()) return b;
+  return std::nullopt;
+}
+}  // namespace
+
 void StateStore::append_history(const HistoryRow& h) {
-  auto& s =
-      impl_->prep(impl_->append_history,
-                  "INSERT INTO history (event_id, entity_kind, entity_id, event_type, "
-                  "event_version, occurred_at, outcome, from_state, to_state, reason, "
-                  "topic, partition, offset, entity_hash) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+  auto& s = impl_->prep(
+      impl_->append_history,
+      "INSERT INTO history (event_id, entity_kind, entity_id, event_type, "
+      "event_version, occurred_at, outcome, from_state, to_state, reason, "
+      "topic, partition, offset, entity_hash, traceparent, recorded_at_ms, received_at, "
+      "kafka_timestamp_ms) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
   s.bind(1, h.event_id).bind(2, h.entity_kind).bind(3, h.entity_id).bind(4, h.event_type);
   s.bind(5, h.event_version).bind(6, h.occurred_at).bind(7, h.outcome);
   s.bind(8, h.from_state);
   s.bind(9, h.to_state);
   s.bind(10, h.reason).bind(11, h.topic).bind(12, h.partition).bind(13, h.offset);
   s.bind(14, entity_hash(h.entity_id));
+  const auto& t = impl_->trace;
+  s.bind(15, non_empty(h.traceparent, t.traceparent));
+  s.bind(16, h.recorded_at_ms != 0 ? h.recorded_at_ms
+                                   : std::chrono::duration_cast<std::chrono::milliseconds>(
+                                         std::chrono::system_clock::now().time_since_epoch())
+                                         .count());
+  s.bind(17, non_empty(h.received_at, t.received_at));
+  s.bind(18, h.kafka_timestamp_ms ? h.kafka_timestamp_ms : t.kafka_timestamp_ms);
   s.run();
 }
 
@@ -466,12 +491,14 @@ std::vector<HistoryRow> StateStore::history(const std::string& entity_id) {
   // The indexed rows, then the tail not indexed yet (index_history_if_due).
   auto s = impl_->db.prepare(
       "SELECT seq, event_id, entity_kind, event_type, event_version, occurred_at, outcome, "
-      "from_state, to_state, reason, topic, partition, offset FROM history "
+      "from_state, to_state, reason, topic, partition, offset, traceparent, recorded_at_ms, "
+      "received_at, kafka_timestamp_ms FROM history "
       "WHERE seq IN (SELECT seq FROM history_by_entity WHERE entity_hash = ?1) "
       "AND entity_id = ?2 "
       "UNION ALL "
       "SELECT seq, event_id, entity_kind, event_type, event_version, occurred_at, outcome, "
-      "from_state, to_state, reason, topic, partition, offset FROM history "
+      "from_state, to_state, reason, topic, partition, offset, traceparent, recorded_at_ms, "
+      "received_at, kafka_timestamp_ms FROM history "
       "WHERE seq > (SELECT through_seq FROM history_indexed) "
       "AND entity_hash = ?1 AND entity_id = ?2 ORDER BY 1");
   s.bind(1, entity_hash(entity_id)).bind(2, entity_id);
@@ -492,6 +519,10 @@ std::vector<HistoryRow> StateStore::history(const std::string& entity_id) {
     h.topic = s.text(10);
     h.partition = static_cast<std::int32_t>(s.int64(11));
     h.offset = s.int64(12);
+    h.traceparent = s.optional_text(13).value_or("");
+    h.recorded_at_ms = s.optional_int64(14).value_or(0);
+    h.received_at = s.optional_text(15).value_or("");
+    h.kafka_timestamp_ms = s.optional_int64(16);
     out.push_back(std::move(h));
   }
   return out;
@@ -528,7 +559,7 @@ bool StateStore::insert_outbox(const OutboxRow& o) {
       "INSERT OR IGNORE INTO outbox (operation, entity_id, idempotency_key, request_body, "
       "call_token, due_by_ms, status, created_by_event_id, account_id, method, path, "
       "token_header, next_attempt_at_ms, created_at_ms, updated_at_ms, command_id, amount, "
-      "capture_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+      "capture_id, traceparent) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
   s.bind(1, o.operation).bind(2, o.entity_id).bind(3, o.idempotency_key);
   s.bind(4, o.request_body).bind(5, o.call_token);
   s.bind(6, o.due_by_ms);
@@ -538,6 +569,7 @@ bool StateStore::insert_outbox(const OutboxRow& o) {
   s.bind(16, o.command_id);
   s.bind(17, o.amount);
   s.bind(18, o.capture_id);
+  s.bind(19, non_empty(o.traceparent, impl_->trace.traceparent));
   s.run();
   return impl_->db.changes() == 1;
 }
@@ -549,7 +581,7 @@ constexpr std::string_view kOutboxColumns =
     "id, operation, entity_id, idempotency_key, request_body, due_by_ms, status, "
     "created_by_event_id, account_id, method, path, token_header, attempts, "
     "next_attempt_at_ms, created_at_ms, updated_at_ms, last_status, last_error, result, "
-    "command_id, amount, capture_id, call_token";
+    "command_id, amount, capture_id, traceparent, call_token";
 
 // call_token (the last column) only when the caller sends the call.
 OutboxRow read_outbox_row(Statement& s, bool with_token) {
@@ -576,7 +608,8 @@ OutboxRow read_outbox_row(Statement& s, bool with_token) {
   o.command_id = s.optional_text(19);
   o.amount = s.optional_int64(20);
   o.capture_id = s.optional_text(21);
-  if (with_token) o.call_token = s.text(22);
+  o.traceparent = s.optional_text(22).value_or("");
+  if (with_token) o.call_token = s.text(23);
   return o;
 }
 
@@ -694,8 +727,10 @@ StateStore::OutboxCounts StateStore::outbox_counts() {
 
 std::int64_t StateStore::enqueue_publish(const PublishRow& p) {
   auto& s = impl_->prep(impl_->enqueue_publish,
-                        "INSERT INTO publish_queue (topic, key, value, reason) VALUES (?,?,?,?)");
+                        "INSERT INTO publish_queue (topic, key, value, reason, traceparent) "
+                        "VALUES (?,?,?,?,?)");
   s.bind(1, p.topic).bind_blob(2, p.key).bind_blob(3, p.value).bind(4, p.reason);
+  s.bind(5, non_empty(p.traceparent, impl_->trace.traceparent));
   s.run();
   return impl_->db.last_insert_rowid();
 }
@@ -707,11 +742,12 @@ void StateStore::delete_published(std::int64_t seq) {
 }
 
 std::vector<PublishRow> StateStore::pending_publications() {
-  auto s =
-      impl_->db.prepare("SELECT seq, topic, key, value, reason FROM publish_queue ORDER BY seq");
+  auto s = impl_->db.prepare(
+      "SELECT seq, topic, key, value, reason, traceparent FROM publish_queue ORDER BY seq");
   std::vector<PublishRow> out;
   while (s.step()) {
-    out.push_back({s.int64(0), s.text(1), s.blob(2), s.blob(3), s.text(4)});
+    out.push_back(
+        {s.int64(0), s.text(1), s.blob(2), s.blob(3), s.text(4), s.optional_text(5).value_or("")});
   }
   return out;
 }
@@ -748,38 +784,6 @@ std::optional<std::int64_t> StateStore::stored_offset(const std::string& topic,
   if (s.step()) v = s.int64(0);
   s.reset();
   return v;
-}
-
-StateStore::DeadlineSummary StateStore::deadlines(std::int64_t now_ms, std::int64_t horizon_ms,
-                                                  std::int64_t call_horizon_ms) {
-  DeadlineSummary d;
-  auto calls = impl_->db.prepare(
-      "SELECT COALESCE(SUM(status <> 'failed'), 0), "
-      "COALESCE(SUM(due_by_ms IS NOT NULL AND due_by_ms < ?1), 0), "
-      "COALESCE(SUM(due_by_ms IS NOT NULL AND due_by_ms >= ?1 AND due_by_ms < ?2), 0), "
-      "COALESCE(SUM(status = 'failed'), 0), MIN(due_by_ms) "
-      "FROM outbox WHERE status IN ('pending', 'in_flight', 'failed')");
-  calls.bind(1, now_ms).bind(2, now_ms + call_horizon_ms);
-  if (calls.step()) {
-    d.calls_pending = calls.int64(0);
-    d.calls_overdue = calls.int64(1);
-    d.calls_at_risk = calls.int64(2);
-    d.calls_failed = calls.int64(3);
-    d.nearest_call_due_ms = calls.optional_int64(4);
-  }
-  // The nearest deadline of each open dispute.
-  auto disputes = impl_->db.prepare(
-      "SELECT COALESCE(SUM(due >= ?1 AND due < ?2), 0), COALESCE(SUM(due < ?1), 0) FROM ("
-      " SELECT MIN(COALESCE(representment_expires_at_ms, arbitration_expires_at_ms),"
-      "            COALESCE(arbitration_expires_at_ms, representment_expires_at_ms)) AS due"
-      " FROM disputes WHERE COALESCE(state, '') <> 'CLOSED'"
-      " AND (representment_expires_at_ms IS NOT NULL OR arbitration_expires_at_ms IS NOT NULL))");
-  disputes.bind(1, now_ms).bind(2, now_ms + horizon_ms);
-  if (disputes.step()) {
-    d.dispute_deadlines_soon = disputes.int64(0);
-    d.dispute_deadlines_passed = disputes.int64(1);
-  }
-  return d;
 }
 
 }  // namespace kpay::storage

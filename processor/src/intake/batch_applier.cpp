@@ -189,7 +189,7 @@ BatchResult BatchApplier::apply(std::span<const DecodedMessage> batch,
   storage::Transaction tx(store_.database());
   for (std::int64_t seq : acknowledged) store_.delete_published(seq);
   for (const auto& d : batch) {
-    apply_one(d, out);
+    apply_traced(d, out);
     auto& next = out.next_offsets[{d.message.topic, d.message.partition}];
     next = std::max(next, d.message.offset + 1);
   }
@@ -199,10 +199,33 @@ BatchResult BatchApplier::apply(std::span<const DecodedMessage> batch,
   return out;
 }
 
+// Every row the message causes (history, outbox, publications) carries its
+// trace: the store's context for rows written anywhere below, and the
+// publications' copies produced after the commit.
+void BatchApplier::apply_traced(const DecodedMessage& d, BatchResult& out) {
+  const auto first = out.publications.size();
+  const auto& m = d.message;
+  store_.set_trace_context({m.traceparent, m.received_at, m.timestamp_ms});
+  try {
+    apply_one(d, out);
+  } catch (...) {
+    store_.set_trace_context({});
+    throw;
+  }
+  store_.set_trace_context({});
+  for (auto i = first; i < out.publications.size(); ++i) {
+    if (out.publications[i].traceparent.empty()) out.publications[i].traceparent = m.traceparent;
+  }
+}
+
 BatchResult BatchApplier::record_apply_error(const DecodedMessage& d, std::string_view what) {
   BatchResult out;
   storage::Transaction tx(store_.database());
+  const auto& t = d.message;
+  store_.set_trace_context({t.traceparent, t.received_at, t.timestamp_ms});
   record_poison(d.message, Poison{"apply_error", std::string(what), std::nullopt}, out);
+  store_.set_trace_context({});
+  if (!out.publications.empty()) out.publications.back().traceparent = t.traceparent;
   const InputMessage& m = d.message;
   out.next_offsets[{m.topic, m.partition}] = m.offset + 1;
   store_.save_offset(m.topic, m.partition, m.offset + 1);

@@ -10,6 +10,7 @@
 #include <thread>
 #include <utility>
 
+#include "kpay/core/traceparent.hpp"
 #include "kpay/klarna/kafka_contract.hpp"
 #include "kpay/storage/sqlite.hpp"
 
@@ -165,23 +166,31 @@ void merge(BatchResult& into, BatchResult&& one) {
   }
 }
 
-// A command's signature headers (the last of each name) and its timestamp.
-void read_command_meta(const rd_kafka_message_t* m, InputMessage& in) {
+// What the headers say (the last of each name) and the timestamp: the trace
+// context of every message (a new trace when it carries no valid one), the
+// receiver's received-at, and a command's signature headers.
+void read_meta(const rd_kafka_message_t* m, InputMessage& in, bool command) {
+  namespace header = klarna::contract::header;
   rd_kafka_headers_t* headers = nullptr;
+  std::string_view traceparent;
   if (rd_kafka_message_headers(m, &headers) == RD_KAFKA_RESP_ERR_NO_ERROR) {
-    auto get = [&](std::string_view name) -> std::optional<std::string> {
+    auto get = [&](const char* name) -> std::optional<std::string_view> {
       const void* value = nullptr;
       std::size_t size = 0;
-      if (rd_kafka_header_get_last(headers, std::string(name).c_str(), &value, &size) !=
-              RD_KAFKA_RESP_ERR_NO_ERROR ||
+      if (rd_kafka_header_get_last(headers, name, &value, &size) != RD_KAFKA_RESP_ERR_NO_ERROR ||
           value == nullptr) {
         return std::nullopt;
       }
-      return std::string(static_cast<const char*>(value), size);
+      return std::string_view(static_cast<const char*>(value), size);
     };
-    in.headers.sender = get(kSenderHeader);
-    in.headers.signature = get(kSignatureHeader);
+    traceparent = get(header::traceparent).value_or("");
+    if (auto at = get(header::received_at)) in.received_at = *at;
+    if (command) {
+      if (auto v = get(kSenderHeader.data())) in.headers.sender = std::string(*v);
+      if (auto v = get(kSignatureHeader.data())) in.headers.signature = std::string(*v);
+    }
   }
+  in.traceparent = core::traceparent_or_new(traceparent);
   rd_kafka_timestamp_type_t type;
   const auto ts = rd_kafka_message_timestamp(m, &type);
   if (type != RD_KAFKA_TIMESTAMP_NOT_AVAILABLE && ts >= 0) in.timestamp_ms = ts;
@@ -369,6 +378,10 @@ void Processor::on_delivery(const rd_kafka_message_t* msg) {
 void Processor::produce(const storage::PublishRow& row) {
   for (;;) {
     rd_kafka_headers_t* headers = rd_kafka_headers_new(2);
+    if (!row.traceparent.empty()) {
+      rd_kafka_header_add(headers, klarna::contract::header::traceparent, -1,
+                          row.traceparent.data(), static_cast<ssize_t>(row.traceparent.size()));
+    }
     if (row.reason.empty()) {
       rd_kafka_header_add(headers, klarna::contract::header::content_type, -1, "application/json",
                           -1);
@@ -519,7 +532,8 @@ std::optional<BatchResult> Processor::apply_one_by_one(const std::atomic<bool>* 
                  {{"topic", d.message.topic},
                   {"partition", d.message.partition},
                   {"offset", d.message.offset},
-                  {"error", e.what()}});
+                  {"error", e.what()},
+                  {"trace_id", core::trace_id_of(d.message.traceparent)}});
       one = record_apply_error(give_up, d, e.what());
     }
     if (!one) return std::nullopt;
@@ -574,7 +588,16 @@ bool Processor::finish_commit() {
     metrics_->poison.with({reason}).inc(n);
     log_.warn("poison messages dead-lettered", {{"reason", reason}, {"count", n}});
   }
-  for (const auto& d : committing_) metrics_->consumed.with({d.message.topic}).inc();
+  const bool debug = log_.enabled(core::LogLevel::debug);
+  for (const auto& d : committing_) {
+    metrics_->consumed.with({d.message.topic}).inc();
+    if (debug) {
+      log_.debug("message committed", {{"topic", d.message.topic},
+                                       {"partition", d.message.partition},
+                                       {"offset", d.message.offset},
+                                       {"trace_id", core::trace_id_of(d.message.traceparent)}});
+    }
+  }
   events_seen_ += committing_.size();
   committing_.clear();
 
@@ -683,7 +706,7 @@ bool Processor::run(const std::atomic<bool>& stop) {
       if (!offset_in_sequence(in.topic, in.partition, in.offset)) continue;
       if (m->key != nullptr) in.key.assign(static_cast<const char*>(m->key), m->key_len);
       if (m->payload != nullptr) in.value.assign(static_cast<const char*>(m->payload), m->len);
-      if (in.topic == settings_.topics.commands) read_command_meta(m.get(), in);
+      read_meta(m.get(), in, in.topic == settings_.topics.commands);
       pending_.push_back(applier_.decode(std::move(in)));
     }
     if (!ok) break;

@@ -241,6 +241,22 @@ struct HistoryRow {
   std::string topic;
   std::int32_t partition = 0;
   std::int64_t offset = 0;
+  // v11 (klarnactl payments trace): the message's W3C traceparent, when the
+  // processor wrote this row (ms; 0 = not known: written before v11 or
+  // unset, then the store fills in now), the receiver's received-at header
+  // and the Kafka message timestamp.
+  std::string traceparent{};
+  std::int64_t recorded_at_ms = 0;
+  std::string received_at{};
+  std::optional<std::int64_t> kafka_timestamp_ms{};
+};
+
+// v11: what the store adds to the rows written while it is set
+// (StateStore::set_trace_context).
+struct TraceContext {
+  std::string traceparent;  // W3C; empty: none
+  std::string received_at;  // the receiver's received-at header
+  std::optional<std::int64_t> kafka_timestamp_ms;
 };
 
 // A follow-up call to Klarna, written in the same transaction as the state
@@ -283,6 +299,26 @@ struct OutboxRow {
   // capture, that capture's id.
   std::optional<std::int64_t> amount;
   std::optional<std::string> capture_id;
+  // v11: the trace of what caused the call (the event or command); each
+  // attempt is sent as a child span of it. Empty: the store's trace context.
+  std::string traceparent{};
+};
+
+// v11: one attempt of a Klarna call, as the worker recorded its answer.
+struct CallAttemptRow {
+  std::int64_t outbox_id = 0;
+  std::int64_t attempt = 0;  // the outbox row's attempts when it was sent
+  std::int64_t started_at_ms = 0;
+  std::int64_t latency_us = 0;
+  std::string outcome;  // succeeded | retry | failed | conflict
+  std::optional<std::int64_t> http_status;
+  std::optional<std::string> transport_error;
+  std::optional<std::string> klarna_error_id;
+  std::optional<std::string> klarna_error_code;
+  std::optional<std::string> klarna_correlation_id;
+  std::optional<std::string> summary;  // Answer::summary(): no secrets
+  std::string traceparent;             // the header sent on this attempt
+  std::int64_t recorded_at_ms = 0;
 };
 
 // What the worker records about one attempt.
@@ -344,6 +380,9 @@ struct PublishRow {
   std::string key;
   std::string value;
   std::string reason;  // dead letters: why; empty for state changes
+  // v11: sent as the message's traceparent header. Empty when enqueued: the
+  // store's trace context.
+  std::string traceparent{};
 };
 
 struct PoisonRow {
@@ -483,6 +522,15 @@ class StateStore {
   std::optional<RecordRow> find_record(const std::string& kind, const std::string& id);
   void save_record(const RecordRow& r);
 
+  // v11: the trace of what is being applied or recorded now. insert_outbox
+  // and enqueue_publish give its traceparent to rows that carry none;
+  // append_history gives all of it to history rows that carry none. Set by
+  // the batch applier per message and by the outbox worker per answer, so
+  // every row a message or an answer causes, wherever it is written, carries
+  // its trace. Cleared by a default TraceContext.
+  void set_trace_context(TraceContext c);
+  const TraceContext& trace_context() const;
+
   void append_history(const HistoryRow& h);
   // Every history row of an entity, oldest first.
   std::vector<HistoryRow> history(const std::string& entity_id);
@@ -504,6 +552,14 @@ class StateStore {
   // (due now). Returns how many.
   std::int64_t release_in_flight_outbox(std::int64_t now_ms);
   void update_outbox(const OutboxUpdate& u);
+  // v11 (state_store_traces.cpp): one attempt's answer, in the transaction
+  // that records it (a second record of the same attempt replaces it).
+  void insert_call_attempt(const CallAttemptRow& a);
+  std::vector<CallAttemptRow> call_attempts(std::int64_t outbox_id);
+  // klarnactl payments trace: the commands that acted on an entity (oldest
+  // first) and the disputes of a transaction.
+  std::vector<CommandRow> commands_for_entity(const std::string& entity_id);
+  std::vector<std::string> disputes_of_transaction(const std::string& transaction_id);
   // Operators: failed → pending, due now. false when the row is not failed.
   bool retry_outbox(std::int64_t id, std::int64_t now_ms);
   // Listing (klarnactl actions): by status ("" = all), newest first.
