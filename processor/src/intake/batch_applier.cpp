@@ -310,6 +310,7 @@ void BatchApplier::apply_command_message(const DecodedMessage& d, const C& comma
   h.entity_id = effects.entity_id.empty() ? h.event_id : effects.entity_id;
   h.event_type = history_type(result ? result->type : std::nullopt);
   h.occurred_at = core::rfc3339_ms(now);
+  h.recorded_at_ms = now;  // the time its outbox row and result carry
   h.outcome = std::string(outcome_name(effects.outcome));
   h.reason = effects.reason;
   h.topic = m.topic;
@@ -384,6 +385,8 @@ void BatchApplier::apply_one(const DecodedMessage& d, BatchResult& out) {
   h.topic = m.topic;
   h.partition = m.partition;
   h.offset = m.offset;
+  // Taken before the follow-ups are queued: a trace lists the event first.
+  h.recorded_at_ms = now_ms();
   if (!store_.insert_inbox({env.event_id, m.topic, m.partition, m.offset, m.digest})) {
     if (record_conflict(m, h, out)) return;
     h.outcome = "duplicate";
