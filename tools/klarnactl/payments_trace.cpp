@@ -149,7 +149,7 @@ class Timeline {
     const bool command = h.entity_kind == "command";
     const auto coordinates = where(h.topic, h.partition, h.offset);
     // The webhook as the receiver took it in (rows written since v11 know when).
-    if (!command && !h.received_at.empty()) {
+    if (!command && (!h.received_at.empty() || h.kafka_timestamp_ms)) {
       auto at = processor::parse_rfc3339_ms(h.received_at);
       std::string detail = h.event_type + " " + h.event_id + " published to " + coordinates;
       auto& s = add(at.value_or(h.kafka_timestamp_ms.value_or(h.recorded_at_ms)), 0, "receiver",

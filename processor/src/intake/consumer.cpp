@@ -183,8 +183,9 @@ void read_meta(const rd_kafka_message_t* m, InputMessage& in, bool command) {
       }
       return std::string_view(static_cast<const char*>(value), size);
     };
+    // received-at is not read: the Kafka timestamp (the receiver's produce
+    // time) says when the webhook came in, at no cost per message.
     traceparent = get(header::traceparent).value_or("");
-    if (auto at = get(header::received_at)) in.received_at = *at;
     if (command) {
       if (auto v = get(kSenderHeader.data())) in.headers.sender = std::string(*v);
       if (auto v = get(kSignatureHeader.data())) in.headers.signature = std::string(*v);
