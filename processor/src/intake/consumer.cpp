@@ -10,6 +10,7 @@
 #include <thread>
 #include <utility>
 
+#include "intake/message_meta.hpp"
 #include "kpay/core/traceparent.hpp"
 #include "kpay/klarna/kafka_contract.hpp"
 #include "kpay/storage/sqlite.hpp"
@@ -164,37 +165,6 @@ void merge(BatchResult& into, BatchResult&& one) {
     auto& n = into.next_offsets[tp];
     n = std::max(n, next);
   }
-}
-
-// What the headers say (the last of each name) and the timestamp: the trace
-// context of every message (a new trace when it carries no valid one), the
-// receiver's received-at, and a command's signature headers.
-void read_meta(const rd_kafka_message_t* m, InputMessage& in, bool command) {
-  namespace header = klarna::contract::header;
-  rd_kafka_headers_t* headers = nullptr;
-  std::string_view traceparent;
-  if (rd_kafka_message_headers(m, &headers) == RD_KAFKA_RESP_ERR_NO_ERROR) {
-    auto get = [&](const char* name) -> std::optional<std::string_view> {
-      const void* value = nullptr;
-      std::size_t size = 0;
-      if (rd_kafka_header_get_last(headers, name, &value, &size) != RD_KAFKA_RESP_ERR_NO_ERROR ||
-          value == nullptr) {
-        return std::nullopt;
-      }
-      return std::string_view(static_cast<const char*>(value), size);
-    };
-    // received-at is not read: the Kafka timestamp (the receiver's produce
-    // time) says when the webhook came in, at no cost per message.
-    traceparent = get(header::traceparent).value_or("");
-    if (command) {
-      if (auto v = get(kSenderHeader.data())) in.headers.sender = std::string(*v);
-      if (auto v = get(kSignatureHeader.data())) in.headers.signature = std::string(*v);
-    }
-  }
-  in.traceparent = core::traceparent_or_new(traceparent);
-  rd_kafka_timestamp_type_t type;
-  const auto ts = rd_kafka_message_timestamp(m, &type);
-  if (type != RD_KAFKA_TIMESTAMP_NOT_AVAILABLE && ts >= 0) in.timestamp_ms = ts;
 }
 
 }  // namespace
@@ -707,7 +677,7 @@ bool Processor::run(const std::atomic<bool>& stop) {
       if (!offset_in_sequence(in.topic, in.partition, in.offset)) continue;
       if (m->key != nullptr) in.key.assign(static_cast<const char*>(m->key), m->key_len);
       if (m->payload != nullptr) in.value.assign(static_cast<const char*>(m->payload), m->len);
-      read_meta(m.get(), in, in.topic == settings_.topics.commands);
+      read_message_meta(m.get(), in, in.topic == settings_.topics.commands);
       pending_.push_back(applier_.decode(std::move(in)));
     }
     if (!ok) break;
