@@ -6,7 +6,7 @@ JOBS           ?= $(shell nproc)
 GENERATOR      := $(shell command -v ninja >/dev/null 2>&1 && echo "-G Ninja")
 CTEST_ARGS     ?=
 
-.PHONY: all deps build package run test test-fast chaos fuzz bench asan clean format
+.PHONY: all deps build package run test test-fast chaos soak fuzz bench asan clean format
 
 all: build
 
@@ -51,6 +51,16 @@ CHAOS_SECONDS  ?= 420
 chaos: build
 	cd $(BUILD_DIR) && KPAY_CHAOS_SECONDS=$(CHAOS_SECONDS) tests/e2e/chaos_e2e_test \
 	  --gtest_filter='Chaos.*'
+
+# The soak: the `make run` demo's load plus a refund command every 5 s for
+# SOAK_MINUTES; RSS, fds, threads, the state DB and WAL, Kafka lag sampled
+# every 10 s into a CSV and a PNG; fails on growth that does not level off or
+# on work lost (scripts/soak.sh, docs/RELIABILITY.md "Soak"). Output in
+# SOAK_DIR (default $(BUILD_DIR)/soak-<UTC time>). `make test` runs 2 minutes of it.
+SOAK_MINUTES   ?= 30
+SOAK_DIR       ?=
+soak: build
+	SOAK_MINUTES=$(SOAK_MINUTES) scripts/soak.sh $(BUILD_DIR) $(SOAK_DIR)
 
 # The libFuzzer targets (fuzz/, docs/RELIABILITY.md "Fuzzing"): a clang build
 # in FUZZ_DIR, the committed seeds replayed, then each target for FUZZ_SECONDS.

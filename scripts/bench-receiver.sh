@@ -10,7 +10,9 @@
 # process over the measured window: context switches per request (voluntary +
 # nonvoluntary, summed over its threads from /proc/<pid>/task/*/status) and
 # CPU microseconds per request (/proc/<pid>/stat utime+stime), and the host's
-# CPU steal. A run whose answers are not all 200 fails the benchmark. The
+# CPU steal and the 1-minute load average at its end (other processes on the
+# VM: steal says only what the host takes). A run whose answers are not all
+# 200 fails the benchmark. The
 # summary per mode gives medians, ratios to both references (median of the
 # per-round ratios), p99 at half each receiver's own maximum rate, and peak RSS.
 #
@@ -116,16 +118,18 @@ load() {  # name tls rate → one JSON line with the server's figures added
   cs0=$(ctxsw "${PID[$name]}"); cpu0=$(cpu_ticks "${PID[$name]}")
   wait "$lg" || { echo "load generator failed against $name: $(cat "$DIR/run.json")" >&2; exit 1; }
   cs1=$(ctxsw "${PID[$name]}"); cpu1=$(cpu_ticks "${PID[$name]}")
-  python3 - "$DIR/run.json" "$name" "$((cs1 - cs0))" "$((cpu1 - cpu0))" "$(getconf CLK_TCK)" <<'PY'
+  python3 - "$DIR/run.json" "$name" "$((cs1 - cs0))" "$((cpu1 - cpu0))" "$(getconf CLK_TCK)" \
+    "$(cut -d' ' -f1 /proc/loadavg)" <<'PY'
 import json, sys
 run = json.load(open(sys.argv[1]))
 name, cs, ticks, hz = sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+load_1m = float(sys.argv[6])
 n = run["completed"]
 # The benchmark checks its own work: every answer counted is a 200.
 if n == 0 or run["statuses"].get("200", 0) != n:
     sys.exit(f"{name}: {n} answers, statuses {run['statuses']}: not all 200")
 run.update(server=name, ctxsw_per_request=round(cs / n, 3),
-           cpu_us_per_request=round(ticks * 1e6 / hz / n, 1))
+           cpu_us_per_request=round(ticks * 1e6 / hz / n, 1), load_avg_1m=load_1m)
 print(json.dumps(run))
 PY
 }
@@ -189,6 +193,7 @@ print(json.dumps({"summary": r, "tls": tls == "true", "rps_median": med(mine, "r
   "p99_ms_at_half": med(half, "p99_ms"), "bare_p99_ms_at_half": med(bare_half, "p99_ms"),
   "peak_rss_mib": round(int(rss) / 1024, 1),
   "steal_pct_per_run": [x["steal_pct"] for x in mine],
+  "load_avg_1m_per_run": [x["load_avg_1m"] for x in mine],
   "steal_pct_median_all_runs": med(mine + bare + nginx + half, "steal_pct")}))
 PY
   done

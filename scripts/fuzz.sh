@@ -16,7 +16,8 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-ALL_TARGETS=(receiver_request envelope signature events commands api_answer command_signature)
+ALL_TARGETS=(receiver_request envelope signature events commands api_answer command_signature
+  settlement_report)
 read -r -a TARGETS <<<"${FUZZ_TARGETS:-${ALL_TARGETS[*]}}"
 
 usage() {

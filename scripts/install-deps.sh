@@ -34,10 +34,23 @@ PACKAGES=(
   prometheus gnuplot-nox jq
   # scripts/bench-receiver.sh: nginx `return 200` as a reference server.
   nginx-light
+  # The PostgreSQL state store: libpq to build against, and the server programs
+  # (/usr/lib/postgresql/15/bin) the tests start their own throwaway servers
+  # with. No cluster is created and no service started: install_quiet below.
+  libpq-dev postgresql-15
 )
 # Packages whose installation would start a service (and enable it at boot)
 # that the build only wants the programs of.
-QUIET=(prometheus nginx-light)  # services: prometheus, nginx
+QUIET=(prometheus nginx-light postgresql-15)  # services: prometheus, nginx, postgresql
+
+# The service a quiet package installs.
+service_of() {
+  case $1 in
+    nginx-light) echo nginx ;;
+    postgresql-*) echo postgresql ;;
+    *) echo "$1" ;;
+  esac
+}
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -69,8 +82,19 @@ is_quiet() {
 # is); then each unit is disabled (systemd's links, and the SysV ones for
 # hosts booted without systemd) and, where systemd runs, stopped should an
 # existing policy have let it start.
+# PostgreSQL's packages would also create a cluster (15/main, owned by user
+# postgres, port 5432) on first install: a createcluster.d drop-in (read by
+# postgresql-common's createcluster.conf through its include_dir) says
+# create_main_cluster = false before they are installed. Tests start their own
+# servers in temp dirs (tests/support/postgres_server.cpp).
 install_quiet() {
   local policy=/usr/sbin/policy-rc.d ours=0 p
+  local nocluster=/etc/postgresql-common/createcluster.d/kpay-no-main-cluster.conf
+  if [[ " $* " == *" postgresql-"* && ! -e $nocluster ]]; then
+    $SUDO mkdir -p "$(dirname "$nocluster")"
+    printf '# install-deps.sh: no cluster on install; tests start their own servers\ncreate_main_cluster = false\n' |
+      $SUDO tee "$nocluster" >/dev/null
+  fi
   if [[ ! -e $policy ]]; then
     printf '#!/bin/sh\n# install-deps.sh: no service starts during this install\nexit 101\n' |
       $SUDO tee "$policy" >/dev/null
@@ -82,7 +106,8 @@ install_quiet() {
   ((ours)) && $SUDO rm -f "$policy"
   trap - EXIT
   for p in "$@"; do
-    local svc=${p%-light}  # nginx-light's service is nginx
+    local svc
+    svc=$(service_of "$p")
     if [[ -d /run/systemd/system ]]; then
       $SUDO systemctl disable --now "$svc.service" >/dev/null 2>&1 || true
     else

@@ -81,6 +81,15 @@ stop_all() {
     kill -TERM "$top_pid" 2>/dev/null || true  # the live view prints its summary
     wait "$top_pid" 2>/dev/null || true
   fi
+  # The settlements the processor fetched and what reconciling them found
+  # (klarnactl settlements reconcile is read-only).
+  if [[ -s $RUN_DIR/state.db ]]; then
+    echo
+    echo "settlements:"
+    "$BUILD/tools/klarnactl" --set processor.database="$RUN_DIR/state.db" settlements list 2>&1 || true
+    echo "reconciliation:"
+    "$BUILD/tools/klarnactl" --set processor.database="$RUN_DIR/state.db" settlements reconcile 2>&1 || true
+  fi
   echo
   echo "stopping…"
   # Reverse start order: producers of traffic first, Kafka last.
@@ -131,9 +140,11 @@ if [[ ! -s $RUN_DIR/tls.crt ]]; then
     -keyout "$RUN_DIR/tls.key" -out "$RUN_DIR/tls.crt" 2>/dev/null
 fi
 
+# klarna.commands and klarna.command-results too: `klarnactl refund|capture|…
+# --wait` against the demo (scripts/soak.sh sends refunds this way).
 TOPICS=(klarna.payment-requests klarna.payment-transactions klarna.disputes klarna.settlements
         klarna.accounts klarna.unrouted klarna.dead-letter klarna.payment-states
-        klarna.processor-dead-letter)
+        klarna.processor-dead-letter klarna.commands klarna.command-results klarna.reconciliation)
 topic_args=()
 for t in "${TOPICS[@]}"; do topic_args+=(--topic "$t"); done
 setsid "$BUILD/tools/klarna-embedded-kafka" --partitions 4 "${topic_args[@]}" \

@@ -20,6 +20,7 @@
 
 #include "kpay/processor/batch_applier.hpp"
 #include "kpay/processor/command_auth.hpp"
+#include "kpay/storage/state_store.hpp"
 
 using namespace kpay;
 using Clock = std::chrono::steady_clock;
@@ -74,10 +75,12 @@ double run(const std::vector<processor::InputMessage>& messages, bool sign, cons
     applied += applier.apply(std::span<const processor::DecodedMessage>(decoded)).applied;
   }
   const double secs = std::chrono::duration<double>(Clock::now() - start).count();
-  auto rows = store.database().prepare("SELECT COUNT(*) FROM commands WHERE status = 'succeeded'");
-  rows.step();
-  if (applied != messages.size() || rows.int64(0) != static_cast<std::int64_t>(messages.size())) {
-    std::cerr << "commands_bench: " << applied << " applied, " << rows.int64(0) << " succeeded, of "
+  std::int64_t succeeded = 0;
+  for (const auto& c : store.command_counts()) {
+    if (c.status == storage::to_string(storage::CommandStatus::succeeded)) succeeded += c.count;
+  }
+  if (applied != messages.size() || succeeded != static_cast<std::int64_t>(messages.size())) {
+    std::cerr << "commands_bench: " << applied << " applied, " << succeeded << " succeeded, of "
               << messages.size() << "\n";
     return -1;
   }

@@ -34,6 +34,7 @@
 #include "db_dump.hpp"
 #include "kafka_support.hpp"
 #include "kpay/core/embedded_kafka.hpp"
+#include "kpay/storage/state_store.hpp"
 #include "lifecycles.hpp"
 
 using namespace kpay;

@@ -269,7 +269,8 @@ Measured run_worker(const Options& o, const klarna::ClientSettings& cs, const st
                      " failed, " + std::to_string(c.pending + c.in_flight) + " not done");
   }
   std::int64_t last_ms = start_ms;
-  for (const auto& row : store.list_outbox("succeeded", static_cast<std::size_t>(o.calls) + 1)) {
+  for (const auto& row :
+       store.list_outbox(storage::OutboxStatus::succeeded, static_cast<std::size_t>(o.calls) + 1)) {
     last_ms = std::max(last_ms, row.updated_at_ms);
   }
   m.seconds = std::max(0.001, static_cast<double>(last_ms - start_ms) / 1000.0);

@@ -53,9 +53,9 @@ const std::string& Topics::for_family(EventFamily f) const {
 }
 
 void Topics::apply_prefix(std::string_view prefix) {
-  for (std::string* t :
-       {&payment_requests, &payment_transactions, &disputes, &settlements, &accounts, &unrouted,
-        &dead_letter, &payment_states, &processor_dead_letter, &commands, &command_results}) {
+  for (std::string* t : {&payment_requests, &payment_transactions, &disputes, &settlements,
+                         &accounts, &unrouted, &dead_letter, &payment_states,
+                         &processor_dead_letter, &commands, &command_results, &reconciliation}) {
     t->insert(0, prefix);
   }
 }

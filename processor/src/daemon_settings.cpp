@@ -3,9 +3,25 @@
 #include <filesystem>
 #include <stdexcept>
 
+#include "kpay/core/secret_files.hpp"
 #include "kpay/storage/defaults.hpp"
 
 namespace kpay::processor {
+
+namespace {
+
+void check_postgresql_settings(const storage::PostgresSettings& p) {
+  if (p.dsn.empty()) {
+    throw core::ConfigError("postgresql.dsn", "is required with processor.store = \"postgresql\"");
+  }
+  if (!p.password_file.empty()) {
+    if (std::string problem = core::private_file_problem(p.password_file); !problem.empty()) {
+      throw core::ConfigError("postgresql.password_file", problem);
+    }
+  }
+}
+
+}  // namespace
 
 DaemonSettings daemon_settings_from_config(const core::Config& config) {
   DaemonSettings s;
@@ -14,17 +30,27 @@ DaemonSettings daemon_settings_from_config(const core::Config& config) {
   } catch (const std::invalid_argument& e) {
     throw core::ConfigError("log.level", e.what());
   }
+  try {
+    s.store = storage::parse_store_backend(config.string("processor.store", "sqlite"));
+  } catch (const std::invalid_argument& e) {
+    throw core::ConfigError("processor.store", e.what());
+  }
+  s.postgresql.dsn = config.string("postgresql.dsn", "");
+  s.postgresql.password_file = config.string("postgresql.password_file", "");
+  s.postgresql.instance = config.string("postgresql.instance", "");
+  s.postgresql.claim_lease = config.millis("postgresql.claim_lease_ms", s.postgresql.claim_lease,
+                                           std::chrono::seconds(1), std::chrono::hours(1));
   s.database = config.string("processor.database", storage::kDefaultStateDatabase);
   s.cache_mib = static_cast<int>(config.integer("processor.sqlite_cache_mib", 32, 2, 1024));
   s.admin_host = config.string("admin.listen_address", s.admin_host);
   s.admin_port = static_cast<std::uint16_t>(config.integer("admin.port", s.admin_port, 0, 65535));
   s.processor = settings_from_config(config);
   s.worker = worker_settings_from_config(config);
+  if (s.store == storage::StoreBackend::postgresql) s.worker.claim_lease = s.postgresql.claim_lease;
   s.client = client_settings_from_config(config);
   s.dispute_deadlines = deadline_watch_settings_from_config(config, s.processor.topics);
-  s.call_warning_window =
-      config.millis("worker.deadline_warning_ms", s.call_warning_window,
-                    std::chrono::milliseconds(0), std::chrono::hours(24));
+  s.call_warning_window = config.millis("worker.deadline_warning_ms", s.call_warning_window,
+                                        std::chrono::milliseconds(0), std::chrono::hours(24));
   return s;
 }
 
@@ -37,6 +63,16 @@ void check_daemon_settings(const core::Config& config, const DaemonSettings& s) 
                                 std::string(klarna::environment_name(s.client.environment)) +
                                 " environment (or set worker.enabled = false)");
   }
+  if (s.store == storage::StoreBackend::postgresql) {
+    check_postgresql_settings(s.postgresql);
+    // The settlement ledger (reconciliation) is SQLite's only so far.
+    if (s.worker.enabled && s.worker.follow_ups.settlements.fetch) {
+      throw core::ConfigError("settlements.fetch",
+                              "must be false with processor.store = \"postgresql\" (settlement "
+                              "reconciliation is kept by the SQLite store only so far)");
+    }
+    return;
+  }
   // Checked last: a mistyped key or a missing credential is reported first.
   if (const auto dir = std::filesystem::path(s.database).parent_path();
       !dir.empty() && !std::filesystem::is_directory(dir)) {
@@ -45,6 +81,14 @@ void check_daemon_settings(const core::Config& config, const DaemonSettings& s) 
                                 "' does not exist (the package's state directory; "
                                 "elsewhere set processor.database)");
   }
+}
+
+std::unique_ptr<storage::Store> open_state_store(const DaemonSettings& s,
+                                                 const storage::StoreOptions& options) {
+  if (s.store == storage::StoreBackend::postgresql) {
+    return storage::open_postgres_store(s.postgresql, options.read_only);
+  }
+  return storage::open_store(s.database, options);
 }
 
 }  // namespace kpay::processor

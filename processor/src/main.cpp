@@ -1,7 +1,6 @@
 // klarna-processor: wires configuration, the state store, the Kafka processor
 // and the admin endpoint; the work itself lives in kpay_processor.
 #include <malloc.h>
-#include <sqlite3.h>
 #include <CLI/CLI.hpp>
 #include <atomic>
 #include <csignal>
@@ -9,6 +8,7 @@
 #include <iostream>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "kpay/core/admin_server.hpp"
@@ -16,6 +16,7 @@
 #include "kpay/core/config.hpp"
 #include "kpay/core/log.hpp"
 #include "kpay/core/process.hpp"
+#include "kpay/core/wall_clock.hpp"
 #include "kpay/processor/audit_publisher.hpp"
 #include "kpay/processor/call_deadlines.hpp"
 #include "kpay/processor/command_counts.hpp"
@@ -23,9 +24,10 @@
 #include "kpay/processor/daemon_settings.hpp"
 #include "kpay/processor/dispute_deadlines.hpp"
 #include "kpay/processor/outbox_worker.hpp"
+#include "kpay/processor/settlement_watch.hpp"
 #include "kpay/storage/defaults.hpp"
-#include "kpay/storage/migrations.hpp"
-#include "kpay/storage/state_store.hpp"
+#include "kpay/storage/open_store.hpp"
+#include "kpay/storage/reconciliation_store.hpp"
 
 using namespace kpay;
 
@@ -42,6 +44,22 @@ namespace {
 
 // One line per dispute deadline and per Klarna call that entered its warning
 // window or passed; dispute warnings also go to klarna.payment-states.
+// Captures and refunds no settlement report named within the grace period:
+// each found once, logged and published on klarna.reconciliation.
+void check_settlements(processor::SettlementWatch& settlements, processor::Processor& processor,
+                       const core::Logger& log) {
+  try {
+    auto check = settlements.check(core::now_ms());
+    for (const auto& f : check.found) {
+      log.warn("settlement finding",
+               {{"kind", f.kind}, {"subject", f.subject}, {"detail", f.detail}});
+    }
+    processor.publish_later(std::move(check.publications));
+  } catch (const std::exception& e) {
+    log.error("settlement check failed; retried next interval", {{"error", e.what()}});
+  }
+}
+
 void check_deadlines(processor::DisputeDeadlineWatcher& disputes,
                      processor::CallDeadlineWatch& calls, processor::Processor& processor,
                      const core::Logger& log) {
@@ -64,9 +82,9 @@ void check_deadlines(processor::DisputeDeadlineWatcher& disputes,
       const bool passed = *row.due_by_ms < now;
       log.warn(passed ? "Klarna call deadline passed" : "Klarna call deadline within the window",
                {{"outbox_id", row.id},
-                {"operation", row.operation},
+                {"operation", std::string(storage::to_string(row.operation))},
                 {"entity_id", row.entity_id},
-                {"status", row.status},
+                {"status", std::string(storage::to_string(row.status))},
                 {"due_at", core::rfc3339_ms(*row.due_by_ms)},
                 {"seconds_left", (*row.due_by_ms - now) / 1000}});
     }
@@ -147,7 +165,7 @@ void publish_audit(processor::AuditPublisher& audit, processor::Processor& proce
 // publishing what it learns through the processor's queue. Declared after
 // the processor it publishes through, so it stops first.
 struct Worker {
-  std::optional<storage::StateStore> store;
+  std::unique_ptr<storage::Store> store;
   std::unique_ptr<klarna::ApiClient> client;
   std::unique_ptr<processor::OutboxWorker> worker;
 };
@@ -158,7 +176,7 @@ void make_worker(Worker& w, const processor::DaemonSettings& s, core::Registry& 
     log.warn("outbox worker off (worker.enabled = false): no Klarna call is made");
     return;
   }
-  w.store.emplace(s.database, false, 8);
+  w.store = processor::open_state_store(s, {.read_only = false, .cache_mib = 8});
   w.client = std::make_unique<klarna::ApiClient>(s.client);
   w.worker = std::make_unique<processor::OutboxWorker>(
       s.worker, *w.store, *w.client, registry, [&processor](std::vector<storage::PublishRow> rows) {
@@ -181,10 +199,12 @@ void supervise(const std::atomic<bool>& finished, std::atomic<bool>& stop,
                const processor::DaemonSettings& s,
                processor::DisputeDeadlineWatcher& dispute_deadlines,
                processor::CallDeadlineWatch& call_deadlines, processor::AuditPublisher* audit,
-               klarna::ApiClient* client, const core::Logger& log) {
+               klarna::ApiClient* client, processor::SettlementWatch* settlements,
+               const core::Logger& log) {
   auto watchdog = core::watchdog_interval();
   bool watchdog_withheld = false;  // one log line per stall, not one per turn
   auto next_deadline_check = std::chrono::steady_clock::now();
+  auto next_settlement_check = std::chrono::steady_clock::now();
   while (!finished.load()) {
     auto timeout = watchdog ? std::chrono::duration_cast<std::chrono::milliseconds>(*watchdog)
                             : std::chrono::milliseconds(500);
@@ -206,6 +226,11 @@ void supervise(const std::atomic<bool>& finished, std::atomic<bool>& stop,
           std::min(s.dispute_deadlines.interval, std::chrono::milliseconds(10000));
       check_deadlines(dispute_deadlines, call_deadlines, processor, log);
     }
+    if (std::chrono::steady_clock::now() >= next_settlement_check) {
+      next_settlement_check =
+          std::chrono::steady_clock::now() + s.worker.follow_ups.settlements.check_interval;
+      if (settlements) check_settlements(*settlements, processor, log);
+    }
     if (audit) publish_audit(*audit, processor, log);
     feed_watchdog(processor.heartbeat(), watchdog, stop.load(), watchdog_withheld, log);
   }
@@ -213,22 +238,34 @@ void supervise(const std::atomic<bool>& finished, std::atomic<bool>& stop,
 
 // Runs the daemon with settings already checked; its exit code.
 int run(processor::DaemonSettings s, const core::Logger& log) {
-  storage::StateStore store(s.database, false, s.cache_mib);
+  auto store = processor::open_state_store(s, {.read_only = false, .cache_mib = s.cache_mib});
   core::Registry registry;
   core::register_build_info(registry, "klarna-processor", KPAY_VERSION, core::build_commit());
-  processor::Processor processor(s.processor, store, registry);
+  processor::Processor processor(s.processor, *store, registry);
   Worker worker;
   make_worker(worker, s, registry, processor, log);
   // Deadlines are state: watched on the main thread, each with a connection
   // of its own; declared before the admin server whose scrapes read them.
-  storage::StateStore dispute_deadline_store(s.database, false, 2);
-  processor::DisputeDeadlineWatcher dispute_deadlines(dispute_deadline_store, s.dispute_deadlines);
+  auto dispute_deadline_store =
+      processor::open_state_store(s, {.read_only = false, .cache_mib = 2});
+  processor::DisputeDeadlineWatcher dispute_deadlines(*dispute_deadline_store, s.dispute_deadlines);
   dispute_deadlines.register_metrics(registry);
-  storage::StateStore call_deadline_store(s.database, true, 2);
-  processor::CallDeadlineWatch call_deadlines(call_deadline_store, s.call_warning_window);
+  auto call_deadline_store = processor::open_state_store(s, {.read_only = true, .cache_mib = 2});
+  processor::CallDeadlineWatch call_deadlines(*call_deadline_store, s.call_warning_window);
   call_deadlines.register_metrics(registry);
-  storage::StateStore command_count_store(s.database, true, 2);
-  processor::CommandCounts command_counts(command_count_store);
+  auto settlement_store = processor::open_state_store(s, {.read_only = false, .cache_mib = 2});
+  std::optional<processor::SettlementWatch> settlements;
+  if (settlement_store->settlement_ledger() != nullptr) {
+    settlements.emplace(*settlement_store, s.worker.follow_ups.settlements.grace,
+                        s.worker.topics.reconciliation);
+    settlements->register_metrics(registry);
+  } else {
+    log.warn(
+        "settlement reconciliation is kept by the SQLite store only so far: no settlement "
+        "checks or metrics on this backend");
+  }
+  auto command_count_store = processor::open_state_store(s, {.read_only = true, .cache_mib = 2});
+  processor::CommandCounts command_counts(*command_count_store);
   command_counts.register_metrics(registry);
   // Declared after the processor: stopped first, so a scrape never sees a
   // destroyed consumer.
@@ -243,10 +280,10 @@ int run(processor::DaemonSettings s, const core::Logger& log) {
   log.info("admin endpoint listening",
            {{"address", s.admin_host}, {"port", static_cast<unsigned>(port)}});
 
-  std::optional<storage::StateStore> audit_store;
+  std::unique_ptr<storage::Store> audit_store;
   std::optional<processor::AuditPublisher> audit;
   if (s.processor.commands && !s.processor.commands->audit_topic.empty()) {
-    audit_store.emplace(s.database, false, 2);
+    audit_store = processor::open_state_store(s, {.read_only = false, .cache_mib = 2});
     audit.emplace(*audit_store, s.processor.commands->audit_topic);
   }
   std::atomic<bool> stop{false};
@@ -259,7 +296,8 @@ int run(processor::DaemonSettings s, const core::Logger& log) {
   });
   core::notify_ready();
   supervise(finished, stop, processor, worker.worker.get(), s, dispute_deadlines, call_deadlines,
-            audit ? &*audit : nullptr, worker.client.get(), log);
+            audit ? &*audit : nullptr, worker.client.get(), settlements ? &*settlements : nullptr,
+            log);
   consumer_thread.join();
   if (worker.worker) worker.worker->stop(std::chrono::milliseconds(0));
   admin.stop();
@@ -273,9 +311,8 @@ int main(int argc, char** argv) {
   // Before any thread exists, so librdkafka's and the admin server's threads
   // inherit the mask and signals arrive only through wait_for_signal().
   core::block_termination_signals();
-  // Before any other SQLite call: no global memory accounting (it takes a
-  // process-wide mutex on every allocation); connections are per thread anyway.
-  sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+  // Before any store is opened (open_store.hpp).
+  storage::configure_process();
   // The same for glibc's malloc, in the sanitizer builds that do without jemalloc.
   mallopt(M_ARENA_MAX, 2);
 

@@ -77,6 +77,12 @@ void SimApi::set_control_handler(std::string prefix, ControlHandler handler) {
   impl_->control.emplace_back(std::move(prefix), std::move(handler));
 }
 
+void SimApi::set_public_url(std::string url) {
+  std::lock_guard lk(impl_->mu);
+  while (!url.empty() && url.back() == '/') url.pop_back();
+  impl_->opt.public_url = std::move(url);
+}
+
 void SimApi::add_signing_key(const std::string& id, const std::string& secret) {
   std::lock_guard lk(impl_->mu);
   StoredKey k;
@@ -163,6 +169,7 @@ void SimApi::Impl::tick_locked() {
     }
     schedule_expiry(tx);
   }
+  settlement_tick_locked();
   idem.purge(t);
 }
 
@@ -344,18 +351,7 @@ ApiResponse SimApi::Impl::dispatch(const Route& route, const ApiRequest& req, co
   if (n.rfind("payment.disputes.", 0) == 0) return dispute_op(route, req, body);
   if (n.rfind("notification.signing-keys.", 0) == 0) return signing_keys_api(route);
   if (n.rfind("notification.webhooks.", 0) == 0) return webhooks_api(route, body);
-  if (n == "settlements.read") {
-    auto it = settlements.find(id);
-    if (it == settlements.end()) return not_found("settlement");
-    return json_response(200, render_settlement(it->second));
-  }
-  if (n == "settlements.list") {
-    JsonWriter w;
-    w.begin_object().key("settlements").begin_array();
-    for (const auto& [sid, s] : settlements) w.raw(render_settlement(s));
-    w.end_array().end_object();
-    return json_response(200, w.take());
-  }
+  if (n.rfind("settlements.", 0) == 0) return settlements_api(route, req);
   return not_found("route");
 }
 

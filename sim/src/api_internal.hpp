@@ -2,7 +2,8 @@
 // shared by the files that implement the operations (api.cpp: routing,
 // idempotency, expiry; payments.cpp: authorize, confirm, capture, refund;
 // notifications.cpp: signing keys, subscriptions, simulate; sim_control.cpp:
-// the customer's side and /_sim introspection). Not a public header.
+// the customer's side and /_sim introspection; settlements.cpp and
+// settlement_reports.cpp: settlement reports). Not a public header.
 #pragma once
 
 #include <simdjson.h>
@@ -26,6 +27,7 @@
 #include "kpay/sim/api.hpp"
 #include "kpay/sim/idempotency.hpp"
 #include "kpay/sim/state_machines.hpp"
+#include "settlement_state.hpp"
 
 namespace kpay::sim {
 
@@ -180,12 +182,13 @@ inline Route match_route(std::string_view method, const std::vector<std::string>
       r.name = base + ".simulate";
     return r;
   }
-  if (is(1, "settlements")) {
-    if (n == 2 && method == "GET") r.name = "settlements.list";
-    if (n == 3 && method == "GET") {
-      r.name = "settlements.read";
-      r.ids = {s[2]};
-    }
+  if (is(1, "settlements") && method == "GET") {  // docs/klarna/SETTLEMENTS.md
+    if (n >= 3) r.ids = {s[2]};
+    if (n == 2) r.name = "settlements.list";
+    if (n == 3) r.name = "settlements.read";
+    if (n == 4 && s[3] == "transactions") r.name = "settlements.transactions";
+    if (n == 4 && s[3] == "csv") r.name = "settlements.csv";
+    if (n == 5 && s[3] == "payouts" && s[4] == "status") r.name = "settlements.payouts.status";
   }
   return r;
 }
@@ -316,7 +319,6 @@ struct Transaction {
   std::optional<TransactionState> previous;
   std::vector<std::string> captures, refunds;
   int operations = 0;
-  bool settled = false;
   std::int64_t created_at = 0, updated_at = 0, expires_at = 0;
 };
 
@@ -336,12 +338,6 @@ struct Dispute {
   std::map<std::string, DisputeAttachment> attachments;
   std::string additional_information;  // the last represent / appeal
   std::optional<std::int64_t> partner_proposed_refund_amount;
-};
-
-struct Settlement {
-  std::string id, currency;
-  std::vector<std::string> transactions;
-  std::int64_t amount = 0, created_at = 0;
 };
 
 struct StoredKey {
@@ -411,7 +407,7 @@ struct SimApi::Impl {
   std::map<std::string, Capture> captures;
   std::map<std::string, Refund> refunds;
   std::map<std::string, Dispute> disputes;
-  std::map<std::string, Settlement> settlements;
+  SettlementBook settlements;
   std::map<std::string, std::string> session_tokens;       // token → request id
   std::map<std::string, std::string> confirmation_tokens;  // token → request id
   std::map<std::string, StoredKey> keys;
@@ -601,20 +597,6 @@ struct SimApi::Impl {
     }
     w.end_array();
     w.field("created_at", rfc3339_ms(d.created_at)).field("updated_at", rfc3339_ms(d.updated_at));
-  }
-  std::string render_settlement(const Settlement& s) const {
-    JsonWriter w;
-    w.begin_object()
-        .field("settlement_id", s.id)
-        .field("currency", s.currency)
-        .field("total_amount", s.amount)
-        .field("transaction_count", s.transactions.size())
-        .field("report_json_url", "https://api-global.test.klarna.com/v2/settlements/" + s.id)
-        .field("report_csv_url",
-               "https://api-global.test.klarna.com/v2/settlements/" + s.id + "/csv")
-        .field("created_at", rfc3339_ms(s.created_at))
-        .end_object();
-    return w.take();
   }
   std::string render_webhook(const Webhook& h) const {
     JsonWriter w;
@@ -829,7 +811,24 @@ struct SimApi::Impl {
   ApiResponse appeal(Dispute& d, const Body& body);
   ApiResponse download_attachment(const Dispute& d, const std::string& attachment_id) const;
   ApiResponse extend_dispute_deadline(const std::string& id, const Body& body);
-  ApiResponse settle();
+  // ---- settlements (settlements.cpp; the Settlements API in settlement_reports.cpp)
+  SettlementLine sale_line(const Capture& c) const;
+  std::vector<SettlementLine> unsettled_lines(const std::string& currency) const;
+  std::vector<std::string> unsettled_currencies() const;
+  std::optional<ApiResponse> duplicate_sale(std::vector<SettlementLine>& lines, SettlementFault& f,
+                                            const std::string& currency) const;
+  std::optional<ApiResponse> apply_line_faults(std::vector<SettlementLine>& lines,
+                                               std::vector<SettlementFault>& faults,
+                                               const std::string& currency) const;
+  ApiResponse make_settlement(const std::string& currency, std::vector<SettlementFault> faults);
+  std::string render_sim_settlement(const Settlement& s) const;
+  bool move_payout(Settlement& s, const std::string& status, const std::string& reason);
+  void settlement_tick_locked();
+  ApiResponse list_sim_settlements() const;
+  ApiResponse settlement_control(const ApiRequest& req, const std::vector<std::string>& segs,
+                                 const Body& body);
+  ApiResponse settlements_api(const Route& route, const ApiRequest& req) const;
+  ApiResponse list_settlements(const ApiRequest& req, std::size_t offset, std::size_t size) const;
   ApiResponse webhooks_api(const Route& route, const Body& body);
   ApiResponse signing_keys_api(const Route& route);
   ApiResponse simulate(const Webhook& h, const Body& body);

@@ -129,6 +129,9 @@ int main(int argc, char** argv) {
     log.error("cannot start", {{"error", e.what()}});
     return 1;
   }
+  api.set_public_url(!o.public_url.empty() ? o.public_url
+                                           : std::string(o.tls ? "https://" : "http://") +
+                                                 o.listen_address + ":" + std::to_string(port));
   if (!o.port_file.empty()) {
     // Written whole to a temporary name, then renamed: a reader never sees half a file.
     std::string tmp = o.port_file + ".tmp";

@@ -49,6 +49,19 @@ void load_tls(const core::Config& c, SimOptions& o) {
     throw core::ConfigError("sim.tls_client_ca", "needs sim.tls = true (mTLS is TLS)");
   }
 }
+// settlements.*: the schedule, the fee schedule and the payout delay.
+void load_settlements(const core::Config& c, SettlementOptions& s) {
+  s.every_ms = c.millis("settlements.every_ms", std::chrono::milliseconds(0),
+                        std::chrono::milliseconds(0), std::chrono::hours(24 * 366))
+                   .count();
+  s.fee_fixed = c.integer("settlements.fee_fixed", s.fee_fixed, 0, 1'000'000'000);
+  s.fee_percent_bp = c.integer("settlements.fee_percent_bp", s.fee_percent_bp, 0, 10'000);
+  s.fee_tax_bp = c.integer("settlements.fee_tax_bp", s.fee_tax_bp, 0, 10'000);
+  s.payout_delay_ms =
+      c.millis("settlements.payout_delay_ms", std::chrono::milliseconds(s.payout_delay_ms),
+               std::chrono::milliseconds(0), std::chrono::hours(24 * 366))
+          .count();
+}
 }  // namespace
 
 SimOptions load_options(const core::Config& c) {
@@ -80,6 +93,8 @@ SimOptions load_options(const core::Config& c) {
   }
   load_auth(c, o);
   o.api.seed = o.seed;
+  o.public_url = c.string("sim.public_url", "");
+  load_settlements(c, o.api.settlements);
 
   auto& d = o.dispatcher;
   d.workers = static_cast<int>(c.integer("webhooks.workers", 2, 1, 64));

@@ -142,7 +142,7 @@ ApiResponse SimApi::Impl::sim_control(const ApiRequest& req, const std::vector<s
     section("payment_requests", rs);
     section("payment_transactions", ts);
     section("disputes", ds);
-    w.field("settlements", settlements.size())
+    w.field("settlements", settlements.by_id.size())
         .field("signing_keys", keys.size())
         .field("webhooks", webhooks.size())
         .field("idempotency_keys", idem.size())
@@ -185,7 +185,7 @@ ApiResponse SimApi::Impl::sim_control(const ApiRequest& req, const std::vector<s
     }
     if (n == 4 && at(3) == "extend") return extend_dispute_deadline(at(2), body);
   }
-  if (n == 2 && at(1) == "settlements" && m == "POST") return settle();
+  if (at(1) == "settlements") return settlement_control(req, s, body);
   return not_found("sim control route");
 }
 
@@ -297,7 +297,7 @@ ApiResponse SimApi::Impl::list_payments() const {
 }
 
 // ---------------------------------------------------------------------------
-// disputes and settlements
+// disputes
 
 ApiResponse SimApi::Impl::create_dispute(const Body& body) {
   auto txid = body.str("payment_transaction_id").value_or("");
@@ -319,27 +319,6 @@ ApiResponse SimApi::Impl::create_dispute(const Body& body) {
   auto& stored = disputes.emplace(d.id, std::move(d)).first->second;
   emit("payment.dispute.state-change.initiated", stored.id, render_dispute(stored), stored.account);
   return json_response(201, render_dispute(stored));
-}
-
-// Settles every captured, unsettled transaction of the first currency found.
-ApiResponse SimApi::Impl::settle() {
-  Settlement st;
-  st.id = "krn:settlement:eu1:settlement:" + uuid();
-  st.created_at = now();
-  for (auto& [id, t] : transactions) {
-    if (t.settled || t.captured == 0) continue;
-    if (st.currency.empty()) st.currency = t.currency;
-    if (t.currency != st.currency) continue;
-    t.settled = true;
-    st.transactions.push_back(id);
-    st.amount += t.captured - t.refunded;
-  }
-  if (st.currency.empty()) st.currency = "USD";
-  auto& stored = settlements.emplace(st.id, std::move(st)).first->second;
-  auto payload = render_settlement(stored);
-  emit("settlement.report.created", stored.id, payload, opt.account_id);
-  emit("settlement.payout.processed", stored.id, payload, opt.account_id);
-  return json_response(201, payload);
 }
 
 }  // namespace kpay::sim

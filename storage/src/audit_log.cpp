@@ -5,7 +5,7 @@ namespace kpay::storage {
 namespace {
 constexpr const char* kColumns =
     "seq, at_ms, kind, sender, command_id, operation, entity_id, outbox_id, attempt, status, "
-    "detail, request, klarna_status";
+    "detail, request, klarna_status, operator";
 
 AuditEvent read_event(const Statement& s) {
   AuditEvent e;
@@ -22,6 +22,7 @@ AuditEvent read_event(const Statement& s) {
   e.detail = s.optional_text(10);
   e.request = s.optional_text(11);
   e.klarna_status = s.optional_int64(12);
+  e.operator_name = s.optional_text(13);
   return e;
 }
 }  // namespace
@@ -29,11 +30,12 @@ AuditEvent read_event(const Statement& s) {
 std::int64_t AuditLog::append(const AuditEvent& e) {
   auto s = db_.prepare(
       "INSERT INTO audit_events (at_ms, kind, sender, command_id, operation, entity_id, "
-      "outbox_id, attempt, status, detail, request, klarna_status) "
-      "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+      "outbox_id, attempt, status, detail, request, klarna_status, operator) "
+      "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
   s.bind(1, e.at_ms).bind(2, e.kind).bind(3, e.sender).bind(4, e.command_id);
   s.bind(5, e.operation).bind(6, e.entity_id).bind(7, e.outbox_id).bind(8, e.attempt);
   s.bind(9, e.status).bind(10, e.detail).bind(11, e.request).bind(12, e.klarna_status);
+  s.bind(13, e.operator_name);
   s.run();
   return db_.last_insert_rowid();
 }
@@ -44,10 +46,11 @@ std::vector<AuditEvent> AuditLog::list(const AuditQuery& q) {
                     " AND (?3 = '' OR sender = ?3)"
                     " AND (?4 = '' OR command_id = ?4 OR outbox_id IN"
                     " (SELECT outbox_id FROM audit_events WHERE command_id = ?4))"
+                    " AND (?6 = '' OR operator = ?6)"
                     " ORDER BY seq LIMIT ?5";
   auto s = db_.prepare(sql);
   s.bind(1, q.after_seq).bind(2, q.since_ms).bind(3, q.sender).bind(4, q.command_id);
-  s.bind(5, static_cast<std::int64_t>(q.limit));
+  s.bind(5, static_cast<std::int64_t>(q.limit)).bind(6, q.operator_name);
   std::vector<AuditEvent> out;
   while (s.step()) out.push_back(read_event(s));
   return out;
@@ -80,14 +83,21 @@ void AuditLog::record_sender(const std::string& command_id, const std::string& s
   total.run();
 }
 
+std::optional<std::string> AuditLog::sender_of(const std::string& command_id) {
+  auto s = db_.prepare("SELECT sender FROM command_senders WHERE command_id = ?");
+  s.bind(1, command_id);
+  if (!s.step()) return std::nullopt;
+  return s.text(0);
+}
+
 std::int64_t AuditLog::spent(const std::string& sender, const std::string& currency,
                              const std::string& day) {
   auto s = db_.prepare(
-      "SELECT COALESCE(SUM(amount), 0) FROM sender_day_totals"
-      " WHERE sender = ? AND day = ? AND currency = ?");
+      "SELECT amount FROM sender_day_totals WHERE sender = ? AND day = ? AND currency = ?");
   s.bind(1, sender).bind(2, day).bind(3, currency);
-  s.step();
-  return s.int64(0);
+  const std::int64_t total = s.step() ? s.int64(0) : 0;
+  s.reset();
+  return total;
 }
 
 std::int64_t AuditLog::published_through() {

@@ -1,12 +1,13 @@
-// State-database migration 9 (state_store.cpp): who sent each command, and
+// State-database migrations 9 and 12 (state_schema.cpp): who sent each command, and
 // the audit trail (docs/OPERATIONS.md, "Audit trail"). Internal to storage/src.
 //
 // audit_events is append-only: triggers refuse any UPDATE or DELETE, so a row,
 // once committed, stays as written. The outbox's calls that change a payment
 // (every operation but reads) are recorded by triggers on the outbox itself:
 // queued (what is sent: method, path, body; the tokens a call needs live in
-// outbox.call_token and never reach these columns), each answered attempt,
-// the outcome, and an operator's requeue of a failed call.
+// outbox.call_token and never reach these columns), each answered attempt and
+// the outcome. Migration 9 also recorded an operator's requeue by trigger,
+// without knowing the operator; migration 12 replaced it (see there).
 #pragma once
 
 #include <string_view>
@@ -93,6 +94,15 @@ BEGIN
           NEW.command_id, NEW.operation, NEW.entity_id, NEW.id, NEW.attempts, 'requeued',
           'a failed call queued again (klarnactl actions retry)');
 END;
+)sql";
+
+// Migration 12: who acted, for operators' actions. The requeue trigger could
+// not know the operator, so klarnactl records each action itself (kind
+// operator: a failed call requeued, a dead letter replayed) in the
+// transaction that performs it, with the operator's identity.
+inline constexpr std::string_view kAuditSchemaV12 = R"sql(
+ALTER TABLE audit_events ADD COLUMN operator TEXT;
+DROP TRIGGER audit_outbox_requeued;
 )sql";
 
 }  // namespace kpay::storage

@@ -4,6 +4,40 @@
 
 namespace kpay::storage {
 
+bool SqliteError::sqlite_transient(int code) noexcept {
+  switch (code & 0xff) {  // the primary code of an extended one
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+    case SQLITE_IOERR:
+    case SQLITE_FULL:
+    case SQLITE_CANTOPEN:
+    case SQLITE_READONLY:
+    case SQLITE_NOMEM:
+    case SQLITE_PROTOCOL:
+      return true;
+    default:
+      return false;
+  }
+}
+
+StoreFault SqliteError::sqlite_fault(int code) noexcept {
+  switch (code & 0xff) {
+    case SQLITE_FULL:
+      return StoreFault::disk_full;
+    case SQLITE_IOERR:
+      return StoreFault::io_error;
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+      return StoreFault::busy;
+    case SQLITE_READONLY:
+      return StoreFault::read_only;
+    case SQLITE_CANTOPEN:
+      return StoreFault::cannot_open;
+    default:
+      return StoreFault::other;
+  }
+}
+
 namespace {
 [[noreturn]] void fail(sqlite3* db, int rc, std::string_view what) {
   std::string msg(what);
@@ -62,8 +96,12 @@ Statement Database::prepare(std::string_view sql) {
   return Statement(db_, stmt);
 }
 
-std::int64_t Database::last_insert_rowid() const { return sqlite3_last_insert_rowid(db_); }
-int Database::changes() const { return sqlite3_changes(db_); }
+std::int64_t Database::last_insert_rowid() const {
+  return sqlite3_last_insert_rowid(db_);
+}
+int Database::changes() const {
+  return sqlite3_changes(db_);
+}
 
 std::int64_t Database::data_version() {
   auto s = prepare("PRAGMA data_version");
@@ -93,8 +131,8 @@ Statement& Statement::bind(int i, double v) {
   return *this;
 }
 Statement& Statement::bind(int i, std::string_view text) {
-  if (int rc = sqlite3_bind_text64(stmt_, i, text.data(), text.size(), SQLITE_TRANSIENT,
-                                   SQLITE_UTF8);
+  if (int rc =
+          sqlite3_bind_text64(stmt_, i, text.data(), text.size(), SQLITE_TRANSIENT, SQLITE_UTF8);
       rc != SQLITE_OK) {
     fail(db_, rc, "bind");
   }
@@ -132,9 +170,15 @@ void Statement::reset() {
   sqlite3_clear_bindings(stmt_);
 }
 
-bool Statement::is_null(int col) const { return sqlite3_column_type(stmt_, col) == SQLITE_NULL; }
-std::int64_t Statement::int64(int col) const { return sqlite3_column_int64(stmt_, col); }
-double Statement::real(int col) const { return sqlite3_column_double(stmt_, col); }
+bool Statement::is_null(int col) const {
+  return sqlite3_column_type(stmt_, col) == SQLITE_NULL;
+}
+std::int64_t Statement::int64(int col) const {
+  return sqlite3_column_int64(stmt_, col);
+}
+double Statement::real(int col) const {
+  return sqlite3_column_double(stmt_, col);
+}
 std::string Statement::text(int col) const {
   auto* p = sqlite3_column_text(stmt_, col);
   int n = sqlite3_column_bytes(stmt_, col);
@@ -154,7 +198,9 @@ std::string Statement::blob(int col) const {
   return p == nullptr ? std::string() : std::string(static_cast<const char*>(p), n);
 }
 
-Transaction::Transaction(Database& db) : db_(db) { db_.exec("BEGIN IMMEDIATE"); }
+Transaction::Transaction(Database& db) : db_(db) {
+  db_.exec("BEGIN IMMEDIATE");
+}
 
 Transaction::~Transaction() {
   if (!done_) {

@@ -370,6 +370,75 @@ CREATE TABLE event_conflicts (
 ALTER TABLE inbox ADD COLUMN digest BLOB;
 )sql";
 
+// Settlements fetched and reconciled (state_store_reconciliation.cpp): a
+// settlement's details as Klarna's Settlements API returned them and how far
+// its fetch got (`next_page` is the transactions page to book next: a page
+// answered twice is booked once); its transaction lines, one row per line by
+// position; and the reconciliation's findings, one row per (kind, settlement,
+// subject), so a re-run or a restart finds nothing twice. Klarna's field
+// names are partly assumed (docs/klarna/SETTLEMENTS.md). payout_amount is
+// what the payout status says is paid; total_settlement_amount what the
+// report's totals say it should be.
+constexpr std::string_view kV10 = R"sql(
+CREATE TABLE settlements (
+  settlement_id           TEXT PRIMARY KEY,
+  account_id              TEXT NOT NULL,
+  status                  TEXT NOT NULL CHECK (status IN ('fetching', 'fetched', 'reconciled')),
+  currency                TEXT,
+  payout_amount           INTEGER,
+  total_sale_amount       INTEGER,
+  total_return_amount     INTEGER,
+  total_fee_amount        INTEGER,
+  total_chargeback_amount INTEGER,
+  total_tax_amount        INTEGER,
+  total_settlement_amount INTEGER,
+  payment_reference       TEXT,
+  payout_date             TEXT,
+  period_start            TEXT,
+  period_end              TEXT,
+  payout_status           TEXT,
+  next_page               TEXT,
+  lines_booked            INTEGER NOT NULL DEFAULT 0,
+  caused_by               TEXT NOT NULL,
+  created_at_ms           INTEGER NOT NULL,
+  fetched_at_ms           INTEGER,
+  reconciled_at_ms        INTEGER
+) WITHOUT ROWID;
+CREATE TABLE settlement_lines (
+  settlement_id          TEXT NOT NULL,
+  line_no                INTEGER NOT NULL,
+  type                   TEXT NOT NULL,
+  payment_transaction_id TEXT,
+  capture_id             TEXT,
+  refund_id              TEXT,
+  dispute_id             TEXT,
+  amount                 INTEGER NOT NULL,
+  tax_amount             INTEGER NOT NULL DEFAULT 0,
+  currency               TEXT,
+  reference              TEXT,
+  occurred_at            TEXT,
+  PRIMARY KEY (settlement_id, line_no)
+) WITHOUT ROWID;
+CREATE INDEX settlement_lines_by_capture ON settlement_lines (capture_id, type);
+CREATE INDEX settlement_lines_by_refund ON settlement_lines (refund_id, type);
+CREATE INDEX settlement_lines_by_transaction ON settlement_lines (payment_transaction_id);
+CREATE TABLE reconciliation_findings (
+  finding_id     TEXT PRIMARY KEY,
+  kind           TEXT NOT NULL CHECK (kind IN ('missing_in_settlement', 'unexpected_in_settlement',
+                   'amount_mismatch', 'duplicate_settlement', 'payout_mismatch',
+                   'currency_mismatch')),
+  settlement_id  TEXT,
+  subject        TEXT NOT NULL,
+  ours_json      TEXT NOT NULL,
+  theirs_json    TEXT NOT NULL,
+  detail         TEXT NOT NULL,
+  found_at_ms    INTEGER NOT NULL,
+  resolved_at_ms INTEGER
+) WITHOUT ROWID;
+CREATE INDEX findings_by_settlement ON reconciliation_findings (settlement_id);
+CREATE INDEX findings_by_time ON reconciliation_findings (found_at_ms);
+)sql";
+
 // One payment's whole story (klarnactl payments trace, state_store_traces.cpp):
 // the W3C traceparent of each message in its history row, of each call in its
 // outbox row, and of each message to publish; when the processor recorded a
@@ -412,9 +481,11 @@ constexpr std::array kMigrations = {
     Migration{7, "webhook intake: dispute accounts, settlement events", kV7},
     Migration{8, "offset gaps, event body digests and conflicts", kV8},
     Migration{9, "command senders and the append-only audit trail", kAuditSchemaV9},
+    Migration{10, "settlements fetched, their lines, reconciliation findings", kV10},
     Migration{11,
               "traces: traceparent and times of history, outbox and publications; call attempts",
               kV11},
+    Migration{12, "audit trail: the operator of an operator's action", kAuditSchemaV12},
 };
 
 }  // namespace

@@ -5,6 +5,7 @@
 #include <chrono>
 
 #include "kpay/storage/migrations.hpp"
+#include "state_store_impl.hpp"
 
 namespace kpay::storage {
 
@@ -21,22 +22,6 @@ std::int64_t entity_hash(std::string_view id) {
 }
 
 }  // namespace
-
-struct StateStore::Impl {
-  explicit Impl(Database d) : db(std::move(d)) {}
-  Database db;
-  TraceContext trace;  // set_trace_context()
-  std::optional<Statement> insert_inbox, find_request, save_request, find_transaction,
-      save_transaction, request_for_transaction, transaction_for_request, insert_sub_record,
-      find_dispute, save_dispute, find_record, save_record, append_history, insert_outbox,
-      enqueue_publish, delete_published, insert_poison, save_offset, stored_offset,
-      history_unindexed, index_history, mark_history_indexed;
-
-  Statement& prep(std::optional<Statement>& s, std::string_view sql) {
-    if (!s) s.emplace(db.prepare(sql));
-    return *s;
-  }
-};
 
 StateStore::StateStore(const std::string& path, bool read_only, int cache_mib) {
   Database::Options opts;
@@ -76,8 +61,29 @@ StateStore::StateStore(const std::string& path, bool read_only, int cache_mib) {
 
 StateStore::~StateStore() = default;
 
+std::string StateStore::database_file() {
+  const char* file = sqlite3_db_filename(impl_->db.handle(), "main");
+  return file != nullptr ? file : "";
+}
+
 Database& StateStore::database() {
   return impl_->db;
+}
+
+namespace {
+// BEGIN IMMEDIATE … COMMIT on the store's connection (sqlite.hpp).
+class SqliteScope final : public TransactionScope {
+ public:
+  explicit SqliteScope(Database& db) : tx_(db) {}
+  void commit() override { tx_.commit(); }
+
+ private:
+  Transaction tx_;
+};
+}  // namespace
+
+std::unique_ptr<TransactionScope> StateStore::begin_write() {
+  return std::make_unique<SqliteScope>(impl_->db);
 }
 int StateStore::schema_version() {
   return storage::schema_version(impl_->db, "state");
@@ -270,146 +276,6 @@ std::vector<SubRecordRow> StateStore::sub_records(const std::string& transaction
   return out;
 }
 
-namespace {
-// A dispute row from column `c` on: the columns of find_dispute after the id.
-DisputeRow read_dispute(Statement& s, std::string id, int c) {
-  DisputeRow d;
-  d.id = std::move(id);
-  d.framework = s.text(c + 0);
-  d.framework_inferred = s.int64(c + 1) != 0;
-  d.state = s.optional_text(c + 2);
-  d.state_as_of_ms = s.int64(c + 3);
-  d.payment_transaction_id = s.optional_text(c + 4);
-  d.payment_capture_id = s.optional_text(c + 5);
-  d.reason = s.optional_text(c + 6);
-  d.amount = s.optional_int64(c + 7);
-  d.currency = s.optional_text(c + 8);
-  d.outcome = s.optional_text(c + 9);
-  d.representment_expires_at_ms = s.optional_int64(c + 10);
-  d.representment_as_of_ms = s.int64(c + 11);
-  d.arbitration_expires_at_ms = s.optional_int64(c + 12);
-  d.arbitration_as_of_ms = s.int64(c + 13);
-  d.closed_at_ms = s.optional_int64(c + 14);
-  d.last_event_id = s.text(c + 15);
-  d.evidence_response_deadline_ms = s.optional_int64(c + 16);
-  d.evidence_response_as_of_ms = s.int64(c + 17);
-  d.outcome_detailed = s.optional_text(c + 18);
-  d.withheld_amount = s.optional_int64(c + 19);
-  d.returned_amount = s.optional_int64(c + 20);
-  d.fee_amount = s.optional_int64(c + 21);
-  d.account_id = s.optional_text(c + 22);
-  return d;
-}
-
-constexpr std::string_view kDisputeColumns =
-    "id, framework, framework_inferred, state, state_as_of_ms, payment_transaction_id, "
-    "payment_capture_id, reason, amount, currency, outcome, representment_expires_at_ms, "
-    "representment_as_of_ms, arbitration_expires_at_ms, arbitration_as_of_ms, closed_at_ms, "
-    "last_event_id, evidence_response_deadline_ms, evidence_response_as_of_ms, outcome_detailed, "
-    "withheld_amount, returned_amount, fee_amount, account_id";
-}  // namespace
-
-std::optional<DisputeRow> StateStore::find_dispute(const std::string& id) {
-  auto& s = impl_->prep(
-      impl_->find_dispute,
-      "SELECT framework, framework_inferred, state, state_as_of_ms, payment_transaction_id, "
-      "payment_capture_id, reason, amount, currency, outcome, representment_expires_at_ms, "
-      "representment_as_of_ms, arbitration_expires_at_ms, arbitration_as_of_ms, closed_at_ms, "
-      "last_event_id, evidence_response_deadline_ms, evidence_response_as_of_ms, outcome_detailed, "
-      "withheld_amount, returned_amount, fee_amount, account_id FROM disputes WHERE id = ?");
-  s.bind(1, id);
-  std::optional<DisputeRow> d;
-  if (s.step()) d = read_dispute(s, id, 0);
-  s.reset();
-  return d;
-}
-
-void StateStore::save_dispute(const DisputeRow& d) {
-  auto& s = impl_->prep(
-      impl_->save_dispute,
-      "INSERT OR REPLACE INTO disputes (id, framework, framework_inferred, state, state_as_of_ms, "
-      "payment_transaction_id, payment_capture_id, reason, amount, currency, outcome, "
-      "representment_expires_at_ms, representment_as_of_ms, arbitration_expires_at_ms, "
-      "arbitration_as_of_ms, closed_at_ms, last_event_id, evidence_response_deadline_ms, "
-      "evidence_response_as_of_ms, outcome_detailed, withheld_amount, returned_amount, fee_amount, "
-      "account_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
-  s.bind(1, d.id).bind(2, d.framework).bind(3, d.framework_inferred ? 1 : 0);
-  s.bind(4, d.state);
-  s.bind(5, d.state_as_of_ms);
-  s.bind(6, d.payment_transaction_id);
-  s.bind(7, d.payment_capture_id);
-  s.bind(8, d.reason);
-  s.bind(9, d.amount);
-  s.bind(10, d.currency);
-  s.bind(11, d.outcome);
-  s.bind(12, d.representment_expires_at_ms);
-  s.bind(13, d.representment_as_of_ms);
-  s.bind(14, d.arbitration_expires_at_ms);
-  s.bind(15, d.arbitration_as_of_ms);
-  s.bind(16, d.closed_at_ms);
-  s.bind(17, d.last_event_id);
-  s.bind(18, d.evidence_response_deadline_ms);
-  s.bind(19, d.evidence_response_as_of_ms);
-  s.bind(20, d.outcome_detailed);
-  s.bind(21, d.withheld_amount);
-  s.bind(22, d.returned_amount);
-  s.bind(23, d.fee_amount);
-  s.bind(24, d.account_id);
-  s.run();
-}
-
-bool StateStore::insert_dispute_deadline(const DisputeDeadlineRow& d) {
-  auto s = impl_->db.prepare(
-      "INSERT OR IGNORE INTO dispute_deadlines (dispute_id, kind, event_id, deadline_ms, "
-      "as_of_ms, event_type, field) VALUES (?,?,?,?,?,?,?)");
-  s.bind(1, d.dispute_id).bind(2, d.kind).bind(3, d.event_id).bind(4, d.deadline_ms);
-  s.bind(5, d.as_of_ms).bind(6, d.event_type).bind(7, d.field);
-  s.run();
-  return impl_->db.changes() == 1;
-}
-
-std::vector<DisputeDeadlineRow> StateStore::dispute_deadlines(const std::string& dispute_id) {
-  auto s = impl_->db.prepare(
-      "SELECT kind, deadline_ms, as_of_ms, event_id, event_type, field FROM dispute_deadlines "
-      "WHERE dispute_id = ? ORDER BY as_of_ms, kind, event_id");
-  s.bind(1, dispute_id);
-  std::vector<DisputeDeadlineRow> out;
-  while (s.step()) {
-    out.push_back({dispute_id, s.text(0), s.int64(1), s.int64(2), s.text(3), s.text(4), s.text(5)});
-  }
-  return out;
-}
-
-std::vector<DisputeRow> StateStore::open_disputes(std::size_t limit) {
-  auto s = impl_->db.prepare("SELECT " + std::string(kDisputeColumns) +
-                             " FROM disputes WHERE COALESCE(state, '') <> 'CLOSED' "
-                             "ORDER BY id LIMIT ?");
-  s.bind(1, static_cast<std::int64_t>(limit));
-  std::vector<DisputeRow> out;
-  while (s.step()) out.push_back(read_dispute(s, s.text(0), 1));
-  return out;
-}
-
-std::vector<DisputeRow> StateStore::list_disputes(std::size_t limit) {
-  auto s = impl_->db.prepare("SELECT " + std::string(kDisputeColumns) +
-                             " FROM disputes ORDER BY state_as_of_ms DESC, id LIMIT ?");
-  s.bind(1, static_cast<std::int64_t>(limit));
-  std::vector<DisputeRow> out;
-  while (s.step()) out.push_back(read_dispute(s, s.text(0), 1));
-  return out;
-}
-
-bool StateStore::mark_deadline_warning(const std::string& dispute_id, const std::string& kind,
-                                       std::int64_t deadline_ms, const std::string& stage,
-                                       std::int64_t now_ms) {
-  auto s = impl_->db.prepare(
-      "INSERT OR IGNORE INTO dispute_deadline_warnings (dispute_id, kind, deadline_ms, stage, "
-      "warned_at_ms) VALUES (?,?,?,?,?)");
-  s.bind(1, dispute_id).bind(2, kind).bind(3, deadline_ms).bind(4, stage).bind(5, now_ms);
-  s.run();
-  return impl_->db.changes() == 1;
-}
-
 std::optional<RecordRow> StateStore::find_record(const std::string& kind, const std::string& id) {
   auto& s = impl_->prep(impl_->find_record,
                         "SELECT state, state_as_of_ms, sub_state, sub_state_as_of_ms, amount, "
@@ -448,21 +314,6 @@ void StateStore::save_record(const RecordRow& r) {
   s.run();
 }
 
-void StateStore::set_trace_context(TraceContext c) {
-  impl_->trace = std::move(c);
-}
-const TraceContext& StateStore::trace_context() const {
-  return impl_->trace;
-}
-
-namespace {
-std::optional<std::string_view> non_empty(std::string_view a, std::string_view b) {
-  if (!a.empty()) return a;
-  if (!b.empty()) return b;
-  return std::nullopt;
-}
-}  // namespace
-
 void StateStore::append_history(const HistoryRow& h) {
   auto& s = impl_->prep(
       impl_->append_history,
@@ -476,7 +327,7 @@ void StateStore::append_history(const HistoryRow& h) {
   s.bind(9, h.to_state);
   s.bind(10, h.reason).bind(11, h.topic).bind(12, h.partition).bind(13, h.offset);
   s.bind(14, entity_hash(h.entity_id));
-  const auto& t = impl_->trace;
+  const auto& t = trace_context();
   s.bind(15, non_empty(h.traceparent, t.traceparent));
   s.bind(16, h.recorded_at_ms != 0 ? h.recorded_at_ms
                                    : std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -553,184 +404,12 @@ bool StateStore::index_history_if_due(std::int64_t max_unindexed) {
   return true;
 }
 
-bool StateStore::insert_outbox(const OutboxRow& o) {
-  auto& s = impl_->prep(
-      impl_->insert_outbox,
-      "INSERT OR IGNORE INTO outbox (operation, entity_id, idempotency_key, request_body, "
-      "call_token, due_by_ms, status, created_by_event_id, account_id, method, path, "
-      "token_header, next_attempt_at_ms, created_at_ms, updated_at_ms, command_id, amount, "
-      "capture_id, traceparent) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
-  s.bind(1, o.operation).bind(2, o.entity_id).bind(3, o.idempotency_key);
-  s.bind(4, o.request_body).bind(5, o.call_token);
-  s.bind(6, o.due_by_ms);
-  s.bind(7, o.status).bind(8, o.created_by_event_id);
-  s.bind(9, o.account_id).bind(10, o.method).bind(11, o.path).bind(12, o.token_header);
-  s.bind(13, o.next_attempt_at_ms).bind(14, o.created_at_ms).bind(15, o.created_at_ms);
-  s.bind(16, o.command_id);
-  s.bind(17, o.amount);
-  s.bind(18, o.capture_id);
-  s.bind(19, non_empty(o.traceparent, impl_->trace.traceparent));
-  s.run();
-  return impl_->db.changes() == 1;
-}
-
-namespace {
-
-// The columns every outbox read returns, in read_outbox_row's order.
-constexpr std::string_view kOutboxColumns =
-    "id, operation, entity_id, idempotency_key, request_body, due_by_ms, status, "
-    "created_by_event_id, account_id, method, path, token_header, attempts, "
-    "next_attempt_at_ms, created_at_ms, updated_at_ms, last_status, last_error, result, "
-    "command_id, amount, capture_id, traceparent, call_token";
-
-// call_token (the last column) only when the caller sends the call.
-OutboxRow read_outbox_row(Statement& s, bool with_token) {
-  OutboxRow o;
-  o.id = s.int64(0);
-  o.operation = s.text(1);
-  o.entity_id = s.text(2);
-  o.idempotency_key = s.text(3);
-  o.request_body = s.text(4);
-  o.due_by_ms = s.optional_int64(5);
-  o.status = s.text(6);
-  o.created_by_event_id = s.text(7);
-  o.account_id = s.text(8);
-  o.method = s.text(9);
-  o.path = s.text(10);
-  o.token_header = s.text(11);
-  o.attempts = s.int64(12);
-  o.next_attempt_at_ms = s.int64(13);
-  o.created_at_ms = s.int64(14);
-  o.updated_at_ms = s.int64(15);
-  o.last_status = s.optional_int64(16);
-  o.last_error = s.optional_text(17);
-  o.result = s.optional_text(18);
-  o.command_id = s.optional_text(19);
-  o.amount = s.optional_int64(20);
-  o.capture_id = s.optional_text(21);
-  o.traceparent = s.optional_text(22).value_or("");
-  if (with_token) o.call_token = s.text(23);
-  return o;
-}
-
-std::vector<OutboxRow> read_outbox_rows(Statement& s, bool with_token) {
-  std::vector<OutboxRow> out;
-  while (s.step()) out.push_back(read_outbox_row(s, with_token));
-  return out;
-}
-
-std::string outbox_select(std::string_view where) {
-  std::string sql = "SELECT ";
-  sql.append(kOutboxColumns).append(" FROM outbox ").append(where);
-  return sql;
-}
-
-}  // namespace
-
-std::vector<OutboxRow> StateStore::outbox(const std::string& entity_id) {
-  auto s = impl_->db.prepare(outbox_select("WHERE entity_id = ? ORDER BY id"));
-  s.bind(1, entity_id);
-  return read_outbox_rows(s, false);
-}
-
-std::optional<OutboxRow> StateStore::find_outbox(std::int64_t id) {
-  auto s = impl_->db.prepare(outbox_select("WHERE id = ?"));
-  s.bind(1, id);
-  auto rows = read_outbox_rows(s, false);
-  if (rows.empty()) return std::nullopt;
-  return std::move(rows.front());
-}
-
-std::vector<OutboxRow> StateStore::claim_due_outbox(std::int64_t now_ms, std::size_t limit) {
-  std::string sql =
-      "UPDATE outbox SET status = 'in_flight', attempts = attempts + 1, updated_at_ms = ?1 "
-      "WHERE id IN (SELECT id FROM outbox WHERE status = 'pending' AND next_attempt_at_ms <= ?1 "
-      "ORDER BY next_attempt_at_ms, id LIMIT ?2) RETURNING ";
-  sql.append(kOutboxColumns);
-  auto s = impl_->db.prepare(sql);
-  s.bind(1, now_ms).bind(2, static_cast<std::int64_t>(limit));
-  auto rows = read_outbox_rows(s, true);
-  // RETURNING gives no order guarantee: oldest due first, as claimed.
-  std::sort(rows.begin(), rows.end(), [](const OutboxRow& a, const OutboxRow& b) {
-    return std::pair(a.next_attempt_at_ms, a.id) < std::pair(b.next_attempt_at_ms, b.id);
-  });
-  return rows;
-}
-
-std::int64_t StateStore::release_in_flight_outbox(std::int64_t now_ms) {
-  auto s = impl_->db.prepare(
-      "UPDATE outbox SET status = 'pending', next_attempt_at_ms = ?, updated_at_ms = ? "
-      "WHERE status = 'in_flight'");
-  s.bind(1, now_ms).bind(2, now_ms);
-  s.run();
-  return impl_->db.changes();
-}
-
-void StateStore::update_outbox(const OutboxUpdate& u) {
-  auto s = impl_->db.prepare(
-      "UPDATE outbox SET status = ?, next_attempt_at_ms = ?, updated_at_ms = ?, "
-      "last_status = COALESCE(?, last_status), last_error = ?, result = COALESCE(?, result) "
-      "WHERE id = ?");
-  s.bind(1, u.status).bind(2, u.next_attempt_at_ms).bind(3, u.now_ms);
-  s.bind(4, u.last_status);
-  s.bind(5, u.last_error);
-  s.bind(6, u.result);
-  s.bind(7, u.id);
-  s.run();
-}
-
-bool StateStore::retry_outbox(std::int64_t id, std::int64_t now_ms) {
-  auto s = impl_->db.prepare(
-      "UPDATE outbox SET status = 'pending', next_attempt_at_ms = ?, updated_at_ms = ? "
-      "WHERE id = ? AND status = 'failed'");
-  s.bind(1, now_ms).bind(2, now_ms).bind(3, id);
-  s.run();
-  return impl_->db.changes() == 1;
-}
-
-std::vector<OutboxRow> StateStore::list_outbox(const std::string& status, std::size_t limit) {
-  auto s =
-      impl_->db.prepare(outbox_select("WHERE ?1 = '' OR status = ?1 ORDER BY id DESC LIMIT ?2"));
-  s.bind(1, status).bind(2, static_cast<std::int64_t>(limit));
-  return read_outbox_rows(s, false);
-}
-
-std::vector<OutboxRow> StateStore::outbox_due_within(std::int64_t now_ms, std::int64_t horizon_ms,
-                                                     std::size_t limit) {
-  auto s = impl_->db.prepare(
-      outbox_select("WHERE status IN ('pending', 'in_flight', 'failed') AND due_by_ms IS NOT NULL "
-                    "AND due_by_ms < ? ORDER BY due_by_ms, id LIMIT ?"));
-  s.bind(1, now_ms + horizon_ms).bind(2, static_cast<std::int64_t>(limit));
-  return read_outbox_rows(s, false);
-}
-
-std::optional<std::int64_t> StateStore::next_outbox_attempt() {
-  auto s = impl_->db.prepare("SELECT MIN(next_attempt_at_ms) FROM outbox WHERE status = 'pending'");
-  std::optional<std::int64_t> v;
-  if (s.step()) v = s.optional_int64(0);
-  return v;
-}
-
-StateStore::OutboxCounts StateStore::outbox_counts() {
-  auto s = impl_->db.prepare("SELECT status, COUNT(*) FROM outbox GROUP BY status");
-  OutboxCounts c;
-  while (s.step()) {
-    const auto status = s.text(0);
-    const auto n = s.int64(1);
-    if (status == "pending") c.pending = n;
-    if (status == "in_flight") c.in_flight = n;
-    if (status == "succeeded") c.succeeded = n;
-    if (status == "failed") c.failed = n;
-  }
-  return c;
-}
-
 std::int64_t StateStore::enqueue_publish(const PublishRow& p) {
   auto& s = impl_->prep(impl_->enqueue_publish,
                         "INSERT INTO publish_queue (topic, key, value, reason, traceparent) "
                         "VALUES (?,?,?,?,?)");
   s.bind(1, p.topic).bind_blob(2, p.key).bind_blob(3, p.value).bind(4, p.reason);
-  s.bind(5, non_empty(p.traceparent, impl_->trace.traceparent));
+  s.bind(5, non_empty(p.traceparent, trace_context().traceparent));
   s.run();
   return impl_->db.last_insert_rowid();
 }

@@ -1,6 +1,7 @@
 // The downstream commands' part of the state store (migration v4): the
 // command inbox, payment contexts, and the money outbox rows have yet to move.
 #include "kpay/storage/state_store.hpp"
+#include "state_store_impl.hpp"
 
 namespace kpay::storage {
 
@@ -35,7 +36,7 @@ bool StateStore::insert_command(const CommandRow& c) {
       "INSERT OR IGNORE INTO commands (command_id, type, key, body_hash, status, reason, "
       "entity_id, outbox_id, created_at_ms, updated_at_ms) VALUES (?,?,?,?,?,?,?,?,?,?)");
   s.bind(1, c.command_id).bind(2, c.type).bind_blob(3, c.key).bind(4, c.body_hash);
-  s.bind(5, c.status).bind(6, c.reason).bind(7, c.entity_id).bind(8, c.outbox_id);
+  s.bind(5, to_string(c.status)).bind(6, c.reason).bind(7, c.entity_id).bind(8, c.outbox_id);
   s.bind(9, c.created_at_ms).bind(10, c.updated_at_ms);
   s.run();
   return database().changes() == 1;
@@ -52,7 +53,7 @@ std::optional<CommandRow> StateStore::find_command(const std::string& command_id
   c.type = s.text(0);
   c.key = s.blob(1);
   c.body_hash = s.text(2);
-  c.status = s.text(3);
+  c.status = stored(parse_command_status(s.text(3)), "command status", s.text(3));
   c.reason = s.optional_text(4);
   c.entity_id = s.optional_text(5);
   c.outbox_id = s.optional_int64(6);
@@ -61,21 +62,21 @@ std::optional<CommandRow> StateStore::find_command(const std::string& command_id
   return c;
 }
 
-void StateStore::finish_command(const std::string& command_id, const std::string& status,
+void StateStore::finish_command(const std::string& command_id, CommandStatus status,
                                 const std::optional<std::string>& reason, std::int64_t now_ms) {
   auto s = database().prepare(
       "UPDATE commands SET status = ?, reason = ?, updated_at_ms = ? WHERE command_id = ?");
-  s.bind(1, status).bind(2, reason).bind(3, now_ms).bind(4, command_id);
+  s.bind(1, to_string(status)).bind(2, reason).bind(3, now_ms).bind(4, command_id);
   s.run();
 }
 
 std::int64_t StateStore::pending_outbox_amount(const std::string& transaction_id,
-                                               const std::string& operation,
+                                               OutboxOperation operation,
                                                const std::optional<std::string>& capture_id) {
   auto s = database().prepare(
       "SELECT COALESCE(SUM(amount), 0) FROM outbox WHERE entity_id = ?1 AND operation = ?2 "
       "AND status IN ('pending', 'in_flight') AND (?3 IS NULL OR capture_id = ?3)");
-  s.bind(1, transaction_id).bind(2, operation).bind(3, capture_id);
+  s.bind(1, transaction_id).bind(2, to_string(operation)).bind(3, capture_id);
   return s.step() ? s.int64(0) : 0;
 }
 

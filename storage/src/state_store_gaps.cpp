@@ -5,6 +5,7 @@
 #include <functional>
 
 #include "kpay/storage/state_store.hpp"
+#include "state_store_impl.hpp"
 
 namespace kpay::storage {
 
@@ -23,8 +24,8 @@ OffsetGapRow read_gap(const Statement& s) {
   g.resume_at = s.int64(4);
   g.kind = s.text(5);
   g.skipped = s.int64(6);
-  g.policy = s.text(7);
-  g.status = s.text(8);
+  g.policy = stored(parse_gap_policy(s.text(7)), "gap policy", s.text(7));
+  g.status = stored(parse_gap_status(s.text(8)), "gap status", s.text(8));
   g.detected_at_ms = s.int64(9);
   g.decided_at_ms = s.optional_int64(10);
   g.repaired_at_ms = s.optional_int64(11);
@@ -63,7 +64,7 @@ std::pair<OffsetGapRow, bool> StateStore::record_gap(const OffsetGapRow& g) {
       "INSERT OR IGNORE INTO offset_gaps (topic, partition, expected, resume_at, kind, skipped, "
       "policy, status, detected_at_ms) VALUES (?,?,?,?,?,?,?,'open',?)");
   s.bind(1, g.topic).bind(2, g.partition).bind(3, g.expected).bind(4, g.resume_at);
-  s.bind(5, g.kind).bind(6, g.skipped).bind(7, g.policy).bind(8, g.detected_at_ms);
+  s.bind(5, g.kind).bind(6, g.skipped).bind(7, to_string(g.policy)).bind(8, g.detected_at_ms);
   s.run();
   const bool inserted = database().changes() == 1;
   auto found =
@@ -78,9 +79,11 @@ std::optional<OffsetGapRow> StateStore::find_gap(std::int64_t id) {
   return found.front();
 }
 
-std::vector<OffsetGapRow> StateStore::list_gaps(const std::string& status, std::size_t limit) {
-  if (status.empty()) return gaps(database(), "", limit, [](Statement&) {});
-  return gaps(database(), "WHERE status = ?", limit, [&](Statement& q) { q.bind(1, status); });
+std::vector<OffsetGapRow> StateStore::list_gaps(std::optional<GapStatus> status,
+                                                std::size_t limit) {
+  if (!status) return gaps(database(), "", limit, [](Statement&) {});
+  return gaps(database(), "WHERE status = ?", limit,
+              [&](Statement& q) { q.bind(1, to_string(*status)); });
 }
 
 std::optional<OffsetGapRow> StateStore::open_gap(const std::string& topic, std::int32_t partition) {
@@ -99,14 +102,14 @@ std::int64_t StateStore::count_open_gaps() {
 bool StateStore::accept_gap(std::int64_t id, std::int64_t now_ms) {
   Transaction tx(database());
   auto gap = find_gap(id);
-  if (!gap || gap->status != "open") return false;
+  if (!gap || gap->status != GapStatus::open) return false;
   auto s = database().prepare(
       "UPDATE offset_gaps SET status = 'accepted', decided_at_ms = ? WHERE id = ?");
   s.bind(1, now_ms).bind(2, id);
   s.run();
   // A paused partition goes on where the gap ends; one that went on
   // (policy continue) is past that point already.
-  if (gap->policy == "pause") reset_offset(gap->topic, gap->partition, gap->resume_at);
+  if (gap->policy == GapPolicy::pause) reset_offset(gap->topic, gap->partition, gap->resume_at);
   tx.commit();
   return true;
 }
@@ -145,7 +148,9 @@ std::vector<RepairTarget> StateStore::repair_targets(const std::string& topic,
     t.state = s.optional_text(2);
     t.account_id = s.optional_text(3);
     t.generation = static_cast<std::int32_t>(s.int64(4));
-    if (t.kind == "dispute") t.framework = s.text(5);
+    if (t.kind == "dispute") {
+      t.framework = stored(parse_dispute_framework(s.text(5)), "dispute framework", s.text(5));
+    }
     out.push_back(std::move(t));
   }
   return out;

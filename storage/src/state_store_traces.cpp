@@ -3,6 +3,7 @@
 // and disputes that concern it. The trace context of history, outbox and
 // publish-queue rows is written with those rows (state_store.cpp).
 #include "kpay/storage/state_store.hpp"
+#include "state_store_impl.hpp"
 
 namespace kpay::storage {
 

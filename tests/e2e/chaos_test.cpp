@@ -15,7 +15,10 @@
 //     the executions per operation equal what the payments need (one confirm
 //     per Gen 1 authorization, one final authorization per Gen 2 one, one
 //     capture per transaction, one refund per command);
-//   - the processor's state equals the sim's, entity by entity.
+//   - the processor's state equals the sim's, entity by entity;
+//   - the audit trail lists every operation the sim executed exactly once as
+//     an executed outcome (and nothing else), and klarna.audit carried every
+//     row of it.
 // KPAY_CHAOS_SECONDS sets the duration of the chaos (default 45 s for ctest;
 // `make chaos` runs 420 s), KPAY_CHAOS_ROUND_MS the length of a round.
 //
@@ -35,6 +38,8 @@
 #include <sstream>
 #include <thread>
 
+#include "audit_trail.hpp"
+#include "e2e_checks.hpp"
 #include "e2e_system.hpp"
 
 using namespace kpay;
@@ -63,128 +68,6 @@ long env_number(const char* name, long fallback) {
   char* end = nullptr;
   const long n = std::strtol(v, &end, 10);
   return end != nullptr && *end == '\0' && n > 0 ? n : fallback;
-}
-
-// Every row of a query, as text (read-only; the test's own look into the database).
-std::vector<std::vector<std::string>> rows(const std::string& db, const std::string& sql) {
-  std::vector<std::vector<std::string>> out;
-  sqlite3* h = nullptr;
-  if (sqlite3_open_v2(db.c_str(), &h, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
-    sqlite3_busy_timeout(h, 5000);
-    sqlite3_stmt* st = nullptr;
-    if (sqlite3_prepare_v2(h, sql.c_str(), -1, &st, nullptr) == SQLITE_OK) {
-      while (sqlite3_step(st) == SQLITE_ROW) {
-        std::vector<std::string> row;
-        for (int i = 0; i < sqlite3_column_count(st); ++i) {
-          const auto* text = sqlite3_column_text(st, i);
-          row.emplace_back(text ? reinterpret_cast<const char*>(text) : "");
-        }
-        out.push_back(std::move(row));
-      }
-    }
-    sqlite3_finalize(st);
-  }
-  sqlite3_close(h);
-  return out;
-}
-
-std::int64_t int_at(simdjson::dom::element e, std::string_view key) {
-  std::int64_t v = 0;
-  if (e[key].get_int64().get(v) != simdjson::SUCCESS) return -1;
-  return v;
-}
-
-// id → "STATE" (payment requests) or "STATE captured/refunded/amount" (transactions).
-using States = std::map<std::string, std::string>;
-
-States sim_states(System& sys) {
-  simdjson::dom::parser p;
-  simdjson::dom::element root;
-  States out;
-  if (p.parse(sys.sim("GET", "/_sim/payments")).get(root) != simdjson::SUCCESS) return out;
-  simdjson::dom::array requests, transactions;
-  if (root["payment_requests"].get_array().get(requests) == simdjson::SUCCESS) {
-    for (auto r : requests) out[str_at(r, "payment_request_id")] = str_at(r, "state");
-  }
-  if (root["payment_transactions"].get_array().get(transactions) == simdjson::SUCCESS) {
-    for (auto t : transactions) {
-      out[str_at(t, "payment_transaction_id")] =
-          str_at(t, "state") + " " + std::to_string(int_at(t, "captured_amount")) + "/" +
-          std::to_string(int_at(t, "refunded_amount")) + "/" + std::to_string(int_at(t, "amount"));
-    }
-  }
-  return out;
-}
-
-States processor_states(const std::string& db) {
-  States out;
-  for (const auto& r : rows(db, "SELECT id, COALESCE(state, '?') FROM payment_requests")) {
-    out[r.at(0)] = r.at(1);
-  }
-  for (const auto& r :
-       rows(db,
-            "SELECT id, COALESCE(state, '?') || ' ' || captured_amount || '/' || refunded_amount "
-            "|| '/' || COALESCE(amount, -1) FROM payment_transactions")) {
-    out[r.at(0)] = r.at(1);
-  }
-  return out;
-}
-
-std::string describe_differences(const States& sim, const States& ours) {
-  std::ostringstream out;
-  int shown = 0;
-  for (const auto& [id, state] : sim) {
-    auto it = ours.find(id);
-    const std::string mine = it == ours.end() ? "(missing)" : it->second;
-    if (mine != state && shown++ < 20)
-      out << id << ": sim " << state << ", processor " << mine << "\n";
-  }
-  for (const auto& [id, state] : ours) {
-    if (!sim.count(id) && shown++ < 20) out << id << ": only in the processor (" << state << ")\n";
-  }
-  return out.str();
-}
-
-// The delivery summary (pending, delivered, failed, …) without the deliveries.
-std::map<std::string, std::int64_t> delivery_summary(System& sys) {
-  simdjson::dom::parser p;
-  simdjson::dom::element root;
-  std::map<std::string, std::int64_t> out;
-  if (p.parse(sys.sim("GET", "/_sim/webhooks?limit=1")).get(root) != simdjson::SUCCESS) return out;
-  simdjson::dom::object summary;
-  if (root["summary"].get_object().get(summary) != simdjson::SUCCESS) return out;
-  for (auto [k, v] : summary) out[std::string(k)] = v.get_int64().value_unsafe();
-  return out;
-}
-
-// The event ids of every delivery the receiver answered 2xx.
-std::set<std::string> delivered_event_ids(System& sys) {
-  simdjson::dom::parser p;
-  simdjson::dom::element root;
-  std::set<std::string> out;
-  if (p.parse(sys.sim("GET", "/_sim/webhooks?state=delivered")).get(root) != simdjson::SUCCESS) {
-    return out;
-  }
-  for (auto d : root["deliveries"]) out.insert(str_at(d, "event_id"));
-  return out;
-}
-
-struct Executions {
-  std::map<std::string, std::int64_t> by_route, by_key;
-};
-Executions executions(System& sys) {
-  simdjson::dom::parser p;
-  simdjson::dom::element root;
-  Executions out;
-  if (p.parse(sys.sim("GET", "/_sim/executions")).get(root) != simdjson::SUCCESS) return out;
-  simdjson::dom::object routes, keys;
-  if (root["by_route"].get_object().get(routes) == simdjson::SUCCESS) {
-    for (auto [k, v] : routes) out.by_route[std::string(k)] = v.get_int64().value_unsafe();
-  }
-  if (root["by_idempotency_key"].get_object().get(keys) == simdjson::SUCCESS) {
-    for (auto [k, v] : keys) out.by_key[std::string(k)] = v.get_int64().value_unsafe();
-  }
-  return out;
 }
 
 // The processor's calls as the sim saw them: all, and those a fault hit.
@@ -457,6 +340,30 @@ TEST(Chaos, UnderKillsOutagesAndFaultsEveryEffectHappensOnceAndTheStatesAgree) {
       << query_text(sys.db(),
                     "SELECT group_concat(operation || ' ' || COALESCE(last_error, ''), '; ') "
                     "FROM outbox WHERE status = 'failed'");
+
+  // The audit trail lists every executed operation exactly once: each call the
+  // sim executed is one executed outcome, nothing it did not execute is one,
+  // each refund command one decision (accepted, resent or not); klarna.audit carried every row
+  // across the kills (at least once, field for field).
+  std::size_t executed_outcomes = 0;
+  EXPECT_EQ(compare_executed_outcomes(sys.db(), ex.by_key, executed_outcomes), "");
+  EXPECT_EQ(static_cast<std::int64_t>(executed_outcomes),
+            executed("payment.confirm") + executed("payment.authorize") +
+                executed("payment.transactions.capture") + executed("payment.transactions.refund"));
+  for (const auto& id : f.commands) {  // accepted once, resent or not
+    EXPECT_EQ(query_text(sys.db(),
+                         "SELECT group_concat(status) FROM audit_events WHERE kind = "
+                         "'command' AND command_id = '" +
+                             id + "'"),
+              "accepted")
+        << id;
+  }
+  const auto trail = audit_rows(sys.db());
+  const auto published = read_audit_topic(sys.bootstrap(), "klarna.audit", 2, trail, 120s);
+  EXPECT_EQ(compare_audit_topic(published, trail), "");
+  std::printf(
+      "chaos audit trail: %zu events, %zu executed outcomes; %zu messages on klarna.audit\n",
+      trail.size(), executed_outcomes, published.size());
 
   const auto calls = processor_calls(sys);
   const auto cpu1 = cpu_times();

@@ -2,7 +2,16 @@
 
 #include <sqlite3.h>
 
+#include <regex>
+
 namespace kpay::test {
+
+std::uint16_t System::processor_admin_port() const {
+  static const std::regex re(R"("message":"admin endpoint listening".*"port":(\d+))");
+  std::smatch m;
+  const auto text = processor_log();
+  return std::regex_search(text, m, re) ? static_cast<std::uint16_t>(std::stoi(m[1])) : 0;
+}
 
 std::uint16_t read_port(const std::string& file, const std::string& log) {
   std::uint16_t port = 0;

@@ -58,6 +58,7 @@ struct SystemOptions {
   std::vector<std::string> sim_args;  // appended to klarna-sim's command line
   std::string processor_toml{};       // appended to the processor's configuration
   std::string more_senders{};         // commands.senders after the harness's: ', "a", "b"'
+  std::string database{};             // the processor's database; default <dir>/processor.db
 };
 
 // The running system; members in start order, so they stop in reverse.
@@ -87,7 +88,9 @@ class System {
   ~System() { std::filesystem::remove_all(dir_); }
 
   const std::string& dir() const { return dir_; }
-  std::string db() const { return dir_ + "/processor.db"; }
+  std::string db() const {
+    return options_.database.empty() ? dir_ + "/processor.db" : options_.database;
+  }
   std::string bootstrap() const { return kafka_.bootstrap_servers(); }
   const klarna::Topics& topics() const { return topics_; }
 
@@ -200,6 +203,9 @@ class System {
     processor_.reset();
   }
   std::string processor_log() const { return read_file(dir_ + "/processor.log"); }
+  // The processor's admin port (admin.port = 0), from its "admin endpoint
+  // listening" log line; 0 until it is logged.
+  std::uint16_t processor_admin_port() const;
 
   std::string sim(const std::string& method, const std::string& path,
                   const std::string& body = "") {

@@ -10,6 +10,7 @@
 #include "kpay/core/log.hpp"
 #include "kpay/processor/batch_applier.hpp"
 #include "kpay/storage/migrations.hpp"
+#include "kpay/storage/state_store.hpp"
 #include "lifecycles.hpp"
 
 using namespace kpay;
@@ -191,9 +192,9 @@ TEST_F(Applier, Gen2LifecycleAndFinalAuthorizationOutbox) {
   EXPECT_EQ(req->authorization_due_ms, T0 + 20 + 3'600'000);
   auto outbox = store_->outbox("req-1");
   ASSERT_EQ(outbox.size(), 2u);
-  EXPECT_EQ(outbox[1].operation, "read_payment_request");
+  EXPECT_EQ(outbox[1].operation, kpay::storage::OutboxOperation::read_payment_request);
   EXPECT_EQ(outbox[1].created_by_event_id, "e5");
-  EXPECT_EQ(outbox[0].operation, "final_authorization");
+  EXPECT_EQ(outbox[0].operation, kpay::storage::OutboxOperation::final_authorization);
   EXPECT_EQ(outbox[0].idempotency_key,
             processor::idempotency_key("final_authorization", "req-1", "kns-secret"));
   EXPECT_EQ(outbox[0].account_id, kAccount);
@@ -229,7 +230,7 @@ TEST_F(Applier, Gen1PendingConfirmationWritesConfirmOncePerToken) {
             "applied");
   auto outbox = store_->outbox("req-1");
   ASSERT_EQ(outbox.size(), 2u);
-  EXPECT_EQ(outbox[0].operation, "confirm");
+  EXPECT_EQ(outbox[0].operation, kpay::storage::OutboxOperation::confirm);
   EXPECT_EQ(outbox[0].idempotency_key, processor::idempotency_key("confirm", "req-1", "tok-a"));
   EXPECT_EQ(outbox[1].idempotency_key, processor::idempotency_key("confirm", "req-1", "tok-b"));
   EXPECT_EQ(store_->find_request("req-1")->payment_transaction_id, "txn-1");
@@ -316,7 +317,7 @@ TEST_F(Applier, DisputeDeadlinesAndLegacyFrameworkInference) {
       "applied")
       << last_reason_;
   auto d = store_->find_dispute("dis-1");
-  EXPECT_EQ(d->framework, "legacy");
+  EXPECT_EQ(d->framework, kpay::storage::DisputeFramework::legacy);
   EXPECT_FALSE(d->framework_inferred);
   EXPECT_EQ(d->state, "ARBITRATION_PENDING");
   EXPECT_EQ(
@@ -449,7 +450,7 @@ TEST_F(Applier, AmbiguousCaptureAmountQueuesOneReadInsteadOfBooking) {
   EXPECT_EQ(apply(t, ambiguous("c2", T0 + 1)), "applied") << "announced again: same read";
   auto outbox = store_->outbox("txn-1");
   ASSERT_EQ(outbox.size(), 1u);
-  EXPECT_EQ(outbox[0].operation, "read_capture");
+  EXPECT_EQ(outbox[0].operation, kpay::storage::OutboxOperation::read_capture);
   EXPECT_EQ(outbox[0].method, "GET");
   EXPECT_EQ(outbox[0].path, "/payment/captures/krn%3Acapture%3A1");
   EXPECT_EQ(outbox[0].request_body, "");
@@ -486,7 +487,7 @@ TEST_F(Applier, V1AndV2DeliveriesOfOneApprovalCauseOneCall) {
       << last_reason_;
   auto outbox = store_->outbox("req-1");
   ASSERT_EQ(outbox.size(), 1u);
-  EXPECT_EQ(outbox[0].operation, "confirm");
+  EXPECT_EQ(outbox[0].operation, kpay::storage::OutboxOperation::confirm);
   EXPECT_EQ(store_->find_request("req-1")->state, "COMPLETED");
   // The v1 result still applies: the request is AUTHORIZED.
   EXPECT_EQ(apply(t, request_event("payment.request.state-change.authorized", "v1", "a1", T0 + 20,
@@ -509,7 +510,7 @@ TEST_F(Applier, V1AndV2DeliveriesOfOneApprovalCauseOneCall) {
   EXPECT_EQ(apply(t, pending2), "applied") << last_reason_;
   outbox = store_->outbox("req-2");
   ASSERT_EQ(outbox.size(), 1u);
-  EXPECT_EQ(outbox[0].operation, "final_authorization");
+  EXPECT_EQ(outbox[0].operation, kpay::storage::OutboxOperation::final_authorization);
   EXPECT_EQ(test::query_int(path_, "SELECT COUNT(*) FROM history WHERE outcome = 'rejected'"), 0);
 }
 
@@ -584,7 +585,7 @@ TEST_F(Applier, AuthorizedTransactionQueuesTheAutomaticCaptureOfTheRest) {
   EXPECT_EQ(last_reason_, "created: capture queued");
   auto outbox = store_->outbox("txn-1");
   ASSERT_EQ(outbox.size(), 1u);
-  EXPECT_EQ(outbox[0].operation, "capture");
+  EXPECT_EQ(outbox[0].operation, kpay::storage::OutboxOperation::capture);
   EXPECT_EQ(outbox[0].path, "/payment/transactions/txn-1/capture");
   EXPECT_EQ(outbox[0].idempotency_key, processor::idempotency_key("capture", "txn-1", "auto"));
   EXPECT_EQ(outbox[0].request_body,

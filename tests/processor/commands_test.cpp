@@ -12,6 +12,7 @@
 #include "kpay/processor/batch_applier.hpp"
 #include "kpay/processor/commands.hpp"
 #include "kpay/processor/follow_ups.hpp"
+#include "kpay/storage/state_store.hpp"
 
 using namespace kpay;
 using kpay::test::base64url;
@@ -288,10 +289,10 @@ TEST_F(CommandApplierTest, CapturesCountWhatIsAcceptedButNotExecuted) {
   EXPECT_EQ(field(capture("c3", 400), "status"), "accepted");
   const auto rows = store_->outbox("txn-1");
   ASSERT_EQ(rows.size(), 2u);
-  EXPECT_EQ(rows[0].operation, "capture");
+  EXPECT_EQ(rows[0].operation, kpay::storage::OutboxOperation::capture);
   EXPECT_EQ(rows[0].amount, 600);
   EXPECT_EQ(rows[0].command_id, "c1");
-  EXPECT_EQ(store_->find_command("c2")->status, "rejected");
+  EXPECT_EQ(store_->find_command("c2")->status, kpay::storage::CommandStatus::rejected);
 }
 
 TEST_F(CommandApplierTest, ResentCommandActsOnceAndReusedIdIsRejected) {
@@ -304,7 +305,7 @@ TEST_F(CommandApplierTest, ResentCommandActsOnceAndReusedIdIsRejected) {
   EXPECT_EQ(field(reused, "status"), "rejected");
   EXPECT_NE(field(reused, "reason").find("command_id_reused"), std::string::npos);
   EXPECT_EQ(store_->outbox("txn-1").size(), 1u);
-  EXPECT_EQ(store_->find_command("c1")->status, "accepted");
+  EXPECT_EQ(store_->find_command("c1")->status, kpay::storage::CommandStatus::accepted);
 }
 
 TEST_F(CommandApplierTest, RefundsAreBoundedByWhatWasCapturedAndNotRefunded) {
@@ -326,7 +327,7 @@ TEST_F(CommandApplierTest, RefundsAreBoundedByWhatWasCapturedAndNotRefunded) {
   EXPECT_EQ(field(refund("r3", 100), "status"), "accepted");
   const auto rows = store_->outbox("txn-1");
   ASSERT_EQ(rows.size(), 2u);
-  EXPECT_EQ(rows[0].operation, "refund_capture");
+  EXPECT_EQ(rows[0].operation, kpay::storage::OutboxOperation::refund_capture);
   EXPECT_EQ(rows[0].path, "/payment/captures/cap-1/refund");
 }
 
@@ -362,7 +363,7 @@ TEST_F(CommandApplierTest, AuthorizeCarriesTokensAsHeadersAndDataAsSent) {
   EXPECT_EQ(r[0].find("ctok"), std::string::npos);
   auto rows = store_->claim_due_outbox(std::numeric_limits<std::int64_t>::max(), 10);
   ASSERT_EQ(rows.size(), 1u);
-  EXPECT_EQ(rows[0].operation, "initial_authorization");
+  EXPECT_EQ(rows[0].operation, kpay::storage::OutboxOperation::initial_authorization);
   const auto headers = token_headers(rows[0]);
   ASSERT_EQ(headers.size(), 2u);
   EXPECT_EQ(headers[0], (std::pair<std::string, std::string>{"Klarna-Customer-Token", "ctok-1"}));
@@ -407,7 +408,7 @@ TEST_F(CommandApplierTest, PendingConfirmationIsQueuedAsOneConfirmKeyedByTheComm
   EXPECT_TRUE(send(body).empty()) << "a resend acts once";
   auto rows = store_->claim_due_outbox(std::numeric_limits<std::int64_t>::max(), 10);
   ASSERT_EQ(rows.size(), 1u);
-  EXPECT_EQ(rows[0].operation, "confirm");
+  EXPECT_EQ(rows[0].operation, kpay::storage::OutboxOperation::confirm);
   EXPECT_EQ(rows[0].path, "/payment/confirmation-tokens/{token}/confirm");
   EXPECT_EQ(rows[0].call_token, "pct-9");
   EXPECT_EQ(rows[0].command_id, "pc-9");
@@ -426,7 +427,7 @@ TEST_F(CommandApplierTest, SdkTokenIsOneInteroperabilityCallWithTheTokenInItsHea
   EXPECT_EQ(r[0].find(token), std::string::npos);
   auto rows = store_->claim_due_outbox(std::numeric_limits<std::int64_t>::max(), 10);
   ASSERT_EQ(rows.size(), 1u);
-  EXPECT_EQ(rows[0].operation, "sdk_token");
+  EXPECT_EQ(rows[0].operation, kpay::storage::OutboxOperation::sdk_token);
   EXPECT_EQ(rows[0].path, "/interoperability/sdk-tokens");
   EXPECT_EQ(rows[0].account_id, "acc-1");
   const auto headers = token_headers(rows[0]);
@@ -576,7 +577,7 @@ class DisputeApplierTest : public CommandApplierTest {
                     std::string framework = "current", std::string txn = "txn-1") {
     storage::DisputeRow d;
     d.id = id;
-    d.framework = std::move(framework);
+    d.framework = kpay::storage::parse_dispute_framework(framework).value();
     d.state = std::move(state);
     d.payment_transaction_id = std::move(txn);
     d.last_event_id = "e-" + id;
@@ -614,7 +615,7 @@ TEST_F(DisputeApplierTest, OutboxRowsAreKeyedByTheCommandUnderTheDisputePrefix) 
             "accepted");
   auto rows = store_->outbox("krn:dsp:1");
   ASSERT_EQ(rows.size(), 1u);
-  EXPECT_EQ(rows[0].operation, "dispute_represent");
+  EXPECT_EQ(rows[0].operation, kpay::storage::OutboxOperation::dispute_represent);
   EXPECT_EQ(rows[0].method, "POST");
   EXPECT_EQ(rows[0].path, "{disputes}/krn%3Adsp%3A1/represent");
   EXPECT_EQ(rows[0].account_id, "acc-1") << "the dispute's transaction's account";
@@ -640,7 +641,7 @@ TEST_F(DisputeApplierTest, UnknownLegacyAndAccountlessDisputesAreRejected) {
   EXPECT_NE(reason("u3", "no-state").find("not known yet"), std::string::npos);
   save_dispute("no-account", "INITIATED", "current", "txn-unknown");
   EXPECT_NE(reason("u4", "no-account").find("account is not known"), std::string::npos);
-  EXPECT_TRUE(store_->list_outbox("", 10).empty());
+  EXPECT_TRUE(store_->list_outbox(std::nullopt, 10).empty());
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 #include "kpay/processor/batch_applier.hpp"
 #include "kpay/processor/dispute_deadlines.hpp"
 #include "kpay/storage/migrations.hpp"
+#include "kpay/storage/state_store.hpp"
 
 using namespace kpay;
 using processor::BatchApplier;
@@ -177,7 +178,7 @@ TEST_F(Disputes, EveryEventTypeOfBothFrameworksIsAppliedWithItsDeadlines) {
       const auto d = store_->find_dispute(id);
       ASSERT_TRUE(d);
       EXPECT_EQ(d->state, c.state ? std::optional<std::string>(c.state) : std::nullopt);
-      EXPECT_EQ(d->framework, c.framework);
+      EXPECT_EQ(kpay::storage::to_string(d->framework), c.framework);
       if (c.representment) {
         EXPECT_EQ(d->representment_expires_at_ms, expected(c.representment));
       }

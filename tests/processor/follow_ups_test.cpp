@@ -12,6 +12,7 @@
 #include "kpay/core/log.hpp"
 #include "kpay/processor/batch_applier.hpp"
 #include "kpay/processor/follow_ups.hpp"
+#include "kpay/storage/state_store.hpp"
 
 using namespace kpay;
 using namespace kpay::processor;
@@ -129,7 +130,7 @@ TEST(FollowUps, RequestStateTable) {
     ASSERT_EQ(follow_ups.size(), 1u);
     EXPECT_EQ(operation_name(follow_ups[0]), c.operation);
     const auto row = outbox_row(follow_ups[0], origin());
-    EXPECT_EQ(row.operation, c.operation);
+    EXPECT_EQ(kpay::storage::to_string(row.operation), c.operation);
     EXPECT_EQ(row.method, c.method);
     EXPECT_EQ(row.path, c.path);
     EXPECT_EQ(row.token_header, c.token_header);
@@ -194,7 +195,7 @@ TEST(FollowUps, TransactionAuthorizedTable) {
     }
     ASSERT_EQ(follow_ups.size(), 1u);
     const auto row = outbox_row(follow_ups[0], origin());
-    EXPECT_EQ(row.operation, "capture");
+    EXPECT_EQ(row.operation, kpay::storage::OutboxOperation::capture);
     EXPECT_EQ(row.method, "POST");
     EXPECT_EQ(row.path, "/payment/transactions/krn%3Apayment%3Aeu1%3Atransaction%3At1/capture");
     EXPECT_EQ(row.request_body, R"({"capture_amount":)" + std::to_string(*c.expected_capture) +
@@ -211,7 +212,7 @@ TEST(FollowUps, ReadsAndCommandedCaptures) {
   auto o = origin();
   o.read_discriminator = "book";
   const auto cap = outbox_row(ReadCapture{"txn-1", "krn:capture:1"}, o);
-  EXPECT_EQ(cap.operation, "read_capture");
+  EXPECT_EQ(cap.operation, kpay::storage::OutboxOperation::read_capture);
   EXPECT_EQ(cap.method, "GET");
   EXPECT_EQ(cap.path, "/payment/captures/krn%3Acapture%3A1");
   EXPECT_EQ(cap.entity_id, "txn-1") << "booked into its transaction";
@@ -221,7 +222,7 @@ TEST(FollowUps, ReadsAndCommandedCaptures) {
   EXPECT_EQ(ref.path, "/payment/refunds/r%201%2Fx");
   const auto txn = outbox_row(ReadTransaction{"txn-1", std::nullopt}, o);
   EXPECT_EQ(txn.path, "/payment/transactions/txn-1");
-  EXPECT_EQ(txn.operation, "read_transaction");
+  EXPECT_EQ(txn.operation, kpay::storage::OutboxOperation::read_transaction);
   Capture commanded;
   commanded.payment_transaction_id = "txn-1";
   commanded.amount = 5;

@@ -5,6 +5,7 @@
 
 #include "kpay/core/kafka.hpp"
 #include "kpay/core/traceparent.hpp"
+#include "kpay/storage/state_store.hpp"
 
 namespace kpay::test {
 

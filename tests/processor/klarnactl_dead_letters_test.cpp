@@ -29,19 +29,18 @@ class Producer {
  public:
   explicit Producer(const std::string& bootstrap)
       : p_(core::make_kafka(RD_KAFKA_PRODUCER,
-                           core::make_kafka_conf({{"bootstrap.servers", bootstrap},
-                                                  {"enable.idempotence", "true"}}))) {}
+                            core::make_kafka_conf({{"bootstrap.servers", bootstrap},
+                                                   {"enable.idempotence", "true"}}))) {}
   void send(const std::string& topic, const std::string& key, const std::string& value,
             const std::vector<std::pair<std::string, std::string>>& headers = {}) {
     rd_kafka_headers_t* h = rd_kafka_headers_new(headers.size());
     for (const auto& [n, v] : headers) {
       rd_kafka_header_add(h, n.c_str(), -1, v.data(), static_cast<ssize_t>(v.size()));
     }
-    auto err = rd_kafka_producev(p_.get(), RD_KAFKA_V_TOPIC(topic.c_str()),
-                                 RD_KAFKA_V_KEY(key.data(), key.size()),
-                                 RD_KAFKA_V_VALUE(const_cast<char*>(value.data()), value.size()),
-                                 RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(h),
-                                 RD_KAFKA_V_END);
+    auto err = rd_kafka_producev(
+        p_.get(), RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_KEY(key.data(), key.size()),
+        RD_KAFKA_V_VALUE(const_cast<char*>(value.data()), value.size()),
+        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_END);
     ASSERT_EQ(err, RD_KAFKA_RESP_ERR_NO_ERROR);
     ASSERT_EQ(rd_kafka_flush(p_.get(), 10000), RD_KAFKA_RESP_ERR_NO_ERROR);
   }
@@ -90,11 +89,11 @@ TEST_F(KlarnactlDeadLetters, ReceiverDeadLettersAreReplayedThroughTheReceiversRo
   auto& s = *sys_;
   // A real one: signed, but no envelope the receiver can read.
   const std::string garbage = "{not json at all";
-  auto answer = http_request(
-      s.receiver_port(), "POST", "/webhooks/klarna", garbage,
-      {{"Klarna-Signing-Key-Id", kKeyId}, {"Klarna-Signature", klarna::hmac_sha256_hex(kSecret, garbage)},
-       {"Content-Type", "application/json"}},
-      true);
+  auto answer = http_request(s.receiver_port(), "POST", "/webhooks/klarna", garbage,
+                             {{"Klarna-Signing-Key-Id", kKeyId},
+                              {"Klarna-Signature", klarna::hmac_sha256_hex(kSecret, garbage)},
+                              {"Content-Type", "application/json"}},
+                             true);
   ASSERT_TRUE(answer);
   ASSERT_EQ(answer->status, 200) << answer->body;
   ASSERT_NE(answer->body.find("dead_lettered"), std::string::npos) << answer->body;
@@ -103,13 +102,13 @@ TEST_F(KlarnactlDeadLetters, ReceiverDeadLettersAreReplayedThroughTheReceiversRo
   klarna::Topics topics;
   const auto event = make_lifecycles(1, topics, 1).front();
   Producer producer(s.bootstrap());
-  ASSERT_NO_FATAL_FAILURE(producer.send(
-      s.topics().dead_letter, "", event.body,
-      {{"dead-letter-reason", "missing_event_version"},
-       {"klarna-signing-key-id", kKeyId},
-       {"klarna-signature", klarna::hmac_sha256_hex(kSecret, event.body)},
-       {"received-at", "2026-11-28T10:00:00.000Z"},
-       {"content-type", "application/json"}}));
+  ASSERT_NO_FATAL_FAILURE(
+      producer.send(s.topics().dead_letter, "", event.body,
+                    {{"dead-letter-reason", "missing_event_version"},
+                     {"klarna-signing-key-id", kKeyId},
+                     {"klarna-signature", klarna::hmac_sha256_hex(kSecret, event.body)},
+                     {"received-at", "2026-11-28T10:00:00.000Z"},
+                     {"content-type", "application/json"}}));
 
   auto [code, list] = s.ctl({"dead-letters", "list", "--source", "receiver"});
   ASSERT_EQ(code, 0) << list;
@@ -134,15 +133,30 @@ TEST_F(KlarnactlDeadLetters, ReceiverDeadLettersAreReplayedThroughTheReceiversRo
   // Routable: to the family topic the receiver chooses; applied once.
   const std::string applied = "SELECT COUNT(*) FROM history WHERE event_id = '" + event.event_id +
                               "' AND outcome = 'applied'";
-  const std::string duplicate = "SELECT COUNT(*) FROM history WHERE event_id = '" +
-                                event.event_id + "' AND outcome = 'duplicate'";
+  const std::string duplicate = "SELECT COUNT(*) FROM history WHERE event_id = '" + event.event_id +
+                                "' AND outcome = 'duplicate'";
   EXPECT_EQ(db(applied), 0);
-  auto [replay_code, replayed] = s.ctl({"dead-letters", "replay", routable});
+  auto [replay_code, replayed] =
+      s.ctl({"--operator", "ops-anna", "dead-letters", "replay", routable});
   ASSERT_EQ(replay_code, 0) << replayed;
   EXPECT_NE(replayed.find("produced to " + event.topic + " with key " + event.key),
             std::string::npos)
       << replayed;
   ASSERT_TRUE(await(applied, 1)) << s.processor_log();
+  // Audited: who replayed what, to where; the refused replay is not an action.
+  const std::string audited =
+      "SELECT COUNT(*) FROM audit_events WHERE kind = 'operator' AND operator = 'ops-anna' AND "
+      "status = 'replayed' AND entity_id = '" +
+      event.key + "' AND detail LIKE '%dead-letters replay " + routable + " (receiver, reason " +
+      "missing_event_version) to " + event.topic + " with key " + event.key + "%'";
+  EXPECT_EQ(db(audited), 1);
+  EXPECT_EQ(db("SELECT COUNT(*) FROM audit_events WHERE kind = 'operator' AND detail LIKE '%" +
+               unroutable + "%'"),
+            0);
+  auto [trail_code, trail] = s.ctl({"audit", "list", "--by", "ops-anna", "--json"});
+  ASSERT_EQ(trail_code, 0) << trail;
+  EXPECT_NE(trail.find(R"("status":"replayed")"), std::string::npos) << trail;
+  EXPECT_NE(trail.find(R"("operator":"ops-anna")"), std::string::npos) << trail;
 
   auto [again_code, again] = s.ctl({"dead-letters", "replay", routable});
   EXPECT_EQ(again_code, 1) << again;
@@ -153,10 +167,14 @@ TEST_F(KlarnactlDeadLetters, ReceiverDeadLettersAreReplayedThroughTheReceiversRo
   EXPECT_NE(json.find(R"("to_topic":")" + event.topic + "\""), std::string::npos) << json;
 
   // Forced: the normal path again, so the processor's inbox drops it.
-  auto [forced_code, forced] = s.ctl({"dead-letters", "replay", routable, "--force"});
+  auto [forced_code, forced] =
+      s.ctl({"--operator", "ops-anna", "dead-letters", "replay", routable, "--force"});
   ASSERT_EQ(forced_code, 0) << forced;
   ASSERT_TRUE(await(duplicate, 1)) << s.processor_log();
   EXPECT_EQ(db(applied), 1);
+  EXPECT_EQ(db("SELECT COUNT(*) FROM audit_events WHERE kind = 'operator' AND operator = "
+               "'ops-anna' AND detail LIKE '%again (--force)%'"),
+            1);
 
   // --all: the unroutable one refused (exit 1, counted), the replayed one skipped.
   auto [all_code, all] = s.ctl({"dead-letters", "replay", "--all", "--source", "receiver"});
@@ -211,4 +229,10 @@ TEST_F(KlarnactlDeadLetters, PoisonIsReplayedToItsTopicWithItsKeyAndJudgedAgain)
   EXPECT_NE(all.find("2 replayed, 0 refused, 1 already replayed"), std::string::npos) << all;
   ASSERT_TRUE(await(copies, 2)) << s.processor_log();
   ASSERT_TRUE(await(recorded, 3)) << s.processor_log();
+  // Each of the three replays audited once (the skipped one is not an action),
+  // by the OS user when no --operator is given.
+  EXPECT_EQ(db("SELECT COUNT(*) FROM audit_events WHERE kind = 'operator' AND status = "
+               "'replayed' AND detail LIKE '%(processor, reason %' AND operator IS NOT NULL "
+               "AND operator <> ''"),
+            3);
 }

@@ -11,6 +11,7 @@
 #include "klarnactl_run.hpp"
 #include "kpay/core/log.hpp"
 #include "kpay/processor/batch_applier.hpp"
+#include "kpay/storage/state_store.hpp"
 
 using namespace kpay;
 using kpay::test::klarnactl;

@@ -12,6 +12,7 @@
 #include "child_process.hpp"
 #include "klarnactl_run.hpp"
 #include "kpay/processor/batch_applier.hpp"
+#include "kpay/storage/state_store.hpp"
 #include "lifecycles.hpp"
 
 using namespace kpay;
@@ -233,19 +234,18 @@ TEST_F(KlarnactlOps, EveryListingAndShowingHasJsonAndEveryCommandHasHelp) {
     EXPECT_EQ(r.status, 0) << args[0] << " " << args[1] << ": " << r.output;
     for (const auto& l : lines(r.output)) EXPECT_EQ(l.front(), '{') << args[0] << ": " << l;
   }
-  for (const std::vector<std::string>& args :
-       {std::vector<std::string>{"--help"},
-        {"payments", "--help"},
-        {"payments", "list", "--help"},
-        {"payments", "show", "--help"},
-        {"actions", "retry", "--help"},
-        {"disputes", "due", "--help"},
-        {"dead-letters", "--help"},
-        {"dead-letters", "list", "--help"},
-        {"dead-letters", "show", "--help"},
-        {"dead-letters", "replay", "--help"},
-        {"capture", "--help"},
-        {"authorize", "--help"}}) {
+  for (const std::vector<std::string>& args : {std::vector<std::string>{"--help"},
+                                               {"payments", "--help"},
+                                               {"payments", "list", "--help"},
+                                               {"payments", "show", "--help"},
+                                               {"actions", "retry", "--help"},
+                                               {"disputes", "due", "--help"},
+                                               {"dead-letters", "--help"},
+                                               {"dead-letters", "list", "--help"},
+                                               {"dead-letters", "show", "--help"},
+                                               {"dead-letters", "replay", "--help"},
+                                               {"capture", "--help"},
+                                               {"authorize", "--help"}}) {
     auto r = run(args);
     EXPECT_EQ(r.status, 0) << args[0] << ": " << r.output;
     EXPECT_NE(r.output.find("Usage:"), std::string::npos) << r.output;

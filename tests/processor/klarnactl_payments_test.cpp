@@ -11,6 +11,9 @@
 #include "child_process.hpp"
 #include "klarnactl_run.hpp"
 #include "kpay/processor/batch_applier.hpp"
+#include "kpay/processor/reconciler.hpp"
+#include "kpay/storage/reconciliation_store.hpp"
+#include "kpay/storage/state_store.hpp"
 #include "lifecycles.hpp"
 
 using namespace kpay;
@@ -78,9 +81,9 @@ TEST(KlarnactlPayments, ListAndShowWithHistory) {
   std::filesystem::remove_all(dir);
 }
 
-// klarnactl settlements list: the ids and report links settlement webhooks
+// klarnactl settlements events: the ids and report links settlement webhooks
 // carried, and what keyed one without settlement_id.
-TEST(KlarnactlSettlements, ListShowsIdsAndReportLinks) {
+TEST(KlarnactlSettlements, EventsShowIdsAndReportLinks) {
   const auto dir = test::make_temp_dir("klarnactl-settlements");
   const std::string db = dir + "/state.db";
   klarna::Topics topics;
@@ -103,15 +106,86 @@ TEST(KlarnactlSettlements, ListShowsIdsAndReportLinks) {
     applier.apply(batch);
   }
   std::ofstream(dir + "/ctl.toml") << "[processor]\ndatabase = \"" << db << "\"\n";
-  auto list = klarnactl(dir, {"settlements", "list"});
+  auto list = klarnactl(dir, {"settlements", "events"});
   ASSERT_EQ(list.status, 0) << list.output;
   EXPECT_NE(list.output.find("stl-7 (by settlement_id)  4200 EUR"), std::string::npos)
       << list.output;
   EXPECT_NE(list.output.find("csv:  https://k.example/v2/settlements/stl-7/csv"), std::string::npos)
       << list.output;
   EXPECT_NE(list.output.find("e-payout (by event_id)"), std::string::npos) << list.output;
-  auto json = klarnactl(dir, {"settlements", "list", "--json", "--limit", "1"});
+  auto json = klarnactl(dir, {"settlements", "events", "--json", "--limit", "1"});
   ASSERT_EQ(json.status, 0) << json.output;
   EXPECT_EQ(std::count(json.output.begin(), json.output.end(), '\n'), 1) << json.output;
-  EXPECT_EQ(klarnactl(dir, {"settlements", "list", "--limit", "0"}).status, 2);
+  EXPECT_EQ(klarnactl(dir, {"settlements", "events", "--limit", "0"}).status, 2);
+}
+
+// klarnactl settlements list|show|reconcile and payments show on a reconciled
+// report: totals, findings with both sides, where a capture was settled; and
+// reconcile changes nothing (the processor owns findings).
+TEST(KlarnactlSettlements, ListShowReconcileAndWhereACaptureWasSettled) {
+  const auto dir = test::make_temp_dir("klarnactl-reconciled");
+  const std::string db = dir + "/state.db";
+  {
+    storage::StateStore store(db);
+    storage::PaymentTransactionRow t;
+    t.id = "tx-1";
+    t.currency = "EUR";
+    t.last_event_id = "e";
+    store.save_transaction(t);
+    store.insert_sub_record({"capture", "cap-1", "tx-1", 900, std::nullopt, std::nullopt, 0, "e"});
+    store.insert_sub_record({"capture", "cap-2", "tx-1", 100, std::nullopt, std::nullopt, 0, "e"});
+    auto& recon = storage::ledger_of(store);
+    storage::SettlementRow s;
+    s.settlement_id = "stl-1";
+    s.account_id = "acc";
+    s.status = "fetched";
+    s.currency = "EUR";
+    s.total_settlement_amount = 1000;
+    s.payout_amount = 1000;
+    s.lines_booked = 1;
+    s.caused_by = "e";
+    s.created_at_ms = 1'767'225'600'000;
+    recon.insert_settlement(s);
+    storage::SettlementLineRow l;
+    l.settlement_id = "stl-1";
+    l.type = "SALE";
+    l.amount = 1000;  // the capture was 900
+    l.capture_id = "cap-1";
+    l.payment_transaction_id = "tx-1";
+    recon.insert_line(l);
+    processor::reconcile_settlement(store, "stl-1", s.created_at_ms);
+  }
+  std::ofstream(dir + "/ctl.toml") << "[processor]\ndatabase = \"" << db << "\"\n";
+  auto list = klarnactl(dir, {"settlements", "list"});
+  ASSERT_EQ(list.status, 0) << list.output;
+  EXPECT_NE(list.output.find("stl-1  reconciled net 1000 EUR  payout 1000 -  1 lines  1 open"),
+            std::string::npos)
+      << list.output;
+  auto show = klarnactl(dir, {"settlements", "show", "stl-1", "--json"});
+  ASSERT_EQ(show.status, 0) << show.output;
+  EXPECT_NE(
+      show.output.find(R"("kind":"amount_mismatch","settlement_id":"stl-1","subject":"cap-1")"),
+      std::string::npos)
+      << show.output;
+  EXPECT_NE(show.output.find(
+                R"("theirs":{"settlement_id":"stl-1","line_no":0,"type":"SALE","amount":1000)"),
+            std::string::npos)
+      << show.output;
+  EXPECT_EQ(klarnactl(dir, {"settlements", "show", "stl-none"}).status, 1);
+  // cap-2 is in no report: listed as not settled; reconcile is read-only.
+  auto rec = klarnactl(dir, {"settlements", "reconcile", "--set", "settlements.grace_period_ms=0"});
+  ASSERT_EQ(rec.status, 0) << rec.output;
+  EXPECT_NE(rec.output.find("stl-1: 1 lines, 1 findings (1 open)"), std::string::npos)
+      << rec.output;
+  EXPECT_NE(rec.output.find("missing_in_settlement     cap-2"), std::string::npos) << rec.output;
+  EXPECT_NE(rec.output.find("captures not settled yet: 100 EUR"), std::string::npos) << rec.output;
+  {
+    storage::StateStore store(db, true);
+    EXPECT_EQ(storage::ledger_of(store).findings(0, false, 10).size(), 1u);
+  }
+  auto pay = klarnactl(dir, {"payments", "show", "tx-1"});
+  ASSERT_EQ(pay.status, 0) << pay.output;
+  EXPECT_NE(pay.output.find("settled in stl-1"), std::string::npos) << pay.output;
+  EXPECT_NE(pay.output.find("not settled yet"), std::string::npos) << pay.output;
+  std::filesystem::remove_all(dir);
 }

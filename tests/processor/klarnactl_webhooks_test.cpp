@@ -21,6 +21,7 @@
 #include "http_client.hpp"
 #include "kpay/klarna/signature.hpp"
 #include "kpay/storage/key_store.hpp"
+#include "kpay/storage/state_store.hpp"
 #include "tls_cert.hpp"
 
 using namespace kpay;
@@ -43,7 +44,9 @@ std::string field(const std::string& json, std::string_view key) {
   return std::string(v);
 }
 
-std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
+std::string first_line(const std::string& s) {
+  return s.substr(0, s.find('\n'));
+}
 
 unsigned file_mode(const std::string& path) {
   struct stat st {};
@@ -82,10 +85,12 @@ class KlarnactlKlarna : public ::testing::Test {
   void TearDown() override { std::filesystem::remove_all(case_dir_); }
 
   static void write_config(const std::string& path, const std::string& base_url,
-                           const std::string& credentials, const std::string& environment = "custom") {
+                           const std::string& credentials,
+                           const std::string& environment = "custom") {
     std::ofstream(path) << "[klarna]\nenvironment = \"" << environment << "\"\nbase_url = \""
                         << base_url << "\"\nca_file = \"" << cert_.certificate << "\"\n"
-                        << (credentials.empty() ? "" : "credentials_file = \"" + credentials + "\"\n")
+                        << (credentials.empty() ? ""
+                                                : "credentials_file = \"" + credentials + "\"\n")
                         << "request_timeout_ms = 5000\n[keys]\ndatabase = \"" << keys_db()
                         << "\"\n";
   }
@@ -95,8 +100,12 @@ class KlarnactlKlarna : public ::testing::Test {
   static CtlRun ctl(std::vector<std::string> args, const std::string& config = "") {
     static int n = 0;
     const std::string stem = case_dir_ + "/run-" + std::to_string(n++);
-    std::vector<std::string> argv{"/bin/sh", "-c", "exec \"$@\" >\"$0.out\" 2>\"$0.err\"", stem,
-                                  binary("tools/klarnactl"), "--config",
+    std::vector<std::string> argv{"/bin/sh",
+                                  "-c",
+                                  "exec \"$@\" >\"$0.out\" 2>\"$0.err\"",
+                                  stem,
+                                  binary("tools/klarnactl"),
+                                  "--config",
                                   config.empty() ? case_dir_ + "/ctl.toml" : config};
     argv.insert(argv.end(), args.begin(), args.end());
     ChildProcess child(argv);
@@ -135,7 +144,8 @@ class KlarnactlKlarna : public ::testing::Test {
 struct Delivery {
   std::string body, signature, signing_key_id;
 };
-std::optional<Delivery> delivery_of(const std::string& deliveries_json, const std::string& event_id) {
+std::optional<Delivery> delivery_of(const std::string& deliveries_json,
+                                    const std::string& event_id) {
   simdjson::dom::parser p;
   simdjson::dom::array all;
   if (p.parse(deliveries_json)["deliveries"].get_array().get(all) != simdjson::SUCCESS) return {};
@@ -232,11 +242,12 @@ TEST_F(KlarnactlKlarna, WebhooksRoundTrip) {
   const auto key = sim_key();
   ASSERT_FALSE(key.empty());
   std::ofstream(case_dir_ + "/secret") << "another-secret\n";  // a local store without `key`
-  ASSERT_EQ(ctl({"keys", "add", "--id", "other", "--secret-file", case_dir_ + "/secret"}).status, 0);
-  auto sub = ctl({"webhooks", "subscribe", "--url", "https://127.0.0.1:1/round-trip",
-                  "--event-type", "payment.request.state-change.*", "--event-type",
-                  "payment.transaction.*", "--event-version", "v1", "--signing-key-id", key,
-                  "--json"});
+  ASSERT_EQ(ctl({"keys", "add", "--id", "other", "--secret-file", case_dir_ + "/secret"}).status,
+            0);
+  auto sub =
+      ctl({"webhooks", "subscribe", "--url", "https://127.0.0.1:1/round-trip", "--event-type",
+           "payment.request.state-change.*", "--event-type", "payment.transaction.*",
+           "--event-version", "v1", "--signing-key-id", key, "--json"});
   ASSERT_EQ(sub.status, 0) << sub.all();
   const auto id = field(sub.out, "webhook_id");
   ASSERT_FALSE(id.empty()) << sub.out;
@@ -354,9 +365,9 @@ TEST_F(KlarnactlKlarna, MissingCredentialsAndBadUsageAreExit2BeforeAnythingIsSen
   EXPECT_EQ(missing.status, 2) << missing.all();
   EXPECT_NE(missing.err.find("configuration error"), std::string::npos) << missing.err;
 
-  EXPECT_EQ(ctl({"webhooks", "subscribe", "--event-type", "payment.*", "--signing-key-id", "k"})
-                .status,
-            2)
+  EXPECT_EQ(
+      ctl({"webhooks", "subscribe", "--event-type", "payment.*", "--signing-key-id", "k"}).status,
+      2)
       << "--url is required";
   EXPECT_EQ(ctl({"webhooks", "subscribe", "--url", "https://127.0.0.1:1/x", "--event-type", "p",
                  "--signing-key-id", "k", "--event-version", "v3"})

@@ -22,6 +22,7 @@
 #include "kpay/core/embedded_kafka.hpp"
 #include "kpay/processor/consumer.hpp"
 #include "kpay/processor/gap_repair.hpp"
+#include "kpay/storage/state_store.hpp"
 #include "lifecycles.hpp"
 
 using namespace kpay;
@@ -222,7 +223,7 @@ TEST(OffsetGaps, TruncatedPartitionPausesUntilAcceptedAndRepairReadsOpenEntities
 
     // Repair: the open requests of the partition are read again from Klarna.
     storage::StateStore ops(db);
-    auto gap = ops.list_gaps("open", 10).at(0);
+    auto gap = ops.list_gaps(kpay::storage::GapStatus::open, 10).at(0);
     {
       storage::Transaction tx(ops.database());
       auto repair = processor::queue_gap_repair(ops, gap, 1);
@@ -314,7 +315,7 @@ TEST(OffsetGaps, RecreatedTopicWithPolicyContinueGoesOnAndSaysSo) {
             c);
   {
     storage::StateStore ops(db);
-    ASSERT_TRUE(ops.accept_gap(ops.list_gaps("open", 1).at(0).id, 1));
+    ASSERT_TRUE(ops.accept_gap(ops.list_gaps(kpay::storage::GapStatus::open, 1).at(0).id, 1));
   }
   {
     RunningProcessor run(settings, db);
@@ -360,7 +361,8 @@ TEST(OffsetGaps, RestoredOlderDatabaseWhoseNextEventsAreGoneIsAGap) {
             0);
   storage::StateStore ops(db);
   storage::Transaction tx(ops.database());
-  auto repair = processor::queue_gap_repair(ops, ops.list_gaps("open", 1).at(0), 1);
+  auto repair =
+      processor::queue_gap_repair(ops, ops.list_gaps(kpay::storage::GapStatus::open, 1).at(0), 1);
   tx.commit();
   EXPECT_EQ(repair.queued, a) << "every request of the restored database is open";
   EXPECT_TRUE(run.finish());

@@ -166,7 +166,7 @@ class OutboxWorkerTest : public ::testing::Test {
     return f;
   }
   std::optional<storage::OutboxRow> row(std::int64_t id) { return store_->find_outbox(id); }
-  bool wait_status(std::int64_t id, const std::string& status,
+  bool wait_status(std::int64_t id, storage::OutboxStatus status,
                    std::chrono::milliseconds deadline = std::chrono::seconds(30)) {
     return wait_until(
         [&] {
@@ -216,7 +216,7 @@ TEST_F(OutboxWorkerTest, FinalAuthorizationCreatesTheTransactionAndCapturesItOnc
   start_worker();
   const auto a = approved("v2", 11800);
   const auto id = queue(final_authorization(a));
-  ASSERT_TRUE(wait_status(id, "succeeded")) << read_file(dir_ + "/sim.log");
+  ASSERT_TRUE(wait_status(id, storage::OutboxStatus::succeeded)) << read_file(dir_ + "/sim.log");
   EXPECT_EQ(row(id)->result, "APPROVED");
   EXPECT_EQ(row(id)->attempts, 1);
   const auto request = store_->find_request(a.id);
@@ -252,7 +252,7 @@ TEST_F(OutboxWorkerTest, ConfirmAuthorizesTheGen1Request) {
   c.amount = 2000;
   c.currency = "EUR";
   const auto id = queue(c);
-  ASSERT_TRUE(wait_status(id, "succeeded"));
+  ASSERT_TRUE(wait_status(id, storage::OutboxStatus::succeeded));
   const auto request = store_->find_request(a.id);
   EXPECT_EQ(request->state, "AUTHORIZED");
   ASSERT_TRUE(request->payment_transaction_id);
@@ -274,9 +274,10 @@ TEST_P(RetryableFault, IsRetriedWithTheSameKeyUntilItSucceeds) {
   const auto id = queue(final_authorization(a));
   ASSERT_TRUE(wait_until([&] { return calls_received("payment.authorize") >= 3; },
                          std::chrono::seconds(30)));
-  EXPECT_NE(row(id)->status, "failed");
+  EXPECT_NE(row(id)->status, kpay::storage::OutboxStatus::failed);
   faults("[]");
-  ASSERT_TRUE(wait_status(id, "succeeded")) << row(id)->last_error.value_or("");
+  ASSERT_TRUE(wait_status(id, storage::OutboxStatus::succeeded))
+      << row(id)->last_error.value_or("");
   EXPECT_GE(row(id)->attempts, 3);
   EXPECT_EQ(executed("payment.authorize"), 1);
   EXPECT_EQ(keys_received("payment.authorize").size(), 1u);
@@ -305,24 +306,24 @@ TEST_F(OutboxWorkerTest, PermanentAnswersFailAtOnce) {
   auto wrong = final_authorization(a);
   wrong.amount = 7001;
   const auto bad_amount = queue(wrong);
-  ASSERT_TRUE(wait_status(bad_amount, "failed"));
+  ASSERT_TRUE(wait_status(bad_amount, storage::OutboxStatus::failed));
   EXPECT_EQ(row(bad_amount)->last_status, 400);
   EXPECT_EQ(row(bad_amount)->attempts, 1);
   // 403: more captured than authorized.
   auto b = approved("v2", 3000);
   const auto fa = queue(final_authorization(b));
-  ASSERT_TRUE(wait_status(fa, "succeeded"));
+  ASSERT_TRUE(wait_status(fa, storage::OutboxStatus::succeeded));
   processor::Capture over;
   over.payment_transaction_id = *store_->find_request(b.id)->payment_transaction_id;
   over.amount = 3001;
   const auto over_capture = queue(over);
-  ASSERT_TRUE(wait_status(over_capture, "failed"));
+  ASSERT_TRUE(wait_status(over_capture, storage::OutboxStatus::failed));
   EXPECT_EQ(row(over_capture)->last_status, 403);
   EXPECT_EQ(row(over_capture)->attempts, 1);
   EXPECT_EQ(calls_received("payment.transactions.capture"), 1u) << "refused once, not retried";
   // A failed row can be put back by an operator.
   EXPECT_TRUE(store_->retry_outbox(over_capture, now_ms()));
-  EXPECT_EQ(row(over_capture)->status, "pending");
+  EXPECT_EQ(row(over_capture)->status, kpay::storage::OutboxStatus::pending);
 }
 
 TEST_F(OutboxWorkerTest, WrongCredentialsAre401AndNeverLogged) {
@@ -332,7 +333,7 @@ TEST_F(OutboxWorkerTest, WrongCredentialsAre401AndNeverLogged) {
   start_worker(dir_ + "/wrong-key", processor::CapturePolicy::on_command);
   const auto a = approved("v2", 1200);
   const auto id = queue(final_authorization(a));
-  ASSERT_TRUE(wait_status(id, "failed"));
+  ASSERT_TRUE(wait_status(id, storage::OutboxStatus::failed));
   EXPECT_EQ(row(id)->last_status, 401);
   EXPECT_EQ(row(id)->attempts, 1);
   EXPECT_EQ(row(id)->last_error->find("not-the-key"), std::string::npos);
@@ -345,8 +346,9 @@ TEST_F(OutboxWorkerTest, ManyCallsRunConcurrently) {
   start_worker("", processor::CapturePolicy::on_command);
   ASSERT_TRUE(wait_until(
       [&] {
-        return std::all_of(ids.begin(), ids.end(),
-                           [&](auto id) { return row(id)->status == "succeeded"; });
+        return std::all_of(ids.begin(), ids.end(), [&](auto id) {
+          return row(id)->status == kpay::storage::OutboxStatus::succeeded;
+        });
       },
       std::chrono::seconds(60)));
   EXPECT_EQ(executed("payment.authorize"), 40);

@@ -17,6 +17,7 @@
 #include "kpay/core/admin_server.hpp"
 #include "kpay/core/embedded_kafka.hpp"
 #include "kpay/processor/consumer.hpp"
+#include "kpay/storage/state_store.hpp"
 #include "lifecycles.hpp"
 
 using namespace kpay;

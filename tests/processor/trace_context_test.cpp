@@ -45,7 +45,7 @@ TEST(TraceContext, AMessagesTraceReachesItsHistoryOutboxAndPublications) {
     EXPECT_EQ(store.pending_publications().at(0).traceparent, kTrace) << "kept for a republish";
     auto outbox = store.outbox("txn-1");
     ASSERT_EQ(outbox.size(), 1u);
-    EXPECT_EQ(outbox[0].operation, "capture");
+    EXPECT_EQ(outbox[0].operation, storage::OutboxOperation::capture);
     EXPECT_EQ(outbox[0].traceparent, kTrace);
 
     // The same event again, in another trace: a duplicate with its own.

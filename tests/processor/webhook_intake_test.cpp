@@ -19,6 +19,7 @@
 #include "kpay/core/log.hpp"
 #include "kpay/klarna/envelope.hpp"
 #include "kpay/processor/batch_applier.hpp"
+#include "kpay/storage/state_store.hpp"
 
 using namespace kpay;
 using processor::BatchApplier;
@@ -77,7 +78,9 @@ class Intake : public ::testing::Test {
   }
   std::vector<std::string> operations(const std::string& entity) {
     std::vector<std::string> out;
-    for (const auto& o : store_->outbox(entity)) out.push_back(o.operation);
+    for (const auto& o : store_->outbox(entity)) {
+      out.push_back(std::string(kpay::storage::to_string(o.operation)));
+    }
     return out;
   }
   std::int64_t count(std::string_view table) {
@@ -170,7 +173,7 @@ TEST_F(Intake, TwoFinalRequestStatesAreSettledByReadingKlarna) {
   // The read's answer is Klarna's word: the state becomes what Klarna says.
   storage::OutboxRow read;
   for (const auto& o : store_->outbox("req-two")) {
-    if (o.operation == "read_payment_request") read = o;
+    if (o.operation == kpay::storage::OutboxOperation::read_payment_request) read = o;
   }
   EXPECT_EQ(read.account_id, kAccountA);
   EXPECT_EQ(read.method, "GET");

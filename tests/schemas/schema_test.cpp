@@ -212,4 +212,35 @@ TEST(Schemas, CommandsResultsAndPaymentStates) {
       "previous_state":null,"state":"AUTHORIZED","occurred_at":"2026-12-01T10:00:00.000Z"})")),
             "")
       << "neither an event nor an API answer";
+  // A failed payout's state change (record_applier.cpp).
+  EXPECT_EQ(validate(state, json::parse(R"({"entity_kind":"payout","entity_id":"s",
+      "previous_state":"PAYOUT_PROCESSED","state":"PAYOUT_FAILED","event_id":"e",
+      "event_type":"settlement.payout.failed","event_version":"v2",
+      "occurred_at":"2026-12-01T10:00:00Z","amount":5,"currency":"EUR","settlement_id":"s",
+      "payout_id":"p","payout_failed":true})")),
+            "");
+}
+
+// klarna.reconciliation: the shape processor::finding_message writes
+// (tests/processor/settlements_test.cpp pins the writer to it).
+TEST(Schemas, ReconciliationFindings) {
+  SchemaSet schemas;
+  const auto& finding = schemas.get("reconciliation-finding.schema.json");
+  EXPECT_EQ(validate(finding, json::parse(R"({"finding_id":"amount_mismatch:s:c",
+      "kind":"amount_mismatch","settlement_id":"s","subject":"c","ours":{"amount":1},
+      "theirs":{"amount":2},"detail":"d","found_at_ms":5})")),
+            "");
+  EXPECT_EQ(validate(finding, json::parse(R"({"finding_id":"missing_in_settlement:c",
+      "kind":"missing_in_settlement","settlement_id":null,"subject":"c","ours":{"amount":1},
+      "theirs":{},"detail":"d","found_at_ms":5})")),
+            "");
+  EXPECT_NE(validate(finding, json::parse(R"({"finding_id":"x:s:c","kind":"x",
+      "settlement_id":"s","subject":"c","ours":{},"theirs":{},"detail":"d","found_at_ms":5})")),
+            "")
+      << "an unknown kind";
+  EXPECT_NE(validate(finding, json::parse(R"({"finding_id":"amount_mismatch:s:c",
+      "kind":"amount_mismatch","settlement_id":"s","subject":"c","ours":{},"detail":"d",
+      "found_at_ms":5})")),
+            "")
+      << "both sides are required";
 }

@@ -10,6 +10,7 @@
 #include "http_client.hpp"
 #include "kpay/klarna/signature.hpp"
 #include "mtls_client.hpp"
+#include "sim_process.hpp"
 #include "test_helpers.hpp"
 #include "tls_cert.hpp"
 
@@ -24,34 +25,7 @@ const std::string kAcct = "/v2/accounts/krn%3Apartner%3Aglobal%3Aaccount%3Atest%
 const std::string kSecret = "sim-server-test-secret";
 const std::string kDefaultAuth = "Basic klarna-sim-api-key";
 
-struct Sim {
-  explicit Sim(std::vector<std::string> extra) {
-    dir = make_temp_dir("sim-server");
-    port_file = dir + "/port.json";
-    std::vector<std::string> argv{binary("sim/klarna-sim"),     "--set", "sim.port=0", "--set",
-                                  "sim.port_file=" + port_file, "--set", "sim.seed=11"};
-    argv.insert(argv.end(), extra.begin(), extra.end());
-    proc = std::make_unique<ChildProcess>(argv, dir + "/sim.log");
-    bool up = wait_until(
-        [&] { return jstr(read_file(port_file), {"port"}).find('<') == std::string::npos; },
-        std::chrono::seconds(15));
-    EXPECT_TRUE(up) << read_file(dir + "/sim.log");
-    if (up) port = static_cast<std::uint16_t>(std::stoi(jstr(read_file(port_file), {"port"})));
-  }
-  // With the default credentials unless `headers` has an Authorization.
-  std::optional<HttpResponse> req(std::string_view method, const std::string& target,
-                                  std::string_view body = {},
-                                  std::map<std::string, std::string> headers = {}) {
-    headers.emplace("Authorization", kDefaultAuth);
-    return http_request(port, method, target, body, headers);
-  }
-  std::optional<HttpResponse> req_without_auth(std::string_view method, const std::string& target) {
-    return http_request(port, method, target);
-  }
-  std::string dir, port_file;
-  std::unique_ptr<ChildProcess> proc;
-  std::uint16_t port = 0;
-};
+using Sim = kpay::sim::test::SimProcess;
 
 std::string write_secret(const std::string& dir) {
   std::string path = dir + "/secret";
@@ -240,7 +214,8 @@ TEST(SimServer, TlsListener) {
 TEST(SimServer, ConfigurationErrorsExitWith2) {
   for (auto bad : {"faults.rules=[\"*:explode:1\"]", "sim.unknown_key=1", "sim.time_scale=0",
                    "scenario.mix=[\"dance\"]", "sim.tls_client_ca=/tmp/ca.pem",
-                   "sim.api_key_file=/nonexistent/key", "sim.api_key="}) {
+                   "sim.api_key_file=/nonexistent/key",
+                   "sim.api_key=", "settlements.fee_percent_bp=10001", "settlements.every_ms=-1"}) {
     ChildProcess p({binary("sim/klarna-sim"), "--set", bad}, make_temp_dir("sim-cfg") + "/log");
     auto code = p.wait(std::chrono::seconds(10));
     ASSERT_TRUE(code.has_value()) << bad;

@@ -444,7 +444,9 @@ TEST_F(ApiTest, DisputesAndSettlementsEmitEvents) {
   EXPECT_EQ(jstr(closed.body, {"dispute_outcome"}), "WON");
   auto s = call("POST", "/_sim/settlements", "{}");
   ASSERT_EQ(s.status, 201);
-  EXPECT_EQ(jstr(s.body, {"total_amount"}), "1000");
+  // The fee schedule's defaults: 30 + round(2.99 %) = 60, VAT round(25 %) = 15.
+  EXPECT_EQ(jstr(s.body, {"totals", "total_sale_amount"}), "1000");
+  EXPECT_EQ(jstr(s.body, {"totals", "total_settlement_amount"}), "925");
   auto types = types_for(v2_hook);
   auto has = [&](const std::string& t) {
     return std::find(types.begin(), types.end(), t) != types.end();

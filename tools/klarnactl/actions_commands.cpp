@@ -2,7 +2,8 @@
 // (confirm, final authorization, capture, reads). Tokens are never read back
 // or printed. `retry` puts a failed call back to pending, due now; the worker
 // sends it again with its original idempotency key, so Klarna executes the
-// operation at most once whatever happened before.
+// operation at most once whatever happened before. Each retry is recorded in
+// the audit trail with the operator (--operator, else the OS user).
 #include <chrono>
 #include <filesystem>
 #include <iomanip>
@@ -13,8 +14,9 @@
 #include "kpay/core/json_writer.hpp"
 #include "kpay/core/log.hpp"
 #include "kpay/core/wall_clock.hpp"
+#include "kpay/storage/audit_log.hpp"
 #include "kpay/storage/defaults.hpp"
-#include "kpay/storage/state_store.hpp"
+#include "kpay/storage/store.hpp"
 
 namespace kpay::ctl {
 
@@ -27,13 +29,13 @@ std::string when(std::int64_t ms) {
 }
 
 void row_json(core::JsonWriter& w, const storage::OutboxRow& o) {
-  w.begin_object().field("id", o.id).field("operation", o.operation);
+  w.begin_object().field("id", o.id).field("operation", storage::to_string(o.operation));
   w.field("entity_id", o.entity_id).field("account_id", o.account_id);
-  w.field("method", o.method).field("path", o.path).field("status", o.status);
+  w.field("method", o.method).field("path", o.path).field("status", storage::to_string(o.status));
   w.field("attempts", o.attempts).field("idempotency_key", o.idempotency_key);
   w.field("created_at", when(o.created_at_ms)).field("updated_at", when(o.updated_at_ms));
   w.key("next_attempt_at");
-  o.status == "pending" ? w.value(when(o.next_attempt_at_ms)) : w.null();
+  o.status == storage::OutboxStatus::pending ? w.value(when(o.next_attempt_at_ms)) : w.null();
   w.key("due_by");
   o.due_by_ms ? w.value(core::rfc3339_ms(*o.due_by_ms)) : w.null();
   w.key("last_status");
@@ -69,6 +71,31 @@ void print_rows(const std::vector<storage::OutboxRow>& rows, bool json) {
   }
 }
 
+// failed → pending and the operator's audit event, in one transaction: the
+// call is not requeued unless the trail says who did it.
+void requeue(const GlobalOptions& g, storage::Store& store, std::int64_t id) {
+  storage::WriteTransaction tx(store);
+  if (!store.retry_outbox(id, now_ms())) {
+    auto row = store.find_outbox(id);
+    throw CommandFailed(row ? "call " + std::to_string(id) + " is " +
+                                  std::string(storage::to_string(row->status)) +
+                                  ", not failed: nothing to retry"
+                            : "no call with id " + std::to_string(id));
+  }
+  const auto row = store.find_outbox(id);
+  auto e = operator_event(g, "requeued",
+                          "klarnactl actions retry: a failed call queued again (attempts so far " +
+                              std::to_string(row->attempts) + ", original idempotency key)");
+  if (row->command_id) e.sender = store.sender_of(*row->command_id);
+  e.command_id = row->command_id;
+  e.operation = std::string(storage::to_string(row->operation));
+  e.entity_id = row->entity_id;
+  e.outbox_id = row->id;
+  e.attempt = row->attempts;
+  store.append_audit(e);
+  tx.commit();
+}
+
 }  // namespace
 
 void register_actions_commands(CLI::App& app, const GlobalOptions& global) {
@@ -85,7 +112,9 @@ void register_actions_commands(CLI::App& app, const GlobalOptions& global) {
   list->add_flag("--json", list_json, "JSON output");
   list->callback([&global] {
     auto store = open_state_store(global, false);
-    print_rows(store->list_outbox(status, static_cast<std::size_t>(limit)), list_json);
+    print_rows(
+        store->list_outbox(storage::parse_outbox_status(status), static_cast<std::size_t>(limit)),
+        list_json);
   });
 
   auto* overdue = actions->add_subcommand(
@@ -109,13 +138,10 @@ void register_actions_commands(CLI::App& app, const GlobalOptions& global) {
       ->check(CLI::PositiveNumber);
   retry->callback([&global] {
     auto store = open_state_store(global, true);
-    if (!store->retry_outbox(id, now_ms())) {
-      auto row = store->find_outbox(id);
-      throw CommandFailed(row ? "call " + std::to_string(id) + " is " + row->status +
-                                    ", not failed: nothing to retry"
-                              : "no call with id " + std::to_string(id));
-    }
-    std::cout << "call " << id << " is pending again; the worker sends it with its original key\n";
+    const auto by = operator_identity(global);
+    requeue(global, *store, id);
+    std::cout << "call " << id << " is pending again; the worker sends it with its original key"
+              << " (audited: operator " << by << ")\n";
   });
 }
 

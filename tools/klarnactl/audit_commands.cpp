@@ -1,5 +1,6 @@
 // klarnactl audit list|show: the append-only audit trail of commands, the
-// Klarna calls that change payments, and operators' actions (state database,
+// Klarna calls that change payments, and operators' actions with who did them
+// (actions retry, dead-letters replay; state database,
 // audit_events; docs/OPERATIONS.md, "Audit trail").
 #include <iostream>
 
@@ -7,7 +8,7 @@
 #include "klarnactl.hpp"
 #include "kpay/core/log.hpp"
 #include "kpay/processor/audit_publisher.hpp"
-#include "kpay/storage/audit_log.hpp"
+#include "kpay/storage/audit_trail.hpp"
 #include "security_commands.hpp"
 
 namespace kpay::ctl {
@@ -19,14 +20,15 @@ void print_events(const std::vector<storage::AuditEvent>& events, bool json) {
     for (const auto& e : events) std::cout << processor::render_audit_event(e) << "\n";
     return;
   }
-  std::vector<std::vector<std::string>> rows{{"SEQ", "AT", "KIND", "SENDER", "COMMAND", "OPERATION",
-                                              "ATTEMPT", "STATUS", "KLARNA", "DETAIL"}};
+  std::vector<std::vector<std::string>> rows{{"SEQ", "AT", "KIND", "SENDER", "OPERATOR", "COMMAND",
+                                              "OPERATION", "ATTEMPT", "STATUS", "KLARNA",
+                                              "DETAIL"}};
   for (const auto& e : events) {
-    rows.push_back({std::to_string(e.seq), core::rfc3339_ms(e.at_ms), e.kind,
-                    e.sender.value_or("-"), e.command_id.value_or("-"), e.operation.value_or("-"),
-                    e.attempt ? std::to_string(*e.attempt) : "-", e.status,
-                    e.klarna_status ? std::to_string(*e.klarna_status) : "-",
-                    e.detail.value_or("")});
+    rows.push_back(
+        {std::to_string(e.seq), core::rfc3339_ms(e.at_ms), e.kind, e.sender.value_or("-"),
+         e.operator_name.value_or("-"), e.command_id.value_or("-"), e.operation.value_or("-"),
+         e.attempt ? std::to_string(*e.attempt) : "-", e.status,
+         e.klarna_status ? std::to_string(*e.klarna_status) : "-", e.detail.value_or("")});
   }
   print_table(rows);
 }
@@ -39,7 +41,7 @@ void register_audit_commands(CLI::App& app, const GlobalOptions& global) {
   audit->require_subcommand(1);
 
   struct ListOptions {
-    std::string since, sender, command;
+    std::string since, sender, command, by;
     std::size_t limit = 1000;
     bool json = false;
   };
@@ -48,6 +50,7 @@ void register_audit_commands(CLI::App& app, const GlobalOptions& global) {
   list->add_option("--since", o->since, "Only events at or after this RFC 3339 time");
   list->add_option("--sender", o->sender, "Only this sender's events");
   list->add_option("--command", o->command, "Only this command's events (and its calls')");
+  list->add_option("--by", o->by, "Only the actions of this operator (klarnactl --operator)");
   add_limit(list, o->limit);
   list->add_flag("--json", o->json, "One JSON object per event");
   list->callback([&global, o] {
@@ -56,8 +59,9 @@ void register_audit_commands(CLI::App& app, const GlobalOptions& global) {
     if (!o->since.empty()) q.since_ms = parse_time_option("--since", o->since);
     q.sender = o->sender;
     q.command_id = o->command;
+    q.operator_name = o->by;
     q.limit = o->limit;
-    print_events(storage::AuditLog(store->database()).list(q), o->json);
+    print_events(store->list_audit(q), o->json);
   });
 
   auto show_id = std::make_shared<std::string>();
@@ -71,7 +75,7 @@ void register_audit_commands(CLI::App& app, const GlobalOptions& global) {
     storage::AuditQuery q;
     q.command_id = *show_id;
     q.limit = kMaxRows;
-    auto events = storage::AuditLog(store->database()).list(q);
+    auto events = store->list_audit(q);
     if (events.empty()) throw CommandFailed("no audit events for command " + *show_id);
     print_events(events, *show_json);
   });

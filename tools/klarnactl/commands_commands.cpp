@@ -114,7 +114,10 @@ bool wait_for_result(rd_kafka_t* consumer, const std::string& id, const SendOpti
     const auto status = status_if_ours(value, id);
     if (status.empty()) continue;
     std::cout << (o.json ? value : status + ": " + value) << "\n";
-    if (status != "accepted") return status == "succeeded";
+    const auto final_status = storage::parse_command_status(status);
+    if (final_status != storage::CommandStatus::accepted) {
+      return final_status == storage::CommandStatus::succeeded;
+    }
   }
   throw CommandFailed("no final result for " + id + " within " + std::to_string(o.timeout_s) +
                       " s; it may still complete (the command is durable in Kafka)");

@@ -10,9 +10,10 @@
 #include <string>
 
 #include "klarnactl.hpp"
+#include "kpay/processor/daemon_settings.hpp"
 #include "kpay/processor/events.hpp"
 #include "kpay/storage/defaults.hpp"
-#include "kpay/storage/state_store.hpp"
+#include "kpay/storage/open_store.hpp"
 
 namespace kpay::ctl {
 
@@ -33,14 +34,19 @@ inline std::int64_t parse_time_option(const std::string& option, const std::stri
   return *ms;
 }
 
-// The processor's state store (processor.database); it must exist.
-inline std::unique_ptr<storage::StateStore> open_state_store(const GlobalOptions& g, bool write) {
+// The processor's state store (processor.database); it must exist. With
+// processor.store = "postgresql", the processor's PostgreSQL database.
+inline std::unique_ptr<storage::Store> open_state_store(const GlobalOptions& g, bool write) {
   auto cfg = g.load();
+  if (cfg.string("processor.store", "sqlite") == "postgresql") {
+    return processor::open_state_store(processor::daemon_settings_from_config(cfg),
+                                       {.read_only = !write, .cache_mib = 8});
+  }
   const auto path = cfg.string("processor.database", storage::kDefaultStateDatabase);
   if (!std::filesystem::exists(path)) {
     throw CommandFailed("no processor database at '" + path + "' (processor.database)");
   }
-  return std::make_unique<storage::StateStore>(path, /*read_only=*/!write, /*cache_mib=*/8);
+  return storage::open_store(path, {.read_only = !write, .cache_mib = 8});
 }
 
 }  // namespace kpay::ctl

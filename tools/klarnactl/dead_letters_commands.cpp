@@ -12,7 +12,8 @@
 // a poison message is produced again to its original topic with its original
 // key and bytes, so the processor applies it as any other message (its inbox
 // still drops an event already applied). Every replay is recorded in
-// processor.database (dead_letter_replays): a second one needs --force.
+// processor.database (dead_letter_replays): a second one needs --force; and
+// in the audit trail with the operator (--operator, else the OS user).
 #include <cctype>
 #include <chrono>
 #include <iomanip>
@@ -28,6 +29,7 @@
 #include "kpay/klarna/envelope.hpp"
 #include "kpay/klarna/kafka_contract.hpp"
 #include "kpay/receiver/settings.hpp"
+#include "kpay/storage/audit_log.hpp"
 
 namespace kpay::ctl {
 
@@ -157,8 +159,7 @@ struct Selection {
 };
 
 // Dead letters of the selected sources, newest first, with their replays.
-std::vector<DeadLetter> collect(const GlobalOptions& g, storage::StateStore& store,
-                                const Selection& s) {
+std::vector<DeadLetter> collect(const GlobalOptions& g, storage::Store& store, const Selection& s) {
   std::vector<DeadLetter> out;
   if (s.source.empty() || s.source == "receiver") out = receiver_dead_letters(kafka_from(g));
   if (s.source.empty() || s.source == "processor") {
@@ -257,7 +258,7 @@ Coordinates parse_id(const std::string& id) {
 }
 
 // One dead letter by id, with its bytes; CommandFailed when there is none.
-DeadLetter find(const GlobalOptions& g, storage::StateStore& store, const std::string& id) {
+DeadLetter find(const GlobalOptions& g, storage::Store& store, const std::string& id) {
   const auto c = parse_id(id);
   std::optional<DeadLetter> found;
   const auto k = kafka_from(g);
@@ -425,11 +426,25 @@ struct ReplayOptions {
 
 enum class Outcome { replayed, refused, skipped };
 
-// Replays one dead letter: recorded first (a poison message's inbox claim
-// released in the same transaction), then produced; a failed produce takes
-// the record back.
-Outcome replay_one(storage::StateStore& store, const KafkaAccess& k, const DeadLetter& d,
-                   bool force, std::string& said) {
+// The operator's audit event of a replay of `d` to `out` (status replayed or
+// replay_failed).
+storage::AuditEvent replay_event(const GlobalOptions& g, const DeadLetter& d, const Outgoing& out,
+                                 const std::string& status, const std::string& why = "") {
+  std::string detail = "klarnactl dead-letters replay " + d.id() + " (" + d.source + ", reason " +
+                       d.reason + ")" + (d.replay ? " again (--force)" : "") + " to " + out.topic +
+                       (out.key.empty() ? "" : " with key " + out.key);
+  if (!why.empty()) detail += ": not produced, " + why;
+  auto e = operator_event(g, status, detail);
+  if (!out.key.empty()) e.entity_id = out.key;
+  return e;
+}
+
+// Replays one dead letter: recorded first with the operator's audit event (a
+// poison message's inbox claim released in the same transaction), then
+// produced; a failed produce takes the replay record back and adds a
+// replay_failed event (the trail is append-only).
+Outcome replay_one(const GlobalOptions& g, storage::Store& store, const KafkaAccess& k,
+                   const DeadLetter& d, bool force, std::string& said) {
   if (d.replay && !force) {
     said = "already replayed at " + core::rfc3339_ms(d.replay->last_replayed_ms) + " (" +
            std::to_string(d.replay->replays) + "x); --force replays it again";
@@ -442,7 +457,7 @@ Outcome replay_one(storage::StateStore& store, const KafkaAccess& k, const DeadL
     return Outcome::refused;
   }
   {
-    storage::Transaction tx(store.database());
+    storage::WriteTransaction tx(store);
     if (d.source == "processor") {
       storage::DeadLetterRow p;
       p.topic = d.topic;
@@ -452,12 +467,16 @@ Outcome replay_one(storage::StateStore& store, const KafkaAccess& k, const DeadL
       store.release_poison_claim(p);
     }
     store.record_replay({d.topic, d.partition, d.offset, d.source, out->topic, 0, now_ms()});
+    store.append_audit(replay_event(g, d, *out, "replayed"));
     tx.commit();
   }
   try {
     produce(k, *out, d);
-  } catch (...) {
+  } catch (const std::exception& e) {
+    storage::WriteTransaction tx(store);
     store.restore_replay(d.replay, d.topic, d.partition, d.offset);
+    store.append_audit(replay_event(g, d, *out, "replay_failed", e.what()));
+    tx.commit();
     throw;
   }
   said = "produced to " + out->topic + (out->key.empty() ? "" : " with key " + out->key);
@@ -492,7 +511,7 @@ void replay(const GlobalOptions& g, const ReplayOptions& o) {
   for (auto& d : todo) {
     if (d.source == "processor" && d.value.empty()) d = find(g, *store, d.id());  // its bytes
     std::string said;
-    const auto outcome = replay_one(*store, k, d, o.force, said);
+    const auto outcome = replay_one(g, *store, k, d, o.force, said);
     ++counts[outcome];
     if (o.all && outcome == Outcome::skipped && !o.json) continue;  // counted below
     print_outcome(d, outcome, said, o.json);

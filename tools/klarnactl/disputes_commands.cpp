@@ -31,7 +31,7 @@
 #include "kpay/processor/follow_ups.hpp"
 #include "kpay/processor/outbox_worker.hpp"
 #include "kpay/storage/defaults.hpp"
-#include "kpay/storage/state_store.hpp"
+#include "kpay/storage/store.hpp"
 
 namespace kpay::ctl {
 
@@ -65,7 +65,9 @@ std::int64_t now_ms(const std::string& now) {
 }
 
 void dispute_json(core::JsonWriter& w, const storage::DisputeRow& d) {
-  w.begin_object().field("payment_dispute_id", d.id).field("framework", d.framework);
+  w.begin_object()
+      .field("payment_dispute_id", d.id)
+      .field("framework", storage::to_string(d.framework));
   w.field("framework_inferred", d.framework_inferred);
   opt_field(w, "state", d.state);
   w.field("state_as_of", core::rfc3339_ms(d.state_as_of_ms));

@@ -34,7 +34,7 @@ void gap_json(core::JsonWriter& w, const storage::OffsetGapRow& g) {
   w.begin_object().field("id", g.id).field("topic", g.topic);
   w.field("partition", std::int64_t{g.partition}).field("expected_offset", g.expected);
   w.field("resume_offset", g.resume_at).field("kind", g.kind).field("skipped_offsets", g.skipped);
-  w.field("policy", g.policy).field("status", g.status);
+  w.field("policy", storage::to_string(g.policy)).field("status", storage::to_string(g.status));
   w.field("detected_at", core::rfc3339_ms(g.detected_at_ms));
   w.key("decided_at");
   g.decided_at_ms ? w.value(core::rfc3339_ms(*g.decided_at_ms)) : w.null();
@@ -58,8 +58,8 @@ void print_gaps(const std::vector<storage::OffsetGapRow>& gaps, bool json) {
   for (const auto& g : gaps) {
     rows.push_back({std::to_string(g.id), g.topic + "/" + std::to_string(g.partition),
                     std::to_string(g.expected), std::to_string(g.resume_at), g.kind,
-                    std::to_string(g.skipped), g.policy, g.status,
-                    core::rfc3339_ms(g.detected_at_ms),
+                    std::to_string(g.skipped), std::string(storage::to_string(g.policy)),
+                    std::string(storage::to_string(g.status)), core::rfc3339_ms(g.detected_at_ms),
                     when(g.repaired_at_ms) + " (" + std::to_string(g.repair_reads) + ")"});
   }
   print_table(rows);
@@ -95,7 +95,7 @@ void print_conflicts(const std::vector<storage::EventConflictRow>& conflicts, bo
   print_table(rows);
 }
 
-storage::OffsetGapRow existing_gap(storage::StateStore& store, std::int64_t id) {
+storage::OffsetGapRow existing_gap(storage::Store& store, std::int64_t id) {
   auto gap = store.find_gap(id);
   if (!gap) throw CommandFailed("no offset gap with id " + std::to_string(id));
   return *gap;
@@ -112,7 +112,7 @@ void register_list(CLI::App* gaps, const GlobalOptions& global) {
   list->add_flag("--json", json, "JSON output");
   list->callback([&global] {
     auto store = open_state_store(global, false);
-    print_gaps(store->list_gaps(status, limit), json);
+    print_gaps(store->list_gaps(storage::parse_gap_status(status), limit), json);
   });
 }
 
@@ -125,12 +125,14 @@ void register_accept(CLI::App* gaps, const GlobalOptions& global) {
     auto store = open_state_store(global, true);
     const auto gap = existing_gap(*store, id);
     if (!store->accept_gap(id, now_ms())) {
-      throw CommandFailed("gap " + std::to_string(id) + " is " + gap.status + ", not open");
+      throw CommandFailed("gap " + std::to_string(id) + " is " +
+                          std::string(storage::to_string(gap.status)) + ", not open");
     }
     std::cout << "gap " << id << " accepted; " << gap.topic << "/" << gap.partition
-              << (gap.policy == "pause" ? " resumes at offset " + std::to_string(gap.resume_at) +
-                                              " within processor.gap_check_interval_ms"
-                                        : " went on already (policy continue)")
+              << (gap.policy == storage::GapPolicy::pause
+                      ? " resumes at offset " + std::to_string(gap.resume_at) +
+                            " within processor.gap_check_interval_ms"
+                      : " went on already (policy continue)")
               << "\n";
   });
 }
@@ -143,7 +145,7 @@ void register_repair(CLI::App* gaps, const GlobalOptions& global) {
   repair->callback([&global] {
     auto store = open_state_store(global, true);
     const auto gap = existing_gap(*store, id);
-    storage::Transaction tx(store->database());
+    storage::WriteTransaction tx(*store);
     const auto r = processor::queue_gap_repair(*store, gap, now_ms());
     tx.commit();
     std::cout << "gap " << id << ": " << r.queued << " read(s) queued in the outbox (" << r.already

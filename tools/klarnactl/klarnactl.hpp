@@ -13,18 +13,29 @@
 #include "kpay/core/kafka.hpp"
 #include "kpay/klarna/api_client.hpp"
 #include "kpay/klarna/envelope.hpp"
+#include "kpay/storage/audit_log.hpp"
 #include "kpay/storage/sqlite.hpp"
 
 namespace kpay::ctl {
 
 // Options every subcommand shares; filled in by CLI11 before any callback runs.
 struct GlobalOptions {
-  std::optional<std::string> config_file;  // the same TOML file the daemons read
-  std::vector<std::string> overrides;      // --set section.key=value
+  std::optional<std::string> config_file;    // the same TOML file the daemons read
+  std::vector<std::string> overrides;        // --set section.key=value
+  std::optional<std::string> operator_name;  // --operator: who acts (audit trail)
 
   // Loads the configuration (throws core::ConfigError → exit 2).
   core::Config load() const;
 };
+
+// Operators' actions in the audit trail (operator_identity.cpp): who acts is
+// --operator NAME, else $SUDO_USER, else $USER, else the uid's account. An
+// event of kind "operator" with `status` and `detail` (the OS user added when
+// --operator names someone else), to be appended in the action's transaction.
+void check_operator_name(const std::string& name);
+std::string operator_identity(const GlobalOptions& g);
+storage::AuditEvent operator_event(const GlobalOptions& g, const std::string& status,
+                                   const std::string& detail);
 
 // Exit codes: 0 ok, 1 operation failed (e.g. unknown id), 2 bad usage/config.
 // Subcommand callbacks throw CommandFailed to end with code 1 and a message.

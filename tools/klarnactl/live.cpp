@@ -19,6 +19,7 @@
 #include "kpay/klarna/kafka_contract.hpp"
 #include "kpay/processor/state_machines.hpp"
 #include "kpay/storage/defaults.hpp"
+#include "kpay/storage/open_store.hpp"
 
 namespace kpay::ctl::live {
 
@@ -294,8 +295,7 @@ Database read_database(const std::string& path) {
     return d;
   }
   try {
-    storage::StateStore store(path, /*read_only=*/true, /*cache_mib=*/2);
-    d.overview = store.overview();
+    d.overview = storage::open_store(path, {.read_only = true, .cache_mib = 2})->overview();
   } catch (const std::exception& e) {
     d.error = std::string("cannot read '") + path + "': " + e.what();
   }
@@ -371,6 +371,8 @@ Figures figures(const Snapshot& s) {
   f.calls_at_risk = sum(pm, metric::processor_call_deadlines, {{"status", "at_risk"}});
   f.processor_dead_letters = sum(pm, metric::processor_poison_messages);
   f.disputes_overdue = sum(pm, metric::processor_dispute_deadlines, {{"status", "overdue"}});
+  f.settlement_findings = sum(pm, metric::processor_settlement_findings);
+  f.payouts_failed = sum(pm, metric::processor_payouts_failed);
   if (s.db.overview) {
     for (const auto& p : s.db.overview->payments) {
       f.payments += p.count;

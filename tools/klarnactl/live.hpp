@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "klarnactl.hpp"
-#include "kpay/storage/state_store.hpp"
+#include "kpay/storage/rows.hpp"
 
 namespace kpay::ctl::live {
 
@@ -56,7 +56,7 @@ Probe probe(const Endpoint& e, std::chrono::milliseconds timeout);
 // The processor database's counts; `error` says why they are missing.
 struct Database {
   std::string path;
-  std::optional<storage::StateStore::Overview> overview;
+  std::optional<storage::Overview> overview;
   std::string error;
 };
 Database read_database(const std::string& path);
@@ -98,6 +98,8 @@ struct Figures {
   double calls_overdue = 0, calls_failed = 0, calls_at_risk = 0;
   double processor_dead_letters = 0;  // poison messages since the processor started
   double disputes_overdue = 0;
+  // Settlement reconciliation: open findings, payouts failed since start.
+  double settlement_findings = 0, payouts_failed = 0;
   std::int64_t payments = 0, payments_final = 0;
   std::int64_t db_dead_letters = 0;
 };

@@ -64,6 +64,9 @@ int main(int argc, char** argv) {
   kpay::ctl::GlobalOptions global;
   app.add_option("-c,--config", global.config_file, "TOML configuration file (as the daemons use)");
   app.add_option("--set", global.overrides, "Override a configuration key: section.key=value");
+  app.add_option("--operator", global.operator_name,
+                 "Who acts, for the audit trail (default: $SUDO_USER, $USER, the uid's account)")
+      ->each(kpay::ctl::check_operator_name);
   app.set_version_flag("--version", "klarnactl " KPAY_VERSION);
   kpay::ctl::register_keys_commands(app, global);
   kpay::ctl::register_senders_commands(app, global);
@@ -88,7 +91,7 @@ int main(int argc, char** argv) {
   } catch (const kpay::ctl::CommandFailed& e) {
     std::cerr << "klarnactl: " << e.what() << "\n";
     return 1;
-  } catch (const kpay::storage::SqliteError& e) {
+  } catch (const kpay::storage::StoreError& e) {
     std::cerr << "klarnactl: database error: " << e.what() << "\n";
     return 1;
   } catch (const std::exception& e) {

@@ -13,7 +13,8 @@
 #include "kpay/core/json_writer.hpp"
 #include "kpay/core/log.hpp"
 #include "kpay/storage/defaults.hpp"
-#include "kpay/storage/state_store.hpp"
+#include "kpay/storage/reconciliation_store.hpp"
+#include "kpay/storage/store.hpp"
 
 namespace kpay::ctl {
 
@@ -69,8 +70,19 @@ void opt_field(core::JsonWriter& w, std::string_view k, const std::optional<T>& 
   v ? w.value(*v) : w.null();
 }
 
-void show_transaction(storage::StateStore& store, const storage::PaymentTransactionRow& t,
-                      bool json, core::JsonWriter& w) {
+// The settlements whose SALE (capture) or RETURN (refund) lines name a
+// sub-record; none for chargebacks (settled by dispute) or before any report.
+std::vector<std::string> settled_in(storage::Store& store, const storage::SubRecordRow& s) {
+  std::vector<std::string> out;
+  if (s.kind != "capture" && s.kind != "refund") return out;
+  for (const auto& l : storage::ledger_of(store).lines_settling(s.kind, s.id)) {
+    if (out.empty() || out.back() != l.settlement_id) out.push_back(l.settlement_id);
+  }
+  return out;
+}
+
+void show_transaction(storage::Store& store, const storage::PaymentTransactionRow& t, bool json,
+                      core::JsonWriter& w) {
   auto subs = store.sub_records(t.id);
   std::optional<std::int64_t> remaining;
   if (t.amount) remaining = *t.amount - t.captured_amount;
@@ -90,6 +102,9 @@ void show_transaction(storage::StateStore& store, const storage::PaymentTransact
     for (const auto& s : subs) {
       w.begin_object().field("kind", s.kind).field("id", s.id).field("amount", s.amount);
       opt_field(w, "capture_id", s.capture_id);
+      w.key("settled_in").begin_array();
+      for (const auto& id : settled_in(store, s)) w.value(id);
+      w.end_array();
       w.field("event_id", s.event_id).end_object();
     }
     w.end_array();
@@ -109,7 +124,13 @@ void show_transaction(storage::StateStore& store, const storage::PaymentTransact
   for (const auto& s : subs) {
     std::cout << "  " << std::left << std::setw(10) << s.kind << " " << s.id << "  " << s.amount
               << (s.capture_id ? "  (capture " + *s.capture_id + ")" : "") << "  at "
-              << when(s.occurred_at_ms) << "\n";
+              << when(s.occurred_at_ms);
+    if (s.kind == "capture" || s.kind == "refund") {
+      const auto in = settled_in(store, s);
+      std::cout << (in.empty() ? "  not settled yet" : "  settled in " + in.front());
+      for (std::size_t i = 1; i < in.size(); ++i) std::cout << ", " << in[i];
+    }
+    std::cout << "\n";
   }
   print_history(store.history(t.id));
 }
@@ -208,9 +229,10 @@ void register_payments_commands(CLI::App& app, const GlobalOptions& global) {
         w.key("outbox").begin_array();
         for (const auto& o : outbox) {
           w.begin_object()
-              .field("operation", o.operation)
+              .field("operation", storage::to_string(o.operation))
               .field("idempotency_key", o.idempotency_key);
-          w.field("status", o.status).field("created_by_event_id", o.created_by_event_id);
+          w.field("status", storage::to_string(o.status))
+              .field("created_by_event_id", o.created_by_event_id);
           w.end_object();
         }
         w.end_array();
@@ -250,7 +272,10 @@ void register_payments_commands(CLI::App& app, const GlobalOptions& global) {
     if (auto d = store->find_dispute(*id)) {
       found = true;
       if (json) {
-        w.key("dispute").begin_object().field("id", d->id).field("framework", d->framework);
+        w.key("dispute")
+            .begin_object()
+            .field("id", d->id)
+            .field("framework", storage::to_string(d->framework));
         opt_field(w, "state", d->state);
         opt_field(w, "outcome", d->outcome);
         opt_field(w, "amount", d->amount);

@@ -22,7 +22,6 @@
 #include "kpay/core/json_writer.hpp"
 #include "kpay/core/log.hpp"
 #include "kpay/core/traceparent.hpp"
-#include "kpay/storage/audit_log.hpp"
 
 namespace kpay::ctl {
 
@@ -53,12 +52,12 @@ struct Payment {
   std::vector<std::string> disputes;
 };
 
-void with_request(storage::StateStore& store, Payment& p, const std::string& request_id) {
+void with_request(storage::Store& store, Payment& p, const std::string& request_id) {
   p.request_id = request_id;
   p.request = store.find_request(request_id);
 }
 
-void with_transaction(storage::StateStore& store, Payment& p, const std::string& transaction_id) {
+void with_transaction(storage::Store& store, Payment& p, const std::string& transaction_id) {
   p.transaction_id = transaction_id;
   p.transaction = store.find_transaction(transaction_id);
   p.disputes = store.disputes_of_transaction(transaction_id);
@@ -66,7 +65,7 @@ void with_transaction(storage::StateStore& store, Payment& p, const std::string&
 
 // Follows the links from whatever `id` is: a payment request, a transaction,
 // a capture / refund / chargeback, a dispute, or a command acting on one.
-Payment resolve(storage::StateStore& store, const std::string& id, int depth = 0) {
+Payment resolve(storage::Store& store, const std::string& id, int depth = 0) {
   Payment p;
   std::optional<std::string> txn;
   if (auto r = store.find_request(id)) {
@@ -115,7 +114,7 @@ std::string where(const std::string& topic, std::int32_t partition, std::int64_t
 
 class Timeline {
  public:
-  explicit Timeline(storage::StateStore& store) : store_(store) {}
+  explicit Timeline(storage::Store& store) : store_(store) {}
 
   void add_entity(const std::string& entity_id) {
     for (const auto& h : store_.history(entity_id)) add_history(h);
@@ -181,30 +180,31 @@ class Timeline {
   }
 
   void add_call(const storage::OutboxRow& o) {
+    const std::string operation(storage::to_string(o.operation));
+    const std::string status(storage::to_string(o.status));
     const std::string cause = o.command_id ? "command " + *o.command_id : o.created_by_event_id;
     auto& q = add(o.created_at_ms, 2, "processor", "call_queued", o.entity_id, o.traceparent,
-                  o.operation + " " + o.method + " " + o.path + " (outbox " + std::to_string(o.id) +
+                  operation + " " + o.method + " " + o.path + " (outbox " + std::to_string(o.id) +
                       ", key " + o.idempotency_key + ", caused by " + cause + ")");
     q.extra = {{"outbox_id", o.id},
-               {"operation", o.operation},
+               {"operation", operation},
                {"method", o.method},
                {"path", o.path},
                {"idempotency_key", o.idempotency_key},
                {"caused_by", cause}};
     for (const auto& a : store_.call_attempts(o.id)) add_attempt(o, a);
-    if (o.status == "succeeded" || o.status == "failed") {
-      std::string detail = o.operation + " " + o.status;
+    if (o.status == storage::OutboxStatus::succeeded || o.status == storage::OutboxStatus::failed) {
+      std::string detail = operation + " " + status;
       if (o.result) detail += ", result " + *o.result;
-      if (o.last_error && o.status == "failed") detail += ": " + *o.last_error;
+      if (o.last_error && o.status == storage::OutboxStatus::failed) detail += ": " + *o.last_error;
       detail += " after " + std::to_string(o.attempts) + " attempt(s)";
       auto& r = add(o.updated_at_ms, 4, "processor", "answer_recorded", o.entity_id, o.traceparent,
                     detail);
-      r.extra = {{"outbox_id", o.id}, {"status", o.status}, {"attempts", o.attempts}};
+      r.extra = {{"outbox_id", o.id}, {"status", status}, {"attempts", o.attempts}};
       if (o.result) r.extra.emplace_back("result", *o.result);
       if (o.last_error) r.extra.emplace_back("last_error", *o.last_error);
     }
-    storage::AuditLog audit(store_.database());
-    for (const auto& e : audit.for_outbox(o.id)) {
+    for (const auto& e : store_.audit_of_outbox(o.id)) {
       if (e.kind != "operator") continue;  // queued / attempt / outcome are the steps above
       add_audit(e);
     }
@@ -212,7 +212,8 @@ class Timeline {
 
   void add_attempt(const storage::OutboxRow& o, const storage::CallAttemptRow& a) {
     std::ostringstream detail;
-    detail << o.operation << " attempt " << a.attempt << ": "
+    const std::string operation(storage::to_string(o.operation));
+    detail << operation << " attempt " << a.attempt << ": "
            << (a.http_status ? "HTTP " + std::to_string(*a.http_status)
                              : a.transport_error.value_or("no answer"))
            << " " << a.outcome << " in " << std::fixed << std::setprecision(1)
@@ -222,7 +223,7 @@ class Timeline {
     auto& s =
         add(a.started_at_ms, 3, "klarna", "call_attempt", o.entity_id, a.traceparent, detail.str());
     s.extra = {{"outbox_id", o.id},
-               {"operation", o.operation},
+               {"operation", operation},
                {"attempt", a.attempt},
                {"outcome", a.outcome},
                {"latency_ms", a.latency_us / 1000}};
@@ -236,18 +237,18 @@ class Timeline {
   }
 
   void add_command(const storage::CommandRow& c) {
-    if (c.status != "accepted") {
-      std::string detail = c.type + " " + c.command_id + ": " + c.status;
+    const std::string status(storage::to_string(c.status));
+    if (c.status != storage::CommandStatus::accepted) {
+      std::string detail = c.type + " " + c.command_id + ": " + status;
       if (c.reason) detail += " (" + *c.reason + ")";
       auto& s = add(c.updated_at_ms, 5, "processor", "command_result", c.entity_id.value_or(""),
                     trace_of_command(c), detail);
-      s.extra = {{"command_id", c.command_id}, {"type", c.type}, {"status", c.status}};
+      s.extra = {{"command_id", c.command_id}, {"type", c.type}, {"status", status}};
       if (c.reason) s.extra.emplace_back("reason", *c.reason);
     }
-    storage::AuditLog audit(store_.database());
     storage::AuditQuery q;
     q.command_id = c.command_id;
-    for (const auto& e : audit.list(q)) {
+    for (const auto& e : store_.list_audit(q)) {
       if (e.kind == "command" || e.kind == "refused") add_audit(e);
     }
   }
@@ -273,7 +274,7 @@ class Timeline {
     if (e.sender) s.extra.emplace_back("sender", *e.sender);
   }
 
-  storage::StateStore& store_;
+  storage::Store& store_;
   std::vector<Step> steps_;
   std::int64_t next_seq_ = 0;
 };

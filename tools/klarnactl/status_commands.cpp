@@ -42,7 +42,7 @@ void line(const std::string& label, const std::string& value) {
   std::cout << "  " << std::left << std::setw(24) << label << value << "\n";
 }
 
-std::string by_status(const std::vector<storage::StateStore::CountRow>& rows) {
+std::string by_status(const std::vector<storage::CountRow>& rows) {
   std::map<std::string, std::int64_t> per;
   std::int64_t total = 0;
   for (const auto& r : rows) {
@@ -90,8 +90,7 @@ void probe_json(core::JsonWriter& w, const Probe& p) {
 }
 
 void counts_json(core::JsonWriter& w, const std::string& key, const std::string& group,
-                 const std::string& status,
-                 const std::vector<storage::StateStore::CountRow>& rows) {
+                 const std::string& status, const std::vector<storage::CountRow>& rows) {
   w.key(key).begin_array();
   for (const auto& r : rows) {
     w.begin_object().field(group, r.group).field(status, r.status).field("count", r.count);

@@ -25,7 +25,7 @@ namespace {
 
 using live::Figures;
 using live::Snapshot;
-using Rows = std::vector<storage::StateStore::CountRow>;
+using Rows = std::vector<storage::CountRow>;
 
 const std::string kRequests = "kpay_receiver_requests_total";
 const std::string kCalls = "kpay_processor_klarna_calls_total";
@@ -154,6 +154,9 @@ void attention_block(std::ostream& out, const Figures& f) {
       << "calls overdue " << num(f.calls_overdue) << "   at risk " << num(f.calls_at_risk)
       << "   failed " << num(f.calls_failed) << "   disputes overdue " << num(f.disputes_overdue)
       << "\n";
+  out << std::setw(23) << "SETTLEMENTS"
+      << "open findings " << num(f.settlement_findings) << "   payouts failed "
+      << num(f.payouts_failed) << " since start   (klarnactl settlements list)\n";
   out << std::setw(23) << "DEAD LETTERS"
       << "receiver " << num(f.webhooks_dead_lettered) << "   processor "
       << num(f.processor_dead_letters) << " since start, " << f.db_dead_letters << " recorded\n";
@@ -185,9 +188,9 @@ void plain_line(const Run& run, const Snapshot& s) {
             << num(live::sum(pm, kCalls, {{"outcome", "failed"}})) << " | commands "
             << (s.db.overview ? count_of(s.db.overview->commands, "", "succeeded") : 0)
             << " succeeded | lag " << num(f.kafka_lag) << " | overdue " << num(f.calls_overdue)
-            << " failed " << num(f.calls_failed) << " | dead letters "
-            << num(f.webhooks_dead_lettered + f.processor_dead_letters) << " | receiver "
-            << (s.receiver.ready ? "ready" : "NOT READY") << " processor "
+            << " failed " << num(f.calls_failed) << " | findings " << num(f.settlement_findings)
+            << " | dead letters " << num(f.webhooks_dead_lettered + f.processor_dead_letters)
+            << " | receiver " << (s.receiver.ready ? "ready" : "NOT READY") << " processor "
             << (s.processor.ready ? "ready" : "NOT READY") << std::endl;
 }
 

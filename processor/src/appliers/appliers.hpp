@@ -22,12 +22,12 @@
 #include "kpay/processor/events.hpp"
 #include "kpay/processor/follow_ups.hpp"
 #include "kpay/processor/state_machines.hpp"
-#include "kpay/storage/state_store.hpp"
+#include "kpay/storage/store.hpp"
 
 namespace kpay::processor::appliers {
 
 // The entity tables of the store (the appliers use nothing else of it).
-using StoreView = storage::StateStore;
+using StoreView = storage::Store;
 
 struct Effects {
   Outcome outcome = Outcome::rejected;
@@ -48,6 +48,9 @@ struct Effects {
   // for the entity (or for a dispute's transaction): what, for the history
   // reason, the metric and the log. The stored account is kept.
   std::string account_mismatch;
+  // settlement.payout.failed applied: the money did not arrive (consumer:
+  // an error log and kpay_processor_settlement_payouts_failed_total).
+  std::optional<FailedPayout> failed_payout;
 };
 
 // ---- payment requests (request_applier.cpp)
@@ -67,8 +70,10 @@ Effects apply_dispute_transition(StoreView& store, const Event& ev, const Disput
 Effects apply_dispute_deadline(StoreView& store, const Event& ev, const DisputeDeadlineExtended& a);
 
 // ---- settlements and partner accounts (record_applier.cpp)
+// settlement.report.created also queues the report's fetch (settlements/).
 Effects apply_settlement_report(StoreView& store, const Event& ev,
-                                const SettlementReportTransition& a);
+                                const SettlementReportTransition& a,
+                                const FollowUpSettings& settings);
 Effects apply_payout(StoreView& store, const Event& ev, const PayoutTransition& a);
 Effects apply_account(StoreView& store, const Event& ev, const AccountTransition& a);
 Effects apply_payment_product(StoreView& store, const Event& ev, const PaymentProductTransition& a);

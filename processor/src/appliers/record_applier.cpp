@@ -1,9 +1,10 @@
 // Settlement reports, payouts and partner accounts: one state (and, for an
-// account, its payment product switch) on a records row. Recorded only; no
-// calls follow from them. Every settlement event also keeps what it carried
+// account, its payment product switch) on a records row. A report's creation
+// queues its fetch; nothing else calls Klarna. Every settlement event also keeps what it carried
 // (ids, report links, amount, dates) in settlement_events, whatever its
 // state outcome, for the settlements fetcher and klarnactl.
 #include "appliers/common.hpp"
+#include "settlements/settlement_fetch.hpp"
 
 namespace kpay::processor::appliers {
 
@@ -89,19 +90,44 @@ std::string settlement_message(std::string_view kind, const Event& ev, const Eff
       .maybe("payout_id", payout_id)
       .maybe("report_json_url", json_url)
       .maybe("report_csv_url", csv_url)
+      .maybe("payout_failed",
+             e.to_state == "PAYOUT_FAILED" ? std::optional<bool>(true) : std::nullopt)
       .done();
+}
+
+// What the consumer logs of a payout that failed.
+FailedPayout failed_payout(const Event& ev, const storage::RecordRow& row) {
+  FailedPayout f;
+  f.entity_id = row.id;
+  if (const auto& facts = ev.payload.settlement) {
+    f.settlement_id = facts->settlement_id;
+    f.payout_id = facts->payout_id;
+  }
+  f.amount = row.amount;
+  f.currency = row.currency;
+  return f;
 }
 
 }  // namespace
 
 Effects apply_settlement_report(StoreView& store, const Event& ev,
-                                const SettlementReportTransition& a) {
+                                const SettlementReportTransition& a,
+                                const FollowUpSettings& settings) {
   Effects e;
   if (auto row = record_transition(store, ev, "settlement_report", settlement_report_machine(),
                                    a.target, true, e)) {
     e.state_change = settlement_message("settlement_report", ev, e, *row);
   }
   keep_settlement_facts(store, ev, e);
+  // Whatever the state outcome: the fetch is keyed by the settlement, so a
+  // report announced twice is fetched once.
+  if (a.target == SettlementReportState::created) {
+    const auto& f = ev.payload.settlement;
+    if (auto fetch = settlement_fetch_for(f ? f->settlement_id : std::nullopt, settings)) {
+      e.follow_ups.push_back(std::move(*fetch));
+      e.account_id = ev.envelope.subject_account_id.value_or("");
+    }
+  }
   return e;
 }
 
@@ -109,6 +135,7 @@ Effects apply_payout(StoreView& store, const Event& ev, const PayoutTransition& 
   Effects e;
   if (auto row = record_transition(store, ev, "payout", payout_machine(), a.target, true, e)) {
     e.state_change = settlement_message("payout", ev, e, *row);
+    if (a.target == PayoutState::failed) e.failed_payout = failed_payout(ev, *row);
   }
   keep_settlement_facts(store, ev, e);
   return e;

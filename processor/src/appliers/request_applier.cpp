@@ -97,7 +97,8 @@ Decision decide_request(const std::optional<storage::PaymentRequestRow>& row,
 
 // Whether the other generation's delivery of this approval caused its call.
 bool other_call_exists(StoreView& store, const std::string& request_id, bool completed) {
-  const std::string_view other = completed ? "confirm" : "final_authorization";
+  const auto other =
+      completed ? storage::OutboxOperation::confirm : storage::OutboxOperation::final_authorization;
   for (const auto& o : store.outbox(request_id)) {
     if (o.operation == other) return true;
   }

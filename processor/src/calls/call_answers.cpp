@@ -9,12 +9,14 @@
 #include "kpay/core/json_writer.hpp"
 #include "kpay/core/log.hpp"
 #include "kpay/processor/events.hpp"
+#include "settlements/settlement_fetch.hpp"
 
 namespace kpay::processor {
 
 namespace {
 
 using simdjson::dom::element;
+using Op = storage::OutboxOperation;
 
 // A money answer without the new id: a read of the transaction follows.
 constexpr std::string_view kReadBack = "READ_BACK";
@@ -82,7 +84,7 @@ struct Change {
     from ? w.value(*from) : w.null();
     w.key("state");
     to ? w.value(*to) : w.null();
-    w.field("source", "klarna_api").field("operation", row.operation);
+    w.field("source", "klarna_api").field("operation", storage::to_string(row.operation));
     w.field("caused_by", "outbox:" + std::to_string(row.id));
     w.field("occurred_at", core::rfc3339_ms(now_ms));
   }
@@ -160,7 +162,7 @@ storage::PaymentTransactionRow merge_transaction(AnswerContext& c, const Json& t
   fill(t->reference, tx.str("payment_transaction_reference"));
   fill(t->payment_request_id, request_id ? request_id : tx.str("payment_request_id"));
   if (!t->account_id && !row.account_id.empty()) t->account_id = row.account_id;
-  if (row.operation == "initial_authorization" || row.operation == "final_authorization") {
+  if (row.operation == Op::initial_authorization || row.operation == Op::final_authorization) {
     // A thin APPROVED answer: the transaction is what was asked for.
     Sent sent(row.request_body);
     auto rpt = sent.body.at("request_payment_transaction");
@@ -293,7 +295,7 @@ std::string book_sub_record(AnswerContext& c, const storage::OutboxRow& row, con
   if (!amount) amount = row.amount;
   sub.capture_id = capture ? std::nullopt : answer.str("payment_capture_id");
   if (!capture && !sub.capture_id) sub.capture_id = row.capture_id;
-  const bool executed = row.operation.rfind("read_", 0) != 0;
+  const bool executed = !is_read_operation(row.operation);
   if (executed && !id) {
     c.found.payment_transaction_id = sub.transaction_id;
     queue(c, {ReadTransaction{sub.transaction_id, row.command_id}}, row, row.due_by_ms);
@@ -316,7 +318,7 @@ void book_read_back(AnswerContext& c, const storage::OutboxRow& read, const Json
   if (!read.created_by_event_id.starts_with(kCause)) return;
   const auto cause = c.store.find_outbox(std::stoll(read.created_by_event_id.substr(7)));
   if (!cause || !cause->amount || cause->result != kReadBack) return;
-  const bool capture = cause->operation == "capture";
+  const bool capture = cause->operation == Op::capture;
   Sent sent(cause->request_body);
   const auto reference = capture ? sent.body.str("payment_capture_reference")
                                  : (sent.body.str("payment_refund_reference")
@@ -491,7 +493,7 @@ std::string on_read_request(AnswerContext& c, const storage::OutboxRow& row, con
     rc.legacy_payment_token = rc.session_token.has_value();
   }
   for (const auto& o : c.store.outbox(r->id)) {
-    if (o.operation == "final_authorization" || o.operation == "confirm")
+    if (o.operation == Op::final_authorization || o.operation == Op::confirm)
       rc.follow_up_exists = true;
   }
   // Only a state Klarna confirms now may cause the call.
@@ -529,7 +531,7 @@ std::optional<std::string> merge_dispute(AnswerContext& c, const storage::Outbox
   if (!d) {
     d.emplace();
     d->id = row.entity_id;
-    d->framework = "current";
+    d->framework = storage::DisputeFramework::current;
     d->last_event_id = "outbox:" + std::to_string(row.id);
   }
   const auto before = d->state;
@@ -576,33 +578,29 @@ std::string on_read_dispute(AnswerContext& c, const storage::OutboxRow& row, con
   return merge_dispute(c, row, answer, std::nullopt).value_or("UNKNOWN");
 }
 
-bool is_dispute_operation(std::string_view operation) {
-  return operation.starts_with("dispute_");
-}
-
-const std::map<std::string, Handler, std::less<>>& handlers() {
-  static const std::map<std::string, Handler, std::less<>> table = {
-      {"final_authorization", on_final_authorization},
-      {"confirm", on_confirm},
-      {"capture", [](auto& c, auto& row, auto& a) { return book_sub_record(c, row, a, true); }},
-      {"read_capture",
+const std::map<Op, Handler>& handlers() {
+  static const std::map<Op, Handler> table = {
+      {Op::final_authorization, on_final_authorization},
+      {Op::confirm, on_confirm},
+      {Op::capture, [](auto& c, auto& row, auto& a) { return book_sub_record(c, row, a, true); }},
+      {Op::read_capture,
        [](auto& c, auto& row, auto& a) { return book_sub_record(c, row, a, true); }},
-      {"read_refund",
+      {Op::read_refund,
        [](auto& c, auto& row, auto& a) { return book_sub_record(c, row, a, false); }},
-      {"read_payment_request", on_read_request},
-      {"read_transaction", on_read_transaction},
-      {"initial_authorization", on_initial_authorization},
-      {"refund_transaction",
+      {Op::read_payment_request, on_read_request},
+      {Op::read_transaction, on_read_transaction},
+      {Op::initial_authorization, on_initial_authorization},
+      {Op::refund_transaction,
        [](auto& c, auto& row, auto& a) { return book_sub_record(c, row, a, false); }},
-      {"refund_capture",
+      {Op::refund_capture,
        [](auto& c, auto& row, auto& a) { return book_sub_record(c, row, a, false); }},
-      {"void", on_void},
-      {"cancel", on_cancel},
-      {"dispute_accept_loss", on_dispute_accept_loss},
-      {"dispute_represent", dispute_moved_to("REPRESENTMENT")},
-      {"dispute_appeal", dispute_moved_to("ARBITRATION")},
-      {"read_dispute", on_read_dispute},
-      {"sdk_token", on_sdk_token},
+      {Op::void_transaction, on_void},
+      {Op::cancel, on_cancel},
+      {Op::dispute_accept_loss, on_dispute_accept_loss},
+      {Op::dispute_represent, dispute_moved_to("REPRESENTMENT")},
+      {Op::dispute_appeal, dispute_moved_to("ARBITRATION")},
+      {Op::read_dispute, on_read_dispute},
+      {Op::sdk_token, on_sdk_token},
   };
   return table;
 }
@@ -611,6 +609,7 @@ const std::map<std::string, Handler, std::less<>>& handlers() {
 
 std::string apply_success(AnswerContext& c, const storage::OutboxRow& row,
                           const klarna::Answer& answer) {
+  if (is_settlement_operation(row.operation)) return apply_settlement_answer(c, row, answer);
   auto it = handlers().find(row.operation);
   if (it == handlers().end()) return "recorded";  // an operation whose answer changes no state
   // A dispute operation's answer may have no body (accept-loss: 202).
@@ -624,13 +623,13 @@ std::string apply_success(AnswerContext& c, const storage::OutboxRow& row,
 
 std::string queue_reread(AnswerContext& c, const storage::OutboxRow& row) {
   std::vector<FollowUp> read;
-  const auto& op = row.operation;
-  if (op == "confirm" && row.command_id) {
+  const auto op = row.operation;
+  if (op == Op::confirm && row.command_id) {
     // A token's confirm (authorize command): no request of ours to read.
-  } else if (op == "final_authorization" || op == "confirm" || op == "cancel") {
+  } else if (op == Op::final_authorization || op == Op::confirm || op == Op::cancel) {
     read.push_back(ReadPaymentRequest{row.entity_id});
-  } else if (op == "capture" || op == "refund_transaction" || op == "refund_capture" ||
-             op == "void") {
+  } else if (op == Op::capture || op == Op::refund_transaction || op == Op::refund_capture ||
+             op == Op::void_transaction) {
     read.push_back(ReadTransaction{row.entity_id, std::nullopt});
   } else if (is_dispute_operation(op)) {
     // The read reports the command's final result with the state Klarna has.
@@ -656,17 +655,22 @@ std::string conflict_reason(AnswerContext& c, const storage::OutboxRow& read,
 
 void finish_command(AnswerContext& c, const storage::OutboxRow& row,
                     const storage::OutboxUpdate& update) {
-  if (!row.command_id || (update.status != "succeeded" && update.status != "failed")) return;
+  using storage::OutboxStatus;
+  if (!row.command_id ||
+      (update.status != OutboxStatus::succeeded && update.status != OutboxStatus::failed)) {
+    return;
+  }
   // The read queued for a dispute operation's 409 reports its result; so does
   // the read back of a money operation whose answer lacked the new id.
   if (update.result == "CONFLICT" && is_dispute_operation(row.operation)) return;
   if (update.result == kReadBack) return;
   auto command = c.store.find_command(*row.command_id);
-  if (!command || command->status != "accepted") return;
-  const bool conflict_read = row.operation == "read_dispute" && update.status == "succeeded";
+  if (!command || command->status != storage::CommandStatus::accepted) return;
+  const bool conflict_read =
+      row.operation == Op::read_dispute && update.status == OutboxStatus::succeeded;
   // Klarna executed the operation the read is about: it succeeded, whatever the read.
-  const bool read_back = row.operation == "read_transaction";
-  const bool ok = (update.status == "succeeded" || read_back) && !conflict_read;
+  const bool read_back = row.operation == Op::read_transaction;
+  const bool ok = (update.status == OutboxStatus::succeeded || read_back) && !conflict_read;
   CommandResult r = std::move(c.found);
   c.found = {};
   r.command_id = command->command_id;
@@ -674,14 +678,16 @@ void finish_command(AnswerContext& c, const storage::OutboxRow& row,
   r.status = ok ? CommandStatus::succeeded : CommandStatus::failed;
   if (conflict_read) {
     r.reason = conflict_reason(c, row, r.dispute_state);
-  } else if (read_back && update.status != "succeeded") {
+  } else if (read_back && update.status != OutboxStatus::succeeded) {
     r.reason = "executed; the read back failed: " + update.last_error.value_or("failed");
   } else if (!ok) {
     r.reason = update.last_error.value_or("failed");
     r.result.reset();  // a failed call has no authorization result
   }
   if (row.amount) r.amount = row.amount;
-  c.store.finish_command(command->command_id, ok ? "succeeded" : "failed", r.reason, c.now_ms);
+  c.store.finish_command(command->command_id,
+                         ok ? storage::CommandStatus::succeeded : storage::CommandStatus::failed,
+                         r.reason, c.now_ms);
   storage::PublishRow p{0, c.topics.command_results, command->key,
                         render_command_result(r, c.now_ms), ""};
   p.seq = c.store.enqueue_publish(p);

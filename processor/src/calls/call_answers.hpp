@@ -11,12 +11,12 @@
 #include "kpay/klarna/envelope.hpp"
 #include "kpay/processor/commands.hpp"
 #include "kpay/processor/follow_ups.hpp"
-#include "kpay/storage/state_store.hpp"
+#include "kpay/storage/store.hpp"
 
 namespace kpay::processor {
 
 struct AnswerContext {
-  storage::StateStore& store;
+  storage::Store& store;
   const FollowUpSettings& follow_ups;
   const klarna::Topics& topics;
   std::int64_t now_ms = 0;

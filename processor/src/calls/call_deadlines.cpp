@@ -11,7 +11,7 @@ using core::now_ms;
 
 }  // namespace
 
-CallDeadlineWatch::CallDeadlineWatch(storage::StateStore& store, std::chrono::milliseconds window)
+CallDeadlineWatch::CallDeadlineWatch(storage::Store& store, std::chrono::milliseconds window)
     : store_(store), window_(window) {}
 
 void CallDeadlineWatch::register_metrics(core::Registry& registry) {

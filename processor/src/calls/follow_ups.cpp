@@ -308,6 +308,18 @@ Call read_call(std::string_view collection, const std::string& id, const std::st
   return c;
 }
 
+// A GET of the Settlements API, keyed by the settlement and what is read.
+Call settlement_call(const std::string& settlement_id, std::string path,
+                     std::string_view discriminator) {
+  Call c;
+  c.method = "GET";
+  c.path = std::string(kRootPlaceholder) + std::move(path);
+  c.entity_id = settlement_id;
+  c.key_entity = settlement_id;
+  c.key_discriminator = std::string(discriminator);
+  return c;
+}
+
 Call call_for(const FollowUp& f, const FollowUpOrigin& origin) {
   const std::string& d = origin.read_discriminator;
   return std::visit(
@@ -342,6 +354,18 @@ Call call_for(const FollowUp& f, const FollowUpOrigin& origin) {
           [](const DisputeAppeal& a) { return appeal_call(a); },
           [&](const ReadDispute& r) { return read_dispute_call(r, d); },
           [](const SdkToken& t) { return sdk_token_call(t); },
+          [](const FetchSettlement& g) {
+            return settlement_call(g.settlement_id,
+                                   "/v2/settlements/" + percent_encode(g.settlement_id), "");
+          },
+          [](const FetchSettlementTransactions& g) {
+            return settlement_call(g.settlement_id, g.page, g.page);
+          },
+          [](const FetchPayoutStatus& g) {
+            return settlement_call(
+                g.settlement_id,
+                "/v2/settlements/" + percent_encode(g.settlement_id) + "/payouts/status", "");
+          },
       },
       f);
 }
@@ -389,6 +413,18 @@ FollowUpSettings follow_up_settings_from_config(const core::Config& c) {
   } else {
     throw core::ConfigError("klarna.environment", "must be live, test or custom");
   }
+  s.settlements.fetch = c.boolean("settlements.fetch", true);
+  s.settlements.csv = c.string("settlements.report", "json") == "csv";
+  if (auto r = c.string("settlements.report", "json"); r != "json" && r != "csv") {
+    throw core::ConfigError("settlements.report", "must be json or csv");
+  }
+  s.settlements.page_size = static_cast<int>(c.integer("settlements.page_size", 500, 1, 500));
+  s.settlements.grace =
+      c.millis("settlements.grace_period_ms", s.settlements.grace, std::chrono::milliseconds(0),
+               std::chrono::milliseconds(400LL * 24 * 3600 * 1000));
+  s.settlements.check_interval =
+      c.millis("settlements.check_interval_ms", s.settlements.check_interval,
+               std::chrono::milliseconds(100), std::chrono::milliseconds(24LL * 3600 * 1000));
   s.dispute_path_prefix = c.string("disputes.api_path_prefix", s.dispute_path_prefix);
   const auto& prefix = s.dispute_path_prefix;
   if (prefix.size() < 2 || prefix.front() != '/' || prefix.back() == '/' ||
@@ -411,6 +447,7 @@ std::string dispute_api_root(const FollowUpSettings& s, std::string_view account
 
 std::string request_path(const storage::OutboxRow& row, const FollowUpSettings& s) {
   std::string_view path = row.path;
+  if (path.starts_with(kRootPlaceholder)) return std::string(path.substr(kRootPlaceholder.size()));
   if (path.starts_with(kDisputesPlaceholder)) {
     return dispute_api_root(s, row.account_id) +
            std::string(path.substr(kDisputesPlaceholder.size()));
@@ -418,28 +455,38 @@ std::string request_path(const storage::OutboxRow& row, const FollowUpSettings& 
   return "/v2/accounts/" + percent_encode(row.account_id) + row.path;
 }
 
-std::string_view operation_name(const FollowUp& f) {
+storage::OutboxOperation operation_of(const FollowUp& f) {
+  using Op = storage::OutboxOperation;
   return std::visit(Overloaded{
-                        [](const FinalAuthorization&) { return "final_authorization"; },
-                        [](const Confirm&) { return "confirm"; },
-                        [](const Capture&) { return "capture"; },
-                        [](const ReadPaymentRequest&) { return "read_payment_request"; },
-                        [](const ReadTransaction&) { return "read_transaction"; },
-                        [](const ReadCapture&) { return "read_capture"; },
-                        [](const ReadRefund&) { return "read_refund"; },
-                        [](const InitialAuthorization&) { return "initial_authorization"; },
+                        [](const FinalAuthorization&) { return Op::final_authorization; },
+                        [](const Confirm&) { return Op::confirm; },
+                        [](const Capture&) { return Op::capture; },
+                        [](const ReadPaymentRequest&) { return Op::read_payment_request; },
+                        [](const ReadTransaction&) { return Op::read_transaction; },
+                        [](const ReadCapture&) { return Op::read_capture; },
+                        [](const ReadRefund&) { return Op::read_refund; },
+                        [](const InitialAuthorization&) { return Op::initial_authorization; },
                         [](const Refund& r) {
-                          return r.payment_capture_id ? "refund_capture" : "refund_transaction";
+                          return r.payment_capture_id ? Op::refund_capture : Op::refund_transaction;
                         },
-                        [](const Void&) { return "void"; },
-                        [](const CancelRequest&) { return "cancel"; },
-                        [](const DisputeAcceptLoss&) { return "dispute_accept_loss"; },
-                        [](const DisputeRepresent&) { return "dispute_represent"; },
-                        [](const DisputeAppeal&) { return "dispute_appeal"; },
-                        [](const ReadDispute&) { return "read_dispute"; },
-                        [](const SdkToken&) { return "sdk_token"; },
+                        [](const Void&) { return Op::void_transaction; },
+                        [](const CancelRequest&) { return Op::cancel; },
+                        [](const DisputeAcceptLoss&) { return Op::dispute_accept_loss; },
+                        [](const DisputeRepresent&) { return Op::dispute_represent; },
+                        [](const DisputeAppeal&) { return Op::dispute_appeal; },
+                        [](const ReadDispute&) { return Op::read_dispute; },
+                        [](const SdkToken&) { return Op::sdk_token; },
+                        [](const FetchSettlement&) { return Op::fetch_settlement; },
+                        [](const FetchSettlementTransactions& g) {
+                          return g.csv ? Op::fetch_settlement_csv : Op::fetch_settlement_transactions;
+                        },
+                        [](const FetchPayoutStatus&) { return Op::fetch_payout_status; },
                     },
                     f);
+}
+
+std::string_view operation_name(const FollowUp& f) {
+  return storage::to_string(operation_of(f));
 }
 
 std::string idempotency_key(std::string_view operation, std::string_view entity_id,
@@ -466,9 +513,10 @@ std::string idempotency_key(std::string_view operation, std::string_view entity_
 storage::OutboxRow outbox_row(const FollowUp& f, const FollowUpOrigin& origin) {
   Call call = call_for(f, origin);
   storage::OutboxRow o;
-  o.operation = std::string(operation_name(f));
+  o.operation = operation_of(f);
   o.entity_id = std::move(call.entity_id);
-  o.idempotency_key = idempotency_key(o.operation, call.key_entity, call.key_discriminator);
+  o.idempotency_key =
+      idempotency_key(storage::to_string(o.operation), call.key_entity, call.key_discriminator);
   o.request_body = std::move(call.body);
   if (!call.path_token.empty()) o.call_token = std::move(call.path_token);
   for (const auto& [name, value] : call.token_headers) {

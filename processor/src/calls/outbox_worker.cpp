@@ -125,12 +125,11 @@ struct OutboxWorker::Impl {
     core::Counter& record_errors;
   };
 
-  Impl(WorkerSettings s, storage::StateStore& st, klarna::ApiClient& cl, core::Registry& r,
-       Publish p)
+  Impl(WorkerSettings s, storage::Store& st, klarna::ApiClient& cl, core::Registry& r, Publish p)
       : settings(std::move(s)), store(st), client(cl), publish(std::move(p)), metrics(r) {}
 
   WorkerSettings settings;
-  storage::StateStore& store;
+  storage::Store& store;
   klarna::ApiClient& client;
   Publish publish;
   Metrics metrics;
@@ -229,8 +228,9 @@ void OutboxWorker::Impl::claim_and_send() {
   if (room == 0) return;
   std::vector<storage::OutboxRow> rows;
   try {
-    storage::Transaction tx(store.database());
-    rows = store.claim_due_outbox(now_ms(), room);
+    storage::WriteTransaction tx(store);
+    rows = store.claim_due_outbox(storage::OutboxClaim{
+        .now_ms = now_ms(), .limit = room, .lease_ms = settings.claim_lease.count()});
     tx.commit();
     healthy = true;
   } catch (const std::exception& e) {
@@ -262,7 +262,7 @@ void OutboxWorker::Impl::send(storage::OutboxRow row) {
 bool OutboxWorker::Impl::record(std::deque<Done>& batch) {
   std::vector<storage::PublishRow> publications;
   try {
-    storage::Transaction tx(store.database());
+    storage::WriteTransaction tx(store);
     AnswerContext c{store, settings.follow_ups, settings.topics, now_ms(), publications};
     for (const auto& d : batch) record_one(c, d);
     tx.commit();
@@ -310,10 +310,13 @@ void OutboxWorker::Impl::record_one(AnswerContext& c, const Done& d) {
   const auto update = decide(c, d);
   store.update_outbox(update);
   finish_command(c, d.row, update);  // a command's final result, in this transaction
-  const auto& op = d.row.operation;
+  using storage::OutboxStatus;
+  const std::string op(storage::to_string(d.row.operation));
   const std::string attempt_outcome = d.answer.disposition == klarna::Disposition::conflict
                                           ? "conflict"
-                                          : (update.status == "pending" ? "retry" : update.status);
+                                          : (update.status == OutboxStatus::pending
+                                                 ? "retry"
+                                                 : std::string(storage::to_string(update.status)));
   store.insert_call_attempt(
       attempt_row(d.row, d.answer, attempt_outcome, d.traceparent, d.started_at_ms, c.now_ms));
   store.set_trace_context({});
@@ -322,18 +325,19 @@ void OutboxWorker::Impl::record_one(AnswerContext& c, const Done& d) {
   }
   const std::string_view trace_id = core::trace_id_of(d.traceparent);
   metrics.latency.with({op}).observe(std::chrono::duration<double>(d.answer.elapsed).count());
-  const std::string outcome = update.status == "pending" ? "retry" : update.status;
+  const std::string outcome(
+      update.status == OutboxStatus::pending ? "retry" : storage::to_string(update.status));
   metrics.calls.with({op, outcome}).inc();
   if (d.answer.status == 429) metrics.throttled.with({op}).inc();
   const std::string summary = update.last_error.value_or("");
-  if (update.status == "failed") {
+  if (update.status == OutboxStatus::failed) {
     log.error("Klarna call failed", {{"operation", op},
                                      {"outbox_id", d.row.id},
                                      {"entity_id", d.row.entity_id},
                                      {"attempts", d.row.attempts},
                                      {"error", summary},
                                      {"trace_id", trace_id}});
-  } else if (update.status == "pending") {
+  } else if (update.status == OutboxStatus::pending) {
     log.warn("Klarna call will be retried",
              {{"operation", op},
               {"outbox_id", d.row.id},
@@ -360,22 +364,22 @@ storage::OutboxUpdate OutboxWorker::Impl::decide(AnswerContext& c, const Done& d
     case klarna::Disposition::success:
       try {
         u.result = apply_success(c, d.row, a);
-        u.status = "succeeded";
+        u.status = storage::OutboxStatus::succeeded;
       } catch (const std::runtime_error& e) {
         // Klarna executed it, but we cannot read what it did: an operator must look.
-        u.status = "failed";
+        u.status = storage::OutboxStatus::failed;
         u.last_error = std::string("unreadable answer: ") + e.what();
       }
       return u;
     case klarna::Disposition::conflict: {
       const auto read = queue_reread(c, d.row);
-      u.status = "failed";
+      u.status = storage::OutboxStatus::failed;
       u.result = "CONFLICT";
       u.last_error = a.summary() + (read.empty() ? "" : " (" + read + " queued)");
       return u;
     }
     case klarna::Disposition::permanent:
-      u.status = "failed";
+      u.status = storage::OutboxStatus::failed;
       u.last_error = a.summary();
       return u;
     case klarna::Disposition::retryable:
@@ -383,19 +387,19 @@ storage::OutboxUpdate OutboxWorker::Impl::decide(AnswerContext& c, const Done& d
   }
   u.last_error = a.summary();
   if (d.row.attempts >= settings.max_attempts) {
-    u.status = "failed";
+    u.status = storage::OutboxStatus::failed;
     u.last_error = "gave up after " + std::to_string(d.row.attempts) + " attempts: " + a.summary();
     return u;
   }
   const auto delay =
       retry_delay(settings, d.row.attempts, a.retry_after.value_or(std::chrono::milliseconds(0)),
                   std::uniform_real_distribution<double>(0, 1)(rng));
-  u.status = "pending";
+  u.status = storage::OutboxStatus::pending;
   u.next_attempt_at_ms = c.now_ms + delay.count();
   return u;
 }
 
-OutboxWorker::OutboxWorker(WorkerSettings settings, storage::StateStore& store,
+OutboxWorker::OutboxWorker(WorkerSettings settings, storage::Store& store,
                            klarna::ApiClient& client, core::Registry& registry, Publish publish)
     : impl_(std::make_unique<Impl>(std::move(settings), store, client, registry,
                                    std::move(publish))) {}

@@ -25,18 +25,18 @@ std::string render_audit_event(const storage::AuditEvent& e) {
   maybe("detail", e.detail);
   maybe("request", e.request);
   maybe_int("klarna_status", e.klarna_status);
+  maybe("operator", e.operator_name);
   w.end_object();
   return w.take();
 }
 
 std::vector<storage::PublishRow> AuditPublisher::take(std::size_t limit) {
   std::vector<storage::PublishRow> rows;
-  storage::Transaction tx(store_.database());
-  storage::AuditLog log(store_.database());
+  storage::WriteTransaction tx(store_);
   storage::AuditQuery q;
-  q.after_seq = log.published_through();
+  q.after_seq = store_.audit_published_through();
   q.limit = limit;
-  const auto events = log.list(q);
+  const auto events = store_.list_audit(q);
   if (events.empty()) return rows;
   for (const auto& e : events) {
     storage::PublishRow row{0, topic_, e.command_id.value_or(e.entity_id.value_or("audit")),
@@ -44,7 +44,7 @@ std::vector<storage::PublishRow> AuditPublisher::take(std::size_t limit) {
     row.seq = store_.enqueue_publish(row);
     rows.push_back(std::move(row));
   }
-  log.set_published_through(events.back().seq);
+  store_.set_audit_published_through(events.back().seq);
   tx.commit();
   return rows;
 }

@@ -60,7 +60,7 @@ std::string money(std::int64_t v) {
 
 // A transaction a command may act on: known, with its account.
 std::variant<storage::PaymentTransactionRow, std::string> usable_transaction(
-    storage::StateStore& store, const std::string& id) {
+    storage::Store& store, const std::string& id) {
   auto t = store.find_transaction(id);
   if (!t) return std::string("unknown payment_transaction_id");
   if (!t->account_id) return std::string("the transaction's partner account is not known yet");
@@ -73,7 +73,7 @@ bool in_state(const storage::PaymentTransactionRow& t, std::initializer_list<Tra
   return s && std::find(ok.begin(), ok.end(), *s) != ok.end();
 }
 
-Verdict check_capture(storage::StateStore& store, const CaptureCommand& c, const std::string& id) {
+Verdict check_capture(storage::Store& store, const CaptureCommand& c, const std::string& id) {
   auto found = usable_transaction(store, c.payment_transaction_id);
   if (auto* why = std::get_if<std::string>(&found)) return rejected(*why, c.payment_transaction_id);
   const auto& t = std::get<storage::PaymentTransactionRow>(found);
@@ -81,7 +81,7 @@ Verdict check_capture(storage::StateStore& store, const CaptureCommand& c, const
     return rejected("the transaction is " + *t.state + "; capture only while AUTHORIZED", t.id);
   }
   if (!t.amount) return rejected("the authorized amount is not known yet", t.id);
-  const auto pending = store.pending_outbox_amount(t.id, "capture");
+  const auto pending = store.pending_outbox_amount(t.id, storage::OutboxOperation::capture);
   const auto remaining = *t.amount - t.captured_amount - pending;
   const auto want = c.amount.value_or(remaining);
   if (remaining <= 0 || want > remaining) {
@@ -97,22 +97,23 @@ Verdict check_capture(storage::StateStore& store, const CaptureCommand& c, const
 }
 
 // Captured and not refunded, minus refunds accepted but not executed.
-std::int64_t refundable(storage::StateStore& store, const storage::PaymentTransactionRow& t) {
+std::int64_t refundable(storage::Store& store, const storage::PaymentTransactionRow& t) {
   return t.captured_amount - t.refunded_amount -
-         store.pending_outbox_amount(t.id, "refund_transaction") -
-         store.pending_outbox_amount(t.id, "refund_capture");
+         store.pending_outbox_amount(t.id, storage::OutboxOperation::refund_transaction) -
+         store.pending_outbox_amount(t.id, storage::OutboxOperation::refund_capture);
 }
 
-std::int64_t capture_refundable(storage::StateStore& store, const storage::SubRecordRow& cap) {
+std::int64_t capture_refundable(storage::Store& store, const storage::SubRecordRow& cap) {
   std::int64_t refunded = 0;
   for (const auto& r : store.sub_records(cap.transaction_id)) {
     if (r.kind == "refund" && r.capture_id == cap.id) refunded += r.amount;
   }
   return cap.amount - refunded -
-         store.pending_outbox_amount(cap.transaction_id, "refund_capture", cap.id);
+         store.pending_outbox_amount(cap.transaction_id, storage::OutboxOperation::refund_capture,
+                                     cap.id);
 }
 
-Verdict check_refund(storage::StateStore& store, const RefundCommand& c, const std::string& id) {
+Verdict check_refund(storage::Store& store, const RefundCommand& c, const std::string& id) {
   std::optional<storage::SubRecordRow> cap;
   if (c.payment_capture_id) {
     cap = store.find_sub_record("capture", *c.payment_capture_id);
@@ -140,7 +141,7 @@ Verdict check_refund(storage::StateStore& store, const RefundCommand& c, const s
   return v;
 }
 
-Verdict check_void(storage::StateStore& store, const VoidCommand& c, const std::string& id) {
+Verdict check_void(storage::Store& store, const VoidCommand& c, const std::string& id) {
   auto found = usable_transaction(store, c.payment_transaction_id);
   if (auto* why = std::get_if<std::string>(&found)) return rejected(*why, c.payment_transaction_id);
   const auto& t = std::get<storage::PaymentTransactionRow>(found);
@@ -152,7 +153,7 @@ Verdict check_void(storage::StateStore& store, const VoidCommand& c, const std::
   return v;
 }
 
-Verdict check_cancel(storage::StateStore& store, const CancelCommand& c, const std::string& id) {
+Verdict check_cancel(storage::Store& store, const CancelCommand& c, const std::string& id) {
   auto r = store.find_request(c.payment_request_id);
   if (!r) return rejected("unknown payment_request_id", c.payment_request_id);
   if (!r->account_id) return rejected("the request's partner account is not known yet", r->id);
@@ -182,10 +183,11 @@ std::string state_list(std::initializer_list<DisputeState> ok) {
   return out;
 }
 
-bool dispute_operation_pending(storage::StateStore& store, const std::string& id) {
+bool dispute_operation_pending(storage::Store& store, const std::string& id) {
   for (const auto& o : store.outbox(id)) {
-    const bool open = o.status == "pending" || o.status == "in_flight";
-    if (open && o.operation.starts_with("dispute_")) return true;
+    const bool open =
+        o.status == storage::OutboxStatus::pending || o.status == storage::OutboxStatus::in_flight;
+    if (open && storage::is_dispute_operation(o.operation)) return true;
   }
   return false;
 }
@@ -193,11 +195,11 @@ bool dispute_operation_pending(storage::StateStore& store, const std::string& id
 // A dispute an operation may act on: known, current framework, its state one
 // of `ok`, its account known (its events', else its transaction's), no
 // operation pending.
-DisputeCheck check_dispute(storage::StateStore& store, const std::string& id,
+DisputeCheck check_dispute(storage::Store& store, const std::string& id,
                            std::initializer_list<DisputeState> ok, std::string_view operation) {
   auto d = store.find_dispute(id);
   if (!d) return {"unknown payment_dispute_id", ""};
-  if (d->framework != "current") {
+  if (d->framework != storage::DisputeFramework::current) {
     return {"the dispute is in Klarna's legacy framework; " + std::string(operation) +
                 " is an operation of the current Dispute API",
             ""};
@@ -223,7 +225,7 @@ DisputeCheck check_dispute(storage::StateStore& store, const std::string& id,
 }
 
 template <class Call>
-Verdict dispute_verdict(storage::StateStore& store, const std::string& dispute_id,
+Verdict dispute_verdict(storage::Store& store, const std::string& dispute_id,
                         std::initializer_list<DisputeState> ok, std::string_view operation,
                         Call call) {
   auto checked = check_dispute(store, dispute_id, ok, operation);
@@ -233,14 +235,14 @@ Verdict dispute_verdict(storage::StateStore& store, const std::string& dispute_i
   return v;
 }
 
-Verdict check_accept_loss(storage::StateStore& store, const DisputeAcceptLossCommand& c,
+Verdict check_accept_loss(storage::Store& store, const DisputeAcceptLossCommand& c,
                           const std::string& id) {
   return dispute_verdict(store, c.payment_dispute_id,
                          {DisputeState::initiated, DisputeState::pre_arbitration}, "accept-loss",
                          DisputeAcceptLoss{id, c.payment_dispute_id});
 }
 
-Verdict check_represent(storage::StateStore& store, const DisputeRepresentCommand& c,
+Verdict check_represent(storage::Store& store, const DisputeRepresentCommand& c,
                         const std::string& id) {
   return dispute_verdict(
       store, c.payment_dispute_id, {DisputeState::initiated}, "represent",
@@ -248,8 +250,7 @@ Verdict check_represent(storage::StateStore& store, const DisputeRepresentComman
                        c.partner_proposed_refund_amount});
 }
 
-Verdict check_appeal(storage::StateStore& store, const DisputeAppealCommand& c,
-                     const std::string& id) {
+Verdict check_appeal(storage::Store& store, const DisputeAppealCommand& c, const std::string& id) {
   return dispute_verdict(
       store, c.payment_dispute_id, {DisputeState::pre_arbitration}, "appeal",
       DisputeAppeal{id, c.payment_dispute_id, c.attachments, c.additional_information});
@@ -290,8 +291,8 @@ Verdict pending_confirmation_verdict(const AuthorizeCommand& c, const std::strin
 
 // The initial authorization; its context is kept so that a STEP_UP_REQUIRED
 // answer hands it to the payment request Klarna creates.
-Verdict check_authorize(storage::StateStore& store, const AuthorizeCommand& c,
-                        const std::string& id, const std::string& key, std::int64_t now_ms) {
+Verdict check_authorize(storage::Store& store, const AuthorizeCommand& c, const std::string& id,
+                        const std::string& key, std::int64_t now_ms) {
   if (c.interoperability.status == InteroperabilityStatus::payment_pending_confirmation) {
     return pending_confirmation_verdict(c, id, key);
   }
@@ -323,13 +324,16 @@ Verdict check_sdk_token(const SdkTokenCommand& c, const std::string& id, const s
 }
 
 // A context is useful only before the approval's call is queued.
-Verdict check_register(storage::StateStore& store, const RegisterCommand& c, const std::string& id,
+Verdict check_register(storage::Store& store, const RegisterCommand& c, const std::string& id,
                        std::int64_t now_ms) {
   const std::string entity = c.payment_request_id.value_or(*c.payment_request_reference);
   if (c.payment_request_id) {
     for (const auto& o : store.outbox(*c.payment_request_id)) {
-      if (o.operation == "final_authorization" || o.operation == "confirm") {
-        return rejected("the " + o.operation + " of this payment is queued already", entity);
+      if (o.operation == storage::OutboxOperation::final_authorization ||
+          o.operation == storage::OutboxOperation::confirm) {
+        return rejected("the " + std::string(storage::to_string(o.operation)) +
+                            " of this payment is queued already",
+                        entity);
       }
     }
   }
@@ -345,7 +349,7 @@ Verdict check_register(storage::StateStore& store, const RegisterCommand& c, con
   return v;
 }
 
-Verdict check(storage::StateStore& store, const Command& c, const std::string& key,
+Verdict check(storage::Store& store, const Command& c, const std::string& key,
               std::int64_t now_ms) {
   const std::string& id = c.command_id;
   return std::visit(
@@ -381,7 +385,8 @@ CommandEffects seen_before(const storage::CommandRow& stored, const Command& c) 
   e.entity_id = stored.entity_id.value_or(stored.key);
   if (stored.body_hash == c.body_hash) {
     e.outcome = Outcome::duplicate;
-    e.reason = "command_id already processed (" + stored.status + ")";
+    e.reason =
+        "command_id already processed (" + std::string(storage::to_string(stored.status)) + ")";
     return e;
   }
   e.reason = "command_id_reused: the command_id names another command";
@@ -411,15 +416,14 @@ storage::CommandRow command_row(const std::string& id, std::string type, const s
   row.type = std::move(type);
   row.key = key.empty() ? id : key;
   row.body_hash = std::move(hash);
-  row.status = std::string(command_status_name(status));
+  row.status = status;
   row.reason = std::move(reason);
   row.created_at_ms = now_ms;
   row.updated_at_ms = now_ms;
   return row;
 }
 
-void queue_call(storage::StateStore& store, const Verdict& v, const Command& c,
-                std::int64_t now_ms) {
+void queue_call(storage::Store& store, const Verdict& v, const Command& c, std::int64_t now_ms) {
   FollowUpOrigin origin;
   origin.account_id = v.account_id;
   origin.caused_by = "command:" + c.command_id;
@@ -429,7 +433,7 @@ void queue_call(storage::StateStore& store, const Verdict& v, const Command& c,
 
 }  // namespace
 
-CommandEffects apply_command(storage::StateStore& store, const Command& c, const std::string& key,
+CommandEffects apply_command(storage::Store& store, const Command& c, const std::string& key,
                              std::int64_t now_ms, const CommandGate* gate) {
   if (auto stored = store.find_command(c.command_id)) return seen_before(*stored, c);
   // The sender's permissions and the command's age (command_gate.hpp).
@@ -459,7 +463,7 @@ CommandEffects apply_command(storage::StateStore& store, const Command& c, const
   return e;
 }
 
-CommandEffects apply_rejection(storage::StateStore& store, const CommandRejection& r,
+CommandEffects apply_rejection(storage::Store& store, const CommandRejection& r,
                                const std::string& key, std::int64_t now_ms) {
   CommandEffects e;
   e.entity_id = key;
@@ -467,7 +471,8 @@ CommandEffects apply_rejection(storage::StateStore& store, const CommandRejectio
     auto stored = store.find_command(*r.command_id);
     if (stored && stored->body_hash == r.body_hash) {
       e.outcome = Outcome::duplicate;
-      e.reason = "command_id already processed (" + stored->status + ")";
+      e.reason =
+          "command_id already processed (" + std::string(storage::to_string(stored->status)) + ")";
       return e;
     }
     if (!stored) {

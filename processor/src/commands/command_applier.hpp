@@ -11,7 +11,7 @@
 
 #include "kpay/processor/commands.hpp"
 #include "kpay/processor/state_machines.hpp"
-#include "kpay/storage/state_store.hpp"
+#include "kpay/storage/store.hpp"
 
 namespace kpay::processor::appliers {
 
@@ -26,11 +26,11 @@ class CommandGate;  // command_gate.hpp: the sender's permissions, the command's
 
 // `key`: the message's Kafka key (results go out under it). `gate`: none lets
 // every command through (no sender checks).
-CommandEffects apply_command(storage::StateStore& store, const Command& c, const std::string& key,
+CommandEffects apply_command(storage::Store& store, const Command& c, const std::string& key,
                              std::int64_t now_ms, const CommandGate* gate = nullptr);
 // A message that is not a valid command: rejected, and remembered under its
 // command_id when it has one (a resend is then a duplicate, not a second result).
-CommandEffects apply_rejection(storage::StateStore& store, const CommandRejection& r,
+CommandEffects apply_rejection(storage::Store& store, const CommandRejection& r,
                                const std::string& key, std::int64_t now_ms);
 
 }  // namespace kpay::processor::appliers

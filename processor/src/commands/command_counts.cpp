@@ -2,7 +2,7 @@
 
 namespace kpay::processor {
 
-CommandCounts::CommandCounts(storage::StateStore& store) : store_(store) {}
+CommandCounts::CommandCounts(storage::Store& store) : store_(store) {}
 
 void CommandCounts::register_metrics(core::Registry& registry) {
   registry.gauge_callback(

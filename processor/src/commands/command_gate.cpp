@@ -1,7 +1,6 @@
 #include "commands/command_gate.hpp"
 
 #include "kpay/core/log.hpp"
-#include "kpay/storage/audit_log.hpp"
 
 namespace kpay::processor::appliers {
 
@@ -41,7 +40,7 @@ const SenderPermissions* CommandGate::permissions() const {
   return it == policy_.senders.end() ? nullptr : &it->second;
 }
 
-std::optional<std::string> CommandGate::before(storage::StateStore& store, const Command& c,
+std::optional<std::string> CommandGate::before(storage::Store& store, const Command& c,
                                                std::int64_t now_ms) const {
   const std::string type(command_type_name(c.type()));
   if (origin_.issued_at_ms) {
@@ -75,7 +74,7 @@ std::optional<std::string> CommandGate::permit_account(const SenderPermissions& 
   return "not_permitted: sender " + origin_.sender + " may not act for partner account " + account;
 }
 
-std::optional<std::string> CommandGate::permit_amount(storage::StateStore& store,
+std::optional<std::string> CommandGate::permit_amount(storage::Store& store,
                                                       const SenderPermissions& p,
                                                       const std::optional<std::string>& currency,
                                                       std::optional<std::int64_t> amount,
@@ -92,8 +91,7 @@ std::optional<std::string> CommandGate::permit_amount(storage::StateStore& store
            " exceeds the per-command limit " + std::to_string(*l.per_command);
   }
   if (l.per_day) {
-    storage::AuditLog log(store.database());
-    const auto spent = log.spent(origin_.sender, *currency, utc_day(now_ms));
+    const auto spent = store.spent(origin_.sender, *currency, utc_day(now_ms));
     if (spent + *amount > *l.per_day) {
       return "not_permitted: amount " + std::to_string(*amount) + " " + *currency +
              " would take today's total to " + std::to_string(spent + *amount) +
@@ -103,7 +101,7 @@ std::optional<std::string> CommandGate::permit_amount(storage::StateStore& store
   return std::nullopt;
 }
 
-std::optional<std::string> CommandGate::after(storage::StateStore& store, const Command& c,
+std::optional<std::string> CommandGate::after(storage::Store& store, const Command& c,
                                               const std::string& account,
                                               std::optional<std::int64_t> amount,
                                               const std::string& entity_id,
@@ -123,9 +121,8 @@ std::optional<std::string> CommandGate::after(storage::StateStore& store, const 
     }
     if (auto why = permit_amount(store, *p, currency, amount, now_ms)) return why;
   }
-  storage::AuditLog(store.database())
-      .record_sender(c.command_id, origin_.sender, origin_.key_id, currency, amount,
-                     utc_day(now_ms), now_ms);
+  store.record_sender(c.command_id, origin_.sender, origin_.key_id, currency, amount,
+                      utc_day(now_ms), now_ms);
   return std::nullopt;
 }
 

@@ -13,7 +13,7 @@
 
 #include "kpay/processor/command_auth.hpp"
 #include "kpay/processor/commands.hpp"
-#include "kpay/storage/state_store.hpp"
+#include "kpay/storage/store.hpp"
 
 namespace kpay::processor::appliers {
 
@@ -22,16 +22,16 @@ class CommandGate {
   CommandGate(const CommandPolicy& policy, const CommandOrigin& origin)
       : policy_(policy), origin_(origin) {}
 
-  std::optional<std::string> before(storage::StateStore& store, const Command& c,
+  std::optional<std::string> before(storage::Store& store, const Command& c,
                                     std::int64_t now_ms) const;
-  std::optional<std::string> after(storage::StateStore& store, const Command& c,
+  std::optional<std::string> after(storage::Store& store, const Command& c,
                                    const std::string& account, std::optional<std::int64_t> amount,
                                    const std::string& entity_id, std::int64_t now_ms) const;
 
  private:
   std::optional<std::string> permit_account(const SenderPermissions& p,
                                             const std::string& account) const;
-  std::optional<std::string> permit_amount(storage::StateStore& store, const SenderPermissions& p,
+  std::optional<std::string> permit_amount(storage::Store& store, const SenderPermissions& p,
                                            const std::optional<std::string>& currency,
                                            std::optional<std::int64_t> amount,
                                            std::int64_t now_ms) const;

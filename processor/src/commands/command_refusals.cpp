@@ -6,7 +6,6 @@
 #include "kpay/core/log.hpp"
 #include "kpay/core/wall_clock.hpp"
 #include "kpay/processor/batch_applier.hpp"
-#include "kpay/storage/audit_log.hpp"
 
 namespace kpay::processor {
 
@@ -96,7 +95,7 @@ void BatchApplier::record_command_refusal(const DecodedMessage& d, const Command
   a.operation = r.type;
   a.status = "rejected";
   a.detail = text + " (" + coordinates + ")";
-  storage::AuditLog(store_.database()).append(a);
+  store_.append_audit(a);
   storage::PublishRow row{0, topics_.command_results,
                           m.key.empty() ? r.command_id.value_or("") : m.key,
                           render_command_result(result, now), ""};
@@ -115,7 +114,7 @@ void BatchApplier::audit_command(const DecodedMessage& d, const CommandResult& r
   a.entity_id = non_empty(d.message.key);
   a.status = std::string(command_status_name(result.status));
   a.detail = result.reason;
-  storage::AuditLog(store_.database()).append(a);
+  store_.append_audit(a);
 }
 
 }  // namespace kpay::processor

@@ -584,17 +584,7 @@ std::variant<Command, CommandRejection> decode_command(std::string_view body) {
 }
 
 std::string_view command_status_name(CommandStatus s) {
-  switch (s) {
-    case CommandStatus::accepted:
-      return "accepted";
-    case CommandStatus::rejected:
-      return "rejected";
-    case CommandStatus::succeeded:
-      return "succeeded";
-    case CommandStatus::failed:
-      return "failed";
-  }
-  return "failed";
+  return storage::to_string(s);
 }
 
 std::string render_command_result(const CommandResult& r, std::int64_t occurred_at_ms) {

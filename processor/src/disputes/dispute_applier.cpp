@@ -10,15 +10,14 @@ namespace kpay::processor::appliers {
 
 namespace {
 
-constexpr std::string_view kCurrent = "current";
-constexpr std::string_view kLegacy = "legacy";
+using storage::DisputeFramework;
 
-std::string_view hinted_framework(FrameworkHint h) {
-  return h == FrameworkHint::current ? kCurrent : kLegacy;
+DisputeFramework hinted_framework(FrameworkHint h) {
+  return h == FrameworkHint::current ? DisputeFramework::current : DisputeFramework::legacy;
 }
 
 struct Framework {
-  std::string name;
+  DisputeFramework name = DisputeFramework::current;
   bool inferred = false;
 };
 
@@ -30,13 +29,13 @@ std::optional<Framework> resolve_framework(std::optional<storage::DisputeRow>& r
   if (!row) {
     // pre-arbitration / closed first: only the representment object tells.
     if (a.framework == FrameworkHint::either) {
-      return Framework{std::string(kCurrent), !p.has_representment};
+      return Framework{DisputeFramework::current, !p.has_representment};
     }
-    return Framework{std::string(hinted_framework(a.framework)), false};
+    return Framework{hinted_framework(a.framework), false};
   }
   Framework f{row->framework, row->framework_inferred};
   if (a.framework == FrameworkHint::either) return f;
-  const std::string_view hinted = hinted_framework(a.framework);
+  const DisputeFramework hinted = hinted_framework(a.framework);
   if (hinted != f.name) {
     if (!f.inferred) return std::nullopt;
     // The earlier guess was wrong: re-read its state in the other framework.
@@ -45,7 +44,7 @@ std::optional<Framework> resolve_framework(std::optional<storage::DisputeRow>& r
     } else if (row->state == "LEGACY_PRE_ARBITRATION") {
       row->state = "PRE_ARBITRATION";
     }
-    f.name = std::string(hinted);
+    f.name = hinted;
   }
   f.inferred = false;
   return f;
@@ -163,11 +162,11 @@ Effects apply_dispute_transition(StoreView& store, const Event& ev, const Disput
   const auto before = row;  // unchanged rows are not rewritten
   const auto framework = resolve_framework(row, a, ev.payload);
   if (!framework) {
-    e.reason = "framework mismatch: the dispute is " + row->framework;
+    e.reason = "framework mismatch: the dispute is " + std::string(to_string(row->framework));
     e.from_state = row->state;
     return e;
   }
-  const bool current_fw = framework->name == kCurrent;
+  const bool current_fw = framework->name == DisputeFramework::current;
   const DisputeState target = current_fw ? a.current_target : a.legacy_target;
   const auto& machine = current_fw ? current_dispute_machine() : legacy_dispute_machine();
   auto current = row ? stored_state<DisputeState>(row->state) : std::nullopt;
@@ -213,7 +212,8 @@ Effects apply_dispute_deadline(StoreView& store, const Event& ev,
   if (!row) {
     row.emplace();
     row->id = ev.envelope.entity_id;
-    row->framework = std::string(a.deadline == Deadline::representment ? kCurrent : kLegacy);
+    row->framework = a.deadline == Deadline::representment ? DisputeFramework::current
+                                                           : DisputeFramework::legacy;
     row->last_event_id = ev.envelope.event_id;
   }
   fill(row->payment_transaction_id, ev.payload.payment_transaction_id);

@@ -46,8 +46,9 @@ const StateDeadlines& deadlines_of(const std::optional<std::string>& state) {
 }
 
 OpenDeadline open_deadline(const storage::DisputeRow& d, std::string_view kind, std::int64_t at) {
-  return {d.id, std::string(kind), d.state.value_or(""), d.framework,
-          at,   d.amount,          d.currency,           d.payment_transaction_id};
+  return {
+      d.id, std::string(kind), d.state.value_or(""), std::string(storage::to_string(d.framework)),
+      at,   d.amount,          d.currency,           d.payment_transaction_id};
 }
 
 std::string event_id_of(const DeadlineWarning& w) {
@@ -142,7 +143,7 @@ std::int64_t DisputeDeadlineWatcher::system_now_ms() {
       .count();
 }
 
-DisputeDeadlineWatcher::DisputeDeadlineWatcher(storage::StateStore& store,
+DisputeDeadlineWatcher::DisputeDeadlineWatcher(storage::Store& store,
                                                DeadlineWatchSettings settings, Clock now)
     : store_(store), settings_(std::move(settings)), now_(std::move(now)) {}
 
@@ -173,7 +174,7 @@ storage::PublishRow DisputeDeadlineWatcher::publication(const DeadlineWarning& w
 DeadlineCheck DisputeDeadlineWatcher::check() {
   const std::int64_t now_ms = now_();
   DeadlineCheck c;
-  storage::Transaction tx(store_.database());
+  storage::WriteTransaction tx(store_);
   const auto disputes = store_.open_disputes();
   const auto deadlines = actionable_deadlines(disputes);
   c.stats = summarize(deadlines, now_ms, settings_.window.count());

@@ -21,7 +21,7 @@ namespace {
 
 using core::Overloaded;
 
-appliers::Effects apply_event(storage::StateStore& store, const Event& ev,
+appliers::Effects apply_event(storage::Store& store, const Event& ev,
                               const FollowUpSettings& settings) {
   using namespace appliers;
   return std::visit(
@@ -38,7 +38,7 @@ appliers::Effects apply_event(storage::StateStore& store, const Event& ev,
           [&](const DisputeTransition& a) { return apply_dispute_transition(store, ev, a); },
           [&](const DisputeDeadlineExtended& a) { return apply_dispute_deadline(store, ev, a); },
           [&](const SettlementReportTransition& a) {
-            return apply_settlement_report(store, ev, a);
+            return apply_settlement_report(store, ev, a, settings);
           },
           [&](const PayoutTransition& a) { return apply_payout(store, ev, a); },
           [&](const AccountTransition& a) { return apply_account(store, ev, a); },
@@ -85,7 +85,7 @@ std::string mismatch_note(const FollowUpSettings& s) {
 // The follow-ups an applied event reported become outbox rows with their
 // keys fixed now, unless the event came from the other environment or names
 // no account to call for. Returns the history reason.
-std::string queue_follow_ups(storage::StateStore& store, const FollowUpSettings& settings,
+std::string queue_follow_ups(storage::Store& store, const FollowUpSettings& settings,
                              const Event& ev, appliers::Effects& e, BatchResult& out) {
   if (!e.follow_ups.empty() && e.account_id.empty()) {
     e.follow_ups.clear();
@@ -150,7 +150,7 @@ DecodedMessage refused_command(InputMessage m, CommandRefusal r,
 
 }  // namespace
 
-BatchApplier::BatchApplier(storage::StateStore& store, klarna::Topics topics,
+BatchApplier::BatchApplier(storage::Store& store, klarna::Topics topics,
                            FollowUpSettings follow_ups)
     : store_(store), topics_(std::move(topics)), follow_ups_(std::move(follow_ups)) {}
 
@@ -186,7 +186,7 @@ BatchResult BatchApplier::apply(std::span<const InputMessage> batch,
 BatchResult BatchApplier::apply(std::span<const DecodedMessage> batch,
                                 std::span<const std::int64_t> acknowledged) {
   BatchResult out;
-  storage::Transaction tx(store_.database());
+  storage::WriteTransaction tx(store_);
   for (std::int64_t seq : acknowledged) store_.delete_published(seq);
   for (const auto& d : batch) {
     apply_traced(d, out);
@@ -220,7 +220,7 @@ void BatchApplier::apply_traced(const DecodedMessage& d, BatchResult& out) {
 
 BatchResult BatchApplier::record_apply_error(const DecodedMessage& d, std::string_view what) {
   BatchResult out;
-  storage::Transaction tx(store_.database());
+  storage::WriteTransaction tx(store_);
   const auto& t = d.message;
   store_.set_trace_context({t.traceparent, t.received_at, t.timestamp_ms});
   record_poison(d.message, Poison{"apply_error", std::string(what), std::nullopt}, out);
@@ -273,14 +273,14 @@ void BatchApplier::record_poison(const InputMessage& m, const Poison& p, BatchRe
 
 namespace {
 
-appliers::CommandEffects command_effects(storage::StateStore& store, const DecodedMessage& d,
+appliers::CommandEffects command_effects(storage::Store& store, const DecodedMessage& d,
                                          const Command& c, std::int64_t now,
                                          const CommandSecurity* security) {
   if (!security) return appliers::apply_command(store, c, d.message.key, now);
   const appliers::CommandGate gate(security->policy, d.origin);
   return appliers::apply_command(store, c, d.message.key, now, &gate);
 }
-appliers::CommandEffects command_effects(storage::StateStore& store, const DecodedMessage& d,
+appliers::CommandEffects command_effects(storage::Store& store, const DecodedMessage& d,
                                          const CommandRejection& r, std::int64_t now,
                                          const CommandSecurity*) {
   return appliers::apply_rejection(store, r, d.message.key, now);
@@ -401,6 +401,7 @@ void BatchApplier::apply_one(const DecodedMessage& d, BatchResult& out) {
     out.account_mismatches.emplace_back(env.entity_id, effects.account_mismatch);
     effects.reason = joined(std::move(effects.reason), "; ", effects.account_mismatch);
   }
+  if (effects.failed_payout) out.failed_payouts.push_back(std::move(*effects.failed_payout));
   h.outcome = std::string(outcome_name(effects.outcome));
   h.reason = queue_follow_ups(store_, follow_ups_, ev, effects, out);
   h.from_state = std::move(effects.from_state);

@@ -1,7 +1,5 @@
 #include "kpay/processor/consumer.hpp"
 
-#include <sqlite3.h>
-
 #include <condition_variable>
 #include <cstring>
 #include <memory>
@@ -11,9 +9,10 @@
 #include <utility>
 
 #include "intake/message_meta.hpp"
+#include "intake/storage_health.hpp"
 #include "kpay/core/traceparent.hpp"
 #include "kpay/klarna/kafka_contract.hpp"
-#include "kpay/storage/sqlite.hpp"
+#include "kpay/storage/store_error.hpp"
 
 namespace kpay::processor {
 
@@ -44,6 +43,10 @@ struct Processor::Metrics {
                       "Events whose metadata.subject_account_id disagrees with the account "
                       "stored for their entity or a dispute's transaction (stored one kept).")
                 .with({})),
+        payouts_failed(r.counter(klarna::contract::metric::processor_payouts_failed,
+                                 "Payouts Klarna reported failed (settlement.payout.failed "
+                                 "applied): money that did not arrive.")
+                           .with({})),
         unrouted(r.counter("kpay_processor_unrouted_events_total",
                            "Events of types no state machine handles (recorded only).")
                      .with({})),
@@ -78,6 +81,7 @@ struct Processor::Metrics {
   core::CounterFamily& poison;
   core::Counter& environment_mismatch;
   core::Counter& account_mismatch;
+  core::Counter& payouts_failed;
   core::Counter& unrouted;
   core::Histogram& batch_commit;
   core::Counter& batch_events;
@@ -130,25 +134,6 @@ bool destroy_within(rd_kafka_t* rk, int flags, std::chrono::milliseconds grace) 
   return false;
 }
 
-// Faults of the store itself, worth retrying: another writer holds the lock,
-// the disk is full or failing, the file is gone or read-only. Anything else
-// (a constraint a message violates, a bug) fails the same way every time.
-bool is_storage_fault(const storage::SqliteError& e) {
-  switch (e.code() & 0xff) {  // the primary code of an extended one
-    case SQLITE_BUSY:
-    case SQLITE_LOCKED:
-    case SQLITE_IOERR:
-    case SQLITE_FULL:
-    case SQLITE_CANTOPEN:
-    case SQLITE_READONLY:
-    case SQLITE_NOMEM:
-    case SQLITE_PROTOCOL:
-      return true;
-    default:
-      return false;
-  }
-}
-
 // Adds one message's result to the batch's.
 void merge(BatchResult& into, BatchResult&& one) {
   into.applied += one.applied;
@@ -158,12 +143,28 @@ void merge(BatchResult& into, BatchResult&& one) {
   into.unrouted += one.unrouted;
   into.environment_mismatch += one.environment_mismatch;
   for (auto& m : one.account_mismatches) into.account_mismatches.push_back(std::move(m));
+  for (auto& p : one.failed_payouts) into.failed_payouts.push_back(std::move(p));
   into.conflicts += one.conflicts;
   for (const auto& [reason, n] : one.poison_by_reason) into.poison_by_reason[reason] += n;
   for (auto& row : one.publications) into.publications.push_back(std::move(row));
   for (const auto& [tp, next] : one.next_offsets) {
     auto& n = into.next_offsets[tp];
     n = std::max(n, next);
+  }
+}
+
+// A failed payout: money Klarna meant to pay did not arrive. Counted and
+// logged as an error (config/alerts/ pages on the counter).
+void report_failed_payouts(const core::Logger& log, core::Counter& counter,
+                           const std::vector<FailedPayout>& failed) {
+  counter.inc(failed.size());
+  for (const auto& p : failed) {
+    log.error("settlement payout failed: the money did not arrive",
+              {{"entity_id", p.entity_id},
+               {"settlement_id", p.settlement_id.value_or("")},
+               {"payout_id", p.payout_id.value_or("")},
+               {"amount", p.amount.value_or(0)},
+               {"currency", p.currency.value_or("")}});
   }
 }
 
@@ -184,12 +185,11 @@ ProcessorSettings settings_from_config(const core::Config& c) {
                std::chrono::milliseconds(0), std::chrono::milliseconds(120000));
   s.follow_ups = follow_up_settings_from_config(c);
   s.commands = command_policy_from_config(c);
-  const auto policy = c.string("processor.on_offset_gap", "pause");
-  if (policy != "pause" && policy != "continue") {
+  const auto policy = storage::parse_gap_policy(c.string("processor.on_offset_gap", "pause"));
+  if (!policy) {
     throw core::ConfigError("processor.on_offset_gap", "must be \"pause\" or \"continue\"");
   }
-  s.on_offset_gap =
-      policy == "pause" ? ProcessorSettings::GapPolicy::pause : ProcessorSettings::GapPolicy::go_on;
+  s.on_offset_gap = *policy;
   const auto repair = c.string("processor.gap_repair", "manual");
   if (repair != "manual" && repair != "auto") {
     throw core::ConfigError("processor.gap_repair", "must be \"manual\" or \"auto\"");
@@ -200,12 +200,12 @@ ProcessorSettings settings_from_config(const core::Config& c) {
   return s;
 }
 
-Processor::Processor(ProcessorSettings settings, storage::StateStore& store,
-                     core::Registry& registry)
+Processor::Processor(ProcessorSettings settings, storage::Store& store, core::Registry& registry)
     : settings_(std::move(settings)),
       store_(store),
       applier_(store, settings_.topics, settings_.follow_ups),
       metrics_(std::make_unique<Metrics>(registry)) {
+  storage_health_ = std::make_unique<StorageHealth>(store_.database_file(), registry);
   secure_commands(registry);
   gap_metrics_ = make_gap_metrics(registry);
   registry.gauge_callback(klarna::contract::metric::processor_consumer_lag,
@@ -255,7 +255,10 @@ Processor::Processor(ProcessorSettings settings, storage::StateStore& store,
 Processor::~Processor() = default;
 
 core::Readiness Processor::readiness() const {
-  if (!storage_ok_) return {false, "state store failing"};
+  if (!storage_ok_) {
+    auto why = storage_health_->reason();
+    return {false, why.empty() ? "state store failing" : why};
+  }
   if (!kafka_ok_) return {false, "kafka unreachable"};
   if (!assigned_) return {false, "no partitions assigned yet"};
   if (auto open = open_gaps_.load(); open > 0) {
@@ -453,16 +456,23 @@ std::optional<BatchResult> Processor::retry_storage_faults(
   for (int attempt = 0;; ++attempt) {
     try {
       auto result = transaction();
+      storage_health_->succeeded();
       storage_ok_ = true;
       return result;
-    } catch (const storage::SqliteError& e) {
-      if (!is_storage_fault(e)) throw;
+    } catch (const storage::StoreError& e) {
+      // Faults of the store itself are worth retrying: another writer holds
+      // the lock, the disk is full or failing, the database is unreachable.
+      // Anything else (a constraint a message violates, a bug) fails the same
+      // way every time.
+      if (!e.is_transient()) throw;
       // The transaction rolled back, nothing was stored; the same work is
       // retried (it is idempotent) until the store recovers. /readyz says so.
+      // A full disk is waited out with the watchdog fed: a restart cannot
+      // make room, and the consume loop is waiting, not stuck.
+      if (storage_health_->failed(e)) heartbeat_.beat();
       storage_ok_ = false;
       metrics_->storage_errors.inc();
-      log_.error("state store failing; retrying",
-                 {{"error", e.what()}, {"code", e.code()}, {"attempt", attempt}});
+      log_.error("state store failing; retrying", {{"error", e.what()}, {"attempt", attempt}});
       if (give_up != nullptr && give_up->load() && attempt >= 3) return std::nullopt;
       std::this_thread::sleep_for(
           std::chrono::milliseconds(std::min(2000, 50 << std::min(attempt, 5))));
@@ -552,6 +562,7 @@ bool Processor::finish_commit() {
     log_.warn("partner account disagrees with the stored one; stored kept",
               {{"entity_id", entity}, {"detail", what}});
   }
+  report_failed_payouts(log_, metrics_->payouts_failed, result.failed_payouts);
   for (const auto& [reason, n] : result.commands_refused) {
     metrics_->commands_refused.with({reason}).inc(n);
   }

@@ -136,14 +136,13 @@ bool Processor::handle_gap(const std::string& topic, std::int32_t partition, std
   } else {
     return false;  // compaction or markers, or a transient out-of-range answer
   }
-  gap.policy =
-      settings_.on_offset_gap == ProcessorSettings::GapPolicy::pause ? "pause" : "continue";
+  gap.policy = settings_.on_offset_gap;
   gap.detected_at_ms = now_ms();
   if (!record_gap(gap)) {
     hold_partition(topic, partition, -1);
     return true;
   }
-  if (gap.policy == "pause" && gap.status == "open") {
+  if (gap.policy == storage::GapPolicy::pause && gap.status == storage::GapStatus::open) {
     hold_partition(topic, partition, gap.id);
   } else {
     restart_partition(topic, partition, gap.resume_at);
@@ -156,12 +155,13 @@ bool Processor::record_gap(storage::OffsetGapRow& gap) {
   // the stored position is the gap's start and one connection has one user.
   if (!commit_pending(stop_)) return false;
   try {
-    storage::Transaction tx(store_.database());
+    storage::WriteTransaction tx(store_);
     auto [row, inserted] = store_.record_gap(gap);
     std::optional<GapRepair> repair;
     std::optional<storage::PublishRow> publication;
     if (inserted) {
-      if (row.policy == "continue") store_.reset_offset(row.topic, row.partition, row.resume_at);
+      if (row.policy == storage::GapPolicy::go_on)
+        store_.reset_offset(row.topic, row.partition, row.resume_at);
       if (settings_.gap_repair_auto) repair = queue_gap_repair(store_, row, now_ms());
       storage::PublishRow p{0, settings_.topics.payment_states, gap_message_key(row),
                             render_gap_message(row), ""};
@@ -172,10 +172,11 @@ bool Processor::record_gap(storage::OffsetGapRow& gap) {
     const bool counted = inserted;
     gap = row;
     if (!counted) {
-      log_.warn("offset gap seen again (recorded before)", {{"gap_id", row.id},
-                                                            {"topic", row.topic},
-                                                            {"partition", row.partition},
-                                                            {"status", row.status}});
+      log_.warn("offset gap seen again (recorded before)",
+                {{"gap_id", row.id},
+                 {"topic", row.topic},
+                 {"partition", row.partition},
+                 {"status", std::string(storage::to_string(row.status))}});
       return true;
     }
     gap_metrics_->gaps.with({row.kind}).inc();
@@ -190,11 +191,12 @@ bool Processor::record_gap(storage::OffsetGapRow& gap) {
                 {"resume_at", row.resume_at},
                 {"kind", row.kind},
                 {"skipped", row.skipped},
-                {"policy", row.policy},
-                {"next", row.policy == "pause" ? "partition paused: klarnactl gaps list, "
-                                                 "gaps repair ID, gaps accept ID"
-                                               : "going on; klarnactl gaps repair ID, "
-                                                 "gaps accept ID to acknowledge"}});
+                {"policy", std::string(storage::to_string(row.policy))},
+                {"next", row.policy == storage::GapPolicy::pause
+                             ? "partition paused: klarnactl gaps list, "
+                               "gaps repair ID, gaps accept ID"
+                             : "going on; klarnactl gaps repair ID, "
+                               "gaps accept ID to acknowledge"}});
     if (repair) {
       log_.warn("offset gap: open entities queued for reading from Klarna",
                 {{"gap_id", row.id},
@@ -280,7 +282,8 @@ void Processor::expect_assigned(rd_kafka_topic_partition_list_t* partitions) {
   for (int i = 0; i < partitions->cnt; ++i) {
     const auto& tp = partitions->elems[i];
     if (tp.offset >= 0) expected_[tp.topic][tp.partition] = tp.offset;
-    if (auto gap = store_.open_gap(tp.topic, tp.partition); gap && gap->policy == "pause") {
+    if (auto gap = store_.open_gap(tp.topic, tp.partition);
+        gap && gap->policy == storage::GapPolicy::pause) {
       log_.warn("partition held by an open offset gap: klarnactl gaps accept ID resumes it",
                 {{"gap_id", gap->id}, {"topic", gap->topic}, {"partition", gap->partition}});
       hold_partition(tp.topic, tp.partition, gap->id);
@@ -312,7 +315,7 @@ void Processor::check_gaps() {
           continue;
         }
         auto gap = store_.find_gap(gap_id);
-        if (gap && gap->status != "open") {
+        if (gap && gap->status != storage::GapStatus::open) {
           log_.info("offset gap accepted; partition resumes",
                     {{"gap_id", gap->id},
                      {"topic", topic},

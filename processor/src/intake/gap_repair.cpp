@@ -20,7 +20,8 @@ bool is_final(const storage::RepairTarget& t) {
     return final_in(t.generation == 1 ? gen1_request_machine() : gen2_request_machine(), t.state);
   }
   if (t.kind == "payment_transaction") return final_in(transaction_machine(), t.state);
-  return final_in(t.framework == "legacy" ? legacy_dispute_machine() : current_dispute_machine(),
+  return final_in(t.framework == storage::DisputeFramework::legacy ? legacy_dispute_machine()
+                                                                   : current_dispute_machine(),
                   t.state);
 }
 
@@ -32,7 +33,7 @@ FollowUp read_of(const storage::RepairTarget& t) {
 
 }  // namespace
 
-GapRepair queue_gap_repair(storage::StateStore& store, const storage::OffsetGapRow& gap,
+GapRepair queue_gap_repair(storage::Store& store, const storage::OffsetGapRow& gap,
                            std::int64_t now_ms) {
   GapRepair r;
   for (const auto& t : store.repair_targets(gap.topic, gap.partition)) {
@@ -80,7 +81,7 @@ std::string render_gap_message(const storage::OffsetGapRow& gap) {
   w.field("topic", gap.topic).field("partition", std::int64_t{gap.partition});
   w.field("expected_offset", gap.expected).field("resume_offset", gap.resume_at);
   w.field("kind", gap.kind).field("skipped_offsets", gap.skipped);
-  w.field("policy", gap.policy).field("status", gap.status);
+  w.field("policy", storage::to_string(gap.policy)).field("status", storage::to_string(gap.status));
   w.field("detected_at", core::rfc3339_ms(gap.detected_at_ms)).end_object();
   return w.take();
 }

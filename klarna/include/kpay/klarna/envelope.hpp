@@ -40,6 +40,8 @@ struct Topics {
   // contract"; schemas/KAFKA-CONTRACT.md, "Commands").
   std::string commands = contract::topic::commands;
   std::string command_results = contract::topic::command_results;
+  // What reconciling Klarna's settlements found (docs/OPERATIONS.md, "Settlements").
+  std::string reconciliation = contract::topic::reconciliation;
 
   const std::string& for_family(EventFamily f) const;
   void apply_prefix(std::string_view prefix);

@@ -22,6 +22,8 @@ inline constexpr char payment_states[] = "klarna.payment-states";
 inline constexpr char processor_dead_letter[] = "klarna.processor-dead-letter";
 inline constexpr char commands[] = "klarna.commands";
 inline constexpr char command_results[] = "klarna.command-results";
+// Settlement reconciliation findings (schemas/reconciliation-finding.schema.json).
+inline constexpr char reconciliation[] = "klarna.reconciliation";
 }  // namespace topic
 
 // Message headers (UTF-8 values).
@@ -55,6 +57,11 @@ inline constexpr char processor_consumer_lag[] = "kpay_processor_consumer_lag";
 inline constexpr char processor_call_deadlines[] = "kpay_processor_call_deadlines";  // status
 inline constexpr char processor_poison_messages[] = "kpay_processor_poison_messages_total";
 inline constexpr char processor_dispute_deadlines[] = "kpay_processor_dispute_deadlines";
+// Settlement reconciliation (klarnactl top reads them).
+inline constexpr char processor_settlement_findings[] = "kpay_processor_settlement_findings";
+inline constexpr char processor_settlement_unsettled_amount[] =
+    "kpay_processor_settlement_unsettled_amount";
+inline constexpr char processor_payouts_failed[] = "kpay_processor_settlement_payouts_failed_total";
 }  // namespace metric
 
 }  // namespace kpay::klarna::contract

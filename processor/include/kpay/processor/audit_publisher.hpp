@@ -7,8 +7,8 @@
 #include <string>
 #include <vector>
 
-#include "kpay/storage/audit_log.hpp"
-#include "kpay/storage/state_store.hpp"
+#include "kpay/storage/audit_trail.hpp"
+#include "kpay/storage/store.hpp"
 
 namespace kpay::processor {
 
@@ -18,13 +18,13 @@ std::string render_audit_event(const storage::AuditEvent& e);
 
 class AuditPublisher {
  public:
-  AuditPublisher(storage::StateStore& store, std::string topic)
+  AuditPublisher(storage::Store& store, std::string topic)
       : store_(store), topic_(std::move(topic)) {}
   // Queues up to `limit` unpublished events in one transaction; the rows to produce.
   std::vector<storage::PublishRow> take(std::size_t limit = 1000);
 
  private:
-  storage::StateStore& store_;
+  storage::Store& store_;
   std::string topic_;
 };
 

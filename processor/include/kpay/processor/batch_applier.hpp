@@ -24,7 +24,7 @@
 #include "kpay/processor/commands.hpp"
 #include "kpay/processor/events.hpp"
 #include "kpay/processor/follow_ups.hpp"
-#include "kpay/storage/state_store.hpp"
+#include "kpay/storage/store.hpp"
 
 namespace kpay::processor {
 
@@ -86,6 +86,9 @@ struct BatchResult {
   // Events whose metadata.subject_account_id disagrees with the account stored
   // for their entity (or a dispute's transaction): entity id, what.
   std::vector<std::pair<std::string, std::string>> account_mismatches;
+  // Payouts that moved to PAYOUT_FAILED in this batch (each once: a
+  // redelivered or stale failure is not applied again).
+  std::vector<FailedPayout> failed_payouts;
   // Messages with the event_id of an applied event but another body:
   // dead-lettered (event_id_conflict), counted apart from duplicates.
   std::uint64_t conflicts = 0;
@@ -103,7 +106,7 @@ class BatchApplier {
  public:
   // `follow_ups`: the capture policy and the environment follow-up calls are
   // decided with (follow_ups.hpp); the rows go to the outbox in the batch.
-  BatchApplier(storage::StateStore& store, klarna::Topics topics, FollowUpSettings follow_ups = {});
+  BatchApplier(storage::Store& store, klarna::Topics topics, FollowUpSettings follow_ups = {});
 
   // Throws storage::SqliteError when the store fails; the transaction is then
   // rolled back and the caller may retry the same batch (it is idempotent).
@@ -152,7 +155,7 @@ class BatchApplier {
   // The signature and issued_at of a command message (decode()).
   std::optional<CommandRefusal> authenticate_command(InputMessage& m, CommandOrigin& origin) const;
 
-  storage::StateStore& store_;
+  storage::Store& store_;
   klarna::Topics topics_;
   FollowUpSettings follow_ups_;
   std::shared_ptr<const CommandSecurity> security_;

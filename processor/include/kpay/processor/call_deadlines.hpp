@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "kpay/core/metrics.hpp"
-#include "kpay/storage/state_store.hpp"
+#include "kpay/storage/store.hpp"
 
 namespace kpay::processor {
 
@@ -20,7 +20,7 @@ class CallDeadlineWatch {
  public:
   // `store`: a connection of its own (read-only is enough); used only by the
   // thread that calls check() and by the metric callbacks, serialized inside.
-  CallDeadlineWatch(storage::StateStore& store, std::chrono::milliseconds window);
+  CallDeadlineWatch(storage::Store& store, std::chrono::milliseconds window);
 
   // kpay_processor_call_deadlines{status="at_risk"|"overdue"|"failed"} and
   // kpay_processor_call_deadline_nearest_seconds (negative when passed).
@@ -31,7 +31,7 @@ class CallDeadlineWatch {
   std::vector<storage::OutboxRow> check(std::int64_t now_ms);
 
  private:
-  storage::StateStore& store_;
+  storage::Store& store_;
   std::chrono::milliseconds window_;
   std::mutex mu_;
   std::set<std::pair<std::int64_t, bool>> reported_;  // (outbox id, overdue)

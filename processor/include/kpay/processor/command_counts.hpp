@@ -6,7 +6,7 @@
 #include <mutex>
 
 #include "kpay/core/metrics.hpp"
-#include "kpay/storage/state_store.hpp"
+#include "kpay/storage/store.hpp"
 
 namespace kpay::processor {
 
@@ -14,12 +14,12 @@ class CommandCounts {
  public:
   // `store`: a connection of its own (read-only is enough), used only by the
   // metric callback, serialized inside.
-  explicit CommandCounts(storage::StateStore& store);
+  explicit CommandCounts(storage::Store& store);
 
   void register_metrics(core::Registry& registry);
 
  private:
-  storage::StateStore& store_;
+  storage::Store& store_;
   std::mutex mu_;
 };
 

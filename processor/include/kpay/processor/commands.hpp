@@ -16,6 +16,8 @@
 #include <variant>
 #include <vector>
 
+#include "kpay/storage/status.hpp"
+
 namespace kpay::processor {
 
 enum class CommandType {
@@ -185,7 +187,8 @@ struct CommandRejection {
 std::variant<Command, CommandRejection> decode_command(std::string_view body);
 
 // ---- results (klarna.command-results) ---------------------------------------------
-enum class CommandStatus { accepted, rejected, succeeded, failed };
+// The command statuses the command log stores (storage/status.hpp).
+using CommandStatus = storage::CommandStatus;
 std::string_view command_status_name(CommandStatus s);
 
 struct CommandResult {

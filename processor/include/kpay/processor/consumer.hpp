@@ -49,9 +49,11 @@
 #include "kpay/processor/batch_applier.hpp"
 #include "kpay/processor/follow_ups.hpp"
 #include "kpay/processor/sender_keys.hpp"
-#include "kpay/storage/state_store.hpp"
+#include "kpay/storage/store.hpp"
 
 namespace kpay::processor {
+
+class StorageHealth;  // intake/storage_health.hpp
 
 struct ProcessorSettings {
   std::string bootstrap_servers = "127.0.0.1:9092";
@@ -68,7 +70,7 @@ struct ProcessorSettings {
   std::optional<CommandPolicy> commands;
   // processor.on_offset_gap: pause the partition until an operator accepts
   // the gap (default), or record it and go on from the first offset left.
-  enum class GapPolicy { pause, go_on };
+  using GapPolicy = storage::GapPolicy;  // "pause" | "continue"
   GapPolicy on_offset_gap = GapPolicy::pause;
   // processor.gap_repair = "auto": read the gap's open entities again at once.
   bool gap_repair_auto = false;
@@ -79,7 +81,7 @@ struct ProcessorSettings {
 class Processor {
  public:
   // Registers its metrics in `registry`. Throws at start-up (bad Kafka config).
-  Processor(ProcessorSettings settings, storage::StateStore& store, core::Registry& registry);
+  Processor(ProcessorSettings settings, storage::Store& store, core::Registry& registry);
   ~Processor();
   Processor(const Processor&) = delete;
   Processor& operator=(const Processor&) = delete;
@@ -177,13 +179,15 @@ class Processor {
   std::atomic<std::int64_t> open_gaps_{0};
 
   ProcessorSettings settings_;
-  storage::StateStore& store_;
+  storage::Store& store_;
   std::unique_ptr<SenderKeySource> sender_keys_;  // with settings_.commands
   BatchApplier applier_;
   core::Logger log_{"processor"};
 
   struct Metrics;
   std::unique_ptr<Metrics> metrics_;
+  // Why commits fail (disk full, I/O, …): /readyz, log, metric.
+  std::unique_ptr<StorageHealth> storage_health_;
 
   std::vector<DecodedMessage> pending_;     // being gathered
   std::vector<std::int64_t> acknowledged_;  // publish seqs the broker confirmed

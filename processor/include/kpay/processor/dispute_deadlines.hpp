@@ -20,7 +20,7 @@
 #include "kpay/core/metrics.hpp"
 #include "kpay/klarna/envelope.hpp"
 #include "kpay/klarna/kafka_contract.hpp"
-#include "kpay/storage/state_store.hpp"
+#include "kpay/storage/store.hpp"
 
 namespace kpay::processor {
 
@@ -89,7 +89,7 @@ class DisputeDeadlineWatcher {
   static std::int64_t system_now_ms();
 
   // `store`: a writable connection only this watcher's thread uses.
-  DisputeDeadlineWatcher(storage::StateStore& store, DeadlineWatchSettings settings,
+  DisputeDeadlineWatcher(storage::Store& store, DeadlineWatchSettings settings,
                          Clock now = &DisputeDeadlineWatcher::system_now_ms);
 
   // One transaction. Throws storage::SqliteError (retry at the next interval).
@@ -108,7 +108,7 @@ class DisputeDeadlineWatcher {
                                             std::int64_t now_ms);
   storage::PublishRow publication(const DeadlineWarning& w, std::int64_t now_ms) const;
 
-  storage::StateStore& store_;
+  storage::Store& store_;
   DeadlineWatchSettings settings_;
   Clock now_;
   mutable std::mutex mu_;

@@ -94,6 +94,16 @@ struct SettlementFacts {
   std::string links_json = "{}";  // every https URL in the payload, by its path
 };
 
+// A payout Klarna reports FAILED (settlement.payout.failed applied): what the
+// log names. The entity is the payout's key (settlement, payout or report id).
+struct FailedPayout {
+  std::string entity_id;
+  std::optional<std::string> settlement_id;
+  std::optional<std::string> payout_id;
+  std::optional<std::int64_t> amount;
+  std::optional<std::string> currency;
+};
+
 struct Payload {
   std::optional<std::string> reference;
   // The entity's amount; for captures, refunds and chargebacks the

@@ -6,6 +6,7 @@
 // paths produce the same key and the outbox keeps one row.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -16,7 +17,7 @@
 
 #include "kpay/core/config.hpp"
 #include "kpay/processor/commands.hpp"
-#include "kpay/storage/state_store.hpp"
+#include "kpay/storage/store.hpp"
 
 namespace kpay::processor {
 
@@ -29,6 +30,20 @@ enum class CapturePolicy {
 };
 std::optional<CapturePolicy> parse_capture_policy(std::string_view text);
 std::string_view capture_policy_name(CapturePolicy p);
+
+// Settlement reports (`[settlements]`): fetched when announced
+// (settlement.report.created), from the JSON transactions pages or the CSV
+// report; a capture or refund is missing_in_settlement once no report named
+// it `grace` after it was executed.
+struct SettlementSettings {
+  bool fetch = true;
+  bool csv = false;
+  int page_size = 500;  // Klarna's maximum (docs/klarna/SETTLEMENTS.md)
+  std::chrono::milliseconds grace = std::chrono::hours(24 * 7);
+  // How often the processor looks for captures and refunds past the grace
+  // period that no report named.
+  std::chrono::milliseconds check_interval = std::chrono::minutes(1);
+};
 
 struct FollowUpSettings {
   CapturePolicy default_capture = CapturePolicy::after_authorization;
@@ -44,6 +59,7 @@ struct FollowUpSettings {
   std::string dispute_path_prefix = std::string(kDefaultDisputePathPrefix);
   static constexpr std::string_view kDefaultDisputePathPrefix =
       "/v2/accounts/{account}/payment/disputes";
+  SettlementSettings settlements;
   CapturePolicy capture_for(std::string_view account_id) const;
 };
 // `capture.default` ("now" | "after_authorization" | "on_command"),
@@ -177,13 +193,32 @@ struct ReadRefund {
   std::string payment_transaction_id;
   std::string payment_refund_id;
 };
+// ---- settlements (docs/klarna/SETTLEMENTS.md): GETs of one settlement's report,
+// keyed by the settlement (and page), so a report announced twice is fetched
+// once. Their stored paths start with "{root}": the Settlements API is not
+// under /v2/accounts/{account}.
+struct FetchSettlement {
+  std::string settlement_id;
+};
+// One page of the settlement's transactions (`page`: path and query), or
+// (`csv`) the whole CSV report.
+struct FetchSettlementTransactions {
+  std::string settlement_id;
+  std::string page;
+  bool csv = false;
+};
+struct FetchPayoutStatus {
+  std::string settlement_id;
+};
 using FollowUp =
     std::variant<FinalAuthorization, Confirm, Capture, ReadPaymentRequest, ReadTransaction,
                  ReadCapture, ReadRefund, InitialAuthorization, Refund, Void, CancelRequest,
-                 DisputeAcceptLoss, DisputeRepresent, DisputeAppeal, ReadDispute, SdkToken>;
+                 DisputeAcceptLoss, DisputeRepresent, DisputeAppeal, ReadDispute, SdkToken,
+                 FetchSettlement, FetchSettlementTransactions, FetchPayoutStatus>;
 
 // Operation names stored in outbox.operation.
 std::string_view operation_name(const FollowUp& f);
+storage::OutboxOperation operation_of(const FollowUp& f);
 
 // Where a follow-up comes from: the account it is about, the event (or call)
 // that caused it, and when it must be done by.
@@ -204,6 +239,8 @@ storage::OutboxRow outbox_row(const FollowUp& f, const FollowUpOrigin& origin);
 
 // The stored path of a Dispute API call starts with this placeholder.
 inline constexpr std::string_view kDisputesPlaceholder = "{disputes}";
+// …and that of a call not under an account (the Settlements API) with this.
+inline constexpr std::string_view kRootPlaceholder = "{root}";
 // The Dispute API's root for an account: the configured prefix with
 // "{account}" replaced by the percent-encoded id.
 std::string dispute_api_root(const FollowUpSettings& s, std::string_view account_id);

@@ -10,7 +10,7 @@
 #include <string_view>
 
 #include "kpay/processor/follow_ups.hpp"
-#include "kpay/storage/state_store.hpp"
+#include "kpay/storage/store.hpp"
 
 namespace kpay::processor {
 
@@ -25,7 +25,7 @@ struct GapRepair {
 // partition, keyed by the gap (a second repair of the same gap adds nothing),
 // and the gap marked repaired. Entities whose every event was lost are
 // unknown here: nothing names them.
-GapRepair queue_gap_repair(storage::StateStore& store, const storage::OffsetGapRow& gap,
+GapRepair queue_gap_repair(storage::Store& store, const storage::OffsetGapRow& gap,
                            std::int64_t now_ms);
 
 // The klarna.payment-states message announcing a gap (key: "offset-gap:<topic>/<partition>").

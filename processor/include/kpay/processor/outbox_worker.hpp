@@ -34,7 +34,7 @@
 #include "kpay/klarna/api_client.hpp"
 #include "kpay/klarna/envelope.hpp"
 #include "kpay/processor/follow_ups.hpp"
-#include "kpay/storage/state_store.hpp"
+#include "kpay/storage/store.hpp"
 
 namespace kpay::processor {
 
@@ -48,6 +48,11 @@ struct WorkerSettings {
   std::chrono::milliseconds poll_interval{500};
   std::size_t record_batch = 256;                // answers recorded per transaction at most
   std::chrono::milliseconds stop_timeout{5000};  // calls in flight at SIGTERM
+  // Several processors on one store (PostgreSQL): a call claimed this long ago
+  // and not answered is claimed again by another (its claimer presumed dead)
+  // and sent with the same idempotency key. 0: one processor (SQLite), whose
+  // start-up releases what it left in flight.
+  std::chrono::milliseconds claim_lease{0};
   FollowUpSettings follow_ups;
   klarna::Topics topics;
 };
@@ -65,7 +70,7 @@ class OutboxWorker {
   // database. `publish`: hands committed publish-queue rows to the producer
   // (Processor::publish_later); called on the worker's thread.
   using Publish = std::function<void(std::vector<storage::PublishRow>)>;
-  OutboxWorker(WorkerSettings settings, storage::StateStore& store, klarna::ApiClient& client,
+  OutboxWorker(WorkerSettings settings, storage::Store& store, klarna::ApiClient& client,
                core::Registry& registry, Publish publish);
   ~OutboxWorker();  // stop(0) if still running
   OutboxWorker(const OutboxWorker&) = delete;

@@ -20,7 +20,7 @@
 //   /v2/accounts/{account}/payment/captures/{id}, /refunds/{id}       GET
 //   /v2/notification/signing-keys[/{id}]                      POST, GET, DELETE
 //   /v2/notification/webhooks[/{id}[/simulate]]               POST, GET, PATCH, DELETE
-//   /v2/settlements/{id}                                      GET
+//   /v2/settlements[/{id}[/transactions|/csv|/payouts/status]] GET (docs/klarna/SETTLEMENTS.md)
 //   /_sim/…                                                   introspection and control
 #pragma once
 
@@ -35,6 +35,7 @@
 #include <vector>
 
 #include "kpay/sim/clock.hpp"
+#include "kpay/sim/settlements.hpp"
 #include "kpay/sim/webhooks.hpp"
 
 namespace kpay::sim {
@@ -94,6 +95,11 @@ struct ApiOptions {
   // documents allow) or "bare" (capture / refund / void answers with an empty
   // object: the id must be read back).
   std::string answers = "full";
+  // Settlement reports: schedule, fee schedule, payout delay.
+  SettlementOptions settlements;
+  // Where the sim is reached (`sim.public_url`; else klarna-sim sets it from
+  // its listening address once started): settlement links point here.
+  std::string public_url = "https://api-global.test.klarna.com";
 };
 
 // Evidence files: at most 7 MB (7,000,000 bytes) each. A request carrying one
@@ -121,6 +127,9 @@ class SimApi {
   // Applies time-based transitions (request and token expiry, transaction
   // expiry) as of the clock's now. The server calls it periodically.
   void tick();
+
+  // The base of the links in settlement reports and webhooks.
+  void set_public_url(std::string url);
 
   // Start-up configuration (also possible over the API).
   void add_signing_key(const std::string& id, const std::string& secret);

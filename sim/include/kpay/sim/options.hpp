@@ -28,6 +28,7 @@ struct SimOptions {
   std::string listen_address = "127.0.0.1";
   std::uint16_t port = 12112;
   std::string port_file;
+  std::string public_url;  // sim.public_url; empty: from the listening address
   bool tls = false;
   std::string tls_certificate, tls_private_key;
   std::string tls_client_ca;  // PEM CA file: when set, clients must present a certificate it signed

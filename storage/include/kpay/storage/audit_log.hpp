@@ -1,10 +1,12 @@
 // The audit trail and the command senders' record, in the state database
-// (migration 9; docs/OPERATIONS.md, "Audit trail"). Works on a connection of
-// the caller (the batch transaction, the audit publisher, klarnactl).
+// (migration 9; docs/OPERATIONS.md, "Audit trail"): SQLite's implementation
+// of AuditTrail (audit_trail.hpp), on a connection of the caller. Code outside
+// storage/ reaches it through the store (StateStore's AuditTrail methods).
 //
 // audit_events is append-only (the database refuses updates and deletes);
 // the outbox's own triggers add the rows of each Klarna call (queued, every
-// answered attempt, the outcome, an operator's requeue).
+// answered attempt, the outcome); klarnactl appends an operator's actions
+// (kind "operator", with `operator_name`) in the transaction that does them.
 #pragma once
 
 #include <cstdint>
@@ -12,33 +14,10 @@
 #include <string>
 #include <vector>
 
+#include "kpay/storage/audit_trail.hpp"
 #include "kpay/storage/sqlite.hpp"
 
 namespace kpay::storage {
-
-struct AuditEvent {
-  std::int64_t seq = 0;  // assigned on append
-  std::int64_t at_ms = 0;
-  std::string kind;  // command | refused | call_queued | attempt | outcome | operator
-  std::optional<std::string> sender;
-  std::optional<std::string> command_id;
-  std::optional<std::string> operation;  // command type or Klarna operation
-  std::optional<std::string> entity_id;
-  std::optional<std::int64_t> outbox_id;
-  std::optional<std::int64_t> attempt;
-  std::string status;
-  std::optional<std::string> detail;
-  std::optional<std::string> request;  // what went to Klarna; never a token
-  std::optional<std::int64_t> klarna_status;
-};
-
-struct AuditQuery {
-  std::int64_t since_ms = 0;
-  std::string sender;      // empty: all
-  std::string command_id;  // empty: all
-  std::int64_t after_seq = 0;
-  std::size_t limit = 1000;
-};
 
 class AuditLog {
  public:
@@ -54,6 +33,8 @@ class AuditLog {
                      const std::string& key_id, const std::optional<std::string>& currency,
                      std::optional<std::int64_t> amount, const std::string& day,
                      std::int64_t now_ms);
+  // The sender recorded for a command (command_senders), if any.
+  std::optional<std::string> sender_of(const std::string& command_id);
   // The amounts of `sender`'s accepted commands in `currency` on UTC `day`.
   std::int64_t spent(const std::string& sender, const std::string& currency,
                      const std::string& day);

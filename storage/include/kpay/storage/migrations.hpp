@@ -12,18 +12,14 @@
 #include <string_view>
 
 #include "kpay/storage/sqlite.hpp"
+#include "kpay/storage/store_error.hpp"  // SchemaTooNewError
 
 namespace kpay::storage {
 
 struct Migration {
-  int version;             // 1, 2, 3 … without gaps
-  std::string_view name;   // what it does, for the record
+  int version;            // 1, 2, 3 … without gaps
+  std::string_view name;  // what it does, for the record
   std::string_view sql;
-};
-
-class SchemaTooNewError : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
 };
 
 // Returns the schema version after migrating.

@@ -3,8 +3,9 @@
 // Guarantees: Database::open() puts the file in WAL mode with synchronous=FULL
 // (a committed transaction survives power loss), foreign keys on and a busy
 // timeout, so a second process (klarnactl next to a daemon) waits instead of
-// failing. Errors throw SqliteError: storage failures are environment errors
-// that the caller turns into "not ready" / a retried batch, never a crash.
+// failing. Errors throw SqliteError (a StoreError): storage failures are
+// environment errors that the caller turns into "not ready" / a retried batch,
+// never a crash.
 #pragma once
 
 #include <sqlite3.h>
@@ -17,12 +18,20 @@
 #include <string_view>
 #include <utility>
 
+#include "kpay/storage/store_error.hpp"
+
 namespace kpay::storage {
 
-class SqliteError : public std::runtime_error {
+// Transient (StoreError::is_transient) for busy, locked, I/O, full, cannot
+// open, read-only, out of memory and protocol errors: the environment, not the
+// work (sqlite_transient()).
+class SqliteError : public StoreError {
  public:
-  SqliteError(int code, const std::string& what) : std::runtime_error(what), code_(code) {}
+  SqliteError(int code, const std::string& what)
+      : StoreError(what, sqlite_transient(code), sqlite_fault(code)), code_(code) {}
   int code() const noexcept { return code_; }
+  static bool sqlite_transient(int code) noexcept;
+  static StoreFault sqlite_fault(int code) noexcept;
 
  private:
   int code_;

@@ -1,0 +1,56 @@
+// Reconciling Klarna's settlements against what the processor executed
+// (reconciler.cpp; docs/OPERATIONS.md, "Settlements"). Per settlement line:
+// a SALE against the capture it names, a RETURN against the refund, a
+// CHARGEBACK against the transaction's chargebacks or the lost dispute, a FEE
+// against a known transaction; per settlement: each type's total against the
+// report's, and the payout against sales − returns − fees − chargebacks.
+// Across settlements: a capture or refund settled twice, and (after a grace
+// period) one settled nowhere. Every difference is a typed finding stored
+// once (its id is kind:settlement:subject), with both sides.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "kpay/storage/reconciliation_store.hpp"
+#include "kpay/storage/state_store.hpp"
+
+namespace kpay::processor {
+
+// The finding kinds, as stored and published.
+namespace finding_kind {
+inline constexpr std::string_view missing = "missing_in_settlement";
+inline constexpr std::string_view unexpected = "unexpected_in_settlement";
+inline constexpr std::string_view amount = "amount_mismatch";
+inline constexpr std::string_view duplicate = "duplicate_settlement";
+inline constexpr std::string_view payout = "payout_mismatch";
+inline constexpr std::string_view currency = "currency_mismatch";
+inline constexpr std::string_view all[] = {missing,   unexpected, amount,
+                                           duplicate, payout,     currency};
+}  // namespace finding_kind
+
+struct ReconcileResult {
+  std::int64_t lines = 0;                  // lines looked at
+  std::vector<storage::FindingRow> found;  // new findings (stored now)
+  std::int64_t resolved = 0;               // missing_in_settlement findings now settled
+};
+
+// Reconciles one settlement whose lines are all booked, in the caller's
+// transaction: stores new findings and marks the settlement reconciled.
+// Running it again finds nothing new.
+ReconcileResult reconcile_settlement(storage::Store& store, const std::string& settlement_id,
+                                     std::int64_t now_ms);
+
+// Captures and refunds executed before now − grace that no settlement line
+// names: one missing_in_settlement finding each (once).
+ReconcileResult find_missing(storage::Store& store, std::int64_t now_ms,
+                             std::chrono::milliseconds grace);
+
+// The klarna.reconciliation message of a finding
+// (schemas/reconciliation-finding.schema.json).
+std::string finding_message(const storage::FindingRow& f);
+
+}  // namespace kpay::processor

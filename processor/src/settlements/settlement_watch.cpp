@@ -1,0 +1,62 @@
+#include "kpay/processor/settlement_watch.hpp"
+
+#include "kpay/klarna/kafka_contract.hpp"
+#include "kpay/processor/reconciler.hpp"
+#include "kpay/storage/reconciliation_store.hpp"
+
+namespace kpay::processor {
+
+void SettlementWatch::register_metrics(core::Registry& registry) {
+  registry.gauge_callback(
+      klarna::contract::metric::processor_settlement_findings,
+      "Reconciliation findings not resolved, by kind (missing_in_settlement, "
+      "unexpected_in_settlement, amount_mismatch, duplicate_settlement, payout_mismatch, "
+      "currency_mismatch).",
+      {"kind"}, [this]() -> std::vector<core::GaugeSample> {
+        std::lock_guard lock(mu_);
+        try {
+          auto open = storage::ledger_of(store_).open_findings_by_kind();
+          std::vector<core::GaugeSample> out;
+          for (auto kind : finding_kind::all) {
+            auto it = open.find(std::string(kind));
+            out.push_back(
+                {{std::string(kind)}, static_cast<double>(it == open.end() ? 0 : it->second)});
+          }
+          return out;
+        } catch (const std::exception&) {
+          return {};  // the store is busy or failing; /readyz reports storage
+        }
+      });
+  registry.gauge_callback(
+      klarna::contract::metric::processor_settlement_unsettled_amount,
+      "Captures executed that no settlement report names yet, minor units, by currency.",
+      {"currency"}, [this]() -> std::vector<core::GaugeSample> {
+        std::lock_guard lock(mu_);
+        try {
+          std::vector<core::GaugeSample> out;
+          for (const auto& [currency, amount] :
+               storage::ledger_of(store_).unsettled_capture_amounts()) {
+            out.push_back({{currency}, static_cast<double>(amount)});
+          }
+          return out;
+        } catch (const std::exception&) {
+          return {};
+        }
+      });
+}
+
+SettlementWatch::Check SettlementWatch::check(std::int64_t now_ms) {
+  std::lock_guard lock(mu_);
+  Check out;
+  storage::WriteTransaction tx(store_);
+  out.found = find_missing(store_, now_ms, grace_).found;
+  for (const auto& f : out.found) {
+    storage::PublishRow row{0, topic_, f.settlement_id.value_or(f.subject), finding_message(f), ""};
+    row.seq = store_.enqueue_publish(row);
+    out.publications.push_back(std::move(row));
+  }
+  tx.commit();
+  return out;
+}
+
+}  // namespace kpay::processor

@@ -1,0 +1,61 @@
+// Entities: payment requests, transactions and their captures / refunds /
+// chargebacks, disputes and their deadlines, records (settlement reports,
+// payouts, partner accounts), settlement events (storage/README.md).
+// save_* are upserts by id: the row given replaces the stored one.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "kpay/storage/rows.hpp"
+
+namespace kpay::storage {
+
+class EntityStore {
+ public:
+  virtual ~EntityStore() = default;
+
+  virtual std::optional<PaymentRequestRow> find_request(const std::string& id) = 0;
+  virtual void save_request(const PaymentRequestRow& r) = 0;
+  virtual std::optional<PaymentTransactionRow> find_transaction(const std::string& id) = 0;
+  virtual void save_transaction(const PaymentTransactionRow& t) = 0;
+  // The request whose state_context named this transaction (lowest id), if any.
+  virtual std::optional<std::string> request_for_transaction(const std::string& transaction_id) = 0;
+  // The transaction whose events named this request (lowest id), if any.
+  virtual std::optional<std::string> transaction_for_request(const std::string& request_id) = 0;
+
+  // false when a sub-record with this kind and id exists already (idempotent
+  // amount bookkeeping).
+  virtual bool insert_sub_record(const SubRecordRow& r) = 0;
+  // Ordered by occurred_at_ms, kind, id.
+  virtual std::vector<SubRecordRow> sub_records(const std::string& transaction_id) = 0;
+  virtual std::optional<SubRecordRow> find_sub_record(const std::string& kind,
+                                                      const std::string& id) = 0;
+
+  virtual std::optional<DisputeRow> find_dispute(const std::string& id) = 0;
+  virtual void save_dispute(const DisputeRow& d) = 0;
+  // false when this (dispute, kind, event) is recorded already.
+  virtual bool insert_dispute_deadline(const DisputeDeadlineRow& d) = 0;
+  // Ordered by as_of_ms, kind, event_id.
+  virtual std::vector<DisputeDeadlineRow> dispute_deadlines(const std::string& dispute_id) = 0;
+  // Disputes not CLOSED (state unknown included), by id; at most `limit`.
+  virtual std::vector<DisputeRow> open_disputes(std::size_t limit = 1000000) = 0;
+  // The claim of one deadline warning: true for exactly one caller per
+  // (dispute, kind, deadline value, stage) ever, false for every later one
+  // (whichever processor asks). The warning is sent only by the one that got
+  // true, in the same transaction.
+  virtual bool mark_deadline_warning(const std::string& dispute_id, const std::string& kind,
+                                     std::int64_t deadline_ms, const std::string& stage,
+                                     std::int64_t now_ms) = 0;
+
+  virtual std::optional<RecordRow> find_record(const std::string& kind, const std::string& id) = 0;
+  virtual void save_record(const RecordRow& r) = 0;
+
+  // One row per event_id: false when it was recorded before.
+  virtual bool insert_settlement_event(const SettlementEventRow& r) = 0;
+  virtual std::vector<SettlementEventRow> settlement_events(std::size_t limit) = 0;  // newest
+};
+
+}  // namespace kpay::storage

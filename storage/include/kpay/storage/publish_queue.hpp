@@ -1,0 +1,61 @@
+// Messages that must reach Kafka, and the offsets consumed, both written in
+// the batch transaction (storage/README.md, "Publish queue and offsets").
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "kpay/storage/rows.hpp"
+
+namespace kpay::storage {
+
+class PublishQueue {
+ public:
+  virtual ~PublishQueue() = default;
+  // Returns the row's seq: increasing in the order rows were enqueued (and
+  // committed) through this store object.
+  virtual std::int64_t enqueue_publish(const PublishRow& p) = 0;
+  // After the broker acknowledged it. Deleting a seq already gone is a no-op.
+  virtual void delete_published(std::int64_t seq) = 0;
+  // Every row not deleted yet, by seq.
+  virtual std::vector<PublishRow> pending_publications() = 0;
+};
+
+// Next offset to consume per partition, and the gaps found in them.
+class OffsetStore {
+ public:
+  virtual ~OffsetStore() = default;
+  // Never moves backwards (the larger of stored and given is kept).
+  virtual void save_offset(const std::string& topic, std::int32_t partition,
+                           std::int64_t next_offset) = 0;
+  virtual std::optional<std::int64_t> stored_offset(const std::string& topic,
+                                                    std::int32_t partition) = 0;
+  // Sets the next offset, even backwards (a recreated log starts again at 0).
+  virtual void reset_offset(const std::string& topic, std::int32_t partition,
+                            std::int64_t next_offset) = 0;
+
+  // Records a gap once per (topic, partition, expected): the row as stored
+  // and whether this call inserted it (false: detected before).
+  virtual std::pair<OffsetGapRow, bool> record_gap(const OffsetGapRow& g) = 0;
+  virtual std::optional<OffsetGapRow> find_gap(std::int64_t id) = 0;
+  // By status (none: all), newest first.
+  virtual std::vector<OffsetGapRow> list_gaps(std::optional<GapStatus> status,
+                                              std::size_t limit) = 0;
+  // The open gap that holds a partition, if any.
+  virtual std::optional<OffsetGapRow> open_gap(const std::string& topic,
+                                               std::int32_t partition) = 0;
+  virtual std::int64_t count_open_gaps() = 0;
+  // open → accepted, and the partition's stored offset set to the gap's
+  // resume_at (unless already past it). false when not open.
+  virtual bool accept_gap(std::int64_t id, std::int64_t now_ms) = 0;
+  virtual void mark_gap_repaired(std::int64_t id, std::int64_t reads, std::int64_t now_ms) = 0;
+  // Payment requests, transactions and disputes with a history row on this
+  // partition, with their state.
+  virtual std::vector<RepairTarget> repair_targets(const std::string& topic, std::int32_t partition,
+                                                   std::size_t limit = 100000) = 0;
+};
+
+}  // namespace kpay::storage

@@ -1,0 +1,173 @@
+// storage::Store on PostgreSQL: one connection, the operations of PgState
+// (pg_state.hpp), claims with leases (pg_leases.hpp). The contract is
+// storage/README.md's; what is PostgreSQL's own:
+//
+// - A write transaction is REPEATABLE READ: two processors that change one
+//   row (or insert one key) at once are serialised by the row lock, and the
+//   second fails with a serialization failure (transient: its batch is rolled
+//   back and retried, and then sees the first's commit) instead of
+//   overwriting it with what it read before.
+// - A lost connection is re-established on the next call outside a
+//   transaction (inside one, the call fails transiently: the transaction is
+//   gone with the connection).
+// - `owner` names this processor instance: its outbox claims and
+//   publish-queue claims carry it; release_in_flight_outbox releases only its
+//   own claims (another processor's are taken over after their lease).
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "kpay/storage/postgres.hpp"
+#include "kpay/storage/store.hpp"
+#include "postgres/pg.hpp"
+#include "postgres/pg_state.hpp"
+
+namespace kpay::storage::pg {
+
+class PgStore final : public Store {
+ public:
+  PgStore(Connection c, std::string owner, std::chrono::milliseconds lease);
+
+  // UnitOfWork
+  std::unique_ptr<TransactionScope> begin_write() override;
+
+  // InboxStore
+  bool insert_inbox(const InboxEntry& e) override;
+  std::optional<InboxEntry> find_inbox(const std::string& event_id) override;
+  void insert_conflict(const EventConflictRow& c) override;
+  std::vector<EventConflictRow> list_conflicts(std::size_t limit) override;
+  void append_history(const HistoryRow& h) override;
+  std::vector<HistoryRow> history(const std::string& entity_id) override;
+  bool index_history_if_due(std::int64_t) override { return false; }
+
+  // EntityStore
+  std::optional<PaymentRequestRow> find_request(const std::string& id) override;
+  void save_request(const PaymentRequestRow& r) override;
+  std::optional<PaymentTransactionRow> find_transaction(const std::string& id) override;
+  void save_transaction(const PaymentTransactionRow& t) override;
+  std::optional<std::string> request_for_transaction(const std::string& transaction_id) override;
+  std::optional<std::string> transaction_for_request(const std::string& request_id) override;
+  bool insert_sub_record(const SubRecordRow& r) override;
+  std::vector<SubRecordRow> sub_records(const std::string& transaction_id) override;
+  std::optional<SubRecordRow> find_sub_record(const std::string& kind,
+                                              const std::string& id) override;
+  std::optional<DisputeRow> find_dispute(const std::string& id) override;
+  void save_dispute(const DisputeRow& d) override;
+  bool insert_dispute_deadline(const DisputeDeadlineRow& d) override;
+  std::vector<DisputeDeadlineRow> dispute_deadlines(const std::string& dispute_id) override;
+  std::vector<DisputeRow> open_disputes(std::size_t limit) override;
+  bool mark_deadline_warning(const std::string& dispute_id, const std::string& kind,
+                             std::int64_t deadline_ms, const std::string& stage,
+                             std::int64_t now_ms) override;
+  std::optional<RecordRow> find_record(const std::string& kind, const std::string& id) override;
+  void save_record(const RecordRow& r) override;
+  bool insert_settlement_event(const SettlementEventRow& r) override;
+  std::vector<SettlementEventRow> settlement_events(std::size_t limit) override;
+
+  // OutboxStore
+  bool insert_outbox(const OutboxRow& o) override;
+  std::vector<OutboxRow> outbox(const std::string& entity_id) override;
+  std::optional<OutboxRow> find_outbox(std::int64_t id) override;
+  std::vector<OutboxRow> claim_due_outbox(const OutboxClaim& claim) override;
+  std::int64_t release_in_flight_outbox(std::int64_t now_ms) override;
+  bool update_outbox(const OutboxUpdate& u) override;
+  bool retry_outbox(std::int64_t id, std::int64_t now_ms) override;
+  std::vector<OutboxRow> list_outbox(std::optional<OutboxStatus> status,
+                                     std::size_t limit) override;
+  std::vector<OutboxRow> outbox_due_within(std::int64_t now_ms, std::int64_t horizon_ms,
+                                           std::size_t limit) override;
+  std::optional<std::int64_t> next_outbox_attempt() override;
+  OutboxCounts outbox_counts() override;
+  std::int64_t pending_outbox_amount(const std::string& transaction_id, OutboxOperation operation,
+                                     const std::optional<std::string>& capture_id) override;
+  DeadlineSummary deadlines(std::int64_t now_ms, std::int64_t horizon_ms,
+                            std::int64_t call_horizon_ms) override;
+
+  // PublishQueue: pending_publications() claims what it returns for this
+  // owner (rows of another owner are skipped while its lease holds).
+  std::int64_t enqueue_publish(const PublishRow& p) override;
+
+  // ---- CallAttempts (v11, pg_state_traces.cpp) ----
+  void insert_call_attempt(const CallAttemptRow& a) override;
+  std::vector<CallAttemptRow> call_attempts(std::int64_t outbox_id) override;
+  void delete_published(std::int64_t seq) override;
+  std::vector<PublishRow> pending_publications() override;
+
+  // OffsetStore
+  void save_offset(const std::string& topic, std::int32_t partition,
+                   std::int64_t next_offset) override;
+  std::optional<std::int64_t> stored_offset(const std::string& topic,
+                                            std::int32_t partition) override;
+  void reset_offset(const std::string& topic, std::int32_t partition,
+                    std::int64_t next_offset) override;
+  std::pair<OffsetGapRow, bool> record_gap(const OffsetGapRow& g) override;
+  std::optional<OffsetGapRow> find_gap(std::int64_t id) override;
+  std::vector<OffsetGapRow> list_gaps(std::optional<GapStatus> status, std::size_t limit) override;
+  std::optional<OffsetGapRow> open_gap(const std::string& topic, std::int32_t partition) override;
+  std::int64_t count_open_gaps() override;
+  bool accept_gap(std::int64_t id, std::int64_t now_ms) override;
+  void mark_gap_repaired(std::int64_t id, std::int64_t reads, std::int64_t now_ms) override;
+  std::vector<RepairTarget> repair_targets(const std::string& topic, std::int32_t partition,
+                                           std::size_t limit) override;
+
+  // CommandLog
+  bool insert_command(const CommandRow& c) override;
+  std::optional<CommandRow> find_command(const std::string& command_id) override;
+  void finish_command(const std::string& command_id, CommandStatus status,
+                      const std::optional<std::string>& reason, std::int64_t now_ms) override;
+  std::vector<CountRow> command_counts() override;
+  void save_payment_context(const PaymentContextRow& c) override;
+  std::optional<PaymentContextRow> find_payment_context(
+      const std::string& payment_request_id, const std::optional<std::string>& reference) override;
+  bool attach_payment_context(const std::string& command_id,
+                              const std::string& payment_request_id) override;
+
+  // AuditTrail
+  std::int64_t append_audit(const AuditEvent& e) override;
+  std::vector<AuditEvent> list_audit(const AuditQuery& q) override;
+  std::vector<AuditEvent> audit_of_outbox(std::int64_t outbox_id) override;
+  void record_sender(const std::string& command_id, const std::string& sender,
+                     const std::string& key_id, const std::optional<std::string>& currency,
+                     std::optional<std::int64_t> amount, const std::string& day,
+                     std::int64_t now_ms) override;
+  std::optional<std::string> sender_of(const std::string& command_id) override;
+  std::int64_t spent(const std::string& sender, const std::string& currency,
+                     const std::string& day) override;
+  std::int64_t audit_published_through() override;
+  void set_audit_published_through(std::int64_t seq) override;
+
+  // DeadLetterStore
+  void insert_poison(const PoisonRow& p) override;
+  std::vector<DeadLetterRow> list_poison(std::size_t limit) override;
+  std::optional<DeadLetterRow> find_poison(const std::string& topic, std::int32_t partition,
+                                           std::int64_t offset) override;
+  std::optional<ReplayRow> find_replay(const std::string& topic, std::int32_t partition,
+                                       std::int64_t offset) override;
+  std::vector<ReplayRow> replays() override;
+  void record_replay(const ReplayRow& r) override;
+  void restore_replay(const std::optional<ReplayRow>& before, const std::string& topic,
+                      std::int32_t partition, std::int64_t offset) override;
+  bool release_poison_claim(const DeadLetterRow& p) override;
+
+  // ReadModel
+  int schema_version() override;
+  Overview overview() override;
+  std::vector<PaymentSummary> list_payments(const PaymentFilter& f) override;
+  std::vector<DisputeRow> list_disputes(std::size_t limit) override;
+  std::vector<CommandRow> commands_for_entity(const std::string& entity_id) override;
+  std::vector<std::string> disputes_of_transaction(const std::string& transaction_id) override;
+
+ private:
+  class Scope;
+  // The state on a live connection: reconnects first when the connection
+  // was lost and no transaction is open.
+  PgState& live();
+  Connection conn_;
+  PgState state_;
+  std::string owner_;
+  std::chrono::milliseconds lease_;
+  bool in_transaction_ = false;
+};
+
+}  // namespace kpay::storage::pg

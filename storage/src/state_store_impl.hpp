@@ -1,0 +1,51 @@
+// StateStore's private parts, shared by its files (state_store*.cpp): the
+// connection and the statements prepared once and reused.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "kpay/storage/reconciliation_store.hpp"
+#include "kpay/storage/sqlite.hpp"
+#include "kpay/storage/state_store.hpp"
+
+namespace kpay::storage {
+
+// A status or operation read back (status.hpp's parse_*): a string this
+// build does not know is a corrupt or foreign row, not a transient fault.
+template <class E>
+E stored(std::optional<E> value, std::string_view what, const std::string& text) {
+  if (!value) {
+    throw StoreError("unknown " + std::string(what) + " '" + text + "' in the state database",
+                     false);
+  }
+  return *value;
+}
+
+// The first of two values that is not empty (a row's own trace field, then
+// the store's trace context), or NULL.
+inline std::optional<std::string_view> non_empty(std::string_view a, std::string_view b) {
+  if (!a.empty()) return a;
+  if (!b.empty()) return b;
+  return std::nullopt;
+}
+
+struct StateStore::Impl {
+  explicit Impl(Database d) : db(std::move(d)) {}
+  Database db;
+  std::unique_ptr<SettlementLedger> ledger;  // made on first use
+  std::optional<Statement> insert_inbox, find_request, save_request, find_transaction,
+      save_transaction, request_for_transaction, transaction_for_request, insert_sub_record,
+      find_dispute, save_dispute, find_record, save_record, append_history, insert_outbox,
+      enqueue_publish, delete_published, insert_poison, save_offset, stored_offset,
+      history_unindexed, index_history, mark_history_indexed;
+
+  Statement& prep(std::optional<Statement>& s, std::string_view sql) {
+    if (!s) s.emplace(db.prepare(sql));
+    return *s;
+  }
+};
+
+}  // namespace kpay::storage

@@ -1,0 +1,122 @@
+#include "e2e_checks.hpp"
+
+#include <sqlite3.h>
+
+#include <sstream>
+
+namespace kpay::test {
+
+std::vector<std::vector<std::string>> rows(const std::string& db, const std::string& sql) {
+  std::vector<std::vector<std::string>> out;
+  sqlite3* h = nullptr;
+  if (sqlite3_open_v2(db.c_str(), &h, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
+    sqlite3_busy_timeout(h, 5000);
+    sqlite3_stmt* st = nullptr;
+    if (sqlite3_prepare_v2(h, sql.c_str(), -1, &st, nullptr) == SQLITE_OK) {
+      while (sqlite3_step(st) == SQLITE_ROW) {
+        std::vector<std::string> row;
+        for (int i = 0; i < sqlite3_column_count(st); ++i) {
+          const auto* text = sqlite3_column_text(st, i);
+          row.emplace_back(text ? reinterpret_cast<const char*>(text) : "");
+        }
+        out.push_back(std::move(row));
+      }
+    }
+    sqlite3_finalize(st);
+  }
+  sqlite3_close(h);
+  return out;
+}
+
+std::int64_t int_at(simdjson::dom::element e, std::string_view key) {
+  std::int64_t v = 0;
+  if (e[key].get_int64().get(v) != simdjson::SUCCESS) return -1;
+  return v;
+}
+
+States sim_states(System& sys) {
+  simdjson::dom::parser p;
+  simdjson::dom::element root;
+  States out;
+  if (p.parse(sys.sim("GET", "/_sim/payments")).get(root) != simdjson::SUCCESS) return out;
+  simdjson::dom::array requests, transactions;
+  if (root["payment_requests"].get_array().get(requests) == simdjson::SUCCESS) {
+    for (auto r : requests) out[str_at(r, "payment_request_id")] = str_at(r, "state");
+  }
+  if (root["payment_transactions"].get_array().get(transactions) == simdjson::SUCCESS) {
+    for (auto t : transactions) {
+      out[str_at(t, "payment_transaction_id")] =
+          str_at(t, "state") + " " + std::to_string(int_at(t, "captured_amount")) + "/" +
+          std::to_string(int_at(t, "refunded_amount")) + "/" + std::to_string(int_at(t, "amount"));
+    }
+  }
+  return out;
+}
+
+States processor_states(const std::string& db) {
+  States out;
+  for (const auto& r : rows(db, "SELECT id, COALESCE(state, '?') FROM payment_requests")) {
+    out[r.at(0)] = r.at(1);
+  }
+  for (const auto& r :
+       rows(db,
+            "SELECT id, COALESCE(state, '?') || ' ' || captured_amount || '/' || refunded_amount "
+            "|| '/' || COALESCE(amount, -1) FROM payment_transactions")) {
+    out[r.at(0)] = r.at(1);
+  }
+  return out;
+}
+
+std::string describe_differences(const States& sim, const States& ours) {
+  std::ostringstream out;
+  int shown = 0;
+  for (const auto& [id, state] : sim) {
+    auto it = ours.find(id);
+    const std::string mine = it == ours.end() ? "(missing)" : it->second;
+    if (mine != state && shown++ < 20)
+      out << id << ": sim " << state << ", processor " << mine << "\n";
+  }
+  for (const auto& [id, state] : ours) {
+    if (!sim.count(id) && shown++ < 20) out << id << ": only in the processor (" << state << ")\n";
+  }
+  return out.str();
+}
+
+std::map<std::string, std::int64_t> delivery_summary(System& sys) {
+  simdjson::dom::parser p;
+  simdjson::dom::element root;
+  std::map<std::string, std::int64_t> out;
+  if (p.parse(sys.sim("GET", "/_sim/webhooks?limit=1")).get(root) != simdjson::SUCCESS) return out;
+  simdjson::dom::object summary;
+  if (root["summary"].get_object().get(summary) != simdjson::SUCCESS) return out;
+  for (auto [k, v] : summary) out[std::string(k)] = v.get_int64().value_unsafe();
+  return out;
+}
+
+std::set<std::string> delivered_event_ids(System& sys) {
+  simdjson::dom::parser p;
+  simdjson::dom::element root;
+  std::set<std::string> out;
+  if (p.parse(sys.sim("GET", "/_sim/webhooks?state=delivered")).get(root) != simdjson::SUCCESS) {
+    return out;
+  }
+  for (auto d : root["deliveries"]) out.insert(str_at(d, "event_id"));
+  return out;
+}
+
+Executions executions(System& sys) {
+  simdjson::dom::parser p;
+  simdjson::dom::element root;
+  Executions out;
+  if (p.parse(sys.sim("GET", "/_sim/executions")).get(root) != simdjson::SUCCESS) return out;
+  simdjson::dom::object routes, keys;
+  if (root["by_route"].get_object().get(routes) == simdjson::SUCCESS) {
+    for (auto [k, v] : routes) out.by_route[std::string(k)] = v.get_int64().value_unsafe();
+  }
+  if (root["by_idempotency_key"].get_object().get(keys) == simdjson::SUCCESS) {
+    for (auto [k, v] : keys) out.by_key[std::string(k)] = v.get_int64().value_unsafe();
+  }
+  return out;
+}
+
+}  // namespace kpay::test

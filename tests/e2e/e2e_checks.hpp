@@ -1,0 +1,44 @@
+// What the end-to-end suites compare once a run has drained: the processor's
+// database (read-only) against klarna-sim's introspection (deliveries,
+// executions per idempotency key, payment states). Shared by the chaos and
+// the full-disk suites.
+#pragma once
+
+#include <simdjson.h>
+
+#include <cstdint>
+#include <map>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "e2e_system.hpp"
+
+namespace kpay::test {
+
+// Every row of a query, as text (read-only; the test's own look into the database).
+std::vector<std::vector<std::string>> rows(const std::string& db, const std::string& sql);
+
+// An integer field of a JSON object; -1 when absent.
+std::int64_t int_at(simdjson::dom::element e, std::string_view key);
+
+// id → "STATE" (payment requests) or "STATE captured/refunded/amount" (transactions).
+using States = std::map<std::string, std::string>;
+States sim_states(System& sys);
+States processor_states(const std::string& db);
+// Up to 20 lines naming the entities whose states differ.
+std::string describe_differences(const States& sim, const States& ours);
+
+// The delivery summary (pending, delivered, failed, …) without the deliveries.
+std::map<std::string, std::int64_t> delivery_summary(System& sys);
+// The event ids of every delivery the receiver answered 2xx.
+std::set<std::string> delivered_event_ids(System& sys);
+
+// How often the sim executed each operation, and each idempotency key.
+struct Executions {
+  std::map<std::string, std::int64_t> by_route, by_key;
+};
+Executions executions(System& sys);
+
+}  // namespace kpay::test

@@ -1,0 +1,126 @@
+// Contract: EntityStore (storage/README.md, "Idempotency").
+#include "store_contract.hpp"
+
+namespace kpay::storage::contract {
+namespace {
+
+class EntityContract : public StoreContract {};
+
+PaymentTransactionRow transaction(const std::string& id) {
+  PaymentTransactionRow t;
+  t.id = id;
+  t.state = "AUTHORIZED";
+  t.state_as_of_ms = 1000;
+  t.amount = 5000;
+  t.currency = "EUR";
+  t.payment_request_id = "pr-1";
+  t.last_event_id = "e1";
+  t.account_id = "acc-1";
+  return t;
+}
+
+TEST_P(EntityContract, SaveIsAnUpsertAndFindGivesTheRowBack) {
+  PaymentRequestRow r;
+  r.id = "pr-1";
+  r.state = "COMPLETED";
+  r.amount = 5000;
+  r.currency = "EUR";
+  r.payment_transaction_id = "tx-1";
+  r.authorization_due_ms = 99;
+  r.last_event_id = "e0";
+  store().save_request(r);
+  EXPECT_EQ(store().find_request("pr-1"), r);
+  r.authorization_result = "APPROVED";
+  r.reference = std::nullopt;
+  store().save_request(r);
+  EXPECT_EQ(store().find_request("pr-1"), r);
+  EXPECT_FALSE(store().find_request("pr-2"));
+
+  auto t = transaction("tx-1");
+  store().save_transaction(t);
+  t.captured_amount = 2000;
+  t.funding_state = "FUNDED";
+  store().save_transaction(t);
+  EXPECT_EQ(store().find_transaction("tx-1"), t);
+  EXPECT_EQ(store().request_for_transaction("tx-1"), "pr-1");
+  EXPECT_EQ(store().transaction_for_request("pr-1"), "tx-1");
+  EXPECT_FALSE(store().request_for_transaction("tx-9"));
+}
+
+TEST_P(EntityContract, SubRecordsAreBookedOncePerKindAndId) {
+  store().save_transaction(transaction("tx-1"));
+  SubRecordRow capture{"capture", "cap-1", "tx-1", 2000, "EUR", std::nullopt, 2000, "e2"};
+  SubRecordRow refund{"refund", "ref-1", "tx-1", 500, "EUR", "cap-1", 3000, "e3"};
+  EXPECT_TRUE(store().insert_sub_record(refund));
+  EXPECT_TRUE(store().insert_sub_record(capture));
+  EXPECT_FALSE(store().insert_sub_record(capture));
+  const auto rows = store().sub_records("tx-1");
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[0].id, "cap-1");  // by occurred_at
+  EXPECT_EQ(rows[1].capture_id, "cap-1");
+  EXPECT_EQ(store().find_sub_record("refund", "ref-1")->amount, 500);
+  EXPECT_FALSE(store().find_sub_record("capture", "ref-1"));
+}
+
+TEST_P(EntityContract, DisputesTheirDeadlinesAndOneWarningPerDeadlineAndStage) {
+  DisputeRow d;
+  d.id = "d-1";
+  d.framework = DisputeFramework::current;
+  d.state = "OPEN";
+  d.representment_expires_at_ms = 5000;
+  d.last_event_id = "e1";
+  d.account_id = "acc-1";
+  store().save_dispute(d);
+  EXPECT_EQ(store().find_dispute("d-1"), d);
+  auto closed = d;
+  closed.id = "d-2";
+  closed.state = "CLOSED";
+  store().save_dispute(closed);
+  const auto open = store().open_disputes(10);
+  ASSERT_EQ(open.size(), 1u);
+  EXPECT_EQ(open[0].id, "d-1");
+
+  DisputeDeadlineRow dl{"d-1",
+                        "representment",
+                        5000,
+                        1000,
+                        "e1",
+                        "dispute.opened",
+                        "state_context.representment_expires_at"};
+  EXPECT_TRUE(store().insert_dispute_deadline(dl));
+  EXPECT_FALSE(store().insert_dispute_deadline(dl));
+  EXPECT_EQ(store().dispute_deadlines("d-1"), std::vector<DisputeDeadlineRow>{dl});
+
+  EXPECT_TRUE(store().mark_deadline_warning("d-1", "representment", 5000, "window", 4000));
+  EXPECT_FALSE(store().mark_deadline_warning("d-1", "representment", 5000, "window", 4001));
+  EXPECT_FALSE(
+      second_connection()->mark_deadline_warning("d-1", "representment", 5000, "window", 4002));
+  EXPECT_TRUE(store().mark_deadline_warning("d-1", "representment", 5000, "passed", 5001));
+  EXPECT_TRUE(store().mark_deadline_warning("d-1", "representment", 6000, "window", 5002));
+}
+
+TEST_P(EntityContract, RecordsAndSettlementEvents) {
+  RecordRow r{"payout", "po-1", "PAID", 10, std::nullopt, 0, 700, "EUR", "e1"};
+  store().save_record(r);
+  r.state = "RETURNED";
+  store().save_record(r);
+  EXPECT_EQ(store().find_record("payout", "po-1")->state, "RETURNED");
+  EXPECT_FALSE(store().find_record("settlement_report", "po-1"));
+
+  SettlementEventRow s;
+  s.event_id = "e9";
+  s.event_type = "settlement.payout.created";
+  s.entity_id = "po-1";
+  s.routed_by = "payout_id";
+  s.payout_id = "po-1";
+  s.amount = 700;
+  s.occurred_at_ms = 10;
+  EXPECT_TRUE(store().insert_settlement_event(s));
+  EXPECT_FALSE(store().insert_settlement_event(s));
+  EXPECT_EQ(store().settlement_events(10), std::vector<SettlementEventRow>{s});
+}
+
+KPAY_STORE_CONTRACT(EntityContract);
+
+}  // namespace
+}  // namespace kpay::storage::contract

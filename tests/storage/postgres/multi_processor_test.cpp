@@ -1,0 +1,143 @@
+// Two klarna-processor binaries in one consumer group on one PostgreSQL state
+// (processor.store = "postgresql"), the embedded Kafka, lifecycles with
+// duplicates and poison messages; one processor SIGKILLed mid-run and started
+// again (a rebalance each way). Every message must be in the history exactly
+// once, every event applied at most once, and the payments the same as an
+// uninterrupted SQLite reference run over the same messages; klarnactl reads
+// that state through the same configuration.
+#include <gtest/gtest.h>
+#include <libpq-fe.h>
+
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+
+#include "child_process.hpp"
+#include "db_dump.hpp"
+#include "http_client.hpp"
+#include "kafka_support.hpp"
+#include "kpay/core/embedded_kafka.hpp"
+#include "lifecycles.hpp"
+#include "postgres_server.hpp"
+
+using namespace kpay;
+
+namespace {
+
+// One integer from the PostgreSQL state; -1 while it cannot be read (not
+// migrated yet).
+long long pg_int(const std::string& dsn, const std::string& sql) {
+  PGconn* c = PQconnectdb(dsn.c_str());
+  long long v = -1;
+  if (PQstatus(c) == CONNECTION_OK) {
+    PGresult* r = PQexec(c, sql.c_str());
+    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 && !PQgetisnull(r, 0, 0)) {
+      v = std::stoll(PQgetvalue(r, 0, 0));
+    }
+    PQclear(r);
+  }
+  PQfinish(c);
+  return v;
+}
+
+std::string write_config(const std::string& dir, const std::string& name, const std::string& dsn,
+                         const std::string& bootstrap) {
+  const std::string path = dir + "/" + name + ".toml";
+  std::ofstream out(path);
+  out << "[processor]\nstore = \"postgresql\"\nbatch_size = 20\nbatch_timeout_ms = 5\n"
+      << "[postgresql]\ndsn = \"" << dsn << "\"\ninstance = \"" << name << "\"\n"
+      << "[kafka]\nbootstrap_servers = \"" << bootstrap << "\"\n"
+      << "group_id = \"multi\"\ntopic_prefix = \"multi.\"\n"
+      << "[kafka.properties]\n\"session.timeout.ms\" = \"3000\"\n"
+      << "\"heartbeat.interval.ms\" = \"300\"\n"
+      << "[admin]\nport = 0\n[log]\nlevel = \"warn\"\n"
+      << "[worker]\nenabled = false\n";  // consumption only: no Klarna to call
+  return path;
+}
+
+}  // namespace
+
+TEST(MultiProcessorPostgres, TwoProcessorsAndACrashApplyEveryMessageOnce) {
+  core::EmbeddedKafka kafka(1);
+  klarna::Topics topics;
+  topics.apply_prefix("multi.");
+  kafka.create_topic(topics.payment_requests, 4);
+  kafka.create_topic(topics.payment_transactions, 4);
+  kafka.create_topic(topics.disputes, 2);
+  kafka.create_topic(topics.settlements, 1);
+  kafka.create_topic(topics.accounts, 1);
+  kafka.create_topic(topics.unrouted, 1);
+  kafka.create_topic(topics.payment_states, 2);
+  kafka.create_topic(topics.processor_dead_letter, 1);
+  auto events = test::shuffle_with_duplicates(test::make_lifecycles(600, topics, 5), 0.1, 7);
+  for (auto& p : test::make_poison(topics)) events.push_back(std::move(p));
+  const auto produced = test::produce_events(kafka.bootstrap_servers(), events);
+  const auto total = static_cast<long long>(produced.size());
+
+  test::PostgresServer pg;
+  const std::string dsn = pg.dsn();
+  const auto dir = test::make_temp_dir("multi-processor");
+  auto consumed = [&] {
+    return pg_int(dsn, "SELECT COALESCE(SUM(next_offset), 0) FROM consumer_offsets");
+  };
+  const std::vector<std::string> a = {test::binary("processor/klarna-processor"), "--config",
+                                      write_config(dir, "proc-a", dsn, kafka.bootstrap_servers())};
+  const std::vector<std::string> b = {test::binary("processor/klarna-processor"), "--config",
+                                      write_config(dir, "proc-b", dsn, kafka.bootstrap_servers())};
+  {
+    test::ChildProcess first(a, dir + "/proc-a.log");
+    auto second = std::make_unique<test::ChildProcess>(b, dir + "/proc-b.log");
+    // Mid-run: both in the group, a third of the messages committed.
+    ASSERT_TRUE(test::wait_until([&] { return consumed() > total / 3; }, std::chrono::seconds(90)))
+        << test::read_file(dir + "/proc-a.log") << test::read_file(dir + "/proc-b.log");
+    second->signal(SIGKILL);
+    ASSERT_TRUE(second->wait(std::chrono::seconds(10)));
+    std::cout << "proc-b SIGKILLed at " << consumed() << " of " << total << " committed\n";
+    second = std::make_unique<test::ChildProcess>(b, dir + "/proc-b.log");
+    ASSERT_TRUE(test::wait_until([&] { return consumed() >= total; }, std::chrono::seconds(120)))
+        << consumed() << " of " << total << "\n"
+        << test::read_file(dir + "/proc-a.log") << test::read_file(dir + "/proc-b.log");
+    for (test::ChildProcess* p : {&first, second.get()}) {
+      p->signal(SIGTERM);
+      auto status = p->wait(std::chrono::seconds(30));
+      ASSERT_TRUE(status);
+      EXPECT_EQ(*status, 0) << "a clean stop after SIGTERM";
+    }
+  }
+  EXPECT_EQ(pg_int(dsn, "SELECT COUNT(*) FROM history"), total);
+  EXPECT_EQ(pg_int(dsn,
+                   "SELECT COUNT(*) FROM (SELECT 1 FROM history GROUP BY topic, partition, "
+                   "\"offset\" HAVING COUNT(*) > 1) AS d"),
+            0);
+  EXPECT_EQ(pg_int(dsn,
+                   "SELECT COUNT(*) FROM (SELECT 1 FROM history WHERE outcome <> 'duplicate' "
+                   "GROUP BY event_id HAVING COUNT(*) > 1) AS d"),
+            0);
+  EXPECT_EQ(pg_int(dsn, "SELECT COUNT(*) FROM publish_queue"), 0);
+
+  // klarnactl reads the same PostgreSQL state through the processor's configuration.
+  {
+    test::ChildProcess ctl(
+        {test::binary("tools/klarnactl"), "--config", a[2], "payments", "list", "--limit", "3"},
+        dir + "/klarnactl.log");
+    EXPECT_EQ(ctl.wait(std::chrono::seconds(30)), 0) << test::read_file(dir + "/klarnactl.log");
+    EXPECT_NE(test::read_file(dir + "/klarnactl.log").find("krn:"), std::string::npos)
+        << test::read_file(dir + "/klarnactl.log");
+  }
+
+  const std::string reference = dir + "/reference.db";
+  test::apply_reference(reference, topics, produced, 64);
+  for (const char* sql :
+       {"SELECT COUNT(*) FROM payment_requests", "SELECT COUNT(*) FROM payment_transactions",
+        "SELECT COUNT(*) FROM disputes", "SELECT COUNT(*) FROM inbox",
+        "SELECT COUNT(*) FROM transaction_sub_records", "SELECT COUNT(*) FROM poison_messages",
+        "SELECT COALESCE(SUM(captured_amount), 0) FROM payment_transactions",
+        "SELECT COALESCE(SUM(refunded_amount), 0) FROM payment_transactions",
+        "SELECT COUNT(*) FROM payment_requests WHERE state = 'COMPLETED'",
+        "SELECT COUNT(*) FROM payment_transactions WHERE state = 'CAPTURED'",
+        "SELECT COUNT(*) FROM history WHERE outcome = 'applied'"}) {
+    EXPECT_EQ(pg_int(dsn, sql), test::query_int(reference, sql)) << sql;
+  }
+  std::filesystem::remove_all(dir);
+}

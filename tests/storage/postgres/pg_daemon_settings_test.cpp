@@ -1,0 +1,56 @@
+// klarna-processor's PostgreSQL settings (daemon_settings.cpp): processor.store,
+// postgresql.dsn (required), postgresql.password_file (private), and the
+// claim lease the outbox worker then uses.
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "child_process.hpp"
+#include "kpay/processor/daemon_settings.hpp"
+
+using namespace kpay;
+
+namespace {
+
+// The key of the ConfigError that reading and checking `toml` throws ("" if none).
+std::string refused_key(const std::string& toml) {
+  try {
+    auto config = core::Config::from_string(toml);
+    auto s = processor::daemon_settings_from_config(config);
+    processor::check_daemon_settings(config, s);
+  } catch (const core::ConfigError& e) {
+    return e.key();
+  }
+  return "";
+}
+
+}  // namespace
+
+TEST(PostgresDaemonSettings, RefusedUntilComplete) {
+  EXPECT_EQ(refused_key("[processor]\nstore = \"postgres\"\n"), "processor.store");
+  EXPECT_EQ(refused_key("[processor]\nstore = \"postgresql\"\n[worker]\nenabled = false\n"),
+            "postgresql.dsn");
+  const auto dir = test::make_temp_dir("pg-daemon-settings");
+  const std::string pw = dir + "/pg.password";
+  std::ofstream(pw) << "secret\n";
+  ::chmod(pw.c_str(), 0644);
+  const std::string toml =
+      "[processor]\nstore = \"postgresql\"\n[worker]\nenabled = false\n[postgresql]\n"
+      "dsn = \"host=/tmp dbname=kpay\"\npassword_file = \"" +
+      pw + "\"\nclaim_lease_ms = 5000\n";
+  EXPECT_EQ(refused_key(toml), "postgresql.password_file");
+  ::chmod(pw.c_str(), 0600);
+  EXPECT_EQ(refused_key(toml), "");
+  auto config = core::Config::from_string(toml);
+  auto s = processor::daemon_settings_from_config(config);
+  EXPECT_EQ(s.store, storage::StoreBackend::postgresql);
+  EXPECT_EQ(s.worker.claim_lease, std::chrono::milliseconds(5000));
+  EXPECT_EQ(s.postgresql.dsn, "host=/tmp dbname=kpay");
+  // SQLite (the default) keeps the single-processor life: no lease.
+  auto plain = processor::daemon_settings_from_config(core::Config::from_string(""));
+  EXPECT_EQ(plain.store, storage::StoreBackend::sqlite);
+  EXPECT_EQ(plain.worker.claim_lease, std::chrono::milliseconds(0));
+  std::filesystem::remove_all(dir);
+}

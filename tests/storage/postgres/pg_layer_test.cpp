@@ -1,0 +1,312 @@
+// The libpq layer (storage/src/postgres/pg.hpp) against a real server:
+// parameters and results, prepared statements, transactions, pipelines, and
+// which failures are transient.
+#include <gtest/gtest.h>
+
+#include <climits>
+#include <future>
+#include <thread>
+
+#include "pg_test_support.hpp"
+
+using kpay::storage::pg::Connection;
+using kpay::storage::pg::Isolation;
+using kpay::storage::pg::params;
+using kpay::storage::pg::Params;
+using kpay::storage::pg::PgError;
+using kpay::storage::pg::Pipeline;
+using kpay::storage::pg::Result;
+using kpay::storage::pg::Transaction;
+
+namespace kpay::test {
+namespace {
+
+class PgLayer : public PgSuite {};
+
+std::int64_t count_prepared(Connection& c, const std::string& sql) {
+  return c.query("SELECT count(*) FROM pg_prepared_statements WHERE statement = $1", params(sql))
+      .int64(0, 0);
+}
+
+TEST_F(PgLayer, ParametersAndResultsRoundTrip) {
+  auto c = connect(fresh_database());
+  c.exec("CREATE TABLE t (i BIGINT, s TEXT, b BYTEA, f BOOLEAN, n BIGINT, p INTEGER)");
+  const std::string bytes("\0\x01\xff' \\x00", 9);
+  const std::string text = "ünïcode 'quoted' $1 \\ \"";
+  Params p;
+  p.add(std::int64_t{INT64_MIN}).add(text).add_bytes(bytes).add(true).add(std::nullopt).add(7);
+  c.query("INSERT INTO t VALUES ($1, $2, $3, $4, $5, $6)", p);
+  c.query("INSERT INTO t VALUES ($1, $2, $3, $4, $5, $6)",
+          params(std::int64_t{INT64_MAX}, std::optional<std::string>{}, std::string(), false,
+                 std::optional<std::int64_t>{42}, 0));
+  Result r = c.query("SELECT i, s, b, f, n, p FROM t ORDER BY i");
+  ASSERT_EQ(r.rows(), 2);
+  EXPECT_EQ(r.int64(0, 0), INT64_MIN);
+  EXPECT_EQ(r.text(0, 1), text);
+  EXPECT_EQ(r.bytea(0, 2), bytes);
+  EXPECT_TRUE(r.boolean(0, 3));
+  EXPECT_EQ(r.optional_int64(0, 4), std::nullopt);
+  EXPECT_EQ(r.int64(0, 5), 7);
+  EXPECT_EQ(r.int64(1, 0), INT64_MAX);
+  EXPECT_EQ(r.optional_text(1, 1), std::nullopt);
+  EXPECT_EQ(r.bytea(1, 2), "");
+  EXPECT_FALSE(r.boolean(1, 3));
+  EXPECT_EQ(r.optional_int64(1, 4), 42);
+  EXPECT_EQ(c.query("UPDATE t SET n = 1").affected(), 2);
+}
+
+TEST_F(PgLayer, PreparesEachStatementOncePerConnection) {
+  auto c = connect(fresh_database());
+  c.exec("CREATE TABLE t (k BIGINT PRIMARY KEY)");
+  const std::string sql = "INSERT INTO t (k) VALUES ($1)";
+  for (std::int64_t k = 0; k < 5; ++k) c.query(sql, params(k));
+  EXPECT_EQ(count_prepared(c, sql), 1);
+  EXPECT_EQ(c.query("SELECT count(*) FROM t").int64(0, 0), 5);
+}
+
+TEST_F(PgLayer, TransactionRollsBackUnlessCommitted) {
+  auto c = connect(fresh_database());
+  c.exec("CREATE TABLE t (k BIGINT PRIMARY KEY)");
+  {
+    Transaction tx(c);
+    c.query("INSERT INTO t VALUES (1)");
+  }
+  {
+    Transaction tx(c, Isolation::serializable);
+    c.query("INSERT INTO t VALUES (2)");
+    tx.commit();
+  }
+  Result r = c.query("SELECT k FROM t");
+  ASSERT_EQ(r.rows(), 1);
+  EXPECT_EQ(r.int64(0, 0), 2);
+}
+
+// A caller that catches a failed statement and commits anyway must learn that
+// nothing was kept (PostgreSQL answers such a COMMIT with ROLLBACK).
+TEST_F(PgLayer, CommitAfterAFailedStatementThrows) {
+  auto c = connect(fresh_database());
+  c.exec("CREATE TABLE t (k BIGINT PRIMARY KEY)");
+  Transaction tx(c);
+  c.query("INSERT INTO t VALUES (1)");
+  EXPECT_THROW(c.query("INSERT INTO t VALUES (1)"), PgError);
+  try {
+    tx.commit();
+    ADD_FAILURE() << "commit of an aborted transaction succeeded";
+  } catch (const PgError& e) {
+    EXPECT_EQ(e.sqlstate(), "25P02");
+    EXPECT_FALSE(e.transient());
+  }
+  EXPECT_EQ(c.query("SELECT count(*) FROM t").int64(0, 0), 0);
+}
+
+TEST_F(PgLayer, PipelineRunsABatchInParts) {
+  auto c = connect(fresh_database());
+  c.exec("CREATE TABLE t (k BIGINT PRIMARY KEY, v TEXT)");
+  const std::string insert = "INSERT INTO t (k, v) VALUES ($1, $2) RETURNING k";
+  const std::int64_t n = 3 * Pipeline::kMaxQueued + 7;
+  {
+    Transaction tx(c);
+    Pipeline p(c);
+    for (std::int64_t k = 0; k < n; ++k) p.send(insert, params(k, "v" + std::to_string(k)));
+    p.send("SELECT count(*) FROM t");
+    auto results = p.results();
+    ASSERT_EQ(results.size(), static_cast<std::size_t>(n + 1));
+    EXPECT_EQ(results[5].int64(0, 0), 5);
+    EXPECT_EQ(results.back().int64(0, 0), n);
+    tx.commit();
+  }
+  EXPECT_EQ(c.query("SELECT count(*) FROM t").int64(0, 0), n);
+  // The statement prepared inside the pipeline is reused afterwards.
+  c.query(insert, params(n, "last"));
+  EXPECT_EQ(count_prepared(c, insert), 1);
+}
+
+TEST_F(PgLayer, PipelineStopsAtTheFirstError) {
+  auto c = connect(fresh_database());
+  c.exec("CREATE TABLE t (k BIGINT PRIMARY KEY)");
+  {
+    Transaction tx(c);
+    Pipeline p(c);
+    p.send("INSERT INTO t VALUES ($1)", params(1));
+    p.send("INSERT INTO t VALUES ($1)", params(1));  // unique violation
+    p.send("INSERT INTO t VALUES ($1)", params(2));  // not run
+    try {
+      p.results();
+      ADD_FAILURE() << "no error";
+    } catch (const PgError& e) {
+      EXPECT_TRUE(e.unique_violation()) << e.what();
+      EXPECT_FALSE(e.transient());
+    }
+  }
+  // Out of pipeline mode, the transaction rolled back.
+  EXPECT_EQ(c.query("SELECT count(*) FROM t").int64(0, 0), 0);
+}
+
+// An exception between send() and results() leaves the connection usable.
+TEST_F(PgLayer, PipelineLeftEarlyLeavesTheConnectionUsable) {
+  auto c = connect(fresh_database());
+  c.exec("CREATE TABLE t (k BIGINT PRIMARY KEY)");
+  {
+    Pipeline p(c);
+    p.send("INSERT INTO t VALUES ($1)", params(1));
+  }
+  EXPECT_EQ(c.query("SELECT count(*) FROM t").int64(0, 0), 1);
+}
+
+TEST_F(PgLayer, ErrorsNameTheStatementButNotTheRowValues) {
+  auto c = connect(fresh_database());
+  c.exec("CREATE TABLE t (k TEXT PRIMARY KEY)");
+  c.query("INSERT INTO t VALUES ($1)", params("secret-token-value"));
+  try {
+    c.query("INSERT INTO t VALUES ($1)", params("secret-token-value"));
+    ADD_FAILURE() << "no error";
+  } catch (const PgError& e) {
+    const std::string what = e.what();
+    EXPECT_EQ(what.find("secret-token-value"), std::string::npos) << what;
+    EXPECT_NE(what.find("INSERT INTO t"), std::string::npos) << what;
+    EXPECT_NE(what.find("23505"), std::string::npos) << what;
+  }
+}
+
+TEST_F(PgLayer, SerializationFailureIsTransient) {
+  const std::string dsn = fresh_database();
+  auto a = connect(dsn);
+  auto b = connect(dsn);
+  a.exec("CREATE TABLE t (k BIGINT PRIMARY KEY, v BIGINT); INSERT INTO t VALUES (1, 0), (2, 0)");
+  Transaction ta(a, Isolation::serializable);
+  Transaction tb(b, Isolation::serializable);
+  a.query("SELECT sum(v) FROM t");
+  b.query("SELECT sum(v) FROM t");
+  a.query("UPDATE t SET v = 1 WHERE k = 1");
+  b.query("UPDATE t SET v = 1 WHERE k = 2");
+  ta.commit();
+  try {
+    tb.commit();
+    ADD_FAILURE() << "write skew committed";
+  } catch (const PgError& e) {
+    EXPECT_EQ(e.sqlstate(), "40001") << e.what();
+    EXPECT_TRUE(e.transient());
+  }
+}
+
+TEST_F(PgLayer, DeadlockIsTransient) {
+  const std::string dsn = fresh_database();
+  auto a = connect(dsn);
+  auto b = connect(dsn);
+  a.exec("CREATE TABLE t (k BIGINT PRIMARY KEY, v BIGINT); INSERT INTO t VALUES (1, 0), (2, 0)");
+  a.exec("SET deadlock_timeout = '50ms'");
+  b.exec("SET deadlock_timeout = '50ms'");
+  Transaction ta(a);
+  Transaction tb(b);
+  a.query("UPDATE t SET v = 1 WHERE k = 1");
+  b.query("UPDATE t SET v = 1 WHERE k = 2");
+  auto second = std::async(std::launch::async, [&]() -> std::string {
+    try {
+      a.query("UPDATE t SET v = 2 WHERE k = 2");  // waits for b
+      return "";
+    } catch (const PgError& e) {
+      a.exec("ROLLBACK");  // the victim's locks go with its transaction
+      return e.sqlstate() + (e.transient() ? " transient" : "");
+    }
+  });
+  std::string mine;
+  try {
+    b.query("UPDATE t SET v = 2 WHERE k = 1");  // waits for a: one of the two is chosen
+  } catch (const PgError& e) {
+    mine = e.sqlstate() + (e.transient() ? " transient" : "");
+    b.exec("ROLLBACK");  // lets a go on
+  }
+  if (mine.empty()) tb.commit();
+  std::string theirs = second.get();
+  EXPECT_EQ((mine.empty() ? theirs : mine), "40P01 transient") << mine << " / " << theirs;
+  EXPECT_TRUE(mine.empty() != theirs.empty()) << "exactly one victim";
+}
+
+TEST_F(PgLayer, TerminatedSessionIsTransientAndReconnects) {
+  auto c = connect(fresh_database());
+  auto admin = connect();
+  c.query("SELECT 1");
+  admin.query("SELECT pg_terminate_backend($1::INTEGER)", params(c.backend_pid()));
+  try {
+    c.query("SELECT 1");
+    ADD_FAILURE() << "query on a terminated session succeeded";
+  } catch (const PgError& e) {
+    EXPECT_TRUE(e.transient()) << e.what();
+  }
+  EXPECT_FALSE(c.ok());
+  c.reconnect();
+  EXPECT_TRUE(c.ok());
+  EXPECT_EQ(c.query("SELECT 1").int64(0, 0), 1);  // prepared again
+}
+
+TEST_F(PgLayer, ServerRestartAndCrashKeepCommittedData) {
+  auto c = connect(fresh_database());
+  c.exec("CREATE TABLE t (k BIGINT PRIMARY KEY)");
+  c.query("INSERT INTO t VALUES (1)");
+  server().restart();
+  try {
+    c.query("SELECT count(*) FROM t");
+    ADD_FAILURE() << "query across a restart succeeded";
+  } catch (const PgError& e) {
+    EXPECT_TRUE(e.transient()) << e.what();
+  }
+  c.reconnect();
+  c.query("INSERT INTO t VALUES (2)");
+  server().crash();
+  EXPECT_THROW(c.query("SELECT 1"), PgError);
+  server().start();
+  c.reconnect();
+  EXPECT_EQ(c.query("SELECT count(*) FROM t").int64(0, 0), 2);
+}
+
+TEST(PgErrors, TransientSqlstates) {
+  using kpay::storage::pg::is_transient_sqlstate;
+  for (const char* s : {"08000", "08003", "08006", "40001", "40P01", "57P01", "57P02", "57P03",
+                        "53300", "55P03", "25006"}) {
+    EXPECT_TRUE(is_transient_sqlstate(s)) << s;
+  }
+  for (const char* s : {"23505", "23514", "42P01", "42601", "22P02", "25P02", "", "0800"}) {
+    EXPECT_FALSE(is_transient_sqlstate(s)) << s;
+  }
+}
+
+// A server with password authentication: the password comes from the options
+// (postgresql.password_file), and no message shows it.
+class PgPassword : public ::testing::Test {
+ protected:
+  static constexpr const char* kPassword = "pw-Zq81-never-shown";
+  static void SetUpTestSuite() {
+    PostgresServer::Options options;
+    options.password = kPassword;
+    server_ = std::make_unique<PostgresServer>(options);
+  }
+  static void TearDownTestSuite() { server_.reset(); }
+  static inline std::unique_ptr<PostgresServer> server_;
+};
+
+TEST_F(PgPassword, ConnectsWithThePasswordAndNeverShowsIt) {
+  auto c = Connection::open({.dsn = server_->dsn(), .password = std::string(kPassword)});
+  EXPECT_EQ(c.query("SELECT 1").int64(0, 0), 1);
+  EXPECT_EQ(c.describe().find(kPassword), std::string::npos);
+  // A password in the DSN works too and is not described either.
+  kpay::storage::pg::ConnectOptions in_dsn;
+  in_dsn.dsn = server_->dsn() + " password=" + kPassword;
+  auto d = Connection::open(in_dsn);
+  EXPECT_EQ(d.describe().find(kPassword), std::string::npos) << d.describe();
+  for (const std::string& wrong : {std::string("wrong-pw-Xy7"), std::string()}) {
+    try {
+      Connection::open({.dsn = server_->dsn(), .password = wrong});
+      ADD_FAILURE() << "connected with a wrong password";
+    } catch (const PgError& e) {
+      const std::string what = e.what();
+      EXPECT_EQ(what.find(kPassword), std::string::npos) << what;
+      if (!wrong.empty()) {
+        EXPECT_EQ(what.find(wrong), std::string::npos) << what;
+      }
+      EXPECT_NE(what.find("password"), std::string::npos) << what;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace kpay::test

@@ -1,0 +1,190 @@
+// Upgrades keep the data (SQLite): a state database written by the v9
+// release (tests/fixtures/state-db/state-v9.sql, made as its README.md says)
+// is opened by this build, migrated in place, and everything in it is found
+// and acted on; a database of a newer release is refused and left as it was.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "kpay/storage/open_store.hpp"
+#include "kpay/storage/sqlite.hpp"
+#include "kpay/storage/state_store.hpp"
+
+namespace kpay::storage {
+namespace {
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+class Upgrade : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    path_ = (std::filesystem::temp_directory_path() /
+             ("kpay-upgrade-" + std::to_string(getpid()) + ".db"))
+                .string();
+    clean_up();
+    const auto dump = read_file(std::string(KPAY_FIXTURES_DIR) + "/state-db/state-v9.sql");
+    ASSERT_FALSE(dump.empty());
+    auto db = Database::open(path_);
+    db.exec(dump);
+  }
+  void TearDown() override { clean_up(); }
+  void clean_up() {
+    for (const char* s : {"", "-wal", "-shm"}) std::filesystem::remove(path_ + s);
+  }
+  int version_in_file() {
+    auto db = Database::open(path_, {.read_only = true, .create = false});
+    return storage::schema_version(db, "state");
+  }
+
+  std::string path_;
+  const std::string tx_ = "krn:payment:eu1:transaction:fixture-1";
+  const std::string request_ = "krn:payment:eu1:request:fixture-1";
+  const std::string dispute_ = "krn:payment:eu1:dispute:fixture-1";
+};
+
+TEST_F(Upgrade, AVersion9DatabaseIsMigratedAndEverythingInItIsThere) {
+  ASSERT_EQ(version_in_file(), 9);
+  auto store = open_store(path_);
+  EXPECT_EQ(store->schema_version(), state_migrations().back().version);
+
+  const auto request = store->find_request(request_);
+  ASSERT_TRUE(request);
+  EXPECT_EQ(request->state, "COMPLETED");
+  EXPECT_EQ(request->authorization_result, "APPROVED");
+  const auto t = store->find_transaction(tx_);
+  ASSERT_TRUE(t);
+  EXPECT_EQ(t->state, "AUTHORIZED");
+  EXPECT_EQ(t->amount, 12000);
+  EXPECT_EQ(t->captured_amount, 2000);
+  EXPECT_EQ(store->sub_records(tx_).size(), 1u);
+  EXPECT_EQ(store->history(tx_).size(), 4u);
+  EXPECT_FALSE(store->insert_inbox({"evt-fixture-2", "klarna.events", 0, 2, ""}));  // a duplicate
+  EXPECT_EQ(store->stored_offset("klarna.events", 0), 4);
+  EXPECT_EQ(store->stored_offset("klarna.commands", 0), 2);
+  EXPECT_EQ(store->pending_publications().size(), 1u);
+  EXPECT_EQ(store->list_poison(10).size(), 1u);
+
+  const auto counts = store->outbox_counts();
+  EXPECT_EQ(counts.pending, 1);
+  EXPECT_EQ(counts.succeeded, 1);
+  EXPECT_EQ(counts.failed, 1);
+  const auto command = store->find_command("cmd-fixture-capture");
+  ASSERT_TRUE(command);
+  EXPECT_EQ(command->status, CommandStatus::accepted);
+  EXPECT_EQ(store->find_command("cmd-fixture-refund")->reason, "422");
+  EXPECT_EQ(store->pending_outbox_amount(tx_, OutboxOperation::capture), 3000);
+  EXPECT_EQ(store->find_payment_context(request_, std::nullopt)->amount, 12000);
+
+  const auto disputes = store->open_disputes();
+  ASSERT_EQ(disputes.size(), 1u);
+  EXPECT_EQ(disputes[0].representment_expires_at_ms, 1796500000000);
+  EXPECT_EQ(store->dispute_deadlines(dispute_).size(), 1u);
+  // The warning sent before the upgrade is not sent again; the next stage is.
+  EXPECT_FALSE(store->mark_deadline_warning(dispute_, "representment", 1796500000000, "window",
+                                            1796000005000));
+  EXPECT_TRUE(store->mark_deadline_warning(dispute_, "representment", 1796500000000, "passed",
+                                           1796500000001));
+  const auto d = store->deadlines(1796000005000, 7LL * 24 * 3600 * 1000, 600000);
+  EXPECT_EQ(d.calls_pending, 1);
+  EXPECT_EQ(d.calls_failed, 1);
+  EXPECT_EQ(d.dispute_deadlines_soon, 1);
+}
+
+TEST_F(Upgrade, ThePendingCallIsClaimedWithItsKeyAndTokenAndAnswered) {
+  auto store = open_store(path_);
+  std::vector<OutboxRow> claimed;
+  {
+    WriteTransaction tx(*store);
+    claimed = store->claim_due_outbox(1796000005000, 10);
+    tx.commit();
+  }
+  ASSERT_EQ(claimed.size(), 1u);
+  EXPECT_EQ(claimed[0].operation, OutboxOperation::capture);
+  EXPECT_EQ(claimed[0].idempotency_key, "fixture-capture-1");
+  EXPECT_EQ(claimed[0].call_token, "fixture-token-fixture-capture-1");
+  EXPECT_EQ(claimed[0].command_id, "cmd-fixture-capture");
+  EXPECT_EQ(claimed[0].attempts, 1);
+  {
+    WriteTransaction tx(*store);
+    EXPECT_TRUE(store->update_outbox({claimed[0].id, OutboxStatus::succeeded, 0, 1796000006000, 201,
+                                      std::nullopt, "capture-2", ""}));
+    store->finish_command("cmd-fixture-capture", CommandStatus::succeeded, std::nullopt,
+                          1796000006000);
+    tx.commit();
+  }
+  EXPECT_EQ(store->outbox_counts().succeeded, 2);
+  EXPECT_EQ(store->find_command("cmd-fixture-capture")->status, CommandStatus::succeeded);
+  // The outbox's audit triggers still record the answer.
+  AuditQuery q;
+  q.limit = 100;
+  const auto audit = store->list_audit(q);
+  ASSERT_FALSE(audit.empty());
+  EXPECT_EQ(audit.back().outbox_id, claimed[0].id);
+  EXPECT_EQ(audit.back().status, "succeeded");
+}
+
+TEST_F(Upgrade, ADatabaseOfANewerReleaseIsRefusedAndLeftAsItWas) {
+  {
+    auto db = Database::open(path_);
+    db.exec("INSERT INTO schema_migrations VALUES ('state', 99, 'a later release', 0)");
+  }
+  const auto before = read_file(path_);
+  ASSERT_FALSE(before.empty());
+  for (bool read_only : {false, true}) {
+    try {
+      open_store(path_, {.read_only = read_only, .cache_mib = 2});
+      ADD_FAILURE() << "a version 99 database was opened (read_only " << read_only << ")";
+    } catch (const SchemaTooNewError& e) {
+      EXPECT_NE(std::string(e.what()).find("newer than this binary"), std::string::npos)
+          << e.what();
+      EXPECT_FALSE(e.is_transient());
+    }
+  }
+  EXPECT_EQ(read_file(path_), before);
+  EXPECT_EQ(version_in_file(), 99);
+  auto db = Database::open(path_, {.read_only = true, .create = false});
+  auto rows = db.prepare("SELECT COUNT(*) FROM outbox");
+  ASSERT_TRUE(rows.step());
+  EXPECT_EQ(rows.int64(0), 3);
+}
+
+// Migration 11 was numbered before 12 but merged after it: a database that
+// has 12 (and not 11) gets 11 when it opens, its rows kept.
+TEST_F(Upgrade, AMigrationBelowTheNewestRecordedIsStillApplied) {
+  for (const char* s : {"", "-wal", "-shm"}) std::filesystem::remove(path_ + s);
+  {
+    auto db = Database::open(path_);
+    std::vector<Migration> without_11;
+    for (const auto& m : state_migrations()) {
+      if (m.version != 11) without_11.push_back(m);
+    }
+    EXPECT_EQ(migrate(db, "state", without_11), 12);
+    db.exec("INSERT INTO publish_queue (topic, key, value, reason) VALUES ('t', 'k', 'v', '')");
+  }
+  auto store = open_store(path_, {.cache_mib = 2});
+  EXPECT_EQ(store->schema_version(), 12);
+  const auto queued = store->pending_publications();
+  ASSERT_EQ(queued.size(), 1u);
+  EXPECT_TRUE(queued[0].traceparent.empty());
+  CallAttemptRow a;
+  a.outbox_id = 1;
+  a.attempt = 1;
+  a.outcome = "succeeded";
+  store->insert_call_attempt(a);
+  EXPECT_EQ(store->call_attempts(1).size(), 1u);
+  auto db = Database::open(path_, {.read_only = true, .create = false});
+  auto rows = db.prepare("SELECT COUNT(*) FROM schema_migrations WHERE schema = 'state'");
+  ASSERT_TRUE(rows.step());
+  EXPECT_EQ(rows.int64(0), 12);
+}
+
+}  // namespace
+}  // namespace kpay::storage
