@@ -40,6 +40,7 @@
 #include "api_client_internal.hpp"
 #include "api_client_response.hpp"
 #include "kpay/core/log.hpp"
+#include "kpay/core/traceparent.hpp"
 
 namespace kpay::klarna {
 
@@ -557,6 +558,7 @@ Request ApiClient::Impl::build_request(const Call& c, const std::string& authori
   if (!authorization.empty()) req.set(http::field::authorization, authorization);
   if (!c.idempotency_key.empty()) req.set("Klarna-Idempotency-Key", c.idempotency_key);
   if (!c.correlation_id.empty()) req.set("Partner-Correlation-Id", c.correlation_id);
+  if (!c.traceparent.empty()) req.set("traceparent", c.traceparent);
   for (const auto& [name, value] : c.sensitive_headers) req.set(name, value);
   if (!c.body.empty()) {
     req.set(http::field::content_type,
@@ -598,6 +600,8 @@ void ApiClient::Impl::log_call(const Call& c, const Answer& a) const {
            {"error_code", e ? e->error_code : kNone},
            {"klarna_correlation_id", a.klarna_correlation_id},
            {"partner_correlation_id", c.correlation_id},
+           {"trace_id", core::trace_id_of(c.traceparent)},
+           {"span_id", core::span_id_of(c.traceparent)},
            {"transport_error", a.transport_error}});
 }
 

@@ -130,6 +130,7 @@ std::string refuse_reason(const Call& call) {
     return "invalid idempotency key";
   }
   if (!is_header_value(call.correlation_id)) return "invalid correlation id";
+  if (!is_header_value(call.traceparent)) return "invalid traceparent";
   if (!call.content_type.empty() && !is_header_value(call.content_type)) {
     return "invalid content type";
   }

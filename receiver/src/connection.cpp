@@ -11,6 +11,7 @@
 #include <string>
 
 #include "http_request.hpp"
+#include "kpay/core/traceparent.hpp"
 #include "kpay/klarna/kafka_contract.hpp"
 
 namespace kpay::receiver {
@@ -92,8 +93,10 @@ class Connection {
   template <class Stream>
   Task<void> answer_read_error(Stream& stream, const boost::system::error_code& ec);
   Task<Reply> handle(const http_request::Request& req);
-  Reply kafka_failed(std::string_view failure, const PublishPlan& plan);
-  void stored(const PublishPlan& plan, const IncomingRequest& in, const DeliveryReport& r);
+  Reply kafka_failed(std::string_view failure, const PublishPlan& plan,
+                     std::string_view traceparent);
+  void stored(const PublishPlan& plan, const IncomingRequest& in, const DeliveryReport& r,
+              std::string_view traceparent);
 
   const ConnectionServices& s_;
   DeliveryMailbox& mailbox_;
@@ -247,9 +250,12 @@ Task<void> Connection::answer_read_error(Stream& stream, const boost::system::er
       stream, s_.handler.error_answer(failure.status, failure.reason, failure.message));
 }
 
-OutgoingMessage kafka_message(const PublishPlan& plan, const IncomingRequest& in) {
+// The value is the webhook byte for byte; what the receiver knows of it goes
+// in headers (schemas/KAFKA-CONTRACT.md), the trace context among them.
+OutgoingMessage kafka_message(const PublishPlan& plan, const IncomingRequest& in,
+                              std::string_view traceparent) {
   OutgoingMessage msg{*plan.topic, plan.key, in.body, {}};
-  msg.headers.reserve(9);
+  msg.headers.reserve(10);
   if (!plan.dead_letter) {
     msg.headers.emplace_back(contract::header::event_id, plan.event_id);
     msg.headers.emplace_back(contract::header::event_type, plan.event_type);
@@ -263,6 +269,7 @@ OutgoingMessage kafka_message(const PublishPlan& plan, const IncomingRequest& in
   msg.headers.emplace_back(
       contract::header::content_type,
       in.content_type.empty() ? std::string_view("application/json") : in.content_type);
+  msg.headers.emplace_back(contract::header::traceparent, traceparent);
   return msg;
 }
 
@@ -280,27 +287,34 @@ Task<Reply> Connection::handle(const http_request::Request& req) {
     co_return Reply{std::move(*d.reject), std::nullopt};
   }
   auto& plan = d.publish;
+  // Our span of this delivery: a child of Klarna's trace when its request
+  // carried a valid traceparent, else a new trace.
+  const std::string traceparent = core::child_traceparent(in.traceparent);
   const auto started = std::chrono::steady_clock::now();
   const Published published = co_await publish_and_wait(
-      s_.publisher, mailbox_, kafka_message(plan, in), s_.kafka.publish_timeout);
-  if (!published.failure.empty()) co_return kafka_failed(published.failure, plan);
+      s_.publisher, mailbox_, kafka_message(plan, in, traceparent), s_.kafka.publish_timeout);
+  if (!published.failure.empty()) co_return kafka_failed(published.failure, plan, traceparent);
   s_.metrics.publish_latency.observe(
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
-  stored(plan, in, published.report);
+  stored(plan, in, published.report, traceparent);
   co_return Reply{std::move(plan.on_success), std::nullopt};
 }
 
-Reply Connection::kafka_failed(std::string_view failure, const PublishPlan& plan) {
+Reply Connection::kafka_failed(std::string_view failure, const PublishPlan& plan,
+                               std::string_view traceparent) {
   s_.metrics.unavailable.inc();
   s_.log.warn("Kafka did not confirm the event; answering 503 so Klarna retries",
-              {{"event_id", plan.event_id}, {"topic", *plan.topic}, {"error", failure}});
+              {{"event_id", plan.event_id},
+               {"topic", *plan.topic},
+               {"error", failure},
+               {"trace_id", core::trace_id_of(traceparent)}});
   auto a = s_.handler.error_answer(503, "kafka_unavailable",
                                    "the event could not be stored; retry later");
   return Reply{std::move(a), s_.kafka.retry_after};
 }
 
-void Connection::stored(const PublishPlan& plan, const IncomingRequest& in,
-                        const DeliveryReport& r) {
+void Connection::stored(const PublishPlan& plan, const IncomingRequest& in, const DeliveryReport& r,
+                        std::string_view traceparent) {
   (plan.dead_letter ? s_.metrics.dead_lettered : s_.metrics.accepted).inc();
   if (plan.dead_letter) {
     s_.log.warn("signed webhook with an unusable body kept on the dead-letter topic",
@@ -308,13 +322,15 @@ void Connection::stored(const PublishPlan& plan, const IncomingRequest& in,
                  {"topic", *plan.topic},
                  {"signing_key_id", in.signing_key_id},
                  {"partition", r.partition},
-                 {"offset", r.offset}});
+                 {"offset", r.offset},
+                 {"trace_id", core::trace_id_of(traceparent)}});
   } else if (s_.log.enabled(core::LogLevel::info)) {
     s_.log.info("event stored", {{"event_id", plan.event_id},
                                  {"event_type", plan.event_type},
                                  {"topic", *plan.topic},
                                  {"partition", r.partition},
-                                 {"offset", r.offset}});
+                                 {"offset", r.offset},
+                                 {"trace_id", core::trace_id_of(traceparent)}});
   }
 }
 

@@ -117,6 +117,8 @@ IncomingRequest incoming(const Request& req) {
       } else if (!in.has_signature && beast::iequals(name, "Klarna-Signature")) {
         in.signature = sv(field.value());
         in.has_signature = true;
+      } else if (in.traceparent.empty() && beast::iequals(name, "traceparent")) {
+        in.traceparent = sv(field.value());
       }
     }
   }

@@ -366,9 +366,10 @@ struct CallRecord {
 
 // Request headers a test may need to check were sent (never Authorization).
 inline constexpr std::string_view kRecordedHeaders[] = {
-    "klarna-network-session-token", "klarna-payment-token",   "klarna-interoperability-token",
-    "klarna-customer-token",        "partner-correlation-id", "user-agent",
-    "klarna-integration-metadata"};
+    "klarna-network-session-token",  "klarna-payment-token",
+    "klarna-interoperability-token", "klarna-customer-token",
+    "partner-correlation-id",        "user-agent",
+    "klarna-integration-metadata",   "traceparent"};
 
 // The operation a payment.transaction.captured / refunded event is about: its
 // id and amount are rendered next to the transaction's own fields.

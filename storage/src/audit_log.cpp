@@ -56,6 +56,15 @@ std::vector<AuditEvent> AuditLog::list(const AuditQuery& q) {
   return out;
 }
 
+std::vector<AuditEvent> AuditLog::for_outbox(std::int64_t outbox_id) {
+  auto s = db_.prepare(std::string("SELECT ") + kColumns +
+                       " FROM audit_events WHERE outbox_id = ? ORDER BY seq");
+  s.bind(1, outbox_id);
+  std::vector<AuditEvent> out;
+  while (s.step()) out.push_back(read_event(s));
+  return out;
+}
+
 void AuditLog::record_sender(const std::string& command_id, const std::string& sender,
                              const std::string& key_id, const std::optional<std::string>& currency,
                              std::optional<std::int64_t> amount, const std::string& day,

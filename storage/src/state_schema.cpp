@@ -439,6 +439,38 @@ CREATE INDEX findings_by_settlement ON reconciliation_findings (settlement_id);
 CREATE INDEX findings_by_time ON reconciliation_findings (found_at_ms);
 )sql";
 
+// One payment's whole story (klarnactl payments trace, state_store_traces.cpp):
+// the W3C traceparent of each message in its history row, of each call in its
+// outbox row, and of each message to publish; when the processor recorded a
+// history row, when the receiver received the webhook (its received-at
+// header) and when it was produced (the Kafka timestamp); and every attempt of
+// every Klarna call (the outbox keeps only the last answer).
+constexpr std::string_view kV11 = R"sql(
+ALTER TABLE history ADD COLUMN traceparent TEXT;
+ALTER TABLE history ADD COLUMN recorded_at_ms INTEGER;
+ALTER TABLE history ADD COLUMN received_at TEXT;
+ALTER TABLE history ADD COLUMN kafka_timestamp_ms INTEGER;
+ALTER TABLE outbox ADD COLUMN traceparent TEXT;
+ALTER TABLE publish_queue ADD COLUMN traceparent TEXT;
+CREATE TABLE call_attempts (
+  outbox_id             INTEGER NOT NULL,
+  attempt               INTEGER NOT NULL,
+  started_at_ms         INTEGER NOT NULL,
+  latency_us            INTEGER NOT NULL,
+  outcome               TEXT NOT NULL CHECK (outcome IN ('succeeded', 'retry', 'failed', 'conflict')),
+  http_status           INTEGER,
+  transport_error       TEXT,
+  klarna_error_id       TEXT,
+  klarna_error_code     TEXT,
+  klarna_correlation_id TEXT,
+  summary               TEXT,
+  traceparent           TEXT,
+  recorded_at_ms        INTEGER NOT NULL,
+  PRIMARY KEY (outbox_id, attempt)
+) WITHOUT ROWID;
+CREATE INDEX commands_by_entity ON commands (entity_id);
+)sql";
+
 constexpr std::array kMigrations = {
     Migration{1, "state store: entities, inbox, history, outbox, publish queue, offsets", kV1},
     Migration{2, "history index by entity filled in bulk", kV2},
@@ -450,6 +482,9 @@ constexpr std::array kMigrations = {
     Migration{8, "offset gaps, event body digests and conflicts", kV8},
     Migration{9, "command senders and the append-only audit trail", kAuditSchemaV9},
     Migration{10, "settlements fetched, their lines, reconciliation findings", kV10},
+    Migration{11,
+              "traces: traceparent and times of history, outbox and publications; call attempts",
+              kV11},
     Migration{12, "audit trail: the operator of an operator's action", kAuditSchemaV12},
 };
 

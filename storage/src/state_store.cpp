@@ -315,17 +315,26 @@ void StateStore::save_record(const RecordRow& r) {
 }
 
 void StateStore::append_history(const HistoryRow& h) {
-  auto& s =
-      impl_->prep(impl_->append_history,
-                  "INSERT INTO history (event_id, entity_kind, entity_id, event_type, "
-                  "event_version, occurred_at, outcome, from_state, to_state, reason, "
-                  "topic, partition, offset, entity_hash) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+  auto& s = impl_->prep(
+      impl_->append_history,
+      "INSERT INTO history (event_id, entity_kind, entity_id, event_type, "
+      "event_version, occurred_at, outcome, from_state, to_state, reason, "
+      "topic, partition, offset, entity_hash, traceparent, recorded_at_ms, received_at, "
+      "kafka_timestamp_ms) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
   s.bind(1, h.event_id).bind(2, h.entity_kind).bind(3, h.entity_id).bind(4, h.event_type);
   s.bind(5, h.event_version).bind(6, h.occurred_at).bind(7, h.outcome);
   s.bind(8, h.from_state);
   s.bind(9, h.to_state);
   s.bind(10, h.reason).bind(11, h.topic).bind(12, h.partition).bind(13, h.offset);
   s.bind(14, entity_hash(h.entity_id));
+  const auto& t = trace_context();
+  s.bind(15, non_empty(h.traceparent, t.traceparent));
+  s.bind(16, h.recorded_at_ms != 0 ? h.recorded_at_ms
+                                   : std::chrono::duration_cast<std::chrono::milliseconds>(
+                                         std::chrono::system_clock::now().time_since_epoch())
+                                         .count());
+  s.bind(17, non_empty(h.received_at, t.received_at));
+  s.bind(18, h.kafka_timestamp_ms ? h.kafka_timestamp_ms : t.kafka_timestamp_ms);
   s.run();
 }
 
@@ -333,12 +342,14 @@ std::vector<HistoryRow> StateStore::history(const std::string& entity_id) {
   // The indexed rows, then the tail not indexed yet (index_history_if_due).
   auto s = impl_->db.prepare(
       "SELECT seq, event_id, entity_kind, event_type, event_version, occurred_at, outcome, "
-      "from_state, to_state, reason, topic, partition, offset FROM history "
+      "from_state, to_state, reason, topic, partition, offset, traceparent, recorded_at_ms, "
+      "received_at, kafka_timestamp_ms FROM history "
       "WHERE seq IN (SELECT seq FROM history_by_entity WHERE entity_hash = ?1) "
       "AND entity_id = ?2 "
       "UNION ALL "
       "SELECT seq, event_id, entity_kind, event_type, event_version, occurred_at, outcome, "
-      "from_state, to_state, reason, topic, partition, offset FROM history "
+      "from_state, to_state, reason, topic, partition, offset, traceparent, recorded_at_ms, "
+      "received_at, kafka_timestamp_ms FROM history "
       "WHERE seq > (SELECT through_seq FROM history_indexed) "
       "AND entity_hash = ?1 AND entity_id = ?2 ORDER BY 1");
   s.bind(1, entity_hash(entity_id)).bind(2, entity_id);
@@ -359,6 +370,10 @@ std::vector<HistoryRow> StateStore::history(const std::string& entity_id) {
     h.topic = s.text(10);
     h.partition = static_cast<std::int32_t>(s.int64(11));
     h.offset = s.int64(12);
+    h.traceparent = s.optional_text(13).value_or("");
+    h.recorded_at_ms = s.optional_int64(14).value_or(0);
+    h.received_at = s.optional_text(15).value_or("");
+    h.kafka_timestamp_ms = s.optional_int64(16);
     out.push_back(std::move(h));
   }
   return out;
@@ -391,8 +406,10 @@ bool StateStore::index_history_if_due(std::int64_t max_unindexed) {
 
 std::int64_t StateStore::enqueue_publish(const PublishRow& p) {
   auto& s = impl_->prep(impl_->enqueue_publish,
-                        "INSERT INTO publish_queue (topic, key, value, reason) VALUES (?,?,?,?)");
+                        "INSERT INTO publish_queue (topic, key, value, reason, traceparent) "
+                        "VALUES (?,?,?,?,?)");
   s.bind(1, p.topic).bind_blob(2, p.key).bind_blob(3, p.value).bind(4, p.reason);
+  s.bind(5, non_empty(p.traceparent, trace_context().traceparent));
   s.run();
   return impl_->db.last_insert_rowid();
 }
@@ -404,11 +421,12 @@ void StateStore::delete_published(std::int64_t seq) {
 }
 
 std::vector<PublishRow> StateStore::pending_publications() {
-  auto s =
-      impl_->db.prepare("SELECT seq, topic, key, value, reason FROM publish_queue ORDER BY seq");
+  auto s = impl_->db.prepare(
+      "SELECT seq, topic, key, value, reason, traceparent FROM publish_queue ORDER BY seq");
   std::vector<PublishRow> out;
   while (s.step()) {
-    out.push_back({s.int64(0), s.text(1), s.blob(2), s.blob(3), s.text(4)});
+    out.push_back(
+        {s.int64(0), s.text(1), s.blob(2), s.blob(3), s.text(4), s.optional_text(5).value_or("")});
   }
   return out;
 }

@@ -13,6 +13,10 @@ std::vector<AuditEvent> StateStore::list_audit(const AuditQuery& q) {
   return AuditLog(database()).list(q);
 }
 
+std::vector<AuditEvent> StateStore::audit_of_outbox(std::int64_t outbox_id) {
+  return AuditLog(database()).for_outbox(outbox_id);
+}
+
 void StateStore::record_sender(const std::string& command_id, const std::string& sender,
                                const std::string& key_id,
                                const std::optional<std::string>& currency,

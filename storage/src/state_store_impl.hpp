@@ -24,6 +24,14 @@ E stored(std::optional<E> value, std::string_view what, const std::string& text)
   return *value;
 }
 
+// The first of two values that is not empty (a row's own trace field, then
+// the store's trace context), or NULL.
+inline std::optional<std::string_view> non_empty(std::string_view a, std::string_view b) {
+  if (!a.empty()) return a;
+  if (!b.empty()) return b;
+  return std::nullopt;
+}
+
 struct StateStore::Impl {
   explicit Impl(Database d) : db(std::move(d)) {}
   Database db;

@@ -15,7 +15,7 @@ bool StateStore::insert_outbox(const OutboxRow& o) {
       "INSERT OR IGNORE INTO outbox (operation, entity_id, idempotency_key, request_body, "
       "call_token, due_by_ms, status, created_by_event_id, account_id, method, path, "
       "token_header, next_attempt_at_ms, created_at_ms, updated_at_ms, command_id, amount, "
-      "capture_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+      "capture_id, traceparent) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
   s.bind(1, to_string(o.operation)).bind(2, o.entity_id).bind(3, o.idempotency_key);
   s.bind(4, o.request_body).bind(5, o.call_token);
   s.bind(6, o.due_by_ms);
@@ -25,6 +25,7 @@ bool StateStore::insert_outbox(const OutboxRow& o) {
   s.bind(16, o.command_id);
   s.bind(17, o.amount);
   s.bind(18, o.capture_id);
+  s.bind(19, non_empty(o.traceparent, trace_context().traceparent));
   s.run();
   return impl_->db.changes() == 1;
 }
@@ -36,7 +37,7 @@ constexpr std::string_view kOutboxColumns =
     "id, operation, entity_id, idempotency_key, request_body, due_by_ms, status, "
     "created_by_event_id, account_id, method, path, token_header, attempts, "
     "next_attempt_at_ms, created_at_ms, updated_at_ms, last_status, last_error, result, "
-    "command_id, amount, capture_id, call_token";
+    "command_id, amount, capture_id, traceparent, call_token";
 
 // call_token (the last column) only when the caller sends the call.
 OutboxRow read_outbox_row(Statement& s, bool with_token) {
@@ -63,7 +64,8 @@ OutboxRow read_outbox_row(Statement& s, bool with_token) {
   o.command_id = s.optional_text(19);
   o.amount = s.optional_int64(20);
   o.capture_id = s.optional_text(21);
-  if (with_token) o.call_token = s.text(22);
+  o.traceparent = s.optional_text(22).value_or("");
+  if (with_token) o.call_token = s.text(23);
   return o;
 }
 

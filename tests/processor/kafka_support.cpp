@@ -4,6 +4,7 @@
 #include <stdexcept>
 
 #include "kpay/core/kafka.hpp"
+#include "kpay/core/traceparent.hpp"
 #include "kpay/storage/state_store.hpp"
 
 namespace kpay::test {
@@ -44,6 +45,7 @@ std::vector<processor::InputMessage> produce_events(const std::string& bootstrap
   auto producer = core::make_kafka(RD_KAFKA_PRODUCER, std::move(conf));
   for (std::size_t i = 0; i < events.size(); ++i) {
     const auto& e = events[i];
+    const std::string traceparent = core::new_traceparent();
     for (;;) {
       auto err = rd_kafka_producev(
           producer.get(), RD_KAFKA_V_TOPIC(e.topic.c_str()),
@@ -55,6 +57,10 @@ std::vector<processor::InputMessage> produce_events(const std::string& bootstrap
           RD_KAFKA_V_HEADER("klarna-event-type", e.event_type.data(),
                             static_cast<ssize_t>(e.event_type.size())),
           RD_KAFKA_V_HEADER("content-type", "application/json", -1),
+          // As the receiver writes them (a new trace per webhook).
+          RD_KAFKA_V_HEADER("received-at", "2026-12-07T01:00:00.000Z", -1),
+          RD_KAFKA_V_HEADER("traceparent", traceparent.data(),
+                            static_cast<ssize_t>(traceparent.size())),
           RD_KAFKA_V_OPAQUE(reinterpret_cast<void*>(static_cast<std::uintptr_t>(i))),
           RD_KAFKA_V_END);
       if (err == RD_KAFKA_RESP_ERR_NO_ERROR) break;

@@ -156,5 +156,35 @@ TEST_F(Upgrade, ADatabaseOfANewerReleaseIsRefusedAndLeftAsItWas) {
   EXPECT_EQ(rows.int64(0), 3);
 }
 
+// Migration 11 was numbered before 12 but merged after it: a database that
+// has 12 (and not 11) gets 11 when it opens, its rows kept.
+TEST_F(Upgrade, AMigrationBelowTheNewestRecordedIsStillApplied) {
+  for (const char* s : {"", "-wal", "-shm"}) std::filesystem::remove(path_ + s);
+  {
+    auto db = Database::open(path_);
+    std::vector<Migration> without_11;
+    for (const auto& m : state_migrations()) {
+      if (m.version != 11) without_11.push_back(m);
+    }
+    EXPECT_EQ(migrate(db, "state", without_11), 12);
+    db.exec("INSERT INTO publish_queue (topic, key, value, reason) VALUES ('t', 'k', 'v', '')");
+  }
+  auto store = open_store(path_, {.cache_mib = 2});
+  EXPECT_EQ(store->schema_version(), 12);
+  const auto queued = store->pending_publications();
+  ASSERT_EQ(queued.size(), 1u);
+  EXPECT_TRUE(queued[0].traceparent.empty());
+  CallAttemptRow a;
+  a.outbox_id = 1;
+  a.attempt = 1;
+  a.outcome = "succeeded";
+  store->insert_call_attempt(a);
+  EXPECT_EQ(store->call_attempts(1).size(), 1u);
+  auto db = Database::open(path_, {.read_only = true, .create = false});
+  auto rows = db.prepare("SELECT COUNT(*) FROM schema_migrations WHERE schema = 'state'");
+  ASSERT_TRUE(rows.step());
+  EXPECT_EQ(rows.int64(0), 12);
+}
+
 }  // namespace
 }  // namespace kpay::storage

@@ -14,7 +14,9 @@
 #include "klarnactl.hpp"
 #include "kpay/core/json_writer.hpp"
 #include "kpay/core/kafka.hpp"
+#include "kpay/core/traceparent.hpp"
 #include "kpay/klarna/envelope.hpp"
+#include "kpay/klarna/kafka_contract.hpp"
 #include "kpay/processor/commands.hpp"
 #include "security_commands.hpp"
 
@@ -134,7 +136,11 @@ void send(const GlobalOptions& g, const SendOptions& o, const std::string& key,
   const auto id = std::get<processor::Command>(decoded).command_id;
   core::KafkaHandle reader;
   if (o.wait) reader = results_reader(k);
-  produce(k, o.key.empty() ? key : o.key, json, command_signature_headers(g, json));
+  // The signature, and a new trace the processor carries to the command's
+  // Klarna call and results (klarnactl payments trace shows it).
+  auto headers = command_signature_headers(g, json);
+  headers.emplace_back(klarna::contract::header::traceparent, core::new_traceparent());
+  produce(k, o.key.empty() ? key : o.key, json, headers);
   if (!o.wait) {
     std::cout << (o.json ? R"({"command_id":)" + json_quote(id) + R"(,"status":"sent"})"
                          : "sent " + id)

@@ -121,6 +121,8 @@ void list_remote_keys(const GlobalOptions& g, bool json);
 void register_keys_commands(CLI::App& app, const GlobalOptions& global);
 void register_webhooks_commands(CLI::App& app, const GlobalOptions& global);
 void register_payments_commands(CLI::App& app, const GlobalOptions& global);
+// payments trace ID [--json] (payments_trace.cpp), under `payments`.
+void register_payments_trace(CLI::App& payments, const GlobalOptions& global);
 void register_disputes_commands(CLI::App& app, const GlobalOptions& global);
 void register_actions_commands(CLI::App& app, const GlobalOptions& global);
 void register_commands_commands(CLI::App& app, const GlobalOptions& global);

@@ -176,6 +176,8 @@ void register_payments_commands(CLI::App& app, const GlobalOptions& global) {
   auto* payments = app.add_subcommand("payments", "Payment state (from the processor's store)");
   payments->require_subcommand(1);
 
+  register_payments_trace(*payments, global);  // payments_trace.cpp
+
   auto* list = payments->add_subcommand("list", "Payment requests and transactions, newest first");
   auto filter = std::make_shared<storage::PaymentFilter>();
   auto since = std::make_shared<std::string>();

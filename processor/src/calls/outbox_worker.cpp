@@ -10,6 +10,7 @@
 
 #include "calls/call_answers.hpp"
 #include "kpay/core/log.hpp"
+#include "kpay/core/traceparent.hpp"
 #include "kpay/core/wall_clock.hpp"
 
 namespace kpay::processor {
@@ -35,6 +36,8 @@ klarna::Call make_call(const storage::OutboxRow& row, const FollowUpSettings& s)
   call.body = row.request_body;
   call.idempotency_key = row.idempotency_key;
   call.correlation_id = "kpay" + std::to_string(row.id);
+  // Each attempt is a span of the trace of what caused the call.
+  call.traceparent = core::child_traceparent(row.traceparent);
   for (auto& header : token_headers(row)) call.sensitive_headers.push_back(std::move(header));
   return call;
 }
@@ -96,6 +99,8 @@ struct OutboxWorker::Impl {
   struct Done {
     storage::OutboxRow row;
     klarna::Answer answer;
+    std::string traceparent;  // sent on this attempt
+    std::int64_t started_at_ms = 0;
   };
   struct Metrics {
     explicit Metrics(core::Registry& r)
@@ -243,11 +248,13 @@ void OutboxWorker::Impl::send(storage::OutboxRow row) {
     metrics.in_flight.set(static_cast<double>(in_flight));
   }
   auto call = make_call(row, settings.follow_ups);
-  client.send(std::move(call), [this, row = std::move(row)](klarna::Answer answer) mutable {
+  std::string traceparent = call.traceparent;
+  client.send(std::move(call), [this, row = std::move(row), traceparent = std::move(traceparent),
+                                started = now_ms()](klarna::Answer answer) mutable {
     std::lock_guard lock(mu);
     --in_flight;
     metrics.in_flight.set(static_cast<double>(in_flight));
-    answers.push_back({std::move(row), std::move(answer)});
+    answers.push_back({std::move(row), std::move(answer), std::move(traceparent), started});
     cv.notify_all();  // the worker thread, and stop() waiting for in_flight == 0
   });
 }
@@ -272,13 +279,51 @@ bool OutboxWorker::Impl::record(std::deque<Done>& batch) {
   return true;
 }
 
+// One attempt as the trace shows it (call_attempts, v11).
+static storage::CallAttemptRow attempt_row(const storage::OutboxRow& row, const klarna::Answer& a,
+                                           const std::string& outcome,
+                                           const std::string& traceparent,
+                                           std::int64_t started_at_ms, std::int64_t now) {
+  storage::CallAttemptRow r;
+  r.outbox_id = row.id;
+  r.attempt = row.attempts;
+  r.started_at_ms = started_at_ms;
+  r.latency_us = static_cast<std::int64_t>(a.elapsed.count());
+  r.outcome = outcome;
+  if (a.status != 0) r.http_status = a.status;
+  if (!a.transport_error.empty()) r.transport_error = a.transport_error;
+  if (a.error && !a.error->error_id.empty()) r.klarna_error_id = a.error->error_id;
+  if (a.error && !a.error->error_code.empty()) r.klarna_error_code = a.error->error_code;
+  if (!a.klarna_correlation_id.empty()) r.klarna_correlation_id = a.klarna_correlation_id;
+  r.summary = a.summary();
+  r.traceparent = traceparent;
+  r.recorded_at_ms = now;
+  return r;
+}
+
 void OutboxWorker::Impl::record_one(AnswerContext& c, const Done& d) {
   c.found = {};
+  // What the answer causes (state changes, command results, follow-up
+  // calls) carries the trace of what caused the call.
+  store.set_trace_context({d.row.traceparent, {}, {}});
+  const auto first_publication = c.publications.size();
   const auto update = decide(c, d);
   store.update_outbox(update);
   finish_command(c, d.row, update);  // a command's final result, in this transaction
   using storage::OutboxStatus;
   const std::string op(storage::to_string(d.row.operation));
+  const std::string attempt_outcome = d.answer.disposition == klarna::Disposition::conflict
+                                          ? "conflict"
+                                          : (update.status == OutboxStatus::pending
+                                                 ? "retry"
+                                                 : std::string(storage::to_string(update.status)));
+  store.insert_call_attempt(
+      attempt_row(d.row, d.answer, attempt_outcome, d.traceparent, d.started_at_ms, c.now_ms));
+  store.set_trace_context({});
+  for (auto i = first_publication; i < c.publications.size(); ++i) {
+    if (c.publications[i].traceparent.empty()) c.publications[i].traceparent = d.row.traceparent;
+  }
+  const std::string_view trace_id = core::trace_id_of(d.traceparent);
   metrics.latency.with({op}).observe(std::chrono::duration<double>(d.answer.elapsed).count());
   const std::string outcome(
       update.status == OutboxStatus::pending ? "retry" : storage::to_string(update.status));
@@ -290,19 +335,22 @@ void OutboxWorker::Impl::record_one(AnswerContext& c, const Done& d) {
                                      {"outbox_id", d.row.id},
                                      {"entity_id", d.row.entity_id},
                                      {"attempts", d.row.attempts},
-                                     {"error", summary}});
+                                     {"error", summary},
+                                     {"trace_id", trace_id}});
   } else if (update.status == OutboxStatus::pending) {
     log.warn("Klarna call will be retried",
              {{"operation", op},
               {"outbox_id", d.row.id},
               {"attempts", d.row.attempts},
               {"next_attempt_in_ms", update.next_attempt_at_ms - c.now_ms},
-              {"error", summary}});
+              {"error", summary},
+              {"trace_id", trace_id}});
   } else {
     log.info("Klarna call succeeded", {{"operation", op},
                                        {"outbox_id", d.row.id},
                                        {"entity_id", d.row.entity_id},
-                                       {"result", update.result.value_or("")}});
+                                       {"result", update.result.value_or("")},
+                                       {"trace_id", trace_id}});
   }
 }
 

@@ -189,7 +189,7 @@ BatchResult BatchApplier::apply(std::span<const DecodedMessage> batch,
   storage::WriteTransaction tx(store_);
   for (std::int64_t seq : acknowledged) store_.delete_published(seq);
   for (const auto& d : batch) {
-    apply_one(d, out);
+    apply_traced(d, out);
     auto& next = out.next_offsets[{d.message.topic, d.message.partition}];
     next = std::max(next, d.message.offset + 1);
   }
@@ -199,10 +199,33 @@ BatchResult BatchApplier::apply(std::span<const DecodedMessage> batch,
   return out;
 }
 
+// Every row the message causes (history, outbox, publications) carries its
+// trace: the store's context for rows written anywhere below, and the
+// publications' copies produced after the commit.
+void BatchApplier::apply_traced(const DecodedMessage& d, BatchResult& out) {
+  const auto first = out.publications.size();
+  const auto& m = d.message;
+  store_.set_trace_context({m.traceparent, m.received_at, m.timestamp_ms});
+  try {
+    apply_one(d, out);
+  } catch (...) {
+    store_.set_trace_context({});
+    throw;
+  }
+  store_.set_trace_context({});
+  for (auto i = first; i < out.publications.size(); ++i) {
+    if (out.publications[i].traceparent.empty()) out.publications[i].traceparent = m.traceparent;
+  }
+}
+
 BatchResult BatchApplier::record_apply_error(const DecodedMessage& d, std::string_view what) {
   BatchResult out;
   storage::WriteTransaction tx(store_);
+  const auto& t = d.message;
+  store_.set_trace_context({t.traceparent, t.received_at, t.timestamp_ms});
   record_poison(d.message, Poison{"apply_error", std::string(what), std::nullopt}, out);
+  store_.set_trace_context({});
+  if (!out.publications.empty()) out.publications.back().traceparent = t.traceparent;
   const InputMessage& m = d.message;
   out.next_offsets[{m.topic, m.partition}] = m.offset + 1;
   store_.save_offset(m.topic, m.partition, m.offset + 1);
@@ -287,6 +310,7 @@ void BatchApplier::apply_command_message(const DecodedMessage& d, const C& comma
   h.entity_id = effects.entity_id.empty() ? h.event_id : effects.entity_id;
   h.event_type = history_type(result ? result->type : std::nullopt);
   h.occurred_at = core::rfc3339_ms(now);
+  h.recorded_at_ms = now;  // the time its outbox row and result carry
   h.outcome = std::string(outcome_name(effects.outcome));
   h.reason = effects.reason;
   h.topic = m.topic;
@@ -361,6 +385,8 @@ void BatchApplier::apply_one(const DecodedMessage& d, BatchResult& out) {
   h.topic = m.topic;
   h.partition = m.partition;
   h.offset = m.offset;
+  // Taken before the follow-ups are queued: a trace lists the event first.
+  h.recorded_at_ms = now_ms();
   if (!store_.insert_inbox({env.event_id, m.topic, m.partition, m.offset, m.digest})) {
     if (record_conflict(m, h, out)) return;
     h.outcome = "duplicate";

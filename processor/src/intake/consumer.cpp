@@ -8,7 +8,9 @@
 #include <thread>
 #include <utility>
 
+#include "intake/message_meta.hpp"
 #include "intake/storage_health.hpp"
+#include "kpay/core/traceparent.hpp"
 #include "kpay/klarna/kafka_contract.hpp"
 #include "kpay/storage/store_error.hpp"
 
@@ -164,28 +166,6 @@ void report_failed_payouts(const core::Logger& log, core::Counter& counter,
                {"amount", p.amount.value_or(0)},
                {"currency", p.currency.value_or("")}});
   }
-}
-
-// A command's signature headers (the last of each name) and its timestamp.
-void read_command_meta(const rd_kafka_message_t* m, InputMessage& in) {
-  rd_kafka_headers_t* headers = nullptr;
-  if (rd_kafka_message_headers(m, &headers) == RD_KAFKA_RESP_ERR_NO_ERROR) {
-    auto get = [&](std::string_view name) -> std::optional<std::string> {
-      const void* value = nullptr;
-      std::size_t size = 0;
-      if (rd_kafka_header_get_last(headers, std::string(name).c_str(), &value, &size) !=
-              RD_KAFKA_RESP_ERR_NO_ERROR ||
-          value == nullptr) {
-        return std::nullopt;
-      }
-      return std::string(static_cast<const char*>(value), size);
-    };
-    in.headers.sender = get(kSenderHeader);
-    in.headers.signature = get(kSignatureHeader);
-  }
-  rd_kafka_timestamp_type_t type;
-  const auto ts = rd_kafka_message_timestamp(m, &type);
-  if (type != RD_KAFKA_TIMESTAMP_NOT_AVAILABLE && ts >= 0) in.timestamp_ms = ts;
 }
 
 }  // namespace
@@ -372,6 +352,10 @@ void Processor::on_delivery(const rd_kafka_message_t* msg) {
 void Processor::produce(const storage::PublishRow& row) {
   for (;;) {
     rd_kafka_headers_t* headers = rd_kafka_headers_new(2);
+    if (!row.traceparent.empty()) {
+      rd_kafka_header_add(headers, klarna::contract::header::traceparent, -1,
+                          row.traceparent.data(), static_cast<ssize_t>(row.traceparent.size()));
+    }
     if (row.reason.empty()) {
       rd_kafka_header_add(headers, klarna::contract::header::content_type, -1, "application/json",
                           -1);
@@ -529,7 +513,8 @@ std::optional<BatchResult> Processor::apply_one_by_one(const std::atomic<bool>* 
                  {{"topic", d.message.topic},
                   {"partition", d.message.partition},
                   {"offset", d.message.offset},
-                  {"error", e.what()}});
+                  {"error", e.what()},
+                  {"trace_id", core::trace_id_of(d.message.traceparent)}});
       one = record_apply_error(give_up, d, e.what());
     }
     if (!one) return std::nullopt;
@@ -585,7 +570,16 @@ bool Processor::finish_commit() {
     metrics_->poison.with({reason}).inc(n);
     log_.warn("poison messages dead-lettered", {{"reason", reason}, {"count", n}});
   }
-  for (const auto& d : committing_) metrics_->consumed.with({d.message.topic}).inc();
+  const bool debug = log_.enabled(core::LogLevel::debug);
+  for (const auto& d : committing_) {
+    metrics_->consumed.with({d.message.topic}).inc();
+    if (debug) {
+      log_.debug("message committed", {{"topic", d.message.topic},
+                                       {"partition", d.message.partition},
+                                       {"offset", d.message.offset},
+                                       {"trace_id", core::trace_id_of(d.message.traceparent)}});
+    }
+  }
   events_seen_ += committing_.size();
   committing_.clear();
 
@@ -694,7 +688,7 @@ bool Processor::run(const std::atomic<bool>& stop) {
       if (!offset_in_sequence(in.topic, in.partition, in.offset)) continue;
       if (m->key != nullptr) in.key.assign(static_cast<const char*>(m->key), m->key_len);
       if (m->payload != nullptr) in.value.assign(static_cast<const char*>(m->payload), m->len);
-      if (in.topic == settings_.topics.commands) read_command_meta(m.get(), in);
+      read_message_meta(m.get(), in, in.topic == settings_.topics.commands);
       pending_.push_back(applier_.decode(std::move(in)));
     }
     if (!ok) break;

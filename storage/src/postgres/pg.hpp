@@ -135,6 +135,12 @@ class Params {
   mutable std::vector<const char*> pointers_;
 };
 
+// NULL for an empty text (optional trace fields).
+inline std::optional<std::string> null_if_empty(const std::string& text) {
+  if (text.empty()) return std::nullopt;
+  return text;
+}
+
 // params(a, b, c): one Params from its values in order.
 template <class... A>
 Params params(const A&... a) {

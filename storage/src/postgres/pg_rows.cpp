@@ -26,7 +26,8 @@ OutboxRow outbox_row(const Result& r, int i, bool with_token) {
   o.command_id = r.optional_text(i, 19);
   o.amount = r.optional_int64(i, 20);
   o.capture_id = r.optional_text(i, 21);
-  if (with_token) o.call_token = r.text(i, 22);
+  o.traceparent = r.optional_text(i, 22).value_or("");
+  if (with_token) o.call_token = r.text(i, 23);
   return o;
 }
 

@@ -15,7 +15,7 @@ inline constexpr std::string_view kOutboxColumns =
     "id, operation, entity_id, idempotency_key, request_body, due_by_ms, status, "
     "created_by_event_id, account_id, method, path, token_header, attempts, "
     "next_attempt_at_ms, created_at_ms, updated_at_ms, last_status, last_error, result, "
-    "command_id, amount, capture_id, call_token";
+    "command_id, amount, capture_id, traceparent, call_token";
 
 // call_token only when the caller sends the call.
 OutboxRow outbox_row(const Result& r, int row, bool with_token);

@@ -2,8 +2,10 @@
 // one that has shipped.
 #include "postgres/pg_schema.hpp"
 
+#include <algorithm>
 #include <array>
 #include <chrono>
+#include <set>
 
 namespace kpay::storage::pg {
 
@@ -489,16 +491,48 @@ DROP TRIGGER audit_outbox_requeued ON outbox;
 DROP FUNCTION audit_outbox_requeued();
 )sql";
 
+// 11: traces (SQLite's 11): the W3C traceparent of history, outbox and
+// publish-queue rows, a history row's times, and every attempt of every
+// Klarna call.
+constexpr std::string_view kV11 = R"sql(
+ALTER TABLE history ADD COLUMN traceparent TEXT;
+ALTER TABLE history ADD COLUMN recorded_at_ms BIGINT;
+ALTER TABLE history ADD COLUMN received_at TEXT;
+ALTER TABLE history ADD COLUMN kafka_timestamp_ms BIGINT;
+ALTER TABLE outbox ADD COLUMN traceparent TEXT;
+ALTER TABLE publish_queue ADD COLUMN traceparent TEXT;
+CREATE TABLE call_attempts (
+  outbox_id             BIGINT NOT NULL,
+  attempt               BIGINT NOT NULL,
+  started_at_ms         BIGINT NOT NULL,
+  latency_us            BIGINT NOT NULL,
+  outcome               TEXT NOT NULL CHECK (outcome IN ('succeeded', 'retry', 'failed', 'conflict')),
+  http_status           BIGINT,
+  transport_error       TEXT,
+  klarna_error_id       TEXT,
+  klarna_error_code     TEXT,
+  klarna_correlation_id TEXT,
+  summary               TEXT,
+  traceparent           TEXT,
+  recorded_at_ms        BIGINT NOT NULL,
+  PRIMARY KEY (outbox_id, attempt)
+);
+CREATE INDEX commands_by_entity ON commands (entity_id);
+)sql";
+
 // Migration 9 in one piece: the tables, then the audit trail.
 const std::string& v9_sql() {
   static const std::string sql = std::string(kV9) + std::string(kV9Audit);
   return sql;
 }
 
-std::array<Migration, 3> make_migrations() {
+std::array<Migration, 4> make_migrations() {
   return {
       Migration{9, "state schema as of SQLite version 9, with leases for N processors", v9_sql()},
       Migration{10, "settlements fetched, their lines, reconciliation findings", kV10},
+      Migration{11,
+                "traces: traceparent and times of history, outbox and publications; call attempts",
+                kV11},
       Migration{12, "audit trail: the operator of an operator's action", kV12}};
 }
 
@@ -514,7 +548,7 @@ CREATE TABLE IF NOT EXISTS schema_version (
 }  // namespace
 
 std::span<const Migration> state_migrations() {
-  static const std::array<Migration, 3> migrations = make_migrations();
+  static const std::array<Migration, 4> migrations = make_migrations();
   return migrations;
 }
 
@@ -535,13 +569,23 @@ int migrate(Connection& c, std::span<const Migration> migrations) {
                             ", newer than this binary supports (" + std::to_string(newest) +
                             "); upgrade the binary");
   }
-  if (current == newest) return current;  // nothing to do: the transaction rolls back
+  // Every migration not recorded yet, not only those above the newest
+  // recorded (11 came after 12 in some databases), as in SQLite.
+  std::set<int> applied;
+  if (current > 0) {
+    Result r = c.query("SELECT version FROM schema_version WHERE schema = 'state'");
+    for (int i = 0; i < r.rows(); ++i) applied.insert(static_cast<int>(r.int64(i, 0)));
+  }
+  const bool all_applied =
+      std::all_of(migrations.begin(), migrations.end(),
+                  [&](const Migration& m) { return applied.count(m.version); });
+  if (all_applied) return current;  // nothing to do: the transaction rolls back
   c.exec(kVersionTable);
   const std::int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
                                std::chrono::system_clock::now().time_since_epoch())
                                .count();
   for (const Migration& m : migrations) {
-    if (m.version <= current) continue;
+    if (applied.count(m.version)) continue;
     c.exec(m.sql);
     c.query(
         "INSERT INTO schema_version (schema, version, name, applied_at_ms) "

@@ -118,6 +118,7 @@ class PgState {
   // ---- audit trail (pg_state_audit.cpp) ----
   std::int64_t append_audit(const AuditEvent& e);
   std::vector<AuditEvent> list_audit(const AuditQuery& q);
+  std::vector<AuditEvent> audit_of_outbox(std::int64_t outbox_id);
   void record_sender(const std::string& command_id, const std::string& sender,
                      const std::string& key_id, const std::optional<std::string>& currency,
                      std::optional<std::int64_t> amount, const std::string& day,
@@ -140,6 +141,13 @@ class PgState {
                       std::int32_t partition, std::int64_t offset);
   bool release_poison_claim(const DeadLetterRow& p);
   std::vector<PaymentSummary> list_payments(const PaymentFilter& f);
+
+  // ---- traces: call attempts, a payment's commands and disputes (v11,
+  // pg_state_traces.cpp) ----
+  void insert_call_attempt(const CallAttemptRow& a);
+  std::vector<CallAttemptRow> call_attempts(std::int64_t outbox_id);
+  std::vector<CommandRow> commands_for_entity(const std::string& entity_id);
+  std::vector<std::string> disputes_of_transaction(const std::string& transaction_id);
 
  private:
   Connection& c_;

@@ -5,29 +5,13 @@
 
 namespace kpay::storage::pg {
 
-std::int64_t PgState::append_audit(const AuditEvent& e) {
-  Params p = params(e.at_ms, e.kind, e.sender, e.command_id, e.operation, e.entity_id);
-  p.add(e.outbox_id).add(e.attempt).add(e.status).add(e.detail).add(e.request).add(e.klarna_status);
-  p.add(e.operator_name);
-  return c_
-      .query(
-          "INSERT INTO audit_events (at_ms, kind, sender, command_id, operation, entity_id, "
-          "outbox_id, attempt, status, detail, request, klarna_status, operator) "
-          "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING seq",
-          p)
-      .int64(0, 0);
-}
+namespace {
 
-std::vector<AuditEvent> PgState::list_audit(const AuditQuery& q) {
-  Result r = c_.query(
-      "SELECT seq, at_ms, kind, sender, command_id, operation, entity_id, outbox_id, attempt, "
-      "status, detail, request, klarna_status, operator FROM audit_events "
-      "WHERE seq > $1 AND at_ms >= $2 AND ($3 = '' OR sender = $3) "
-      "AND ($4 = '' OR command_id = $4 OR outbox_id IN "
-      "(SELECT outbox_id FROM audit_events WHERE command_id = $4)) "
-      "AND ($6 = '' OR operator = $6) ORDER BY seq LIMIT $5",
-      params(q.after_seq, q.since_ms, q.sender, q.command_id, static_cast<std::int64_t>(q.limit),
-             q.operator_name));
+constexpr std::string_view kAuditColumns =
+    "seq, at_ms, kind, sender, command_id, operation, entity_id, outbox_id, attempt, "
+    "status, detail, request, klarna_status, operator";
+
+std::vector<AuditEvent> audit_events(const Result& r) {
   std::vector<AuditEvent> out;
   for (int i = 0; i < r.rows(); ++i) {
     AuditEvent e;
@@ -48,6 +32,39 @@ std::vector<AuditEvent> PgState::list_audit(const AuditQuery& q) {
     out.push_back(std::move(e));
   }
   return out;
+}
+
+}  // namespace
+
+std::int64_t PgState::append_audit(const AuditEvent& e) {
+  Params p = params(e.at_ms, e.kind, e.sender, e.command_id, e.operation, e.entity_id);
+  p.add(e.outbox_id).add(e.attempt).add(e.status).add(e.detail).add(e.request).add(e.klarna_status);
+  p.add(e.operator_name);
+  return c_
+      .query(
+          "INSERT INTO audit_events (at_ms, kind, sender, command_id, operation, entity_id, "
+          "outbox_id, attempt, status, detail, request, klarna_status, operator) "
+          "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING seq",
+          p)
+      .int64(0, 0);
+}
+
+std::vector<AuditEvent> PgState::list_audit(const AuditQuery& q) {
+  Result r = c_.query(std::string("SELECT ").append(kAuditColumns) +
+                          " FROM audit_events "
+                          "WHERE seq > $1 AND at_ms >= $2 AND ($3 = '' OR sender = $3) "
+                          "AND ($4 = '' OR command_id = $4 OR outbox_id IN "
+                          "(SELECT outbox_id FROM audit_events WHERE command_id = $4)) "
+                          "AND ($6 = '' OR operator = $6) ORDER BY seq LIMIT $5",
+                      params(q.after_seq, q.since_ms, q.sender, q.command_id,
+                             static_cast<std::int64_t>(q.limit), q.operator_name));
+  return audit_events(r);
+}
+
+std::vector<AuditEvent> PgState::audit_of_outbox(std::int64_t outbox_id) {
+  return audit_events(c_.query(std::string("SELECT ").append(kAuditColumns) +
+                                   " FROM audit_events WHERE outbox_id = $1 ORDER BY seq",
+                               params(outbox_id)));
 }
 
 void PgState::record_sender(const std::string& command_id, const std::string& sender,

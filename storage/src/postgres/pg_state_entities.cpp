@@ -211,18 +211,21 @@ void PgState::save_record(const RecordRow& x) {
 void PgState::append_history(const HistoryRow& h) {
   Params p = params(h.event_id, h.entity_kind, h.entity_id, h.event_type, h.event_version);
   p.add(h.occurred_at).add(h.outcome).add(h.from_state).add(h.to_state).add(h.reason);
-  p.add(h.topic).add(h.partition).add(h.offset);
+  p.add(h.topic).add(h.partition).add(h.offset).add(null_if_empty(h.traceparent));
+  p.add(h.recorded_at_ms).add(null_if_empty(h.received_at)).add(h.kafka_timestamp_ms);
   c_.query(
       "INSERT INTO history (event_id, entity_kind, entity_id, event_type, event_version, "
-      "occurred_at, outcome, from_state, to_state, reason, topic, partition, \"offset\") "
-      "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+      "occurred_at, outcome, from_state, to_state, reason, topic, partition, \"offset\", "
+      "traceparent, recorded_at_ms, received_at, kafka_timestamp_ms) "
+      "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
       p);
 }
 
 std::vector<HistoryRow> PgState::history(const std::string& entity_id) {
   Result r = c_.query(
       "SELECT seq, event_id, entity_kind, event_type, event_version, occurred_at, outcome, "
-      "from_state, to_state, reason, topic, partition, \"offset\" FROM history "
+      "from_state, to_state, reason, topic, partition, \"offset\", traceparent, "
+      "recorded_at_ms, received_at, kafka_timestamp_ms FROM history "
       "WHERE entity_id = $1 ORDER BY seq",
       params(entity_id));
   std::vector<HistoryRow> out;
@@ -242,6 +245,10 @@ std::vector<HistoryRow> PgState::history(const std::string& entity_id) {
     h.topic = r.text(i, 10);
     h.partition = static_cast<std::int32_t>(r.int64(i, 11));
     h.offset = r.int64(i, 12);
+    h.traceparent = r.optional_text(i, 13).value_or("");
+    h.recorded_at_ms = r.optional_int64(i, 14).value_or(0);
+    h.received_at = r.optional_text(i, 15).value_or("");
+    h.kafka_timestamp_ms = r.optional_int64(i, 16);
     out.push_back(std::move(h));
   }
   return out;

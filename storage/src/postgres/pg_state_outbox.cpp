@@ -33,13 +33,14 @@ bool PgState::insert_outbox(const OutboxRow& o) {
       .add(o.account_id)
       .add(o.method);
   p.add(o.path).add(o.token_header).add(o.next_attempt_at_ms).add(o.created_at_ms);
-  p.add(o.command_id).add(o.amount).add(o.capture_id);
+  p.add(o.command_id).add(o.amount).add(o.capture_id).add(null_if_empty(o.traceparent));
   return c_.query(
                "INSERT INTO outbox (operation, entity_id, idempotency_key, request_body, "
                "call_token, due_by_ms, status, created_by_event_id, account_id, method, path, "
                "token_header, next_attempt_at_ms, created_at_ms, updated_at_ms, command_id, "
-               "amount, capture_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, "
-               "$13, $14, $14, $15, $16, $17) ON CONFLICT (idempotency_key) DO NOTHING",
+               "amount, capture_id, traceparent) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, "
+               "$10, $11, $12, $13, $14, $14, $15, $16, $17, $18) "
+               "ON CONFLICT (idempotency_key) DO NOTHING",
                p)
              .affected() == 1;
 }
@@ -142,11 +143,11 @@ DeadlineSummary PgState::deadlines(std::int64_t now_ms, std::int64_t horizon_ms,
 
 std::int64_t PgState::enqueue_publish(const PublishRow& q) {
   Params p = params(q.topic);
-  p.add_bytes(q.key).add_bytes(q.value).add(q.reason);
+  p.add_bytes(q.key).add_bytes(q.value).add(q.reason).add(null_if_empty(q.traceparent));
   return c_
       .query(
-          "INSERT INTO publish_queue (topic, key, value, reason) VALUES ($1, $2, $3, $4) "
-          "RETURNING seq",
+          "INSERT INTO publish_queue (topic, key, value, reason, traceparent) "
+          "VALUES ($1, $2, $3, $4, $5) RETURNING seq",
           p)
       .int64(0, 0);
 }
@@ -159,7 +160,8 @@ namespace {
 std::vector<PublishRow> publish_rows(const Result& r) {
   std::vector<PublishRow> out;
   for (int i = 0; i < r.rows(); ++i) {
-    out.push_back({r.int64(i, 0), r.text(i, 1), r.bytea(i, 2), r.bytea(i, 3), r.text(i, 4)});
+    out.push_back({r.int64(i, 0), r.text(i, 1), r.bytea(i, 2), r.bytea(i, 3), r.text(i, 4),
+                   r.optional_text(i, 5).value_or("")});
   }
   return out;
 }
@@ -167,7 +169,8 @@ std::vector<PublishRow> publish_rows(const Result& r) {
 
 std::vector<PublishRow> PgState::pending_publications() {
   return publish_rows(
-      c_.query("SELECT seq, topic, key, value, reason FROM publish_queue ORDER BY seq"));
+      c_.query("SELECT seq, topic, key, value, reason, traceparent FROM publish_queue "
+               "ORDER BY seq"));
 }
 
 std::vector<PublishRow> PgState::claim_publications(const Claimant& who) {
@@ -180,7 +183,7 @@ std::vector<PublishRow> PgState::claim_publications(const Claimant& who) {
                "OR claimed_by = $1 OR lease_expires_at_ms <= kpay_now_ms()) AND NOT EXISTS ("
                "SELECT 1 FROM publish_queue f WHERE f.seq < q.seq AND f.claimed_by <> $1 "
                "AND f.lease_expires_at_ms > kpay_now_ms()) ORDER BY seq FOR UPDATE) "
-               "RETURNING seq, topic, key, value, reason",
+               "RETURNING seq, topic, key, value, reason, traceparent",
                params(who.owner, static_cast<std::int64_t>(who.lease.count()))));
   std::sort(rows.begin(), rows.end(),
             [](const PublishRow& a, const PublishRow& b) { return a.seq < b.seq; });

@@ -2,6 +2,8 @@
 // connection's upkeep, and each interface method on PgState.
 #include "postgres/pg_store.hpp"
 
+#include <chrono>
+
 #include "postgres/pg_leases.hpp"
 #include "postgres/pg_schema.hpp"
 
@@ -52,8 +54,20 @@ void PgStore::insert_conflict(const EventConflictRow& c) {
 std::vector<EventConflictRow> PgStore::list_conflicts(std::size_t limit) {
   return live().list_conflicts(limit);
 }
+// The trace context (Store::set_trace_context) fills what a row leaves
+// empty, as StateStore does.
 void PgStore::append_history(const HistoryRow& h) {
-  live().append_history(h);
+  const TraceContext& t = trace_context();
+  HistoryRow row = h;
+  if (row.traceparent.empty()) row.traceparent = t.traceparent;
+  if (row.received_at.empty()) row.received_at = t.received_at;
+  if (!row.kafka_timestamp_ms) row.kafka_timestamp_ms = t.kafka_timestamp_ms;
+  if (row.recorded_at_ms == 0) {
+    row.recorded_at_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                             std::chrono::system_clock::now().time_since_epoch())
+                             .count();
+  }
+  live().append_history(row);
 }
 std::vector<HistoryRow> PgStore::history(const std::string& entity_id) {
   return live().history(entity_id);
@@ -123,7 +137,12 @@ std::vector<SettlementEventRow> PgStore::settlement_events(std::size_t limit) {
 
 // ---- OutboxStore ----
 bool PgStore::insert_outbox(const OutboxRow& o) {
-  return live().insert_outbox(o);
+  if (!o.traceparent.empty() || trace_context().traceparent.empty()) {
+    return live().insert_outbox(o);
+  }
+  OutboxRow row = o;
+  row.traceparent = trace_context().traceparent;
+  return live().insert_outbox(row);
 }
 std::vector<OutboxRow> PgStore::outbox(const std::string& entity_id) {
   return live().outbox(entity_id);
@@ -174,7 +193,20 @@ DeadlineSummary PgStore::deadlines(std::int64_t now_ms, std::int64_t horizon_ms,
 
 // ---- PublishQueue ----
 std::int64_t PgStore::enqueue_publish(const PublishRow& p) {
-  return live().enqueue_publish(p);
+  if (!p.traceparent.empty() || trace_context().traceparent.empty()) {
+    return live().enqueue_publish(p);
+  }
+  PublishRow row = p;
+  row.traceparent = trace_context().traceparent;
+  return live().enqueue_publish(row);
+}
+
+// ---- CallAttempts ----
+void PgStore::insert_call_attempt(const CallAttemptRow& a) {
+  live().insert_call_attempt(a);
+}
+std::vector<CallAttemptRow> PgStore::call_attempts(std::int64_t outbox_id) {
+  return live().call_attempts(outbox_id);
 }
 void PgStore::delete_published(std::int64_t seq) {
   live().delete_published(seq);
@@ -260,6 +292,9 @@ std::int64_t PgStore::append_audit(const AuditEvent& e) {
 std::vector<AuditEvent> PgStore::list_audit(const AuditQuery& q) {
   return live().list_audit(q);
 }
+std::vector<AuditEvent> PgStore::audit_of_outbox(std::int64_t outbox_id) {
+  return live().audit_of_outbox(outbox_id);
+}
 void PgStore::record_sender(const std::string& command_id, const std::string& sender,
                             const std::string& key_id, const std::optional<std::string>& currency,
                             std::optional<std::int64_t> amount, const std::string& day,
@@ -322,6 +357,12 @@ std::vector<PaymentSummary> PgStore::list_payments(const PaymentFilter& f) {
 }
 std::vector<DisputeRow> PgStore::list_disputes(std::size_t limit) {
   return live().list_disputes(limit);
+}
+std::vector<CommandRow> PgStore::commands_for_entity(const std::string& entity_id) {
+  return live().commands_for_entity(entity_id);
+}
+std::vector<std::string> PgStore::disputes_of_transaction(const std::string& transaction_id) {
+  return live().disputes_of_transaction(transaction_id);
 }
 
 }  // namespace kpay::storage::pg

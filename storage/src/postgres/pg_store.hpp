@@ -87,6 +87,10 @@ class PgStore final : public Store {
   // PublishQueue: pending_publications() claims what it returns for this
   // owner (rows of another owner are skipped while its lease holds).
   std::int64_t enqueue_publish(const PublishRow& p) override;
+
+  // ---- CallAttempts (v11, pg_state_traces.cpp) ----
+  void insert_call_attempt(const CallAttemptRow& a) override;
+  std::vector<CallAttemptRow> call_attempts(std::int64_t outbox_id) override;
   void delete_published(std::int64_t seq) override;
   std::vector<PublishRow> pending_publications() override;
 
@@ -122,6 +126,7 @@ class PgStore final : public Store {
   // AuditTrail
   std::int64_t append_audit(const AuditEvent& e) override;
   std::vector<AuditEvent> list_audit(const AuditQuery& q) override;
+  std::vector<AuditEvent> audit_of_outbox(std::int64_t outbox_id) override;
   void record_sender(const std::string& command_id, const std::string& sender,
                      const std::string& key_id, const std::optional<std::string>& currency,
                      std::optional<std::int64_t> amount, const std::string& day,
@@ -150,6 +155,8 @@ class PgStore final : public Store {
   Overview overview() override;
   std::vector<PaymentSummary> list_payments(const PaymentFilter& f) override;
   std::vector<DisputeRow> list_disputes(std::size_t limit) override;
+  std::vector<CommandRow> commands_for_entity(const std::string& entity_id) override;
+  std::vector<std::string> disputes_of_transaction(const std::string& transaction_id) override;
 
  private:
   class Scope;

@@ -90,6 +90,7 @@ struct Call {
   std::string content_type;
   std::string idempotency_key;
   std::string correlation_id;  // Partner-Correlation-Id, optional
+  std::string traceparent;     // W3C trace context header, optional
   // Extra headers. Values of these are never logged: they are tokens
   // (Klarna-Network-Session-Token, Klarna-Interoperability-Token, …).
   std::vector<std::pair<std::string, std::string>> sensitive_headers;

@@ -33,6 +33,10 @@ inline constexpr char signing_key_id[] = "klarna-signing-key-id";
 inline constexpr char signature[] = "klarna-signature";
 inline constexpr char received_at[] = "received-at";
 inline constexpr char content_type[] = "content-type";
+// W3C trace context (kpay/core/traceparent.hpp): the receiver's span of the
+// webhook on its messages; the processor's on what it publishes (state
+// changes, command results, dead letters); a command's sender may set one.
+inline constexpr char traceparent[] = "traceparent";
 // On the routed topics.
 inline constexpr char event_id[] = "klarna-event-id";
 inline constexpr char event_type[] = "klarna-event-type";

@@ -39,6 +39,11 @@ struct InputMessage {
   std::string digest{};
   CommandHeaders headers{};                    // kpay-sender, kpay-signature (commands)
   std::optional<std::int64_t> timestamp_ms{};  // the Kafka message timestamp
+  // The message's W3C traceparent header (a new trace when it had no valid
+  // one) and the receiver's received-at header: kept in the history, carried
+  // to the calls and messages the message causes (docs/OPERATIONS.md).
+  std::string traceparent{};
+  std::string received_at{};
 };
 
 // A command refused before it was read (command_auth.hpp: unsigned,
@@ -132,6 +137,8 @@ class BatchApplier {
   DecodedMessage decode(InputMessage m) const;
 
  private:
+  // apply_one with the message's trace context set in the store.
+  void apply_traced(const DecodedMessage& m, BatchResult& out);
   void apply_one(const DecodedMessage& m, BatchResult& out);
   void record_poison(const InputMessage& m, const Poison& p, BatchResult& out);
   // A known event_id with another body: a conflict, dead-lettered

@@ -28,15 +28,17 @@ struct IncomingRequest {
   std::string_view signature;
   std::string_view content_type;
   std::string_view body;  // raw bytes as received
+  // W3C trace context Klarna's request carried, if any (not validated here).
+  std::string_view traceparent;
   bool has_signing_key_id = false;
   bool has_signature = false;
 };
 
 struct Answer {
   int status = 200;
-  std::string body;                 // JSON
-  std::string reason;               // metric label: "accepted", "bad_signature", …
-  bool allow_post_header = false;   // 405 carries "Allow: POST"
+  std::string body;                // JSON
+  std::string reason;              // metric label: "accepted", "bad_signature", …
+  bool allow_post_header = false;  // 405 carries "Allow: POST"
 };
 
 struct PublishPlan {

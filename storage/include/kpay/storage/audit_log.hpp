@@ -25,6 +25,8 @@ class AuditLog {
 
   std::int64_t append(const AuditEvent& e);
   std::vector<AuditEvent> list(const AuditQuery& q);
+  // Every row of one outbox call, oldest first (klarnactl payments trace).
+  std::vector<AuditEvent> for_outbox(std::int64_t outbox_id);
 
   // Who sent an accepted command, and the money it moves (per-day limits).
   void record_sender(const std::string& command_id, const std::string& sender,

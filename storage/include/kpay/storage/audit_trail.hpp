@@ -44,6 +44,8 @@ class AuditTrail {
   virtual std::int64_t append_audit(const AuditEvent& e) = 0;
   // By seq, oldest first.
   virtual std::vector<AuditEvent> list_audit(const AuditQuery& q) = 0;
+  // Every event of one outbox call, oldest first (klarnactl payments trace).
+  virtual std::vector<AuditEvent> audit_of_outbox(std::int64_t outbox_id) = 0;
   // Who sent an accepted command, and the money it moves (per-day limits).
   virtual void record_sender(const std::string& command_id, const std::string& sender,
                              const std::string& key_id, const std::optional<std::string>& currency,

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "kpay/storage/rows.hpp"
@@ -19,6 +20,10 @@ class ReadModel {
   virtual std::vector<PaymentSummary> list_payments(const PaymentFilter& f) = 0;
   // Every dispute, newest state first.
   virtual std::vector<DisputeRow> list_disputes(std::size_t limit) = 0;
+  // klarnactl payments trace (v11): the commands that acted on an entity
+  // (oldest first) and the ids of a transaction's disputes.
+  virtual std::vector<CommandRow> commands_for_entity(const std::string& entity_id) = 0;
+  virtual std::vector<std::string> disputes_of_transaction(const std::string& transaction_id) = 0;
 };
 
 }  // namespace kpay::storage

@@ -230,6 +230,22 @@ struct HistoryRow {
   std::string topic;
   std::int32_t partition = 0;
   std::int64_t offset = 0;
+  // v11 (klarnactl payments trace): the message's W3C traceparent, when the
+  // processor wrote this row (ms; 0 = not known: written before v11 or
+  // unset, then the store fills in now), the receiver's received-at header
+  // and the Kafka message timestamp.
+  std::string traceparent{};
+  std::int64_t recorded_at_ms = 0;
+  std::string received_at{};
+  std::optional<std::int64_t> kafka_timestamp_ms{};
+};
+
+// v11: what the store adds to the rows written while it is set
+// (Store::set_trace_context).
+struct TraceContext {
+  std::string traceparent;  // W3C; empty: none
+  std::string received_at;  // the receiver's received-at header
+  std::optional<std::int64_t> kafka_timestamp_ms;
 };
 
 // A follow-up call to Klarna, written in the same transaction as the state
@@ -272,6 +288,29 @@ struct OutboxRow {
   // capture, that capture's id.
   std::optional<std::int64_t> amount;
   std::optional<std::string> capture_id;
+  // v11: the trace of what caused the call (the event or command); each
+  // attempt is sent as a child span of it. Empty: the store's trace context.
+  std::string traceparent{};
+};
+
+// v11: one attempt of a Klarna call, as the worker recorded its answer
+// (call_attempts.hpp).
+struct CallAttemptRow {
+  std::int64_t outbox_id = 0;
+  std::int64_t attempt = 0;  // the outbox row's attempts when it was sent
+  std::int64_t started_at_ms = 0;
+  std::int64_t latency_us = 0;
+  std::string outcome;  // succeeded | retry | failed | conflict
+  std::optional<std::int64_t> http_status;
+  std::optional<std::string> transport_error;
+  std::optional<std::string> klarna_error_id;
+  std::optional<std::string> klarna_error_code;
+  std::optional<std::string> klarna_correlation_id;
+  std::optional<std::string> summary;  // Answer::summary(): no secrets
+  std::string traceparent;             // the header sent on this attempt
+  std::int64_t recorded_at_ms = 0;
+
+  bool operator==(const CallAttemptRow&) const = default;
 };
 
 // What the worker records about one attempt.
@@ -350,6 +389,9 @@ struct PublishRow {
   std::string key;
   std::string value;
   std::string reason;  // dead letters: why; empty for state changes
+  // v11: sent as the message's traceparent header. Empty when enqueued: the
+  // store's trace context.
+  std::string traceparent{};
 };
 
 struct PoisonRow {

@@ -132,6 +132,10 @@ class StateStore final : public Store {
   DeadlineSummary deadlines(std::int64_t now_ms, std::int64_t horizon_ms,
                             std::int64_t call_horizon_ms = 10 * 60 * 1000) override;
 
+  // ---- call attempts (call_attempts.hpp; v11, state_store_traces.cpp) ----
+  void insert_call_attempt(const CallAttemptRow& a) override;
+  std::vector<CallAttemptRow> call_attempts(std::int64_t outbox_id) override;
+
   // ---- publish queue (publish_queue.hpp) ----
   std::int64_t enqueue_publish(const PublishRow& p) override;
   void delete_published(std::int64_t seq) override;
@@ -153,6 +157,7 @@ class StateStore final : public Store {
   // ---- audit trail (audit_trail.hpp; v9, audit_log.cpp) ----
   std::int64_t append_audit(const AuditEvent& e) override;
   std::vector<AuditEvent> list_audit(const AuditQuery& q) override;
+  std::vector<AuditEvent> audit_of_outbox(std::int64_t outbox_id) override;
   void record_sender(const std::string& command_id, const std::string& sender,
                      const std::string& key_id, const std::optional<std::string>& currency,
                      std::optional<std::int64_t> amount, const std::string& day,
@@ -181,6 +186,8 @@ class StateStore final : public Store {
   Overview overview() override;
   std::vector<PaymentSummary> list_payments(const PaymentFilter& f) override;
   std::vector<DisputeRow> list_disputes(std::size_t limit) override;
+  std::vector<CommandRow> commands_for_entity(const std::string& entity_id) override;
+  std::vector<std::string> disputes_of_transaction(const std::string& transaction_id) override;
   SettlementLedger* settlement_ledger() override;
   std::string database_file() override;
 

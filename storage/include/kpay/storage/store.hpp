@@ -4,8 +4,10 @@
 #pragma once
 
 #include <string>
+#include <utility>
 
 #include "kpay/storage/audit_trail.hpp"
+#include "kpay/storage/call_attempts.hpp"
 #include "kpay/storage/command_log.hpp"
 #include "kpay/storage/dead_letter_store.hpp"
 #include "kpay/storage/entity_store.hpp"
@@ -26,6 +28,7 @@ class Store : public UnitOfWork,
               public InboxStore,
               public EntityStore,
               public OutboxStore,
+              public CallAttempts,
               public PublishQueue,
               public OffsetStore,
               public CommandLog,
@@ -40,6 +43,18 @@ class Store : public UnitOfWork,
   virtual SettlementLedger* settlement_ledger() { return nullptr; }
   // The file holding the state (SQLite); "" for a server database.
   virtual std::string database_file() { return {}; }
+
+  // v11: the trace of what is being applied or recorded now, on this store
+  // object (storage/README.md, "Trace context"). insert_outbox and
+  // enqueue_publish give its traceparent to rows that carry none;
+  // append_history gives all of it to history rows that carry none. Set by
+  // the batch applier per message and by the outbox worker per answer;
+  // cleared by a default TraceContext.
+  void set_trace_context(TraceContext c) { trace_ = std::move(c); }
+  const TraceContext& trace_context() const { return trace_; }
+
+ private:
+  TraceContext trace_;
 };
 
 }  // namespace kpay::storage
