@@ -363,6 +363,9 @@ TEST_F(Settlements, AFindingMessageCarriesBothSides) {
             R"({"finding_id":"amount_mismatch:s:c","kind":"amount_mismatch","settlement_id":"s",)"
             R"("subject":"c","ours":{"amount":1},"theirs":{"amount":2},"detail":"d",)"
             R"("found_at_ms":5})");
+  f.resolved_at_ms = 6;  // published again once resolved
+  EXPECT_NE(processor::finding_message(f).find(R"("found_at_ms":5,"resolved_at_ms":6})"),
+            std::string::npos);
 }
 
 // ---- findings whose counterpart arrives later --------------------------------------------
