@@ -2,7 +2,6 @@
 // history row per message, outbox rows for the follow-ups they report,
 // publish-queue rows, offsets.
 #include "kpay/processor/batch_applier.hpp"
-#include "kpay/processor/reconciler.hpp"
 
 #include <openssl/evp.h>
 
@@ -15,6 +14,7 @@
 #include "kpay/core/overloaded.hpp"
 #include "kpay/core/wall_clock.hpp"
 #include "kpay/processor/gap_repair.hpp"
+#include "kpay/processor/reconciler.hpp"
 
 namespace kpay::processor {
 
