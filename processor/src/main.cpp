@@ -45,7 +45,8 @@ namespace {
 // One line per dispute deadline and per Klarna call that entered its warning
 // window or passed; dispute warnings also go to klarna.payment-states.
 // Captures and refunds no settlement report named within the grace period:
-// each found once, logged and published on klarna.reconciliation.
+// each found once, logged and published on klarna.reconciliation; open
+// findings that no longer hold resolved, logged and published too.
 void check_settlements(processor::SettlementWatch& settlements, processor::Processor& processor,
                        const core::Logger& log) {
   try {
@@ -53,6 +54,9 @@ void check_settlements(processor::SettlementWatch& settlements, processor::Proce
     for (const auto& f : check.found) {
       log.warn("settlement finding",
                {{"kind", f.kind}, {"subject", f.subject}, {"detail", f.detail}});
+    }
+    for (const auto& f : check.resolved) {
+      log.info("settlement finding resolved", {{"kind", f.kind}, {"subject", f.subject}});
     }
     processor.publish_later(std::move(check.publications));
   } catch (const std::exception& e) {

@@ -26,6 +26,7 @@ class SqliteSettlementLedger final : public SettlementLedger {
   bool insert_finding(const FindingRow& f) override;
   std::int64_t resolve_findings(const std::string& kind, const std::string& subject,
                                 std::int64_t now_ms) override;
+  bool resolve_finding(const std::string& finding_id, std::int64_t now_ms) override;
   std::vector<FindingRow> findings_of(const std::string& settlement_id) override;
   std::vector<FindingRow> findings(std::int64_t since_ms, bool open_only,
                                    std::size_t limit) override;

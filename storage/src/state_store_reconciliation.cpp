@@ -213,6 +213,15 @@ std::int64_t SqliteSettlementLedger::resolve_findings(const std::string& kind,
   return db_.changes();
 }
 
+bool SqliteSettlementLedger::resolve_finding(const std::string& finding_id, std::int64_t now_ms) {
+  auto s = db_.prepare(
+      "UPDATE reconciliation_findings SET resolved_at_ms = ? "
+      "WHERE finding_id = ? AND resolved_at_ms IS NULL");
+  s.bind(1, now_ms).bind(2, finding_id);
+  s.run();
+  return db_.changes() == 1;
+}
+
 std::vector<FindingRow> SqliteSettlementLedger::findings_of(const std::string& settlement_id) {
   auto s = db_.prepare("SELECT " + std::string(kFindingColumns) +
                        " FROM reconciliation_findings WHERE settlement_id = ? "

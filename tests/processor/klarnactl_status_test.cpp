@@ -284,6 +284,9 @@ TEST(MakeRun, DemoSecondsRunsThenSummarizesAndStops) {
       << out;
   EXPECT_GT(std::stoll(m[2]), 0) << out;
   EXPECT_TRUE(std::regex_search(out, std::regex(R"(\(final\)\s+[1-9])"))) << out;
+  // Every operation apart from its figures, the longest
+  // (fetch_settlement_transactions) too.
+  EXPECT_FALSE(std::regex_search(out, std::regex(R"([a-z_](succeeded|retried) \d)"))) << out;
   EXPECT_NE(out.find("embedded Kafka stopped"), std::string::npos) << out;
   EXPECT_NE(out.find("stopped. Logs: " + demo.dir + "/run/*.log"), std::string::npos) << out;
   // Kafka stops last; the daemons' logs are files, not the terminal.

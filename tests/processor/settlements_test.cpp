@@ -15,6 +15,7 @@
 #include "kpay/klarna/envelope.hpp"
 #include "kpay/processor/batch_applier.hpp"
 #include "kpay/processor/reconciler.hpp"
+#include "kpay/processor/settlement_watch.hpp"
 #include "kpay/storage/reconciliation_store.hpp"
 #include "kpay/storage/state_store.hpp"
 
@@ -36,6 +37,15 @@ std::string payout_event(std::string_view type, std::string_view event_id) {
          R"(","event_version":"v2","occurred_at":"2026-01-02T00:00:00Z",)"
          R"("subject_account_id":"acc-1"},"payload":{"settlement_id":"stl-9",)"
          R"("payout_id":"po-9","payout_amount":987654,"currency":"EUR"}})";
+}
+
+std::string dispute_event(std::string_view type, std::string_view event_id,
+                          std::string_view payload) {
+  return R"({"metadata":{"event_type":")" + std::string(type) + R"(","event_id":")" +
+         std::string(event_id) +
+         R"(","event_version":"v2","occurred_at":"2026-01-02T00:00:00Z",)"
+         R"("subject_account_id":"acc-1"},"payload":{"payment_dispute_id":"dis-1",)" +
+         std::string(payload) + "}}";
 }
 
 class Settlements : public ::testing::Test {
@@ -109,6 +119,28 @@ class Settlements : public ::testing::Test {
     l.payment_transaction_id = std::move(tx);
     l.currency = std::move(currency);
     ASSERT_TRUE(recon_->insert_line(l));
+  }
+
+  void chargeback_line(const std::string& settlement, std::int64_t amount,
+                       const std::string& dispute) {
+    SettlementLineRow l;
+    l.settlement_id = settlement;
+    l.line_no = next_line_[settlement]++;
+    l.type = "CHARGEBACK";
+    l.amount = amount;
+    l.payment_transaction_id = "tx-2";
+    l.dispute_id = dispute;
+    l.currency = "EUR";
+    ASSERT_TRUE(recon_->insert_line(l));
+  }
+
+  // The klarna.reconciliation messages among `r`'s publications.
+  std::vector<std::string> findings_published(const processor::BatchResult& r) {
+    std::vector<std::string> out;
+    for (const auto& p : r.publications) {
+      if (p.topic == topics_.reconciliation) out.push_back(p.value);
+    }
+    return out;
   }
 
   std::vector<std::string> kinds(const std::vector<FindingRow>& found) {
@@ -331,6 +363,86 @@ TEST_F(Settlements, AFindingMessageCarriesBothSides) {
             R"({"finding_id":"amount_mismatch:s:c","kind":"amount_mismatch","settlement_id":"s",)"
             R"("subject":"c","ours":{"amount":1},"theirs":{"amount":2},"detail":"d",)"
             R"("found_at_ms":5})");
+  f.resolved_at_ms = 6;  // published again once resolved
+  EXPECT_NE(processor::finding_message(f).find(R"("found_at_ms":5,"resolved_at_ms":6})"),
+            std::string::npos);
+}
+
+// ---- findings whose counterpart arrives later --------------------------------------------
+
+// Klarna settled the chargeback before the processor applied the dispute's
+// loss (webhooks and settlement reports race): the line is unexpected until
+// the loss is applied, then the finding is resolved and published so.
+TEST_F(Settlements, AChargebackSettledBeforeTheDisputeWasLostIsResolvedByTheLoss) {
+  happy_book();
+  apply(dispute_event("payment.dispute.state-change.initiated", "d-1",
+                      R"("dispute_details":{"dispute_amount":1200,"currency":"EUR"})"));
+  settlement("stl-1", 11700 - 1200);
+  happy_lines("stl-1");
+  chargeback_line("stl-1", 1200, "dis-1");
+  EXPECT_EQ(kinds(processor::reconcile_settlement(*store_, "stl-1", T0).found),
+            Kinds{"unexpected_in_settlement dis-1"});
+  EXPECT_EQ(recon_->open_findings_by_kind(),
+            (std::map<std::string, std::int64_t>{{"unexpected_in_settlement", 1}}));
+
+  auto r = apply(dispute_event("payment.dispute.state-change.closed", "d-2",
+                               R"("dispute_outcome":"LOST","closed_at":"2026-01-30T00:00:00Z")"));
+  EXPECT_TRUE(recon_->open_findings_by_kind().empty());
+  const auto stored = recon_->findings_of("stl-1");
+  ASSERT_EQ(stored.size(), 1u);
+  EXPECT_TRUE(stored[0].resolved_at_ms.has_value());
+  const auto published = findings_published(r);
+  ASSERT_EQ(published.size(), 1u);
+  EXPECT_NE(published[0].find(R"("finding_id":"unexpected_in_settlement:stl-1:dis-1")"),
+            std::string::npos)
+      << published[0];
+  EXPECT_NE(published[0].find(R"("resolved_at_ms":)"), std::string::npos) << published[0];
+  // Reconciled again: still nothing open, nothing new.
+  EXPECT_TRUE(processor::reconcile_settlement(*store_, "stl-1", T0 + kHour).found.empty());
+  EXPECT_TRUE(recon_->open_findings_by_kind().empty());
+}
+
+// The loss, once applied, may show a difference of its own: the unexpected
+// line is resolved and the amount_mismatch found in its place.
+TEST_F(Settlements, ALateLossOfAnotherAmountTurnsTheFindingIntoAnAmountMismatch) {
+  happy_book();
+  settlement("stl-1", 11700 - 1500);
+  happy_lines("stl-1");
+  chargeback_line("stl-1", 1500, "dis-1");
+  EXPECT_EQ(kinds(processor::reconcile_settlement(*store_, "stl-1", T0).found),
+            Kinds{"unexpected_in_settlement dis-1"});
+  auto r = apply(dispute_event("payment.dispute.state-change.closed", "d-2",
+                               R"("dispute_details":{"dispute_amount":1200,"currency":"EUR"},)"
+                               R"("dispute_outcome":"LOST")"));
+  EXPECT_EQ(recon_->open_findings_by_kind(),
+            (std::map<std::string, std::int64_t>{{"amount_mismatch", 1}}));
+  EXPECT_EQ(findings_published(r).size(), 2u);  // the mismatch found, the unexpected resolved
+}
+
+// A SALE settled before its capture was booked (the capture's own answer or
+// webhook came later): the settlement watch's periodic check resolves it.
+TEST_F(Settlements, TheSettlementWatchResolvesASaleWhoseCaptureWasBookedLater) {
+  happy_book();
+  settlement("stl-1", 11700 + 700);
+  happy_lines("stl-1");
+  line("stl-1", "SALE", 700, "cap-3", std::nullopt, "tx-3");
+  EXPECT_EQ(kinds(processor::reconcile_settlement(*store_, "stl-1", T0).found),
+            Kinds{"unexpected_in_settlement cap-3"});
+  processor::SettlementWatch watch(*store_, std::chrono::hours(72), "klarna.reconciliation");
+  auto nothing = watch.check(T0 + 1);
+  EXPECT_TRUE(nothing.resolved.empty());
+  EXPECT_TRUE(nothing.publications.empty());
+
+  executed("capture", "cap-3", "tx-3", 700);
+  auto check = watch.check(T0 + 2);
+  EXPECT_EQ(kinds(check.resolved), Kinds{"unexpected_in_settlement cap-3"});
+  EXPECT_TRUE(check.found.empty());
+  ASSERT_EQ(check.publications.size(), 1u);
+  EXPECT_NE(check.publications[0].value.find(R"("resolved_at_ms":)" + std::to_string(T0 + 2)),
+            std::string::npos)
+      << check.publications[0].value;
+  EXPECT_TRUE(recon_->open_findings_by_kind().empty());
+  EXPECT_TRUE(watch.check(T0 + 3).publications.empty());  // once
 }
 
 }  // namespace

@@ -234,6 +234,11 @@ TEST(Schemas, ReconciliationFindings) {
       "kind":"missing_in_settlement","settlement_id":null,"subject":"c","ours":{"amount":1},
       "theirs":{},"detail":"d","found_at_ms":5})")),
             "");
+  EXPECT_EQ(validate(finding, json::parse(R"({"finding_id":"unexpected_in_settlement:s:d",
+      "kind":"unexpected_in_settlement","settlement_id":"s","subject":"d","ours":{},
+      "theirs":{"amount":2},"detail":"d","found_at_ms":5,"resolved_at_ms":6})")),
+            "")
+      << "a resolved finding";
   EXPECT_NE(validate(finding, json::parse(R"({"finding_id":"x:s:c","kind":"x",
       "settlement_id":"s","subject":"c","ours":{},"theirs":{},"detail":"d","found_at_ms":5})")),
             "")

@@ -183,7 +183,8 @@ void reconcile(storage::Store& store, std::chrono::milliseconds grace, std::int6
       continue;
     }
     std::cout << s.settlement_id << ": " << r.lines << " lines, " << stored.size() << " findings ("
-              << open_count(stored) << " open)" << (stored.empty() ? ", all matched" : "") << "\n";
+              << open_count(stored) << " open)" << (open_count(stored) == 0 ? ", all matched" : "")
+              << "\n";
     for (const auto& f : stored) print_finding(f, "  ");
   }
   const auto missing = processor::find_missing(store, now, grace);

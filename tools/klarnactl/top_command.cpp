@@ -70,6 +70,14 @@ double webhook_rate(const Run& run, const Snapshot& now) {
   return dt > 0 ? delta(webhooks(now), webhooks(run.previous)) / dt : 0;
 }
 
+// A column for `labels` at least `min` wide, with a space after the longest
+// (fetch_settlement_transactions is longer than the usual column).
+int label_width(const std::vector<std::string>& labels, std::size_t min) {
+  std::size_t w = min;
+  for (const auto& l : labels) w = std::max(w, l.size() + 1);
+  return static_cast<int>(w);
+}
+
 std::int64_t count_of(const Rows& rows, const std::string& group, const std::string& status) {
   std::int64_t n = 0;
   for (const auto& r : rows) {
@@ -112,12 +120,13 @@ void calls_block(std::ostream& out, const Snapshot& s) {
     if (std::find(kinds.begin(), kinds.end(), r.group) == kinds.end()) kinds.push_back(r.group);
   }
   std::sort(kinds.begin(), kinds.end());
-  out << std::left << std::setw(23) << "KLARNA CALLS" << std::right << std::setw(10) << "SUCCEEDED"
+  const int col = label_width(kinds, 23);
+  out << std::left << std::setw(col) << "KLARNA CALLS" << std::right << std::setw(10) << "SUCCEEDED"
       << std::setw(10) << "RETRYING" << std::setw(8) << "FAILED" << std::setw(10) << "CONFLICT"
       << std::setw(9) << "PENDING" << std::setw(11) << "IN FLIGHT"
       << "\n";
   for (const auto& k : kinds) {
-    out << std::left << std::setw(23) << k << std::right;
+    out << std::left << std::setw(col) << k << std::right;
     const int widths[] = {10, 10, 8, 10};
     for (std::size_t i = 0; i < kOutcomes.size(); ++i) {
       out << std::setw(widths[i])
@@ -198,8 +207,9 @@ void plain_line(const Run& run, const Snapshot& s) {
 
 void summary_calls(std::ostream& out, const Snapshot& a, const Snapshot& b) {
   auto kinds = live::label_values(b.processor.metrics, kCalls, "operation");
+  const int col = label_width(kinds, 24) + 2;  // operations are indented by two
   auto line = [&](const std::string& label, const std::map<std::string, std::string>& match) {
-    out << "  " << std::left << std::setw(26) << label;
+    out << "  " << std::left << std::setw(col) << label;
     for (const auto& o : kOutcomes) {
       auto m = match;
       m["outcome"] = o;

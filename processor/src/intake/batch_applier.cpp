@@ -14,6 +14,7 @@
 #include "kpay/core/overloaded.hpp"
 #include "kpay/core/wall_clock.hpp"
 #include "kpay/processor/gap_repair.hpp"
+#include "kpay/processor/reconciler.hpp"
 
 namespace kpay::processor {
 
@@ -193,6 +194,7 @@ BatchResult BatchApplier::apply(std::span<const DecodedMessage> batch,
     auto& next = out.next_offsets[{d.message.topic, d.message.partition}];
     next = std::max(next, d.message.offset + 1);
   }
+  recheck_settlements(out);
   for (const auto& [tp, next] : out.next_offsets) store_.save_offset(tp.first, tp.second, next);
   store_.index_history_if_due();
   tx.commit();
@@ -216,6 +218,17 @@ void BatchApplier::apply_traced(const DecodedMessage& d, BatchResult& out) {
   for (auto i = first; i < out.publications.size(); ++i) {
     if (out.publications[i].traceparent.empty()) out.publications[i].traceparent = m.traceparent;
   }
+}
+
+// A dispute closed LOST or a capture, refund or chargeback booked may be what
+// an open settlement finding lacked: Klarna may settle before its webhook is
+// applied (docs/OPERATIONS.md, "Settlements").
+void BatchApplier::recheck_settlements(BatchResult& out) {
+  if (!recheck_settlements_) return;
+  recheck_settlements_ = false;
+  if (store_.settlement_ledger() == nullptr) return;
+  enqueue_findings(store_, topics_.reconciliation,
+                   recheck_findings(store_, now_ms(), Recheck::resolvable), out.publications);
 }
 
 BatchResult BatchApplier::record_apply_error(const DecodedMessage& d, std::string_view what) {
@@ -396,6 +409,10 @@ void BatchApplier::apply_one(const DecodedMessage& d, BatchResult& out) {
     return;
   }
   auto effects = apply_event(store_, ev, follow_ups_);
+  if (std::holds_alternative<DisputeTransition>(ev.action) ||
+      std::holds_alternative<SubRecordAdded>(ev.action)) {
+    recheck_settlements_ = true;
+  }
   if (std::holds_alternative<Unrouted>(ev.action)) ++out.unrouted;
   if (!effects.account_mismatch.empty()) {
     out.account_mismatches.emplace_back(env.entity_id, effects.account_mismatch);

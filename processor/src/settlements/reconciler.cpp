@@ -5,8 +5,10 @@
 // matched nor counted: its direction is not documented.
 #include "kpay/processor/reconciler.hpp"
 
+#include <iterator>
 #include <map>
 #include <optional>
+#include <set>
 #include <stdexcept>
 #include <unordered_map>
 #include <unordered_set>
@@ -71,6 +73,7 @@ class SettlementCheck {
     for (const auto& l : lines) count_ids(l);
     for (const auto& l : lines) check_line(l);
     check_totals();
+    resolve_stale();
     out_.lines = static_cast<std::int64_t>(lines.size());
     return std::move(out_);
   }
@@ -87,7 +90,21 @@ class SettlementCheck {
     f.theirs_json = std::move(theirs);
     f.detail = std::move(detail);
     f.found_at_ms = now_;
+    holds_.insert(f.finding_id);
     if (recon_.insert_finding(f)) out_.found.push_back(std::move(f));
+  }
+
+  // Findings of this settlement stored open that this check no longer finds:
+  // what they lacked arrived since (a dispute lost, a capture or refund
+  // booked after Klarna settled it: webhooks and reports race).
+  void resolve_stale() {
+    for (auto& f : recon_.findings_of(s_.settlement_id)) {
+      if (f.resolved_at_ms || holds_.contains(f.finding_id)) continue;
+      if (!recon_.resolve_finding(f.finding_id, now_)) continue;
+      f.resolved_at_ms = now_;
+      ++out_.resolved;
+      out_.cleared.push_back(std::move(f));
+    }
   }
 
   void count_ids(const SettlementLineRow& l) {
@@ -246,6 +263,7 @@ class SettlementCheck {
   ReconcileResult out_;
   std::unordered_map<std::string, int> seen_captures_, seen_refunds_;
   std::unordered_set<std::string> reported_twice_;
+  std::unordered_set<std::string> holds_;     // every finding this check finds, new or not
   std::map<std::string, std::int64_t> sums_;  // amount per line type
   std::int64_t tax_ = 0;                      // tax on FEE lines
 };
@@ -262,6 +280,54 @@ ReconcileResult reconcile_settlement(storage::Store& store, const std::string& s
   s->reconciled_at_ms = now_ms;
   recon.save_settlement(*s);
   return result;
+}
+
+namespace {
+
+// Whether what `f` lacked may have arrived: for unexpected_in_settlement, its
+// subject is now a capture, refund, lost dispute or a transaction with a
+// chargeback; for amount_mismatch, it is about chargebacks (a dispute or a
+// transaction), whose amount grows as they are booked. A capture's or
+// refund's amount does not change: such findings are not looked at again.
+bool may_resolve(storage::Store& store, const FindingRow& f) {
+  std::string_view subject = f.subject;
+  if (subject.starts_with("fee:")) subject.remove_prefix(4);
+  const std::string id(subject);
+  if (f.kind == finding_kind::unexpected) {
+    if (store.find_sub_record("capture", id) || store.find_sub_record("refund", id)) return true;
+    if (auto d = store.find_dispute(id); d && d->outcome == "LOST") return true;
+    if (subject != f.subject) return store.find_transaction(id).has_value();  // a fee's
+    for (const auto& r : store.sub_records(id)) {
+      if (r.kind == "chargeback") return true;
+    }
+    return false;
+  }
+  if (f.kind == finding_kind::amount) {
+    return store.find_dispute(id).has_value() || store.find_transaction(id).has_value();
+  }
+  return false;
+}
+
+}  // namespace
+
+ReconcileResult recheck_findings(storage::Store& store, std::int64_t now_ms, Recheck which) {
+  auto& recon = storage::ledger_of(store);
+  std::set<std::string> settlements;
+  for (const auto& f : recon.findings(0, true, 100000)) {
+    if (!f.settlement_id || settlements.contains(*f.settlement_id)) continue;
+    if (which == Recheck::all || may_resolve(store, f)) settlements.insert(*f.settlement_id);
+  }
+  ReconcileResult out;
+  for (const auto& id : settlements) {
+    auto s = recon.find_settlement(id);
+    if (!s || s->status == "fetching") continue;  // its reconciliation comes when booked
+    auto r = SettlementCheck(store, *s, now_ms).run();
+    out.lines += r.lines;
+    out.resolved += r.resolved;
+    std::move(r.found.begin(), r.found.end(), std::back_inserter(out.found));
+    std::move(r.cleared.begin(), r.cleared.end(), std::back_inserter(out.cleared));
+  }
+  return out;
 }
 
 ReconcileResult find_missing(storage::Store& store, std::int64_t now_ms,
@@ -295,7 +361,20 @@ std::string finding_message(const storage::FindingRow& f) {
   w.key("ours").raw(f.ours_json);
   w.key("theirs").raw(f.theirs_json);
   w.field("detail", f.detail).field("found_at_ms", f.found_at_ms);
+  if (f.resolved_at_ms) w.field("resolved_at_ms", *f.resolved_at_ms);
   return w.end_object().take();
+}
+
+void enqueue_findings(storage::Store& store, const std::string& topic, const ReconcileResult& r,
+                      std::vector<storage::PublishRow>& publications) {
+  for (const auto* list : {&r.found, &r.cleared}) {
+    for (const auto& f : *list) {
+      storage::PublishRow row{0, topic, f.settlement_id.value_or(f.subject), finding_message(f),
+                              ""};
+      row.seq = store.enqueue_publish(row);
+      publications.push_back(std::move(row));
+    }
+  }
 }
 
 }  // namespace kpay::processor

@@ -30,12 +30,7 @@ std::string reconcile_and_publish(AnswerContext& c, const std::string& settlemen
   auto r = reconcile_settlement(c.store, settlement_id, c.now_ms);
   auto missing = find_missing(c.store, c.now_ms, c.follow_ups.settlements.grace);
   for (auto& f : missing.found) r.found.push_back(std::move(f));
-  for (const auto& f : r.found) {
-    storage::PublishRow row{0, c.topics.reconciliation, f.settlement_id.value_or(f.subject),
-                            finding_message(f), ""};
-    row.seq = c.store.enqueue_publish(row);
-    c.publications.push_back(std::move(row));
-  }
+  enqueue_findings(c.store, c.topics.reconciliation, r, c.publications);
   return "RECONCILED " + std::to_string(r.lines) + " lines, " + std::to_string(r.found.size()) +
          " new findings";
 }

@@ -49,13 +49,12 @@ SettlementWatch::Check SettlementWatch::check(std::int64_t now_ms) {
   std::lock_guard lock(mu_);
   Check out;
   storage::WriteTransaction tx(store_);
-  out.found = find_missing(store_, now_ms, grace_).found;
-  for (const auto& f : out.found) {
-    storage::PublishRow row{0, topic_, f.settlement_id.value_or(f.subject), finding_message(f), ""};
-    row.seq = store_.enqueue_publish(row);
-    out.publications.push_back(std::move(row));
-  }
+  auto r = recheck_findings(store_, now_ms);
+  for (auto& f : find_missing(store_, now_ms, grace_).found) r.found.push_back(std::move(f));
+  enqueue_findings(store_, topic_, r, out.publications);
   tx.commit();
+  out.found = std::move(r.found);
+  out.resolved = std::move(r.cleared);
   return out;
 }
 

@@ -140,6 +140,10 @@ class BatchApplier {
   // apply_one with the message's trace context set in the store.
   void apply_traced(const DecodedMessage& m, BatchResult& out);
   void apply_one(const DecodedMessage& m, BatchResult& out);
+  // Open settlement findings checked again when the batch booked a dispute
+  // or a sub-record (recheck_findings); what changed is queued for
+  // klarna.reconciliation.
+  void recheck_settlements(BatchResult& out);
   void record_poison(const InputMessage& m, const Poison& p, BatchResult& out);
   // A known event_id with another body: a conflict, dead-lettered
   // (event_id_conflict) with both digests. false when it is a duplicate.
@@ -159,6 +163,7 @@ class BatchApplier {
   klarna::Topics topics_;
   FollowUpSettings follow_ups_;
   std::shared_ptr<const CommandSecurity> security_;
+  bool recheck_settlements_ = false;  // set by apply_one, cleared by recheck_settlements
 };
 
 }  // namespace kpay::processor

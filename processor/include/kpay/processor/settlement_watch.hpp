@@ -2,7 +2,8 @@
 // the reconciliation's figures for /metrics, read from the state database at
 // each scrape (so they survive restarts and count each finding once), and the
 // periodic look for captures and refunds that no report named within the
-// grace period (missing_in_settlement), whose findings are published.
+// grace period (missing_in_settlement) and for open findings that no longer
+// hold, whose findings and resolutions are published.
 #pragma once
 
 #include <chrono>
@@ -30,10 +31,13 @@ class SettlementWatch {
   void register_metrics(core::Registry& registry);
 
   struct Check {
-    std::vector<storage::FindingRow> found;         // new missing_in_settlement findings
+    std::vector<storage::FindingRow> found;         // new findings (missing_in_settlement, …)
+    std::vector<storage::FindingRow> resolved;      // findings that no longer hold
     std::vector<storage::PublishRow> publications;  // in the publish queue already
   };
-  // One transaction: new findings stored and queued for klarna.reconciliation.
+  // One transaction: the settlements with open findings checked again
+  // (recheck_findings), then captures and refunds settled nowhere; new and
+  // resolved findings stored and queued for klarna.reconciliation.
   Check check(std::int64_t now_ms);
 
  private:

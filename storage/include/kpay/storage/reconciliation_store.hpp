@@ -120,6 +120,9 @@ class SettlementLedger {
   // missing from settlements turned up in one). The number resolved.
   virtual std::int64_t resolve_findings(const std::string& kind, const std::string& subject,
                                         std::int64_t now_ms) = 0;
+  // Marks one finding resolved (a later check no longer finds it); false when
+  // it is unknown or resolved already.
+  virtual bool resolve_finding(const std::string& finding_id, std::int64_t now_ms) = 0;
   virtual std::vector<FindingRow> findings_of(const std::string& settlement_id) = 0;
   // Newest first; found at or after `since_ms`; open only when `open_only`.
   virtual std::vector<FindingRow> findings(std::int64_t since_ms, bool open_only,
