@@ -27,11 +27,16 @@ AuditEvent read_event(const Statement& s) {
 }
 }  // namespace
 
+Statement& AuditLog::prep(std::optional<Statement>& s, std::string_view sql) {
+  if (!s) s.emplace(db_.prepare(sql));
+  return *s;
+}
+
 std::int64_t AuditLog::append(const AuditEvent& e) {
-  auto s = db_.prepare(
-      "INSERT INTO audit_events (at_ms, kind, sender, command_id, operation, entity_id, "
-      "outbox_id, attempt, status, detail, request, klarna_status, operator) "
-      "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+  auto& s = prep(append_,
+                 "INSERT INTO audit_events (at_ms, kind, sender, command_id, operation, entity_id, "
+                 "outbox_id, attempt, status, detail, request, klarna_status, operator) "
+                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
   s.bind(1, e.at_ms).bind(2, e.kind).bind(3, e.sender).bind(4, e.command_id);
   s.bind(5, e.operation).bind(6, e.entity_id).bind(7, e.outbox_id).bind(8, e.attempt);
   s.bind(9, e.status).bind(10, e.detail).bind(11, e.request).bind(12, e.klarna_status);
@@ -69,31 +74,35 @@ void AuditLog::record_sender(const std::string& command_id, const std::string& s
                              const std::string& key_id, const std::optional<std::string>& currency,
                              std::optional<std::int64_t> amount, const std::string& day,
                              std::int64_t now_ms) {
-  auto s = db_.prepare(
-      "INSERT OR IGNORE INTO command_senders (command_id, sender, key_id, currency, amount, day, "
-      "created_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?)");
+  auto& s = prep(record_sender_,
+                 "INSERT OR IGNORE INTO command_senders (command_id, sender, key_id, currency, "
+                 "amount, day, created_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?)");
   s.bind(1, command_id).bind(2, sender).bind(3, key_id).bind(4, currency).bind(5, amount);
   s.bind(6, day).bind(7, now_ms);
   s.run();
   if (!currency || !amount || db_.changes() != 1) return;
-  auto total = db_.prepare(
-      "INSERT INTO sender_day_totals (sender, day, currency, amount) VALUES (?, ?, ?, ?) "
-      "ON CONFLICT (sender, day, currency) DO UPDATE SET amount = amount + excluded.amount");
+  auto& total = prep(add_day_total_,
+                     "INSERT INTO sender_day_totals (sender, day, currency, amount) "
+                     "VALUES (?, ?, ?, ?) ON CONFLICT (sender, day, currency) "
+                     "DO UPDATE SET amount = amount + excluded.amount");
   total.bind(1, sender).bind(2, day).bind(3, *currency).bind(4, *amount);
   total.run();
 }
 
 std::optional<std::string> AuditLog::sender_of(const std::string& command_id) {
-  auto s = db_.prepare("SELECT sender FROM command_senders WHERE command_id = ?");
+  auto& s = prep(sender_of_, "SELECT sender FROM command_senders WHERE command_id = ?");
   s.bind(1, command_id);
-  if (!s.step()) return std::nullopt;
-  return s.text(0);
+  std::optional<std::string> sender;
+  if (s.step()) sender = s.text(0);
+  s.reset();  // a kept statement left mid-result would hold its read open
+  return sender;
 }
 
 std::int64_t AuditLog::spent(const std::string& sender, const std::string& currency,
                              const std::string& day) {
-  auto s = db_.prepare(
-      "SELECT amount FROM sender_day_totals WHERE sender = ? AND day = ? AND currency = ?");
+  auto& s = prep(spent_,
+                 "SELECT amount FROM sender_day_totals WHERE sender = ? AND day = ? AND "
+                 "currency = ?");
   s.bind(1, sender).bind(2, day).bind(3, currency);
   const std::int64_t total = s.step() ? s.int64(0) : 0;
   s.reset();
@@ -101,12 +110,14 @@ std::int64_t AuditLog::spent(const std::string& sender, const std::string& curre
 }
 
 std::int64_t AuditLog::published_through() {
-  auto s = db_.prepare("SELECT through_seq FROM audit_published");
-  return s.step() ? s.int64(0) : 0;
+  auto& s = prep(published_through_, "SELECT through_seq FROM audit_published");
+  const std::int64_t seq = s.step() ? s.int64(0) : 0;
+  s.reset();
+  return seq;
 }
 
 void AuditLog::set_published_through(std::int64_t seq) {
-  auto s = db_.prepare("UPDATE audit_published SET through_seq = ?");
+  auto& s = prep(set_published_through_, "UPDATE audit_published SET through_seq = ?");
   s.bind(1, seq);
   s.run();
 }

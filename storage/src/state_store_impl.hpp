@@ -7,6 +7,7 @@
 #include <string>
 #include <string_view>
 
+#include "kpay/storage/audit_log.hpp"
 #include "kpay/storage/reconciliation_store.hpp"
 #include "kpay/storage/sqlite.hpp"
 #include "kpay/storage/state_store.hpp"
@@ -41,10 +42,20 @@ struct StateStore::Impl {
       find_dispute, save_dispute, find_record, save_record, append_history, insert_outbox,
       enqueue_publish, delete_published, insert_poison, save_offset, stored_offset,
       history_unindexed, index_history, mark_history_indexed;
+  // The command inbox's (state_store_commands.cpp), on every command.
+  std::optional<Statement> insert_command, find_command, finish_command, pending_outbox_amount,
+      save_payment_context, find_payment_context, attach_payment_context, find_sub_record;
+  // The audit trail with its statements kept (audit_log.hpp); declared after
+  // the statements above so all are finalized before the connection closes.
+  std::optional<AuditLog> audit_log;
 
   Statement& prep(std::optional<Statement>& s, std::string_view sql) {
     if (!s) s.emplace(db.prepare(sql));
     return *s;
+  }
+  AuditLog& audit() {
+    if (!audit_log) audit_log.emplace(db);
+    return *audit_log;
   }
 };
 

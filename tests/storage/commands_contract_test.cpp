@@ -81,6 +81,44 @@ TEST_P(CommandsContract, TheAuditTrailAppendsInOrderWithAPublicationCursor) {
   EXPECT_EQ(store().spent("shop", "SEK", "2026-12-07"), 0);
 }
 
+// The per-command lookups keep their statements prepared on the connection
+// (storage/README.md, "Objects, threads, connections"): each found row must
+// leave no read open, or this connection would go on seeing its old snapshot
+// (or keep other writers waiting) after another connection commits.
+TEST_P(CommandsContract, LookupsThatFoundARowStillSeeAnotherConnectionsCommits) {
+  store().insert_command(command("c1"));
+  store().record_sender("c1", "shop", "key-1", std::string("EUR"), 300, "2026-12-07", 10);
+  PaymentContextRow c;
+  c.command_id = "reg-1";
+  c.payment_request_id = "pr-1";
+  c.account_id = "acc-1";
+  c.amount = 900;
+  c.currency = "SEK";
+  store().save_payment_context(c);
+  ASSERT_TRUE(store().find_command("c1"));
+  ASSERT_EQ(store().sender_of("c1"), "shop");
+  ASSERT_EQ(store().spent("shop", "EUR", "2026-12-07"), 300);
+  ASSERT_EQ(store().find_payment_context("pr-1", std::nullopt), c);
+  ASSERT_EQ(store().audit_published_through(), 0);
+
+  auto other = second_connection();
+  other->finish_command("c1", CommandStatus::succeeded, std::nullopt, 20);
+  other->record_sender("c2", "other-shop", "key-2", std::string("EUR"), 200, "2026-12-07", 11);
+  other->record_sender("c3", "shop", "key-1", std::string("EUR"), 50, "2026-12-07", 12);
+  c.amount = 950;
+  other->save_payment_context(c);
+  other->set_audit_published_through(7);
+
+  EXPECT_EQ(store().find_command("c1")->status, CommandStatus::succeeded);
+  EXPECT_EQ(store().sender_of("c2"), "other-shop");
+  EXPECT_EQ(store().spent("shop", "EUR", "2026-12-07"), 350);
+  EXPECT_EQ(store().find_payment_context("pr-1", std::nullopt)->amount, 950);
+  EXPECT_EQ(store().audit_published_through(), 7);
+  // And this connection can still write after its reads.
+  EXPECT_TRUE(store().insert_command(command("c4")));
+  EXPECT_EQ(other->find_command("c4"), command("c4"));
+}
+
 TEST_P(CommandsContract, PoisonIsKeptOnceAndReplaysAreCounted) {
   PoisonRow p{"klarna.events", 1, 42, "e1", "undecodable", "{bad", "tx-1"};
   store().insert_poison(p);

@@ -7,11 +7,19 @@
 // the outbox's own triggers add the rows of each Klarna call (queued, every
 // answered attempt, the outcome); klarnactl appends an operator's actions
 // (kind "operator", with `operator_name`) in the transaction that does them.
+//
+// The statements of the per-command path (append, record_sender, spent,
+// sender_of) and the publication cursor's are prepared on first use and kept
+// for the life of the AuditLog: the state store keeps one per connection
+// (StateStore::Impl), so a command does not pay for SQLite compiling them
+// (docs/PERFORMANCE.md, "Signed commands"). An AuditLog must not outlive its
+// Database.
 #pragma once
 
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "kpay/storage/audit_trail.hpp"
@@ -22,6 +30,8 @@ namespace kpay::storage {
 class AuditLog {
  public:
   explicit AuditLog(Database& db) : db_(db) {}
+  AuditLog(const AuditLog&) = delete;
+  AuditLog& operator=(const AuditLog&) = delete;
 
   std::int64_t append(const AuditEvent& e);
   std::vector<AuditEvent> list(const AuditQuery& q);
@@ -44,7 +54,11 @@ class AuditLog {
   void set_published_through(std::int64_t seq);
 
  private:
+  Statement& prep(std::optional<Statement>& s, std::string_view sql);
+
   Database& db_;
+  std::optional<Statement> append_, record_sender_, add_day_total_, sender_of_, spent_,
+      published_through_, set_published_through_;
 };
 
 }  // namespace kpay::storage
