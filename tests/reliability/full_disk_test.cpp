@@ -37,6 +37,7 @@
 
 #include "e2e_checks.hpp"
 #include "e2e_system.hpp"
+#include "metric_text.hpp"
 
 using namespace kpay;
 using namespace kpay::test;
@@ -202,6 +203,12 @@ int readyz(std::uint16_t port, std::string* body = nullptr) {
   return r ? r->status : 0;
 }
 
+std::size_t count_of(const std::string& text, const std::string& what) {
+  std::size_t n = 0;
+  for (auto at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
+
 }  // namespace
 
 TEST(FullDisk, ProcessorStopsConsumingSaysWhyAndResumesWithEveryEffectOnce) {
@@ -245,6 +252,17 @@ TEST(FullDisk, ProcessorStopsConsumingSaysWhyAndResumesWithEveryEffectOnce) {
       90s))
       << sys.processor_log();
 
+  // Klarna answers every payment call 503 for now: calls come due again and
+  // again, so the outbox worker meets the full disk on every pass.
+  sys.sim("POST", "/_sim/faults", R"({"rules":["payment.*:503:100"]})");
+  ASSERT_TRUE(wait_until(
+      [&] {
+        return query(sys.db(),
+                     "SELECT COUNT(*) FROM outbox WHERE status = 'pending' AND attempts > 0") > 0;
+      },
+      30s))
+      << sys.processor_log();
+
   // The disk fills up.
   const auto filled = fill(fs.dir() + "/filler");
   ASSERT_GT(filled, 0);
@@ -286,8 +304,20 @@ TEST(FullDisk, ProcessorStopsConsumingSaysWhyAndResumesWithEveryEffectOnce) {
             std::string::npos);
   EXPECT_NE(sys.processor_log().find("state database writable again; consuming resumes"),
             std::string::npos);
+  // The outbox worker's store failed on every pass while the disk was full:
+  // said when it began (and when the error changed), not several times a second.
+  const auto log = sys.processor_log();
+  EXPECT_LE(count_of(log, "cannot claim due calls"), 3u) << log;
+  EXPECT_LE(count_of(log, "recording answers failed"), 3u) << log;
+  // Counted on every pass, and a pass waits its poll interval (500 ms): no
+  // busy loop against the full disk.
+  const auto claim_errors =
+      metric_value(metrics_of(admin), "kpay_processor_outbox_claim_errors_total");
+  EXPECT_GT(claim_errors, 0);
+  EXPECT_LT(claim_errors, 200);
 
   // Drain, then every effect once.
+  sys.sim("POST", "/_sim/faults", R"({"rules":[]})");
   sys.sim("DELETE", "/_sim/scenarios");
   States sim, ours;
   const bool settled = wait_until(
@@ -380,12 +410,6 @@ std::uint16_t port_field(const std::string& file, const std::string& field) {
   return at == std::string::npos
              ? 0
              : static_cast<std::uint16_t>(std::atoi(text.c_str() + at + field.size() + 3));
-}
-
-std::size_t count_of(const std::string& text, const std::string& what) {
-  std::size_t n = 0;
-  for (auto at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
-  return n;
 }
 
 }  // namespace

@@ -24,6 +24,7 @@
 #include "kpay/core/embedded_kafka.hpp"
 #include "kpay/klarna/envelope.hpp"
 #include "kpay/klarna/signature.hpp"
+#include "metric_text.hpp"
 #include "receiver_command.hpp"
 #include "tls_cert.hpp"
 
@@ -68,25 +69,6 @@ inline std::string signature(const std::string& body) {
 inline std::string signed_headers(const std::string& body) {
   return "Klarna-Signing-Key-Id: " + kKeyId + "\r\nKlarna-Signature: " + signature(body) +
          "\r\nContent-Type: application/json\r\n";
-}
-
-// The value of the first sample whose name and labels end with `suffix`
-// (e.g. `receiver_rejections_total{reason="read_timeout"}`): robust to the
-// metric prefix. 0 when absent.
-inline double metric_value(const std::string& text, const std::string& suffix) {
-  std::istringstream in(text);
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.empty() || line[0] == '#') continue;
-    const auto space = line.rfind(' ');
-    if (space == std::string::npos) continue;
-    const auto name = line.substr(0, space);
-    if (name.size() >= suffix.size() &&
-        name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0) {
-      return std::stod(line.substr(space + 1));
-    }
-  }
-  return 0;
 }
 
 inline int fd_count(pid_t pid) {

@@ -117,12 +117,17 @@ struct OutboxWorker::Impl {
               r.gauge("kpay_processor_klarna_calls_in_flight", "Klarna calls in flight.").with({})),
           record_errors(r.counter("kpay_processor_outbox_record_errors_total",
                                   "Answers whose recording failed on a storage error (retried).")
-                            .with({})) {}
+                            .with({})),
+          store_errors(r.counter("kpay_processor_outbox_claim_errors_total",
+                                 "Passes whose claim of due calls failed on a storage error "
+                                 "(retried).")
+                           .with({})) {}
     core::CounterFamily& calls;
     core::HistogramFamily& latency;
     core::CounterFamily& throttled;
     core::Gauge& in_flight;
     core::Counter& record_errors;
+    core::Counter& store_errors;
   };
 
   Impl(WorkerSettings s, storage::Store& st, klarna::ApiClient& cl, core::Registry& r, Publish p)
@@ -144,10 +149,13 @@ struct OutboxWorker::Impl {
   bool client_stopped = false;  // guarded by mu; no answer comes any more
   std::size_t in_flight = 0;    // guarded by mu
   std::atomic<bool> healthy{true};
+  std::string last_store_error;  // worker thread only
   std::atomic<std::uint64_t> recorded{0};
   std::thread thread;
 
   void run();
+  void store_failed(const char* what, const std::exception& e);
+  void store_ok();
   void claim_and_send();
   void send(storage::OutboxRow row);
   bool record(std::deque<Done>& batch);
@@ -168,8 +176,7 @@ void OutboxWorker::Impl::run() {
                {{"count", released}});
     }
   } catch (const std::exception& e) {
-    healthy = false;
-    log.error("cannot release interrupted calls", {{"error", e.what()}});
+    store_failed("cannot release interrupted calls", e);
   }
   std::deque<Done> batch;
   for (;;) {
@@ -204,8 +211,10 @@ void OutboxWorker::Impl::wait_for_work() {
     woken = false;
     return;
   }
+  // A failing store waits the whole poll interval: due rows would otherwise
+  // make the next pass start at once and fail again, a busy loop.
   auto wait = settings.poll_interval;
-  if (in_flight < settings.concurrency && !stopping) {
+  if (in_flight < settings.concurrency && !stopping && healthy) {
     try {
       if (auto next = store.next_outbox_attempt()) {
         wait = std::clamp(std::chrono::milliseconds(*next - now_ms()), std::chrono::milliseconds(0),
@@ -217,6 +226,23 @@ void OutboxWorker::Impl::wait_for_work() {
   }
   cv.wait_for(lock, wait, [&] { return !answers.empty() || woken || stop_done(); });
   woken = false;
+}
+
+// A store that keeps failing (a full disk) fails every pass, several times a
+// second: its error is logged when it starts or changes, and the recovery
+// once; the metrics count every failure.
+void OutboxWorker::Impl::store_failed(const char* what, const std::exception& e) {
+  const bool was_healthy = healthy.exchange(false);
+  std::string error = e.what();
+  if (!was_healthy && error == last_store_error) return;
+  log.error(what, {{"error", error}, {"repeats", "logged again only when the error changes"}});
+  last_store_error = std::move(error);
+}
+
+void OutboxWorker::Impl::store_ok() {
+  if (healthy.exchange(true)) return;
+  last_store_error.clear();
+  log.info("state store writable again; calls resume");
 }
 
 void OutboxWorker::Impl::claim_and_send() {
@@ -232,10 +258,10 @@ void OutboxWorker::Impl::claim_and_send() {
     rows = store.claim_due_outbox(storage::OutboxClaim{
         .now_ms = now_ms(), .limit = room, .lease_ms = settings.claim_lease.count()});
     tx.commit();
-    healthy = true;
+    store_ok();
   } catch (const std::exception& e) {
-    healthy = false;
-    log.error("cannot claim due calls", {{"error", e.what()}});
+    metrics.store_errors.inc();
+    store_failed("cannot claim due calls", e);
     return;
   }
   for (auto& row : rows) send(std::move(row));
@@ -266,11 +292,10 @@ bool OutboxWorker::Impl::record(std::deque<Done>& batch) {
     AnswerContext c{store, settings.follow_ups, settings.topics, now_ms(), publications};
     for (const auto& d : batch) record_one(c, d);
     tx.commit();
-    healthy = true;
+    store_ok();
   } catch (const std::exception& e) {
-    healthy = false;
     metrics.record_errors.inc();
-    log.error("recording answers failed; retrying", {{"error", e.what()}});
+    store_failed("recording answers failed; retrying", e);
     return false;
   }
   recorded += batch.size();
