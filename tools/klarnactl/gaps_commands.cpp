@@ -14,17 +14,14 @@
 #include "klarnactl.hpp"
 #include "kpay/core/json_writer.hpp"
 #include "kpay/core/log.hpp"
+#include "kpay/core/wall_clock.hpp"
 #include "kpay/processor/gap_repair.hpp"
 
 namespace kpay::ctl {
 
 namespace {
 
-std::int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
+using core::now_ms;
 
 std::string when(const std::optional<std::int64_t>& ms) {
   return ms ? core::rfc3339_ms(*ms) : "-";

@@ -19,6 +19,7 @@
 #include <chrono>
 #include <cstring>
 
+#include "kpay/core/wall_clock.hpp"
 #include "kpay/processor/consumer.hpp"
 #include "kpay/processor/gap_repair.hpp"
 
@@ -52,11 +53,7 @@ std::shared_ptr<Processor::GapMetrics> Processor::make_gap_metrics(core::Registr
 
 namespace {
 
-std::int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
+using core::now_ms;
 
 std::int64_t* find_offset(
     std::map<std::string, std::map<std::int32_t, std::int64_t>, std::less<>>& m,
