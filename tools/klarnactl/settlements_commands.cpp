@@ -102,10 +102,18 @@ void finding_json(core::JsonWriter& w, const storage::FindingRow& f) {
   w.end_object();
 }
 
-void print_finding(const storage::FindingRow& f, std::string_view indent) {
-  std::cout << indent << std::left << std::setw(25) << f.kind << " " << f.subject << "  "
-            << f.detail << (f.resolved_at_ms ? "  (resolved)" : "") << "\n"
-            << indent << "    ours:   " << f.ours_json << "\n"
+// A finding with both sides; a resolved one in one line when `brief` (what
+// was missing arrived later, e.g. the dispute lost behind a chargeback).
+void print_finding(const storage::FindingRow& f, std::string_view indent, bool brief = false) {
+  std::cout << indent << std::left << std::setw(25) << f.kind << " " << f.subject << "  ";
+  if (f.resolved_at_ms) {
+    std::cout << "resolved " << core::rfc3339_ms(*f.resolved_at_ms) << " (found: " << f.detail
+              << ")\n";
+    if (brief) return;
+  } else {
+    std::cout << f.detail << "\n";
+  }
+  std::cout << indent << "    ours:   " << f.ours_json << "\n"
             << indent << "    theirs: " << f.theirs_json << "\n";
 }
 
@@ -185,7 +193,7 @@ void reconcile(storage::Store& store, std::chrono::milliseconds grace, std::int6
     std::cout << s.settlement_id << ": " << r.lines << " lines, " << stored.size() << " findings ("
               << open_count(stored) << " open)" << (open_count(stored) == 0 ? ", all matched" : "")
               << "\n";
-    for (const auto& f : stored) print_finding(f, "  ");
+    for (const auto& f : stored) print_finding(f, "  ", true);
   }
   const auto missing = processor::find_missing(store, now, grace);
   const auto unsettled = recon.unsettled_capture_amounts();
