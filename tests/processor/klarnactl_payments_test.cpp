@@ -187,5 +187,20 @@ TEST(KlarnactlSettlements, ListShowReconcileAndWhereACaptureWasSettled) {
   ASSERT_EQ(pay.status, 0) << pay.output;
   EXPECT_NE(pay.output.find("settled in stl-1"), std::string::npos) << pay.output;
   EXPECT_NE(pay.output.find("not settled yet"), std::string::npos) << pay.output;
+  // Resolved (what it lacked arrived later): one line, when and why it was found.
+  {
+    storage::StateStore store(db);
+    EXPECT_EQ(
+        storage::ledger_of(store).resolve_findings("amount_mismatch", "cap-1", 1'767'225'660'000),
+        1);
+  }
+  rec = klarnactl(dir, {"settlements", "reconcile"});
+  ASSERT_EQ(rec.status, 0) << rec.output;
+  EXPECT_NE(rec.output.find("stl-1: 1 lines, 1 findings (0 open), all matched\n"
+                            "  amount_mismatch           cap-1  resolved 2026-01-01T00:01:00.000Z"
+                            " (found: capture of 900 settled as 1000)\n"
+                            "missing in settlements"),
+            std::string::npos)
+      << rec.output;
   std::filesystem::remove_all(dir);
 }
