@@ -145,7 +145,7 @@ struct Waits {
       } else if (!r[1].empty()) {
         what += " waiting " + r[1] + "/" + r[2];
       } else {
-        what += " (server on CPU)";
+        what += " (no wait event)";
       }
       ++seen[what];
     }
