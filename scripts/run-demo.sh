@@ -100,7 +100,15 @@ stop_all() {
   # The settlements the processor fetched and what reconciling them found
   # (klarnactl settlements reconcile is read-only).
   if [[ $STORE == postgresql ]]; then
+    # The live view reads proc-a's metrics; what each processor did:
     echo
+    echo "Klarna calls answered, per processor (kpay_processor_klarna_calls_total):"
+    local who port
+    for who in "proc-a:$PROCESSOR_ADMIN_PORT" "proc-b:$PROCESSOR2_ADMIN_PORT"; do
+      port=${who#*:}
+      echo "  ${who%%:*}  $(curl -sf "http://127.0.0.1:$port/metrics" 2>/dev/null |
+        awk '/^kpay_processor_klarna_calls_total[{ ]/ {n += $NF} END {printf "%d", n}')"
+    done
     echo "settlements: reconciliation is kept by the SQLite store only so far; with"
     echo "  STORE=postgresql the processors run with settlements.fetch = false (nothing to reconcile)."
   elif [[ -s $RUN_DIR/state.db ]]; then
