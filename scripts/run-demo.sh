@@ -6,8 +6,12 @@
 #   the foreground. Every process logs to $RUN_DIR/*.log, not the terminal.
 # Ctrl-C (or SIGTERM) shows the run's summary, then stops everything in order,
 # Kafka last. DEMO_SECONDS=N: stop by itself after N seconds (tests, CI).
+# STORE=postgresql: the state in a throwaway local PostgreSQL (demo-postgres.sh,
+# stopped and removed at the end) shared by TWO processors in one consumer
+# group, instead of one processor on SQLite.
 # Ports (each checked free before anything starts): RECEIVER_PORT (8443),
-# SIM_PORT (8444), RECEIVER_ADMIN_PORT (9464), PROCESSOR_ADMIN_PORT (9102).
+# SIM_PORT (8444), RECEIVER_ADMIN_PORT (9464), PROCESSOR_ADMIN_PORT (9102),
+# with STORE=postgresql PROCESSOR2_ADMIN_PORT (9103) for the second processor.
 set -euo pipefail
 
 BUILD=${1:-build}
@@ -17,11 +21,18 @@ RECEIVER_PORT=${RECEIVER_PORT:-8443}
 RECEIVER_ADMIN_PORT=${RECEIVER_ADMIN_PORT:-9464}
 PROCESSOR_ADMIN_PORT=${PROCESSOR_ADMIN_PORT:-9102}
 SIM_PORT=${SIM_PORT:-8444}
+PROCESSOR2_ADMIN_PORT=${PROCESSOR2_ADMIN_PORT:-9103}
+STORE=${STORE:-sqlite}
 DEMO_SECONDS=${DEMO_SECONDS:-}
 KEY_ID="krn:partner:global:notification:signing-key:demo-0001"
 
 if [[ -n $DEMO_SECONDS && ! $DEMO_SECONDS =~ ^[1-9][0-9]*$ ]]; then
   echo "DEMO_SECONDS must be a whole number of seconds > 0, not '$DEMO_SECONDS'" >&2
+  exit 2
+fi
+
+if [[ $STORE != sqlite && $STORE != postgresql ]]; then
+  echo "STORE must be sqlite (the default) or postgresql, not '$STORE'" >&2
   exit 2
 fi
 
@@ -36,10 +47,13 @@ port_in_use() {
 }
 check_ports() {
   local bad=0 seen=" " entry port var who
-  for entry in "RECEIVER_PORT:$RECEIVER_PORT:klarna-receiver (webhooks, HTTPS)" \
-               "SIM_PORT:$SIM_PORT:klarna-sim (the Klarna API double, HTTPS)" \
-               "RECEIVER_ADMIN_PORT:$RECEIVER_ADMIN_PORT:klarna-receiver's admin endpoint (/metrics, /readyz)" \
-               "PROCESSOR_ADMIN_PORT:$PROCESSOR_ADMIN_PORT:klarna-processor's admin endpoint (/metrics, /readyz)"; do
+  local entries=("RECEIVER_PORT:$RECEIVER_PORT:klarna-receiver (webhooks, HTTPS)"
+                 "SIM_PORT:$SIM_PORT:klarna-sim (the Klarna API double, HTTPS)"
+                 "RECEIVER_ADMIN_PORT:$RECEIVER_ADMIN_PORT:klarna-receiver's admin endpoint (/metrics, /readyz)"
+                 "PROCESSOR_ADMIN_PORT:$PROCESSOR_ADMIN_PORT:klarna-processor's admin endpoint (/metrics, /readyz)")
+  [[ $STORE == postgresql ]] &&
+    entries+=("PROCESSOR2_ADMIN_PORT:$PROCESSOR2_ADMIN_PORT:the second klarna-processor's admin endpoint")
+  for entry in "${entries[@]}"; do
     var=${entry%%:*}; port=${entry#*:}; port=${port%%:*}; who=${entry#*:*:}
     if [[ ! $port =~ ^[0-9]+$ ]] || ((port < 1 || port > 65535)); then
       echo "make run: $var='$port' is not a port (1..65535)" >&2
@@ -70,6 +84,8 @@ rm -f "$RUN_DIR"/state.db "$RUN_DIR"/state.db-wal "$RUN_DIR"/state.db-shm
 # so each can finish cleanly against a live Kafka.
 pids=() names=() logs=()
 top_pid=
+PG_DIR=
+pg_stop_demo() { :; }  # demo-postgres.sh defines the real one
 # Records the process just started in the background ($!).
 started() {
   pids+=($!); names+=("$1"); logs+=("$2")
@@ -83,7 +99,19 @@ stop_all() {
   fi
   # The settlements the processor fetched and what reconciling them found
   # (klarnactl settlements reconcile is read-only).
-  if [[ -s $RUN_DIR/state.db ]]; then
+  if [[ $STORE == postgresql ]]; then
+    # The live view reads proc-a's metrics; what each processor did:
+    echo
+    echo "Klarna calls answered, per processor (kpay_processor_klarna_calls_total):"
+    local who port
+    for who in "proc-a:$PROCESSOR_ADMIN_PORT" "proc-b:$PROCESSOR2_ADMIN_PORT"; do
+      port=${who#*:}
+      echo "  ${who%%:*}  $(curl -sf "http://127.0.0.1:$port/metrics" 2>/dev/null |
+        awk '/^kpay_processor_klarna_calls_total[{ ]/ {n += $NF} END {printf "%d", n}')"
+    done
+    echo "settlements: reconciliation is kept by the SQLite store only so far; with"
+    echo "  STORE=postgresql the processors run with settlements.fetch = false (nothing to reconcile)."
+  elif [[ -s $RUN_DIR/state.db ]]; then
     echo
     echo "settlements:"
     "$BUILD/tools/klarnactl" --set processor.database="$RUN_DIR/state.db" settlements list 2>&1 || true
@@ -98,6 +126,12 @@ stop_all() {
     wait "${pids[i]}" 2>/dev/null || true
     echo "  ${names[i]} stopped"
   done
+  if [[ $STORE == postgresql ]]; then
+    pg_stop_demo
+    echo "stopped. Logs: $RUN_DIR/*.log   database: $RUN_DIR/keys.db (signing keys); the payments'"
+    echo "PostgreSQL state was throwaway and is removed (its log: $RUN_DIR/postgres.log)"
+    return
+  fi
   echo "stopped. Logs: $RUN_DIR/*.log   databases: $RUN_DIR/state.db (payments), $RUN_DIR/keys.db (signing keys)"
   echo "inspect: $BUILD/tools/klarnactl --set processor.database=$RUN_DIR/state.db payments list"
 }
@@ -180,6 +214,7 @@ started klarna-receiver "$RUN_DIR/receiver.log"
 wait_for_file "$RUN_DIR/receiver.json"
 
 if [[ -x $BUILD/processor/klarna-processor ]]; then
+  [[ $STORE == postgresql ]] && source "$(dirname "$0")/demo-postgres.sh"
   source "$(dirname "$0")/demo-processor.sh"
   wait_started "admin endpoint on port $PROCESSOR_ADMIN_PORT" admin_up "$PROCESSOR_ADMIN_PORT"
 fi
@@ -187,13 +222,18 @@ if [[ -x $BUILD/sim/klarna-sim ]]; then
   source "$(dirname "$0")/demo-sim.sh"
 fi
 
+# How klarnactl finds the state: the SQLite file, or the demo's PostgreSQL.
+db_args=(--set processor.database="$RUN_DIR/state.db")
+[[ $STORE == postgresql ]] && db_args=(--set processor.store=postgresql --set postgresql.dsn="$PG_DSN")
+db_words="--set processor.database=$RUN_DIR/state.db"
+[[ $STORE == postgresql ]] && db_words="--set processor.store=postgresql --set postgresql.dsn='$PG_DSN'"
 cat >"$RUN_DIR/demo-info.txt" <<INFO
   embedded Kafka     $BOOTSTRAP   (in memory, NOT durable)
   klarna-receiver    https://127.0.0.1:$RECEIVER_PORT/webhooks/klarna
                      metrics http://127.0.0.1:$RECEIVER_ADMIN_PORT/metrics
 ${DEMO_INFO:-}
   logs               $RUN_DIR/*.log
-  status             $BUILD/tools/klarnactl status --receiver-admin http://127.0.0.1:$RECEIVER_ADMIN_PORT --processor-admin http://127.0.0.1:$PROCESSOR_ADMIN_PORT --database $RUN_DIR/state.db
+  status             $BUILD/tools/klarnactl ${db_words} status --receiver-admin http://127.0.0.1:$RECEIVER_ADMIN_PORT --processor-admin http://127.0.0.1:$PROCESSOR_ADMIN_PORT
   send one yourself:
     body='{"metadata":{"event_type":"payment.request.state-change.submitted","event_id":"manual-1","event_version":"v2"},"payload":{"payment_request_id":"krn:payment:eu1:request:manual-1"}}'
     sig=\$(printf '%s' "\$body" | openssl dgst -sha256 -hmac "\$(cat $RUN_DIR/signing-key)" | cut -d' ' -f2)
@@ -209,10 +249,9 @@ echo
 # process group, so Ctrl-C reaches it too). Started with & and waited for,
 # so a SIGTERM to this script is handled at once as well.
 top_args=(--receiver-admin "http://127.0.0.1:$RECEIVER_ADMIN_PORT"
-          --processor-admin "http://127.0.0.1:$PROCESSOR_ADMIN_PORT"
-          --database "$RUN_DIR/state.db")
+          --processor-admin "http://127.0.0.1:$PROCESSOR_ADMIN_PORT")
 [[ -n $DEMO_SECONDS ]] && top_args+=(--duration "$DEMO_SECONDS")
-"$BUILD/tools/klarnactl" top "${top_args[@]}" </dev/null &
+"$BUILD/tools/klarnactl" "${db_args[@]}" top "${top_args[@]}" </dev/null &
 top_pid=$!
 top_rc=0
 wait "$top_pid" || top_rc=$?

@@ -8,7 +8,13 @@
 // scale 1). The subscription carries only `completed` events, so the load is
 // one webhook and one API call per payment.
 //
+// --store postgresql --processors N: N processors in one consumer group share
+// a PostgreSQL state (a throwaway server made durable, durable_postgres.hpp)
+// instead of one processor on SQLite. --latency-ms L: the sim answers every
+// authorize call L ms late (a fault rule), as Klarna's network would.
+//
 //   loop_bench --payments 10000 --rate 1000
+//   loop_bench --payments 3000 --rate 300 --store postgresql --processors 3 --latency-ms 5
 #include <simdjson.h>
 
 #include <CLI/CLI.hpp>
@@ -19,9 +25,15 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <memory>
+#include <optional>
 #include <thread>
 
 #include "child_process.hpp"
+#ifdef KPAY_LOOP_BENCH_POSTGRES
+#include "durable_postgres.hpp"
+#include "kpay/storage/postgres.hpp"
+#endif
 #include "http_client.hpp"
 #include "kpay/core/embedded_kafka.hpp"
 #include "kpay/klarna/envelope.hpp"
@@ -112,10 +124,20 @@ double percentile(std::vector<std::int64_t> v, double q) {
 
 int main(int argc, char** argv) {
   CLI::App app{"webhook received -> Klarna call latency through the whole product"};
-  int payments = 10000, rate = 1000;
+  int payments = 10000, rate = 1000, processors = 1, latency_ms = 0;
+  std::string store = "sqlite";
   app.add_option("--payments", payments);
   app.add_option("--rate", rate, "payments approved per second");
+  app.add_option("--store", store, "sqlite | postgresql")
+      ->check(CLI::IsMember({"sqlite", "postgresql"}));
+  app.add_option("--processors", processors, "processors (postgresql only)")
+      ->check(CLI::Range(1, 8));
+  app.add_option("--latency-ms", latency_ms, "added to every authorize call by the sim");
   CLI11_PARSE(app, argc, argv);
+  if (store == "sqlite" && processors != 1) {
+    std::fprintf(stderr, "--processors > 1 needs --store postgresql\n");
+    return 2;
+  }
 
   const auto dir = test::make_temp_dir("loop-bench");
   klarna::Topics topics;
@@ -171,9 +193,29 @@ int main(int argc, char** argv) {
                           "sim.threads=2"},
                          dir + "/sim.log");
   const auto sim_port = read_port(dir + "/sim.port");
-  {
-    std::ofstream cfg(dir + "/processor.toml");
-    cfg << "[processor]\ndatabase = \"" << dir << "/state.db\"\nbatch_size = 500\n"
+  std::string store_config = "[processor]\ndatabase = \"" + dir + "/state.db\"\n";
+#ifdef KPAY_LOOP_BENCH_POSTGRES
+  std::optional<test::PostgresServer> pg;
+  if (store == "postgresql") {
+    pg.emplace();
+    bench::make_durable(*pg);
+    storage::PostgresSettings schema;
+    schema.dsn = pg->dsn();
+    storage::open_postgres_store(schema);  // the schema, before the processors
+    // Settlement reconciliation is SQLite's only so far (docs/OPERATIONS.md).
+    store_config = "dsn = \"" + pg->dsn() + "\"\n[settlements]\nfetch = false\n" +
+                   "[processor]\nstore = \"postgresql\"\n";
+  }
+#else
+  if (store == "postgresql") {
+    std::fprintf(stderr, "built without PostgreSQL support (no tests/support)\n");
+    return 2;
+  }
+#endif
+  for (int i = 1; i <= processors; ++i) {
+    std::ofstream cfg(dir + "/processor" + std::to_string(i) + ".toml");
+    if (store == "postgresql") cfg << "[postgresql]\ninstance = \"p" << i << "\"\n";  // then dsn
+    cfg << store_config << "batch_size = 500\n"
         << "batch_timeout_ms = 5\n[kafka]\nbootstrap_servers = \"" << kafka.bootstrap_servers()
         << "\"\n[klarna]\nenvironment = \"custom\"\nbase_url = \"https://127.0.0.1:" << sim_port
         << "\"\nca_file = \"" << cert.certificate << "\"\ncredentials_file = \"" << dir
@@ -181,10 +223,26 @@ int main(int argc, char** argv) {
         << "[capture]\ndefault = \"on_command\"\n[admin]\nport = 0\n[log]\nlevel = \"warn\"\n"
         << "[kafka.properties]\n\"fetch.wait.max.ms\" = \"10\"\n";
   }
-  test::ChildProcess processor(
-      {test::binary("processor/klarna-processor"), "--config", dir + "/processor.toml"},
-      dir + "/processor.log");
-  std::this_thread::sleep_for(std::chrono::seconds(5));  // the group join (~3 s on the mock)
+  std::vector<std::unique_ptr<test::ChildProcess>> running;
+  for (int i = 1; i <= processors; ++i) {
+    const std::string n = std::to_string(i);
+    running.push_back(std::make_unique<test::ChildProcess>(
+        std::vector<std::string>{test::binary("processor/klarna-processor"), "--config",
+                                 dir + "/processor" + n + ".toml"},
+        dir + "/processor" + n + ".log"));
+  }
+  // The group join (~3 s on the mock; more while several join).
+  std::this_thread::sleep_for(std::chrono::seconds(5 + 2 * (processors - 1)));
+  if (latency_ms > 0) {
+    auto faults = test::http_request(
+        sim_port, "POST", "/_sim/faults",
+        R"({"rules":["payment.authorize:latency:100:)" + std::to_string(latency_ms) + "\"]}", {},
+        true);
+    if (!faults || faults->status != 200) {
+      std::fprintf(stderr, "the sim refused the latency rule\n");
+      return 1;
+    }
+  }
 
   const auto body = R"({"journeys":)" + std::to_string(payments) + R"(,"rate":)" +
                     std::to_string(rate) + R"(,"mix":["approve"],"versions":["v2"]})";
@@ -212,9 +270,11 @@ int main(int argc, char** argv) {
       static_cast<int>(calls.size()) == payments && static_cast<int>(latencies.size()) == payments;
   if (valid) {
     std::printf(
-        "loop: %d payments at %d/s: %zu final authorizations in %.1f s; webhook 2xx -> Klarna "
-        "call latency p50 %.0f ms, p99 %.0f ms, max %.0f ms (%zu measured)\n",
-        payments, rate, calls.size(), seconds, percentile(latencies, 0.5),
+        "loop: %s x%d, +%d ms: %d payments at %d/s: %zu final authorizations in %.1f s (%.0f "
+        "calls/s); webhook 2xx -> Klarna call latency p50 %.0f ms, p99 %.0f ms, max %.0f ms (%zu "
+        "measured)\n",
+        store.c_str(), processors, latency_ms, payments, rate, calls.size(), seconds,
+        static_cast<double>(calls.size()) / seconds, percentile(latencies, 0.5),
         percentile(latencies, 0.99), percentile(latencies, 1.0), latencies.size());
   } else {
     std::fprintf(stderr,
@@ -222,8 +282,8 @@ int main(int argc, char** argv) {
                  "webhook; no latency printed (logs in %s)\n",
                  payments, calls.size(), latencies.size(), dir.c_str());
   }
-  processor.signal(SIGTERM);
-  processor.wait(std::chrono::seconds(30));
+  for (auto& p : running) p->signal(SIGTERM);
+  for (auto& p : running) p->wait(std::chrono::seconds(30));
   sim.signal(SIGTERM);
   sim.wait(std::chrono::seconds(10));
   receiver.signal(SIGTERM);

@@ -131,5 +131,6 @@ void register_settlements_commands(CLI::App& app, const GlobalOptions& global);
 void register_gaps_commands(CLI::App& app, const GlobalOptions& global);   // gaps_commands.cpp
 void register_status_command(CLI::App& app, const GlobalOptions& global);  // status_commands.cpp
 void register_top_command(CLI::App& app, const GlobalOptions& global);     // top_command.cpp
+void register_store_commands(CLI::App& app, const GlobalOptions& global);  // store_commands.cpp
 
 }  // namespace kpay::ctl

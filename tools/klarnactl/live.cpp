@@ -17,6 +17,7 @@
 
 #include "kpay/core/config.hpp"
 #include "kpay/klarna/kafka_contract.hpp"
+#include "kpay/processor/daemon_settings.hpp"
 #include "kpay/processor/state_machines.hpp"
 #include "kpay/storage/defaults.hpp"
 #include "kpay/storage/open_store.hpp"
@@ -302,6 +303,17 @@ Database read_database(const std::string& path) {
   return d;
 }
 
+Database read_database(const storage::PostgresSettings& settings) {
+  Database d;
+  d.path = "PostgreSQL (postgresql.dsn)";
+  try {
+    d.overview = storage::open_postgres_store(settings, true)->overview();
+  } catch (const std::exception& e) {
+    d.error = std::string("cannot read the PostgreSQL state: ") + e.what();
+  }
+  return d;
+}
+
 bool is_final_state(const std::string& kind, const std::string& state) {
   using namespace kpay::processor;
   if (kind == "payment_request") {
@@ -322,7 +334,8 @@ void add_target_options(CLI::App* cmd, Targets& t) {
   cmd->add_option("--processor-admin", t.processor_admin,
                   "the processor's admin endpoint, http://host:port (default 127.0.0.1:9102)");
   cmd->add_option("--database", t.database,
-                  "the processor's database (default: processor.database)");
+                  "the processor's SQLite database (default: processor.database, or the "
+                  "PostgreSQL state when processor.store = \"postgresql\")");
   cmd->add_option("--timeout-ms", t.timeout_ms, "per request to an admin endpoint (default 2000)")
       ->check(CLI::Range(50, 60000));
 }
@@ -339,6 +352,10 @@ Resolved resolve(const GlobalOptions& g, const Targets& t) {
   r.database = t.database
                    ? *t.database
                    : processor.string("processor.database", kpay::storage::kDefaultStateDatabase);
+  if (!t.database && processor.string("processor.store", "sqlite") == "postgresql") {
+    r.postgresql = kpay::processor::daemon_settings_from_config(processor).postgresql;
+    r.database = "PostgreSQL (postgresql.dsn)";
+  }
   return r;
 }
 
@@ -346,7 +363,7 @@ Snapshot take(const Resolved& r, std::chrono::milliseconds timeout) {
   Snapshot s;
   s.receiver = probe(r.receiver, timeout);
   s.processor = probe(r.processor, timeout);
-  s.db = read_database(r.database);
+  s.db = r.postgresql ? read_database(*r.postgresql) : read_database(r.database);
   s.at = Clock::now();
   return s;
 }

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "klarnactl.hpp"
+#include "kpay/storage/postgres.hpp"
 #include "kpay/storage/rows.hpp"
 
 namespace kpay::ctl::live {
@@ -60,6 +61,9 @@ struct Database {
   std::string error;
 };
 Database read_database(const std::string& path);
+// The same from the processor's PostgreSQL state (processor.store =
+// "postgresql"): one read-only connection per look.
+Database read_database(const storage::PostgresSettings& settings);
 
 // A payment request or transaction state no event can move any more.
 bool is_final_state(const std::string& kind, const std::string& state);
@@ -75,10 +79,14 @@ void add_target_options(CLI::App* cmd, Targets& t);
 struct Resolved {
   Endpoint receiver, processor;
   std::string database;
+  // Set when the processor's configuration says processor.store =
+  // "postgresql" and no --database names a SQLite file: read from there.
+  std::optional<storage::PostgresSettings> postgresql;
 };
 // The processor's settings come from --processor-config, else the global
 // --config/--set; the receiver's from --receiver-config; an explicit
-// --*-admin URL wins over both. Throws core::ConfigError (exit 2).
+// --*-admin URL wins over both; --database (a SQLite file) over the
+// configuration's store. Throws core::ConfigError (exit 2).
 Resolved resolve(const GlobalOptions& g, const Targets& t);
 
 // Everything at one moment.

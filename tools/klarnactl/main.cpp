@@ -81,6 +81,7 @@ int main(int argc, char** argv) {
   kpay::ctl::register_gaps_commands(app, global);
   kpay::ctl::register_status_command(app, global);
   kpay::ctl::register_top_command(app, global);
+  kpay::ctl::register_store_commands(app, global);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
