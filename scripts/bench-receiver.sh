@@ -127,7 +127,7 @@ snapshot() {  # pid [admin-port]
   python3 - "$1" "${2:-}" <<'PY'
 import glob, json, re, sys, urllib.request
 pid, admin = sys.argv[1], sys.argv[2]
-out = {"ctxsw": 0, "ticks": 0, "wait_ns": 0, "threads": {}, "waits": {}, "switches": {},
+out = {"ctxsw": 0, "preempted": 0, "ticks": 0, "wait_ns": 0, "threads": {}, "waits": {}, "switches": {},
        "publish_buckets": {}}
 for task in glob.glob(f"/proc/{pid}/task/*"):
     try:
@@ -137,8 +137,11 @@ for task in glob.glob(f"/proc/{pid}/task/*"):
         wait_ns = int(open(f"{task}/schedstat").read().split()[1])
     except OSError:
         continue  # the thread ended meanwhile
-    switches = sum(int(v) for v in re.findall(r"_ctxt_switches:\s+(\d+)", status))
-    out["ctxsw"] += switches
+    # voluntary: the thread blocked (a wake-up to come); nonvoluntary: preempted
+    switches = sum(int(v) for v in re.findall(r"^voluntary_ctxt_switches:\s+(\d+)", status, re.M))
+    preempted = sum(int(v) for v in re.findall(r"nonvoluntary_ctxt_switches:\s+(\d+)", status))
+    out["ctxsw"] += switches + preempted
+    out["preempted"] += preempted
     comm = stat[stat.index("(") + 1:stat.rindex(")")]
     fields = stat[stat.rindex(")") + 2:].split()
     ticks = int(fields[11]) + int(fields[12])  # utime + stime
@@ -194,7 +197,8 @@ waits = {k: round((v - s0["waits"].get(k, 0)) / 1e3 / n, 1) for k, v in s1["wait
 run["runqueue_wait_us_per_request_by_thread"] = dict(
     sorted(((k, v) for k, v in waits.items() if v > 0), key=lambda kv: -kv[1]))
 sw = {k: round((v - s0["switches"].get(k, 0)) / n, 3) for k, v in s1["switches"].items()}
-run["ctxsw_per_request_by_thread"] = dict(sorted(((k, v) for k, v in sw.items() if v > 0),
+run["preempted_per_request"] = round((s1["preempted"] - s0["preempted"]) / n, 3)
+run["voluntary_ctxsw_per_request_by_thread"] = dict(sorted(((k, v) for k, v in sw.items() if v > 0),
                                                  key=lambda kv: -kv[1]))
 run["cpu_us_per_request_by_thread"] = dict(sorted(((k, v) for k, v in threads.items() if v > 0),
                                                   key=lambda kv: -kv[1]))
@@ -205,6 +209,7 @@ if b1:  # share of this run's publishes acknowledged later than each bound
         run["publish_over_ms_pct"] = {
             str(round(float(le) * 1000, 1)): round(100 * (1 - (b1[le] - b0.get(le, 0)) / total), 2)
             for le in b1 if le != "+Inf" and 0.0005 <= float(le) <= 0.025}
+        run["publish_over_5ms_pct"] = run["publish_over_ms_pct"].get("5.0", 0.0)
 print(json.dumps(run))
 PY
 }
@@ -269,12 +274,15 @@ for f in fractions.split():
                   "p50_ms": med(at, "p50_ms"), "p90_ms": med(at, "p90_ms"),
                   "p99_ms": med(at, "p99_ms"), "p99_ms_runs": [x["p99_ms"] for x in at],
                   "lag_p99_ms": med(at, "lag_p99_ms"),
+                  "p99_without_lag_ms": med(at, "p99_without_lag_ms"),
+                  "publish_over_5ms_pct": med(at, "publish_over_5ms_pct"),
                   "cpu_us_per_request": med(at, "cpu_us_per_request"),
                   "kafka_cpu_us_per_request": med(at, "kafka_cpu_us_per_request"),
                   "loadgen_cpu_us_per_request": med(at, "loadgen_cpu_us_per_request"),
                   "ctxsw_per_request": med(at, "ctxsw_per_request"),
                   "runqueue_wait_us_per_request": med(at, "runqueue_wait_us_per_request"),
                   "bare_p99_ms": med(bare_at, "p99_ms"), "bare_lag_p99_ms": med(bare_at, "lag_p99_ms"),
+                  "bare_p99_without_lag_ms": med(bare_at, "p99_without_lag_ms"),
                   "bare_cpu_us_per_request": med(bare_at, "cpu_us_per_request"),
                   "steal_pct_per_run": [x["steal_pct"] for x in at]})
 half = next((x for x in sweep if x["fraction"] == 0.5), None)
@@ -290,6 +298,7 @@ print(json.dumps({"summary": r, "tls": tls == "true", "rps_median": med(mine, "r
   "nginx_cpu_us_per_request": med(nginx, "cpu_us_per_request"),
   "half_rate": half and half["rate"], "p50_ms_at_half": half and half["p50_ms"],
   "p99_ms_at_half": half and half["p99_ms"], "lag_p99_ms_at_half": half and half["lag_p99_ms"],
+  "p99_without_lag_ms_at_half": half and half["p99_without_lag_ms"],
   "bare_p99_ms_at_half": half and half["bare_p99_ms"],
   "sweep": sweep,
   "peak_rss_mib": round(int(rss) / 1024, 1),

@@ -7,10 +7,13 @@
 //   --rate R      open loop at R requests/s in total, spread over the
 //                 connections; latency is measured from the *scheduled* send
 //                 time, so a stalled server cannot hide its queueing delay.
-//                 `lag_*` says how late the generator itself sent (its own
-//                 share of that latency: it runs on the same CPUs), and
-//                 `tail_*` whether the slowest 1% came in a few stalls or
-//                 spread over the run (--timeline writes it per 10 ms).
+//                 `lag_*` is the generator's own delay: how long after a
+//                 request could go (its scheduled time, or the previous
+//                 answer on its connection if that came later) it went. It
+//                 is part of the measured latency — the generator shares the
+//                 CPUs with the server — and `p99_without_lag_ms` takes it
+//                 out. `tail_*` says whether the slowest 1% came in a few
+//                 stalls or spread over the run (--timeline: per 10 ms).
 // Prints one JSON object with throughput, latency percentiles, status counts,
 // and the host's CPU steal over the measured window: on a shared VM a fixed-rate
 // tail is meaningless without it.
@@ -67,7 +70,7 @@ struct Options {
 struct Sample {
   double due_ms;      // since the start of measuring
   double latency_ms;  // answer − due: what a client on that schedule waits
-  double lag_ms;      // sent − due: the generator's own delay (0 in closed loop)
+  double lag_ms;      // sent − max(due, previous answer): the generator's own delay
 };
 
 struct Stats {
@@ -175,6 +178,7 @@ struct Run {
     double per_conn_interval = o.rate > 0 ? o.connections / o.rate : 0;
     auto scheduled = start + std::chrono::duration_cast<Clock::duration>(
                                  std::chrono::duration<double>(index / std::max(o.rate, 1e-9)));
+    Clock::time_point previous_answer{};
     for (;;) {
       if (o.rate > 0) {
         if (scheduled >= end) break;
@@ -189,6 +193,10 @@ struct Run {
       int status = 0;
       bool ok = co_await exchange(s, req, buf, status);
       auto t1 = Clock::now();
+      // Sent late because the previous answer came after the scheduled time
+      // is the server's queueing; any later than that is the generator's.
+      const auto could_go = std::max(t0, previous_answer);
+      previous_answer = t1;
       if (t0 >= measure_from) {
         ++stats.sent;
         if (!ok) {
@@ -196,8 +204,8 @@ struct Run {
         } else {
           stats.statuses[status]++;
           using Ms = std::chrono::duration<double, std::milli>;
-          stats.samples.push_back(
-              {Ms(t0 - measure_from).count(), Ms(t1 - t0).count(), Ms(sent - t0).count()});
+          stats.samples.push_back({Ms(t0 - measure_from).count(), Ms(t1 - t0).count(),
+                                   std::max(0.0, Ms(sent - could_go).count())});
         }
       }
       if (!ok) co_return;
@@ -237,7 +245,7 @@ struct Run {
 // many windows is made by single requests; one packed into a few windows is a
 // stall that every connection saw at once (a blocked thread, the scheduler).
 struct Summary {
-  double p50 = 0, p90 = 0, p99 = 0, max = 0, lag_p50 = 0, lag_p99 = 0;
+  double p50 = 0, p90 = 0, p99 = 0, max = 0, lag_p50 = 0, lag_p99 = 0, p99_without_lag = 0;
   std::size_t tail_windows = 0, tail_max_in_window = 0;
 };
 
@@ -247,17 +255,21 @@ double percentile(const std::vector<double>& sorted, double p) {
 }
 
 Summary summarize(const std::vector<Sample>& samples) {
-  std::vector<double> lat, lag;
+  std::vector<double> lat, lag, net;
   lat.reserve(samples.size());
   lag.reserve(samples.size());
+  net.reserve(samples.size());
   for (const auto& s : samples) {
     lat.push_back(s.latency_ms);
     lag.push_back(s.lag_ms);
+    net.push_back(s.latency_ms - s.lag_ms);
   }
   std::sort(lat.begin(), lat.end());
   std::sort(lag.begin(), lag.end());
+  std::sort(net.begin(), net.end());
   Summary out{percentile(lat, 0.5),           percentile(lat, 0.9), percentile(lat, 0.99),
-              lat.empty() ? 0.0 : lat.back(), percentile(lag, 0.5), percentile(lag, 0.99)};
+              lat.empty() ? 0.0 : lat.back(), percentile(lag, 0.5), percentile(lag, 0.99),
+              percentile(net, 0.99)};
   std::map<long, std::size_t> windows;
   for (const auto& s : samples) {
     if (s.latency_ms > out.p99) windows[static_cast<long>(s.due_ms / 10)]++;
@@ -377,13 +389,14 @@ int main(int argc, char** argv) {
   std::printf(
       "{\"tls\":%s,\"connections\":%d,\"target_rate\":%.0f,\"seconds\":%.1f,\"completed\":%zu,"
       "\"rps\":%.0f,\"p50_ms\":%.3f,\"p90_ms\":%.3f,\"p99_ms\":%.3f,\"max_ms\":%.3f,"
-      "\"lag_p50_ms\":%.3f,\"lag_p99_ms\":%.3f,\"tail_windows_10ms\":%zu,"
+      "\"lag_p50_ms\":%.3f,\"lag_p99_ms\":%.3f,\"p99_without_lag_ms\":%.3f,\"tail_windows_10ms\":%"
+      "zu,"
       "\"tail_max_in_window\":%zu,\"loadgen_cpu_us_per_request\":%.1f,"
       "\"loadgen_runqueue_wait_us_per_request\":%.1f,\"errors\":%ld,"
       "\"steal_pct\":%.1f,\"statuses\":{",
       o.tls ? "true" : "false", o.connections, o.rate, o.seconds, completed, rps, sum.p50, sum.p90,
-      sum.p99, sum.max, sum.lag_p50, sum.lag_p99, sum.tail_windows, sum.tail_max_in_window,
-      completed > 0 ? own_cpu * 1e6 / static_cast<double>(completed) : 0.0,
+      sum.p99, sum.max, sum.lag_p50, sum.lag_p99, sum.p99_without_lag, sum.tail_windows,
+      sum.tail_max_in_window, completed > 0 ? own_cpu * 1e6 / static_cast<double>(completed) : 0.0,
       completed > 0 ? own_wait_ns / 1e3 / static_cast<double>(completed) : 0.0, all.errors,
       steal_pct);
   bool first = true;
