@@ -26,6 +26,10 @@
 #   env: RUNS=3 SECONDS_PER_RUN=8 CONNECTIONS=128 TLS_MODES="false true"
 #        RECEIVER_ARGS="--set kafka.properties.linger.ms=2"   (extra receiver options)
 #        RECEIVER_BEFORE=/path/to/old/klarna-receiver         (compare two builds)
+#        BEFORE_ARGS="--set kafka.properties.linger.ms=2"   (options for that one only:
+#                 with RECEIVER_BEFORE=build/receiver/klarna-receiver, two settings
+#                 of one build side by side)
+#        LOADGEN_PREFIX="taskset -c 1"   (run the generator under it, e.g. pinned)
 #        RATE_FRACTIONS="0.1 0.25 0.5 0.75"  (open-loop runs at these fractions of
 #                 each receiver's maximum; default 0.5)
 #        LOADGEN_ARGS="--threads 2"   (extra receiver_loadgen options)
@@ -40,6 +44,8 @@ TLS_MODES=${TLS_MODES:-false true}
 BEFORE=${RECEIVER_BEFORE:-}
 FRACTIONS=${RATE_FRACTIONS:-0.5}
 read -r -a EXTRA_ARGS <<<"${RECEIVER_ARGS:-}"
+read -r -a BEFORE_EXTRA <<<"${BEFORE_ARGS:-}"
+read -r -a LOADGEN_PREFIX <<<"${LOADGEN_PREFIX:-}"
 read -r -a LOADGEN_EXTRA <<<"${LOADGEN_ARGS:-}"
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 [[ -x $NGINX ]] || { echo "nginx not found (Debian: nginx-light; scripts/install-deps.sh)" >&2; exit 1; }
@@ -65,13 +71,13 @@ printf '%s' "$SECRET" >"$DIR/secret"
 "$BUILD/tools/klarnactl" --set keys.database="$DIR/keys.db" keys add --id "$KEY_ID" --secret-file "$DIR/secret" >/dev/null
 
 declare -A PORT PID ADMIN
-start_receiver() {  # $1 = name (receiver|before), $2 = binary, $3 = tls true|false
+start_receiver() {  # $1 = name (receiver|before), $2 = binary, $3 = tls true|false, $4... = options
   rm -f "$DIR/$1.json"
   "$2" --set receiver.listen_address=127.0.0.1 --set receiver.port=0 \
     --set receiver.tls="$3" --set receiver.tls_certificate="$DIR/tls.crt" --set receiver.tls_private_key="$DIR/tls.key" \
     --set receiver.port_file="$DIR/$1.json" --set keys.database="$DIR/keys.db" \
     --set kafka.bootstrap_servers="$(cat "$DIR/bootstrap")" --set admin.port=0 --set log.level=warn \
-    "${EXTRA_ARGS[@]}" >>"$DIR/$1.log" 2>&1 &
+    "${EXTRA_ARGS[@]}" "${@:4}" >>"$DIR/$1.log" 2>&1 &
   PID[$1]=$!
   pids+=(${PID[$1]})
   wait_file "$DIR/$1.json"
@@ -162,7 +168,7 @@ PY
 load() {  # name tls rate → one JSON line with the server's figures added
   local name=$1 tls_flag=()
   [[ $2 == true ]] && tls_flag=(--tls)
-  "$BUILD/bench/receiver/receiver_loadgen" --port "${PORT[$name]}" "${tls_flag[@]}" --connections "$CONN" \
+  "${LOADGEN_PREFIX[@]}" "$BUILD/bench/receiver/receiver_loadgen" --port "${PORT[$name]}" "${tls_flag[@]}" --connections "$CONN" \
     --seconds "$SECS" --warmup "$WARMUP" --rate "$3" --key-id "$KEY_ID" --secret "$SECRET" \
     "${LOADGEN_EXTRA[@]}" >"$DIR/run.json" &
   local lg=$!
@@ -234,7 +240,7 @@ receivers=(receiver)
 [[ -n $BEFORE ]] && receivers=(before receiver)
 for tls in $TLS_MODES; do
   start_receiver receiver "$BUILD/receiver/klarna-receiver" "$tls"
-  [[ -n $BEFORE ]] && start_receiver before "$BEFORE" "$tls"
+  [[ -n $BEFORE ]] && start_receiver before "$BEFORE" "$tls" "${BEFORE_EXTRA[@]}"
   start_bare "$tls"
   start_nginx "$tls"
   servers=(bare nginx "${receivers[@]}")
