@@ -1,11 +1,14 @@
 // Commands/s through the batch applier (decode, authentication, permissions,
 // command inbox, context, result, audit row; durable SQLite commits), signed
 // (kpay-sender / kpay-signature verified, sender permissions checked) against
-// unsigned (commands.allow_unsigned), interleaved rounds, medians. No Kafka:
+// unsigned (commands.allow_unsigned), interleaved rounds (the order swapped
+// each round), medians of the rates, of each pair's ratio and of the CPU time
+// per command (less disturbed by other processes than wall time). No Kafka:
 // the cost of signing is the question, not the broker's.
 //
 //   commands_bench --commands 20000 --rounds 7 --dir /tmp
 #include <sqlite3.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -18,6 +21,8 @@
 #include <span>
 #include <vector>
 
+#include "kpay/core/log.hpp"
+#include "kpay/core/wall_clock.hpp"
 #include "kpay/processor/batch_applier.hpp"
 #include "kpay/processor/command_auth.hpp"
 #include "kpay/storage/state_store.hpp"
@@ -49,9 +54,20 @@ std::vector<processor::InputMessage> make_commands(int n, const klarna::Topics& 
   return out;
 }
 
-// One run on a fresh database: commands/s, or -1 when the work is not all done.
-double run(const std::vector<processor::InputMessage>& messages, bool sign, const std::string& dir,
-           int batch, bool limits) {
+double cpu_seconds() {
+  timespec t{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+  return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_nsec) / 1e9;
+}
+
+struct Rate {
+  double per_second = -1;         // commands/s of wall time; -1: the work is not all done
+  double cpu_us_per_command = 0;  // this process's CPU time (user + system)
+};
+
+// One run on a fresh database.
+Rate run(const std::vector<processor::InputMessage>& messages, bool sign, const std::string& dir,
+         int batch, bool limits) {
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
   storage::StateStore store(dir + "/state.db");
@@ -67,7 +83,9 @@ double run(const std::vector<processor::InputMessage>& messages, bool sign, cons
   security->keys = [keys] { return keys; };
   applier.secure_commands(security);
   std::uint64_t applied = 0;
+  const std::string first_day = kpay::core::rfc3339_ms(kpay::core::now_ms()).substr(0, 10);
   const auto start = Clock::now();
+  const double cpu_start = cpu_seconds();
   for (std::size_t i = 0; i < messages.size(); i += batch) {
     const auto n = std::min<std::size_t>(batch, messages.size() - i);
     std::vector<processor::DecodedMessage> decoded;
@@ -75,6 +93,7 @@ double run(const std::vector<processor::InputMessage>& messages, bool sign, cons
     applied += applier.apply(std::span<const processor::DecodedMessage>(decoded)).applied;
   }
   const double secs = std::chrono::duration<double>(Clock::now() - start).count();
+  const double cpu = cpu_seconds() - cpu_start;
   std::int64_t succeeded = 0;
   for (const auto& c : store.command_counts()) {
     if (c.status == storage::to_string(storage::CommandStatus::succeeded)) succeeded += c.count;
@@ -82,9 +101,23 @@ double run(const std::vector<processor::InputMessage>& messages, bool sign, cons
   if (applied != messages.size() || succeeded != static_cast<std::int64_t>(messages.size())) {
     std::cerr << "commands_bench: " << applied << " applied, " << succeeded << " succeeded, of "
               << messages.size() << "\n";
-    return -1;
+    return {};
   }
-  return static_cast<double>(messages.size()) / secs;
+  // Signed: every command's sender recorded and its amount in the day's total
+  // (a run that crosses midnight UTC splits it over two days).
+  const std::string last_day = kpay::core::rfc3339_ms(kpay::core::now_ms()).substr(0, 10);
+  std::int64_t total = store.spent("bench", "EUR", first_day);
+  if (last_day != first_day) total += store.spent("bench", "EUR", last_day);
+  const auto last_id = "bench-" + std::to_string(messages.size() - 1);
+  const bool recorded =
+      store.sender_of("bench-0") == (sign ? std::optional<std::string>("bench") : std::nullopt) &&
+      store.sender_of(last_id) == store.sender_of("bench-0");
+  if (!recorded || total != (sign ? 1000 * static_cast<std::int64_t>(messages.size()) : 0)) {
+    std::cerr << "commands_bench: senders recorded " << recorded << ", day total " << total << "\n";
+    return {};
+  }
+  const auto n = static_cast<double>(messages.size());
+  return {n / secs, cpu / n * 1e6};
 }
 
 double median(std::vector<double> v) {
@@ -125,14 +158,26 @@ int main(int argc, char** argv) {
   const std::string work = dir + "/commands-bench-" + std::to_string(getpid());
   double total0 = 0, total1 = 0;
   const double steal0 = steal_ticks(&total0);
-  std::vector<double> s, u;
+  std::vector<double> s, u, s_cpu, u_cpu, pair_ratios;
   for (int r = 0; r < rounds; ++r) {
-    const double a = run(signed_msgs, true, work, batch, limits);
-    const double b = run(unsigned_msgs, false, work, batch, limits);
-    if (a < 0 || b < 0) return 1;
-    s.push_back(a);
-    u.push_back(b);
-    std::printf("round %d: signed %.0f/s  unsigned %.0f/s\n", r + 1, a, b);
+    // Signed first in even rounds, unsigned first in odd ones: neither side
+    // always runs right after the other's files were deleted.
+    Rate a, b;
+    if (r % 2 == 0) {
+      a = run(signed_msgs, true, work, batch, limits);
+      b = run(unsigned_msgs, false, work, batch, limits);
+    } else {
+      b = run(unsigned_msgs, false, work, batch, limits);
+      a = run(signed_msgs, true, work, batch, limits);
+    }
+    if (a.per_second < 0 || b.per_second < 0) return 1;
+    s.push_back(a.per_second);
+    u.push_back(b.per_second);
+    s_cpu.push_back(a.cpu_us_per_command);
+    u_cpu.push_back(b.cpu_us_per_command);
+    pair_ratios.push_back(a.per_second / b.per_second);
+    std::printf("round %d: signed %.0f/s (%.1f us CPU)  unsigned %.0f/s (%.1f us CPU)\n", r + 1,
+                a.per_second, a.cpu_us_per_command, b.per_second, b.cpu_us_per_command);
   }
   const double steal = (steal_ticks(&total1) - steal0) / std::max(1.0, total1 - total0) * 100;
   std::filesystem::remove_all(work);
@@ -140,5 +185,9 @@ int main(int argc, char** argv) {
       "commands/s median of %d%s: signed %.0f  unsigned %.0f  ratio %.3f  (CPU steal %.1f %%)\n",
       rounds, limits ? " (sender with amount limits)" : "", median(s), median(u),
       median(s) / median(u), steal);
+  std::printf(
+      "median of the %d pairs' ratios %.3f; CPU per command median: signed %.1f us  unsigned "
+      "%.1f us  ratio %.3f\n",
+      rounds, median(pair_ratios), median(s_cpu), median(u_cpu), median(u_cpu) / median(s_cpu));
   return 0;
 }

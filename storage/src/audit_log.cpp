@@ -70,30 +70,21 @@ std::vector<AuditEvent> AuditLog::for_outbox(std::int64_t outbox_id) {
   return out;
 }
 
-void AuditLog::record_sender(const std::string& command_id, const std::string& sender,
-                             const std::string& key_id, const std::optional<std::string>& currency,
-                             std::optional<std::int64_t> amount, const std::string& day,
-                             std::int64_t now_ms) {
-  auto& s = prep(record_sender_,
-                 "INSERT OR IGNORE INTO command_senders (command_id, sender, key_id, currency, "
-                 "amount, day, created_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?)");
-  s.bind(1, command_id).bind(2, sender).bind(3, key_id).bind(4, currency).bind(5, amount);
-  s.bind(6, day).bind(7, now_ms);
-  s.run();
-  if (!currency || !amount || db_.changes() != 1) return;
+void AuditLog::add_sender_day_total(const std::string& sender, const std::string& day,
+                                    const std::string& currency, std::int64_t amount) {
   auto& total = prep(add_day_total_,
                      "INSERT INTO sender_day_totals (sender, day, currency, amount) "
                      "VALUES (?, ?, ?, ?) ON CONFLICT (sender, day, currency) "
                      "DO UPDATE SET amount = amount + excluded.amount");
-  total.bind(1, sender).bind(2, day).bind(3, *currency).bind(4, *amount);
+  total.bind(1, sender).bind(2, day).bind(3, currency).bind(4, amount);
   total.run();
 }
 
 std::optional<std::string> AuditLog::sender_of(const std::string& command_id) {
-  auto& s = prep(sender_of_, "SELECT sender FROM command_senders WHERE command_id = ?");
+  auto& s = prep(sender_of_, "SELECT sender FROM commands WHERE command_id = ?");
   s.bind(1, command_id);
   std::optional<std::string> sender;
-  if (s.step()) sender = s.text(0);
+  if (s.step()) sender = s.optional_text(0);
   s.reset();  // a kept statement left mid-result would hold its read open
   return sender;
 }

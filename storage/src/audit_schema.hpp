@@ -1,4 +1,4 @@
-// State-database migrations 9 and 12 (state_schema.cpp): who sent each command, and
+// State-database migrations 9, 12 and 13 (state_schema.cpp): who sent each command, and
 // the audit trail (docs/OPERATIONS.md, "Audit trail"). Internal to storage/src.
 //
 // audit_events is append-only: triggers refuse any UPDATE or DELETE, so a row,
@@ -103,6 +103,50 @@ END;
 inline constexpr std::string_view kAuditSchemaV12 = R"sql(
 ALTER TABLE audit_events ADD COLUMN operator TEXT;
 DROP TRIGGER audit_outbox_requeued;
+)sql";
+
+// Migration 13: who sent a command is written in the command's own row
+// (commands.sender, commands.sender_key_id), not in a command_senders row of
+// its own: a signed command then costs no extra row and no extra index update
+// (docs/PERFORMANCE.md, "Signed commands"). Every recorded sender moves into
+// its command's row (the processor wrote both rows in one transaction, so each
+// has one); the per-command amounts the old table also kept are summed in
+// sender_day_totals already. The outbox's audit triggers read the sender from
+// the command row.
+inline constexpr std::string_view kAuditSchemaV13 = R"sql(
+ALTER TABLE commands ADD COLUMN sender TEXT;
+ALTER TABLE commands ADD COLUMN sender_key_id TEXT;
+UPDATE commands SET sender = s.sender, sender_key_id = s.key_id
+  FROM command_senders AS s WHERE s.command_id = commands.command_id;
+
+DROP TRIGGER audit_outbox_queued;
+CREATE TRIGGER audit_outbox_queued AFTER INSERT ON outbox
+WHEN NEW.operation NOT LIKE 'read%'
+BEGIN
+  INSERT INTO audit_events (at_ms, kind, sender, command_id, operation, entity_id, outbox_id,
+                            attempt, status, detail, request)
+  VALUES (CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER), 'call_queued',
+          (SELECT sender FROM commands WHERE command_id = NEW.command_id),
+          NEW.command_id, NEW.operation, NEW.entity_id, NEW.id, 0, 'pending',
+          'caused by ' || NEW.created_by_event_id,
+          NEW.method || ' ' || NEW.path ||
+            CASE WHEN NEW.request_body = '' THEN '' ELSE ' ' || NEW.request_body END);
+END;
+
+DROP TRIGGER audit_outbox_answered;
+CREATE TRIGGER audit_outbox_answered AFTER UPDATE OF status ON outbox
+WHEN NEW.operation NOT LIKE 'read%' AND OLD.status = 'in_flight' AND NEW.status <> 'in_flight'
+BEGIN
+  INSERT INTO audit_events (at_ms, kind, sender, command_id, operation, entity_id, outbox_id,
+                            attempt, status, detail, klarna_status)
+  VALUES (CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER),
+          CASE WHEN NEW.status = 'pending' THEN 'attempt' ELSE 'outcome' END,
+          (SELECT sender FROM commands WHERE command_id = NEW.command_id),
+          NEW.command_id, NEW.operation, NEW.entity_id, NEW.id, NEW.attempts, NEW.status,
+          NEW.last_error, NEW.last_status);
+END;
+
+DROP TABLE command_senders;
 )sql";
 
 }  // namespace kpay::storage

@@ -486,6 +486,7 @@ constexpr std::array kMigrations = {
               "traces: traceparent and times of history, outbox and publications; call attempts",
               kV11},
     Migration{12, "audit trail: the operator of an operator's action", kAuditSchemaV12},
+    Migration{13, "command senders in the command's own row", kAuditSchemaV13},
 };
 
 }  // namespace

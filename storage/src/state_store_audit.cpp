@@ -19,12 +19,9 @@ std::vector<AuditEvent> StateStore::audit_of_outbox(std::int64_t outbox_id) {
   return AuditLog(database()).for_outbox(outbox_id);
 }
 
-void StateStore::record_sender(const std::string& command_id, const std::string& sender,
-                               const std::string& key_id,
-                               const std::optional<std::string>& currency,
-                               std::optional<std::int64_t> amount, const std::string& day,
-                               std::int64_t now_ms) {
-  impl_->audit().record_sender(command_id, sender, key_id, currency, amount, day, now_ms);
+void StateStore::add_sender_day_total(const std::string& sender, const std::string& day,
+                                      const std::string& currency, std::int64_t amount) {
+  impl_->audit().add_sender_day_total(sender, day, currency, amount);
 }
 
 std::optional<std::string> StateStore::sender_of(const std::string& command_id) {

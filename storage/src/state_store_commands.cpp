@@ -1,5 +1,5 @@
-// The downstream commands' part of the state store (migration v4): the
-// command inbox, payment contexts, and the money outbox rows have yet to move.
+// The downstream commands' part of the state store (migration v4; the sender
+// columns v13): the command inbox, payment contexts, and the money outbox rows have yet to move.
 // Their statements run for every command and are prepared once (Impl).
 #include "kpay/storage/state_store.hpp"
 #include "state_store_impl.hpp"
@@ -36,10 +36,12 @@ bool StateStore::insert_command(const CommandRow& c) {
   auto& s = impl_->prep(
       impl_->insert_command,
       "INSERT OR IGNORE INTO commands (command_id, type, key, body_hash, status, reason, "
-      "entity_id, outbox_id, created_at_ms, updated_at_ms) VALUES (?,?,?,?,?,?,?,?,?,?)");
+      "entity_id, outbox_id, created_at_ms, updated_at_ms, sender, sender_key_id) "
+      "VALUES (?,?,?,?,?,?,?,?,?,?,?,?)");
   s.bind(1, c.command_id).bind(2, c.type).bind_blob(3, c.key).bind(4, c.body_hash);
   s.bind(5, to_string(c.status)).bind(6, c.reason).bind(7, c.entity_id).bind(8, c.outbox_id);
-  s.bind(9, c.created_at_ms).bind(10, c.updated_at_ms);
+  s.bind(9, c.created_at_ms).bind(10, c.updated_at_ms).bind(11, c.sender);
+  s.bind(12, c.sender_key_id);
   s.run();
   return database().changes() == 1;
 }
@@ -47,7 +49,8 @@ bool StateStore::insert_command(const CommandRow& c) {
 std::optional<CommandRow> StateStore::find_command(const std::string& command_id) {
   auto& s = impl_->prep(impl_->find_command,
                         "SELECT type, key, body_hash, status, reason, entity_id, outbox_id, "
-                        "created_at_ms, updated_at_ms FROM commands WHERE command_id = ?");
+                        "created_at_ms, updated_at_ms, sender, sender_key_id FROM commands "
+                        "WHERE command_id = ?");
   s.bind(1, command_id);
   if (!s.step()) {
     s.reset();
@@ -64,6 +67,8 @@ std::optional<CommandRow> StateStore::find_command(const std::string& command_id
   c.outbox_id = s.optional_int64(6);
   c.created_at_ms = s.int64(7);
   c.updated_at_ms = s.int64(8);
+  c.sender = s.optional_text(9);
+  c.sender_key_id = s.optional_text(10);
   s.reset();  // before stored() may throw: a kept statement must not hold its read
   c.status = stored(parse_command_status(status), "command status", status);
   return c;

@@ -10,6 +10,8 @@
 
 #include "child_process.hpp"
 #include "kpay/core/config.hpp"
+#include "kpay/core/log.hpp"
+#include "kpay/core/wall_clock.hpp"
 #include "kpay/klarna/signature.hpp"
 #include "kpay/processor/batch_applier.hpp"
 #include "kpay/processor/command_auth.hpp"
@@ -271,6 +273,68 @@ TEST(CommandRefusal, ARefusedCommandIsAnsweredDeadLetteredAndNeverQueued) {
   EXPECT_TRUE(out.commands_refused.empty() ||
               out.commands_refused.begin()->first == "not_permitted");
   EXPECT_TRUE(store.find_command("c-1"));
+  std::filesystem::remove_all(dir);
+}
+
+// The authorize of a sender with a per-day limit of 1500 EUR, signed.
+InputMessage limited_authorize(const klarna::Topics& topics, const std::string& id,
+                               std::int64_t amount, std::int64_t offset) {
+  InputMessage m;
+  m.topic = topics.commands;
+  m.offset = offset;
+  m.key = "ref-" + id;
+  m.value = R"({"command_id":")" + id +
+            R"(","type":"authorize","partner_account_id":"krn:partner:global:account:test:L1",)"
+            R"("amount":)" +
+            std::to_string(amount) + R"(,"currency":"EUR","payment_transaction_reference":"ref-)" +
+            id + R"(","capture":"LATER","customer_token":"ctok-)" + id + R"("})";
+  m.headers = headers("limited", sign_command("l1", "limited-secret-0123456789", m.value));
+  return m;
+}
+
+// Who sent a command is kept in its row, and the call it queues is audited
+// with that sender; the per-day total counts every accepted command, within
+// one batch as across batches, and is in the database once the batch commits.
+TEST(CommandSenders, TheSenderIsInTheCommandRowAndTheDayTotalCountsEveryBatch) {
+  const auto dir = test::make_temp_dir("senders");
+  storage::StateStore store(dir + "/state.db");
+  klarna::Topics topics;
+  BatchApplier applier(store, topics);
+  auto security = std::make_shared<CommandSecurity>();
+  security->policy.senders["limited"] = {{"authorize"}, {"*"}, {}};
+  security->policy.senders["limited"].limits["EUR"] = {1000, 1500};
+  auto r = std::make_shared<SenderKeyRing>();
+  r->add_active("limited", "l1", "limited-secret-0123456789");
+  std::shared_ptr<const SenderKeyRing> keys = r;
+  security->keys = [keys] { return keys; };
+  applier.secure_commands(security);
+
+  const std::vector<InputMessage> first{limited_authorize(topics, "a-1", 600, 1),
+                                        limited_authorize(topics, "a-2", 600, 2),
+                                        limited_authorize(topics, "a-3", 600, 3)};
+  auto out = applier.apply(std::span<const InputMessage>(first));
+  EXPECT_EQ(out.commands_refused["not_permitted"], 1u) << "a-3 takes the day to 1800";
+  const auto day = core::rfc3339_ms(core::now_ms()).substr(0, 10);
+  EXPECT_EQ(store.spent("limited", "EUR", day), 1200);
+  const auto accepted = store.find_command("a-1");
+  ASSERT_TRUE(accepted);
+  EXPECT_EQ(accepted->sender, "limited");
+  EXPECT_EQ(accepted->sender_key_id, "l1");
+  EXPECT_EQ(store.find_command("a-3")->status, storage::CommandStatus::rejected);
+  EXPECT_EQ(store.sender_of("a-3"), "limited") << "a refused command's sender is kept too";
+  const auto calls = store.outbox("ref-a-1");
+  ASSERT_EQ(calls.size(), 1u);
+  const auto audit = store.audit_of_outbox(calls[0].id);
+  ASSERT_EQ(audit.size(), 1u);
+  EXPECT_EQ(audit[0].kind, "call_queued");
+  EXPECT_EQ(audit[0].sender, "limited");
+
+  const std::vector<InputMessage> second{limited_authorize(topics, "a-4", 300, 4),
+                                         limited_authorize(topics, "a-5", 1, 5)};
+  out = applier.apply(std::span<const InputMessage>(second));
+  EXPECT_EQ(out.commands_refused["not_permitted"], 1u) << "a-5 takes the day to 1501";
+  EXPECT_EQ(store.find_command("a-4")->status, storage::CommandStatus::accepted);
+  EXPECT_EQ(store.spent("limited", "EUR", day), 1500);
   std::filesystem::remove_all(dir);
 }
 

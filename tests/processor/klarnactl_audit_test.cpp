@@ -13,7 +13,6 @@
 #include "child_process.hpp"
 #include "klarnactl_run.hpp"
 #include "kpay/core/wall_clock.hpp"
-#include "kpay/storage/audit_log.hpp"
 #include "kpay/storage/state_store.hpp"
 
 using namespace kpay;
@@ -28,9 +27,15 @@ class KlarnactlAudit : public ::testing::Test {
     db_ = dir_ + "/state.db";
     std::ofstream(dir_ + "/ctl.toml") << "[processor]\ndatabase = \"" << db_ << "\"\n";
     store_.emplace(db_);
-    storage::AuditLog(store_->database())
-        .record_sender("cmd-refund-1", "refund-service", "k1", "EUR", 500, "2026-12-07",
-                       core::now_ms());
+    storage::CommandRow c;
+    c.command_id = "cmd-refund-1";
+    c.type = "refund";
+    c.key = c.command_id;
+    c.body_hash = "hash-refund-1";
+    c.created_at_ms = c.updated_at_ms = core::now_ms();
+    c.sender = "refund-service";
+    c.sender_key_id = "k1";
+    ASSERT_TRUE(store_->insert_command(c));
   }
   void TearDown() override {
     store_.reset();

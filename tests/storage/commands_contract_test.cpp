@@ -74,11 +74,74 @@ TEST_P(CommandsContract, TheAuditTrailAppendsInOrderWithAPublicationCursor) {
   store().set_audit_published_through(second);
   EXPECT_EQ(second_connection()->audit_published_through(), second);
 
-  store().record_sender("c1", "shop", "key-1", std::string("EUR"), 300, "2026-12-07", 10);
-  store().record_sender("c2", "shop", "key-1", std::string("EUR"), 200, "2026-12-07", 11);
-  store().record_sender("c3", "shop", "key-1", std::string("EUR"), 999, "2026-12-08", 12);
+  store().add_sender_day_total("shop", "2026-12-07", "EUR", 300);
+  store().add_sender_day_total("shop", "2026-12-07", "EUR", 200);
+  store().add_sender_day_total("shop", "2026-12-08", "EUR", 999);
+  store().add_sender_day_total("other-shop", "2026-12-07", "EUR", 7);
   EXPECT_EQ(store().spent("shop", "EUR", "2026-12-07"), 500);
   EXPECT_EQ(store().spent("shop", "SEK", "2026-12-07"), 0);
+  EXPECT_EQ(second_connection()->spent("other-shop", "EUR", "2026-12-07"), 7);
+}
+
+// Who sent a command is in its own row (v13): written with it, found with it
+// and by sender_of (the audit trail's), none for an unsigned one; another
+// command with the same id keeps the first one's sender.
+TEST_P(CommandsContract, TheSenderIsKeptInTheCommandsRow) {
+  auto signed_command = command("c1");
+  signed_command.sender = "refund-service";
+  signed_command.sender_key_id = "k2";
+  ASSERT_TRUE(store().insert_command(signed_command));
+  ASSERT_TRUE(store().insert_command(command("c2")));
+  EXPECT_EQ(store().find_command("c1"), signed_command);
+  EXPECT_EQ(store().find_command("c2")->sender, std::nullopt);
+  EXPECT_EQ(store().find_command("c2")->sender_key_id, std::nullopt);
+  EXPECT_EQ(store().sender_of("c1"), "refund-service");
+  EXPECT_EQ(store().sender_of("c2"), std::nullopt);
+  EXPECT_EQ(store().sender_of("c3"), std::nullopt);
+
+  auto reuse = command("c1");
+  reuse.sender = "another-service";
+  EXPECT_FALSE(second_connection()->insert_command(reuse));
+  EXPECT_EQ(second_connection()->sender_of("c1"), "refund-service");
+  store().finish_command("c1", CommandStatus::succeeded, std::nullopt, 300);
+  EXPECT_EQ(store().find_command("c1")->sender_key_id, "k2");
+}
+
+// A Klarna call of a signed command is audited with the command's sender,
+// when it is queued and when it is answered (the outbox's triggers).
+TEST_P(CommandsContract, TheCallsOfASignedCommandAreAuditedWithItsSender) {
+  auto c = command("c1");
+  c.sender = "capture-service";
+  c.sender_key_id = "k1";
+  OutboxRow o;
+  o.operation = OutboxOperation::capture;
+  o.entity_id = "tx-1";
+  o.idempotency_key = "idem-c1";
+  o.request_body = "{}";
+  o.created_by_event_id = "command:c1";
+  o.account_id = "acc-1";
+  o.path = "/payment/transactions/tx-1/captures";
+  o.command_id = "c1";
+  o.amount = 100;
+  o.created_at_ms = o.updated_at_ms = o.next_attempt_at_ms = 100;
+  {
+    WriteTransaction tx(store());
+    ASSERT_TRUE(store().insert_command(c));
+    ASSERT_TRUE(store().insert_outbox(o));
+    tx.commit();
+  }
+  const auto claimed = store().claim_due_outbox(100, 10);
+  ASSERT_EQ(claimed.size(), 1u);
+  EXPECT_TRUE(store().update_outbox(
+      {claimed[0].id, OutboxStatus::succeeded, 0, 200, 201, std::nullopt, {}}));
+  const auto events = store().audit_of_outbox(claimed[0].id);
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events[0].kind, "call_queued");
+  EXPECT_EQ(events[1].kind, "outcome");
+  for (const auto& e : events) EXPECT_EQ(e.sender, "capture-service") << e.kind;
+  AuditQuery q;
+  q.sender = "capture-service";
+  EXPECT_EQ(store().list_audit(q).size(), 2u);
 }
 
 // The per-command lookups keep their statements prepared on the connection
@@ -86,8 +149,10 @@ TEST_P(CommandsContract, TheAuditTrailAppendsInOrderWithAPublicationCursor) {
 // leave no read open, or this connection would go on seeing its old snapshot
 // (or keep other writers waiting) after another connection commits.
 TEST_P(CommandsContract, LookupsThatFoundARowStillSeeAnotherConnectionsCommits) {
-  store().insert_command(command("c1"));
-  store().record_sender("c1", "shop", "key-1", std::string("EUR"), 300, "2026-12-07", 10);
+  auto signed_command = command("c1");
+  signed_command.sender = "shop";
+  store().insert_command(signed_command);
+  store().add_sender_day_total("shop", "2026-12-07", "EUR", 300);
   PaymentContextRow c;
   c.command_id = "reg-1";
   c.payment_request_id = "pr-1";
@@ -103,8 +168,11 @@ TEST_P(CommandsContract, LookupsThatFoundARowStillSeeAnotherConnectionsCommits) 
 
   auto other = second_connection();
   other->finish_command("c1", CommandStatus::succeeded, std::nullopt, 20);
-  other->record_sender("c2", "other-shop", "key-2", std::string("EUR"), 200, "2026-12-07", 11);
-  other->record_sender("c3", "shop", "key-1", std::string("EUR"), 50, "2026-12-07", 12);
+  auto from_other_shop = command("c2");
+  from_other_shop.sender = "other-shop";
+  other->insert_command(from_other_shop);
+  other->add_sender_day_total("other-shop", "2026-12-07", "EUR", 200);
+  other->add_sender_day_total("shop", "2026-12-07", "EUR", 50);
   c.amount = 950;
   other->save_payment_context(c);
   other->set_audit_published_through(7);

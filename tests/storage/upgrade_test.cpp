@@ -1,5 +1,6 @@
 // Upgrades keep the data (SQLite): a state database written by the v9
-// release (tests/fixtures/state-db/state-v9.sql, made as its README.md says)
+// release (tests/fixtures/state-db/state-v9.sql, made as its README.md says),
+// and one of the v12 release with signed commands (state-v12.sql),
 // is opened by this build, migrated in place, and everything in it is found
 // and acted on; a database of a newer release is refused and left as it was.
 #include <gtest/gtest.h>
@@ -30,12 +31,13 @@ class Upgrade : public ::testing::Test {
              ("kpay-upgrade-" + std::to_string(getpid()) + ".db"))
                 .string();
     clean_up();
-    const auto dump = read_file(std::string(KPAY_FIXTURES_DIR) + "/state-db/state-v9.sql");
+    const auto dump = read_file(std::string(KPAY_FIXTURES_DIR) + "/state-db/" + fixture());
     ASSERT_FALSE(dump.empty());
     auto db = Database::open(path_);
     db.exec(dump);
   }
   void TearDown() override { clean_up(); }
+  virtual std::string fixture() const { return "state-v9.sql"; }
   void clean_up() {
     for (const char* s : {"", "-wal", "-shm"}) std::filesystem::remove(path_ + s);
   }
@@ -160,17 +162,18 @@ TEST_F(Upgrade, ADatabaseOfANewerReleaseIsRefusedAndLeftAsItWas) {
 // has 12 (and not 11) gets 11 when it opens, its rows kept.
 TEST_F(Upgrade, AMigrationBelowTheNewestRecordedIsStillApplied) {
   for (const char* s : {"", "-wal", "-shm"}) std::filesystem::remove(path_ + s);
+  const int newest = state_migrations().back().version;
   {
     auto db = Database::open(path_);
     std::vector<Migration> without_11;
     for (const auto& m : state_migrations()) {
       if (m.version != 11) without_11.push_back(m);
     }
-    EXPECT_EQ(migrate(db, "state", without_11), 12);
+    EXPECT_EQ(migrate(db, "state", without_11), newest);
     db.exec("INSERT INTO publish_queue (topic, key, value, reason) VALUES ('t', 'k', 'v', '')");
   }
   auto store = open_store(path_, {.cache_mib = 2});
-  EXPECT_EQ(store->schema_version(), 12);
+  EXPECT_EQ(store->schema_version(), newest);
   const auto queued = store->pending_publications();
   ASSERT_EQ(queued.size(), 1u);
   EXPECT_TRUE(queued[0].traceparent.empty());
@@ -183,7 +186,62 @@ TEST_F(Upgrade, AMigrationBelowTheNewestRecordedIsStillApplied) {
   auto db = Database::open(path_, {.read_only = true, .create = false});
   auto rows = db.prepare("SELECT COUNT(*) FROM schema_migrations WHERE schema = 'state'");
   ASSERT_TRUE(rows.step());
-  EXPECT_EQ(rows.int64(0), 12);
+  EXPECT_EQ(rows.int64(0), static_cast<std::int64_t>(state_migrations().size()));
+}
+
+// A database of the v12 release (tests/fixtures/state-db/state-v12.sql) kept
+// who sent each command in command_senders; migration 13 moves every sender
+// into its command's row, keeps the senders' day totals, and the audit rows
+// of the calls answered afterwards still name the command's sender.
+class UpgradeFromV12 : public Upgrade {
+ protected:
+  std::string fixture() const override { return "state-v12.sql"; }
+};
+
+TEST_F(UpgradeFromV12, EverySenderIsKeptInItsCommandsRow) {
+  ASSERT_EQ(version_in_file(), 12);
+  auto store = open_store(path_);
+  EXPECT_EQ(store->schema_version(), state_migrations().back().version);
+  EXPECT_EQ(store->sender_of("cmd-signed-done"), "capture-service");
+  EXPECT_EQ(store->sender_of("cmd-signed-pending"), "capture-service");
+  EXPECT_EQ(store->sender_of("cmd-signed-void"), "ops-service");
+  EXPECT_EQ(store->sender_of("cmd-unsigned"), std::nullopt);
+  const auto pending = store->find_command("cmd-signed-pending");
+  ASSERT_TRUE(pending);
+  EXPECT_EQ(pending->sender, "capture-service");
+  EXPECT_EQ(pending->sender_key_id, "k2");
+  EXPECT_EQ(store->find_command("cmd-signed-done")->sender_key_id, "k1");
+  EXPECT_EQ(store->find_command("cmd-signed-done")->status, CommandStatus::succeeded);
+  EXPECT_EQ(store->find_command("cmd-signed-void")->sender_key_id, "o1");
+  EXPECT_EQ(store->find_command("cmd-unsigned")->sender_key_id, std::nullopt);
+  EXPECT_EQ(store->spent("capture-service", "EUR", "2026-12-07"), 3500);
+  EXPECT_EQ(store->spent("ops-service", "EUR", "2026-12-07"), 0);
+  auto db = Database::open(path_, {.read_only = true, .create = false});
+  auto old_table = db.prepare("SELECT COUNT(*) FROM sqlite_master WHERE name = 'command_senders'");
+  ASSERT_TRUE(old_table.step());
+  EXPECT_EQ(old_table.int64(0), 0);
+}
+
+TEST_F(UpgradeFromV12, ThePendingCallOfASignedCommandIsAuditedWithItsSender) {
+  auto store = open_store(path_);
+  AuditQuery by_sender;
+  by_sender.sender = "capture-service";
+  ASSERT_EQ(store->list_audit(by_sender).size(), 3u);  // 2 calls queued, 1 answered (v12)
+  std::vector<OutboxRow> claimed;
+  {
+    WriteTransaction tx(*store);
+    claimed = store->claim_due_outbox(1796000005000, 10);
+    tx.commit();
+  }
+  ASSERT_EQ(claimed.size(), 1u);
+  EXPECT_EQ(claimed[0].command_id, "cmd-signed-pending");
+  EXPECT_TRUE(store->update_outbox({claimed[0].id, OutboxStatus::succeeded, 0, 1796000006000, 201,
+                                    std::nullopt, "krn:payment:eu1:capture:fixture-12-2"}));
+  const auto audit = store->audit_of_outbox(claimed[0].id);
+  ASSERT_EQ(audit.size(), 2u);
+  EXPECT_EQ(audit[1].kind, "outcome");
+  EXPECT_EQ(audit[1].sender, "capture-service");
+  EXPECT_EQ(store->list_audit(by_sender).size(), 4u);
 }
 
 }  // namespace

@@ -439,8 +439,9 @@ CommandEffects apply_command(storage::Store& store, const Command& c, const std:
   // The sender's permissions and the command's age (command_gate.hpp).
   const auto refused = gate ? gate->before(store, c, now_ms) : std::nullopt;
   Verdict v = refused ? rejected(*refused, key) : check(store, c, key, now_ms);
+  std::optional<SenderCharge> charge;
   if (gate && !v.rejection) {
-    if (auto why = gate->after(store, c, v.account_id, v.amount, v.entity_id, now_ms)) {
+    if (auto why = gate->after(store, c, v.account_id, v.amount, v.entity_id, now_ms, charge)) {
       v = rejected(*why, v.entity_id);
     }
   }
@@ -448,8 +449,12 @@ CommandEffects apply_command(storage::Store& store, const Command& c, const std:
   auto row = command_row(c.command_id, std::string(command_type_name(c.type())), key, c.body_hash,
                          status, v.rejection, now_ms);
   row.entity_id = v.entity_id;
+  if (gate) gate->sign(row);
+  // The row goes in before the call: the outbox's audit rows take the
+  // command's sender from it.
+  const bool inserted = store.insert_command(row);
+  if (gate && charge && inserted) gate->count(*charge, now_ms);
   if (v.call) queue_call(store, v, c, now_ms);
-  store.insert_command(row);
   CommandEffects e;
   e.outcome = v.rejection ? Outcome::rejected : Outcome::applied;
   e.entity_id = v.entity_id;

@@ -1,5 +1,7 @@
 #include "commands/command_gate.hpp"
 
+#include <limits>
+
 #include "kpay/core/log.hpp"
 
 namespace kpay::processor::appliers {
@@ -11,10 +13,11 @@ bool carries_account(const Command& c) {
          std::holds_alternative<RegisterCommand>(c.body);
 }
 
-// The account, currency and amount an authorize / register names.
+// The account, currency and amount an authorize / register names (views
+// into the command: no copies on every command).
 struct Carried {
-  std::string account;
-  std::string currency;
+  const std::string& account;
+  const std::string& currency;
   std::int64_t amount = 0;
 };
 Carried carried(const Command& c) {
@@ -29,8 +32,17 @@ bool allows(const std::set<std::string>& names, const std::string& name) {
   return names.contains("*") || names.contains(name);
 }
 
-std::string utc_day(std::int64_t now_ms) {
-  return core::rfc3339_ms(now_ms).substr(0, 10);
+// "YYYY-MM-DD" of a UTC time, formatted once a day per thread.
+const std::string& utc_day(std::int64_t now_ms) {
+  constexpr std::int64_t kDayMs = 24LL * 3600 * 1000;
+  thread_local std::int64_t cached_day = std::numeric_limits<std::int64_t>::min();
+  thread_local std::string cached;
+  const std::int64_t day = now_ms >= 0 ? now_ms / kDayMs : (now_ms - kDayMs + 1) / kDayMs;
+  if (day != cached_day) {
+    cached = core::rfc3339_ms(day * kDayMs).substr(0, 10);
+    cached_day = day;
+  }
+  return cached;
 }
 
 }  // namespace
@@ -91,7 +103,7 @@ std::optional<std::string> CommandGate::permit_amount(storage::Store& store,
            " exceeds the per-command limit " + std::to_string(*l.per_command);
   }
   if (l.per_day) {
-    const auto spent = store.spent(origin_.sender, *currency, utc_day(now_ms));
+    const auto spent = totals_.spent(store, origin_.sender, *currency, utc_day(now_ms));
     if (spent + *amount > *l.per_day) {
       return "not_permitted: amount " + std::to_string(*amount) + " " + *currency +
              " would take today's total to " + std::to_string(spent + *amount) +
@@ -104,8 +116,9 @@ std::optional<std::string> CommandGate::permit_amount(storage::Store& store,
 std::optional<std::string> CommandGate::after(storage::Store& store, const Command& c,
                                               const std::string& account,
                                               std::optional<std::int64_t> amount,
-                                              const std::string& entity_id,
-                                              std::int64_t now_ms) const {
+                                              const std::string& entity_id, std::int64_t now_ms,
+                                              std::optional<SenderCharge>& charge) const {
+  charge.reset();
   if (origin_.sender.empty()) return std::nullopt;
   const auto* p = permissions();
   if (p == nullptr) return "not_permitted: sender " + origin_.sender + " has no permissions";
@@ -121,9 +134,19 @@ std::optional<std::string> CommandGate::after(storage::Store& store, const Comma
     }
     if (auto why = permit_amount(store, *p, currency, amount, now_ms)) return why;
   }
-  store.record_sender(c.command_id, origin_.sender, origin_.key_id, currency, amount,
-                      utc_day(now_ms), now_ms);
+  if (currency && amount) charge = SenderCharge{*currency, *amount};
   return std::nullopt;
+}
+
+void CommandGate::sign(storage::CommandRow& row) const {
+  if (origin_.sender.empty()) return;
+  row.sender = origin_.sender;
+  row.sender_key_id = origin_.key_id;
+}
+
+void CommandGate::count(const SenderCharge& charge, std::int64_t now_ms) const {
+  if (origin_.sender.empty()) return;
+  totals_.add(origin_.sender, utc_day(now_ms), charge.currency, charge.amount);
 }
 
 std::optional<std::string> gate_refusal_kind(const std::string& reason) {

@@ -153,7 +153,12 @@ DecodedMessage refused_command(InputMessage m, CommandRefusal r,
 
 BatchApplier::BatchApplier(storage::Store& store, klarna::Topics topics,
                            FollowUpSettings follow_ups)
-    : store_(store), topics_(std::move(topics)), follow_ups_(std::move(follow_ups)) {}
+    : store_(store),
+      topics_(std::move(topics)),
+      follow_ups_(std::move(follow_ups)),
+      day_totals_(std::make_unique<appliers::SenderDayTotals>()) {}
+
+BatchApplier::~BatchApplier() = default;
 
 DecodedMessage BatchApplier::decode(InputMessage m) const {
   if (m.topic == topics_.commands) {
@@ -162,8 +167,10 @@ DecodedMessage BatchApplier::decode(InputMessage m) const {
     auto command = decode_command(m.value);
     if (refusal) return refused_command(std::move(m), std::move(*refusal), command);
     std::string().swap(m.value);  // the command holds what it needs
-    if (auto* c = std::get_if<Command>(&command)) return {std::move(m), std::move(*c), origin};
-    return {std::move(m), std::move(std::get<CommandRejection>(command)), origin};
+    if (auto* c = std::get_if<Command>(&command)) {
+      return {std::move(m), std::move(*c), std::move(origin)};
+    }
+    return {std::move(m), std::move(std::get<CommandRejection>(command)), std::move(origin)};
   }
   auto decoded = decode_event(m.value, m.topic == topics_.unrouted);
   m.digest = body_digest(m.value);
@@ -187,6 +194,7 @@ BatchResult BatchApplier::apply(std::span<const InputMessage> batch,
 BatchResult BatchApplier::apply(std::span<const DecodedMessage> batch,
                                 std::span<const std::int64_t> acknowledged) {
   BatchResult out;
+  day_totals_->clear();  // nothing of a batch that failed
   storage::WriteTransaction tx(store_);
   for (std::int64_t seq : acknowledged) store_.delete_published(seq);
   for (const auto& d : batch) {
@@ -194,6 +202,7 @@ BatchResult BatchApplier::apply(std::span<const DecodedMessage> batch,
     auto& next = out.next_offsets[{d.message.topic, d.message.partition}];
     next = std::max(next, d.message.offset + 1);
   }
+  day_totals_->flush(store_);
   recheck_settlements(out);
   for (const auto& [tp, next] : out.next_offsets) store_.save_offset(tp.first, tp.second, next);
   store_.index_history_if_due();
@@ -288,14 +297,15 @@ namespace {
 
 appliers::CommandEffects command_effects(storage::Store& store, const DecodedMessage& d,
                                          const Command& c, std::int64_t now,
-                                         const CommandSecurity* security) {
+                                         const CommandSecurity* security,
+                                         appliers::SenderDayTotals& totals) {
   if (!security) return appliers::apply_command(store, c, d.message.key, now);
-  const appliers::CommandGate gate(security->policy, d.origin);
+  const appliers::CommandGate gate(security->policy, d.origin, totals);
   return appliers::apply_command(store, c, d.message.key, now, &gate);
 }
 appliers::CommandEffects command_effects(storage::Store& store, const DecodedMessage& d,
                                          const CommandRejection& r, std::int64_t now,
-                                         const CommandSecurity*) {
+                                         const CommandSecurity*, appliers::SenderDayTotals&) {
   return appliers::apply_rejection(store, r, d.message.key, now);
 }
 
@@ -310,7 +320,7 @@ void BatchApplier::apply_command_message(const DecodedMessage& d, const C& comma
                                          BatchResult& out) {
   const InputMessage& m = d.message;
   const std::int64_t now = now_ms();
-  auto effects = command_effects(store_, d, command, now, security_.get());
+  auto effects = command_effects(store_, d, command, now, security_.get(), *day_totals_);
   if (auto kind = appliers::gate_refusal_kind(effects.reason)) ++out.commands_refused[*kind];
   storage::HistoryRow h;
   const auto& result = effects.result;

@@ -491,6 +491,19 @@ DROP TRIGGER audit_outbox_requeued ON outbox;
 DROP FUNCTION audit_outbox_requeued();
 )sql";
 
+// 13: who sent a command in the command's own row (SQLite's 13): every
+// recorded sender moves there, the audit triggers read it from there, and the
+// table of its own goes.
+constexpr std::string_view kV13 = R"sql(
+ALTER TABLE commands ADD COLUMN sender TEXT;
+ALTER TABLE commands ADD COLUMN sender_key_id TEXT;
+UPDATE commands SET sender = s.sender, sender_key_id = s.key_id
+  FROM command_senders AS s WHERE s.command_id = commands.command_id;
+CREATE OR REPLACE FUNCTION audit_sender(command TEXT) RETURNS TEXT LANGUAGE sql STABLE AS
+  $$ SELECT sender FROM commands WHERE command_id = command $$;
+DROP TABLE command_senders;
+)sql";
+
 // 11: traces (SQLite's 11): the W3C traceparent of history, outbox and
 // publish-queue rows, a history row's times, and every attempt of every
 // Klarna call.
@@ -526,14 +539,15 @@ const std::string& v9_sql() {
   return sql;
 }
 
-std::array<Migration, 4> make_migrations() {
+std::array<Migration, 5> make_migrations() {
   return {
       Migration{9, "state schema as of SQLite version 9, with leases for N processors", v9_sql()},
       Migration{10, "settlements fetched, their lines, reconciliation findings", kV10},
       Migration{11,
                 "traces: traceparent and times of history, outbox and publications; call attempts",
                 kV11},
-      Migration{12, "audit trail: the operator of an operator's action", kV12}};
+      Migration{12, "audit trail: the operator of an operator's action", kV12},
+      Migration{13, "command senders in the command's own row", kV13}};
 }
 
 constexpr std::string_view kVersionTable = R"sql(
@@ -548,7 +562,7 @@ CREATE TABLE IF NOT EXISTS schema_version (
 }  // namespace
 
 std::span<const Migration> state_migrations() {
-  static const std::array<Migration, 4> migrations = make_migrations();
+  static const std::array<Migration, 5> migrations = make_migrations();
   return migrations;
 }
 

@@ -119,10 +119,8 @@ class PgState {
   std::int64_t append_audit(const AuditEvent& e);
   std::vector<AuditEvent> list_audit(const AuditQuery& q);
   std::vector<AuditEvent> audit_of_outbox(std::int64_t outbox_id);
-  void record_sender(const std::string& command_id, const std::string& sender,
-                     const std::string& key_id, const std::optional<std::string>& currency,
-                     std::optional<std::int64_t> amount, const std::string& day,
-                     std::int64_t now_ms);
+  void add_sender_day_total(const std::string& sender, const std::string& day,
+                            const std::string& currency, std::int64_t amount);
   std::optional<std::string> sender_of(const std::string& command_id);
   std::int64_t spent(const std::string& sender, const std::string& currency,
                      const std::string& day);

@@ -1,4 +1,4 @@
-// The audit trail and the command senders' record on PostgreSQL
+// The audit trail and the command senders' day totals on PostgreSQL
 // (pg_state.hpp); the SQLite twin is audit_log.cpp. audit_events is
 // append-only: its triggers (pg_schema.cpp) refuse UPDATE, DELETE, TRUNCATE.
 #include "postgres/pg_state.hpp"
@@ -67,29 +67,18 @@ std::vector<AuditEvent> PgState::audit_of_outbox(std::int64_t outbox_id) {
                                params(outbox_id)));
 }
 
-void PgState::record_sender(const std::string& command_id, const std::string& sender,
-                            const std::string& key_id, const std::optional<std::string>& currency,
-                            std::optional<std::int64_t> amount, const std::string& day,
-                            std::int64_t now_ms) {
-  const bool inserted =
-      c_.query(
-            "INSERT INTO command_senders (command_id, sender, key_id, currency, amount, day, "
-            "created_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7) "
-            "ON CONFLICT (command_id) DO NOTHING",
-            params(command_id, sender, key_id, currency, amount, day, now_ms))
-          .affected() == 1;
-  if (!currency || !amount || !inserted) return;
+void PgState::add_sender_day_total(const std::string& sender, const std::string& day,
+                                   const std::string& currency, std::int64_t amount) {
   c_.query(
       "INSERT INTO sender_day_totals AS t (sender, day, currency, amount) VALUES ($1, $2, $3, $4) "
       "ON CONFLICT (sender, day, currency) DO UPDATE SET amount = t.amount + EXCLUDED.amount",
-      params(sender, day, *currency, *amount));
+      params(sender, day, currency, amount));
 }
 
 std::optional<std::string> PgState::sender_of(const std::string& command_id) {
-  Result r =
-      c_.query("SELECT sender FROM command_senders WHERE command_id = $1", params(command_id));
+  Result r = c_.query("SELECT sender FROM commands WHERE command_id = $1", params(command_id));
   if (r.rows() == 0) return std::nullopt;
-  return r.text(0, 0);
+  return r.optional_text(0, 0);
 }
 
 std::int64_t PgState::spent(const std::string& sender, const std::string& currency,

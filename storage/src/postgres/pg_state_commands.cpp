@@ -41,11 +41,11 @@ std::vector<CountRow> counts(const Result& r) {
 bool PgState::insert_command(const CommandRow& c) {
   Params p = params(c.command_id, c.type);
   p.add_bytes(c.key).add(c.body_hash).add(to_string(c.status)).add(c.reason).add(c.entity_id);
-  p.add(c.outbox_id).add(c.created_at_ms).add(c.updated_at_ms);
+  p.add(c.outbox_id).add(c.created_at_ms).add(c.updated_at_ms).add(c.sender).add(c.sender_key_id);
   return c_.query(
                "INSERT INTO commands (command_id, type, key, body_hash, status, reason, "
-               "entity_id, outbox_id, created_at_ms, updated_at_ms) "
-               "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) "
+               "entity_id, outbox_id, created_at_ms, updated_at_ms, sender, sender_key_id) "
+               "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) "
                "ON CONFLICT (command_id) DO NOTHING",
                p)
              .affected() == 1;
@@ -54,7 +54,7 @@ bool PgState::insert_command(const CommandRow& c) {
 std::optional<CommandRow> PgState::find_command(const std::string& command_id) {
   Result r = c_.query(
       "SELECT type, key, body_hash, status, reason, entity_id, outbox_id, created_at_ms, "
-      "updated_at_ms FROM commands WHERE command_id = $1",
+      "updated_at_ms, sender, sender_key_id FROM commands WHERE command_id = $1",
       params(command_id));
   if (r.rows() == 0) return std::nullopt;
   CommandRow c;
@@ -68,6 +68,8 @@ std::optional<CommandRow> PgState::find_command(const std::string& command_id) {
   c.outbox_id = r.optional_int64(0, 6);
   c.created_at_ms = r.int64(0, 7);
   c.updated_at_ms = r.int64(0, 8);
+  c.sender = r.optional_text(0, 9);
+  c.sender_key_id = r.optional_text(0, 10);
   return c;
 }
 

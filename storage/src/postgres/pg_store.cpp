@@ -295,11 +295,9 @@ std::vector<AuditEvent> PgStore::list_audit(const AuditQuery& q) {
 std::vector<AuditEvent> PgStore::audit_of_outbox(std::int64_t outbox_id) {
   return live().audit_of_outbox(outbox_id);
 }
-void PgStore::record_sender(const std::string& command_id, const std::string& sender,
-                            const std::string& key_id, const std::optional<std::string>& currency,
-                            std::optional<std::int64_t> amount, const std::string& day,
-                            std::int64_t now_ms) {
-  live().record_sender(command_id, sender, key_id, currency, amount, day, now_ms);
+void PgStore::add_sender_day_total(const std::string& sender, const std::string& day,
+                                   const std::string& currency, std::int64_t amount) {
+  live().add_sender_day_total(sender, day, currency, amount);
 }
 std::optional<std::string> PgStore::sender_of(const std::string& command_id) {
   return live().sender_of(command_id);

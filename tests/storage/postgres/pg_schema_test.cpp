@@ -24,6 +24,15 @@ namespace {
 
 class PgSchema : public PgSuite {};
 
+// The newest migration and how many there are: tests need not change with
+// each new migration.
+int newest() {
+  return pg::state_migrations().back().version;
+}
+std::int64_t migration_count() {
+  return static_cast<std::int64_t>(pg::state_migrations().size());
+}
+
 using Columns = std::map<std::string, std::set<std::string>>;  // table → columns
 
 Columns sqlite_columns() {
@@ -57,7 +66,7 @@ Columns pg_columns(pg::Connection& c) {
 TEST_F(PgSchema, HoldsEveryTableAndColumnOfTheSqliteSchema) {
   auto c = connect(fresh_database());
   EXPECT_EQ(pg::schema_version(c), 0);
-  EXPECT_EQ(pg::migrate(c), 12);
+  EXPECT_EQ(pg::migrate(c), newest());
   EXPECT_EQ(pg::schema_version(c), storage::state_migrations().back().version);
   const Columns pg = pg_columns(c);
   // SQLite-only: its bulk-filled history index (PostgreSQL indexes history
@@ -80,8 +89,8 @@ TEST_F(PgSchema, HoldsEveryTableAndColumnOfTheSqliteSchema) {
 TEST_F(PgSchema, MigratingAgainChangesNothing) {
   auto c = connect(fresh_database());
   pg::migrate(c);
-  EXPECT_EQ(pg::migrate(c), 12);
-  EXPECT_EQ(c.query("SELECT count(*) FROM schema_version").int64(0, 0), 4);
+  EXPECT_EQ(pg::migrate(c), newest());
+  EXPECT_EQ(c.query("SELECT count(*) FROM schema_version").int64(0, 0), migration_count());
 }
 
 // Migration 11 was numbered before 12 but merged after it: a database that
@@ -92,24 +101,26 @@ TEST_F(PgSchema, AMigrationBelowTheNewestRecordedIsStillApplied) {
   for (const auto& m : pg::state_migrations()) {
     if (m.version != 11) without_11.push_back(m);
   }
-  EXPECT_EQ(pg::migrate(c, without_11), 12);
+  EXPECT_EQ(pg::migrate(c, without_11), newest());
   EXPECT_FALSE(c.query("SELECT to_regclass('call_attempts') IS NOT NULL").boolean(0, 0));
-  EXPECT_EQ(pg::migrate(c), 12);
+  EXPECT_EQ(pg::migrate(c), newest());
   EXPECT_TRUE(c.query("SELECT to_regclass('call_attempts') IS NOT NULL").boolean(0, 0));
-  EXPECT_EQ(c.query("SELECT count(*) FROM schema_version").int64(0, 0), 4);
+  EXPECT_EQ(c.query("SELECT count(*) FROM schema_version").int64(0, 0), migration_count());
 }
 
 TEST_F(PgSchema, RefusesANewerDatabaseAndLeavesItAlone) {
   auto c = connect(fresh_database());
+  const std::string newer = std::to_string(newest() + 1);
   c.exec(
       "CREATE TABLE schema_version (schema TEXT NOT NULL, version INTEGER NOT NULL, "
       "name TEXT NOT NULL, applied_at_ms BIGINT NOT NULL, PRIMARY KEY (schema, version));"
-      "INSERT INTO schema_version VALUES ('state', 13, 'from a newer release', 0)");
+      "INSERT INTO schema_version VALUES ('state', " +
+      newer + ", 'from a newer release', 0)");
   try {
     pg::migrate(c);
     ADD_FAILURE() << "a newer database was migrated";
   } catch (const SchemaTooNewError& e) {
-    EXPECT_NE(std::string(e.what()).find("version 13"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("version " + newer), std::string::npos) << e.what();
   }
   EXPECT_EQ(pg_columns(c).size(), 1u) << "tables were created";
   EXPECT_EQ(c.query("SELECT count(*) FROM schema_version").int64(0, 0), 1);
@@ -133,10 +144,10 @@ TEST_F(PgSchema, ProcessorsStartingTogetherMigrateOnce) {
   for (auto& t : threads) t.join();
   for (int i = 0; i < 4; ++i) {
     EXPECT_EQ(errors[i], "");
-    EXPECT_EQ(versions[i], 12);
+    EXPECT_EQ(versions[i], newest());
   }
   auto c = connect(dsn);
-  EXPECT_EQ(c.query("SELECT count(*) FROM schema_version").int64(0, 0), 4);
+  EXPECT_EQ(c.query("SELECT count(*) FROM schema_version").int64(0, 0), migration_count());
 }
 
 TEST_F(PgSchema, InboxAndCommandsAreUniqueByTheirIds) {
@@ -197,6 +208,46 @@ TEST_F(PgSchema, OutboxCallsAreAuditedAndTheAuditTrailIsAppendOnly) {
   }
   EXPECT_EQ(c.query("SELECT count(*) FROM audit_events").int64(0, 0), 2);
   EXPECT_THROW(c.query("UPDATE outbox SET status = 'done' WHERE id = 1"), PgError);
+}
+
+// A database at 12 kept who sent each command in command_senders; 13 moves
+// every sender into its command's row, and the audit trail of a call queued
+// afterwards names the sender it finds there.
+TEST_F(PgSchema, Migration13KeepsEverySenderInItsCommandsRow) {
+  auto c = connect(fresh_database());
+  std::vector<kpay::storage::Migration> up_to_12;
+  for (const auto& m : pg::state_migrations()) {
+    if (m.version <= 12) up_to_12.push_back(m);
+  }
+  ASSERT_EQ(pg::migrate(c, up_to_12), 12);
+  for (const char* id : {"cmd-signed-1", "cmd-signed-2", "cmd-unsigned"}) {
+    c.query(
+        "INSERT INTO commands (command_id, type, key, body_hash, status, created_at_ms, "
+        "updated_at_ms) VALUES ($1, 'capture', 'k', 'h', 'accepted', 0, 0)",
+        params(id));
+  }
+  c.exec(
+      "INSERT INTO command_senders VALUES "
+      "('cmd-signed-1', 'capture-service', 'k1', 'EUR', 100, '2026-12-07', 0), "
+      "('cmd-signed-2', 'refund-service', 'k7', NULL, NULL, '2026-12-07', 0)");
+  ASSERT_EQ(pg::migrate(c), newest());
+
+  pg::Result r =
+      c.query("SELECT command_id, sender, sender_key_id FROM commands ORDER BY command_id");
+  ASSERT_EQ(r.rows(), 3);
+  EXPECT_EQ(r.text(0, 1), "capture-service");
+  EXPECT_EQ(r.text(0, 2), "k1");
+  EXPECT_EQ(r.text(1, 1), "refund-service");
+  EXPECT_EQ(r.text(1, 2), "k7");
+  EXPECT_EQ(r.optional_text(2, 1), std::nullopt);
+  EXPECT_FALSE(c.query("SELECT to_regclass('command_senders') IS NOT NULL").boolean(0, 0));
+  c.query(
+      "INSERT INTO outbox (operation, entity_id, idempotency_key, request_body, call_token, "
+      "created_by_event_id, path, command_id) VALUES ('capture', 'txn-1', 'idem-1', '{}', '', "
+      "'command:cmd-signed-1', '/payment/transactions/txn-1/captures', 'cmd-signed-1')");
+  EXPECT_EQ(c.query("SELECT sender FROM audit_events WHERE command_id = 'cmd-signed-1'")
+                .optional_text(0, 0),
+            "capture-service");
 }
 
 }  // namespace

@@ -102,11 +102,16 @@ struct BatchResult {
   std::map<std::pair<std::string, std::int32_t>, std::int64_t> next_offsets;
 };
 
+namespace appliers {
+class SenderDayTotals;  // the senders' day totals of a batch (processor/src/commands)
+}
+
 class BatchApplier {
  public:
   // `follow_ups`: the capture policy and the environment follow-up calls are
   // decided with (follow_ups.hpp); the rows go to the outbox in the batch.
   BatchApplier(storage::Store& store, klarna::Topics topics, FollowUpSettings follow_ups = {});
+  ~BatchApplier();
 
   // Throws storage::SqliteError when the store fails; the transaction is then
   // rolled back and the caller may retry the same batch (it is idempotent).
@@ -163,6 +168,7 @@ class BatchApplier {
   klarna::Topics topics_;
   FollowUpSettings follow_ups_;
   std::shared_ptr<const CommandSecurity> security_;
+  std::unique_ptr<appliers::SenderDayTotals> day_totals_;  // written at each commit
   bool recheck_settlements_ = false;  // set by apply_one, cleared by recheck_settlements
 };
 

@@ -1,5 +1,5 @@
-// The audit trail and the command senders' record, in the state database
-// (migration 9; docs/OPERATIONS.md, "Audit trail"): SQLite's implementation
+// The audit trail and the command senders' day totals, in the state database
+// (migrations 9, 12, 13; docs/OPERATIONS.md, "Audit trail"): SQLite's implementation
 // of AuditTrail (audit_trail.hpp), on a connection of the caller. Code outside
 // storage/ reaches it through the store (StateStore's AuditTrail methods).
 //
@@ -8,8 +8,8 @@
 // answered attempt, the outcome); klarnactl appends an operator's actions
 // (kind "operator", with `operator_name`) in the transaction that does them.
 //
-// The statements of the per-command path (append, record_sender, spent,
-// sender_of) and the publication cursor's are prepared on first use and kept
+// The statements of the per-command path (append, add_sender_day_total,
+// spent, sender_of) and the publication cursor's are prepared on first use and kept
 // for the life of the AuditLog: the state store keeps one per connection
 // (StateStore::Impl), so a command does not pay for SQLite compiling them
 // (docs/PERFORMANCE.md, "Signed commands"). An AuditLog must not outlive its
@@ -38,12 +38,10 @@ class AuditLog {
   // Every row of one outbox call, oldest first (klarnactl payments trace).
   std::vector<AuditEvent> for_outbox(std::int64_t outbox_id);
 
-  // Who sent an accepted command, and the money it moves (per-day limits).
-  void record_sender(const std::string& command_id, const std::string& sender,
-                     const std::string& key_id, const std::optional<std::string>& currency,
-                     std::optional<std::int64_t> amount, const std::string& day,
-                     std::int64_t now_ms);
-  // The sender recorded for a command (command_senders), if any.
+  // Adds an accepted command's amount to its sender's total of the day.
+  void add_sender_day_total(const std::string& sender, const std::string& day,
+                            const std::string& currency, std::int64_t amount);
+  // The sender recorded in a command's row (commands.sender), if any.
   std::optional<std::string> sender_of(const std::string& command_id);
   // The amounts of `sender`'s accepted commands in `currency` on UTC `day`.
   std::int64_t spent(const std::string& sender, const std::string& currency,
@@ -57,8 +55,8 @@ class AuditLog {
   Statement& prep(std::optional<Statement>& s, std::string_view sql);
 
   Database& db_;
-  std::optional<Statement> append_, record_sender_, add_day_total_, sender_of_, spent_,
-      published_through_, set_published_through_;
+  std::optional<Statement> append_, add_day_total_, sender_of_, spent_, published_through_,
+      set_published_through_;
 };
 
 }  // namespace kpay::storage

@@ -46,12 +46,12 @@ class AuditTrail {
   virtual std::vector<AuditEvent> list_audit(const AuditQuery& q) = 0;
   // Every event of one outbox call, oldest first (klarnactl payments trace).
   virtual std::vector<AuditEvent> audit_of_outbox(std::int64_t outbox_id) = 0;
-  // Who sent an accepted command, and the money it moves (per-day limits).
-  virtual void record_sender(const std::string& command_id, const std::string& sender,
-                             const std::string& key_id, const std::optional<std::string>& currency,
-                             std::optional<std::int64_t> amount, const std::string& day,
-                             std::int64_t now_ms) = 0;
-  // The sender of an accepted command (nullopt: unsigned or unknown).
+  // Adds what an accepted command of `sender` moves to its total of UTC
+  // `day` in `currency` (the per-day limits). Who sent a command is in the
+  // command's own row (CommandRow::sender, written by insert_command).
+  virtual void add_sender_day_total(const std::string& sender, const std::string& day,
+                                    const std::string& currency, std::int64_t amount) = 0;
+  // The sender of a command (nullopt: unsigned, or no such command).
   virtual std::optional<std::string> sender_of(const std::string& command_id) = 0;
   // The amounts of `sender`'s accepted commands in `currency` on UTC `day`.
   virtual std::int64_t spent(const std::string& sender, const std::string& currency,

@@ -343,7 +343,8 @@ struct OutboxClaim {
 
 // A downstream command (klarna.commands), v4: the inbox entry (command_id is
 // the key, body_hash tells a resend from a reuse of the id) and where it
-// stands. `key` is the Kafka key its results are published under.
+// stands. `key` is the Kafka key its results are published under. v13: the
+// sender that signed it and the key it signed with (none when unsigned).
 struct CommandRow {
   std::string command_id;
   std::string type;  // register | authorize | capture | refund | void | cancel
@@ -355,6 +356,8 @@ struct CommandRow {
   std::optional<std::int64_t> outbox_id;
   std::int64_t created_at_ms = 0;
   std::int64_t updated_at_ms = 0;
+  std::optional<std::string> sender{};
+  std::optional<std::string> sender_key_id{};
 
   bool operator==(const CommandRow&) const = default;
 };

@@ -158,10 +158,8 @@ class StateStore final : public Store {
   std::int64_t append_audit(const AuditEvent& e) override;
   std::vector<AuditEvent> list_audit(const AuditQuery& q) override;
   std::vector<AuditEvent> audit_of_outbox(std::int64_t outbox_id) override;
-  void record_sender(const std::string& command_id, const std::string& sender,
-                     const std::string& key_id, const std::optional<std::string>& currency,
-                     std::optional<std::int64_t> amount, const std::string& day,
-                     std::int64_t now_ms) override;
+  void add_sender_day_total(const std::string& sender, const std::string& day,
+                            const std::string& currency, std::int64_t amount) override;
   std::optional<std::string> sender_of(const std::string& command_id) override;
   std::int64_t spent(const std::string& sender, const std::string& currency,
                      const std::string& day) override;
