@@ -5,6 +5,7 @@
 #include <string_view>
 
 #include "audit_schema.hpp"
+#include "inbox_schema.hpp"
 #include "kpay/storage/migrations.hpp"
 #include "kpay/storage/state_store.hpp"
 
@@ -486,6 +487,7 @@ constexpr std::array kMigrations = {
               "traces: traceparent and times of history, outbox and publications; call attempts",
               kV11},
     Migration{12, "audit trail: the operator of an operator's action", kAuditSchemaV12},
+    Migration{14, "inbox narrowed: topic by number, digest prefix", kInboxSchemaV14},
 };
 
 }  // namespace

@@ -57,7 +57,7 @@ Columns pg_columns(pg::Connection& c) {
 TEST_F(PgSchema, HoldsEveryTableAndColumnOfTheSqliteSchema) {
   auto c = connect(fresh_database());
   EXPECT_EQ(pg::schema_version(c), 0);
-  EXPECT_EQ(pg::migrate(c), 12);
+  EXPECT_EQ(pg::migrate(c), 14);
   EXPECT_EQ(pg::schema_version(c), storage::state_migrations().back().version);
   const Columns pg = pg_columns(c);
   // SQLite-only: its bulk-filled history index (PostgreSQL indexes history
@@ -80,8 +80,8 @@ TEST_F(PgSchema, HoldsEveryTableAndColumnOfTheSqliteSchema) {
 TEST_F(PgSchema, MigratingAgainChangesNothing) {
   auto c = connect(fresh_database());
   pg::migrate(c);
-  EXPECT_EQ(pg::migrate(c), 12);
-  EXPECT_EQ(c.query("SELECT count(*) FROM schema_version").int64(0, 0), 4);
+  EXPECT_EQ(pg::migrate(c), 14);
+  EXPECT_EQ(c.query("SELECT count(*) FROM schema_version").int64(0, 0), 5);
 }
 
 // Migration 11 was numbered before 12 but merged after it: a database that
@@ -92,11 +92,11 @@ TEST_F(PgSchema, AMigrationBelowTheNewestRecordedIsStillApplied) {
   for (const auto& m : pg::state_migrations()) {
     if (m.version != 11) without_11.push_back(m);
   }
-  EXPECT_EQ(pg::migrate(c, without_11), 12);
+  EXPECT_EQ(pg::migrate(c, without_11), 14);
   EXPECT_FALSE(c.query("SELECT to_regclass('call_attempts') IS NOT NULL").boolean(0, 0));
-  EXPECT_EQ(pg::migrate(c), 12);
+  EXPECT_EQ(pg::migrate(c), 14);
   EXPECT_TRUE(c.query("SELECT to_regclass('call_attempts') IS NOT NULL").boolean(0, 0));
-  EXPECT_EQ(c.query("SELECT count(*) FROM schema_version").int64(0, 0), 4);
+  EXPECT_EQ(c.query("SELECT count(*) FROM schema_version").int64(0, 0), 5);
 }
 
 TEST_F(PgSchema, RefusesANewerDatabaseAndLeavesItAlone) {
@@ -104,12 +104,12 @@ TEST_F(PgSchema, RefusesANewerDatabaseAndLeavesItAlone) {
   c.exec(
       "CREATE TABLE schema_version (schema TEXT NOT NULL, version INTEGER NOT NULL, "
       "name TEXT NOT NULL, applied_at_ms BIGINT NOT NULL, PRIMARY KEY (schema, version));"
-      "INSERT INTO schema_version VALUES ('state', 13, 'from a newer release', 0)");
+      "INSERT INTO schema_version VALUES ('state', 15, 'from a newer release', 0)");
   try {
     pg::migrate(c);
     ADD_FAILURE() << "a newer database was migrated";
   } catch (const SchemaTooNewError& e) {
-    EXPECT_NE(std::string(e.what()).find("version 13"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("version 15"), std::string::npos) << e.what();
   }
   EXPECT_EQ(pg_columns(c).size(), 1u) << "tables were created";
   EXPECT_EQ(c.query("SELECT count(*) FROM schema_version").int64(0, 0), 1);
@@ -133,10 +133,10 @@ TEST_F(PgSchema, ProcessorsStartingTogetherMigrateOnce) {
   for (auto& t : threads) t.join();
   for (int i = 0; i < 4; ++i) {
     EXPECT_EQ(errors[i], "");
-    EXPECT_EQ(versions[i], 12);
+    EXPECT_EQ(versions[i], 14);
   }
   auto c = connect(dsn);
-  EXPECT_EQ(c.query("SELECT count(*) FROM schema_version").int64(0, 0), 4);
+  EXPECT_EQ(c.query("SELECT count(*) FROM schema_version").int64(0, 0), 5);
 }
 
 TEST_F(PgSchema, InboxAndCommandsAreUniqueByTheirIds) {
