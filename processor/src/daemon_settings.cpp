@@ -42,6 +42,8 @@ DaemonSettings daemon_settings_from_config(const core::Config& config) {
                                            std::chrono::seconds(1), std::chrono::hours(1));
   s.database = config.string("processor.database", storage::kDefaultStateDatabase);
   s.cache_mib = static_cast<int>(config.integer("processor.sqlite_cache_mib", 32, 2, 1024));
+  s.checkpoint_mib = static_cast<int>(
+      config.integer("processor.sqlite_checkpoint_mib", s.checkpoint_mib, 4, 16384));
   s.admin_host = config.string("admin.listen_address", s.admin_host);
   s.admin_port = static_cast<std::uint16_t>(config.integer("admin.port", s.admin_port, 0, 65535));
   s.processor = settings_from_config(config);
@@ -88,7 +90,10 @@ std::unique_ptr<storage::Store> open_state_store(const DaemonSettings& s,
   if (s.store == storage::StoreBackend::postgresql) {
     return storage::open_postgres_store(s.postgresql, options.read_only);
   }
-  return storage::open_store(s.database, options);
+  // Every connection that writes checkpoints at the same WAL size.
+  storage::StoreOptions sqlite = options;
+  sqlite.checkpoint_mib = s.checkpoint_mib;
+  return storage::open_store(s.database, sqlite);
 }
 
 }  // namespace kpay::processor

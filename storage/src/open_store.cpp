@@ -11,7 +11,8 @@ void configure_process() {
 }
 
 std::unique_ptr<Store> open_store(const std::string& location, const StoreOptions& options) {
-  return std::make_unique<StateStore>(location, options.read_only, options.cache_mib);
+  return std::make_unique<StateStore>(location, options.read_only, options.cache_mib,
+                                      options.checkpoint_mib);
 }
 
 }  // namespace kpay::storage

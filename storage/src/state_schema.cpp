@@ -5,6 +5,7 @@
 #include <string_view>
 
 #include "audit_schema.hpp"
+#include "inbox_schema.hpp"
 #include "kpay/storage/migrations.hpp"
 #include "kpay/storage/state_store.hpp"
 
@@ -487,6 +488,7 @@ constexpr std::array kMigrations = {
               kV11},
     Migration{12, "audit trail: the operator of an operator's action", kAuditSchemaV12},
     Migration{13, "command senders in the command's own row", kAuditSchemaV13},
+    Migration{14, "inbox narrowed: topic by number, digest prefix", kInboxSchemaV14},
 };
 
 }  // namespace

@@ -23,7 +23,7 @@ std::int64_t entity_hash(std::string_view id) {
 
 }  // namespace
 
-StateStore::StateStore(const std::string& path, bool read_only, int cache_mib) {
+StateStore::StateStore(const std::string& path, bool read_only, int cache_mib, int checkpoint_mib) {
   Database::Options opts;
   opts.read_only = read_only;
   opts.create = !read_only;
@@ -32,14 +32,16 @@ StateStore::StateStore(const std::string& path, bool read_only, int cache_mib) {
   // cache that holds it turns most lookups into memory reads.
   impl_->db.exec("PRAGMA cache_size=-" + std::to_string(cache_mib * 1024));
   if (!read_only) {
-    // Checkpoint every ~128 MiB of WAL rather than 4 MiB: a page rewritten by
-    // many batches (inbox and entity B-trees take random inserts) is copied
-    // into the database once per checkpoint. Costs disk, not memory. Durability
-    // is the WAL's (synchronous=FULL), not the checkpoint's.
+    // Checkpoint every `checkpoint_mib` of WAL (128 MiB; the processor's
+    // store 512) rather than 4 MiB: a page rewritten by many batches (inbox and
+    // entity B-trees take random inserts) is copied into the database once per
+    // checkpoint, and each checkpoint reads the WAL back. Costs disk, not
+    // memory. Durability is the WAL's (synchronous=FULL), not the checkpoint's.
     auto page = impl_->db.prepare("PRAGMA page_size");
     page.step();
     const auto page_size = std::max<std::int64_t>(512, page.int64(0));
-    impl_->db.exec("PRAGMA wal_autocheckpoint=" + std::to_string((128 << 20) / page_size));
+    const std::int64_t wal_bytes = std::int64_t{std::max(1, checkpoint_mib)} << 20;
+    impl_->db.exec("PRAGMA wal_autocheckpoint=" + std::to_string(wal_bytes / page_size));
     impl_->db.exec("PRAGMA journal_size_limit=134217728");
   }
   if (read_only) {
@@ -72,35 +74,32 @@ Database& StateStore::database() {
 
 namespace {
 // BEGIN IMMEDIATE … COMMIT on the store's connection (sqlite.hpp).
+// What the store remembers of a transaction (the inbox's topic numbers) is
+// forgotten when it rolls back.
 class SqliteScope final : public TransactionScope {
  public:
-  explicit SqliteScope(Database& db) : tx_(db) {}
-  void commit() override { tx_.commit(); }
+  SqliteScope(Database& db, std::unordered_map<std::string, std::int64_t>& remembered)
+      : remembered_(remembered), tx_(db) {}
+  ~SqliteScope() override {
+    if (!committed_) remembered_.clear();
+  }
+  void commit() override {
+    tx_.commit();
+    committed_ = true;
+  }
 
  private:
+  std::unordered_map<std::string, std::int64_t>& remembered_;
   Transaction tx_;
+  bool committed_ = false;
 };
 }  // namespace
 
 std::unique_ptr<TransactionScope> StateStore::begin_write() {
-  return std::make_unique<SqliteScope>(impl_->db);
+  return std::make_unique<SqliteScope>(impl_->db, impl_->inbox_topic_ids);
 }
 int StateStore::schema_version() {
   return storage::schema_version(impl_->db, "state");
-}
-
-bool StateStore::insert_inbox(const InboxEntry& e) {
-  auto& s = impl_->prep(impl_->insert_inbox,
-                        "INSERT OR IGNORE INTO inbox (event_id, topic, partition, offset, digest) "
-                        "VALUES (?,?,?,?,?)");
-  s.bind(1, e.event_id).bind(2, e.topic).bind(3, e.partition).bind(4, e.offset);
-  if (e.digest.empty()) {
-    s.bind(5, std::optional<std::string>());
-  } else {
-    s.bind_blob(5, e.digest);
-  }
-  s.run();
-  return impl_->db.changes() == 1;
 }
 
 std::optional<PaymentRequestRow> StateStore::find_request(const std::string& id) {

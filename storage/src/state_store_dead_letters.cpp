@@ -118,7 +118,8 @@ void StateStore::restore_replay(const std::optional<ReplayRow>& before, const st
 bool StateStore::release_poison_claim(const DeadLetterRow& p) {
   if (p.event_id.empty()) return false;
   auto s = database().prepare(
-      "DELETE FROM inbox WHERE event_id = ? AND topic = ? AND partition = ? AND offset = ?");
+      "DELETE FROM inbox WHERE event_id = ? AND topic_id = (SELECT id FROM inbox_topics "
+      "WHERE topic = ?) AND partition = ? AND offset = ?");
   s.bind(1, p.event_id).bind(2, p.topic).bind(3, p.partition).bind(4, p.offset);
   s.run();
   return database().changes() > 0;

@@ -45,20 +45,6 @@ std::vector<OffsetGapRow> gaps(Database& db, const std::string& where, std::size
 
 }  // namespace
 
-std::optional<InboxEntry> StateStore::find_inbox(const std::string& event_id) {
-  auto s =
-      database().prepare("SELECT topic, partition, offset, digest FROM inbox WHERE event_id = ?");
-  s.bind(1, event_id);
-  if (!s.step()) return std::nullopt;
-  InboxEntry e;
-  e.event_id = event_id;
-  e.topic = s.text(0);
-  e.partition = static_cast<std::int32_t>(s.int64(1));
-  e.offset = s.int64(2);
-  if (!s.is_null(3)) e.digest = s.blob(3);
-  return e;
-}
-
 std::pair<OffsetGapRow, bool> StateStore::record_gap(const OffsetGapRow& g) {
   auto s = database().prepare(
       "INSERT OR IGNORE INTO offset_gaps (topic, partition, expected, resume_at, kind, skipped, "

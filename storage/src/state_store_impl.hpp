@@ -6,6 +6,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 
 #include "kpay/storage/audit_log.hpp"
 #include "kpay/storage/reconciliation_store.hpp"
@@ -37,6 +38,10 @@ struct StateStore::Impl {
   explicit Impl(Database d) : db(std::move(d)) {}
   Database db;
   std::unique_ptr<SettlementLedger> ledger;  // made on first use
+  // The inbox's (state_store_inbox.cpp): topic name → inbox_topics.id, as
+  // read or written in this connection (forgotten on a rollback).
+  std::unordered_map<std::string, std::int64_t> inbox_topic_ids;
+  std::optional<Statement> find_inbox, find_inbox_topic, insert_inbox_topic;
   std::optional<Statement> insert_inbox, find_request, save_request, find_transaction,
       save_transaction, request_for_transaction, transaction_for_request, insert_sub_record,
       find_dispute, save_dispute, find_record, save_record, append_history, insert_outbox,

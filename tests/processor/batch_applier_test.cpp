@@ -760,8 +760,8 @@ TEST_F(Applier, SameEventIdWithAnotherBodyIsAConflictNotADuplicate) {
   EXPECT_EQ(conflicts[0].offset, 2);
   EXPECT_EQ(conflicts[0].first_offset, 0);
   EXPECT_EQ(conflicts[0].digest.size(), 32u);
-  EXPECT_EQ(conflicts[0].first_digest.size(), 32u);
-  EXPECT_NE(conflicts[0].digest, conflicts[0].first_digest);
+  EXPECT_EQ(conflicts[0].first_digest.size(), 8u);  // the inbox keeps a prefix (v14)
+  EXPECT_FALSE(conflicts[0].digest.starts_with(conflicts[0].first_digest));
   auto dead = store_->list_poison(10);
   ASSERT_EQ(dead.size(), 1u);
   EXPECT_EQ(dead[0].reason, "event_id_conflict");

@@ -53,7 +53,10 @@ std::string dump_entities(const std::string& db_path) {
 std::string dump_everything(const std::string& db_path) {
   auto db = storage::Database::open(db_path);
   std::string out = entities(db);
-  out += dump_query(db, "inbox", "SELECT * FROM inbox ORDER BY event_id");
+  // The topic by name: its number (schema v14) depends on the order topics came in.
+  out += dump_query(db, "inbox",
+                    "SELECT i.event_id, t.topic, i.partition, i.offset, i.digest FROM inbox i "
+                    "JOIN inbox_topics t ON t.id = i.topic_id ORDER BY i.event_id");
   out += dump_query(db, "history",
                     "SELECT event_id, entity_kind, entity_id, event_type, event_version, "
                     "occurred_at, outcome, from_state, to_state, reason, topic, partition, offset "

@@ -30,7 +30,7 @@ TEST_P(InboxContract, AnEventIdIsRecordedOnceWithItsFirstDelivery) {
   ASSERT_TRUE(first);
   EXPECT_EQ(first->partition, 3);
   EXPECT_EQ(first->offset, 7);
-  EXPECT_EQ(first->digest, digest);
+  EXPECT_EQ(first->digest, digest.substr(0, 8));  // the first 8 bytes (schema v14)
   EXPECT_FALSE(store().find_inbox("e2"));
 }
 

@@ -69,6 +69,11 @@ TEST_F(Upgrade, AVersion9DatabaseIsMigratedAndEverythingInItIsThere) {
   EXPECT_EQ(store->sub_records(tx_).size(), 1u);
   EXPECT_EQ(store->history(tx_).size(), 4u);
   EXPECT_FALSE(store->insert_inbox({"evt-fixture-2", "klarna.events", 0, 2, ""}));  // a duplicate
+  const auto first = store->find_inbox("evt-fixture-2");  // moved by migration 14
+  ASSERT_TRUE(first);
+  EXPECT_EQ(first->topic, "klarna.events");
+  EXPECT_EQ(first->offset, 2);
+  EXPECT_EQ(first->digest, std::string(8, 'c'));
   EXPECT_EQ(store->stored_offset("klarna.events", 0), 4);
   EXPECT_EQ(store->stored_offset("klarna.commands", 0), 2);
   EXPECT_EQ(store->pending_publications().size(), 1u);
@@ -156,6 +161,61 @@ TEST_F(Upgrade, ADatabaseOfANewerReleaseIsRefusedAndLeftAsItWas) {
   auto rows = db.prepare("SELECT COUNT(*) FROM outbox");
   ASSERT_TRUE(rows.step());
   EXPECT_EQ(rows.int64(0), 3);
+}
+
+// Migration 14 narrows the inbox (storage/src/inbox_schema.hpp): a database
+// at 12 with inbox rows of several topics, with and without a digest, keeps
+// every event_id with its first delivery, a duplicate stays a duplicate, the
+// digest's first 8 bytes tell a conflict, and a new topic gets its number.
+TEST_F(Upgrade, Migration14KeepsEveryInboxRowWithItsFirstDelivery) {
+  clean_up();
+  const std::string digest(32, '\x07');
+  {
+    auto db = Database::open(path_);
+    migrate(db, "state", state_migrations().first(12));
+    auto insert = db.prepare(
+        "INSERT INTO inbox (event_id, topic, partition, offset, digest) VALUES (?,?,?,?,?)");
+    for (int i = 0; i < 300; ++i) {
+      insert.bind(1, "evt-" + std::to_string(i));
+      insert.bind(2, i % 3 == 0 ? "klarna.payment-requests" : "klarna.payment-transactions");
+      insert.bind(3, i % 4).bind(4, std::int64_t{1000} + i);
+      if (i % 2 == 0) insert.bind_blob(5, digest);
+      insert.run();
+    }
+  }
+  auto store = open_store(path_, {.cache_mib = 2});
+  EXPECT_EQ(store->schema_version(), state_migrations().back().version);
+  for (int i = 0; i < 300; ++i) {
+    const auto first = store->find_inbox("evt-" + std::to_string(i));
+    ASSERT_TRUE(first) << i;
+    EXPECT_EQ(first->topic, i % 3 == 0 ? "klarna.payment-requests" : "klarna.payment-transactions");
+    EXPECT_EQ(first->partition, i % 4);
+    EXPECT_EQ(first->offset, 1000 + i);
+    EXPECT_EQ(first->digest, i % 2 == 0 ? digest.substr(0, 8) : "");
+  }
+  EXPECT_FALSE(store->insert_inbox({"evt-7", "klarna.payment-transactions", 0, 9, ""}));
+  EXPECT_TRUE(store->insert_inbox({"evt-new", "klarna.disputes", 2, 5, digest}));
+  EXPECT_EQ(store->find_inbox("evt-new")->topic, "klarna.disputes");
+  auto db = Database::open(path_, {.read_only = true, .create = false});
+  auto rows = db.prepare("SELECT COUNT(*), COUNT(DISTINCT topic_id) FROM inbox");
+  ASSERT_TRUE(rows.step());
+  EXPECT_EQ(rows.int64(0), 301);
+  EXPECT_EQ(rows.int64(1), 3);
+}
+
+// A topic number taken in a batch that rolls back is forgotten with it.
+TEST_F(Upgrade, ATopicNumberOfARolledBackBatchIsNotReused) {
+  clean_up();
+  auto store = open_store(path_, {.cache_mib = 2});
+  {
+    WriteTransaction tx(*store);
+    EXPECT_TRUE(store->insert_inbox({"evt-1", "klarna.disputes", 0, 1, ""}));
+  }  // rolled back
+  EXPECT_FALSE(store->find_inbox("evt-1"));
+  EXPECT_TRUE(store->insert_inbox({"evt-2", "klarna.accounts", 0, 2, ""}));
+  EXPECT_TRUE(store->insert_inbox({"evt-3", "klarna.disputes", 0, 3, ""}));
+  EXPECT_EQ(store->find_inbox("evt-2")->topic, "klarna.accounts");
+  EXPECT_EQ(store->find_inbox("evt-3")->topic, "klarna.disputes");
 }
 
 // Migration 11 was numbered before 12 but merged after it: a database that

@@ -30,8 +30,10 @@ namespace {
 // SQLite's own bookkeeping, not state: its migration record (PostgreSQL's is
 // schema_version) and its bulk-filled history index (PostgreSQL indexes
 // history directly), with the hash that index keys on.
+// inbox_topics too: SQLite's inbox keeps its topic as a number from it (v14),
+// PostgreSQL's by name; the inbox is read joined to it (inbox_source).
 const std::set<std::string, std::less<>> kSqliteOnlyTables{"schema_migrations", "history_by_entity",
-                                                           "history_indexed"};
+                                                           "history_indexed", "inbox_topics"};
 bool sqlite_only_column(std::string_view table, std::string_view column) {
   return table == "history" && column == "entity_hash";
 }
@@ -55,7 +57,18 @@ std::string quoted(std::string_view identifier) {
 struct SourceTable {
   std::string name;
   std::vector<std::string> columns;
+  std::string select;  // how its rows are read, when not straight from `name`
 };
+
+// SQLite's inbox names its topic by inbox_topics.id (v14): read with the
+// topic's name, as PostgreSQL keeps it (its topic_id stays NULL).
+void inbox_source(SourceTable& t) {
+  if (std::find(t.columns.begin(), t.columns.end(), "topic_id") == t.columns.end()) return;
+  t.columns = {"event_id", "topic", "partition", "offset", "digest"};
+  t.select =
+      "SELECT i.event_id, t.topic, i.partition, i.offset, i.digest "
+      "FROM inbox i JOIN inbox_topics t ON t.id = i.topic_id";
+}
 
 std::vector<SourceTable> source_tables(Database& db) {
   std::vector<SourceTable> out;
@@ -63,13 +76,14 @@ std::vector<SourceTable> source_tables(Database& db) {
       "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' "
       "ORDER BY name");
   while (tables.step()) {
-    SourceTable t{tables.text(0), {}};
+    SourceTable t{tables.text(0), {}, {}};
     if (kSqliteOnlyTables.contains(t.name)) continue;
     auto cols = db.prepare("SELECT name FROM pragma_table_info(?) ORDER BY cid");
     cols.bind(1, t.name);
     while (cols.step()) {
       if (!sqlite_only_column(t.name, cols.text(0))) t.columns.push_back(cols.text(0));
     }
+    if (t.name == "inbox") inbox_source(t);
     out.push_back(std::move(t));
   }
   return out;
@@ -305,7 +319,8 @@ std::int64_t copy_table(Database& db, Connection& c, const SourceTable& t,
   if (kSeededTables.contains(t.name)) c.exec("DELETE FROM " + quoted(t.name));
   // Statement keeps its sqlite3_stmt private (and hides each value's storage
   // class): the rows are read with SQLite's C API.
-  const std::string select = "SELECT " + cols + " FROM " + quoted(t.name);
+  const std::string select =
+      t.select.empty() ? "SELECT " + cols + " FROM " + quoted(t.name) : t.select;
   sqlite3_stmt* s = nullptr;
   if (int rc = sqlite3_prepare_v2(db.handle(), select.c_str(), -1, &s, nullptr); rc != SQLITE_OK) {
     throw SqliteError(rc, "reading " + t.name + ": " + sqlite3_errmsg(db.handle()));

@@ -1,6 +1,7 @@
 // The PostgreSQL state schema (pg_schema.hpp). Append migrations; never edit
 // one that has shipped.
 #include "postgres/pg_schema.hpp"
+#include "postgres/pg_schema_v14.hpp"
 
 #include <algorithm>
 #include <array>
@@ -539,7 +540,7 @@ const std::string& v9_sql() {
   return sql;
 }
 
-std::array<Migration, 5> make_migrations() {
+std::array<Migration, 6> make_migrations() {
   return {
       Migration{9, "state schema as of SQLite version 9, with leases for N processors", v9_sql()},
       Migration{10, "settlements fetched, their lines, reconciliation findings", kV10},
@@ -547,7 +548,8 @@ std::array<Migration, 5> make_migrations() {
                 "traces: traceparent and times of history, outbox and publications; call attempts",
                 kV11},
       Migration{12, "audit trail: the operator of an operator's action", kV12},
-      Migration{13, "command senders in the command's own row", kV13}};
+      Migration{13, "command senders in the command's own row", kV13},
+      Migration{14, "inbox narrowed: topic by number, digest prefix (SQLite)", kPgSchemaV14}};
 }
 
 constexpr std::string_view kVersionTable = R"sql(
@@ -562,7 +564,7 @@ CREATE TABLE IF NOT EXISTS schema_version (
 }  // namespace
 
 std::span<const Migration> state_migrations() {
-  static const std::array<Migration, 5> migrations = make_migrations();
+  static const std::array<Migration, 6> migrations = make_migrations();
   return migrations;
 }
 

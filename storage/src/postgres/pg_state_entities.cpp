@@ -1,13 +1,17 @@
 // Inbox, payment entities, records, history and settlement events on
 // PostgreSQL (pg_state.hpp); the SQLite twins are in state_store.cpp and
 // state_store_settlements.cpp.
+#include "inbox_schema.hpp"
 #include "postgres/pg_state.hpp"
 
 namespace kpay::storage::pg {
 
 bool PgState::insert_inbox(const InboxEntry& e) {
   Params p = params(e.event_id, e.topic, e.partition, e.offset);
-  p.add_optional_bytes(e.digest.empty() ? std::nullopt : std::optional<std::string>(e.digest));
+  // The same 8-byte digest prefix as SQLite's inbox (schema v14, inbox_schema.hpp).
+  p.add_optional_bytes(e.digest.empty()
+                           ? std::nullopt
+                           : std::optional<std::string>(e.digest.substr(0, kInboxDigestBytes)));
   return c_.query(
                "INSERT INTO inbox (event_id, topic, partition, \"offset\", digest) "
                "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (event_id) DO NOTHING",

@@ -82,7 +82,8 @@ std::vector<std::string> copied_tables(storage::StateStore& s) {
   std::vector<std::string> out;
   auto st = s.database().prepare(
       "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name "
-      "NOT IN ('schema_migrations', 'history_by_entity', 'history_indexed') ORDER BY name");
+      "NOT IN ('schema_migrations', 'history_by_entity', 'history_indexed', 'inbox_topics') ORDER "
+      "BY name");
   while (st.step()) out.push_back(st.text(0));
   return out;
 }

@@ -25,6 +25,8 @@ struct DaemonSettings {
   storage::StoreBackend store = storage::StoreBackend::sqlite;
   std::string database;  // default: storage::kDefaultStateDatabase
   int cache_mib = 32;
+  // processor.sqlite_checkpoint_mib: the WAL size at which SQLite checkpoints.
+  int checkpoint_mib = 512;
   storage::PostgresSettings postgresql;
   std::string admin_host = "127.0.0.1";
   std::uint16_t admin_port = 9102;

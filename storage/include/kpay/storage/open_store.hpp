@@ -17,6 +17,11 @@ void configure_process();
 struct StoreOptions {
   bool read_only = false;  // never migrates; refuses a schema older than the binary's
   int cache_mib = 32;      // page cache of this connection (SQLite; counts towards RSS)
+  // SQLite: the WAL size at which a commit of this connection checkpoints
+  // (copies the WAL's pages into the database file). Disk, not memory. The
+  // processor's (processor.sqlite_checkpoint_mib) by default, so that a
+  // klarnactl write never runs a checkpoint the processor would not yet.
+  int checkpoint_mib = 512;
 };
 
 // Opens (creating and migrating unless read_only) the state store at

@@ -38,7 +38,9 @@ class StateStore final : public Store {
   // Opens (creating if needed) and migrates. Throws SchemaTooNewError for a
   // database written by a newer binary, SqliteError when it cannot be opened.
   // `cache_mib`: SQLite page cache for this connection (counts towards RSS).
-  explicit StateStore(const std::string& path, bool read_only = false, int cache_mib = 32);
+  // `checkpoint_mib`: WAL size at which a commit checkpoints (disk, not RSS).
+  explicit StateStore(const std::string& path, bool read_only = false, int cache_mib = 32,
+                      int checkpoint_mib = 128);
   ~StateStore() override;
   StateStore(const StateStore&) = delete;
   StateStore& operator=(const StateStore&) = delete;
