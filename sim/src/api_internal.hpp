@@ -820,6 +820,8 @@ struct SimApi::Impl {
   std::optional<ApiResponse> apply_line_faults(std::vector<SettlementLine>& lines,
                                                std::vector<SettlementFault>& faults,
                                                const std::string& currency) const;
+  std::optional<ApiResponse> add_other_lines(std::vector<SettlementLine>& lines,
+                                             const SettlementFault& f) const;
   ApiResponse make_settlement(const std::string& currency, std::vector<SettlementFault> faults);
   std::string render_sim_settlement(const Settlement& s) const;
   bool move_payout(Settlement& s, const std::string& status, const std::string& reason);

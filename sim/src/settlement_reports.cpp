@@ -96,8 +96,10 @@ void write_settlement(JsonWriter& w, const Settlement& s, const std::string& bas
       .field("total_chargeback_amount", s.totals.chargeback)
       .field("total_fee_amount", s.totals.fee)
       .field("total_tax_amount", s.totals.tax)
-      .field("total_settlement_amount", s.totals.settlement())
-      .end_object();
+      .field("total_settlement_amount", s.totals.settlement());
+  if (s.totals.holdback != 0) w.field("holdback_amount", s.totals.holdback);
+  if (s.totals.release != 0) w.field("release_amount", s.totals.release);
+  w.end_object();
   write_links(w, s, base);
   w.end_object();
 }
@@ -107,6 +109,7 @@ void write_settlement_fault(JsonWriter& w, const SettlementFault& f) {
   if (!f.capture_id.empty()) w.field("payment_capture_id", f.capture_id);
   if (f.delta != 0) w.field("delta", f.delta);
   if (!f.failure_reason.empty()) w.field("failure_reason", f.failure_reason);
+  if (!f.line_type.empty()) w.field("type", f.line_type);
   w.end_object();
 }
 

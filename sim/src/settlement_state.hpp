@@ -12,7 +12,8 @@ namespace kpay::sim {
 
 // One line of a report. Amounts are never negative: `type` gives the sign.
 struct SettlementLine {
-  std::string type;  // SALE, FEE, RETURN, CHARGEBACK
+  std::string type;  // SALE, FEE, RETURN, CHARGEBACK; HOLDBACK, RELEASE, FEE_REFUND or
+                     // another (fault modes)
   std::int64_t amount = 0;
   std::string transaction_id, transaction_reference;
   std::string capture_id, capture_reference;  // SALE, FEE, a capture's RETURN, CHARGEBACK
@@ -26,15 +27,19 @@ struct SettlementLine {
 
 struct SettlementTotals {
   std::int64_t sale = 0, ret = 0, chargeback = 0, fee = 0, tax = 0;
-  std::int64_t settlement() const { return sale - ret - chargeback - fee - tax; }
+  std::int64_t holdback = 0, release = 0, fee_refund = 0;  // fault modes holdback, fee_refund
+  std::int64_t settlement() const {
+    return sale - ret - chargeback - fee - tax - holdback + release + fee_refund;
+  }
 };
 
 // A fault mode applied to one report (docs/SIM.md "Settlements").
 struct SettlementFault {
   std::string kind;            // omit_capture, duplicate_capture, wrong_amount, payout_mismatch,
-                               // payout_failed
+                               // payout_failed, holdback, fee_refund, unknown_type
   std::string capture_id;      // the capture it concerns (chosen when not given)
-  std::int64_t delta = 0;      // wrong_amount, payout_mismatch
+  std::int64_t delta = 0;      // wrong_amount, payout_mismatch; holdback, unknown_type: amount
+  std::string line_type;       // unknown_type: the line's type
   std::string failure_reason;  // payout_failed
 };
 

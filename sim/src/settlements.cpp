@@ -14,7 +14,8 @@ std::int64_t basis_points(std::int64_t amount, std::int64_t bp) {
 }
 
 const std::set<std::string, std::less<>> kFaultKinds = {
-    "omit_capture", "duplicate_capture", "wrong_amount", "payout_mismatch", "payout_failed"};
+    "omit_capture",  "duplicate_capture", "wrong_amount", "payout_mismatch",
+    "payout_failed", "holdback",          "fee_refund",   "unknown_type"};
 
 // {"faults": [{"kind", "payment_capture_id"?, "delta"?, "failure_reason"?}, …]}.
 std::optional<ApiResponse> parse_faults(simdjson::dom::element list,
@@ -29,7 +30,7 @@ std::optional<ApiResponse> parse_faults(simdjson::dom::element list,
     if (!kFaultKinds.count(f.kind)) {
       return invalid("faults[].kind",
                      "one of omit_capture, duplicate_capture, wrong_amount, payout_mismatch, "
-                     "payout_failed");
+                     "payout_failed, holdback, fee_refund, unknown_type");
     }
     if (!seen.insert(f.kind).second) return invalid("faults[].kind", "each kind at most once");
     f.capture_id = Body::str(item, "payment_capture_id").value_or("");
@@ -38,6 +39,14 @@ std::optional<ApiResponse> parse_faults(simdjson::dom::element list,
     if (f.kind == "payout_mismatch") f.delta = delta.value_or(-100);
     if ((f.kind == "wrong_amount" || f.kind == "payout_mismatch") && f.delta == 0)
       return invalid("faults[].delta", "must not be 0");
+    if (f.kind == "holdback" || f.kind == "unknown_type") {
+      f.delta = delta.value_or(f.kind == "holdback" ? 1000 : 100);
+      if (f.delta <= 0) return invalid("faults[].delta", "must be a positive amount");
+    }
+    if (f.kind == "unknown_type") {
+      f.line_type = Body::str(item, "type").value_or("PARTNER_BONUS");
+      if (f.line_type.empty()) return invalid("faults[].type", "must not be empty");
+    }
     if (f.kind == "payout_failed") {
       f.failure_reason =
           Body::str(item, "failure_reason").value_or("INSUFFICIENT_BANK_ACCOUNT_DETAILS");
@@ -69,6 +78,9 @@ SettlementTotals totals_of(const std::vector<SettlementLine>& lines) {
       t.fee += l.amount;
       t.tax += l.tax_amount;
     }
+    if (l.type == "HOLDBACK") t.holdback += l.amount;
+    if (l.type == "RELEASE") t.release += l.amount;
+    if (l.type == "FEE_REFUND") t.fee_refund += l.amount;
   }
   return t;
 }
@@ -230,7 +242,42 @@ std::optional<ApiResponse> SimApi::Impl::apply_line_faults(std::vector<Settlemen
         return invalid("faults[].delta", "would make the SALE amount zero or negative");
       it->amount += f.delta;
       f.capture_id = it->capture_id;
+    } else if (auto bad = add_other_lines(lines, f)) {
+      return bad;
     }
+  }
+  return std::nullopt;
+}
+
+// Lines of the types beyond SALE/FEE/RETURN/CHARGEBACK, at the end of the
+// report: a holdback of `delta` and the release of half of it; the first
+// fee refunded; a line of a type Klarna does not list (not in the totals:
+// its direction is unknown).
+std::optional<ApiResponse> SimApi::Impl::add_other_lines(std::vector<SettlementLine>& lines,
+                                                         const SettlementFault& f) const {
+  SettlementLine l;
+  l.at = now();
+  if (f.kind == "holdback") {
+    l.type = "HOLDBACK";
+    l.amount = f.delta;
+    lines.push_back(l);
+    l.type = "RELEASE";
+    l.amount = f.delta / 2;
+    if (l.amount > 0) lines.push_back(l);
+  } else if (f.kind == "fee_refund") {
+    auto fee = std::find_if(lines.begin(), lines.end(),
+                            [](const SettlementLine& x) { return x.type == "FEE"; });
+    if (fee == lines.end()) return conflict("fee_refund: no FEE line in this report");
+    l = *fee;
+    l.type = "FEE_REFUND";
+    l.has_tax = false;
+    l.tax_amount = l.tax_rate = 0;
+    l.at = now();
+    lines.push_back(l);
+  } else if (f.kind == "unknown_type") {
+    l.type = f.line_type;
+    l.amount = f.delta;
+    lines.push_back(l);
   }
   return std::nullopt;
 }

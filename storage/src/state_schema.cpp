@@ -472,6 +472,33 @@ CREATE TABLE call_attempts (
 CREATE INDEX commands_by_entity ON commands (entity_id);
 )sql";
 
+// Settlement lines of a type Klarna lists but the processor does not know
+// are a finding of their own (reconciler.cpp): SQLite cannot alter a CHECK,
+// so the findings table is rebuilt with the wider kind list.
+constexpr std::string_view kV17 = R"sql(
+CREATE TABLE reconciliation_findings_v17 (
+  finding_id     TEXT PRIMARY KEY,
+  kind           TEXT NOT NULL CHECK (kind IN ('missing_in_settlement', 'unexpected_in_settlement',
+                   'amount_mismatch', 'duplicate_settlement', 'payout_mismatch',
+                   'currency_mismatch', 'unrecognised_line')),
+  settlement_id  TEXT,
+  subject        TEXT NOT NULL,
+  ours_json      TEXT NOT NULL,
+  theirs_json    TEXT NOT NULL,
+  detail         TEXT NOT NULL,
+  found_at_ms    INTEGER NOT NULL,
+  resolved_at_ms INTEGER
+) WITHOUT ROWID;
+INSERT INTO reconciliation_findings_v17 (finding_id, kind, settlement_id, subject, ours_json,
+  theirs_json, detail, found_at_ms, resolved_at_ms)
+  SELECT finding_id, kind, settlement_id, subject, ours_json, theirs_json, detail, found_at_ms,
+         resolved_at_ms FROM reconciliation_findings;
+DROP TABLE reconciliation_findings;
+ALTER TABLE reconciliation_findings_v17 RENAME TO reconciliation_findings;
+CREATE INDEX findings_by_settlement ON reconciliation_findings (settlement_id);
+CREATE INDEX findings_by_time ON reconciliation_findings (found_at_ms);
+)sql";
+
 constexpr std::array kMigrations = {
     Migration{1, "state store: entities, inbox, history, outbox, publish queue, offsets", kV1},
     Migration{2, "history index by entity filled in bulk", kV2},
@@ -489,6 +516,7 @@ constexpr std::array kMigrations = {
     Migration{12, "audit trail: the operator of an operator's action", kAuditSchemaV12},
     Migration{13, "command senders in the command's own row", kAuditSchemaV13},
     Migration{14, "inbox narrowed: topic by number, digest prefix", kInboxSchemaV14},
+    Migration{17, "reconciliation findings: unrecognised_line", kV17},
 };
 
 }  // namespace

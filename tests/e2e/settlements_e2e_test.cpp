@@ -6,7 +6,8 @@
 // the sim's Settlements API (details, pages, payout status) and reconciles it.
 //   - a faithful report: zero findings;
 //   - each fault mode: exactly its finding, once (a failed payout: the payout
-//     FAILED, no finding);
+//     FAILED, no finding; holdback and fee_refund lines: none; a line of an
+//     unknown type: unrecognised_line);
 //   - the processor killed in the middle of a fetch: nothing booked twice.
 // One system serves the suite; the tests run in order (omit_capture, whose
 // capture stays out of every later report, comes last).
@@ -153,6 +154,30 @@ TEST_F(SettlementsE2E, APayoutThatDoesNotAddUpIsAPayoutMismatch) {
   const auto id = settle(R"([{"kind":"payout_mismatch"}])");
   ASSERT_TRUE(reconciled(id)) << sys().processor_log();
   EXPECT_EQ(findings(id), "payout_mismatch payout");
+}
+
+// Klarna's other transaction types, each in its direction: a holdback of
+// 1000 and a release of 500 taken from and added to the payout, a fee
+// refunded; the sim's totals and payout count them, and so does the processor.
+TEST_F(SettlementsE2E, HoldbackReleaseAndFeeRefundLinesReconcile) {
+  captured("holdback", 7000);
+  const auto id = settle(R"([{"kind":"holdback","delta":1000},{"kind":"fee_refund"}])");
+  ASSERT_TRUE(reconciled(id)) << sys().processor_log();
+  EXPECT_EQ(findings(id), "");
+  EXPECT_EQ(query_text(sys().db(),
+                       "SELECT GROUP_CONCAT(type, ' ') FROM (SELECT type FROM settlement_lines "
+                       "WHERE settlement_id = " +
+                           quoted(id) + " ORDER BY line_no)"),
+            "SALE FEE HOLDBACK RELEASE FEE_REFUND");
+}
+
+// A type Klarna does not list: one unrecognised_line finding and nothing
+// else (no payout_mismatch from a line whose direction is unknown).
+TEST_F(SettlementsE2E, ALineOfAnUnknownTypeIsOneUnrecognisedLine) {
+  captured("unknown", 4000);
+  const auto id = settle(R"([{"kind":"unknown_type","type":"PARTNER_BONUS","delta":250}])");
+  ASSERT_TRUE(reconciled(id)) << sys().processor_log();
+  EXPECT_EQ(findings(id), "unrecognised_line line:2");
 }
 
 TEST_F(SettlementsE2E, AFailedPayoutIsSurfacedWithoutAFinding) {

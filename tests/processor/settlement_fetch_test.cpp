@@ -240,6 +240,30 @@ TEST(SettlementReport, LinesReadKlarnaNetworkAndV1Names) {
   EXPECT_EQ(p.next, std::nullopt);
 }
 
+// Every type is kept as Klarna names it (the reconciler knows their
+// directions); only CORRECTION's amount may be negative.
+TEST(SettlementReport, LinesOfEveryTypeAreReadInJsonAndCsv) {
+  auto p = processor::read_transactions_page(
+      R"({"transactions":[{"type":"HOLDBACK","amount":1},{"type":"release","amount":2},)"
+      R"({"type":"FEE_REFUND","amount":3},{"type":"CORRECTION","amount":-4},)"
+      R"({"type":"SOMETHING_NEW","amount":5}]})");
+  ASSERT_EQ(p.lines.size(), 5u);
+  EXPECT_EQ(p.lines[1].type, "RELEASE");
+  EXPECT_EQ(p.lines[3].amount, -4);
+  EXPECT_EQ(p.lines[4].type, "SOMETHING_NEW");
+  EXPECT_THROW(
+      processor::read_transactions_page(R"({"transactions":[{"type":"HOLDBACK","amount":-1}]})"),
+      SettlementParseError);
+  auto lines = processor::read_transactions_csv(
+      "type,amount\r\nholdback,10\r\nRELEASE,7\r\nFEE_REFUND,3\r\ncorrection,-2\r\n");
+  ASSERT_EQ(lines.size(), 4u);
+  EXPECT_EQ(lines[0].type, "HOLDBACK");
+  EXPECT_EQ(lines[3].type, "CORRECTION");
+  EXPECT_EQ(lines[3].amount, -2);
+  EXPECT_THROW(processor::read_transactions_csv("type,amount\r\nRELEASE,-1\r\n"),
+               SettlementParseError);
+}
+
 TEST(SettlementReport, CsvIsRfc4180) {
   using Records = std::vector<std::vector<std::string>>;
   EXPECT_EQ(processor::parse_csv("a,b\r\n\"x, \"\"y\"\"\",\r\n\r\n\"line\nbreak\",z"),

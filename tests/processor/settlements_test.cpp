@@ -446,3 +446,72 @@ TEST_F(Settlements, TheSettlementWatchResolvesASaleWhoseCaptureWasBookedLater) {
 }
 
 }  // namespace
+
+// ---- transaction types beyond SALE/RETURN/FEE/CHARGEBACK --------------------------------
+
+// Every type Klarna's Settlements API lists counts in the net with its
+// direction (docs/klarna/SETTLEMENTS.md, "Transaction types"): a holdback
+// and its release, a fee refunded, a commission, a TAX line, a correction.
+TEST_F(Settlements, HoldbackReleaseAndFeeRefundLinesCountWithTheirDirection) {
+  happy_book();
+  // 9000 + 5000 − 2000 − 300 (fee) − 60 (fee's tax) − 1400 (holdback) + 900
+  // (release) + 300 (fee refunded) − 50 (commission) − 10 (TAX) − 25
+  // (correction) = 11355
+  SettlementRow s;
+  s.settlement_id = "stl-1";
+  s.account_id = "acc-1";
+  s.status = "fetched";
+  s.currency = "EUR";
+  s.payout_amount = 11355;
+  s.total_settlement_amount = 11355;
+  s.total_tax_amount = 70;
+  s.total_fee_amount = 300;
+  s.caused_by = "evt";
+  ASSERT_TRUE(recon_->insert_settlement(s));
+  happy_lines("stl-1");
+  auto extra = [&](std::string type, std::int64_t amount, std::int64_t tax = 0) {
+    SettlementLineRow l;
+    l.settlement_id = "stl-1";
+    l.line_no = next_line_["stl-1"]++;
+    l.type = std::move(type);
+    l.amount = amount;
+    l.tax_amount = tax;
+    l.payment_transaction_id = "tx-1";
+    l.currency = "EUR";
+    ASSERT_TRUE(recon_->insert_line(l));
+  };
+  extra("FEE", 0, 60);
+  extra("HOLDBACK", 1400);
+  extra("RELEASE", 900);
+  extra("FEE_REFUND", 300);
+  extra("COMMISSION", 50);
+  extra("TAX", 10);
+  extra("CORRECTION", -25);
+  EXPECT_EQ(kinds(processor::reconcile_settlement(*store_, "stl-1", T0).found), Kinds{});
+  // A payout that ignores the holdback does not add up: a holdback is money
+  // the partner does not get now.
+  auto& r = *recon_;
+  auto again = r.find_settlement("stl-1");
+  again->payout_amount = 11355 + 1400;
+  r.save_settlement(*again);
+  EXPECT_EQ(kinds(processor::reconcile_settlement(*store_, "stl-1", T0 + 1).found),
+            Kinds{"payout_mismatch payout"});
+}
+
+// A type not in Klarna's list is surfaced as one finding and counted; its
+// direction unknown, the net and the payout are not checked (no false
+// payout_mismatch beside it).
+TEST_F(Settlements, ALineOfAnUnknownTypeIsOneUnrecognisedLineFinding) {
+  happy_book();
+  settlement("stl-1", 11700);
+  happy_lines("stl-1");
+  line("stl-1", "LOYALTY_BONUS", 123, std::nullopt, std::nullopt, "tx-1");
+  auto found = processor::reconcile_settlement(*store_, "stl-1", T0).found;
+  ASSERT_EQ(kinds(found), Kinds{"unrecognised_line line:4"});
+  EXPECT_NE(found[0].theirs_json.find(R"("type":"LOYALTY_BONUS")"), std::string::npos);
+  EXPECT_NE(found[0].detail.find("LOYALTY_BONUS"), std::string::npos) << found[0].detail;
+  EXPECT_EQ(recon_->open_findings_by_kind(),
+            (std::map<std::string, std::int64_t>{{"unrecognised_line", 1}}));
+  // Once only, however often it runs.
+  EXPECT_EQ(kinds(processor::reconcile_settlement(*store_, "stl-1", T0 + 1).found), Kinds{});
+}

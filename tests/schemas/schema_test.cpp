@@ -239,6 +239,11 @@ TEST(Schemas, ReconciliationFindings) {
       "theirs":{"amount":2},"detail":"d","found_at_ms":5,"resolved_at_ms":6})")),
             "")
       << "a resolved finding";
+  EXPECT_EQ(validate(finding, json::parse(R"({"finding_id":"unrecognised_line:s:line:4",
+      "kind":"unrecognised_line","settlement_id":"s","subject":"line:4","ours":{},
+      "theirs":{"type":"PARTNER_BONUS","amount":250},"detail":"d","found_at_ms":5})")),
+            "")
+      << "a line of a type the processor does not know";
   EXPECT_NE(validate(finding, json::parse(R"({"finding_id":"x:s:c","kind":"x",
       "settlement_id":"s","subject":"c","ours":{},"theirs":{},"detail":"d","found_at_ms":5})")),
             "")

@@ -551,6 +551,43 @@ TEST_F(SettlementTest, FaultPayoutsMismatchAndFailure) {
   EXPECT_EQ(twice.status, 400);
 }
 
+// holdback, fee_refund, unknown_type: lines of Klarna's other transaction
+// types at the end of the report; the totals and the payout count HOLDBACK
+// (−), RELEASE and FEE_REFUND (+), and leave a type Klarna does not list out.
+TEST_F(SettlementTest, FaultOtherTransactionTypes) {
+  start();
+  capture(5000);
+  auto made = settle(R"({"faults":[{"kind":"holdback","delta":1000},{"kind":"fee_refund"}]})");
+  auto rows = lines(jstr(made.body, {"settlement_id"}));
+  ASSERT_EQ(rows.size(), 5u);
+  std::string types;
+  for (const auto& r : rows) types += r.at("type") + " ";
+  EXPECT_EQ(types, "SALE FEE HOLDBACK RELEASE FEE_REFUND ");
+  EXPECT_EQ(rows[2].at("amount"), "1000");
+  EXPECT_EQ(rows[3].at("amount"), "500");
+  EXPECT_EQ(rows[4].at("amount"), rows[1].at("amount"));
+  const auto tax = std::stoll(jstr(made.body, {"totals", "total_tax_amount"}));
+  EXPECT_EQ(jstr(made.body, {"totals", "holdback_amount"}), "1000");
+  EXPECT_EQ(jstr(made.body, {"totals", "release_amount"}), "500");
+  EXPECT_EQ(jstr(made.body, {"totals", "total_settlement_amount"}),
+            std::to_string(5000 - tax - 1000 + 500));  // the fee and its refund cancel
+
+  capture(4000);
+  made = settle(R"({"faults":[{"kind":"unknown_type","type":"PARTNER_BONUS","delta":250}]})");
+  rows = lines(jstr(made.body, {"settlement_id"}));
+  ASSERT_EQ(rows.size(), 3u);
+  EXPECT_EQ(rows[2].at("type"), "PARTNER_BONUS");
+  EXPECT_EQ(rows[2].at("amount"), "250");
+  const auto fee = std::stoll(rows[1].at("amount"));
+  const auto tax2 = std::stoll(jstr(made.body, {"totals", "total_tax_amount"}));
+  EXPECT_EQ(jstr(made.body, {"totals", "total_settlement_amount"}),
+            std::to_string(4000 - fee - tax2));
+
+  // A fee refund needs a fee: a report with no capture has none.
+  auto refused = call("POST", "/_sim/settlements", R"({"faults":[{"kind":"fee_refund"}]})");
+  EXPECT_EQ(refused.status, 409) << refused.body;
+}
+
 // settlements.every_ms: a report per period with what is unsettled; queued
 // faults go into the next one; a period with nothing unsettled makes none.
 TEST_F(SettlementTest, ScheduledReportsWithQueuedFaults) {

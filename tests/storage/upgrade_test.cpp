@@ -304,5 +304,36 @@ TEST_F(UpgradeFromV12, ThePendingCallOfASignedCommandIsAuditedWithItsSender) {
   EXPECT_EQ(store->list_audit(by_sender).size(), 4u);
 }
 
+// Migration 17 rebuilds the findings table (SQLite cannot alter a CHECK): the
+// findings stored before are kept, and an unrecognised_line one is admitted.
+TEST_F(Upgrade, FindingsAreKeptWhenTheirTableIsRebuilt) {
+  for (const char* s : {"", "-wal", "-shm"}) std::filesystem::remove(path_ + s);
+  {
+    auto db = Database::open(path_);
+    std::vector<Migration> before_17;
+    for (const auto& m : state_migrations()) {
+      if (m.version < 17) before_17.push_back(m);
+    }
+    migrate(db, "state", before_17);
+    db.exec(
+        "INSERT INTO reconciliation_findings (finding_id, kind, settlement_id, subject, "
+        "ours_json, theirs_json, detail, found_at_ms) VALUES ('payout_mismatch:s:payout', "
+        "'payout_mismatch', 's', 'payout', '{}', '{}', 'd', 1)");
+  }
+  auto store = open_store(path_, {.cache_mib = 2});
+  EXPECT_EQ(store->schema_version(), state_migrations().back().version);
+  store.reset();
+  auto db = Database::open(path_);
+  db.exec(
+      "INSERT INTO reconciliation_findings (finding_id, kind, settlement_id, subject, ours_json, "
+      "theirs_json, detail, found_at_ms) VALUES ('unrecognised_line:s:line:4', "
+      "'unrecognised_line', 's', 'line:4', '{}', '{}', 'd', 2)");
+  auto rows = db.prepare(
+      "SELECT group_concat(kind, ' ') FROM (SELECT kind FROM "
+      "reconciliation_findings ORDER BY found_at_ms)");
+  ASSERT_TRUE(rows.step());
+  EXPECT_EQ(rows.text(0), "payout_mismatch unrecognised_line");
+}
+
 }  // namespace
 }  // namespace kpay::storage

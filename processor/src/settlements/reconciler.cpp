@@ -1,8 +1,9 @@
 // Settlement reconciliation (reconciler.hpp). The report's shape is
-// docs/klarna/SETTLEMENTS.md: amounts never negative, the type gives the
-// direction; net = sales − returns − chargebacks − fees − tax on fees. A line
-// of another type (CORRECTION, FEE_REFUND, …) is kept and listed but neither
-// matched nor counted: its direction is not documented.
+// docs/klarna/SETTLEMENTS.md: amounts never negative (but CORRECTION's), the
+// type gives the direction (settlements/settlement_types.hpp); net = the sum
+// of each line's amount in its direction − the tax (FEE lines' tax and TAX
+// lines). A line of a type not in that list is an unrecognised_line finding;
+// its direction unknown, the net and the payout are not checked then.
 #include "kpay/processor/reconciler.hpp"
 
 #include <iterator>
@@ -14,6 +15,7 @@
 #include <unordered_set>
 
 #include "kpay/core/json_writer.hpp"
+#include "settlements/settlement_types.hpp"
 
 namespace kpay::processor {
 
@@ -142,11 +144,28 @@ class SettlementCheck {
   void check_line(const SettlementLineRow& l) {
     sums_[l.type] += l.amount;
     if (l.type == "FEE") tax_ += l.tax_amount;
+    const auto* type = settlements::line_type_of(l.type);
+    if (!type) return unrecognised(l);
+    if (l.type == "TAX") {
+      tax_ += l.amount;
+    } else {
+      net_ += type->sign * l.amount;
+    }
     if (l.type == "SALE") return check_money(l, "capture", l.capture_id, seen_captures_);
     if (l.type == "RETURN") return check_money(l, "refund", l.refund_id, seen_refunds_);
     if (l.type == "CHARGEBACK") return check_chargeback(l);
     if (l.type == "FEE") return check_fee(l);
     check_line_currency(l, "line:" + std::to_string(l.line_no));
+  }
+
+  // A type Klarna's list does not hold: kept, listed and counted as a
+  // finding; the net cannot be checked without its direction.
+  void unrecognised(const SettlementLineRow& l) {
+    ++unrecognised_;
+    add(finding_kind::unrecognised, "line:" + std::to_string(l.line_no), "{}", line_json(l),
+        "a " + l.type +
+            " line: not a settlement transaction type this processor knows, so neither "
+            "matched nor counted (the net and the payout are not checked)");
   }
 
   // A SALE against its capture, a RETURN against its refund.
@@ -238,15 +257,16 @@ class SettlementCheck {
   }
 
   // Each total against its lines; the report's net and the payout against
-  // sales − returns − chargebacks − fees − tax.
+  // every line in its direction less the tax, unless a line's direction is
+  // unknown (an unrecognised_line finding says so).
   void check_totals() {
     check_total("total_sale_amount", s_.total_sale_amount, sums_["SALE"]);
     check_total("total_return_amount", s_.total_return_amount, sums_["RETURN"]);
     check_total("total_fee_amount", s_.total_fee_amount, sums_["FEE"]);
     check_total("total_tax_amount", s_.total_tax_amount, tax_);
     check_total("total_chargeback_amount", s_.total_chargeback_amount, sums_["CHARGEBACK"]);
-    const std::int64_t net =
-        sums_["SALE"] - sums_["RETURN"] - sums_["CHARGEBACK"] - sums_["FEE"] - tax_;
+    if (unrecognised_ > 0) return;
+    const std::int64_t net = net_ - tax_;
     check_total("total_settlement_amount", s_.total_settlement_amount, net);
     if (s_.payout_amount && *s_.payout_amount != net) {
       add(finding_kind::payout, "payout", amount_json("payout_amount", net, s_.currency),
@@ -265,7 +285,9 @@ class SettlementCheck {
   std::unordered_set<std::string> reported_twice_;
   std::unordered_set<std::string> holds_;     // every finding this check finds, new or not
   std::map<std::string, std::int64_t> sums_;  // amount per line type
-  std::int64_t tax_ = 0;                      // tax on FEE lines
+  std::int64_t tax_ = 0;                      // tax on FEE lines and TAX lines
+  std::int64_t net_ = 0;                      // every line but TAX in its direction
+  int unrecognised_ = 0;                      // lines of a type not known
 };
 
 }  // namespace

@@ -9,6 +9,7 @@
 #include <map>
 
 #include "kpay/processor/settlement_report.hpp"
+#include "settlements/settlement_types.hpp"
 
 namespace kpay::processor {
 
@@ -56,12 +57,17 @@ std::optional<std::string> cell(const std::vector<std::string>& record,
   return std::nullopt;
 }
 
-std::optional<std::int64_t> money(const std::optional<std::string>& v, std::string_view name) {
+// An amount in minor units: never negative, except where the line's type
+// carries its own sign (CORRECTION, settlements/settlement_types.hpp).
+std::optional<std::int64_t> money(const std::optional<std::string>& v, std::string_view name,
+                                  bool may_be_negative = false) {
   if (!v) return std::nullopt;
   std::int64_t out = 0;
   auto [end, ec] = std::from_chars(v->data(), v->data() + v->size(), out);
-  if (ec != std::errc() || end != v->data() + v->size() || out < 0) {
-    throw SettlementParseError("CSV: " + std::string(name) + " is not a non-negative integer");
+  if (ec != std::errc() || end != v->data() + v->size() || (out < 0 && !may_be_negative)) {
+    throw SettlementParseError(
+        "CSV: " + std::string(name) +
+        (may_be_negative ? " is not an integer" : " is not a non-negative integer"));
   }
   return out;
 }
@@ -75,7 +81,7 @@ storage::SettlementLineRow csv_line(const std::vector<std::string>& r,
     if (ch >= 'a' && ch <= 'z') ch = static_cast<char>(ch - 'a' + 'A');
   }
   l.type = *type == "REVERSAL" ? "CHARGEBACK" : *type;
-  auto a = money(cell(r, columns, {"amount"}), "amount");
+  auto a = money(cell(r, columns, {"amount"}), "amount", settlements::may_be_negative(l.type));
   if (!a) throw SettlementParseError("CSV: a " + l.type + " record has no amount");
   l.amount = *a;
   l.tax_amount = money(cell(r, columns, {"tax_amount", "vat_amount"}), "tax_amount").value_or(0);

@@ -6,6 +6,8 @@
 #include <initializer_list>
 #include <map>
 
+#include "settlements/settlement_types.hpp"
+
 namespace kpay::processor {
 
 namespace {
@@ -68,7 +70,7 @@ storage::SettlementLineRow read_line(element tx) {
   auto type = text(tx, {"type"});
   if (!type) throw SettlementParseError("a transaction has no type");
   l.type = line_type(*type);
-  auto a = amount(tx, {"amount"});
+  auto a = amount(tx, {"amount"}, settlements::may_be_negative(l.type));
   if (!a) throw SettlementParseError("a " + l.type + " transaction has no amount");
   l.amount = *a;
   l.tax_amount = amount(tx, {"tax_amount", "vat_amount"}).value_or(0);

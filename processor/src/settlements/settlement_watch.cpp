@@ -11,7 +11,7 @@ void SettlementWatch::register_metrics(core::Registry& registry) {
       klarna::contract::metric::processor_settlement_findings,
       "Reconciliation findings not resolved, by kind (missing_in_settlement, "
       "unexpected_in_settlement, amount_mismatch, duplicate_settlement, payout_mismatch, "
-      "currency_mismatch).",
+      "currency_mismatch, unrecognised_line).",
       {"kind"}, [this]() -> std::vector<core::GaugeSample> {
         std::lock_guard lock(mu_);
         try {

@@ -93,6 +93,19 @@ TEST_F(PgSchema, MigratingAgainChangesNothing) {
   EXPECT_EQ(c.query("SELECT count(*) FROM schema_version").int64(0, 0), migration_count());
 }
 
+// Migration 17: a finding of a settlement line of an unknown type is stored;
+// a kind outside the list is still refused.
+TEST_F(PgSchema, FindingsAdmitUnrecognisedLines) {
+  auto c = connect(fresh_database());
+  pg::migrate(c);
+  const std::string insert =
+      "INSERT INTO reconciliation_findings (finding_id, kind, settlement_id, subject, ours_json, "
+      "theirs_json, detail, found_at_ms) VALUES ($1, $2, 's', 'line:4', '{}', '{}', 'd', 1)";
+  c.query(insert, params("unrecognised_line:s:line:4", "unrecognised_line"));
+  EXPECT_THROW(c.query(insert, params("x:s:line:4", "x")), PgError);
+  EXPECT_EQ(c.query("SELECT count(*) FROM reconciliation_findings").int64(0, 0), 1);
+}
+
 // Migration 11 was numbered before 12 but merged after it: a database that
 // has 12 gets 11 when it opens.
 TEST_F(PgSchema, AMigrationBelowTheNewestRecordedIsStillApplied) {

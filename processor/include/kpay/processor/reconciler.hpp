@@ -2,8 +2,10 @@
 // (reconciler.cpp; docs/OPERATIONS.md, "Settlements"). Per settlement line:
 // a SALE against the capture it names, a RETURN against the refund, a
 // CHARGEBACK against the transaction's chargebacks or the lost dispute, a FEE
-// against a known transaction; per settlement: each type's total against the
-// report's, and the payout against sales − returns − fees − chargebacks.
+// against a known transaction; every other type Klarna lists (HOLDBACK,
+// RELEASE, FEE_REFUND, …) counted with its direction, a type not listed an
+// unrecognised_line finding; per settlement: each total the report gives
+// against its lines, and the payout against the lines' net.
 // Across settlements: a capture or refund settled twice, and (after a grace
 // period) one settled nowhere. Every difference is a typed finding stored
 // once (its id is kind:settlement:subject), with both sides.
@@ -28,8 +30,9 @@ inline constexpr std::string_view amount = "amount_mismatch";
 inline constexpr std::string_view duplicate = "duplicate_settlement";
 inline constexpr std::string_view payout = "payout_mismatch";
 inline constexpr std::string_view currency = "currency_mismatch";
-inline constexpr std::string_view all[] = {missing,   unexpected, amount,
-                                           duplicate, payout,     currency};
+inline constexpr std::string_view unrecognised = "unrecognised_line";
+inline constexpr std::string_view all[] = {missing, unexpected, amount,      duplicate,
+                                           payout,  currency,   unrecognised};
 }  // namespace finding_kind
 
 struct ReconcileResult {
