@@ -283,13 +283,26 @@ void Processor::on_rebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err,
     // the same transaction as the effects, so it is never ahead or behind.
     // (The store thread finishes its batch first: one connection, one user.)
     finish_commit();
+    // Read as a batch is: retried while the store is unreachable (a
+    // PostgreSQL restart during a rebalance), /readyz saying so.
+    const auto stored = retry_storage_faults(nullptr, [&] {
+      BatchResult r;
+      for (int i = 0; i < partitions->cnt; ++i) {
+        const auto& tp = partitions->elems[i];
+        if (auto next = store_.stored_offset(tp.topic, tp.partition)) {
+          r.next_offsets[{tp.topic, tp.partition}] = *next;
+        }
+      }
+      return r;
+    });
     {
       std::lock_guard lock(positions_mu_);
       for (int i = 0; i < partitions->cnt; ++i) {
         auto& tp = partitions->elems[i];
-        if (auto next = store_.stored_offset(tp.topic, tp.partition)) {
-          tp.offset = *next;
-          positions_[{tp.topic, tp.partition}] = *next;
+        const auto it = stored->next_offsets.find({tp.topic, tp.partition});
+        if (it != stored->next_offsets.end()) {
+          tp.offset = it->second;
+          positions_[{tp.topic, tp.partition}] = it->second;
         } else {
           // Nothing applied from it yet: all of it, explicitly (with
           // auto.offset.reset=error there is no implicit start).
