@@ -46,11 +46,12 @@ test-fast: build
 	cd $(BUILD_DIR) && ctest --output-on-failure -LE slow -j $(JOBS)
 
 # The chaos end-to-end test, long: KPAY_CHAOS_SECONDS of kills, Kafka outages
-# and Klarna faults (the ctest version runs 45 s of it).
+# and Klarna faults (the ctest version runs 45 s of it). STORE=postgresql: two
+# processors on one PostgreSQL state, restarted too (docs/RELIABILITY.md).
 CHAOS_SECONDS  ?= 420
 chaos: build
-	cd $(BUILD_DIR) && KPAY_CHAOS_SECONDS=$(CHAOS_SECONDS) tests/e2e/chaos_e2e_test \
-	  --gtest_filter='Chaos.*'
+	cd $(BUILD_DIR) && KPAY_CHAOS_SECONDS=$(CHAOS_SECONDS) KPAY_CHAOS_STORE=$(STORE) \
+	  tests/e2e/chaos_e2e_test --gtest_filter='Chaos.*'
 
 # The soak: the `make run` demo's load plus a refund command every 5 s for
 # SOAK_MINUTES; RSS, fds, threads, the state DB and WAL, Kafka lag sampled

@@ -2,6 +2,7 @@
 // and the admin endpoint; the work itself lives in kpay_processor.
 #include <malloc.h>
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <atomic>
 #include <csignal>
 #include <filesystem>
@@ -154,6 +155,22 @@ void register_credential_metrics(core::Registry& registry, const klarna::ApiClie
       });
 }
 
+// Several processors on one database: renews this processor's claims on the
+// publications it has not seen acknowledged yet, and publishes those of a
+// processor whose claims ran out (it died before Kafka acknowledged them).
+void take_over_publications(storage::Store& store, processor::Processor& processor,
+                            const core::Logger& log) {
+  try {
+    auto rows = store.take_over_publications();
+    if (rows.empty()) return;
+    log.info("publishing the queued messages of a processor whose claims ran out",
+             {{"messages", rows.size()}});
+    processor.publish_later(std::move(rows));
+  } catch (const std::exception& e) {
+    log.error("publish queue take-over failed; retried next interval", {{"error", e.what()}});
+  }
+}
+
 // New audit events onto the audit topic (through the publish queue).
 void publish_audit(processor::AuditPublisher& audit, processor::Processor& processor,
                    const core::Logger& log) {
@@ -204,7 +221,12 @@ void supervise(const std::atomic<bool>& finished, std::atomic<bool>& stop,
                processor::DisputeDeadlineWatcher& dispute_deadlines,
                processor::CallDeadlineWatch& call_deadlines, processor::AuditPublisher* audit,
                klarna::ApiClient* client, processor::SettlementWatch* settlements,
-               const core::Logger& log) {
+               storage::Store& main_store, const core::Logger& log) {
+  // Jobs and publish-queue claims (several processors on PostgreSQL) are
+  // renewed at least three times per lease.
+  const auto lease_turn = std::clamp(
+      std::chrono::duration_cast<std::chrono::milliseconds>(s.postgresql.claim_lease / 3),
+      std::chrono::milliseconds(500), std::chrono::milliseconds(10000));
   auto watchdog = core::watchdog_interval();
   bool watchdog_withheld = false;  // one log line per stall, not one per turn
   auto next_deadline_check = std::chrono::steady_clock::now();
@@ -226,9 +248,9 @@ void supervise(const std::atomic<bool>& finished, std::atomic<bool>& stop,
     }
     if (std::chrono::steady_clock::now() >= next_deadline_check) {
       next_deadline_check =
-          std::chrono::steady_clock::now() +
-          std::min(s.dispute_deadlines.interval, std::chrono::milliseconds(10000));
+          std::chrono::steady_clock::now() + std::min(s.dispute_deadlines.interval, lease_turn);
       check_deadlines(dispute_deadlines, call_deadlines, processor, log);
+      take_over_publications(main_store, processor, log);
     }
     if (std::chrono::steady_clock::now() >= next_settlement_check) {
       next_settlement_check =
@@ -301,7 +323,7 @@ int run(processor::DaemonSettings s, const core::Logger& log) {
   core::notify_ready();
   supervise(finished, stop, processor, worker.worker.get(), s, dispute_deadlines, call_deadlines,
             audit ? &*audit : nullptr, worker.client.get(), settlements ? &*settlements : nullptr,
-            log);
+            *dispute_deadline_store, log);
   consumer_thread.join();
   if (worker.worker) worker.worker->stop(std::chrono::milliseconds(0));
   admin.stop();

@@ -1,11 +1,11 @@
 #include "audit_trail.hpp"
 
 #include <simdjson.h>
-#include <sqlite3.h>
 
 #include <set>
 #include <sstream>
 
+#include "e2e_db.hpp"
 #include "http_client.hpp"
 #include "kpay/core/log.hpp"
 
@@ -20,26 +20,7 @@ constexpr const char* kColumns[] = {
 // Every row of `sql` (read-only), each column as text or nullopt for NULL.
 std::vector<std::vector<std::optional<std::string>>> select(const std::string& db,
                                                             const std::string& sql) {
-  std::vector<std::vector<std::optional<std::string>>> out;
-  sqlite3* h = nullptr;
-  if (sqlite3_open_v2(db.c_str(), &h, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
-    sqlite3_busy_timeout(h, 5000);
-    sqlite3_stmt* st = nullptr;
-    if (sqlite3_prepare_v2(h, sql.c_str(), -1, &st, nullptr) == SQLITE_OK) {
-      while (sqlite3_step(st) == SQLITE_ROW) {
-        std::vector<std::optional<std::string>> row;
-        for (int i = 0; i < sqlite3_column_count(st); ++i) {
-          const auto* t = sqlite3_column_text(st, i);
-          row.push_back(t ? std::optional<std::string>(reinterpret_cast<const char*>(t))
-                          : std::nullopt);
-        }
-        out.push_back(std::move(row));
-      }
-    }
-    sqlite3_finalize(st);
-  }
-  sqlite3_close(h);
-  return out;
+  return select_rows(db, sql);
 }
 
 // A message's fields as the database's columns would hold them (at → at_ms

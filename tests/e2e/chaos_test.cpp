@@ -21,6 +21,11 @@
 //     row of it.
 // KPAY_CHAOS_SECONDS sets the duration of the chaos (default 45 s for ctest;
 // `make chaos` runs 420 s), KPAY_CHAOS_ROUND_MS the length of a round.
+// KPAY_CHAOS_STORE=postgresql (`make chaos STORE=postgresql`) runs the same
+// chaos with two processors in one consumer group on one PostgreSQL state
+// (a server the test starts), killed in turn, and one more disturbance every
+// fourth round: PostgreSQL stopped for a second (fast shutdown, or an
+// immediate one: a crash and WAL recovery) and started again.
 //
 // Also here: a stop (SIGTERM) while Klarna holds the processor's call ends
 // within the processor's bound, and the call is sent again with the same
@@ -34,13 +39,16 @@
 #include <cstdlib>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <thread>
 
 #include "audit_trail.hpp"
 #include "e2e_checks.hpp"
+#include "e2e_db.hpp"
 #include "e2e_system.hpp"
+#include "postgres_server.hpp"
 
 using namespace kpay;
 using namespace kpay::test;
@@ -114,7 +122,7 @@ std::string refund_command(const std::string& id, const std::string& transaction
 
 struct Figures {
   int rounds = 0, receiver_kills = 0, processor_kills = 0, processor_stops = 0, kafka_outages = 0,
-      fault_windows = 0, resent_commands = 0;
+      fault_windows = 0, resent_commands = 0, postgres_restarts = 0;
   Clock::duration longest_stop{};
   std::vector<std::string> commands;  // refund command ids sent
 };
@@ -123,8 +131,11 @@ struct Figures {
 // commands for transactions captured since the last round.
 class Chaos {
  public:
-  Chaos(System& sys, std::vector<std::string> processor_args)
-      : sys_(sys), processor_args_(std::move(processor_args)) {}
+  // `pg`: the PostgreSQL server holding the state of `processors` processors
+  // (nullptr: one processor on SQLite).
+  Chaos(System& sys, std::vector<std::string> processor_args, std::size_t processors = 1,
+        PostgresServer* pg = nullptr)
+      : sys_(sys), processor_args_(std::move(processor_args)), processors_(processors), pg_(pg) {}
 
   void run(std::chrono::seconds duration, std::chrono::milliseconds round) {
     const auto end = Clock::now() + duration;
@@ -133,15 +144,18 @@ class Chaos {
       const bool faults = figures_.rounds % 2 == 0;
       sys_.sim("POST", "/_sim/faults", faults ? kFaults : R"({"rules":[]})");
       figures_.fault_windows += faults;
-      switch (figures_.rounds % 3) {
+      switch (figures_.rounds % (pg_ ? 4 : 3)) {
         case 0:
           ASSERT_NO_FATAL_FAILURE(bounce_receiver());
           break;
         case 1:
           ASSERT_NO_FATAL_FAILURE(bounce_processor());
           break;
-        default:
+        case 2:
           ASSERT_NO_FATAL_FAILURE(kafka_outage());
+          break;
+        default:
+          ASSERT_NO_FATAL_FAILURE(postgres_outage());
           break;
       }
       ++figures_.rounds;
@@ -161,17 +175,30 @@ class Chaos {
   }
   // SIGKILL, and every third time SIGTERM instead: a stop that cancels the
   // calls in flight and records them for a resend (timed: the bound holds).
+  // Several processors: each in turn.
   void bounce_processor() {
+    const std::size_t i = static_cast<std::size_t>(bounces_) % processors_;
     if (++bounces_ % 3 == 0) {
       const auto started = Clock::now();
-      ASSERT_NO_FATAL_FAILURE(sys_.stop_processor());
+      ASSERT_NO_FATAL_FAILURE(sys_.stop_processor(i));
       figures_.longest_stop = std::max(figures_.longest_stop, Clock::now() - started);
       ++figures_.processor_stops;
     } else {
-      ASSERT_NO_FATAL_FAILURE(sys_.kill_processor());
+      ASSERT_NO_FATAL_FAILURE(sys_.kill_processor(i));
       ++figures_.processor_kills;
     }
-    sys_.start_processor(processor_args_);
+    sys_.start_processor(processor_args_, i);
+  }
+  // PostgreSQL away for a second: a fast shutdown, or every other time an
+  // immediate one (a crash: WAL recovery on the start); then started again.
+  void postgres_outage() {
+    if (++figures_.postgres_restarts % 2 == 1) {
+      pg_->stop();
+    } else {
+      pg_->crash();
+    }
+    std::this_thread::sleep_for(1000ms);  // down for a while: the processors' stores fail
+    pg_->start();
   }
   // 3 s without Kafka; in the middle of it a crash, the processor's or the
   // receiver's in turn, which then starts again while Kafka is still away.
@@ -207,6 +234,8 @@ class Chaos {
 
   System& sys_;
   std::vector<std::string> processor_args_;
+  std::size_t processors_ = 1;
+  PostgresServer* pg_ = nullptr;
   Figures figures_;
   int bounces_ = 0;
   std::set<std::string> seen_;
@@ -243,14 +272,26 @@ TEST(Chaos, UnderKillsOutagesAndFaultsEveryEffectHappensOnceAndTheStatesAgree) {
   const std::vector<std::string> processor_args{
       "--set", "capture.default=after_authorization",     "--set", "worker.stop_timeout_ms=1000",
       "--set", "processor.shutdown_flush_timeout_ms=2000"};
-  System sys({"chaos",
-              "chaos",
-              kKeyId,
-              kSecret,
-              kApiKey,
-              {"--time-scale", "60", "--duplicate-percent", "10", "--reorder-percent", "10",
-               "--set", "webhooks.reorder_delay_ms=100", "--set", "webhooks.timeout_ms=3000",
-               "--set", "webhooks.workers=4"}});
+  const char* store = std::getenv("KPAY_CHAOS_STORE");
+  const bool on_postgres = store != nullptr && std::string(store) == "postgresql";
+  ASSERT_TRUE(store == nullptr || *store == '\0' || on_postgres || std::string(store) == "sqlite")
+      << "KPAY_CHAOS_STORE: sqlite or postgresql, not " << store;
+  std::optional<PostgresServer> pg;
+  SystemOptions options{"chaos",
+                        "chaos",
+                        kKeyId,
+                        kSecret,
+                        kApiKey,
+                        {"--time-scale", "60", "--duplicate-percent", "10", "--reorder-percent",
+                         "10", "--set", "webhooks.reorder_delay_ms=100", "--set",
+                         "webhooks.timeout_ms=3000", "--set", "webhooks.workers=4"}};
+  if (on_postgres) {
+    pg.emplace();
+    options.postgresql = pg->dsn();
+    add_sqlite_functions(options.postgresql);  // group_concat, as the checks below use it
+  }
+  const std::size_t processors = on_postgres ? 2 : 1;
+  System sys(options);
   ASSERT_NO_FATAL_FAILURE(sys.start_receiver());
   ASSERT_NO_FATAL_FAILURE(sys.start_sim());
   // A v1 subscription too (through "localhost", so the URL differs): the Gen 1
@@ -261,7 +302,7 @@ TEST(Chaos, UnderKillsOutagesAndFaultsEveryEffectHappensOnceAndTheStatesAgree) {
           R"(/webhooks/klarna","event_types":["*"],"event_version":"v1","signing_key_id":")" +
           kKeyId + R"(","status":"ENABLED"})");
   ASSERT_NE(subscribed.find("webhook_id"), std::string::npos) << subscribed;
-  sys.start_processor(processor_args);
+  for (std::size_t i = 0; i < processors; ++i) sys.start_processor(processor_args, i);
   const auto started = sys.sim("POST", "/_sim/scenarios",
                                R"({"journeys":12,"rate":3,"repeat":true,)"
                                R"("mix":["approve:5","decline","expire","cancel"],)"
@@ -270,7 +311,7 @@ TEST(Chaos, UnderKillsOutagesAndFaultsEveryEffectHappensOnceAndTheStatesAgree) {
 
   const auto t0 = Clock::now();
   const auto cpu0 = cpu_times();
-  Chaos chaos(sys, processor_args);
+  Chaos chaos(sys, processor_args, processors, pg ? &*pg : nullptr);
   ASSERT_NO_FATAL_FAILURE(chaos.run(duration, round));
   const auto chaos_s = std::chrono::duration<double>(Clock::now() - t0).count();
   sys.sim("DELETE", "/_sim/scenarios");
@@ -371,8 +412,10 @@ TEST(Chaos, UnderKillsOutagesAndFaultsEveryEffectHappensOnceAndTheStatesAgree) {
                            ? 100.0 * static_cast<double>(cpu1.steal - cpu0.steal) /
                                  static_cast<double>(cpu1.total - cpu0.total)
                            : 0.0;
+  std::printf("chaos on %s (%zu processor(s), %d PostgreSQL restarts): ",
+              on_postgres ? "PostgreSQL" : "SQLite", processors, f.postgres_restarts);
   std::printf(
-      "chaos: %.0f s of chaos (%d rounds), drained in %.1f s; %zu webhooks acknowledged "
+      "%.0f s of chaos (%d rounds), drained in %.1f s; %zu webhooks acknowledged "
       "(%lld deliveries, %lld attempts), %lld events in the inbox; %d receiver kills, "
       "%d processor kills + %d SIGTERM stops (longest %.2f s), %d Kafka outages, %d fault "
       "windows; %zu processor calls at the sim "
@@ -392,7 +435,7 @@ TEST(Chaos, UnderKillsOutagesAndFaultsEveryEffectHappensOnceAndTheStatesAgree) {
   // (docs/RELIABILITY.md) + 3 s for a loaded machine.
   EXPECT_LE(f.longest_stop, 1s + 2s + 3s + 3s) << "a SIGTERM stop beyond its bound";
   EXPECT_GT(calls.faulted, 0u);
-  sys.stop_processor();
+  for (std::size_t i = 0; i < processors; ++i) sys.stop_processor(i);
 }
 
 namespace {

@@ -1,30 +1,18 @@
 #include "e2e_checks.hpp"
 
-#include <sqlite3.h>
-
 #include <sstream>
+
+#include "e2e_db.hpp"
 
 namespace kpay::test {
 
 std::vector<std::vector<std::string>> rows(const std::string& db, const std::string& sql) {
   std::vector<std::vector<std::string>> out;
-  sqlite3* h = nullptr;
-  if (sqlite3_open_v2(db.c_str(), &h, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
-    sqlite3_busy_timeout(h, 5000);
-    sqlite3_stmt* st = nullptr;
-    if (sqlite3_prepare_v2(h, sql.c_str(), -1, &st, nullptr) == SQLITE_OK) {
-      while (sqlite3_step(st) == SQLITE_ROW) {
-        std::vector<std::string> row;
-        for (int i = 0; i < sqlite3_column_count(st); ++i) {
-          const auto* text = sqlite3_column_text(st, i);
-          row.emplace_back(text ? reinterpret_cast<const char*>(text) : "");
-        }
-        out.push_back(std::move(row));
-      }
-    }
-    sqlite3_finalize(st);
+  for (auto& r : select_rows(db, sql)) {
+    std::vector<std::string> row;
+    for (auto& v : r) row.push_back(v.value_or(""));
+    out.push_back(std::move(row));
   }
-  sqlite3_close(h);
   return out;
 }
 

@@ -17,7 +17,8 @@
 
 namespace kpay::test {
 
-// Every row of a query, as text (read-only; the test's own look into the database).
+// Every row of a query, as text, NULL as "" (read-only; the test's own look
+// into the database: a SQLite file or a PostgreSQL DSN, e2e_db.hpp).
 std::vector<std::vector<std::string>> rows(const std::string& db, const std::string& sql);
 
 // An integer field of a JSON object; -1 when absent.

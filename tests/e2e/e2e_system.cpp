@@ -1,16 +1,20 @@
 #include "e2e_system.hpp"
 
-#include <sqlite3.h>
-
 #include <regex>
+
+#include "e2e_db.hpp"
 
 namespace kpay::test {
 
-std::uint16_t System::processor_admin_port() const {
+std::uint16_t System::processor_admin_port(std::size_t i) const {
   static const std::regex re(R"("message":"admin endpoint listening".*"port":(\d+))");
-  std::smatch m;
-  const auto text = processor_log();
-  return std::regex_search(text, m, re) ? static_cast<std::uint16_t>(std::stoi(m[1])) : 0;
+  const auto text = processor_log(i);
+  std::uint16_t port = 0;  // the last one logged: the running process's
+  for (auto it = std::sregex_iterator(text.begin(), text.end(), re); it != std::sregex_iterator();
+       ++it) {
+    port = static_cast<std::uint16_t>(std::stoi((*it)[1]));
+  }
+  return port;
 }
 
 std::uint16_t read_port(const std::string& file, const std::string& log) {
@@ -29,6 +33,15 @@ std::uint16_t read_port(const std::string& file, const std::string& log) {
 }
 
 long long query(const std::string& db, const std::string& sql) {
+  if (is_postgres_dsn(db)) {
+    const auto r = select_rows(db, sql);
+    if (r.empty() || r[0].empty()) return -1;  // not migrated yet, or the server is down
+    try {
+      return r[0][0] ? std::stoll(*r[0][0]) : 0;
+    } catch (const std::exception&) {
+      return -1;  // not a number
+    }
+  }
   try {
     return query_int(db, sql);
   } catch (const std::exception&) {
@@ -37,19 +50,8 @@ long long query(const std::string& db, const std::string& sql) {
 }
 
 std::string query_text(const std::string& db, const std::string& sql) {
-  sqlite3* h = nullptr;
-  std::string out;
-  if (sqlite3_open_v2(db.c_str(), &h, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
-    sqlite3_busy_timeout(h, 5000);
-    sqlite3_stmt* st = nullptr;
-    if (sqlite3_prepare_v2(h, sql.c_str(), -1, &st, nullptr) == SQLITE_OK &&
-        sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0) != nullptr) {
-      out = reinterpret_cast<const char*>(sqlite3_column_text(st, 0));
-    }
-    sqlite3_finalize(st);
-  }
-  sqlite3_close(h);
-  return out;
+  const auto r = select_rows(db, sql);
+  return r.empty() || r[0].empty() ? std::string() : r[0][0].value_or("");
 }
 
 std::string str_at(simdjson::dom::element e, std::string_view key) {

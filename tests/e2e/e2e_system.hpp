@@ -1,8 +1,9 @@
 // The product as separate processes for end-to-end suites: the embedded Kafka
 // (in this process), klarna-receiver (HTTPS), klarna-sim (HTTPS API with Basic
-// credentials, webhooks to the receiver) and klarna-processor, plus a producer
-// for klarna.commands and a reader of klarna.command-results. Shared by the
-// commands and disputes suites; one System serves a whole suite (processes
+// credentials, webhooks to the receiver) and klarna-processor (one, or several
+// in one consumer group on one PostgreSQL state: SystemOptions::postgresql),
+// plus a producer for klarna.commands and a reader of klarna.command-results.
+// Shared by the end-to-end suites; one System serves a whole suite (processes
 // and group joins cost seconds).
 #pragma once
 
@@ -14,6 +15,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
@@ -59,6 +61,11 @@ struct SystemOptions {
   std::string processor_toml{};       // appended to the processor's configuration
   std::string more_senders{};         // commands.senders after the harness's: ', "a", "b"'
   std::string database{};             // the processor's database; default <dir>/processor.db
+  // A PostgreSQL DSN: the processors keep their state there
+  // (processor.store = "postgresql"), each under its own instance name
+  // (proc-<i>, stable across its restarts); db() is then this DSN.
+  std::string postgresql{};
+  int partitions = 2;  // of every topic
 };
 
 // The running system; members in start order, so they stop in reverse.
@@ -71,7 +78,7 @@ class System {
           topics_.settlements, topics_.accounts, topics_.unrouted, topics_.dead_letter,
           topics_.payment_states, topics_.processor_dead_letter, topics_.commands,
           topics_.command_results, std::string("klarna.audit")}) {
-      kafka_.create_topic(t, 2);
+      kafka_.create_topic(t, options_.partitions);
     }
     cert_ = write_self_signed_cert(dir_);
     std::ofstream(dir_ + "/secret") << options_.secret;
@@ -83,12 +90,14 @@ class System {
                                                   {"enable.idempotence", "true"},
                                                   {"acks", "all"}}));
     results_.emplace(kafka_.bootstrap_servers(), std::vector<std::string>{topics_.command_results},
-                     2);
+                     options_.partitions);
   }
   ~System() { std::filesystem::remove_all(dir_); }
 
   const std::string& dir() const { return dir_; }
+  // The processors' state: a SQLite file, or the PostgreSQL DSN (e2e_db.hpp reads either).
   std::string db() const {
+    if (!options_.postgresql.empty()) return options_.postgresql;
     return options_.database.empty() ? dir_ + "/processor.db" : options_.database;
   }
   std::string bootstrap() const { return kafka_.bootstrap_servers(); }
@@ -161,11 +170,15 @@ class System {
   }
 
   // `extra`: appended to the command line (e.g. "--set", "worker.stop_timeout_ms=2000").
-  void start_processor(const std::vector<std::string>& extra = {}) {
+  // `i`: which processor (0 … n-1; several only on PostgreSQL), logging to
+  // processor.log (0) or processor-<i>.log.
+  void start_processor(const std::vector<std::string>& extra = {}, std::size_t i = 0) {
     if (!std::filesystem::exists(dir_ + "/processor.toml")) {
       std::ofstream out(dir_ + "/processor.toml");
-      out << "[processor]\ndatabase = \"" << db() << "\"\nbatch_size = 50\nbatch_timeout_ms = 5\n"
-          << "[kafka]\nbootstrap_servers = \"" << kafka_.bootstrap_servers() << "\"\n"
+      out << "[processor]\n"
+          << store_toml() << "batch_size = 50\nbatch_timeout_ms = 5\n"
+          << postgresql_toml() << "[kafka]\nbootstrap_servers = \"" << kafka_.bootstrap_servers()
+          << "\"\n"
           << "group_id = \"" << options_.group_id << "\"\n"
           << "[kafka.properties]\n\"session.timeout.ms\" = \"3000\"\n"
           << "\"heartbeat.interval.ms\" = \"300\"\n"
@@ -185,27 +198,33 @@ class System {
     if (!std::filesystem::exists(senders_db())) add_sender_key(kSender, kSenderKey, kSenderSecret);
     std::vector<std::string> argv{binary("processor/klarna-processor"), "--config",
                                   dir_ + "/processor.toml"};
+    if (!options_.postgresql.empty()) {
+      argv.insert(argv.end(), {"--set", "postgresql.instance=proc-" + std::to_string(i)});
+    }
     argv.insert(argv.end(), extra.begin(), extra.end());
-    processor_.emplace(argv, dir_ + "/processor.log");
+    if (processors_.size() <= i) processors_.resize(i + 1);
+    processors_[i] = std::make_unique<ChildProcess>(argv, processor_log_file(i));
   }
-  ChildProcess* processor() { return processor_ ? &*processor_ : nullptr; }
-  void kill_processor() {
-    processor_->signal(SIGKILL);
-    ASSERT_TRUE(processor_->wait(std::chrono::seconds(10)));
-    processor_.reset();
+  ChildProcess* processor(std::size_t i = 0) {
+    return i < processors_.size() ? processors_[i].get() : nullptr;
   }
-  void stop_processor() {
-    if (!processor_) return;
-    processor_->signal(SIGTERM);
-    auto status = processor_->wait(std::chrono::seconds(30));
+  void kill_processor(std::size_t i = 0) {
+    processors_.at(i)->signal(SIGKILL);
+    ASSERT_TRUE(processors_[i]->wait(std::chrono::seconds(10)));
+    processors_[i].reset();
+  }
+  void stop_processor(std::size_t i = 0) {
+    if (!processor(i)) return;
+    processors_[i]->signal(SIGTERM);
+    auto status = processors_[i]->wait(std::chrono::seconds(30));
     ASSERT_TRUE(status);
-    EXPECT_EQ(*status, 0) << read_file(dir_ + "/processor.log");
-    processor_.reset();
+    EXPECT_EQ(*status, 0) << processor_log(i);
+    processors_[i].reset();
   }
-  std::string processor_log() const { return read_file(dir_ + "/processor.log"); }
-  // The processor's admin port (admin.port = 0), from its "admin endpoint
+  std::string processor_log(std::size_t i = 0) const { return read_file(processor_log_file(i)); }
+  // The processor's admin port (admin.port = 0), from its last "admin endpoint
   // listening" log line; 0 until it is logged.
-  std::uint16_t processor_admin_port() const;
+  std::uint16_t processor_admin_port(std::size_t i = 0) const;
 
   std::string sim(const std::string& method, const std::string& path,
                   const std::string& body = "") {
@@ -377,7 +396,22 @@ class System {
   std::uint16_t receiver_port_ = 0;
   std::optional<ChildProcess> sim_;
   std::uint16_t sim_port_ = 0;
-  std::optional<ChildProcess> processor_;
+  std::vector<std::unique_ptr<ChildProcess>> processors_;
+
+  std::string processor_log_file(std::size_t i) const {
+    return dir_ + (i == 0 ? "/processor.log" : "/processor-" + std::to_string(i) + ".log");
+  }
+  // The [processor] keys naming the state store.
+  std::string store_toml() const {
+    if (options_.postgresql.empty()) return "database = \"" + db() + "\"\n";
+    return "store = \"postgresql\"\n";
+  }
+  // The [postgresql] section, when the state is there (and settlement
+  // fetching off: its ledger is SQLite's only, docs/OPERATIONS.md).
+  std::string postgresql_toml() const {
+    if (options_.postgresql.empty()) return "";
+    return "[postgresql]\ndsn = \"" + options_.postgresql + "\"\n[settlements]\nfetch = false\n";
+  }
 };
 
 }  // namespace kpay::test

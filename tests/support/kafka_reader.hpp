@@ -19,13 +19,13 @@ struct ConsumedMessage {
   std::string key;
   std::string value;
   std::map<std::string, std::string> headers;
+  long long timestamp_ms = -1;  // the message's Kafka timestamp; -1: none
 };
 
 class KafkaReader {
  public:
   // Assigns partitions [0, partitions) of every topic, from the beginning.
-  KafkaReader(const std::string& bootstrap, const std::vector<std::string>& topics,
-              int partitions);
+  KafkaReader(const std::string& bootstrap, const std::vector<std::string>& topics, int partitions);
   ~KafkaReader();
   // Polls until `count` messages in total have been read since construction
   // (or `timeout` passed); returns everything read so far.

@@ -49,6 +49,8 @@ void CallDeadlineWatch::register_metrics(core::Registry& registry) {
 std::vector<storage::OutboxRow> CallDeadlineWatch::check(std::int64_t now) {
   std::lock_guard lock(mu_);
   std::vector<storage::OutboxRow> entered;
+  // Several processors on one database: the one holding the job reports.
+  if (!store_.hold_job(storage::kCallDeadlinesJob)) return entered;
   for (auto& row : store_.outbox_due_within(now, window_.count(), 1000)) {
     const bool overdue = row.due_by_ms && *row.due_by_ms < now;
     if (reported_.insert({row.id, overdue}).second) entered.push_back(std::move(row));

@@ -390,6 +390,8 @@ storage::OutboxUpdate OutboxWorker::Impl::decide(AnswerContext& c, const Done& d
       try {
         u.result = apply_success(c, d.row, a);
         u.status = storage::OutboxStatus::succeeded;
+      } catch (const storage::StoreError&) {
+        throw;  // the store failed, not the answer: the whole record is retried
       } catch (const std::runtime_error& e) {
         // Klarna executed it, but we cannot read what it did: an operator must look.
         u.status = storage::OutboxStatus::failed;

@@ -32,6 +32,8 @@ std::string render_audit_event(const storage::AuditEvent& e) {
 
 std::vector<storage::PublishRow> AuditPublisher::take(std::size_t limit) {
   std::vector<storage::PublishRow> rows;
+  // Several processors on one database: the one holding the job publishes.
+  if (!store_.hold_job(storage::kAuditPublisherJob)) return rows;
   storage::WriteTransaction tx(store_);
   storage::AuditQuery q;
   q.after_seq = store_.audit_published_through();

@@ -174,11 +174,14 @@ storage::PublishRow DisputeDeadlineWatcher::publication(const DeadlineWarning& w
 DeadlineCheck DisputeDeadlineWatcher::check() {
   const std::int64_t now_ms = now_();
   DeadlineCheck c;
+  // Several processors on one database: all keep the figures, the one
+  // holding the job warns.
+  const bool warns = store_.hold_job(storage::kDisputeDeadlinesJob);
   storage::WriteTransaction tx(store_);
   const auto disputes = store_.open_disputes();
   const auto deadlines = actionable_deadlines(disputes);
   c.stats = summarize(deadlines, now_ms, settings_.window.count());
-  c.warnings = new_warnings(deadlines, now_ms);
+  if (warns) c.warnings = new_warnings(deadlines, now_ms);
   for (const auto& w : c.warnings) {
     auto row = publication(w, now_ms);
     row.seq = store_.enqueue_publish(row);

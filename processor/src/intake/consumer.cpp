@@ -2,6 +2,7 @@
 
 #include <condition_variable>
 #include <cstring>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <span>
@@ -283,13 +284,46 @@ void Processor::on_rebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err,
     // the same transaction as the effects, so it is never ahead or behind.
     // (The store thread finishes its batch first: one connection, one user.)
     finish_commit();
+    // Reads retried while the store fails (a PostgreSQL restart during a
+    // rebalance: the connection's error may not even say it was lost), with
+    // /readyz saying so: a rebalance callback must not throw.
+    auto retried = [&](const char* what, auto&& read) {
+      for (int attempt = 0;; ++attempt) {
+        try {
+          read();
+          if (attempt > 0) {
+            storage_health_->succeeded();
+            storage_ok_ = true;
+          }
+          return;
+        } catch (const storage::StoreError& e) {
+          storage_health_->failed(e);
+          storage_ok_ = false;
+          metrics_->storage_errors.inc();
+          log_.error(what, {{"error", e.what()}, {"attempt", attempt}});
+          std::this_thread::sleep_for(
+              std::chrono::milliseconds(std::min(2000, 50 << std::min(attempt, 5))));
+        }
+      }
+    };
+    std::map<std::pair<std::string, std::int32_t>, std::int64_t> stored;
+    retried("cannot read the assigned partitions' stored offsets; retrying", [&] {
+      stored.clear();
+      for (int i = 0; i < partitions->cnt; ++i) {
+        const auto& tp = partitions->elems[i];
+        if (auto next = store_.stored_offset(tp.topic, tp.partition)) {
+          stored[{tp.topic, tp.partition}] = *next;
+        }
+      }
+    });
     {
       std::lock_guard lock(positions_mu_);
       for (int i = 0; i < partitions->cnt; ++i) {
         auto& tp = partitions->elems[i];
-        if (auto next = store_.stored_offset(tp.topic, tp.partition)) {
-          tp.offset = *next;
-          positions_[{tp.topic, tp.partition}] = *next;
+        const auto it = stored.find({tp.topic, tp.partition});
+        if (it != stored.end()) {
+          tp.offset = it->second;
+          positions_[{tp.topic, tp.partition}] = it->second;
         } else {
           // Nothing applied from it yet: all of it, explicitly (with
           // auto.offset.reset=error there is no implicit start).
@@ -302,7 +336,8 @@ void Processor::on_rebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err,
     } else {
       rd_kafka_assign(rk, partitions);
     }
-    expect_assigned(partitions);
+    retried("cannot read the assigned partitions' offset gaps; retrying",
+            [&] { expect_assigned(partitions); });
     assigned_ = true;
     kafka_ok_ = true;
     log_.info("partitions assigned", {{"count", partitions->cnt}});

@@ -76,14 +76,22 @@ class PgState {
                             std::int64_t call_horizon_ms = 10 * 60 * 1000);
 
   // ---- publish queue, offsets, poison messages (pg_state_queue.cpp) ----
+  // Unclaimed (a copy, a tool), or claimed for `who` from the start: the
+  // processor that enqueues a row publishes it, and no other takes it while
+  // its lease holds.
   std::int64_t enqueue_publish(const PublishRow& p);
+  std::int64_t enqueue_publish(const PublishRow& p, const Claimant& who);
   void delete_published(std::int64_t seq);
   std::vector<PublishRow> pending_publications();
   // The rows `who` may publish now, by seq, claimed for it: unclaimed ones,
-  // its own, and those whose claimer's lease ended — up to the first row
-  // another processor holds, so one processor drains at a time and in seq
-  // order. In the caller's transaction (it takes a transaction-scoped lock).
+  // its own, and those whose claimer's lease ended (a starting processor's
+  // drain). In the caller's transaction (it takes a transaction-scoped lock,
+  // so two claimers never interleave).
   std::vector<PublishRow> claim_publications(const Claimant& who);
+  // Renews the lease of `who`'s own rows, then claims (returns) the
+  // unclaimed rows and those of another claimer whose lease ended. In the
+  // caller's transaction, under the same lock.
+  std::vector<PublishRow> take_over_publications(const Claimant& who);
   void insert_poison(const PoisonRow& p);
   void save_offset(const std::string& topic, std::int32_t partition, std::int64_t next_offset);
   void reset_offset(const std::string& topic, std::int32_t partition, std::int64_t next_offset);

@@ -152,6 +152,19 @@ std::int64_t PgState::enqueue_publish(const PublishRow& q) {
       .int64(0, 0);
 }
 
+std::int64_t PgState::enqueue_publish(const PublishRow& q, const Claimant& who) {
+  Params p = params(q.topic);
+  p.add_bytes(q.key).add_bytes(q.value).add(q.reason).add(null_if_empty(q.traceparent));
+  p.add(who.owner).add(static_cast<std::int64_t>(who.lease.count()));
+  return c_
+      .query(
+          "INSERT INTO publish_queue (topic, key, value, reason, traceparent, claimed_by, "
+          "lease_expires_at_ms) VALUES ($1, $2, $3, $4, $5, $6, kpay_now_ms() + $7) "
+          "RETURNING seq",
+          p)
+      .int64(0, 0);
+}
+
 void PgState::delete_published(std::int64_t seq) {
   c_.query("DELETE FROM publish_queue WHERE seq = $1", params(seq));
 }
@@ -165,6 +178,20 @@ std::vector<PublishRow> publish_rows(const Result& r) {
   }
   return out;
 }
+
+// Claims the rows matching `which` ($1: the claimer) for `who`, by seq.
+std::vector<PublishRow> claim_rows(Connection& c, const Claimant& who, std::string_view which) {
+  std::string sql =
+      "UPDATE publish_queue SET claimed_by = $1, lease_expires_at_ms = kpay_now_ms() + $2 "
+      "WHERE seq IN (SELECT seq FROM publish_queue WHERE ";
+  sql.append(which).append(
+      " ORDER BY seq FOR UPDATE) RETURNING seq, topic, key, value, reason, traceparent");
+  auto rows =
+      publish_rows(c.query(sql, params(who.owner, static_cast<std::int64_t>(who.lease.count()))));
+  std::sort(rows.begin(), rows.end(),
+            [](const PublishRow& a, const PublishRow& b) { return a.seq < b.seq; });
+  return rows;
+}
 }  // namespace
 
 std::vector<PublishRow> PgState::pending_publications() {
@@ -174,20 +201,24 @@ std::vector<PublishRow> PgState::pending_publications() {
 }
 
 std::vector<PublishRow> PgState::claim_publications(const Claimant& who) {
-  // One claimer at a time (until its transaction ends), so two never take
-  // interleaved parts of the queue.
+  // One claimer at a time (until its transaction ends).
   c_.query("SELECT pg_advisory_xact_lock($1)", params(kPublishDrainLockKey));
-  auto rows = publish_rows(
-      c_.query("UPDATE publish_queue SET claimed_by = $1, lease_expires_at_ms = kpay_now_ms() + $2 "
-               "WHERE seq IN (SELECT seq FROM publish_queue q WHERE (claimed_by IS NULL "
-               "OR claimed_by = $1 OR lease_expires_at_ms <= kpay_now_ms()) AND NOT EXISTS ("
-               "SELECT 1 FROM publish_queue f WHERE f.seq < q.seq AND f.claimed_by <> $1 "
-               "AND f.lease_expires_at_ms > kpay_now_ms()) ORDER BY seq FOR UPDATE) "
-               "RETURNING seq, topic, key, value, reason, traceparent",
-               params(who.owner, static_cast<std::int64_t>(who.lease.count()))));
-  std::sort(rows.begin(), rows.end(),
-            [](const PublishRow& a, const PublishRow& b) { return a.seq < b.seq; });
-  return rows;
+  return claim_rows(c_, who,
+                    "claimed_by IS NULL OR claimed_by = $1 OR "
+                    "lease_expires_at_ms <= kpay_now_ms()");
+}
+
+std::vector<PublishRow> PgState::take_over_publications(const Claimant& who) {
+  c_.query("SELECT pg_advisory_xact_lock($1)", params(kPublishDrainLockKey));
+  // Only rows past half their lease: most are published and deleted long
+  // before, and a renewal would contend with the batch that deletes them.
+  c_.query(
+      "UPDATE publish_queue SET lease_expires_at_ms = kpay_now_ms() + $2 "
+      "WHERE claimed_by = $1 AND lease_expires_at_ms < kpay_now_ms() + $2 / 2",
+      params(who.owner, static_cast<std::int64_t>(who.lease.count())));
+  return claim_rows(c_, who,
+                    "claimed_by IS NULL OR (claimed_by <> $1 AND "
+                    "lease_expires_at_ms <= kpay_now_ms())");
 }
 
 void PgState::insert_poison(const PoisonRow& q) {

@@ -192,13 +192,15 @@ DeadlineSummary PgStore::deadlines(std::int64_t now_ms, std::int64_t horizon_ms,
 }
 
 // ---- PublishQueue ----
+// Claimed for this processor from the start (pg_state.hpp): no other
+// processor's drain takes it while this one is alive to publish it.
 std::int64_t PgStore::enqueue_publish(const PublishRow& p) {
   if (!p.traceparent.empty() || trace_context().traceparent.empty()) {
-    return live().enqueue_publish(p);
+    return live().enqueue_publish(p, {owner_, lease_});
   }
   PublishRow row = p;
   row.traceparent = trace_context().traceparent;
-  return live().enqueue_publish(row);
+  return live().enqueue_publish(row, {owner_, lease_});
 }
 
 // ---- CallAttempts ----
@@ -218,6 +220,19 @@ std::vector<PublishRow> PgStore::pending_publications() {
   auto rows = s.claim_publications({owner_, lease_});
   tx.commit();
   return rows;
+}
+std::vector<PublishRow> PgStore::take_over_publications() {
+  PgState& s = live();
+  if (in_transaction_) return s.take_over_publications({owner_, lease_});
+  Transaction tx(conn_);
+  auto rows = s.take_over_publications({owner_, lease_});
+  tx.commit();
+  return rows;
+}
+
+// ---- JobLeases ----
+bool PgStore::hold_job(const std::string& job) {
+  return pg::hold_job(live().connection(), job, {owner_, lease_});
 }
 
 // ---- OffsetStore ----

@@ -93,6 +93,11 @@ class PgStore final : public Store {
   std::vector<CallAttemptRow> call_attempts(std::int64_t outbox_id) override;
   void delete_published(std::int64_t seq) override;
   std::vector<PublishRow> pending_publications() override;
+  std::vector<PublishRow> take_over_publications() override;
+
+  // JobLeases: job_leases rows under this store's owner, for the lease
+  // (pg_leases.hpp; the server's clock).
+  bool hold_job(const std::string& job) override;
 
   // OffsetStore
   void save_offset(const std::string& topic, std::int32_t partition,

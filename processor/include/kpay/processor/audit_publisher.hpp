@@ -20,7 +20,9 @@ class AuditPublisher {
  public:
   AuditPublisher(storage::Store& store, std::string topic)
       : store_(store), topic_(std::move(topic)) {}
-  // Queues up to `limit` unpublished events in one transaction; the rows to produce.
+  // Queues up to `limit` unpublished events in one transaction; the rows to
+  // produce. With several processors on one database, only the one holding
+  // the job (storage::kAuditPublisherJob) does; the others get nothing.
   std::vector<storage::PublishRow> take(std::size_t limit = 1000);
 
  private:

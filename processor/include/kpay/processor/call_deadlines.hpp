@@ -27,7 +27,10 @@ class CallDeadlineWatch {
   void register_metrics(core::Registry& registry);
 
   // Calls that entered the window (or passed their deadline) since the last
-  // check: each returned once per process.
+  // check: each returned once per process. With several processors on one
+  // database, only by the one holding the job (storage::kCallDeadlinesJob):
+  // one warning per call, unless the job moves to another processor (its
+  // holder died), which reports the calls in the window once more.
   std::vector<storage::OutboxRow> check(std::int64_t now_ms);
 
  private:

@@ -82,6 +82,8 @@ struct DeadlineCheck {
 // in the store in the same transaction as its publish-queue row, so it is
 // sent once per deadline value and stage, across restarts; an extension
 // (a new deadline value) warns again when the new value enters the window.
+// With several processors on one database, the one holding the job
+// (storage::kDisputeDeadlinesJob) warns; the others only keep the figures.
 // Not thread-safe except stats(): call check() from one thread.
 class DisputeDeadlineWatcher {
  public:

@@ -20,8 +20,16 @@ class PublishQueue {
   virtual std::int64_t enqueue_publish(const PublishRow& p) = 0;
   // After the broker acknowledged it. Deleting a seq already gone is a no-op.
   virtual void delete_published(std::int64_t seq) = 0;
-  // Every row not deleted yet, by seq.
+  // Every row not deleted yet, by seq. With several processors on one
+  // database: the rows this processor may publish (its own, and those whose
+  // claimer's lease ran out), claimed for it; what a starting processor
+  // republishes.
   virtual std::vector<PublishRow> pending_publications() = 0;
+  // Several processors: renews this processor's claims on the rows it
+  // enqueued and has not deleted yet, and claims (returns, by seq) the rows
+  // of a processor whose lease ran out, for this one to publish. Called
+  // periodically, at least once per lease. One processor: nothing to take.
+  virtual std::vector<PublishRow> take_over_publications() { return {}; }
 };
 
 // Next offset to consume per partition, and the gaps found in them.

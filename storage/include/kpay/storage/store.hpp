@@ -12,6 +12,7 @@
 #include "kpay/storage/dead_letter_store.hpp"
 #include "kpay/storage/entity_store.hpp"
 #include "kpay/storage/inbox_store.hpp"
+#include "kpay/storage/job_leases.hpp"
 #include "kpay/storage/outbox_store.hpp"
 #include "kpay/storage/publish_queue.hpp"
 #include "kpay/storage/read_model.hpp"
@@ -34,7 +35,8 @@ class Store : public UnitOfWork,
               public CommandLog,
               public AuditTrail,
               public DeadLetterStore,
-              public ReadModel {
+              public ReadModel,
+              public JobLeases {
  public:
   ~Store() override = default;
   using OutboxStore::claim_due_outbox;
