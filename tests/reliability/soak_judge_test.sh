@@ -44,8 +44,8 @@ csv levels 90 "60000 + 40000 * (1 - exp(-i / 12))" 50 "4194304"  # grows, then f
 expect levels 0 '^ok +processor RSS'
 csv fds 90 60000 "50 + i" "4194304"                     # one fd more every sample
 expect fds 1 '^FAIL processor open fds'
-csv wal 90 60000 50 "200 * 1048576"
-expect wal 1 '^FAIL WAL reached 200.0 MiB'
+csv wal 90 60000 50 "700 * 1048576"
+expect wal 1 '^FAIL WAL reached 700.0 MiB'
 csv short 20 "60000 + 1700 * i" "50 + i" "4194304"     # leaking, but only 20 samples
 expect short 0 'not judged'
 exit "$fail"
