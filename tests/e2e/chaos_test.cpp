@@ -331,47 +331,18 @@ TEST(Chaos, UnderKillsOutagesAndFaultsEveryEffectHappensOnceAndTheStatesAgree) {
   const auto summary = delivery_summary(sys);
   EXPECT_EQ(summary.at("failed"), 0) << "a delivery exhausted Klarna's retry schedule";
   EXPECT_EQ(summary.at("pruned"), 0);
-  const auto delivered = delivered_event_ids(sys);
-  std::set<std::string> inbox;
-  for (const auto& r : rows(sys.db(), "SELECT event_id FROM inbox")) inbox.insert(r.at(0));
-  std::size_t missing = 0;
-  for (const auto& id : delivered) missing += !inbox.count(id);
-  EXPECT_EQ(missing, 0u) << "acknowledged webhooks the processor never applied";
-  EXPECT_TRUE(rows(sys.db(),
-                   "SELECT event_id FROM history WHERE outcome = 'applied' "
-                   "GROUP BY event_id HAVING COUNT(*) > 1")
-                  .empty())
-      << "an event applied twice";
+  expect_every_acknowledged_webhook_applied_once(sys);
 
-  // Calls: each key executed once; each operation as often as the payments need.
+  // Calls: each key executed once; each operation as often as the payments
+  // need; every transaction captured in full.
   const auto ex = executions(sys);
-  std::int64_t twice = 0;
-  for (const auto& [key, n] : ex.by_key) twice += n != 1;
-  EXPECT_EQ(twice, 0) << "idempotency keys executed other than once";
-  std::size_t unexecuted = 0;
-  for (const auto& r : rows(sys.db(), "SELECT idempotency_key FROM outbox WHERE method = 'POST'")) {
-    unexecuted += ex.by_key.count(r.at(0)) == 0 || ex.by_key.at(r.at(0)) != 1;
-  }
-  EXPECT_EQ(unexecuted, 0u) << "an outbox call not executed exactly once";
-  std::int64_t v1_authorized = 0, v2_completed = 0, transactions = 0;
+  expect_each_call_executed_once(sys, ex);
+  expect_operations_as_the_states_need(sim, ex, static_cast<std::int64_t>(f.commands.size()));
   for (const auto& [id, state] : sim) {
-    if (id.find(":request:") != std::string::npos) {
-      v1_authorized += state == "AUTHORIZED";
-      v2_completed += state == "COMPLETED";
-    } else {
-      ++transactions;
+    if (id.find(":request:") == std::string::npos) {
       EXPECT_EQ(state.substr(0, 10), "COMPLETED ") << id << ": captured in full";
     }
   }
-  auto executed = [&](const std::string& route) {
-    return ex.by_route.count(route) ? ex.by_route.at(route) : 0;
-  };
-  EXPECT_GT(v1_authorized, 0);
-  EXPECT_GT(v2_completed, 0);
-  EXPECT_EQ(executed("payment.confirm"), v1_authorized);
-  EXPECT_EQ(executed("payment.authorize"), v2_completed);
-  EXPECT_EQ(executed("payment.transactions.capture"), transactions);
-  EXPECT_EQ(executed("payment.transactions.refund"), static_cast<std::int64_t>(f.commands.size()));
   std::map<std::string, std::string> final_status;
   for (const auto& r : sys.results()) {
     if (r.final()) final_status[r.command_id] = r.status;
@@ -389,8 +360,9 @@ TEST(Chaos, UnderKillsOutagesAndFaultsEveryEffectHappensOnceAndTheStatesAgree) {
   std::size_t executed_outcomes = 0;
   EXPECT_EQ(compare_executed_outcomes(sys.db(), ex.by_key, executed_outcomes), "");
   EXPECT_EQ(static_cast<std::int64_t>(executed_outcomes),
-            executed("payment.confirm") + executed("payment.authorize") +
-                executed("payment.transactions.capture") + executed("payment.transactions.refund"));
+            executed(ex, "payment.confirm") + executed(ex, "payment.authorize") +
+                executed(ex, "payment.transactions.capture") +
+                executed(ex, "payment.transactions.refund"));
   for (const auto& id : f.commands) {  // accepted once, resent or not
     EXPECT_EQ(query_text(sys.db(),
                          "SELECT group_concat(status) FROM audit_events WHERE kind = "
@@ -422,12 +394,15 @@ TEST(Chaos, UnderKillsOutagesAndFaultsEveryEffectHappensOnceAndTheStatesAgree) {
       "(%zu faulted before executing, %zu answered from the idempotency store), %lld confirms + "
       "%lld final authorizations + %lld captures + %zu refund "
       "commands (%d sent twice) executed once each; %zu entities equal; host CPU steal %.1f %%\n",
-      chaos_s, f.rounds, drain_s, delivered.size(), static_cast<long long>(summary.at("delivered")),
-      static_cast<long long>(summary.at("attempts")), static_cast<long long>(inbox.size()),
+      chaos_s, f.rounds, drain_s, delivered_event_ids(sys).size(),
+      static_cast<long long>(summary.at("delivered")),
+      static_cast<long long>(summary.at("attempts")), query(sys.db(), "SELECT COUNT(*) FROM inbox"),
       f.receiver_kills, f.processor_kills, f.processor_stops,
       std::chrono::duration<double>(f.longest_stop).count(), f.kafka_outages, f.fault_windows,
-      calls.calls, calls.faulted, calls.replayed, static_cast<long long>(v1_authorized),
-      static_cast<long long>(v2_completed), static_cast<long long>(transactions), f.commands.size(),
+      calls.calls, calls.faulted, calls.replayed,
+      static_cast<long long>(executed(ex, "payment.confirm")),
+      static_cast<long long>(executed(ex, "payment.authorize")),
+      static_cast<long long>(executed(ex, "payment.transactions.capture")), f.commands.size(),
       f.resent_commands, sim.size(), steal);
   EXPECT_GE(f.processor_kills, 1);
   EXPECT_GE(f.kafka_outages, 1);

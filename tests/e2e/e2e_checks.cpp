@@ -1,5 +1,7 @@
 #include "e2e_checks.hpp"
 
+#include <gtest/gtest.h>
+
 #include <sstream>
 
 #include "e2e_db.hpp"
@@ -105,6 +107,55 @@ Executions executions(System& sys) {
     for (auto [k, v] : keys) out.by_key[std::string(k)] = v.get_int64().value_unsafe();
   }
   return out;
+}
+
+std::int64_t executed(const Executions& ex, const std::string& route) {
+  const auto it = ex.by_route.find(route);
+  return it == ex.by_route.end() ? 0 : it->second;
+}
+
+void expect_every_acknowledged_webhook_applied_once(System& sys) {
+  std::set<std::string> inbox;
+  for (const auto& r : rows(sys.db(), "SELECT event_id FROM inbox")) inbox.insert(r.at(0));
+  std::size_t missing = 0;
+  for (const auto& id : delivered_event_ids(sys)) missing += !inbox.count(id);
+  EXPECT_EQ(missing, 0u) << "acknowledged webhooks the processor never applied";
+  EXPECT_TRUE(rows(sys.db(),
+                   "SELECT event_id FROM history WHERE outcome = 'applied' "
+                   "GROUP BY event_id HAVING COUNT(*) > 1")
+                  .empty())
+      << "an event applied twice";
+}
+
+void expect_each_call_executed_once(System& sys, const Executions& ex) {
+  std::int64_t other_than_once = 0;
+  for (const auto& [key, n] : ex.by_key) other_than_once += n != 1;
+  EXPECT_EQ(other_than_once, 0) << "idempotency keys executed other than once";
+  std::size_t unexecuted = 0;
+  for (const auto& r : rows(sys.db(), "SELECT idempotency_key FROM outbox WHERE method = 'POST'")) {
+    const auto it = ex.by_key.find(r.at(0));
+    unexecuted += it == ex.by_key.end() || it->second != 1;
+  }
+  EXPECT_EQ(unexecuted, 0u) << "an outbox call not executed exactly once";
+}
+
+void expect_operations_as_the_states_need(const States& sim, const Executions& ex,
+                                          std::int64_t refund_commands) {
+  std::int64_t v1_authorized = 0, v2_completed = 0, transactions = 0;
+  for (const auto& [id, state] : sim) {
+    if (id.find(":request:") != std::string::npos) {
+      v1_authorized += state == "AUTHORIZED";
+      v2_completed += state == "COMPLETED";
+    } else {
+      ++transactions;
+    }
+  }
+  EXPECT_GT(v1_authorized, 0);
+  EXPECT_GT(v2_completed, 0);
+  EXPECT_EQ(executed(ex, "payment.confirm"), v1_authorized);
+  EXPECT_EQ(executed(ex, "payment.authorize"), v2_completed);
+  EXPECT_EQ(executed(ex, "payment.transactions.capture"), transactions);
+  EXPECT_EQ(executed(ex, "payment.transactions.refund"), refund_commands);
 }
 
 }  // namespace kpay::test

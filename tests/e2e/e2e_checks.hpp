@@ -1,7 +1,7 @@
 // What the end-to-end suites compare once a run has drained: the processor's
 // database (read-only) against klarna-sim's introspection (deliveries,
 // executions per idempotency key, payment states). Shared by the chaos and
-// the full-disk suites.
+// the full-disk suites, and the PostgreSQL one.
 #pragma once
 
 #include <simdjson.h>
@@ -41,5 +41,21 @@ struct Executions {
   std::map<std::string, std::int64_t> by_route, by_key;
 };
 Executions executions(System& sys);
+// How often the sim executed `route` (0 when never).
+std::int64_t executed(const Executions& ex, const std::string& route);
+
+// The checks every end-to-end run ends with (gtest EXPECTs, so a failure
+// names what was lost or doubled):
+// - every webhook the receiver acknowledged is in the processor's inbox, and
+//   no event was applied twice;
+void expect_every_acknowledged_webhook_applied_once(System& sys);
+// - every idempotency key the sim saw was executed once, and every POST call
+//   in the outbox is one of them;
+void expect_each_call_executed_once(System& sys, const Executions& ex);
+// - the sim executed each operation as often as its payments' states need:
+//   a confirm per authorized v1 request, an authorize per completed v2
+//   request, a capture per transaction, a refund per refund command.
+void expect_operations_as_the_states_need(const States& sim, const Executions& ex,
+                                          std::int64_t refund_commands);
 
 }  // namespace kpay::test

@@ -187,7 +187,7 @@ bool Processor::record_gap(storage::OffsetGapRow& gap) {
                 {"expected", row.expected},
                 {"resume_at", row.resume_at},
                 {"kind", row.kind},
-                {"skipped", row.skipped},
+                {"events_missing", row.skipped},
                 {"policy", std::string(storage::to_string(row.policy))},
                 {"next", row.policy == storage::GapPolicy::pause
                              ? "partition paused: klarnactl gaps list, "
