@@ -6,9 +6,8 @@
 #   STORE=sqlite (default): one processor, state in $RUN_DIR/state.db.
 #   STORE=postgresql: TWO processors (proc-a, proc-b) in one consumer group on
 #     the demo's PostgreSQL ($PG_DSN, demo-postgres.sh), sharing the state:
-#     the partitions split between them, each claims its own outbox rows.
-#     Settlement reconciliation is kept by the SQLite store only so far, so
-#     settlements.fetch is off there (docs/OPERATIONS.md).
+#     the partitions split between them, each claims its own outbox rows
+#     (settlement fetches too; the settlement watch runs on one of them).
 if [[ ! -s $RUN_DIR/klarna-api-key ]]; then
   (umask 077 && openssl rand -hex 16 | tr -d '\n' >"$RUN_DIR/klarna-api-key")
 fi
@@ -26,8 +25,7 @@ start_processor() {
   started "$name" "$log"
 }
 if [[ $STORE == postgresql ]]; then
-  pg_store=(--set processor.store=postgresql --set postgresql.dsn="$PG_DSN"
-            --set settlements.fetch=false)
+  pg_store=(--set processor.store=postgresql --set postgresql.dsn="$PG_DSN")
   start_processor "klarna-processor proc-a" "$PROCESSOR_ADMIN_PORT" "$RUN_DIR/processor.log" \
     "${pg_store[@]}" --set postgresql.instance=proc-a
   wait_started "admin endpoint on port $PROCESSOR_ADMIN_PORT" admin_up "$PROCESSOR_ADMIN_PORT"
@@ -39,7 +37,7 @@ if [[ $STORE == postgresql ]]; then
                      proc-b metrics http://127.0.0.1:$PROCESSOR2_ADMIN_PORT/metrics ($RUN_DIR/processor-b.log)
                      calls to Klarna (the sim): confirm, final authorization, capture (outbox workers)
                      payments: $BUILD/tools/klarnactl --set processor.store=postgresql --set postgresql.dsn='$PG_DSN' payments list
-                     settlement reconciliation: off (kept by the SQLite store only so far)
+                     settlements: $BUILD/tools/klarnactl --set processor.store=postgresql --set postgresql.dsn='$PG_DSN' settlements list
 "
 else
   start_processor klarna-processor "$PROCESSOR_ADMIN_PORT" "$RUN_DIR/processor.log" \

@@ -97,8 +97,6 @@ stop_all() {
     kill -TERM "$top_pid" 2>/dev/null || true  # the live view prints its summary
     wait "$top_pid" 2>/dev/null || true
   fi
-  # The settlements the processor fetched and what reconciling them found
-  # (klarnactl settlements reconcile is read-only).
   if [[ $STORE == postgresql ]]; then
     # The live view reads proc-a's metrics; what each processor did:
     echo
@@ -109,14 +107,17 @@ stop_all() {
       echo "  ${who%%:*}  $(curl -sf "http://127.0.0.1:$port/metrics" 2>/dev/null |
         awk '/^kpay_processor_klarna_calls_total[{ ]/ {n += $NF} END {printf "%d", n}')"
     done
-    echo "settlements: reconciliation is kept by the SQLite store only so far; with"
-    echo "  STORE=postgresql the processors run with settlements.fetch = false (nothing to reconcile)."
-  elif [[ -s $RUN_DIR/state.db ]]; then
+  fi
+  # The settlements the processors fetched and what reconciling them found
+  # (klarnactl settlements reconcile is read-only).
+  local state=(--set processor.database="$RUN_DIR/state.db")
+  [[ $STORE == postgresql ]] && state=(--set processor.store=postgresql --set postgresql.dsn="${PG_DSN:-}")
+  if [[ $STORE == postgresql || -s $RUN_DIR/state.db ]]; then
     echo
     echo "settlements:"
-    "$BUILD/tools/klarnactl" --set processor.database="$RUN_DIR/state.db" settlements list 2>&1 || true
+    "$BUILD/tools/klarnactl" "${state[@]}" settlements list 2>&1 || true
     echo "reconciliation:"
-    "$BUILD/tools/klarnactl" --set processor.database="$RUN_DIR/state.db" settlements reconcile 2>&1 || true
+    "$BUILD/tools/klarnactl" "${state[@]}" settlements reconcile 2>&1 || true
   fi
   echo
   echo "stopping…"

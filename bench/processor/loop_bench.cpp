@@ -202,9 +202,7 @@ int main(int argc, char** argv) {
     storage::PostgresSettings schema;
     schema.dsn = pg->dsn();
     storage::open_postgres_store(schema);  // the schema, before the processors
-    // Settlement reconciliation is SQLite's only so far (docs/OPERATIONS.md).
-    store_config = "dsn = \"" + pg->dsn() + "\"\n[settlements]\nfetch = false\n" +
-                   "[processor]\nstore = \"postgresql\"\n";
+    store_config = "dsn = \"" + pg->dsn() + "\"\n[processor]\nstore = \"postgresql\"\n";
   }
 #else
   if (store == "postgresql") {

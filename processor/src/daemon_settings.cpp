@@ -67,12 +67,6 @@ void check_daemon_settings(const core::Config& config, const DaemonSettings& s) 
   }
   if (s.store == storage::StoreBackend::postgresql) {
     check_postgresql_settings(s.postgresql);
-    // The settlement ledger (reconciliation) is SQLite's only so far.
-    if (s.worker.enabled && s.worker.follow_ups.settlements.fetch) {
-      throw core::ConfigError("settlements.fetch",
-                              "must be false with processor.store = \"postgresql\" (settlement "
-                              "reconciliation is kept by the SQLite store only so far)");
-    }
     return;
   }
   // Checked last: a mistyped key or a missing credential is reported first.

@@ -65,6 +65,16 @@ void check_settlements(processor::SettlementWatch& settlements, processor::Proce
   }
 }
 
+// Between checks: the settlement watch's job kept (several processors on
+// PostgreSQL), so that its figures stay with one processor.
+void hold_settlement_watch(processor::SettlementWatch& settlements, const core::Logger& log) {
+  try {
+    settlements.hold();
+  } catch (const std::exception& e) {
+    log.error("settlement watch cannot renew its job; retried next turn", {{"error", e.what()}});
+  }
+}
+
 void check_deadlines(processor::DisputeDeadlineWatcher& disputes,
                      processor::CallDeadlineWatch& calls, processor::Processor& processor,
                      const core::Logger& log) {
@@ -230,7 +240,10 @@ void supervise(const std::atomic<bool>& finished, std::atomic<bool>& stop,
   auto watchdog = core::watchdog_interval();
   bool watchdog_withheld = false;  // one log line per stall, not one per turn
   auto next_deadline_check = std::chrono::steady_clock::now();
-  auto next_settlement_check = std::chrono::steady_clock::now();
+  // The settlement watch's job is renewed each lease turn; the processor
+  // holding it checks every check interval.
+  auto next_settlement_turn = std::chrono::steady_clock::now();
+  auto next_settlement_check = next_settlement_turn;
   while (!finished.load()) {
     auto timeout = watchdog ? std::chrono::duration_cast<std::chrono::milliseconds>(*watchdog)
                             : std::chrono::milliseconds(500);
@@ -252,10 +265,16 @@ void supervise(const std::atomic<bool>& finished, std::atomic<bool>& stop,
       check_deadlines(dispute_deadlines, call_deadlines, processor, log);
       take_over_publications(main_store, processor, log);
     }
-    if (std::chrono::steady_clock::now() >= next_settlement_check) {
-      next_settlement_check =
-          std::chrono::steady_clock::now() + s.worker.follow_ups.settlements.check_interval;
-      if (settlements) check_settlements(*settlements, processor, log);
+    if (settlements && std::chrono::steady_clock::now() >= next_settlement_turn) {
+      const auto now = std::chrono::steady_clock::now();
+      const auto interval = s.worker.follow_ups.settlements.check_interval;
+      next_settlement_turn = now + std::min(interval, lease_turn);
+      if (now >= next_settlement_check) {
+        next_settlement_check = now + interval;
+        check_settlements(*settlements, processor, log);
+      } else {
+        hold_settlement_watch(*settlements, log);
+      }
     }
     if (audit) publish_audit(*audit, processor, log);
     feed_watchdog(processor.heartbeat(), watchdog, stop.load(), watchdog_withheld, log);
@@ -285,10 +304,6 @@ int run(processor::DaemonSettings s, const core::Logger& log) {
     settlements.emplace(*settlement_store, s.worker.follow_ups.settlements.grace,
                         s.worker.topics.reconciliation);
     settlements->register_metrics(registry);
-  } else {
-    log.warn(
-        "settlement reconciliation is kept by the SQLite store only so far: no settlement "
-        "checks or metrics on this backend");
   }
   auto command_count_store = processor::open_state_store(s, {.read_only = true, .cache_mib = 2});
   processor::CommandCounts command_counts(*command_count_store);

@@ -1,21 +1,14 @@
 // Settlements fetched, their lines and the reconciliation's findings (v10).
 #include "kpay/storage/reconciliation_store.hpp"
 
+#include "settlement_ledger_sql.hpp"
 #include "sqlite_settlement_ledger.hpp"
 #include "state_store_impl.hpp"
-
-#include <stdexcept>
 
 namespace kpay::storage {
 
 namespace {
 
-constexpr std::string_view kSettlementColumns =
-    "settlement_id, account_id, status, currency, payout_amount, total_sale_amount, "
-    "total_return_amount, total_fee_amount, total_chargeback_amount, total_tax_amount, "
-    "total_settlement_amount, payment_reference, payout_date, period_start, period_end, "
-    "payout_status, next_page, lines_booked, caused_by, created_at_ms, fetched_at_ms, "
-    "reconciled_at_ms";
 constexpr std::string_view kSettlementValues = "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
 
 void bind_settlement(Statement& s, const SettlementRow& r) {
@@ -55,10 +48,6 @@ SettlementRow read_settlement(const Statement& s) {
   return r;
 }
 
-constexpr std::string_view kLineColumns =
-    "settlement_id, line_no, type, payment_transaction_id, capture_id, refund_id, dispute_id, "
-    "amount, tax_amount, currency, reference, occurred_at";
-
 SettlementLineRow read_line(const Statement& s) {
   SettlementLineRow l;
   l.settlement_id = s.text(0);
@@ -76,10 +65,6 @@ SettlementLineRow read_line(const Statement& s) {
   return l;
 }
 
-constexpr std::string_view kFindingColumns =
-    "finding_id, kind, settlement_id, subject, ours_json, theirs_json, detail, found_at_ms, "
-    "resolved_at_ms";
-
 FindingRow read_finding(const Statement& s) {
   FindingRow f;
   f.finding_id = s.text(0);
@@ -92,16 +77,6 @@ FindingRow read_finding(const Statement& s) {
   f.found_at_ms = s.int64(7);
   f.resolved_at_ms = s.optional_int64(8);
   return f;
-}
-
-// A capture is settled by a SALE line naming it, a refund by a RETURN line.
-struct Settles {
-  std::string_view column, type;
-};
-Settles settles(const std::string& kind) {
-  if (kind == "capture") return {"capture_id", "SALE"};
-  if (kind == "refund") return {"refund_id", "RETURN"};
-  throw std::invalid_argument("settlement lines settle captures and refunds, not " + kind);
 }
 
 }  // namespace
@@ -301,7 +276,7 @@ SettlementLedger* StateStore::settlement_ledger() {
 
 SettlementLedger& ledger_of(Store& store) {
   if (auto* ledger = store.settlement_ledger()) return *ledger;
-  throw StoreError("settlements are not kept by this state store backend yet (SQLite only)", false);
+  throw StoreError("settlements are not kept by this state store", false);
 }
 
 }  // namespace kpay::storage

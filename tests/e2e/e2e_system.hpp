@@ -406,11 +406,10 @@ class System {
     if (options_.postgresql.empty()) return "database = \"" + db() + "\"\n";
     return "store = \"postgresql\"\n";
   }
-  // The [postgresql] section, when the state is there (and settlement
-  // fetching off: its ledger is SQLite's only, docs/OPERATIONS.md).
+  // The [postgresql] section, when the state is there.
   std::string postgresql_toml() const {
     if (options_.postgresql.empty()) return "";
-    return "[postgresql]\ndsn = \"" + options_.postgresql + "\"\n[settlements]\nfetch = false\n";
+    return "[postgresql]\ndsn = \"" + options_.postgresql + "\"\n";
   }
 };
 

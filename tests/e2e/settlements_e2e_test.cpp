@@ -11,11 +11,19 @@
 //   - the processor killed in the middle of a fetch: nothing booked twice.
 // One system serves the suite; the tests run in order (omit_capture, whose
 // capture stays out of every later report, comes last).
+//
+// SettlementsOnPostgresE2E: the same reconciliation with two processors in one
+// consumer group on one PostgreSQL state, the one fetching a report killed
+// mid-fetch: the same findings, each once, its gauge reported by one processor.
 #include <gtest/gtest.h>
 #include <simdjson.h>
 
+#include <regex>
+
+#include "e2e_db.hpp"
 #include "e2e_system.hpp"
 #include "kpay/klarna/api_client.hpp"
+#include "postgres_server.hpp"
 
 using namespace kpay;
 using namespace kpay::test;
@@ -31,12 +39,15 @@ constexpr auto kGrace = 12s;
 
 class SettlementsE2E : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() {
-    SystemOptions o{"settlements-e2e", "settlements", kKeyId, kSecret, kApiKey, {}};
+  static SystemOptions options(const std::string& tag) {
+    SystemOptions o{tag, tag, kKeyId, kSecret, kApiKey, {}};
     o.processor_toml = "[settlements]\npage_size = 2\ngrace_period_ms = " +
                        std::to_string(std::chrono::milliseconds(kGrace).count()) +
                        "\ncheck_interval_ms = 300\n";
-    system_ = new System(o);
+    return o;
+  }
+  static void SetUpTestSuite() {
+    system_ = new System(options("settlements-e2e"));
     system_->start_receiver();
     system_->start_sim();
     system_->start_processor();
@@ -103,7 +114,7 @@ class SettlementsE2E : public ::testing::Test {
     return query_text(sys().db(),
                       "SELECT COALESCE(GROUP_CONCAT(k, ', '), '') FROM (SELECT kind || ' ' || "
                       "subject AS k FROM reconciliation_findings WHERE settlement_id = " +
-                          quoted(id) + " ORDER BY k)");
+                          quoted(id) + " ORDER BY k) AS f");
   }
   static long long lines(const std::string& id) {
     return query(sys().db(),
@@ -167,7 +178,7 @@ TEST_F(SettlementsE2E, HoldbackReleaseAndFeeRefundLinesReconcile) {
   EXPECT_EQ(query_text(sys().db(),
                        "SELECT GROUP_CONCAT(type, ' ') FROM (SELECT type FROM settlement_lines "
                        "WHERE settlement_id = " +
-                           quoted(id) + " ORDER BY line_no)"),
+                           quoted(id) + " ORDER BY line_no) AS l"),
             "SALE FEE HOLDBACK RELEASE FEE_REFUND");
 }
 
@@ -226,6 +237,111 @@ TEST_F(SettlementsE2E, KilledInTheMiddleOfAFetchNothingIsBookedTwice) {
                       quoted(id) + " AND type = 'SALE' GROUP BY capture_id HAVING COUNT(*) > 1)"),
             0);
   EXPECT_EQ(findings(id), "");
+}
+
+// Two processors on one PostgreSQL state (SettlementsOnPostgresE2E below).
+class SettlementsOnPostgresE2E : public SettlementsE2E {
+ protected:
+  static void SetUpTestSuite() {
+    pg_ = new PostgresServer();
+    add_sqlite_functions(pg_->dsn());  // GROUP_CONCAT, as findings() uses it
+    auto o = options("settlements-pg-e2e");
+    o.postgresql = pg_->dsn();
+    system_ = new System(o);
+    system_->start_receiver();
+    system_->start_sim();
+    // A claimed call or job is taken over 1.5 s after its processor died.
+    for (std::size_t i : {0, 1}) {
+      system_->start_processor({"--set", "postgresql.claim_lease_ms=1500"}, i);
+    }
+  }
+  static void TearDownTestSuite() {
+    system_->stop_processor(1);
+    system_->stop_processor(0);
+    delete system_;
+    system_ = nullptr;
+    delete pg_;
+    pg_ = nullptr;
+  }
+  static std::string logs() { return sys().processor_log(0) + sys().processor_log(1); }
+  // The settlement fetch calls processor `i` recorded as succeeded.
+  static std::size_t fetches(std::size_t i) {
+    const auto log = sys().processor_log(i);
+    std::size_t n = 0;
+    for (auto at = log.find("\"Klarna call succeeded\""); at != std::string::npos;
+         at = log.find("\"Klarna call succeeded\"", at + 1)) {
+      n += log.substr(at, log.find('\n', at) - at).find("\"fetch_") != std::string::npos ? 1 : 0;
+    }
+    return n;
+  }
+  // kpay_processor_settlement_findings{kind} as processor `i` reports it; -1
+  // without a sample (it does not hold the settlement-watch job), -2 when its
+  // metrics cannot be read.
+  static double findings_gauge(std::size_t i, const std::string& kind) {
+    const auto port = sys().processor_admin_port(i);
+    const auto r = port ? http_request(port, "GET", "/metrics") : std::nullopt;
+    if (!r || r->status != 200) return -2;
+    const std::regex sample("kpay_processor_settlement_findings\\{kind=\"" + kind + "\"\\} (\\S+)");
+    std::smatch m;
+    return std::regex_search(r->body, m, sample) ? std::stod(m[1]) : -1;
+  }
+  static PostgresServer* pg_;
+};
+PostgresServer* SettlementsOnPostgresE2E::pg_ = nullptr;
+
+// A report with a wrong amount and a capture settled twice, fetched in four
+// pages by two processors; the one fetching the pages is SIGKILLed between
+// two of them and the other takes its claimed call over after the lease:
+// exactly the report's two findings, each once, as on SQLite; every line booked
+// once; the open findings reported by one processor (the job's holder).
+TEST_F(SettlementsOnPostgresE2E, TwoProcessorsFindAWrongAmountAndADuplicateOnceThroughAKill) {
+  const auto wrong = captured("pg-wrong", 4000);
+  const auto twice = captured("pg-twice", 3000);
+  captured("pg-right", 2000);
+  double a = -2, b = -2;  // the gauge's sample on each processor
+  auto one_reports = [&](double value) {
+    a = findings_gauge(0, "amount_mismatch");
+    b = findings_gauge(1, "amount_mismatch");
+    return (a == value && b == -1) || (a == -1 && b == value);
+  };
+  EXPECT_TRUE(wait_until([&] { return one_reports(0); }, 30s)) << a << " " << b;
+  // Each transactions page takes 300 ms: the kill lands between pages.
+  sys().sim("POST", "/_sim/faults", R"({"rules":["settlements.transactions:latency:100:300"]})");
+  const auto id =
+      settle(R"([{"kind":"wrong_amount","payment_capture_id":")" + wrong +
+             R"("},{"kind":"duplicate_capture","payment_capture_id":")" + twice + "\"}]");
+  ASSERT_TRUE(wait_until(
+      [&] {
+        return query(sys().db(), "SELECT lines_booked FROM settlements WHERE settlement_id = " +
+                                     quoted(id)) >= 2;
+      },
+      60s))
+      << logs();
+  const std::size_t fetcher = fetches(1) > fetches(0) ? 1 : 0;
+  sys().kill_processor(fetcher);
+  EXPECT_LT(lines(id), 7) << "the kill came after the last page: nothing was taken over";
+  ASSERT_TRUE(reconciled(id)) << logs();
+  sys().sim("POST", "/_sim/faults", R"({"rules":[]})");
+  std::cout << "killed proc-" << fetcher << " after its " << fetches(fetcher)
+            << " fetch answers; proc-" << 1 - fetcher << " answered " << fetches(1 - fetcher)
+            << "\n";
+  EXPECT_GT(fetches(1 - fetcher), 0u) << "the survivor fetched the rest";
+  EXPECT_EQ(findings(id), "amount_mismatch " + wrong + ", duplicate_settlement " + twice);
+  EXPECT_EQ(lines(id), 7) << "a SALE and a FEE line per capture, the duplicated SALE";
+  EXPECT_EQ(
+      query(sys().db(), "SELECT lines_booked FROM settlements WHERE settlement_id = " + quoted(id)),
+      7);
+  EXPECT_EQ(query(sys().db(), "SELECT COUNT(*) FROM outbox WHERE entity_id = " + quoted(id)), 6)
+      << "details, four transactions pages, the payout status: each queued once";
+  // The survivor holds the settlement-watch job once the dead one's lease ran out.
+  EXPECT_TRUE(wait_until(
+      [&] {
+        const double v = findings_gauge(1 - fetcher, "amount_mismatch");
+        (fetcher == 0 ? b : a) = v;
+        return v == 1;
+      },
+      30s))
+      << "survivor " << (fetcher == 0 ? b : a);
 }
 
 // Last: the capture left out stays out of every later report.

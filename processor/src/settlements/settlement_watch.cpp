@@ -14,6 +14,7 @@ void SettlementWatch::register_metrics(core::Registry& registry) {
       "currency_mismatch, unrecognised_line).",
       {"kind"}, [this]() -> std::vector<core::GaugeSample> {
         std::lock_guard lock(mu_);
+        if (!holds_job_) return {};  // another processor reports them
         try {
           auto open = storage::ledger_of(store_).open_findings_by_kind();
           std::vector<core::GaugeSample> out;
@@ -32,6 +33,7 @@ void SettlementWatch::register_metrics(core::Registry& registry) {
       "Captures executed that no settlement report names yet, minor units, by currency.",
       {"currency"}, [this]() -> std::vector<core::GaugeSample> {
         std::lock_guard lock(mu_);
+        if (!holds_job_) return {};
         try {
           std::vector<core::GaugeSample> out;
           for (const auto& [currency, amount] :
@@ -45,9 +47,21 @@ void SettlementWatch::register_metrics(core::Registry& registry) {
       });
 }
 
+bool SettlementWatch::hold_locked() {
+  holds_job_ = false;  // until the store says otherwise
+  holds_job_ = store_.hold_job(storage::kSettlementWatchJob);
+  return holds_job_;
+}
+
+bool SettlementWatch::hold() {
+  std::lock_guard lock(mu_);
+  return hold_locked();
+}
+
 SettlementWatch::Check SettlementWatch::check(std::int64_t now_ms) {
   std::lock_guard lock(mu_);
   Check out;
+  if (!hold_locked()) return out;
   storage::WriteTransaction tx(store_);
   auto r = recheck_findings(store_, now_ms);
   for (auto& f : find_missing(store_, now_ms, grace_).found) r.found.push_back(std::move(f));

@@ -423,7 +423,7 @@ CREATE TRIGGER audit_outbox_requeued AFTER UPDATE OF status ON outbox FOR EACH R
 )sql";
 
 // 10: settlements fetched, their lines, reconciliation findings (the tables
-// of SQLite's migration 10; the ledger that uses them is SQLite's only so far).
+// of SQLite's migration 10; their ledger is pg_settlement_ledger.cpp).
 constexpr std::string_view kV10 = R"sql(
 CREATE TABLE settlements (
   settlement_id           TEXT PRIMARY KEY,

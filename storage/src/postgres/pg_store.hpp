@@ -21,6 +21,7 @@
 #include "kpay/storage/postgres.hpp"
 #include "kpay/storage/store.hpp"
 #include "postgres/pg.hpp"
+#include "postgres/pg_settlement_ledger.hpp"
 #include "postgres/pg_state.hpp"
 
 namespace kpay::storage::pg {
@@ -161,6 +162,9 @@ class PgStore final : public Store {
   std::vector<CommandRow> commands_for_entity(const std::string& entity_id) override;
   std::vector<std::string> disputes_of_transaction(const std::string& transaction_id) override;
 
+  // Settlements and findings (pg_settlement_ledger.hpp), on this connection.
+  SettlementLedger* settlement_ledger() override { return &ledger_; }
+
  private:
   class Scope;
   // The state on a live connection: reconnects first when the connection
@@ -168,6 +172,7 @@ class PgStore final : public Store {
   PgState& live();
   Connection conn_;
   PgState state_;
+  PgSettlementLedger ledger_{[this]() -> Connection& { return live().connection(); }};
   std::string owner_;
   std::chrono::milliseconds lease_;
   bool in_transaction_ = false;

@@ -1,8 +1,8 @@
 // The processor's periodic jobs with several processors on one PostgreSQL
 // state (storage/README.md, "Jobs on several processors"): two store handles
 // under two processor names run the audit publisher, the dispute and call
-// deadline watchers and the publish-queue drain together, and each row is
-// published, or warned about, by exactly one of them.
+// deadline watchers, the settlement watch and the publish-queue drain together,
+// and each row is published, or warned about, by exactly one of them.
 #include <gtest/gtest.h>
 
 #include <barrier>
@@ -14,6 +14,7 @@
 #include "kpay/processor/audit_publisher.hpp"
 #include "kpay/processor/call_deadlines.hpp"
 #include "kpay/processor/dispute_deadlines.hpp"
+#include "kpay/processor/settlement_watch.hpp"
 #include "kpay/storage/postgres.hpp"
 #include "postgres_server.hpp"
 
@@ -189,6 +190,52 @@ TEST_F(PeriodicJobs, EachCallAtRiskIsReportedByOneOfTwoProcessors) {
   }
   EXPECT_EQ(reported.size(), 10u);
   for (const auto& [id, n] : reported) EXPECT_EQ(n, 1) << "outbox row " << id;
+}
+
+// Captures no settlement names, past the grace period: each is one
+// missing_in_settlement finding, raised and published by the processor that
+// holds the settlement-watch job; the other neither looks nor reports the
+// findings gauge. (Without the job both look: the second insert of a finding
+// fails as a serialization failure, or both scan and one finds nothing.)
+TEST_F(PeriodicJobs, EachMissingSettlementIsFoundByOneOfTwoProcessors) {
+  auto writer = open("writer");
+  std::unique_ptr<storage::Store> stores[] = {open("proc-a"), open("proc-b")};
+  std::vector<std::unique_ptr<processor::SettlementWatch>> watches;
+  core::Registry registries[2];
+  for (int p = 0; p < 2; ++p) {
+    watches.push_back(
+        std::make_unique<processor::SettlementWatch>(*stores[p], 1h, "klarna.reconciliation"));
+    watches[p]->register_metrics(registries[p]);
+  }
+  std::vector<processor::SettlementWatch::Check> checks[2];
+  const int failures = run_together(20, [&](int p, int round) {
+    if (p == 0) {  // one more capture per round, executed long ago, settled nowhere
+      storage::SubRecordRow r{"capture",       "cap-" + std::to_string(round),
+                              "tx-1",          100 + round,
+                              "EUR",           std::nullopt,
+                              kNow - 7200'000, "e"};
+      writer->insert_sub_record(r);
+    }
+    checks[p].push_back(watches[p]->check(kNow));
+  });
+  for (int p = 0; p < 2; ++p) checks[p].push_back(watches[p]->check(kNow));  // the rest
+  std::map<std::string, int> found;
+  std::size_t publications[2] = {0, 0};
+  for (int p = 0; p < 2; ++p) {
+    for (const auto& c : checks[p]) {
+      for (const auto& f : c.found) ++found[f.subject];
+      publications[p] += c.publications.size();
+    }
+  }
+  EXPECT_EQ(failures, 0) << "the processor without the job leaves the scan alone";
+  EXPECT_EQ(found.size(), 20u) << "every capture found missing";
+  for (const auto& [capture, n] : found) EXPECT_EQ(n, 1) << capture;
+  EXPECT_EQ(publications[0] + publications[1], 20u) << "one klarna.reconciliation message each";
+  EXPECT_TRUE(publications[0] == 0 || publications[1] == 0) << "one processor holds the job";
+  const std::string gauge = "kpay_processor_settlement_findings{kind=\"missing_in_settlement\"} 20";
+  const bool a_reports = registries[0].render().find(gauge) != std::string::npos;
+  const bool b_reports = registries[1].render().find(gauge) != std::string::npos;
+  EXPECT_NE(a_reports, b_reports) << "the open findings reported by the job's holder only";
 }
 
 TEST_F(PeriodicJobs, QueuedMessagesArePublishedByTheirProcessorOrAfterItsLeaseByOneOther) {

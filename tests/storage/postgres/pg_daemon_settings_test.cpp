@@ -1,6 +1,6 @@
 // klarna-processor's PostgreSQL settings (daemon_settings.cpp): processor.store,
 // postgresql.dsn (required), postgresql.password_file (private), and the
-// claim lease the outbox worker then uses.
+// claim lease the outbox worker then uses; settlements.fetch is accepted there.
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
@@ -53,4 +53,17 @@ TEST(PostgresDaemonSettings, RefusedUntilComplete) {
   EXPECT_EQ(plain.store, storage::StoreBackend::sqlite);
   EXPECT_EQ(plain.worker.claim_lease, std::chrono::milliseconds(0));
   std::filesystem::remove_all(dir);
+}
+
+// Settlement reconciliation works on PostgreSQL (its ledger,
+// pg_settlement_ledger.cpp): fetching reports with a worker is accepted.
+TEST(PostgresDaemonSettings, SettlementFetchingIsAccepted) {
+  const std::string toml =
+      "[processor]\nstore = \"postgresql\"\n[postgresql]\ndsn = \"host=/tmp dbname=kpay\"\n"
+      "[klarna]\nenvironment = \"custom\"\nbase_url = \"https://127.0.0.1:1\"\n"
+      "[settlements]\nfetch = true\n";
+  EXPECT_EQ(refused_key(toml), "");
+  auto s = processor::daemon_settings_from_config(core::Config::from_string(toml));
+  EXPECT_TRUE(s.worker.enabled);
+  EXPECT_TRUE(s.worker.follow_ups.settlements.fetch);
 }

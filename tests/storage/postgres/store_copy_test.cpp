@@ -7,7 +7,8 @@
 // pending call claimed once with its original idempotency key, new ids after
 // the copied ones. The result equals one SQLite run over every message. A
 // second copy into the filled database, and a SQLite file of another schema
-// version, are refused with nothing written.
+// version, are refused with nothing written. klarnactl settlements
+// list|show|reconcile print the same on the copy as on its SQLite source.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -18,8 +19,11 @@
 
 #include "child_process.hpp"
 #include "kafka_support.hpp"
+#include "kpay/core/wall_clock.hpp"
 #include "kpay/processor/batch_applier.hpp"
+#include "kpay/processor/reconciler.hpp"
 #include "kpay/storage/postgres.hpp"
+#include "kpay/storage/reconciliation_store.hpp"
 #include "kpay/storage/state_store.hpp"
 #include "lifecycles.hpp"
 #include "postgres/pg.hpp"
@@ -103,9 +107,15 @@ class StoreCopy : public ::testing::Test {
     const std::string config = dir_ + "/copy.toml";
     std::ofstream(config) << "[processor]\ndatabase = \"" << sqlite << "\"\n[postgresql]\ndsn = \""
                           << server_.dsn(db) << "\"\n";
-    std::vector<std::string> argv = {test::binary("tools/klarnactl"), "--config", config, "store",
-                                     "copy"};
-    argv.insert(argv.end(), extra.begin(), extra.end());
+    std::vector<std::string> args = {"store", "copy"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return klarnactl(config, args);
+  }
+  // klarnactl --config CONFIG ARGS…: its exit status and output.
+  std::pair<int, std::string> klarnactl(const std::string& config,
+                                        const std::vector<std::string>& args) {
+    std::vector<std::string> argv = {test::binary("tools/klarnactl"), "--config", config};
+    argv.insert(argv.end(), args.begin(), args.end());
     const std::string log = dir_ + "/klarnactl-" + std::to_string(runs_++) + ".log";
     test::ChildProcess ctl(argv, log);
     auto status = ctl.wait(std::chrono::seconds(60));
@@ -235,6 +245,70 @@ TEST_F(StoreCopy, AProcessorOnPostgresqlContinuesFromTheCopiedState) {
   EXPECT_EQ(pg_int(c, "SELECT COUNT(*) FROM history WHERE outcome = 'applied'"),
             sqlite_int(ref, "SELECT COUNT(*) FROM history WHERE outcome = 'applied'") + 2)
       << "each capture command once";
+}
+
+// A settlement reconciled on SQLite (its SALE of cap-1 for 450, captured
+// 400: an amount_mismatch; cap-2 not settled yet), copied: klarnactl reads and
+// reconciles it on PostgreSQL as on SQLite, line for line.
+TEST_F(StoreCopy, KlarnactlSettlementsPrintTheSameOnPostgresqlAsOnSqlite) {
+  const std::string sqlite = dir_ + "/state.db";
+  {
+    storage::StateStore store(sqlite);
+    save_authorized(store, "txn-1");
+    const auto now = core::now_ms();  // within the grace period: nothing missing
+    for (const auto& [id, amount] :
+         {std::pair<std::string, std::int64_t>{"cap-1", 400}, {"cap-2", 300}}) {
+      ASSERT_TRUE(store.insert_sub_record(
+          {"capture", id, "txn-1", amount, "EUR", std::nullopt, now, "e-" + id}));
+    }
+    auto& ledger = storage::ledger_of(store);
+    storage::SettlementRow s;
+    s.settlement_id = "stl-1";
+    s.account_id = "acc-copy";
+    s.status = "fetched";
+    s.currency = "EUR";
+    s.total_sale_amount = 450;
+    s.total_settlement_amount = 450;
+    s.payout_amount = 450;
+    s.lines_booked = 1;
+    s.caused_by = "evt-stl-1";
+    s.created_at_ms = now;
+    ASSERT_TRUE(ledger.insert_settlement(s));
+    storage::SettlementLineRow l;
+    l.settlement_id = "stl-1";
+    l.type = "SALE";
+    l.capture_id = "cap-1";
+    l.payment_transaction_id = "txn-1";
+    l.amount = 450;
+    l.currency = "EUR";
+    ASSERT_TRUE(ledger.insert_line(l));
+    ASSERT_EQ(processor::reconcile_settlement(store, "stl-1", now).found.size(), 1u);
+  }
+  ASSERT_EQ(klarnactl_copy(sqlite, "target").first, 0);
+  const std::string on_sqlite = dir_ + "/sqlite.toml", on_pg = dir_ + "/pg.toml";
+  std::ofstream(on_sqlite) << "[processor]\ndatabase = \"" << sqlite << "\"\n";
+  std::ofstream(on_pg) << "[processor]\nstore = \"postgresql\"\n[postgresql]\ndsn = \""
+                       << server_.dsn("target") << "\"\n";
+  std::map<std::string, std::string> printed;  // on PostgreSQL, by command
+  for (const std::vector<std::string>& args : {std::vector<std::string>{"settlements", "list"},
+                                               {"settlements", "list", "--json"},
+                                               {"settlements", "show", "stl-1"},
+                                               {"settlements", "show", "stl-1", "--json"},
+                                               {"settlements", "reconcile"},
+                                               {"settlements", "reconcile", "--json"}}) {
+    const auto [status, out] = klarnactl(on_pg, args);
+    EXPECT_EQ(status, 0) << out;
+    EXPECT_EQ(out, klarnactl(on_sqlite, args).second) << args.back();
+    EXPECT_NE(out.find("stl-1"), std::string::npos) << out;
+    printed[args[1] + (args.back() == "--json" ? " --json" : "")] = out;
+  }
+  const auto& shown = printed["show"];
+  EXPECT_NE(shown.find("amount_mismatch"), std::string::npos) << shown;
+  EXPECT_NE(shown.find("cap-1"), std::string::npos) << shown;
+  const auto& reconciled = printed["reconcile --json"];
+  EXPECT_NE(reconciled.find(R"("new_findings":0)"), std::string::npos) << reconciled;
+  EXPECT_NE(reconciled.find(R"("unsettled_capture_amounts":{"EUR":300})"), std::string::npos)
+      << reconciled;
 }
 
 TEST_F(StoreCopy, AFilledTargetOrAnotherSchemaVersionIsRefusedWithNothingWritten) {

@@ -1,6 +1,6 @@
 // Jobs that one processor at a time runs when several share one state
 // (storage/README.md, "Jobs on several processors"): the audit publisher, the
-// dispute and call deadline watchers. A job is held by the processor that
+// dispute and call deadline watchers, the settlement watch. A job is held by the processor that
 // took or last renewed its lease; another takes it over once the lease has
 // run out (its holder stopped renewing: dead, or cut off from the database).
 #pragma once
@@ -13,6 +13,7 @@ namespace kpay::storage {
 inline constexpr const char* kAuditPublisherJob = "audit-publisher";
 inline constexpr const char* kDisputeDeadlinesJob = "dispute-deadlines";
 inline constexpr const char* kCallDeadlinesJob = "call-deadlines";
+inline constexpr const char* kSettlementWatchJob = "settlement-watch";
 
 class JobLeases {
  public:

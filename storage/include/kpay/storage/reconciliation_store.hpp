@@ -2,8 +2,10 @@
 // schema v10). A store's settlement ledger works on that store's connection,
 // inside the caller's transaction when there is one: the outbox worker books a
 // fetched page, and reconciles, in the transaction that records the call's
-// answer. SQLite: state_store_reconciliation.cpp; the PostgreSQL backend has
-// none yet (ledger_of() throws a permanent StoreError there).
+// answer. SQLite: state_store_reconciliation.cpp; PostgreSQL:
+// postgres/pg_settlement_ledger.cpp (the same answers and orderings; the
+// contract suite, tests/storage/settlement_ledger_contract_test.cpp, runs
+// both).
 #pragma once
 
 #include <cstdint>
@@ -138,7 +140,8 @@ class SettlementLedger {
   virtual std::map<std::string, std::int64_t> unsettled_capture_amounts() = 0;
 };
 
-// The ledger of `store`; throws a permanent StoreError when its backend has none.
+// The ledger of `store`; throws a permanent StoreError when its backend has
+// none (both backends here have one; a test double may not).
 SettlementLedger& ledger_of(Store& store);
 
 }  // namespace kpay::storage

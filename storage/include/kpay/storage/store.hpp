@@ -40,8 +40,9 @@ class Store : public UnitOfWork,
  public:
   ~Store() override = default;
   using OutboxStore::claim_due_outbox;
-  // Settlements and reconciliation findings; nullptr when the backend has no
-  // ledger yet (reach it through ledger_of(), which says so).
+  // Settlements and reconciliation findings (SQLite and PostgreSQL keep
+  // them); nullptr for a store without (reach it through ledger_of(), which
+  // says so).
   virtual SettlementLedger* settlement_ledger() { return nullptr; }
   // The file holding the state (SQLite); "" for a server database.
   virtual std::string database_file() { return {}; }
