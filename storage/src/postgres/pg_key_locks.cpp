@@ -19,7 +19,9 @@ std::int64_t key_lock_id(std::string_view key) {
   return static_cast<std::int64_t>(h);
 }
 
-KeyLocks::KeyLocks(Connection& c, std::span<const std::string> keys) : c_(c) {
+KeyLocks::KeyLocks(Connection& c, std::span<const std::string> keys,
+                   std::chrono::milliseconds timeout)
+    : c_(c) {
   if (keys.empty()) return;
   std::vector<std::int64_t> ids;
   ids.reserve(keys.size());
@@ -30,7 +32,7 @@ KeyLocks::KeyLocks(Connection& c, std::span<const std::string> keys) : c_(c) {
   // is unnested in its (increasing) order, one lock after the other; the
   // timeout is this statement's (LOCAL to its implicit transaction), while
   // the locks are the session's and outlive it.
-  std::string sql = "SET LOCAL lock_timeout = " + std::to_string(kKeyLockTimeout.count()) +
+  std::string sql = "SET LOCAL lock_timeout = " + std::to_string(timeout.count()) +
                     "; SELECT pg_advisory_lock(k) FROM unnest(ARRAY[";
   for (std::size_t i = 0; i < ids.size(); ++i) {
     if (i != 0) sql += ',';

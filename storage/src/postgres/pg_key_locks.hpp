@@ -35,9 +35,11 @@ std::int64_t key_lock_id(std::string_view key);
 
 class KeyLocks {
  public:
-  // Takes the locks of `keys` on `c` (none: nothing). Throws PgError, then
-  // holds none.
-  KeyLocks(Connection& c, std::span<const std::string> keys);
+  // Takes the locks of `keys` on `c` (none: nothing), waiting at most
+  // `timeout` for each. Throws PgError (55P03 after the timeout: transient),
+  // then holds none.
+  KeyLocks(Connection& c, std::span<const std::string> keys,
+           std::chrono::milliseconds timeout = kKeyLockTimeout);
   // Releases them (a lost connection released them on the server already).
   ~KeyLocks();
   KeyLocks(const KeyLocks&) = delete;
