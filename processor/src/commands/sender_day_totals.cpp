@@ -1,5 +1,7 @@
 #include "commands/sender_day_totals.hpp"
 
+#include <algorithm>
+
 namespace kpay::processor::appliers {
 
 SenderDayTotals::Total& SenderDayTotals::at(const std::string& sender, const std::string& day,
@@ -34,6 +36,30 @@ void SenderDayTotals::flush(storage::Store& store) {
     if (t.added != 0) store.add_sender_day_total(t.sender, t.day, t.currency, t.added);
   }
   totals_.clear();
+}
+
+namespace {
+
+bool limits_per_day(const CommandPolicy& policy, const std::string& sender) {
+  auto it = policy.senders.find(sender);
+  if (it == policy.senders.end()) return false;
+  return std::any_of(it->second.limits.begin(), it->second.limits.end(),
+                     [](const auto& l) { return l.second.per_day.has_value(); });
+}
+
+}  // namespace
+
+std::vector<std::string> day_total_keys(std::span<const DecodedMessage> batch,
+                                        const CommandPolicy& policy) {
+  std::vector<std::string> keys;
+  for (const auto& d : batch) {
+    const auto& sender = d.origin.sender;
+    if (sender.empty() || !std::holds_alternative<Command>(d.decoded)) continue;
+    std::string key = "sender-day-total:" + sender;
+    if (std::find(keys.begin(), keys.end(), key) != keys.end()) continue;
+    if (limits_per_day(policy, sender)) keys.push_back(std::move(key));
+  }
+  return keys;
 }
 
 }  // namespace kpay::processor::appliers

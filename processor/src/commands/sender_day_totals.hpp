@@ -4,13 +4,24 @@
 // batch commits (flush, before the commit, in the batch's transaction). A
 // signed command thus costs no read and no write of its own. What a batch that
 // failed added goes with its transaction (clear). Internal to processor/src.
+//
+// Several processors on one PostgreSQL state (commands of one sender arrive
+// on several partitions, so on several processors) must not each read the
+// same total and together pass the limit: a batch that may read a sender's
+// total begins its transaction serialised on that sender
+// (day_total_keys, storage::WriteTransaction), so it begins only after
+// another processor's batch that holds the sender committed, and reads what
+// it added.
 #pragma once
 
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <span>
 #include <string>
+#include <vector>
 
+#include "kpay/processor/batch_applier.hpp"
 #include "kpay/storage/store.hpp"
 
 namespace kpay::processor::appliers {
@@ -38,5 +49,12 @@ class SenderDayTotals {
 
   std::map<std::string, Total, std::less<>> totals_;  // by sender, day, currency
 };
+
+// The serialisation keys of a batch (UnitOfWork::begin_write_serialised):
+// one per sender of a signed command in it whose permissions set a per-day
+// limit; none for a batch without such commands (the common case costs
+// nothing).
+std::vector<std::string> day_total_keys(std::span<const DecodedMessage> batch,
+                                        const CommandPolicy& policy);
 
 }  // namespace kpay::processor::appliers

@@ -195,7 +195,11 @@ BatchResult BatchApplier::apply(std::span<const DecodedMessage> batch,
                                 std::span<const std::int64_t> acknowledged) {
   BatchResult out;
   day_totals_->clear();  // nothing of a batch that failed
-  storage::WriteTransaction tx(store_);
+  // Begun after any other processor's batch that may add to the same
+  // senders' day totals committed (sender_day_totals.hpp).
+  const auto keys =
+      security_ ? appliers::day_total_keys(batch, security_->policy) : std::vector<std::string>();
+  storage::WriteTransaction tx(store_, keys);
   for (std::int64_t seq : acknowledged) store_.delete_published(seq);
   for (const auto& d : batch) {
     apply_traced(d, out);

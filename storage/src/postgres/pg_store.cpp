@@ -4,14 +4,18 @@
 
 #include <chrono>
 
+#include "postgres/pg_key_locks.hpp"
 #include "postgres/pg_leases.hpp"
 #include "postgres/pg_schema.hpp"
 
 namespace kpay::storage::pg {
 
+// The keys (begin_write_serialised) are taken before BEGIN and released
+// after the transaction ended (pg_key_locks.hpp): members in that order.
 class PgStore::Scope final : public TransactionScope {
  public:
-  explicit Scope(PgStore& s) : s_(s), tx_(s.conn_, Isolation::repeatable_read) {
+  Scope(PgStore& s, std::span<const std::string> keys)
+      : s_(s), keys_(s.conn_, keys), tx_(s.conn_, Isolation::repeatable_read) {
     s_.in_transaction_ = true;
   }
   ~Scope() override { s_.in_transaction_ = false; }  // then tx_ rolls back unless committed
@@ -19,6 +23,7 @@ class PgStore::Scope final : public TransactionScope {
 
  private:
   PgStore& s_;
+  KeyLocks keys_;
   Transaction tx_;
 };
 
@@ -38,7 +43,14 @@ PgState& PgStore::live() {
 std::unique_ptr<TransactionScope> PgStore::begin_write() {
   if (in_transaction_) throw StoreError("a write transaction is open on this store already", false);
   live();
-  return std::make_unique<Scope>(*this);
+  return std::make_unique<Scope>(*this, std::span<const std::string>());
+}
+
+std::unique_ptr<TransactionScope> PgStore::begin_write_serialised(
+    std::span<const std::string> keys) {
+  if (in_transaction_) throw StoreError("a write transaction is open on this store already", false);
+  live();
+  return std::make_unique<Scope>(*this, keys);
 }
 
 // ---- InboxStore ----

@@ -32,6 +32,10 @@ class PgStore final : public Store {
 
   // UnitOfWork
   std::unique_ptr<TransactionScope> begin_write() override;
+  // Session-level advisory locks on the keys, taken before BEGIN
+  // (pg_key_locks.hpp).
+  std::unique_ptr<TransactionScope> begin_write_serialised(
+      std::span<const std::string> keys) override;
 
   // InboxStore
   bool insert_inbox(const InboxEntry& e) override;

@@ -8,9 +8,12 @@
 #include <thread>
 
 #include "pg_test_support.hpp"
+#include "postgres/pg_key_locks.hpp"
 
 using kpay::storage::pg::Connection;
 using kpay::storage::pg::Isolation;
+using kpay::storage::pg::key_lock_id;
+using kpay::storage::pg::KeyLocks;
 using kpay::storage::pg::params;
 using kpay::storage::pg::Params;
 using kpay::storage::pg::PgError;
@@ -83,6 +86,42 @@ TEST_F(PgLayer, TransactionRollsBackUnlessCommitted) {
 
 // A caller that catches a failed statement and commits anyway must learn that
 // nothing was kept (PostgreSQL answers such a COMMIT with ROLLBACK).
+// Serialisation keys (pg_key_locks.hpp): the ids never change (processors
+// of two releases on one database must agree); a held key makes another
+// session wait, at most its timeout (then 55P03, transient, and that session
+// holds none of its keys, not even those it had taken); released, it is
+// free.
+TEST_F(PgLayer, KeyLocksAreStableBoundedAndLetGo) {
+  EXPECT_EQ(key_lock_id("sender-day-total:limited"), 7489977231924726945);
+  const std::string dsn = fresh_database();
+  auto a = connect(dsn);
+  auto b = connect(dsn);
+  const std::string held = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'";
+  // `free` sorts before `taken`: b takes it, then waits for `taken`.
+  std::string free = "free-0", taken = "taken";
+  for (int i = 1; key_lock_id(free) > key_lock_id(taken); ++i) free = "free-" + std::to_string(i);
+  const std::vector<std::string> mine{taken};
+  const std::vector<std::string> theirs{taken, free};
+  auto keys = std::make_unique<KeyLocks>(a, mine);
+  EXPECT_EQ(b.query(held).int64(0, 0), 1);
+  try {
+    KeyLocks wait(b, theirs, std::chrono::milliseconds(100));
+    ADD_FAILURE() << "a held key was taken";
+  } catch (const PgError& e) {
+    EXPECT_EQ(e.sqlstate(), "55P03") << e.what();
+    EXPECT_TRUE(e.transient());
+  }
+  EXPECT_EQ(b.query(held).int64(0, 0), 1) << "b let go of the key it had taken";
+  EXPECT_EQ(b.query("SHOW lock_timeout").text(0, 0), "0") << "the timeout was the statement's";
+  keys.reset();
+  EXPECT_EQ(b.query(held).int64(0, 0), 0);
+  {
+    KeyLocks now(b, theirs, std::chrono::milliseconds(100));
+    EXPECT_EQ(a.query(held).int64(0, 0), 2);
+  }
+  EXPECT_EQ(a.query(held).int64(0, 0), 0);
+}
+
 TEST_F(PgLayer, CommitAfterAFailedStatementThrows) {
   auto c = connect(fresh_database());
   c.exec("CREATE TABLE t (k BIGINT PRIMARY KEY)");

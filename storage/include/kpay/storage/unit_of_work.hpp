@@ -11,6 +11,8 @@
 #pragma once
 
 #include <memory>
+#include <span>
+#include <string>
 
 namespace kpay::storage {
 
@@ -30,12 +32,26 @@ class UnitOfWork {
   // Begins a write transaction. Throws StoreError (transient when the database
   // stayed busy past its timeout or cannot be reached).
   virtual std::unique_ptr<TransactionScope> begin_write() = 0;
+  // The same, serialised on `keys` across every store object on the same
+  // database: of two write transactions that name a common key, the later
+  // one begins only after the earlier one ended, so it reads the earlier
+  // one's commit (storage/README.md, "Unit of work"). A backend with one
+  // writer at a time (SQLite) gives that already; this default begins as
+  // begin_write() does.
+  virtual std::unique_ptr<TransactionScope> begin_write_serialised(
+      std::span<const std::string> keys) {
+    (void)keys;
+    return begin_write();
+  }
 };
 
 // RAII over UnitOfWork::begin_write: what callers write.
 class WriteTransaction {
  public:
   explicit WriteTransaction(UnitOfWork& work) : scope_(work.begin_write()) {}
+  // Serialised on `keys` (UnitOfWork::begin_write_serialised); none: as above.
+  WriteTransaction(UnitOfWork& work, std::span<const std::string> keys)
+      : scope_(keys.empty() ? work.begin_write() : work.begin_write_serialised(keys)) {}
   WriteTransaction(const WriteTransaction&) = delete;
   WriteTransaction& operator=(const WriteTransaction&) = delete;
   void commit() { scope_->commit(); }
