@@ -137,8 +137,8 @@ int Connection::backend_pid() const {
 
 Transaction::Transaction(Connection& c, Isolation isolation) : c_(c) {
   switch (isolation) {
-    case Isolation::read_committed:
-      c_.exec("BEGIN");
+    case Isolation::read_committed:  // named: whatever the server's default_transaction_isolation
+      c_.exec("BEGIN ISOLATION LEVEL READ COMMITTED");
       break;
     case Isolation::repeatable_read:
       c_.exec("BEGIN ISOLATION LEVEL REPEATABLE READ");

@@ -133,6 +133,9 @@ class PgState {
   std::int64_t spent(const std::string& sender, const std::string& currency,
                      const std::string& day);
   std::int64_t audit_published_through();
+  // Until the transaction ends: no new audit row, no other lock of the trail;
+  // waits for the transactions that wrote rows to end.
+  void lock_audit_trail();
   void set_audit_published_through(std::int64_t seq);
 
   // ---- dead letters, payments list (pg_state_dead_letters.cpp) ----

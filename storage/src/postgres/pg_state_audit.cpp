@@ -96,6 +96,10 @@ std::int64_t PgState::audit_published_through() {
   return r.rows() ? r.int64(0, 0) : 0;
 }
 
+void PgState::lock_audit_trail() {
+  c_.exec("LOCK TABLE audit_events IN SHARE ROW EXCLUSIVE MODE");
+}
+
 void PgState::set_audit_published_through(std::int64_t seq) {
   c_.query("UPDATE audit_published SET through_seq = $1", params(seq));
 }

@@ -10,39 +10,44 @@
 
 namespace kpay::storage::pg {
 
-// The keys (begin_write_serialised) are taken before BEGIN and released
-// after the transaction ended (pg_key_locks.hpp): members in that order.
+// The unit of work. The keys (begin_write_serialised) are taken before BEGIN
+// and released after the transaction ended (pg_key_locks.hpp); BEGIN is sent
+// with the first statement (live()), so the snapshot follows the keys.
 class PgStore::Scope final : public TransactionScope {
  public:
-  Scope(PgStore& s, std::span<const std::string> keys)
-      : s_(s), keys_(s.conn_, keys), tx_(s.conn_, Isolation::repeatable_read) {
+  Scope(PgStore& s, std::span<const std::string> keys) : s_(s), keys_(s.conn_, keys) {
     s_.in_transaction_ = true;
   }
-  ~Scope() override { s_.in_transaction_ = false; }  // then tx_ rolls back unless committed
-  void commit() override { tx_.commit(); }
+  ~Scope() override {
+    s_.tx_.reset();  // rolled back unless committed; then keys_ lets go
+    s_.in_transaction_ = false;
+  }
+  void commit() override {
+    if (s_.tx_) s_.tx_->commit();  // else nothing ran: nothing to commit
+  }
 
  private:
   PgStore& s_;
   KeyLocks keys_;
-  Transaction tx_;
 };
 
 PgStore::PgStore(Connection c, std::string owner, std::chrono::milliseconds lease)
     : conn_(std::move(c)), state_(conn_), owner_(std::move(owner)), lease_(lease) {}
 
-PgState& PgStore::live() {
+PgState& PgStore::live(Isolation first) {
   if (!conn_.ok()) {
-    if (in_transaction_) {
+    if (tx_) {
       throw PgError("postgresql: the connection was lost inside a transaction", "08006", true);
     }
     conn_.reconnect();
   }
+  if (in_transaction_ && !tx_) tx_.emplace(conn_, first);
   return state_;
 }
 
 std::unique_ptr<TransactionScope> PgStore::begin_write() {
   if (in_transaction_) throw StoreError("a write transaction is open on this store already", false);
-  live();
+  live();  // reconnects if need be; no transaction yet
   return std::make_unique<Scope>(*this, std::span<const std::string>());
 }
 
@@ -163,11 +168,19 @@ std::optional<OutboxRow> PgStore::find_outbox(std::int64_t id) {
   return live().find_outbox(id);
 }
 // A claim or answer without an owner is this store's (its instance name):
-// release_in_flight_outbox then finds it.
+// release_in_flight_outbox then finds it. The claim runs at READ COMMITTED
+// when it begins its unit of work (the outbox worker's: the claim alone) or
+// has none (pg_store.hpp).
 std::vector<OutboxRow> PgStore::claim_due_outbox(const OutboxClaim& claim) {
   OutboxClaim mine = claim;
   if (mine.owner.empty()) mine.owner = owner_;
-  return pg::claim_due_outbox(live().connection(), mine);
+  if (in_transaction_)
+    return pg::claim_due_outbox(live(Isolation::read_committed).connection(), mine);
+  Connection& c = live().connection();
+  Transaction tx(c, Isolation::read_committed);
+  auto rows = pg::claim_due_outbox(c, mine);
+  tx.commit();
+  return rows;
 }
 std::int64_t PgStore::release_in_flight_outbox(std::int64_t now_ms) {
   return pg::release_outbox_claims(live().connection(), owner_, now_ms);
@@ -334,8 +347,18 @@ std::int64_t PgStore::spent(const std::string& sender, const std::string& curren
                             const std::string& day) {
   return live().spent(sender, currency, day);
 }
+// Read in a unit of work (AuditPublisher::take, its first statement), the
+// mark comes after every audit row that can still appear: the trail is locked
+// against new rows (SHARE ROW EXCLUSIVE: waits for the transactions that
+// wrote rows to end, and for another publisher), and the unit is READ
+// COMMITTED, so the rows it then reads are all committed ones. Without it,
+// with several processors, a row whose seq was taken before a higher one but
+// committed after it was read would be passed over for good.
 std::int64_t PgStore::audit_published_through() {
-  return live().audit_published_through();
+  if (!in_transaction_) return live().audit_published_through();
+  PgState& s = live(Isolation::read_committed);
+  s.lock_audit_trail();
+  return s.audit_published_through();
 }
 void PgStore::set_audit_published_through(std::int64_t seq) {
   live().set_audit_published_through(seq);

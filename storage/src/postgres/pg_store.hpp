@@ -6,7 +6,13 @@
 //   row (or insert one key) at once are serialised by the row lock, and the
 //   second fails with a serialization failure (transient: its batch is rolled
 //   back and retried, and then sees the first's commit) instead of
-//   overwriting it with what it read before.
+//   overwriting it with what it read before. BEGIN goes with the unit's first
+//   statement: a unit that begins with the outbox claim (the outbox worker's,
+//   the claim alone) is READ COMMITTED instead, the level FOR UPDATE SKIP
+//   LOCKED is made for. There a due row another processor claimed and
+//   committed after the claim's snapshot is checked again in its committed
+//   state (now in_flight: passed over), where REPEATABLE READ fails the whole
+//   claim with a serialization failure (40001).
 // - A lost connection is re-established on the next call outside a
 //   transaction (inside one, the call fails transiently: the transaction is
 //   gone with the connection).
@@ -16,6 +22,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "kpay/storage/postgres.hpp"
@@ -172,14 +179,16 @@ class PgStore final : public Store {
  private:
   class Scope;
   // The state on a live connection: reconnects first when the connection
-  // was lost and no transaction is open.
-  PgState& live();
+  // was lost and no transaction is open; inside a unit of work whose BEGIN
+  // is not sent yet, sends it, at `first`.
+  PgState& live(Isolation first = Isolation::repeatable_read);
   Connection conn_;
   PgState state_;
   PgSettlementLedger ledger_{[this]() -> Connection& { return live().connection(); }};
   std::string owner_;
   std::chrono::milliseconds lease_;
-  bool in_transaction_ = false;
+  bool in_transaction_ = false;    // a unit of work is open (begin_write)
+  std::optional<Transaction> tx_;  // its transaction, from its first statement
 };
 
 }  // namespace kpay::storage::pg

@@ -4,9 +4,12 @@
 // deadline watchers, the settlement watch and the publish-queue drain together,
 // and each row is published, or warned about, by exactly one of them.
 #include <gtest/gtest.h>
+#include <libpq-fe.h>
 
+#include <atomic>
 #include <barrier>
 #include <chrono>
+#include <cstdlib>
 #include <map>
 #include <memory>
 #include <thread>
@@ -119,6 +122,55 @@ TEST_F(PeriodicJobs, TheAuditTrailIsPublishedOnceByOneOfTwoProcessors) {
   EXPECT_EQ(static_cast<int>(times.size()), appended) << "every audit event published";
   for (const auto& [seq, n] : times) EXPECT_EQ(n, 1) << "audit event " << seq;
   EXPECT_EQ(stores[0]->audit_published_through(), appended);
+}
+
+// Rows waiting on a lock of the audit trail (pg_locks), from a connection of
+// the test's own.
+int audit_lock_waiters(const std::string& dsn) {
+  PGconn* c = PQconnectdb(dsn.c_str());
+  PGresult* r = PQexec(c,
+                       "SELECT COUNT(*) FROM pg_locks WHERE NOT granted AND "
+                       "relation = 'audit_events'::regclass");
+  const int n = PQresultStatus(r) == PGRES_TUPLES_OK ? std::atoi(PQgetvalue(r, 0, 0)) : -1;
+  PQclear(r);
+  PQfinish(c);
+  return n;
+}
+
+// Two processors write audit events at once: the first takes seq 1 and
+// commits after the second has committed seq 2. The publisher must publish
+// both: before, it published 2, marked the trail published through 2, and
+// passed over 1 for good (a PostgreSQL chaos run: rows never on klarna.audit).
+TEST_F(PeriodicJobs, AnAuditEventCommittedAfterALaterOneIsStillPublished) {
+  auto first = open("proc-a");
+  auto second = open("proc-b");
+  auto publisher_store = open("proc-c");
+  processor::AuditPublisher publisher(*publisher_store, "klarna.audit");
+  std::vector<storage::PublishRow> published;
+  {
+    storage::WriteTransaction slow(*first);
+    ASSERT_EQ(first->append_audit(audit_event(1)), 1);
+    ASSERT_EQ(second->append_audit(audit_event(2)), 2);
+    std::atomic<bool> taken{false};
+    std::thread take([&] {
+      published = publisher.take();
+      taken = true;
+    });
+    // The publisher waits for the first processor's transaction (or, before,
+    // has already published what it saw).
+    const auto until = std::chrono::steady_clock::now() + 30s;
+    while (!taken && audit_lock_waiters(dsn_) == 0 && std::chrono::steady_clock::now() < until) {
+      std::this_thread::sleep_for(10ms);
+    }
+    slow.commit();
+    take.join();
+  }
+  auto rest = publisher.take();
+  published.insert(published.end(), rest.begin(), rest.end());
+  std::map<std::int64_t, int> times;
+  for (const auto& r : published) ++times[seq_of(r.value)];
+  EXPECT_EQ(times, (std::map<std::int64_t, int>{{1, 1}, {2, 1}}));
+  EXPECT_EQ(publisher_store->audit_published_through(), 2);
 }
 
 storage::DisputeRow dispute(int i) {
