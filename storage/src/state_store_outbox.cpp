@@ -144,6 +144,12 @@ bool StateStore::update_outbox(const OutboxUpdate& u) {
   return impl_->db.changes() == 1;
 }
 
+// One processor per SQLite file (its write lock): no other processor can
+// take a claim over, so this processor always holds its claims.
+bool StateStore::hold_outbox_claim(std::int64_t) {
+  return true;
+}
+
 bool StateStore::retry_outbox(std::int64_t id, std::int64_t now_ms) {
   auto s = impl_->db.prepare(
       "UPDATE outbox SET status = 'pending', next_attempt_at_ms = ?, updated_at_ms = ? "

@@ -17,7 +17,9 @@
 #include "kpay/processor/call_deadlines.hpp"
 #include "kpay/processor/follow_ups.hpp"
 #include "kpay/processor/outbox_worker.hpp"
+#include "kpay/storage/postgres.hpp"
 #include "kpay/storage/state_store.hpp"
+#include "postgres_server.hpp"
 #include "tls_cert.hpp"
 
 using namespace kpay;
@@ -63,7 +65,7 @@ class OutboxWorkerTest : public ::testing::Test {
                            std::chrono::seconds(20)))
         << read_file(dir_ + "/sim.log");
     port_ = static_cast<std::uint16_t>(std::stoi(field(read_file(dir_ + "/sim.port"), {"port"})));
-    store_.emplace(dir_ + "/state.db");
+    store_ = std::make_unique<storage::StateStore>(dir_ + "/state.db");
   }
   void TearDown() override {
     worker_.reset();
@@ -83,19 +85,25 @@ class OutboxWorkerTest : public ::testing::Test {
   void start_worker(std::string key_file = "", processor::CapturePolicy policy =
                                                    processor::CapturePolicy::after_authorization) {
     client_.emplace(client_settings(key_file.empty() ? dir_ + "/api-key" : key_file));
+    worker_store_ = std::make_unique<storage::StateStore>(dir_ + "/state.db");
+    worker_.emplace(worker_settings(policy), *worker_store_, *client_, registry_, publisher());
+    worker_->start();
+  }
+  static processor::WorkerSettings worker_settings(
+      processor::CapturePolicy policy = processor::CapturePolicy::after_authorization) {
     processor::WorkerSettings ws;
     ws.initial_backoff = std::chrono::milliseconds(20);
     ws.max_backoff = std::chrono::milliseconds(100);
     ws.poll_interval = std::chrono::milliseconds(20);
     ws.max_attempts = 200;
     ws.follow_ups.default_capture = policy;
-    worker_store_.emplace(dir_ + "/state.db");
-    worker_.emplace(ws, *worker_store_, *client_, registry_,
-                    [this](std::vector<storage::PublishRow> rows) {
-                      std::lock_guard lock(mu_);
-                      for (auto& r : rows) published_.push_back(std::move(r));
-                    });
-    worker_->start();
+    return ws;
+  }
+  processor::OutboxWorker::Publish publisher() {
+    return [this](std::vector<storage::PublishRow> rows) {
+      std::lock_guard lock(mu_);
+      for (auto& r : rows) published_.push_back(std::move(r));
+    };
   }
 
   std::optional<HttpResponse> sim(const std::string& method, const std::string& path,
@@ -204,7 +212,8 @@ class OutboxWorkerTest : public ::testing::Test {
   CertFiles cert_;
   std::optional<ChildProcess> sim_;
   std::uint16_t port_ = 0;
-  std::optional<storage::StateStore> store_, worker_store_;
+  std::optional<PostgresServer> pg_;  // outlives the stores on it
+  std::unique_ptr<storage::Store> store_, worker_store_;
   core::Registry registry_;
   std::optional<klarna::ApiClient> client_;
   std::optional<processor::OutboxWorker> worker_;
@@ -241,6 +250,95 @@ TEST_F(OutboxWorkerTest, FinalAuthorizationCreatesTheTransactionAndCapturesItOnc
   EXPECT_NE(calls->body.find(a.token), std::string::npos) << "token header as received";
   std::lock_guard lock(mu_);
   EXPECT_FALSE(published_.empty()) << "state changes handed to the producer";
+}
+
+// PostgreSQL, N processors (docs/OPERATIONS.md, "Outbox calls"): processor A
+// stalls past its claim lease (Klarna answers slowly), B takes the call over;
+// A's late answer is dropped (none of its effects written, counted), and B's
+// resend with the same key is applied once. Its own PostgreSQL server (about
+// a second) and a 1.2 s answer: a few seconds in all.
+TEST_F(OutboxWorkerTest, OnPostgresALateAnswerAfterATakeOverIsDroppedAndAppliedOnceByTheOther) {
+  using namespace std::chrono_literals;
+  pg_.emplace();
+  constexpr auto kLease = 300ms;
+  auto open = [&](const std::string& instance) {
+    storage::PostgresSettings s;
+    s.dsn = pg_->dsn();
+    s.instance = instance;
+    s.claim_lease = kLease;
+    return storage::open_postgres_store(s);
+  };
+  store_ = open("test");
+  worker_store_ = open("proc-a");
+  auto b_store = open("proc-b");
+  auto settings = client_settings(dir_ + "/api-key");
+  settings.request_timeout = 10s;
+  client_.emplace(settings);
+  auto ws = worker_settings();
+  // A's own lease is long: it takes no row back (neither its own nor B's)
+  // while the test runs; B claims with kLease.
+  ws.claim_lease = 60s;
+  faults(R"(["payment.authorize:latency:100:1200"])");
+  worker_.emplace(ws, *worker_store_, *client_, registry_, publisher());
+  worker_->start();
+
+  const auto a = approved("v2", 12300);
+  const auto id = queue(final_authorization(a));
+  ASSERT_TRUE(wait_status(id, storage::OutboxStatus::in_flight, 10s));
+  // B claims it once A's lease has run out (A's answer still on its way).
+  std::vector<storage::OutboxRow> taken;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        taken = b_store->claim_due_outbox(
+            {.now_ms = now_ms(), .limit = 10, .lease_ms = kLease.count()});
+        return !taken.empty();
+      },
+      5s));
+  ASSERT_EQ(taken.size(), 1u);
+  EXPECT_EQ(taken[0].attempts, 2) << "A's answer came back before B took the call over";
+  // A's answer recorded (its attempt in the trace), then A stopped.
+  ASSERT_TRUE(wait_until([&] { return !store_->call_attempts(id).empty(); }, 10s));
+  worker_.reset();
+  EXPECT_NE(registry_.render().find("kpay_processor_outbox_answers_dropped_total 1\n"),
+            std::string::npos)
+      << registry_.render();
+  // Nothing of A's answer: no transaction, no follow-up call, no publication.
+  EXPECT_EQ(row(id)->status, storage::OutboxStatus::in_flight);
+  EXPECT_FALSE(store_->find_request(a.id)->payment_transaction_id);
+  EXPECT_EQ(store_->list_outbox(std::nullopt, 10).size(), 1u) << "a follow-up of A's answer";
+  {
+    std::lock_guard lock(mu_);
+    EXPECT_TRUE(published_.empty());
+  }
+  auto attempts = store_->call_attempts(id);
+  ASSERT_EQ(attempts.size(), 1u);
+  EXPECT_NE(attempts[0].summary.value_or("").find("answer dropped"), std::string::npos);
+
+  // B (started: it releases its own claims) resends with the same key and
+  // applies the answer once.
+  faults("[]");
+  core::Registry b_registry;
+  klarna::ApiClient b_client(settings);
+  ws.claim_lease = kLease;
+  processor::OutboxWorker b(ws, *b_store, b_client, b_registry, publisher());
+  b.start();
+  ASSERT_TRUE(wait_status(id, storage::OutboxStatus::succeeded, 20s));
+  const auto request = store_->find_request(a.id);
+  ASSERT_TRUE(request && request->payment_transaction_id);
+  ASSERT_TRUE(wait_until(
+      [&] {
+        auto t = store_->find_transaction(*request->payment_transaction_id);
+        return t && t->captured_amount == 12300;
+      },
+      20s));
+  b.stop(5s);
+  EXPECT_EQ(executed("payment.authorize"), 1);
+  EXPECT_EQ(calls_received("payment.authorize"), 2u);
+  EXPECT_EQ(keys_received("payment.authorize").size(), 1u) << "resent with the same key";
+  EXPECT_EQ(executed("payment.transactions.capture"), 1);
+  EXPECT_EQ(store_->call_attempts(id).size(), 2u);
+  EXPECT_EQ(b_registry.render().find("kpay_processor_outbox_answers_dropped_total 1"),
+            std::string::npos);
 }
 
 TEST_F(OutboxWorkerTest, ConfirmAuthorizesTheGen1Request) {

@@ -54,6 +54,11 @@ TEST_P(OutboxContract, ClaimTakesDueRowsOldestFirstWithTheirToken) {
   EXPECT_EQ(claimed[0].attempts, 1);
   EXPECT_EQ(claimed[0].call_token, "secret-token-first");
   EXPECT_EQ(claimed[0].updated_at_ms, 1000);
+  {
+    WriteTransaction answer(store());  // recording an answer: the claim still ours
+    EXPECT_TRUE(store().hold_outbox_claim(claimed[0].id));
+    answer.commit();
+  }
   // Reads never give the token back.
   const auto read = store().find_outbox(claimed[0].id);
   ASSERT_TRUE(read);

@@ -12,6 +12,7 @@
 #include "kpay/core/log.hpp"
 #include "kpay/core/traceparent.hpp"
 #include "kpay/core/wall_clock.hpp"
+#include "kpay/storage/store_error.hpp"
 
 namespace kpay::processor {
 
@@ -121,13 +122,18 @@ struct OutboxWorker::Impl {
           store_errors(r.counter("kpay_processor_outbox_claim_errors_total",
                                  "Passes whose claim of due calls failed on a storage error "
                                  "(retried).")
-                           .with({})) {}
+                           .with({})),
+          dropped(r.counter("kpay_processor_outbox_answers_dropped_total",
+                            "Answers dropped because another processor took the call over "
+                            "after this one's claim lease (it records its own).")
+                      .with({})) {}
     core::CounterFamily& calls;
     core::HistogramFamily& latency;
     core::CounterFamily& throttled;
     core::Gauge& in_flight;
     core::Counter& record_errors;
     core::Counter& store_errors;
+    core::Counter& dropped;
   };
 
   Impl(WorkerSettings s, storage::Store& st, klarna::ApiClient& cl, core::Registry& r, Publish p)
@@ -160,6 +166,7 @@ struct OutboxWorker::Impl {
   void send(storage::OutboxRow row);
   bool record(std::deque<Done>& batch);
   void record_one(AnswerContext& c, const Done& d);
+  void drop_answer(const AnswerContext& c, const Done& d);
   storage::OutboxUpdate decide(AnswerContext& c, const Done& d);
   void wait_for_work();
   // Stopping, and no call will answer any more: none in flight, or the
@@ -326,14 +333,57 @@ static storage::CallAttemptRow attempt_row(const storage::OutboxRow& row, const 
   return r;
 }
 
+// The outcome of an answer as Klarna gave it, without acting on it.
+static std::string answer_outcome(const klarna::Answer& a) {
+  switch (a.disposition) {
+    case klarna::Disposition::success:
+      return "succeeded";
+    case klarna::Disposition::conflict:
+      return "conflict";
+    case klarna::Disposition::permanent:
+      return "failed";
+    case klarna::Disposition::retryable:
+      break;
+  }
+  return "retry";
+}
+
+// The claim on the call was lost (this processor stalled past its lease and
+// another took the row over: it sends the call again with the same key and
+// records its own answer). The attempt stays in the trace; nothing the
+// answer would cause is written, or it would happen twice.
+void OutboxWorker::Impl::drop_answer(const AnswerContext& c, const Done& d) {
+  auto attempt = attempt_row(d.row, d.answer, answer_outcome(d.answer), d.traceparent,
+                             d.started_at_ms, c.now_ms);
+  attempt.summary =
+      attempt.summary.value_or("") + " (answer dropped: another processor took over the call)";
+  store.insert_call_attempt(attempt);
+  metrics.dropped.inc();
+  log.warn("answer dropped: another processor took over the call",
+           {{"outbox_id", d.row.id},
+            {"operation", std::string(storage::to_string(d.row.operation))},
+            {"trace_id", core::trace_id_of(d.traceparent)}});
+}
+
 void OutboxWorker::Impl::record_one(AnswerContext& c, const Done& d) {
   c.found = {};
+  // First, in this transaction: is the call still this processor's? The row
+  // lock keeps a claimer out until the answer and its effects are committed.
+  if (!store.hold_outbox_claim(d.row.id)) {
+    drop_answer(c, d);
+    return;
+  }
   // What the answer causes (state changes, command results, follow-up
   // calls) carries the trace of what caused the call.
   store.set_trace_context({d.row.traceparent, {}, {}});
   const auto first_publication = c.publications.size();
   const auto update = decide(c, d);
-  store.update_outbox(update);
+  if (!store.update_outbox(update)) {
+    // Held above, in this transaction: should not happen. Roll the batch
+    // back (its effects with it) and record it again.
+    throw storage::StoreError(
+        "outbox row " + std::to_string(d.row.id) + " changed while its claim was held", true);
+  }
   finish_command(c, d.row, update);  // a command's final result, in this transaction
   using storage::OutboxStatus;
   const std::string op(storage::to_string(d.row.operation));

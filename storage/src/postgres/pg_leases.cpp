@@ -48,6 +48,15 @@ bool record_outbox_answer(Connection& c, const OutboxUpdate& u) {
              .affected() == 1;
 }
 
+bool hold_outbox_claim(Connection& c, std::int64_t id, const std::string& owner) {
+  if (owner.empty()) return true;
+  return c.query(
+              "SELECT 1 FROM outbox WHERE id = $1 AND status = 'in_flight' AND claimed_by = $2 "
+              "FOR UPDATE",
+              params(id, owner))
+             .rows() == 1;
+}
+
 std::int64_t release_outbox_claims(Connection& c, const std::string& owner, std::int64_t now_ms) {
   return c
       .query(

@@ -38,6 +38,11 @@ std::vector<OutboxRow> claim_due_outbox(Connection& c, const OutboxClaim& claim)
 // under it (false: the claim was lost); without one (a single processor),
 // by id alone.
 bool record_outbox_answer(Connection& c, const OutboxUpdate& u);
+// OutboxStore::hold_outbox_claim: without an owner (a single processor)
+// true; else locks the row (FOR UPDATE, until the transaction ends: a
+// claimer's SKIP LOCKED passes it by) while it is in_flight under `owner`;
+// false when the claim was lost.
+bool hold_outbox_claim(Connection& c, std::int64_t id, const std::string& owner);
 // OutboxStore::release_in_flight_outbox: `owner`'s in_flight rows (all of
 // them when empty) become pending, due now; returns how many.
 std::int64_t release_outbox_claims(Connection& c, const std::string& owner, std::int64_t now_ms);

@@ -190,6 +190,9 @@ bool PgStore::update_outbox(const OutboxUpdate& u) {
   if (mine.owner.empty()) mine.owner = owner_;
   return pg::record_outbox_answer(live().connection(), mine);
 }
+bool PgStore::hold_outbox_claim(std::int64_t id) {
+  return pg::hold_outbox_claim(live().connection(), id, owner_);
+}
 bool PgStore::retry_outbox(std::int64_t id, std::int64_t now_ms) {
   return live().retry_outbox(id, now_ms);
 }

@@ -104,6 +104,11 @@ TEST_F(PgLeases, ADeadClaimantsRowIsClaimedAgainAfterItsLease) {
   done.last_status = 201;
   done.result = "capture-1";
   done.owner = "proc-a";
+  // A's late answer: its hold fails first (the worker then writes none of
+  // the answer's effects), and the record would fail too.
+  EXPECT_FALSE(pg::hold_outbox_claim(a, first[0].id, "proc-a")) << "the lost claim held";
+  EXPECT_TRUE(pg::hold_outbox_claim(b, first[0].id, "proc-b"));
+  EXPECT_TRUE(pg::hold_outbox_claim(a, first[0].id, "")) << "no owner: a single processor";
   EXPECT_FALSE(pg::record_outbox_answer(a, done)) << "the lost claim recorded";
   done.owner = "proc-b";
   EXPECT_TRUE(pg::record_outbox_answer(b, done));
@@ -112,6 +117,43 @@ TEST_F(PgLeases, ADeadClaimantsRowIsClaimedAgainAfterItsLease) {
   EXPECT_TRUE(r.is_null(0, 1));
   EXPECT_EQ(r.text(0, 2), "capture-1");
   EXPECT_TRUE(pg::claim_due_outbox(b, claim(9000, "proc-b", 500)).empty());
+}
+
+// A claimer that holds its claim (recording an answer) keeps the row for the
+// rest of its transaction, even once its lease ran out: another processor's
+// claim skips the locked row, and takes it only if the holder never records.
+TEST_F(PgLeases, AHeldClaimIsNotTakenOverUntilItsTransactionEnds) {
+  add_calls(1);
+  auto a = connect(dsn_);
+  auto b = connect(dsn_);
+  auto first = pg::claim_due_outbox(a, claim(1000, "proc-a", 500));
+  ASSERT_EQ(first.size(), 1u);
+  {
+    pg::Transaction tx(a, pg::Isolation::repeatable_read);
+    ASSERT_TRUE(pg::hold_outbox_claim(a, first[0].id, "proc-a"));
+    EXPECT_TRUE(pg::claim_due_outbox(b, claim(5000, "proc-b", 500)).empty())
+        << "a held claim taken over";
+    // The holder gives up (its transaction rolls back): the row is free again.
+  }
+  auto again = pg::claim_due_outbox(b, claim(5000, "proc-b", 500));
+  ASSERT_EQ(again.size(), 1u);
+  EXPECT_EQ(again[0].attempts, 2);
+  {
+    pg::Transaction tx(a, pg::Isolation::repeatable_read);
+    EXPECT_FALSE(pg::hold_outbox_claim(a, first[0].id, "proc-a"));
+  }
+  storage::OutboxUpdate done;
+  done.id = first[0].id;
+  done.status = storage::OutboxStatus::succeeded;
+  done.now_ms = 6000;
+  done.owner = "proc-b";
+  {
+    pg::Transaction tx(b, pg::Isolation::repeatable_read);
+    ASSERT_TRUE(pg::hold_outbox_claim(b, first[0].id, "proc-b"));
+    EXPECT_TRUE(pg::record_outbox_answer(b, done));
+    tx.commit();
+  }
+  EXPECT_EQ(a.query("SELECT status FROM outbox").text(0, 0), "succeeded");
 }
 
 TEST_F(PgLeases, AStartingProcessorReleasesOnlyItsOwnClaims) {

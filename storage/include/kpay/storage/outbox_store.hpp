@@ -41,6 +41,12 @@ class OutboxStore {
   // not given; last_error is replaced. false when not recorded (no such row,
   // or, with owners, the claim was lost).
   virtual bool update_outbox(const OutboxUpdate& u) = 0;
+  // Locks this processor's claim on an in_flight row for the current
+  // transaction: true while it holds it; false when the claim was lost
+  // (another processor took the row after the lease) — the answer must then
+  // be dropped, the other processor records its own. Called before an
+  // answer's effects are written, in their transaction.
+  virtual bool hold_outbox_claim(std::int64_t id) = 0;
   // Operators: failed → pending, due now. false when the row is not failed.
   virtual bool retry_outbox(std::int64_t id, std::int64_t now_ms) = 0;
 

@@ -119,6 +119,7 @@ class StateStore final : public Store {
   std::vector<OutboxRow> claim_due_outbox(const OutboxClaim& claim) override;
   std::int64_t release_in_flight_outbox(std::int64_t now_ms) override;
   bool update_outbox(const OutboxUpdate& u) override;
+  bool hold_outbox_claim(std::int64_t id) override;
   bool retry_outbox(std::int64_t id, std::int64_t now_ms) override;
   std::vector<OutboxRow> list_outbox(std::optional<OutboxStatus> status,
                                      std::size_t limit) override;
