@@ -8,9 +8,10 @@
 #
 #   scripts/bench-processor-ab.sh build /tmp/klarna-processor-before [ROUNDS] [EVENTS]
 #
-# MAX_RSS_MIB (default 128) is passed to the bench: on a VM loaded by other
-# processes the consumer's prefetch runs far ahead of a slowed processor and
-# its RSS with it, so a loaded comparison may need a higher bound (and says so).
+# MAX_RSS_MIB (default 128) is passed to the bench: a comparison of builds
+# whose peaks exceed it needs a higher bound (and says so). (Peaks of 600 MiB
+# in runs before 2026-12-07 09:00 were the bench's own RSS, read between fork
+# and exec; docs/PERFORMANCE.md.)
 set -euo pipefail
 BUILD=$(cd "${1:?build dir}" && pwd)
 BEFORE=${2:?old klarna-processor binary}

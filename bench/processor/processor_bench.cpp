@@ -3,7 +3,8 @@
 // process consumes and applies them with durable commits (WAL, synchronous=FULL)
 // to a SQLite file. Measured from its first committed batch to its last, so
 // the consumer-group join (≈3 s on the mock cluster) is not counted. Peak RSS is
-// the child's VmHWM.
+// the child's VmHWM, read once it runs the processor (not while it is still
+// a copy of this process, between fork and exec).
 //
 // It checks its own work before it prints a rate: the embedded Kafka keeps
 // only ~5 MiB per partition, so each topic gets enough partitions for its
@@ -15,12 +16,14 @@
 // Anything else: exit 1, no rate.
 //
 //   processor_bench --events 200000 --batch-size 2000 --dir /tmp
+#include <fcntl.h>
 #include <sqlite3.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
@@ -222,8 +225,19 @@ int main(int argc, char** argv) {
         << "group_id = \"bench\"\ntopic_prefix = \"bench.\"\n[admin]\nport = 0\n"
         << "[log]\nlevel = \"warn\"\n[worker]\nenabled = false\n";
   }
+  // The child's VmHWM counts only once it runs the processor: until execv it
+  // is a copy of this process, whose RSS (the embedded Kafka holding every
+  // message, ~400-600 MiB) a read of /proc/PID/status would report as the
+  // processor's peak. The pipe's write end closes on exec (O_CLOEXEC), which
+  // is what the parent waits for.
+  int exec_pipe[2];
+  if (pipe2(exec_pipe, O_CLOEXEC) != 0) {
+    std::perror("pipe2");
+    return 1;
+  }
   pid_t pid = fork();
   if (pid == 0) {
+    close(exec_pipe[0]);
     std::string cfg = work + "/processor.toml";
     std::vector<std::string> args = {processor_binary, "--config", cfg};
     for (const auto& o : overrides) {
@@ -234,7 +248,18 @@ int main(int argc, char** argv) {
     for (auto& a : args) argv_child.push_back(a.data());
     argv_child.push_back(nullptr);
     execv(processor_binary.c_str(), argv_child.data());
+    const char failed = 1;
+    (void)!write(exec_pipe[1], &failed, 1);
     _exit(127);
+  }
+  close(exec_pipe[1]);
+  char exec_failed = 0;
+  while (read(exec_pipe[0], &exec_failed, 1) < 0 && errno == EINTR) {
+  }
+  close(exec_pipe[0]);
+  if (exec_failed != 0) {
+    std::fprintf(stderr, "cannot run %s\n", processor_binary.c_str());
+    return 1;
   }
   // Poll the committed offsets (WAL readers never block the writer).
   long long first = 0;
