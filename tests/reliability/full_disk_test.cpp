@@ -296,8 +296,9 @@ TEST(FullDisk, ProcessorStopsConsumingSaysWhyAndResumesWithEveryEffectOnce) {
   EXPECT_TRUE(sys.processor()->running()) << "the processor exited on a full disk";
 
   // A call comes due while the disk is full: the outbox worker usually meets
-  // it too. Not always: a claim writes a page or two, which can fit in space
-  // SQLite's files already hold, and waiting longer lets the sim's session
+  // it too. Not in every run: some saw no failed claim within 60 s (why is not
+  // established: the calls' retry delays grow while the sim answers 503, and
+  // a claim writes little), and waiting that long lets the sim's session
   // tokens (60 s at this time scale) expire, failing the calls for good. So a
   // bounded wait; the bounds below (no busy loop) hold whether it came or not.
   const bool claim_failed = wait_until(
@@ -393,8 +394,7 @@ TEST(FullDisk, ProcessorStopsConsumingSaysWhyAndResumesWithEveryEffectOnce) {
       "in the inbox; %zu Klarna POST calls, each executed once; %zu entities equal to the sim; "
       "%lld outbox claims failed on the full disk%s\n",
       static_cast<long long>(filled), full_reason.c_str(), delivered.size(), inbox.size(), posts,
-      sim.size(), static_cast<long long>(claim_errors),
-      claim_failed ? "" : " (none within 15 s: the claims fitted)");
+      sim.size(), static_cast<long long>(claim_errors), claim_failed ? "" : " (none within 15 s)");
   sys.stop_processor();
 }
 
