@@ -21,6 +21,25 @@ void check_postgresql_settings(const storage::PostgresSettings& p) {
   }
 }
 
+// A claimed call is another processor's to take over once its lease ends:
+// the lease must outlast the call it covers (one request, up to
+// klarna.request_timeout_ms, then recording its answer), or a slow answer
+// would routinely meet a second send of the same call (same idempotency
+// key, so not a second operation at Klarna, but a second request and a
+// dropped answer).
+void check_claim_lease(const DaemonSettings& s) {
+  if (!s.worker.enabled) return;
+  const auto timeout = s.client.request_timeout;
+  if (s.postgresql.claim_lease * 2 < timeout * 3) {
+    throw core::ConfigError("postgresql.claim_lease_ms",
+                            "is " + std::to_string(s.postgresql.claim_lease.count()) +
+                                " ms: it must be at least 1.5 × klarna.request_timeout_ms (" +
+                                std::to_string(timeout.count()) +
+                                " ms), so that a call still waiting for Klarna's answer is "
+                                "not claimed and sent again by another processor");
+  }
+}
+
 }  // namespace
 
 DaemonSettings daemon_settings_from_config(const core::Config& config) {
@@ -67,6 +86,7 @@ void check_daemon_settings(const core::Config& config, const DaemonSettings& s) 
   }
   if (s.store == storage::StoreBackend::postgresql) {
     check_postgresql_settings(s.postgresql);
+    check_claim_lease(s);
     return;
   }
   // Checked last: a mistyped key or a missing credential is reported first.

@@ -67,3 +67,25 @@ TEST(PostgresDaemonSettings, SettlementFetchingIsAccepted) {
   EXPECT_TRUE(s.worker.enabled);
   EXPECT_TRUE(s.worker.follow_ups.settlements.fetch);
 }
+
+// A claimed call must not be taken over while it can still be waiting for
+// Klarna's answer: the lease is refused below 1.5 × the request timeout
+// (the old default, 30 s against a 30 s timeout, was such a lease).
+TEST(PostgresDaemonSettings, ClaimLeaseMustOutlastARequest) {
+  const auto with = [](const std::string& lease, const std::string& timeout,
+                       const std::string& worker) {
+    return "[processor]\nstore = \"postgresql\"\n[postgresql]\ndsn = \"host=/tmp dbname=kpay\"\n" +
+           lease + "[klarna]\nenvironment = \"custom\"\nbase_url = \"https://127.0.0.1:1\"\n" +
+           timeout + "[worker]\nenabled = " + worker + "\n";
+  };
+  EXPECT_EQ(refused_key(with("claim_lease_ms = 30000\n", "", "true")), "postgresql.claim_lease_ms");
+  EXPECT_EQ(refused_key(with("claim_lease_ms = 5000\n", "request_timeout_ms = 4000\n", "true")),
+            "postgresql.claim_lease_ms");
+  EXPECT_EQ(refused_key(with("claim_lease_ms = 6000\n", "request_timeout_ms = 4000\n", "true")),
+            "");
+  EXPECT_EQ(refused_key(with("", "", "true")), "");  // the defaults: 45 s against 30 s
+  // No worker, no calls to cover.
+  EXPECT_EQ(refused_key(with("claim_lease_ms = 5000\n", "", "false")), "");
+  auto s = processor::daemon_settings_from_config(core::Config::from_string(with("", "", "true")));
+  EXPECT_EQ(s.worker.claim_lease, std::chrono::milliseconds(45000));
+}

@@ -30,7 +30,7 @@ struct PostgresSettings {
   std::string password_file;
   // How long an outbox row or a job (watchers, publish drain) claimed by a
   // processor stays its own without renewal; after that, another takes it.
-  std::chrono::milliseconds claim_lease{30000};
+  std::chrono::milliseconds claim_lease{45000};
   // This processor's name in its claims (unique among the processors on one
   // database). Stable across restarts (e.g. the host's name), a restarted
   // processor takes its own in_flight calls back at once; otherwise they wait
