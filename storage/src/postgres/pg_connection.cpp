@@ -55,6 +55,7 @@ Connection::Connection(Connection&& o) noexcept
       prepared_(std::move(o.prepared_)),
       next_name_(o.next_name_),
       writes_(std::move(o.writes_)),
+      late_(std::move(o.late_)),
       round_trips_(o.round_trips_),
       transactions_begun_(o.transactions_begun_) {}
 
@@ -66,6 +67,7 @@ Connection& Connection::operator=(Connection&& o) noexcept {
     prepared_ = std::move(o.prepared_);
     next_name_ = o.next_name_;
     writes_ = std::move(o.writes_);
+    late_ = std::move(o.late_);
     round_trips_ = o.round_trips_;
     transactions_begun_ = o.transactions_begun_;
   }
@@ -90,41 +92,12 @@ Result Connection::exec(std::string_view sql) {
 }
 
 Result Connection::query(std::string_view sql, const Params& p) {
-  if (!writes_.empty()) return query_after_writes(sql, p);
+  if (!late_.empty()) release_late_for(sql);
+  if (!writes_.empty()) return run_writes_then(sql, &p);
   const std::string& name = prepared(sql, p);
   ++round_trips_;
   return check(
       PQexecPrepared(conn_, name.c_str(), p.size(), p.values(), p.lengths(), p.formats(), 0), sql);
-}
-
-// The queued writes, then `sql`, in one pipeline; its result is the last.
-Result Connection::query_after_writes(std::string_view sql, const Params& p) {
-  std::vector<Write> writes = std::exchange(writes_, {});
-  Pipeline pipe(*this);
-  for (const Write& w : writes) pipe.send(w.sql, w.params);
-  pipe.send(sql, p);
-  std::vector<Result> results = pipe.results();
-  return std::move(results.back());
-}
-
-bool Connection::in_transaction() const {
-  return PQtransactionStatus(conn_) == PQTRANS_INTRANS;
-}
-
-void Connection::write(std::string_view sql, Params p) {
-  if (!in_transaction()) {
-    query(sql, p);
-    return;
-  }
-  writes_.push_back({std::string(sql), std::move(p)});
-}
-
-void Connection::flush() {
-  if (writes_.empty()) return;
-  std::vector<Write> writes = std::exchange(writes_, {});
-  Pipeline pipe(*this);
-  for (const Write& w : writes) pipe.send(w.sql, w.params);
-  pipe.results();
 }
 
 const std::string* Connection::find_prepared(std::string_view sql) const {
@@ -154,7 +127,7 @@ bool Connection::ok() const {
 
 void Connection::reconnect() {
   prepared_.clear();
-  writes_.clear();
+  discard_writes();
   if (conn_ == nullptr) {
     *this = open(options_);
     return;

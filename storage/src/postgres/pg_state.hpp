@@ -168,6 +168,7 @@ class PgState {
   Connection& c_;
   std::vector<std::int64_t> seqs_;  // reserved, descending: the next is last
   std::int64_t seqs_of_transaction_ = -1;
+  std::string seq_name_;  // publish_queue's seq sequence
 };
 
 }  // namespace kpay::storage::pg

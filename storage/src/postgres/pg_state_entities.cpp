@@ -217,7 +217,8 @@ void PgState::append_history(const HistoryRow& h) {
   p.add(h.occurred_at).add(h.outcome).add(h.from_state).add(h.to_state).add(h.reason);
   p.add(h.topic).add(h.partition).add(h.offset).add(null_if_empty(h.traceparent));
   p.add(h.recorded_at_ms).add(null_if_empty(h.received_at)).add(h.kafka_timestamp_ms);
-  c_.write(
+  c_.write_late(
+      "history",
       "INSERT INTO history (event_id, entity_kind, entity_id, event_type, event_version, "
       "occurred_at, outcome, from_state, to_state, reason, topic, partition, \"offset\", "
       "traceparent, recorded_at_ms, received_at, kafka_timestamp_ms) "
