@@ -208,6 +208,7 @@ class Connection {
   void discard_writes() noexcept {
     writes_.clear();
     late_.clear();
+    late_tables_.clear();
   }
   std::size_t queued_writes() const noexcept { return writes_.size() + late_.size(); }
   // A transaction is open (BEGIN sent, not ended) and has not failed.
@@ -263,6 +264,7 @@ class Connection {
   int next_name_ = 1;
   std::vector<Write> writes_;
   std::vector<Write> late_;
+  std::vector<std::string> late_tables_;  // the distinct tables of late_
   std::int64_t round_trips_ = 0;
   std::int64_t transactions_begun_ = 0;
 };

@@ -56,6 +56,7 @@ Connection::Connection(Connection&& o) noexcept
       next_name_(o.next_name_),
       writes_(std::move(o.writes_)),
       late_(std::move(o.late_)),
+      late_tables_(std::move(o.late_tables_)),
       round_trips_(o.round_trips_),
       transactions_begun_(o.transactions_begun_) {}
 
@@ -68,6 +69,7 @@ Connection& Connection::operator=(Connection&& o) noexcept {
     next_name_ = o.next_name_;
     writes_ = std::move(o.writes_);
     late_ = std::move(o.late_);
+    late_tables_ = std::move(o.late_tables_);
     round_trips_ = o.round_trips_;
     transactions_begun_ = o.transactions_begun_;
   }

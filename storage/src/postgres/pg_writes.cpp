@@ -116,12 +116,15 @@ void Connection::write_late(std::string_view table, std::string_view sql, Params
     query(sql, p);
     return;
   }
+  if (std::find(late_tables_.begin(), late_tables_.end(), table) == late_tables_.end()) {
+    late_tables_.emplace_back(table);
+  }
   late_.push_back({std::string(sql), std::move(p), std::string(table)});
 }
 
 void Connection::release_late_for(std::string_view sql) {
-  const bool named = std::any_of(late_.begin(), late_.end(),
-                                 [&](const Write& w) { return names_table(sql, w.table); });
+  const bool named = std::any_of(late_tables_.begin(), late_tables_.end(),
+                                 [&](const std::string& t) { return names_table(sql, t); });
   if (named) release_late();
 }
 
@@ -133,6 +136,7 @@ void Connection::release_late() {
                    [](const Write& a, const Write& b) { return a.table < b.table; });
   std::move(late_.begin(), late_.end(), std::back_inserter(writes_));
   late_.clear();
+  late_tables_.clear();
 }
 
 void Connection::flush() {
