@@ -262,11 +262,11 @@ void PgState::insert_poison(const PoisonRow& q) {
                                .count();
   Params p = params(q.topic, q.partition, q.offset, q.event_id, q.reason);
   p.add_bytes(q.value).add_bytes(q.key).add(now);
-  c_.query(
+  c_.write(
       "INSERT INTO poison_messages (topic, partition, \"offset\", event_id, reason, value, key, "
       "recorded_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) "
       "ON CONFLICT (topic, partition, \"offset\") DO NOTHING",
-      p);
+      std::move(p));
 }
 
 // ---- offsets ----
