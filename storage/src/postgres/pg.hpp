@@ -186,10 +186,6 @@ class Connection {
   // by write() go first, in one pipeline with it (one round trip); a failure
   // of one of them is thrown here.
   Result query(std::string_view sql, const Params& p = {});
-  // Like query(), but planned for its parameters' values on every run (not
-  // prepared): for a lookup whose best plan depends on the value, where a
-  // plan made once for any value can be ruinous (pg_state_entities.cpp).
-  Result query_planned_each_time(std::string_view sql, const Params& p);
   // A write whose result the caller does not read (no rows, no count).
   // Inside a transaction it is queued until the next query(), exec() or
   // flush(): it runs in order before them, and its failure is theirs (the
@@ -261,7 +257,7 @@ class Connection {
   // order: one table's rows may be written by another's statements).
   void release_late_for(std::string_view sql);
   void release_late();
-  Result run_writes_then(std::string_view sql, const Params* p, bool prepare = true);
+  Result run_writes_then(std::string_view sql, const Params* p);
   PGconn* conn_ = nullptr;
   ConnectOptions options_;
   std::unordered_map<std::string, std::string, SqlHash, std::equal_to<>> prepared_;
@@ -311,8 +307,6 @@ class Pipeline {
   Pipeline& operator=(const Pipeline&) = delete;
 
   void send(std::string_view sql, const Params& p = {});
-  // Not prepared: planned for these values (Connection::query_planned_each_time).
-  void send_unprepared(std::string_view sql, const Params& p);
   std::vector<Result> results();
   static constexpr std::size_t kMaxQueued = 512;
 

@@ -102,15 +102,6 @@ Result Connection::query(std::string_view sql, const Params& p) {
       PQexecPrepared(conn_, name.c_str(), p.size(), p.values(), p.lengths(), p.formats(), 0), sql);
 }
 
-Result Connection::query_planned_each_time(std::string_view sql, const Params& p) {
-  if (!late_.empty()) release_late_for(sql);
-  if (!writes_.empty()) return run_writes_then(sql, &p, false);
-  ++round_trips_;
-  return check(PQexecParams(conn_, std::string(sql).c_str(), p.size(), p.types(), p.values(),
-                            p.lengths(), p.formats(), 0),
-               sql);
-}
-
 const std::string* Connection::find_prepared(std::string_view sql) const {
   auto it = prepared_.find(sql);
   return it == prepared_.end() ? nullptr : &it->second;

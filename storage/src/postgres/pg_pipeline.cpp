@@ -53,17 +53,6 @@ void Pipeline::send(std::string_view sql, const Params& p) {
   pending_.push_back({false, std::string(sql), *name});
 }
 
-void Pipeline::send_unprepared(std::string_view sql, const Params& p) {
-  if (pending_.size() >= kMaxQueued) sync_part();
-  PGconn* h = c_.handle();
-  const std::string text(sql);
-  if (PQsendQueryParams(h, text.c_str(), p.size(), p.types(), p.values(), p.lengths(), p.formats(),
-                        0) != 1) {
-    throw error_from(h, nullptr, sql);
-  }
-  pending_.push_back({false, text, {}});
-}
-
 void Pipeline::read_one(const Pending& p) {
   PGconn* h = c_.handle();
   PGresult* r = PQgetResult(h);

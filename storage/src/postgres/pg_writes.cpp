@@ -146,7 +146,7 @@ void Connection::flush() {
 
 // The queued writes (runs of one multi-row shape joined), then `sql` when
 // given, in one pipeline; the result is the last statement's.
-Result Connection::run_writes_then(std::string_view sql, const Params* p, bool prepare) {
+Result Connection::run_writes_then(std::string_view sql, const Params* p) {
   std::vector<Write> writes = std::exchange(writes_, {});
   Pipeline pipe(*this);
   for (std::size_t i = 0; i < writes.size();) {
@@ -167,8 +167,7 @@ Result Connection::run_writes_then(std::string_view sql, const Params* p, bool p
     }
     i += run;
   }
-  if (p != nullptr && prepare) pipe.send(sql, *p);
-  if (p != nullptr && !prepare) pipe.send_unprepared(sql, *p);
+  if (p != nullptr) pipe.send(sql, *p);
   std::vector<Result> results = pipe.results();
   if (p == nullptr) return Result();
   return std::move(results.back());

@@ -44,13 +44,6 @@ TEST_F(PgWrites, QueuedWritesGoWithTheNextReadInOneRoundTrip) {
   EXPECT_EQ(c.query("SELECT v FROM t WHERE k = 99").text(0, 0), "last");
   EXPECT_EQ(c.round_trips(), before + 1);
   EXPECT_EQ(c.queued_writes(), 0u);
-  // A statement planned each time (not prepared) goes in the pipeline too.
-  c.write(insert, params(std::int64_t{200}, "planned"));
-  EXPECT_EQ(c.query_planned_each_time("SELECT v FROM t WHERE k = $1", params(std::int64_t{200}))
-                .text(0, 0),
-            "planned");
-  EXPECT_EQ(c.round_trips(), before + 2);
-  c.write("DELETE FROM t WHERE k = $1", params(std::int64_t{200}));
   c.write(insert, params(std::int64_t{100}, "after"));
   EXPECT_EQ(count(other), 0) << "not committed yet";
   tx.commit();
