@@ -17,7 +17,13 @@
 // event, duplicates exactly as produced), no dead letter, no offset gap.
 // Anything else: exit 1, no rate.
 //
+// --statements loads pg_stat_statements in the server and prints, per
+// distinct statement of the processors, its calls per event and its mean
+// execution and planning time (where the server's time goes). --processor
+// runs another klarna-processor binary (an A/B comparison of two builds).
+//
 //   pg_bench --events 60000 --processors 2
+//   pg_bench --events 30000 --statements --processor /tmp/old/klarna-processor
 #include <libpq-fe.h>
 #include <unistd.h>
 
@@ -163,13 +169,49 @@ struct Waits {
   }
 };
 
+// The processors' statements (pg_stat_statements, reset before they
+// started): the totals per event, then the statements by server time.
+void print_statements(Pg& c, long long events) {
+  const std::string mine =
+      "FROM pg_stat_statements WHERE query NOT LIKE '%pg_stat%' "
+      "AND query NOT LIKE '%SUM(next_offset)%'";
+  const auto total =
+      c.rows("SELECT SUM(calls), SUM(total_exec_time), SUM(total_plan_time) " + mine);
+  if (total.empty() || total[0][0].empty()) {
+    std::printf("statements: pg_stat_statements has no rows\n");
+    return;
+  }
+  const double n = static_cast<double>(events);
+  const double calls = std::stod(total[0][0]), exec_ms = std::stod(total[0][1]),
+               plan_ms = std::stod(total[0][2]);
+  std::printf(
+      "statements: %.2f per event; server time %.1f us per event executing, %.1f planning\n",
+      calls / n, 1000 * exec_ms / n, 1000 * plan_ms / n);
+  const auto rows = c.rows(
+      "SELECT calls, total_exec_time, total_plan_time, plans, "
+      "regexp_replace(left(query, 100), '\\s+', ' ', 'g') " +
+      mine + " ORDER BY total_exec_time + total_plan_time DESC LIMIT 25");
+  std::printf("  per event | mean exec us | mean plan us (plans) | share | statement\n");
+  for (const auto& r : rows) {
+    const double k = std::stod(r[0]), e = std::stod(r[1]), pl = std::stod(r[2]),
+                 plans = std::stod(r[3]);
+    std::printf("  %9.3f | %12.1f | %8.1f (%6.0f) | %4.1f%% | %s\n", k / n, 1000 * e / k,
+                plans > 0 ? 1000 * pl / plans : 0.0, plans, 100 * (e + pl) / (exec_ms + plan_ms),
+                r[4].c_str());
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"pg_bench: events/s of N processors on one PostgreSQL state"};
   long long events = 60000;
   int processors = 1, batch_size = 500;
+  bool statements = false;
+  std::string processor_binary = test::binary("processor/klarna-processor");
   app.add_option("--events", events, "Events to produce and process (approximate)");
+  app.add_flag("--statements", statements, "Profile the statements (pg_stat_statements)");
+  app.add_option("--processor", processor_binary, "The klarna-processor binary to run");
   app.add_option("--processors", processors)->check(CLI::Range(1, 8));
   app.add_option("--batch-size", batch_size, "processor.batch_size");
   CLI11_PARSE(app, argc, argv);
@@ -200,20 +242,24 @@ int main(int argc, char** argv) {
   stream.clear();
 
   test::PostgresServer server;
-  bench::make_durable(server);
+  bench::make_durable(server, statements);
   const std::string dsn = server.dsn();
   storage::PostgresSettings schema;
   schema.dsn = dsn;
   storage::open_postgres_store(schema);  // the schema, before the processors race for it
+  Pg c(dsn);
+  if (statements) {
+    c.exec("CREATE EXTENSION IF NOT EXISTS pg_stat_statements");
+    c.exec("SELECT pg_stat_statements_reset()");
+  }
   const auto dir = test::make_temp_dir("pg-bench");
   std::vector<std::unique_ptr<test::ChildProcess>> children;
   for (int i = 1; i <= processors; ++i) {
     children.push_back(std::make_unique<test::ChildProcess>(
-        std::vector<std::string>{test::binary("processor/klarna-processor"), "--config",
+        std::vector<std::string>{processor_binary, "--config",
                                  write_config(dir, i, dsn, kafka.bootstrap_servers(), batch_size)},
         dir + "/p" + std::to_string(i) + ".log"));
   }
-  Pg c(dsn);
   Waits waits;
   auto committed = [&] {
     return c.integer("SELECT COALESCE(SUM(next_offset), 0) FROM consumer_offsets");
@@ -246,6 +292,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   const double secs = std::chrono::duration<double>(t_end - t_first).count();
+  if (statements) print_statements(c, total);
   auto outcome = [&](const char* o) {
     return c.integer(std::string("SELECT COUNT(*) FROM history WHERE outcome = '") + o + "'");
   };

@@ -499,6 +499,11 @@ CREATE INDEX findings_by_settlement ON reconciliation_findings (settlement_id);
 CREATE INDEX findings_by_time ON reconciliation_findings (found_at_ms);
 )sql";
 
+// 16: PostgreSQL's indexes by request and by transaction in id order
+// (pg_schema.cpp); SQLite plans each statement with its values and keeps its
+// indexes: nothing to change, recorded so both backends count alike.
+constexpr std::string_view kV16 = "SELECT 1;";
+
 constexpr std::array kMigrations = {
     Migration{1, "state store: entities, inbox, history, outbox, publish queue, offsets", kV1},
     Migration{2, "history index by entity filled in bulk", kV2},
@@ -516,6 +521,7 @@ constexpr std::array kMigrations = {
     Migration{12, "audit trail: the operator of an operator's action", kAuditSchemaV12},
     Migration{13, "command senders in the command's own row", kAuditSchemaV13},
     Migration{14, "inbox narrowed: topic by number, digest prefix", kInboxSchemaV14},
+    Migration{16, "lookups by request and by transaction: indexes in id order (PostgreSQL)", kV16},
     Migration{17, "reconciliation findings: unrecognised_line", kV17},
 };
 

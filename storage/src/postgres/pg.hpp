@@ -9,6 +9,14 @@
 // - Statements go through Connection::query(), which prepares each distinct
 //   SQL text once per connection (named "k1", "k2", …) and reuses it; a
 //   reconnect forgets them and they are prepared again on next use.
+// - Writes whose answer the caller does not read go through
+//   Connection::write(): inside a transaction they are queued and sent in one
+//   pipeline with the next statement that needs an answer (or before COMMIT),
+//   so a batch pays one round trip per read, not one per statement.
+//   write_late() keeps rows of tables the batch does not read back (history,
+//   publish queue, offsets) until COMMIT or a statement naming their table;
+//   then runs of one INSERT … VALUES (…) go as multi-row statements
+//   (pg_writes.cpp).
 // - Parameters are sent as text with their type (int8, text, bool), bytes as
 //   binary bytea; results are read as text (integers parsed, bytea decoded).
 // - Every failure throws PgError with the server's SQLSTATE and whether it is
@@ -117,6 +125,7 @@ class Params {
   }
   Params& add_bytes(std::string_view bytes);  // bytea, sent binary
   Params& add_optional_bytes(const std::optional<std::string>& bytes);
+  Params& append(const Params& other);  // other's values after these
 
   int size() const { return static_cast<int>(values_.size()); }
   // libpq's arrays, valid until the next add().
@@ -173,8 +182,45 @@ class Connection {
   // Simple protocol: one or more statements without parameters (DDL, SET);
   // the last statement's result.
   Result exec(std::string_view sql);
-  // One statement, prepared on first use on this connection.
+  // One statement, prepared on first use on this connection. Writes queued
+  // by write() go first, in one pipeline with it (one round trip); a failure
+  // of one of them is thrown here.
   Result query(std::string_view sql, const Params& p = {});
+  // A write whose result the caller does not read (no rows, no count).
+  // Inside a transaction it is queued until the next query(), exec() or
+  // flush(): it runs in order before them, and its failure is theirs (the
+  // transaction is aborted then, as by any failed statement, and fails to
+  // commit). Outside a transaction it runs now.
+  void write(std::string_view sql, Params p);
+  // Like write(), for a table (named in `sql`) whose rows the transaction
+  // does not read back before it ends: queued until COMMIT (flush()) or the
+  // first statement whose SQL names `table` (then sent before it, in order).
+  // Consecutive rows of one INSERT … VALUES (…) go as one multi-row INSERT
+  // (up to kRowsPerInsert rows), of one DELETE … WHERE c = $1 as one
+  // DELETE … WHERE c IN (…); rows of several tables are sent table by
+  // table. Only for tables no trigger or other late table's statement reads.
+  void write_late(std::string_view table, std::string_view sql, Params p);
+  static constexpr std::size_t kRowsPerInsert = 64;
+  // Sends the queued writes (late ones too) now, in one round trip, throwing
+  // the first failure.
+  void flush();
+  // Forgets the queued writes: their transaction rolled back or was lost.
+  void discard_writes() noexcept {
+    writes_.clear();
+    late_.clear();
+    late_tables_.clear();
+  }
+  std::size_t queued_writes() const noexcept { return writes_.size() + late_.size(); }
+  // A transaction is open (BEGIN sent, not ended) and has not failed.
+  bool in_transaction() const;
+  // Round trips to the server so far (a statement, a pipeline's sync): for
+  // tests and benchmarks of the batching.
+  std::int64_t round_trips() const noexcept { return round_trips_; }
+  void count_round_trip() noexcept { ++round_trips_; }
+  // Counts the transactions begun on this connection (Transaction): a value
+  // kept for "this transaction" is stale once it changes.
+  std::int64_t transactions_begun() const noexcept { return transactions_begun_; }
+  void count_transaction() noexcept { ++transactions_begun_; }
 
   // False once the connection is lost (a query failed with it).
   bool ok() const;
@@ -201,17 +247,38 @@ class Connection {
     using is_transparent = void;
     std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
   };
+  struct Write {
+    std::string sql;
+    Params params;
+    std::string table;  // write_late(): its table; write(): empty
+  };
   Connection(PGconn* conn, ConnectOptions options);
+  // The late writes of a table `sql` names join the queue (all of them, in
+  // order: one table's rows may be written by another's statements).
+  void release_late_for(std::string_view sql);
+  void release_late();
+  Result run_writes_then(std::string_view sql, const Params* p);
   PGconn* conn_ = nullptr;
   ConnectOptions options_;
   std::unordered_map<std::string, std::string, SqlHash, std::equal_to<>> prepared_;
   int next_name_ = 1;
+  std::vector<Write> writes_;
+  std::vector<Write> late_;
+  std::vector<std::string> late_tables_;  // the distinct tables of late_
+  std::int64_t round_trips_ = 0;
+  std::int64_t transactions_begun_ = 0;
 };
+
+// `table` appears in `sql` as a word (pg_writes.cpp): the statement may
+// read or write it.
+bool names_table(std::string_view sql, std::string_view table);
 
 enum class Isolation { read_committed, repeatable_read, serializable };
 
 // BEGIN … COMMIT; ROLLBACK in the destructor unless committed (a lost
-// connection has rolled back on the server already).
+// connection has rolled back on the server already). commit() sends the
+// queued writes first; when one fails, the transaction is rolled back and
+// its error thrown. Writes still queued when it is rolled back are dropped.
 class Transaction {
  public:
   explicit Transaction(Connection& c, Isolation isolation = Isolation::read_committed);

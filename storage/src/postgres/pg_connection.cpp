@@ -53,7 +53,12 @@ Connection::Connection(Connection&& o) noexcept
     : conn_(std::exchange(o.conn_, nullptr)),
       options_(std::move(o.options_)),
       prepared_(std::move(o.prepared_)),
-      next_name_(o.next_name_) {}
+      next_name_(o.next_name_),
+      writes_(std::move(o.writes_)),
+      late_(std::move(o.late_)),
+      late_tables_(std::move(o.late_tables_)),
+      round_trips_(o.round_trips_),
+      transactions_begun_(o.transactions_begun_) {}
 
 Connection& Connection::operator=(Connection&& o) noexcept {
   if (this != &o) {
@@ -62,6 +67,11 @@ Connection& Connection::operator=(Connection&& o) noexcept {
     options_ = std::move(o.options_);
     prepared_ = std::move(o.prepared_);
     next_name_ = o.next_name_;
+    writes_ = std::move(o.writes_);
+    late_ = std::move(o.late_);
+    late_tables_ = std::move(o.late_tables_);
+    round_trips_ = o.round_trips_;
+    transactions_begun_ = o.transactions_begun_;
   }
   return *this;
 }
@@ -78,11 +88,16 @@ Result Connection::check(PGresult* r, std::string_view sql) {
 }
 
 Result Connection::exec(std::string_view sql) {
+  flush();
+  ++round_trips_;
   return check(PQexec(conn_, std::string(sql).c_str()), sql);
 }
 
 Result Connection::query(std::string_view sql, const Params& p) {
+  if (!late_.empty()) release_late_for(sql);
+  if (!writes_.empty()) return run_writes_then(sql, &p);
   const std::string& name = prepared(sql, p);
+  ++round_trips_;
   return check(
       PQexecPrepared(conn_, name.c_str(), p.size(), p.values(), p.lengths(), p.formats(), 0), sql);
 }
@@ -103,6 +118,7 @@ void Connection::remember_prepared(std::string_view sql, std::string name) {
 const std::string& Connection::prepared(std::string_view sql, const Params& p) {
   if (const std::string* name = find_prepared(sql)) return *name;
   std::string name = next_statement_name();
+  ++round_trips_;
   check(PQprepare(conn_, name.c_str(), std::string(sql).c_str(), p.size(), p.types()), sql);
   return prepared_.emplace(std::string(sql), std::move(name)).first->second;
 }
@@ -113,6 +129,7 @@ bool Connection::ok() const {
 
 void Connection::reconnect() {
   prepared_.clear();
+  discard_writes();
   if (conn_ == nullptr) {
     *this = open(options_);
     return;
@@ -136,6 +153,7 @@ int Connection::backend_pid() const {
 // ---- Transaction ----
 
 Transaction::Transaction(Connection& c, Isolation isolation) : c_(c) {
+  c_.count_transaction();
   switch (isolation) {
     case Isolation::read_committed:  // named: whatever the server's default_transaction_isolation
       c_.exec("BEGIN ISOLATION LEVEL READ COMMITTED");
@@ -150,12 +168,14 @@ Transaction::Transaction(Connection& c, Isolation isolation) : c_(c) {
 }
 
 Transaction::~Transaction() {
+  c_.discard_writes();
   if (done_ || !c_.ok()) return;
   if (PQtransactionStatus(c_.handle()) == PQTRANS_IDLE) return;
   PQclear(PQexec(c_.handle(), "ROLLBACK"));
 }
 
 void Transaction::commit() {
+  c_.flush();    // a failure: not done, rolled back by the destructor
   done_ = true;  // whatever COMMIT answers, the transaction is over
   Result r = c_.exec("COMMIT");
   // COMMIT of a transaction a failed statement aborted answers ROLLBACK, not

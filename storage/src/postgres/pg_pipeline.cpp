@@ -82,6 +82,7 @@ void Pipeline::read_one(const Pending& p) {
 void Pipeline::sync_part() {
   PGconn* h = c_.handle();
   if (PQpipelineSync(h) != 1) throw error_from(h, nullptr, "pipeline sync");
+  c_.count_round_trip();
   for (const Pending& p : pending_) {
     if (PQstatus(h) != CONNECTION_OK) {
       if (!error_) error_ = error_from(h, nullptr, "");

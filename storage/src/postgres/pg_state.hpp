@@ -159,7 +159,16 @@ class PgState {
   std::vector<std::string> disputes_of_transaction(const std::string& transaction_id);
 
  private:
+  // A publish_queue seq for a row written with Connection::write(): taken
+  // from a block reserved from the table's sequence (one round trip per
+  // kSeqBlock rows). A block serves one transaction: what it leaves is
+  // skipped, so seqs follow the order rows were written in, as nextval does.
+  std::int64_t next_publish_seq();
+  static constexpr int kSeqBlock = 64;
   Connection& c_;
+  std::vector<std::int64_t> seqs_;  // reserved, descending: the next is last
+  std::int64_t seqs_of_transaction_ = -1;
+  std::string seq_name_;  // publish_queue's seq sequence
 };
 
 }  // namespace kpay::storage::pg

@@ -69,7 +69,7 @@ std::vector<AuditEvent> PgState::audit_of_outbox(std::int64_t outbox_id) {
 
 void PgState::add_sender_day_total(const std::string& sender, const std::string& day,
                                    const std::string& currency, std::int64_t amount) {
-  c_.query(
+  c_.write(
       "INSERT INTO sender_day_totals AS t (sender, day, currency, amount) VALUES ($1, $2, $3, $4) "
       "ON CONFLICT (sender, day, currency) DO UPDATE SET amount = t.amount + EXCLUDED.amount",
       params(sender, day, currency, amount));

@@ -75,7 +75,7 @@ std::optional<CommandRow> PgState::find_command(const std::string& command_id) {
 
 void PgState::finish_command(const std::string& command_id, CommandStatus status,
                              const std::optional<std::string>& reason, std::int64_t now_ms) {
-  c_.query("UPDATE commands SET status = $1, reason = $2, updated_at_ms = $3 WHERE command_id = $4",
+  c_.write("UPDATE commands SET status = $1, reason = $2, updated_at_ms = $3 WHERE command_id = $4",
            params(to_string(status), reason, now_ms, command_id));
 }
 
@@ -98,7 +98,7 @@ void PgState::save_payment_context(const PaymentContextRow& c) {
           "interoperability_token = EXCLUDED.interoperability_token, "
           "interoperability_data = EXCLUDED.interoperability_data, "
           "created_at_ms = EXCLUDED.created_at_ms");
-  c_.query(sql, p);
+  c_.write(sql, std::move(p));
 }
 
 std::optional<PaymentContextRow> PgState::find_payment_context(

@@ -92,7 +92,7 @@ void PgState::save_dispute(const DisputeRow& d) {
           "withheld_amount = EXCLUDED.withheld_amount, "
           "returned_amount = EXCLUDED.returned_amount, fee_amount = EXCLUDED.fee_amount, "
           "account_id = EXCLUDED.account_id");
-  c_.query(sql, p);
+  c_.write(sql, std::move(p));
 }
 
 bool PgState::insert_dispute_deadline(const DisputeDeadlineRow& d) {

@@ -139,12 +139,12 @@ void PgState::insert_conflict(const EventConflictRow& c) {
   Params p = params(c.event_id, c.topic, c.partition, c.offset);
   p.add_bytes(c.digest).add_bytes(c.first_digest);
   p.add(c.first_topic).add(c.first_partition).add(c.first_offset).add(c.recorded_at_ms);
-  c_.query(
+  c_.write(
       "INSERT INTO event_conflicts (event_id, topic, partition, \"offset\", digest, "
       "first_digest, first_topic, first_partition, first_offset, recorded_at_ms) "
       "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) "
       "ON CONFLICT (topic, partition, \"offset\") DO NOTHING",
-      p);
+      std::move(p));
 }
 
 std::vector<EventConflictRow> PgState::list_conflicts(std::size_t limit) {

@@ -152,7 +152,42 @@ std::int64_t PgState::enqueue_publish(const PublishRow& q) {
       .int64(0, 0);
 }
 
+std::int64_t PgState::next_publish_seq() {
+  if (seqs_of_transaction_ != c_.transactions_begun()) {
+    seqs_.clear();
+    seqs_of_transaction_ = c_.transactions_begun();
+  }
+  if (seqs_.empty()) {
+    // By the sequence's name: a statement naming publish_queue would send
+    // the rows queued for it (Connection::write_late).
+    if (seq_name_.empty()) {
+      seq_name_ = c_.query("SELECT pg_get_serial_sequence('publish_queue', 'seq')").text(0, 0);
+    }
+    Result r = c_.query("SELECT nextval($1::regclass) FROM generate_series(1, $2)",
+                        params(seq_name_, kSeqBlock));
+    for (int i = 0; i < r.rows(); ++i) seqs_.push_back(r.int64(i, 0));
+    std::sort(seqs_.rbegin(), seqs_.rend());
+  }
+  const std::int64_t seq = seqs_.back();
+  seqs_.pop_back();
+  return seq;
+}
+
+// In a transaction the row goes with the batch's other writes (its seq
+// reserved before); outside one it is written now and returns its seq.
 std::int64_t PgState::enqueue_publish(const PublishRow& q, const Claimant& who) {
+  if (c_.in_transaction()) {
+    const std::int64_t seq = next_publish_seq();
+    Params p = params(seq, q.topic);
+    p.add_bytes(q.key).add_bytes(q.value).add(q.reason).add(null_if_empty(q.traceparent));
+    p.add(who.owner).add(static_cast<std::int64_t>(who.lease.count()));
+    c_.write_late(
+        "publish_queue",
+        "INSERT INTO publish_queue (seq, topic, key, value, reason, traceparent, claimed_by, "
+        "lease_expires_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, kpay_now_ms() + $8)",
+        std::move(p));
+    return seq;
+  }
   Params p = params(q.topic);
   p.add_bytes(q.key).add_bytes(q.value).add(q.reason).add(null_if_empty(q.traceparent));
   p.add(who.owner).add(static_cast<std::int64_t>(who.lease.count()));
@@ -166,7 +201,7 @@ std::int64_t PgState::enqueue_publish(const PublishRow& q, const Claimant& who) 
 }
 
 void PgState::delete_published(std::int64_t seq) {
-  c_.query("DELETE FROM publish_queue WHERE seq = $1", params(seq));
+  c_.write_late("publish_queue", "DELETE FROM publish_queue WHERE seq = $1", params(seq));
 }
 
 namespace {
@@ -227,22 +262,22 @@ void PgState::insert_poison(const PoisonRow& q) {
                                .count();
   Params p = params(q.topic, q.partition, q.offset, q.event_id, q.reason);
   p.add_bytes(q.value).add_bytes(q.key).add(now);
-  c_.query(
+  c_.write(
       "INSERT INTO poison_messages (topic, partition, \"offset\", event_id, reason, value, key, "
       "recorded_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) "
       "ON CONFLICT (topic, partition, \"offset\") DO NOTHING",
-      p);
+      std::move(p));
 }
 
 // ---- offsets ----
 
 void PgState::save_offset(const std::string& topic, std::int32_t partition,
                           std::int64_t next_offset) {
-  c_.query(
-      "INSERT INTO consumer_offsets (topic, partition, next_offset) VALUES ($1, $2, $3) "
-      "ON CONFLICT (topic, partition) DO UPDATE "
-      "SET next_offset = GREATEST(consumer_offsets.next_offset, EXCLUDED.next_offset)",
-      params(topic, partition, next_offset));
+  c_.write_late("consumer_offsets",
+                "INSERT INTO consumer_offsets (topic, partition, next_offset) VALUES ($1, $2, $3) "
+                "ON CONFLICT (topic, partition) DO UPDATE "
+                "SET next_offset = GREATEST(consumer_offsets.next_offset, EXCLUDED.next_offset)",
+                params(topic, partition, next_offset));
 }
 
 void PgState::reset_offset(const std::string& topic, std::int32_t partition,

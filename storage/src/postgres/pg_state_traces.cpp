@@ -10,7 +10,7 @@ void PgState::insert_call_attempt(const CallAttemptRow& a) {
   p.add(a.http_status).add(a.transport_error).add(a.klarna_error_id).add(a.klarna_error_code);
   p.add(a.klarna_correlation_id).add(a.summary).add(null_if_empty(a.traceparent));
   p.add(a.recorded_at_ms);
-  c_.query(
+  c_.write(
       "INSERT INTO call_attempts (outbox_id, attempt, started_at_ms, latency_us, outcome, "
       "http_status, transport_error, klarna_error_id, klarna_error_code, "
       "klarna_correlation_id, summary, traceparent, recorded_at_ms) "
@@ -22,7 +22,7 @@ void PgState::insert_call_attempt(const CallAttemptRow& a) {
       "klarna_error_code = EXCLUDED.klarna_error_code, "
       "klarna_correlation_id = EXCLUDED.klarna_correlation_id, summary = EXCLUDED.summary, "
       "traceparent = EXCLUDED.traceparent, recorded_at_ms = EXCLUDED.recorded_at_ms",
-      p);
+      std::move(p));
 }
 
 std::vector<CallAttemptRow> PgState::call_attempts(std::int64_t outbox_id) {

@@ -181,6 +181,15 @@ Params& Params::add_optional_bytes(const std::optional<std::string>& bytes) {
   return bytes ? add_bytes(*bytes) : push({}, true, 1, kByteaOid);
 }
 
+Params& Params::append(const Params& o) {
+  values_.insert(values_.end(), o.values_.begin(), o.values_.end());
+  null_.insert(null_.end(), o.null_.begin(), o.null_.end());
+  lengths_.insert(lengths_.end(), o.lengths_.begin(), o.lengths_.end());
+  formats_.insert(formats_.end(), o.formats_.begin(), o.formats_.end());
+  types_.insert(types_.end(), o.types_.begin(), o.types_.end());
+  return *this;
+}
+
 const char* const* Params::values() const {
   pointers_.clear();
   for (std::size_t i = 0; i < values_.size(); ++i) {
