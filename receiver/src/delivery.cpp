@@ -44,6 +44,16 @@ void DeliveryMailbox::drain() {
     if (item.pending->waiting_) wake(*item.pending);
   }
   draining_.clear();  // keeps its capacity for the next round
+  disarm_if_idle();
+}
+
+// A timer left set with nothing waiting would keep the context busy (its
+// thread could not run out of work at shutdown) until that deadline. Checked
+// once per batch of reports, not per request.
+void DeliveryMailbox::disarm_if_idle() {
+  if (head_ != nullptr || !timer_armed_) return;
+  timer_armed_ = false;
+  timer_.cancel();
 }
 
 void DeliveryMailbox::start_waiting(PendingDelivery& p, WaitHandler handler,
@@ -58,6 +68,7 @@ void DeliveryMailbox::start_waiting(PendingDelivery& p, WaitHandler handler,
     p.slot_.assign([this, keep = p.weak_from_this()](asio::cancellation_type) {
       asio::post(ex_, [this, keep] {
         if (auto q = keep.lock(); q && q->waiting_) wake(*q);
+        disarm_if_idle();
       });
     });
   }

@@ -104,6 +104,7 @@ class DeliveryMailbox {
   void link(PendingDelivery& p);
   void unlink(PendingDelivery& p);
   void arm_timer();
+  void disarm_if_idle();
   void expire();
 
   Executor ex_;
