@@ -18,8 +18,6 @@
 #include <string_view>
 #include <vector>
 
-#include <boost/asio/cancellation_signal.hpp>
-
 #include "io_types.hpp"
 #include "kpay/receiver/publisher.hpp"
 
@@ -27,70 +25,32 @@ namespace kpay::receiver {
 
 class DeliveryMailbox;
 
-// What resumes a coroutine suspended in DeliveryMailbox::wait. The concrete
-// type, not asio::any_completion_handler: Boost 1.81's move assignment of
-// that one recurses without end.
-using WaitHandler = asio::async_result<asio::use_awaitable_t<Executor>, void()>::handler_type;
-
 // A request waiting for its report, in one allocation: the publisher's
 // callback, the message's value (librdkafka reads it in place, no copy) and
-// the waiting coroutine's handler. Shared by the waiting coroutine and, until
-// the report, the publisher (`self`), so a request answered on its deadline
-// leaves the body alive for librdkafka.
-class PendingDelivery final : public DeliveryCallback,
-                              public std::enable_shared_from_this<PendingDelivery> {
+// the waiter's wake-up. The timer is the deadline and the wake-up. Shared by
+// the waiting coroutine and, until the report, the publisher (`self`), so a
+// request answered on its deadline leaves the body alive for librdkafka.
+class PendingDelivery final : public DeliveryCallback {
  public:
-  PendingDelivery(DeliveryMailbox& mailbox, std::string value)
-      : body(std::move(value)), mailbox_(mailbox) {}
+  PendingDelivery(const Executor& ex, DeliveryMailbox& mailbox, std::string value)
+      : timer(ex), body(std::move(value)), mailbox_(mailbox) {}
   void delivered(const DeliveryReport& report) noexcept override;
 
+  Timer timer;
+  std::optional<DeliveryReport> report;
   const std::string body;
   std::shared_ptr<PendingDelivery> self;  // set while librdkafka holds the message
-  std::optional<DeliveryReport> report;   // empty after the wait: deadline or cancelled
 
  private:
-  friend class DeliveryMailbox;
-
-  // What resumes a coroutine suspended in DeliveryMailbox::wait. The concrete
-  // type, not asio::any_completion_handler: Boost 1.81's move assignment of
-  // that one recurses without end.
-  using WaitHandler = asio::async_result<asio::use_awaitable_t<Executor>, void()>::handler_type;
   DeliveryMailbox& mailbox_;
-  // The mailbox's deadline list and the suspended waiter (its context only).
-  std::chrono::steady_clock::time_point deadline_;
-  PendingDelivery* prev_ = nullptr;
-  PendingDelivery* next_ = nullptr;
-  bool waiting_ = false;
-  std::optional<WaitHandler> waiter_;
-  asio::cancellation_slot slot_;
 };
 
-// One per I/O context: the reports bound for it, handed over from the context
-// that serves the reports (the same one or another), and its requests' publish
-// deadlines. The deadlines are one list ordered by time with one timer for the
-// earliest, not a timer per request (each one a timer-queue insert and
-// removal under the reactor's lock, and a completion through the scheduler).
+// Reports bound for one I/O context, handed over from the context that serves
+// the reports (the same one or another).
 class DeliveryMailbox {
  public:
-  explicit DeliveryMailbox(Executor ex) : ex_(ex), timer_(ex) {}
-  ~DeliveryMailbox();  // waiters left (a stopped context) are destroyed unresumed
-  DeliveryMailbox(const DeliveryMailbox&) = delete;
-  DeliveryMailbox& operator=(const DeliveryMailbox&) = delete;
-
-  // Any thread: `pending`'s report came.
+  explicit DeliveryMailbox(Executor ex) : ex_(ex) {}
   void deliver(std::shared_ptr<PendingDelivery> pending, const DeliveryReport& report);
-
-  // On the mailbox's context: completes when `pending`'s report is delivered,
-  // at `deadline`, or when the waiter is cancelled, whichever comes first.
-  // Only terminal cancellation is let through by the connections; any type
-  // ends the wait.
-  auto wait(PendingDelivery& pending, std::chrono::steady_clock::time_point deadline) {
-    return asio::async_initiate<const asio::use_awaitable_t<Executor>&, void()>(
-        [this, &pending, deadline](auto handler) {
-          start_waiting(pending, std::move(handler), deadline);
-        },
-        asio::use_awaitable_t<Executor>{});
-  }
 
  private:
   struct Item {
@@ -98,25 +58,11 @@ class DeliveryMailbox {
     DeliveryReport report;
   };
   void drain();  // on the mailbox's context only
-  void start_waiting(PendingDelivery& p, WaitHandler handler,
-                     std::chrono::steady_clock::time_point deadline);
-  void wake(PendingDelivery& p);
-  void link(PendingDelivery& p);
-  void unlink(PendingDelivery& p);
-  void arm_timer();
-  void disarm_if_idle();
-  void expire();
 
   Executor ex_;
   std::mutex mu_;
   std::vector<Item> incoming_;  // guarded by mu_
-  // The context's thread only:
-  std::vector<Item> draining_;
-  PendingDelivery* head_ = nullptr;  // earliest deadline
-  PendingDelivery* tail_ = nullptr;
-  Timer timer_;
-  bool timer_armed_ = false;
-  std::chrono::steady_clock::time_point armed_for_;
+  std::vector<Item> draining_;  // the context's thread only
 };
 
 // How a publish ended: `failure` is empty when Kafka acknowledged the write,

@@ -79,12 +79,11 @@ void KafkaPublisher::disable_report_fd() {
 }
 
 void KafkaPublisher::serve_reports() {
-  // One read resets an eventfd's count (a second one would only fail with
-  // EAGAIN: a syscall per batch for nothing).
   std::uint64_t ignored;
-  (void)!::read(report_fd_, &ignored, sizeof ignored);
+  while (::read(report_fd_, &ignored, sizeof ignored) > 0) {
+  }
   // Served until empty: a report queued while the first round ran may have
-  // found its wake-up already written (and just read).
+  // found its wake-up already written (and just drained).
   while (rd_kafka_poll(producer_.get(), 0) > 0) {
   }
 }
