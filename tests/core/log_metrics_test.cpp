@@ -15,8 +15,7 @@ TEST(JsonWriter, EscapesAndNests) {
 
 TEST(Log, OneJsonObjectWithFields) {
   Logger log("receiver");
-  auto line =
-      log.format(LogLevel::warn, "rejected", {{"reason", "bad_signature"}, {"status", 400}});
+  auto line = log.format(LogLevel::warn, "rejected", {{"reason", "bad_signature"}, {"status", 400}});
   EXPECT_EQ(line.find('\n'), std::string::npos);
   EXPECT_NE(line.find(R"("level":"warn")"), std::string::npos);
   EXPECT_NE(line.find(R"("component":"receiver")"), std::string::npos);
@@ -80,10 +79,8 @@ TEST(Metrics, LabelValuesAreEscaped) {
 
 TEST(JsonWriter, InvalidUtf8BecomesReplacementCharacter) {
   std::string out;
-  append_json_string(out,
-                     std::string("ok \xC3\xA9 \xF0\x9F\x98\x80 bad \xFF\xC0\x80 \xED\xA0\x80 end"));
-  EXPECT_EQ(out,
-            "\"ok \xC3\xA9 \xF0\x9F\x98\x80 bad \\ufffd\\ufffd\\ufffd \\ufffd\\ufffd\\ufffd end\"");
+  append_json_string(out, std::string("ok \xC3\xA9 \xF0\x9F\x98\x80 bad \xFF\xC0\x80 \xED\xA0\x80 end"));
+  EXPECT_EQ(out, "\"ok \xC3\xA9 \xF0\x9F\x98\x80 bad \\ufffd\\ufffd\\ufffd \\ufffd\\ufffd\\ufffd end\"");
 }
 
 // Plain runs are appended whole: escapes at either end, back to back, and a
