@@ -26,7 +26,17 @@ size_t utf8_sequence(std::string_view s, size_t i) {
 void append_json_string(std::string& out, std::string_view s) {
   static constexpr char kHex[] = "0123456789abcdef";
   out.push_back('"');
+  auto plain = [](unsigned char c) { return c >= 0x20 && c < 0x80 && c != '"' && c != '\\'; };
   for (size_t i = 0; i < s.size(); ++i) {
+    // The usual case, a run that needs no escaping, is appended at once (a
+    // push_back per character was ~3,500 instructions per receiver answer).
+    size_t end = i;
+    while (end < s.size() && plain(static_cast<unsigned char>(s[end]))) ++end;
+    if (end > i) {
+      out.append(s.data() + i, end - i);
+      i = end;
+      if (i == s.size()) break;
+    }
     auto c = static_cast<unsigned char>(s[i]);
     switch (c) {
       case '"': out += "\\\""; break;

@@ -92,7 +92,7 @@ class Connection {
                               std::optional<std::chrono::seconds> retry_after = {});
   template <class Stream>
   Task<void> answer_read_error(Stream& stream, const boost::system::error_code& ec);
-  Task<Reply> handle(const http_request::Request& req);
+  Task<Reply> handle(http_request::Request& req);
   Reply kafka_failed(std::string_view failure, const PublishPlan& plan,
                      std::string_view traceparent);
   void stored(const PublishPlan& plan, const IncomingRequest& in, const DeliveryReport& r,
@@ -252,28 +252,27 @@ Task<void> Connection::answer_read_error(Stream& stream, const boost::system::er
 
 // The value is the webhook byte for byte; what the receiver knows of it goes
 // in headers (schemas/KAFKA-CONTRACT.md), the trace context among them.
+// The value (the body) is set by publish_and_wait, which keeps it.
 OutgoingMessage kafka_message(const PublishPlan& plan, const IncomingRequest& in,
                               std::string_view traceparent) {
-  OutgoingMessage msg{*plan.topic, plan.key, in.body, {}};
-  msg.headers.reserve(10);
+  OutgoingMessage msg{*plan.topic, plan.key, {}, false, {}, 0};
   if (!plan.dead_letter) {
-    msg.headers.emplace_back(contract::header::event_id, plan.event_id);
-    msg.headers.emplace_back(contract::header::event_type, plan.event_type);
-    msg.headers.emplace_back(contract::header::event_version, plan.event_version);
+    msg.add_header(contract::header::event_id, plan.event_id);
+    msg.add_header(contract::header::event_type, plan.event_type);
+    msg.add_header(contract::header::event_version, plan.event_version);
   } else {
-    msg.headers.emplace_back(contract::header::dead_letter_reason, plan.dead_letter_reason);
+    msg.add_header(contract::header::dead_letter_reason, plan.dead_letter_reason);
   }
-  msg.headers.emplace_back(contract::header::signing_key_id, in.signing_key_id);
-  msg.headers.emplace_back(contract::header::signature, in.signature);
-  msg.headers.emplace_back(contract::header::received_at, plan.received_at);
-  msg.headers.emplace_back(
-      contract::header::content_type,
-      in.content_type.empty() ? std::string_view("application/json") : in.content_type);
-  msg.headers.emplace_back(contract::header::traceparent, traceparent);
+  msg.add_header(contract::header::signing_key_id, in.signing_key_id);
+  msg.add_header(contract::header::signature, in.signature);
+  msg.add_header(contract::header::received_at, plan.received_at);
+  msg.add_header(contract::header::content_type,
+                 in.content_type.empty() ? std::string_view("application/json") : in.content_type);
+  msg.add_header(contract::header::traceparent, traceparent);
   return msg;
 }
 
-Task<Reply> Connection::handle(const http_request::Request& req) {
+Task<Reply> Connection::handle(http_request::Request& req) {
   const IncomingRequest in = http_request::incoming(req);
   auto keyring = s_.keys.current();
   Decision d = s_.handler.decide(in, *keyring);
@@ -291,8 +290,11 @@ Task<Reply> Connection::handle(const http_request::Request& req) {
   // carried a valid traceparent, else a new trace.
   const std::string traceparent = core::child_traceparent(in.traceparent);
   const auto started = std::chrono::steady_clock::now();
-  const Published published = co_await publish_and_wait(
-      s_.publisher, mailbox_, kafka_message(plan, in, traceparent), s_.kafka.publish_timeout);
+  // The body moves to the wait, which keeps it for librdkafka until Kafka's
+  // report (byte for byte, not copied); `in.body` is not used past here.
+  const Published published =
+      co_await publish_and_wait(s_.publisher, mailbox_, kafka_message(plan, in, traceparent),
+                                std::move(req.body()), s_.kafka.publish_timeout);
   if (!published.failure.empty()) co_return kafka_failed(published.failure, plan, traceparent);
   s_.metrics.publish_latency.observe(
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());

@@ -8,22 +8,9 @@
 
 namespace kpay::receiver {
 
-namespace {
-
-class WakeOnDelivery final : public DeliveryCallback {
- public:
-  WakeOnDelivery(DeliveryMailbox& mailbox, std::shared_ptr<PendingDelivery> p)
-      : mailbox_(mailbox), pending_(std::move(p)) {}
-  void delivered(const DeliveryReport& report) noexcept override {
-    mailbox_.deliver(std::move(pending_), report);
-  }
-
- private:
-  DeliveryMailbox& mailbox_;
-  std::shared_ptr<PendingDelivery> pending_;
-};
-
-}  // namespace
+void PendingDelivery::delivered(const DeliveryReport& r) noexcept {
+  mailbox_.deliver(std::move(self), r);  // the publisher's reference, handed on
+}
 
 void DeliveryMailbox::deliver(std::shared_ptr<PendingDelivery> pending,
                               const DeliveryReport& report) {
@@ -49,13 +36,19 @@ void DeliveryMailbox::drain() {
 }
 
 Task<Published> publish_and_wait(KafkaPublisher& publisher, DeliveryMailbox& mailbox,
-                                 const OutgoingMessage& message,
+                                 OutgoingMessage message, std::string body,
                                  std::chrono::milliseconds timeout) {
   auto executor = co_await asio::this_coro::executor;
-  auto pending = std::make_shared<PendingDelivery>(executor);
+  auto pending = std::make_shared<PendingDelivery>(executor, mailbox, std::move(body));
   pending->timer.expires_after(timeout);
-  auto err = publisher.publish(message, std::make_unique<WakeOnDelivery>(mailbox, pending));
-  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) co_return Published{rd_kafka_err2name(err), {}};
+  message.value = pending->body;
+  message.value_outlives_report = true;  // `pending->self` keeps it until the report
+  pending->self = pending;
+  auto err = publisher.publish(message, *pending);
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    pending->self.reset();  // not queued: no report will come
+    co_return Published{rd_kafka_err2name(err), {}};
+  }
   co_await pending->timer.async_wait(kUseTuple);
   if (!pending->report) co_return Published{"publish_timeout", {}};
   const DeliveryReport& report = *pending->report;

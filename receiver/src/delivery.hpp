@@ -14,6 +14,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -22,11 +23,26 @@
 
 namespace kpay::receiver {
 
-// A request waiting for its report. The timer is the deadline and the wake-up.
-struct PendingDelivery {
-  explicit PendingDelivery(const Executor& ex) : timer(ex) {}
+class DeliveryMailbox;
+
+// A request waiting for its report, in one allocation: the publisher's
+// callback, the message's value (librdkafka reads it in place, no copy) and
+// the waiter's wake-up. The timer is the deadline and the wake-up. Shared by
+// the waiting coroutine and, until the report, the publisher (`self`), so a
+// request answered on its deadline leaves the body alive for librdkafka.
+class PendingDelivery final : public DeliveryCallback {
+ public:
+  PendingDelivery(const Executor& ex, DeliveryMailbox& mailbox, std::string value)
+      : timer(ex), body(std::move(value)), mailbox_(mailbox) {}
+  void delivered(const DeliveryReport& report) noexcept override;
+
   Timer timer;
   std::optional<DeliveryReport> report;
+  const std::string body;
+  std::shared_ptr<PendingDelivery> self;  // set while librdkafka holds the message
+
+ private:
+  DeliveryMailbox& mailbox_;
 };
 
 // Reports bound for one I/O context, handed over from the context that serves
@@ -56,10 +72,13 @@ struct Published {
   DeliveryReport report;
 };
 
-// Publishes `message` and waits, on the calling coroutine's context (whose
-// mailbox is `mailbox`), for its delivery report, at most `timeout`.
+// Publishes `message` with `body` as its value and waits, on the calling
+// coroutine's context (whose mailbox is `mailbox`), for its delivery report,
+// at most `timeout`. The body is kept (not copied) until Kafka's report, even
+// when the wait ends first.
 Task<Published> publish_and_wait(KafkaPublisher& publisher, DeliveryMailbox& mailbox,
-                                 const OutgoingMessage& message, std::chrono::milliseconds timeout);
+                                 OutgoingMessage message, std::string body,
+                                 std::chrono::milliseconds timeout);
 
 // Serves the publisher's delivery reports whenever report_fd() turns readable,
 // until cancelled. Run it on one context.

@@ -3,6 +3,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <array>
 #include <cstdint>
 #include <stdexcept>
 
@@ -101,35 +102,45 @@ KafkaPublisher::~KafkaPublisher() {
   rd_kafka_poll(producer_.get(), 0);
 }
 
-rd_kafka_resp_err_t KafkaPublisher::publish(const OutgoingMessage& m,
-                                            std::unique_ptr<DeliveryCallback> callback) {
-  core::KafkaHeaders headers(rd_kafka_headers_new(m.headers.size()));
-  for (const auto& [name, value] : m.headers) {
+rd_kafka_resp_err_t KafkaPublisher::publish(const OutgoingMessage& m, DeliveryCallback& callback) {
+  core::KafkaHeaders headers(rd_kafka_headers_new(m.header_count));
+  for (std::size_t i = 0; i < m.header_count; ++i) {
+    const auto& [name, value] = m.headers[i];
     rd_kafka_header_add(headers.get(), name, -1, value.data(), static_cast<ssize_t>(value.size()));
   }
-  DeliveryCallback* raw = callback.get();
-  rd_kafka_resp_err_t err =
-      rd_kafka_producev(producer_.get(), RD_KAFKA_V_TOPIC(m.topic.c_str()),
-                        RD_KAFKA_V_KEY(m.key.empty() ? nullptr : m.key.data(), m.key.size()),
-                        RD_KAFKA_V_VALUE(const_cast<char*>(m.value.data()), m.value.size()),
-                        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(headers.get()),
-                        RD_KAFKA_V_OPAQUE(raw), RD_KAFKA_V_END);
-  if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-    headers.release();   // owned by the message now
-    callback.release();  // owned until on_delivery
-  } else {
-    errors_.with({rd_kafka_err2name(err)}).inc();
+  // produceva: the arguments as an array, not a va_list walked per call.
+  std::array<rd_kafka_vu_t, 6> args{};
+  args[0].vtype = RD_KAFKA_VTYPE_TOPIC;
+  args[0].u.cstr = m.topic.c_str();
+  args[1].vtype = RD_KAFKA_VTYPE_KEY;
+  args[1].u.mem = {m.key.empty() ? nullptr : const_cast<char*>(m.key.data()), m.key.size()};
+  args[2].vtype = RD_KAFKA_VTYPE_VALUE;
+  args[2].u.mem = {const_cast<char*>(m.value.data()), m.value.size()};
+  args[3].vtype = RD_KAFKA_VTYPE_MSGFLAGS;
+  args[3].u.i = m.value_outlives_report ? 0 : RD_KAFKA_MSG_F_COPY;
+  args[4].vtype = RD_KAFKA_VTYPE_HEADERS;
+  args[4].u.headers = headers.get();
+  args[5].vtype = RD_KAFKA_VTYPE_OPAQUE;
+  args[5].u.ptr = &callback;
+  rd_kafka_error_t* error = rd_kafka_produceva(producer_.get(), args.data(), args.size());
+  if (error == nullptr) {
+    headers.release();  // owned by the message now
+    return RD_KAFKA_RESP_ERR_NO_ERROR;
   }
+  const rd_kafka_resp_err_t err = rd_kafka_error_code(error);
+  rd_kafka_error_destroy(error);
+  errors_.with({rd_kafka_err2name(err)}).inc();
   return err;
 }
 
 void KafkaPublisher::on_delivery(rd_kafka_t*, const rd_kafka_message_t* msg, void* opaque) {
   auto* self = static_cast<KafkaPublisher*>(opaque);
-  std::unique_ptr<DeliveryCallback> cb(static_cast<DeliveryCallback*>(msg->_private));
   if (msg->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
     self->errors_.with({rd_kafka_err2name(msg->err)}).inc();
   }
-  if (cb) cb->delivered({msg->err, msg->partition, msg->offset});
+  // The callback's last use here: it may free itself (and the value) inside.
+  auto* cb = static_cast<DeliveryCallback*>(msg->_private);
+  if (cb != nullptr) cb->delivered({msg->err, msg->partition, msg->offset});
 }
 
 void KafkaPublisher::on_error(rd_kafka_t* rk, int err, const char* reason, void* opaque) {

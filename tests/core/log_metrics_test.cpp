@@ -82,3 +82,18 @@ TEST(JsonWriter, InvalidUtf8BecomesReplacementCharacter) {
   append_json_string(out, std::string("ok \xC3\xA9 \xF0\x9F\x98\x80 bad \xFF\xC0\x80 \xED\xA0\x80 end"));
   EXPECT_EQ(out, "\"ok \xC3\xA9 \xF0\x9F\x98\x80 bad \\ufffd\\ufffd\\ufffd \\ufffd\\ufffd\\ufffd end\"");
 }
+
+// Plain runs are appended whole: escapes at either end, back to back, and a
+// string with none must come out as a character-by-character writer made them.
+TEST(JsonWriter, PlainRunsAndEscapesAtTheEdges) {
+  std::string out;
+  append_json_string(out, std::string_view("\"a\"\"\\\x1f"
+                                           "b\x7f\n"));
+  EXPECT_EQ(out, "\"\\\"a\\\"\\\"\\\\\\u001fb\x7f\\n\"");
+  out.clear();
+  append_json_string(out, std::string(300, 'k'));
+  EXPECT_EQ(out, "\"" + std::string(300, 'k') + "\"");
+  out.clear();
+  append_json_string(out, "");
+  EXPECT_EQ(out, "\"\"");
+}

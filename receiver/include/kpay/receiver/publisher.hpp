@@ -14,11 +14,13 @@
 // them.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <memory>
 #include <mutex>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -38,17 +40,34 @@ struct DeliveryReport {
   std::int64_t offset = -1;
 };
 
+// Told how one publish ended. The publisher never owns or deletes it: the
+// caller keeps it alive until delivered() ran (its last use by the publisher).
 class DeliveryCallback {
  public:
-  virtual ~DeliveryCallback() = default;
   virtual void delivered(const DeliveryReport& report) noexcept = 0;
+
+ protected:
+  ~DeliveryCallback() = default;
 };
 
 struct OutgoingMessage {
+  static constexpr std::size_t kMaxHeaders = 12;
+
   const std::string& topic;
   std::string_view key;    // empty: no key
-  std::string_view value;  // copied by librdkafka
-  std::vector<std::pair<const char*, std::string_view>> headers;
+  std::string_view value;  // copied by librdkafka unless value_outlives_report
+  // True: librdkafka reads `value` where it is, until the delivery report
+  // (no copy of the body per message); the caller keeps it alive until
+  // delivered() ran.
+  bool value_outlives_report = false;
+  // Names and values are copied by librdkafka. A fixed array: no allocation.
+  std::array<std::pair<const char*, std::string_view>, kMaxHeaders> headers{};
+  std::size_t header_count = 0;
+
+  void add_header(const char* name, std::string_view value) {
+    if (header_count == kMaxHeaders) throw std::logic_error("too many Kafka headers");
+    headers[header_count++] = {name, value};
+  }
 };
 
 class KafkaPublisher {
@@ -61,11 +80,11 @@ class KafkaPublisher {
   KafkaPublisher(const KafkaPublisher&) = delete;
   KafkaPublisher& operator=(const KafkaPublisher&) = delete;
 
-  // On NO_ERROR the callback is owned by the publisher until delivered() ran.
+  // On NO_ERROR `callback`'s delivered() runs exactly once, later; the
+  // callback (and the value, when not copied) must stay valid until then.
   // Any other return (e.g. __QUEUE_FULL) means nothing was queued and the
-  // callback was not called.
-  rd_kafka_resp_err_t publish(const OutgoingMessage& message,
-                              std::unique_ptr<DeliveryCallback> callback);
+  // callback will not be called.
+  rd_kafka_resp_err_t publish(const OutgoingMessage& message, DeliveryCallback& callback);
 
   // Readable (an eventfd) when delivery reports or client errors wait to be
   // served; the reader drains it and calls serve_reports().
