@@ -46,7 +46,7 @@ struct StateStore::Impl {
       save_transaction, request_for_transaction, transaction_for_request, insert_sub_record,
       find_dispute, save_dispute, find_record, save_record, append_history, insert_outbox,
       enqueue_publish, delete_published, insert_poison, save_offset, stored_offset,
-      history_unindexed, index_history, mark_history_indexed;
+      history_unindexed, index_history, mark_history_indexed, link_request, link_transaction;
   // The command inbox's (state_store_commands.cpp), on every command.
   std::optional<Statement> insert_command, find_command, finish_command, pending_outbox_amount,
       save_payment_context, find_payment_context, attach_payment_context, find_sub_record;

@@ -47,6 +47,43 @@ TEST_P(EntityContract, SaveIsAnUpsertAndFindGivesTheRowBack) {
   EXPECT_FALSE(store().request_for_transaction("tx-9"));
 }
 
+// The link columns are written only when they change (SQLite: an upsert that
+// assigns an indexed column rewrites its index page even for the same
+// value): a link that appears, moves or goes after the row exists is still
+// stored and found from the other side.
+TEST_P(EntityContract, LinksAddedChangedAndClearedAfterTheRowExistsAreKept) {
+  PaymentRequestRow r;
+  r.id = "pr-1";
+  r.last_event_id = "e0";
+  store().save_request(r);
+  EXPECT_FALSE(store().request_for_transaction("tx-1"));
+  r.payment_transaction_id = "tx-1";
+  store().save_request(r);
+  EXPECT_EQ(store().find_request("pr-1"), r);
+  EXPECT_EQ(store().request_for_transaction("tx-1"), "pr-1");
+  r.payment_transaction_id = "tx-2";
+  r.state = "COMPLETED";
+  store().save_request(r);
+  EXPECT_EQ(store().find_request("pr-1"), r);
+  EXPECT_FALSE(store().request_for_transaction("tx-1"));
+  EXPECT_EQ(store().request_for_transaction("tx-2"), "pr-1");
+
+  auto t = transaction("tx-2");
+  t.payment_request_id = std::nullopt;
+  store().save_transaction(t);
+  EXPECT_FALSE(store().transaction_for_request("pr-1"));
+  t.payment_request_id = "pr-1";
+  store().save_transaction(t);
+  EXPECT_EQ(store().transaction_for_request("pr-1"), "tx-2");
+  t.captured_amount = 100;  // the same link again, another column changed
+  store().save_transaction(t);
+  EXPECT_EQ(store().find_transaction("tx-2"), t);
+  t.payment_request_id = std::nullopt;
+  store().save_transaction(t);
+  EXPECT_EQ(store().find_transaction("tx-2"), t);
+  EXPECT_FALSE(store().transaction_for_request("pr-1"));
+}
+
 TEST_P(EntityContract, SubRecordsAreBookedOncePerKindAndId) {
   store().save_transaction(transaction("tx-1"));
   SubRecordRow capture{"capture", "cap-1", "tx-1", 2000, "EUR", std::nullopt, 2000, "e2"};
