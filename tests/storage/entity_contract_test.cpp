@@ -84,6 +84,68 @@ TEST_P(EntityContract, LinksAddedChangedAndClearedAfterTheRowExistsAreKept) {
   EXPECT_FALSE(store().transaction_for_request("pr-1"));
 }
 
+// The same inside write transactions, where the SQLite store remembers the
+// link it last read or wrote; what it remembered is forgotten when the
+// transaction ends (a rollback, another connection's write after a commit).
+TEST_P(EntityContract, LinksAreKeptAcrossTransactionsRollbacksAndOtherConnections) {
+  PaymentRequestRow r;
+  r.id = "pr-1";
+  r.last_event_id = "e0";
+  r.payment_transaction_id = "tx-1";
+  {
+    WriteTransaction tx(store());
+    EXPECT_FALSE(store().find_request("pr-1"));
+    store().save_request(r);
+    r.state = "COMPLETED";  // the same link, read back first
+    ASSERT_TRUE(store().find_request("pr-1"));
+    store().save_request(r);
+    tx.commit();
+  }
+  EXPECT_EQ(store().find_request("pr-1"), r);
+  EXPECT_EQ(store().request_for_transaction("tx-1"), "pr-1");
+  {
+    WriteTransaction tx(store());
+    ASSERT_TRUE(store().find_request("pr-1"));
+    r.payment_transaction_id = "tx-2";
+    store().save_request(r);
+    EXPECT_EQ(store().request_for_transaction("tx-2"), "pr-1");
+    // No commit: rolled back.
+  }
+  r.payment_transaction_id = "tx-1";
+  EXPECT_EQ(store().find_request("pr-1"), r);
+  {
+    WriteTransaction tx(store());
+    ASSERT_TRUE(store().find_request("pr-1"));  // tx-1
+    tx.commit();
+  }
+  auto other = second_connection();
+  r.payment_transaction_id = "tx-3";
+  other->save_request(r);
+  {
+    WriteTransaction tx(store());
+    r.payment_transaction_id = "tx-1";  // what this connection read last, in another transaction
+    store().save_request(r);
+    tx.commit();
+  }
+  EXPECT_EQ(other->find_request("pr-1"), r);
+  EXPECT_EQ(other->request_for_transaction("tx-1"), "pr-1");
+  EXPECT_FALSE(other->request_for_transaction("tx-3"));
+
+  auto t = transaction("tx-1");
+  {
+    WriteTransaction tx(store());
+    EXPECT_FALSE(store().find_transaction("tx-1"));
+    store().save_transaction(t);
+    ASSERT_TRUE(store().find_transaction("tx-1"));
+    t.payment_request_id = "pr-2";
+    store().save_transaction(t);
+    tx.commit();
+  }
+  EXPECT_EQ(other->find_transaction("tx-1"), t);
+  EXPECT_EQ(other->transaction_for_request("pr-2"), "tx-1");
+  EXPECT_FALSE(other->transaction_for_request("pr-1"));
+}
+
 TEST_P(EntityContract, SubRecordsAreBookedOncePerKindAndId) {
   store().save_transaction(transaction("tx-1"));
   SubRecordRow capture{"capture", "cap-1", "tx-1", 2000, "EUR", std::nullopt, 2000, "e2"};
