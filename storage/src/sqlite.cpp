@@ -2,6 +2,8 @@
 
 #include <utility>
 
+#include "sqlite_census.hpp"
+
 namespace kpay::storage {
 
 bool SqliteError::sqlite_transient(int code) noexcept {
@@ -56,6 +58,7 @@ Database Database::open(const std::string& path, Options options) {
   Database db(raw);  // closes even on failure
   if (rc != SQLITE_OK) fail(raw, rc, "open " + path);
   sqlite3_extended_result_codes(raw, 1);
+  census::attach(raw);  // only when KPAY_SQLITE_CENSUS names a file
   sqlite3_busy_timeout(raw, static_cast<int>(options.busy_timeout.count()));
   if (!options.read_only) {
     db.exec("PRAGMA journal_mode=WAL");
@@ -67,14 +70,21 @@ Database Database::open(const std::string& path, Options options) {
 
 Database& Database::operator=(Database&& other) noexcept {
   if (this != &other) {
-    if (db_ != nullptr) sqlite3_close_v2(db_);
+    close();
     db_ = std::exchange(other.db_, nullptr);
   }
   return *this;
 }
 
 Database::~Database() {
-  if (db_ != nullptr) sqlite3_close_v2(db_);
+  close();
+}
+
+void Database::close() noexcept {
+  if (db_ == nullptr) return;
+  census::report_and_detach(db_);
+  sqlite3_close_v2(db_);
+  db_ = nullptr;
 }
 
 void Database::exec(std::string_view sql) {

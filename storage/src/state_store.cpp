@@ -21,6 +21,81 @@ std::int64_t entity_hash(std::string_view id) {
   return static_cast<std::int64_t>(h);
 }
 
+// Commit and rollback hooks: what a connection remembers of its transaction
+// is forgotten when it ends.
+int forget_links_on_commit(void* links) {
+  *static_cast<StoredLinks*>(links) = {};
+  return 0;  // the commit goes ahead
+}
+void forget_links_on_rollback(void* links) {
+  forget_links_on_commit(links);
+}
+
+bool in_transaction(Database& db) {
+  return sqlite3_get_autocommit(db.handle()) == 0;
+}
+
+// Remembers row `id` (existing or not, with its link) for the rest of the
+// transaction; nothing outside one.
+void remember(Database& db, std::optional<StoredLink>& slot, const std::string& id, bool exists,
+              const std::optional<std::string>& link) {
+  if (!in_transaction(db)) {
+    slot.reset();
+    return;
+  }
+  if (!slot) slot.emplace();
+  slot->id.assign(id);  // keeps the strings' buffers from one event to the next
+  slot->exists = exists;
+  if (!link) {
+    slot->link.reset();
+  } else if (slot->link) {
+    slot->link->assign(*link);
+  } else {
+    slot->link = link;
+  }
+}
+
+// Whether an upsert of row `id` may leave its link column out of its UPDATE
+// part: the row is known to be absent (the INSERT part writes the link) or
+// to hold `link` already. An UPDATE that assigns an indexed column rewrites
+// its index entry even for the same value, a dirty index page per upsert
+// (docs/PERFORMANCE.md, "Statement census").
+bool link_unchanged(Database& db, const std::optional<StoredLink>& known, const std::string& id,
+                    const std::optional<std::string>& link) {
+  return known && in_transaction(db) && known->id == id && (!known->exists || known->link == link);
+}
+
+Statement& prep_joined(Database& db, std::optional<Statement>& s, std::string_view head,
+                       std::string_view tail) {
+  if (!s) s.emplace(db.prepare(std::string(head).append(tail)));
+  return *s;
+}
+
+constexpr std::string_view kSaveRequest =
+    "INSERT INTO payment_requests (id, generation, state, state_as_of_ms, reference, amount, "
+    "currency, payment_transaction_id, expires_at_ms, authorization_due_ms, last_event_id, "
+    "account_id, authorization_result) "
+    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET "
+    "generation=excluded.generation, state=excluded.state, "
+    "state_as_of_ms=excluded.state_as_of_ms, reference=excluded.reference, "
+    "amount=excluded.amount, currency=excluded.currency, "
+    "expires_at_ms=excluded.expires_at_ms, authorization_due_ms=excluded.authorization_due_ms, "
+    "last_event_id=excluded.last_event_id, account_id=excluded.account_id, "
+    "authorization_result=excluded.authorization_result";
+constexpr std::string_view kSaveTransaction =
+    "INSERT INTO payment_transactions (id, state, state_as_of_ms, reference, amount, currency, "
+    "payment_request_id, expires_at_ms, captured_amount, refunded_amount, chargeback_amount, "
+    "funding_state, funding_as_of_ms, last_event_id, account_id) "
+    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
+    "ON CONFLICT(id) DO UPDATE SET state=excluded.state, "
+    "state_as_of_ms=excluded.state_as_of_ms, reference=excluded.reference, "
+    "amount=excluded.amount, currency=excluded.currency, "
+    "expires_at_ms=excluded.expires_at_ms, "
+    "captured_amount=excluded.captured_amount, refunded_amount=excluded.refunded_amount, "
+    "chargeback_amount=excluded.chargeback_amount, funding_state=excluded.funding_state, "
+    "funding_as_of_ms=excluded.funding_as_of_ms, last_event_id=excluded.last_event_id, "
+    "account_id=excluded.account_id";
+
 }  // namespace
 
 StateStore::StateStore(const std::string& path, bool read_only, int cache_mib, int checkpoint_mib) {
@@ -28,6 +103,8 @@ StateStore::StateStore(const std::string& path, bool read_only, int cache_mib, i
   opts.read_only = read_only;
   opts.create = !read_only;
   impl_ = std::make_unique<Impl>(Database::open(path, opts));
+  sqlite3_commit_hook(impl_->db.handle(), forget_links_on_commit, &impl_->links);
+  sqlite3_rollback_hook(impl_->db.handle(), forget_links_on_rollback, &impl_->links);
   // The working set (inbox and entity indexes) is read on every event: a page
   // cache that holds it turns most lookups into memory reads.
   impl_->db.exec("PRAGMA cache_size=-" + std::to_string(cache_mib * 1024));
@@ -127,23 +204,17 @@ std::optional<PaymentRequestRow> StateStore::find_request(const std::string& id)
     r->authorization_result = s.optional_text(11);
   }
   s.reset();
+  remember(impl_->db, impl_->links.request, id, r.has_value(),
+           r ? r->payment_transaction_id : std::nullopt);
   return r;
 }
 
 void StateStore::save_request(const PaymentRequestRow& r) {
-  auto& s = impl_->prep(
-      impl_->save_request,
-      "INSERT INTO payment_requests (id, generation, state, state_as_of_ms, reference, amount, "
-      "currency, payment_transaction_id, expires_at_ms, authorization_due_ms, last_event_id, "
-      "account_id, authorization_result) "
-      "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET "
-      "generation=excluded.generation, state=excluded.state, "
-      "state_as_of_ms=excluded.state_as_of_ms, reference=excluded.reference, "
-      "amount=excluded.amount, currency=excluded.currency, "
-      "payment_transaction_id=excluded.payment_transaction_id, "
-      "expires_at_ms=excluded.expires_at_ms, authorization_due_ms=excluded.authorization_due_ms, "
-      "last_event_id=excluded.last_event_id, account_id=excluded.account_id, "
-      "authorization_result=excluded.authorization_result");
+  auto& db = impl_->db;
+  auto& s = link_unchanged(db, impl_->links.request, r.id, r.payment_transaction_id)
+                ? prep_joined(db, impl_->save_request_same_link, kSaveRequest, "")
+                : prep_joined(db, impl_->save_request, kSaveRequest,
+                              ", payment_transaction_id=excluded.payment_transaction_id");
   s.bind(1, r.id).bind(2, r.generation);
   s.bind(3, r.state);
   s.bind(4, r.state_as_of_ms);
@@ -157,6 +228,7 @@ void StateStore::save_request(const PaymentRequestRow& r) {
   s.bind(12, r.account_id);
   s.bind(13, r.authorization_result);
   s.run();
+  remember(db, impl_->links.request, r.id, true, r.payment_transaction_id);
 }
 
 std::optional<PaymentTransactionRow> StateStore::find_transaction(const std::string& id) {
@@ -186,24 +258,17 @@ std::optional<PaymentTransactionRow> StateStore::find_transaction(const std::str
     t->account_id = s.optional_text(13);
   }
   s.reset();
+  remember(impl_->db, impl_->links.transaction, id, t.has_value(),
+           t ? t->payment_request_id : std::nullopt);
   return t;
 }
 
 void StateStore::save_transaction(const PaymentTransactionRow& t) {
-  auto& s = impl_->prep(
-      impl_->save_transaction,
-      "INSERT INTO payment_transactions (id, state, state_as_of_ms, reference, amount, currency, "
-      "payment_request_id, expires_at_ms, captured_amount, refunded_amount, chargeback_amount, "
-      "funding_state, funding_as_of_ms, last_event_id, account_id) "
-      "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
-      "ON CONFLICT(id) DO UPDATE SET state=excluded.state, "
-      "state_as_of_ms=excluded.state_as_of_ms, reference=excluded.reference, "
-      "amount=excluded.amount, currency=excluded.currency, "
-      "payment_request_id=excluded.payment_request_id, expires_at_ms=excluded.expires_at_ms, "
-      "captured_amount=excluded.captured_amount, refunded_amount=excluded.refunded_amount, "
-      "chargeback_amount=excluded.chargeback_amount, funding_state=excluded.funding_state, "
-      "funding_as_of_ms=excluded.funding_as_of_ms, last_event_id=excluded.last_event_id, "
-      "account_id=excluded.account_id");
+  auto& db = impl_->db;
+  auto& s = link_unchanged(db, impl_->links.transaction, t.id, t.payment_request_id)
+                ? prep_joined(db, impl_->save_transaction_same_link, kSaveTransaction, "")
+                : prep_joined(db, impl_->save_transaction, kSaveTransaction,
+                              ", payment_request_id=excluded.payment_request_id");
   s.bind(1, t.id);
   s.bind(2, t.state);
   s.bind(3, t.state_as_of_ms);
@@ -217,6 +282,7 @@ void StateStore::save_transaction(const PaymentTransactionRow& t) {
   s.bind(13, t.funding_as_of_ms).bind(14, t.last_event_id);
   s.bind(15, t.account_id);
   s.run();
+  remember(db, impl_->links.transaction, t.id, true, t.payment_request_id);
 }
 
 std::optional<std::string> StateStore::request_for_transaction(const std::string& transaction_id) {

@@ -34,6 +34,18 @@ inline std::optional<std::string_view> non_empty(std::string_view a, std::string
   return std::nullopt;
 }
 
+// The link column of the entity row last read or written in the current
+// transaction of the connection (state_store.cpp, save_request and
+// save_transaction): whether the row exists and its link.
+struct StoredLink {
+  std::string id;
+  bool exists = false;
+  std::optional<std::string> link;
+};
+struct StoredLinks {
+  std::optional<StoredLink> request, transaction;
+};
+
 struct StateStore::Impl {
   explicit Impl(Database d) : db(std::move(d)) {}
   Database db;
@@ -46,7 +58,13 @@ struct StateStore::Impl {
       save_transaction, request_for_transaction, transaction_for_request, insert_sub_record,
       find_dispute, save_dispute, find_record, save_record, append_history, insert_outbox,
       enqueue_publish, delete_published, insert_poison, save_offset, stored_offset,
-      history_unindexed, index_history, mark_history_indexed;
+      history_unindexed, index_history, mark_history_indexed, save_request_same_link,
+      save_transaction_same_link;
+  // Forgotten whenever a transaction of this connection commits or rolls
+  // back (commit and rollback hooks), and used only inside one: within a
+  // transaction no other connection changes a row this one read and then
+  // writes (WAL snapshot), so they are exact.
+  StoredLinks links;
   // The command inbox's (state_store_commands.cpp), on every command.
   std::optional<Statement> insert_command, find_command, finish_command, pending_outbox_amount,
       save_payment_context, find_payment_context, attach_payment_context, find_sub_record;

@@ -47,6 +47,105 @@ TEST_P(EntityContract, SaveIsAnUpsertAndFindGivesTheRowBack) {
   EXPECT_FALSE(store().request_for_transaction("tx-9"));
 }
 
+// The link columns are written only when they change (SQLite: an upsert that
+// assigns an indexed column rewrites its index page even for the same
+// value): a link that appears, moves or goes after the row exists is still
+// stored and found from the other side.
+TEST_P(EntityContract, LinksAddedChangedAndClearedAfterTheRowExistsAreKept) {
+  PaymentRequestRow r;
+  r.id = "pr-1";
+  r.last_event_id = "e0";
+  store().save_request(r);
+  EXPECT_FALSE(store().request_for_transaction("tx-1"));
+  r.payment_transaction_id = "tx-1";
+  store().save_request(r);
+  EXPECT_EQ(store().find_request("pr-1"), r);
+  EXPECT_EQ(store().request_for_transaction("tx-1"), "pr-1");
+  r.payment_transaction_id = "tx-2";
+  r.state = "COMPLETED";
+  store().save_request(r);
+  EXPECT_EQ(store().find_request("pr-1"), r);
+  EXPECT_FALSE(store().request_for_transaction("tx-1"));
+  EXPECT_EQ(store().request_for_transaction("tx-2"), "pr-1");
+
+  auto t = transaction("tx-2");
+  t.payment_request_id = std::nullopt;
+  store().save_transaction(t);
+  EXPECT_FALSE(store().transaction_for_request("pr-1"));
+  t.payment_request_id = "pr-1";
+  store().save_transaction(t);
+  EXPECT_EQ(store().transaction_for_request("pr-1"), "tx-2");
+  t.captured_amount = 100;  // the same link again, another column changed
+  store().save_transaction(t);
+  EXPECT_EQ(store().find_transaction("tx-2"), t);
+  t.payment_request_id = std::nullopt;
+  store().save_transaction(t);
+  EXPECT_EQ(store().find_transaction("tx-2"), t);
+  EXPECT_FALSE(store().transaction_for_request("pr-1"));
+}
+
+// The same inside write transactions, where the SQLite store remembers the
+// link it last read or wrote; what it remembered is forgotten when the
+// transaction ends (a rollback, another connection's write after a commit).
+TEST_P(EntityContract, LinksAreKeptAcrossTransactionsRollbacksAndOtherConnections) {
+  PaymentRequestRow r;
+  r.id = "pr-1";
+  r.last_event_id = "e0";
+  r.payment_transaction_id = "tx-1";
+  {
+    WriteTransaction tx(store());
+    EXPECT_FALSE(store().find_request("pr-1"));
+    store().save_request(r);
+    r.state = "COMPLETED";  // the same link, read back first
+    ASSERT_TRUE(store().find_request("pr-1"));
+    store().save_request(r);
+    tx.commit();
+  }
+  EXPECT_EQ(store().find_request("pr-1"), r);
+  EXPECT_EQ(store().request_for_transaction("tx-1"), "pr-1");
+  {
+    WriteTransaction tx(store());
+    ASSERT_TRUE(store().find_request("pr-1"));
+    r.payment_transaction_id = "tx-2";
+    store().save_request(r);
+    EXPECT_EQ(store().request_for_transaction("tx-2"), "pr-1");
+    // No commit: rolled back.
+  }
+  r.payment_transaction_id = "tx-1";
+  EXPECT_EQ(store().find_request("pr-1"), r);
+  {
+    WriteTransaction tx(store());
+    ASSERT_TRUE(store().find_request("pr-1"));  // tx-1
+    tx.commit();
+  }
+  auto other = second_connection();
+  r.payment_transaction_id = "tx-3";
+  other->save_request(r);
+  {
+    WriteTransaction tx(store());
+    r.payment_transaction_id = "tx-1";  // what this connection read last, in another transaction
+    store().save_request(r);
+    tx.commit();
+  }
+  EXPECT_EQ(other->find_request("pr-1"), r);
+  EXPECT_EQ(other->request_for_transaction("tx-1"), "pr-1");
+  EXPECT_FALSE(other->request_for_transaction("tx-3"));
+
+  auto t = transaction("tx-1");
+  {
+    WriteTransaction tx(store());
+    EXPECT_FALSE(store().find_transaction("tx-1"));
+    store().save_transaction(t);
+    ASSERT_TRUE(store().find_transaction("tx-1"));
+    t.payment_request_id = "pr-2";
+    store().save_transaction(t);
+    tx.commit();
+  }
+  EXPECT_EQ(other->find_transaction("tx-1"), t);
+  EXPECT_EQ(other->transaction_for_request("pr-2"), "tx-1");
+  EXPECT_FALSE(other->transaction_for_request("pr-1"));
+}
+
 TEST_P(EntityContract, SubRecordsAreBookedOncePerKindAndId) {
   store().save_transaction(transaction("tx-1"));
   SubRecordRow capture{"capture", "cap-1", "tx-1", 2000, "EUR", std::nullopt, 2000, "e2"};

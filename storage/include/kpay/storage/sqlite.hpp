@@ -63,6 +63,7 @@ class Database {
 
  private:
   explicit Database(sqlite3* db) : db_(db) {}
+  void close() noexcept;
   sqlite3* db_ = nullptr;
 };
 
