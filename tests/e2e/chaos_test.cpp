@@ -94,8 +94,9 @@ const std::vector<std::string> kTwoMemberKafka{"--set", "kafka.properties.sessio
 // outages, which do not: a processor kill in the two-member group pauses
 // consumption 10–30 s (the mock's rebalances, kTwoMemberKafka), i.e. 10–30
 // min of Klarna's time, and kills, stops and outages every ~13 s on a loaded
-// 2-core machine hold some webhooks 60 s and more between produced and
-// applied (65 s measured): a follow-up made that late meets an expired token.
+// 2-core machine can put a follow-up a minute after its payment's approval
+// (deliveries retried while the receiver is down, consumption paused): one
+// made that late meets an expired token.
 // That is the test's outage length against Klarna's token lifetime, not a
 // processor defect: in a run with 10 min tokens every failed follow-up was the
 // only call of its payment, made within 30 ms of its webhook being applied
@@ -485,7 +486,7 @@ TEST(Chaos, UnderKillsOutagesAndFaultsEveryEffectHappensOnceAndTheStatesAgree) {
       "(%zu faulted before executing, %zu answered from the idempotency store), %lld confirms + "
       "%lld final authorizations + %lld captures + %zu refund "
       "commands (%d sent twice) executed once each; %zu entities equal; webhook produced → "
-      "applied at most %.1f s (the sim's tokens must outlive it); host CPU steal %.1f %%\n",
+      "applied at most %.1f s; host CPU steal %.1f %%\n",
       chaos_s, f.rounds, drain_s, delivered_event_ids(sys).size(),
       static_cast<long long>(summary.at("delivered")),
       static_cast<long long>(summary.at("attempts")), query(sys.db(), "SELECT COUNT(*) FROM inbox"),
@@ -498,7 +499,7 @@ TEST(Chaos, UnderKillsOutagesAndFaultsEveryEffectHappensOnceAndTheStatesAgree) {
       f.resent_commands, sim.size(),
       static_cast<double>(query(sys.db(),
                                 "SELECT MAX(recorded_at_ms - kafka_timestamp_ms) FROM history "
-                                "WHERE outcome = 'applied'")) /
+                                "WHERE outcome = 'applied' AND topic <> 'klarna.commands'")) /
           1000.0,
       steal);
   EXPECT_GE(f.processor_kills, 1);
