@@ -67,6 +67,12 @@ void KafkaPublisher::enable_report_fd() {
   rd_kafka_queue_t* main_queue = rd_kafka_queue_get_main(producer_.get());
   rd_kafka_queue_io_event_enable(main_queue, report_fd_, &kOne, sizeof kOne);
   rd_kafka_queue_destroy(main_queue);  // the handle only; the queue stays
+  // The producer has been running since rd_kafka_new(): an error queued before
+  // the line above (Kafka down at start: the first connection refused at once)
+  // left the queue non-empty with no wake-up written, and none ever would be
+  // (only a queue turning non-empty writes one): no report served, every
+  // webhook a 503 until a restart. One wake-up now serves whatever is there.
+  (void)!::write(report_fd_, &kOne, sizeof kOne);
 }
 
 void KafkaPublisher::disable_report_fd() {

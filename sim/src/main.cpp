@@ -36,6 +36,8 @@ int main(int argc, char** argv) {
            "write {\"port\":N} here once listening [sim.port_file]");
   shortcut("--time-scale", "sim.time_scale",
            "simulated time runs this many times faster [sim.time_scale]");
+  shortcut("--token-ttl-ms", "sim.token_ttl_ms",
+           "session and confirmation tokens live this long, simulated ms [sim.token_ttl_ms]");
   shortcut("--webhook-url", "webhooks.url", "subscribe this URL at start [webhooks.url]");
   shortcut("--signing-key-id", "webhooks.signing_key_id",
            "its signing key id [webhooks.signing_key_id]");

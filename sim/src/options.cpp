@@ -92,6 +92,11 @@ SimOptions load_options(const core::Config& c) {
     throw core::ConfigError("sim.answers", "must be full, thin or bare");
   }
   load_auth(c, o);
+  // Klarna's session and confirmation tokens live 60 min (docs/klarna/PAYMENTS-API.md);
+  // longer only for tests whose outages outlast that at a high sim.time_scale.
+  o.api.token_ttl_ms = c.millis("sim.token_ttl_ms", std::chrono::milliseconds(o.api.token_ttl_ms),
+                                std::chrono::seconds(1), std::chrono::hours(24))
+                           .count();
   o.api.seed = o.seed;
   o.public_url = c.string("sim.public_url", "");
   load_settlements(c, o.api.settlements);

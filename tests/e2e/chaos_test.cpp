@@ -20,7 +20,9 @@
 //     an executed outcome (and nothing else), and klarna.audit carried every
 //     row of it.
 // KPAY_CHAOS_SECONDS sets the duration of the chaos (default 45 s for ctest;
-// `make chaos` runs 420 s), KPAY_CHAOS_ROUND_MS the length of a round.
+// `make chaos` runs 420 s), KPAY_CHAOS_ROUND_MS the length of a round,
+// KPAY_CHAOS_TOKEN_TTL_MS the sim's token lifetime (kLongLivedTokensMs). A
+// failed run's logs are kept (the path is printed).
 // KPAY_CHAOS_STORE=postgresql (`make chaos STORE=postgresql`) runs the same
 // chaos with two processors in one consumer group on one PostgreSQL state
 // (a server the test starts), killed in turn, and one more disturbance every
@@ -85,6 +87,24 @@ const std::string kFaults =
 const std::vector<std::string> kTwoMemberKafka{"--set", "kafka.properties.session.timeout.ms=6000",
                                                "--set",
                                                "kafka.properties.reconnect.backoff.max.ms=1000"};
+
+// The PostgreSQL round's sim tokens live 3 h of sim time instead of Klarna's
+// 60 min (docs/klarna/PAYMENTS-API.md): at --time-scale 60 that is 180 s
+// real, against 60 s. The sim's clock runs 60× faster than the test's
+// outages, which do not: a processor kill in the two-member group pauses
+// consumption 10–30 s (the mock's rebalances, kTwoMemberKafka), i.e. 10–30
+// min of Klarna's time, and kills, stops and outages every ~13 s on a loaded
+// 2-core machine can put a follow-up a minute after its payment's approval
+// (deliveries retried while the receiver is down, consumption paused): one
+// made that late meets an expired token.
+// That is the test's outage length against Klarna's token lifetime, not a
+// processor defect: in a run with 10 min tokens every failed follow-up was the
+// only call of its payment, made within 30 ms of its webhook being applied
+// (docs/RELIABILITY.md, "On PostgreSQL"). 3 h is as long as a payment request
+// itself lives, so a Gen 1 confirmation could not wait longer anyway.
+// KPAY_CHAOS_TOKEN_TTL_MS sets it for either round (e.g. 3600000: the
+// PostgreSQL round against Klarna's lifetime; the SQLite round keeps it).
+constexpr long kLongLivedTokensMs = 3L * 3600 * 1000;
 
 long env_number(const char* name, long fallback) {
   const char* v = std::getenv(name);
@@ -260,6 +280,50 @@ class Chaos {
   std::set<std::string> seen_;
 };
 
+// For each call recorded failed: what it answered, and when, counted from the
+// moment the receiver produced the webhook that asked for it (its Kafka
+// timestamp), the processor applied that webhook, made the call and tried it
+// first and last; and how many calls its payment has of that operation. A
+// token refused for its age shows as a first attempt beyond the sim's token
+// lifetime; a call retried with a stale token as a second call for the payment.
+std::string describe_failed_calls(const std::string& db) {
+  std::string out;
+  for (const auto& r :
+       rows(db,
+            "SELECT o.operation, o.entity_id, COALESCE(o.last_error, ''), o.attempts, "
+            "h.recorded_at_ms - h.kafka_timestamp_ms, o.created_at_ms - h.kafka_timestamp_ms, "
+            "(SELECT MIN(a.started_at_ms) FROM call_attempts a WHERE a.outbox_id = o.id) - "
+            "h.kafka_timestamp_ms, "
+            "(SELECT MAX(a.started_at_ms) FROM call_attempts a WHERE a.outbox_id = o.id) - "
+            "h.kafka_timestamp_ms, "
+            "(SELECT COUNT(*) FROM outbox p WHERE p.entity_id = o.entity_id AND "
+            "p.operation = o.operation) "
+            "FROM outbox o LEFT JOIN history h ON h.event_id = o.created_by_event_id AND "
+            "h.outcome = 'applied' WHERE o.status = 'failed' ORDER BY o.id")) {
+    out += r.at(0) + " " + r.at(1) + ": " + r.at(2) + "; " + r.at(3) +
+           " attempt(s); ms after the webhook was produced: applied " + r.at(4) + ", call made " +
+           r.at(5) + ", first attempt " + r.at(6) + ", last " + r.at(7) + "; " + r.at(8) +
+           " call(s) of this operation for the payment\n";
+  }
+  return out;
+}
+
+// The logs of a failed run, copied out of the system's directory (removed with
+// it) into one kept in the temp directory, whose path is printed.
+struct KeepLogsOnFailure {
+  System& sys;
+  ~KeepLogsOnFailure() {
+    if (!::testing::Test::HasFailure()) return;
+    const std::filesystem::path kept = make_temp_dir("chaos-logs");
+    for (const auto& e : std::filesystem::directory_iterator(sys.dir())) {
+      if (e.path().extension() == ".log") {
+        std::filesystem::copy_file(e.path(), kept / e.path().filename());
+      }
+    }
+    std::printf("chaos: the failed run's logs are in %s\n", kept.c_str());
+  }
+};
+
 // Everything settled: the scenario ended, no delivery pending, no call due,
 // every command answered, and the processor's view equal to the sim's.
 bool drained(System& sys, const Figures& f, States& sim, States& ours) {
@@ -307,6 +371,12 @@ TEST(Chaos, UnderKillsOutagesAndFaultsEveryEffectHappensOnceAndTheStatesAgree) {
                         {"--time-scale", "60", "--duplicate-percent", "10", "--reorder-percent",
                          "10", "--set", "webhooks.reorder_delay_ms=100", "--set",
                          "webhooks.timeout_ms=3000", "--set", "webhooks.workers=4"}};
+  const long token_ttl_ms =
+      env_number("KPAY_CHAOS_TOKEN_TTL_MS", on_postgres ? kLongLivedTokensMs : 0);
+  if (token_ttl_ms > 0) {
+    options.sim_args.insert(options.sim_args.end(),
+                            {"--token-ttl-ms", std::to_string(token_ttl_ms)});
+  }
   if (on_postgres) {
     pg.emplace();
     options.postgresql = pg->dsn();
@@ -314,6 +384,7 @@ TEST(Chaos, UnderKillsOutagesAndFaultsEveryEffectHappensOnceAndTheStatesAgree) {
   }
   const std::size_t processors = on_postgres ? 2 : 1;
   System sys(options);
+  const KeepLogsOnFailure keep_logs{sys};
   ASSERT_NO_FATAL_FAILURE(sys.start_receiver());
   ASSERT_NO_FATAL_FAILURE(sys.start_sim());
   // A v1 subscription too (through "localhost", so the URL differs): the Gen 1
@@ -371,9 +442,7 @@ TEST(Chaos, UnderKillsOutagesAndFaultsEveryEffectHappensOnceAndTheStatesAgree) {
   }
   for (const auto& id : f.commands) EXPECT_EQ(final_status[id], "succeeded") << id;
   EXPECT_EQ(query(sys.db(), "SELECT COUNT(*) FROM outbox WHERE status = 'failed'"), 0)
-      << query_text(sys.db(),
-                    "SELECT group_concat(operation || ' ' || COALESCE(last_error, ''), '; ') "
-                    "FROM outbox WHERE status = 'failed'");
+      << describe_failed_calls(sys.db());
 
   // The audit trail lists every executed operation exactly once: each call the
   // sim executed is one executed outcome, nothing it did not execute is one,
@@ -406,8 +475,9 @@ TEST(Chaos, UnderKillsOutagesAndFaultsEveryEffectHappensOnceAndTheStatesAgree) {
                            ? 100.0 * static_cast<double>(cpu1.steal - cpu0.steal) /
                                  static_cast<double>(cpu1.total - cpu0.total)
                            : 0.0;
-  std::printf("chaos on %s (%zu processor(s), %d PostgreSQL restarts): ",
-              on_postgres ? "PostgreSQL" : "SQLite", processors, f.postgres_restarts);
+  std::printf("chaos on %s (%zu processor(s), %d PostgreSQL restarts, sim tokens live %ld min): ",
+              on_postgres ? "PostgreSQL" : "SQLite", processors, f.postgres_restarts,
+              (token_ttl_ms > 0 ? token_ttl_ms : 3600000L) / 60000);
   std::printf(
       "%.0f s of chaos (%d rounds), drained in %.1f s; %zu webhooks acknowledged "
       "(%lld deliveries, %lld attempts), %lld events in the inbox; %d receiver kills, "
@@ -415,7 +485,8 @@ TEST(Chaos, UnderKillsOutagesAndFaultsEveryEffectHappensOnceAndTheStatesAgree) {
       "windows; %zu processor calls at the sim "
       "(%zu faulted before executing, %zu answered from the idempotency store), %lld confirms + "
       "%lld final authorizations + %lld captures + %zu refund "
-      "commands (%d sent twice) executed once each; %zu entities equal; host CPU steal %.1f %%\n",
+      "commands (%d sent twice) executed once each; %zu entities equal; webhook produced → "
+      "applied at most %.1f s; host CPU steal %.1f %%\n",
       chaos_s, f.rounds, drain_s, delivered_event_ids(sys).size(),
       static_cast<long long>(summary.at("delivered")),
       static_cast<long long>(summary.at("attempts")), query(sys.db(), "SELECT COUNT(*) FROM inbox"),
@@ -425,7 +496,12 @@ TEST(Chaos, UnderKillsOutagesAndFaultsEveryEffectHappensOnceAndTheStatesAgree) {
       static_cast<long long>(executed(ex, "payment.confirm")),
       static_cast<long long>(executed(ex, "payment.authorize")),
       static_cast<long long>(executed(ex, "payment.transactions.capture")), f.commands.size(),
-      f.resent_commands, sim.size(), steal);
+      f.resent_commands, sim.size(),
+      static_cast<double>(query(sys.db(),
+                                "SELECT MAX(recorded_at_ms - kafka_timestamp_ms) FROM history "
+                                "WHERE outcome = 'applied' AND topic <> 'klarna.commands'")) /
+          1000.0,
+      steal);
   EXPECT_GE(f.processor_kills, 1);
   EXPECT_GE(f.kafka_outages, 1);
   // worker.stop_timeout_ms + shutdown_flush_timeout_ms + the documented 3 s

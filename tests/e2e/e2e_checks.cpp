@@ -118,8 +118,16 @@ void expect_every_acknowledged_webhook_applied_once(System& sys) {
   std::set<std::string> inbox;
   for (const auto& r : rows(sys.db(), "SELECT event_id FROM inbox")) inbox.insert(r.at(0));
   std::size_t missing = 0;
-  for (const auto& id : delivered_event_ids(sys)) missing += !inbox.count(id);
-  EXPECT_EQ(missing, 0u) << "acknowledged webhooks the processor never applied";
+  std::string examples;
+  const auto delivered = delivered_event_ids(sys);
+  for (const auto& id : delivered) {
+    if (inbox.count(id)) continue;
+    if (++missing <= 5) examples += " " + id;
+  }
+  EXPECT_EQ(missing, 0u) << "acknowledged webhooks the processor never applied, e.g." << examples
+                         << " (" << delivered.size() << " acknowledged; the inbox read "
+                         << inbox.size() << " rows, it counts "
+                         << query(sys.db(), "SELECT COUNT(*) FROM inbox") << ")";
   EXPECT_TRUE(rows(sys.db(),
                    "SELECT event_id FROM history WHERE outcome = 'applied' "
                    "GROUP BY event_id HAVING COUNT(*) > 1")

@@ -254,7 +254,8 @@ TEST_F(OutboxWorkerTest, FinalAuthorizationCreatesTheTransactionAndCapturesItOnc
 
 // PostgreSQL, N processors (docs/OPERATIONS.md, "Outbox calls"): processor A
 // stalls past its claim lease (Klarna answers slowly), B takes the call over;
-// A's late answer is dropped (none of its effects written, counted), and B's
+// A's late answer is dropped (none of its effects written, counted once even
+// though its first recording fails at commit and is done again), and B's
 // resend with the same key is applied once. Its own PostgreSQL server (about
 // a second) and a 1.2 s answer: a few seconds in all.
 TEST_F(OutboxWorkerTest, OnPostgresALateAnswerAfterATakeOverIsDroppedAndAppliedOnceByTheOther) {
@@ -271,6 +272,21 @@ TEST_F(OutboxWorkerTest, OnPostgresALateAnswerAfterATakeOverIsDroppedAndAppliedO
   store_ = open("test");
   worker_store_ = open("proc-a");
   auto b_store = open("proc-b");
+  // The first transaction that records a call attempt fails at its commit, as
+  // a serialization failure (40001) would: the batch rolls back and is recorded
+  // again, and what it counts must be counted once.
+  pg_->execute(R"sql(
+    CREATE SEQUENCE attempt_commits;
+    CREATE FUNCTION fail_first_attempt_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+      IF nextval('attempt_commits') = 1 THEN
+        RAISE EXCEPTION 'injected at commit' USING ERRCODE = '40001';
+      END IF;
+      RETURN NULL;
+    END $$;
+    CREATE CONSTRAINT TRIGGER fail_first_attempt_commit AFTER INSERT ON call_attempts
+      DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION fail_first_attempt_commit();
+  )sql");
   auto settings = client_settings(dir_ + "/api-key");
   settings.request_timeout = 10s;
   client_.emplace(settings);
@@ -299,6 +315,14 @@ TEST_F(OutboxWorkerTest, OnPostgresALateAnswerAfterATakeOverIsDroppedAndAppliedO
   // A's answer recorded (its attempt in the trace), then A stopped.
   ASSERT_TRUE(wait_until([&] { return !store_->call_attempts(id).empty(); }, 10s));
   worker_.reset();
+  EXPECT_NE(registry_.render().find("kpay_processor_outbox_record_conflicts_total 1\n"),
+            std::string::npos)
+      << "the first recording failed at its commit, a conflict\n"
+      << registry_.render();
+  EXPECT_NE(registry_.render().find("kpay_processor_outbox_record_errors_total 0\n"),
+            std::string::npos)
+      << "a conflict is no storage error\n"
+      << registry_.render();
   EXPECT_NE(registry_.render().find("kpay_processor_outbox_answers_dropped_total 1\n"),
             std::string::npos)
       << registry_.render();

@@ -529,6 +529,39 @@ TEST(ReceiverKafkaDown, StartsWithoutKafkaAndSaysNotReady) {
   EXPECT_EQ(r->status, 503);
 }
 
+// Started while Kafka is down (a restart in the middle of an outage), the
+// receiver answers 503 and, once Kafka is back, stores webhooks again. Its
+// producer's first errors reach librdkafka's main queue at once; queued
+// before the delivery-report descriptor was enabled they used to leave that
+// queue non-empty with no wake-up written (librdkafka writes one only when
+// the queue turns non-empty), so no delivery report was ever served and
+// every webhook got 503 until the next restart (seen in the chaos test,
+// docs/RELIABILITY.md "On PostgreSQL"). Ten receivers, as the race depends on
+// the scheduling (the old code failed every run with ten, 2 of 3 with five);
+// about 10 s, mostly librdkafka's reconnect backoff after the refusals.
+TEST(ReceiverKafkaDown, StartedWhileKafkaIsDownStoresWebhooksOnceItIsBack) {
+  kpay::core::EmbeddedKafka kafka(1);
+  kafka.set_all_brokers_down();
+  std::vector<std::unique_ptr<ReceiverHarness>> receivers;
+  for (int i = 0; i < 10; ++i) {
+    receivers.push_back(std::make_unique<ReceiverHarness>(
+        kafka, false, std::vector<std::string>{"kafka.publish_timeout_ms=1000"}));
+  }
+  for (auto& h : receivers) {  // each has met the refusal
+    ASSERT_TRUE(wait_until([&] {
+      auto r = http_request(h->receiver->admin_port(), "GET", "/readyz");
+      return r && r->status == 503 && r->body.find("kafka unreachable") != std::string::npos;
+    }));
+  }
+  kafka.set_all_brokers_up();
+  for (std::size_t i = 0; i < receivers.size(); ++i) {
+    auto body =
+        webhook_body("payment.request.state-change.submitted", "after-outage-" + std::to_string(i));
+    EXPECT_TRUE(wait_until([&] { return receivers[i]->post_signed(body)->status == 200; }, 20s))
+        << "receiver " << i << " never stored a webhook after Kafka came back";
+  }
+}
+
 TEST(ReceiverPlain, ConnectionsAboveTheLimitAreClosedAndCounted) {
   ReceiverHarness h(shared_kafka(), false, {"receiver.max_connections=2"});
   HttpConnection a(h.port());

@@ -221,6 +221,10 @@ TEST(SimServer, ConfigurationErrorsExitWith2) {
     ASSERT_TRUE(code.has_value()) << bad;
     EXPECT_EQ(*code, 2) << bad;
   }
+  // A shortcut flag is its key, checked the same way.
+  ChildProcess p({binary("sim/klarna-sim"), "--token-ttl-ms", "0"},
+                 make_temp_dir("sim-cfg") + "/log");
+  EXPECT_EQ(p.wait(std::chrono::seconds(10)), 2) << "--token-ttl-ms 0";
 }
 
 TEST(SimServer, BasicCredentialsRequiredByDefault) {

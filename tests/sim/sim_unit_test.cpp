@@ -7,6 +7,7 @@
 #include "kpay/sim/api.hpp"
 #include "kpay/sim/faults.hpp"
 #include "kpay/sim/idempotency.hpp"
+#include "kpay/sim/options.hpp"
 #include "kpay/sim/scenario.hpp"
 #include "kpay/sim/state_machines.hpp"
 #include "test_helpers.hpp"
@@ -29,7 +30,7 @@ std::string enc(std::string id) {
 
 class ApiTest : public ::testing::Test {
  protected:
-  ApiTest() : api(ApiOptions{}, clock, &sink) {
+  explicit ApiTest(ApiOptions options = {}) : api(std::move(options), clock, &sink) {
     api.add_signing_key("key-1", "example-signing-key-NOT-REAL");
     v2_hook = api.add_webhook("http://127.0.0.1:1/v2", {"*"}, "v2", "key-1");
     v1_hook = api.add_webhook("http://127.0.0.1:1/v1", {"payment.*"}, "v1", "key-1");
@@ -78,6 +79,17 @@ class ApiTest : public ::testing::Test {
   CapturingSink sink;
   SimApi api;
   std::string v2_hook, v1_hook;
+};
+
+// Tokens living 2 h (sim.token_ttl_ms) instead of Klarna's 60 min.
+class ApiTestWithTwoHourTokens : public ApiTest {
+ protected:
+  static ApiOptions options() {
+    ApiOptions o;
+    o.token_ttl_ms = 2 * kHour;
+    return o;
+  }
+  ApiTestWithTwoHourTokens() : ApiTest(options()) {}
 };
 
 }  // namespace
@@ -345,6 +357,46 @@ TEST_F(ApiTest, ExpiryOnTheScalableClock) {
   EXPECT_EQ(jstr(call("GET", kAcct + "/payment/requests/" + enc(id3)).body, {"state"}), "EXPIRED");
   EXPECT_EQ(jstr(call("GET", kAcct + "/payment/requests/" + enc(id2)).body, {"state"}),
             "COMPLETED");  // final
+}
+
+TEST_F(ApiTestWithTwoHourTokens, TokensLiveAsLongAsConfigured) {
+  auto gen1 = create();
+  ASSERT_EQ(customer(gen1, "approve", "v1").status, 200);
+  auto gen2_token = [&] {
+    auto approved = customer(create(), "approve");
+    EXPECT_EQ(approved.status, 200) << approved.body;
+    return jstr(approved.body, {"state_context", "klarna_network_session_token"});
+  };
+  auto authorize = [&](const std::string& token) {
+    return call(
+        "POST", kAcct + "/payment/authorize",
+        R"({"currency":"USD","request_payment_transaction":{"amount":1000,"capture":"LATER"}})",
+        {{"klarna-network-session-token", token}});
+  };
+  auto early = gen2_token(), late = gen2_token();
+  auto gen1_state = [&] {
+    return jstr(call("GET", kAcct + "/payment/requests/" + enc(gen1)).body, {"state"});
+  };
+
+  clock.advance(2 * kHour - 60'000);  // past Klarna's 60 min, within the 2 h
+  api.tick();
+  EXPECT_EQ(gen1_state(), "PENDING_CONFIRMATION");
+  EXPECT_EQ(authorize(early).status, 200);
+
+  clock.advance(2 * 60'000);
+  api.tick();
+  EXPECT_EQ(gen1_state(), "SUBMITTED");
+  EXPECT_EQ(jstr(authorize(late).body, {"error_code"}), "SESSION_TOKEN_EXPIRED");
+}
+
+TEST(SimOptions, TokenLifetimeIsASetting) {
+  auto load = [](std::vector<std::string> overrides) {
+    return load_options(kpay::core::load_config(std::nullopt, overrides)).api.token_ttl_ms;
+  };
+  EXPECT_EQ(load({}), 60 * 60 * 1000);  // Klarna's 60 min
+  EXPECT_EQ(load({"sim.token_ttl_ms=10800000"}), 3 * kHour);
+  EXPECT_THROW(load({"sim.token_ttl_ms=0"}), kpay::core::ConfigError);
+  EXPECT_THROW(load({"sim.token_ttl_ms=86400001"}), kpay::core::ConfigError);
 }
 
 TEST_F(ApiTest, AuthorizedTransactionExpiresOnceWhenDue) {

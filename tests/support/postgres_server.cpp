@@ -251,9 +251,11 @@ void PostgresServer::restart() {
   start();
 }
 
-void PostgresServer::create_database(const std::string& name) {
+// Runs `sql` (one or more statements) as the test's superuser in `database`;
+// throws with the server's message when it fails.
+void PostgresServer::execute(const std::string& sql, const std::string& database) {
   std::vector<const char*> keys{"host", "port", "dbname", "user"};
-  std::vector<const char*> values{dir_.c_str(), kPort, "postgres", "kpay"};
+  std::vector<const char*> values{dir_.c_str(), kPort, database.c_str(), "kpay"};
   if (options_.password) {
     keys.push_back("password");
     values.push_back(options_.password->c_str());
@@ -265,14 +267,23 @@ void PostgresServer::create_database(const std::string& name) {
   if (PQstatus(c) != CONNECTION_OK) {
     error = PQerrorMessage(c);
   } else {
-    std::string id = "\"";
-    for (char ch : name) id += (ch == '"') ? std::string("\"\"") : std::string(1, ch);
-    PGresult* r = PQexec(c, ("CREATE DATABASE " + id + "\"").c_str());
-    if (PQresultStatus(r) != PGRES_COMMAND_OK) error = PQresultErrorMessage(r);
+    PGresult* r = PQexec(c, sql.c_str());
+    const auto status = PQresultStatus(r);
+    if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) error = PQresultErrorMessage(r);
     PQclear(r);
   }
   PQfinish(c);
-  if (!error.empty()) throw std::runtime_error("postgres_server: create database: " + error);
+  if (!error.empty()) throw std::runtime_error("postgres_server: " + error);
+}
+
+void PostgresServer::execute(const std::string& sql) {
+  execute(sql, options_.database);
+}
+
+void PostgresServer::create_database(const std::string& name) {
+  std::string id = "\"";
+  for (char ch : name) id += (ch == '"') ? std::string("\"\"") : std::string(1, ch);
+  execute("CREATE DATABASE " + id + "\"", "postgres");
 }
 
 std::string PostgresServer::log() const {

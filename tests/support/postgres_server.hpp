@@ -42,6 +42,9 @@ class PostgresServer {
   std::string dsn() const { return dsn(options_.database); }
   std::string dsn(const std::string& database) const;
   void create_database(const std::string& name);
+  // Runs SQL as the superuser in the test database (or another one).
+  void execute(const std::string& sql);
+  void execute(const std::string& sql, const std::string& database);
 
   // Fast shutdown (clients are disconnected, transactions in progress roll
   // back), then the same data started again.

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <mutex>
 #include <random>
 #include <thread>
@@ -119,6 +120,11 @@ struct OutboxWorker::Impl {
           record_errors(r.counter("kpay_processor_outbox_record_errors_total",
                                   "Answers whose recording failed on a storage error (retried).")
                             .with({})),
+          record_conflicts(r.counter("kpay_processor_outbox_record_conflicts_total",
+                                     "Answer recordings rolled back because another processor's "
+                                     "transaction changed the same rows at the same time "
+                                     "(recorded again).")
+                               .with({})),
           store_errors(r.counter("kpay_processor_outbox_claim_errors_total",
                                  "Passes whose claim of due calls failed on a storage error "
                                  "(retried).")
@@ -132,6 +138,7 @@ struct OutboxWorker::Impl {
     core::CounterFamily& throttled;
     core::Gauge& in_flight;
     core::Counter& record_errors;
+    core::Counter& record_conflicts;
     core::Counter& store_errors;
     core::Counter& dropped;
   };
@@ -156,6 +163,9 @@ struct OutboxWorker::Impl {
   std::size_t in_flight = 0;    // guarded by mu
   std::atomic<bool> healthy{true};
   std::string last_store_error;  // worker thread only
+  // What the answers of a batch being recorded count and log: done once its
+  // transaction commits, never for one rolled back (and recorded again).
+  std::vector<std::function<void()>> after_commit;  // worker thread only
   std::atomic<std::uint64_t> recorded{0};
   std::thread thread;
 
@@ -167,6 +177,7 @@ struct OutboxWorker::Impl {
   bool record(std::deque<Done>& batch);
   void record_one(AnswerContext& c, const Done& d);
   void drop_answer(const AnswerContext& c, const Done& d);
+  void report(const Done& d, const storage::OutboxUpdate& update, std::int64_t now);
   storage::OutboxUpdate decide(AnswerContext& c, const Done& d);
   void wait_for_work();
   // Stopping, and no call will answer any more: none in flight, or the
@@ -294,17 +305,32 @@ void OutboxWorker::Impl::send(storage::OutboxRow row) {
 
 bool OutboxWorker::Impl::record(std::deque<Done>& batch) {
   std::vector<storage::PublishRow> publications;
+  after_commit.clear();
   try {
     storage::WriteTransaction tx(store);
     AnswerContext c{store, settings.follow_ups, settings.topics, now_ms(), publications};
     for (const auto& d : batch) record_one(c, d);
     tx.commit();
     store_ok();
+  } catch (const storage::StoreError& e) {
+    if (e.fault() == storage::StoreFault::conflict) {
+      // Another processor changed the same rows at the same time (N
+      // processors on PostgreSQL): not a store fault; recorded again.
+      metrics.record_conflicts.inc();
+      log.warn("recording answers rolled back: another processor changed the same rows; retried",
+               {{"error", e.what()}, {"answers", batch.size()}});
+      return false;
+    }
+    metrics.record_errors.inc();
+    store_failed("recording answers failed; retrying", e);
+    return false;
   } catch (const std::exception& e) {
     metrics.record_errors.inc();
     store_failed("recording answers failed; retrying", e);
     return false;
   }
+  for (const auto& report : after_commit) report();
+  after_commit.clear();
   recorded += batch.size();
   batch.clear();
   if (!publications.empty() && publish) publish(std::move(publications));
@@ -358,11 +384,13 @@ void OutboxWorker::Impl::drop_answer(const AnswerContext& c, const Done& d) {
   attempt.summary =
       attempt.summary.value_or("") + " (answer dropped: another processor took over the call)";
   store.insert_call_attempt(attempt);
-  metrics.dropped.inc();
-  log.warn("answer dropped: another processor took over the call",
-           {{"outbox_id", d.row.id},
-            {"operation", std::string(storage::to_string(d.row.operation))},
-            {"trace_id", core::trace_id_of(d.traceparent)}});
+  after_commit.push_back([this, id = d.row.id,
+                          op = std::string(storage::to_string(d.row.operation)),
+                          trace_id = std::string(core::trace_id_of(d.traceparent))] {
+    metrics.dropped.inc();
+    log.warn("answer dropped: another processor took over the call",
+             {{"outbox_id", id}, {"operation", op}, {"trace_id", trace_id}});
+  });
 }
 
 void OutboxWorker::Impl::record_one(AnswerContext& c, const Done& d) {
@@ -386,7 +414,6 @@ void OutboxWorker::Impl::record_one(AnswerContext& c, const Done& d) {
   }
   finish_command(c, d.row, update);  // a command's final result, in this transaction
   using storage::OutboxStatus;
-  const std::string op(storage::to_string(d.row.operation));
   const std::string attempt_outcome = d.answer.disposition == klarna::Disposition::conflict
                                           ? "conflict"
                                           : (update.status == OutboxStatus::pending
@@ -398,6 +425,15 @@ void OutboxWorker::Impl::record_one(AnswerContext& c, const Done& d) {
   for (auto i = first_publication; i < c.publications.size(); ++i) {
     if (c.publications[i].traceparent.empty()) c.publications[i].traceparent = d.row.traceparent;
   }
+  // `d` stays in the batch until after the reports run.
+  after_commit.push_back([this, &d, update, now = c.now_ms] { report(d, update, now); });
+}
+
+// An answer recorded (committed): its metrics and its log line.
+void OutboxWorker::Impl::report(const Done& d, const storage::OutboxUpdate& update,
+                                std::int64_t now) {
+  using storage::OutboxStatus;
+  const std::string op(storage::to_string(d.row.operation));
   const std::string_view trace_id = core::trace_id_of(d.traceparent);
   metrics.latency.with({op}).observe(std::chrono::duration<double>(d.answer.elapsed).count());
   const std::string outcome(
@@ -417,7 +453,7 @@ void OutboxWorker::Impl::record_one(AnswerContext& c, const Done& d) {
              {{"operation", op},
               {"outbox_id", d.row.id},
               {"attempts", d.row.attempts},
-              {"next_attempt_in_ms", update.next_attempt_at_ms - c.now_ms},
+              {"next_attempt_in_ms", update.next_attempt_at_ms - now},
               {"error", summary},
               {"trace_id", trace_id}});
   } else {

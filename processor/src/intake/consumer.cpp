@@ -59,6 +59,10 @@ struct Processor::Metrics {
         storage_errors(r.counter("kpay_processor_storage_errors_total",
                                  "Batches rolled back on a storage error (then retried).")
                            .with({})),
+        batch_conflicts(r.counter("kpay_processor_batch_conflicts_total",
+                                  "Batches rolled back because another processor's transaction "
+                                  "changed the same rows at the same time (then retried).")
+                            .with({})),
         published(r.counter("kpay_processor_published_total",
                             "Messages acknowledged by Kafka (state changes, dead letters).",
                             {"topic"})),
@@ -87,6 +91,7 @@ struct Processor::Metrics {
   core::Histogram& batch_commit;
   core::Counter& batch_events;
   core::Counter& storage_errors;
+  core::Counter& batch_conflicts;
   core::CounterFamily& published;
   core::Counter& publish_failures;
   core::Gauge& in_flight;
@@ -94,6 +99,11 @@ struct Processor::Metrics {
 };
 
 namespace {
+
+// A batch rolled back by a concurrent transaction (StoreFault::conflict) is
+// done again at once, this many times in a row; conflicts beyond are handled
+// like any failing store (backoff, /readyz), so a livelock shows.
+constexpr int kConflictRetries = 5;
 
 extern "C" void rebalance_trampoline(rd_kafka_t* rk, rd_kafka_resp_err_t err,
                                      rd_kafka_topic_partition_list_t* partitions, void* opaque) {
@@ -500,6 +510,16 @@ std::optional<BatchResult> Processor::retry_storage_faults(
       // Anything else (a constraint a message violates, a bug) fails the same
       // way every time.
       if (!e.is_transient()) throw;
+      if (e.fault() == storage::StoreFault::conflict && attempt < kConflictRetries) {
+        // Another processor changed the same rows at the same time (N
+        // processors on PostgreSQL): the store is fine, the batch is simply
+        // done again, now. Only conflicts that keep coming are a fault.
+        metrics_->batch_conflicts.inc();
+        log_.warn("batch rolled back: another processor changed the same rows; retried",
+                  {{"error", e.what()}, {"attempt", attempt}});
+        std::this_thread::sleep_for(std::chrono::milliseconds(10 * attempt));
+        continue;
+      }
       // The transaction rolled back, nothing was stored; the same work is
       // retried (it is idempotent) until the store recovers. /readyz says so.
       // A full disk is waited out with the watchdog fed: a restart cannot

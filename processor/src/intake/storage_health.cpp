@@ -49,6 +49,7 @@ const char* StorageHealth::classify(storage::StoreFault fault, std::int64_t free
     case StoreFault::io_error:
       return no_room ? "disk_full" : "io_error";
     case StoreFault::busy:
+    case StoreFault::conflict:  // not reported by the consumer (retried at once)
       return "busy";
     case StoreFault::read_only:
       return "read_only";

@@ -50,12 +50,13 @@ class PgError : public StoreError {
   PgError(const std::string& what, std::string sqlstate, bool transient)
       : StoreError(what, transient, fault_of(sqlstate, transient)),
         sqlstate_(std::move(sqlstate)) {}
-  // SQLSTATE → the operators' kind of fault: 53100 disk full; 40001/40P01/55P03
-  // busy; 25006 read-only; any other transient one (connection lost, shutdown)
-  // unreachable.
+  // SQLSTATE → the operators' kind of fault: 53100 disk full; 40001/40P01
+  // conflict (a concurrent transaction); 55P03 busy; 25006 read-only; any
+  // other transient one (connection lost, shutdown) unreachable.
   static StoreFault fault_of(const std::string& sqlstate, bool transient) noexcept {
     if (sqlstate == "53100") return StoreFault::disk_full;
-    if (sqlstate == "40001" || sqlstate == "40P01" || sqlstate == "55P03") return StoreFault::busy;
+    if (sqlstate == "40001" || sqlstate == "40P01") return StoreFault::conflict;
+    if (sqlstate == "55P03") return StoreFault::busy;
     if (sqlstate == "25006") return StoreFault::read_only;
     return transient ? StoreFault::unreachable : StoreFault::other;
   }

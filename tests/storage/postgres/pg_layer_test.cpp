@@ -309,6 +309,17 @@ TEST(PgErrors, TransientSqlstates) {
   }
 }
 
+// A concurrent transaction's conflict is told apart from a store fault: the
+// processor retries it at once without reporting not-ready.
+TEST(PgErrors, SerializationFailuresAndDeadlocksAreConflicts) {
+  using kpay::storage::StoreFault;
+  EXPECT_EQ(PgError::fault_of("40001", true), StoreFault::conflict);
+  EXPECT_EQ(PgError::fault_of("40P01", true), StoreFault::conflict);
+  EXPECT_EQ(PgError::fault_of("55P03", true), StoreFault::busy);  // lock_timeout: a holder
+  EXPECT_EQ(PgError::fault_of("53100", true), StoreFault::disk_full);
+  EXPECT_EQ(PgError::fault_of("57P01", true), StoreFault::unreachable);
+}
+
 // A server with password authentication: the password comes from the options
 // (postgresql.password_file), and no message shows it.
 class PgPassword : public ::testing::Test {

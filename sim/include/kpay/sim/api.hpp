@@ -76,7 +76,8 @@ struct ApiOptions {
   std::string api_key_also;
   bool require_auth = true;
   std::int64_t request_ttl_ms = 3LL * 3600 * 1000;  // server-side flow
-  std::int64_t token_ttl_ms = 60LL * 60 * 1000;     // session / confirmation token
+  // Session / confirmation token; simulated time (sim.token_ttl_ms).
+  std::int64_t token_ttl_ms = 60LL * 60 * 1000;
   std::int64_t transaction_ttl_ms = 28LL * 24 * 3600 * 1000;
   std::int64_t idempotency_window_ms = 24LL * 3600 * 1000;
   std::size_t max_calls_logged = 100'000;

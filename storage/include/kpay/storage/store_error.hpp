@@ -14,8 +14,20 @@ namespace kpay::storage {
 
 // What kind of fault a transient error is, for operators (/readyz, the
 // metric kpay_processor_state_store_failing{reason}): each backend maps its own
-// codes onto these.
-enum class StoreFault { disk_full, io_error, busy, read_only, cannot_open, unreachable, other };
+// codes onto these. `conflict`: another writer's transaction changed the same
+// rows at the same time (PostgreSQL: serialization failure 40001, deadlock
+// 40P01), normal with several processors on one database: the store is
+// healthy, the rolled-back work is simply done again.
+enum class StoreFault {
+  disk_full,
+  io_error,
+  busy,
+  read_only,
+  cannot_open,
+  unreachable,
+  conflict,
+  other
+};
 
 class StoreError : public std::runtime_error {
  public:
