@@ -3,32 +3,59 @@
 #include <libpq-fe.h>
 #include <sqlite3.h>
 
+#include <chrono>
+#include <stdexcept>
+#include <thread>
+
 namespace kpay::test {
 
 namespace {
 
 using Rows = std::vector<std::vector<std::optional<std::string>>>;
 
+// One read of `sql`; false when a step failed part-way (e.g. SQLITE_BUSY
+// while the processor writes or a checkpoint runs): `out` is then not the
+// whole answer.
+bool read_sqlite(sqlite3* h, const std::string& sql, Rows& out, std::string& error) {
+  out.clear();
+  sqlite3_stmt* st = nullptr;
+  if (sqlite3_prepare_v2(h, sql.c_str(), -1, &st, nullptr) != SQLITE_OK) {
+    sqlite3_finalize(st);
+    return true;  // no such table yet: no rows, as before
+  }
+  int rc = SQLITE_ROW;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    std::vector<std::optional<std::string>> row;
+    for (int i = 0; i < sqlite3_column_count(st); ++i) {
+      const auto* t = sqlite3_column_text(st, i);
+      row.push_back(t ? std::optional<std::string>(reinterpret_cast<const char*>(t))
+                      : std::nullopt);
+    }
+    out.push_back(std::move(row));
+  }
+  if (rc != SQLITE_DONE) error = sqlite3_errmsg(h);
+  sqlite3_finalize(st);
+  return rc == SQLITE_DONE;
+}
+
+// A read that fails part-way is made again (up to ~10 s), never returned
+// cut short: a check counting rows would report rows missing that are there.
 Rows select_sqlite(const std::string& db, const std::string& sql) {
   Rows out;
   sqlite3* h = nullptr;
-  if (sqlite3_open_v2(db.c_str(), &h, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
-    sqlite3_busy_timeout(h, 5000);
-    sqlite3_stmt* st = nullptr;
-    if (sqlite3_prepare_v2(h, sql.c_str(), -1, &st, nullptr) == SQLITE_OK) {
-      while (sqlite3_step(st) == SQLITE_ROW) {
-        std::vector<std::optional<std::string>> row;
-        for (int i = 0; i < sqlite3_column_count(st); ++i) {
-          const auto* t = sqlite3_column_text(st, i);
-          row.push_back(t ? std::optional<std::string>(reinterpret_cast<const char*>(t))
-                          : std::nullopt);
-        }
-        out.push_back(std::move(row));
-      }
-    }
-    sqlite3_finalize(st);
+  if (sqlite3_open_v2(db.c_str(), &h, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) {
+    sqlite3_close(h);
+    return out;
+  }
+  sqlite3_busy_timeout(h, 5000);
+  std::string error;
+  bool whole = false;
+  for (int attempt = 0; attempt < 20 && !whole; ++attempt) {
+    if (attempt > 0) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    whole = read_sqlite(h, sql, out, error);
   }
   sqlite3_close(h);
+  if (!whole) throw std::runtime_error("reading " + db + " failed part-way: " + error);
   return out;
 }
 
