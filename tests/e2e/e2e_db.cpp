@@ -38,7 +38,7 @@ bool read_sqlite(sqlite3* h, const std::string& sql, Rows& out, std::string& err
   return rc == SQLITE_DONE;
 }
 
-// A read that fails part-way is made again (up to ~10 s), never returned
+// A read that fails part-way is made again (20 attempts, 100 ms apart), never returned
 // cut short: a check counting rows would report rows missing that are there.
 Rows select_sqlite(const std::string& db, const std::string& sql) {
   Rows out;
