@@ -1,5 +1,7 @@
 #include "e2e_checks.hpp"
 
+#include <algorithm>
+
 #include <gtest/gtest.h>
 
 #include <sstream>
@@ -94,11 +96,11 @@ std::set<std::string> delivered_event_ids(System& sys) {
   return out;
 }
 
-Executions executions(System& sys) {
+Executions executions_from_json(std::string_view json) {
   simdjson::dom::parser p;
   simdjson::dom::element root;
   Executions out;
-  if (p.parse(sys.sim("GET", "/_sim/executions")).get(root) != simdjson::SUCCESS) return out;
+  if (p.parse(json.data(), json.size()).get(root) != simdjson::SUCCESS) return out;
   simdjson::dom::object routes, keys;
   if (root["by_route"].get_object().get(routes) == simdjson::SUCCESS) {
     for (auto [k, v] : routes) out.by_route[std::string(k)] = v.get_int64().value_unsafe();
@@ -107,6 +109,16 @@ Executions executions(System& sys) {
     for (auto [k, v] : keys) out.by_key[std::string(k)] = v.get_int64().value_unsafe();
   }
   return out;
+}
+
+Executions executions(System& sys) {
+  return executions_from_json(sys.sim("GET", "/_sim/executions"));
+}
+
+std::int64_t most_per_key(const Executions& ex) {
+  std::int64_t most = 0;
+  for (const auto& [key, n] : ex.by_key) most = std::max(most, n);
+  return most;
 }
 
 std::int64_t executed(const Executions& ex, const std::string& route) {

@@ -41,6 +41,10 @@ struct Executions {
   std::map<std::string, std::int64_t> by_route, by_key;
 };
 Executions executions(System& sys);
+// The same, from the text of the sim's GET /_sim/executions.
+Executions executions_from_json(std::string_view json);
+// The most times any one idempotency key was executed (0 when none).
+std::int64_t most_per_key(const Executions& ex);
 // How often the sim executed `route` (0 when never).
 std::int64_t executed(const Executions& ex, const std::string& route);
 

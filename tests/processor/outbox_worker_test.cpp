@@ -275,18 +275,7 @@ TEST_F(OutboxWorkerTest, OnPostgresALateAnswerAfterATakeOverIsDroppedAndAppliedO
   // The first transaction that records a call attempt fails at its commit, as
   // a serialization failure (40001) would: the batch rolls back and is recorded
   // again, and what it counts must be counted once.
-  pg_->execute(R"sql(
-    CREATE SEQUENCE attempt_commits;
-    CREATE FUNCTION fail_first_attempt_commit() RETURNS trigger LANGUAGE plpgsql AS $$
-    BEGIN
-      IF nextval('attempt_commits') = 1 THEN
-        RAISE EXCEPTION 'injected at commit' USING ERRCODE = '40001';
-      END IF;
-      RETURN NULL;
-    END $$;
-    CREATE CONSTRAINT TRIGGER fail_first_attempt_commit AFTER INSERT ON call_attempts
-      DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION fail_first_attempt_commit();
-  )sql");
+  pg_->fail_commits_writing("call_attempts", 1);
   auto settings = client_settings(dir_ + "/api-key");
   settings.request_timeout = 10s;
   client_.emplace(settings);

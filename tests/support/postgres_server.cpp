@@ -280,6 +280,18 @@ void PostgresServer::execute(const std::string& sql) {
   execute(sql, options_.database);
 }
 
+void PostgresServer::fail_commits_writing(const std::string& table, int count) {
+  const std::string seq = table + "_commits";
+  const std::string fn = "kpay_test_fail_" + table + "_commits";
+  execute("CREATE SEQUENCE " + seq + "; CREATE FUNCTION " + fn +
+          "() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN IF nextval('" + seq +
+          "') <= " + std::to_string(count) +
+          " THEN RAISE EXCEPTION 'injected at commit' USING ERRCODE = '40001'; END IF; "
+          "RETURN NULL; END $$; CREATE CONSTRAINT TRIGGER " +
+          fn + " AFTER INSERT ON " + table +
+          " DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION " + fn + "();");
+}
+
 void PostgresServer::create_database(const std::string& name) {
   std::string id = "\"";
   for (char ch : name) id += (ch == '"') ? std::string("\"\"") : std::string(1, ch);

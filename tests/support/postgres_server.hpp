@@ -45,6 +45,11 @@ class PostgresServer {
   // Runs SQL as the superuser in the test database (or another one).
   void execute(const std::string& sql);
   void execute(const std::string& sql, const std::string& database);
+  // The next `count` transactions that insert into `table` fail at COMMIT
+  // with SQLSTATE 40001, as a serialization failure would (a deferred
+  // constraint trigger; `table` a plain identifier). The sequence
+  // `<table>_commits` counts the rows that reached COMMIT.
+  void fail_commits_writing(const std::string& table, int count);
 
   // Fast shutdown (clients are disconnected, transactions in progress roll
   // back), then the same data started again.

@@ -99,18 +99,7 @@ TEST(MultiProcessorPostgres, TwoProcessorsAndACrashApplyEveryMessageOnce) {
     std::cout << "proc-b SIGKILLed at " << consumed() << " of " << total << " committed\n";
     // The next three batches to commit fail at COMMIT with SQLSTATE 40001
     // (installed while the group rebalances: consumption has paused).
-    pg.execute(R"sql(
-      CREATE SEQUENCE inbox_commits;
-      CREATE FUNCTION fail_three_inbox_commits() RETURNS trigger LANGUAGE plpgsql AS $$
-      BEGIN
-        IF nextval('inbox_commits') <= 3 THEN
-          RAISE EXCEPTION 'injected conflict' USING ERRCODE = '40001';
-        END IF;
-        RETURN NULL;
-      END $$;
-      CREATE CONSTRAINT TRIGGER fail_three_inbox_commits AFTER INSERT ON inbox
-        DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION fail_three_inbox_commits();
-    )sql");
+    pg.fail_commits_writing("inbox", 3);
     second = std::make_unique<test::ChildProcess>(b, dir + "/proc-b.log");
     ASSERT_TRUE(test::wait_until([&] { return consumed() >= total; }, std::chrono::seconds(120)))
         << consumed() << " of " << total << "\n"
