@@ -1,6 +1,8 @@
 // The baseline for the receiver benchmark: a Beast server with the same shape
 // (coroutine per connection, TLS optional, keep-alive, same parser limits)
 // that answers 200 to every request without verifying or storing anything.
+// --answer-after-us N holds each answer N µs, as the receiver holds it until
+// Kafka acknowledges (a diagnostic; scripts/bench-receiver.sh does not use it).
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <boost/asio/as_tuple.hpp>
@@ -11,6 +13,8 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/ssl.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -27,6 +31,9 @@ namespace http = beast::http;
 namespace ssl = asio::ssl;
 using tcp = asio::ip::tcp;
 constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
+// --answer-after-us: each answer waits this long after its request was read,
+// as the receiver's waits for Kafka's acknowledgement (0: answer at once).
+std::chrono::microseconds answer_after{0};
 
 template <class Stream>
 asio::awaitable<void> serve(Stream& stream) {
@@ -42,6 +49,10 @@ asio::awaitable<void> serve(Stream& stream) {
     res.body() = R"({"status":"accepted"})";
     res.keep_alive(parser.get().keep_alive());
     res.prepare_payload();
+    if (answer_after.count() > 0) {
+      asio::steady_timer wait(co_await asio::this_coro::executor, answer_after);
+      co_await wait.async_wait(kTuple);
+    }
     auto [wec, wn] = co_await http::async_write(stream, res, kTuple);
     if (wec || !res.keep_alive()) co_return;
   }
@@ -67,8 +78,12 @@ int main(int argc, char** argv) {
   app.add_option("--tls-certificate", cert);
   app.add_option("--tls-private-key", key);
   app.add_option("--threads", threads);
+  long answer_after_us = 0;
+  app.add_option("--answer-after-us", answer_after_us,
+                 "hold each answer this long (the receiver waits for Kafka)");
   app.add_option("--port-file", port_file)->required();
   CLI11_PARSE(app, argc, argv);
+  answer_after = std::chrono::microseconds(answer_after_us);
 
   // The receiver's shape: one io_context per thread, connections dealt round
   // robin, no strands (receiver/src/receiver.cpp, IoContext).

@@ -8,8 +8,11 @@
 #include "kpay/core/log.hpp"
 #include "kpay/core/process.hpp"
 #include "kpay/receiver/receiver.hpp"
+#include "openssl_memory.hpp"
 
 int main(int argc, char** argv) {
+  // Before anything can make OpenSSL allocate.
+  const bool openssl_memory_routed = kpay::receiver::route_openssl_memory();
   CLI::App app{"klarna-receiver: Klarna webhooks, verified, into Kafka"};
   std::optional<std::string> config_file;
   std::vector<std::string> overrides;
@@ -30,6 +33,9 @@ int main(int argc, char** argv) {
     auto config = kpay::core::load_config(file, overrides);
     settings = kpay::receiver::Settings::from_config(config);
     kpay::core::set_log_level(kpay::core::parse_log_level(settings->log_level));
+    if (!openssl_memory_routed) {
+      log.warn("OpenSSL allocated before start-up; its frees keep the default path");
+    }
   } catch (const kpay::core::ConfigError& e) {
     std::cerr << "klarna-receiver: configuration error: " << e.what() << "\n";
     return 2;
