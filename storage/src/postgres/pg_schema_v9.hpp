@@ -1,0 +1,420 @@
+// PostgreSQL migration 9 (pg_schema.cpp): the first PostgreSQL schema, what
+// SQLite's state schema holds after its migration 9. Internal to storage/src.
+// Never edit: it has shipped.
+#pragma once
+
+#include <string_view>
+
+namespace kpay::storage::pg {
+
+// What the SQLite state schema holds after its migration 9 (state_schema.cpp,
+// audit_schema.hpp), in PostgreSQL's types: SQLite's 64-bit INTEGER is BIGINT
+// (INTEGER for Kafka partitions), its 0/1 flags BOOLEAN, BLOB BYTEA, its
+// AUTOINCREMENT keys identity columns (BY DEFAULT: a copy from SQLite keeps
+// the ids). `offset` is a reserved word here: the column keeps its name,
+// quoted. Differences, each for several processors sharing the database:
+// - outbox and publish_queue rows carry a lease (claimed_by, the processor's
+//   id, and lease_expires_at_ms): a row is claimed with FOR UPDATE SKIP
+//   LOCKED, and one whose claimant died is claimed again after its lease;
+// - job_leases: one row per job that one processor at a time runs (deadline
+//   and dispute watchers), held by renewing it before it expires;
+// - history is indexed by (entity_id, seq) directly: SQLite's bulk-filled
+//   history_by_entity and the entity_hash it keys on are an embedded-database
+//   write-amplification measure PostgreSQL does not need.
+// The audit trail is append-only as in SQLite: triggers refuse UPDATE, DELETE
+// and TRUNCATE of audit_events, and the outbox's triggers write it.
+inline constexpr std::string_view kPgSchemaV9 = R"sql(
+CREATE FUNCTION kpay_now_ms() RETURNS BIGINT LANGUAGE sql VOLATILE AS
+  $$ SELECT (extract(epoch FROM clock_timestamp()) * 1000)::BIGINT $$;
+
+CREATE TABLE inbox (
+  event_id  TEXT PRIMARY KEY,
+  topic     TEXT NOT NULL,
+  partition INTEGER NOT NULL,
+  "offset"  BIGINT NOT NULL,
+  digest    BYTEA
+);
+
+CREATE TABLE payment_requests (
+  id                     TEXT PRIMARY KEY,
+  generation             INTEGER NOT NULL,
+  state                  TEXT,
+  state_as_of_ms         BIGINT NOT NULL,
+  reference              TEXT,
+  amount                 BIGINT,
+  currency               TEXT,
+  payment_transaction_id TEXT,
+  expires_at_ms          BIGINT,
+  authorization_due_ms   BIGINT,
+  last_event_id          TEXT NOT NULL,
+  account_id             TEXT,
+  authorization_result   TEXT
+);
+CREATE INDEX payment_requests_by_transaction ON payment_requests (payment_transaction_id);
+
+CREATE TABLE payment_transactions (
+  id                 TEXT PRIMARY KEY,
+  state              TEXT,
+  state_as_of_ms     BIGINT NOT NULL,
+  reference          TEXT,
+  amount             BIGINT,
+  currency           TEXT,
+  payment_request_id TEXT,
+  expires_at_ms      BIGINT,
+  captured_amount    BIGINT NOT NULL DEFAULT 0,
+  refunded_amount    BIGINT NOT NULL DEFAULT 0,
+  chargeback_amount  BIGINT NOT NULL DEFAULT 0,
+  funding_state      TEXT,
+  funding_as_of_ms   BIGINT NOT NULL DEFAULT 0,
+  last_event_id      TEXT NOT NULL,
+  account_id         TEXT
+);
+CREATE INDEX payment_transactions_by_request ON payment_transactions (payment_request_id);
+
+CREATE TABLE transaction_sub_records (
+  kind           TEXT NOT NULL CHECK (kind IN ('capture', 'refund', 'chargeback')),
+  id             TEXT NOT NULL,
+  transaction_id TEXT NOT NULL,
+  amount         BIGINT NOT NULL,
+  currency       TEXT,
+  capture_id     TEXT,
+  occurred_at_ms BIGINT NOT NULL,
+  event_id       TEXT NOT NULL,
+  PRIMARY KEY (kind, id)
+);
+CREATE INDEX sub_records_by_transaction ON transaction_sub_records (transaction_id);
+
+CREATE TABLE disputes (
+  id                            TEXT PRIMARY KEY,
+  framework                     TEXT NOT NULL CHECK (framework IN ('current', 'legacy')),
+  framework_inferred            BOOLEAN NOT NULL,
+  state                         TEXT,
+  state_as_of_ms                BIGINT NOT NULL,
+  payment_transaction_id        TEXT,
+  payment_capture_id            TEXT,
+  reason                        TEXT,
+  amount                        BIGINT,
+  currency                      TEXT,
+  outcome                       TEXT,
+  representment_expires_at_ms   BIGINT,
+  representment_as_of_ms        BIGINT NOT NULL,
+  arbitration_expires_at_ms     BIGINT,
+  arbitration_as_of_ms          BIGINT NOT NULL,
+  closed_at_ms                  BIGINT,
+  last_event_id                 TEXT NOT NULL,
+  evidence_response_deadline_ms BIGINT,
+  evidence_response_as_of_ms    BIGINT NOT NULL DEFAULT 0,
+  outcome_detailed              TEXT,
+  withheld_amount               BIGINT,
+  returned_amount               BIGINT,
+  fee_amount                    BIGINT,
+  account_id                    TEXT
+);
+
+CREATE TABLE records (
+  kind               TEXT NOT NULL,
+  id                 TEXT NOT NULL,
+  state              TEXT,
+  state_as_of_ms     BIGINT NOT NULL,
+  sub_state          TEXT,
+  sub_state_as_of_ms BIGINT NOT NULL,
+  amount             BIGINT,
+  currency           TEXT,
+  last_event_id      TEXT NOT NULL,
+  PRIMARY KEY (kind, id)
+);
+
+CREATE TABLE history (
+  seq           BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+  event_id      TEXT NOT NULL,
+  entity_kind   TEXT NOT NULL,
+  entity_id     TEXT NOT NULL,
+  event_type    TEXT NOT NULL,
+  event_version TEXT NOT NULL,
+  occurred_at   TEXT NOT NULL,
+  outcome       TEXT NOT NULL CHECK (outcome IN ('applied', 'duplicate', 'stale', 'rejected')),
+  from_state    TEXT,
+  to_state      TEXT,
+  reason        TEXT NOT NULL,
+  topic         TEXT NOT NULL,
+  partition     INTEGER NOT NULL,
+  "offset"      BIGINT NOT NULL
+);
+CREATE INDEX history_by_entity ON history (entity_id, seq);
+CREATE INDEX history_by_partition ON history (topic, partition);
+
+CREATE TABLE outbox (
+  id                  BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+  operation           TEXT NOT NULL,
+  entity_id           TEXT NOT NULL,
+  idempotency_key     TEXT NOT NULL UNIQUE,
+  request_body        TEXT NOT NULL,
+  call_token          TEXT NOT NULL,
+  due_by_ms           BIGINT,
+  status              TEXT NOT NULL DEFAULT 'pending'
+                      CHECK (status IN ('pending', 'in_flight', 'succeeded', 'failed')),
+  attempts            BIGINT NOT NULL DEFAULT 0,
+  created_by_event_id TEXT NOT NULL,
+  account_id          TEXT NOT NULL DEFAULT '',
+  method              TEXT NOT NULL DEFAULT 'POST',
+  path                TEXT NOT NULL DEFAULT '',
+  token_header        TEXT NOT NULL DEFAULT '',
+  next_attempt_at_ms  BIGINT NOT NULL DEFAULT 0,
+  created_at_ms       BIGINT NOT NULL DEFAULT 0,
+  updated_at_ms       BIGINT NOT NULL DEFAULT 0,
+  last_status         BIGINT,
+  last_error          TEXT,
+  result              TEXT,
+  command_id          TEXT,
+  amount              BIGINT,
+  capture_id          TEXT,
+  claimed_by          TEXT,
+  lease_expires_at_ms BIGINT
+);
+CREATE INDEX outbox_due ON outbox (next_attempt_at_ms, id) WHERE status = 'pending';
+CREATE INDEX outbox_leases ON outbox (lease_expires_at_ms, id) WHERE status = 'in_flight';
+CREATE INDEX outbox_by_status ON outbox (status, id);
+CREATE INDEX outbox_by_entity ON outbox (entity_id);
+
+CREATE TABLE publish_queue (
+  seq                 BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+  topic               TEXT NOT NULL,
+  key                 BYTEA NOT NULL,
+  value               BYTEA NOT NULL,
+  reason              TEXT NOT NULL,
+  claimed_by          TEXT,
+  lease_expires_at_ms BIGINT
+);
+
+CREATE TABLE poison_messages (
+  topic          TEXT NOT NULL,
+  partition      INTEGER NOT NULL,
+  "offset"       BIGINT NOT NULL,
+  event_id       TEXT NOT NULL,
+  reason         TEXT NOT NULL,
+  value          BYTEA NOT NULL,
+  key            BYTEA,
+  recorded_at_ms BIGINT,
+  PRIMARY KEY (topic, partition, "offset")
+);
+
+CREATE TABLE consumer_offsets (
+  topic       TEXT NOT NULL,
+  partition   INTEGER NOT NULL,
+  next_offset BIGINT NOT NULL,
+  PRIMARY KEY (topic, partition)
+);
+
+CREATE TABLE commands (
+  command_id    TEXT PRIMARY KEY,
+  type          TEXT NOT NULL,
+  key           BYTEA NOT NULL,
+  body_hash     TEXT NOT NULL,
+  status        TEXT NOT NULL CHECK (status IN ('accepted', 'rejected', 'succeeded', 'failed')),
+  reason        TEXT,
+  entity_id     TEXT,
+  outbox_id     BIGINT,
+  created_at_ms BIGINT NOT NULL,
+  updated_at_ms BIGINT NOT NULL
+);
+
+CREATE TABLE payment_contexts (
+  command_id                    TEXT PRIMARY KEY,
+  payment_request_id            TEXT,
+  payment_request_reference     TEXT,
+  account_id                    TEXT NOT NULL,
+  amount                        BIGINT NOT NULL,
+  currency                      TEXT NOT NULL,
+  capture_now                   BOOLEAN NOT NULL,
+  payment_transaction_reference TEXT,
+  supplementary_purchase_data   TEXT,
+  interoperability_token        TEXT,
+  interoperability_data         TEXT,
+  created_at_ms                 BIGINT NOT NULL
+);
+CREATE INDEX payment_contexts_by_request ON payment_contexts (payment_request_id);
+CREATE INDEX payment_contexts_by_reference ON payment_contexts (payment_request_reference);
+
+CREATE TABLE dispute_deadlines (
+  dispute_id  TEXT NOT NULL,
+  kind        TEXT NOT NULL CHECK (kind IN ('representment', 'arbitration', 'evidence_response')),
+  event_id    TEXT NOT NULL,
+  deadline_ms BIGINT NOT NULL,
+  as_of_ms    BIGINT NOT NULL,
+  event_type  TEXT NOT NULL,
+  field       TEXT NOT NULL,
+  PRIMARY KEY (dispute_id, kind, event_id)
+);
+CREATE TABLE dispute_deadline_warnings (
+  dispute_id   TEXT NOT NULL,
+  kind         TEXT NOT NULL,
+  deadline_ms  BIGINT NOT NULL,
+  stage        TEXT NOT NULL CHECK (stage IN ('window', 'passed')),
+  warned_at_ms BIGINT NOT NULL,
+  PRIMARY KEY (dispute_id, kind, deadline_ms, stage)
+);
+
+CREATE TABLE dead_letter_replays (
+  topic            TEXT NOT NULL,
+  partition        INTEGER NOT NULL,
+  "offset"         BIGINT NOT NULL,
+  source           TEXT NOT NULL CHECK (source IN ('receiver', 'processor')),
+  target_topic     TEXT NOT NULL,
+  replays          BIGINT NOT NULL,
+  last_replayed_ms BIGINT NOT NULL,
+  PRIMARY KEY (topic, partition, "offset")
+);
+
+CREATE TABLE settlement_events (
+  event_id        TEXT PRIMARY KEY,
+  event_type      TEXT NOT NULL,
+  entity_id       TEXT NOT NULL,
+  routed_by       TEXT NOT NULL,
+  account_id      TEXT,
+  settlement_id   TEXT,
+  payout_id       TEXT,
+  report_id       TEXT,
+  report_json_url TEXT,
+  report_csv_url  TEXT,
+  amount          BIGINT,
+  currency        TEXT,
+  payout_date     TEXT,
+  period_start    TEXT,
+  period_end      TEXT,
+  links_json      TEXT NOT NULL,
+  occurred_at_ms  BIGINT NOT NULL
+);
+CREATE INDEX settlement_events_by_settlement ON settlement_events (settlement_id);
+
+CREATE TABLE offset_gaps (
+  id             BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+  topic          TEXT NOT NULL,
+  partition      INTEGER NOT NULL,
+  expected       BIGINT NOT NULL,
+  resume_at      BIGINT NOT NULL,
+  kind           TEXT NOT NULL CHECK (kind IN ('deleted', 'log_reset', 'jump')),
+  skipped        BIGINT NOT NULL,
+  policy         TEXT NOT NULL CHECK (policy IN ('pause', 'continue')),
+  status         TEXT NOT NULL CHECK (status IN ('open', 'accepted')),
+  detected_at_ms BIGINT NOT NULL,
+  decided_at_ms  BIGINT,
+  repaired_at_ms BIGINT,
+  repair_reads   BIGINT NOT NULL DEFAULT 0
+);
+CREATE UNIQUE INDEX offset_gaps_once ON offset_gaps (topic, partition, expected);
+
+CREATE TABLE event_conflicts (
+  event_id        TEXT NOT NULL,
+  topic           TEXT NOT NULL,
+  partition       INTEGER NOT NULL,
+  "offset"        BIGINT NOT NULL,
+  digest          BYTEA NOT NULL,
+  first_digest    BYTEA NOT NULL,
+  first_topic     TEXT NOT NULL,
+  first_partition INTEGER NOT NULL,
+  first_offset    BIGINT NOT NULL,
+  recorded_at_ms  BIGINT NOT NULL,
+  PRIMARY KEY (topic, partition, "offset")
+);
+
+CREATE TABLE command_senders (
+  command_id    TEXT PRIMARY KEY,
+  sender        TEXT NOT NULL,
+  key_id        TEXT NOT NULL,
+  currency      TEXT,
+  amount        BIGINT,
+  day           TEXT NOT NULL,
+  created_at_ms BIGINT NOT NULL
+);
+CREATE TABLE sender_day_totals (
+  sender   TEXT NOT NULL,
+  day      TEXT NOT NULL,
+  currency TEXT NOT NULL,
+  amount   BIGINT NOT NULL,
+  PRIMARY KEY (sender, day, currency)
+);
+
+CREATE TABLE job_leases (
+  job        TEXT PRIMARY KEY,
+  owner      TEXT NOT NULL,
+  expires_ms BIGINT NOT NULL
+);
+)sql";
+
+// The audit trail of migration 9 (audit_schema.hpp) in PL/pgSQL.
+inline constexpr std::string_view kPgSchemaV9Audit = R"sql(
+CREATE TABLE audit_events (
+  seq           BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+  at_ms         BIGINT NOT NULL,
+  kind          TEXT NOT NULL,
+  sender        TEXT,
+  command_id    TEXT,
+  operation     TEXT,
+  entity_id     TEXT,
+  outbox_id     BIGINT,
+  attempt       BIGINT,
+  status        TEXT NOT NULL,
+  detail        TEXT,
+  request       TEXT,
+  klarna_status BIGINT
+);
+CREATE INDEX audit_events_by_command ON audit_events (command_id);
+CREATE INDEX audit_events_by_outbox ON audit_events (outbox_id);
+CREATE TABLE audit_published (through_seq BIGINT NOT NULL);
+INSERT INTO audit_published (through_seq) VALUES (0);
+
+CREATE FUNCTION audit_events_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  RAISE EXCEPTION 'audit_events is append-only' USING ERRCODE = 'restrict_violation';
+END $$;
+CREATE TRIGGER audit_events_no_change BEFORE UPDATE OR DELETE ON audit_events
+  FOR EACH ROW EXECUTE FUNCTION audit_events_append_only();
+CREATE TRIGGER audit_events_no_truncate BEFORE TRUNCATE ON audit_events
+  FOR EACH STATEMENT EXECUTE FUNCTION audit_events_append_only();
+
+CREATE FUNCTION audit_sender(command TEXT) RETURNS TEXT LANGUAGE sql STABLE AS
+  $$ SELECT sender FROM command_senders WHERE command_id = command $$;
+
+CREATE FUNCTION audit_outbox_queued() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  INSERT INTO audit_events (at_ms, kind, sender, command_id, operation, entity_id, outbox_id,
+                            attempt, status, detail, request)
+  VALUES (kpay_now_ms(), 'call_queued', audit_sender(NEW.command_id), NEW.command_id,
+          NEW.operation, NEW.entity_id, NEW.id, 0, 'pending',
+          'caused by ' || NEW.created_by_event_id,
+          NEW.method || ' ' || NEW.path ||
+            CASE WHEN NEW.request_body = '' THEN '' ELSE ' ' || NEW.request_body END);
+  RETURN NULL;
+END $$;
+CREATE TRIGGER audit_outbox_queued AFTER INSERT ON outbox FOR EACH ROW
+  WHEN (NEW.operation NOT LIKE 'read%') EXECUTE FUNCTION audit_outbox_queued();
+
+CREATE FUNCTION audit_outbox_answered() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  INSERT INTO audit_events (at_ms, kind, sender, command_id, operation, entity_id, outbox_id,
+                            attempt, status, detail, klarna_status)
+  VALUES (kpay_now_ms(), CASE WHEN NEW.status = 'pending' THEN 'attempt' ELSE 'outcome' END,
+          audit_sender(NEW.command_id), NEW.command_id, NEW.operation, NEW.entity_id, NEW.id,
+          NEW.attempts, NEW.status, NEW.last_error, NEW.last_status);
+  RETURN NULL;
+END $$;
+CREATE TRIGGER audit_outbox_answered AFTER UPDATE OF status ON outbox FOR EACH ROW
+  WHEN (NEW.operation NOT LIKE 'read%' AND OLD.status = 'in_flight' AND
+        NEW.status <> 'in_flight')
+  EXECUTE FUNCTION audit_outbox_answered();
+
+CREATE FUNCTION audit_outbox_requeued() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  INSERT INTO audit_events (at_ms, kind, sender, command_id, operation, entity_id, outbox_id,
+                            attempt, status, detail)
+  VALUES (kpay_now_ms(), 'operator', audit_sender(NEW.command_id), NEW.command_id,
+          NEW.operation, NEW.entity_id, NEW.id, NEW.attempts, 'requeued',
+          'a failed call queued again (klarnactl actions retry)');
+  RETURN NULL;
+END $$;
+CREATE TRIGGER audit_outbox_requeued AFTER UPDATE OF status ON outbox FOR EACH ROW
+  WHEN (NEW.operation NOT LIKE 'read%' AND OLD.status = 'failed' AND NEW.status = 'pending')
+  EXECUTE FUNCTION audit_outbox_requeued();
+)sql";
+
+}  // namespace kpay::storage::pg
