@@ -57,7 +57,7 @@ chaos: build
 # SOAK_MINUTES; RSS, fds, threads, the state DB and WAL, Kafka lag sampled
 # every 10 s into a CSV and a PNG; fails on growth that does not level off or
 # on work lost (scripts/soak.sh, docs/RELIABILITY.md "Soak"). Output in
-# SOAK_DIR (default $(BUILD_DIR)/soak-<UTC time>). `make test` runs 1 minute of it.
+# SOAK_DIR (default $(BUILD_DIR)/soak-<UTC time>). `make test` runs 20 s of it.
 SOAK_MINUTES   ?= 30
 SOAK_DIR       ?=
 soak: build
