@@ -46,7 +46,7 @@ test-fast: build
 	cd $(BUILD_DIR) && ctest --output-on-failure -LE slow -j $(JOBS)
 
 # The chaos end-to-end test, long: KPAY_CHAOS_SECONDS of kills, Kafka outages
-# and Klarna faults (the ctest version runs 45 s of it). STORE=postgresql: two
+# and Klarna faults (the ctest version runs 30 s of it). STORE=postgresql: two
 # processors on one PostgreSQL state, restarted too (docs/RELIABILITY.md).
 CHAOS_SECONDS  ?= 420
 chaos: build
