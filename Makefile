@@ -46,7 +46,7 @@ test-fast: build
 	cd $(BUILD_DIR) && ctest --output-on-failure -LE slow -j $(JOBS)
 
 # The chaos end-to-end test, long: KPAY_CHAOS_SECONDS of kills, Kafka outages
-# and Klarna faults (the ctest version runs 45 s of it). STORE=postgresql: two
+# and Klarna faults (the ctest version runs 30 s of it). STORE=postgresql: two
 # processors on one PostgreSQL state, restarted too (docs/RELIABILITY.md).
 CHAOS_SECONDS  ?= 420
 chaos: build
@@ -57,7 +57,7 @@ chaos: build
 # SOAK_MINUTES; RSS, fds, threads, the state DB and WAL, Kafka lag sampled
 # every 10 s into a CSV and a PNG; fails on growth that does not level off or
 # on work lost (scripts/soak.sh, docs/RELIABILITY.md "Soak"). Output in
-# SOAK_DIR (default $(BUILD_DIR)/soak-<UTC time>). `make test` runs 1 minute of it.
+# SOAK_DIR (default $(BUILD_DIR)/soak-<UTC time>). `make test` runs 20 s of it.
 SOAK_MINUTES   ?= 30
 SOAK_DIR       ?=
 soak: build

@@ -11,7 +11,8 @@
 # (docs/RELIABILITY.md, "Soak"): OUT_DIR/soak.png (gnuplot), OUT_DIR/verdict.txt.
 # Exit 0 when every check passed, 1 when one failed, 2 on bad usage.
 #
-# Environment: SOAK_MINUTES (30), SOAK_SAMPLE_SECONDS (10), SOAK_COMMAND_SECONDS (5),
+# Environment: SOAK_MINUTES (30), SOAK_SECONDS (the load's length in seconds instead of
+# SOAK_MINUTES: ctest's short run), SOAK_SAMPLE_SECONDS (10), SOAK_COMMAND_SECONDS (5),
 # SOAK_DRAIN_SECONDS (240: how long the drain may take).
 # OUT_DIR defaults to BUILD_DIR/soak-<UTC time>.
 set -euo pipefail
@@ -23,10 +24,11 @@ SOAK_MINUTES=${SOAK_MINUTES:-30}
 SAMPLE=${SOAK_SAMPLE_SECONDS:-10}
 COMMAND_EVERY=${SOAK_COMMAND_SECONDS:-5}
 DRAIN=${SOAK_DRAIN_SECONDS:-240}
-for v in SOAK_MINUTES:$SOAK_MINUTES SOAK_SAMPLE_SECONDS:$SAMPLE SOAK_COMMAND_SECONDS:$COMMAND_EVERY \
+for v in SOAK_MINUTES:$SOAK_MINUTES SOAK_SECONDS:${SOAK_SECONDS:-60} SOAK_SAMPLE_SECONDS:$SAMPLE SOAK_COMMAND_SECONDS:$COMMAND_EVERY \
          SOAK_DRAIN_SECONDS:$DRAIN; do
   [[ ${v#*:} =~ ^[1-9][0-9]*$ ]] || { echo "soak: ${v%%:*} must be a whole number > 0, not '${v#*:}'" >&2; exit 2; }
 done
+LOAD_SECONDS=${SOAK_SECONDS:-$((SOAK_MINUTES * 60))}
 for tool in gnuplot jq curl awk; do
   command -v "$tool" >/dev/null || { echo "soak: $tool is missing (scripts/install-deps.sh)" >&2; exit 2; }
 done
@@ -150,10 +152,10 @@ sample() {
 }
 alive() { kill -0 "$RECEIVER_PID" 2>/dev/null && kill -0 "$PROCESSOR_PID" 2>/dev/null && kill -0 "$SIM_PID" 2>/dev/null; }
 
-say "$SOAK_MINUTES min of load from $(date -u +%FT%TZ), a sample every $SAMPLE s, a refund command every $COMMAND_EVERY s; output in $OUT"
+say "$LOAD_SECONDS s of load from $(date -u +%FT%TZ), a sample every $SAMPLE s, a refund command every $COMMAND_EVERY s; output in $OUT"
 commander &
 commander_pid=$!
-deadline=$((start + SOAK_MINUTES * 60))
+deadline=$((start + LOAD_SECONDS))
 died=0
 while (($(date +%s) < deadline)); do
   sample load

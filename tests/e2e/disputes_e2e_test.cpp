@@ -208,6 +208,7 @@ TEST_F(DisputesE2E, AcceptLossThroughKlarnactlClosesTheDispute) {
   // published after it: the contract only promises one final result).
   std::vector<std::string> statuses;
   EXPECT_TRUE(wait_until([&] {
+    statuses.clear();  // results_for() returns every result read so far, each time
     for (const auto& x : sys().results_for("loss-1")) statuses.push_back(x.status);
     return statuses.size() >= 2;
   }));

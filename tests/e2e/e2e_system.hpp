@@ -88,6 +88,7 @@ class System {
     producer_ = core::make_kafka(
         RD_KAFKA_PRODUCER, core::make_kafka_conf({{"bootstrap.servers", kafka_.bootstrap_servers()},
                                                   {"enable.idempotence", "true"},
+                                                  {"socket.timeout.ms", "10000"},
                                                   {"acks", "all"}}));
     results_.emplace(kafka_.bootstrap_servers(), std::vector<std::string>{topics_.command_results},
                      options_.partitions);

@@ -272,7 +272,9 @@ TEST(MakeRun, PortTakenNamesItsComponentAndVariable) {
 TEST(MakeRun, DemoSecondsRunsThenSummarizesAndStops) {
   Demo demo;
   auto env = port_env();
-  env.push_back("DEMO_SECONDS=30");
+  // 15 s: the demo's first payments are final after a few seconds and its
+  // first settlement is fetched after about 10 (a demo round).
+  env.push_back("DEMO_SECONDS=15");
   demo.start(env);
   auto code = demo.process->wait(150s);
   ASSERT_TRUE(code) << demo.out();

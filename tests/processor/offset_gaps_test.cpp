@@ -93,7 +93,7 @@ processor::ProcessorSettings settings_for(const core::EmbeddedKafka& kafka,
   s.batch_size = 200;
   s.batch_timeout = std::chrono::milliseconds(20);
   s.gap_check_interval = std::chrono::milliseconds(100);
-  s.kafka_properties = {{"session.timeout.ms", "6000"}, {"heartbeat.interval.ms", "500"}};
+  s.kafka_properties = {{"session.timeout.ms", "3000"}, {"heartbeat.interval.ms", "300"}};
   return s;
 }
 

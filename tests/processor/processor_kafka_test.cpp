@@ -98,7 +98,7 @@ TEST(ProcessorKafka, ShuffledDuplicatedLifecyclesConvergeAndRestartResumes) {
   settings.topics = topics;
   settings.batch_size = 100;
   settings.batch_timeout = std::chrono::milliseconds(20);
-  settings.kafka_properties = {{"session.timeout.ms", "6000"}, {"heartbeat.interval.ms", "500"}};
+  settings.kafka_properties = {{"session.timeout.ms", "3000"}, {"heartbeat.interval.ms", "300"}};
   const std::string db = dir + "/state.db";
 
   auto produced = test::produce_events(kafka.bootstrap_servers(), first);

@@ -10,6 +10,7 @@ KafkaReader::KafkaReader(const std::string& bootstrap, const std::vector<std::st
       core::make_kafka(RD_KAFKA_CONSUMER, core::make_kafka_conf({{"bootstrap.servers", bootstrap},
                                                                  {"group.id", "kpay-test-reader"},
                                                                  {"enable.auto.commit", "false"},
+                                                                 {"socket.timeout.ms", "10000"},
                                                                  {"log_level", "3"}}));
   core::KafkaPartitionList list(
       rd_kafka_topic_partition_list_new(static_cast<int>(topics.size()) * partitions));
