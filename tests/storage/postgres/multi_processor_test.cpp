@@ -115,17 +115,27 @@ TEST(MultiProcessorPostgres, TwoProcessorsAndACrashApplyEveryMessageOnce) {
   EXPECT_GT(pg_int(dsn, "SELECT last_value FROM inbox_commits"), 3);
   const std::string logs =
       test::read_file(dir + "/proc-a.log") + test::read_file(dir + "/proc-b.log");
-  std::size_t warnings = 0;
-  for (auto at = logs.find("another processor changed the same rows"); at != std::string::npos;
-       at = logs.find("another processor changed the same rows", at + 1)) {
-    ++warnings;
-  }
-  EXPECT_EQ(warnings, 3u) << logs;
+  // Two processors in REPEATABLE READ may also really conflict (a rebalance
+  // hands a partition over while its old owner's batch is committing, or
+  // events on two partitions touch one payment): those are warned about and
+  // retried too, and shown here, but only the injected ones are counted.
+  std::size_t injected = 0;
   std::istringstream lines(logs);
   for (std::string line; std::getline(lines, line);) {
-    if (line.find("SQLSTATE 40001") == std::string::npos) continue;
+    if (line.find("another processor changed the same rows") != std::string::npos) {
+      if (line.find("injected at commit") != std::string::npos) {
+        ++injected;
+      } else {
+        std::cout << "a real conflict, retried: " << line << "\n";
+      }
+    }
+    if (line.find("SQLSTATE 40001") == std::string::npos &&
+        line.find("SQLSTATE 40P01") == std::string::npos) {
+      continue;
+    }
     EXPECT_EQ(line.find("\"level\":\"error\""), std::string::npos) << line;
   }
+  EXPECT_EQ(injected, 3u) << logs;
   EXPECT_EQ(pg_int(dsn, "SELECT COUNT(*) FROM history"), total);
   EXPECT_EQ(pg_int(dsn,
                    "SELECT COUNT(*) FROM (SELECT 1 FROM history GROUP BY topic, partition, "
