@@ -29,6 +29,8 @@
 #        BEFORE_ARGS="--set kafka.properties.linger.ms=2"   (options for that one only:
 #                 with RECEIVER_BEFORE=build/receiver/klarna-receiver, two settings
 #                 of one build side by side)
+#        RECEIVER_ENV="OPENSSL_ia32cap=:~0x20000000"   (environment of this build's
+#                 receiver only; BEFORE_ENV the same for RECEIVER_BEFORE's)
 #        LOADGEN_PREFIX="taskset -c 1"   (run the generator under it, e.g. pinned)
 #        RATE_FRACTIONS="0.1 0.25 0.5 0.75"  (open-loop runs at these fractions of
 #                 each receiver's maximum; default 0.5)
@@ -45,6 +47,8 @@ BEFORE=${RECEIVER_BEFORE:-}
 FRACTIONS=${RATE_FRACTIONS:-0.5}
 read -r -a EXTRA_ARGS <<<"${RECEIVER_ARGS:-}"
 read -r -a BEFORE_EXTRA <<<"${BEFORE_ARGS:-}"
+read -r -a RECEIVER_ENVIRONMENT <<<"${RECEIVER_ENV:-}"
+read -r -a BEFORE_ENVIRONMENT <<<"${BEFORE_ENV:-}"
 read -r -a LOADGEN_PREFIX <<<"${LOADGEN_PREFIX:-}"
 read -r -a LOADGEN_EXTRA <<<"${LOADGEN_ARGS:-}"
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
@@ -73,7 +77,9 @@ printf '%s' "$SECRET" >"$DIR/secret"
 declare -A PORT PID ADMIN
 start_receiver() {  # $1 = name (receiver|before), $2 = binary, $3 = tls true|false, $4... = options
   rm -f "$DIR/$1.json"
-  "$2" --set receiver.listen_address=127.0.0.1 --set receiver.port=0 \
+  local environment=("${RECEIVER_ENVIRONMENT[@]}")
+  [[ $1 == before ]] && environment=("${BEFORE_ENVIRONMENT[@]}")
+  env "${environment[@]}" "$2" --set receiver.listen_address=127.0.0.1 --set receiver.port=0 \
     --set receiver.tls="$3" --set receiver.tls_certificate="$DIR/tls.crt" --set receiver.tls_private_key="$DIR/tls.key" \
     --set receiver.port_file="$DIR/$1.json" --set keys.database="$DIR/keys.db" \
     --set kafka.bootstrap_servers="$(cat "$DIR/bootstrap")" --set admin.port=0 --set log.level=warn \

@@ -80,19 +80,29 @@ Feed feed(Parser& parser, beast::flat_buffer& buffer, Stage stage) {
 // plain number or exactly one "chunked" pass.
 std::string framing_error(const Parser& parser) {
   const auto& req = parser.get();
-  const auto lengths = req.count(http::field::content_length);
+  // One pass over the fields (known names compare as enums), counting what
+  // count() and operator[] would find with a tree search each (~2k
+  // instructions a request): the count and the first value of each.
+  std::size_t lengths = 0, encodings = 0;
+  beast::string_view length, encoding;
+  for (const auto& field : req) {
+    if (field.name() == http::field::content_length) {
+      if (lengths++ == 0) length = field.value();
+    } else if (field.name() == http::field::transfer_encoding) {
+      if (encodings++ == 0) encoding = field.value();
+    }
+  }
   if (lengths > 1) return "more than one Content-Length";
   if (lengths == 1) {
-    for (char c : sv(req[http::field::content_length])) {
+    for (char c : sv(length)) {
       if (c < '0' || c > '9') return "Content-Length must be one decimal number";
     }
   }
-  const auto encodings = req.count(http::field::transfer_encoding);
   if (encodings == 0) return {};
   if (req.version() < 11) return "Transfer-Encoding is not allowed in HTTP/1.0";
   if (lengths > 0) return "both Transfer-Encoding and Content-Length";
   if (!parser.chunked()) return "Transfer-Encoding must end with chunked";
-  if (encodings > 1 || !beast::iequals(req[http::field::transfer_encoding], "chunked")) {
+  if (encodings > 1 || !beast::iequals(encoding, "chunked")) {
     return "Transfer-Encoding must be exactly chunked (one field, no other coding)";
   }
   return {};

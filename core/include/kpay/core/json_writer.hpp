@@ -39,6 +39,13 @@ class JsonWriter {
     return value(v);
   }
 
+  // Room for `bytes` of output at once (when the caller knows about how long
+  // it will be), instead of growing step by step.
+  JsonWriter& reserve(std::size_t bytes) {
+    out_.reserve(bytes);
+    return *this;
+  }
+
   const std::string& str() const { return out_; }
   std::string take() { return std::move(out_); }
 
