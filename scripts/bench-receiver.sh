@@ -29,7 +29,7 @@
 #        BEFORE_ARGS="--set kafka.properties.linger.ms=2"   (options for that one only:
 #                 with RECEIVER_BEFORE=build/receiver/klarna-receiver, two settings
 #                 of one build side by side)
-#        RECEIVER_ENV="OPENSSL_ia32cap=:~0x20000000"   (environment of this build's
+#        RECEIVER_ENV="MALLOC_CONF=narenas:2"   (environment of this build's
 #                 receiver only; BEFORE_ENV the same for RECEIVER_BEFORE's)
 #        LOADGEN_PREFIX="taskset -c 1"   (run the generator under it, e.g. pinned)
 #        RATE_FRACTIONS="0.1 0.25 0.5 0.75"  (open-loop runs at these fractions of

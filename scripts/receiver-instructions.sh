@@ -9,9 +9,10 @@
 # the measured window only; the Kafka acknowledgement comes from the embedded
 # Kafka as in the benchmark. A run whose answers are not all 200 fails.
 #
-# Valgrind's virtual CPU has no SHA extensions: OpenSSL takes its AVX2 SHA-256
-# code under callgrind whatever the host offers, so the HMAC's count is that
-# code's (see docs/PERFORMANCE.md, 2026-12-07 16:00–17:50 UTC).
+# Valgrind's virtual CPU has no SHA extensions: under callgrind OpenSSL runs its
+# AVX2 SHA-256 code whatever the host offers, so the HMAC's count (~18k of a
+# plain request's) is that code's, not the host's (docs/PERFORMANCE.md,
+# "2026-12-07 (16:05–16:45 UTC)").
 #
 #   scripts/receiver-instructions.sh [build-dir] [receiver-binary...]
 #   env: RATE=500 SECONDS_PER_RUN=6 CONNECTIONS=16 TLS_MODES="false true"
