@@ -12,7 +12,7 @@
 # Valgrind's virtual CPU has no SHA extensions: under callgrind OpenSSL runs its
 # AVX2 SHA-256 code whatever the host offers, so the HMAC's count (~18k of a
 # plain request's) is that code's, not the host's (docs/PERFORMANCE.md,
-# "2026-12-07 (16:05–16:40 UTC)").
+# "2026-12-07 (16:05–16:47 UTC)").
 #
 #   scripts/receiver-instructions.sh [build-dir] [receiver-binary...]
 #   env: RATE=500 SECONDS_PER_RUN=6 CONNECTIONS=16 TLS_MODES="false true"
