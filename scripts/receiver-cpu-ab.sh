@@ -49,7 +49,7 @@ steal() { awk '/^cpu / {print $9}' /proc/stat; }
 "$BUILD/tools/klarna-embedded-kafka" --partitions 4 --topic klarna.payment-requests \
   --topic klarna.dead-letter --bootstrap-file "$DIR/bootstrap" >"$DIR/kafka.log" 2>&1 &
 KAFKA_PID=$!
-pids+=($KAFKA_PID)
+pids+=("$KAFKA_PID")
 wait_file "$DIR/bootstrap"
 printf '%s' "$SECRET" >"$DIR/secret"
 "$BUILD/tools/klarnactl" --set keys.database="$DIR/keys.db" keys add --id "$KEY_ID" --secret-file "$DIR/secret" >/dev/null
@@ -61,7 +61,7 @@ for name in a b; do
     --set kafka.bootstrap_servers="$(cat "$DIR/bootstrap")" --set admin.port=0 --set log.level=warn \
     >"$DIR/$name.log" 2>&1 &
   PID[$name]=$!
-  pids+=(${PID[$name]})
+  pids+=("${PID[$name]}")
   wait_file "$DIR/$name.json"
   PORT[$name]=$(python3 -c "import json,sys;print(json.load(open(sys.argv[1]))['port'])" "$DIR/$name.json")
 done

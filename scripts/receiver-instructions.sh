@@ -62,7 +62,7 @@ kafka_cmd=("$BUILD/tools/klarna-embedded-kafka")
 "${kafka_cmd[@]}" --partitions 4 --topic klarna.payment-requests \
   --topic klarna.dead-letter --bootstrap-file "$DIR/bootstrap" >"$DIR/kafka.log" 2>&1 &
 KAFKA_PID=$!
-pids+=($KAFKA_PID)
+pids+=("$KAFKA_PID")
 kafka_dumps=0
 wait_file "$DIR/bootstrap"
 printf '%s' "$SECRET" >"$DIR/secret"
@@ -80,7 +80,7 @@ for tls in $TLS_MODES; do
         --callgrind-out-file="$out.%p" "$bin" --threads 2 --port-file "$DIR/bare.port" \
         "${bare_tls[@]}" >"$DIR/receiver.$i.$tls.log" 2>&1 &
       vg=$!
-      pids+=($vg)
+      pids+=("$vg")
       wait_file "$DIR/bare.port"
       port=$(cat "$DIR/bare.port")
     else
@@ -91,7 +91,7 @@ for tls in $TLS_MODES; do
         --set keys.database="$DIR/keys.db" --set kafka.bootstrap_servers="$(cat "$DIR/bootstrap")" \
         --set admin.port=0 --set log.level=warn >"$DIR/receiver.$i.$tls.log" 2>&1 &
       vg=$!
-      pids+=($vg)
+      pids+=("$vg")
       wait_file "$DIR/port.json"
       port=$(python3 -c "import json,sys;print(json.load(open(sys.argv[1]))['port'])" "$DIR/port.json")
     fi
