@@ -78,7 +78,7 @@ for r in $(seq 1 "$ROUNDS"); do
     t0=$(ticks "${PID[$name]}") k0=$(ticks "$KAFKA_PID") s0=$(steal)
     wait "$lg" || { echo "load generator failed: $(cat "$DIR/run.json")" >&2; exit 1; }
     t1=$(ticks "${PID[$name]}") k1=$(ticks "$KAFKA_PID") s1=$(steal)
-    python3 - "$DIR/run.json" "${BIN[$name]}" "$r" "$t0" "$t1" "$k0" "$k1" "$s0" "$s1" <<'PY' | tee -a "$DIR/rounds.jsonl"
+    python3 - "$DIR/run.json" "$name: ${BIN[$name]}" "$r" "$t0" "$t1" "$k0" "$k1" "$s0" "$s1" <<'PY' | tee -a "$DIR/rounds.jsonl"
 import json, os, sys
 run = json.load(open(sys.argv[1]))
 n = run["completed"]
