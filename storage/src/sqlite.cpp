@@ -148,6 +148,13 @@ Statement& Statement::bind(int i, std::string_view text) {
   }
   return *this;
 }
+Statement& Statement::bind_view(int i, std::string_view text) {
+  if (int rc = sqlite3_bind_text64(stmt_, i, text.data(), text.size(), SQLITE_STATIC, SQLITE_UTF8);
+      rc != SQLITE_OK) {
+    fail(db_, rc, "bind");
+  }
+  return *this;
+}
 Statement& Statement::bind_blob(int i, std::string_view bytes) {
   if (int rc = sqlite3_bind_blob64(stmt_, i, bytes.data(), bytes.size(), SQLITE_TRANSIENT);
       rc != SQLITE_OK) {

@@ -5,6 +5,7 @@
 #include <string_view>
 
 #include "audit_schema.hpp"
+#include "check_schema.hpp"
 #include "inbox_schema.hpp"
 #include "kpay/storage/migrations.hpp"
 #include "kpay/storage/state_store.hpp"
@@ -375,6 +376,8 @@ constexpr std::array kMigrations = {
     Migration{14, "inbox narrowed: topic by number, digest prefix", kInboxSchemaV14},
     Migration{16, "lookups by request and by transaction: indexes in id order (PostgreSQL)", kV16},
     Migration{17, "reconciliation findings: unrecognised_line", kV17},
+    Migration{19, "CHECK constraints of three or more values as comparisons (no temporary B-tree)",
+              kCheckSchemaV19},
 };
 
 }  // namespace

@@ -185,7 +185,7 @@ std::optional<PaymentRequestRow> StateStore::find_request(const std::string& id)
                         "payment_transaction_id, expires_at_ms, authorization_due_ms, "
                         "last_event_id, account_id, authorization_result "
                         "FROM payment_requests WHERE id = ?");
-  s.bind(1, id);
+  s.bind_view(1, id);
   std::optional<PaymentRequestRow> r;
   if (s.step()) {
     r.emplace();
@@ -215,18 +215,18 @@ void StateStore::save_request(const PaymentRequestRow& r) {
                 ? prep_joined(db, impl_->save_request_same_link, kSaveRequest, "")
                 : prep_joined(db, impl_->save_request, kSaveRequest,
                               ", payment_transaction_id=excluded.payment_transaction_id");
-  s.bind(1, r.id).bind(2, r.generation);
-  s.bind(3, r.state);
-  s.bind(4, r.state_as_of_ms);
-  s.bind(5, r.reference);
-  s.bind(6, r.amount);
-  s.bind(7, r.currency);
-  s.bind(8, r.payment_transaction_id);
-  s.bind(9, r.expires_at_ms);
-  s.bind(10, r.authorization_due_ms);
-  s.bind(11, r.last_event_id);
-  s.bind(12, r.account_id);
-  s.bind(13, r.authorization_result);
+  s.bind_view(1, r.id).bind_view(2, r.generation);
+  s.bind_view(3, r.state);
+  s.bind_view(4, r.state_as_of_ms);
+  s.bind_view(5, r.reference);
+  s.bind_view(6, r.amount);
+  s.bind_view(7, r.currency);
+  s.bind_view(8, r.payment_transaction_id);
+  s.bind_view(9, r.expires_at_ms);
+  s.bind_view(10, r.authorization_due_ms);
+  s.bind_view(11, r.last_event_id);
+  s.bind_view(12, r.account_id);
+  s.bind_view(13, r.authorization_result);
   s.run();
   remember(db, impl_->links.request, r.id, true, r.payment_transaction_id);
 }
@@ -237,7 +237,7 @@ std::optional<PaymentTransactionRow> StateStore::find_transaction(const std::str
                         "payment_request_id, expires_at_ms, captured_amount, refunded_amount, "
                         "chargeback_amount, funding_state, funding_as_of_ms, last_event_id, "
                         "account_id FROM payment_transactions WHERE id = ?");
-  s.bind(1, id);
+  s.bind_view(1, id);
   std::optional<PaymentTransactionRow> t;
   if (s.step()) {
     t.emplace();
@@ -269,18 +269,20 @@ void StateStore::save_transaction(const PaymentTransactionRow& t) {
                 ? prep_joined(db, impl_->save_transaction_same_link, kSaveTransaction, "")
                 : prep_joined(db, impl_->save_transaction, kSaveTransaction,
                               ", payment_request_id=excluded.payment_request_id");
-  s.bind(1, t.id);
-  s.bind(2, t.state);
-  s.bind(3, t.state_as_of_ms);
-  s.bind(4, t.reference);
-  s.bind(5, t.amount);
-  s.bind(6, t.currency);
-  s.bind(7, t.payment_request_id);
-  s.bind(8, t.expires_at_ms);
-  s.bind(9, t.captured_amount).bind(10, t.refunded_amount).bind(11, t.chargeback_amount);
-  s.bind(12, t.funding_state);
-  s.bind(13, t.funding_as_of_ms).bind(14, t.last_event_id);
-  s.bind(15, t.account_id);
+  s.bind_view(1, t.id);
+  s.bind_view(2, t.state);
+  s.bind_view(3, t.state_as_of_ms);
+  s.bind_view(4, t.reference);
+  s.bind_view(5, t.amount);
+  s.bind_view(6, t.currency);
+  s.bind_view(7, t.payment_request_id);
+  s.bind_view(8, t.expires_at_ms);
+  s.bind_view(9, t.captured_amount)
+      .bind_view(10, t.refunded_amount)
+      .bind_view(11, t.chargeback_amount);
+  s.bind_view(12, t.funding_state);
+  s.bind_view(13, t.funding_as_of_ms).bind_view(14, t.last_event_id);
+  s.bind_view(15, t.account_id);
   s.run();
   remember(db, impl_->links.transaction, t.id, true, t.payment_request_id);
 }
@@ -289,7 +291,7 @@ std::optional<std::string> StateStore::request_for_transaction(const std::string
   auto& s = impl_->prep(impl_->request_for_transaction,
                         "SELECT id FROM payment_requests WHERE payment_transaction_id = ? "
                         "ORDER BY id LIMIT 1");
-  s.bind(1, transaction_id);
+  s.bind_view(1, transaction_id);
   std::optional<std::string> id;
   if (s.step()) id = s.text(0);
   s.reset();
@@ -300,7 +302,7 @@ std::optional<std::string> StateStore::transaction_for_request(const std::string
   auto& s = impl_->prep(impl_->transaction_for_request,
                         "SELECT id FROM payment_transactions WHERE payment_request_id = ? "
                         "ORDER BY id LIMIT 1");
-  s.bind(1, request_id);
+  s.bind_view(1, request_id);
   std::optional<std::string> id;
   if (s.step()) id = s.text(0);
   s.reset();
@@ -312,10 +314,10 @@ bool StateStore::insert_sub_record(const SubRecordRow& r) {
                         "INSERT OR IGNORE INTO transaction_sub_records (kind, id, transaction_id, "
                         "amount, currency, capture_id, occurred_at_ms, event_id) "
                         "VALUES (?,?,?,?,?,?,?,?)");
-  s.bind(1, r.kind).bind(2, r.id).bind(3, r.transaction_id).bind(4, r.amount);
-  s.bind(5, r.currency);
-  s.bind(6, r.capture_id);
-  s.bind(7, r.occurred_at_ms).bind(8, r.event_id);
+  s.bind_view(1, r.kind).bind_view(2, r.id).bind_view(3, r.transaction_id).bind_view(4, r.amount);
+  s.bind_view(5, r.currency);
+  s.bind_view(6, r.capture_id);
+  s.bind_view(7, r.occurred_at_ms).bind_view(8, r.event_id);
   s.run();
   return impl_->db.changes() == 1;
 }
@@ -345,7 +347,7 @@ std::optional<RecordRow> StateStore::find_record(const std::string& kind, const 
   auto& s = impl_->prep(impl_->find_record,
                         "SELECT state, state_as_of_ms, sub_state, sub_state_as_of_ms, amount, "
                         "currency, last_event_id FROM records WHERE kind = ? AND id = ?");
-  s.bind(1, kind).bind(2, id);
+  s.bind_view(1, kind).bind_view(2, id);
   std::optional<RecordRow> r;
   if (s.step()) {
     r.emplace();
@@ -368,14 +370,14 @@ void StateStore::save_record(const RecordRow& r) {
                         "INSERT OR REPLACE INTO records (kind, id, state, state_as_of_ms, "
                         "sub_state, sub_state_as_of_ms, amount, currency, last_event_id) "
                         "VALUES (?,?,?,?,?,?,?,?,?)");
-  s.bind(1, r.kind).bind(2, r.id);
-  s.bind(3, r.state);
-  s.bind(4, r.state_as_of_ms);
-  s.bind(5, r.sub_state);
-  s.bind(6, r.sub_state_as_of_ms);
-  s.bind(7, r.amount);
-  s.bind(8, r.currency);
-  s.bind(9, r.last_event_id);
+  s.bind_view(1, r.kind).bind_view(2, r.id);
+  s.bind_view(3, r.state);
+  s.bind_view(4, r.state_as_of_ms);
+  s.bind_view(5, r.sub_state);
+  s.bind_view(6, r.sub_state_as_of_ms);
+  s.bind_view(7, r.amount);
+  s.bind_view(8, r.currency);
+  s.bind_view(9, r.last_event_id);
   s.run();
 }
 
@@ -386,20 +388,26 @@ void StateStore::append_history(const HistoryRow& h) {
       "event_version, occurred_at, outcome, from_state, to_state, reason, "
       "topic, partition, offset, entity_hash, traceparent, recorded_at_ms, received_at, "
       "kafka_timestamp_ms) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
-  s.bind(1, h.event_id).bind(2, h.entity_kind).bind(3, h.entity_id).bind(4, h.event_type);
-  s.bind(5, h.event_version).bind(6, h.occurred_at).bind(7, h.outcome);
-  s.bind(8, h.from_state);
-  s.bind(9, h.to_state);
-  s.bind(10, h.reason).bind(11, h.topic).bind(12, h.partition).bind(13, h.offset);
-  s.bind(14, entity_hash(h.entity_id));
+  s.bind_view(1, h.event_id)
+      .bind_view(2, h.entity_kind)
+      .bind_view(3, h.entity_id)
+      .bind_view(4, h.event_type);
+  s.bind_view(5, h.event_version).bind_view(6, h.occurred_at).bind_view(7, h.outcome);
+  s.bind_view(8, h.from_state);
+  s.bind_view(9, h.to_state);
+  s.bind_view(10, h.reason)
+      .bind_view(11, h.topic)
+      .bind_view(12, h.partition)
+      .bind_view(13, h.offset);
+  s.bind_view(14, entity_hash(h.entity_id));
   const auto& t = trace_context();
-  s.bind(15, non_empty(h.traceparent, t.traceparent));
-  s.bind(16, h.recorded_at_ms != 0 ? h.recorded_at_ms
-                                   : std::chrono::duration_cast<std::chrono::milliseconds>(
-                                         std::chrono::system_clock::now().time_since_epoch())
-                                         .count());
-  s.bind(17, non_empty(h.received_at, t.received_at));
-  s.bind(18, h.kafka_timestamp_ms ? h.kafka_timestamp_ms : t.kafka_timestamp_ms);
+  s.bind_view(15, non_empty(h.traceparent, t.traceparent));
+  s.bind_view(16, h.recorded_at_ms != 0 ? h.recorded_at_ms
+                                        : std::chrono::duration_cast<std::chrono::milliseconds>(
+                                              std::chrono::system_clock::now().time_since_epoch())
+                                              .count());
+  s.bind_view(17, non_empty(h.received_at, t.received_at));
+  s.bind_view(18, h.kafka_timestamp_ms ? h.kafka_timestamp_ms : t.kafka_timestamp_ms);
   s.run();
 }
 
@@ -473,8 +481,8 @@ std::int64_t StateStore::enqueue_publish(const PublishRow& p) {
   auto& s = impl_->prep(impl_->enqueue_publish,
                         "INSERT INTO publish_queue (topic, key, value, reason, traceparent) "
                         "VALUES (?,?,?,?,?)");
-  s.bind(1, p.topic).bind_blob(2, p.key).bind_blob(3, p.value).bind(4, p.reason);
-  s.bind(5, non_empty(p.traceparent, trace_context().traceparent));
+  s.bind_view(1, p.topic).bind_blob(2, p.key).bind_blob(3, p.value).bind_view(4, p.reason);
+  s.bind_view(5, non_empty(p.traceparent, trace_context().traceparent));
   s.run();
   return impl_->db.last_insert_rowid();
 }
@@ -514,7 +522,7 @@ void StateStore::save_offset(const std::string& topic, std::int32_t partition,
                         "INSERT INTO consumer_offsets (topic, partition, next_offset) "
                         "VALUES (?,?,?) ON CONFLICT(topic, partition) DO UPDATE SET "
                         "next_offset = MAX(next_offset, excluded.next_offset)");
-  s.bind(1, topic).bind(2, partition).bind(3, next_offset);
+  s.bind_view(1, topic).bind_view(2, partition).bind_view(3, next_offset);
   s.run();
 }
 

@@ -52,7 +52,7 @@ std::optional<DisputeRow> StateStore::find_dispute(const std::string& id) {
       "representment_as_of_ms, arbitration_expires_at_ms, arbitration_as_of_ms, closed_at_ms, "
       "last_event_id, evidence_response_deadline_ms, evidence_response_as_of_ms, outcome_detailed, "
       "withheld_amount, returned_amount, fee_amount, account_id FROM disputes WHERE id = ?");
-  s.bind(1, id);
+  s.bind_view(1, id);
   std::optional<DisputeRow> d;
   if (s.step()) d = read_dispute(s, id, 0);
   s.reset();
@@ -68,37 +68,43 @@ void StateStore::save_dispute(const DisputeRow& d) {
       "arbitration_as_of_ms, closed_at_ms, last_event_id, evidence_response_deadline_ms, "
       "evidence_response_as_of_ms, outcome_detailed, withheld_amount, returned_amount, fee_amount, "
       "account_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
-  s.bind(1, d.id).bind(2, to_string(d.framework)).bind(3, d.framework_inferred ? 1 : 0);
-  s.bind(4, d.state);
-  s.bind(5, d.state_as_of_ms);
-  s.bind(6, d.payment_transaction_id);
-  s.bind(7, d.payment_capture_id);
-  s.bind(8, d.reason);
-  s.bind(9, d.amount);
-  s.bind(10, d.currency);
-  s.bind(11, d.outcome);
-  s.bind(12, d.representment_expires_at_ms);
-  s.bind(13, d.representment_as_of_ms);
-  s.bind(14, d.arbitration_expires_at_ms);
-  s.bind(15, d.arbitration_as_of_ms);
-  s.bind(16, d.closed_at_ms);
-  s.bind(17, d.last_event_id);
-  s.bind(18, d.evidence_response_deadline_ms);
-  s.bind(19, d.evidence_response_as_of_ms);
-  s.bind(20, d.outcome_detailed);
-  s.bind(21, d.withheld_amount);
-  s.bind(22, d.returned_amount);
-  s.bind(23, d.fee_amount);
-  s.bind(24, d.account_id);
+  s.bind_view(1, d.id)
+      .bind_view(2, to_string(d.framework))
+      .bind_view(3, d.framework_inferred ? 1 : 0);
+  s.bind_view(4, d.state);
+  s.bind_view(5, d.state_as_of_ms);
+  s.bind_view(6, d.payment_transaction_id);
+  s.bind_view(7, d.payment_capture_id);
+  s.bind_view(8, d.reason);
+  s.bind_view(9, d.amount);
+  s.bind_view(10, d.currency);
+  s.bind_view(11, d.outcome);
+  s.bind_view(12, d.representment_expires_at_ms);
+  s.bind_view(13, d.representment_as_of_ms);
+  s.bind_view(14, d.arbitration_expires_at_ms);
+  s.bind_view(15, d.arbitration_as_of_ms);
+  s.bind_view(16, d.closed_at_ms);
+  s.bind_view(17, d.last_event_id);
+  s.bind_view(18, d.evidence_response_deadline_ms);
+  s.bind_view(19, d.evidence_response_as_of_ms);
+  s.bind_view(20, d.outcome_detailed);
+  s.bind_view(21, d.withheld_amount);
+  s.bind_view(22, d.returned_amount);
+  s.bind_view(23, d.fee_amount);
+  s.bind_view(24, d.account_id);
   s.run();
 }
 
 bool StateStore::insert_dispute_deadline(const DisputeDeadlineRow& d) {
-  auto s = impl_->db.prepare(
+  auto& s = impl_->prep(
+      impl_->insert_dispute_deadline,
       "INSERT OR IGNORE INTO dispute_deadlines (dispute_id, kind, event_id, deadline_ms, "
       "as_of_ms, event_type, field) VALUES (?,?,?,?,?,?,?)");
-  s.bind(1, d.dispute_id).bind(2, d.kind).bind(3, d.event_id).bind(4, d.deadline_ms);
-  s.bind(5, d.as_of_ms).bind(6, d.event_type).bind(7, d.field);
+  s.bind_view(1, d.dispute_id)
+      .bind_view(2, d.kind)
+      .bind_view(3, d.event_id)
+      .bind_view(4, d.deadline_ms);
+  s.bind_view(5, d.as_of_ms).bind_view(6, d.event_type).bind_view(7, d.field);
   s.run();
   return impl_->db.changes() == 1;
 }

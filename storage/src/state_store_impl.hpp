@@ -34,6 +34,19 @@ inline std::optional<std::string_view> non_empty(std::string_view a, std::string
   return std::nullopt;
 }
 
+// Resets a statement kept for reuse when its use ends, also by an exception
+// (a statement left mid-result cannot be bound again).
+class ResetAfter {
+ public:
+  explicit ResetAfter(Statement& s) : s_(s) {}
+  ~ResetAfter() { s_.reset(); }
+  ResetAfter(const ResetAfter&) = delete;
+  ResetAfter& operator=(const ResetAfter&) = delete;
+
+ private:
+  Statement& s_;
+};
+
 // The link column of the entity row last read or written in the current
 // transaction of the connection (state_store.cpp, save_request and
 // save_transaction): whether the row exists and its link.
@@ -59,7 +72,8 @@ struct StateStore::Impl {
       find_dispute, save_dispute, find_record, save_record, append_history, insert_outbox,
       enqueue_publish, delete_published, insert_poison, save_offset, stored_offset,
       history_unindexed, index_history, mark_history_indexed, save_request_same_link,
-      save_transaction_same_link;
+      save_transaction_same_link, outbox_of_entity, insert_dispute_deadline,
+      insert_settlement_event;
   // Forgotten whenever a transaction of this connection commits or rolls
   // back (commit and rollback hooks), and used only inside one: within a
   // transaction no other connection changes a row this one read and then

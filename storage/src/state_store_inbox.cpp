@@ -13,14 +13,14 @@ bool StateStore::insert_inbox(const InboxEntry& e) {
   if (known == ids.end()) {
     auto& find =
         impl_->prep(impl_->find_inbox_topic, "SELECT id FROM inbox_topics WHERE topic = ?");
-    find.bind(1, e.topic);
+    find.bind_view(1, e.topic);
     std::optional<std::int64_t> id;
     if (find.step()) id = find.int64(0);
     find.reset();
     if (!id) {
       auto& add =
           impl_->prep(impl_->insert_inbox_topic, "INSERT INTO inbox_topics (topic) VALUES (?)");
-      add.bind(1, e.topic);
+      add.bind_view(1, e.topic);
       add.run();
       id = impl_->db.last_insert_rowid();
     }
@@ -30,9 +30,9 @@ bool StateStore::insert_inbox(const InboxEntry& e) {
   auto& s = impl_->prep(impl_->insert_inbox,
                         "INSERT OR IGNORE INTO inbox (event_id, topic_id, partition, offset, "
                         "digest) VALUES (?,?,?,?,?)");
-  s.bind(1, e.event_id).bind(2, topic).bind(3, e.partition).bind(4, e.offset);
+  s.bind_view(1, e.event_id).bind_view(2, topic).bind_view(3, e.partition).bind_view(4, e.offset);
   if (e.digest.empty()) {
-    s.bind(5, std::optional<std::string>());
+    s.bind_null(5);
   } else {
     s.bind_blob(5, std::string_view(e.digest).substr(0, kInboxDigestBytes));
   }

@@ -16,16 +16,21 @@ bool StateStore::insert_outbox(const OutboxRow& o) {
       "call_token, due_by_ms, status, created_by_event_id, account_id, method, path, "
       "token_header, next_attempt_at_ms, created_at_ms, updated_at_ms, command_id, amount, "
       "capture_id, traceparent) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
-  s.bind(1, to_string(o.operation)).bind(2, o.entity_id).bind(3, o.idempotency_key);
-  s.bind(4, o.request_body).bind(5, o.call_token);
-  s.bind(6, o.due_by_ms);
-  s.bind(7, to_string(o.status)).bind(8, o.created_by_event_id);
-  s.bind(9, o.account_id).bind(10, o.method).bind(11, o.path).bind(12, o.token_header);
-  s.bind(13, o.next_attempt_at_ms).bind(14, o.created_at_ms).bind(15, o.created_at_ms);
-  s.bind(16, o.command_id);
-  s.bind(17, o.amount);
-  s.bind(18, o.capture_id);
-  s.bind(19, non_empty(o.traceparent, trace_context().traceparent));
+  s.bind_view(1, to_string(o.operation)).bind_view(2, o.entity_id).bind_view(3, o.idempotency_key);
+  s.bind_view(4, o.request_body).bind_view(5, o.call_token);
+  s.bind_view(6, o.due_by_ms);
+  s.bind_view(7, to_string(o.status)).bind_view(8, o.created_by_event_id);
+  s.bind_view(9, o.account_id)
+      .bind_view(10, o.method)
+      .bind_view(11, o.path)
+      .bind_view(12, o.token_header);
+  s.bind_view(13, o.next_attempt_at_ms)
+      .bind_view(14, o.created_at_ms)
+      .bind_view(15, o.created_at_ms);
+  s.bind_view(16, o.command_id);
+  s.bind_view(17, o.amount);
+  s.bind_view(18, o.capture_id);
+  s.bind_view(19, non_empty(o.traceparent, trace_context().traceparent));
   s.run();
   return impl_->db.changes() == 1;
 }
@@ -83,9 +88,13 @@ std::string outbox_select(std::string_view where) {
 
 }  // namespace
 
+// Read on the hot path (an approval checks whether the other generation's
+// delivery caused its call): prepared once, reset however the read ends.
 std::vector<OutboxRow> StateStore::outbox(const std::string& entity_id) {
-  auto s = impl_->db.prepare(outbox_select("WHERE entity_id = ? ORDER BY id"));
-  s.bind(1, entity_id);
+  static const std::string sql = outbox_select("WHERE entity_id = ? ORDER BY id");
+  auto& s = impl_->prep(impl_->outbox_of_entity, sql);
+  const ResetAfter reset(s);
+  s.bind_view(1, entity_id);
   return read_outbox_rows(s, false);
 }
 

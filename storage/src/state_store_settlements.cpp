@@ -1,20 +1,28 @@
 // What settlement.* webhooks carried (v7): ids, report links, amounts and
 // dates, one row per event, for klarnactl and a later settlements fetcher.
 #include "kpay/storage/state_store.hpp"
+#include "state_store_impl.hpp"
 
 namespace kpay::storage {
 
 bool StateStore::insert_settlement_event(const SettlementEventRow& r) {
-  auto s = database().prepare(
+  auto& s = impl_->prep(
+      impl_->insert_settlement_event,
       "INSERT OR IGNORE INTO settlement_events (event_id, event_type, entity_id, routed_by, "
       "account_id, settlement_id, payout_id, report_id, report_json_url, report_csv_url, amount, "
       "currency, payout_date, period_start, period_end, links_json, occurred_at_ms) "
       "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
-  s.bind(1, r.event_id).bind(2, r.event_type).bind(3, r.entity_id).bind(4, r.routed_by);
-  s.bind(5, r.account_id).bind(6, r.settlement_id).bind(7, r.payout_id).bind(8, r.report_id);
-  s.bind(9, r.report_json_url).bind(10, r.report_csv_url).bind(11, r.amount);
-  s.bind(12, r.currency).bind(13, r.payout_date).bind(14, r.period_start);
-  s.bind(15, r.period_end).bind(16, r.links_json).bind(17, r.occurred_at_ms);
+  s.bind_view(1, r.event_id)
+      .bind_view(2, r.event_type)
+      .bind_view(3, r.entity_id)
+      .bind_view(4, r.routed_by);
+  s.bind_view(5, r.account_id)
+      .bind_view(6, r.settlement_id)
+      .bind_view(7, r.payout_id)
+      .bind_view(8, r.report_id);
+  s.bind_view(9, r.report_json_url).bind_view(10, r.report_csv_url).bind_view(11, r.amount);
+  s.bind_view(12, r.currency).bind_view(13, r.payout_date).bind_view(14, r.period_start);
+  s.bind_view(15, r.period_end).bind_view(16, r.links_json).bind_view(17, r.occurred_at_ms);
   s.run();
   return database().changes() == 1;
 }

@@ -9,6 +9,8 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <string>
+#include <vector>
 
 #include "kpay/storage/open_store.hpp"
 #include "kpay/storage/sqlite.hpp"
@@ -333,6 +335,85 @@ TEST_F(Upgrade, FindingsAreKeptWhenTheirTableIsRebuilt) {
       "reconciliation_findings ORDER BY found_at_ms)");
   ASSERT_TRUE(rows.step());
   EXPECT_EQ(rows.text(0), "payout_mismatch unrecognised_line");
+}
+
+// The tables whose INSERT (or UPDATE) would build a temporary B-tree to check
+// a CHECK constraint's IN list of three or more values (migration 19,
+// storage/src/check_schema.hpp): SQLite does so on every row it checks.
+std::vector<std::string> tables_checked_through_a_temporary_btree(Database& db) {
+  std::vector<std::string> tables;
+  auto names = db.prepare("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name");
+  while (names.step()) tables.push_back(names.text(0));
+  std::vector<std::string> out;
+  for (const auto& t : tables) {
+    auto plan = db.prepare("EXPLAIN INSERT INTO \"" + t + "\" DEFAULT VALUES");
+    while (plan.step()) {
+      if (plan.text(1) == "OpenEphemeral") {
+        out.push_back(t);
+        break;
+      }
+    }
+  }
+  return out;
+}
+
+// Migration 19 rewrites the CHECK constraints in place: after it no insert
+// into any table builds a temporary B-tree (before it, history, sub-records,
+// dispute deadlines, commands, call attempts, offset gaps, settlements and
+// findings did), a connection opened before the migration sees the new
+// definitions too, every row is kept, and a value outside a list is still
+// refused.
+TEST_F(Upgrade, Migration19ChecksEveryRowWithoutATemporaryBTree) {
+  auto before = Database::open(path_);
+  EXPECT_EQ(tables_checked_through_a_temporary_btree(before).size(), 5u);  // v9 has five
+  const auto history_rows = [](Database& db) {
+    auto s = db.prepare("SELECT COUNT(*) FROM history");
+    s.step();
+    return s.int64(0);
+  };
+  const auto rows_before = history_rows(before);
+  ASSERT_GT(rows_before, 0);
+  auto store = open_store(path_, {.cache_mib = 2});
+  EXPECT_EQ(store->schema_version(), state_migrations().back().version);
+  // Its next statement finds the schema changed and reloads it.
+  EXPECT_EQ(history_rows(before), rows_before);
+  EXPECT_EQ(tables_checked_through_a_temporary_btree(before), std::vector<std::string>());
+  store.reset();
+
+  auto db = Database::open(path_);
+  auto quick = db.prepare("PRAGMA quick_check");
+  ASSERT_TRUE(quick.step());
+  EXPECT_EQ(quick.text(0), "ok");
+  try {
+    db.exec(
+        "INSERT INTO history (event_id, entity_kind, entity_id, event_type, event_version, "
+        "occurred_at, outcome, reason, topic, partition, offset, entity_hash) VALUES "
+        "('e', 'payment_request', 'r', 't', 'v1', 'o', 'applied_twice', '', 't', 0, 0, 1)");
+    ADD_FAILURE() << "an outcome outside the list was stored";
+  } catch (const SqliteError& e) {
+    EXPECT_EQ(e.code(), SQLITE_CONSTRAINT_CHECK) << e.what();
+  }
+  db.exec(
+      "INSERT INTO history (event_id, entity_kind, entity_id, event_type, event_version, "
+      "occurred_at, outcome, reason, topic, partition, offset, entity_hash) VALUES "
+      "('e', 'payment_request', 'r', 't', 'v1', 'o', 'rejected', '', 't', 0, 0, 1)");
+  EXPECT_EQ(history_rows(db), rows_before + 1);
+}
+
+TEST_F(Upgrade, ANewDatabaseChecksEveryRowWithoutATemporaryBTree) {
+  for (const char* s : {"", "-wal", "-shm"}) std::filesystem::remove(path_ + s);
+  {
+    auto db = Database::open(path_);
+    std::vector<Migration> before_19;
+    for (const auto& m : state_migrations()) {
+      if (m.version < 19) before_19.push_back(m);
+    }
+    migrate(db, "state", before_19);
+    EXPECT_EQ(tables_checked_through_a_temporary_btree(db).size(), 8u);
+  }
+  open_store(path_, {.cache_mib = 2}).reset();
+  auto db = Database::open(path_);
+  EXPECT_EQ(tables_checked_through_a_temporary_btree(db), std::vector<std::string>());
 }
 
 }  // namespace

@@ -115,7 +115,7 @@ std::optional<std::string> read_settlement_fields(element payload, const klarna:
   } else {
     f.routed_by = "event_id";
   }
-  p.settlement = std::move(f);
+  p.settlement = std::make_shared<const SettlementFacts>(std::move(f));
   return std::nullopt;
 }
 

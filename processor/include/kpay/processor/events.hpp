@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -145,8 +146,10 @@ struct Payload {
     std::string_view field;
   };
   std::vector<DeadlineReading> deadlines;
-  // settlement.* events only.
-  std::optional<SettlementFacts> settlement;
+  // settlement.* events only; held apart (never changed once read) so that
+  // the other events, most of those in hand, do not carry its 384 bytes
+  // inline (docs/PERFORMANCE.md, "Where the instructions go").
+  std::shared_ptr<const SettlementFacts> settlement;
 };
 
 struct Event {

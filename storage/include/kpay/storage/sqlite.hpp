@@ -88,6 +88,27 @@ class Statement {
     return v ? bind(i, *v) : bind_null(i);
   }
 
+  // Text bound in place (SQLITE_STATIC), not copied: for the rows written on
+  // every event, whose strings outlive the statement's step. The bytes must
+  // stay as they are until the statement is reset (run() and reset() do);
+  // a temporary string does not compile. Other values as bind().
+  Statement& bind_view(int i, std::string_view text);
+  Statement& bind_view(int i, const std::string& text) {
+    return bind_view(i, std::string_view(text));
+  }
+  Statement& bind_view(int i, const std::optional<std::string>& text) {
+    return text ? bind_view(i, std::string_view(*text)) : bind_null(i);
+  }
+  Statement& bind_view(int i, const std::optional<std::string_view>& text) {
+    return text ? bind_view(i, *text) : bind_null(i);
+  }
+  Statement& bind_view(int i, std::string&&) = delete;
+  Statement& bind_view(int i, std::optional<std::string>&&) = delete;
+  template <class T>
+  Statement& bind_view(int i, const T& v) {
+    return bind(i, v);
+  }
+
   // True when a row is available, false when done. Throws on error (including
   // SQLITE_CONSTRAINT, with the code kept in SqliteError::code()).
   bool step();
