@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -26,6 +27,9 @@ class Backend {
   virtual std::unique_ptr<Store> open_again() = 0;
   // Removes what open_fresh made (files, schemas).
   virtual void clean_up() = 0;
+  // Sessions of the database waiting for a lock another one holds, where
+  // the backend can tell (a server's session list); none: it cannot.
+  virtual std::optional<int> sessions_waiting_on_locks() { return std::nullopt; }
 };
 
 using BackendFactory = std::unique_ptr<Backend> (*)();

@@ -11,6 +11,7 @@
 #include "appliers/appliers.hpp"
 #include "commands/command_applier.hpp"
 #include "commands/command_gate.hpp"
+#include "intake/batch_fence.hpp"
 #include "kpay/core/log.hpp"
 #include "kpay/core/overloaded.hpp"
 #include "kpay/core/wall_clock.hpp"
@@ -214,15 +215,17 @@ BatchResult BatchApplier::apply(std::span<const DecodedMessage> batch,
   const auto keys =
       security_ ? appliers::day_total_keys(batch, security_->policy) : std::vector<std::string>();
   storage::WriteTransaction tx(store_, keys);
+  // First: on PostgreSQL it takes the snapshot and the partitions' rows.
+  const BatchFence fence(store_, batch);
   for (std::int64_t seq : acknowledged) store_.delete_published(seq);
   for (const auto& d : batch) {
-    apply_traced(d, out);
     auto& next = out.next_offsets[{d.message.topic, d.message.partition}];
     next = std::max(next, d.message.offset + 1);
+    if (!fence.holds_back(d.message, out)) apply_traced(d, out);
   }
   day_totals_->flush(store_);
   recheck_settlements(out);
-  for (const auto& [tp, next] : out.next_offsets) store_.save_offset(tp.first, tp.second, next);
+  fence.save_offsets(store_, out);
   store_.index_history_if_due();
   tx.commit();
   return out;
@@ -261,14 +264,16 @@ void BatchApplier::recheck_settlements(BatchResult& out) {
 BatchResult BatchApplier::record_apply_error(const DecodedMessage& d, std::string_view what) {
   BatchResult out;
   storage::WriteTransaction tx(store_);
-  const auto& t = d.message;
-  store_.set_trace_context({t.traceparent, t.received_at, t.timestamp_ms});
-  record_poison(d.message, Poison{"apply_error", std::string(what), std::nullopt}, out);
-  store_.set_trace_context({});
-  if (!out.publications.empty()) out.publications.back().traceparent = t.traceparent;
+  const BatchFence fence(store_, std::span(&d, 1));
   const InputMessage& m = d.message;
   out.next_offsets[{m.topic, m.partition}] = m.offset + 1;
-  store_.save_offset(m.topic, m.partition, m.offset + 1);
+  if (!fence.holds_back(m, out)) {
+    store_.set_trace_context({m.traceparent, m.received_at, m.timestamp_ms});
+    record_poison(m, Poison{"apply_error", std::string(what), std::nullopt}, out);
+    store_.set_trace_context({});
+    if (!out.publications.empty()) out.publications.back().traceparent = m.traceparent;
+  }
+  fence.save_offsets(store_, out);
   tx.commit();
   return out;
 }

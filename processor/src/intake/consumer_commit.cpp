@@ -6,6 +6,7 @@
 #include <thread>
 #include <utility>
 
+#include "intake/batch_fence.hpp"
 #include "intake/consumer_metrics.hpp"
 #include "intake/storage_health.hpp"
 #include "kpay/core/traceparent.hpp"
@@ -37,6 +38,26 @@ void merge(BatchResult& into, BatchResult&& one) {
   for (const auto& [tp, next] : one.next_offsets) {
     auto& n = into.next_offsets[tp];
     n = std::max(n, next);
+  }
+  for (const auto& f : one.fenced) add_fenced(into.fenced, f);
+}
+
+// Messages a batch skipped below their partition's stored offset: counted,
+// and one warning per partition of the batch (docs/OPERATIONS.md, "Running
+// on PostgreSQL").
+void report_fenced(const core::Logger& log, core::Counter& counter,
+                   const std::vector<FencedRange>& fenced) {
+  for (const auto& f : fenced) {
+    counter.inc(f.count);
+    log.warn(
+        "messages below the partition's stored offset skipped: applied already (another "
+        "processor owns the partition now, or an earlier attempt of this batch committed)",
+        {{"topic", f.topic},
+         {"partition", f.partition},
+         {"first_offset", f.first},
+         {"last_offset", f.last},
+         {"stored_offset", f.stored},
+         {"count", f.count}});
   }
 }
 
@@ -210,6 +231,7 @@ bool Processor::finish_commit() {
               {{"entity_id", entity}, {"detail", what}});
   }
   report_failed_payouts(log_, metrics_->payouts_failed, result.failed_payouts);
+  report_fenced(log_, metrics_->fenced, result.fenced);
   for (const auto& [reason, n] : result.commands_refused) {
     metrics_->commands_refused.with({reason}).inc(n);
   }

@@ -53,6 +53,11 @@ struct Processor::Metrics {
                                   "Batches rolled back because another processor's transaction "
                                   "changed the same rows at the same time (then retried).")
                             .with({})),
+        fenced(r.counter("kpay_processor_messages_fenced_total",
+                         "Messages skipped because they lay below their partition's stored "
+                         "offset: applied already by the processor that owns the partition "
+                         "now (this one lost it) or by an earlier attempt of this batch.")
+                   .with({})),
         published(r.counter("kpay_processor_published_total",
                             "Messages acknowledged by Kafka (state changes, dead letters).",
                             {"topic"})),
@@ -82,6 +87,7 @@ struct Processor::Metrics {
   core::Counter& batch_events;
   core::Counter& storage_errors;
   core::Counter& batch_conflicts;
+  core::Counter& fenced;
   core::CounterFamily& published;
   core::Counter& publish_failures;
   core::Gauge& in_flight;

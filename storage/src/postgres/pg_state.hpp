@@ -12,12 +12,15 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "kpay/storage/audit_trail.hpp"
+#include "kpay/storage/publish_queue.hpp"
 #include "kpay/storage/rows.hpp"
 #include "kpay/storage/status.hpp"
 #include "postgres/pg.hpp"
@@ -96,6 +99,9 @@ class PgState {
   void save_offset(const std::string& topic, std::int32_t partition, std::int64_t next_offset);
   void reset_offset(const std::string& topic, std::int32_t partition, std::int64_t next_offset);
   std::optional<std::int64_t> stored_offset(const std::string& topic, std::int32_t partition);
+  // The stored offsets of `partitions`, their rows locked until the
+  // transaction ends (OffsetStore::fence_offsets): one statement.
+  std::map<TopicPartition, std::int64_t> fence_offsets(std::span<const TopicPartition> partitions);
 
   // ---- downstream commands (pg_state_commands.cpp) ----
   bool insert_command(const CommandRow& c);

@@ -18,6 +18,22 @@ std::string select_outbox(std::string_view rest) {
   return sql;
 }
 
+// A PostgreSQL array literal ("{"a","b"}") of `items`, each quoted.
+template <class Items, class Text>
+std::string array_literal(const Items& items, Text text) {
+  std::string out = "{";
+  for (const auto& item : items) {
+    if (out.size() > 1) out += ',';
+    out += '"';
+    for (char ch : text(item)) {
+      if (ch == '"' || ch == '\\') out += '\\';
+      out += ch;
+    }
+    out += '"';
+  }
+  return out + "}";
+}
+
 std::int64_t count(std::size_t n) {
   return static_cast<std::int64_t>(n);
 }
@@ -286,6 +302,28 @@ void PgState::reset_offset(const std::string& topic, std::int32_t partition,
       "INSERT INTO consumer_offsets (topic, partition, next_offset) VALUES ($1, $2, $3) "
       "ON CONFLICT (topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset",
       params(topic, partition, next_offset));
+}
+
+// Rows locked in (topic, partition) order (LockRows runs above the sort), so
+// two transactions fencing the same partitions never deadlock. Under
+// REPEATABLE READ a row another transaction updated after this one's
+// snapshot fails here with 40001 (once that transaction committed): the
+// batch is retried on a new snapshot, which sees the other's offsets.
+std::map<TopicPartition, std::int64_t> PgState::fence_offsets(
+    std::span<const TopicPartition> partitions) {
+  std::map<TopicPartition, std::int64_t> out;
+  if (partitions.empty()) return out;
+  Result r = c_.query(
+      "SELECT topic, partition, next_offset FROM consumer_offsets "
+      "WHERE (topic, partition) IN (SELECT * FROM unnest($1::TEXT[], $2::INTEGER[])) "
+      "ORDER BY topic, partition FOR UPDATE",
+      params(array_literal(partitions, [](const TopicPartition& tp) { return tp.first; }),
+             array_literal(partitions,
+                           [](const TopicPartition& tp) { return std::to_string(tp.second); })));
+  for (int i = 0; i < r.rows(); ++i) {
+    out[{r.text(i, 0), static_cast<std::int32_t>(r.int64(i, 1))}] = r.int64(i, 2);
+  }
+  return out;
 }
 
 std::optional<std::int64_t> PgState::stored_offset(const std::string& topic,

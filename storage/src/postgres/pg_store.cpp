@@ -264,6 +264,10 @@ bool PgStore::hold_job(const std::string& job) {
 }
 
 // ---- OffsetStore ----
+std::map<TopicPartition, std::int64_t> PgStore::fence_offsets(
+    std::span<const TopicPartition> partitions) {
+  return live().fence_offsets(partitions);
+}
 void PgStore::save_offset(const std::string& topic, std::int32_t partition,
                           std::int64_t next_offset) {
   live().save_offset(topic, partition, next_offset);

@@ -113,6 +113,8 @@ class PgStore final : public Store {
   bool hold_job(const std::string& job) override;
 
   // OffsetStore
+  std::map<TopicPartition, std::int64_t> fence_offsets(
+      std::span<const TopicPartition> partitions) override;
   void save_offset(const std::string& topic, std::int32_t partition,
                    std::int64_t next_offset) override;
   std::optional<std::int64_t> stored_offset(const std::string& topic,

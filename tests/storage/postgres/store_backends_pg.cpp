@@ -4,6 +4,7 @@
 #include <libpq-fe.h>
 
 #include <atomic>
+#include <cstdlib>
 #include <memory>
 
 #include "kpay/storage/postgres.hpp"
@@ -31,6 +32,17 @@ class PostgresBackend final : public Backend {
     return open_postgres_store(settings_);
   }
   std::unique_ptr<Store> open_again() override { return open_postgres_store(settings_); }
+  std::optional<int> sessions_waiting_on_locks() override {
+    PGconn* c = PQconnectdb(server().dsn(database_).c_str());
+    PGresult* r = PQexec(c,
+                         "SELECT count(*) FROM pg_stat_activity "
+                         "WHERE datname = current_database() AND wait_event_type = 'Lock'");
+    std::optional<int> n;
+    if (PQresultStatus(r) == PGRES_TUPLES_OK) n = std::atoi(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    PQfinish(c);
+    return n.value_or(0);
+  }
   void clean_up() override {
     if (database_.empty()) return;
     PGconn* c = PQconnectdb(server().dsn("postgres").c_str());

@@ -74,6 +74,18 @@ struct DecodedMessage {
   CommandOrigin origin{};  // commands: who signed it, when it was issued
 };
 
+// Messages of one partition a batch skipped because they lay below the
+// partition's stored offset (intake/batch_fence.hpp): applied before, by
+// another processor or by an attempt of this one whose commit it missed.
+struct FencedRange {
+  std::string topic;
+  std::int32_t partition = 0;
+  std::int64_t first = 0;   // lowest skipped offset
+  std::int64_t last = 0;    // highest skipped offset
+  std::int64_t stored = 0;  // the stored next offset that held them back
+  std::uint64_t count = 0;  // messages skipped
+};
+
 struct BatchResult {
   std::uint64_t applied = 0;
   std::uint64_t duplicates = 0;
@@ -98,8 +110,12 @@ struct BatchResult {
   // Rows written to the publish queue in this batch (seq assigned), to be
   // produced once the transaction committed.
   std::vector<storage::PublishRow> publications;
-  // Highest offset + 1 per (topic, partition) seen in the batch.
+  // Highest offset + 1 per (topic, partition) seen in the batch, or the
+  // stored one when that is further (every message of it was fenced).
   std::map<std::pair<std::string, std::int32_t>, std::int64_t> next_offsets;
+  // Messages skipped below their partition's stored offset, per partition:
+  // nothing written for them.
+  std::vector<FencedRange> fenced;
 };
 
 namespace appliers {

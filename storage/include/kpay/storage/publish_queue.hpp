@@ -3,7 +3,9 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
@@ -32,10 +34,30 @@ class PublishQueue {
   virtual std::vector<PublishRow> take_over_publications() { return {}; }
 };
 
+// A Kafka partition: topic, partition number.
+using TopicPartition = std::pair<std::string, std::int32_t>;
+
 // Next offset to consume per partition, and the gaps found in them.
 class OffsetStore {
  public:
   virtual ~OffsetStore() = default;
+  // The fence of a batch (storage/README.md, "Publish queue and offsets"): the
+  // stored next offset of each of `partitions` that has one, read inside the
+  // caller's write transaction, so that messages below it (applied by
+  // another processor, or by an attempt of this one whose commit it did not
+  // see) are skipped. PostgreSQL locks the rows (one statement, FOR UPDATE
+  // in (topic, partition) order): a second processor's batch on the same
+  // partition waits here for the first's commit, then fails with a conflict
+  // (StoreFault::conflict) and is retried on a new snapshot. SQLite has one
+  // writer at a time: its reads in the transaction are the fence already.
+  virtual std::map<TopicPartition, std::int64_t> fence_offsets(
+      std::span<const TopicPartition> partitions) {
+    std::map<TopicPartition, std::int64_t> out;
+    for (const auto& [topic, partition] : partitions) {
+      if (auto next = stored_offset(topic, partition)) out[{topic, partition}] = *next;
+    }
+    return out;
+  }
   // Never moves backwards (the larger of stored and given is kept).
   virtual void save_offset(const std::string& topic, std::int32_t partition,
                            std::int64_t next_offset) = 0;

@@ -1,0 +1,213 @@
+// Contract: the fence of a batch (OffsetStore::fence_offsets; storage/README.md,
+// "Publish queue and offsets"). Two processors on one database, each its own
+// store object (connection) and batch applier: a batch the other one applied
+// and committed already is skipped entirely (no history row, no effect, the
+// offsets kept), also when its transaction overlaps the other's commit. An
+// offset lowered on purpose (reset_offset: an operator's replay, a gap
+// repair) lets the messages be applied again.
+#include <atomic>
+#include <chrono>
+#include <thread>
+
+#include "kpay/core/wall_clock.hpp"
+#include "kpay/processor/batch_applier.hpp"
+#include "kpay/storage/store_error.hpp"
+#include "store_contract.hpp"
+
+namespace kpay::storage::contract {
+namespace {
+
+using processor::BatchApplier;
+using processor::BatchResult;
+using processor::InputMessage;
+
+const std::string kTopic = klarna::Topics{}.payment_requests;
+
+// payment.request.state-change.submitted of request `request` (its own
+// entity: one history row per message).
+InputMessage submitted(const std::string& request, std::int64_t offset) {
+  const std::string body =
+      R"({"metadata":{"event_type":"payment.request.state-change.submitted","event_id":"ev-)" +
+      request + R"(","event_version":"v1","occurred_at":"2026-12-07T10:00:00.000Z",)" +
+      R"("subject_account_id":"krn:partner:global:account:test:M1"},)" +
+      R"("payload":{"payment_request_id":")" + request + R"("}})";
+  return InputMessage{kTopic, 0, offset, request, body};
+}
+
+std::vector<InputMessage> batch(std::int64_t first, std::int64_t last) {
+  std::vector<InputMessage> out;
+  for (std::int64_t o = first; o <= last; ++o)
+    out.push_back(submitted("req-" + std::to_string(o), o));
+  return out;
+}
+
+std::size_t history_rows(Store& s, std::int64_t first, std::int64_t last) {
+  std::size_t n = 0;
+  for (std::int64_t o = first; o <= last; ++o) n += s.history("req-" + std::to_string(o)).size();
+  return n;
+}
+
+// What a processor's store thread does with a batch (consumer_commit.cpp):
+// a conflict with another processor's transaction rolls it back, then it is
+// applied again on a new snapshot.
+BatchResult apply_retrying_conflicts(BatchApplier& applier, const std::vector<InputMessage>& b,
+                                     int& conflicts) {
+  for (;;) {
+    try {
+      return applier.apply(std::span<const InputMessage>(b));
+    } catch (const StoreError& e) {
+      if (e.fault() != StoreFault::conflict || conflicts >= 5) throw;
+      ++conflicts;
+    }
+  }
+}
+
+class OffsetFenceContract : public StoreContract {};
+
+TEST_P(OffsetFenceContract, FenceReadsTheCommittedOffsetsOfTheBatchsPartitions) {
+  store().save_offset(kTopic, 0, 7);
+  store().save_offset(kTopic, 2, 3);
+  auto other = second_connection();
+  WriteTransaction tx(*other);
+  const std::vector<TopicPartition> partitions{{kTopic, 0}, {kTopic, 1}, {kTopic, 2}};
+  const auto fence = other->fence_offsets(partitions);
+  EXPECT_EQ(fence, (std::map<TopicPartition, std::int64_t>{{{kTopic, 0}, 7}, {{kTopic, 2}, 3}}))
+      << "a partition without a stored offset is absent";
+  EXPECT_TRUE(other->fence_offsets({}).empty());
+  tx.commit();
+}
+
+TEST_P(OffsetFenceContract, ABatchAnotherProcessorAppliedIsSkippedWholly) {
+  auto second = second_connection();
+  BatchApplier first_applier(store(), klarna::Topics{});
+  BatchApplier second_applier(*second, klarna::Topics{});
+  const auto messages = batch(0, 2);
+
+  const auto first = first_applier.apply(std::span<const InputMessage>(messages));
+  EXPECT_EQ(first.applied, 3u);
+  EXPECT_TRUE(first.fenced.empty());
+  ASSERT_EQ(history_rows(store(), 0, 2), 3u);
+
+  // The processor that lost the partition commits the same batch late.
+  const auto stale = second_applier.apply(std::span<const InputMessage>(messages));
+  EXPECT_EQ(stale.applied + stale.duplicates + stale.stale + stale.rejected, 0u);
+  ASSERT_EQ(stale.fenced.size(), 1u);
+  EXPECT_EQ(stale.fenced[0].topic, kTopic);
+  EXPECT_EQ(stale.fenced[0].partition, 0);
+  EXPECT_EQ(stale.fenced[0].first, 0);
+  EXPECT_EQ(stale.fenced[0].last, 2);
+  EXPECT_EQ(stale.fenced[0].stored, 3);
+  EXPECT_EQ(stale.fenced[0].count, 3u);
+  EXPECT_TRUE(stale.publications.empty());
+  EXPECT_EQ((stale.next_offsets.at({kTopic, 0})), 3);
+  EXPECT_EQ(history_rows(*second, 0, 2), 3u) << "no duplicate history row";
+  EXPECT_EQ(second->stored_offset(kTopic, 0), 3);
+}
+
+TEST_P(OffsetFenceContract, ABatchStraddlingTheStoredOffsetAppliesOnlyWhatFollowsIt) {
+  auto second = second_connection();
+  BatchApplier first_applier(store(), klarna::Topics{});
+  BatchApplier second_applier(*second, klarna::Topics{});
+  const auto applied_first = batch(0, 2);
+  first_applier.apply(std::span<const InputMessage>(applied_first));
+
+  const auto messages = batch(1, 4);
+  const auto r = second_applier.apply(std::span<const InputMessage>(messages));
+  EXPECT_EQ(r.applied, 2u);
+  EXPECT_EQ(r.duplicates, 0u);
+  ASSERT_EQ(r.fenced.size(), 1u);
+  EXPECT_EQ(r.fenced[0].first, 1);
+  EXPECT_EQ(r.fenced[0].last, 2);
+  EXPECT_EQ(r.fenced[0].count, 2u);
+  EXPECT_EQ((r.next_offsets.at({kTopic, 0})), 5);
+  EXPECT_EQ(history_rows(store(), 0, 4), 5u) << "one history row per offset";
+  EXPECT_EQ(store().stored_offset(kTopic, 0), 5);
+}
+
+TEST_P(OffsetFenceContract, AnOffsetLoweredOnPurposeLetsTheMessagesApplyAgain) {
+  BatchApplier applier(store(), klarna::Topics{});
+  const auto messages = batch(0, 2);
+  applier.apply(std::span<const InputMessage>(messages));
+  store().reset_offset(kTopic, 0, 1);  // an operator replays from offset 1
+
+  const auto again = batch(1, 2);
+  const auto r = applier.apply(std::span<const InputMessage>(again));
+  EXPECT_TRUE(r.fenced.empty());
+  EXPECT_EQ(r.duplicates, 2u) << "read again, recorded; the inbox keeps the effects once";
+  EXPECT_EQ(history_rows(store(), 0, 2), 5u);
+  EXPECT_EQ(store().stored_offset(kTopic, 0), 3);
+}
+
+// The stale processor's batch begins while the new owner's transaction for
+// the same offsets is open, and waits on it. PostgreSQL: it waits on the
+// partition's row (FOR UPDATE), fails with a conflict once the owner
+// committed, and its retry on a new snapshot skips the batch. SQLite: it
+// waits for the write lock, then reads the committed offset.
+TEST_P(OffsetFenceContract, ABatchOverlappingTheOwnersCommitIsSkippedOnItsRetry) {
+  auto second = second_connection();
+  BatchApplier second_applier(*second, klarna::Topics{});
+  {
+    BatchApplier owner(store(), klarna::Topics{});
+    const auto start = batch(0, 0);
+    owner.apply(std::span<const InputMessage>(start));
+  }
+  const auto messages = batch(1, 2);
+  int conflicts = 0;
+  std::optional<BatchResult> stale;
+  {
+    // The owner's batch: offsets 1 and 2, as its applier writes them.
+    WriteTransaction tx(store());
+    const std::vector<TopicPartition> partitions{{kTopic, 0}};
+    ASSERT_EQ(store().fence_offsets(partitions).at({kTopic, 0}), 1);
+    for (const auto& m : messages) {
+      ASSERT_TRUE(store().insert_inbox({"ev-" + m.key, m.topic, m.partition, m.offset, ""}));
+      HistoryRow h;
+      h.event_id = "ev-" + m.key;
+      h.entity_kind = "payment_request";
+      h.entity_id = m.key;
+      h.event_type = "payment.request.state-change.submitted";
+      h.outcome = "applied";
+      h.topic = m.topic;
+      h.partition = m.partition;
+      h.offset = m.offset;
+      h.occurred_at = "2026-12-07T10:00:00.000Z";
+      h.recorded_at_ms = core::now_ms();
+      store().append_history(h);
+    }
+    store().save_offset(kTopic, 0, 3);
+
+    std::string failure;
+    std::thread stale_processor([&] {
+      try {
+        stale = apply_retrying_conflicts(second_applier, messages, conflicts);
+      } catch (const std::exception& e) {
+        failure = e.what();
+      }
+    });
+    // Committed only once the stale batch waits on it (where the backend can
+    // tell; SQLite's writer waits in its busy handler, unseen).
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    bool waiting = backend_->sessions_waiting_on_locks() == std::nullopt;
+    while (!waiting && std::chrono::steady_clock::now() < deadline) {
+      waiting = backend_->sessions_waiting_on_locks().value_or(0) > 0;
+      if (!waiting) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    EXPECT_TRUE(waiting) << "the stale batch never waited on the owner's transaction";
+    tx.commit();
+    stale_processor.join();
+    ASSERT_TRUE(stale) << failure;
+  }
+  if (backend_->sessions_waiting_on_locks()) {
+    EXPECT_EQ(conflicts, 1) << "PostgreSQL: rolled back once, then skipped";
+  }
+  EXPECT_EQ(stale->applied + stale->duplicates + stale->stale + stale->rejected, 0u);
+  ASSERT_EQ(stale->fenced.size(), 1u);
+  EXPECT_EQ(stale->fenced[0].count, 2u);
+  EXPECT_EQ(history_rows(store(), 0, 2), 3u) << "one history row per offset";
+  EXPECT_EQ(store().stored_offset(kTopic, 0), 3);
+}
+
+KPAY_STORE_CONTRACT(OffsetFenceContract);
+
+}  // namespace
+}  // namespace kpay::storage::contract
