@@ -177,14 +177,20 @@ while (($(date +%s) < drain_deadline)) && ((died == 0)); do
   pending=$(sim '/_sim/webhooks?state=pending&limit=1' | jq -r '.summary.pending' 2>/dev/null || echo 1)
   open_calls=$(open_calls)
   lag=$(tail -n1 "$CSV" | cut -d, -f14)
+  settled=0
   if [[ $running == false && $pending == 0 && $open_calls == 0 && $lag == 0 ]]; then
-    # Everything the receiver accepted consumed as well (the lag gauge lags a scrape).
-    last=$(tail -n1 "$CSV")
-    accepted=$(cut -d, -f15 <<<"$last")
+    # Everything the receiver accepted consumed as well (the lag gauge lags a
+    # scrape). Read now, after the sim said nothing is pending, receiver before
+    # processor: the sample above may predate the last deliveries.
+    accepted=$( (curl -sf "http://127.0.0.1:$RECEIVER_ADMIN_PORT/metrics" || true) |
+      metric_sum kpay_receiver_requests_total 'outcome="accepted"')
     consumed_events=$( (curl -sf "http://127.0.0.1:$PROCESSOR_ADMIN_PORT/metrics" || true) |
       (grep -v 'topic="klarna.commands"' || true) | metric_sum kpay_processor_messages_consumed_total)
-    if ((accepted == consumed_events)); then drained=1; break; fi
+    ((accepted == consumed_events)) && settled=1
   fi
+  # Drained when it holds at two checks in a row with the same count.
+  if ((settled == 1)) && [[ ${settled_at:-} == "$accepted" ]]; then drained=1; break; fi
+  ((settled == 1)) && settled_at=$accepted || settled_at=
   sleep 2
 done
 sample drain
