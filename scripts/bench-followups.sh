@@ -11,6 +11,7 @@
 # Each line says the host's CPU steal over the run (from /proc/stat).
 set -euo pipefail
 BUILD=$(cd "${1:-build}" && pwd)
+"$(dirname "$0")/bench-build.sh" "$BUILD"  # the bench binaries are outside `all`
 RUNS=${RUNS:-3}
 EVENTS=${EVENTS:-200000}
 

@@ -11,6 +11,7 @@
 # Each line says the host's CPU steal and the load average over the run.
 set -euo pipefail
 BUILD=$(cd "${1:-build}" && pwd)
+"$(dirname "$0")/bench-build.sh" "$BUILD"  # the bench binaries are outside `all`
 RUNS=${RUNS:-2}
 EVENTS=${EVENTS:-30000}
 PAYMENTS=${PAYMENTS:-1000}

@@ -14,6 +14,7 @@
 # and exec; docs/PERFORMANCE.md.)
 set -euo pipefail
 BUILD=$(cd "${1:?build dir}" && pwd)
+"$(dirname "$0")/bench-build.sh" "$BUILD"  # the bench binaries are outside `all`
 BEFORE=${2:?old klarna-processor binary}
 ROUNDS=${3:-3}
 EVENTS=${4:-200000}

@@ -38,6 +38,7 @@
 #        PERF=1   (one more run per receiver under `perf record`; top symbols)
 set -euo pipefail
 BUILD=$(cd "${1:-build}" && pwd)
+"$(dirname "$0")/bench-build.sh" "$BUILD"  # the bench binaries are outside `all`
 RUNS=${RUNS:-3}
 SECS=${SECONDS_PER_RUN:-8}
 WARMUP=2

@@ -13,6 +13,7 @@
 #   env: RATE=15000 ROUNDS=6 SECONDS_PER_RUN=5 CONNECTIONS=128
 set -euo pipefail
 BUILD=$(cd "${1:-build}" && pwd)
+"$(dirname "$0")/bench-build.sh" "$BUILD"  # the bench binaries are outside `all`
 A=${2:?binary a}
 B_BIN=${3:?binary b}
 RATE=${RATE:-15000}

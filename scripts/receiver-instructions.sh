@@ -30,6 +30,7 @@
 # embedded Kafka.
 set -euo pipefail
 BUILD=$(cd "${1:-build}" && pwd)
+"$(dirname "$0")/bench-build.sh" "$BUILD"  # the bench binaries are outside `all`
 shift || true
 BINARIES=("$@")
 [[ ${#BINARIES[@]} -gt 0 ]] || BINARIES=("$BUILD/receiver/klarna-receiver")

@@ -2,6 +2,7 @@
 # `make bench`: every benchmark; results and their reading in docs/PERFORMANCE.md.
 set -euo pipefail
 BUILD=$(cd "${1:-build}" && pwd)
+"$(dirname "$0")/bench-build.sh" "$BUILD"  # the bench binaries are outside `all`
 here=$(dirname "$0")
 "$here/bench-receiver.sh" "$BUILD"
 dir=$(mktemp -d /tmp/kpay-bench-processor.XXXXXX)
