@@ -12,6 +12,11 @@
 //   RSS_PROBE_OUT=/tmp/rss LD_PRELOAD=/tmp/rss_probe.so build/bench/processor/processor_bench
 //       --events 200000 --dir /tmp --max-rss-mib 2048      (one command line)
 //
+// With RSS_PROBE_DUMP=<prefix> and MALLOC_CONF=prof:true,lg_prof_sample:17 it
+// also writes a jemalloc heap profile (<prefix>.<ms>.<n>.heap, at most 40)
+// whenever live bytes rose by 8 MiB or more since the previous sample: what a
+// burst allocated is `jeprof --text --base=<dump before> <binary> <dump>`.
+//
 // Only a process whose executable path contains "klarna-processor" is probed
 // (the bench itself is not). jemalloc's "mallctl" is found at run time: the
 // processor links jemalloc, a sanitizer build does not (its columns are 0).
@@ -107,6 +112,19 @@ static struct status read_status(void) {
   return s;
 }
 
+// A heap profile when live bytes jumped (RSS_PROBE_DUMP set; needs prof:true).
+static void dump_on_burst(mallctl_fn m, long ms, size_t allocated, size_t before) {
+  static int dumps;
+  const char* prefix = getenv("RSS_PROBE_DUMP");
+  if (m == NULL || prefix == NULL || before == 0 || dumps >= 40) return;
+  if (allocated < before + ((size_t)8 << 20)) return;
+  char name[512];
+  snprintf(name, sizeof name, "%s.%ld.%d.heap", prefix, ms, dumps++);
+  const char* file = name;
+  m("prof.dump", NULL, NULL, (void*)&file, sizeof file);
+  fprintf(out, "# heap profile %s (allocated %zu, before %zu)\n", name, allocated, before);
+}
+
 static void* sampler(void* arg) {
   (void)arg;
   mallctl_fn m = (mallctl_fn)dlsym(RTLD_DEFAULT, "mallctl");
@@ -115,6 +133,7 @@ static void* sampler(void* arg) {
   fprintf(out,
           "t_ms rss_kib anon_kib file_kib shmem_kib hwm_kib allocated active resident retained "
           "mapped metadata dirty consumer_queue_bytes consumer_queue_msgs producer_queue_bytes\n");
+  size_t before = 0;
   for (;;) {
     uint64_t epoch = 1;
     size_t l = sizeof epoch;
@@ -129,6 +148,9 @@ static void* sampler(void* arg) {
             ctl(m, "stats.resident"), ctl(m, "stats.retained"), ctl(m, "stats.mapped"),
             ctl(m, "stats.metadata"), dirty, consumer_queue_bytes, consumer_queue_msgs,
             producer_queue_bytes);
+    size_t allocated = ctl(m, "stats.allocated");
+    dump_on_burst(m, ms, allocated, before);
+    before = allocated;
     fflush(out);
     usleep(20000);
   }
