@@ -267,7 +267,13 @@ bool Processor::run(const std::atomic<bool>& stop) {
   log_.info("consuming", {{"group_id", settings_.group_id}, {"topics", topics.size()}});
 
   bool ok = true;
+  // Both batches' buffers at their full size once: start_commit() swaps them,
+  // so an unreserved one would grow by doubling to 8,192 slots for a batch of
+  // 5,000 (12 MiB instead of 7 at ~1.3 KB a message) with both the old and
+  // the new buffer live while it grows (docs/PERFORMANCE.md, "Peak RSS run to
+  // run").
   pending_.reserve(settings_.batch_size);
+  committing_.reserve(settings_.batch_size);
   while (!stop.load()) {
     heartbeat_.beat();  // the previous batch committed, or there was none
     auto deadline = std::chrono::steady_clock::now() + settings_.batch_timeout;
