@@ -242,6 +242,9 @@ TEST(FollowUps, IdempotencyKeyIsStable) {
   EXPECT_EQ(key, idempotency_key("final_authorization", "req-1", "kns"));
   EXPECT_NE(key, idempotency_key("final_authorization", "req-1", "kns2"));
   EXPECT_NE(idempotency_key("a", "b\nc", ""), idempotency_key("a", "b", "c"));
+  // The value itself, computed independently (Python's hashlib: the first
+  // 16 bytes of SHA-256("final_authorization\nreq-1\nkns") in hex).
+  EXPECT_EQ(key, "kpay-final_authorization-bba1f79a361e35b1d064abc57091652a");
 }
 
 TEST(FollowUps, SettingsFromConfig) {

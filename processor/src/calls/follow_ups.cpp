@@ -3,7 +3,6 @@
 // header, idempotency key). Pure functions: no store, no clock.
 #include "kpay/processor/follow_ups.hpp"
 
-#include <openssl/evp.h>
 #include <simdjson.h>
 
 #include <array>
@@ -11,6 +10,7 @@
 #include "kpay/core/json_writer.hpp"
 #include "kpay/core/overloaded.hpp"
 #include "kpay/processor/state_machines.hpp"
+#include "sha256.hpp"
 
 namespace kpay::processor {
 
@@ -478,7 +478,8 @@ storage::OutboxOperation operation_of(const FollowUp& f) {
                         [](const SdkToken&) { return Op::sdk_token; },
                         [](const FetchSettlement&) { return Op::fetch_settlement; },
                         [](const FetchSettlementTransactions& g) {
-                          return g.csv ? Op::fetch_settlement_csv : Op::fetch_settlement_transactions;
+                          return g.csv ? Op::fetch_settlement_csv
+                                       : Op::fetch_settlement_transactions;
                         },
                         [](const FetchPayoutStatus&) { return Op::fetch_payout_status; },
                     },
@@ -496,16 +497,16 @@ std::string idempotency_key(std::string_view operation, std::string_view entity_
   material.append(operation).push_back('\n');
   material.append(entity_id).push_back('\n');
   material.append(discriminator);
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_Digest(material.data(), material.size(), digest, &len, EVP_sha256(), nullptr);
+  const std::string digest = sha256(material);
   static constexpr char kHex[] = "0123456789abcdef";
   std::string key = "kpay-";
   key += operation;
   key += '-';
-  for (unsigned i = 0; i < 16 && i < len; ++i) {  // 128 bits: collisions are not a concern
-    key += kHex[digest[i] >> 4];
-    key += kHex[digest[i] & 0xf];
+  for (std::size_t i = 0; i < 16 && i < digest.size();
+       ++i) {  // 128 bits: collisions are not a concern
+    const auto byte = static_cast<unsigned char>(digest[i]);
+    key += kHex[byte >> 4];
+    key += kHex[byte & 0xf];
   }
   return key;
 }

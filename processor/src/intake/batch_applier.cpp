@@ -3,8 +3,6 @@
 // publish-queue rows, offsets.
 #include "kpay/processor/batch_applier.hpp"
 
-#include <openssl/evp.h>
-
 #include <chrono>
 #include <memory>
 
@@ -17,6 +15,7 @@
 #include "kpay/core/wall_clock.hpp"
 #include "kpay/processor/gap_repair.hpp"
 #include "kpay/processor/reconciler.hpp"
+#include "sha256.hpp"
 
 namespace kpay::processor {
 
@@ -112,25 +111,10 @@ std::string queue_follow_ups(storage::Store& store, const FollowUpSettings& sett
   return joined(std::move(reason), ": ", queued_note(e.follow_ups));
 }
 
-// SHA-256 of a body, raw (32 bytes): the inbox keeps it per event_id. The
-// algorithm is fetched and the context made once per thread: EVP_sha256()
-// in EVP_Digest looked the implementation up and made a context for every
-// message, a third of the digest's instructions (docs/PERFORMANCE.md).
+// SHA-256 of a body, raw (32 bytes): the inbox keeps it per event_id (empty,
+// as before, if OpenSSL fails: the event is applied without one).
 std::string body_digest(std::string_view body) {
-  struct Sha256 {
-    std::unique_ptr<EVP_MD, decltype(&EVP_MD_free)> md{EVP_MD_fetch(nullptr, "SHA256", nullptr),
-                                                       &EVP_MD_free};
-    std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx{EVP_MD_CTX_new(), &EVP_MD_CTX_free};
-  };
-  thread_local const Sha256 sha;
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  if (!sha.md || !sha.ctx || EVP_DigestInit_ex2(sha.ctx.get(), sha.md.get(), nullptr) != 1 ||
-      EVP_DigestUpdate(sha.ctx.get(), body.data(), body.size()) != 1 ||
-      EVP_DigestFinal_ex(sha.ctx.get(), digest, &len) != 1) {
-    return {};  // as before: no digest kept, the event applied without one
-  }
-  return std::string(reinterpret_cast<const char*>(digest), len);
+  return sha256(body);
 }
 
 void count(Outcome o, BatchResult& out) {
