@@ -333,35 +333,6 @@ struct KeepLogsOnFailure {
   }
 };
 
-// Everything settled: the scenario ended, no delivery pending, no call due,
-// every acknowledged webhook in the processor's inbox, every command
-// answered, and the processor's view equal to the sim's.
-bool drained(System& sys, const Figures& f, States& sim, States& ours) {
-  if (sys.sim("GET", "/_sim/scenarios").find("\"finished\":true") == std::string::npos) {
-    return false;
-  }
-  if (delivery_summary(sys)["pending"] != 0) return false;
-  if (query(sys.db(), "SELECT COUNT(*) FROM outbox WHERE status IN ('pending', 'in_flight')") !=
-      0) {
-    return false;
-  }
-  std::set<std::string> inbox;
-  for (const auto& r : rows(sys.db(), "SELECT event_id FROM inbox")) inbox.insert(r.at(0));
-  for (const auto& id : delivered_event_ids(sys)) {
-    if (!inbox.count(id)) return false;  // acknowledged, not consumed yet
-  }
-  std::set<std::string> answered;
-  for (const auto& r : sys.results()) {
-    if (r.final()) answered.insert(r.command_id);
-  }
-  for (const auto& id : f.commands) {
-    if (!answered.count(id)) return false;
-  }
-  sim = sim_states(sys);
-  ours = processor_states(sys.db());
-  return !sim.empty() && sim == ours;
-}
-
 }  // namespace
 
 TEST(Chaos, UnderKillsOutagesAndFaultsEveryEffectHappensOnceAndTheStatesAgree) {
@@ -433,8 +404,10 @@ TEST(Chaos, UnderKillsOutagesAndFaultsEveryEffectHappensOnceAndTheStatesAgree) {
   const auto& f = chaos.figures();
 
   States sim, ours;
+  Answers answered;
   const auto drain_start = Clock::now();
-  const bool settled = wait_until([&] { return drained(sys, f, sim, ours); }, 240s);
+  const bool settled =
+      wait_until([&] { return drained(sys, f.commands, answered, sim, ours); }, 240s);
   const auto drain_s = std::chrono::duration<double>(Clock::now() - drain_start).count();
   EXPECT_TRUE(settled) << "not drained:\n"
                        << describe_differences(sim, ours)

@@ -126,6 +126,37 @@ std::int64_t executed(const Executions& ex, const std::string& route) {
   return it == ex.by_route.end() ? 0 : it->second;
 }
 
+bool drained(System& sys, const std::vector<std::string>& commands, Answers& answered, States& sim,
+             States& ours) {
+  answered.clear();
+  for (const auto& r : sys.results()) {  // every result read so far
+    if (r.final()) answered[r.command_id].push_back(r.status);
+  }
+  for (const auto& id : commands) {
+    if (!answered.count(id)) return false;
+  }
+  if (query(sys.db(), "SELECT COUNT(*) FROM outbox WHERE status IN ('pending', 'in_flight')") !=
+      0) {
+    return false;
+  }
+  // Published and acknowledged (rows are deleted with the next batch).
+  if (query(sys.db(), "SELECT COUNT(*) FROM publish_queue") != 0) return false;
+  if (sys.sim("GET", "/_sim/scenarios").find("\"finished\":true") == std::string::npos) {
+    return false;
+  }
+  if (delivery_summary(sys)["pending"] != 0) return false;
+  // Consumed: every acknowledged webhook in the inbox (a rebalance pauses
+  // consumption while the states may already agree with the sim's).
+  std::set<std::string> inbox;
+  for (const auto& r : rows(sys.db(), "SELECT event_id FROM inbox")) inbox.insert(r.at(0));
+  for (const auto& id : delivered_event_ids(sys)) {
+    if (!inbox.count(id)) return false;
+  }
+  sim = sim_states(sys);
+  ours = processor_states(sys.db());
+  return !sim.empty() && sim == ours;
+}
+
 void expect_every_acknowledged_webhook_applied_once(System& sys) {
   std::set<std::string> inbox;
   for (const auto& r : rows(sys.db(), "SELECT event_id FROM inbox")) inbox.insert(r.at(0));

@@ -48,6 +48,20 @@ std::int64_t most_per_key(const Executions& ex);
 // How often the sim executed `route` (0 when never).
 std::int64_t executed(const Executions& ex, const std::string& route);
 
+// Final command statuses seen per command id (a republication may repeat one).
+using Answers = std::map<std::string, std::vector<std::string>>;
+
+// Everything settled: every command answered, no call due, no result
+// unpublished, the scenario finished, no delivery pending, every acknowledged
+// webhook in the inbox, and the processors' states equal to the sim's.
+// Read in that causal order so that nothing can slip in between two reads: a
+// call the sim answered has queued its webhooks before its answer, so once
+// the calls are done a later "nothing pending" covers them, and a webhook
+// delivered after that read was acknowledged before the inbox read.
+// `answered` gets what was read of the results.
+bool drained(System& sys, const std::vector<std::string>& commands, Answers& answered, States& sim,
+             States& ours);
+
 // The checks every end-to-end run ends with (gtest EXPECTs, so a failure
 // names what was lost or doubled):
 // - every webhook the receiver acknowledged is in the processor's inbox, and

@@ -103,44 +103,17 @@ class Load {
   }
   const std::vector<std::string>& commands() const { return commands_; }
 
-  // Everything settled: the scenario ended, no delivery pending, no call due,
-  // every command answered, and the processors' view equal to the sim's.
+  // Everything settled (e2e_checks.hpp).
   bool drained(States& sim, States& ours) {
-    if (sys_.sim("GET", "/_sim/scenarios").find("\"finished\":true") == std::string::npos) {
-      return false;
-    }
-    if (delivery_summary(sys_)["pending"] != 0) return false;
-    if (query(sys_.db(), "SELECT COUNT(*) FROM outbox WHERE status IN ('pending', 'in_flight')") !=
-        0) {
-      return false;
-    }
-    // Published and acknowledged (rows are deleted with the next batch).
-    if (query(sys_.db(), "SELECT COUNT(*) FROM publish_queue") != 0) return false;
-    // Consumed: every acknowledged webhook in the inbox (a rebalance pauses
-    // consumption while the states may already agree with the sim's).
-    std::set<std::string> inbox;
-    for (const auto& r : rows(sys_.db(), "SELECT event_id FROM inbox")) inbox.insert(r.at(0));
-    for (const auto& id : delivered_event_ids(sys_)) {
-      if (!inbox.count(id)) return false;
-    }
-    answered_.clear();
-    for (const auto& r : sys_.results()) {  // every result read so far
-      if (r.final()) answered_[r.command_id].push_back(r.status);
-    }
-    for (const auto& id : commands_) {
-      if (!answered_.count(id)) return false;
-    }
-    sim = sim_states(sys_);
-    ours = processor_states(sys_.db());
-    return !sim.empty() && sim == ours;
+    return test::drained(sys_, commands_, answered_, sim, ours);
   }
-  const std::map<std::string, std::vector<std::string>>& answered() const { return answered_; }
+  const Answers& answered() const { return answered_; }
 
  private:
   System& sys_;
   std::set<std::string> seen_;
   std::vector<std::string> commands_;
-  std::map<std::string, std::vector<std::string>> answered_;  // command → final statuses seen
+  Answers answered_;  // command → final statuses seen
 };
 
 // The webhooks as Kafka holds them, in the order they came in (Kafka
