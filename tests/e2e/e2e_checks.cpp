@@ -126,8 +126,17 @@ std::int64_t executed(const Executions& ex, const std::string& route) {
   return it == ex.by_route.end() ? 0 : it->second;
 }
 
+Activity activity(System& sys) {
+  auto d = delivery_summary(sys);  // empty when the sim did not answer: -1 below
+  const auto deliveries =
+      d.count("pending") == 0 ? -1 : d["pending"] + d["delivered"] + d["failed"];
+  return {query(sys.db(), "SELECT COUNT(*) FROM outbox"), deliveries,
+          query(sys.db(), "SELECT COUNT(*) FROM inbox")};
+}
+
 bool drained(System& sys, const std::vector<std::string>& commands, Answers& answered, States& sim,
              States& ours) {
+  const auto before = activity(sys);
   answered.clear();
   for (const auto& r : sys.results()) {  // every result read so far
     if (r.final()) answered[r.command_id].push_back(r.status);
@@ -154,7 +163,7 @@ bool drained(System& sys, const std::vector<std::string>& commands, Answers& ans
   }
   sim = sim_states(sys);
   ours = processor_states(sys.db());
-  return !sim.empty() && sim == ours;
+  return !sim.empty() && sim == ours && activity(sys) == before;
 }
 
 void expect_every_acknowledged_webhook_applied_once(System& sys) {

@@ -51,14 +51,24 @@ std::int64_t executed(const Executions& ex, const std::string& route);
 // Final command statuses seen per command id (a republication may repeat one).
 using Answers = std::map<std::string, std::vector<std::string>>;
 
+// What moves whenever anything happens: the outbox's rows, the deliveries the
+// sim made (pending, delivered or failed), the inbox's rows. Equal before and
+// after a drain check's reads: nothing was created while they were read.
+struct Activity {
+  long long outbox = 0, deliveries = 0, inbox = 0;
+  bool operator==(const Activity&) const = default;
+};
+Activity activity(System& sys);
+
 // Everything settled: every command answered, no call due, no result
 // unpublished, the scenario finished, no delivery pending, every acknowledged
-// webhook in the inbox, and the processors' states equal to the sim's.
-// Read in that causal order so that nothing can slip in between two reads: a
-// call the sim answered has queued its webhooks before its answer, so once
-// the calls are done a later "nothing pending" covers them, and a webhook
-// delivered after that read was acknowledged before the inbox read.
-// `answered` gets what was read of the results.
+// webhook in the inbox, the processors' states equal to the sim's, and no
+// activity (above) while this was read. Read in that causal order: a call the
+// sim answered queued its webhooks before its answer, so once the calls are
+// done a later "nothing pending" covers them, and a webhook delivered after
+// that read was acknowledged before the inbox read; a row or delivery created
+// meanwhile (a webhook consumed after the outbox was read) changes the
+// activity. `answered` gets what was read of the results.
 bool drained(System& sys, const std::vector<std::string>& commands, Answers& answered, States& sim,
              States& ours);
 

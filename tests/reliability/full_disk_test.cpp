@@ -333,8 +333,9 @@ TEST(FullDisk, ProcessorStopsConsumingSaysWhyAndResumesWithEveryEffectOnce) {
   States sim, ours;
   const bool settled = wait_until(
       [&] {
-        // Calls done before "nothing pending" is read: a call's webhooks are
-        // queued at the sim before its answer (e2e_checks.hpp, drained).
+        // Calls done before "nothing pending" is read, and no activity while
+        // this is read (e2e_checks.hpp, drained).
+        const auto before = activity(sys);
         if (query(sys.db(),
                   "SELECT COUNT(*) FROM outbox WHERE status IN ('pending', 'in_flight')") != 0 ||
             sys.sim("GET", "/_sim/scenarios").find("\"finished\":true") == std::string::npos ||
@@ -348,7 +349,7 @@ TEST(FullDisk, ProcessorStopsConsumingSaysWhyAndResumesWithEveryEffectOnce) {
         }
         sim = sim_states(sys);
         ours = processor_states(sys.db());
-        return !sim.empty() && sim == ours;
+        return !sim.empty() && sim == ours && activity(sys) == before;
       },
       240s);
   EXPECT_TRUE(settled) << "not drained:\n"
