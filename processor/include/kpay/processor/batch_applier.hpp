@@ -121,6 +121,7 @@ struct BatchResult {
 namespace appliers {
 class SenderDayTotals;  // the senders' day totals of a batch (processor/src/commands)
 }
+class BatchFence;  // processor/src/intake/batch_fence.hpp
 
 class BatchApplier {
  public:
@@ -158,6 +159,10 @@ class BatchApplier {
   DecodedMessage decode(InputMessage m) const;
 
  private:
+  // A batch every message of which lies below its partition's committed
+  // offset: reported as fenced, its acknowledged publications deleted.
+  BatchResult finish_fenced(std::span<const DecodedMessage> batch, const BatchFence& fence,
+                            std::span<const std::int64_t> acknowledged);
   // apply_one with the message's trace context set in the store.
   void apply_traced(const DecodedMessage& m, BatchResult& out);
   void apply_one(const DecodedMessage& m, BatchResult& out);
