@@ -133,7 +133,10 @@ class BatchApplier {
   // Throws storage::SqliteError when the store fails; the transaction is then
   // rolled back and the caller may retry the same batch (it is idempotent).
   // `acknowledged` publish-queue rows (broker-confirmed) are deleted in the
-  // same transaction.
+  // same transaction. A batch lying wholly below its partitions' committed
+  // offsets (applied already, by another processor) is reported in `fenced`
+  // without that transaction, its acknowledged rows deleted in one of their
+  // own (intake/batch_fence.hpp).
   BatchResult apply(std::span<const DecodedMessage> batch,
                     std::span<const std::int64_t> acknowledged = {});
   // The same, decoding each message first.
