@@ -199,6 +199,16 @@ void print_statements(Pg& c, long long events) {
                 plans > 0 ? 1000 * pl / plans : 0.0, plans, 100 * (e + pl) / (exec_ms + plan_ms),
                 r[4].c_str());
   }
+  // The offset fence's reads (docs/OPERATIONS.md, "A stalled processor's
+  // batch"): the committed offsets before a batch, the locked ones in it.
+  const auto fence = c.rows(
+      "SELECT calls, total_exec_time, query LIKE '%FOR UPDATE' " + mine +
+      " AND query LIKE 'SELECT topic, partition, next_offset FROM consumer_offsets%' ORDER BY 3");
+  for (const auto& r : fence) {
+    const double k = std::stod(r[0]), e = std::stod(r[1]);
+    std::printf("  fence: %.0f calls (%.4f per event), %.1f us mean: the %s\n", k, k / n,
+                1000 * e / k, r[2] == "t" ? "locked read in the batch" : "read before any lock");
+  }
 }
 
 }  // namespace

@@ -59,6 +59,9 @@ DaemonSettings daemon_settings_from_config(const core::Config& config) {
   s.postgresql.instance = config.string("postgresql.instance", "");
   s.postgresql.claim_lease = config.millis("postgresql.claim_lease_ms", s.postgresql.claim_lease,
                                            std::chrono::seconds(1), std::chrono::hours(1));
+  s.postgresql.idle_in_transaction_timeout = config.millis(
+      "postgresql.idle_in_transaction_timeout_ms", s.postgresql.idle_in_transaction_timeout,
+      std::chrono::milliseconds(0), std::chrono::hours(1));
   s.database = config.string("processor.database", storage::kDefaultStateDatabase);
   s.cache_mib = static_cast<int>(config.integer("processor.sqlite_cache_mib", 32, 2, 1024));
   s.checkpoint_mib = static_cast<int>(

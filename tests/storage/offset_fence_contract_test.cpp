@@ -7,6 +7,7 @@
 // repair) lets the messages be applied again.
 #include <atomic>
 #include <chrono>
+#include <future>
 #include <thread>
 
 #include "kpay/core/wall_clock.hpp"
@@ -205,6 +206,108 @@ TEST_P(OffsetFenceContract, ABatchOverlappingTheOwnersCommitIsSkippedOnItsRetry)
   EXPECT_EQ(stale->fenced[0].count, 2u);
   EXPECT_EQ(history_rows(store(), 0, 2), 3u) << "one history row per offset";
   EXPECT_EQ(store().stored_offset(kTopic, 0), 3);
+}
+
+// The stale processor's batch lies wholly below the offset the owner
+// committed, while the owner's next transaction holds the partition's row.
+// The batch is finished (skipped, counted) from the committed offsets read
+// before any lock: on PostgreSQL it never waits on the owner, who may keep
+// its transaction open as long as it likes (and would meet the stale batch's
+// retry the same way under sustained load). SQLite has one writer: the batch
+// waits for the write lock and then reads the owner's commit.
+TEST_P(OffsetFenceContract, ABatchBelowTheCommittedOffsetFinishesWhileTheOwnerHoldsItsRow) {
+  auto second = second_connection();
+  BatchApplier stale_applier(*second, klarna::Topics{});
+  {
+    BatchApplier owner(store(), klarna::Topics{});
+    const auto applied = batch(0, 4);
+    owner.apply(std::span<const InputMessage>(applied));  // committed: next offset 5
+  }
+  // The owner's next batch, open: the partition's row locked and advanced.
+  WriteTransaction tx(store());
+  const std::vector<TopicPartition> partitions{{kTopic, 0}};
+  ASSERT_EQ(store().fence_offsets(partitions).at({kTopic, 0}), 5);
+  store().save_offset(kTopic, 0, 8);
+
+  const auto messages = batch(1, 3);
+  auto stale = std::async(std::launch::async, [&] {
+    return stale_applier.apply(std::span<const InputMessage>(messages));
+  });
+  const bool several_writers = backend_->sessions_waiting_on_locks().has_value();
+  if (several_writers) {
+    EXPECT_EQ(stale.wait_for(std::chrono::seconds(5)), std::future_status::ready)
+        << "the stale batch waited on the owner's open transaction";
+  }
+  tx.commit();  // ends the wait of a stale batch that blocks (the old code)
+  std::optional<BatchResult> r;
+  try {
+    r = stale.get();
+  } catch (const StoreError& e) {
+    FAIL() << "the stale batch failed: " << e.what();
+  }
+  EXPECT_EQ(r->applied + r->duplicates + r->stale + r->rejected, 0u);
+  ASSERT_EQ(r->fenced.size(), 1u);
+  EXPECT_EQ(r->fenced[0].first, 1);
+  EXPECT_EQ(r->fenced[0].last, 3);
+  EXPECT_EQ(r->fenced[0].count, 3u);
+  // PostgreSQL: the committed offset it read; SQLite: the owner's commit.
+  EXPECT_EQ(r->fenced[0].stored, several_writers ? 5 : 8);
+  EXPECT_EQ((r->next_offsets.at({kTopic, 0})), r->fenced[0].stored);
+  EXPECT_TRUE(r->publications.empty());
+  EXPECT_EQ(history_rows(store(), 0, 4), 5u) << "no duplicate history row";
+  EXPECT_EQ(store().stored_offset(kTopic, 0), 8) << "the owner's offset stands";
+}
+
+// Acknowledged publications of a batch that is skipped wholly are still
+// deleted (in a transaction of their own, without the fence).
+TEST_P(OffsetFenceContract, AWhollySkippedBatchStillDeletesItsAcknowledgedPublications) {
+  auto second = second_connection();
+  BatchApplier owner(store(), klarna::Topics{});
+  BatchApplier stale_applier(*second, klarna::Topics{});
+  const auto applied = batch(0, 2);
+  owner.apply(std::span<const InputMessage>(applied));
+  std::int64_t seq = 0;
+  {
+    WriteTransaction tx(*second);
+    seq = second->enqueue_publish({0, "klarna.payment-states", "k", "v", ""});
+    tx.commit();
+  }
+  const std::vector<std::int64_t> acknowledged{seq};
+  const auto r = stale_applier.apply(std::span<const InputMessage>(applied), acknowledged);
+  ASSERT_EQ(r.fenced.size(), 1u);
+  EXPECT_EQ(r.fenced[0].count, 3u);
+  EXPECT_EQ((r.next_offsets.at({kTopic, 0})), 3);
+  for (const auto& p : second->pending_publications()) EXPECT_NE(p.seq, seq);
+}
+
+// record_apply_error (a message that made its batch throw, set aside as
+// poison) is fenced too: below its partition's stored offset it records
+// nothing (no history row, no dead letter), at or past it the poison record.
+TEST_P(OffsetFenceContract, APoisonRecordBelowTheStoredOffsetRecordsNothing) {
+  auto second = second_connection();
+  BatchApplier owner(store(), klarna::Topics{});
+  BatchApplier stale_applier(*second, klarna::Topics{});
+  const auto applied = batch(0, 2);
+  owner.apply(std::span<const InputMessage>(applied));
+
+  const auto below = stale_applier.record_apply_error(stale_applier.decode(submitted("req-1", 1)),
+                                                      "applier threw");
+  EXPECT_EQ(below.rejected, 0u);
+  EXPECT_TRUE(below.publications.empty());
+  ASSERT_EQ(below.fenced.size(), 1u);
+  EXPECT_EQ(below.fenced[0].first, 1);
+  EXPECT_EQ(below.fenced[0].count, 1u);
+  EXPECT_EQ(below.fenced[0].stored, 3);
+  EXPECT_EQ((below.next_offsets.at({kTopic, 0})), 3);
+  EXPECT_TRUE(second->list_poison(10).empty());
+  EXPECT_EQ(history_rows(*second, 1, 1), 1u) << "the owner's row only";
+
+  const auto past = stale_applier.record_apply_error(stale_applier.decode(submitted("req-3", 3)),
+                                                     "applier threw");
+  EXPECT_EQ(past.rejected, 1u);
+  EXPECT_TRUE(past.fenced.empty());
+  EXPECT_EQ(second->list_poison(10).size(), 1u);
+  EXPECT_EQ(store().stored_offset(kTopic, 0), 4);
 }
 
 KPAY_STORE_CONTRACT(OffsetFenceContract);

@@ -5,6 +5,7 @@
 // the processor stores and publishes findings, klarnactl only shows them.
 #include <iomanip>
 #include <iostream>
+#include <sstream>
 
 #include "ctl_support.hpp"
 #include "klarnactl.hpp"
@@ -173,8 +174,8 @@ void show(storage::Store& store, const std::string& id, bool json) {
 // Every settlement fetched since `since` checked again, and the captures and
 // refunds past the grace period that no report names, in a transaction that
 // is rolled back: what is new would be found by the processor's next run.
-void reconcile(storage::Store& store, std::chrono::milliseconds grace, std::int64_t since,
-               bool json) {
+void reconcile_rolled_back(storage::Store& store, std::chrono::milliseconds grace,
+                           std::int64_t since, bool json) {
   auto& recon = storage::ledger_of(store);
   const auto now = core::now_ms();
   storage::WriteTransaction tx(store);  // never committed
@@ -215,6 +216,31 @@ void reconcile(storage::Store& store, std::chrono::milliseconds grace, std::int6
   std::cout << "captures not settled yet:";
   for (const auto& [currency, amount] : unsettled) std::cout << " " << amount << " " << currency;
   std::cout << (unsettled.empty() ? " none\n" : "\n");
+}
+
+// std::cout written into `to` while it lives.
+class CoutTo {
+ public:
+  explicit CoutTo(std::ostream& to) : old_(std::cout.rdbuf(to.rdbuf())) {}
+  ~CoutTo() { std::cout.rdbuf(old_); }
+  CoutTo(const CoutTo&) = delete;
+  CoutTo& operator=(const CoutTo&) = delete;
+
+ private:
+  std::streambuf* old_;
+};
+
+// The report is printed once its transaction ended: a reader slow to take it
+// (a pager) must not hold the transaction open, which the server would end
+// after postgresql.idle_in_transaction_timeout_ms (docs/OPERATIONS.md).
+void reconcile(storage::Store& store, std::chrono::milliseconds grace, std::int64_t since,
+               bool json) {
+  std::ostringstream report;
+  {
+    CoutTo capture(report);
+    reconcile_rolled_back(store, grace, since, json);
+  }
+  std::cout << report.str();
 }
 
 }  // namespace

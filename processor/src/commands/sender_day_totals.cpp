@@ -50,11 +50,13 @@ bool limits_per_day(const CommandPolicy& policy, const std::string& sender) {
 }  // namespace
 
 std::vector<std::string> day_total_keys(std::span<const DecodedMessage> batch,
-                                        const CommandPolicy& policy) {
+                                        const CommandPolicy& policy,
+                                        const std::function<bool(const DecodedMessage&)>& skipped) {
   std::vector<std::string> keys;
   for (const auto& d : batch) {
     const auto& sender = d.origin.sender;
     if (sender.empty() || !std::holds_alternative<Command>(d.decoded)) continue;
+    if (skipped && skipped(d)) continue;
     std::string key = "sender-day-total:" + sender;
     if (std::find(keys.begin(), keys.end(), key) != keys.end()) continue;
     if (limits_per_day(policy, sender)) keys.push_back(std::move(key));

@@ -15,6 +15,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <span>
@@ -53,8 +54,9 @@ class SenderDayTotals {
 // The serialisation keys of a batch (UnitOfWork::begin_write_serialised):
 // one per sender of a signed command in it whose permissions set a per-day
 // limit; none for a batch without such commands (the common case costs
-// nothing).
-std::vector<std::string> day_total_keys(std::span<const DecodedMessage> batch,
-                                        const CommandPolicy& policy);
+// nothing). Messages `skipped` (the batch's fence) need none.
+std::vector<std::string> day_total_keys(
+    std::span<const DecodedMessage> batch, const CommandPolicy& policy,
+    const std::function<bool(const DecodedMessage&)>& skipped = {});
 
 }  // namespace kpay::processor::appliers

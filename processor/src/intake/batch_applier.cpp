@@ -194,13 +194,20 @@ BatchResult BatchApplier::apply(std::span<const DecodedMessage> batch,
                                 std::span<const std::int64_t> acknowledged) {
   BatchResult out;
   day_totals_->clear();  // nothing of a batch that failed
+  // Before any lock: a batch applied already in full (this processor lost
+  // its partitions) is finished without the transaction (batch_fence.hpp).
+  BatchFence fence(store_, batch);
+  if (fence.nothing_left()) return finish_fenced(batch, fence, acknowledged);
   // Begun after any other processor's batch that may add to the same
   // senders' day totals committed (sender_day_totals.hpp).
-  const auto keys =
-      security_ ? appliers::day_total_keys(batch, security_->policy) : std::vector<std::string>();
+  const auto keys = security_ ? appliers::day_total_keys(batch, security_->policy,
+                                                         [&](const DecodedMessage& d) {
+                                                           return fence.below_committed(d.message);
+                                                         })
+                              : std::vector<std::string>();
   storage::WriteTransaction tx(store_, keys);
   // First: on PostgreSQL it takes the snapshot and the partitions' rows.
-  const BatchFence fence(store_, batch);
+  fence.lock(store_);
   for (std::int64_t seq : acknowledged) store_.delete_published(seq);
   for (const auto& d : batch) {
     auto& next = out.next_offsets[{d.message.topic, d.message.partition}];
@@ -212,6 +219,29 @@ BatchResult BatchApplier::apply(std::span<const DecodedMessage> batch,
   fence.save_offsets(store_, out);
   store_.index_history_if_due();
   tx.commit();
+  return out;
+}
+
+// Every message below its partition's committed offset: skipped and
+// reported as the fence does in the transaction, no offset written (the
+// stored ones stand, and are the batch's next offsets). Only the
+// acknowledged publications need a transaction, of their own, without the
+// partitions' rows.
+BatchResult BatchApplier::finish_fenced(std::span<const DecodedMessage> batch,
+                                        const BatchFence& fence,
+                                        std::span<const std::int64_t> acknowledged) {
+  BatchResult out;
+  for (const auto& d : batch) {
+    auto& next = out.next_offsets[{d.message.topic, d.message.partition}];
+    next = std::max(next, d.message.offset + 1);
+    fence.holds_back(d.message, out);
+  }
+  fence.save_offsets(store_, out);  // writes nothing: every partition is behind
+  if (!acknowledged.empty()) {
+    storage::WriteTransaction tx(store_);
+    for (std::int64_t seq : acknowledged) store_.delete_published(seq);
+    tx.commit();
+  }
   return out;
 }
 
@@ -246,9 +276,12 @@ void BatchApplier::recheck_settlements(BatchResult& out) {
 }
 
 BatchResult BatchApplier::record_apply_error(const DecodedMessage& d, std::string_view what) {
+  const std::span<const DecodedMessage> one(&d, 1);
+  BatchFence fence(store_, one);
+  if (fence.nothing_left()) return finish_fenced(one, fence, {});
   BatchResult out;
   storage::WriteTransaction tx(store_);
-  const BatchFence fence(store_, std::span(&d, 1));
+  fence.lock(store_);
   const InputMessage& m = d.message;
   out.next_offsets[{m.topic, m.partition}] = m.offset + 1;
   if (!fence.holds_back(m, out)) {

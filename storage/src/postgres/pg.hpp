@@ -72,7 +72,8 @@ class PgError : public StoreError {
 
 // Class 08 (connection exception), 40001 (serialization failure), 40P01
 // (deadlock detected), 57P01/57P02/57P03 (admin shutdown, crash shutdown,
-// cannot connect now: a restart or failover), 53300 (too many connections),
+// cannot connect now: a restart or failover), 25P03 (the session ended by
+// idle_in_transaction_session_timeout), 53300 (too many connections),
 // 55P03 (lock not available), 25006 (read-only transaction: a standby that was
 // just promoted is still read-only for a moment, or a primary demoted).
 bool is_transient_sqlstate(std::string_view sqlstate);
@@ -168,6 +169,9 @@ struct ConnectOptions {
   std::optional<std::string> password;
   std::string application_name = "kpay";
   std::chrono::seconds connect_timeout{5};
+  // Set on the session at each connect (idle_in_transaction_session_timeout);
+  // 0: left to the server.
+  std::chrono::milliseconds idle_in_transaction_timeout{0};
 };
 
 class Connection {
@@ -254,6 +258,8 @@ class Connection {
     std::string table;  // write_late(): its table; write(): empty
   };
   Connection(PGconn* conn, ConnectOptions options);
+  // After each connect: the notice processor, the session's settings.
+  void set_up_session();
   // The late writes of a table `sql` names join the queue (all of them, in
   // order: one table's rows may be written by another's statements).
   void release_late_for(std::string_view sql);

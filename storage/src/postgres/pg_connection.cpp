@@ -42,8 +42,17 @@ Connection Connection::open(const ConnectOptions& o) {
     PQfinish(c);
     throw e;
   }
-  PQsetNoticeProcessor(c, ignore_notice, nullptr);
-  return Connection(c, o);
+  Connection out(c, o);
+  out.set_up_session();
+  return out;
+}
+
+void Connection::set_up_session() {
+  PQsetNoticeProcessor(conn_, ignore_notice, nullptr);
+  if (options_.idle_in_transaction_timeout.count() > 0) {
+    exec("SET idle_in_transaction_session_timeout = " +
+         std::to_string(options_.idle_in_transaction_timeout.count()));
+  }
 }
 
 Connection::Connection(PGconn* conn, ConnectOptions options)
@@ -136,7 +145,7 @@ void Connection::reconnect() {
   }
   PQreset(conn_);
   if (PQstatus(conn_) != CONNECTION_OK) throw error_from(conn_, nullptr, "");
-  PQsetNoticeProcessor(conn_, ignore_notice, nullptr);
+  set_up_session();
 }
 
 std::string Connection::describe() const {

@@ -21,6 +21,7 @@ std::unique_ptr<Store> open_postgres_store(const PostgresSettings& settings, boo
   pg::ConnectOptions options;
   options.dsn = settings.dsn;
   options.application_name = "klarna-processor";
+  options.idle_in_transaction_timeout = settings.idle_in_transaction_timeout;
   if (!settings.password_file.empty()) {
     try {
       options.password = read_password_file(settings.password_file);

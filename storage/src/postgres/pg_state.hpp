@@ -102,6 +102,9 @@ class PgState {
   // The stored offsets of `partitions`, their rows locked until the
   // transaction ends (OffsetStore::fence_offsets): one statement.
   std::map<TopicPartition, std::int64_t> fence_offsets(std::span<const TopicPartition> partitions);
+  // The same without the lock (OffsetStore::committed_offsets).
+  std::map<TopicPartition, std::int64_t> committed_offsets(
+      std::span<const TopicPartition> partitions);
 
   // ---- downstream commands (pg_state_commands.cpp) ----
   bool insert_command(const CommandRow& c);

@@ -304,6 +304,27 @@ void PgState::reset_offset(const std::string& topic, std::int32_t partition,
       params(topic, partition, next_offset));
 }
 
+namespace {
+
+// The stored offsets of `partitions` (one statement), their rows locked
+// when the SQL ends with FOR UPDATE.
+std::map<TopicPartition, std::int64_t> offsets_of(Connection& c, std::string_view sql,
+                                                  std::span<const TopicPartition> partitions) {
+  std::map<TopicPartition, std::int64_t> out;
+  if (partitions.empty()) return out;
+  Result r = c.query(
+      sql, params(array_literal(partitions, [](const TopicPartition& tp) { return tp.first; }),
+                  array_literal(partitions, [](const TopicPartition& tp) {
+                    return std::to_string(tp.second);
+                  })));
+  for (int i = 0; i < r.rows(); ++i) {
+    out[{r.text(i, 0), static_cast<std::int32_t>(r.int64(i, 1))}] = r.int64(i, 2);
+  }
+  return out;
+}
+
+}  // namespace
+
 // Rows locked in (topic, partition) order (LockRows runs above the sort), so
 // two transactions fencing the same partitions never deadlock. Under
 // REPEATABLE READ a row another transaction updated after this one's
@@ -311,19 +332,21 @@ void PgState::reset_offset(const std::string& topic, std::int32_t partition,
 // batch is retried on a new snapshot, which sees the other's offsets.
 std::map<TopicPartition, std::int64_t> PgState::fence_offsets(
     std::span<const TopicPartition> partitions) {
-  std::map<TopicPartition, std::int64_t> out;
-  if (partitions.empty()) return out;
-  Result r = c_.query(
-      "SELECT topic, partition, next_offset FROM consumer_offsets "
-      "WHERE (topic, partition) IN (SELECT * FROM unnest($1::TEXT[], $2::INTEGER[])) "
-      "ORDER BY topic, partition FOR UPDATE",
-      params(array_literal(partitions, [](const TopicPartition& tp) { return tp.first; }),
-             array_literal(partitions,
-                           [](const TopicPartition& tp) { return std::to_string(tp.second); })));
-  for (int i = 0; i < r.rows(); ++i) {
-    out[{r.text(i, 0), static_cast<std::int32_t>(r.int64(i, 1))}] = r.int64(i, 2);
-  }
-  return out;
+  return offsets_of(c_,
+                    "SELECT topic, partition, next_offset FROM consumer_offsets "
+                    "WHERE (topic, partition) IN (SELECT * FROM unnest($1::TEXT[], $2::INTEGER[])) "
+                    "ORDER BY topic, partition FOR UPDATE",
+                    partitions);
+}
+
+// A plain read, its own transaction (the caller is outside one): it takes no
+// lock and waits on none.
+std::map<TopicPartition, std::int64_t> PgState::committed_offsets(
+    std::span<const TopicPartition> partitions) {
+  return offsets_of(c_,
+                    "SELECT topic, partition, next_offset FROM consumer_offsets "
+                    "WHERE (topic, partition) IN (SELECT * FROM unnest($1::TEXT[], $2::INTEGER[]))",
+                    partitions);
 }
 
 std::optional<std::int64_t> PgState::stored_offset(const std::string& topic,

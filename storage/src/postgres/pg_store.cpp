@@ -268,6 +268,13 @@ std::map<TopicPartition, std::int64_t> PgStore::fence_offsets(
     std::span<const TopicPartition> partitions) {
   return live().fence_offsets(partitions);
 }
+std::map<TopicPartition, std::int64_t> PgStore::committed_offsets(
+    std::span<const TopicPartition> partitions) {
+  if (in_transaction_) {
+    throw StoreError("committed_offsets: called inside a write transaction", false);
+  }
+  return live().committed_offsets(partitions);
+}
 void PgStore::save_offset(const std::string& topic, std::int32_t partition,
                           std::int64_t next_offset) {
   live().save_offset(topic, partition, next_offset);

@@ -115,6 +115,9 @@ class PgStore final : public Store {
   // OffsetStore
   std::map<TopicPartition, std::int64_t> fence_offsets(
       std::span<const TopicPartition> partitions) override;
+  // Its own statement (autocommit), outside the unit of work.
+  std::map<TopicPartition, std::int64_t> committed_offsets(
+      std::span<const TopicPartition> partitions) override;
   void save_offset(const std::string& topic, std::int32_t partition,
                    std::int64_t next_offset) override;
   std::optional<std::int64_t> stored_offset(const std::string& topic,

@@ -48,7 +48,7 @@ bool is_transient_sqlstate(std::string_view s) {
   if (s.size() != 5) return false;
   if (s.starts_with("08")) return true;  // connection exception
   return s == "40001" || s == "40P01" || s == "57P01" || s == "57P02" || s == "57P03" ||
-         s == "53300" || s == "55P03" || s == "25006";
+         s == "53300" || s == "55P03" || s == "25006" || s == "25P03";
 }
 
 PgError error_from(PGconn* conn, const PGresult* r, std::string_view sql) {

@@ -11,7 +11,10 @@
 // past its Kafka session, the other takes its partitions over, and the
 // stopped one resumes (SIGCONT) with whatever batch it held: a batch the
 // other applied meanwhile is skipped by the offset fence, never recorded
-// twice (docs/OPERATIONS.md, "A stalled processor's batch").
+// twice, and counted in kpay_processor_messages_fenced_total as its warnings
+// say (docs/OPERATIONS.md, "A stalled processor's batch"). Stopped inside a
+// transaction, it holds its rows 2 s at most (idle_in_transaction_timeout_ms):
+// resumed, it reconnects and its batch is fenced.
 #include <gtest/gtest.h>
 #include <libpq-fe.h>
 
@@ -61,12 +64,47 @@ int assigned(const std::string& log_path) {
   return count == std::string::npos ? 0 : std::atoi(log.c_str() + count + 8);
 }
 
+// The admin port of the processor's last start, from its log; 0 if none.
+std::uint16_t admin_port(const std::string& log) {
+  const auto at = log.rfind("\"admin endpoint listening\"");
+  if (at == std::string::npos) return 0;
+  const auto port = log.find("\"port\":", at);
+  return port == std::string::npos ? 0
+                                   : static_cast<std::uint16_t>(std::atoi(log.c_str() + port + 7));
+}
+
+// Messages the processor's last start reported fenced in its warnings.
+long long fenced_in_log(const std::string& log) {
+  const auto start = log.rfind("\"admin endpoint listening\"");
+  long long n = 0;
+  std::istringstream lines(start == std::string::npos ? std::string() : log.substr(start));
+  for (std::string line; std::getline(lines, line);) {
+    if (line.find("below the partition's stored offset skipped") == std::string::npos) continue;
+    const auto count = line.find("\"count\":");
+    if (count != std::string::npos) n += std::atoll(line.c_str() + count + 8);
+  }
+  return n;
+}
+
+// kpay_processor_messages_fenced_total of the processor behind `port`; -1
+// when it cannot be read.
+long long fenced_metric(std::uint16_t port) {
+  const std::string series = "\nkpay_processor_messages_fenced_total ";
+  auto r = test::http_request(port, "GET", "/metrics");
+  if (!r || r->status != 200) return -1;
+  const auto at = r->body.find(series);
+  return at == std::string::npos ? -1 : std::atoll(r->body.c_str() + at + series.size());
+}
+
 std::string write_config(const std::string& dir, const std::string& name, const std::string& dsn,
                          const std::string& bootstrap) {
   const std::string path = dir + "/" + name + ".toml";
   std::ofstream out(path);
   out << "[processor]\nstore = \"postgresql\"\nbatch_size = 20\nbatch_timeout_ms = 5\n"
-      << "[postgresql]\ndsn = \"" << dsn << "\"\ninstance = \"" << name << "\"\n"
+      << "[postgresql]\ndsn = \"" << dsn << "\"\ninstance = \"" << name
+      << "\"\n"
+      // A processor stopped inside a transaction holds its rows 2 s at most.
+      << "idle_in_transaction_timeout_ms = 2000\n"
       << "[kafka]\nbootstrap_servers = \"" << bootstrap << "\"\n"
       << "group_id = \"multi\"\ntopic_prefix = \"multi.\"\n"
       << "[kafka.properties]\n\"session.timeout.ms\" = \"3000\"\n"
@@ -155,6 +193,21 @@ TEST(MultiProcessorPostgres, TwoProcessorsAndACrashApplyEveryMessageOnce) {
     ASSERT_TRUE(test::wait_until([&] { return consumed() >= total; }, std::chrono::seconds(120)))
         << consumed() << " of " << total << "\n"
         << test::read_file(dir + "/proc-a.log") << test::read_file(dir + "/proc-b.log");
+    // Every message a processor skipped below the stored offset is counted
+    // in its kpay_processor_messages_fenced_total, as its warnings say.
+    long long metric = -1, logged = -1;
+    const bool counted = test::wait_until(
+        [&] {
+          const std::string la = test::read_file(dir + "/proc-a.log");
+          const std::string lb = test::read_file(dir + "/proc-b.log");
+          const long long ma = fenced_metric(admin_port(la)), mb = fenced_metric(admin_port(lb));
+          metric = ma < 0 || mb < 0 ? -1 : ma + mb;
+          logged = fenced_in_log(la) + fenced_in_log(lb);
+          return metric == logged;
+        },
+        std::chrono::seconds(10));
+    EXPECT_TRUE(counted) << metric << " fenced in the metrics, " << logged << " in the warnings";
+    std::cout << "messages fenced: " << metric << " (metrics), " << logged << " (warnings)\n";
     for (test::ChildProcess* p : {&first, second.get()}) {
       p->signal(SIGTERM);
       auto status = p->wait(std::chrono::seconds(30));
@@ -175,6 +228,9 @@ TEST(MultiProcessorPostgres, TwoProcessorsAndACrashApplyEveryMessageOnce) {
   for (std::string line; std::getline(lines, line);) {
     if (line.find("below the partition's stored offset skipped") != std::string::npos) {
       std::cout << "a stale batch fenced: " << line << "\n";
+    }
+    if (line.find("idle-in-transaction timeout") != std::string::npos) {
+      std::cout << "a session ended while its processor was stopped: " << line << "\n";
     }
     if (line.find("another processor changed the same rows") != std::string::npos) {
       if (line.find("injected at commit") != std::string::npos) {

@@ -48,6 +48,12 @@ TEST(PostgresDaemonSettings, RefusedUntilComplete) {
   EXPECT_EQ(s.store, storage::StoreBackend::postgresql);
   EXPECT_EQ(s.worker.claim_lease, std::chrono::milliseconds(5000));
   EXPECT_EQ(s.postgresql.dsn, "host=/tmp dbname=kpay");
+  EXPECT_EQ(s.postgresql.idle_in_transaction_timeout, std::chrono::seconds(30)) << "the default";
+  auto idle = processor::daemon_settings_from_config(
+      core::Config::from_string(toml + "idle_in_transaction_timeout_ms = 5000\n"));
+  EXPECT_EQ(idle.postgresql.idle_in_transaction_timeout, std::chrono::milliseconds(5000));
+  EXPECT_EQ(refused_key(toml + "idle_in_transaction_timeout_ms = -1\n"),
+            "postgresql.idle_in_transaction_timeout_ms");
   // SQLite (the default) keeps the single-processor life: no lease.
   auto plain = processor::daemon_settings_from_config(core::Config::from_string(""));
   EXPECT_EQ(plain.store, storage::StoreBackend::sqlite);

@@ -121,6 +121,7 @@ struct BatchResult {
 namespace appliers {
 class SenderDayTotals;  // the senders' day totals of a batch (processor/src/commands)
 }
+class BatchFence;  // processor/src/intake/batch_fence.hpp
 
 class BatchApplier {
  public:
@@ -132,7 +133,10 @@ class BatchApplier {
   // Throws storage::SqliteError when the store fails; the transaction is then
   // rolled back and the caller may retry the same batch (it is idempotent).
   // `acknowledged` publish-queue rows (broker-confirmed) are deleted in the
-  // same transaction.
+  // same transaction. A batch lying wholly below its partitions' committed
+  // offsets (applied already, by another processor) is reported in `fenced`
+  // without that transaction, its acknowledged rows deleted in one of their
+  // own (intake/batch_fence.hpp).
   BatchResult apply(std::span<const DecodedMessage> batch,
                     std::span<const std::int64_t> acknowledged = {});
   // The same, decoding each message first.
@@ -158,6 +162,10 @@ class BatchApplier {
   DecodedMessage decode(InputMessage m) const;
 
  private:
+  // A batch every message of which lies below its partition's committed
+  // offset: reported as fenced, its acknowledged publications deleted.
+  BatchResult finish_fenced(std::span<const DecodedMessage> batch, const BatchFence& fence,
+                            std::span<const std::int64_t> acknowledged);
   // apply_one with the message's trace context set in the store.
   void apply_traced(const DecodedMessage& m, BatchResult& out);
   void apply_one(const DecodedMessage& m, BatchResult& out);

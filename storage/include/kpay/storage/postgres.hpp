@@ -31,6 +31,17 @@ struct PostgresSettings {
   // How long an outbox row or a job (watchers, publish drain) claimed by a
   // processor stays its own without renewal; after that, another takes it.
   std::chrono::milliseconds claim_lease{45000};
+  // The server ends a session of this store that stays idle inside a
+  // transaction longer than this (idle_in_transaction_session_timeout, set
+  // on each session): a processor stopped mid-transaction (SIGSTOP, a
+  // debugger, a paused VM) then holds its row locks no longer, and once
+  // resumed finds its session gone, reconnects and retries its batch (a
+  // transient fault), which the offset fence then skips if another
+  // processor applied it meanwhile. Below Kafka's session timeout (45 s by
+  // default), so the locks are gone before its partitions are handed over;
+  // far above any pause between a transaction's statements (nothing here
+  // waits on the network inside one). 0: the server's own setting.
+  std::chrono::milliseconds idle_in_transaction_timeout{30000};
   // This processor's name in its claims (unique among the processors on one
   // database). Stable across restarts (e.g. the host's name), a restarted
   // processor takes its own in_flight calls back at once; otherwise they wait

@@ -58,6 +58,20 @@ class OffsetStore {
     }
     return out;
   }
+  // The stored next offset of each of `partitions` that has one, as
+  // committed, read without a lock: called outside any write transaction,
+  // before a batch takes any lock (storage/README.md, "Publish queue and
+  // offsets"). Messages below it were applied already: a batch holding only
+  // such messages is finished without a transaction, so a processor that
+  // lost its partitions never waits on (nor conflicts with) the owner's
+  // open transaction. Only a backend several processors write (PostgreSQL)
+  // reads them (one statement); one with a single writer (SQLite) answers
+  // nothing at no cost, its fence_offsets never waiting on another processor.
+  virtual std::map<TopicPartition, std::int64_t> committed_offsets(
+      std::span<const TopicPartition> partitions) {
+    (void)partitions;
+    return {};
+  }
   // Never moves backwards (the larger of stored and given is kept).
   virtual void save_offset(const std::string& topic, std::int32_t partition,
                            std::int64_t next_offset) = 0;
