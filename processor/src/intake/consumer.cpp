@@ -88,7 +88,9 @@ Processor::Processor(ProcessorSettings settings, storage::Store& store, core::Re
       {"acks", "all"},
       {"linger.ms", "5"},
       // Backpressure instead of buffering: produce() polls when this is full.
-      {"queue.buffering.max.kbytes", "16384"},
+      // 4 MiB: the first batches' publications held 7 MiB for ~0.5 s, often
+      // at the run's RSS peak (docs/PERFORMANCE.md, "The prefetch wake").
+      {"queue.buffering.max.kbytes", "4096"},
       {"log_level", "4"},
   };
   for (const auto& p : settings_.kafka_properties) producer_props.push_back(p);
@@ -107,9 +109,13 @@ Processor::Processor(ProcessorSettings settings, storage::Store& store, core::Re
       // (consumer_gaps.cpp) instead of being moved to the log's start.
       {"auto.offset.reset", "error"},
       // Bound what librdkafka prefetches and fetches at once: the RSS budget
-      // is 128 MiB, and a batch needs only a few MB of messages in hand.
-      {"queued.max.messages.kbytes", "8192"},
-      {"fetch.max.bytes", "8388608"},
+      // is 128 MiB, and a batch needs only a few MB of messages in hand. 4 MiB
+      // each, with the prefetch wake refilling the queue at half of it
+      // (intake/prefetch_wake.hpp): 1.16-1.28x the events/s of 8 MiB without
+      // the wake, peak RSS <= 113 MiB in 15 runs (docs/PERFORMANCE.md, "The
+      // prefetch wake").
+      {"queued.max.messages.kbytes", "4096"},
+      {"fetch.max.bytes", "4194304"},
       {"max.partition.fetch.bytes", "1048576"},
       {"log_level", "4"},
   };
