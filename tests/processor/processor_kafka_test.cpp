@@ -156,7 +156,7 @@ TEST(ProcessorKafka, ShuffledDuplicatedLifecyclesConvergeAndRestartResumes) {
     const auto metrics = run.registry.render();
     EXPECT_GT(metric(metrics, "kpay_processor_prefetch_wakes_total{outcome=\"sent\"}"), 0)
         << metrics;
-    // Every leader answered each wake (one ListOffsets request per broker).
+    // Every partition's leader was known and got its request (one per broker).
     EXPECT_EQ(metric(metrics, "kpay_processor_prefetch_wakes_total{outcome=\"failed\"}"), 0);
   }
   // The stored next offsets are the ends of the logs: every offset taken, none beyond.

@@ -111,9 +111,9 @@ Processor::Processor(ProcessorSettings settings, storage::Store& store, core::Re
       // Bound what librdkafka prefetches and fetches at once: the RSS budget
       // is 128 MiB, and a batch needs only a few MB of messages in hand. 4 MiB
       // each, with the prefetch wake refilling the queue at half of it
-      // (intake/prefetch_wake.hpp): 1.16-1.28x the events/s of 8 MiB without
-      // the wake, peak RSS <= 113 MiB in 15 runs (docs/PERFORMANCE.md, "The
-      // prefetch wake").
+      // (intake/prefetch_wake.hpp): 1.08-1.28x the events/s of 8 MiB without
+      // the wake, peak RSS <= 113 MiB in 20 of 20 runs (docs/PERFORMANCE.md,
+      // "The prefetch wake").
       {"queued.max.messages.kbytes", "4096"},
       {"fetch.max.bytes", "4194304"},
       {"max.partition.fetch.bytes", "1048576"},
@@ -351,6 +351,7 @@ bool Processor::run(const std::atomic<bool>& stop) {
   }
 
   // SIGTERM: finish the batches in hand, commit, hand offsets to Kafka, leave.
+  if (wake) wake->request_stop();
   if (!finish_commit()) ok = false;
   if (ok && !pending_.empty()) ok = commit_pending(&stop);
   wake.reset();

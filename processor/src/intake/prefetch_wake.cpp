@@ -51,12 +51,16 @@ PrefetchWake::~PrefetchWake() {
   stop();
 }
 
-void PrefetchWake::stop() {
+void PrefetchWake::request_stop() {
   {
     std::lock_guard lock(mu_);
     stopping_ = true;
   }
   cv_.notify_one();
+}
+
+void PrefetchWake::stop() {
+  request_stop();
   if (thread_.joinable()) thread_.join();
   if (queue_ != nullptr) {
     rd_kafka_queue_destroy(queue_);
@@ -114,16 +118,30 @@ void PrefetchWake::wake_brokers() {
   rd_kafka_topic_partition_list_t* assigned = nullptr;
   if (rd_kafka_assignment(consumer_, &assigned) != RD_KAFKA_RESP_ERR_NO_ERROR ||
       assigned == nullptr) {
-    metrics_.failed.inc();
-    return;
+    return;  // no group (yet): nothing assigned to fetch
   }
   PartitionList partitions(assigned, &rd_kafka_topic_partition_list_destroy);
   if (partitions->cnt == 0) return;  // nothing to fetch: nothing to wake
   // The "timestamp" of each partition: latest (-1), the cheapest answer.
   for (int i = 0; i < partitions->cnt; ++i) partitions->elems[i].offset = RD_KAFKA_OFFSET_END;
   const auto err = rd_kafka_offsets_for_times(consumer_, partitions.get(),
-                                              static_cast<int>(kCallTimeout.count()));
-  (err == RD_KAFKA_RESP_ERR_NO_ERROR ? metrics_.sent : metrics_.failed).inc();
+                                              static_cast<int>(kAnswerWait.count()));
+  // _TIMED_OUT comes only after the requests were handed to every leader's
+  // broker thread, which is the wake; an answer may wait behind a fetch the
+  // broker holds open (responses come in request order), and that broker
+  // needed no wake. It is then discarded by librdkafka.
+  if (err == RD_KAFKA_RESP_ERR_NO_ERROR || err == RD_KAFKA_RESP_ERR__TIMED_OUT) {
+    metrics_.sent.inc();
+    return;
+  }
+  // No leader known (metadata being refreshed, all brokers down): harmless,
+  // the brokers fetch again within their own second. The first failure and
+  // every 100th after it are logged.
+  if (metrics_.failed.value() % 100 == 0) {
+    log_.info("prefetch wake not sent; the brokers fetch again on their own",
+              {{"error", rd_kafka_err2name(err)}, {"failed_so_far", metrics_.failed.value()}});
+  }
+  metrics_.failed.inc();
 }
 
 }  // namespace kpay::processor

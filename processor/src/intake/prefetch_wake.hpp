@@ -22,8 +22,8 @@
 // bytes from the recent payload sizes. Once the queue was near the bound (the
 // broker threads have likely stopped fetching), the first time it is down to
 // half the bound a wake is requested. A thread of its own sends it (the call
-// waits for the answers), at most once per `min_interval`; requests made
-// meanwhile are merged.
+// waits up to kAnswerWait for the answers), at most once per `min_interval`;
+// requests made meanwhile are merged.
 #pragma once
 
 #include <librdkafka/rdkafka.h>
@@ -35,6 +35,7 @@
 #include <mutex>
 #include <thread>
 
+#include "kpay/core/log.hpp"
 #include "kpay/core/metrics.hpp"
 
 namespace kpay::processor {
@@ -63,11 +64,15 @@ class PrefetchWake {
   void on_message(std::size_t payload_bytes);
   void on_empty_poll() { check(); }
 
-  // Waits for a wake in progress (bounded by kCallTimeout) and ends the
-  // thread. Before the consumer is closed.
+  // Asks the thread to end without waiting for it: a wake in progress
+  // finishes meanwhile (the stop's final commit runs in parallel).
+  void request_stop();
+  // Waits for a wake in progress (at most kAnswerWait once sent) and ends
+  // the thread. Before the consumer is closed.
   void stop();
 
-  static constexpr std::chrono::milliseconds kCallTimeout{500};
+  // How long a wake waits for the leaders' answers (they only confirm it).
+  static constexpr std::chrono::milliseconds kAnswerWait{20};
 
  private:
   void check();
@@ -79,6 +84,7 @@ class PrefetchWake {
   rd_kafka_queue_t* queue_;  // the consumer queue (a reference of ours)
   std::chrono::milliseconds min_interval_;
   PrefetchWakeMetrics& metrics_;
+  core::Logger log_{"processor"};
 
   // Consumer thread's state.
   std::int64_t bound_bytes_;
