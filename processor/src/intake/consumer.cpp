@@ -112,7 +112,7 @@ Processor::Processor(ProcessorSettings settings, storage::Store& store, core::Re
       // is 128 MiB, and a batch needs only a few MB of messages in hand. 4 MiB
       // each, with the prefetch wake refilling the queue at half of it
       // (intake/prefetch_wake.hpp): 1.08-1.28x the events/s of 8 MiB without
-      // the wake, peak RSS <= 113 MiB in 20 of 20 runs (docs/PERFORMANCE.md,
+      // the wake, peak RSS <= 114.3 MiB in 25 of 25 runs (docs/PERFORMANCE.md,
       // "The prefetch wake").
       {"queued.max.messages.kbytes", "4096"},
       {"fetch.max.bytes", "4194304"},
