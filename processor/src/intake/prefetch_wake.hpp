@@ -15,7 +15,9 @@
 // their leaders, i.e. an op on the queue of exactly the broker threads that
 // fetch them. The answer is discarded. It changes nothing the consumer
 // relies on: no op version (as pause/resume or seek would, which purge the
-// prefetched messages), no position, no fetch state.
+// prefetched messages), no position, no fetch state. (A partition fetched
+// from a follower, client.rack, would not be woken: the request goes to its
+// leader. The processor fetches from leaders.)
 //
 // When: the consumer thread reports each message (and each empty poll);
 // every few messages it reads the consumer queue's length and estimates its
