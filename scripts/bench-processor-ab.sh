@@ -8,6 +8,10 @@
 #
 #   scripts/bench-processor-ab.sh build /tmp/klarna-processor-before [ROUNDS] [EVENTS]
 #
+# ALSO="label=binary …" adds variants to every round (e.g. a wrapper script
+# that execs a build with `--set kafka.properties.…`); the order of a round's
+# runs rotates from round to round.
+#
 # MAX_RSS_MIB (default 128) is passed to the bench: a comparison of builds
 # whose peaks exceed it needs a higher bound (and says so). (Peaks of 600 MiB
 # in runs before 2026-12-07 09:00 were the bench's own RSS, read between fork
@@ -48,18 +52,27 @@ run() {  # $1 label, $2 processor binary
   echo "$1 $rate $rss $cpus" >>"$dir/results"
 }
 
+labels=(old new)
+declare -A binary=([old]="$BEFORE" [new]="$NEW")
+for v in ${ALSO:-}; do
+  labels+=("${v%%=*}")
+  binary[${v%%=*}]=${v#*=}
+done
+n=${#labels[@]}
 for r in $(seq 1 "$ROUNDS"); do
-  if ((r % 2)); then
-    run old "$BEFORE"
-    run new "$NEW"
-  else
-    run new "$NEW"
-    run old "$BEFORE"
-  fi
+  for i in $(seq 0 $((n - 1))); do
+    if ((n == 2)); then  # old, new; then new, old; …
+      l=${labels[$(((i + r + 1) % 2))]}
+    else
+      l=${labels[$(((i + r - 1) % n))]}
+    fi
+    run "$l" "${binary[$l]}"
+  done
 done
 median() { sort -n | awk '{a[NR]=$1} END{print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
-for b in old new; do
-  echo "$b median events/s=$(awk -v b=$b '$1==b{print $2}' "$dir/results" | median)" \
-    "per-cpu-s=$(awk -v b=$b '$1==b{print $4}' "$dir/results" | median)" \
-    "peak_rss max=$(awk -v b=$b '$1==b{print $3}' "$dir/results" | sort -n | tail -1)MiB"
+for b in "${labels[@]}"; do
+  echo "$b median events/s=$(awk -v b="$b" '$1==b{print $2}' "$dir/results" | median)" \
+    "per-cpu-s=$(awk -v b="$b" '$1==b{print $4}' "$dir/results" | median)" \
+    "peak_rss median=$(awk -v b="$b" '$1==b{print $3}' "$dir/results" | median)" \
+    "max=$(awk -v b="$b" '$1==b{print $3}' "$dir/results" | sort -n | tail -1)MiB"
 done

@@ -3,7 +3,8 @@
 // end in exactly the ordered stream's entity state; the database equals the
 // reference run over the same messages; state changes and dead letters reach
 // their topics; the admin endpoint reports it; a restart resumes without
-// re-applying anything.
+// re-applying anything, and with a tiny prefetch bound (the prefetch wake
+// sent to each of three brokers' partitions) still takes every message once.
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -78,7 +79,9 @@ long long metric(const std::string& text, const std::string& series) {
 }  // namespace
 
 TEST(ProcessorKafka, ShuffledDuplicatedLifecyclesConvergeAndRestartResumes) {
-  core::EmbeddedKafka kafka(1);
+  // Three brokers: the partitions' leaders are spread over them (the mock
+  // picks each leader at random), so a prefetch wake must reach several.
+  core::EmbeddedKafka kafka(3);
   const auto topics = prefixed_topics("it.");
   create_topics(kafka, topics);
   const auto dir = test::make_temp_dir("processor-kafka");
@@ -126,11 +129,23 @@ TEST(ProcessorKafka, ShuffledDuplicatedLifecyclesConvergeAndRestartResumes) {
   }
 
   // Second half to a new instance of the same group and database: it resumes
-  // from the store's offsets and re-applies nothing.
-  auto produced2 = test::produce_events(kafka.bootstrap_servers(), second);
-  produced.insert(produced.end(), produced2.begin(), produced2.end());
+  // from the store's offsets and re-applies nothing. It reads with a 4 KiB
+  // prefetch bound, which every fetch response passes (the embedded broker
+  // answers one produced batch per partition and fetch; three produce calls,
+  // three batches per partition or more): librdkafka then stops fetching
+  // until woken, and the prefetch wake must wake every leader again.
+  for (std::size_t part = 0; part < 3; ++part) {
+    const auto from = second.size() * part / 3, to = second.size() * (part + 1) / 3;
+    auto produced2 = test::produce_events(
+        kafka.bootstrap_servers(),
+        std::vector<test::TestEvent>(second.begin() + static_cast<std::ptrdiff_t>(from),
+                                     second.begin() + static_cast<std::ptrdiff_t>(to)));
+    produced.insert(produced.end(), produced2.begin(), produced2.end());
+  }
+  auto tiny_prefetch = settings;
+  tiny_prefetch.kafka_properties.push_back({"queued.max.messages.kbytes", "4"});
   {
-    RunningProcessor run(settings, db);
+    RunningProcessor run(tiny_prefetch, db);
     ASSERT_TRUE(test::wait_until(
         [&] {
           return test::query_int(db, "SELECT COUNT(*) FROM history") >=
@@ -138,6 +153,27 @@ TEST(ProcessorKafka, ShuffledDuplicatedLifecyclesConvergeAndRestartResumes) {
         },
         std::chrono::seconds(60)));
     EXPECT_TRUE(run.finish());
+    const auto metrics = run.registry.render();
+    EXPECT_GT(metric(metrics, "kpay_processor_prefetch_wakes_total{outcome=\"sent\"}"), 0)
+        << metrics;
+    // Every partition's leader was known and got its request (one per broker).
+    EXPECT_EQ(metric(metrics, "kpay_processor_prefetch_wakes_total{outcome=\"failed\"}"), 0);
+  }
+  // The stored next offsets are the ends of the logs: every offset taken, none beyond.
+  {
+    storage::StateStore store(db);
+    for (const auto& [topic, partitions] :
+         std::vector<std::pair<std::string, int>>{{topics.payment_requests, 4},
+                                                  {topics.payment_transactions, 4},
+                                                  {topics.disputes, 2},
+                                                  {topics.settlements, 2},
+                                                  {topics.accounts, 2},
+                                                  {topics.unrouted, 1}}) {
+      long long next = 0;
+      for (int p = 0; p < partitions; ++p) next += store.stored_offset(topic, p).value_or(0);
+      EXPECT_EQ(next, test::topic_message_count(kafka.bootstrap_servers(), topic, partitions))
+          << topic;
+    }
   }
 
   // Exactly one history row per delivered message: nothing lost, nothing twice.

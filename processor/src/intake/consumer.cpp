@@ -7,11 +7,13 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <utility>
 
 #include "intake/consumer_metrics.hpp"
 #include "intake/message_meta.hpp"
+#include "intake/prefetch_wake.hpp"
 #include "intake/storage_health.hpp"
 #include "kpay/klarna/kafka_contract.hpp"
 #include "kpay/storage/store_error.hpp"
@@ -60,6 +62,10 @@ ProcessorSettings settings_from_config(const core::Config& c) {
   s.gap_repair_auto = repair == "auto";
   s.gap_check_interval = c.millis("processor.gap_check_interval_ms", s.gap_check_interval,
                                   std::chrono::milliseconds(10), std::chrono::milliseconds(60000));
+  s.prefetch_wake = c.boolean("processor.prefetch_wake", s.prefetch_wake);
+  s.prefetch_wake_interval =
+      c.millis("processor.prefetch_wake_interval_ms", s.prefetch_wake_interval,
+               std::chrono::milliseconds(1), std::chrono::milliseconds(10000));
   return s;
 }
 
@@ -69,6 +75,7 @@ Processor::Processor(ProcessorSettings settings, storage::Store& store, core::Re
       applier_(store, settings_.topics, settings_.follow_ups),
       metrics_(std::make_unique<Metrics>(registry)) {
   storage_health_ = std::make_unique<StorageHealth>(store_.database_file(), registry);
+  prefetch_wake_metrics_ = std::make_unique<PrefetchWakeMetrics>(registry);
   secure_commands(registry);
   gap_metrics_ = make_gap_metrics(registry);
   registry.gauge_callback(klarna::contract::metric::processor_consumer_lag,
@@ -81,7 +88,9 @@ Processor::Processor(ProcessorSettings settings, storage::Store& store, core::Re
       {"acks", "all"},
       {"linger.ms", "5"},
       // Backpressure instead of buffering: produce() polls when this is full.
-      {"queue.buffering.max.kbytes", "16384"},
+      // 4 MiB: the first batches' publications held 7 MiB for ~0.5 s, often
+      // at the run's RSS peak (docs/PERFORMANCE.md, "The prefetch wake").
+      {"queue.buffering.max.kbytes", "4096"},
       {"log_level", "4"},
   };
   for (const auto& p : settings_.kafka_properties) producer_props.push_back(p);
@@ -100,9 +109,13 @@ Processor::Processor(ProcessorSettings settings, storage::Store& store, core::Re
       // (consumer_gaps.cpp) instead of being moved to the log's start.
       {"auto.offset.reset", "error"},
       // Bound what librdkafka prefetches and fetches at once: the RSS budget
-      // is 128 MiB, and a batch needs only a few MB of messages in hand.
-      {"queued.max.messages.kbytes", "8192"},
-      {"fetch.max.bytes", "8388608"},
+      // is 128 MiB, and a batch needs only a few MB of messages in hand. 4 MiB
+      // each, with the prefetch wake refilling the queue at half of it
+      // (intake/prefetch_wake.hpp): 1.08-1.28x the events/s of 8 MiB without
+      // the wake, peak RSS <= 114.3 MiB in 25 of 25 runs (docs/PERFORMANCE.md,
+      // "The prefetch wake").
+      {"queued.max.messages.kbytes", "4096"},
+      {"fetch.max.bytes", "4194304"},
       {"max.partition.fetch.bytes", "1048576"},
       {"log_level", "4"},
   };
@@ -274,6 +287,10 @@ bool Processor::run(const std::atomic<bool>& stop) {
   // run").
   pending_.reserve(settings_.batch_size);
   committing_.reserve(settings_.batch_size);
+  std::optional<PrefetchWake> wake;  // stopped before leave_kafka() closes the consumer
+  if (settings_.prefetch_wake) {
+    wake.emplace(consumer_.get(), settings_.prefetch_wake_interval, *prefetch_wake_metrics_);
+  }
   while (!stop.load()) {
     heartbeat_.beat();  // the previous batch committed, or there was none
     auto deadline = std::chrono::steady_clock::now() + settings_.batch_timeout;
@@ -284,6 +301,8 @@ bool Processor::run(const std::atomic<bool>& stop) {
       int wait_ms =
           pending_.empty() ? 100 : static_cast<int>(std::max<std::int64_t>(0, left.count()));
       core::KafkaMessage m(rd_kafka_consumer_poll(consumer_.get(), wait_ms));
+      if (wake && m) wake->on_message(m->len);
+      if (wake && !m) wake->on_empty_poll();
       if (!m) {
         if (!pending_.empty() && std::chrono::steady_clock::now() >= deadline) break;
         if (pending_.empty()) break;  // serve deliveries, then poll again
@@ -332,8 +351,10 @@ bool Processor::run(const std::atomic<bool>& stop) {
   }
 
   // SIGTERM: finish the batches in hand, commit, hand offsets to Kafka, leave.
+  if (wake) wake->request_stop();
   if (!finish_commit()) ok = false;
   if (ok && !pending_.empty()) ok = commit_pending(&stop);
+  wake.reset();
   leave_kafka(ok);
   log_.info("consumer closed", {{"events", events_seen_.load()}});
   return ok;

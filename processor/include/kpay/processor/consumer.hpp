@@ -53,7 +53,8 @@
 
 namespace kpay::processor {
 
-class StorageHealth;  // intake/storage_health.hpp
+class StorageHealth;         // intake/storage_health.hpp
+struct PrefetchWakeMetrics;  // intake/prefetch_wake.hpp
 
 struct ProcessorSettings {
   std::string bootstrap_servers = "127.0.0.1:9092";
@@ -76,6 +77,12 @@ struct ProcessorSettings {
   bool gap_repair_auto = false;
   // How often paused partitions look for the operator's decision.
   std::chrono::milliseconds gap_check_interval{1000};
+  // processor.prefetch_wake: when the consumer queue runs low after reaching
+  // librdkafka's prefetch bound, wake the partitions' leaders' broker threads
+  // so they fetch again at once (intake/prefetch_wake.hpp), at most once per
+  // prefetch_wake_interval.
+  bool prefetch_wake = true;
+  std::chrono::milliseconds prefetch_wake_interval{10};
 };
 
 class Processor {
@@ -188,6 +195,7 @@ class Processor {
   std::unique_ptr<Metrics> metrics_;
   // Why commits fail (disk full, I/O, …): /readyz, log, metric.
   std::unique_ptr<StorageHealth> storage_health_;
+  std::unique_ptr<PrefetchWakeMetrics> prefetch_wake_metrics_;
 
   std::vector<DecodedMessage> pending_;     // being gathered
   std::vector<std::int64_t> acknowledged_;  // publish seqs the broker confirmed
