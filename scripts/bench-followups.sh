@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmarks of the follow-up calls (docs/PERFORMANCE.md, "Follow-up calls"):
+# Benchmarks of the follow-up calls (docs/performance/follow-up-calls.md, "Follow-up calls"):
 #   1. worker_bench: final authorizations/s against klarna-sim with 5 ms added
 #      latency, 10,000 calls at concurrency 64 vs 300 one at a time (each line
 #      also gives steal, load and CPU time over its own measured window);

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# PostgreSQL benchmarks (docs/PERFORMANCE.md, "PostgreSQL: 1, 2 and 3 processors"),
+# PostgreSQL benchmarks (docs/performance/postgresql.md),
 # interleaved so that the machine's load falls on every variant alike:
 #   1. pg_bench: events/s of 1, 2 and 3 processors on one durable PostgreSQL,
 #      with SQLite's processor_bench over the same kind of stream as the

@@ -11,7 +11,7 @@
 #
 # Valgrind's virtual CPU has no SHA extensions: under callgrind OpenSSL runs its
 # AVX2 SHA-256 code whatever the host offers, so the HMAC's count (~18k of a
-# plain request's) is that code's, not the host's (docs/PERFORMANCE.md,
+# plain request's) is that code's, not the host's (docs/performance/receiver.md,
 # "2026-12-07 (16:05–16:47 UTC)").
 #
 #   scripts/receiver-instructions.sh [build-dir] [receiver-binary...]

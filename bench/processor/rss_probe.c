@@ -5,7 +5,7 @@
 // jemalloc's stats.allocated / active / resident / retained / mapped /
 // metadata and dirty pages of all arenas, and from librdkafka's statistics
 // (every 100 ms, turned on by this probe) the consumer queue's bytes and
-// messages and the producer queue's bytes. Used for docs/PERFORMANCE.md,
+// messages and the producer queue's bytes. Used for docs/performance/processor.md,
 // "Peak RSS run to run".
 //
 //   gcc -O2 -shared -fPIC -o /tmp/rss_probe.so bench/processor/rss_probe.c -lrdkafka -ldl -lpthread

@@ -2,7 +2,7 @@
 // fetched and the digest context made once per thread: EVP_Digest with
 // EVP_sha256() looked the implementation up and made a context on every
 // call, a third of the digest's instructions for a webhook body
-// (docs/PERFORMANCE.md, "Where the instructions go"). Used for the inbox's
+// (docs/performance/processor.md, "Where the instructions go"). Used for the inbox's
 // body digest and for the follow-up calls' idempotency keys.
 #pragma once
 

@@ -108,11 +108,10 @@ DROP TRIGGER audit_outbox_requeued;
 // Migration 13: who sent a command is written in the command's own row
 // (commands.sender, commands.sender_key_id), not in a command_senders row of
 // its own: a signed command then costs no extra row and no extra index update
-// (docs/PERFORMANCE.md, "Signed commands"). Every recorded sender moves into
-// its command's row (the processor wrote both rows in one transaction, so each
-// has one); the per-command amounts the old table also kept are summed in
-// sender_day_totals already. The outbox's audit triggers read the sender from
-// the command row.
+// (docs/performance/commands-and-settlements.md, "Signed commands"). Every recorded sender moves
+// into its command's row (the processor wrote both rows in one transaction, so each has one); the
+// per-command amounts the old table also kept are summed in sender_day_totals already. The outbox's
+// audit triggers read the sender from the command row.
 inline constexpr std::string_view kAuditSchemaV13 = R"sql(
 ALTER TABLE commands ADD COLUMN sender TEXT;
 ALTER TABLE commands ADD COLUMN sender_key_id TEXT;

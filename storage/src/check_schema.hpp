@@ -6,7 +6,7 @@
 // building a temporary B-tree of the list, and a CHECK does so on every row
 // it checks: each history row (one per message) opened, filled and dropped
 // one, with two 4 KiB page buffers zeroed — over a fifth of the store
-// thread's instructions (docs/PERFORMANCE.md, "Where the instructions go").
+// thread's instructions (docs/performance/processor.md, "Where the instructions go").
 // Two values or fewer are compared directly already and are left as they are.
 //
 // How: the rows already satisfy the new constraints (the same test, written

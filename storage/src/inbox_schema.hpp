@@ -5,7 +5,7 @@
 // random), and every batch then writes each inbox page it touched: the
 // inbox's width decides how many pages a batch dirties while the table is
 // small against the batch, and how much of the page cache it takes after
-// (docs/PERFORMANCE.md, "SQLite toward 50k events/s"). A row held the
+// (docs/performance/processor.md, "SQLite toward 50k events/s"). A row held the
 // topic's name (~30 bytes) and the body's whole SHA-256 (32 bytes) next to
 // a ~36-byte event id. Now the topic is a number (inbox_topics, a few rows
 // read once per topic) and the digest its first 8 bytes: two bodies of one

@@ -1,5 +1,5 @@
 // A statement census of SQLite connections, for measuring where a store's
-// time goes (docs/PERFORMANCE.md, "Statement census"). Off unless the
+// time goes (docs/performance/processor.md, "Statement census"). Off unless the
 // environment names a file: KPAY_SQLITE_CENSUS=/path/census.tsv. Then every
 // connection Database::open() makes is traced (sqlite3_trace_v2 with
 // SQLITE_TRACE_STMT | SQLITE_TRACE_PROFILE) and, when it closes, appends to

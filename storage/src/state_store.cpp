@@ -59,7 +59,7 @@ void remember(Database& db, std::optional<StoredLink>& slot, const std::string& 
 // part: the row is known to be absent (the INSERT part writes the link) or
 // to hold `link` already. An UPDATE that assigns an indexed column rewrites
 // its index entry even for the same value, a dirty index page per upsert
-// (docs/PERFORMANCE.md, "Statement census").
+// (docs/performance/processor.md, "Statement census").
 bool link_unchanged(Database& db, const std::optional<StoredLink>& known, const std::string& id,
                     const std::optional<std::string>& link) {
   return known && in_transaction(db) && known->id == id && (!known->exists || known->link == link);

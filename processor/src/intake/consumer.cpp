@@ -89,7 +89,7 @@ Processor::Processor(ProcessorSettings settings, storage::Store& store, core::Re
       {"linger.ms", "5"},
       // Backpressure instead of buffering: produce() polls when this is full.
       // 4 MiB: the first batches' publications held 7 MiB for ~0.5 s, often
-      // at the run's RSS peak (docs/PERFORMANCE.md, "The prefetch wake").
+      // at the run's RSS peak (docs/performance/processor.md, "The prefetch wake").
       {"queue.buffering.max.kbytes", "4096"},
       {"log_level", "4"},
   };
@@ -112,7 +112,7 @@ Processor::Processor(ProcessorSettings settings, storage::Store& store, core::Re
       // is 128 MiB, and a batch needs only a few MB of messages in hand. 4 MiB
       // each, with the prefetch wake refilling the queue at half of it
       // (intake/prefetch_wake.hpp): 1.08-1.28x the events/s of 8 MiB without
-      // the wake, peak RSS <= 114.3 MiB in 25 of 25 runs (docs/PERFORMANCE.md,
+      // the wake, peak RSS <= 114.3 MiB in 25 of 25 runs (docs/performance/processor.md,
       // "The prefetch wake").
       {"queued.max.messages.kbytes", "4096"},
       {"fetch.max.bytes", "4194304"},
@@ -283,7 +283,7 @@ bool Processor::run(const std::atomic<bool>& stop) {
   // Both batches' buffers at their full size once: start_commit() swaps them,
   // so an unreserved one would grow by doubling to 8,192 slots for a batch of
   // 5,000 (12 MiB instead of 7 at ~1.3 KB a message) with both the old and
-  // the new buffer live while it grows (docs/PERFORMANCE.md, "Peak RSS run to
+  // the new buffer live while it grows (docs/performance/processor.md, "Peak RSS run to
   // run").
   pending_.reserve(settings_.batch_size);
   committing_.reserve(settings_.batch_size);

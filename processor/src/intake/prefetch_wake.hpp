@@ -1,7 +1,7 @@
 // Wakes librdkafka's broker threads when the consumer queue has drained, so
 // that they fetch again at once instead of up to a second later.
 //
-// Why (docs/PERFORMANCE.md, "The prefetch wake"): librdkafka 2.0.2 (Debian
+// Why (docs/performance/processor.md, "The prefetch wake"): librdkafka 2.0.2 (Debian
 // 12's) takes every partition a broker thread leads off that thread's fetch
 // list once the consumer queue holds `queued.max.messages.kbytes` (or
 // `queued.min.messages`), with no back-off time (rd_kafka_toppar_fetch_decide

@@ -148,7 +148,7 @@ struct Payload {
   std::vector<DeadlineReading> deadlines;
   // settlement.* events only; held apart (never changed once read) so that
   // the other events, most of those in hand, do not carry its 384 bytes
-  // inline (docs/PERFORMANCE.md, "Where the instructions go").
+  // inline (docs/performance/processor.md, "Where the instructions go").
   std::shared_ptr<const SettlementFacts> settlement;
 };
 

@@ -12,8 +12,8 @@
 // spent, sender_of) and the publication cursor's are prepared on first use and kept
 // for the life of the AuditLog: the state store keeps one per connection
 // (StateStore::Impl), so a command does not pay for SQLite compiling them
-// (docs/PERFORMANCE.md, "Signed commands"). An AuditLog must not outlive its
-// Database.
+// (docs/performance/commands-and-settlements.md, "Signed commands"). An AuditLog must not outlive
+// its Database.
 #pragma once
 
 #include <cstdint>
