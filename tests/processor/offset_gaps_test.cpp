@@ -24,8 +24,11 @@
 #include "kpay/processor/gap_repair.hpp"
 #include "kpay/storage/state_store.hpp"
 #include "lifecycles.hpp"
+#include "running_processor.hpp"
 
 using namespace kpay;
+using test::metric;
+using test::RunningProcessor;
 
 namespace {
 
@@ -43,57 +46,10 @@ void create_topics(core::EmbeddedKafka& kafka, const klarna::Topics& t) {
   }
 }
 
-struct RunningProcessor {
-  RunningProcessor(processor::ProcessorSettings settings, const std::string& db)
-      : store(db),
-        proc(std::move(settings), store, registry),
-        admin(registry, [this] { return proc.readiness(); }) {
-    port = admin.start("127.0.0.1", 0);
-    thread = std::thread([this] { ok = proc.run(stop); });
-  }
-  ~RunningProcessor() { finish(); }
-  bool finish() {
-    if (thread.joinable()) {
-      stop = true;
-      thread.join();
-      admin.stop();
-    }
-    return ok;
-  }
-  std::string metrics() {
-    auto r = test::http_request(port, "GET", "/metrics");
-    return r ? r->body : "";
-  }
-  int ready_status() {
-    auto r = test::http_request(port, "GET", "/readyz");
-    return r ? r->status : -1;
-  }
-  storage::StateStore store;
-  core::Registry registry;
-  processor::Processor proc;
-  core::AdminServer admin;
-  std::uint16_t port = 0;
-  std::atomic<bool> stop{false};
-  bool ok = false;
-  std::thread thread;
-};
-
-long long metric(const std::string& text, const std::string& series) {
-  auto pos = text.find("\n" + series + " ");
-  if (pos == std::string::npos) return -1;
-  return std::stoll(text.substr(pos + series.size() + 2));
-}
-
 processor::ProcessorSettings settings_for(const core::EmbeddedKafka& kafka,
                                           const klarna::Topics& topics, const std::string& group) {
-  processor::ProcessorSettings s;
-  s.bootstrap_servers = kafka.bootstrap_servers();
-  s.group_id = group;
-  s.topics = topics;
-  s.batch_size = 200;
-  s.batch_timeout = std::chrono::milliseconds(20);
+  auto s = test::settings_for(kafka, topics, group, 200, std::chrono::milliseconds(20));
   s.gap_check_interval = std::chrono::milliseconds(100);
-  s.kafka_properties = {{"session.timeout.ms", "3000"}, {"heartbeat.interval.ms", "300"}};
   return s;
 }
 

@@ -20,8 +20,11 @@
 #include "kpay/processor/consumer.hpp"
 #include "kpay/storage/state_store.hpp"
 #include "lifecycles.hpp"
+#include "running_processor.hpp"
 
 using namespace kpay;
+using test::metric;
+using test::RunningProcessor;
 
 namespace {
 
@@ -40,40 +43,6 @@ void create_topics(core::EmbeddedKafka& kafka, const klarna::Topics& t) {
   kafka.create_topic(t.unrouted, 1);
   kafka.create_topic(t.payment_states, 2);
   kafka.create_topic(t.processor_dead_letter, 1);
-}
-
-// A Processor on its own thread, stopped (as SIGTERM would) on destruction.
-struct RunningProcessor {
-  RunningProcessor(processor::ProcessorSettings settings, const std::string& db)
-      : store(db),
-        proc(std::move(settings), store, registry),
-        admin(registry, [this] { return proc.readiness(); }) {
-    port = admin.start("127.0.0.1", 0);
-    thread = std::thread([this] { ok = proc.run(stop); });
-  }
-  ~RunningProcessor() { finish(); }
-  bool finish() {
-    if (thread.joinable()) {
-      stop = true;
-      thread.join();
-      admin.stop();
-    }
-    return ok;
-  }
-  storage::StateStore store;
-  core::Registry registry;
-  processor::Processor proc;
-  core::AdminServer admin;
-  std::uint16_t port = 0;
-  std::atomic<bool> stop{false};
-  bool ok = false;
-  std::thread thread;
-};
-
-long long metric(const std::string& text, const std::string& series) {
-  auto pos = text.find("\n" + series + " ");
-  if (pos == std::string::npos) return -1;
-  return std::stoll(text.substr(pos + series.size() + 2));
 }
 
 }  // namespace
@@ -95,13 +64,8 @@ TEST(ProcessorKafka, ShuffledDuplicatedLifecyclesConvergeAndRestartResumes) {
   std::vector<test::TestEvent> second(delivered.begin() + static_cast<std::ptrdiff_t>(half),
                                       delivered.end());
 
-  processor::ProcessorSettings settings;
-  settings.bootstrap_servers = kafka.bootstrap_servers();
-  settings.group_id = "processor-it";
-  settings.topics = topics;
-  settings.batch_size = 100;
-  settings.batch_timeout = std::chrono::milliseconds(20);
-  settings.kafka_properties = {{"session.timeout.ms", "3000"}, {"heartbeat.interval.ms", "300"}};
+  auto settings =
+      test::settings_for(kafka, topics, "processor-it", 100, std::chrono::milliseconds(20));
   const std::string db = dir + "/state.db";
 
   auto produced = test::produce_events(kafka.bootstrap_servers(), first);
@@ -278,13 +242,8 @@ TEST(ProcessorKafka, MessagesBelowTheStoredOffsetAreFencedAndCounted) {
   create_topics(kafka, topics);
   const auto dir = test::make_temp_dir("processor-fence");
   const std::string db = dir + "/state.db";
-  processor::ProcessorSettings settings;
-  settings.bootstrap_servers = kafka.bootstrap_servers();
-  settings.group_id = "processor-fence";
-  settings.topics = topics;
-  settings.batch_size = 50;
-  settings.batch_timeout = std::chrono::milliseconds(5);
-  settings.kafka_properties = {{"session.timeout.ms", "3000"}, {"heartbeat.interval.ms", "300"}};
+  auto settings =
+      test::settings_for(kafka, topics, "processor-fence", 50, std::chrono::milliseconds(5));
   const auto events = test::make_lifecycles(16, topics, 13);
   const std::size_t half = events.size() / 2;
   const std::vector<test::TestEvent> first(events.begin(),
