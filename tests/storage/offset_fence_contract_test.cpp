@@ -78,7 +78,7 @@ TEST_P(OffsetFenceContract, FenceReadsTheCommittedOffsetsOfTheBatchsPartitions) 
   tx.commit();
 }
 
-TEST_P(OffsetFenceContract, ABatchAnotherProcessorAppliedIsSkippedWholly) {
+TEST_P(OffsetFenceContract, ABatchAnotherProcessorAppliedIsFencedWholly) {
   auto second = second_connection();
   BatchApplier first_applier(store(), klarna::Topics{});
   BatchApplier second_applier(*second, klarna::Topics{});
@@ -144,7 +144,7 @@ TEST_P(OffsetFenceContract, AnOffsetLoweredOnPurposeLetsTheMessagesApplyAgain) {
 // partition's row (FOR UPDATE), fails with a conflict once the owner
 // committed, and its retry on a new snapshot skips the batch. SQLite: it
 // waits for the write lock, then reads the committed offset.
-TEST_P(OffsetFenceContract, ABatchOverlappingTheOwnersCommitIsSkippedOnItsRetry) {
+TEST_P(OffsetFenceContract, ABatchOverlappingTheOwnersCommitIsFencedOnItsRetry) {
   auto second = second_connection();
   BatchApplier second_applier(*second, klarna::Topics{});
   {
@@ -260,7 +260,7 @@ TEST_P(OffsetFenceContract, ABatchBelowTheCommittedOffsetFinishesWhileTheOwnerHo
 
 // Acknowledged publications of a batch that is skipped wholly are still
 // deleted (in a transaction of their own, without the fence).
-TEST_P(OffsetFenceContract, AWhollySkippedBatchStillDeletesItsAcknowledgedPublications) {
+TEST_P(OffsetFenceContract, AWhollyFencedBatchStillDeletesItsAcknowledgedPublications) {
   auto second = second_connection();
   BatchApplier owner(store(), klarna::Topics{});
   BatchApplier stale_applier(*second, klarna::Topics{});

@@ -50,7 +50,7 @@ void report_fenced(const core::Logger& log, core::Counter& counter,
   for (const auto& f : fenced) {
     counter.inc(f.count);
     log.warn(
-        "messages below the partition's stored offset skipped: applied already (another "
+        "messages below the partition's stored offset fenced: applied already (another "
         "processor owns the partition now, or an earlier attempt of this batch committed)",
         {{"topic", f.topic},
          {"partition", f.partition},

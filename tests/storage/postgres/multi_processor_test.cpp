@@ -79,7 +79,7 @@ long long fenced_in_log(const std::string& log) {
   long long n = 0;
   std::istringstream lines(start == std::string::npos ? std::string() : log.substr(start));
   for (std::string line; std::getline(lines, line);) {
-    if (line.find("below the partition's stored offset skipped") == std::string::npos) continue;
+    if (line.find("below the partition's stored offset fenced") == std::string::npos) continue;
     const auto count = line.find("\"count\":");
     if (count != std::string::npos) n += std::atoll(line.c_str() + count + 8);
   }
@@ -226,7 +226,7 @@ TEST(MultiProcessorPostgres, TwoProcessorsAndACrashApplyEveryMessageOnce) {
   std::size_t injected = 0;
   std::istringstream lines(logs);
   for (std::string line; std::getline(lines, line);) {
-    if (line.find("below the partition's stored offset skipped") != std::string::npos) {
+    if (line.find("below the partition's stored offset fenced") != std::string::npos) {
       std::cout << "a stale batch fenced: " << line << "\n";
     }
     if (line.find("idle-in-transaction timeout") != std::string::npos) {
