@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "sqlite_census.hpp"
+#include "sqlite_wal_gather.hpp"
 
 namespace kpay::storage {
 
@@ -54,7 +55,7 @@ Database Database::open(const std::string& path, Options options) {
   if (options.create && !options.read_only) flags |= SQLITE_OPEN_CREATE;
   flags |= SQLITE_OPEN_NOMUTEX;  // one connection per thread here
   sqlite3* raw = nullptr;
-  int rc = sqlite3_open_v2(path.c_str(), &raw, flags, nullptr);
+  int rc = sqlite3_open_v2(path.c_str(), &raw, flags, wal_gather::vfs_name());
   Database db(raw);  // closes even on failure
   if (rc != SQLITE_OK) fail(raw, rc, "open " + path);
   sqlite3_extended_result_codes(raw, 1);
