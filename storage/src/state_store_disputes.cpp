@@ -121,14 +121,36 @@ std::vector<DisputeDeadlineRow> StateStore::dispute_deadlines(const std::string&
   return out;
 }
 
+namespace {
+// The open disputes in id order through their partial index (v20): the WHERE
+// must be the index's own for the planner to use it (open_disputes_plan).
+std::string open_disputes_sql(bool after) {
+  return "SELECT " + std::string(kDisputeColumns) +
+         " FROM disputes WHERE COALESCE(state, '') <> 'CLOSED'" + (after ? " AND id > ?" : "") +
+         " ORDER BY id LIMIT ?";
+}
+}  // namespace
+
 std::vector<DisputeRow> StateStore::open_disputes(std::size_t limit) {
-  auto s = impl_->db.prepare("SELECT " + std::string(kDisputeColumns) +
-                             " FROM disputes WHERE COALESCE(state, '') <> 'CLOSED' "
-                             "ORDER BY id LIMIT ?");
-  s.bind(1, static_cast<std::int64_t>(limit));
+  return open_disputes_after(std::nullopt, limit);
+}
+
+std::vector<DisputeRow> StateStore::open_disputes_after(const std::optional<std::string>& after_id,
+                                                        std::size_t limit) {
+  auto s = impl_->db.prepare(open_disputes_sql(after_id.has_value()));
+  int i = 1;
+  if (after_id) s.bind(i++, *after_id);
+  s.bind(i, static_cast<std::int64_t>(limit));
   std::vector<DisputeRow> out;
   while (s.step()) out.push_back(read_dispute(s, s.text(0), 1));
   return out;
+}
+
+std::string StateStore::open_disputes_plan(bool after) {
+  auto s = impl_->db.prepare("EXPLAIN QUERY PLAN " + open_disputes_sql(after));
+  std::string plan;
+  while (s.step()) plan += (plan.empty() ? "" : "; ") + s.text(3);
+  return plan;
 }
 
 std::vector<DisputeRow> StateStore::list_disputes(std::size_t limit) {
@@ -143,12 +165,26 @@ std::vector<DisputeRow> StateStore::list_disputes(std::size_t limit) {
 bool StateStore::mark_deadline_warning(const std::string& dispute_id, const std::string& kind,
                                        std::int64_t deadline_ms, const std::string& stage,
                                        std::int64_t now_ms) {
-  auto s = impl_->db.prepare(
+  auto& s = impl_->prep(
+      impl_->mark_deadline_warning,
       "INSERT OR IGNORE INTO dispute_deadline_warnings (dispute_id, kind, deadline_ms, stage, "
       "warned_at_ms) VALUES (?,?,?,?,?)");
-  s.bind(1, dispute_id).bind(2, kind).bind(3, deadline_ms).bind(4, stage).bind(5, now_ms);
+  ResetAfter reset(s);
+  s.bind_view(1, dispute_id).bind_view(2, kind).bind_view(3, deadline_ms).bind_view(4, stage);
+  s.bind_view(5, now_ms);
   s.run();
   return impl_->db.changes() == 1;
+}
+
+bool StateStore::deadline_warning_marked(const std::string& dispute_id, const std::string& kind,
+                                         std::int64_t deadline_ms, const std::string& stage) {
+  auto& s = impl_->prep(
+      impl_->deadline_warning_marked,
+      "SELECT 1 FROM dispute_deadline_warnings WHERE dispute_id = ? AND kind = ? AND "
+      "deadline_ms = ? AND stage = ?");
+  ResetAfter reset(s);  // no read snapshot kept open
+  s.bind_view(1, dispute_id).bind_view(2, kind).bind_view(3, deadline_ms).bind_view(4, stage);
+  return s.step();
 }
 
 }  // namespace kpay::storage

@@ -74,6 +74,8 @@ struct StateStore::Impl {
       history_unindexed, index_history, mark_history_indexed, save_request_same_link,
       save_transaction_same_link, outbox_of_entity, insert_dispute_deadline,
       insert_settlement_event;
+  // The dispute deadline watcher's, per due deadline (state_store_disputes.cpp).
+  std::optional<Statement> deadline_warning_marked, mark_deadline_warning;
   // Forgotten whenever a transaction of this connection commits or rolls
   // back (commit and rollback hooks), and used only inside one: within a
   // transaction no other connection changes a row this one read and then

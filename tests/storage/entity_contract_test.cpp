@@ -198,6 +198,71 @@ TEST_P(EntityContract, DisputesTheirDeadlinesAndOneWarningPerDeadlineAndStage) {
   EXPECT_TRUE(store().mark_deadline_warning("d-1", "representment", 6000, "window", 5002));
 }
 
+// The open disputes in pages (keyset on id): never a closed one (nor one
+// closed since it was stored open), a state not known yet counts as open,
+// id order, and every open one exactly once across page boundaries, also
+// when the last page is full (the next one is empty).
+TEST_P(EntityContract, OpenDisputesInPagesInIdOrderWithoutTheClosedOnes) {
+  const auto save = [&](const std::string& id, std::optional<std::string> state) {
+    DisputeRow d;
+    d.id = id;
+    d.framework = DisputeFramework::current;
+    d.state = std::move(state);
+    d.last_event_id = "e-" + id;
+    store().save_dispute(d);
+  };
+  for (const char* id : {"d-07", "d-02", "d-05", "d-01", "d-04", "d-06", "d-03", "d-08"}) {
+    save(id, "INITIATED");
+  }
+  save("d-02", "CLOSED");
+  save("d-05", "CLOSED");
+  save("d-04", std::nullopt);
+  save("d-00", "CLOSED");
+  const std::vector<std::string> open = {"d-01", "d-03", "d-04", "d-06", "d-07", "d-08"};
+  const auto ids = [](const std::vector<DisputeRow>& rows) {
+    std::vector<std::string> out;
+    for (const auto& r : rows) out.push_back(r.id);
+    return out;
+  };
+  EXPECT_EQ(ids(store().open_disputes()), open);
+  EXPECT_EQ(ids(store().open_disputes(2)), (std::vector<std::string>{"d-01", "d-03"}));
+  for (std::size_t page : {1u, 2u, 4u, 6u, 100u}) {
+    std::vector<std::string> all;
+    std::optional<std::string> after;
+    int pages = 0;
+    for (;;) {
+      const auto rows = store().open_disputes_after(after, page);
+      ++pages;
+      ASSERT_LE(rows.size(), page);
+      for (const auto& r : rows) EXPECT_NE(r.state, "CLOSED") << r.id;
+      const auto got = ids(rows);
+      all.insert(all.end(), got.begin(), got.end());
+      if (rows.size() < page) break;
+      after = rows.back().id;
+    }
+    EXPECT_EQ(all, open) << "page " << page;
+    EXPECT_EQ(pages, static_cast<int>(open.size() / page + 1)) << "page " << page;
+  }
+  // After an id that is not stored, or a closed one.
+  EXPECT_EQ(ids(store().open_disputes_after("d-035", 2)),
+            (std::vector<std::string>{"d-04", "d-06"}));
+  EXPECT_EQ(ids(store().open_disputes_after("d-05", 10)),
+            (std::vector<std::string>{"d-06", "d-07", "d-08"}));
+  EXPECT_TRUE(store().open_disputes_after("d-08", 10).empty());
+  EXPECT_EQ(store().open_disputes_after("d-00", 1)[0], *store().find_dispute("d-01"));
+}
+
+TEST_P(EntityContract, AWarningMarkIsSeenByEveryConnection) {
+  EXPECT_FALSE(store().deadline_warning_marked("d-1", "representment", 5000, "window"));
+  EXPECT_TRUE(store().mark_deadline_warning("d-1", "representment", 5000, "window", 4000));
+  EXPECT_TRUE(store().deadline_warning_marked("d-1", "representment", 5000, "window"));
+  EXPECT_TRUE(second_connection()->deadline_warning_marked("d-1", "representment", 5000, "window"));
+  EXPECT_FALSE(store().deadline_warning_marked("d-1", "representment", 5000, "passed"));
+  EXPECT_FALSE(store().deadline_warning_marked("d-1", "representment", 6000, "window"));
+  EXPECT_FALSE(store().deadline_warning_marked("d-1", "arbitration", 5000, "window"));
+  EXPECT_FALSE(store().deadline_warning_marked("d-2", "representment", 5000, "window"));
+}
+
 TEST_P(EntityContract, RecordsAndSettlementEvents) {
   RecordRow r{"payout", "po-1", "PAID", 10, std::nullopt, 0, 700, "EUR", "e1"};
   store().save_record(r);

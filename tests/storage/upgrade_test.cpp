@@ -400,6 +400,32 @@ TEST_F(Upgrade, Migration19ChecksEveryRowWithoutATemporaryBTree) {
   EXPECT_EQ(history_rows(db), rows_before + 1);
 }
 
+// Migration 20: the open disputes are read through the partial index of the
+// open ones (no scan of the closed ones, no sort), on an upgraded database
+// and on a new one; the upgraded one's open dispute is still found.
+TEST_F(Upgrade, Migration20ReadsTheOpenDisputesThroughTheirIndex) {
+  ASSERT_LT(version_in_file(), 20);
+  const auto expect_index = [](StateStore& store) {
+    for (bool after : {false, true}) {
+      const std::string plan = store.open_disputes_plan(after);
+      EXPECT_NE(plan.find("USING INDEX disputes_open"), std::string::npos) << plan;
+      EXPECT_EQ(plan.find("TEMP B-TREE"), std::string::npos) << plan;
+    }
+  };
+  {
+    StateStore store(path_);
+    EXPECT_GE(store.schema_version(), 20);
+    expect_index(store);
+    const auto open = store.open_disputes_after(std::nullopt, 10);
+    ASSERT_EQ(open.size(), 1u);
+    EXPECT_EQ(open[0].id, dispute_);
+    EXPECT_TRUE(store.open_disputes_after(dispute_, 10).empty());
+  }
+  clean_up();
+  StateStore fresh(path_);
+  expect_index(fresh);
+}
+
 TEST_F(Upgrade, ANewDatabaseChecksEveryRowWithoutATemporaryBTree) {
   for (const char* s : {"", "-wal", "-shm"}) std::filesystem::remove(path_ + s);
   {

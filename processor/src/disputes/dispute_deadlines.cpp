@@ -147,20 +147,82 @@ DisputeDeadlineWatcher::DisputeDeadlineWatcher(storage::Store& store,
                                                DeadlineWatchSettings settings, Clock now)
     : store_(store), settings_(std::move(settings)), now_(std::move(now)) {}
 
-// The deadlines inside the window (or past) that were not warned about at
-// this stage yet; marking them is what makes the warning happen once.
-std::vector<DeadlineWarning> DisputeDeadlineWatcher::new_warnings(
-    std::span<const OpenDeadline> deadlines, std::int64_t now_ms) {
-  std::vector<DeadlineWarning> out;
+namespace {
+
+std::string stage_of(const OpenDeadline& d, std::int64_t now_ms) {
+  return d.deadline_ms < now_ms ? "passed" : "window";
+}
+
+// Adds one page's figures to the check's: a dispute lies in one page only, so
+// its counts add up.
+void add_page(DeadlineStats& total, const DeadlineStats& page) {
+  total.due_within_window += page.due_within_window;
+  total.overdue += page.overdue;
+  if (page.seconds_to_nearest &&
+      (!total.seconds_to_nearest || *page.seconds_to_nearest < *total.seconds_to_nearest)) {
+    total.seconds_to_nearest = page.seconds_to_nearest;
+  }
+}
+
+}  // namespace
+
+// Pages through the open disputes outside any transaction (each page a
+// snapshot of its own, no write lock): the figures of all of them, and the
+// deadlines inside the window (or past) this processor has not marked yet.
+std::vector<OpenDeadline> DisputeDeadlineWatcher::read_due(std::int64_t now_ms, bool warns,
+                                                           DeadlineStats& stats) {
   const std::int64_t window_end = now_ms + settings_.window.count();
-  for (const auto& d : deadlines) {
-    if (d.deadline_ms >= window_end) break;  // nearest first: the rest is later
-    const std::string stage = d.deadline_ms < now_ms ? "passed" : "window";
-    if (!store_.mark_deadline_warning(d.dispute_id, d.kind, d.deadline_ms, stage, now_ms)) {
+  const std::size_t page_size = std::max<std::size_t>(settings_.page_size, 1);
+  std::vector<OpenDeadline> due;
+  std::optional<std::string> after;
+  for (;;) {
+    const auto page = store_.open_disputes_after(after, page_size);
+    if (settings_.on_page) settings_.on_page(page);
+    stats.open_disputes += static_cast<std::int64_t>(page.size());
+    const auto deadlines = actionable_deadlines(page);
+    add_page(stats, summarize(deadlines, now_ms, settings_.window.count()));
+    for (const auto& d : deadlines) {
+      if (d.deadline_ms >= window_end) break;  // nearest first: the rest is later
+      if (warns && !store_.deadline_warning_marked(d.dispute_id, d.kind, d.deadline_ms,
+                                                   stage_of(d, now_ms))) {
+        due.push_back(d);
+      }
+    }
+    if (page.size() < page_size) break;
+    after = page.back().id;
+  }
+  std::stable_sort(due.begin(), due.end(),
+                   [](const auto& a, const auto& b) { return a.deadline_ms < b.deadline_ms; });
+  return due;
+}
+
+// The deadline as the dispute stands now (inside the write transaction):
+// none when it closed, or moved on to a state where this deadline does not
+// count, or the deadline changed since the read.
+std::optional<OpenDeadline> DisputeDeadlineWatcher::still_due(const OpenDeadline& d) {
+  const auto row = store_.find_dispute(d.dispute_id);
+  if (!row) return std::nullopt;
+  for (auto& now : actionable_deadlines(*row)) {
+    if (now.kind == d.kind && now.deadline_ms == d.deadline_ms) return std::move(now);
+  }
+  return std::nullopt;
+}
+
+// Of the due deadlines read, those still due whose claim this call made:
+// marking them is what makes the warning happen once.
+std::vector<DeadlineWarning> DisputeDeadlineWatcher::new_warnings(std::span<const OpenDeadline> due,
+                                                                  std::int64_t now_ms) {
+  std::vector<DeadlineWarning> out;
+  for (const auto& read : due) {
+    auto d = still_due(read);
+    if (!d) continue;
+    const std::string stage = stage_of(*d, now_ms);
+    if (!store_.mark_deadline_warning(d->dispute_id, d->kind, d->deadline_ms, stage, now_ms)) {
       continue;
     }
-    const std::int64_t left_ms = d.deadline_ms - now_ms;
-    out.push_back({d, stage, left_ms >= 0 ? left_ms / 1000 : -((-left_ms + 999) / 1000)});
+    const std::int64_t left_ms = d->deadline_ms - now_ms;
+    out.push_back(
+        {std::move(*d), stage, left_ms >= 0 ? left_ms / 1000 : -((-left_ms + 999) / 1000)});
   }
   return out;
 }
@@ -174,20 +236,22 @@ storage::PublishRow DisputeDeadlineWatcher::publication(const DeadlineWarning& w
 DeadlineCheck DisputeDeadlineWatcher::check() {
   const std::int64_t now_ms = now_();
   DeadlineCheck c;
+  c.stats.checked_at_ms = now_ms;
   // Several processors on one database: all keep the figures, the one
   // holding the job warns.
   const bool warns = store_.hold_job(storage::kDisputeDeadlinesJob);
-  storage::WriteTransaction tx(store_);
-  const auto disputes = store_.open_disputes();
-  const auto deadlines = actionable_deadlines(disputes);
-  c.stats = summarize(deadlines, now_ms, settings_.window.count());
-  if (warns) c.warnings = new_warnings(deadlines, now_ms);
-  for (const auto& w : c.warnings) {
-    auto row = publication(w, now_ms);
-    row.seq = store_.enqueue_publish(row);
-    c.publications.push_back(std::move(row));
+  const auto due = read_due(now_ms, warns, c.stats);
+  if (!due.empty()) {
+    // Only the few deadlines to warn about, re-read under the write lock.
+    storage::WriteTransaction tx(store_);
+    c.warnings = new_warnings(due, now_ms);
+    for (const auto& w : c.warnings) {
+      auto row = publication(w, now_ms);
+      row.seq = store_.enqueue_publish(row);
+      c.publications.push_back(std::move(row));
+    }
+    tx.commit();
   }
-  tx.commit();
   std::lock_guard lock(mu_);
   last_ = c.stats;
   return c;

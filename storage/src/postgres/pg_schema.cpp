@@ -156,13 +156,20 @@ CREATE INDEX payment_requests_by_transaction ON payment_requests (payment_transa
 // change, recorded so both backends count alike.
 constexpr std::string_view kV19 = "SELECT 1;";
 
+// 20: the open disputes through a partial index (SQLite's twin in
+// state_schema.cpp): the deadline watcher's keyset pages (pg_state_disputes.cpp)
+// spell the same WHERE, which the planner needs to prove the index applies.
+constexpr std::string_view kV20 = R"sql(
+CREATE INDEX disputes_open ON disputes (id) WHERE COALESCE(state, '') <> 'CLOSED';
+)sql";
+
 // Migration 9 in one piece: the tables, then the audit trail.
 const std::string& v9_sql() {
   static const std::string sql = std::string(kPgSchemaV9) + std::string(kPgSchemaV9Audit);
   return sql;
 }
 
-std::array<Migration, 9> make_migrations() {
+std::array<Migration, 10> make_migrations() {
   return {
       Migration{9, "state schema as of SQLite version 9, with leases for N processors", v9_sql()},
       Migration{10, "settlements fetched, their lines, reconciliation findings", kV10},
@@ -174,7 +181,8 @@ std::array<Migration, 9> make_migrations() {
       Migration{14, "inbox narrowed: topic by number, digest prefix (SQLite)", kPgSchemaV14},
       Migration{16, "lookups by request and by transaction: indexes in id order", kV16},
       Migration{17, "reconciliation findings: unrecognised_line", kV17},
-      Migration{19, "CHECK constraints of three or more values as comparisons (SQLite)", kV19}};
+      Migration{19, "CHECK constraints of three or more values as comparisons (SQLite)", kV19},
+      Migration{20, "disputes: a partial index of the open ones", kV20}};
 }
 
 constexpr std::string_view kVersionTable = R"sql(
@@ -189,7 +197,7 @@ CREATE TABLE IF NOT EXISTS schema_version (
 }  // namespace
 
 std::span<const Migration> state_migrations() {
-  static const std::array<Migration, 9> migrations = make_migrations();
+  static const std::array<Migration, 10> migrations = make_migrations();
   return migrations;
 }
 

@@ -28,6 +28,10 @@
 
 namespace kpay::storage::pg {
 
+// The statement of PgState::open_disputes_after (after an id when `after`);
+// for tests of its plan.
+std::string open_disputes_sql(bool after);
+
 class PgState {
  public:
   explicit PgState(Connection& c) : c_(c) {}
@@ -58,10 +62,14 @@ class PgState {
   bool insert_dispute_deadline(const DisputeDeadlineRow& d);
   std::vector<DisputeDeadlineRow> dispute_deadlines(const std::string& dispute_id);
   std::vector<DisputeRow> open_disputes(std::size_t limit = 1000000);
+  std::vector<DisputeRow> open_disputes_after(const std::optional<std::string>& after_id,
+                                              std::size_t limit);
   std::vector<DisputeRow> list_disputes(std::size_t limit);
   bool mark_deadline_warning(const std::string& dispute_id, const std::string& kind,
                              std::int64_t deadline_ms, const std::string& stage,
                              std::int64_t now_ms);
+  bool deadline_warning_marked(const std::string& dispute_id, const std::string& kind,
+                               std::int64_t deadline_ms, const std::string& stage);
 
   // ---- outbox (pg_state_outbox.cpp; claims in pg_leases.cpp) ----
   bool insert_outbox(const OutboxRow& o);

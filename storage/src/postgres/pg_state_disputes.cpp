@@ -119,9 +119,22 @@ std::vector<DisputeDeadlineRow> PgState::dispute_deadlines(const std::string& di
 }
 
 std::vector<DisputeRow> PgState::open_disputes(std::size_t limit) {
-  return disputes(
-      c_.query(select_disputes("WHERE COALESCE(state, '') <> 'CLOSED' ORDER BY id LIMIT $1"),
-               params(static_cast<std::int64_t>(limit))));
+  return open_disputes_after(std::nullopt, limit);
+}
+
+// Through the partial index disputes_open (v20): the WHERE is the index's own,
+// which lets the planner prove the index applies (pg_plans_test.cpp).
+std::string open_disputes_sql(bool after) {
+  return select_disputes(after ? "WHERE COALESCE(state, '') <> 'CLOSED' AND id > $1 "
+                                 "ORDER BY id LIMIT $2"
+                               : "WHERE COALESCE(state, '') <> 'CLOSED' ORDER BY id LIMIT $1");
+}
+
+std::vector<DisputeRow> PgState::open_disputes_after(const std::optional<std::string>& after_id,
+                                                     std::size_t limit) {
+  const auto n = static_cast<std::int64_t>(limit);
+  if (!after_id) return disputes(c_.query(open_disputes_sql(false), params(n)));
+  return disputes(c_.query(open_disputes_sql(true), params(*after_id, n)));
 }
 
 std::vector<DisputeRow> PgState::list_disputes(std::size_t limit) {
@@ -138,6 +151,15 @@ bool PgState::mark_deadline_warning(const std::string& dispute_id, const std::st
                "ON CONFLICT (dispute_id, kind, deadline_ms, stage) DO NOTHING",
                params(dispute_id, kind, deadline_ms, stage, now_ms))
              .affected() == 1;
+}
+
+bool PgState::deadline_warning_marked(const std::string& dispute_id, const std::string& kind,
+                                      std::int64_t deadline_ms, const std::string& stage) {
+  return c_.query(
+               "SELECT 1 FROM dispute_deadline_warnings WHERE dispute_id = $1 AND kind = $2 AND "
+               "deadline_ms = $3 AND stage = $4",
+               params(dispute_id, kind, deadline_ms, stage))
+             .rows() > 0;
 }
 
 }  // namespace kpay::storage::pg

@@ -134,10 +134,18 @@ std::vector<DisputeDeadlineRow> PgStore::dispute_deadlines(const std::string& di
 std::vector<DisputeRow> PgStore::open_disputes(std::size_t limit) {
   return live().open_disputes(limit);
 }
+std::vector<DisputeRow> PgStore::open_disputes_after(const std::optional<std::string>& after_id,
+                                                     std::size_t limit) {
+  return live().open_disputes_after(after_id, limit);
+}
 bool PgStore::mark_deadline_warning(const std::string& dispute_id, const std::string& kind,
                                     std::int64_t deadline_ms, const std::string& stage,
                                     std::int64_t now_ms) {
   return live().mark_deadline_warning(dispute_id, kind, deadline_ms, stage, now_ms);
+}
+bool PgStore::deadline_warning_marked(const std::string& dispute_id, const std::string& kind,
+                                      std::int64_t deadline_ms, const std::string& stage) {
+  return live().deadline_warning_marked(dispute_id, kind, deadline_ms, stage);
 }
 std::optional<RecordRow> PgStore::find_record(const std::string& kind, const std::string& id) {
   return live().find_record(kind, id);

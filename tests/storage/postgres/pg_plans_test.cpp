@@ -65,5 +65,33 @@ TEST_F(PgPlans, LookupsByAForeignIdUseItsIndexInEveryPlan) {
   EXPECT_EQ(state.request_for_transaction("tx-777"), "pr-777");
 }
 
+// Migration 20: a store that has run for years holds mostly closed disputes;
+// the deadline watcher's pages of open ones use the partial index of the open
+// ones in a generic plan made from those statistics, not a scan of them all.
+TEST_F(PgPlans, OpenDisputesAreReadThroughTheirPartialIndex) {
+  auto c = connect(fresh_database());
+  storage::pg::migrate(c);
+  c.exec(
+      "INSERT INTO disputes (id, framework, framework_inferred, state, state_as_of_ms, "
+      "representment_as_of_ms, arbitration_as_of_ms, last_event_id) SELECT 'dis-' || "
+      "lpad(i::text, 6, '0'), 'current', false, CASE WHEN i % 100 = 0 THEN 'INITIATED' ELSE "
+      "'CLOSED' END, 0, 0, 0, 'ev' FROM generate_series(1, 20000) i");
+  c.exec("ANALYZE disputes");
+  c.exec("SET plan_cache_mode = force_generic_plan");
+  for (bool after : {false, true}) {
+    c.exec("PREPARE q AS " + storage::pg::open_disputes_sql(after));
+    const std::string plan = plan_of(c, after ? "EXECUTE q('dis-010000', 50)" : "EXECUTE q(50)");
+    c.exec("DEALLOCATE q");
+    EXPECT_NE(plan.find("disputes_open"), std::string::npos) << plan;
+    EXPECT_EQ(plan.find("Seq Scan"), std::string::npos) << plan;
+  }
+  c.exec("RESET plan_cache_mode");
+  storage::pg::PgState state(c);
+  const auto page = state.open_disputes_after(std::string("dis-010000"), 3);
+  ASSERT_EQ(page.size(), 3u);
+  EXPECT_EQ(page[0].id, "dis-010100");
+  EXPECT_EQ(page[2].id, "dis-010300");
+}
+
 }  // namespace
 }  // namespace kpay::test

@@ -48,6 +48,8 @@ struct DeadlineStats {
   std::int64_t overdue = 0;
   // Seconds from now to the nearest deadline not passed yet; none when none.
   std::optional<std::int64_t> seconds_to_nearest;
+  // Open disputes the check read (all of them: DisputeDeadlineWatcher::check).
+  std::int64_t open_disputes = 0;
 };
 DeadlineStats summarize(std::span<const OpenDeadline> deadlines, std::int64_t now_ms,
                         std::int64_t window_ms);
@@ -56,6 +58,11 @@ struct DeadlineWatchSettings {
   std::chrono::milliseconds window = std::chrono::hours(48);      // disputes.warning_window_hours
   std::chrono::milliseconds interval = std::chrono::seconds(60);  // disputes.check_interval_ms
   std::string states_topic = klarna::contract::topic::payment_states;  // prefix applied
+  // Open disputes read per page (storage::EntityStore::open_disputes_after).
+  std::size_t page_size = 1000;
+  // Called with each page as read, before the next (tests: what happens
+  // meanwhile). None in the daemon.
+  std::function<void(std::span<const storage::DisputeRow>)> on_page;
 };
 // Reads `disputes.warning_window_hours` (1–720, default 48) and
 // `disputes.check_interval_ms` (1000–3600000, default 60000).
@@ -78,10 +85,15 @@ struct DeadlineCheck {
   std::vector<storage::PublishRow> publications;
 };
 
-// Checks the store's open disputes against a clock. Each warning is recorded
-// in the store in the same transaction as its publish-queue row, so it is
-// sent once per deadline value and stage, across restarts; an extension
-// (a new deadline value) warns again when the new value enters the window.
+// Checks the store's open disputes against a clock. It reads all of them in
+// pages (keyset on id, through the index of open disputes) outside any
+// transaction, so the processor's batches never wait for the read; only
+// when a deadline is due and not warned yet does it open a write transaction,
+// re-read those disputes in it (one closed meanwhile is not warned) and record
+// the warnings. Each warning is recorded in the store in the same transaction
+// as its publish-queue row, so it is sent once per deadline value and stage,
+// across restarts; an extension (a new deadline value) warns again when the
+// new value enters the window.
 // With several processors on one database, the one holding the job
 // (storage::kDisputeDeadlinesJob) warns; the others only keep the figures.
 // Not thread-safe except stats(): call check() from one thread.
@@ -94,7 +106,8 @@ class DisputeDeadlineWatcher {
   DisputeDeadlineWatcher(storage::Store& store, DeadlineWatchSettings settings,
                          Clock now = &DisputeDeadlineWatcher::system_now_ms);
 
-  // One transaction. Throws storage::SqliteError (retry at the next interval).
+  // Reads outside a transaction; a write transaction only for new warnings.
+  // Throws storage::StoreError (retry at the next interval).
   DeadlineCheck check();
   // The last check's figures (thread-safe; for scrapes).
   DeadlineStats stats() const;
@@ -106,8 +119,9 @@ class DisputeDeadlineWatcher {
   const DeadlineWatchSettings& settings() const { return settings_; }
 
  private:
-  std::vector<DeadlineWarning> new_warnings(std::span<const OpenDeadline> deadlines,
-                                            std::int64_t now_ms);
+  std::vector<OpenDeadline> read_due(std::int64_t now_ms, bool warns, DeadlineStats& stats);
+  std::optional<OpenDeadline> still_due(const OpenDeadline& d);
+  std::vector<DeadlineWarning> new_warnings(std::span<const OpenDeadline> due, std::int64_t now_ms);
   storage::PublishRow publication(const DeadlineWarning& w, std::int64_t now_ms) const;
 
   storage::Store& store_;

@@ -40,8 +40,17 @@ class EntityStore {
   virtual bool insert_dispute_deadline(const DisputeDeadlineRow& d) = 0;
   // Ordered by as_of_ms, kind, event_id.
   virtual std::vector<DisputeDeadlineRow> dispute_deadlines(const std::string& dispute_id) = 0;
-  // Disputes not CLOSED (state unknown included), by id; at most `limit`.
+  // Disputes not CLOSED (state unknown included), by id; at most `limit`
+  // (the first page of open_disputes_after).
   virtual std::vector<DisputeRow> open_disputes(std::size_t limit = 1000000) = 0;
+  // A page of the open disputes: those after `after_id` (none: from the
+  // first) in id order, at most `limit`. All of them: pass a page's last id to
+  // the next call until a page comes back shorter than `limit`. Found through
+  // the index of open disputes (v20), so a page costs what it returns, however
+  // many closed disputes the store holds. Outside a transaction each page is
+  // read in a snapshot of its own and takes no write lock.
+  virtual std::vector<DisputeRow> open_disputes_after(const std::optional<std::string>& after_id,
+                                                      std::size_t limit) = 0;
   // The claim of one deadline warning: true for exactly one caller per
   // (dispute, kind, deadline value, stage) ever, false for every later one
   // (whichever processor asks). The warning is sent only by the one that got
@@ -49,6 +58,10 @@ class EntityStore {
   virtual bool mark_deadline_warning(const std::string& dispute_id, const std::string& kind,
                                      std::int64_t deadline_ms, const std::string& stage,
                                      std::int64_t now_ms) = 0;
+  // Whether that claim was made already (a read: the watcher skips those
+  // before it opens a write transaction; mark_deadline_warning decides).
+  virtual bool deadline_warning_marked(const std::string& dispute_id, const std::string& kind,
+                                       std::int64_t deadline_ms, const std::string& stage) = 0;
 
   virtual std::optional<RecordRow> find_record(const std::string& kind, const std::string& id) = 0;
   virtual void save_record(const RecordRow& r) = 0;

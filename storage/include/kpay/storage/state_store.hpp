@@ -100,9 +100,16 @@ class StateStore final : public Store {
   bool insert_dispute_deadline(const DisputeDeadlineRow& d) override;
   std::vector<DisputeDeadlineRow> dispute_deadlines(const std::string& dispute_id) override;
   std::vector<DisputeRow> open_disputes(std::size_t limit = 1000000) override;
+  std::vector<DisputeRow> open_disputes_after(const std::optional<std::string>& after_id,
+                                              std::size_t limit) override;
+  // For tests: SQLite's EXPLAIN QUERY PLAN of an open_disputes_after page
+  // (after an id when `after`), its details joined by "; ".
+  std::string open_disputes_plan(bool after);
   bool mark_deadline_warning(const std::string& dispute_id, const std::string& kind,
                              std::int64_t deadline_ms, const std::string& stage,
                              std::int64_t now_ms) override;
+  bool deadline_warning_marked(const std::string& dispute_id, const std::string& kind,
+                               std::int64_t deadline_ms, const std::string& stage) override;
   std::optional<RecordRow> find_record(const std::string& kind, const std::string& id) override;
   void save_record(const RecordRow& r) override;
   // Settlement webhooks (state_store_settlements.cpp).
