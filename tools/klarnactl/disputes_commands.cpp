@@ -161,6 +161,20 @@ void show(const GlobalOptions& g, const std::string& id, bool json) {
   std::cout << w.str() << "\n";
 }
 
+// Every open dispute, read in pages (no cap however many there are).
+std::vector<storage::DisputeRow> all_open_disputes(storage::Store& store) {
+  constexpr std::size_t kPage = 10'000;
+  std::vector<storage::DisputeRow> out;
+  std::optional<std::string> after;
+  for (;;) {
+    auto page = store.open_disputes_after(after, kPage);
+    const bool last = page.size() < kPage;
+    for (auto& d : page) out.push_back(std::move(d));
+    if (last || out.empty()) return out;
+    after = out.back().id;
+  }
+}
+
 // Deadlines the partner must meet, nearest first: overdue ones and those
 // within the window. Exit 0 either way (a report, not a check).
 void due(const GlobalOptions& g, std::int64_t window_hours, const std::string& now_text,
@@ -168,7 +182,7 @@ void due(const GlobalOptions& g, std::int64_t window_hours, const std::string& n
   const std::int64_t now = now_ms(now_text);  // a bad --now is a usage error (2)
   auto store = open_state_store(g, false);
   const std::int64_t window_ms = window_hours * 3'600'000;
-  const auto open = store->open_disputes();
+  const auto open = all_open_disputes(*store);
   const auto deadlines = processor::actionable_deadlines(open);
   const auto stats = processor::summarize(deadlines, now, window_ms);
   if (!json) {
