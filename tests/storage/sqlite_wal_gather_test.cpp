@@ -121,6 +121,17 @@ TEST_F(SqliteWalGather, AnotherConnectionSeesEveryCommitEvenWithoutASyncPerCommi
   auto writer = open_table(path_);
   writer.exec("PRAGMA synchronous=NORMAL");
   auto reader = Database::open(path_);
+  // And a reader on the plain unix VFS, as the sqlite3 shell or another
+  // program opens the file.
+  sqlite3* plain = nullptr;
+  ASSERT_EQ(sqlite3_open_v2(path_.c_str(), &plain, SQLITE_OPEN_READONLY, "unix"), SQLITE_OK);
+  auto plain_count = [&] {
+    sqlite3_stmt* s = nullptr;
+    sqlite3_prepare_v2(plain, "SELECT count(*) FROM t WHERE length(body) = 3000", -1, &s, nullptr);
+    const std::int64_t n = sqlite3_step(s) == SQLITE_ROW ? sqlite3_column_int64(s, 0) : -1;
+    sqlite3_finalize(s);
+    return n;
+  };
   int next = 0;
   for (int round = 1; round <= 40; ++round) {
     const int rows = 1 + (round * 7) % 23;  // transactions that end mid-buffer
@@ -130,7 +141,9 @@ TEST_F(SqliteWalGather, AnotherConnectionSeesEveryCommitEvenWithoutASyncPerCommi
     auto s = reader.prepare("SELECT count(*) FROM t WHERE length(body) = 3000");
     s.step();
     ASSERT_EQ(s.int64(0), next) << "round " << round;
+    ASSERT_EQ(plain_count(), next) << "round " << round << ", plain unix VFS";
   }
+  sqlite3_close(plain);
   EXPECT_EQ(integrity(reader), "ok");
 }
 
