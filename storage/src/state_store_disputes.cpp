@@ -178,10 +178,10 @@ bool StateStore::mark_deadline_warning(const std::string& dispute_id, const std:
 
 bool StateStore::deadline_warning_marked(const std::string& dispute_id, const std::string& kind,
                                          std::int64_t deadline_ms, const std::string& stage) {
-  auto& s = impl_->prep(
-      impl_->deadline_warning_marked,
-      "SELECT 1 FROM dispute_deadline_warnings WHERE dispute_id = ? AND kind = ? AND "
-      "deadline_ms = ? AND stage = ?");
+  auto& s =
+      impl_->prep(impl_->deadline_warning_marked,
+                  "SELECT 1 FROM dispute_deadline_warnings WHERE dispute_id = ? AND kind = ? AND "
+                  "deadline_ms = ? AND stage = ?");
   ResetAfter reset(s);  // no read snapshot kept open
   s.bind_view(1, dispute_id).bind_view(2, kind).bind_view(3, deadline_ms).bind_view(4, stage);
   return s.step();
