@@ -337,17 +337,22 @@ bool Processor::run(const std::atomic<bool>& stop) {
     rd_kafka_poll(producer_.get(), 0);  // delivery reports → acknowledged_
     retry_failed_publications();
     // The previous batch must be committed before this one is handed over.
-    if (!finish_commit()) {
+    auto taken = take_commit();
+    if (taken && !*taken) {
       ok = false;
       break;
     }
     if (std::chrono::steady_clock::now() >= next_gap_check_) check_gaps();  // store thread idle
+    // Acknowledged publications are deleted with the next batch, or alone when idle.
+    if (!pending_.empty() || !acknowledged_.empty()) start_commit(&stop);
+    // The committed batch's offsets and publications while the store thread
+    // applies the next one (docs/performance/processor.md, "The next batch
+    // applied while the last one's effects are produced").
+    if (taken) act_on_commit(**taken);
     // Only after the batch's own publications: the worker may already have
     // answered a command that batch accepted, and per key `accepted` must be
     // produced before the final result (one producer keeps the order).
     produce_external();
-    // Acknowledged publications are deleted with the next batch, or alone when idle.
-    if (!pending_.empty() || !acknowledged_.empty()) start_commit(&stop);
   }
 
   // SIGTERM: finish the batches in hand, commit, hand offsets to Kafka, leave.

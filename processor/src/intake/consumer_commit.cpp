@@ -191,9 +191,9 @@ std::optional<BatchResult> Processor::apply_one_by_one(const std::atomic<bool>* 
   return total;
 }
 
-bool Processor::finish_commit() {
+std::optional<std::optional<BatchResult>> Processor::take_commit() {
   store_thread_.wait_idle();
-  if (!commit_in_flight_) return true;
+  if (!commit_in_flight_) return std::nullopt;
   commit_in_flight_ = false;
   auto outcome = std::exchange(committed_, std::nullopt);
   if (!outcome) {
@@ -202,12 +202,41 @@ bool Processor::finish_commit() {
     committing_.clear();
     acknowledged_.insert(acknowledged_.end(), committing_acks_.begin(), committing_acks_.end());
     committing_acks_.clear();
-    return false;
+    return std::optional<BatchResult>();
   }
-  BatchResult& result = *outcome;
-  metrics_->batch_events.inc();
   committing_acks_.clear();
+  // What needs the batch's messages, before start_commit() hands the buffer
+  // to the next batch: counted per topic, logged at debug.
+  const bool debug = log_.enabled(core::LogLevel::debug);
+  std::string_view topic;
+  std::uint64_t same_topic = 0;
+  for (const auto& d : committing_) {
+    if (d.message.topic != topic) {
+      if (same_topic > 0) metrics_->consumed.with({std::string(topic)}).inc(same_topic);
+      topic = d.message.topic;
+      same_topic = 0;
+    }
+    ++same_topic;
+    if (debug) {
+      log_.debug("message committed", {{"topic", d.message.topic},
+                                       {"partition", d.message.partition},
+                                       {"offset", d.message.offset},
+                                       {"trace_id", core::trace_id_of(d.message.traceparent)}});
+    }
+  }
+  if (same_topic > 0) metrics_->consumed.with({std::string(topic)}).inc(same_topic);
+  events_seen_ += committing_.size();
+  committing_.clear();
+  {
+    // Before the gap check (run between take and the next start) reads them.
+    std::lock_guard lock(positions_mu_);
+    for (const auto& [tp, next] : outcome->next_offsets) positions_[tp] = next;
+  }
+  return outcome;
+}
 
+void Processor::act_on_commit(BatchResult& result) {
+  metrics_->batch_events.inc();
   metrics_->applied.inc(result.applied);
   metrics_->duplicates.inc(result.duplicates);
   metrics_->stale.inc(result.stale);
@@ -239,18 +268,6 @@ bool Processor::finish_commit() {
     metrics_->poison.with({reason}).inc(n);
     log_.warn("poison messages dead-lettered", {{"reason", reason}, {"count", n}});
   }
-  const bool debug = log_.enabled(core::LogLevel::debug);
-  for (const auto& d : committing_) {
-    metrics_->consumed.with({d.message.topic}).inc();
-    if (debug) {
-      log_.debug("message committed", {{"topic", d.message.topic},
-                                       {"partition", d.message.partition},
-                                       {"offset", d.message.offset},
-                                       {"trace_id", core::trace_id_of(d.message.traceparent)}});
-    }
-  }
-  events_seen_ += committing_.size();
-  committing_.clear();
 
   // Only now, after the commit, may Kafka learn that these offsets are done.
   core::KafkaPartitionList offsets(
@@ -264,13 +281,16 @@ bool Processor::finish_commit() {
       log_.debug("offsets_store", {{"error", rd_kafka_err2name(err)}});
     }
   }
-  {
-    std::lock_guard lock(positions_mu_);
-    for (const auto& [tp, next] : result.next_offsets) positions_[tp] = next;
-  }
   for (const auto& row : result.publications) produce(row);
   metrics_->in_flight.set(static_cast<double>(in_flight_.size()));
   if (result.applied > 0 && batch_listener_) batch_listener_();
+}
+
+bool Processor::finish_commit() {
+  auto taken = take_commit();
+  if (!taken) return true;
+  if (!*taken) return false;
+  act_on_commit(**taken);
   return true;
 }
 

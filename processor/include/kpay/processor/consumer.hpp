@@ -130,11 +130,19 @@ class Processor {
  private:
   // The pipeline: this (Kafka) thread polls and decodes batch N+1 while the
   // store thread applies and commits batch N. start_commit() hands
-  // `pending_` (and the acknowledged publications) over; finish_commit()
-  // waits for that commit, then stores its offsets in librdkafka, counts it
-  // and produces its publications. Offsets reach Kafka only after the commit.
+  // `pending_` (and the acknowledged publications) over; take_commit() waits
+  // for that commit and takes its result (counting its messages, moving the
+  // partitions' positions on); act_on_commit() then stores its offsets in
+  // librdkafka, reports it and produces its publications — in the consume
+  // loop while the store thread already applies the next batch. Offsets reach
+  // Kafka only after the commit.
   void start_commit(const std::atomic<bool>* give_up);
-  // False when the store failed and `give_up` said to stop retrying.
+  // Nothing when no commit was in flight; nullopt inside when the store failed
+  // and `give_up` said to stop retrying (the batch is handed back).
+  std::optional<std::optional<BatchResult>> take_commit();
+  void act_on_commit(BatchResult& result);
+  // Both, for a commit in flight. False when the store failed and `give_up`
+  // said to stop retrying.
   bool finish_commit();
   // Both, for the batch in hand (rebalance, shutdown).
   bool commit_pending(const std::atomic<bool>* give_up);
