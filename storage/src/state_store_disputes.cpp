@@ -131,10 +131,6 @@ std::string open_disputes_sql(bool after) {
 }
 }  // namespace
 
-std::vector<DisputeRow> StateStore::open_disputes(std::size_t limit) {
-  return open_disputes_after(std::nullopt, limit);
-}
-
 std::vector<DisputeRow> StateStore::open_disputes_after(const std::optional<std::string>& after_id,
                                                         std::size_t limit) {
   auto s = impl_->db.prepare(open_disputes_sql(after_id.has_value()));

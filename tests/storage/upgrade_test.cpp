@@ -92,7 +92,7 @@ TEST_F(Upgrade, AVersion9DatabaseIsMigratedAndEverythingInItIsThere) {
   EXPECT_EQ(store->pending_outbox_amount(tx_, OutboxOperation::capture), 3000);
   EXPECT_EQ(store->find_payment_context(request_, std::nullopt)->amount, 12000);
 
-  const auto disputes = store->open_disputes();
+  const auto disputes = store->open_disputes_after(std::nullopt, 1000);
   ASSERT_EQ(disputes.size(), 1u);
   EXPECT_EQ(disputes[0].representment_expires_at_ms, 1796500000000);
   EXPECT_EQ(store->dispute_deadlines(dispute_).size(), 1u);

@@ -170,7 +170,7 @@ std::vector<storage::DisputeRow> all_open_disputes(storage::Store& store) {
     auto page = store.open_disputes_after(after, kPage);
     const bool last = page.size() < kPage;
     for (auto& d : page) out.push_back(std::move(d));
-    if (last || out.empty()) return out;
+    if (last) return out;
     after = out.back().id;
   }
 }

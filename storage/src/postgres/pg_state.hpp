@@ -61,7 +61,6 @@ class PgState {
   void save_dispute(const DisputeRow& d);
   bool insert_dispute_deadline(const DisputeDeadlineRow& d);
   std::vector<DisputeDeadlineRow> dispute_deadlines(const std::string& dispute_id);
-  std::vector<DisputeRow> open_disputes(std::size_t limit = 1000000);
   std::vector<DisputeRow> open_disputes_after(const std::optional<std::string>& after_id,
                                               std::size_t limit);
   std::vector<DisputeRow> list_disputes(std::size_t limit);

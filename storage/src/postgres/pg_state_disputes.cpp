@@ -118,10 +118,6 @@ std::vector<DisputeDeadlineRow> PgState::dispute_deadlines(const std::string& di
   return out;
 }
 
-std::vector<DisputeRow> PgState::open_disputes(std::size_t limit) {
-  return open_disputes_after(std::nullopt, limit);
-}
-
 // Through the partial index disputes_open (v20): the WHERE is the index's own,
 // which lets the planner prove the index applies (pg_plans_test.cpp).
 std::string open_disputes_sql(bool after) {

@@ -131,9 +131,6 @@ bool PgStore::insert_dispute_deadline(const DisputeDeadlineRow& d) {
 std::vector<DisputeDeadlineRow> PgStore::dispute_deadlines(const std::string& dispute_id) {
   return live().dispute_deadlines(dispute_id);
 }
-std::vector<DisputeRow> PgStore::open_disputes(std::size_t limit) {
-  return live().open_disputes(limit);
-}
 std::vector<DisputeRow> PgStore::open_disputes_after(const std::optional<std::string>& after_id,
                                                      std::size_t limit) {
   return live().open_disputes_after(after_id, limit);

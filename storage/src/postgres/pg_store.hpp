@@ -68,7 +68,6 @@ class PgStore final : public Store {
   void save_dispute(const DisputeRow& d) override;
   bool insert_dispute_deadline(const DisputeDeadlineRow& d) override;
   std::vector<DisputeDeadlineRow> dispute_deadlines(const std::string& dispute_id) override;
-  std::vector<DisputeRow> open_disputes(std::size_t limit) override;
   std::vector<DisputeRow> open_disputes_after(const std::optional<std::string>& after_id,
                                               std::size_t limit) override;
   bool mark_deadline_warning(const std::string& dispute_id, const std::string& kind,

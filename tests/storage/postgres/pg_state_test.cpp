@@ -172,7 +172,8 @@ TEST_F(PgState, Disputes) {
   sqlite_->save_dispute(d);
   pg_->save_dispute(d);
   EXPECT_EQ(pg_->find_dispute("dsp-1"), d);
-  EXPECT_EQ(pg_->open_disputes(), sqlite_->open_disputes());
+  EXPECT_EQ(pg_->open_disputes_after(std::nullopt, 1000),
+            sqlite_->open_disputes_after(std::nullopt, 1000));
   EXPECT_EQ(pg_->list_disputes(10), sqlite_->list_disputes(10));
   DisputeDeadlineRow dl{"dsp-1", "representment", 5000, 10, "e1", "t", "f"};
   EXPECT_EQ(sqlite_->insert_dispute_deadline(dl), pg_->insert_dispute_deadline(dl));

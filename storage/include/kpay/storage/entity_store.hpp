@@ -40,10 +40,7 @@ class EntityStore {
   virtual bool insert_dispute_deadline(const DisputeDeadlineRow& d) = 0;
   // Ordered by as_of_ms, kind, event_id.
   virtual std::vector<DisputeDeadlineRow> dispute_deadlines(const std::string& dispute_id) = 0;
-  // Disputes not CLOSED (state unknown included), by id; at most `limit`
-  // (the first page of open_disputes_after).
-  virtual std::vector<DisputeRow> open_disputes(std::size_t limit = 1000000) = 0;
-  // A page of the open disputes: those after `after_id` (none: from the
+  // A page of the open disputes (not CLOSED, state unknown included): those after `after_id` (none: from the
   // first) in id order, at most `limit`. All of them: pass a page's last id to
   // the next call until a page comes back shorter than `limit`. Found through
   // the index of open disputes (v20), so a page costs what it returns, however

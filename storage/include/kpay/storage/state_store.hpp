@@ -99,7 +99,6 @@ class StateStore final : public Store {
   // v5: deadline history, and the warnings the deadline watcher sent.
   bool insert_dispute_deadline(const DisputeDeadlineRow& d) override;
   std::vector<DisputeDeadlineRow> dispute_deadlines(const std::string& dispute_id) override;
-  std::vector<DisputeRow> open_disputes(std::size_t limit = 1000000) override;
   std::vector<DisputeRow> open_disputes_after(const std::optional<std::string>& after_id,
                                               std::size_t limit) override;
   // For tests: SQLite's EXPLAIN QUERY PLAN of an open_disputes_after page
