@@ -145,13 +145,13 @@ TEST_F(DisputeWatchReads, EveryOpenDisputeCountsWhateverThePageSize) {
   for (std::size_t page : {1, 2, 3, 1000}) {
     processor::DeadlineWatchSettings settings;
     settings.page_size = page;
-    int pages = 0;
-    settings.on_page = [&](std::span<const storage::DisputeRow> rows) {
-      ++pages;
-      for (const auto& r : rows) EXPECT_NE(r.state, "CLOSED") << r.id;
-    };
     processor::DisputeDeadlineWatcher watcher(*store_, settings, [] { return T0; });
+    Trace trace;
+    int pages = 0;
+    trace.on_statement = [&](const Trace::Statement& st) { pages += reads_open_disputes(st); };
+    trace.attach(*store_);
     figures.push_back(watcher.check().stats);
+    sqlite3_trace_v2(store_->database().handle(), 0, nullptr, nullptr);
     EXPECT_EQ(pages, static_cast<int>(7 / page + 1)) << page;  // the last page is short
   }
   for (const auto& f : figures) {
@@ -168,23 +168,26 @@ TEST_F(DisputeWatchReads, EveryOpenDisputeCountsWhateverThePageSize) {
 TEST_F(DisputeWatchReads, ADisputeClosedBetweenTheReadAndTheWriteGetsNoWarning) {
   save(dispute("dis-a", "INITIATED", T0 + kHour));
   save(dispute("dis-b", "INITIATED", T0 + 2 * kHour));
-  processor::DeadlineWatchSettings settings;
+  // The page is read (its statement done, its snapshot let go) before the
+  // watcher asks whether it marked dis-a's warning: dis-a closes then.
+  processor::DisputeDeadlineWatcher watcher(*store_, {}, [] { return T0; });
   bool closed = false;
-  settings.on_page = [&](std::span<const storage::DisputeRow> rows) {
-    if (closed || rows.empty()) return;
-    ASSERT_EQ(rows[0].id, "dis-a");
+  Trace asked;
+  asked.on_statement = [&](const Trace::Statement& st) {
+    if (closed || st.sql.find("FROM dispute_deadline_warnings") == std::string::npos) return;
     storage::WriteTransaction tx(*other_);
     other_->save_dispute(dispute("dis-a", "CLOSED", T0 + kHour));
     tx.commit();
     closed = true;
   };
-  processor::DisputeDeadlineWatcher watcher(*store_, settings, [] { return T0; });
+  asked.attach(*store_);
   auto c = watcher.check();
   ASSERT_TRUE(closed);
   ASSERT_EQ(c.warnings.size(), 1u);
   EXPECT_EQ(c.warnings[0].deadline.dispute_id, "dis-b");
   ASSERT_EQ(c.publications.size(), 1u);
   EXPECT_EQ(c.publications[0].key, "dis-b");
+  sqlite3_trace_v2(store_->database().handle(), 0, nullptr, nullptr);
   EXPECT_FALSE(store_->deadline_warning_marked("dis-a", "representment", T0 + kHour, "window"));
 
   Trace trace;

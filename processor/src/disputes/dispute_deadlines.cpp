@@ -177,7 +177,6 @@ std::vector<OpenDeadline> DisputeDeadlineWatcher::read_due(std::int64_t now_ms, 
   std::optional<std::string> after;
   for (;;) {
     const auto page = store_.open_disputes_after(after, page_size);
-    if (settings_.on_page) settings_.on_page(page);
     stats.open_disputes += static_cast<std::int64_t>(page.size());
     const auto deadlines = actionable_deadlines(page);
     add_page(stats, summarize(deadlines, now_ms, settings_.window.count()));

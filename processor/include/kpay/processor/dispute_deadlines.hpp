@@ -60,9 +60,6 @@ struct DeadlineWatchSettings {
   std::string states_topic = klarna::contract::topic::payment_states;  // prefix applied
   // Open disputes read per page (storage::EntityStore::open_disputes_after).
   std::size_t page_size = 1000;
-  // Called with each page as read, before the next (tests: what happens
-  // meanwhile). None in the daemon.
-  std::function<void(std::span<const storage::DisputeRow>)> on_page;
 };
 // Reads `disputes.warning_window_hours` (1–720, default 48) and
 // `disputes.check_interval_ms` (1000–3600000, default 60000).
