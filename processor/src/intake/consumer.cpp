@@ -338,7 +338,7 @@ bool Processor::run(const std::atomic<bool>& stop) {
     retry_failed_publications();
     // The previous batch must be committed before this one is handed over.
     auto taken = take_commit();
-    if (taken && !*taken) {
+    if (taken.outcome == TakenCommit::Outcome::gave_up) {
       ok = false;
       break;
     }
@@ -348,7 +348,7 @@ bool Processor::run(const std::atomic<bool>& stop) {
     // The committed batch's offsets and publications while the store thread
     // applies the next one (docs/performance/processor.md, "The next batch
     // applied while the last one's effects are produced").
-    if (taken) act_on_commit(**taken);
+    if (taken.outcome == TakenCommit::Outcome::committed) act_on_commit(taken.result);
     // Only after the batch's own publications: the worker may already have
     // answered a command that batch accepted, and per key `accepted` must be
     // produced before the final result (one producer keeps the order).

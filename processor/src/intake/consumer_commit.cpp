@@ -191,9 +191,9 @@ std::optional<BatchResult> Processor::apply_one_by_one(const std::atomic<bool>* 
   return total;
 }
 
-std::optional<std::optional<BatchResult>> Processor::take_commit() {
+Processor::TakenCommit Processor::take_commit() {
   store_thread_.wait_idle();
-  if (!commit_in_flight_) return std::nullopt;
+  if (!commit_in_flight_) return {};
   commit_in_flight_ = false;
   auto outcome = std::exchange(committed_, std::nullopt);
   if (!outcome) {
@@ -202,7 +202,7 @@ std::optional<std::optional<BatchResult>> Processor::take_commit() {
     committing_.clear();
     acknowledged_.insert(acknowledged_.end(), committing_acks_.begin(), committing_acks_.end());
     committing_acks_.clear();
-    return std::optional<BatchResult>();
+    return {TakenCommit::Outcome::gave_up, {}};
   }
   committing_acks_.clear();
   // What needs the batch's messages, before start_commit() hands the buffer
@@ -232,7 +232,7 @@ std::optional<std::optional<BatchResult>> Processor::take_commit() {
     std::lock_guard lock(positions_mu_);
     for (const auto& [tp, next] : outcome->next_offsets) positions_[tp] = next;
   }
-  return outcome;
+  return {TakenCommit::Outcome::committed, std::move(*outcome)};
 }
 
 void Processor::act_on_commit(BatchResult& result) {
@@ -288,9 +288,8 @@ void Processor::act_on_commit(BatchResult& result) {
 
 bool Processor::finish_commit() {
   auto taken = take_commit();
-  if (!taken) return true;
-  if (!*taken) return false;
-  act_on_commit(**taken);
+  if (taken.outcome == TakenCommit::Outcome::gave_up) return false;
+  if (taken.outcome == TakenCommit::Outcome::committed) act_on_commit(taken.result);
   return true;
 }
 

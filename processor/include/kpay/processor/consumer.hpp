@@ -137,9 +137,14 @@ class Processor {
   // loop while the store thread already applies the next batch. Offsets reach
   // Kafka only after the commit.
   void start_commit(const std::atomic<bool>* give_up);
-  // Nothing when no commit was in flight; nullopt inside when the store failed
-  // and `give_up` said to stop retrying (the batch is handed back).
-  std::optional<std::optional<BatchResult>> take_commit();
+  // What take_commit() found: no commit in flight; a commit the store failed
+  // and `give_up` said to stop retrying (the batch is handed back); or a
+  // committed batch and its result.
+  struct TakenCommit {
+    enum class Outcome { none, gave_up, committed } outcome = Outcome::none;
+    BatchResult result;  // committed only
+  };
+  TakenCommit take_commit();
   void act_on_commit(BatchResult& result);
   // Both, for a commit in flight. False when the store failed and `give_up`
   // said to stop retrying.
