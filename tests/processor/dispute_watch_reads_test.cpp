@@ -44,6 +44,9 @@ struct Trace {
   void attach(storage::StateStore& s) {
     sqlite3_trace_v2(s.database().handle(), SQLITE_TRACE_STMT, &Trace::on_trace, this);
   }
+  static void detach(storage::StateStore& s) {
+    sqlite3_trace_v2(s.database().handle(), 0, nullptr, nullptr);
+  }
 };
 
 bool reads_open_disputes(const Trace::Statement& s) {
@@ -60,7 +63,7 @@ class DisputeWatchReads : public ::testing::Test {
     sqlite3_busy_timeout(other_->database().handle(), 0);  // busy at once, never waits
   }
   void TearDown() override {
-    sqlite3_trace_v2(store_->database().handle(), 0, nullptr, nullptr);
+    Trace::detach(*store_);
     other_.reset();
     store_.reset();
     std::filesystem::remove_all(dir_);
@@ -151,7 +154,7 @@ TEST_F(DisputeWatchReads, EveryOpenDisputeCountsWhateverThePageSize) {
     trace.on_statement = [&](const Trace::Statement& st) { pages += reads_open_disputes(st); };
     trace.attach(*store_);
     figures.push_back(watcher.check().stats);
-    sqlite3_trace_v2(store_->database().handle(), 0, nullptr, nullptr);
+    Trace::detach(*store_);
     EXPECT_EQ(pages, static_cast<int>(7 / page + 1)) << page;  // the last page is short
   }
   for (const auto& f : figures) {
@@ -187,7 +190,7 @@ TEST_F(DisputeWatchReads, ADisputeClosedBetweenTheReadAndTheWriteGetsNoWarning) 
   EXPECT_EQ(c.warnings[0].deadline.dispute_id, "dis-b");
   ASSERT_EQ(c.publications.size(), 1u);
   EXPECT_EQ(c.publications[0].key, "dis-b");
-  sqlite3_trace_v2(store_->database().handle(), 0, nullptr, nullptr);
+  Trace::detach(*store_);
   EXPECT_FALSE(store_->deadline_warning_marked("dis-a", "representment", T0 + kHour, "window"));
 
   Trace trace;
