@@ -23,12 +23,14 @@ namespace {
 constexpr std::int64_t T0 = 1'767'225'600'000;  // 2026-01-01T00:00:00Z
 constexpr std::int64_t kHour = 3'600'000;
 
-// What the watcher's connection runs: each statement's text and whether a
-// transaction was open on that connection when it started.
+// What the watcher's connection runs: each statement's text (and with its
+// bound values) and whether a transaction was open on that connection when it
+// started.
 struct Trace {
   struct Statement {
     std::string sql;
     bool in_transaction;
+    std::string expanded;
   };
   std::vector<Statement> statements;
   std::function<void(const Statement&)> on_statement;
@@ -37,7 +39,10 @@ struct Trace {
     auto* t = static_cast<Trace*>(ctx);
     auto* stmt = static_cast<sqlite3_stmt*>(p);
     const char* sql = sqlite3_sql(stmt);
-    t->statements.push_back({sql ? sql : "", sqlite3_get_autocommit(sqlite3_db_handle(stmt)) == 0});
+    char* expanded = sqlite3_expanded_sql(stmt);
+    t->statements.push_back({sql ? sql : "", sqlite3_get_autocommit(sqlite3_db_handle(stmt)) == 0,
+                             expanded ? expanded : ""});
+    sqlite3_free(expanded);
     if (t->on_statement) t->on_statement(t->statements.back());
     return 0;
   }
@@ -178,6 +183,8 @@ TEST_F(DisputeWatchReads, ADisputeClosedBetweenTheReadAndTheWriteGetsNoWarning) 
   Trace asked;
   asked.on_statement = [&](const Trace::Statement& st) {
     if (closed || st.sql.find("FROM dispute_deadline_warnings") == std::string::npos) return;
+    // Nearest deadline first: the first warning asked about is dis-a's.
+    ASSERT_NE(st.expanded.find("'dis-a'"), std::string::npos) << st.expanded;
     storage::WriteTransaction tx(*other_);
     other_->save_dispute(dispute("dis-a", "CLOSED", T0 + kHour));
     tx.commit();
