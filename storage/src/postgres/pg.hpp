@@ -170,7 +170,8 @@ struct ConnectOptions {
   std::string application_name = "kpay";
   std::chrono::seconds connect_timeout{5};
   // Set on the session at each connect (idle_in_transaction_session_timeout);
-  // 0: left to the server.
+  // 0: left to the server. Also how long a session holding serialisation
+  // keys may sit idle outside a transaction (pg_key_locks.hpp).
   std::chrono::milliseconds idle_in_transaction_timeout{0};
 };
 
@@ -233,6 +234,7 @@ class Connection {
   void reconnect();
   // host, port, database, user: for logs (never the password).
   std::string describe() const;
+  const ConnectOptions& options() const noexcept { return options_; }
   // The server's process id of this session (pg_backend_pid()).
   int backend_pid() const;
   PGconn* handle() const noexcept { return conn_; }

@@ -19,6 +19,18 @@ std::int64_t key_lock_id(std::string_view key) {
   return static_cast<std::int64_t>(h);
 }
 
+namespace {
+
+// How long a session holding keys may stay idle outside a transaction: the
+// connection's idle-in-transaction limit, where the server has
+// idle_session_timeout (14 and later; 0: not set).
+std::chrono::milliseconds idle_limit(const Connection& c) {
+  if (PQserverVersion(c.handle()) < 140000) return std::chrono::milliseconds(0);
+  return c.options().idle_in_transaction_timeout;
+}
+
+}  // namespace
+
 KeyLocks::KeyLocks(Connection& c, std::span<const std::string> keys,
                    std::chrono::milliseconds timeout)
     : c_(c) {
@@ -32,8 +44,13 @@ KeyLocks::KeyLocks(Connection& c, std::span<const std::string> keys,
   // is unnested in its (increasing) order, one lock after the other; the
   // timeout is this statement's (LOCAL to its implicit transaction), while
   // the locks are the session's and outlive it.
-  std::string sql = "SET LOCAL lock_timeout = " + std::to_string(timeout.count()) +
-                    "; SELECT pg_advisory_lock(k) FROM unnest(ARRAY[";
+  std::string sql = "SET LOCAL lock_timeout = " + std::to_string(timeout.count()) + "; ";
+  if (const auto idle = idle_limit(c_); idle.count() > 0) {
+    // The session's, kept once this implicit transaction commits (none if
+    // it fails): a holder stopped outside a transaction is ended too.
+    sql += "SET idle_session_timeout = " + std::to_string(idle.count()) + "; ";
+  }
+  sql += "SELECT pg_advisory_lock(k) FROM unnest(ARRAY[";
   for (std::size_t i = 0; i < ids.size(); ++i) {
     if (i != 0) sql += ',';
     sql += std::to_string(ids[i]);
@@ -58,7 +75,10 @@ void KeyLocks::release() noexcept {
   if (!c_.ok()) return;  // the session is gone, and its locks with it
   // This connection holds no other session-level advisory lock (the jobs'
   // locks are transaction-scoped: pg_schema.hpp).
-  PGresult* r = PQexec(c_.handle(), "SELECT pg_advisory_unlock_all()");
+  PGresult* r =
+      PQexec(c_.handle(), idle_limit(c_).count() > 0
+                              ? "RESET idle_session_timeout; SELECT pg_advisory_unlock_all()"
+                              : "SELECT pg_advisory_unlock_all()");
   const bool released = PQresultStatus(r) == PGRES_TUPLES_OK;
   PQclear(r);
   if (released || !c_.ok()) return;

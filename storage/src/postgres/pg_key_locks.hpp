@@ -14,8 +14,14 @@
 //
 // A processor that dies while holding keys: its session ends and the server
 // releases them. One that loses its connection: the same, once the server
-// notices the session is gone (TCP keepalive); a live session whose holder is
-// stuck keeps them, and the waiters fail transiently after kKeyLockTimeout.
+// notices the session is gone (TCP keepalive). One stopped while holding
+// them (SIGSTOP, a debugger, a paused VM): inside the transaction the
+// session's idle_in_transaction_session_timeout ends it; outside (keys
+// taken, the transaction not begun yet, or committed and the keys not yet
+// released) idle_session_timeout does, set to the same value while the keys
+// are held (PostgreSQL 14 or later) and reset when they are released, so an
+// idle session holding nothing is never ended. Until then the waiters fail
+// transiently after kKeyLockTimeout and retry.
 #pragma once
 
 #include <chrono>

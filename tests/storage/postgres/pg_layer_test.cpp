@@ -124,6 +124,48 @@ TEST_F(PgLayer, KeyLocksAreStableBoundedAndLetGo) {
   EXPECT_EQ(a.query(held).int64(0, 0), 0);
 }
 
+// A processor stopped while it holds keys outside a transaction (taken, its
+// batch's first statement not sent yet) holds them no longer than its
+// idle-in-transaction limit: the server ends that session, and another
+// session waiting for a key gets it. A session that released its keys goes
+// back to the server's idle_session_timeout (0 here): an idle connection
+// holding nothing is never ended.
+TEST_F(PgLayer, KeysHeldByAStoppedSessionOutsideATransactionAreLetGo) {
+  storage::pg::ConnectOptions o;
+  o.dsn = fresh_database();
+  o.idle_in_transaction_timeout = std::chrono::milliseconds(500);
+  auto stopped = Connection::open(o);
+  auto waiter = Connection::open(o);
+  const std::vector<std::string> keys{"sender-day-total:limited"};
+  {
+    KeyLocks held(stopped, keys);
+    EXPECT_EQ(stopped.exec("SHOW idle_session_timeout").text(0, 0), "500ms");
+  }
+  EXPECT_EQ(stopped.exec("SHOW idle_session_timeout").text(0, 0), "0") << "reset on release";
+
+  auto held = std::make_unique<KeyLocks>(stopped, keys);  // then idle: nothing more is sent
+  const auto before = std::chrono::steady_clock::now();
+  try {
+    KeyLocks taken(waiter, keys, std::chrono::seconds(10));
+  } catch (const PgError& e) {
+    ADD_FAILURE() << "the stopped session still holds the key: " << e.what();
+  }
+  std::cout << "the key was free after "
+            << std::chrono::duration_cast<std::chrono::milliseconds>(
+                   std::chrono::steady_clock::now() - before)
+                   .count()
+            << " ms\n";
+  try {
+    stopped.exec("SELECT 1");
+    ADD_FAILURE() << "a statement on the ended session succeeded";
+  } catch (const PgError& e) {
+    EXPECT_TRUE(e.transient()) << e.what();
+  }
+  held.reset();  // its session is gone, and its keys with it
+  stopped.reconnect();
+  EXPECT_EQ(stopped.exec("SHOW idle_session_timeout").text(0, 0), "0");
+}
+
 TEST_F(PgLayer, CommitAfterAFailedStatementThrows) {
   auto c = connect(fresh_database());
   c.exec("CREATE TABLE t (k BIGINT PRIMARY KEY)");
