@@ -32,6 +32,7 @@
 #include "child_process.hpp"
 #include "http_client.hpp"
 #include "kpay/core/metrics.hpp"
+#include "kpay/core/percent_encode.hpp"
 #include "kpay/klarna/api_client.hpp"
 #include "kpay/processor/follow_ups.hpp"
 #include "kpay/processor/outbox_worker.hpp"
@@ -102,14 +103,14 @@ void prepare_one(klarna::ApiClient& client, storage::StateStore& store, int i) {
                    201, step + "create"),
             "payment_request_id");
   if (id.empty()) throw BenchError(step + "create answered without payment_request_id");
-  const std::string customer = "/_sim/payment-requests/" + klarna::percent_encode(id);
+  const std::string customer = "/_sim/payment-requests/" + core::percent_encode(id);
   expect(client.call(post(customer + "/start", R"({"flow":"v2"})", "bench-start-" + amount)), 200,
          step + "start");
   expect(client.call(post(customer + "/approve", R"({"flow":"v2"})", "bench-approve-" + amount)),
          200, step + "approve");
   klarna::Call read;
   read.method = "GET";
-  read.path = base + "/payment/requests/" + klarna::percent_encode(id);
+  read.path = base + "/payment/requests/" + core::percent_encode(id);
   const auto token =
       field(expect(client.call(read), 200, step + "read"), "klarna_network_session_token");
   if (token.empty()) throw BenchError(step + "read answered without a session token");

@@ -5,6 +5,8 @@
 
 #include "kpay/klarna/api_client.hpp"
 
+#include "kpay/core/percent_encode.hpp"
+
 namespace kpay::klarna {
 
 Environment parse_environment(std::string_view text) {
@@ -80,27 +82,8 @@ Disposition classify(int status, std::string_view /*error_code*/) {
   return Disposition::permanent;  // other 4xx, and 1xx/3xx, which Klarna never sends
 }
 
-std::string percent_encode(std::string_view s) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
-  std::string out;
-  out.reserve(s.size() * 3);
-  for (char ch : s) {
-    auto c = static_cast<unsigned char>(ch);
-    bool unreserved = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-                      c == '-' || c == '.' || c == '_' || c == '~';
-    if (unreserved) {
-      out.push_back(ch);
-    } else {
-      out.push_back('%');
-      out.push_back(kHex[c >> 4]);
-      out.push_back(kHex[c & 0xF]);
-    }
-  }
-  return out;
-}
-
 std::string account_path(std::string_view account_id) {
-  return "/v2/accounts/" + percent_encode(account_id);
+  return "/v2/accounts/" + core::percent_encode(account_id);
 }
 
 std::string Answer::summary() const {

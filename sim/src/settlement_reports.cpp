@@ -5,28 +5,12 @@
 #include <ctime>
 
 #include "api_internal.hpp"
+#include "kpay/core/percent_encode.hpp"
 #include "settlement_render.hpp"
 
 namespace kpay::sim {
 
 namespace {
-
-std::string percent_encode(std::string_view s) {
-  static const char* hex = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    const bool plain = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-                       c == '-' || c == '.' || c == '_' || c == '~';
-    if (plain) {
-      out.push_back(static_cast<char>(c));
-    } else {
-      out.push_back('%');
-      out.push_back(hex[c >> 4]);
-      out.push_back(hex[c & 15]);
-    }
-  }
-  return out;
-}
 
 void write_links(JsonWriter& w, const Settlement& s, const std::string& base) {
   w.key("links")
@@ -74,7 +58,7 @@ std::string csv_field(const std::string& v) {
 }  // namespace
 
 std::string settlement_url(const std::string& base, const Settlement& s, std::string_view tail) {
-  return base + "/v2/settlements/" + percent_encode(s.id) + std::string(tail);
+  return base + "/v2/settlements/" + core::percent_encode(s.id) + std::string(tail);
 }
 
 void write_settlement(JsonWriter& w, const Settlement& s, const std::string& base) {

@@ -22,6 +22,7 @@
 #include "kpay/core/embedded_kafka.hpp"
 #include "kpay/core/json_writer.hpp"
 #include "kpay/core/kafka.hpp"
+#include "kpay/core/percent_encode.hpp"
 #include "kpay/klarna/api_client.hpp"
 #include "kpay/klarna/envelope.hpp"
 #include "kpay/processor/follow_ups.hpp"
@@ -106,8 +107,8 @@ class DisputesE2E : public ::testing::Test {
   static std::string sim_state(const std::string& dispute) {
     simdjson::dom::parser p;
     simdjson::dom::element e;
-    const auto body = sys().sim("GET", "/v2/accounts/" + klarna::percent_encode(kAccount) +
-                                           "/payment/disputes/" + klarna::percent_encode(dispute));
+    const auto body = sys().sim("GET", "/v2/accounts/" + core::percent_encode(kAccount) +
+                                           "/payment/disputes/" + core::percent_encode(dispute));
     if (p.parse(body).get(e) != simdjson::SUCCESS) return "";
     return str_at(e, "state");
   }

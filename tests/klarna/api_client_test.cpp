@@ -19,6 +19,7 @@
 #include <sstream>
 
 #include "client_sim.hpp"
+#include "kpay/core/percent_encode.hpp"
 
 using namespace kpay::klarna;
 using namespace kpay::test;
@@ -159,9 +160,9 @@ TEST(ApiClientUnit, ClassifiesPerPaymentsApiTable) {
 }
 
 TEST(ApiClientUnit, PercentEncodeAndAccountPath) {
-  EXPECT_EQ(percent_encode("AZaz09-._~"), "AZaz09-._~");
-  EXPECT_EQ(percent_encode("a b/c:d%"), "a%20b%2Fc%3Ad%25");
-  EXPECT_EQ(percent_encode("\xC3\xA9"), "%C3%A9");
+  EXPECT_EQ(kpay::core::percent_encode("AZaz09-._~"), "AZaz09-._~");
+  EXPECT_EQ(kpay::core::percent_encode("a b/c:d%"), "a%20b%2Fc%3Ad%25");
+  EXPECT_EQ(kpay::core::percent_encode("\xC3\xA9"), "%C3%A9");
   EXPECT_EQ(account_path("krn:partner:global:account:live:LWT2XJSE"),
             "/v2/accounts/krn%3Apartner%3Aglobal%3Aaccount%3Alive%3ALWT2XJSE");
 }

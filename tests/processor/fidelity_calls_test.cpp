@@ -16,6 +16,7 @@
 #include "child_process.hpp"
 #include "http_client.hpp"
 #include "kpay/core/metrics.hpp"
+#include "kpay/core/percent_encode.hpp"
 #include "kpay/klarna/api_client.hpp"
 #include "kpay/processor/batch_applier.hpp"
 #include "kpay/processor/follow_ups.hpp"
@@ -200,9 +201,8 @@ TEST_F(FidelityCalls, PendingConfirmationTokenIsConfirmedOnceKeyedByTheCommand) 
                      R"({"currency":"EUR","amount":1500,"payment_request_reference":"gen1"})");
   ASSERT_TRUE(created && created->status == 201);
   const auto request = at(created->body, {"payment_request_id"});
-  auto approve =
-      sim("POST", "/_sim/payment-requests/" + klarna::percent_encode(request) + "/approve",
-          R"({"flow":"v1"})");
+  auto approve = sim("POST", "/_sim/payment-requests/" + core::percent_encode(request) + "/approve",
+                     R"({"flow":"v1"})");
   const auto confirmation = at(approve->body, {"state_context", "payment_confirmation_token"});
   ASSERT_FALSE(confirmation.empty()) << approve->body;
   const auto token = jwt(R"({"status":"PAYMENT_PENDING_CONFIRMATION","shopping_session_id":"s",)"
@@ -243,7 +243,7 @@ TEST_F(FidelityCalls, StepUpIdsOnlyNestedAndTheRequestIsTrackedAtOnce) {
       "su-cancel");
   EXPECT_EQ(at(c, {"status"}), "succeeded") << c;
   EXPECT_EQ(at(sim("GET", klarna::account_path(kAccount) + "/payment/requests/" +
-                              klarna::percent_encode(request))
+                              core::percent_encode(request))
                    ->body,
                {"state"}),
             "CANCELED");
@@ -296,7 +296,7 @@ TEST_F(FidelityCalls, BareMoneyAnswersAreReadBackNeverFailed) {
   const auto capture_id = at(cap, {"payment_capture_id"});
   ASSERT_FALSE(capture_id.empty()) << cap;
   const auto read = sim("GET", klarna::account_path(kAccount) + "/payment/captures/" +
-                                   klarna::percent_encode(capture_id));
+                                   core::percent_encode(capture_id));
   EXPECT_EQ(at(read->body, {"capture_amount"}), "600") << "the id read back is Klarna's capture";
   const auto ref = command(tx,
                            R"({"command_id":"bare-r","type":"refund","payment_capture_id":")" +
@@ -402,7 +402,7 @@ ReplayedCall fixture_call(const std::string& name, const std::map<std::string, s
 // only; the final authorization sending step_up_config again; a token charge.
 TEST_F(FidelityCalls, RealClientRequestShapesReplayAgainstTheSim) {
   std::map<std::string, std::string> v = {
-      {"{account}", klarna::percent_encode(kAccount)},
+      {"{account}", core::percent_encode(kAccount)},
       {"{key}", "replay1"},
       {"{interoperability_token}", jwt(R"({"status":"PAYMENT_PREPARED"})")}};
   auto send_call = [&](const std::string& name) {
@@ -430,7 +430,7 @@ TEST_F(FidelityCalls, RealClientRequestShapesReplayAgainstTheSim) {
             v["{interoperability_token}"]);
 
   auto approved =
-      sim("POST", "/_sim/payment-requests/" + klarna::percent_encode(request) + "/approve",
+      sim("POST", "/_sim/payment-requests/" + core::percent_encode(request) + "/approve",
           R"({"flow":"v2"})");
   v["{session_token}"] = at(approved->body, {"state_context", "klarna_network_session_token"});
   ASSERT_FALSE(v["{session_token}"].empty()) << approved->body;

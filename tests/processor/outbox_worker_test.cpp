@@ -12,6 +12,7 @@
 #include "child_process.hpp"
 #include "http_client.hpp"
 #include "kpay/core/metrics.hpp"
+#include "kpay/core/percent_encode.hpp"
 #include "kpay/core/wall_clock.hpp"
 #include "kpay/klarna/api_client.hpp"
 #include "kpay/processor/call_deadlines.hpp"
@@ -132,13 +133,13 @@ class OutboxWorkerTest : public ::testing::Test {
     Approved a;
     a.id = field(created->body, {"payment_request_id"});
     a.amount = amount;
-    const std::string customer = "/_sim/payment-requests/" + klarna::percent_encode(a.id);
+    const std::string customer = "/_sim/payment-requests/" + core::percent_encode(a.id);
     const std::string flow_body = R"({"flow":")" + flow + "\"}";
     auto start = sim("POST", customer + "/start", flow_body);
     EXPECT_TRUE(start && start->status == 200) << (start ? start->body : "");
     auto approve = sim("POST", customer + "/approve", flow_body);
     EXPECT_TRUE(approve && approve->status == 200) << (approve ? approve->body : "");
-    auto read = sim("GET", base + "/payment/requests/" + klarna::percent_encode(a.id));
+    auto read = sim("GET", base + "/payment/requests/" + core::percent_encode(a.id));
     a.token = field(read->body, {"state_context", flow == "v2" ? "klarna_network_session_token"
                                                                : "payment_confirmation_token"});
     EXPECT_FALSE(a.token.empty()) << read->body;

@@ -25,6 +25,7 @@
 #include "klarnactl.hpp"
 #include "kpay/core/json_writer.hpp"
 #include "kpay/core/log.hpp"
+#include "kpay/core/percent_encode.hpp"
 #include "kpay/klarna/signature.hpp"
 #include "kpay/processor/dispute_deadlines.hpp"
 #include "kpay/processor/events.hpp"
@@ -279,7 +280,7 @@ class DisputeApi {
                                           account)) {}
   std::string path(const std::string& dispute_id, std::string_view rest = "") const {
     std::string p = root_;
-    if (!dispute_id.empty()) p += "/" + klarna::percent_encode(dispute_id);
+    if (!dispute_id.empty()) p += "/" + core::percent_encode(dispute_id);
     return p + std::string(rest);
   }
   // Sent with the same key until an answer that is not retryable (five times
@@ -349,8 +350,8 @@ void download(const GlobalOptions& g, const DownloadOptions& o) {
   DisputeApi api(g, account_of(g, o.account, o.dispute_id));
   klarna::Call c;
   c.method = "GET";
-  c.path = api.path(o.dispute_id,
-                    "/attachments/" + klarna::percent_encode(o.attachment_id) + "/download");
+  c.path =
+      api.path(o.dispute_id, "/attachments/" + core::percent_encode(o.attachment_id) + "/download");
   c.timeout = std::chrono::seconds(120);
   auto a = api.call(std::move(c));
   std::ofstream out(o.output, std::ios::binary | std::ios::trunc);
@@ -383,11 +384,11 @@ void list_remote(const GlobalOptions& g, const RemoteListOptions& o) {
   std::size_t printed = 0;
   do {
     std::string query = "?size=" + std::to_string(std::min<std::size_t>(100, o.limit));
-    if (!o.state.empty()) query += "&state=" + klarna::percent_encode(o.state);
+    if (!o.state.empty()) query += "&state=" + core::percent_encode(o.state);
     if (!o.transaction.empty()) {
-      query += "&payment_transaction_id=" + klarna::percent_encode(o.transaction);
+      query += "&payment_transaction_id=" + core::percent_encode(o.transaction);
     }
-    if (!token.empty()) query += "&page_token=" + klarna::percent_encode(token);
+    if (!token.empty()) query += "&page_token=" + core::percent_encode(token);
     klarna::Call c;
     c.method = "GET";
     c.path = api.path("", query);

@@ -10,6 +10,7 @@
 #include "klarnactl.hpp"
 #include "kpay/core/json_writer.hpp"
 #include "kpay/core/log.hpp"
+#include "kpay/core/percent_encode.hpp"
 #include "kpay/storage/key_store.hpp"
 
 namespace kpay::ctl {
@@ -143,7 +144,7 @@ void remote_delete(const GlobalOptions& g, const std::string& id, bool json) {
   KlarnaApi api(g);
   klarna::Call c;
   c.method = "DELETE";
-  c.path = std::string(kKeysPath) + "/" + klarna::percent_encode(id);
+  c.path = std::string(kKeysPath) + "/" + core::percent_encode(id);
   api.expect_success(std::move(c));
   if (json) {
     core::JsonWriter w;

@@ -9,6 +9,7 @@
 
 #include "klarnactl.hpp"
 #include "kpay/core/json_writer.hpp"
+#include "kpay/core/percent_encode.hpp"
 #include "kpay/storage/key_store.hpp"
 
 namespace kpay::ctl {
@@ -18,7 +19,7 @@ namespace {
 constexpr const char* kWebhooksPath = "/v2/notification/webhooks";
 
 std::string webhook_path(const std::string& id, std::string_view rest = "") {
-  return std::string(kWebhooksPath) + "/" + klarna::percent_encode(id) + std::string(rest);
+  return std::string(kWebhooksPath) + "/" + core::percent_encode(id) + std::string(rest);
 }
 
 // The subscription's fields; what is unset is not sent (PATCH changes only these).

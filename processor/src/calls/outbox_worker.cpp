@@ -11,6 +11,7 @@
 
 #include "calls/call_answers.hpp"
 #include "kpay/core/log.hpp"
+#include "kpay/core/percent_encode.hpp"
 #include "kpay/core/traceparent.hpp"
 #include "kpay/core/wall_clock.hpp"
 #include "kpay/storage/store_error.hpp"
@@ -25,7 +26,7 @@ using core::now_ms;
 std::string resolve_path(const storage::OutboxRow& row, const FollowUpSettings& s) {
   std::string path = request_path(row, s);
   if (auto at = path.find("{token}"); at != std::string::npos) {
-    path.replace(at, 7, klarna::percent_encode(row.call_token));
+    path.replace(at, 7, core::percent_encode(row.call_token));
   }
   return path;
 }

@@ -4,6 +4,7 @@
 // transaction (the publish queue).
 #include "settlements/settlement_fetch.hpp"
 
+#include "kpay/core/percent_encode.hpp"
 #include "kpay/processor/reconciler.hpp"
 #include "kpay/processor/settlement_report.hpp"
 #include "kpay/storage/reconciliation_store.hpp"
@@ -13,7 +14,7 @@ namespace kpay::processor {
 namespace {
 
 std::string settlement_path(const std::string& settlement_id) {
-  return "/v2/settlements/" + klarna::percent_encode(settlement_id);
+  return "/v2/settlements/" + core::percent_encode(settlement_id);
 }
 
 void queue(AnswerContext& c, const FollowUp& f, const storage::OutboxRow& cause) {

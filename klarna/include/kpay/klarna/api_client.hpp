@@ -131,8 +131,6 @@ Disposition classify(int status, std::string_view error_code);
 
 // "/v2/accounts/<percent-encoded account id>"
 std::string account_path(std::string_view account_id);
-// RFC 3986 unreserved characters kept, everything else %XX.
-std::string percent_encode(std::string_view s);
 
 class ApiClient {
  public:
