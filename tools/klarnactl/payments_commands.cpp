@@ -135,6 +135,140 @@ void show_transaction(storage::Store& store, const storage::PaymentTransactionRo
   print_history(store.history(t.id));
 }
 
+void show_request(storage::Store& store, const storage::PaymentRequestRow& r, bool json,
+                  core::JsonWriter& w) {
+  const auto outbox = store.outbox(r.id);
+  if (json) {
+    w.key("payment_request").begin_object().field("id", r.id);
+    w.field("generation", r.generation);
+    opt_field(w, "state", r.state);
+    opt_field(w, "amount", r.amount);
+    opt_field(w, "currency", r.currency);
+    opt_field(w, "reference", r.reference);
+    opt_field(w, "payment_transaction_id", r.payment_transaction_id);
+    w.key("authorization_due");
+    r.authorization_due_ms ? w.value(core::rfc3339_ms(*r.authorization_due_ms)) : w.null();
+    w.key("outbox").begin_array();
+    for (const auto& o : outbox) {
+      w.begin_object()
+          .field("operation", storage::to_string(o.operation))
+          .field("idempotency_key", o.idempotency_key);
+      w.field("status", storage::to_string(o.status))
+          .field("created_by_event_id", o.created_by_event_id);
+      w.end_object();
+    }
+    w.end_array();
+    history_json(w, store.history(r.id));
+    w.end_object();
+    return;
+  }
+  std::cout << "payment request " << r.id << " (Gen " << r.generation << ")\n"
+            << "  state:     " << text(r.state) << " (since " << when(r.state_as_of_ms) << ")\n"
+            << "  amount:    " << money(r.amount, r.currency)
+            << "   reference: " << text(r.reference) << "\n"
+            << "  expires:   " << when(r.expires_at_ms)
+            << "   final authorization due: " << when(r.authorization_due_ms) << "\n"
+            << "  transaction: " << text(r.payment_transaction_id) << "\n";
+  for (const auto& o : outbox) {
+    std::cout << "  outbox: " << o.operation << " [" << o.status << "] key=" << o.idempotency_key
+              << " due " << when(o.due_by_ms) << "\n";
+  }
+  print_history(store.history(r.id));
+}
+
+void show_dispute(storage::Store& store, const storage::DisputeRow& d, bool json,
+                  core::JsonWriter& w) {
+  if (json) {
+    w.key("dispute")
+        .begin_object()
+        .field("id", d.id)
+        .field("framework", storage::to_string(d.framework));
+    opt_field(w, "state", d.state);
+    opt_field(w, "outcome", d.outcome);
+    opt_field(w, "amount", d.amount);
+    opt_field(w, "currency", d.currency);
+    opt_field(w, "payment_transaction_id", d.payment_transaction_id);
+    w.key("representment_expires_at");
+    d.representment_expires_at_ms ? w.value(core::rfc3339_ms(*d.representment_expires_at_ms))
+                                  : w.null();
+    w.key("arbitration_expires_at");
+    d.arbitration_expires_at_ms ? w.value(core::rfc3339_ms(*d.arbitration_expires_at_ms))
+                                : w.null();
+    history_json(w, store.history(d.id));
+    w.end_object();
+    return;
+  }
+  std::cout << "dispute " << d.id << " (" << d.framework << " framework"
+            << (d.framework_inferred ? ", inferred" : "") << ")\n"
+            << "  state:    " << text(d.state) << " (since " << when(d.state_as_of_ms)
+            << ")   outcome: " << text(d.outcome) << "\n"
+            << "  amount:   " << money(d.amount, d.currency) << "   reason: " << text(d.reason)
+            << "\n  transaction: " << text(d.payment_transaction_id) << "\n"
+            << "  representment deadline: " << when(d.representment_expires_at_ms)
+            << "   arbitration deadline: " << when(d.arbitration_expires_at_ms) << "\n";
+  print_history(store.history(d.id));
+}
+
+// A settlement report, payout or partner account record.
+void show_record(storage::Store& store, const char* kind, const storage::RecordRow& rec, bool json,
+                 core::JsonWriter& w) {
+  if (json) {
+    w.key(kind).begin_object().field("id", rec.id);
+    opt_field(w, "state", rec.state);
+    opt_field(w, "sub_state", rec.sub_state);
+    opt_field(w, "amount", rec.amount);
+    opt_field(w, "currency", rec.currency);
+    history_json(w, store.history(rec.id));
+    w.end_object();
+    return;
+  }
+  std::cout << kind << " " << rec.id << "\n  state: " << text(rec.state)
+            << (rec.sub_state ? "   payment product: " + *rec.sub_state : "")
+            << "   amount: " << money(rec.amount, rec.currency) << "\n";
+  print_history(store.history(rec.id));
+}
+
+// Everything known under `id`: a request with its transaction, a transaction
+// (naming its request), a dispute, a record. Throws CommandFailed for none.
+void show_payment(storage::Store& store, const std::string& id, bool json) {
+  core::JsonWriter w;
+  w.begin_object();
+  bool found = false;
+  std::optional<std::string> linked_transaction;
+  if (auto r = store.find_request(id)) {
+    found = true;
+    linked_transaction = r->payment_transaction_id;
+    show_request(store, *r, json, w);
+  }
+  std::optional<storage::PaymentTransactionRow> txn = store.find_transaction(id);
+  if (!txn && linked_transaction) txn = store.find_transaction(*linked_transaction);
+  if (txn) {
+    found = true;
+    if (!json && linked_transaction) std::cout << "\n";
+    show_transaction(store, *txn, json, w);
+    if (!linked_transaction && txn->payment_request_id && txn->id == id) {
+      if (json) {
+        w.field("payment_request_id", *txn->payment_request_id);
+      } else {
+        std::cout << "  (klarnactl payments show " << *txn->payment_request_id
+                  << " for the request)\n";
+      }
+    }
+  }
+  if (auto d = store.find_dispute(id)) {
+    found = true;
+    show_dispute(store, *d, json, w);
+  }
+  for (const char* kind : {"settlement_report", "payout", "partner_account"}) {
+    if (auto rec = store.find_record(kind, id)) {
+      found = true;
+      show_record(store, kind, *rec, json, w);
+    }
+  }
+  if (!found) throw CommandFailed("nothing known with id '" + id + "'");
+  if (json) std::cout << w.end_object().str() << "\n";
+}
+
 void print_payments(const std::vector<storage::PaymentSummary>& rows, bool json) {
   // Columns as wide as their widest value (Klarna ids are ~70 characters),
   // so a state never runs into an id.
@@ -207,122 +341,7 @@ void register_payments_commands(CLI::App& app, const GlobalOptions& global) {
   show->add_flag("--json", *show_json, "Print one JSON document");
   show->callback([&global, id, show_json] {
     auto store = open_state_store(global, false);
-    const bool json = *show_json;
-    core::JsonWriter w;
-    w.begin_object();
-    bool found = false;
-    std::optional<std::string> linked_transaction;
-    if (auto r = store->find_request(*id)) {
-      found = true;
-      linked_transaction = r->payment_transaction_id;
-      auto outbox = store->outbox(r->id);
-      if (json) {
-        w.key("payment_request").begin_object().field("id", r->id);
-        w.field("generation", r->generation);
-        opt_field(w, "state", r->state);
-        opt_field(w, "amount", r->amount);
-        opt_field(w, "currency", r->currency);
-        opt_field(w, "reference", r->reference);
-        opt_field(w, "payment_transaction_id", r->payment_transaction_id);
-        w.key("authorization_due");
-        r->authorization_due_ms ? w.value(core::rfc3339_ms(*r->authorization_due_ms)) : w.null();
-        w.key("outbox").begin_array();
-        for (const auto& o : outbox) {
-          w.begin_object()
-              .field("operation", storage::to_string(o.operation))
-              .field("idempotency_key", o.idempotency_key);
-          w.field("status", storage::to_string(o.status))
-              .field("created_by_event_id", o.created_by_event_id);
-          w.end_object();
-        }
-        w.end_array();
-        history_json(w, store->history(r->id));
-        w.end_object();
-      } else {
-        std::cout << "payment request " << r->id << " (Gen " << r->generation << ")\n"
-                  << "  state:     " << text(r->state) << " (since " << when(r->state_as_of_ms)
-                  << ")\n"
-                  << "  amount:    " << money(r->amount, r->currency)
-                  << "   reference: " << text(r->reference) << "\n"
-                  << "  expires:   " << when(r->expires_at_ms)
-                  << "   final authorization due: " << when(r->authorization_due_ms) << "\n"
-                  << "  transaction: " << text(r->payment_transaction_id) << "\n";
-        for (const auto& o : outbox) {
-          std::cout << "  outbox: " << o.operation << " [" << o.status
-                    << "] key=" << o.idempotency_key << " due " << when(o.due_by_ms) << "\n";
-        }
-        print_history(store->history(r->id));
-      }
-    }
-    std::optional<storage::PaymentTransactionRow> txn = store->find_transaction(*id);
-    if (!txn && linked_transaction) txn = store->find_transaction(*linked_transaction);
-    if (txn) {
-      found = true;
-      if (!json && linked_transaction) std::cout << "\n";
-      show_transaction(*store, *txn, json, w);
-      if (!linked_transaction && txn->payment_request_id && txn->id == *id) {
-        if (json) {
-          w.field("payment_request_id", *txn->payment_request_id);
-        } else {
-          std::cout << "  (klarnactl payments show " << *txn->payment_request_id
-                    << " for the request)\n";
-        }
-      }
-    }
-    if (auto d = store->find_dispute(*id)) {
-      found = true;
-      if (json) {
-        w.key("dispute")
-            .begin_object()
-            .field("id", d->id)
-            .field("framework", storage::to_string(d->framework));
-        opt_field(w, "state", d->state);
-        opt_field(w, "outcome", d->outcome);
-        opt_field(w, "amount", d->amount);
-        opt_field(w, "currency", d->currency);
-        opt_field(w, "payment_transaction_id", d->payment_transaction_id);
-        w.key("representment_expires_at");
-        d->representment_expires_at_ms ? w.value(core::rfc3339_ms(*d->representment_expires_at_ms))
-                                       : w.null();
-        w.key("arbitration_expires_at");
-        d->arbitration_expires_at_ms ? w.value(core::rfc3339_ms(*d->arbitration_expires_at_ms))
-                                     : w.null();
-        history_json(w, store->history(d->id));
-        w.end_object();
-      } else {
-        std::cout << "dispute " << d->id << " (" << d->framework << " framework"
-                  << (d->framework_inferred ? ", inferred" : "") << ")\n"
-                  << "  state:    " << text(d->state) << " (since " << when(d->state_as_of_ms)
-                  << ")   outcome: " << text(d->outcome) << "\n"
-                  << "  amount:   " << money(d->amount, d->currency)
-                  << "   reason: " << text(d->reason)
-                  << "\n  transaction: " << text(d->payment_transaction_id) << "\n"
-                  << "  representment deadline: " << when(d->representment_expires_at_ms)
-                  << "   arbitration deadline: " << when(d->arbitration_expires_at_ms) << "\n";
-        print_history(store->history(d->id));
-      }
-    }
-    for (const char* kind : {"settlement_report", "payout", "partner_account"}) {
-      if (auto rec = store->find_record(kind, *id)) {
-        found = true;
-        if (json) {
-          w.key(kind).begin_object().field("id", rec->id);
-          opt_field(w, "state", rec->state);
-          opt_field(w, "sub_state", rec->sub_state);
-          opt_field(w, "amount", rec->amount);
-          opt_field(w, "currency", rec->currency);
-          history_json(w, store->history(rec->id));
-          w.end_object();
-        } else {
-          std::cout << kind << " " << rec->id << "\n  state: " << text(rec->state)
-                    << (rec->sub_state ? "   payment product: " + *rec->sub_state : "")
-                    << "   amount: " << money(rec->amount, rec->currency) << "\n";
-          print_history(store->history(rec->id));
-        }
-      }
-    }
-    if (!found) throw CommandFailed("nothing known with id '" + *id + "'");
-    if (json) std::cout << w.end_object().str() << "\n";
+    show_payment(*store, *id, *show_json);
   });
 }
 
