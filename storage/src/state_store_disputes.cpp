@@ -172,15 +172,21 @@ bool StateStore::mark_deadline_warning(const std::string& dispute_id, const std:
   return impl_->db.changes() == 1;
 }
 
-bool StateStore::deadline_warning_marked(const std::string& dispute_id, const std::string& kind,
-                                         std::int64_t deadline_ms, const std::string& stage) {
+// One lookup per key: in process, each a few microseconds.
+std::vector<bool> StateStore::deadline_warnings_marked(std::span<const DeadlineWarningKey> keys) {
   auto& s =
       impl_->prep(impl_->deadline_warning_marked,
                   "SELECT 1 FROM dispute_deadline_warnings WHERE dispute_id = ? AND kind = ? AND "
                   "deadline_ms = ? AND stage = ?");
-  ResetAfter reset(s);  // no read snapshot kept open
-  s.bind_view(1, dispute_id).bind_view(2, kind).bind_view(3, deadline_ms).bind_view(4, stage);
-  return s.step();
+  std::vector<bool> out;
+  out.reserve(keys.size());
+  for (const auto& k : keys) {
+    ResetAfter reset(s);  // no read snapshot kept open
+    s.bind_view(1, k.dispute_id).bind_view(2, k.kind).bind_view(3, k.deadline_ms);
+    s.bind_view(4, k.stage);
+    out.push_back(s.step());
+  }
+  return out;
 }
 
 }  // namespace kpay::storage

@@ -264,6 +264,27 @@ TEST_P(EntityContract, AWarningMarkIsSeenByEveryConnection) {
   EXPECT_FALSE(store().deadline_warning_marked("d-2", "representment", 5000, "window"));
 }
 
+// The watcher's read of a page: one answer per key, in the keys' order,
+// whatever the ids hold (quotes, backslashes, commas, braces: array literals
+// on PostgreSQL).
+TEST_P(EntityContract, WarningMarksAreReadForManyKeysInTheirOrder) {
+  EXPECT_TRUE(store().deadline_warnings_marked({}).empty());
+  const std::string odd = R"(d-"q",\{x})";
+  ASSERT_TRUE(store().mark_deadline_warning(odd, "representment", 5000, "window", 4000));
+  ASSERT_TRUE(store().mark_deadline_warning("d-2", "arbitration", 7000, "passed", 4000));
+  const std::vector<DeadlineWarningKey> keys{
+      {"d-1", "representment", 5000, "window"}, {odd, "representment", 5000, "window"},
+      {odd, "representment", 5000, "passed"},   {"d-2", "arbitration", 7000, "passed"},
+      {"d-2", "arbitration", 7001, "passed"},   {odd, "representment", 5000, "window"},
+      {"d-2", "representment", 7000, "passed"},
+  };
+  EXPECT_EQ(store().deadline_warnings_marked(keys),
+            (std::vector<bool>{false, true, false, true, false, true, false}));
+  EXPECT_EQ(second_connection()->deadline_warnings_marked(keys),
+            store().deadline_warnings_marked(keys));
+  EXPECT_TRUE(store().deadline_warning_marked(odd, "representment", 5000, "window"));
+}
+
 TEST_P(EntityContract, RecordsAndSettlementEvents) {
   RecordRow r{"payout", "po-1", "PAID", 10, std::nullopt, 0, 700, "EUR", "e1"};
   store().save_record(r);

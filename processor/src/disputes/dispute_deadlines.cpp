@@ -180,19 +180,30 @@ std::vector<OpenDeadline> DisputeDeadlineWatcher::read_due(std::int64_t now_ms, 
     stats.open_disputes += static_cast<std::int64_t>(page.size());
     const auto deadlines = actionable_deadlines(page);
     add_page(stats, summarize(deadlines, now_ms, settings_.window.count()));
-    for (const auto& d : deadlines) {
-      if (d.deadline_ms >= window_end) break;  // nearest first: the rest is later
-      if (warns && !store_.deadline_warning_marked(d.dispute_id, d.kind, d.deadline_ms,
-                                                   stage_of(d, now_ms))) {
-        due.push_back(d);
-      }
-    }
+    if (warns) add_unmarked(deadlines, now_ms, window_end, due);
     if (page.size() < page_size) break;
     after = page.back().id;
   }
   std::stable_sort(due.begin(), due.end(),
                    [](const auto& a, const auto& b) { return a.deadline_ms < b.deadline_ms; });
   return due;
+}
+
+// Of a page's deadlines (nearest first), those inside the window (or past)
+// whose warning at their stage nobody claimed yet: one read for the page.
+void DisputeDeadlineWatcher::add_unmarked(std::span<const OpenDeadline> deadlines,
+                                          std::int64_t now_ms, std::int64_t window_end,
+                                          std::vector<OpenDeadline>& due) {
+  std::vector<storage::DeadlineWarningKey> keys;
+  for (const auto& d : deadlines) {
+    if (d.deadline_ms >= window_end) break;  // nearest first: the rest is later
+    keys.push_back({d.dispute_id, d.kind, d.deadline_ms, stage_of(d, now_ms)});
+  }
+  if (keys.empty()) return;
+  const auto marked = store_.deadline_warnings_marked(keys);
+  for (std::size_t i = 0; i < keys.size(); ++i) {
+    if (!marked[i]) due.push_back(deadlines[i]);
+  }
 }
 
 // The deadline as the dispute stands now (inside the write transaction):

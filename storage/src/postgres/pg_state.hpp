@@ -67,8 +67,7 @@ class PgState {
   bool mark_deadline_warning(const std::string& dispute_id, const std::string& kind,
                              std::int64_t deadline_ms, const std::string& stage,
                              std::int64_t now_ms);
-  bool deadline_warning_marked(const std::string& dispute_id, const std::string& kind,
-                               std::int64_t deadline_ms, const std::string& stage);
+  std::vector<bool> deadline_warnings_marked(std::span<const DeadlineWarningKey> keys);
 
   // ---- outbox (pg_state_outbox.cpp; claims in pg_leases.cpp) ----
   bool insert_outbox(const OutboxRow& o);

@@ -149,13 +149,22 @@ bool PgState::mark_deadline_warning(const std::string& dispute_id, const std::st
              .affected() == 1;
 }
 
-bool PgState::deadline_warning_marked(const std::string& dispute_id, const std::string& kind,
-                                      std::int64_t deadline_ms, const std::string& stage) {
-  return c_.query(
-               "SELECT 1 FROM dispute_deadline_warnings WHERE dispute_id = $1 AND kind = $2 AND "
-               "deadline_ms = $3 AND stage = $4",
-               params(dispute_id, kind, deadline_ms, stage))
-             .rows() > 0;
+std::vector<bool> PgState::deadline_warnings_marked(std::span<const DeadlineWarningKey> keys) {
+  std::vector<bool> out(keys.size(), false);
+  if (keys.empty()) return out;
+  Result r = c_.query(
+      "SELECT k.i FROM unnest($1::TEXT[], $2::TEXT[], $3::BIGINT[], $4::TEXT[]) "
+      "WITH ORDINALITY AS k(dispute_id, kind, deadline_ms, stage, i) "
+      "JOIN dispute_deadline_warnings w USING (dispute_id, kind, deadline_ms, stage)",
+      params(array_literal(keys, [](const DeadlineWarningKey& k) { return k.dispute_id; }),
+             array_literal(keys, [](const DeadlineWarningKey& k) { return k.kind; }),
+             array_literal(
+                 keys, [](const DeadlineWarningKey& k) { return std::to_string(k.deadline_ms); }),
+             array_literal(keys, [](const DeadlineWarningKey& k) { return k.stage; })));
+  for (int row = 0; row < r.rows(); ++row) {
+    out[static_cast<std::size_t>(r.int64(row, 0) - 1)] = true;  // ordinals count from 1
+  }
+  return out;
 }
 
 }  // namespace kpay::storage::pg

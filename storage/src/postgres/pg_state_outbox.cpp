@@ -18,22 +18,6 @@ std::string select_outbox(std::string_view rest) {
   return sql;
 }
 
-// A PostgreSQL array literal ("{"a","b"}") of `items`, each quoted.
-template <class Items, class Text>
-std::string array_literal(const Items& items, Text text) {
-  std::string out = "{";
-  for (const auto& item : items) {
-    if (out.size() > 1) out += ',';
-    out += '"';
-    for (char ch : text(item)) {
-      if (ch == '"' || ch == '\\') out += '\\';
-      out += ch;
-    }
-    out += '"';
-  }
-  return out + "}";
-}
-
 std::int64_t count(std::size_t n) {
   return static_cast<std::int64_t>(n);
 }

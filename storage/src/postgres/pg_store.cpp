@@ -140,9 +140,8 @@ bool PgStore::mark_deadline_warning(const std::string& dispute_id, const std::st
                                     std::int64_t now_ms) {
   return live().mark_deadline_warning(dispute_id, kind, deadline_ms, stage, now_ms);
 }
-bool PgStore::deadline_warning_marked(const std::string& dispute_id, const std::string& kind,
-                                      std::int64_t deadline_ms, const std::string& stage) {
-  return live().deadline_warning_marked(dispute_id, kind, deadline_ms, stage);
+std::vector<bool> PgStore::deadline_warnings_marked(std::span<const DeadlineWarningKey> keys) {
+  return live().deadline_warnings_marked(keys);
 }
 std::optional<RecordRow> PgStore::find_record(const std::string& kind, const std::string& id) {
   return live().find_record(kind, id);

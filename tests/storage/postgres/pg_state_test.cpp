@@ -3,6 +3,7 @@
 // same thing to both and compares every answer.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <tuple>
 
@@ -183,6 +184,19 @@ TEST_F(PgState, Disputes) {
     EXPECT_EQ(sqlite_->mark_deadline_warning("dsp-1", "representment", 5000, "window", 1),
               pg_->mark_deadline_warning("dsp-1", "representment", 5000, "window", 1));
   }
+  // The watcher's read of a page of deadlines: one round trip however many.
+  std::vector<DeadlineWarningKey> keys;
+  for (int i = 0; i < 500; ++i)
+    keys.push_back({"dsp-" + std::to_string(i), "representment", 5000, "window"});
+  auto trips = conn_->round_trips();
+  const auto marked = pg_->deadline_warnings_marked(keys);
+  EXPECT_EQ(conn_->round_trips(), trips + 2) << "the statement prepared, then run once";
+  trips = conn_->round_trips();
+  EXPECT_EQ(pg_->deadline_warnings_marked(keys), marked);
+  EXPECT_EQ(conn_->round_trips(), trips + 1);
+  EXPECT_EQ(marked, sqlite_->deadline_warnings_marked(keys));
+  EXPECT_EQ(std::count(marked.begin(), marked.end(), true), 1);
+  EXPECT_TRUE(marked[1]);
   auto a = sqlite_->deadlines(4000, 2000), b = pg_->deadlines(4000, 2000);
   EXPECT_EQ(std::tie(a.dispute_deadlines_soon, a.dispute_deadlines_passed),
             std::tie(b.dispute_deadlines_soon, b.dispute_deadlines_passed));

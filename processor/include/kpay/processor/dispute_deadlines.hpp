@@ -117,6 +117,8 @@ class DisputeDeadlineWatcher {
 
  private:
   std::vector<OpenDeadline> read_due(std::int64_t now_ms, bool warns, DeadlineStats& stats);
+  void add_unmarked(std::span<const OpenDeadline> deadlines, std::int64_t now_ms,
+                    std::int64_t window_end, std::vector<OpenDeadline>& due);
   std::optional<OpenDeadline> still_due(const OpenDeadline& d);
   std::vector<DeadlineWarning> new_warnings(std::span<const OpenDeadline> due, std::int64_t now_ms);
   storage::PublishRow publication(const DeadlineWarning& w, std::int64_t now_ms) const;

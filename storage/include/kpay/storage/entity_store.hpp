@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -40,12 +41,11 @@ class EntityStore {
   virtual bool insert_dispute_deadline(const DisputeDeadlineRow& d) = 0;
   // Ordered by as_of_ms, kind, event_id.
   virtual std::vector<DisputeDeadlineRow> dispute_deadlines(const std::string& dispute_id) = 0;
-  // A page of the open disputes (not CLOSED, state unknown included): those after `after_id` (none: from the
-  // first) in id order, at most `limit`. All of them: pass a page's last id to
-  // the next call until a page comes back shorter than `limit`. Found through
-  // the index of open disputes (v20), so a page costs what it returns, however
-  // many closed disputes the store holds. Outside a transaction each page is
-  // read in a snapshot of its own and takes no write lock.
+  // A page of the open disputes (not CLOSED, state unknown included): those after `after_id` (none:
+  // from the first) in id order, at most `limit`. All of them: pass a page's last id to the next
+  // call until a page comes back shorter than `limit`. Found through the index of open disputes
+  // (v20), so a page costs what it returns, however many closed disputes the store holds. Outside a
+  // transaction each page is read in a snapshot of its own and takes no write lock.
   virtual std::vector<DisputeRow> open_disputes_after(const std::optional<std::string>& after_id,
                                                       std::size_t limit) = 0;
   // The claim of one deadline warning: true for exactly one caller per
@@ -55,10 +55,16 @@ class EntityStore {
   virtual bool mark_deadline_warning(const std::string& dispute_id, const std::string& kind,
                                      std::int64_t deadline_ms, const std::string& stage,
                                      std::int64_t now_ms) = 0;
-  // Whether that claim was made already (a read: the watcher skips those
-  // before it opens a write transaction; mark_deadline_warning decides).
-  virtual bool deadline_warning_marked(const std::string& dispute_id, const std::string& kind,
-                                       std::int64_t deadline_ms, const std::string& stage) = 0;
+  // Whether each claim was made already, in the order of `keys` (a read: the
+  // watcher skips those before it opens a write transaction;
+  // mark_deadline_warning decides). One statement on PostgreSQL, whatever
+  // the number of keys.
+  virtual std::vector<bool> deadline_warnings_marked(std::span<const DeadlineWarningKey> keys) = 0;
+  bool deadline_warning_marked(const std::string& dispute_id, const std::string& kind,
+                               std::int64_t deadline_ms, const std::string& stage) {
+    const DeadlineWarningKey key{dispute_id, kind, deadline_ms, stage};
+    return deadline_warnings_marked({&key, 1}).front();
+  }
 
   virtual std::optional<RecordRow> find_record(const std::string& kind, const std::string& id) = 0;
   virtual void save_record(const RecordRow& r) = 0;

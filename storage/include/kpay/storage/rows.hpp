@@ -125,6 +125,15 @@ struct SubRecordRow {
   std::string event_id;
 };
 
+// One deadline warning's claim: a dispute's deadline of one kind and value,
+// at one stage ("window", "passed").
+struct DeadlineWarningKey {
+  std::string dispute_id;
+  std::string kind;
+  std::int64_t deadline_ms = 0;
+  std::string stage;
+};
+
 struct DisputeRow {
   std::string id;
   DisputeFramework framework = DisputeFramework::current;

@@ -107,8 +107,7 @@ class StateStore final : public Store {
   bool mark_deadline_warning(const std::string& dispute_id, const std::string& kind,
                              std::int64_t deadline_ms, const std::string& stage,
                              std::int64_t now_ms) override;
-  bool deadline_warning_marked(const std::string& dispute_id, const std::string& kind,
-                               std::int64_t deadline_ms, const std::string& stage) override;
+  std::vector<bool> deadline_warnings_marked(std::span<const DeadlineWarningKey> keys) override;
   std::optional<RecordRow> find_record(const std::string& kind, const std::string& id) override;
   void save_record(const RecordRow& r) override;
   // Settlement webhooks (state_store_settlements.cpp).
