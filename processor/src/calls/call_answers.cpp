@@ -57,7 +57,7 @@ Json parse(simdjson::dom::parser& parser, const std::string& body) {
   return {root, true};
 }
 
-// What the row sent (its JSON body, written by follow_ups.cpp): where a 2xx
+// What the row sent (its JSON body, written by klarna_calls.cpp): where a 2xx
 // answer is thin, amount, currency and references come from here.
 struct Sent {
   simdjson::dom::parser parser;
